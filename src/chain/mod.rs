@@ -1,0 +1,1 @@
+//! Chain drivers: the regtest harness.

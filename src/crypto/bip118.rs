@@ -1,0 +1,1 @@
+//! BIP118 signature messages.

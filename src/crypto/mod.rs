@@ -1,0 +1,3 @@
+//! Cryptography: BIP118 (SIGHASH_ANYPREVOUT) signature messages, keys and signatures.
+
+pub mod bip118;

@@ -1,0 +1,20 @@
+//! # asyncpay
+//!
+//! Asynchronous Lightning payments by *pay-for-signature* over eltoo (LN-Symmetry) channels.
+//!
+//! A payer pre-signs an eltoo channel update and goes offline; the payee, whenever it comes
+//! online, sells that signature to the payer's LSP for a PTLC payment. The crate is organised
+//! as a sans-io core (crypto, transaction builders, state machines, message types) surrounded
+//! by drivers (regtest harness, mailbox server and client, peer transport, node loop).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`crypto`] | BIP118 signature messages and APO keys/signatures |
+//! | [`chain`] | regtest harness: a BIP118-enforcing bitcoind and electrs on free ports |
+//! | [`mailbox`] | age-encrypted asynchronous mailbox: envelopes, server, store, client |
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod chain;
+pub mod crypto;
+pub mod mailbox;
