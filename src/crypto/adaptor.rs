@@ -1,0 +1,1 @@
+//! Adaptor signatures and signature price points.

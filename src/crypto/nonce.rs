@@ -1,0 +1,1 @@
+//! Nonce handling that makes reuse impossible by construction.
