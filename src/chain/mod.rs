@@ -1,1 +1,3 @@
-//! Chain drivers: the regtest harness.
+//! Chain drivers: the regtest harness (bitcoind, electrs) used by tests, the demo and benchmarks.
+
+pub mod regtest;

@@ -1,0 +1,552 @@
+//! A throwaway regtest chain for tests, the demo and benchmarks.
+//!
+//! [`Regtest::start`] spawns a `bitcoind` (and, on request, `electrs`) in a temporary
+//! directory on free ports, checks that the node enforces BIP118 (`anyprevout` active in
+//! `getdeploymentinfo`) and funds a faucet by mining. Everything it broadcasts goes through
+//! the node's mempool (`sendrawtransaction` / `submitpackage`) under default policy; blocks
+//! are mined with `generatetoaddress`, which only includes what the mempool accepted.
+//! Dropping the value stops the processes and deletes their directories.
+//!
+//! Binaries are found through `BITCOIND_EXE` / `ELECTRS_EXE`, or else through the file
+//! `scripts/setup` writes (`$ASYNCPAY_CACHE/env`, default `~/.cache/asyncpay/env`).
+//!
+//! ```no_run
+//! use asyncpay::chain::regtest::{Regtest, RegtestOptions};
+//! use bitcoin::Amount;
+//!
+//! let chain = Regtest::start(RegtestOptions::default())?;
+//! assert!(chain.anyprevout_active()?);
+//! let address_spk = chain.faucet_script_pubkey();
+//! let (outpoint, _txout) = chain.fund(&address_spk, Amount::from_sat(100_000))?;
+//! chain.confirm(&outpoint.txid)?;
+//! # Ok::<(), asyncpay::chain::regtest::HarnessError>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::hashes::Hash;
+use bitcoin::key::{Keypair, TapTweak};
+use bitcoin::secp256k1::{Secp256k1, SecretKey};
+use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+use bitcoin::{
+    absolute, transaction, Address, Amount, Block, BlockHash, Network, OutPoint, ScriptBuf,
+    Sequence, Transaction, TxIn, TxOut, Txid, Witness,
+};
+use electrsd::bitcoind::{self, BitcoinD};
+use electrsd::ElectrsD;
+use serde_json::{json, Value};
+
+/// Blocks mined at start so that the faucet owns mature coinbase outputs.
+const INITIAL_BLOCKS: u64 = 110;
+/// Confirmations a coinbase output needs before it can be spent.
+const COINBASE_MATURITY: u64 = 100;
+/// Flat fee of a faucet payment (one key-path input, two outputs: about 154 vB).
+const FAUCET_FEE: Amount = Amount::from_sat(1_000);
+
+/// Which binaries to run and whether to check for BIP118.
+#[derive(Debug, Clone)]
+pub struct RegtestOptions {
+    /// Also start electrs (needed by BDK light-client wallets).
+    pub electrs: bool,
+    /// Refuse to start unless the node reports the `anyprevout` deployment active.
+    pub require_anyprevout: bool,
+    /// Let the node's log through to stderr (for debugging a test).
+    pub verbose: bool,
+}
+
+impl Default for RegtestOptions {
+    fn default() -> Self {
+        Self { electrs: false, require_anyprevout: true, verbose: false }
+    }
+}
+
+/// Paths of the binaries the harness runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binaries {
+    /// The bitcoind executable.
+    pub bitcoind: PathBuf,
+    /// The electrs executable, when one was found.
+    pub electrs: Option<PathBuf>,
+}
+
+/// A JSON-RPC call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rpc {method} failed: {message} (code {code:?})")]
+pub struct RpcError {
+    /// The RPC method.
+    pub method: String,
+    /// The node's error code, when the node answered with an error.
+    pub code: Option<i32>,
+    /// The node's message, or a description of the transport failure.
+    pub message: String,
+}
+
+/// What can go wrong running the regtest harness.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A binary could not be located.
+    #[error("{what} not found: {hint}")]
+    BinaryNotFound {
+        /// Which binary.
+        what: &'static str,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A process could not be started.
+    #[error("could not start {what} ({path}): {reason}")]
+    Spawn {
+        /// Which process.
+        what: &'static str,
+        /// The executable.
+        path: PathBuf,
+        /// The underlying failure.
+        reason: String,
+    },
+    /// The node does not enforce BIP118, so channel work on it would prove nothing.
+    #[error(
+        "{path} does not report the `anyprevout` deployment as active on regtest; \
+         run scripts/setup (BIP118-patched Bitcoin Core) or set BITCOIND_EXE to a \
+         Bitcoin Inquisition bitcoind"
+    )]
+    AnyprevoutInactive {
+        /// The executable that was started.
+        path: PathBuf,
+    },
+    /// An RPC call failed.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The node answered with something the harness could not interpret.
+    #[error("unexpected answer to {method}: {detail}")]
+    UnexpectedAnswer {
+        /// The RPC method.
+        method: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The faucet has no coin large enough for a payment.
+    #[error("faucet cannot pay {requested}: largest coin is {largest}")]
+    FaucetEmpty {
+        /// Amount requested.
+        requested: Amount,
+        /// The largest coin the faucet has.
+        largest: Amount,
+    },
+    /// Waiting for a condition took too long.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long the harness waited.
+        after: Duration,
+    },
+    /// electrs was requested but not started.
+    #[error("electrs was not started (set RegtestOptions::electrs)")]
+    NoElectrs,
+}
+
+/// A coin the faucet can spend.
+#[derive(Debug, Clone)]
+struct FaucetCoin {
+    outpoint: OutPoint,
+    txout: TxOut,
+    /// Height at which a coinbase output becomes spendable; 0 for other outputs.
+    spendable_at: u64,
+}
+
+/// Faucet state: a single-key P2TR wallet owned by the harness.
+struct Faucet {
+    keypair: Keypair,
+    script_pubkey: ScriptBuf,
+    address: Address,
+    coins: Vec<FaucetCoin>,
+}
+
+/// A running regtest chain: bitcoind, optionally electrs, and a faucet.
+pub struct Regtest {
+    // electrs must stop before bitcoind: fields drop in declaration order.
+    electrs: Option<ElectrsD>,
+    bitcoind: BitcoinD,
+    binaries: Binaries,
+    faucet: Mutex<Faucet>,
+}
+
+impl std::fmt::Debug for Regtest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regtest")
+            .field("rpc", &self.bitcoind.rpc_url())
+            .field("electrs", &self.electrs.as_ref().map(|e| e.electrum_url.clone()))
+            .field("binaries", &self.binaries)
+            .finish()
+    }
+}
+
+/// The cache directory `scripts/setup` uses.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ASYNCPAY_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("asyncpay")
+}
+
+/// Reads `export NAME="value"` lines from the env file `scripts/setup` writes.
+fn from_env_file(path: &Path, name: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("export ")?.strip_prefix(name)?.strip_prefix('=')?;
+        Some(PathBuf::from(rest.trim_matches('"')))
+    })
+}
+
+fn locate(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| from_env_file(&cache_dir().join("env"), name))
+        .filter(|p| p.is_file())
+}
+
+impl Binaries {
+    /// Finds bitcoind (required) and electrs (optional) from the environment or the setup cache.
+    pub fn locate() -> Result<Self, HarnessError> {
+        let bitcoind = locate("BITCOIND_EXE").ok_or_else(|| HarnessError::BinaryNotFound {
+            what: "bitcoind",
+            hint: "run scripts/setup, or set BITCOIND_EXE to a BIP118-enforcing bitcoind".into(),
+        })?;
+        Ok(Self { bitcoind, electrs: locate("ELECTRS_EXE") })
+    }
+}
+
+fn rpc_error(method: &str, err: bitcoind::client::Error) -> RpcError {
+    use bitcoind::client::Error as E;
+    match err {
+        E::JsonRpc(jsonrpc::error::Error::Rpc(e)) => {
+            RpcError { method: method.to_string(), code: Some(e.code), message: e.message }
+        }
+        other => RpcError { method: method.to_string(), code: None, message: other.to_string() },
+    }
+}
+
+impl Regtest {
+    /// Starts bitcoind (and electrs if asked), mines the faucet's coins and, unless disabled,
+    /// checks that BIP118 is enforced.
+    pub fn start(options: RegtestOptions) -> Result<Self, HarnessError> {
+        let binaries = Binaries::locate()?;
+        let mut conf = bitcoind::Conf::default();
+        conf.wallet = None;
+        conf.view_stdout = options.verbose;
+        // electrs 0.10 follows the node over p2p.
+        conf.p2p = if options.electrs { bitcoind::P2P::Yes } else { bitcoind::P2P::No };
+        conf.args = vec!["-regtest", "-txindex=1", "-debug=0", "-printtoconsole=0"];
+        if options.verbose {
+            conf.args.retain(|a| *a != "-printtoconsole=0");
+        }
+        let bitcoind = BitcoinD::with_conf(&binaries.bitcoind, &conf).map_err(|e| {
+            HarnessError::Spawn {
+                what: "bitcoind",
+                path: binaries.bitcoind.clone(),
+                reason: format!("{e:#}"),
+            }
+        })?;
+
+        let secp = Secp256k1::new();
+        let secret = SecretKey::from_slice(
+            bitcoin::hashes::sha256::Hash::hash(b"asyncpay/regtest-faucet").as_byte_array(),
+        )
+        .expect("a sha256 output is a valid secret key with overwhelming probability");
+        let keypair = Keypair::from_secret_key(&secp, &secret);
+        let (xonly, _) = keypair.x_only_public_key();
+        let address = Address::p2tr(&secp, xonly, None, Network::Regtest);
+        let faucet = Faucet {
+            keypair,
+            script_pubkey: address.script_pubkey(),
+            address,
+            coins: Vec::new(),
+        };
+
+        let mut chain = Self { electrs: None, bitcoind, binaries, faucet: Mutex::new(faucet) };
+        if options.require_anyprevout && !chain.anyprevout_active()? {
+            return Err(HarnessError::AnyprevoutInactive { path: chain.binaries.bitcoind.clone() });
+        }
+        chain.mine(INITIAL_BLOCKS)?;
+
+        if options.electrs {
+            let exe = chain.binaries.electrs.clone().ok_or_else(|| HarnessError::BinaryNotFound {
+                what: "electrs",
+                hint: "run scripts/setup, or set ELECTRS_EXE".into(),
+            })?;
+            let mut econf = electrsd::Conf::default();
+            econf.view_stderr = options.verbose;
+            econf.args = vec!["-v"];
+            let electrs = ElectrsD::with_conf(&exe, &chain.bitcoind, &econf).map_err(|e| {
+                HarnessError::Spawn { what: "electrs", path: exe.clone(), reason: format!("{e:#}") }
+            })?;
+            chain.electrs = Some(electrs);
+            chain.wait_for_electrs_tip()?;
+        }
+        Ok(chain)
+    }
+
+    /// The binaries this chain runs.
+    pub fn binaries(&self) -> &Binaries {
+        &self.binaries
+    }
+
+    /// Calls an RPC method and decodes its result.
+    pub fn rpc<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &[Value],
+    ) -> Result<T, RpcError> {
+        self.bitcoind.client.call::<T>(method, args).map_err(|e| rpc_error(method, e))
+    }
+
+    /// The node's RPC URL (`http://127.0.0.1:port`).
+    pub fn rpc_url(&self) -> String {
+        self.bitcoind.rpc_url()
+    }
+
+    /// The node's RPC cookie file.
+    pub fn rpc_cookie_file(&self) -> &Path {
+        &self.bitcoind.params.cookie_file
+    }
+
+    /// The electrum server address (`127.0.0.1:port`), if electrs runs.
+    pub fn electrum_url(&self) -> Result<String, HarnessError> {
+        let electrs = self.electrs.as_ref().ok_or(HarnessError::NoElectrs)?;
+        Ok(electrs.electrum_url.replace("0.0.0.0", "127.0.0.1"))
+    }
+
+    /// Whether the node reports the `anyprevout` (BIP118) deployment as active.
+    pub fn anyprevout_active(&self) -> Result<bool, HarnessError> {
+        let info: Value = self.rpc("getdeploymentinfo", &[])?;
+        Ok(info["deployments"]["anyprevout"]["active"].as_bool().unwrap_or(false))
+    }
+
+    /// Current block height.
+    pub fn height(&self) -> Result<u64, HarnessError> {
+        let h: u64 = self.rpc("getblockcount", &[])?;
+        Ok(h)
+    }
+
+    /// Mines `n` blocks to the faucet (they contain what the mempool accepted) and returns
+    /// their hashes. Coinbase outputs are remembered as faucet coins.
+    pub fn mine(&self, n: u64) -> Result<Vec<BlockHash>, HarnessError> {
+        let address = self.faucet.lock().expect("faucet lock").address.to_string();
+        let hashes: Vec<BlockHash> = self.rpc("generatetoaddress", &[json!(n), json!(address)])?;
+        let start = self.height()? + 1 - hashes.len() as u64;
+        let mut faucet = self.faucet.lock().expect("faucet lock");
+        for (i, hash) in hashes.iter().enumerate() {
+            let block = self.block(hash)?;
+            let coinbase = block.txdata.first().ok_or(HarnessError::UnexpectedAnswer {
+                method: "getblock",
+                detail: "block without coinbase".into(),
+            })?;
+            let txid = coinbase.compute_txid();
+            for (vout, txout) in coinbase.output.iter().enumerate() {
+                if txout.script_pubkey == faucet.script_pubkey && txout.value > Amount::ZERO {
+                    faucet.coins.push(FaucetCoin {
+                        outpoint: OutPoint { txid, vout: vout as u32 },
+                        txout: txout.clone(),
+                        spendable_at: start + i as u64 + COINBASE_MATURITY,
+                    });
+                }
+            }
+        }
+        drop(faucet);
+        if let Some(electrs) = &self.electrs {
+            let _ = electrs.trigger();
+        }
+        Ok(hashes)
+    }
+
+    /// Fetches a block.
+    pub fn block(&self, hash: &BlockHash) -> Result<Block, HarnessError> {
+        let hex: String = self.rpc("getblock", &[json!(hash.to_string()), json!(0)])?;
+        deserialize_hex(&hex).map_err(|e| HarnessError::UnexpectedAnswer {
+            method: "getblock",
+            detail: e.to_string(),
+        })
+    }
+
+    /// The faucet's output script.
+    pub fn faucet_script_pubkey(&self) -> ScriptBuf {
+        self.faucet.lock().expect("faucet lock").script_pubkey.clone()
+    }
+
+    /// Pays `amount` to `script_pubkey` from the faucet through the mempool (unconfirmed).
+    /// Returns the new output.
+    pub fn fund(
+        &self,
+        script_pubkey: &ScriptBuf,
+        amount: Amount,
+    ) -> Result<(OutPoint, TxOut), HarnessError> {
+        let tip = self.height()?;
+        let mut faucet = self.faucet.lock().expect("faucet lock");
+        let needed = amount + FAUCET_FEE;
+        let index = faucet
+            .coins
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.spendable_at <= tip + 1 && c.txout.value >= needed)
+            .min_by_key(|(_, c)| c.txout.value)
+            .map(|(i, _)| i);
+        let Some(index) = index else {
+            let largest = faucet
+                .coins
+                .iter()
+                .filter(|c| c.spendable_at <= tip + 1)
+                .map(|c| c.txout.value)
+                .max()
+                .unwrap_or(Amount::ZERO);
+            return Err(HarnessError::FaucetEmpty { requested: amount, largest });
+        };
+        let coin = faucet.coins.swap_remove(index);
+        let change = coin.txout.value - needed;
+        let mut output = vec![TxOut { value: amount, script_pubkey: script_pubkey.clone() }];
+        if change > Amount::from_sat(1_000) {
+            output.push(TxOut { value: change, script_pubkey: faucet.script_pubkey.clone() });
+        }
+        let mut tx = Transaction {
+            version: transaction::Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: coin.outpoint,
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::new(),
+            }],
+            output,
+        };
+        let secp = Secp256k1::new();
+        let sighash = SighashCache::new(&tx)
+            .taproot_key_spend_signature_hash(
+                0,
+                &Prevouts::All(&[coin.txout.clone()]),
+                TapSighashType::Default,
+            )
+            .expect("one input with its prevout");
+        let tweaked = faucet.keypair.tap_tweak(&secp, None);
+        let msg = bitcoin::secp256k1::Message::from_digest(sighash.to_byte_array());
+        let sig = secp.sign_schnorr_no_aux_rand(&msg, &tweaked.to_inner());
+        tx.input[0].witness.push(sig.as_ref());
+
+        let result = self.send_raw(&tx);
+        let txid = match result {
+            Ok(txid) => txid,
+            Err(e) => {
+                faucet.coins.push(coin);
+                return Err(e.into());
+            }
+        };
+        if tx.output.len() > 1 {
+            faucet.coins.push(FaucetCoin {
+                outpoint: OutPoint { txid, vout: 1 },
+                txout: tx.output[1].clone(),
+                spendable_at: 0,
+            });
+        }
+        Ok((OutPoint { txid, vout: 0 }, tx.output[0].clone()))
+    }
+
+    /// Submits a transaction through the mempool (`sendrawtransaction`, default policy).
+    /// A rejection carries the node's reason, e.g. a script verification error.
+    pub fn send_raw(&self, tx: &Transaction) -> Result<Txid, RpcError> {
+        let txid: Txid = self.rpc("sendrawtransaction", &[json!(serialize_hex(tx))])?;
+        Ok(txid)
+    }
+
+    /// Asks the mempool whether it would accept `tx` (`testmempoolaccept`); returns the
+    /// rejection reason if not.
+    pub fn test_mempool_accept(&self, tx: &Transaction) -> Result<Result<(), String>, RpcError> {
+        let v: Value = self.rpc("testmempoolaccept", &[json!([serialize_hex(tx)])])?;
+        let entry = &v[0];
+        if entry["allowed"].as_bool() == Some(true) {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(entry["reject-reason"].as_str().unwrap_or("unknown").to_string()))
+        }
+    }
+
+    /// Submits a package (parents first, child last) through `submitpackage`.
+    /// Returns the node's answer; `package_msg` is `"success"` when all were accepted.
+    pub fn submit_package(&self, txs: &[Transaction]) -> Result<Value, RpcError> {
+        let hex: Vec<String> = txs.iter().map(serialize_hex).collect();
+        self.rpc("submitpackage", &[json!(hex)])
+    }
+
+    /// Whether `txid` is in the mempool.
+    pub fn in_mempool(&self, txid: &Txid) -> Result<bool, HarnessError> {
+        match self.rpc::<Value>("getmempoolentry", &[json!(txid.to_string())]) {
+            Ok(_) => Ok(true),
+            Err(e) if e.code == Some(-5) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Confirmations of `txid` (0 if unconfirmed or unknown).
+    pub fn confirmations(&self, txid: &Txid) -> Result<u64, HarnessError> {
+        match self.rpc::<Value>("getrawtransaction", &[json!(txid.to_string()), json!(1)]) {
+            Ok(v) => Ok(v["confirmations"].as_u64().unwrap_or(0)),
+            Err(e) if e.code == Some(-5) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Mines one block and checks that `txid` is confirmed in it (the transaction must be in
+    /// the mempool). Returns the confirming height.
+    pub fn confirm(&self, txid: &Txid) -> Result<u64, HarnessError> {
+        if !self.in_mempool(txid)? && self.confirmations(txid)? == 0 {
+            return Err(HarnessError::UnexpectedAnswer {
+                method: "getmempoolentry",
+                detail: format!("{txid} is neither in the mempool nor confirmed"),
+            });
+        }
+        self.mine(1)?;
+        let confs = self.confirmations(txid)?;
+        if confs == 0 {
+            return Err(HarnessError::UnexpectedAnswer {
+                method: "getrawtransaction",
+                detail: format!("{txid} not confirmed by the next block"),
+            });
+        }
+        Ok(self.height()? + 1 - confs)
+    }
+
+    /// A confirmed or mempool transaction by id (needs `-txindex`, which the harness sets).
+    pub fn transaction(&self, txid: &Txid) -> Result<Transaction, HarnessError> {
+        let hex: String = self.rpc("getrawtransaction", &[json!(txid.to_string())])?;
+        deserialize_hex(&hex).map_err(|e| HarnessError::UnexpectedAnswer {
+            method: "getrawtransaction",
+            detail: e.to_string(),
+        })
+    }
+
+    /// Waits until electrs has indexed the node's tip.
+    pub fn wait_for_electrs_tip(&self) -> Result<(), HarnessError> {
+        use electrsd::electrum_client::ElectrumApi;
+        let electrs = self.electrs.as_ref().ok_or(HarnessError::NoElectrs)?;
+        let target = self.height()?;
+        let started = Instant::now();
+        let limit = Duration::from_secs(60);
+        loop {
+            let _ = electrs.trigger();
+            if let Ok(header) = electrs.client.block_headers_subscribe_raw() {
+                if header.height as u64 >= target {
+                    return Ok(());
+                }
+            }
+            while electrs.client.block_headers_pop_raw().ok().flatten().is_some() {}
+            if started.elapsed() > limit {
+                return Err(HarnessError::Timeout {
+                    what: format!("electrs to reach height {target}"),
+                    after: limit,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
