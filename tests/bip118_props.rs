@@ -29,7 +29,7 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn txout()(sats in 0..21_000_000_0000_0000u64, x in any::<[u8; 32]>(), len in 0usize..40)
+    fn txout()(sats in 0..=Amount::MAX_MONEY.to_sat(), x in any::<[u8; 32]>(), len in 0usize..40)
         -> TxOut {
         // Outputs of the spending transaction need not be P2TR.
         let script = if len < 34 { p2tr(x) } else { ScriptBuf::from_bytes(vec![0x6a; len]) };
@@ -38,7 +38,7 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn spent_output()(sats in 0..21_000_000_0000_0000u64, x in any::<[u8; 32]>()) -> TxOut {
+    fn spent_output()(sats in 0..=Amount::MAX_MONEY.to_sat(), x in any::<[u8; 32]>()) -> TxOut {
         TxOut { value: Amount::from_sat(sats), script_pubkey: p2tr(x) }
     }
 }

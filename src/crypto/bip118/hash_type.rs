@@ -80,7 +80,12 @@ pub enum OutputCommitment {
 /// This is the BIP341 set extended with `SIGHASH_ANYPREVOUT` (0x41-0x43) and
 /// `SIGHASH_ANYPREVOUTANYSCRIPT` (0xc1-0xc3). A signature with [`ApoSighashType::Default`]
 /// is serialised as 64 bytes, every other hash type as 65 bytes with the hash type last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Serialised with serde as its byte.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "u8", into = "u8")]
 pub enum ApoSighashType {
     /// 0x00: commits to everything, like `All`, with a 64-byte signature.
     Default,
@@ -202,20 +207,22 @@ impl ApoSighashType {
     ///
     /// `(AllInputs, All)` gives [`ApoSighashType::All`] (0x01), never `Default`.
     pub const fn from_parts(inputs: InputCommitment, outputs: OutputCommitment) -> Self {
-        let high = match inputs {
-            InputCommitment::AllInputs => 0x00,
-            InputCommitment::AnyoneCanPay => SIGHASH_ANYONECANPAY,
-            InputCommitment::AnyPrevout => SIGHASH_ANYPREVOUT,
-            InputCommitment::AnyPrevoutAnyScript => SIGHASH_ANYPREVOUTANYSCRIPT,
-        };
-        let low = match outputs {
-            OutputCommitment::All => 0x01,
-            OutputCommitment::None => 0x02,
-            OutputCommitment::Single => 0x03,
-        };
-        match Self::from_u8(high | low) {
-            Ok(t) => t,
-            Err(_) => unreachable!(),
+        use ApoSighashType as T;
+        use InputCommitment as I;
+        use OutputCommitment as O;
+        match (inputs, outputs) {
+            (I::AllInputs, O::All) => T::All,
+            (I::AllInputs, O::None) => T::None,
+            (I::AllInputs, O::Single) => T::Single,
+            (I::AnyoneCanPay, O::All) => T::AllPlusAnyoneCanPay,
+            (I::AnyoneCanPay, O::None) => T::NonePlusAnyoneCanPay,
+            (I::AnyoneCanPay, O::Single) => T::SinglePlusAnyoneCanPay,
+            (I::AnyPrevout, O::All) => T::AllPlusAnyPrevout,
+            (I::AnyPrevout, O::None) => T::NonePlusAnyPrevout,
+            (I::AnyPrevout, O::Single) => T::SinglePlusAnyPrevout,
+            (I::AnyPrevoutAnyScript, O::All) => T::AllPlusAnyPrevoutAnyScript,
+            (I::AnyPrevoutAnyScript, O::None) => T::NonePlusAnyPrevoutAnyScript,
+            (I::AnyPrevoutAnyScript, O::Single) => T::SinglePlusAnyPrevoutAnyScript,
         }
     }
 
@@ -288,10 +295,14 @@ impl From<ApoSighashType> for u8 {
 
 impl From<TapSighashType> for ApoSighashType {
     fn from(t: TapSighashType) -> Self {
-        match Self::from_u8(t as u8) {
-            Ok(t) => t,
-            // Every BIP341 hash type is also a BIP118 hash type.
-            Err(_) => unreachable!(),
+        match t {
+            TapSighashType::Default => ApoSighashType::Default,
+            TapSighashType::All => ApoSighashType::All,
+            TapSighashType::None => ApoSighashType::None,
+            TapSighashType::Single => ApoSighashType::Single,
+            TapSighashType::AllPlusAnyoneCanPay => ApoSighashType::AllPlusAnyoneCanPay,
+            TapSighashType::NonePlusAnyoneCanPay => ApoSighashType::NonePlusAnyoneCanPay,
+            TapSighashType::SinglePlusAnyoneCanPay => ApoSighashType::SinglePlusAnyoneCanPay,
         }
     }
 }
@@ -380,10 +391,25 @@ mod tests {
         for t in ApoSighashType::ALL {
             assert!(t.is_valid_for(KeyVersion::Bip118));
             assert_eq!(t.is_valid_for(KeyVersion::Bip342), !t.is_anyprevout());
-            assert_eq!(TapSighashType::try_from(t).is_ok(), !t.is_anyprevout());
+            match TapSighashType::try_from(t) {
+                Ok(tap) => assert_eq!(ApoSighashType::from(tap), t),
+                Err(_) => assert!(t.is_anyprevout()),
+            }
         }
         assert_eq!(KeyVersion::from_u8(0x02), Option::None);
         assert_eq!(KeyVersion::from_u8(0x01), Some(KeyVersion::Bip118));
+    }
+
+    #[test]
+    fn serde_as_byte() {
+        let json =
+            serde_json::to_string(&ApoSighashType::AllPlusAnyPrevoutAnyScript).expect("serialises");
+        assert_eq!(json, "193");
+        assert_eq!(
+            serde_json::from_str::<ApoSighashType>("65").ok(),
+            Some(ApoSighashType::AllPlusAnyPrevout)
+        );
+        assert!(serde_json::from_str::<ApoSighashType>("64").is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! BIP340 signatures for BIP118 keys: signing, serialisation and verification.
 
+use bitcoin::hashes::Hash as _;
 use bitcoin::secp256k1::{schnorr, Keypair, Message, Secp256k1, Signing, Verification};
 use bitcoin::{TapSighash, Transaction, XOnlyPublicKey};
 
@@ -91,8 +92,6 @@ impl ApoSignature {
             .map_err(|_| VerifyError::Invalid)
     }
 }
-
-use bitcoin::hashes::Hash as _;
 
 /// Signs a sighash with BIP340, tagging the result with the hash type it was computed for.
 ///
