@@ -1,1 +1,458 @@
 //! Adaptor signatures and signature price points.
+//!
+//! Both serve one pattern: a point T = t·G whose discrete log t is being sold.
+//!
+//! - An [`EncryptedSignature`] under T is a BIP340 signature that only becomes valid once
+//!   decrypted with t; whoever sees both the encrypted and the decrypted signature learns t.
+//!   A PTLC offerer hands one over in advance so that claiming on chain reveals t.
+//! - The [`price_point`] of a signature not yet made: for a committed nonce R, key X and
+//!   message m, T = R + e·X with e the BIP340 challenge, and the future signature's scalar
+//!   s satisfies s·G = T. S pays whoever reveals s; the payee reveals it in the PTLC claim.
+//!
+//! Messages are raw 32-byte BIP341/BIP118 sighashes (no tag or prefix is added), and every
+//! decrypted signature verifies with libsecp256k1's BIP340 verification.
+//!
+//! ```
+//! use asyncpay::crypto::adaptor::{sells, AdaptorSecret, EncryptedSignature};
+//! use asyncpay::crypto::keys::SecretKey;
+//! use bitcoin::secp256k1::{self, Secp256k1};
+//!
+//! let x = SecretKey::from_bytes([1u8; 32])?; // the offerer's key
+//! let X = x.public_key();
+//! let t = AdaptorSecret::from_bytes([2u8; 32])?; // known to the payee only
+//! let T = t.adaptor_point();
+//! let m = [3u8; 32]; // sighash of the PTLC success transaction
+//!
+//! // The offerer encrypts its signature to T; the payee checks it.
+//! let encrypted = EncryptedSignature::encrypt(&x, &T, &m, &[4u8; 32]);
+//! encrypted.verify(&X, &T, &m)?;
+//!
+//! // The payee decrypts with t and publishes a valid BIP340 signature...
+//! let sig = encrypted.decrypt(&t, &X, &m)?;
+//! let secp = Secp256k1::verification_only();
+//! secp.verify_schnorr(&sig.into(), &secp256k1::Message::from_digest(m), &X.into())?;
+//!
+//! // ...from which the offerer learns t.
+//! let learned = encrypted.recover(&T, &sig)?;
+//! assert!(sells(&learned, &T));
+//! assert_eq!(learned.to_secret_bytes(), t.to_secret_bytes());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Secrets are not serialisable by accident:
+//!
+//! ```compile_fail,E0277
+//! # use asyncpay::crypto::adaptor::AdaptorSecret;
+//! fn needs_serialize<T: serde::Serialize>() {}
+//! needs_serialize::<AdaptorSecret>();
+//! ```
+#![allow(non_snake_case)]
+
+use core::fmt;
+
+use bitcoin::secp256k1;
+use schnorr_fun::{
+    adaptor::{Adaptor, EncryptedSign},
+    fun::{g, marker::*, Point, Scalar, G},
+    Message,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::keys::{self, PublicKey, SecretKey, Signature};
+use crate::crypto::nonce::PublicNonce;
+
+/// Errors from adaptor signatures and price points.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdaptorError {
+    /// The secret bytes are zero or not below the curve order.
+    #[error("adaptor secret is zero or not below the curve order")]
+    InvalidSecret,
+    /// The 33 bytes are not a compressed curve point.
+    #[error("{} is not a compressed curve point", hex::encode(.bytes))]
+    InvalidPoint {
+        /// The rejected encoding.
+        bytes: [u8; 33],
+    },
+    /// The 65 bytes are not an encrypted signature encoding.
+    #[error("malformed encrypted signature: {reason}")]
+    MalformedEncryptedSignature {
+        /// Which part is malformed.
+        reason: &'static str,
+    },
+    /// The encrypted signature would not decrypt to a valid signature for this key, adaptor
+    /// point and message.
+    #[error(
+        "encrypted signature does not verify under public key {} and adaptor point {}",
+        hex::encode(.public_key),
+        hex::encode(.adaptor_point)
+    )]
+    InvalidEncryptedSignature {
+        /// The signer's x-only key it was checked against.
+        public_key: [u8; 32],
+        /// The adaptor point it was checked against, compressed.
+        adaptor_point: [u8; 33],
+    },
+    /// Decrypting with this secret does not give a valid signature: it is not the discrete
+    /// log of the point the signature was encrypted to.
+    #[error(
+        "adaptor secret for {} does not decrypt this signature by public key {}",
+        hex::encode(.adaptor_point),
+        hex::encode(.public_key)
+    )]
+    WrongSecret {
+        /// The point of the secret that was tried, compressed.
+        adaptor_point: [u8; 33],
+        /// The signer's x-only key.
+        public_key: [u8; 32],
+    },
+    /// The signature is not the decryption of this encrypted signature under this point.
+    #[error(
+        "signature was not decrypted from this encrypted signature under {}",
+        hex::encode(.adaptor_point)
+    )]
+    NotDecryptedFrom {
+        /// The adaptor point recovery was attempted for, compressed.
+        adaptor_point: [u8; 33],
+    },
+    /// A signature with s = 0 sells nothing.
+    #[error("signature scalar is zero")]
+    ZeroScalar,
+    /// R + e·X is the point at infinity, so no signature with this nonce can be sold.
+    #[error(
+        "price point of nonce {} and public key {} is the point at infinity",
+        hex::encode(.nonce),
+        hex::encode(.public_key)
+    )]
+    PricePointAtInfinity {
+        /// The committed nonce, x-only.
+        nonce: [u8; 32],
+        /// The signer's x-only key.
+        public_key: [u8; 32],
+    },
+}
+
+/// An adaptor (decryption) secret t, the discrete log of an [`AdaptorPoint`] T = t·G.
+///
+/// The scalar s of a signature is the adaptor secret of its price point. Not `Clone`, not
+/// `Serialize`; redacted `Debug`. Move it explicitly with [`AdaptorSecret::to_secret_bytes`].
+pub struct AdaptorSecret(Scalar<Secret, NonZero>);
+
+impl AdaptorSecret {
+    /// Parses a 32-byte secret; rejects zero and values not below the curve order.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, AdaptorError> {
+        Scalar::from_bytes(bytes)
+            .map(Self)
+            .ok_or(AdaptorError::InvalidSecret)
+    }
+
+    /// The signature's scalar s, which is the secret its [`price_point`] sells.
+    pub fn from_signature(signature: &Signature) -> Result<Self, AdaptorError> {
+        signature
+            .inner()
+            .s
+            .secret()
+            .non_zero()
+            .map(Self)
+            .ok_or(AdaptorError::ZeroScalar)
+    }
+
+    /// The 32-byte secret. Handle with care.
+    pub fn to_secret_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// T = t·G.
+    pub fn adaptor_point(&self) -> AdaptorPoint {
+        AdaptorPoint(g!(self.0 * G).normalize().public())
+    }
+
+    /// The signature (R, s) with this secret as s: how S completes the payer's signature
+    /// once the payee has revealed s. Check the result with [`PublicKey::verify`].
+    pub fn to_signature(&self, R: &PublicNonce) -> Signature {
+        let s = self.0.public().mark_zero();
+        Signature::from_inner(schnorr_fun::Signature { R: *R.point(), s })
+    }
+}
+
+impl fmt::Debug for AdaptorSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdaptorSecret(<redacted>)")
+    }
+}
+
+/// An adaptor (encryption) point T = t·G: the price of a signature, the lock of a PTLC.
+/// Encoded as a 33-byte compressed point.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AdaptorPoint(Point);
+
+impl AdaptorPoint {
+    /// Parses a 33-byte compressed point.
+    pub fn from_bytes(bytes: [u8; 33]) -> Result<Self, AdaptorError> {
+        Point::from_bytes(bytes)
+            .map(Self)
+            .ok_or(AdaptorError::InvalidPoint { bytes })
+    }
+
+    /// The 33-byte compressed encoding.
+    pub fn to_bytes(&self) -> [u8; 33] {
+        self.0.to_bytes()
+    }
+}
+
+impl fmt::Display for AdaptorPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.to_bytes()))
+    }
+}
+
+impl fmt::Debug for AdaptorPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AdaptorPoint({self})")
+    }
+}
+
+impl From<secp256k1::PublicKey> for AdaptorPoint {
+    fn from(point: secp256k1::PublicKey) -> Self {
+        Self(Point::from(point))
+    }
+}
+
+impl From<AdaptorPoint> for secp256k1::PublicKey {
+    fn from(point: AdaptorPoint) -> Self {
+        secp256k1::PublicKey::from(point.0)
+    }
+}
+
+/// The price point T = R + e·X of the BIP340 signature that key X will make on the 32-byte
+/// message m with committed nonce R, where e = H_tag("BIP0340/challenge", R.x || X.x || m).
+///
+/// The signature's scalar s is exactly the t with t·G = T; see [`sells`].
+pub fn price_point(
+    R: &PublicNonce,
+    X: &PublicKey,
+    m: &[u8; 32],
+) -> Result<AdaptorPoint, AdaptorError> {
+    let e = keys::challenge(R.point(), X.point(), m);
+    let (R_, X_) = (R.point(), X.point());
+    g!(R_ + e * X_)
+        .normalize()
+        .non_zero()
+        .map(AdaptorPoint)
+        .ok_or(AdaptorError::PricePointAtInfinity {
+            nonce: R.to_xonly_bytes(),
+            public_key: X.to_xonly_bytes(),
+        })
+}
+
+/// Whether `s` is what `T` sells: s·G = T.
+pub fn sells(s: &AdaptorSecret, T: &AdaptorPoint) -> bool {
+    s.adaptor_point() == *T
+}
+
+/// A BIP340 signature encrypted to an adaptor point T (a "pre-signature").
+///
+/// Encoded in 65 bytes: R.x of the final signature, the encrypted scalar ŝ, and one byte
+/// telling whether t must be negated to decrypt (a consequence of R having even y).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EncryptedSignature(schnorr_fun::adaptor::EncryptedSignature);
+
+impl EncryptedSignature {
+    /// Signs the 32-byte message m with key x, encrypted to T.
+    ///
+    /// The nonce is derived as in BIP340 from x, X, T, m and `aux` (fresh random bytes from
+    /// the caller; any fixed value still binds the nonce to all inputs).
+    pub fn encrypt(x: &SecretKey, T: &AdaptorPoint, m: &[u8; 32], aux: &[u8; 32]) -> Self {
+        Self(keys::signer(aux).encrypted_sign(x.keypair(), &T.0, Message::raw(m)))
+    }
+
+    /// Checks that decrypting with the discrete log of T yields a valid signature by X on m.
+    pub fn verify(
+        &self,
+        X: &PublicKey,
+        T: &AdaptorPoint,
+        m: &[u8; 32],
+    ) -> Result<(), AdaptorError> {
+        if keys::verifier().verify_encrypted_signature(X.point(), &T.0, Message::raw(m), &self.0) {
+            Ok(())
+        } else {
+            Err(AdaptorError::InvalidEncryptedSignature {
+                public_key: X.to_xonly_bytes(),
+                adaptor_point: T.to_bytes(),
+            })
+        }
+    }
+
+    /// Decrypts with t and checks that the result is a valid signature by X on m.
+    pub fn decrypt(
+        &self,
+        t: &AdaptorSecret,
+        X: &PublicKey,
+        m: &[u8; 32],
+    ) -> Result<Signature, AdaptorError> {
+        let sig = keys::verifier().decrypt_signature(t.0, self.0.clone());
+        let sig = Signature::from_inner(sig);
+        X.verify(m, &sig).map_err(|_| AdaptorError::WrongSecret {
+            adaptor_point: t.adaptor_point().to_bytes(),
+            public_key: X.to_xonly_bytes(),
+        })?;
+        Ok(sig)
+    }
+
+    /// Recovers t from the signature decrypted from this encrypted signature.
+    pub fn recover(
+        &self,
+        T: &AdaptorPoint,
+        signature: &Signature,
+    ) -> Result<AdaptorSecret, AdaptorError> {
+        keys::verifier()
+            .recover_decryption_key(&T.0, &self.0, signature.inner())
+            .map(AdaptorSecret)
+            .ok_or(AdaptorError::NotDecryptedFrom {
+                adaptor_point: T.to_bytes(),
+            })
+    }
+
+    /// The nonce R the decrypted signature will carry.
+    pub fn nonce(&self) -> PublicNonce {
+        PublicNonce::from_point(self.0.R)
+    }
+
+    /// The 65-byte encoding: R.x, ŝ, negation flag (0 or 1).
+    pub fn to_bytes(&self) -> [u8; 65] {
+        let mut bytes = [0u8; 65];
+        bytes[..32].copy_from_slice(&self.0.R.to_xonly_bytes());
+        bytes[32..64].copy_from_slice(&self.0.s_hat.to_bytes());
+        bytes[64] = u8::from(self.0.needs_negation);
+        bytes
+    }
+
+    /// Parses the 65-byte encoding of [`EncryptedSignature::to_bytes`].
+    pub fn from_bytes(bytes: &[u8; 65]) -> Result<Self, AdaptorError> {
+        let malformed = |reason| AdaptorError::MalformedEncryptedSignature { reason };
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&bytes[..32]);
+        let mut s = [0u8; 32];
+        s.copy_from_slice(&bytes[32..64]);
+        let R = Point::from_xonly_bytes(r).ok_or(malformed("nonce is not a curve point"))?;
+        let s_hat =
+            Scalar::from_bytes(s).ok_or(malformed("scalar is not below the curve order"))?;
+        let needs_negation = match bytes[64] {
+            0 => false,
+            1 => true,
+            _ => return Err(malformed("negation flag is neither 0 nor 1")),
+        };
+        Ok(Self(schnorr_fun::adaptor::EncryptedSignature {
+            R,
+            s_hat,
+            needs_negation,
+        }))
+    }
+}
+
+impl fmt::Debug for EncryptedSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncryptedSignature({})", hex::encode(self.to_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> SecretKey {
+        SecretKey::from_bytes([byte; 32]).expect("valid scalar")
+    }
+
+    fn secret(byte: u8) -> AdaptorSecret {
+        AdaptorSecret::from_bytes([byte; 32]).expect("valid scalar")
+    }
+
+    #[test]
+    fn round_trip() {
+        let (x, t, m) = (key(1), secret(2), [3u8; 32]);
+        let (X, T) = (x.public_key(), t.adaptor_point());
+        let enc = EncryptedSignature::encrypt(&x, &T, &m, &[0; 32]);
+        enc.verify(&X, &T, &m).expect("valid encrypted signature");
+        let sig = enc.decrypt(&t, &X, &m).expect("right secret");
+        assert_eq!(sig.nonce(), enc.nonce());
+        let learned = enc.recover(&T, &sig).expect("decrypted from it");
+        assert_eq!(learned.to_secret_bytes(), t.to_secret_bytes());
+    }
+
+    #[test]
+    fn wrong_secret_and_wrong_point_fail() {
+        let (x, t, m) = (key(1), secret(2), [3u8; 32]);
+        let (X, T) = (x.public_key(), t.adaptor_point());
+        let enc = EncryptedSignature::encrypt(&x, &T, &m, &[0; 32]);
+        assert!(matches!(
+            enc.decrypt(&secret(5), &X, &m),
+            Err(AdaptorError::WrongSecret { .. })
+        ));
+        let other = secret(6).adaptor_point();
+        assert!(enc.verify(&X, &other, &m).is_err());
+        assert!(enc.verify(&key(7).public_key(), &T, &m).is_err());
+        assert!(enc.verify(&X, &T, &[8; 32]).is_err());
+        let sig = enc.decrypt(&t, &X, &m).expect("right secret");
+        assert_eq!(
+            enc.recover(&other, &sig).err(),
+            Some(AdaptorError::NotDecryptedFrom {
+                adaptor_point: other.to_bytes()
+            })
+        );
+        // A signature not decrypted from `enc` (different nonce) reveals nothing.
+        let unrelated = x.sign(&m, &[1; 32]);
+        assert!(enc.recover(&T, &unrelated).is_err());
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_garbage() {
+        let (x, t) = (key(1), secret(2));
+        let enc = EncryptedSignature::encrypt(&x, &t.adaptor_point(), &[3; 32], &[0; 32]);
+        let bytes = enc.to_bytes();
+        assert_eq!(
+            EncryptedSignature::from_bytes(&bytes).expect("own encoding"),
+            enc
+        );
+        let mut bad_flag = bytes;
+        bad_flag[64] = 2;
+        assert!(EncryptedSignature::from_bytes(&bad_flag).is_err());
+        let mut bad_s = bytes;
+        bad_s[32..64].copy_from_slice(&[0xff; 32]);
+        assert!(EncryptedSignature::from_bytes(&bad_s).is_err());
+        let T = t.adaptor_point();
+        assert_eq!(
+            AdaptorPoint::from_bytes(T.to_bytes()).expect("own encoding"),
+            T
+        );
+        assert!(AdaptorPoint::from_bytes([0x05; 33]).is_err());
+    }
+
+    #[test]
+    fn price_point_of_a_signature() {
+        let x = key(9);
+        let m = [0x42; 32];
+        let sig = x.sign(&m, &[0; 32]);
+        let T = price_point(&sig.nonce(), &x.public_key(), &m).expect("not at infinity");
+        let s = AdaptorSecret::from_signature(&sig).expect("nonzero s");
+        assert!(sells(&s, &T));
+        assert!(!sells(&secret(1), &T));
+        // S completes the signature from R and the revealed s.
+        assert_eq!(s.to_signature(&sig.nonce()), sig);
+    }
+
+    #[test]
+    fn libsecp_point_round_trip() {
+        let T = secret(3).adaptor_point();
+        let pk: secp256k1::PublicKey = T.into();
+        assert_eq!(pk.serialize(), T.to_bytes());
+        assert_eq!(AdaptorPoint::from(pk), T);
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let t = secret(0x3c);
+        assert_eq!(format!("{t:?}"), "AdaptorSecret(<redacted>)");
+    }
+}

@@ -3,4 +3,5 @@
 
 pub mod adaptor;
 pub mod bip118;
+pub mod keys;
 pub mod nonce;
