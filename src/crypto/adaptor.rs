@@ -451,6 +451,29 @@ mod tests {
     }
 
     #[test]
+    fn serde_round_trips_and_validates() {
+        let (x, t, m) = (key(1), secret(2), [3u8; 32]);
+        let T = t.adaptor_point();
+        let enc = EncryptedSignature::encrypt(&x, &T, &m, &[0; 32]);
+        let sig = enc.decrypt(&t, &x.public_key(), &m).expect("right secret");
+
+        let json = serde_json::to_string(&(T, &enc, sig, x.public_key(), sig.nonce()))
+            .expect("serialisable");
+        let back: (
+            AdaptorPoint,
+            EncryptedSignature,
+            Signature,
+            PublicKey,
+            PublicNonce,
+        ) = serde_json::from_str(&json).expect("own encoding");
+        assert_eq!(back, (T, enc, sig, x.public_key(), sig.nonce()));
+
+        // A point that is not on the curve does not deserialise.
+        let bad = format!("\"{}\"", "05".repeat(33));
+        assert!(serde_json::from_str::<AdaptorPoint>(&bad).is_err());
+    }
+
+    #[test]
     fn debug_is_redacted() {
         let t = secret(0x3c);
         assert_eq!(format!("{t:?}"), "AdaptorSecret(<redacted>)");
