@@ -1,0 +1,250 @@
+//! `asyncpay bench mailbox`: concurrent clients against an in-process server on loopback,
+//! printed beside this machine's durable single-insert SQLite rate measured in the same run.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use asyncpay::mailbox::client::MailboxClient;
+use asyncpay::mailbox::envelope::{seal, EnvelopeId, Letter};
+use asyncpay::mailbox::keys::NodeKey;
+use asyncpay::mailbox::server::{MailboxServer, ServerConfig};
+use asyncpay::mailbox::store::single_insert_baseline;
+use asyncpay::mailbox::unix_now;
+use clap::Args;
+use serde_json::json;
+
+/// Options of `asyncpay bench mailbox`.
+#[derive(Args)]
+pub struct BenchMailboxArgs {
+    /// Concurrent clients (each posts to its own payee's mailbox).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Total messages posted (spread over the clients).
+    #[arg(long, default_value_t = 4096)]
+    messages: usize,
+    /// Payload bytes per message (a pre-signed update with its context is a few hundred).
+    #[arg(long, default_value_t = 512)]
+    payload_bytes: usize,
+    /// Messages per fetch.
+    #[arg(long, default_value_t = 16)]
+    fetch_limit: u32,
+    /// Inserts for the single-insert SQLite baseline.
+    #[arg(long, default_value_t = 500)]
+    baseline_inserts: usize,
+    /// Directory for the databases (a temporary directory by default).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_owned());
+    std::fs::create_dir_all(&dir)?;
+    let clients = args.clients.max(1);
+    let per_client = args.messages.div_ceil(clients).max(1);
+    let total = per_client * clients;
+
+    // Baseline first, on an idle disk: one transaction per insert, synchronous=FULL, WAL.
+    let sample_size = {
+        let k = NodeKey::generate();
+        let letter = Letter {
+            recipient: k.public(),
+            id: EnvelopeId::random(),
+            created_at: 0,
+            payload: vec![0; args.payload_bytes],
+        };
+        seal(&letter, &k.age_recipient(), u64::MAX, Some(&k), true)?
+            .encode()
+            .len()
+    };
+    let baseline_path = dir.join("baseline.sqlite");
+    let _ = std::fs::remove_file(&baseline_path);
+    let baseline = single_insert_baseline(&baseline_path, args.baseline_inserts, sample_size)
+        .context("single-insert baseline")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let server_dir = dir.join("server");
+        let _ = std::fs::remove_dir_all(&server_dir);
+        let mut config = ServerConfig::new(&server_dir);
+        config.ip_rate_per_sec = f64::INFINITY;
+        config.ip_burst = f64::INFINITY;
+        config.sender_rate_per_sec = f64::INFINITY;
+        config.sender_burst = f64::INFINITY;
+        config.max_messages_per_mailbox = (per_client as u32).max(1000);
+        let server = MailboxServer::start(config).await?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(clients * 2)
+            .build()?;
+        let client = MailboxClient::with_http(&server.url(), http)?;
+
+        // Seal everything before the clock starts: sealing is the sender's CPU, not the
+        // mailbox's throughput.
+        let sender = Arc::new(NodeKey::generate());
+        let payees: Vec<Arc<NodeKey>> = (0..clients)
+            .map(|_| Arc::new(NodeKey::generate()))
+            .collect();
+        let now = unix_now();
+        let mut work = Vec::new();
+        let mut envelope_bytes = 0usize;
+        for payee in &payees {
+            let mut batch = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let letter = Letter {
+                    recipient: payee.public(),
+                    id: EnvelopeId::random(),
+                    created_at: now,
+                    payload: vec![0x5a; args.payload_bytes],
+                };
+                let bytes = seal(
+                    &letter,
+                    &payee.age_recipient(),
+                    now + 3600,
+                    Some(&sender),
+                    true,
+                )?
+                .encode();
+                envelope_bytes += bytes.len();
+                batch.push(bytes);
+            }
+            work.push(batch);
+        }
+
+        // Posts.
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for batch in work {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(batch.len());
+                for bytes in batch {
+                    let t = Instant::now();
+                    client.post_bytes(bytes).await?;
+                    lat.push(t.elapsed());
+                }
+                anyhow::Ok(lat)
+            }));
+        }
+        let mut post_lat = Vec::with_capacity(total);
+        for t in tasks {
+            post_lat.extend(t.await??);
+        }
+        let post_secs = start.elapsed().as_secs_f64();
+
+        // Fetches: each client drains its mailbox, fetch then ack, page by page.
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for payee in payees {
+            let client = client.clone();
+            let limit = args.fetch_limit;
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut got = 0usize;
+                loop {
+                    let t = Instant::now();
+                    let page = client.fetch(&payee, limit, Duration::ZERO).await?;
+                    lat.push(t.elapsed());
+                    if page.is_empty() {
+                        break;
+                    }
+                    got += page.len();
+                    for m in &page {
+                        m.open(&payee)?;
+                    }
+                    let ids: Vec<_> = page.iter().map(|m| m.id).collect();
+                    client.ack(&payee, &ids).await?;
+                }
+                anyhow::Ok((lat, got))
+            }));
+        }
+        let mut fetch_lat = Vec::new();
+        let mut fetched = 0usize;
+        for t in tasks {
+            let (lat, got) = t.await??;
+            fetch_lat.extend(lat);
+            fetched += got;
+        }
+        let fetch_secs = start.elapsed().as_secs_f64();
+        server.shutdown().await?;
+
+        post_lat.sort();
+        fetch_lat.sort();
+        let posts_per_sec = total as f64 / post_secs;
+        let overhead = envelope_bytes as f64 / total as f64 - args.payload_bytes as f64;
+        anyhow::Ok(json!({
+            "clients": clients,
+            "messages": total,
+            "payload_bytes": args.payload_bytes,
+            "envelope_bytes_mean": envelope_bytes as f64 / total as f64,
+            "overhead_bytes_per_message": overhead,
+            "posts_per_sec": posts_per_sec,
+            "post_p50_ms": percentile(&post_lat, 50.0),
+            "post_p99_ms": percentile(&post_lat, 99.0),
+            "fetch_requests": fetch_lat.len(),
+            "fetches_per_sec": fetch_lat.len() as f64 / fetch_secs,
+            "fetched_messages_per_sec": fetched as f64 / fetch_secs,
+            "fetched_messages": fetched,
+            "fetch_p50_ms": percentile(&fetch_lat, 50.0),
+            "fetch_p99_ms": percentile(&fetch_lat, 99.0),
+            "baseline_single_insert_per_sec": baseline,
+            "ratio_posts_to_baseline": posts_per_sec / baseline,
+            "target_ratio": 2.0,
+            "target_post_p99_ms": 20.0,
+        }))
+    })?;
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let f = |k: &str| report[k].as_f64().unwrap_or(0.0);
+    println!(
+        "mailbox bench: {} clients, {} messages of {} payload bytes, loopback, in-process server",
+        report["clients"], report["messages"], report["payload_bytes"]
+    );
+    println!(
+        "  posts:    {:>9.0} /s   p50 {:>6.2} ms   p99 {:>6.2} ms   (target p99 < 20 ms)",
+        f("posts_per_sec"),
+        f("post_p50_ms"),
+        f("post_p99_ms")
+    );
+    println!(
+        "  fetches:  {:>9.0} /s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({:.0} messages/s, challenge + fetch per request)",
+        f("fetches_per_sec"),
+        f("fetch_p50_ms"),
+        f("fetch_p99_ms"),
+        f("fetched_messages_per_sec")
+    );
+    println!(
+        "  overhead: {:>9.0} bytes per message (envelope {:.0} bytes; age header, signed letter, stamp)",
+        f("overhead_bytes_per_message"),
+        f("envelope_bytes_mean")
+    );
+    println!(
+        "  baseline: {:>9.0} durable single inserts/s (SQLite WAL, synchronous=FULL, one transaction per insert)",
+        f("baseline_single_insert_per_sec")
+    );
+    println!(
+        "  ratio:    {:>9.2}x durable posts/s over the baseline (target >= 2x)",
+        f("ratio_posts_to_baseline")
+    );
+    Ok(())
+}

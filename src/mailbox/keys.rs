@@ -1,0 +1,333 @@
+//! Node keys, the age identity derived from them, and signed contacts.
+//!
+//! One 32-byte seed serves both purposes: it is the BIP340 secret of the *node key* (the
+//! x-only public key that names a mailbox and signs requests and payloads) and, through a
+//! tagged hash, the seed of an age X25519 identity that envelopes are encrypted to.
+//!
+//! ```
+//! use asyncpay::mailbox::keys::{Contact, NodeKey};
+//!
+//! let payee = NodeKey::from_secret_bytes([7u8; 32]).unwrap();
+//! let contact = Contact::sign(&payee, "http://127.0.0.1:8080", 1_700_000_000);
+//! let checked = contact.verify().unwrap();
+//! assert_eq!(checked.node_key, payee.public());
+//! assert_eq!(checked.age_recipient.to_string(), payee.age_recipient().to_string());
+//! ```
+use std::fmt;
+use std::str::FromStr;
+
+use bitcoin::secp256k1::{schnorr, Keypair, Message, Secp256k1, XOnlyPublicKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::tagged_hash;
+
+/// Tag of the hash that turns a node secret into an age X25519 secret.
+pub const AGE_DERIVATION_TAG: &str = "asyncpay/mailbox/v1/age-identity";
+/// Tag of the hash signed in a [`Contact`].
+pub const CONTACT_TAG: &str = "asyncpay/mailbox/v1/contact";
+
+/// Errors raised while loading or checking keys and contacts.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The secret is zero or not below the curve order.
+    #[error("node secret is not a valid secp256k1 scalar")]
+    InvalidSecret,
+    /// A key file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A key file does not hold 64 hex characters.
+    #[error("key file {path} does not hold a 32-byte hex secret")]
+    BadKeyFile {
+        /// The file involved.
+        path: String,
+    },
+    /// A public key is not a valid x-only key.
+    #[error("invalid x-only public key {0:?}")]
+    InvalidPublicKey(String),
+    /// An age recipient string does not parse.
+    #[error("invalid age recipient {0:?}")]
+    InvalidAgeRecipient(String),
+    /// A contact signature does not verify.
+    #[error("contact signature does not verify for node key {0}")]
+    BadContactSignature(XOnlyPublicKey),
+    /// A contact signature is not 64 hex-encoded bytes.
+    #[error("contact signature is malformed")]
+    MalformedSignature,
+}
+
+/// A node's secret key: BIP340 signing key plus the derived age identity.
+///
+/// `Debug` never prints the secret.
+pub struct NodeKey {
+    keypair: Keypair,
+    age: age::x25519::Identity,
+}
+
+impl fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeKey")
+            .field("public", &self.public())
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl NodeKey {
+    /// Builds a node key from its 32-byte secret.
+    pub fn from_secret_bytes(secret: [u8; 32]) -> Result<Self, KeyError> {
+        let secret = Zeroizing::new(secret);
+        let secp = Secp256k1::signing_only();
+        let keypair =
+            Keypair::from_seckey_slice(&secp, &secret[..]).map_err(|_| KeyError::InvalidSecret)?;
+        let age = derive_age_identity(&secret);
+        Ok(NodeKey { keypair, age })
+    }
+
+    /// Generates a fresh random node key.
+    pub fn generate() -> Self {
+        loop {
+            let bytes = Zeroizing::new(rand::random::<[u8; 32]>());
+            if let Ok(key) = Self::from_secret_bytes(*bytes) {
+                return key;
+            }
+        }
+    }
+
+    /// Reads a key file: 64 hex characters (surrounding whitespace ignored).
+    pub fn read_file(path: &std::path::Path) -> Result<Self, KeyError> {
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            );
+        let bad = || KeyError::BadKeyFile {
+            path: path.display().to_string(),
+        };
+        let mut secret = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), &mut secret[..]).map_err(|_| bad())?;
+        Self::from_secret_bytes(*secret)
+    }
+
+    /// Writes the secret as hex to a new file (fails if it exists; mode 0600 on Unix).
+    pub fn write_file(&self, path: &std::path::Path) -> Result<(), KeyError> {
+        use std::io::Write;
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(io)?;
+        let hex = Zeroizing::new(hex::encode(self.keypair.secret_bytes()));
+        file.write_all(hex.as_bytes()).map_err(io)?;
+        file.write_all(b"\n").map_err(io)?;
+        file.sync_all().map_err(io)
+    }
+
+    /// The x-only public node key (names this node's mailbox).
+    pub fn public(&self) -> XOnlyPublicKey {
+        self.keypair.x_only_public_key().0
+    }
+
+    /// The age recipient that senders encrypt to.
+    pub fn age_recipient(&self) -> age::x25519::Recipient {
+        self.age.to_public()
+    }
+
+    /// The age identity that decrypts envelopes sent to this node.
+    pub fn age_identity(&self) -> &age::x25519::Identity {
+        &self.age
+    }
+
+    /// BIP340-signs a 32-byte digest (with fresh auxiliary randomness).
+    pub fn sign_digest(&self, digest: [u8; 32]) -> schnorr::Signature {
+        let secp = Secp256k1::signing_only();
+        secp.sign_schnorr(&Message::from_digest(digest), &self.keypair)
+    }
+}
+
+/// Verifies a BIP340 signature over a 32-byte digest.
+pub fn verify_digest(key: &XOnlyPublicKey, digest: [u8; 32], sig: &schnorr::Signature) -> bool {
+    let secp = Secp256k1::verification_only();
+    secp.verify_schnorr(sig, &Message::from_digest(digest), key)
+        .is_ok()
+}
+
+/// Parses a hex x-only public key.
+pub fn parse_node_key(hex_key: &str) -> Result<XOnlyPublicKey, KeyError> {
+    XOnlyPublicKey::from_str(hex_key.trim())
+        .map_err(|_| KeyError::InvalidPublicKey(hex_key.to_owned()))
+}
+
+/// Derives the age X25519 identity from a node secret:
+/// `x25519_secret = tagged_hash("asyncpay/mailbox/v1/age-identity", node_secret)`.
+fn derive_age_identity(secret: &[u8; 32]) -> age::x25519::Identity {
+    let derived = Zeroizing::new(tagged_hash(AGE_DERIVATION_TAG, &[&secret[..]]));
+    // age exposes no byte constructor, so go through its Bech32 string form.
+    let hrp = bech32::Hrp::parse("age-secret-key-").expect("static hrp is valid");
+    let encoded = Zeroizing::new(
+        bech32::encode::<bech32::Bech32>(hrp, &derived[..])
+            .expect("32 bytes fit a bech32 string")
+            .to_uppercase(),
+    );
+    age::x25519::Identity::from_str(&encoded).expect("a 32-byte bech32 secret parses")
+}
+
+/// A payee's signed contact card: node key, age recipient and mailbox URL.
+///
+/// A payer that obtained the node key out of band (an offer, a channel peer) can check that
+/// the age recipient and mailbox URL were published by that node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Contact format version (currently 1).
+    pub version: u8,
+    /// Hex x-only node key.
+    pub node_key: String,
+    /// age X25519 recipient (`age1...`).
+    pub age_recipient: String,
+    /// Base URL of the mailbox server that holds this node's mailbox.
+    pub mailbox_url: String,
+    /// Unix time the contact was issued.
+    pub issued_at: u64,
+    /// Hex BIP340 signature by the node key over [`Contact::digest`].
+    pub signature: String,
+}
+
+/// A contact whose signature has been checked, with parsed fields.
+#[derive(Clone, Debug)]
+pub struct VerifiedContact {
+    /// The payee's node key (names its mailbox).
+    pub node_key: XOnlyPublicKey,
+    /// The age recipient to encrypt to.
+    pub age_recipient: age::x25519::Recipient,
+    /// Base URL of the mailbox server.
+    pub mailbox_url: String,
+    /// Unix time the contact was issued.
+    pub issued_at: u64,
+}
+
+impl Contact {
+    /// Builds and signs a contact for `key`.
+    pub fn sign(key: &NodeKey, mailbox_url: &str, issued_at: u64) -> Contact {
+        let node_key = key.public();
+        let age_recipient = key.age_recipient().to_string();
+        let digest = contact_digest(1, &node_key, &age_recipient, mailbox_url, issued_at);
+        Contact {
+            version: 1,
+            node_key: node_key.to_string(),
+            age_recipient,
+            mailbox_url: mailbox_url.to_owned(),
+            issued_at,
+            signature: key.sign_digest(digest).to_string(),
+        }
+    }
+
+    /// Checks the signature and parses the fields.
+    pub fn verify(&self) -> Result<VerifiedContact, KeyError> {
+        let node_key = parse_node_key(&self.node_key)?;
+        let age_recipient = age::x25519::Recipient::from_str(&self.age_recipient)
+            .map_err(|_| KeyError::InvalidAgeRecipient(self.age_recipient.clone()))?;
+        let sig = schnorr::Signature::from_str(&self.signature)
+            .map_err(|_| KeyError::MalformedSignature)?;
+        let digest = contact_digest(
+            self.version,
+            &node_key,
+            &self.age_recipient,
+            &self.mailbox_url,
+            self.issued_at,
+        );
+        if !verify_digest(&node_key, digest, &sig) {
+            return Err(KeyError::BadContactSignature(node_key));
+        }
+        Ok(VerifiedContact {
+            node_key,
+            age_recipient,
+            mailbox_url: self.mailbox_url.clone(),
+            issued_at: self.issued_at,
+        })
+    }
+}
+
+/// `tagged_hash("asyncpay/mailbox/v1/contact", version ‖ node_key ‖ len‖age ‖ len‖url ‖ issued_at)`,
+/// lengths and time big-endian (u32, u32, u64).
+pub fn contact_digest(
+    version: u8,
+    node_key: &XOnlyPublicKey,
+    age_recipient: &str,
+    mailbox_url: &str,
+    issued_at: u64,
+) -> [u8; 32] {
+    tagged_hash(
+        CONTACT_TAG,
+        &[
+            &[version],
+            &node_key.serialize(),
+            &(age_recipient.len() as u32).to_be_bytes(),
+            age_recipient.as_bytes(),
+            &(mailbox_url.len() as u32).to_be_bytes(),
+            mailbox_url.as_bytes(),
+            &issued_at.to_be_bytes(),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_identity_is_deterministic_and_key_specific() {
+        let a1 = NodeKey::from_secret_bytes([1u8; 32]).unwrap();
+        let a2 = NodeKey::from_secret_bytes([1u8; 32]).unwrap();
+        let b = NodeKey::from_secret_bytes([2u8; 32]).unwrap();
+        assert_eq!(
+            a1.age_recipient().to_string(),
+            a2.age_recipient().to_string()
+        );
+        assert_ne!(
+            a1.age_recipient().to_string(),
+            b.age_recipient().to_string()
+        );
+    }
+
+    #[test]
+    fn zero_secret_is_rejected() {
+        assert!(matches!(
+            NodeKey::from_secret_bytes([0u8; 32]),
+            Err(KeyError::InvalidSecret)
+        ));
+    }
+
+    #[test]
+    fn debug_redacts_secret() {
+        let key = NodeKey::from_secret_bytes([3u8; 32]).unwrap();
+        let text = format!("{key:?}");
+        assert!(text.contains("redacted"));
+        assert!(!text.contains(&hex::encode([3u8; 32])));
+    }
+
+    #[test]
+    fn tampered_contact_fails() {
+        let key = NodeKey::from_secret_bytes([4u8; 32]).unwrap();
+        let mut contact = Contact::sign(&key, "http://127.0.0.1:1", 5);
+        assert!(contact.verify().is_ok());
+        contact.mailbox_url = "http://evil.example".into();
+        assert!(matches!(
+            contact.verify(),
+            Err(KeyError::BadContactSignature(_))
+        ));
+    }
+}
