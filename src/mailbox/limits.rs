@@ -3,7 +3,7 @@
 //! ```
 //! use asyncpay::mailbox::limits::RateLimiter;
 //!
-//! let mut limiter = RateLimiter::new(1.0, 2.0, 1024);
+//! let mut limiter: RateLimiter<&str> = RateLimiter::new(1.0, 2.0, 1024);
 //! assert!(limiter.allow("1.2.3.4", 0));
 //! assert!(limiter.allow("1.2.3.4", 0));
 //! assert!(!limiter.allow("1.2.3.4", 0)); // burst of two used up
@@ -39,14 +39,10 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 
     /// Takes one token for `key` at time `now_ms`; false when the bucket is empty.
-    pub fn allow<Q>(&mut self, key: Q, now_ms: u64) -> bool
-    where
-        Q: Into<K>,
-    {
+    pub fn allow(&mut self, key: K, now_ms: u64) -> bool {
         if self.burst.is_infinite() {
             return true;
         }
-        let key = key.into();
         if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max_keys {
             self.forget_idle(now_ms);
             if self.buckets.len() >= self.max_keys {
@@ -83,18 +79,18 @@ mod tests {
     #[test]
     fn keys_are_independent() {
         let mut l: RateLimiter<u32> = RateLimiter::new(0.0, 1.0, 10);
-        assert!(l.allow(1u32, 0));
-        assert!(!l.allow(1u32, 10_000));
-        assert!(l.allow(2u32, 0));
+        assert!(l.allow(1, 0));
+        assert!(!l.allow(1, 10_000));
+        assert!(l.allow(2, 0));
     }
 
     #[test]
     fn key_table_is_bounded() {
         let mut l: RateLimiter<u32> = RateLimiter::new(1.0, 1.0, 2);
-        assert!(l.allow(1u32, 0));
-        assert!(l.allow(2u32, 0));
-        assert!(!l.allow(3u32, 0));
+        assert!(l.allow(1, 0));
+        assert!(l.allow(2, 0));
+        assert!(!l.allow(3, 0));
         // After refill, idle keys are forgotten and room is made.
-        assert!(l.allow(3u32, 5_000));
+        assert!(l.allow(3, 5_000));
     }
 }
