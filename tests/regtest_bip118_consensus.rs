@@ -5,7 +5,7 @@
 //! that rejected every BIP118 spend as non-standard, fails here.
 
 use asyncpay::chain::regtest::{Regtest, RegtestOptions};
-use asyncpay::crypto::bip118::{sighash, ApoSighashType, LeafContext, SpentOutputs};
+use asyncpay::crypto::bip118::{sighash, ApoKey, ApoScriptExt, ApoSighashType, LeafContext, SpentOutputs};
 use bitcoin::hashes::Hash;
 use bitcoin::key::{Keypair, XOnlyPublicKey};
 use bitcoin::opcodes::all::{OP_CHECKSIG, OP_CLTV, OP_DROP};
@@ -50,9 +50,10 @@ fn apo_checksig_after(x: &XOnlyPublicKey, n: i64) -> ScriptBuf {
         .into_script()
 }
 
-/// `<0x01> CHECKSIG`: the 1-byte BIP118 key standing for the taproot internal key.
+/// `<0x01> CHECKSIG`: the 1-byte BIP118 key standing for the taproot internal key, pushed
+/// minimally as `OP_1`.
 fn internal_apo_checksig() -> ScriptBuf {
-    Builder::new().push_slice([0x01u8]).push_opcode(OP_CHECKSIG).into_script()
+    Builder::new().push_apo_checksig(&ApoKey::InternalKey).into_script()
 }
 
 struct Output {
