@@ -46,7 +46,8 @@ fn bdk_wallet_syncs_through_electrs_and_spends() {
         .add_recipient(chain.faucet_script_pubkey(), sent)
         .fee_rate(FeeRate::from_sat_per_vb(2).unwrap());
     let mut psbt = builder.finish().expect("tx builds");
-    assert!(wallet.sign(&mut psbt, SignOptions::default()).expect("signs"));
+    psbt.sign(&xprv, wallet.secp_ctx()).expect("signs with the wallet's key");
+    assert!(wallet.finalize_psbt(&mut psbt, SignOptions::default()).expect("finalizes"));
     let tx = psbt.extract_tx().expect("complete");
     let fee = wallet.calculate_fee(&tx).expect("fee known");
     let txid = client.inner.transaction_broadcast(&tx).expect("electrs relays to the node");

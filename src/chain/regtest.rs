@@ -431,7 +431,7 @@ impl Regtest {
             .expect("one input with its prevout");
         let tweaked = faucet.keypair.tap_tweak(&secp, None);
         let msg = bitcoin::secp256k1::Message::from_digest(sighash.to_byte_array());
-        let sig = secp.sign_schnorr_no_aux_rand(&msg, &tweaked.to_inner());
+        let sig = secp.sign_schnorr_no_aux_rand(&msg, &tweaked.to_keypair());
         tx.input[0].witness.push(sig.as_ref());
 
         let result = self.send_raw(&tx);
