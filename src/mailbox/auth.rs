@@ -26,7 +26,7 @@
 //! // The same proof again is a replay.
 //! assert!(book.redeem(&payee.public(), &issued.challenge, &op, &sig, 1_002).is_err());
 //! ```
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
 use sha2::{Digest, Sha256};
@@ -151,7 +151,8 @@ pub struct ChallengeBook {
     max_per_mailbox: usize,
     max_total: usize,
     entries: HashMap<Challenge, (XOnlyPublicKey, u64)>,
-    per_mailbox: HashMap<XOnlyPublicKey, usize>,
+    /// Outstanding challenges of each mailbox, oldest first.
+    per_mailbox: HashMap<XOnlyPublicKey, VecDeque<Challenge>>,
 }
 
 impl ChallengeBook {
@@ -178,6 +179,10 @@ impl ChallengeBook {
     }
 
     /// Records `random` as a challenge for `mailbox`, valid until `now + ttl`.
+    ///
+    /// When the mailbox already has its maximum of outstanding challenges, the oldest is
+    /// dropped: anyone may ask for challenges on any mailbox, and refusing new ones would
+    /// let a stranger lock the owner out.
     pub fn issue(
         &mut self,
         mailbox: XOnlyPublicKey,
@@ -186,32 +191,47 @@ impl ChallengeBook {
     ) -> Result<Issued, AuthError> {
         if self.entries.len() >= self.max_total {
             self.prune(now);
+            if self.entries.len() >= self.max_total {
+                return Err(AuthError::TooManyChallenges);
+            }
         }
-        let count = self.per_mailbox.get(&mailbox).copied().unwrap_or(0);
-        if count >= self.max_per_mailbox {
-            self.prune(now);
-        }
-        let count = self.per_mailbox.get(&mailbox).copied().unwrap_or(0);
-        if self.entries.len() >= self.max_total || count >= self.max_per_mailbox {
-            return Err(AuthError::TooManyChallenges);
+        let outstanding = self.per_mailbox.get(&mailbox).map_or(0, VecDeque::len);
+        if outstanding >= self.max_per_mailbox.max(1) {
+            let oldest = self
+                .per_mailbox
+                .get(&mailbox)
+                .and_then(|q| q.front().copied());
+            if let Some(oldest) = oldest {
+                self.remove(&oldest);
+            }
         }
         let expires_at = now.saturating_add(self.ttl_secs);
-        self.entries.insert(random, (mailbox, expires_at));
-        *self.per_mailbox.entry(mailbox).or_insert(0) += 1;
+        if let Some(previous) = self.entries.insert(random, (mailbox, expires_at)) {
+            // Same random bytes issued twice (only with a broken RNG): keep one entry.
+            self.detach(&random, &previous.0);
+        }
+        self.per_mailbox
+            .entry(mailbox)
+            .or_default()
+            .push_back(random);
         Ok(Issued {
             challenge: random,
             expires_at,
         })
     }
 
-    fn remove(&mut self, challenge: &Challenge) -> Option<(XOnlyPublicKey, u64)> {
-        let entry = self.entries.remove(challenge)?;
-        if let Some(count) = self.per_mailbox.get_mut(&entry.0) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_mailbox.remove(&entry.0);
+    fn detach(&mut self, challenge: &Challenge, mailbox: &XOnlyPublicKey) {
+        if let Some(queue) = self.per_mailbox.get_mut(mailbox) {
+            queue.retain(|c| c != challenge);
+            if queue.is_empty() {
+                self.per_mailbox.remove(mailbox);
             }
         }
+    }
+
+    fn remove(&mut self, challenge: &Challenge) -> Option<(XOnlyPublicKey, u64)> {
+        let entry = self.entries.remove(challenge)?;
+        self.detach(challenge, &entry.0);
         Some(entry)
     }
 
@@ -343,16 +363,34 @@ mod tests {
 
     #[test]
     fn outstanding_challenges_are_bounded() {
-        let owner = key(1).public();
-        let mut book = ChallengeBook::new(30, 2, 100);
-        book.issue(owner, [1; 32], 0).unwrap();
-        book.issue(owner, [2; 32], 0).unwrap();
+        let owner = key(1);
+        let op = Operation::Fetch {
+            limit: 1,
+            wait_secs: 0,
+        };
+        let mut book = ChallengeBook::new(30, 2, 3);
+        book.issue(owner.public(), [1; 32], 0).unwrap();
+        book.issue(owner.public(), [2; 32], 0).unwrap();
+        // A third challenge for the same mailbox evicts the oldest rather than refusing.
+        book.issue(owner.public(), [3; 32], 0).unwrap();
+        assert_eq!(book.len(), 2);
+        let sig = sign_request(&owner, &[1; 32], &op);
         assert_eq!(
-            book.issue(owner, [3; 32], 0),
+            book.redeem(&owner.public(), &[1; 32], &op, &sig, 1),
+            Err(AuthError::UnknownChallenge)
+        );
+        let sig = sign_request(&owner, &[3; 32], &op);
+        assert_eq!(book.redeem(&owner.public(), &[3; 32], &op, &sig, 1), Ok(()));
+
+        // The global cap refuses once reached, and stale entries are pruned to make room.
+        let other = key(2).public();
+        book.issue(other, [4; 32], 0).unwrap();
+        book.issue(other, [5; 32], 0).unwrap();
+        assert_eq!(
+            book.issue(key(3).public(), [6; 32], 0),
             Err(AuthError::TooManyChallenges)
         );
-        // Once the old ones are stale they are pruned to make room.
-        assert!(book.issue(owner, [3; 32], 31).is_ok());
+        assert!(book.issue(key(3).public(), [6; 32], 31).is_ok());
         assert_eq!(book.len(), 1);
     }
 }
