@@ -122,6 +122,10 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// Whether recipients may register webhooks.
     pub webhooks: bool,
+    /// Least time between two webhook calls for one mailbox; mail arriving sooner is
+    /// announced by one call when the interval ends, so a device is never flooded and
+    /// never misses the last message.
+    pub webhook_min_interval: Duration,
     /// Time source.
     pub clock: Arc<dyn Clock>,
 }
@@ -143,6 +147,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_wait_secs", &self.max_wait_secs)
             .field("max_batch", &self.max_batch)
             .field("webhooks", &self.webhooks)
+            .field("webhook_min_interval", &self.webhook_min_interval)
             .finish_non_exhaustive()
     }
 }
@@ -167,6 +172,7 @@ impl ServerConfig {
             max_wait_secs: 60,
             max_batch: 512,
             webhooks: true,
+            webhook_min_interval: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
         }
     }
@@ -194,6 +200,25 @@ pub enum ServerError {
     Task,
 }
 
+/// A registered webhook and its call schedule.
+struct Hook {
+    url: String,
+    /// When the last call was made (server clock, ms).
+    last_call_ms: Option<u64>,
+    /// A deferred call is scheduled.
+    pending: bool,
+}
+
+impl Hook {
+    fn new(url: String) -> Self {
+        Hook {
+            url,
+            last_call_ms: None,
+            pending: false,
+        }
+    }
+}
+
 struct AppState {
     config: ServerConfig,
     store: Store,
@@ -201,7 +226,7 @@ struct AppState {
     ip_limiter: Mutex<RateLimiter<IpAddr>>,
     sender_limiter: Mutex<RateLimiter<XOnlyPublicKey>>,
     wakers: Mutex<HashMap<XOnlyPublicKey, Arc<Notify>>>,
-    webhooks: Mutex<HashMap<XOnlyPublicKey, String>>,
+    webhooks: Mutex<HashMap<XOnlyPublicKey, Hook>>,
     http: reqwest::Client,
     shutdown: watch::Receiver<bool>,
 }
@@ -311,7 +336,12 @@ impl MailboxServer {
                 100_000,
             )),
             wakers: Mutex::new(HashMap::new()),
-            webhooks: Mutex::new(hooks.into_iter().collect()),
+            webhooks: Mutex::new(
+                hooks
+                    .into_iter()
+                    .map(|(key, url)| (key, Hook::new(url)))
+                    .collect(),
+            ),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -521,7 +551,7 @@ fn release_waker(state: &AppState, mailbox: &XOnlyPublicKey, notify: Arc<Notify>
     }
 }
 
-fn wake(state: &AppState, mailbox: &XOnlyPublicKey) {
+fn wake(state: &Arc<AppState>, mailbox: &XOnlyPublicKey) {
     let notify = state
         .wakers
         .lock()
@@ -531,31 +561,66 @@ fn wake(state: &AppState, mailbox: &XOnlyPublicKey) {
     if let Some(notify) = notify {
         notify.notify_waiters();
     }
-    let hook = state
-        .webhooks
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(mailbox)
-        .cloned();
-    if let Some(url) = hook {
-        let http = state.http.clone();
+    schedule_webhook(state, mailbox);
+}
+
+/// Calls the mailbox's webhook now, or once at the end of the minimum interval if a call
+/// was made recently (coalescing everything that arrives meanwhile).
+fn schedule_webhook(state: &Arc<AppState>, mailbox: &XOnlyPublicKey) {
+    let interval = state.config.webhook_min_interval.as_millis() as u64;
+    let now = state.config.clock.now_ms();
+    let delay_ms = {
+        let mut hooks = state.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(hook) = hooks.get_mut(mailbox) else {
+            return;
+        };
+        if hook.pending {
+            return;
+        }
+        match hook.last_call_ms {
+            Some(last) if now < last.saturating_add(interval) => {
+                hook.pending = true;
+                last.saturating_add(interval) - now
+            }
+            _ => {
+                hook.last_call_ms = Some(now);
+                0
+            }
+        }
+    };
+    let state = state.clone();
+    let mailbox = *mailbox;
+    tokio::spawn(async move {
+        if delay_ms > 0 {
+            let mut shutdown = state.shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(delay_ms)) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+        let url = {
+            let mut hooks = state.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(hook) = hooks.get_mut(&mailbox) else {
+                return;
+            };
+            if delay_ms > 0 {
+                hook.pending = false;
+                hook.last_call_ms = Some(state.config.clock.now_ms());
+            }
+            hook.url.clone()
+        };
         let body = WebhookNotification {
             event: "mailbox.message".into(),
             mailbox: mailbox.to_string(),
         };
-        let mailbox = *mailbox;
-        tokio::spawn(async move {
-            match http.post(&url).json(&body).send().await {
-                Ok(r) if r.status().is_success() => {
-                    tracing::debug!(mailbox = %mailbox, "webhook delivered")
-                }
-                Ok(r) => {
-                    tracing::warn!(mailbox = %mailbox, status = %r.status(), "webhook refused")
-                }
-                Err(e) => tracing::warn!(mailbox = %mailbox, error = %e, "webhook failed"),
+        match state.http.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::debug!(mailbox = %mailbox, "webhook delivered")
             }
-        });
-    }
+            Ok(r) => tracing::warn!(mailbox = %mailbox, status = %r.status(), "webhook refused"),
+            Err(e) => tracing::warn!(mailbox = %mailbox, error = %e, "webhook failed"),
+        }
+    });
 }
 
 async fn post_message(
@@ -783,9 +848,13 @@ async fn set_webhook(
     {
         let mut hooks = state.webhooks.lock().unwrap_or_else(|e| e.into_inner());
         match &request.url {
-            Some(url) => hooks.insert(mailbox, url.clone()),
-            None => hooks.remove(&mailbox),
-        };
+            Some(url) => {
+                hooks.insert(mailbox, Hook::new(url.clone()));
+            }
+            None => {
+                hooks.remove(&mailbox);
+            }
+        }
     }
     tracing::info!(mailbox = %mailbox, set = request.url.is_some(), "webhook updated");
     Ok(Json(WebhookResponse { url: request.url }))

@@ -98,6 +98,14 @@ struct ServeArgs {
     /// Refuse webhook registrations.
     #[arg(long)]
     no_webhooks: bool,
+    /// Least seconds between two webhook calls for one mailbox (mail arriving sooner is
+    /// announced by one call when the interval ends).
+    #[arg(
+        long,
+        env = "ASYNCPAY_MAILBOX_WEBHOOK_INTERVAL_SECS",
+        default_value_t = 5
+    )]
+    webhook_interval_secs: u64,
     /// Log as JSON lines (stderr).
     #[arg(long)]
     log_json: bool,
@@ -264,6 +272,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     config.sender_burst = a.sender_burst;
     config.max_batch = a.max_batch;
     config.webhooks = !a.no_webhooks;
+    config.webhook_min_interval = Duration::from_secs(a.webhook_interval_secs);
     runtime()?.block_on(async move {
         let server = MailboxServer::start(config).await?;
         if a.json {

@@ -1,0 +1,46 @@
+//! A burst of mail to one mailbox calls its webhook once at once and once more when the
+//! minimum interval ends, never once per message.
+mod mailbox_support;
+use std::time::Duration;
+
+use asyncpay::mailbox::api::WebhookNotification;
+use axum::{routing::post, Json, Router};
+use mailbox_support::*;
+use tokio::sync::mpsc;
+
+#[tokio::test]
+async fn webhook_calls_are_coalesced() {
+    let (tx, mut rx) = mpsc::unbounded_channel::<WebhookNotification>();
+    let hook = Router::new().route(
+        "/hook",
+        post(move |Json(n): Json<WebhookNotification>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+
+    let running = start(|c| c.webhook_min_interval = Duration::from_millis(800)).await;
+    let c = &running.client;
+    let payee = key(2);
+    c.set_webhook(&payee, Some(&hook_url)).await.unwrap();
+    for id in 1..=10 {
+        c.post(&envelope(&payee, None, id, b"m", u64::MAX / 2))
+            .await
+            .unwrap();
+    }
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+    assert!(first.expect("first call").is_some());
+    let second = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+    assert!(second
+        .expect("trailing call for the rest of the burst")
+        .is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(rx.try_recv().is_err(), "no call per message");
+    running.server.shutdown().await.unwrap();
+}
