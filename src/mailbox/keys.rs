@@ -16,7 +16,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use bitcoin::secp256k1::{schnorr, Keypair, Message, Secp256k1, XOnlyPublicKey};
+use std::sync::OnceLock;
+
+use bitcoin::secp256k1::{schnorr, All, Keypair, Message, Secp256k1, XOnlyPublicKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -61,6 +63,12 @@ pub enum KeyError {
     MalformedSignature,
 }
 
+/// One context for the process: creating one per call costs a blinding multiplication.
+fn secp() -> &'static Secp256k1<All> {
+    static SECP: OnceLock<Secp256k1<All>> = OnceLock::new();
+    SECP.get_or_init(Secp256k1::new)
+}
+
 /// A node's secret key: BIP340 signing key plus the derived age identity.
 ///
 /// `Debug` never prints the secret.
@@ -82,9 +90,8 @@ impl NodeKey {
     /// Builds a node key from its 32-byte secret.
     pub fn from_secret_bytes(secret: [u8; 32]) -> Result<Self, KeyError> {
         let secret = Zeroizing::new(secret);
-        let secp = Secp256k1::signing_only();
         let keypair =
-            Keypair::from_seckey_slice(&secp, &secret[..]).map_err(|_| KeyError::InvalidSecret)?;
+            Keypair::from_seckey_slice(secp(), &secret[..]).map_err(|_| KeyError::InvalidSecret)?;
         let age = derive_age_identity(&secret);
         Ok(NodeKey { keypair, age })
     }
@@ -154,15 +161,14 @@ impl NodeKey {
 
     /// BIP340-signs a 32-byte digest (with fresh auxiliary randomness).
     pub fn sign_digest(&self, digest: [u8; 32]) -> schnorr::Signature {
-        let secp = Secp256k1::signing_only();
-        secp.sign_schnorr(&Message::from_digest(digest), &self.keypair)
+        secp().sign_schnorr(&Message::from_digest(digest), &self.keypair)
     }
 }
 
 /// Verifies a BIP340 signature over a 32-byte digest.
 pub fn verify_digest(key: &XOnlyPublicKey, digest: [u8; 32], sig: &schnorr::Signature) -> bool {
-    let secp = Secp256k1::verification_only();
-    secp.verify_schnorr(sig, &Message::from_digest(digest), key)
+    secp()
+        .verify_schnorr(sig, &Message::from_digest(digest), key)
         .is_ok()
 }
 
