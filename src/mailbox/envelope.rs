@@ -587,6 +587,49 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn encode_decode_round_trip(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            id in proptest::prelude::any::<[u8; 16]>(),
+            created_at in proptest::prelude::any::<u64>(),
+            expires_at in proptest::prelude::any::<u64>(),
+            signed in proptest::prelude::any::<bool>(),
+        ) {
+            let (a, b) = keys();
+            let letter = Letter { recipient: b.public(), id: EnvelopeId(id), created_at, payload };
+            let sender = if signed { Some(&a) } else { None };
+            let env = seal(&letter, &b.age_recipient(), expires_at, sender, signed).unwrap();
+            let back = Envelope::decode(&env.encode()).unwrap();
+            proptest::prop_assert_eq!(&back, &env);
+            let opened = back.open(&b).unwrap();
+            proptest::prop_assert_eq!(opened.payload, letter.payload);
+            proptest::prop_assert_eq!(opened.created_at, created_at);
+            proptest::prop_assert_eq!(opened.sender, sender.map(NodeKey::public));
+        }
+
+        #[test]
+        fn mutated_envelopes_never_panic_and_never_open_wrongly(
+            index in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 1u8..=255,
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let (a, b) = keys();
+            let wire = seal(&letter(&b), &b.age_recipient(), 99, Some(&a), true).unwrap().encode();
+            let mut bad = wire.clone();
+            let i = index.index(bad.len());
+            bad[i] ^= flip;
+            // Every single-byte change is caught: by the stamp, the parser or age.
+            let result = Envelope::decode(&bad).and_then(|e| e.open(&b));
+            proptest::prop_assert!(result.is_err());
+            let truncated = &wire[..cut.index(wire.len())];
+            proptest::prop_assert!(Envelope::decode(truncated).is_err());
+            let _ = decode_letter(&bad);
+        }
+    }
+
     #[test]
     fn forged_letter_signature_fails() {
         let (a, b) = keys();
