@@ -142,6 +142,7 @@ pub struct Store {
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     max_messages: u32,
 }
 
@@ -185,6 +186,17 @@ impl Store {
         }
         let conn = open_connection(&config.path)?;
         conn.execute_batch(SCHEMA)?;
+        // Checkpoints run on their own thread (below), so a commit never waits for one.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoint_conn = open_connection(&config.path)?;
+        let (stop_checkpoints, stop_rx) = std::sync::mpsc::channel::<()>();
+        let checkpointer = std::thread::Builder::new()
+            .name("mailbox-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, stop_rx))
+            .map_err(|source| StoreError::Io {
+                path: config.path.clone(),
+                source,
+            })?;
         let mut readers = Vec::new();
         for _ in 0..config.readers.max(1) {
             readers.push(Mutex::new(open_connection(&config.path)?));
@@ -204,6 +216,7 @@ impl Store {
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some((stop_checkpoints, checkpointer))),
             max_messages,
         })
     }
@@ -375,7 +388,32 @@ impl Drop for Store {
         if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = handle.join();
         }
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((stop, handle)) = checkpointer {
+            drop(stop);
+            let _ = handle.join();
+        }
     }
+}
+
+/// Copies the WAL back into the database every 200 ms without blocking the writer
+/// (`PASSIVE`), and once more, fully, at close.
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    let checkpoint = |mode: &str| {
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(std::time::Duration::from_millis(200))
+    {
+        checkpoint("PASSIVE");
+    }
+    checkpoint("TRUNCATE");
 }
 
 fn writer_loop(
