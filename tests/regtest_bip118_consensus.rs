@@ -106,8 +106,9 @@ fn sign(
     hash_type: ApoSighashType,
 ) -> Vec<u8> {
     let secp = Secp256k1::new();
-    let digest = sighash(tx, 0, SpentOutputs::This(spent), hash_type, &LeafContext::new(leaf), None)
-        .expect("sighash");
+    // The transactions here have one input, so its spent output is all of them.
+    let spent = SpentOutputs::All(std::slice::from_ref(spent));
+    let digest = sighash(tx, 0, spent, hash_type, &LeafContext::new(leaf), None).expect("sighash");
     let sig = secp.sign_schnorr_no_aux_rand(&Message::from_digest(digest.to_byte_array()), key);
     let mut bytes = sig.as_ref().to_vec();
     if hash_type != ApoSighashType::Default {
@@ -170,8 +171,7 @@ fn flipped_signature_bit_is_rejected_with_a_script_error() {
         bad[17] ^= 0x04;
         let err = chain.send_raw(&with_witness(tx.clone(), &bad, &out)).expect_err("bad signature");
         assert!(
-            err.message.contains("mandatory-script-verify-flag-failed")
-                && err.message.contains("Invalid Schnorr signature"),
+            err.message.contains("script-verify-flag-failed (Invalid Schnorr signature)"),
             "unexpected rejection: {err}"
         );
         // A wrong signature from another key fails the same way.
@@ -256,4 +256,35 @@ fn one_byte_key_verifies_against_the_taproot_internal_key() {
     assert_eq!(sig.len(), 64);
     let txid = chain.send_raw(&with_witness(tx, &sig, &out)).expect("internal key signature");
     chain.confirm(&txid).expect("mined");
+}
+
+/// The mempool checks above run under policy flags; this one shows the rule is consensus:
+/// a block carrying the bad spend is invalid. (The block is only offered for validation,
+/// to be refused; nothing reaches the chain this way.)
+#[test]
+fn block_with_an_invalid_anyprevout_signature_is_rejected_by_consensus() {
+    let chain = start();
+    let alice = keypair("alice");
+    let out = fund_leaf(&chain, nums(), apo_checksig(&xonly(&alice)), 50_000);
+    let tx = spend_tx(out.outpoint, &chain.faucet_script_pubkey(), Amount::from_sat(49_000));
+    let mut sig = sign(&tx, &out.txout, &out.leaf, &alice, ApoSighashType::AllPlusAnyPrevoutAnyScript);
+    sig[40] ^= 0x01;
+    let bad = with_witness(tx, &sig, &out);
+    let address = bitcoin::Address::from_script(&chain.faucet_script_pubkey(), bitcoin::Network::Regtest)
+        .expect("faucet address");
+    let height = chain.height().unwrap();
+    let err = chain
+        .rpc::<serde_json::Value>(
+            "generateblock",
+            &[
+                serde_json::json!(address.to_string()),
+                serde_json::json!([bitcoin::consensus::encode::serialize_hex(&bad)]),
+            ],
+        )
+        .expect_err("block with an invalid BIP118 signature");
+    assert!(
+        err.message.contains("block-script-verify-flag-failed (Invalid Schnorr signature)"),
+        "unexpected rejection: {err}"
+    );
+    assert_eq!(chain.height().unwrap(), height, "no block was added");
 }
