@@ -280,7 +280,6 @@ impl Regtest {
             })?;
             let mut econf = electrsd::Conf::default();
             econf.view_stderr = options.verbose;
-            econf.args = vec!["-v"];
             let electrs = ElectrsD::with_conf(&exe, &chain.bitcoind, &econf).map_err(|e| {
                 HarnessError::Spawn { what: "electrs", path: exe.clone(), reason: format!("{e:#}") }
             })?;
