@@ -9,7 +9,9 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`crypto`] | BIP118 signature messages and APO keys/signatures |
+//! | [`crypto`] | BIP118 signature messages and APO keys/signatures; BIP340 keys; adaptor signatures and price points; committed nonces |
+//! | [`tx`] | transaction builders: funding, eltoo update and settlement, PTLC outputs and spends, close, anchors |
+//! | [`protocol`] | sans-io state machines and peer messages |
 //! | [`chain`] | regtest harness: a BIP118-enforcing bitcoind and electrs on free ports |
 //! | [`mailbox`] | age-encrypted asynchronous mailbox: envelopes, server, store, client |
 #![forbid(unsafe_code)]
@@ -18,3 +20,5 @@
 pub mod chain;
 pub mod crypto;
 pub mod mailbox;
+pub mod protocol;
+pub mod tx;

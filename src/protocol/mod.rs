@@ -1,0 +1,1 @@
+//! Sans-io protocol state machines and peer messages.

@@ -1,0 +1,1 @@
+//! Transaction builders, one module per transaction kind.
