@@ -10,16 +10,22 @@ use bitcoin::{Amount, FeeRate, Network};
 
 fn full_scan(wallet: &mut Wallet, client: &BdkElectrumClient<electrum_client::Client>) {
     let request = wallet.start_full_scan();
-    let update = client.full_scan(request, 10, 5, true).expect("electrum full scan");
+    let update = client
+        .full_scan(request, 10, 5, true)
+        .expect("electrum full scan");
     wallet.apply_update(update).expect("update connects");
 }
 
 #[test]
 fn bdk_wallet_syncs_through_electrs_and_spends() {
-    let chain = Regtest::start(RegtestOptions { electrs: true, ..Default::default() })
-        .expect("regtest with electrs");
+    let chain = Regtest::start(RegtestOptions {
+        electrs: true,
+        ..Default::default()
+    })
+    .expect("regtest with electrs");
     let url = format!("tcp://{}", chain.electrum_url().unwrap());
-    let client = BdkElectrumClient::new(electrum_client::Client::new(&url).expect("electrum client"));
+    let client =
+        BdkElectrumClient::new(electrum_client::Client::new(&url).expect("electrum client"));
 
     let xprv = Xpriv::new_master(Network::Regtest, &[7u8; 32]).unwrap();
     let mut wallet = Wallet::create(
@@ -37,7 +43,11 @@ fn bdk_wallet_syncs_through_electrs_and_spends() {
     chain.confirm(&outpoint.txid).unwrap();
     chain.wait_for_electrs_tip().unwrap();
     full_scan(&mut wallet, &client);
-    assert_eq!(wallet.balance().confirmed, funded, "wallet sees the confirmed coin");
+    assert_eq!(
+        wallet.balance().confirmed,
+        funded,
+        "wallet sees the confirmed coin"
+    );
 
     // The wallet spends, broadcasting through electrs to the node's mempool.
     let sent = Amount::from_sat(300_000);
@@ -46,12 +56,21 @@ fn bdk_wallet_syncs_through_electrs_and_spends() {
         .add_recipient(chain.faucet_script_pubkey(), sent)
         .fee_rate(FeeRate::from_sat_per_vb(2).unwrap());
     let mut psbt = builder.finish().expect("tx builds");
-    psbt.sign(&xprv, wallet.secp_ctx()).expect("signs with the wallet's key");
-    assert!(wallet.finalize_psbt(&mut psbt, SignOptions::default()).expect("finalizes"));
+    psbt.sign(&xprv, wallet.secp_ctx())
+        .expect("signs with the wallet's key");
+    assert!(wallet
+        .finalize_psbt(&mut psbt, SignOptions::default())
+        .expect("finalizes"));
     let tx = psbt.extract_tx().expect("complete");
     let fee = wallet.calculate_fee(&tx).expect("fee known");
-    let txid = client.inner.transaction_broadcast(&tx).expect("electrs relays to the node");
-    assert!(chain.in_mempool(&txid).unwrap(), "spend is in the node's mempool");
+    let txid = client
+        .inner
+        .transaction_broadcast(&tx)
+        .expect("electrs relays to the node");
+    assert!(
+        chain.in_mempool(&txid).unwrap(),
+        "spend is in the node's mempool"
+    );
     chain.confirm(&txid).unwrap();
     chain.wait_for_electrs_tip().unwrap();
     full_scan(&mut wallet, &client);

@@ -5,7 +5,9 @@
 //! that rejected every BIP118 spend as non-standard, fails here.
 
 use asyncpay::chain::regtest::{Regtest, RegtestOptions};
-use asyncpay::crypto::bip118::{sighash, ApoKey, ApoScriptExt, ApoSighashType, LeafContext, SpentOutputs};
+use asyncpay::crypto::bip118::{
+    sighash, ApoKey, ApoScriptExt, ApoSighashType, LeafContext, SpentOutputs,
+};
 use bitcoin::hashes::Hash;
 use bitcoin::key::{Keypair, XOnlyPublicKey};
 use bitcoin::opcodes::all::{OP_CHECKSIG, OP_CLTV, OP_DROP};
@@ -19,7 +21,10 @@ use bitcoin::{
 fn keypair(tag: &str) -> Keypair {
     let secp = Secp256k1::new();
     let secret = bitcoin::hashes::sha256::Hash::hash(tag.as_bytes()).to_byte_array();
-    Keypair::from_secret_key(&secp, &SecretKey::from_slice(&secret).expect("valid secret"))
+    Keypair::from_secret_key(
+        &secp,
+        &SecretKey::from_slice(&secret).expect("valid secret"),
+    )
 }
 
 fn xonly(k: &Keypair) -> XOnlyPublicKey {
@@ -36,7 +41,10 @@ fn apo_key(x: &XOnlyPublicKey) -> [u8; 33] {
 
 /// `<0x01||P> CHECKSIG`
 fn apo_checksig(x: &XOnlyPublicKey) -> ScriptBuf {
-    Builder::new().push_slice(apo_key(x)).push_opcode(OP_CHECKSIG).into_script()
+    Builder::new()
+        .push_slice(apo_key(x))
+        .push_opcode(OP_CHECKSIG)
+        .into_script()
 }
 
 /// `<n> CLTV DROP <0x01||P> CHECKSIG`: same key, different script (as eltoo update outputs).
@@ -53,7 +61,9 @@ fn apo_checksig_after(x: &XOnlyPublicKey, n: i64) -> ScriptBuf {
 /// `<0x01> CHECKSIG`: the 1-byte BIP118 key standing for the taproot internal key, pushed
 /// minimally as `OP_1`.
 fn internal_apo_checksig() -> ScriptBuf {
-    Builder::new().push_apo_checksig(&ApoKey::InternalKey).into_script()
+    Builder::new()
+        .push_apo_checksig(&ApoKey::InternalKey)
+        .into_script()
 }
 
 struct Output {
@@ -74,7 +84,12 @@ fn fund_leaf(chain: &Regtest, internal: XOnlyPublicKey, leaf: ScriptBuf, sats: u
     let spk = ScriptBuf::new_p2tr_tweaked(info.output_key());
     let (outpoint, txout) = chain.fund(&spk, Amount::from_sat(sats)).expect("fund");
     chain.confirm(&outpoint.txid).expect("funding confirms");
-    Output { outpoint, txout, leaf, info }
+    Output {
+        outpoint,
+        txout,
+        leaf,
+        info,
+    }
 }
 
 fn nums() -> XOnlyPublicKey {
@@ -93,7 +108,10 @@ fn spend_tx(prevout: OutPoint, pay_to: &ScriptBuf, value: Amount) -> Transaction
             sequence: Sequence::ENABLE_LOCKTIME_NO_RBF,
             witness: Witness::new(),
         }],
-        output: vec![TxOut { value, script_pubkey: pay_to.clone() }],
+        output: vec![TxOut {
+            value,
+            script_pubkey: pay_to.clone(),
+        }],
     }
 }
 
@@ -146,14 +164,22 @@ fn node_reports_anyprevout_active() {
 fn valid_anyprevout_and_anyprevoutanyscript_spends_confirm() {
     let chain = start();
     let alice = keypair("alice");
-    for hash_type in [ApoSighashType::AllPlusAnyPrevout, ApoSighashType::AllPlusAnyPrevoutAnyScript]
-    {
+    for hash_type in [
+        ApoSighashType::AllPlusAnyPrevout,
+        ApoSighashType::AllPlusAnyPrevoutAnyScript,
+    ] {
         let out = fund_leaf(&chain, nums(), apo_checksig(&xonly(&alice)), 50_000);
-        let tx = spend_tx(out.outpoint, &chain.faucet_script_pubkey(), Amount::from_sat(49_000));
+        let tx = spend_tx(
+            out.outpoint,
+            &chain.faucet_script_pubkey(),
+            Amount::from_sat(49_000),
+        );
         let sig = sign(&tx, &out.txout, &out.leaf, &alice, hash_type);
         assert_eq!(sig.len(), 65);
         let tx = with_witness(tx, &sig, &out);
-        let txid = chain.send_raw(&tx).unwrap_or_else(|e| panic!("{hash_type:?} rejected: {e}"));
+        let txid = chain
+            .send_raw(&tx)
+            .unwrap_or_else(|e| panic!("{hash_type:?} rejected: {e}"));
         chain.confirm(&txid).expect("mined");
     }
 }
@@ -162,24 +188,40 @@ fn valid_anyprevout_and_anyprevoutanyscript_spends_confirm() {
 fn flipped_signature_bit_is_rejected_with_a_script_error() {
     let chain = start();
     let alice = keypair("alice");
-    for hash_type in [ApoSighashType::AllPlusAnyPrevout, ApoSighashType::AllPlusAnyPrevoutAnyScript]
-    {
+    for hash_type in [
+        ApoSighashType::AllPlusAnyPrevout,
+        ApoSighashType::AllPlusAnyPrevoutAnyScript,
+    ] {
         let out = fund_leaf(&chain, nums(), apo_checksig(&xonly(&alice)), 50_000);
-        let tx = spend_tx(out.outpoint, &chain.faucet_script_pubkey(), Amount::from_sat(49_000));
+        let tx = spend_tx(
+            out.outpoint,
+            &chain.faucet_script_pubkey(),
+            Amount::from_sat(49_000),
+        );
         let sig = sign(&tx, &out.txout, &out.leaf, &alice, hash_type);
         let mut bad = sig.clone();
         bad[17] ^= 0x04;
-        let err = chain.send_raw(&with_witness(tx.clone(), &bad, &out)).expect_err("bad signature");
+        let err = chain
+            .send_raw(&with_witness(tx.clone(), &bad, &out))
+            .expect_err("bad signature");
         assert!(
-            err.message.contains("script-verify-flag-failed (Invalid Schnorr signature)"),
+            err.message
+                .contains("script-verify-flag-failed (Invalid Schnorr signature)"),
             "unexpected rejection: {err}"
         );
         // A wrong signature from another key fails the same way.
         let mallory = sign(&tx, &out.txout, &out.leaf, &keypair("mallory"), hash_type);
-        let err = chain.send_raw(&with_witness(tx.clone(), &mallory, &out)).expect_err("wrong key");
-        assert!(err.message.contains("Invalid Schnorr signature"), "unexpected rejection: {err}");
+        let err = chain
+            .send_raw(&with_witness(tx.clone(), &mallory, &out))
+            .expect_err("wrong key");
+        assert!(
+            err.message.contains("Invalid Schnorr signature"),
+            "unexpected rejection: {err}"
+        );
         // Control: the untouched witness is accepted and mined.
-        let txid = chain.send_raw(&with_witness(tx, &sig, &out)).expect("valid signature");
+        let txid = chain
+            .send_raw(&with_witness(tx, &sig, &out))
+            .expect("valid signature");
         chain.confirm(&txid).expect("mined");
     }
 }
@@ -191,17 +233,31 @@ fn one_anyprevoutanyscript_signature_spends_two_outputs_sharing_the_key() {
     let pay_to = chain.faucet_script_pubkey();
     // Different scripts, different amounts, different internal keys: only the key is shared.
     let first = fund_leaf(&chain, nums(), apo_checksig(&xonly(&alice)), 60_000);
-    let second =
-        fund_leaf(&chain, xonly(&keypair("other")), apo_checksig_after(&xonly(&alice), 500_000_007), 70_000);
+    let second = fund_leaf(
+        &chain,
+        xonly(&keypair("other")),
+        apo_checksig_after(&xonly(&alice), 500_000_007),
+        70_000,
+    );
     assert_ne!(first.txout.script_pubkey, second.txout.script_pubkey);
 
     let value = Amount::from_sat(55_000);
     let tx1 = spend_tx(first.outpoint, &pay_to, value);
-    let sig = sign(&tx1, &first.txout, &first.leaf, &alice, ApoSighashType::AllPlusAnyPrevoutAnyScript);
-    let txid1 = chain.send_raw(&with_witness(tx1, &sig, &first)).expect("first spend");
+    let sig = sign(
+        &tx1,
+        &first.txout,
+        &first.leaf,
+        &alice,
+        ApoSighashType::AllPlusAnyPrevoutAnyScript,
+    );
+    let txid1 = chain
+        .send_raw(&with_witness(tx1, &sig, &first))
+        .expect("first spend");
     // Rebind: the same signature bytes, now spending the second output.
     let tx2 = spend_tx(second.outpoint, &pay_to, value);
-    let txid2 = chain.send_raw(&with_witness(tx2, &sig, &second)).expect("rebound spend");
+    let txid2 = chain
+        .send_raw(&with_witness(tx2, &sig, &second))
+        .expect("rebound spend");
     assert_ne!(txid1, txid2);
     chain.mine(1).unwrap();
     assert!(chain.confirmations(&txid1).unwrap() >= 1);
@@ -224,16 +280,33 @@ fn anyprevout_signature_does_not_rebind_to_a_different_script_pubkey() {
 
     let value = Amount::from_sat(59_000);
     let tx = spend_tx(first.outpoint, &pay_to, value);
-    let sig = sign(&tx, &first.txout, &first.leaf, &alice, ApoSighashType::AllPlusAnyPrevout);
+    let sig = sign(
+        &tx,
+        &first.txout,
+        &first.leaf,
+        &alice,
+        ApoSighashType::AllPlusAnyPrevout,
+    );
 
     let err = chain
-        .send_raw(&with_witness(spend_tx(other_spk.outpoint, &pay_to, value), &sig, &other_spk))
+        .send_raw(&with_witness(
+            spend_tx(other_spk.outpoint, &pay_to, value),
+            &sig,
+            &other_spk,
+        ))
         .expect_err("APO commits to the scriptPubKey");
-    assert!(err.message.contains("Invalid Schnorr signature"), "unexpected rejection: {err}");
+    assert!(
+        err.message.contains("Invalid Schnorr signature"),
+        "unexpected rejection: {err}"
+    );
 
     // Control: APO does rebind to another outpoint with the same scriptPubKey and amount.
     let txid = chain
-        .send_raw(&with_witness(spend_tx(same_spk.outpoint, &pay_to, value), &sig, &same_spk))
+        .send_raw(&with_witness(
+            spend_tx(same_spk.outpoint, &pay_to, value),
+            &sig,
+            &same_spk,
+        ))
         .expect("APO rebinds across outpoints");
     chain.confirm(&txid).expect("mined");
 }
@@ -247,14 +320,33 @@ fn one_byte_key_verifies_against_the_taproot_internal_key() {
     let tx = spend_tx(out.outpoint, &pay_to, Amount::from_sat(49_000));
 
     // Any other key is rejected.
-    let wrong = sign(&tx, &out.txout, &out.leaf, &keypair("mallory"), ApoSighashType::AllPlusAnyPrevout);
-    let err = chain.send_raw(&with_witness(tx.clone(), &wrong, &out)).expect_err("not the internal key");
-    assert!(err.message.contains("Invalid Schnorr signature"), "unexpected rejection: {err}");
+    let wrong = sign(
+        &tx,
+        &out.txout,
+        &out.leaf,
+        &keypair("mallory"),
+        ApoSighashType::AllPlusAnyPrevout,
+    );
+    let err = chain
+        .send_raw(&with_witness(tx.clone(), &wrong, &out))
+        .expect_err("not the internal key");
+    assert!(
+        err.message.contains("Invalid Schnorr signature"),
+        "unexpected rejection: {err}"
+    );
 
     // A 64-byte (default hash type) signature by the internal key is accepted.
-    let sig = sign(&tx, &out.txout, &out.leaf, &internal, ApoSighashType::Default);
+    let sig = sign(
+        &tx,
+        &out.txout,
+        &out.leaf,
+        &internal,
+        ApoSighashType::Default,
+    );
     assert_eq!(sig.len(), 64);
-    let txid = chain.send_raw(&with_witness(tx, &sig, &out)).expect("internal key signature");
+    let txid = chain
+        .send_raw(&with_witness(tx, &sig, &out))
+        .expect("internal key signature");
     chain.confirm(&txid).expect("mined");
 }
 
@@ -266,12 +358,23 @@ fn block_with_an_invalid_anyprevout_signature_is_rejected_by_consensus() {
     let chain = start();
     let alice = keypair("alice");
     let out = fund_leaf(&chain, nums(), apo_checksig(&xonly(&alice)), 50_000);
-    let tx = spend_tx(out.outpoint, &chain.faucet_script_pubkey(), Amount::from_sat(49_000));
-    let mut sig = sign(&tx, &out.txout, &out.leaf, &alice, ApoSighashType::AllPlusAnyPrevoutAnyScript);
+    let tx = spend_tx(
+        out.outpoint,
+        &chain.faucet_script_pubkey(),
+        Amount::from_sat(49_000),
+    );
+    let mut sig = sign(
+        &tx,
+        &out.txout,
+        &out.leaf,
+        &alice,
+        ApoSighashType::AllPlusAnyPrevoutAnyScript,
+    );
     sig[40] ^= 0x01;
     let bad = with_witness(tx, &sig, &out);
-    let address = bitcoin::Address::from_script(&chain.faucet_script_pubkey(), bitcoin::Network::Regtest)
-        .expect("faucet address");
+    let address =
+        bitcoin::Address::from_script(&chain.faucet_script_pubkey(), bitcoin::Network::Regtest)
+            .expect("faucet address");
     let height = chain.height().unwrap();
     let err = chain
         .rpc::<serde_json::Value>(
@@ -283,7 +386,8 @@ fn block_with_an_invalid_anyprevout_signature_is_rejected_by_consensus() {
         )
         .expect_err("block with an invalid BIP118 signature");
     assert!(
-        err.message.contains("block-script-verify-flag-failed (Invalid Schnorr signature)"),
+        err.message
+            .contains("block-script-verify-flag-failed (Invalid Schnorr signature)"),
         "unexpected rejection: {err}"
     );
     assert_eq!(chain.height().unwrap(), height, "no block was added");

@@ -59,7 +59,11 @@ pub struct RegtestOptions {
 
 impl Default for RegtestOptions {
     fn default() -> Self {
-        Self { electrs: false, require_anyprevout: true, verbose: false }
+        Self {
+            electrs: false,
+            require_anyprevout: true,
+            verbose: false,
+        }
     }
 }
 
@@ -177,7 +181,10 @@ impl std::fmt::Debug for Regtest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Regtest")
             .field("rpc", &self.bitcoind.rpc_url())
-            .field("electrs", &self.electrs.as_ref().map(|e| e.electrum_url.clone()))
+            .field(
+                "electrs",
+                &self.electrs.as_ref().map(|e| e.electrum_url.clone()),
+            )
             .field("binaries", &self.binaries)
             .finish()
     }
@@ -188,7 +195,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ASYNCPAY_CACHE") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("asyncpay")
 }
 
@@ -196,7 +205,11 @@ pub fn cache_dir() -> PathBuf {
 fn from_env_file(path: &Path, name: &str) -> Option<PathBuf> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix("export ")?.strip_prefix(name)?.strip_prefix('=')?;
+        let rest = line
+            .trim()
+            .strip_prefix("export ")?
+            .strip_prefix(name)?
+            .strip_prefix('=')?;
         Some(PathBuf::from(rest.trim_matches('"')))
     })
 }
@@ -216,17 +229,26 @@ impl Binaries {
             what: "bitcoind",
             hint: "run scripts/setup, or set BITCOIND_EXE to a BIP118-enforcing bitcoind".into(),
         })?;
-        Ok(Self { bitcoind, electrs: locate("ELECTRS_EXE") })
+        Ok(Self {
+            bitcoind,
+            electrs: locate("ELECTRS_EXE"),
+        })
     }
 }
 
 fn rpc_error(method: &str, err: bitcoind::client::Error) -> RpcError {
     use bitcoind::client::Error as E;
     match err {
-        E::JsonRpc(jsonrpc::error::Error::Rpc(e)) => {
-            RpcError { method: method.to_string(), code: Some(e.code), message: e.message }
-        }
-        other => RpcError { method: method.to_string(), code: None, message: other.to_string() },
+        E::JsonRpc(jsonrpc::error::Error::Rpc(e)) => RpcError {
+            method: method.to_string(),
+            code: Some(e.code),
+            message: e.message,
+        },
+        other => RpcError {
+            method: method.to_string(),
+            code: None,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -239,18 +261,21 @@ impl Regtest {
         conf.wallet = None;
         conf.view_stdout = options.verbose;
         // electrs 0.10 follows the node over p2p.
-        conf.p2p = if options.electrs { bitcoind::P2P::Yes } else { bitcoind::P2P::No };
+        conf.p2p = if options.electrs {
+            bitcoind::P2P::Yes
+        } else {
+            bitcoind::P2P::No
+        };
         conf.args = vec!["-regtest", "-txindex=1", "-debug=0", "-printtoconsole=0"];
         if options.verbose {
             conf.args.retain(|a| *a != "-printtoconsole=0");
         }
-        let bitcoind = BitcoinD::with_conf(&binaries.bitcoind, &conf).map_err(|e| {
-            HarnessError::Spawn {
+        let bitcoind =
+            BitcoinD::with_conf(&binaries.bitcoind, &conf).map_err(|e| HarnessError::Spawn {
                 what: "bitcoind",
                 path: binaries.bitcoind.clone(),
                 reason: format!("{e:#}"),
-            }
-        })?;
+            })?;
 
         let secp = Secp256k1::new();
         let secret = SecretKey::from_slice(
@@ -267,21 +292,37 @@ impl Regtest {
             coins: Vec::new(),
         };
 
-        let mut chain = Self { electrs: None, bitcoind, binaries, faucet: Mutex::new(faucet) };
+        let mut chain = Self {
+            electrs: None,
+            bitcoind,
+            binaries,
+            faucet: Mutex::new(faucet),
+        };
         if options.require_anyprevout && !chain.anyprevout_active()? {
-            return Err(HarnessError::AnyprevoutInactive { path: chain.binaries.bitcoind.clone() });
+            return Err(HarnessError::AnyprevoutInactive {
+                path: chain.binaries.bitcoind.clone(),
+            });
         }
         chain.mine(INITIAL_BLOCKS)?;
 
         if options.electrs {
-            let exe = chain.binaries.electrs.clone().ok_or_else(|| HarnessError::BinaryNotFound {
-                what: "electrs",
-                hint: "run scripts/setup, or set ELECTRS_EXE".into(),
-            })?;
+            let exe =
+                chain
+                    .binaries
+                    .electrs
+                    .clone()
+                    .ok_or_else(|| HarnessError::BinaryNotFound {
+                        what: "electrs",
+                        hint: "run scripts/setup, or set ELECTRS_EXE".into(),
+                    })?;
             let mut econf = electrsd::Conf::default();
             econf.view_stderr = options.verbose;
             let electrs = ElectrsD::with_conf(&exe, &chain.bitcoind, &econf).map_err(|e| {
-                HarnessError::Spawn { what: "electrs", path: exe.clone(), reason: format!("{e:#}") }
+                HarnessError::Spawn {
+                    what: "electrs",
+                    path: exe.clone(),
+                    reason: format!("{e:#}"),
+                }
             })?;
             chain.electrs = Some(electrs);
             chain.wait_for_electrs_tip()?;
@@ -300,7 +341,10 @@ impl Regtest {
         method: &str,
         args: &[Value],
     ) -> Result<T, RpcError> {
-        self.bitcoind.client.call::<T>(method, args).map_err(|e| rpc_error(method, e))
+        self.bitcoind
+            .client
+            .call::<T>(method, args)
+            .map_err(|e| rpc_error(method, e))
     }
 
     /// The node's RPC URL (`http://127.0.0.1:port`).
@@ -322,7 +366,9 @@ impl Regtest {
     /// Whether the node reports the `anyprevout` (BIP118) deployment as active.
     pub fn anyprevout_active(&self) -> Result<bool, HarnessError> {
         let info: Value = self.rpc("getdeploymentinfo", &[])?;
-        Ok(info["deployments"]["anyprevout"]["active"].as_bool().unwrap_or(false))
+        Ok(info["deployments"]["anyprevout"]["active"]
+            .as_bool()
+            .unwrap_or(false))
     }
 
     /// Current block height.
@@ -348,7 +394,10 @@ impl Regtest {
             for (vout, txout) in coinbase.output.iter().enumerate() {
                 if txout.script_pubkey == faucet.script_pubkey && txout.value > Amount::ZERO {
                     faucet.coins.push(FaucetCoin {
-                        outpoint: OutPoint { txid, vout: vout as u32 },
+                        outpoint: OutPoint {
+                            txid,
+                            vout: vout as u32,
+                        },
                         txout: txout.clone(),
                         spendable_at: start + i as u64 + COINBASE_MATURITY,
                     });
@@ -373,7 +422,11 @@ impl Regtest {
 
     /// The faucet's output script.
     pub fn faucet_script_pubkey(&self) -> ScriptBuf {
-        self.faucet.lock().expect("faucet lock").script_pubkey.clone()
+        self.faucet
+            .lock()
+            .expect("faucet lock")
+            .script_pubkey
+            .clone()
     }
 
     /// Pays `amount` to `script_pubkey` from the faucet through the mempool (unconfirmed).
@@ -401,13 +454,22 @@ impl Regtest {
                 .map(|c| c.txout.value)
                 .max()
                 .unwrap_or(Amount::ZERO);
-            return Err(HarnessError::FaucetEmpty { requested: amount, largest });
+            return Err(HarnessError::FaucetEmpty {
+                requested: amount,
+                largest,
+            });
         };
         let coin = faucet.coins.swap_remove(index);
         let change = coin.txout.value - needed;
-        let mut output = vec![TxOut { value: amount, script_pubkey: script_pubkey.clone() }];
+        let mut output = vec![TxOut {
+            value: amount,
+            script_pubkey: script_pubkey.clone(),
+        }];
         if change > Amount::from_sat(1_000) {
-            output.push(TxOut { value: change, script_pubkey: faucet.script_pubkey.clone() });
+            output.push(TxOut {
+                value: change,
+                script_pubkey: faucet.script_pubkey.clone(),
+            });
         }
         let mut tx = Transaction {
             version: transaction::Version::TWO,
@@ -424,7 +486,7 @@ impl Regtest {
         let sighash = SighashCache::new(&tx)
             .taproot_key_spend_signature_hash(
                 0,
-                &Prevouts::All(&[coin.txout.clone()]),
+                &Prevouts::All(std::slice::from_ref(&coin.txout)),
                 TapSighashType::Default,
             )
             .expect("one input with its prevout");
@@ -466,7 +528,10 @@ impl Regtest {
         if entry["allowed"].as_bool() == Some(true) {
             Ok(Ok(()))
         } else {
-            Ok(Err(entry["reject-reason"].as_str().unwrap_or("unknown").to_string()))
+            Ok(Err(entry["reject-reason"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string()))
         }
     }
 
@@ -538,7 +603,13 @@ impl Regtest {
                     return Ok(());
                 }
             }
-            while electrs.client.block_headers_pop_raw().ok().flatten().is_some() {}
+            while electrs
+                .client
+                .block_headers_pop_raw()
+                .ok()
+                .flatten()
+                .is_some()
+            {}
             if started.elapsed() > limit {
                 return Err(HarnessError::Timeout {
                     what: format!("electrs to reach height {target}"),

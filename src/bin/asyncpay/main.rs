@@ -14,8 +14,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the bitcoind / electrs paths the harness would use.
-    Env,
+    /// Print the bitcoind / electrs paths the regtest harness uses (from BITCOIND_EXE /
+    /// ELECTRS_EXE or the file scripts/setup writes); with --check, start a throwaway
+    /// regtest node and report whether it enforces BIP118.
+    Env {
+        /// Start a regtest node and check that `anyprevout` is active.
+        #[arg(long)]
+        check: bool,
+    },
     /// Mailbox server and client.
     Mailbox(mailbox::MailboxArgs),
     /// Benchmarks that print figures beside a named baseline.
@@ -31,13 +37,33 @@ enum BenchKind {
     Mailbox(bench_mailbox::BenchMailboxArgs),
 }
 
+fn env(check: bool) -> anyhow::Result<()> {
+    use asyncpay::chain::regtest::{Binaries, Regtest, RegtestOptions};
+    let binaries = Binaries::locate()?;
+    println!("BITCOIND_EXE={}", binaries.bitcoind.display());
+    match &binaries.electrs {
+        Some(path) => println!("ELECTRS_EXE={}", path.display()),
+        None => println!("ELECTRS_EXE= (not found; run scripts/setup)"),
+    }
+    if check {
+        let options = RegtestOptions {
+            require_anyprevout: false,
+            ..Default::default()
+        };
+        let chain = Regtest::start(options)?;
+        let active = chain.anyprevout_active()?;
+        println!("anyprevout active on regtest: {active}");
+        if !active {
+            anyhow::bail!("this bitcoind does not enforce BIP118; run scripts/setup");
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Env => {
-            println!("BITCOIND_EXE={}", std::env::var("BITCOIND_EXE").unwrap_or_default());
-            println!("ELECTRS_EXE={}", std::env::var("ELECTRS_EXE").unwrap_or_default());
-        }
+        Command::Env { check } => env(check)?,
         Command::Mailbox(args) => mailbox::run(args)?,
         Command::Bench { kind } => match kind {
             BenchKind::Mailbox(args) => bench_mailbox::run(args)?,
