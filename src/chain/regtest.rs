@@ -55,6 +55,8 @@ pub struct RegtestOptions {
     pub require_anyprevout: bool,
     /// Let the node's log through to stderr (for debugging a test).
     pub verbose: bool,
+    /// Extra bitcoind arguments, e.g. `-vbparams=anyprevout:-2:0` to switch BIP118 off.
+    pub bitcoind_args: Vec<String>,
 }
 
 impl Default for RegtestOptions {
@@ -63,6 +65,7 @@ impl Default for RegtestOptions {
             electrs: false,
             require_anyprevout: true,
             verbose: false,
+            bitcoind_args: Vec::new(),
         }
     }
 }
@@ -270,6 +273,8 @@ impl Regtest {
         if options.verbose {
             conf.args.retain(|a| *a != "-printtoconsole=0");
         }
+        conf.args
+            .extend(options.bitcoind_args.iter().map(String::as_str));
         let bitcoind =
             BitcoinD::with_conf(&binaries.bitcoind, &conf).map_err(|e| HarnessError::Spawn {
                 what: "bitcoind",
