@@ -148,6 +148,22 @@ fn with_witness(mut tx: Transaction, sig: &[u8], out: &Output) -> Transaction {
     tx
 }
 
+/// Funds `<0x01||P> CHECKSIG` for `key` and signs a spend of it with `hash_type`.
+fn signed_spend(
+    chain: &Regtest,
+    key: &Keypair,
+    hash_type: ApoSighashType,
+) -> (Output, Transaction, Vec<u8>) {
+    let out = fund_leaf(chain, nums(), apo_checksig(&xonly(key)), 50_000);
+    let tx = spend_tx(
+        out.outpoint,
+        &chain.faucet_script_pubkey(),
+        Amount::from_sat(49_000),
+    );
+    let sig = sign(&tx, &out.txout, &out.leaf, key, hash_type);
+    (out, tx, sig)
+}
+
 fn start() -> Regtest {
     Regtest::start(RegtestOptions::default()).expect("BIP118-enforcing regtest node")
 }
@@ -168,13 +184,7 @@ fn valid_anyprevout_and_anyprevoutanyscript_spends_confirm() {
         ApoSighashType::AllPlusAnyPrevout,
         ApoSighashType::AllPlusAnyPrevoutAnyScript,
     ] {
-        let out = fund_leaf(&chain, nums(), apo_checksig(&xonly(&alice)), 50_000);
-        let tx = spend_tx(
-            out.outpoint,
-            &chain.faucet_script_pubkey(),
-            Amount::from_sat(49_000),
-        );
-        let sig = sign(&tx, &out.txout, &out.leaf, &alice, hash_type);
+        let (out, tx, sig) = signed_spend(&chain, &alice, hash_type);
         assert_eq!(sig.len(), 65);
         let tx = with_witness(tx, &sig, &out);
         let txid = chain
@@ -192,13 +202,7 @@ fn flipped_signature_bit_is_rejected_with_a_script_error() {
         ApoSighashType::AllPlusAnyPrevout,
         ApoSighashType::AllPlusAnyPrevoutAnyScript,
     ] {
-        let out = fund_leaf(&chain, nums(), apo_checksig(&xonly(&alice)), 50_000);
-        let tx = spend_tx(
-            out.outpoint,
-            &chain.faucet_script_pubkey(),
-            Amount::from_sat(49_000),
-        );
-        let sig = sign(&tx, &out.txout, &out.leaf, &alice, hash_type);
+        let (out, tx, sig) = signed_spend(&chain, &alice, hash_type);
         let mut bad = sig.clone();
         bad[17] ^= 0x04;
         let err = chain
@@ -357,19 +361,8 @@ fn one_byte_key_verifies_against_the_taproot_internal_key() {
 fn block_with_an_invalid_anyprevout_signature_is_rejected_by_consensus() {
     let chain = start();
     let alice = keypair("alice");
-    let out = fund_leaf(&chain, nums(), apo_checksig(&xonly(&alice)), 50_000);
-    let tx = spend_tx(
-        out.outpoint,
-        &chain.faucet_script_pubkey(),
-        Amount::from_sat(49_000),
-    );
-    let mut sig = sign(
-        &tx,
-        &out.txout,
-        &out.leaf,
-        &alice,
-        ApoSighashType::AllPlusAnyPrevoutAnyScript,
-    );
+    let (out, tx, mut sig) =
+        signed_spend(&chain, &alice, ApoSighashType::AllPlusAnyPrevoutAnyScript);
     sig[40] ^= 0x01;
     let bad = with_witness(tx, &sig, &out);
     let address =
