@@ -1,0 +1,1882 @@
+//! The eltoo channel between A (the opener, the payer in an async payment) and S (the
+//! acceptor, its LSP), as a sans-io state machine.
+//!
+//! [`Channel::handle`] takes one [`Input`] (a peer message, a user command, a chain event,
+//! the time or fresh randomness) and returns the [`Action`]s the driver must carry out, in
+//! order: [`Action::Persist`] a snapshot, [`Action::Send`] a message, [`Action::Broadcast`] a
+//! transaction, [`Action::Watch`] an outpoint, or report an [`Event`]. The channel does no
+//! I/O, reads no clock and uses no global RNG.
+//!
+//! **Persist before send.** Every action list in which a message carrying a signature or a
+//! public nonce is sent starts with the [`Action::Persist`] of the snapshot that makes it
+//! safe: the snapshot holds the signature (so that a restart resends the same one rather
+//! than making another) and the advanced nonce counter (so that a restart never derives the
+//! same nonce again). A driver must finish each `Persist` durably before it executes the
+//! next action. Secret nonces live only in memory; a restart abandons them and a fresh
+//! proposal commits to a fresh nonce.
+//!
+//! **Updates.** Every state n+1 is one [`Change`] on top of the last complete state n, in
+//! three messages: the proposer sends [`ProposeUpdate`] with the nonce R of its future
+//! signature on U_{n+1}; the other party checks the change, signs U_{n+1} and returns
+//! [`CounterSignUpdate`]; the proposer signs with the committed nonce and sends
+//! [`CompleteUpdate`] — or, for a payment by pay-for-signature, withholds it
+//! ([`Command::Transfer`] with `withhold`), in which case the other party can price it as
+//! T = R + e·P ([`Channel::pending_price_point`]) and complete the state once it learns the
+//! signature's scalar ([`Command::CompleteWithSecret`]).
+//!
+//! The states ([`Phase`]) are named for what happened: `Offered`, `Accepted`, `Funded`,
+//! `Proposed`, `CounterSigned`, `Withheld`, `ForceClosing`, `Closed`.
+//!
+//! ```
+//! use asyncpay::crypto::keys::SecretKey;
+//! use asyncpay::crypto::nonce::NonceSeed;
+//! use asyncpay::protocol::channel::{Action, Channel, ChannelSecrets, Command, Input, OpenTerms};
+//! use asyncpay::protocol::messages::ChannelId;
+//! use bitcoin::OutPoint;
+//!
+//! let secrets = |b: u8| ChannelSecrets {
+//!     key: SecretKey::from_bytes([b; 32]).unwrap(),
+//!     nonce_seed: NonceSeed::from_bytes([b + 1; 32]),
+//! };
+//! let payout = |b: u8| SecretKey::from_bytes([b; 32]).unwrap().public_key();
+//! let terms = OpenTerms {
+//!     capacity_sat: 100_000, push_sat: 0, shared_delay: 6, update_window: 1_000,
+//!     payout_key: payout(10),
+//! };
+//! let (mut a, actions) = Channel::open(secrets(1), ChannelId([9; 32]), terms, 100)?;
+//! // Persist first, then the open message.
+//! assert!(matches!(actions[0], Action::Persist(_)));
+//! let Action::Send(open) = &actions[1] else { panic!() };
+//! let asyncpay::protocol::messages::Message::Open(open) = open else { panic!() };
+//! let (mut s, actions) = Channel::accept(secrets(3), open, payout(11), 100)?;
+//! let Action::Send(accept) = actions.last().unwrap().clone() else { panic!() };
+//! a.handle(Input::Message(accept))?;
+//! // A builds the funding transaction with its wallet, then proposes state 0.
+//! let actions = a.handle(Input::Command(Command::FundingBuilt { outpoint: OutPoint::null() }))?;
+//! assert!(matches!(actions[0], Action::Persist(_)));
+//! # Ok::<(), asyncpay::protocol::channel::ChannelError>(())
+//! ```
+
+use std::collections::BTreeMap;
+
+use bitcoin::hashes::{sha256, Hash as _, HashEngine as _};
+use bitcoin::{OutPoint, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::adaptor::{price_point, sells, AdaptorPoint, AdaptorSecret, EncryptedSignature};
+use crate::crypto::keys::{PublicKey, SecretKey, Signature};
+use crate::crypto::nonce::{
+    NonceCounterStore, NonceError, NonceSeed, NonceSource, PublicNonce, SecretNonce,
+};
+use crate::tx::{Party, PtlcExpiry, TxError, STATE_LOCKTIME_BASE};
+
+use super::messages::{
+    AcceptChannel, Change, ChannelId, CompleteUpdate, CounterSignUpdate, Message, MessageError,
+    OpenChannel, ProposeUpdate, Reestablish, RevealedSecret,
+};
+use super::transactions as txs;
+
+/// Snapshot format version; [`Channel::restore`] refuses others.
+pub const SNAPSHOT_VERSION: u8 = 1;
+
+/// At most this many PTLCs may be pending in one state (bounds transaction and message size).
+pub const MAX_PTLCS: usize = 32;
+
+/// Fee a PTLC timeout pays out of its amount (it is signed when published, alone).
+pub const TIMEOUT_FEE_SAT: u64 = 1_000;
+
+/// Errors of the channel state machine. None of them changes the channel's state.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Peer bytes that are not a message.
+    #[error("undecodable peer message")]
+    Decode(#[from] MessageError),
+    /// A message for another channel.
+    #[error("message for channel {got:?}, this is {ours:?}")]
+    WrongChannel {
+        /// The message's channel.
+        got: ChannelId,
+        /// This channel.
+        ours: ChannelId,
+    },
+    /// A message or command that this phase does not expect (out of order).
+    #[error("{what} is not expected in phase {phase:?}")]
+    Unexpected {
+        /// The message or command.
+        what: &'static str,
+        /// The channel's phase.
+        phase: Phase,
+    },
+    /// A message about a state other than the one under way (replayed or reordered).
+    #[error("{what} for state {got}, expected state {expected}")]
+    WrongState {
+        /// The message.
+        what: &'static str,
+        /// Its state number.
+        got: u64,
+        /// The state this channel expects.
+        expected: u64,
+    },
+    /// Both parties proposed the same state; A's proposal wins and this one is refused.
+    #[error("proposal for state {state} collides with ours, which takes precedence")]
+    ProposalCollision {
+        /// The state both proposed.
+        state: u64,
+    },
+    /// A different change for a state already countersigned.
+    #[error("a different change was already signed for state {state}")]
+    ConflictingProposal {
+        /// The state.
+        state: u64,
+    },
+    /// A signature that does not verify.
+    #[error("invalid {what} signature for state {state}")]
+    InvalidSignature {
+        /// Which signature.
+        what: &'static str,
+        /// The state.
+        state: u64,
+    },
+    /// The completing signature does not use the nonce committed in the proposal.
+    #[error("signature for state {state} does not use the committed nonce")]
+    NonceMismatch {
+        /// The state.
+        state: u64,
+    },
+    /// The committed nonce of this state was lost in a restart; reconnect to re-propose.
+    #[error("nonce of state {state} was lost in a restart; reconnect to re-propose")]
+    NonceLost {
+        /// The state.
+        state: u64,
+    },
+    /// A party's balance cannot pay for the change.
+    #[error("balance {available} sat cannot pay {needed} sat")]
+    InsufficientBalance {
+        /// What the change needs.
+        needed: u64,
+        /// What the party has.
+        available: u64,
+    },
+    /// A zero amount.
+    #[error("amount must be positive")]
+    ZeroAmount,
+    /// The PTLC does not exist in the current state.
+    #[error("no ptlc {id} in the current state")]
+    UnknownPtlc {
+        /// The PTLC's number.
+        id: u64,
+    },
+    /// A PTLC number already used, or one the proposer may not assign.
+    #[error("ptlc id {id} is taken or not the proposer's to assign")]
+    BadPtlcId {
+        /// The PTLC's number.
+        id: u64,
+    },
+    /// The party may not make this change to the PTLC (only its payee fulfils or fails it).
+    #[error("only the payee of ptlc {id} may {what} it")]
+    NotPayee {
+        /// The PTLC's number.
+        id: u64,
+        /// What was attempted.
+        what: &'static str,
+    },
+    /// The revealed secret is not the discrete log of the PTLC's point.
+    #[error("secret does not open ptlc {id}")]
+    WrongSecret {
+        /// The PTLC's number.
+        id: u64,
+    },
+    /// Too many PTLCs.
+    #[error("state already holds {count} ptlcs, the limit")]
+    TooManyPtlcs {
+        /// How many there are.
+        count: usize,
+    },
+    /// The PTLC's expiry breaks the timing rule (≥ 2·shared_delay away, within the window).
+    #[error("ptlc expiry refused")]
+    Expiry(#[from] crate::tx::ptlc::ExpiryError),
+    /// The open terms are unusable.
+    #[error("invalid open terms: {reason}")]
+    InvalidTerms {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The peer claims a complete state this party has never seen: its snapshot is behind.
+    #[error("peer is at state {peer}, we are at {ours}: our snapshot is stale")]
+    PeerAhead {
+        /// The peer's complete state.
+        peer: u64,
+        /// Ours.
+        ours: u64,
+    },
+    /// An update of an unknown state is on chain.
+    #[error("an update of unknown state {state} is on chain")]
+    UnknownOnChainState {
+        /// The state in its locktime.
+        state: u64,
+    },
+    /// A snapshot that does not belong to these secrets or this format.
+    #[error("snapshot does not match: {reason}")]
+    BadSnapshot {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A transaction could not be built.
+    #[error("transaction")]
+    Tx(#[from] TxError),
+    /// A PTLC claim signature could not be made or checked.
+    #[error("ptlc claim signature")]
+    Claim(#[from] crate::crypto::adaptor::AdaptorError),
+    /// Nonce handling failed.
+    #[error("nonce")]
+    Nonce(#[from] NonceError),
+}
+
+impl ChannelError {
+    /// A code for the peer's [`ErrorMessage`](super::messages::ErrorMessage): 1 malformed,
+    /// 2 out of order, 3 invalid signature, 4 refused change, 5 other.
+    pub fn code(&self) -> u16 {
+        match self {
+            ChannelError::Decode(_) | ChannelError::WrongChannel { .. } => 1,
+            ChannelError::Unexpected { .. }
+            | ChannelError::WrongState { .. }
+            | ChannelError::ProposalCollision { .. }
+            | ChannelError::ConflictingProposal { .. } => 2,
+            ChannelError::InvalidSignature { .. } | ChannelError::NonceMismatch { .. } => 3,
+            ChannelError::InsufficientBalance { .. }
+            | ChannelError::ZeroAmount
+            | ChannelError::UnknownPtlc { .. }
+            | ChannelError::BadPtlcId { .. }
+            | ChannelError::NotPayee { .. }
+            | ChannelError::WrongSecret { .. }
+            | ChannelError::TooManyPtlcs { .. }
+            | ChannelError::Expiry(_)
+            | ChannelError::Claim(_)
+            | ChannelError::InvalidTerms { .. } => 4,
+            _ => 5,
+        }
+    }
+}
+
+/// The secrets of one channel, supplied by the driver at creation and at every restore.
+///
+/// Use a distinct key and nonce seed per channel: nonces are derived from seed, session and
+/// key, and each channel keeps its own session counter.
+pub struct ChannelSecrets {
+    /// This party's channel key (P_A or P_S): update signatures, PTLC halves, close.
+    pub key: SecretKey,
+    /// Seed of the committed nonces.
+    pub nonce_seed: NonceSeed,
+}
+
+impl core::fmt::Debug for ChannelSecrets {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChannelSecrets")
+            .field("key", &self.key)
+            .field("nonce_seed", &self.nonce_seed)
+            .finish()
+    }
+}
+
+/// What the opener chooses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenTerms {
+    /// Value of the funding output.
+    pub capacity_sat: u64,
+    /// The acceptor's initial balance.
+    pub push_sat: u64,
+    /// Blocks between an update confirming and its settlement.
+    pub shared_delay: u16,
+    /// Blocks ahead within which a PTLC must expire.
+    pub update_window: u32,
+    /// The opener's payout key.
+    pub payout_key: PublicKey,
+}
+
+/// The agreed parameters of an open channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelParams {
+    /// The channel's id.
+    pub channel_id: ChannelId,
+    /// Value of the funding output.
+    pub capacity_sat: u64,
+    /// Relative delay of every settlement, in blocks.
+    pub shared_delay: u16,
+    /// Blocks ahead within which a PTLC must expire.
+    pub update_window: u32,
+    /// A's channel key.
+    pub key_a: PublicKey,
+    /// S's channel key.
+    pub key_s: PublicKey,
+    /// A's payout key.
+    pub payout_a: PublicKey,
+    /// S's payout key.
+    pub payout_s: PublicKey,
+}
+
+/// A PTLC in a channel state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PtlcRecord {
+    /// Its number (even: offered by A, odd: offered by S).
+    pub id: u64,
+    /// Who offered it (and gets it back after expiry).
+    pub offerer: Party,
+    /// Its amount.
+    pub amount_sat: u64,
+    /// The point whose discrete log claims it.
+    pub point: AdaptorPoint,
+    /// Its expiry height.
+    pub expiry: PtlcExpiry,
+    /// The offerer's claim half, encrypted to `point`.
+    pub claim_signature: EncryptedSignature,
+}
+
+/// The balances and PTLCs of one state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateBody {
+    /// n.
+    pub number: u64,
+    /// A's balance.
+    pub to_a: u64,
+    /// S's balance.
+    pub to_s: u64,
+    /// Pending PTLCs, in output order.
+    pub ptlcs: Vec<PtlcRecord>,
+}
+
+impl StateBody {
+    /// to_a + to_s + Σ ptlcs; equals the capacity in every state (saturating on overflow,
+    /// which no valid state reaches).
+    pub fn total(&self) -> u64 {
+        self.ptlcs
+            .iter()
+            .fold(self.to_a.saturating_add(self.to_s), |acc, p| {
+                acc.saturating_add(p.amount_sat)
+            })
+    }
+
+    fn balance_mut(&mut self, party: Party) -> &mut u64 {
+        match party {
+            Party::A => &mut self.to_a,
+            Party::S => &mut self.to_s,
+        }
+    }
+
+    /// The balance of `party`.
+    pub fn balance(&self, party: Party) -> u64 {
+        match party {
+            Party::A => self.to_a,
+            Party::S => self.to_s,
+        }
+    }
+}
+
+/// A state both parties have signed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// The state.
+    pub body: StateBody,
+    /// Who proposed it.
+    pub proposer: Party,
+    /// The change that led to it.
+    pub change: Change,
+    /// A's signature on U_n.
+    pub sig_a: Signature,
+    /// S's signature on U_n.
+    pub sig_s: Signature,
+}
+
+/// An update under way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    /// The proposed state.
+    pub body: StateBody,
+    /// Its change.
+    pub change: Change,
+    /// Who proposed it.
+    pub proposer: Party,
+    /// The proposer's committed nonce.
+    pub proposer_nonce: PublicNonce,
+    /// Whether the proposer keeps its signature back (pay-for-signature).
+    pub withhold: bool,
+    /// The non-proposer's signature, once made or received.
+    pub countersignature: Option<Signature>,
+    /// The proposer's signature, once made (kept here while withheld).
+    pub proposer_signature: Option<Signature>,
+}
+
+/// What is on chain after a unilateral close began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnChain {
+    /// State of the newest update seen on chain.
+    pub state: u64,
+    /// Its update output.
+    pub outpoint: OutPoint,
+    /// Height it confirmed at.
+    pub confirmed_at: Option<u32>,
+    /// Whether our settlement has been broadcast.
+    pub settlement_broadcast: bool,
+    /// The settlement's txid, once seen.
+    pub settlement_txid: Option<bitcoin::Txid>,
+    /// PTLC ids already timed out or claimed by us.
+    pub resolved_ptlcs: Vec<u64>,
+}
+
+/// The named states of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// The opener sent its terms.
+    Offered,
+    /// Both keys are known; the opener builds the funding transaction.
+    Accepted,
+    /// A complete state, nothing under way.
+    Funded,
+    /// We proposed a state and wait for the countersignature.
+    Proposed,
+    /// We countersigned the peer's proposal and wait for its signature.
+    CounterSigned,
+    /// We signed our proposal and keep the signature back.
+    Withheld,
+    /// An update is on chain; we drive it to our latest settlement.
+    ForceClosing,
+    /// The channel's funds have left it.
+    Closed,
+}
+
+/// Everything a party must keep durably about a channel. Secret keys and secret nonces are
+/// not in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// [`SNAPSHOT_VERSION`].
+    pub version: u8,
+    /// Which party we are.
+    pub side: Party,
+    /// Our channel key (checked against the secrets on restore).
+    pub own_key: PublicKey,
+    /// The channel's id.
+    pub channel_id: ChannelId,
+    /// The phase.
+    pub phase: Phase,
+    /// The opener's terms while offered.
+    pub terms: Option<OpenTerms>,
+    /// The agreed parameters once accepted.
+    pub params: Option<ChannelParams>,
+    /// The funding output, once known.
+    pub funding_outpoint: Option<OutPoint>,
+    /// Whether the funding transaction confirmed.
+    pub funding_confirmed: bool,
+    /// The last complete state.
+    pub complete: Option<StateRecord>,
+    /// The update under way.
+    pub pending: Option<PendingUpdate>,
+    /// The next unused nonce session: advanced before any public nonce leaves.
+    pub next_nonce_session: u64,
+    /// Our next PTLC counter.
+    pub next_ptlc: u64,
+    /// Settlement leaf hash of every state we signed, to answer a stale update.
+    pub settlement_leaf_hashes: BTreeMap<u64, [u8; 32]>,
+    /// The chain height last reported.
+    pub height: u32,
+    /// Unilateral close progress.
+    pub on_chain: Option<OnChain>,
+}
+
+impl Snapshot {
+    /// Whether this snapshot makes `msg` safe to send: it holds the signature or the nonce
+    /// commitment the message carries. Drivers and tests use it to check persist-before-send.
+    pub fn covers(&self, msg: &Message) -> bool {
+        let own = |rec: &StateRecord| match self.side {
+            Party::A => rec.sig_a,
+            Party::S => rec.sig_s,
+        };
+        match msg {
+            Message::Propose(m) => {
+                self.pending.as_ref().is_some_and(|p| {
+                    p.proposer == self.side
+                        && p.proposer_nonce == m.nonce
+                        && p.body.number == m.state
+                }) && self.next_nonce_session > 0
+            }
+            Message::CounterSign(m) => {
+                self.pending.as_ref().is_some_and(|p| {
+                    p.body.number == m.state && p.countersignature == Some(m.signature)
+                }) || self
+                    .complete
+                    .as_ref()
+                    .is_some_and(|c| c.body.number == m.state && own(c) == m.signature)
+            }
+            Message::Complete(m) => {
+                self.complete
+                    .as_ref()
+                    .is_some_and(|c| c.body.number == m.state && own(c) == m.signature)
+                    || self.pending.as_ref().is_some_and(|p| {
+                        p.body.number == m.state && p.proposer_signature == Some(m.signature)
+                    })
+            }
+            Message::CloseProposal(_) | Message::CloseAccept(_) | Message::CloseSigned(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// A user command.
+pub enum Command {
+    /// The opener's wallet built the funding transaction (not yet broadcast): propose state 0.
+    FundingBuilt {
+        /// Where its channel output is.
+        outpoint: OutPoint,
+    },
+    /// Offer a PTLC to the peer.
+    AddPtlc {
+        /// Amount.
+        amount_sat: u64,
+        /// Payment point T.
+        point: AdaptorPoint,
+        /// Expiry height.
+        expiry: u32,
+    },
+    /// Claim a PTLC offered by the peer with its secret.
+    Fulfil {
+        /// The PTLC.
+        id: u64,
+        /// t with t·G = T.
+        secret: AdaptorSecret,
+    },
+    /// Give up a PTLC offered by the peer.
+    Fail {
+        /// The PTLC.
+        id: u64,
+    },
+    /// Pay the peer outright; with `withhold`, keep our update signature back (it is reported
+    /// in [`Event::SignatureWithheld`] to be sold by the payee).
+    Transfer {
+        /// Amount.
+        amount_sat: u64,
+        /// Keep the completing signature back.
+        withhold: bool,
+    },
+    /// Send a withheld signature after all.
+    Release,
+    /// Complete the peer's withheld state from its signature's scalar, bought elsewhere.
+    CompleteWithSecret {
+        /// s of the peer's signature (the discrete log of the price point).
+        secret: AdaptorSecret,
+    },
+    /// Publish the latest state.
+    ForceClose,
+}
+
+impl core::fmt::Debug for Command {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::FundingBuilt { .. } => "funding_built",
+            Command::AddPtlc { .. } => "add_ptlc",
+            Command::Fulfil { .. } => "fulfil",
+            Command::Fail { .. } => "fail",
+            Command::Transfer { .. } => "transfer",
+            Command::Release => "release",
+            Command::CompleteWithSecret { .. } => "complete_with_secret",
+            Command::ForceClose => "force_close",
+        }
+    }
+}
+
+/// Something the chain source reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainEvent {
+    /// A new tip.
+    Block {
+        /// Its height.
+        height: u32,
+    },
+    /// A transaction was confirmed (the funding transaction, typically).
+    Confirmed {
+        /// Its txid.
+        txid: bitcoin::Txid,
+        /// The height of the block holding it.
+        height: u32,
+    },
+    /// A transaction spending a watched outpoint, in the mempool or confirmed.
+    Spend {
+        /// The transaction.
+        tx: Transaction,
+        /// The height of the block holding it, if confirmed.
+        confirmed_at: Option<u32>,
+    },
+}
+
+/// One input to [`Channel::handle`].
+// Inputs are handled one at a time and never stored in bulk, so their size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Input {
+    /// A decoded peer message.
+    Message(Message),
+    /// Raw peer bytes, decoded here.
+    PeerBytes(Vec<u8>),
+    /// A user command.
+    Command(Command),
+    /// A chain event.
+    Chain(ChainEvent),
+    /// The peer connection is (re)established: send [`Reestablish`].
+    Connected,
+    /// Wall-clock time, unix seconds (kept for drivers' timeouts; the channel uses heights).
+    Time(u64),
+    /// Fresh randomness, mixed into the auxiliary randomness of signatures.
+    Randomness([u8; 32]),
+}
+
+/// Something that happened, for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The opener may build the funding transaction paying this script the capacity.
+    Accepted {
+        /// The funding output's script.
+        funding_script_pubkey: bitcoin::ScriptBuf,
+        /// Its value.
+        capacity_sat: u64,
+    },
+    /// State 0 is complete: the opener may broadcast the funding transaction.
+    ReadyToFund,
+    /// The funding transaction confirmed; the channel can update.
+    FundingConfirmed,
+    /// A state is complete.
+    StateCompleted {
+        /// Its number.
+        state: u64,
+        /// What it changed.
+        change: Change,
+        /// A's balance.
+        to_a: u64,
+        /// S's balance.
+        to_s: u64,
+    },
+    /// Our proposal lost a collision and was dropped; propose it again.
+    ProposalDropped {
+        /// What it proposed.
+        change: Change,
+    },
+    /// We signed our proposal and keep the signature back: hand it to the payee.
+    SignatureWithheld {
+        /// The state.
+        state: u64,
+        /// Our signature on U_state.
+        signature: Signature,
+        /// Its price point.
+        price_point: AdaptorPoint,
+    },
+    /// The peer re-proposed a pending state with a new nonce (it restarted): any price
+    /// point computed from the old one is void.
+    NonceReplaced {
+        /// The state.
+        state: u64,
+    },
+    /// The peer published a stale update; we answered with the latest.
+    StaleUpdateAnswered {
+        /// The stale state.
+        stale: u64,
+        /// Ours.
+        latest: u64,
+    },
+    /// A PTLC's secret became known on chain.
+    PtlcSecretLearned {
+        /// The PTLC.
+        id: u64,
+        /// Its secret.
+        secret: RevealedSecret,
+    },
+    /// The settlement confirmed: balances paid out; PTLC outputs remain to be resolved.
+    Settled {
+        /// The settled state.
+        state: u64,
+    },
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Store this snapshot durably before executing any later action.
+    Persist(Box<Snapshot>),
+    /// Send this message to the peer.
+    Send(Message),
+    /// Publish this transaction. Updates, settlements and PTLC claims pay no fee and carry a
+    /// P2A anchor: submit them with a CPFP child ([`crate::tx::anchor`]) via `submitpackage`.
+    Broadcast(Transaction),
+    /// Report every transaction spending this outpoint ([`ChainEvent::Spend`]).
+    Watch(OutPoint),
+    /// Tell the user.
+    Event(Event),
+}
+
+/// The nonce counter lives in the snapshot: advancing it here and persisting the snapshot
+/// before the public nonce is sent is what makes it durable.
+struct SnapshotCounter<'a>(&'a mut u64);
+
+impl NonceCounterStore for SnapshotCounter<'_> {
+    type Error = core::convert::Infallible;
+
+    fn load_next(&self) -> Result<u64, Self::Error> {
+        Ok(*self.0)
+    }
+
+    fn persist_next(&mut self, next: u64) -> Result<(), Self::Error> {
+        *self.0 = next;
+        Ok(())
+    }
+}
+
+/// One side of an eltoo channel.
+pub struct Channel {
+    key: SecretKey,
+    nonces: NonceSource,
+    /// The secret nonce of our pending proposal; never stored, never cloned.
+    secret_nonce: Option<SecretNonce>,
+    entropy: [u8; 32],
+    aux_counter: u64,
+    snap: Snapshot,
+}
+
+impl core::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Channel")
+            .field("key", &self.key)
+            .field("snapshot", &self.snap)
+            .finish_non_exhaustive()
+    }
+}
+
+fn other(party: Party) -> Party {
+    match party {
+        Party::A => Party::S,
+        Party::S => Party::A,
+    }
+}
+
+impl Channel {
+    fn with_snapshot(secrets: ChannelSecrets, snap: Snapshot) -> Result<Self, ChannelError> {
+        let mut counter = snap.next_nonce_session;
+        let nonces = NonceSource::load(secrets.nonce_seed, &SnapshotCounter(&mut counter))?;
+        Ok(Channel {
+            key: secrets.key,
+            nonces,
+            secret_nonce: None,
+            entropy: [0; 32],
+            aux_counter: 0,
+            snap,
+        })
+    }
+
+    fn empty_snapshot(
+        side: Party,
+        own_key: PublicKey,
+        channel_id: ChannelId,
+        height: u32,
+    ) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            side,
+            own_key,
+            channel_id,
+            phase: Phase::Offered,
+            terms: None,
+            params: None,
+            funding_outpoint: None,
+            funding_confirmed: false,
+            complete: None,
+            pending: None,
+            next_nonce_session: 0,
+            next_ptlc: 0,
+            settlement_leaf_hashes: BTreeMap::new(),
+            height,
+            on_chain: None,
+        }
+    }
+
+    /// Starts a channel as its opener A: persist, then send [`OpenChannel`].
+    pub fn open(
+        secrets: ChannelSecrets,
+        channel_id: ChannelId,
+        terms: OpenTerms,
+        height: u32,
+    ) -> Result<(Self, Vec<Action>), ChannelError> {
+        check_terms(terms.capacity_sat, terms.push_sat, terms.shared_delay)?;
+        let own_key = secrets.key.public_key();
+        let mut snap = Self::empty_snapshot(Party::A, own_key, channel_id, height);
+        snap.terms = Some(terms.clone());
+        let mut channel = Self::with_snapshot(secrets, snap)?;
+        let msg = Message::Open(OpenChannel {
+            channel_id,
+            capacity_sat: terms.capacity_sat,
+            push_sat: terms.push_sat,
+            shared_delay: terms.shared_delay,
+            update_window: terms.update_window,
+            update_key: own_key,
+            payout_key: terms.payout_key,
+        });
+        let actions = channel.commit(vec![msg], vec![]);
+        Ok((channel, actions))
+    }
+
+    /// Accepts an [`OpenChannel`] as S: persist, then send [`AcceptChannel`].
+    pub fn accept(
+        secrets: ChannelSecrets,
+        open: &OpenChannel,
+        payout_key: PublicKey,
+        height: u32,
+    ) -> Result<(Self, Vec<Action>), ChannelError> {
+        check_terms(open.capacity_sat, open.push_sat, open.shared_delay)?;
+        let own_key = secrets.key.public_key();
+        if own_key == open.update_key {
+            return Err(ChannelError::InvalidTerms {
+                reason: "both parties use the same key",
+            });
+        }
+        let mut snap = Self::empty_snapshot(Party::S, own_key, open.channel_id, height);
+        snap.phase = Phase::Accepted;
+        snap.terms = Some(OpenTerms {
+            capacity_sat: open.capacity_sat,
+            push_sat: open.push_sat,
+            shared_delay: open.shared_delay,
+            update_window: open.update_window,
+            payout_key: open.payout_key,
+        });
+        snap.params = Some(ChannelParams {
+            channel_id: open.channel_id,
+            capacity_sat: open.capacity_sat,
+            shared_delay: open.shared_delay,
+            update_window: open.update_window,
+            key_a: open.update_key,
+            key_s: own_key,
+            payout_a: open.payout_key,
+            payout_s: payout_key,
+        });
+        let mut channel = Self::with_snapshot(secrets, snap)?;
+        let msg = Message::Accept(AcceptChannel {
+            channel_id: open.channel_id,
+            update_key: own_key,
+            payout_key,
+        });
+        let actions = channel.commit(vec![msg], vec![]);
+        Ok((channel, actions))
+    }
+
+    /// Reloads a channel from its last persisted snapshot (after a restart). Any secret nonce
+    /// of a pending proposal is gone; send [`Input::Connected`] to resume.
+    pub fn restore(secrets: ChannelSecrets, snapshot: Snapshot) -> Result<Self, ChannelError> {
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(ChannelError::BadSnapshot {
+                reason: "unknown snapshot version",
+            });
+        }
+        if secrets.key.public_key() != snapshot.own_key {
+            return Err(ChannelError::BadSnapshot {
+                reason: "snapshot belongs to another key",
+            });
+        }
+        Self::with_snapshot(secrets, snapshot)
+    }
+
+    /// The current snapshot (what the last `Persist` stored, or will store).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// The phase.
+    pub fn phase(&self) -> Phase {
+        self.snap.phase
+    }
+
+    /// The last complete state.
+    pub fn latest(&self) -> Option<&StateBody> {
+        self.snap.complete.as_ref().map(|c| &c.body)
+    }
+
+    /// The price point T = R + e·P of the proposer's signature on the pending update, from
+    /// its committed nonce: what the pending state's completion costs.
+    pub fn pending_price_point(&self) -> Option<AdaptorPoint> {
+        let pending = self.snap.pending.as_ref()?;
+        let params = self.snap.params.as_ref()?;
+        let m = txs::update_sighash(params, &pending.body).ok()?;
+        price_point(
+            &pending.proposer_nonce,
+            &key_of(params, pending.proposer),
+            &m,
+        )
+        .ok()
+    }
+
+    /// Handles one input. On error nothing changed and there is nothing to do.
+    pub fn handle(&mut self, input: Input) -> Result<Vec<Action>, ChannelError> {
+        match input {
+            Input::Message(msg) => self.on_message(msg),
+            Input::PeerBytes(bytes) => {
+                let msg = Message::decode(&bytes)?;
+                self.on_message(msg)
+            }
+            Input::Command(cmd) => self.on_command(cmd),
+            Input::Chain(event) => self.on_chain(event),
+            Input::Connected => Ok(vec![Action::Send(Message::Reestablish(Reestablish {
+                channel_id: self.snap.channel_id,
+                next_state: self.next_number(),
+            }))]),
+            Input::Time(_) => Ok(vec![]),
+            Input::Randomness(bytes) => {
+                let mut engine = sha256::Hash::engine();
+                engine.input(&self.entropy);
+                engine.input(&bytes);
+                self.entropy = sha256::Hash::from_engine(engine).to_byte_array();
+                Ok(vec![])
+            }
+        }
+    }
+
+    // ---- helpers ----
+
+    fn params(&self, what: &'static str) -> Result<&ChannelParams, ChannelError> {
+        self.snap.params.as_ref().ok_or(ChannelError::Unexpected {
+            what,
+            phase: self.snap.phase,
+        })
+    }
+
+    fn complete_number(&self) -> Option<u64> {
+        self.snap.complete.as_ref().map(|c| c.body.number)
+    }
+
+    fn next_number(&self) -> u64 {
+        self.complete_number().map_or(0, |n| n + 1)
+    }
+
+    fn unexpected(&self, what: &'static str) -> ChannelError {
+        ChannelError::Unexpected {
+            what,
+            phase: self.snap.phase,
+        }
+    }
+
+    fn aux(&mut self) -> [u8; 32] {
+        let mut engine = sha256::Hash::engine();
+        engine.input(b"asyncpay/channel-aux");
+        engine.input(&self.entropy);
+        engine.input(&self.aux_counter.to_be_bytes());
+        engine.input(&self.snap.next_nonce_session.to_be_bytes());
+        self.aux_counter += 1;
+        sha256::Hash::from_engine(engine).to_byte_array()
+    }
+
+    /// Reserves the next session and advances the snapshot's counter. The public nonce must
+    /// only leave through [`Channel::commit`], which persists the counter first.
+    fn fresh_nonce(&mut self) -> Result<SecretNonce, ChannelError> {
+        let aux = self.aux();
+        let own = self.key.public_key();
+        let pending = self.nonces.reserve(&own, &aux)?;
+        let nonce = pending.persist(&mut SnapshotCounter(&mut self.snap.next_nonce_session))?;
+        Ok(nonce)
+    }
+
+    /// Signs `m` with a fresh committed nonce (used for countersignatures).
+    fn sign_fresh(&mut self, m: &[u8; 32]) -> Result<Signature, ChannelError> {
+        let nonce = self.fresh_nonce()?;
+        Ok(nonce.sign(&self.key, m)?)
+    }
+
+    /// The only way messages leave: the snapshot is persisted first whenever any of them
+    /// carries a signature or nonce (and whenever `others` follow, so that what they report
+    /// is durable too).
+    fn commit(&mut self, sends: Vec<Message>, others: Vec<Action>) -> Vec<Action> {
+        let mut actions = vec![Action::Persist(Box::new(self.snap.clone()))];
+        debug_assert!(sends.iter().all(|m| self.snap.covers(m)));
+        actions.extend(sends.into_iter().map(Action::Send));
+        actions.extend(others);
+        actions
+    }
+
+    /// The state after `change` by `proposer` on the last complete state.
+    fn apply(&self, change: &Change, proposer: Party) -> Result<StateBody, ChannelError> {
+        let params = self.params(change.kind())?;
+        let number = self.next_number();
+        let mut body = match (&self.snap.complete, change) {
+            (None, Change::Open { .. }) => {
+                let terms = self.snap.terms.as_ref().ok_or(self.unexpected("open"))?;
+                return Ok(StateBody {
+                    number: 0,
+                    to_a: terms.capacity_sat - terms.push_sat,
+                    to_s: terms.push_sat,
+                    ptlcs: vec![],
+                });
+            }
+            (Some(_), Change::Open { .. }) => return Err(self.unexpected("open change")),
+            (None, _) => return Err(self.unexpected(change.kind())),
+            (Some(c), _) => c.body.clone(),
+        };
+        body.number = number;
+        match change {
+            Change::Open { .. } => unreachable!("handled above"),
+            Change::Transfer { amount_sat } => {
+                debit(&mut body, proposer, *amount_sat)?;
+                *body.balance_mut(other(proposer)) += amount_sat;
+            }
+            Change::AddPtlc {
+                id,
+                amount_sat,
+                point,
+                expiry,
+                claim_signature,
+            } => {
+                if body.ptlcs.len() >= MAX_PTLCS {
+                    return Err(ChannelError::TooManyPtlcs {
+                        count: body.ptlcs.len(),
+                    });
+                }
+                let parity = match proposer {
+                    Party::A => 0,
+                    Party::S => 1,
+                };
+                if id % 2 != parity || body.ptlcs.iter().any(|p| p.id == *id) {
+                    return Err(ChannelError::BadPtlcId { id: *id });
+                }
+                let height = self.snap.height;
+                let expiry = PtlcExpiry::checked_within(
+                    height,
+                    *expiry,
+                    params.shared_delay,
+                    height.saturating_add(params.update_window),
+                )?;
+                debit(&mut body, proposer, *amount_sat)?;
+                let record = PtlcRecord {
+                    id: *id,
+                    offerer: proposer,
+                    amount_sat: *amount_sat,
+                    point: *point,
+                    expiry,
+                    claim_signature: claim_signature.clone(),
+                };
+                txs::claim(params, &txs::ptlc(params, &record))?
+                    .verify_offerer_signature(claim_signature)?;
+                body.ptlcs.push(record);
+            }
+            Change::FulfilPtlc { id, secret } => {
+                let at = find_ptlc(&body, *id, proposer, "fulfil")?;
+                let t = AdaptorSecret::from_bytes(secret.0)
+                    .map_err(|_| ChannelError::WrongSecret { id: *id })?;
+                if !sells(&t, &body.ptlcs[at].point) {
+                    return Err(ChannelError::WrongSecret { id: *id });
+                }
+                let ptlc = body.ptlcs.remove(at);
+                *body.balance_mut(proposer) += ptlc.amount_sat;
+            }
+            Change::FailPtlc { id } => {
+                let at = find_ptlc(&body, *id, proposer, "fail")?;
+                let ptlc = body.ptlcs.remove(at);
+                *body.balance_mut(ptlc.offerer) += ptlc.amount_sat;
+            }
+        }
+        debug_assert_eq!(body.total(), params.capacity_sat, "balance conservation");
+        Ok(body)
+    }
+
+    // ---- commands ----
+
+    fn on_command(&mut self, cmd: Command) -> Result<Vec<Action>, ChannelError> {
+        let side = self.snap.side;
+        match cmd {
+            Command::FundingBuilt { outpoint } => {
+                if self.snap.phase != Phase::Accepted || side != Party::A {
+                    return Err(self.unexpected("funding_built"));
+                }
+                self.propose(
+                    Change::Open {
+                        funding_outpoint: outpoint,
+                    },
+                    false,
+                )
+            }
+            Command::AddPtlc {
+                amount_sat,
+                point,
+                expiry,
+            } => {
+                self.ready_to_update("add_ptlc")?;
+                let id = self.snap.next_ptlc * 2 + side.index() as u64;
+                let params = self.params("add_ptlc")?;
+                // Check before signing anything so that a refused PTLC changes nothing.
+                let checked = PtlcExpiry::checked_within(
+                    self.snap.height,
+                    expiry,
+                    params.shared_delay,
+                    self.snap.height.saturating_add(params.update_window),
+                )?;
+                let balance = self.latest().map_or(0, |b| b.balance(side));
+                if amount_sat == 0 {
+                    return Err(ChannelError::ZeroAmount);
+                }
+                if amount_sat > balance {
+                    return Err(ChannelError::InsufficientBalance {
+                        needed: amount_sat,
+                        available: balance,
+                    });
+                }
+                let output = txs::ptlc_output(params, side, point, amount_sat, checked);
+                let claim = txs::claim(params, &output)?;
+                let aux = self.aux();
+                let claim_signature =
+                    claim.encrypt_offerer_signature(&txs::keypair(&self.key), &aux);
+                let change = Change::AddPtlc {
+                    id,
+                    amount_sat,
+                    point,
+                    expiry,
+                    claim_signature,
+                };
+                self.apply(&change, side)?;
+                self.snap.next_ptlc += 1;
+                self.propose(change, false)
+            }
+            Command::Fulfil { id, secret } => {
+                self.ready_to_update("fulfil")?;
+                self.propose(
+                    Change::FulfilPtlc {
+                        id,
+                        secret: RevealedSecret(secret.to_secret_bytes()),
+                    },
+                    false,
+                )
+            }
+            Command::Fail { id } => {
+                self.ready_to_update("fail")?;
+                self.propose(Change::FailPtlc { id }, false)
+            }
+            Command::Transfer {
+                amount_sat,
+                withhold,
+            } => {
+                self.ready_to_update("transfer")?;
+                self.propose(Change::Transfer { amount_sat }, withhold)
+            }
+            Command::Release => {
+                let pending = match (&self.snap.phase, &self.snap.pending) {
+                    (Phase::Withheld, Some(p)) => p.clone(),
+                    _ => return Err(self.unexpected("release")),
+                };
+                self.finish_own_proposal(pending)
+            }
+            Command::CompleteWithSecret { secret } => {
+                let pending = match (&self.snap.phase, &self.snap.pending) {
+                    (Phase::CounterSigned, Some(p)) => p.clone(),
+                    _ => return Err(self.unexpected("complete_with_secret")),
+                };
+                let signature = secret.to_signature(&pending.proposer_nonce);
+                self.complete_peer_proposal(pending, signature)
+            }
+            Command::ForceClose => self.force_close(),
+        }
+    }
+
+    fn ready_to_update(&self, what: &'static str) -> Result<(), ChannelError> {
+        if self.snap.phase != Phase::Funded || !self.snap.funding_confirmed {
+            return Err(self.unexpected(what));
+        }
+        Ok(())
+    }
+
+    /// Proposes `change` with a fresh committed nonce: persist (counter, pending), then send.
+    fn propose(&mut self, change: Change, withhold: bool) -> Result<Vec<Action>, ChannelError> {
+        let side = self.snap.side;
+        let body = self.apply(&change, side)?;
+        let nonce = self.fresh_nonce()?;
+        let state = body.number;
+        if let Change::Open { funding_outpoint } = change {
+            self.snap.funding_outpoint = Some(funding_outpoint);
+        }
+        self.snap.pending = Some(PendingUpdate {
+            body,
+            change: change.clone(),
+            proposer: side,
+            proposer_nonce: nonce.public_nonce(),
+            withhold,
+            countersignature: None,
+            proposer_signature: None,
+        });
+        self.snap.phase = Phase::Proposed;
+        let msg = Message::Propose(ProposeUpdate {
+            channel_id: self.snap.channel_id,
+            state,
+            change,
+            nonce: nonce.public_nonce(),
+        });
+        self.secret_nonce = Some(nonce);
+        Ok(self.commit(vec![msg], vec![]))
+    }
+
+    /// Re-sends our pending proposal after a reconnection, with a fresh nonce if the old
+    /// one was lost.
+    fn repropose(&mut self) -> Result<Vec<Action>, ChannelError> {
+        let pending = self
+            .snap
+            .pending
+            .clone()
+            .ok_or(self.unexpected("repropose"))?;
+        if self.secret_nonce.is_none() {
+            let nonce = self.fresh_nonce()?;
+            let p = self.snap.pending.as_mut().expect("checked above");
+            p.proposer_nonce = nonce.public_nonce();
+            self.secret_nonce = Some(nonce);
+        }
+        let nonce = self
+            .secret_nonce
+            .as_ref()
+            .map(|n| n.public_nonce())
+            .expect("set above");
+        let msg = Message::Propose(ProposeUpdate {
+            channel_id: self.snap.channel_id,
+            state: pending.body.number,
+            change: pending.change,
+            nonce,
+        });
+        Ok(self.commit(vec![msg], vec![]))
+    }
+
+    // ---- messages ----
+
+    fn on_message(&mut self, msg: Message) -> Result<Vec<Action>, ChannelError> {
+        if msg.channel_id() != self.snap.channel_id {
+            return Err(ChannelError::WrongChannel {
+                got: msg.channel_id(),
+                ours: self.snap.channel_id,
+            });
+        }
+        match msg {
+            Message::Accept(m) => self.on_accept(m),
+            Message::Propose(m) => self.on_propose(m),
+            Message::CounterSign(m) => self.on_countersign(m),
+            Message::Complete(m) => self.on_complete(m),
+            Message::Reestablish(m) => self.on_reestablish(m),
+            Message::Error(_) => Ok(vec![]),
+            other => Err(self.unexpected(other.name())),
+        }
+    }
+
+    fn on_accept(&mut self, m: AcceptChannel) -> Result<Vec<Action>, ChannelError> {
+        if self.snap.phase != Phase::Offered || self.snap.side != Party::A {
+            return Err(self.unexpected("accept"));
+        }
+        let terms = self.snap.terms.clone().ok_or(self.unexpected("accept"))?;
+        if m.update_key == self.snap.own_key {
+            return Err(ChannelError::InvalidTerms {
+                reason: "both parties use the same key",
+            });
+        }
+        let params = ChannelParams {
+            channel_id: self.snap.channel_id,
+            capacity_sat: terms.capacity_sat,
+            shared_delay: terms.shared_delay,
+            update_window: terms.update_window,
+            key_a: self.snap.own_key,
+            key_s: m.update_key,
+            payout_a: terms.payout_key,
+            payout_s: m.payout_key,
+        };
+        let funding = txs::funding(&params);
+        self.snap.params = Some(params);
+        self.snap.phase = Phase::Accepted;
+        Ok(self.commit(
+            vec![],
+            vec![Action::Event(Event::Accepted {
+                funding_script_pubkey: funding.script_pubkey(),
+                capacity_sat: terms.capacity_sat,
+            })],
+        ))
+    }
+
+    fn on_propose(&mut self, m: ProposeUpdate) -> Result<Vec<Action>, ChannelError> {
+        let peer = other(self.snap.side);
+        match self.snap.phase {
+            Phase::Funded | Phase::Accepted => {}
+            Phase::Proposed => {
+                let ours = self.snap.pending.as_ref().map_or(0, |p| p.body.number);
+                if m.state != ours {
+                    return Err(ChannelError::WrongState {
+                        what: "propose",
+                        got: m.state,
+                        expected: ours,
+                    });
+                }
+                // Both proposed the same state: A's proposal wins.
+                if self.snap.side == Party::A {
+                    return Err(ChannelError::ProposalCollision { state: m.state });
+                }
+                let dropped = self.snap.pending.clone().map(|p| p.change);
+                // Validate theirs against the complete state before dropping ours.
+                let body = self.apply(&m.change, peer)?;
+                self.secret_nonce = None;
+                let mut actions = self.countersign(m, body)?;
+                if let Some(change) = dropped {
+                    actions.push(Action::Event(Event::ProposalDropped { change }));
+                }
+                return Ok(actions);
+            }
+            Phase::CounterSigned => {
+                let pending = self
+                    .snap
+                    .pending
+                    .clone()
+                    .expect("countersigned has pending");
+                if m.state != pending.body.number {
+                    return Err(ChannelError::WrongState {
+                        what: "propose",
+                        got: m.state,
+                        expected: pending.body.number,
+                    });
+                }
+                if m.change != pending.change {
+                    return Err(ChannelError::ConflictingProposal { state: m.state });
+                }
+                // The same proposal again (reconnection): resend our stored signature, and
+                // take the new nonce if the proposer had to make one.
+                let mut others = vec![];
+                if m.nonce != pending.proposer_nonce {
+                    self.snap
+                        .pending
+                        .as_mut()
+                        .expect("checked above")
+                        .proposer_nonce = m.nonce;
+                    others.push(Action::Event(Event::NonceReplaced { state: m.state }));
+                }
+                let signature = pending.countersignature.expect("countersigned holds it");
+                let msg = Message::CounterSign(CounterSignUpdate {
+                    channel_id: self.snap.channel_id,
+                    state: m.state,
+                    signature,
+                });
+                return Ok(self.commit(vec![msg], others));
+            }
+            _ => return Err(self.unexpected("propose")),
+        }
+        let expected = self.next_number();
+        if m.state != expected {
+            return Err(ChannelError::WrongState {
+                what: "propose",
+                got: m.state,
+                expected,
+            });
+        }
+        if self.snap.phase == Phase::Accepted && !matches!(m.change, Change::Open { .. }) {
+            return Err(self.unexpected(m.change.kind()));
+        }
+        if self.snap.phase == Phase::Funded && !self.snap.funding_confirmed {
+            return Err(self.unexpected(m.change.kind()));
+        }
+        let body = self.apply(&m.change, peer)?;
+        self.countersign(m, body)
+    }
+
+    fn countersign(
+        &mut self,
+        m: ProposeUpdate,
+        body: StateBody,
+    ) -> Result<Vec<Action>, ChannelError> {
+        let params = self.params("propose")?.clone();
+        let sighash = txs::update_sighash(&params, &body)?;
+        let leaf_hash = txs::settlement_leaf_hash(&params, &body)?;
+        let signature = self.sign_fresh(&sighash)?;
+        if let Change::Open { funding_outpoint } = m.change {
+            self.snap.funding_outpoint = Some(funding_outpoint);
+        }
+        self.snap
+            .settlement_leaf_hashes
+            .insert(body.number, leaf_hash);
+        self.snap.pending = Some(PendingUpdate {
+            body,
+            change: m.change,
+            proposer: other(self.snap.side),
+            proposer_nonce: m.nonce,
+            withhold: false,
+            countersignature: Some(signature),
+            proposer_signature: None,
+        });
+        self.snap.phase = Phase::CounterSigned;
+        let msg = Message::CounterSign(CounterSignUpdate {
+            channel_id: self.snap.channel_id,
+            state: m.state,
+            signature,
+        });
+        Ok(self.commit(vec![msg], vec![]))
+    }
+
+    fn on_countersign(&mut self, m: CounterSignUpdate) -> Result<Vec<Action>, ChannelError> {
+        let pending = match (&self.snap.phase, &self.snap.pending) {
+            (Phase::Proposed, Some(p)) => p.clone(),
+            _ => return Err(self.unexpected("countersign")),
+        };
+        if m.state != pending.body.number {
+            return Err(ChannelError::WrongState {
+                what: "countersign",
+                got: m.state,
+                expected: pending.body.number,
+            });
+        }
+        let params = self.params("countersign")?.clone();
+        let sighash = txs::update_sighash(&params, &pending.body)?;
+        key_of(&params, other(self.snap.side))
+            .verify(&sighash, &m.signature)
+            .map_err(|_| ChannelError::InvalidSignature {
+                what: "countersign",
+                state: m.state,
+            })?;
+        let nonce = self
+            .secret_nonce
+            .take()
+            .ok_or(ChannelError::NonceLost { state: m.state })?;
+        let signature = nonce.sign(&self.key, &sighash)?;
+        let leaf_hash = txs::settlement_leaf_hash(&params, &pending.body)?;
+        self.snap
+            .settlement_leaf_hashes
+            .insert(pending.body.number, leaf_hash);
+        let mut pending = pending;
+        pending.countersignature = Some(m.signature);
+        pending.proposer_signature = Some(signature);
+        if pending.withhold {
+            let price_point = price_point(&pending.proposer_nonce, &self.snap.own_key, &sighash)?;
+            let state = pending.body.number;
+            self.snap.pending = Some(pending);
+            self.snap.phase = Phase::Withheld;
+            return Ok(self.commit(
+                vec![],
+                vec![Action::Event(Event::SignatureWithheld {
+                    state,
+                    signature,
+                    price_point,
+                })],
+            ));
+        }
+        self.finish_own_proposal(pending)
+    }
+
+    /// Our proposal is signed by both: it becomes the complete state; send our signature.
+    fn finish_own_proposal(&mut self, pending: PendingUpdate) -> Result<Vec<Action>, ChannelError> {
+        let own = pending
+            .proposer_signature
+            .ok_or(self.unexpected("complete"))?;
+        let peer = pending
+            .countersignature
+            .ok_or(self.unexpected("complete"))?;
+        let state = pending.body.number;
+        let others = self.make_complete(pending, own, peer)?;
+        let msg = Message::Complete(CompleteUpdate {
+            channel_id: self.snap.channel_id,
+            state,
+            signature: own,
+        });
+        Ok(self.commit(vec![msg], others))
+    }
+
+    /// Records a fully signed state and returns the actions that follow from it.
+    fn make_complete(
+        &mut self,
+        pending: PendingUpdate,
+        proposer_sig: Signature,
+        other_sig: Signature,
+    ) -> Result<Vec<Action>, ChannelError> {
+        let (sig_a, sig_s) = match pending.proposer {
+            Party::A => (proposer_sig, other_sig),
+            Party::S => (other_sig, proposer_sig),
+        };
+        let event = Event::StateCompleted {
+            state: pending.body.number,
+            change: pending.change.clone(),
+            to_a: pending.body.to_a,
+            to_s: pending.body.to_s,
+        };
+        let first = self.snap.complete.is_none();
+        self.snap.complete = Some(StateRecord {
+            body: pending.body,
+            proposer: pending.proposer,
+            change: pending.change,
+            sig_a,
+            sig_s,
+        });
+        self.snap.pending = None;
+        if self.snap.phase != Phase::ForceClosing {
+            self.snap.phase = Phase::Funded;
+        }
+        let mut others = vec![Action::Event(event)];
+        if first {
+            if let Some(outpoint) = self.snap.funding_outpoint {
+                others.push(Action::Watch(outpoint));
+            }
+            if self.snap.side == Party::A {
+                others.push(Action::Event(Event::ReadyToFund));
+            }
+        }
+        Ok(others)
+    }
+
+    fn on_complete(&mut self, m: CompleteUpdate) -> Result<Vec<Action>, ChannelError> {
+        let pending = match (&self.snap.phase, &self.snap.pending) {
+            (Phase::CounterSigned, Some(p)) => p.clone(),
+            _ => {
+                if let Some(n) = self.complete_number() {
+                    if m.state <= n {
+                        return Err(ChannelError::WrongState {
+                            what: "complete",
+                            got: m.state,
+                            expected: n + 1,
+                        });
+                    }
+                }
+                return Err(self.unexpected("complete"));
+            }
+        };
+        if m.state != pending.body.number {
+            return Err(ChannelError::WrongState {
+                what: "complete",
+                got: m.state,
+                expected: pending.body.number,
+            });
+        }
+        self.complete_peer_proposal(pending, m.signature)
+    }
+
+    /// The peer's signature on its own proposal, received or bought: check and complete.
+    fn complete_peer_proposal(
+        &mut self,
+        pending: PendingUpdate,
+        signature: Signature,
+    ) -> Result<Vec<Action>, ChannelError> {
+        let state = pending.body.number;
+        if signature.nonce() != pending.proposer_nonce {
+            return Err(ChannelError::NonceMismatch { state });
+        }
+        let params = self.params("complete")?.clone();
+        let sighash = txs::update_sighash(&params, &pending.body)?;
+        key_of(&params, pending.proposer)
+            .verify(&sighash, &signature)
+            .map_err(|_| ChannelError::InvalidSignature {
+                what: "complete",
+                state,
+            })?;
+        let own = pending
+            .countersignature
+            .ok_or(self.unexpected("complete"))?;
+        let others = self.make_complete(pending, signature, own)?;
+        Ok(self.commit(vec![], others))
+    }
+
+    fn on_reestablish(&mut self, m: Reestablish) -> Result<Vec<Action>, ChannelError> {
+        let ours = self.next_number();
+        // Only the proposer can be one state ahead (it completes first), and only until its
+        // completing signature arrives.
+        let ahead_ok = match &self.snap.pending {
+            Some(p) if p.proposer != self.snap.side => 1,
+            _ => 0,
+        };
+        if m.next_state > ours + ahead_ok {
+            return Err(ChannelError::PeerAhead {
+                peer: m.next_state,
+                ours,
+            });
+        }
+        match self.snap.phase {
+            Phase::Proposed => {
+                let mut actions = self.resend_complete_if_missing(m.next_state);
+                actions.extend(self.repropose()?);
+                Ok(actions)
+            }
+            Phase::Withheld => {
+                let pending = self.snap.pending.clone().expect("withheld has pending");
+                // The peer completed our withheld state: it bought our signature.
+                if m.next_state == pending.body.number + 1 {
+                    let own = pending.proposer_signature.expect("withheld holds it");
+                    let peer = pending.countersignature.expect("withheld holds it");
+                    let others = self.make_complete(pending, own, peer)?;
+                    return Ok(self.commit(vec![], others));
+                }
+                Ok(vec![])
+            }
+            Phase::Funded => Ok(self.resend_complete_if_missing(m.next_state)),
+            _ => Ok(vec![]),
+        }
+    }
+
+    /// If we completed our own proposal but the peer never got our signature, send it again.
+    fn resend_complete_if_missing(&mut self, peer_next: u64) -> Vec<Action> {
+        let Some(rec) = self.snap.complete.clone() else {
+            return vec![];
+        };
+        if rec.proposer != self.snap.side || peer_next != rec.body.number {
+            return vec![];
+        }
+        let signature = match self.snap.side {
+            Party::A => rec.sig_a,
+            Party::S => rec.sig_s,
+        };
+        let msg = Message::Complete(CompleteUpdate {
+            channel_id: self.snap.channel_id,
+            state: rec.body.number,
+            signature,
+        });
+        self.commit(vec![msg], vec![])
+    }
+
+    // ---- chain ----
+
+    fn force_close(&mut self) -> Result<Vec<Action>, ChannelError> {
+        let rec = self
+            .snap
+            .complete
+            .clone()
+            .ok_or(self.unexpected("force_close"))?;
+        let params = self.params("force_close")?.clone();
+        let outpoint = self
+            .snap
+            .funding_outpoint
+            .ok_or(self.unexpected("force_close"))?;
+        let spent = match &self.snap.on_chain {
+            Some(oc) if oc.state < rec.body.number => {
+                let leaf = self
+                    .snap
+                    .settlement_leaf_hashes
+                    .get(&oc.state)
+                    .copied()
+                    .ok_or(ChannelError::UnknownOnChainState { state: oc.state })?;
+                txs::Spent::Update {
+                    outpoint: oc.outpoint,
+                    state: u32::try_from(oc.state)
+                        .map_err(|_| ChannelError::UnknownOnChainState { state: oc.state })?,
+                    settlement_leaf_hash: leaf,
+                }
+            }
+            Some(_) => return Ok(vec![]),
+            None => txs::Spent::Funding(outpoint),
+        };
+        let tx = txs::signed_update(&params, &rec.body, &rec.sig_a, &rec.sig_s, &spent)?;
+        self.snap.phase = Phase::ForceClosing;
+        Ok(self.commit(vec![], vec![Action::Broadcast(tx)]))
+    }
+
+    fn on_chain(&mut self, event: ChainEvent) -> Result<Vec<Action>, ChannelError> {
+        match event {
+            ChainEvent::Block { height } => {
+                if height <= self.snap.height {
+                    return Ok(vec![]);
+                }
+                self.snap.height = height;
+                let mut others = vec![];
+                if let (Some(oc), Some(rec), Some(params)) =
+                    (&self.snap.on_chain, &self.snap.complete, &self.snap.params)
+                {
+                    if let Some(at) = oc.confirmed_at {
+                        let ready = height + 1 >= at + u32::from(params.shared_delay);
+                        if oc.state == rec.body.number && ready && !oc.settlement_broadcast {
+                            let tx = txs::bound_settlement(params, &rec.body, oc.outpoint)?;
+                            others.push(Action::Broadcast(tx));
+                        }
+                    }
+                }
+                if others.is_empty() {
+                    // The height is re-fed after a restart; no need to persist it alone.
+                    return Ok(vec![]);
+                }
+                if let Some(oc) = self.snap.on_chain.as_mut() {
+                    oc.settlement_broadcast = true;
+                }
+                Ok(self.commit(vec![], others))
+            }
+            ChainEvent::Confirmed { txid, .. } => {
+                let is_funding = self.snap.funding_outpoint.is_some_and(|o| o.txid == txid);
+                if is_funding && !self.snap.funding_confirmed {
+                    self.snap.funding_confirmed = true;
+                    return Ok(self.commit(vec![], vec![Action::Event(Event::FundingConfirmed)]));
+                }
+                Ok(vec![])
+            }
+            ChainEvent::Spend { tx, confirmed_at } => self.on_spend(tx, confirmed_at),
+        }
+    }
+
+    fn on_spend(
+        &mut self,
+        tx: Transaction,
+        confirmed_at: Option<u32>,
+    ) -> Result<Vec<Action>, ChannelError> {
+        let watched: Vec<OutPoint> = self
+            .snap
+            .funding_outpoint
+            .into_iter()
+            .chain(self.snap.on_chain.as_ref().map(|oc| oc.outpoint))
+            .collect();
+        let Some(input) = tx
+            .input
+            .iter()
+            .find(|i| watched.contains(&i.previous_output))
+        else {
+            return Ok(vec![]);
+        };
+        let locktime = tx.lock_time.to_consensus_u32();
+        let is_update = locktime >= STATE_LOCKTIME_BASE && input.witness.len() == 4;
+        if !is_update {
+            // A settlement of the on-chain state (leaf + control block) or a close.
+            if let Some(oc) = self.snap.on_chain.as_mut() {
+                if input.previous_output == oc.outpoint && confirmed_at.is_some() {
+                    oc.settlement_txid = Some(tx.compute_txid());
+                    let state = oc.state;
+                    self.snap.phase = Phase::Closed;
+                    return Ok(self.commit(vec![], vec![Action::Event(Event::Settled { state })]));
+                }
+            }
+            return Ok(vec![]);
+        }
+        let m = u64::from(locktime - STATE_LOCKTIME_BASE);
+        let params = self.params("spend")?.clone();
+        let mut others = vec![];
+        // A state we countersigned (or withheld) whose missing signature is now public.
+        if let Some(pending) = self.snap.pending.clone() {
+            if pending.body.number == m && self.complete_number().is_none_or(|n| n < m) {
+                let (sig_a, sig_s) = (witness_sig(input, 1), witness_sig(input, 0));
+                let proposer_sig = match pending.proposer {
+                    Party::A => sig_a,
+                    Party::S => sig_s,
+                };
+                if let Some(sig) = proposer_sig {
+                    let sighash = txs::update_sighash(&params, &pending.body)?;
+                    if key_of(&params, pending.proposer)
+                        .verify(&sighash, &sig)
+                        .is_ok()
+                    {
+                        let other_sig = match pending.proposer {
+                            Party::A => sig_s,
+                            Party::S => sig_a,
+                        };
+                        if let Some(other_sig) = other_sig {
+                            others.extend(self.make_complete(pending, sig, other_sig)?);
+                        }
+                    }
+                }
+            }
+        }
+        let rec = self.snap.complete.clone().ok_or(self.unexpected("spend"))?;
+        let latest = rec.body.number;
+        if m > latest {
+            return Err(ChannelError::UnknownOnChainState { state: m });
+        }
+        let outpoint = OutPoint {
+            txid: tx.compute_txid(),
+            vout: 0,
+        };
+        let already = self
+            .snap
+            .on_chain
+            .as_ref()
+            .is_some_and(|oc| oc.outpoint == outpoint);
+        self.snap.phase = Phase::ForceClosing;
+        self.snap.pending = None;
+        self.secret_nonce = None;
+        if !already {
+            others.push(Action::Watch(outpoint));
+        }
+        let settlement_broadcast = self
+            .snap
+            .on_chain
+            .as_ref()
+            .is_some_and(|oc| oc.outpoint == outpoint && oc.settlement_broadcast);
+        self.snap.on_chain = Some(OnChain {
+            state: m,
+            outpoint,
+            confirmed_at,
+            settlement_broadcast,
+            settlement_txid: None,
+            resolved_ptlcs: vec![],
+        });
+        if m < latest && !already {
+            let leaf = self
+                .snap
+                .settlement_leaf_hashes
+                .get(&m)
+                .copied()
+                .ok_or(ChannelError::UnknownOnChainState { state: m })?;
+            let spent = txs::Spent::Update {
+                outpoint,
+                state: u32::try_from(m)
+                    .map_err(|_| ChannelError::UnknownOnChainState { state: m })?,
+                settlement_leaf_hash: leaf,
+            };
+            let answer = txs::signed_update(&params, &rec.body, &rec.sig_a, &rec.sig_s, &spent)?;
+            others.push(Action::Broadcast(answer));
+            others.push(Action::Event(Event::StaleUpdateAnswered {
+                stale: m,
+                latest,
+            }));
+        }
+        Ok(self.commit(vec![], others))
+    }
+}
+
+fn witness_sig(input: &bitcoin::TxIn, at: usize) -> Option<Signature> {
+    let bytes = input.witness.nth(at)?;
+    let bytes: [u8; 64] = bytes.get(..64)?.try_into().ok()?;
+    Signature::from_bytes(bytes).ok()
+}
+
+fn key_of(params: &ChannelParams, party: Party) -> PublicKey {
+    match party {
+        Party::A => params.key_a,
+        Party::S => params.key_s,
+    }
+}
+
+fn check_terms(capacity_sat: u64, push_sat: u64, shared_delay: u16) -> Result<(), ChannelError> {
+    if capacity_sat == 0 || capacity_sat > 21_000_000 * 100_000_000 {
+        return Err(ChannelError::InvalidTerms {
+            reason: "capacity out of range",
+        });
+    }
+    if push_sat > capacity_sat {
+        return Err(ChannelError::InvalidTerms {
+            reason: "push exceeds capacity",
+        });
+    }
+    if shared_delay == 0 {
+        return Err(ChannelError::InvalidTerms {
+            reason: "shared delay is zero",
+        });
+    }
+    Ok(())
+}
+
+fn debit(body: &mut StateBody, party: Party, amount: u64) -> Result<(), ChannelError> {
+    if amount == 0 {
+        return Err(ChannelError::ZeroAmount);
+    }
+    let balance = body.balance_mut(party);
+    if *balance < amount {
+        return Err(ChannelError::InsufficientBalance {
+            needed: amount,
+            available: *balance,
+        });
+    }
+    *balance -= amount;
+    Ok(())
+}
+
+fn find_ptlc(
+    body: &StateBody,
+    id: u64,
+    proposer: Party,
+    what: &'static str,
+) -> Result<usize, ChannelError> {
+    let at = body
+        .ptlcs
+        .iter()
+        .position(|p| p.id == id)
+        .ok_or(ChannelError::UnknownPtlc { id })?;
+    if body.ptlcs[at].offerer == proposer {
+        return Err(ChannelError::NotPayee { id, what });
+    }
+    Ok(at)
+}
