@@ -1,6 +1,7 @@
 //! The `asyncpay` command line.
 use clap::{Parser, Subcommand};
 
+mod bench_crypto;
 mod bench_mailbox;
 mod mailbox;
 
@@ -35,6 +36,9 @@ enum Command {
 enum BenchKind {
     /// Mailbox throughput and latency against SQLite's durable single-insert rate.
     Mailbox(bench_mailbox::BenchMailboxArgs),
+    /// Adaptor signatures, price points and BIP118 sighashes against libsecp256k1's BIP340
+    /// sign and verify.
+    Crypto(bench_crypto::BenchCryptoArgs),
 }
 
 fn env(check: bool) -> anyhow::Result<()> {
@@ -67,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Mailbox(args) => mailbox::run(args)?,
         Command::Bench { kind } => match kind {
             BenchKind::Mailbox(args) => bench_mailbox::run(args)?,
+            BenchKind::Crypto(args) => bench_crypto::run(args)?,
         },
     }
     Ok(())
