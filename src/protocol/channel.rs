@@ -810,17 +810,31 @@ impl Channel {
         let mut snap = Self::empty_snapshot(Party::A, own_key, channel_id, height);
         snap.terms = Some(terms.clone());
         let mut channel = Self::with_snapshot(secrets, snap)?;
-        let msg = Message::Open(OpenChannel {
-            channel_id,
+        let msg = channel.open_message()?;
+        let actions = channel.commit(vec![msg], vec![]);
+        Ok((channel, actions))
+    }
+
+    fn open_message(&self) -> Result<Message, ChannelError> {
+        let terms = self.snap.terms.as_ref().ok_or(self.unexpected("open"))?;
+        Ok(Message::Open(OpenChannel {
+            channel_id: self.snap.channel_id,
             capacity_sat: terms.capacity_sat,
             push_sat: terms.push_sat,
             shared_delay: terms.shared_delay,
             update_window: terms.update_window,
-            update_key: own_key,
+            update_key: self.snap.own_key,
             payout_key: terms.payout_key,
-        });
-        let actions = channel.commit(vec![msg], vec![]);
-        Ok((channel, actions))
+        }))
+    }
+
+    fn accept_message(&self) -> Result<Message, ChannelError> {
+        let params = self.params("accept")?;
+        Ok(Message::Accept(AcceptChannel {
+            channel_id: self.snap.channel_id,
+            update_key: params.key_s,
+            payout_key: params.payout_s,
+        }))
     }
 
     /// Accepts an [`OpenChannel`] as S: persist, then send [`AcceptChannel`].
@@ -857,11 +871,7 @@ impl Channel {
             payout_s: payout_key,
         });
         let mut channel = Self::with_snapshot(secrets, snap)?;
-        let msg = Message::Accept(AcceptChannel {
-            channel_id: open.channel_id,
-            update_key: own_key,
-            payout_key,
-        });
+        let msg = channel.accept_message()?;
         let actions = channel.commit(vec![msg], vec![]);
         Ok((channel, actions))
     }
@@ -921,10 +931,16 @@ impl Channel {
             }
             Input::Command(cmd) => self.on_command(cmd),
             Input::Chain(event) => self.on_chain(event),
-            Input::Connected => Ok(vec![Action::Send(Message::Reestablish(Reestablish {
-                channel_id: self.snap.channel_id,
-                next_state: self.next_number(),
-            }))]),
+            Input::Connected => {
+                if self.snap.phase == Phase::Offered {
+                    // The open may have been lost with the connection.
+                    return Ok(vec![Action::Send(self.open_message()?)]);
+                }
+                Ok(vec![Action::Send(Message::Reestablish(Reestablish {
+                    channel_id: self.snap.channel_id,
+                    next_state: self.next_number(),
+                }))])
+            }
             Input::Time(_) => Ok(vec![]),
             Input::Randomness(bytes) => {
                 let mut engine = sha256::Hash::engine();
@@ -1253,6 +1269,16 @@ impl Channel {
         }
         match msg {
             Message::Accept(m) => self.on_accept(m),
+            Message::Open(m) => {
+                // A repeated open (the accept was lost): answer it again, once it matches.
+                let same = self.snap.side == Party::S
+                    && self.snap.phase == Phase::Accepted
+                    && self.open_message_matches(&m);
+                if !same {
+                    return Err(self.unexpected("open"));
+                }
+                Ok(vec![Action::Send(self.accept_message()?)])
+            }
             Message::Propose(m) => self.on_propose(m),
             Message::CounterSign(m) => self.on_countersign(m),
             Message::Complete(m) => self.on_complete(m),
@@ -1262,7 +1288,29 @@ impl Channel {
         }
     }
 
+    fn open_message_matches(&self, m: &OpenChannel) -> bool {
+        match (&self.snap.terms, &self.snap.params) {
+            (Some(t), Some(p)) => {
+                t.capacity_sat == m.capacity_sat
+                    && t.push_sat == m.push_sat
+                    && t.shared_delay == m.shared_delay
+                    && t.update_window == m.update_window
+                    && t.payout_key == m.payout_key
+                    && p.key_a == m.update_key
+            }
+            _ => false,
+        }
+    }
+
     fn on_accept(&mut self, m: AcceptChannel) -> Result<Vec<Action>, ChannelError> {
+        if self.snap.side == Party::A && self.snap.phase != Phase::Offered {
+            // A repeated accept changes nothing once it matches what we hold.
+            if let Some(p) = &self.snap.params {
+                if p.key_s == m.update_key && p.payout_s == m.payout_key {
+                    return Ok(vec![]);
+                }
+            }
+        }
         if self.snap.phase != Phase::Offered || self.snap.side != Party::A {
             return Err(self.unexpected("accept"));
         }
