@@ -1620,8 +1620,9 @@ impl Channel {
         let ours = self.next_number();
         // Only the proposer can be one state ahead (it completes first), and only until its
         // completing signature arrives.
+        // A withheld signature may have been sold to the peer, which is then one ahead too.
         let ahead_ok = match &self.snap.pending {
-            Some(p) if p.proposer != self.snap.side => 1,
+            Some(p) if p.proposer != self.snap.side || self.snap.phase == Phase::Withheld => 1,
             _ => 0,
         };
         if m.next_state > ours + ahead_ok {
