@@ -544,10 +544,10 @@ mod tests {
         ));
         let mut not_claim = tx.clone();
         not_claim.input[0].witness = Witness::new();
-        assert_eq!(
+        assert!(matches!(
             extract_secret(&p, &enc, &not_claim),
             Err(ClaimError::NotAClaim)
-        );
+        ));
     }
 
     #[test]
