@@ -322,7 +322,6 @@ mod tests {
             combine(&funding, &tx, &nonces, [pa, forged]),
             Err(TxError::InvalidSignature { .. })
         ));
-        drop(ns);
         let mut bad = nonces;
         bad[0] = [0xff; 66];
         assert!(matches!(
