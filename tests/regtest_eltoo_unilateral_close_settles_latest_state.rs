@@ -35,14 +35,22 @@ fn unilateral_close_settles_latest_state() {
         Some((CHANNEL, u3.output().txout().script_pubkey))
     );
 
-    // SE_3 is not valid before the shared delay has passed...
+    // SE_3 is not valid one block before the shared delay has passed...
+    let coins = fee_coins(&chain, &channel.a, 2);
+    let confirmed_at = chain.height().unwrap() - 1; // U_3's block; the coins are in the next
     let se3_tx = se3.bind(update_outpoint, u3.output()).expect("SE_3 binds");
-    let early = try_publish(&chain, &se3_tx, &channel.a).expect_err("too early");
+    let tip = confirmed_at + u64::from(SHARED_DELAY) - 2;
+    chain.mine(tip - chain.height().unwrap()).unwrap();
+    let early = try_publish_using(&chain, &se3_tx, &channel.a, coins[0].clone())
+        .expect_err("one block too early");
     assert!(early.contains("non-BIP68-final"), "{early}");
 
-    // ...and is once it has (the update confirmed SHARED_DELAY blocks before the next one).
-    chain.mine(u64::from(SHARED_DELAY) - 1).unwrap();
-    publish_and_confirm(&chain, &se3_tx, &channel.a);
+    // ...and is in the next block, exactly shared_delay blocks after U_3's.
+    chain.mine(1).unwrap();
+    let txid = try_publish_using(&chain, &se3_tx, &channel.a, coins[1].clone())
+        .unwrap_or_else(|e| panic!("SE_3 refused after the delay: {e}"));
+    let mined_at = chain.confirm(&txid).unwrap();
+    assert_eq!(mined_at, confirmed_at + u64::from(SHARED_DELAY));
     let txid = se3_tx.compute_txid();
     let a_out = OutPoint {
         txid,

@@ -52,14 +52,16 @@ fn ptlc_times_out_to_offerer() {
         .unwrap()
         .sign(&channel.s, &[7; 32])
         .unwrap();
+    // Refused while the next block is at the expiry height, accepted one block later
+    // (nLockTime = expiry: valid in blocks above it).
+    let tip = chain.height().unwrap() as u32;
+    chain.mine(u64::from(expiry - 1 - tip)).unwrap();
     let early = chain
         .test_mempool_accept(&timeout)
         .unwrap()
         .expect_err("before expiry");
     assert!(early.contains("non-final"), "{early}");
-
-    let tip = chain.height().unwrap() as u32;
-    chain.mine(u64::from(expiry - tip)).unwrap();
+    chain.mine(1).unwrap();
     let txid = chain
         .send_raw(&timeout)
         .expect("timeout accepted after expiry");

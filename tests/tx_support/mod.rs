@@ -64,9 +64,30 @@ pub fn fee_coin(chain: &Regtest, key: &Keypair) -> (OutPoint, TxOut) {
     (outpoint, txout)
 }
 
+/// `n` fee coins for `key`, confirmed together in one block.
+pub fn fee_coins(chain: &Regtest, key: &Keypair, n: usize) -> Vec<(OutPoint, TxOut)> {
+    let coins: Vec<_> = (0..n)
+        .map(|_| {
+            chain
+                .fund(&wallet_script(key), Amount::from_sat(50_000))
+                .expect("faucet pays")
+        })
+        .collect();
+    if let Some((first, _)) = coins.first() {
+        chain.confirm(&first.txid).expect("fee coins confirm");
+    }
+    coins
+}
+
 /// The signed CPFP child of `parent`, paying for both at [`FEERATE`] from a fresh fee coin.
 pub fn child_for(chain: &Regtest, parent: &Transaction, payer: &Keypair) -> Transaction {
-    let (coin, coin_txout) = fee_coin(chain, payer);
+    let coin = fee_coin(chain, payer);
+    child_using(parent, payer, coin)
+}
+
+/// The signed CPFP child of `parent`, paying from the given confirmed coin of `payer`.
+pub fn child_using(parent: &Transaction, payer: &Keypair, coin: (OutPoint, TxOut)) -> Transaction {
+    let (coin, coin_txout) = coin;
     let fee = package_fee(parent, CHILD_VBYTES, FEERATE);
     let mut child =
         cpfp_child(parent, coin, &coin_txout, wallet_script(payer), fee).expect("child builds");
@@ -88,6 +109,25 @@ pub fn try_publish(
         .map_err(|e| e.to_string())?;
     if answer["package_msg"] == "success" {
         Ok((parent.compute_txid(), child))
+    } else {
+        Err(answer.to_string())
+    }
+}
+
+/// [`try_publish`] with a coin funded beforehand: mines nothing, so the chain height stays
+/// where the caller put it.
+pub fn try_publish_using(
+    chain: &Regtest,
+    parent: &Transaction,
+    payer: &Keypair,
+    coin: (OutPoint, TxOut),
+) -> Result<Txid, String> {
+    let child = child_using(parent, payer, coin);
+    let answer = chain
+        .submit_package(&[parent.clone(), child])
+        .map_err(|e| e.to_string())?;
+    if answer["package_msg"] == "success" {
+        Ok(parent.compute_txid())
     } else {
         Err(answer.to_string())
     }
