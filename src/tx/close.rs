@@ -104,7 +104,7 @@ pub fn close_sighash(funding: &Funding, tx: &Transaction) -> Result<[u8; 32], Tx
             TapSighashType::Default,
         )
         .map(|h| h.to_byte_array())
-        .map_err(|e| TxError::TaprootSighash(e.to_string()))
+        .map_err(TxError::from)
 }
 
 /// A party's secret MuSig2 nonce pair for one close attempt.
@@ -177,10 +177,11 @@ pub fn partial_sign(
     nonce: CloseNonce,
     nonces: &[PublicCloseNonce; 2],
 ) -> Result<PartialSignature, TxError> {
-    if signer.x_only_public_key().0 != funding.keys().of(party)
-        || nonce.public() != nonces[party.index()]
-    {
+    if signer.x_only_public_key().0 != funding.keys().of(party) {
         return Err(TxError::WrongKey { party });
+    }
+    if nonce.public() != nonces[party.index()] {
+        return Err(TxError::NonceMismatch { party });
     }
     let (agg, session) = session(funding, tx, nonces)?;
     // The aggregate holds the even-y key; sign with the matching secret.

@@ -135,7 +135,19 @@ pub enum TxError {
     Sighash(#[from] crate::crypto::bip118::Bip118Error),
     /// The BIP341 signature message cannot be computed.
     #[error("taproot sighash: {0}")]
-    TaprootSighash(String),
+    TaprootSighash(#[from] bitcoin::sighash::TaprootError),
+    /// The key given to sign with is not the key the script expects.
+    #[error("signing key is not the expected key {}", hex::encode(.expected))]
+    KeyMismatch {
+        /// The x-only key the script checks.
+        expected: [u8; 32],
+    },
+    /// A MuSig2 secret nonce whose public half is not the one in the nonce list.
+    #[error("secret nonce does not match the public nonce listed for party {party:?}")]
+    NonceMismatch {
+        /// The party whose nonce it was meant to be.
+        party: Party,
+    },
 }
 
 /// TL(n) = 500 000 000 + n, the nLockTime of U_n and the CLTV argument of the update leaf
@@ -194,6 +206,12 @@ mod tests {
             unspendable_internal_key().to_string(),
             "50929b74c1a04954b78b4b6035e97a5e078a5a0f28ec96d547bfee9ace803ac0"
         );
+    }
+
+    #[test]
+    fn errors_stay_small() {
+        // Callers wrap TxError in their own errors; keep it well below clippy's 128 bytes.
+        assert!(std::mem::size_of::<TxError>() <= 64);
     }
 
     #[test]

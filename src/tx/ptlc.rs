@@ -25,6 +25,39 @@
 //! update first makes the honest party answer with the latest update, which costs another
 //! delay. So the expiry must be at least 2·shared_delay blocks away, or the timeout path
 //! opens before the payee could claim.
+//!
+//! ```
+//! use asyncpay::crypto::adaptor::AdaptorSecret;
+//! use asyncpay::tx::ptlc::{extract_secret, Claim, Ptlc, PtlcExpiry};
+//! use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
+//! use bitcoin::{Amount, OutPoint, ScriptBuf};
+//!
+//! let secp = Secp256k1::new();
+//! let key = |b| Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[b; 32]).unwrap());
+//! let (offerer, payee) = (key(1), key(2));
+//! let t = AdaptorSecret::from_bytes([3; 32])?;
+//! let ptlc = Ptlc {
+//!     offerer: offerer.x_only_public_key().0,
+//!     payee: payee.x_only_public_key().0,
+//!     point: t.adaptor_point(),
+//!     amount: Amount::from_sat(20_000),
+//!     // At height 800 with a 144-block shared delay, 1088 is the earliest allowed expiry.
+//!     expiry: PtlcExpiry::checked(800, 1088, 144)?,
+//! };
+//! assert!(PtlcExpiry::checked(800, 1087, 144).is_err());
+//!
+//! // In advance: the offerer's half, encrypted to T; the payee checks it.
+//! let claim = Claim::new(&ptlc, ScriptBuf::new_p2tr(&secp, ptlc.payee, None))?;
+//! let encrypted = claim.encrypt_offerer_signature(&offerer, &[4; 32]);
+//! claim.verify_offerer_signature(&encrypted)?;
+//!
+//! // On chain: the payee completes it with t, wherever the PTLC output ended up...
+//! let tx = claim.finish(OutPoint::null(), &encrypted, &t, &payee, &[5; 32])?;
+//! // ...and the offerer learns t from the witness.
+//! let learned = extract_secret(&ptlc, &encrypted, &tx)?;
+//! assert_eq!(learned.to_secret_bytes(), t.to_secret_bytes());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use bitcoin::hashes::{sha256t_hash_newtype, Hash as _};
 use bitcoin::key::XOnlyPublicKey;
@@ -235,7 +268,7 @@ fn leaf_sighash(
             leaf_hash,
             TapSighashType::Default,
         )
-        .map_err(|e| TxError::TaprootSighash(e.to_string()))
+        .map_err(TxError::from)
 }
 
 /// The claim of a PTLC by its payee.
@@ -451,8 +484,8 @@ impl Timeout {
     /// Signs and returns the finished transaction.
     pub fn sign(&self, offerer: &Keypair, aux: &[u8; 32]) -> Result<Transaction, TxError> {
         if offerer.x_only_public_key().0 != self.ptlc.offerer {
-            return Err(TxError::InvalidSignature {
-                party: "the offerer's timeout",
+            return Err(TxError::KeyMismatch {
+                expected: self.ptlc.offerer.serialize(),
             });
         }
         let secp = Secp256k1::signing_only();

@@ -21,6 +21,32 @@
 //! is visible to anyone reading it.
 //!
 //! The witness is the leaf script and its control block, nothing else.
+//!
+//! ```
+//! use asyncpay::tx::{ChannelKeys, Funding, Settlement, SettlementTerms, Update};
+//! use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
+//! use bitcoin::{Amount, OutPoint, ScriptBuf, TxOut};
+//!
+//! let secp = Secp256k1::new();
+//! let key = |b| Keypair::from_secret_key(&secp, &SecretKey::from_slice(&[b; 32]).unwrap());
+//! let (a, s) = (key(1).x_only_public_key().0, key(2).x_only_public_key().0);
+//! let funding = Funding::new(ChannelKeys::new(a, s), Amount::from_sat(100_000));
+//! let pay = |x, sats| TxOut {
+//!     value: Amount::from_sat(sats),
+//!     script_pubkey: ScriptBuf::new_p2tr(&secp, x, None),
+//! };
+//! let terms = SettlementTerms { a: pay(a, 99_800), s: pay(s, 200), ptlcs: vec![] };
+//! let se = Settlement::new(&funding, 144, terms)?;
+//! // S's 200 sat are dust: they go to the anchor, and SE_n still pays no fee.
+//! assert_eq!(se.s_vout(), None);
+//! assert_eq!(se.unsigned_tx().output[se.anchor_vout() as usize].value, Amount::from_sat(200));
+//!
+//! // U_n commits to SE_n through its settlement leaf; SE_n needs no signature to spend it.
+//! let u = Update::new(&funding, 5, &se)?;
+//! let tx = se.bind(OutPoint { txid: u.unsigned_tx().compute_txid(), vout: 0 }, u.output())?;
+//! assert_eq!(tx.input[0].witness.len(), 2);
+//! # Ok::<(), asyncpay::tx::TxError>(())
+//! ```
 
 use bitcoin::hashes::Hash as _;
 use bitcoin::key::XOnlyPublicKey;
