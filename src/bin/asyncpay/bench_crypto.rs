@@ -209,7 +209,7 @@ pub fn run(args: BenchCryptoArgs) -> anyhow::Result<()> {
             println!("  {op:<34} {ops:>12.0} {base:>16} {:>7.2}x", ops / base_ops);
         }
         println!();
-        println!("  not measured yet: a full channel update (needs the channel state machine)");
+        println!("  not measured yet: a full channel update, both sides with persistence");
     }
     Ok(())
 }
