@@ -1,6 +1,7 @@
 //! The `asyncpay` command line.
 use clap::{Parser, Subcommand};
 
+mod bench_channel;
 mod bench_crypto;
 mod bench_mailbox;
 mod mailbox;
