@@ -9,7 +9,6 @@ use asyncpay::tx::Party;
 use channel_support::*;
 use proptest::prelude::*;
 
-
 /// Secrets are `[t; 32]`; `[0xff; 32]` exceeds the group order, so t stays below 255.
 const MAX_T: u8 = 254;
 #[derive(Debug, Clone)]
