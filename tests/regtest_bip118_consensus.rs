@@ -164,6 +164,17 @@ fn signed_spend(
     (out, tx, sig)
 }
 
+/// Submits `tx` through the mempool and checks that the node refuses it for a bad Schnorr
+/// signature (a script error, not a policy or format complaint).
+fn expect_invalid_signature(chain: &Regtest, tx: &Transaction, why: &str) {
+    let err = chain.send_raw(tx).expect_err(why);
+    assert!(
+        err.message
+            .contains("script-verify-flag-failed (Invalid Schnorr signature)"),
+        "{why}: unexpected rejection: {err}"
+    );
+}
+
 fn start() -> Regtest {
     Regtest::start(RegtestOptions::default()).expect("BIP118-enforcing regtest node")
 }
@@ -205,22 +216,17 @@ fn flipped_signature_bit_is_rejected_with_a_script_error() {
         let (out, tx, sig) = signed_spend(&chain, &alice, hash_type);
         let mut bad = sig.clone();
         bad[17] ^= 0x04;
-        let err = chain
-            .send_raw(&with_witness(tx.clone(), &bad, &out))
-            .expect_err("bad signature");
-        assert!(
-            err.message
-                .contains("script-verify-flag-failed (Invalid Schnorr signature)"),
-            "unexpected rejection: {err}"
+        expect_invalid_signature(
+            &chain,
+            &with_witness(tx.clone(), &bad, &out),
+            "bad signature",
         );
         // A wrong signature from another key fails the same way.
         let mallory = sign(&tx, &out.txout, &out.leaf, &keypair("mallory"), hash_type);
-        let err = chain
-            .send_raw(&with_witness(tx.clone(), &mallory, &out))
-            .expect_err("wrong key");
-        assert!(
-            err.message.contains("Invalid Schnorr signature"),
-            "unexpected rejection: {err}"
+        expect_invalid_signature(
+            &chain,
+            &with_witness(tx.clone(), &mallory, &out),
+            "wrong key",
         );
         // Control: the untouched witness is accepted and mined.
         let txid = chain
@@ -292,16 +298,14 @@ fn anyprevout_signature_does_not_rebind_to_a_different_script_pubkey() {
         ApoSighashType::AllPlusAnyPrevout,
     );
 
-    let err = chain
-        .send_raw(&with_witness(
+    expect_invalid_signature(
+        &chain,
+        &with_witness(
             spend_tx(other_spk.outpoint, &pay_to, value),
             &sig,
             &other_spk,
-        ))
-        .expect_err("APO commits to the scriptPubKey");
-    assert!(
-        err.message.contains("Invalid Schnorr signature"),
-        "unexpected rejection: {err}"
+        ),
+        "APO commits to the scriptPubKey",
     );
 
     // Control: APO does rebind to another outpoint with the same scriptPubKey and amount.
@@ -331,12 +335,10 @@ fn one_byte_key_verifies_against_the_taproot_internal_key() {
         &keypair("mallory"),
         ApoSighashType::AllPlusAnyPrevout,
     );
-    let err = chain
-        .send_raw(&with_witness(tx.clone(), &wrong, &out))
-        .expect_err("not the internal key");
-    assert!(
-        err.message.contains("Invalid Schnorr signature"),
-        "unexpected rejection: {err}"
+    expect_invalid_signature(
+        &chain,
+        &with_witness(tx.clone(), &wrong, &out),
+        "not the internal key",
     );
 
     // A 64-byte (default hash type) signature by the internal key is accepted.
