@@ -3,27 +3,11 @@
 mod mailbox_support;
 use std::time::Duration;
 
-use asyncpay::mailbox::api::WebhookNotification;
-use axum::{routing::post, Json, Router};
 use mailbox_support::*;
-use tokio::sync::mpsc;
 
 #[tokio::test]
 async fn webhook_calls_are_coalesced() {
-    let (tx, mut rx) = mpsc::unbounded_channel::<WebhookNotification>();
-    let hook = Router::new().route(
-        "/hook",
-        post(move |Json(n): Json<WebhookNotification>| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(n);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let (hook_url, mut rx) = webhook_receiver().await;
 
     let running = start(|c| c.webhook_min_interval = Duration::from_millis(800)).await;
     let c = &running.client;

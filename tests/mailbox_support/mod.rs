@@ -82,3 +82,27 @@ pub fn envelope(
 }
 
 pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// A webhook endpoint on a free loopback port: its URL, and the notifications it receives.
+pub async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<asyncpay::mailbox::api::WebhookNotification>,
+) {
+    use asyncpay::mailbox::api::WebhookNotification;
+    use axum::{routing::post, Json, Router};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<WebhookNotification>();
+    let hook = Router::new().route(
+        "/hook",
+        post(move |Json(n): Json<WebhookNotification>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(n);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    (hook_url, rx)
+}
