@@ -256,14 +256,8 @@ pub fn combine(
 mod tests {
     use super::*;
     use crate::tx::ChannelKeys;
-    use bitcoin::secp256k1::SecretKey;
 
-    fn kp(b: u8) -> Keypair {
-        Keypair::from_secret_key(
-            &Secp256k1::new(),
-            &SecretKey::from_slice(&[b; 32]).expect("scalar"),
-        )
-    }
+    use crate::tx::test_keypair as kp;
 
     fn setup() -> (Funding, Transaction, Keypair, Keypair) {
         // Key 3's point has odd y: exercises the even-y normalisation.

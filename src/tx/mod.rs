@@ -182,6 +182,15 @@ pub fn dust_limit(script_pubkey: &ScriptBuf) -> Amount {
     script_pubkey.minimal_non_dust()
 }
 
+/// A key pair with secret `[b; 32]`, for the unit tests of the builders.
+#[cfg(test)]
+pub(crate) fn test_keypair(b: u8) -> bitcoin::secp256k1::Keypair {
+    bitcoin::secp256k1::Keypair::from_secret_key(
+        &bitcoin::secp256k1::Secp256k1::new(),
+        &bitcoin::secp256k1::SecretKey::from_slice(&[b; 32]).expect("1..=254 is a valid scalar"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -505,14 +505,8 @@ impl Timeout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bitcoin::secp256k1::SecretKey as LibSecret;
 
-    fn kp(b: u8) -> Keypair {
-        Keypair::from_secret_key(
-            &Secp256k1::new(),
-            &LibSecret::from_slice(&[b; 32]).expect("scalar"),
-        )
-    }
+    use crate::tx::test_keypair as kp;
 
     fn ptlc(t: &AdaptorSecret) -> Ptlc {
         Ptlc {

@@ -328,14 +328,8 @@ impl Update {
 mod tests {
     use super::*;
     use crate::tx::settlement::SettlementTerms;
-    use bitcoin::secp256k1::SecretKey;
 
-    fn kp(b: u8) -> Keypair {
-        Keypair::from_secret_key(
-            &Secp256k1::new(),
-            &SecretKey::from_slice(&[b; 32]).expect("scalar"),
-        )
-    }
+    use crate::tx::test_keypair as kp;
 
     fn fixture() -> (Funding, Settlement, Keypair, Keypair) {
         let (a, s) = (kp(1), kp(2));
