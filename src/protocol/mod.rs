@@ -4,9 +4,11 @@
 //! |---|---|
 //! | [`messages`] | the channel's peer messages and their strict, versioned binary encoding |
 //! | [`channel`] | the eltoo channel state machine: open, PTLCs, updates, chain watching |
+//! | [`payment`] | the async payment roles: payer, LSP and payee, and their messages |
 //!
 //! Messages and states are described in `docs/protocol.md`.
 
 pub mod channel;
 pub mod messages;
+pub mod payment;
 mod transactions;

@@ -1,0 +1,679 @@
+//! S, the LSP: makes offers on withheld states, buys the signature from the payee, and orders
+//! every sale against the payer's cancellation.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::adaptor::{sells, AdaptorPoint, AdaptorSecret};
+use crate::crypto::keys::{PublicKey, SecretKey};
+use crate::protocol::channel::Command;
+use crate::protocol::messages::ChannelId;
+
+use super::{
+    Action, CancelOutcome, Entropy, Invoice, OfferTerms, PayRequest, PaymentError, PaymentEvent,
+    PaymentId, PaymentMessage, PurchaseOffer, Receipt,
+};
+
+/// The withheld state on the channel with the requesting payer, as the channel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingTransfer {
+    /// The channel.
+    pub channel_id: ChannelId,
+    /// The withheld state.
+    pub state: u64,
+    /// What it moves from the payer to S.
+    pub transfer_sat: u64,
+    /// The price point of the payer's withheld signature.
+    pub price_point: AdaptorPoint,
+}
+
+/// S's terms for offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LspPolicy {
+    /// Fixed part of the fee.
+    pub fee_base_sat: u64,
+    /// Proportional part, parts per million of the amount.
+    pub fee_ppm: u64,
+    /// Blocks an offer stays open.
+    pub offer_lifetime: u32,
+    /// Blocks from an accepted invoice to the expiry of the PTLC paying it; at least twice
+    /// the S–B channel's shared_delay (the channel refuses less).
+    pub ptlc_delta: u32,
+}
+
+impl LspPolicy {
+    /// The fee S asks for paying `amount_sat`.
+    pub fn fee_for(&self, amount_sat: u64) -> u64 {
+        self.fee_base_sat + amount_sat.saturating_mul(self.fee_ppm) / 1_000_000
+    }
+}
+
+/// Where an offer stands at S.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum LspStatus {
+    /// Offered; waiting for the payee's invoice or the payer's cancellation.
+    Offered,
+    /// The payee's invoice was accepted and a PTLC to it is under way; the sale can no longer
+    /// be cancelled.
+    Selling {
+        /// The invoice.
+        invoice: Invoice,
+        /// The S–B channel carrying the PTLC.
+        payee_channel: ChannelId,
+        /// The PTLC's expiry.
+        ptlc_expiry: u32,
+    },
+    /// The PTLC was fulfilled: S learnt the scalar and completed the payer's state.
+    Sold {
+        /// The invoice, the payer's receipt.
+        invoice: Invoice,
+        /// The payer acknowledged the receipt.
+        receipt_acked: bool,
+    },
+    /// The offer is void and the payer's withheld state reverted.
+    Cancelled {
+        /// Why.
+        outcome: CancelOutcome,
+    },
+}
+
+impl LspStatus {
+    fn name(&self) -> &'static str {
+        match self {
+            LspStatus::Offered => "offered",
+            LspStatus::Selling { .. } => "selling",
+            LspStatus::Sold { .. } => "sold",
+            LspStatus::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// One payment at S: the durable record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LspPayment {
+    /// The signed offer.
+    pub offer: PurchaseOffer,
+    /// The payer's node key.
+    pub payer: PublicKey,
+    /// Where it stands.
+    pub status: LspStatus,
+}
+
+/// An input to [`Lsp::handle`].
+#[derive(Debug)]
+pub enum LspInput {
+    /// A payment message from a peer.
+    Message {
+        /// The authenticated sender.
+        from: PublicKey,
+        /// The message.
+        message: PaymentMessage,
+        /// For a request: the withheld state of the channel with the sender, if any.
+        pending: Option<PendingTransfer>,
+        /// For an invoice: S's channel with the sender, if any.
+        sender_channel: Option<ChannelId>,
+    },
+    /// A PTLC S offered was fulfilled: the payee revealed `secret`.
+    PtlcFulfilled {
+        /// The PTLC's point.
+        point: AdaptorPoint,
+        /// Its discrete log.
+        secret: AdaptorSecret,
+    },
+    /// A PTLC S offered was failed or could not be added.
+    PtlcFailed {
+        /// The PTLC's point.
+        point: AdaptorPoint,
+    },
+    /// A peer connected: S resends what it owes it.
+    PeerConnected {
+        /// The peer.
+        peer: PublicKey,
+    },
+    /// A new tip.
+    Block {
+        /// Its height.
+        height: u32,
+    },
+    /// The payer's channel was force-closed on an older state: S must publish the completed
+    /// state by `deadline` (the last height before the old state's settlement can confirm).
+    PayerWindow {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The last height at which S can still publish.
+        deadline: u32,
+    },
+    /// Fresh randomness for signatures.
+    Entropy(Entropy),
+}
+
+/// What S's driver must do.
+pub type LspAction = Action<(PaymentId, LspPayment)>;
+
+/// S's payment role. Holds every payment it knows; a driver restores it with
+/// [`Lsp::restore`] from the persisted records.
+pub struct Lsp {
+    key: SecretKey,
+    policy: LspPolicy,
+    height: u32,
+    entropy: [u8; 32],
+    payments: BTreeMap<PaymentId, LspPayment>,
+    /// Payment ids by price point (one point, one payment).
+    by_point: BTreeMap<AdaptorPoint, PaymentId>,
+    /// Channels force-closed on an older state, with their publication deadline.
+    windows: BTreeMap<ChannelId, u32>,
+}
+
+impl core::fmt::Debug for Lsp {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Lsp")
+            .field("node", &self.key.public_key())
+            .field("height", &self.height)
+            .field("payments", &self.payments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lsp {
+    /// An LSP with its node key, policy and persisted records.
+    pub fn restore(
+        key: SecretKey,
+        policy: LspPolicy,
+        height: u32,
+        records: impl IntoIterator<Item = (PaymentId, LspPayment)>,
+    ) -> Self {
+        let payments: BTreeMap<_, _> = records.into_iter().collect();
+        let by_point = payments
+            .iter()
+            .map(|(id, p)| (p.offer.point, *id))
+            .collect();
+        Lsp {
+            key,
+            policy,
+            height,
+            entropy: [0; 32],
+            payments,
+            by_point,
+            windows: BTreeMap::new(),
+        }
+    }
+
+    /// One payment.
+    pub fn payment(&self, id: &PaymentId) -> Option<&LspPayment> {
+        self.payments.get(id)
+    }
+
+    /// Every payment.
+    pub fn payments(&self) -> impl Iterator<Item = (&PaymentId, &LspPayment)> {
+        self.payments.iter()
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &LspPolicy {
+        &self.policy
+    }
+
+    /// Handles one input. On error nothing changed.
+    pub fn handle(&mut self, input: LspInput) -> Result<Vec<LspAction>, PaymentError> {
+        match input {
+            LspInput::Message {
+                from,
+                message,
+                pending,
+                sender_channel,
+            } => match message {
+                PaymentMessage::Request(req) => Ok(self.on_request(from, req, pending)),
+                PaymentMessage::Invoice(invoice) => {
+                    Ok(self.on_invoice(from, invoice, sender_channel))
+                }
+                PaymentMessage::Cancel { payment_id } => self.on_cancel(from, payment_id),
+                PaymentMessage::ReceiptAck { payment_id } => self.on_receipt_ack(from, payment_id),
+                other => Err(PaymentError::Unexpected {
+                    what: other.name(),
+                    status: "any (lsp)",
+                }),
+            },
+            LspInput::PtlcFulfilled { point, secret } => self.on_fulfilled(point, secret),
+            LspInput::PtlcFailed { point } => self.on_failed(point),
+            LspInput::PeerConnected { peer } => Ok(self.on_connected(peer)),
+            LspInput::Block { height } => Ok(self.on_block(height)),
+            LspInput::PayerWindow {
+                channel_id,
+                deadline,
+            } => {
+                self.windows.insert(channel_id, deadline);
+                Ok(vec![])
+            }
+            LspInput::Entropy(e) => {
+                self.entropy = e.0;
+                Ok(vec![])
+            }
+        }
+    }
+
+    fn aux(&mut self, what: &[u8]) -> [u8; 32] {
+        let aux = crate::mailbox::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, what]);
+        self.entropy = aux;
+        aux
+    }
+
+    fn on_request(
+        &mut self,
+        from: PublicKey,
+        req: PayRequest,
+        pending: Option<PendingTransfer>,
+    ) -> Vec<LspAction> {
+        match self.check_request(&from, &req, pending) {
+            Ok(point) => {
+                let terms = OfferTerms {
+                    payment_id: req.payment_id,
+                    lsp: self.key.public_key(),
+                    channel_id: req.channel_id,
+                    state: req.state,
+                    amount_sat: req.amount_sat,
+                    fee_sat: req.fee_sat,
+                    point,
+                    payee: req.payee,
+                    expiry: self.height.saturating_add(self.policy.offer_lifetime),
+                };
+                let aux = self.aux(&req.payment_id.0);
+                let offer = terms.sign(&self.key, &aux);
+                let record = LspPayment {
+                    offer: offer.clone(),
+                    payer: from,
+                    status: LspStatus::Offered,
+                };
+                self.payments.insert(req.payment_id, record.clone());
+                self.by_point.insert(point, req.payment_id);
+                vec![
+                    Action::Persist((req.payment_id, record)),
+                    Action::Send {
+                        to: from,
+                        message: PaymentMessage::Offer(offer),
+                    },
+                    Action::Event(PaymentEvent::Offered {
+                        payment_id: req.payment_id,
+                        point,
+                    }),
+                ]
+            }
+            Err(error) => {
+                let mut actions = vec![Action::Send {
+                    to: from,
+                    message: PaymentMessage::RequestRefused {
+                        payment_id: req.payment_id,
+                        reason: error.code().to_owned(),
+                    },
+                }];
+                // A withheld state that no offer will ever cover is reverted at once, so the
+                // payer's balance is not left committed to it. A replayed request for a
+                // payment already offered leaves that offer's state alone.
+                if let (Some(p), false) = (pending, self.payments.contains_key(&req.payment_id)) {
+                    if !self.by_point.contains_key(&p.price_point) {
+                        actions.push(Action::Revert {
+                            channel_id: p.channel_id,
+                            abandoned_state: p.state,
+                        });
+                    }
+                }
+                actions
+            }
+        }
+    }
+
+    fn check_request(
+        &self,
+        from: &PublicKey,
+        req: &PayRequest,
+        pending: Option<PendingTransfer>,
+    ) -> Result<AdaptorPoint, PaymentError> {
+        if self.payments.contains_key(&req.payment_id) {
+            return Err(PaymentError::DuplicatePayment(req.payment_id));
+        }
+        if req.amount_sat == 0 {
+            return Err(PaymentError::Amount("zero amount"));
+        }
+        if &req.payee == from || req.payee == self.key.public_key() {
+            return Err(PaymentError::Mismatch { field: "payee" });
+        }
+        let transfer_sat = req
+            .amount_sat
+            .checked_add(req.fee_sat)
+            .ok_or(PaymentError::Amount("amount plus fee overflows"))?;
+        let missing = PaymentError::NoPendingState {
+            state: req.state,
+            transfer_sat,
+        };
+        let pending = pending.ok_or(missing.clone())?;
+        if pending.channel_id != req.channel_id
+            || pending.state != req.state
+            || pending.transfer_sat != transfer_sat
+        {
+            return Err(missing);
+        }
+        if self.by_point.contains_key(&pending.price_point) {
+            return Err(PaymentError::Mismatch {
+                field: "price point already offered",
+            });
+        }
+        if req.fee_sat < self.policy.fee_for(req.amount_sat) {
+            return Err(PaymentError::Amount("fee below the LSP's policy"));
+        }
+        Ok(pending.price_point)
+    }
+
+    fn on_invoice(
+        &mut self,
+        from: PublicKey,
+        invoice: Invoice,
+        sender_channel: Option<ChannelId>,
+    ) -> Vec<LspAction> {
+        let id = invoice.payment_id;
+        match self.check_invoice(&from, &invoice, sender_channel) {
+            Ok(Some((payee_channel, ptlc_expiry))) => {
+                let record = self.payments.get_mut(&id).expect("checked");
+                record.status = LspStatus::Selling {
+                    invoice: invoice.clone(),
+                    payee_channel,
+                    ptlc_expiry,
+                };
+                let record = record.clone();
+                vec![
+                    Action::Persist((id, record.clone())),
+                    Action::Channel {
+                        channel_id: payee_channel,
+                        command: Command::AddPtlc {
+                            amount_sat: record.offer.amount_sat,
+                            point: record.offer.point,
+                            expiry: ptlc_expiry,
+                        },
+                    },
+                ]
+            }
+            // A replay of the invoice already being paid: nothing to do.
+            Ok(None) => vec![],
+            Err(error) => {
+                let mut actions = vec![Action::Send {
+                    to: from,
+                    message: PaymentMessage::InvoiceRefused {
+                        payment_id: id,
+                        reason: error.code().to_owned(),
+                    },
+                }];
+                if let PaymentError::Expired { .. } = error {
+                    actions.extend(self.expire(id));
+                }
+                actions
+            }
+        }
+    }
+
+    /// `Ok(None)` for a replay of the invoice under way.
+    fn check_invoice(
+        &self,
+        from: &PublicKey,
+        invoice: &Invoice,
+        sender_channel: Option<ChannelId>,
+    ) -> Result<Option<(ChannelId, u32)>, PaymentError> {
+        let record = self
+            .payments
+            .get(&invoice.payment_id)
+            .ok_or(PaymentError::UnknownPayment(invoice.payment_id))?;
+        if from != &record.offer.payee {
+            return Err(PaymentError::WrongPeer {
+                what: "invoice",
+                from: *from,
+                role: "payee",
+            });
+        }
+        invoice.check_against(&record.offer)?;
+        match &record.status {
+            LspStatus::Offered => {}
+            LspStatus::Selling { invoice: under, .. } if under == invoice => return Ok(None),
+            other => {
+                return Err(PaymentError::Unexpected {
+                    what: "invoice",
+                    status: other.name(),
+                })
+            }
+        }
+        if self.height > record.offer.expiry {
+            return Err(PaymentError::Expired {
+                expiry: record.offer.expiry,
+                height: self.height,
+            });
+        }
+        let payee_channel = sender_channel.ok_or(PaymentError::Mismatch {
+            field: "no channel to the payee",
+        })?;
+        let ptlc_expiry = self.height.saturating_add(self.policy.ptlc_delta);
+        // Buying is only safe if S learns the scalar while it can still publish the completed
+        // state: the PTLC must resolve before the payer's old state can settle.
+        if let Some(&deadline) = self.windows.get(&record.offer.channel_id) {
+            if ptlc_expiry > deadline {
+                return Err(PaymentError::WindowClosed {
+                    ptlc_expiry,
+                    last_safe: deadline,
+                });
+            }
+        }
+        Ok(Some((payee_channel, ptlc_expiry)))
+    }
+
+    fn on_fulfilled(
+        &mut self,
+        point: AdaptorPoint,
+        secret: AdaptorSecret,
+    ) -> Result<Vec<LspAction>, PaymentError> {
+        if !sells(&secret, &point) {
+            return Err(PaymentError::WrongScalar);
+        }
+        let id = *self.by_point.get(&point).ok_or(PaymentError::Mismatch {
+            field: "no payment for this point",
+        })?;
+        let record = self.payments.get_mut(&id).expect("indexed");
+        let LspStatus::Selling { invoice, .. } = &record.status else {
+            return Err(PaymentError::Unexpected {
+                what: "ptlc fulfilled",
+                status: record.status.name(),
+            });
+        };
+        let invoice = invoice.clone();
+        record.status = LspStatus::Sold {
+            invoice: invoice.clone(),
+            receipt_acked: false,
+        };
+        let record = record.clone();
+        Ok(vec![
+            Action::Persist((id, record.clone())),
+            Action::Channel {
+                channel_id: record.offer.channel_id,
+                command: Command::CompleteWithSecret { secret },
+            },
+            Action::Send {
+                to: record.payer,
+                message: PaymentMessage::Receipt(Receipt {
+                    payment_id: id,
+                    invoice,
+                }),
+            },
+            Action::Event(PaymentEvent::Completed { payment_id: id }),
+        ])
+    }
+
+    fn on_failed(&mut self, point: AdaptorPoint) -> Result<Vec<LspAction>, PaymentError> {
+        let id = *self.by_point.get(&point).ok_or(PaymentError::Mismatch {
+            field: "no payment for this point",
+        })?;
+        let record = self.payments.get_mut(&id).expect("indexed");
+        let LspStatus::Selling { invoice, .. } = &record.status else {
+            return Err(PaymentError::Unexpected {
+                what: "ptlc failed",
+                status: record.status.name(),
+            });
+        };
+        let payee = invoice.payee;
+        // The payee may invoice again while the offer lasts.
+        record.status = LspStatus::Offered;
+        let record = record.clone();
+        Ok(vec![
+            Action::Persist((id, record)),
+            Action::Send {
+                to: payee,
+                message: PaymentMessage::InvoiceRefused {
+                    payment_id: id,
+                    reason: "ptlc_failed".to_owned(),
+                },
+            },
+        ])
+    }
+
+    fn on_cancel(
+        &mut self,
+        from: PublicKey,
+        id: PaymentId,
+    ) -> Result<Vec<LspAction>, PaymentError> {
+        let record = self
+            .payments
+            .get(&id)
+            .ok_or(PaymentError::UnknownPayment(id))?;
+        if from != record.payer {
+            return Err(PaymentError::WrongPeer {
+                what: "cancel",
+                from,
+                role: "payer",
+            });
+        }
+        let reply = |outcome| Action::Send {
+            to: from,
+            message: PaymentMessage::Cancelled {
+                payment_id: id,
+                outcome,
+            },
+        };
+        Ok(match &record.status {
+            LspStatus::Offered => {
+                let mut actions = self.void(id, CancelOutcome::Cancelled);
+                actions.push(reply(CancelOutcome::Cancelled));
+                actions
+            }
+            LspStatus::Selling { .. } => vec![reply(CancelOutcome::SaleInProgress)],
+            LspStatus::Sold { invoice, .. } => vec![
+                reply(CancelOutcome::Sold),
+                Action::Send {
+                    to: from,
+                    message: PaymentMessage::Receipt(Receipt {
+                        payment_id: id,
+                        invoice: invoice.clone(),
+                    }),
+                },
+            ],
+            LspStatus::Cancelled { outcome } => vec![reply(*outcome)],
+        })
+    }
+
+    fn on_receipt_ack(
+        &mut self,
+        from: PublicKey,
+        id: PaymentId,
+    ) -> Result<Vec<LspAction>, PaymentError> {
+        let record = self
+            .payments
+            .get_mut(&id)
+            .ok_or(PaymentError::UnknownPayment(id))?;
+        if from != record.payer {
+            return Err(PaymentError::WrongPeer {
+                what: "receipt ack",
+                from,
+                role: "payer",
+            });
+        }
+        match &mut record.status {
+            LspStatus::Sold { receipt_acked, .. } if !*receipt_acked => {
+                *receipt_acked = true;
+                Ok(vec![Action::Persist((id, record.clone()))])
+            }
+            LspStatus::Sold { .. } => Ok(vec![]),
+            other => Err(PaymentError::Unexpected {
+                what: "receipt ack",
+                status: other.name(),
+            }),
+        }
+    }
+
+    fn on_connected(&mut self, peer: PublicKey) -> Vec<LspAction> {
+        let mut actions = vec![];
+        for (id, record) in &self.payments {
+            if record.payer != peer {
+                continue;
+            }
+            match &record.status {
+                LspStatus::Sold {
+                    invoice,
+                    receipt_acked: false,
+                } => actions.push(Action::Send {
+                    to: peer,
+                    message: PaymentMessage::Receipt(Receipt {
+                        payment_id: *id,
+                        invoice: invoice.clone(),
+                    }),
+                }),
+                LspStatus::Offered => actions.push(Action::Send {
+                    to: peer,
+                    message: PaymentMessage::Offer(record.offer.clone()),
+                }),
+                _ => {}
+            }
+        }
+        actions
+    }
+
+    fn on_block(&mut self, height: u32) -> Vec<LspAction> {
+        self.height = self.height.max(height);
+        let expired: Vec<PaymentId> = self
+            .payments
+            .iter()
+            .filter(|(_, p)| p.status == LspStatus::Offered && p.offer.expiry < self.height)
+            .map(|(id, _)| *id)
+            .collect();
+        expired.into_iter().flat_map(|id| self.expire(id)).collect()
+    }
+
+    fn expire(&mut self, id: PaymentId) -> Vec<LspAction> {
+        match self.payments.get(&id) {
+            Some(p) if p.status == LspStatus::Offered => {
+                let payer = p.payer;
+                let mut actions = self.void(id, CancelOutcome::Expired);
+                actions.push(Action::Send {
+                    to: payer,
+                    message: PaymentMessage::Cancelled {
+                        payment_id: id,
+                        outcome: CancelOutcome::Expired,
+                    },
+                });
+                actions
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Voids an offered payment: persisted first, then the payer's state is reverted.
+    fn void(&mut self, id: PaymentId, outcome: CancelOutcome) -> Vec<LspAction> {
+        let record = self.payments.get_mut(&id).expect("caller checked");
+        record.status = LspStatus::Cancelled { outcome };
+        let record = record.clone();
+        vec![
+            Action::Persist((id, record.clone())),
+            Action::Revert {
+                channel_id: record.offer.channel_id,
+                abandoned_state: record.offer.state,
+            },
+            Action::Event(PaymentEvent::Cancelled {
+                payment_id: id,
+                outcome,
+            }),
+        ]
+    }
+}

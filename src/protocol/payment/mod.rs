@@ -1,0 +1,688 @@
+//! Asynchronous payment by pay-for-signature: the sans-io roles of payer A, LSP S and payee B.
+//!
+//! The channel layer ([`crate::protocol::channel`]) already lets A propose a state n+1 that
+//! moves `amount + fee` to S and keep its completing signature back, and lets S complete that
+//! state from the signature's scalar alone. This module adds what turns that withheld
+//! signature into a payment to a third party:
+//!
+//! 1. A asks S for a [`PurchaseOffer`] on the withheld state ([`PayRequest`]); S answers with
+//!    an offer it signs: "I pay `amount` to `payee` for the discrete log of `point` (the price
+//!    point of A's signature) until block `expiry`".
+//! 2. A seals a [`SaleLetter`] (the offer and its withheld signature) to B's mailbox, and may
+//!    go offline.
+//! 3. B opens the letter, checks that the scalar sells the point and that S signed the offer,
+//!    and sends S a signed [`Invoice`] for the point.
+//! 4. S pays B with a PTLC locked to the point on the S–B channel; B fulfils it with the
+//!    scalar, S learns it and completes state n+1 of the A–S channel.
+//! 5. When A returns, S hands it a [`Receipt`] holding B's signed invoice.
+//!
+//! S is the single place where a sale and A's cancellation are ordered: an invoice is only
+//! accepted while the offer is [`LspStatus::Offered`], and a cancellation only then too.
+//!
+//! Every role is a state machine in the style of [`crate::protocol::channel::Channel`]:
+//! `handle(input) -> Result<Vec<Action>, PaymentError>`; the driver carries the actions out
+//! in order, and finishes each [`Action::Persist`] durably before the next action.
+//!
+//! ```
+//! use asyncpay::crypto::keys::SecretKey;
+//! use asyncpay::crypto::adaptor::AdaptorSecret;
+//! use asyncpay::protocol::messages::ChannelId;
+//! use asyncpay::protocol::payment::{OfferTerms, PaymentId};
+//!
+//! let lsp = SecretKey::from_bytes([2; 32]).unwrap();
+//! let payee = SecretKey::from_bytes([3; 32]).unwrap().public_key();
+//! let point = AdaptorSecret::from_bytes([4; 32]).unwrap().adaptor_point();
+//! let terms = OfferTerms {
+//!     payment_id: PaymentId([1; 32]), lsp: lsp.public_key(), channel_id: ChannelId([5; 32]),
+//!     state: 1, amount_sat: 50_000, fee_sat: 100, point, payee, expiry: 500,
+//! };
+//! let offer = terms.sign(&lsp, &[0; 32]);
+//! assert!(offer.verify().is_ok());
+//! let mut forged = offer.clone();
+//! forged.terms.amount_sat += 1;
+//! assert!(forged.verify().is_err());
+//! ```
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::adaptor::{sells, AdaptorPoint, AdaptorSecret};
+use crate::crypto::keys::{PublicKey, SecretKey, Signature};
+use crate::mailbox::tagged_hash;
+use crate::protocol::channel::Command;
+use crate::protocol::messages::ChannelId;
+
+mod lsp;
+mod payee;
+mod payer;
+
+pub use lsp::{Lsp, LspInput, LspPayment, LspStatus, PendingTransfer};
+pub use payee::{Payee, PayeeInput, PayeePayment, PayeeStatus};
+pub use payer::{Payer, PayerInput, PayerPayment, PayerStatus};
+
+/// The payment message encoding version.
+pub const PAYMENT_VERSION: u8 = 1;
+
+/// No encoded payment message or sale letter is longer than this.
+pub const MAX_PAYMENT_MESSAGE_LEN: usize = 4096;
+
+/// The longest note a payer may put in a sale letter, in bytes.
+pub const MAX_NOTE_LEN: usize = 512;
+
+const OFFER_TAG: &str = "asyncpay/payment/v1/offer";
+const INVOICE_TAG: &str = "asyncpay/payment/v1/invoice";
+
+/// Names one payment at every party; chosen at random by the payer.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PaymentId(#[serde(with = "hex_32")] pub [u8; 32]);
+
+impl fmt::Debug for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PaymentId({})", hex::encode(self.0))
+    }
+}
+
+impl fmt::Display for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl core::str::FromStr for PaymentId {
+    type Err = hex::FromHexError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(PaymentId(out))
+    }
+}
+
+mod hex_32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = <&str>::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+/// Why a payment message, letter or input is refused. None of them changes any state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    /// Bytes that are not a payment message.
+    #[error("undecodable payment message: {0}")]
+    Decode(String),
+    /// Longer than [`MAX_PAYMENT_MESSAGE_LEN`].
+    #[error("payment message of {len} bytes exceeds {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A version this build does not speak.
+    #[error("unsupported payment message version {0}")]
+    Version(u8),
+    /// A signature that does not verify.
+    #[error("invalid {what} signature")]
+    BadSignature {
+        /// What was signed.
+        what: &'static str,
+    },
+    /// The scalar in a letter is not the discrete log of the offer's point.
+    #[error("the letter's signature does not sell the offered point")]
+    WrongScalar,
+    /// No payment with this id.
+    #[error("unknown payment {0}")]
+    UnknownPayment(PaymentId),
+    /// A payment id already in use.
+    #[error("payment {0} exists already")]
+    DuplicatePayment(PaymentId),
+    /// The message came from a node that has no say in this payment.
+    #[error("{what} from {from}, which is not this payment's {role}")]
+    WrongPeer {
+        /// The message.
+        what: &'static str,
+        /// Who sent it.
+        from: PublicKey,
+        /// Whom it should have come from.
+        role: &'static str,
+    },
+    /// A field disagrees with what was agreed before.
+    #[error("{field} does not match the payment")]
+    Mismatch {
+        /// The field.
+        field: &'static str,
+    },
+    /// The input does not fit the payment's status (replayed or out of order).
+    #[error("{what} is not expected while the payment is {status}")]
+    Unexpected {
+        /// The input.
+        what: &'static str,
+        /// The payment's status.
+        status: &'static str,
+    },
+    /// The offer's expiry has passed.
+    #[error("offer expired at height {expiry}, now {height}")]
+    Expired {
+        /// The offer's last height.
+        expiry: u32,
+        /// The current height.
+        height: u32,
+    },
+    /// Amounts that do not add up or are zero.
+    #[error("invalid amount: {0}")]
+    Amount(&'static str),
+    /// The withheld channel state the request refers to does not exist or differs.
+    #[error("no withheld state {state} moving {transfer_sat} sat on this channel")]
+    NoPendingState {
+        /// The state named by the request.
+        state: u64,
+        /// The transfer the request needs.
+        transfer_sat: u64,
+    },
+    /// The offer cannot be bought safely any more: a PTLC for it would outlive the window in
+    /// which S can still publish the completed state.
+    #[error("sale window closed: ptlc expiry {ptlc_expiry} is past the last safe height {last_safe}")]
+    WindowClosed {
+        /// The expiry the PTLC would need.
+        ptlc_expiry: u32,
+        /// The last height at which S can still complete and publish the state.
+        last_safe: u32,
+    },
+}
+
+impl PaymentError {
+    /// A short stable code for peers and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PaymentError::Decode(_) => "decode",
+            PaymentError::TooLarge { .. } => "too_large",
+            PaymentError::Version(_) => "version",
+            PaymentError::BadSignature { .. } => "bad_signature",
+            PaymentError::WrongScalar => "wrong_scalar",
+            PaymentError::UnknownPayment(_) => "unknown_payment",
+            PaymentError::DuplicatePayment(_) => "duplicate_payment",
+            PaymentError::WrongPeer { .. } => "wrong_peer",
+            PaymentError::Mismatch { .. } => "mismatch",
+            PaymentError::Unexpected { .. } => "unexpected",
+            PaymentError::Expired { .. } => "expired",
+            PaymentError::Amount(_) => "amount",
+            PaymentError::NoPendingState { .. } => "no_pending_state",
+            PaymentError::WindowClosed { .. } => "window_closed",
+        }
+    }
+}
+
+/// A's request for an offer on its withheld state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayRequest {
+    /// The payment.
+    pub payment_id: PaymentId,
+    /// The A–S channel.
+    pub channel_id: ChannelId,
+    /// The withheld state n+1.
+    pub state: u64,
+    /// What B is to receive.
+    pub amount_sat: u64,
+    /// What S keeps; the state moves `amount_sat + fee_sat` from A to S.
+    pub fee_sat: u64,
+    /// B's node key.
+    pub payee: PublicKey,
+}
+
+/// What S promises in a [`PurchaseOffer`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferTerms {
+    /// The payment.
+    pub payment_id: PaymentId,
+    /// S's node key, the signer.
+    pub lsp: PublicKey,
+    /// The A–S channel.
+    pub channel_id: ChannelId,
+    /// The state whose signature is sold.
+    pub state: u64,
+    /// What S pays for the scalar.
+    pub amount_sat: u64,
+    /// What S keeps.
+    pub fee_sat: u64,
+    /// T, the price point of A's signature.
+    pub point: AdaptorPoint,
+    /// The only node S pays.
+    pub payee: PublicKey,
+    /// The last block height at which S accepts an invoice.
+    pub expiry: u32,
+}
+
+impl OfferTerms {
+    /// `tagged_hash("asyncpay/payment/v1/offer", id ‖ lsp ‖ channel ‖ state ‖ amount ‖ fee ‖
+    /// point ‖ payee ‖ expiry)`, integers big-endian.
+    pub fn digest(&self) -> [u8; 32] {
+        tagged_hash(
+            OFFER_TAG,
+            &[
+                &self.payment_id.0,
+                &self.lsp.to_xonly_bytes(),
+                &self.channel_id.0,
+                &self.state.to_be_bytes(),
+                &self.amount_sat.to_be_bytes(),
+                &self.fee_sat.to_be_bytes(),
+                &self.point.to_bytes(),
+                &self.payee.to_xonly_bytes(),
+                &self.expiry.to_be_bytes(),
+            ],
+        )
+    }
+
+    /// Signs the terms with S's key (which must be `self.lsp`).
+    pub fn sign(self, lsp: &SecretKey, aux: &[u8; 32]) -> PurchaseOffer {
+        let signature = lsp.sign(&self.digest(), aux);
+        PurchaseOffer {
+            terms: self,
+            signature,
+        }
+    }
+}
+
+/// S's signed promise to buy A's withheld signature from the payee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseOffer {
+    /// What S promises.
+    pub terms: OfferTerms,
+    /// S's BIP340 signature over [`OfferTerms::digest`].
+    pub signature: Signature,
+}
+
+impl core::ops::Deref for PurchaseOffer {
+    type Target = OfferTerms;
+
+    fn deref(&self) -> &OfferTerms {
+        &self.terms
+    }
+}
+
+impl PurchaseOffer {
+    /// Checks S's signature.
+    pub fn verify(&self) -> Result<(), PaymentError> {
+        self.terms
+            .lsp
+            .verify(&self.terms.digest(), &self.signature)
+            .map_err(|_| PaymentError::BadSignature { what: "offer" })
+    }
+}
+
+/// What A leaves in B's mailbox (sealed with age to B): the offer and the withheld signature.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleLetter {
+    /// Encoding version, [`PAYMENT_VERSION`].
+    pub version: u8,
+    /// S's offer.
+    pub offer: PurchaseOffer,
+    /// A's BIP340 signature on U_{n+1}; its scalar is what B sells.
+    pub signature: Signature,
+    /// A's node key.
+    pub payer: PublicKey,
+    /// A note for B (bounded).
+    pub note: String,
+}
+
+impl fmt::Debug for SaleLetter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaleLetter")
+            .field("offer", &self.offer)
+            .field("signature", &"<redacted>")
+            .field("payer", &self.payer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaleLetter {
+    /// JSON bytes (the mailbox envelope encrypts them).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a letter always serialises")
+    }
+
+    /// Parses and bounds a letter; checks the version only (see [`SaleLetter::check`]).
+    pub fn decode(bytes: &[u8]) -> Result<Self, PaymentError> {
+        bounded(bytes)?;
+        let letter: SaleLetter =
+            serde_json::from_slice(bytes).map_err(|e| PaymentError::Decode(e.to_string()))?;
+        if letter.version != PAYMENT_VERSION {
+            return Err(PaymentError::Version(letter.version));
+        }
+        if letter.note.len() > MAX_NOTE_LEN {
+            return Err(PaymentError::TooLarge {
+                len: letter.note.len(),
+                max: MAX_NOTE_LEN,
+            });
+        }
+        Ok(letter)
+    }
+
+    /// What B checks before it invoices: S signed the offer, the offer names `payee`, and the
+    /// signature's scalar is the discrete log of the offer's point. Returns the scalar.
+    pub fn check(&self, payee: &PublicKey) -> Result<AdaptorSecret, PaymentError> {
+        self.offer.verify()?;
+        if &self.offer.payee != payee {
+            return Err(PaymentError::Mismatch { field: "payee" });
+        }
+        let secret =
+            AdaptorSecret::from_signature(&self.signature).map_err(|_| PaymentError::WrongScalar)?;
+        if !sells(&secret, &self.offer.point) {
+            return Err(PaymentError::WrongScalar);
+        }
+        Ok(secret)
+    }
+}
+
+/// What B asks S to pay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceTerms {
+    /// The payment.
+    pub payment_id: PaymentId,
+    /// The point B will open.
+    pub point: AdaptorPoint,
+    /// The amount.
+    pub amount_sat: u64,
+    /// B's node key, the signer.
+    pub payee: PublicKey,
+    /// The LSP it is addressed to.
+    pub lsp: PublicKey,
+}
+
+impl InvoiceTerms {
+    /// The terms answering `offer`, for `payee`.
+    pub fn for_offer(offer: &PurchaseOffer, payee: PublicKey) -> Self {
+        InvoiceTerms {
+            payment_id: offer.payment_id,
+            point: offer.point,
+            amount_sat: offer.amount_sat,
+            payee,
+            lsp: offer.lsp,
+        }
+    }
+
+    /// `tagged_hash("asyncpay/payment/v1/invoice", id ‖ point ‖ amount ‖ payee ‖ lsp)`.
+    pub fn digest(&self) -> [u8; 32] {
+        tagged_hash(
+            INVOICE_TAG,
+            &[
+                &self.payment_id.0,
+                &self.point.to_bytes(),
+                &self.amount_sat.to_be_bytes(),
+                &self.payee.to_xonly_bytes(),
+                &self.lsp.to_xonly_bytes(),
+            ],
+        )
+    }
+
+    /// Signs the terms with B's key (which must be `self.payee`).
+    pub fn sign(self, payee: &SecretKey, aux: &[u8; 32]) -> Invoice {
+        let signature = payee.sign(&self.digest(), aux);
+        Invoice {
+            terms: self,
+            signature,
+        }
+    }
+}
+
+/// B's signed request to be paid for the point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invoice {
+    /// What B asks.
+    pub terms: InvoiceTerms,
+    /// B's BIP340 signature over [`InvoiceTerms::digest`].
+    pub signature: Signature,
+}
+
+impl core::ops::Deref for Invoice {
+    type Target = InvoiceTerms;
+
+    fn deref(&self) -> &InvoiceTerms {
+        &self.terms
+    }
+}
+
+impl Invoice {
+    /// Checks B's signature.
+    pub fn verify(&self) -> Result<(), PaymentError> {
+        self.terms
+            .payee
+            .verify(&self.terms.digest(), &self.signature)
+            .map_err(|_| PaymentError::BadSignature { what: "invoice" })
+    }
+
+    /// Checks the signature and that the invoice answers `offer` exactly.
+    pub fn check_against(&self, offer: &PurchaseOffer) -> Result<(), PaymentError> {
+        self.verify()?;
+        let same = |ok: bool, field| {
+            if ok {
+                Ok(())
+            } else {
+                Err(PaymentError::Mismatch { field })
+            }
+        };
+        same(self.payment_id == offer.payment_id, "payment_id")?;
+        same(self.point == offer.point, "point")?;
+        same(self.amount_sat == offer.amount_sat, "amount")?;
+        same(self.payee == offer.payee, "payee")?;
+        same(self.lsp == offer.lsp, "lsp")
+    }
+}
+
+/// Proof for A that its payment reached B: B's invoice, which S could only buy by paying it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// The payment.
+    pub payment_id: PaymentId,
+    /// B's signed invoice.
+    pub invoice: Invoice,
+}
+
+/// How S answered a cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The offer is void; S will not buy, and the state is being reverted.
+    Cancelled,
+    /// B's invoice was accepted first; the sale goes on.
+    SaleInProgress,
+    /// Already sold (a [`Receipt`] follows).
+    Sold,
+    /// The offer had expired already; the state is reverted.
+    Expired,
+}
+
+/// A payment-layer peer message. Channel messages travel separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaymentMessage {
+    /// A → S.
+    Request(PayRequest),
+    /// S → A.
+    Offer(PurchaseOffer),
+    /// B → S.
+    Invoice(Invoice),
+    /// S → B: the invoice is refused.
+    InvoiceRefused {
+        /// The payment.
+        payment_id: PaymentId,
+        /// [`PaymentError::code`] of the reason.
+        reason: String,
+    },
+    /// A → S: withdraw the offer if it is not sold.
+    Cancel {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// S → A.
+    Cancelled {
+        /// The payment.
+        payment_id: PaymentId,
+        /// What happened.
+        outcome: CancelOutcome,
+    },
+    /// S → A: the payment is done.
+    Receipt(Receipt),
+    /// A → S: the receipt arrived; S stops resending it.
+    ReceiptAck {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// S → A: the request was refused.
+    RequestRefused {
+        /// The payment.
+        payment_id: PaymentId,
+        /// [`PaymentError::code`] of the reason.
+        reason: String,
+    },
+}
+
+impl PaymentMessage {
+    /// JSON bytes, at most [`MAX_PAYMENT_MESSAGE_LEN`].
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a payment message always serialises")
+    }
+
+    /// Strict parse: bounded, no unknown fields or types.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PaymentError> {
+        bounded(bytes)?;
+        serde_json::from_slice(bytes).map_err(|e| PaymentError::Decode(e.to_string()))
+    }
+
+    /// The message's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PaymentMessage::Request(_) => "request",
+            PaymentMessage::Offer(_) => "offer",
+            PaymentMessage::Invoice(_) => "invoice",
+            PaymentMessage::InvoiceRefused { .. } => "invoice_refused",
+            PaymentMessage::Cancel { .. } => "cancel",
+            PaymentMessage::Cancelled { .. } => "cancelled",
+            PaymentMessage::Receipt(_) => "receipt",
+            PaymentMessage::ReceiptAck { .. } => "receipt_ack",
+            PaymentMessage::RequestRefused { .. } => "request_refused",
+        }
+    }
+}
+
+fn bounded(bytes: &[u8]) -> Result<(), PaymentError> {
+    if bytes.len() > MAX_PAYMENT_MESSAGE_LEN {
+        return Err(PaymentError::TooLarge {
+            len: bytes.len(),
+            max: MAX_PAYMENT_MESSAGE_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// What a payment role asks its driver to do, in order.
+#[derive(Debug)]
+pub enum Action<R> {
+    /// Store this payment record durably before the next action.
+    Persist(R),
+    /// Send a payment message to the peer with this node key.
+    Send {
+        /// The peer.
+        to: PublicKey,
+        /// The message.
+        message: PaymentMessage,
+    },
+    /// Feed this command to the channel with this id.
+    Channel {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The command.
+        command: Command,
+    },
+    /// Abandon the withheld state `abandoned_state` of this channel for good: propose the
+    /// state after it with the balances before it, which overrides it on chain.
+    Revert {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The withheld state.
+        abandoned_state: u64,
+    },
+    /// Seal this letter to the payee's mailbox (payer only).
+    PostLetter {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The payee.
+        payee: PublicKey,
+        /// The letter.
+        letter: Box<SaleLetter>,
+    },
+    /// Tell the user.
+    Event(PaymentEvent),
+}
+
+/// Something the user should know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PaymentEvent {
+    /// Payer: the letter is in the mailbox; the payer may go offline.
+    LetterPosted {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// LSP: an offer was made.
+    Offered {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The price point.
+        point: AdaptorPoint,
+    },
+    /// Payee: a letter was checked and an invoice sent.
+    Invoiced {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The amount.
+        amount_sat: u64,
+    },
+    /// LSP: the sale went through and the payer's state is complete. Payee: paid.
+    /// Payer: the receipt arrived.
+    Completed {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// The payment was cancelled or expired before a sale.
+    Cancelled {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Why.
+        outcome: CancelOutcome,
+    },
+    /// A peer refused something.
+    Refused {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The peer's reason code.
+        reason: String,
+    },
+}
+
+/// A fresh 32-byte value for signatures' auxiliary randomness and ids, supplied by the
+/// driver (the core uses no global RNG).
+#[derive(Clone, Copy)]
+pub struct Entropy(pub [u8; 32]);
+
+impl fmt::Debug for Entropy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Entropy(<redacted>)")
+    }
+}

@@ -1,0 +1,320 @@
+//! B, the payee: opens sale letters, invoices the LSP for the price point, and fulfils the
+//! PTLC that pays it with the scalar it sells.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::adaptor::AdaptorPoint;
+use crate::crypto::keys::{PublicKey, SecretKey};
+use crate::protocol::channel::Command;
+use crate::protocol::messages::ChannelId;
+
+use super::{
+    Action, Entropy, Invoice, InvoiceTerms, PaymentError, PaymentEvent, PaymentId,
+    PaymentMessage, SaleLetter,
+};
+
+/// Where a payment stands at B.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PayeeStatus {
+    /// The invoice was sent to the LSP.
+    Invoiced,
+    /// The LSP's PTLC arrived and B fulfilled it.
+    Fulfilled {
+        /// The S–B channel.
+        channel_id: ChannelId,
+        /// The PTLC.
+        ptlc_id: u64,
+    },
+    /// The fulfilment is part of a complete channel state: B is paid.
+    Paid,
+    /// The LSP refused the invoice.
+    Refused {
+        /// Its reason code.
+        reason: String,
+    },
+}
+
+impl PayeeStatus {
+    fn name(&self) -> &'static str {
+        match self {
+            PayeeStatus::Invoiced => "invoiced",
+            PayeeStatus::Fulfilled { .. } => "fulfilled",
+            PayeeStatus::Paid => "paid",
+            PayeeStatus::Refused { .. } => "refused",
+        }
+    }
+}
+
+/// One payment at B: the durable record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayeePayment {
+    /// The letter.
+    pub letter: SaleLetter,
+    /// B's invoice.
+    pub invoice: Invoice,
+    /// Where it stands.
+    pub status: PayeeStatus,
+}
+
+/// An input to [`Payee::handle`].
+#[derive(Debug)]
+pub enum PayeeInput {
+    /// A letter from the mailbox, already decrypted.
+    Letter {
+        /// Its bytes.
+        bytes: Vec<u8>,
+        /// The current height.
+        height: u32,
+    },
+    /// A payment message from a peer.
+    Message {
+        /// The authenticated sender.
+        from: PublicKey,
+        /// The message.
+        message: PaymentMessage,
+    },
+    /// A PTLC to B became part of a complete state on a channel with an LSP.
+    PtlcOffered {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The peer on that channel.
+        peer: PublicKey,
+        /// The PTLC.
+        ptlc_id: u64,
+        /// Its point.
+        point: AdaptorPoint,
+        /// Its amount.
+        amount_sat: u64,
+    },
+    /// B's fulfilment of a PTLC is part of a complete state.
+    PtlcSettled {
+        /// The PTLC's point.
+        point: AdaptorPoint,
+    },
+    /// An LSP connected: B resends open invoices.
+    PeerConnected {
+        /// The peer.
+        peer: PublicKey,
+    },
+    /// Fresh randomness for signatures.
+    Entropy(Entropy),
+}
+
+/// What B's driver must do.
+pub type PayeeAction = Action<(PaymentId, PayeePayment)>;
+
+/// B's payment role.
+pub struct Payee {
+    key: SecretKey,
+    entropy: [u8; 32],
+    payments: BTreeMap<PaymentId, PayeePayment>,
+}
+
+impl core::fmt::Debug for Payee {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Payee")
+            .field("node", &self.key.public_key())
+            .field("payments", &self.payments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Payee {
+    /// A payee with its node key and persisted records.
+    pub fn restore(
+        key: SecretKey,
+        records: impl IntoIterator<Item = (PaymentId, PayeePayment)>,
+    ) -> Self {
+        Payee {
+            key,
+            entropy: [0; 32],
+            payments: records.into_iter().collect(),
+        }
+    }
+
+    /// One payment.
+    pub fn payment(&self, id: &PaymentId) -> Option<&PayeePayment> {
+        self.payments.get(id)
+    }
+
+    /// Every payment.
+    pub fn payments(&self) -> impl Iterator<Item = (&PaymentId, &PayeePayment)> {
+        self.payments.iter()
+    }
+
+    /// Handles one input. On error nothing changed.
+    pub fn handle(&mut self, input: PayeeInput) -> Result<Vec<PayeeAction>, PaymentError> {
+        match input {
+            PayeeInput::Letter { bytes, height } => self.on_letter(&bytes, height),
+            PayeeInput::Message { from, message } => self.on_message(from, message),
+            PayeeInput::PtlcOffered {
+                channel_id,
+                peer,
+                ptlc_id,
+                point,
+                amount_sat,
+            } => self.on_ptlc(channel_id, peer, ptlc_id, point, amount_sat),
+            PayeeInput::PtlcSettled { point } => {
+                let Some((id, record)) = self
+                    .payments
+                    .iter_mut()
+                    .find(|(_, p)| p.invoice.point == point)
+                else {
+                    return Ok(vec![]);
+                };
+                if !matches!(record.status, PayeeStatus::Fulfilled { .. }) {
+                    return Ok(vec![]);
+                }
+                record.status = PayeeStatus::Paid;
+                let id = *id;
+                Ok(vec![
+                    Action::Persist((id, record.clone())),
+                    Action::Event(PaymentEvent::Completed { payment_id: id }),
+                ])
+            }
+            PayeeInput::PeerConnected { peer } => Ok(self
+                .payments
+                .values()
+                .filter(|p| p.status == PayeeStatus::Invoiced && p.invoice.lsp == peer)
+                .map(|p| Action::Send {
+                    to: peer,
+                    message: PaymentMessage::Invoice(p.invoice.clone()),
+                })
+                .collect()),
+            PayeeInput::Entropy(e) => {
+                self.entropy = e.0;
+                Ok(vec![])
+            }
+        }
+    }
+
+    fn on_letter(&mut self, bytes: &[u8], height: u32) -> Result<Vec<PayeeAction>, PaymentError> {
+        let letter = SaleLetter::decode(bytes)?;
+        letter.check(&self.key.public_key())?;
+        let id = letter.offer.payment_id;
+        if let Some(have) = self.payments.get(&id) {
+            // The same letter fetched twice is a no-op; another letter with the same id is not.
+            return if have.letter == letter {
+                Ok(vec![])
+            } else {
+                Err(PaymentError::DuplicatePayment(id))
+            };
+        }
+        if height > letter.offer.expiry {
+            return Err(PaymentError::Expired {
+                expiry: letter.offer.expiry,
+                height,
+            });
+        }
+        let aux = crate::mailbox::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, &id.0]);
+        self.entropy = aux;
+        let invoice = InvoiceTerms::for_offer(&letter.offer, self.key.public_key())
+            .sign(&self.key, &aux);
+        let record = PayeePayment {
+            letter,
+            invoice: invoice.clone(),
+            status: PayeeStatus::Invoiced,
+        };
+        self.payments.insert(id, record.clone());
+        Ok(vec![
+            Action::Persist((id, record.clone())),
+            Action::Send {
+                to: invoice.lsp,
+                message: PaymentMessage::Invoice(invoice),
+            },
+            Action::Event(PaymentEvent::Invoiced {
+                payment_id: id,
+                amount_sat: record.letter.offer.amount_sat,
+            }),
+        ])
+    }
+
+    fn on_message(
+        &mut self,
+        from: PublicKey,
+        message: PaymentMessage,
+    ) -> Result<Vec<PayeeAction>, PaymentError> {
+        let PaymentMessage::InvoiceRefused { payment_id, reason } = message else {
+            return Err(PaymentError::Unexpected {
+                what: message.name(),
+                status: "any (payee)",
+            });
+        };
+        let record = self
+            .payments
+            .get_mut(&payment_id)
+            .ok_or(PaymentError::UnknownPayment(payment_id))?;
+        if from != record.invoice.lsp {
+            return Err(PaymentError::WrongPeer {
+                what: "invoice refused",
+                from,
+                role: "lsp",
+            });
+        }
+        if record.status != PayeeStatus::Invoiced {
+            return Ok(vec![]);
+        }
+        record.status = PayeeStatus::Refused {
+            reason: reason.clone(),
+        };
+        Ok(vec![
+            Action::Persist((payment_id, record.clone())),
+            Action::Event(PaymentEvent::Refused { payment_id, reason }),
+        ])
+    }
+
+    fn on_ptlc(
+        &mut self,
+        channel_id: ChannelId,
+        peer: PublicKey,
+        ptlc_id: u64,
+        point: AdaptorPoint,
+        amount_sat: u64,
+    ) -> Result<Vec<PayeeAction>, PaymentError> {
+        let (id, record) = self
+            .payments
+            .iter_mut()
+            .find(|(_, p)| p.invoice.point == point)
+            .ok_or(PaymentError::Mismatch {
+                field: "no invoice for this point",
+            })?;
+        let id = *id;
+        if peer != record.invoice.lsp {
+            return Err(PaymentError::WrongPeer {
+                what: "ptlc",
+                from: peer,
+                role: "lsp",
+            });
+        }
+        if amount_sat < record.invoice.amount_sat {
+            return Err(PaymentError::Amount("ptlc pays less than the invoice"));
+        }
+        match record.status {
+            PayeeStatus::Invoiced | PayeeStatus::Refused { .. } => {}
+            ref other => {
+                return Err(PaymentError::Unexpected {
+                    what: "ptlc",
+                    status: other.name(),
+                })
+            }
+        }
+        let secret = record.letter.check(&self.key.public_key())?;
+        record.status = PayeeStatus::Fulfilled {
+            channel_id,
+            ptlc_id,
+        };
+        Ok(vec![
+            Action::Persist((id, record.clone())),
+            Action::Channel {
+                channel_id,
+                command: Command::Fulfil {
+                    id: ptlc_id,
+                    secret,
+                },
+            },
+        ])
+    }
+}

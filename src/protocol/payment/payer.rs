@@ -1,0 +1,553 @@
+//! A, the payer: proposes the withheld state, obtains S's offer, leaves the signature in the
+//! payee's mailbox, and collects the receipt when it returns.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::adaptor::AdaptorPoint;
+use crate::crypto::keys::{PublicKey, Signature};
+use crate::protocol::channel::Command;
+use crate::protocol::messages::ChannelId;
+
+use super::{
+    Action, CancelOutcome, PayRequest, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
+    PurchaseOffer, Receipt, SaleLetter, MAX_NOTE_LEN, PAYMENT_VERSION,
+};
+
+/// Where a payment stands at A.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PayerStatus {
+    /// The transfer is proposed on the channel; waiting for the withheld signature.
+    Proposed,
+    /// Signed and withheld; S was asked for an offer.
+    Requested {
+        /// The withheld state.
+        state: u64,
+        /// A's signature on it: the thing for sale.
+        signature: Signature,
+        /// Its price point.
+        point: AdaptorPoint,
+    },
+    /// S's offer arrived; the letter is being posted.
+    Offered {
+        /// The letter.
+        letter: SaleLetter,
+    },
+    /// The letter is in B's mailbox; A may go offline.
+    Posted {
+        /// The letter (kept to re-post if needed).
+        letter: SaleLetter,
+    },
+    /// A asked S to cancel.
+    Cancelling {
+        /// The letter.
+        letter: SaleLetter,
+    },
+    /// B was paid: S's receipt holds B's signed invoice.
+    Completed {
+        /// The receipt.
+        receipt: Receipt,
+    },
+    /// Cancelled or expired before a sale, or refused by S.
+    Void {
+        /// What S said.
+        reason: String,
+    },
+}
+
+impl core::fmt::Debug for PayerStatus {
+    // The signature in `Requested`/letters is what is for sale: never printed.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl PayerStatus {
+    /// A short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PayerStatus::Proposed => "proposed",
+            PayerStatus::Requested { .. } => "requested",
+            PayerStatus::Offered { .. } => "offered",
+            PayerStatus::Posted { .. } => "posted",
+            PayerStatus::Cancelling { .. } => "cancelling",
+            PayerStatus::Completed { .. } => "completed",
+            PayerStatus::Void { .. } => "void",
+        }
+    }
+}
+
+/// One payment at A: the durable record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayerPayment {
+    /// The A–S channel.
+    pub channel_id: ChannelId,
+    /// S's node key.
+    pub lsp: PublicKey,
+    /// B's node key.
+    pub payee: PublicKey,
+    /// What B receives.
+    pub amount_sat: u64,
+    /// What S keeps.
+    pub fee_sat: u64,
+    /// A note for B.
+    pub note: String,
+    /// Where it stands.
+    pub status: PayerStatus,
+}
+
+/// An input to [`Payer::handle`].
+#[derive(Debug)]
+pub enum PayerInput {
+    /// The user pays.
+    Pay {
+        /// A fresh id (from the driver's randomness).
+        payment_id: PaymentId,
+        /// The channel with the LSP.
+        channel_id: ChannelId,
+        /// The LSP's node key.
+        lsp: PublicKey,
+        /// The payee's node key.
+        payee: PublicKey,
+        /// What the payee receives.
+        amount_sat: u64,
+        /// What the LSP keeps.
+        fee_sat: u64,
+        /// A note for the payee.
+        note: String,
+    },
+    /// The channel signed A's proposal and kept the signature back.
+    SignatureWithheld {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The state.
+        state: u64,
+        /// The signature.
+        signature: Signature,
+        /// Its price point.
+        point: AdaptorPoint,
+    },
+    /// A payment message from a peer.
+    Message {
+        /// The authenticated sender.
+        from: PublicKey,
+        /// The message.
+        message: PaymentMessage,
+    },
+    /// The driver posted the letter to the payee's mailbox.
+    LetterPosted {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// The user cancels.
+    Cancel {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// The LSP connected (A came back online).
+    PeerConnected {
+        /// The peer.
+        peer: PublicKey,
+    },
+}
+
+/// What A's driver must do.
+pub type PayerAction = Action<(PaymentId, PayerPayment)>;
+
+/// A's payment role.
+pub struct Payer {
+    key: PublicKey,
+    payments: BTreeMap<PaymentId, PayerPayment>,
+}
+
+impl core::fmt::Debug for Payer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Payer")
+            .field("node", &self.key)
+            .field("payments", &self.payments.len())
+            .finish()
+    }
+}
+
+impl Payer {
+    /// A payer with its node key and persisted records.
+    pub fn restore(
+        key: PublicKey,
+        records: impl IntoIterator<Item = (PaymentId, PayerPayment)>,
+    ) -> Self {
+        Payer {
+            key,
+            payments: records.into_iter().collect(),
+        }
+    }
+
+    /// One payment.
+    pub fn payment(&self, id: &PaymentId) -> Option<&PayerPayment> {
+        self.payments.get(id)
+    }
+
+    /// Every payment.
+    pub fn payments(&self) -> impl Iterator<Item = (&PaymentId, &PayerPayment)> {
+        self.payments.iter()
+    }
+
+    /// Handles one input. On error nothing changed.
+    pub fn handle(&mut self, input: PayerInput) -> Result<Vec<PayerAction>, PaymentError> {
+        match input {
+            PayerInput::Pay {
+                payment_id,
+                channel_id,
+                lsp,
+                payee,
+                amount_sat,
+                fee_sat,
+                note,
+            } => {
+                if self.payments.contains_key(&payment_id) {
+                    return Err(PaymentError::DuplicatePayment(payment_id));
+                }
+                if amount_sat == 0 {
+                    return Err(PaymentError::Amount("zero amount"));
+                }
+                if note.len() > MAX_NOTE_LEN {
+                    return Err(PaymentError::TooLarge {
+                        len: note.len(),
+                        max: MAX_NOTE_LEN,
+                    });
+                }
+                let transfer = amount_sat
+                    .checked_add(fee_sat)
+                    .ok_or(PaymentError::Amount("amount plus fee overflows"))?;
+                if self.in_flight(&channel_id).is_some() {
+                    return Err(PaymentError::Unexpected {
+                        what: "pay",
+                        status: "another payment is being set up on this channel",
+                    });
+                }
+                let record = PayerPayment {
+                    channel_id,
+                    lsp,
+                    payee,
+                    amount_sat,
+                    fee_sat,
+                    note,
+                    status: PayerStatus::Proposed,
+                };
+                self.payments.insert(payment_id, record.clone());
+                Ok(vec![
+                    Action::Persist((payment_id, record)),
+                    Action::Channel {
+                        channel_id,
+                        command: Command::Transfer {
+                            amount_sat: transfer,
+                            withhold: true,
+                        },
+                    },
+                ])
+            }
+            PayerInput::SignatureWithheld {
+                channel_id,
+                state,
+                signature,
+                point,
+            } => {
+                let id = self
+                    .in_flight(&channel_id)
+                    .ok_or(PaymentError::Unexpected {
+                        what: "withheld signature",
+                        status: "no payment proposed on this channel",
+                    })?;
+                let record = self.payments.get_mut(&id).expect("found");
+                record.status = PayerStatus::Requested {
+                    state,
+                    signature,
+                    point,
+                };
+                let record = record.clone();
+                Ok(vec![
+                    Action::Persist((id, record.clone())),
+                    Action::Send {
+                        to: record.lsp,
+                        message: PaymentMessage::Request(PayRequest {
+                            payment_id: id,
+                            channel_id,
+                            state,
+                            amount_sat: record.amount_sat,
+                            fee_sat: record.fee_sat,
+                            payee: record.payee,
+                        }),
+                    },
+                ])
+            }
+            PayerInput::Message { from, message } => self.on_message(from, message),
+            PayerInput::LetterPosted { payment_id } => {
+                let record = self
+                    .payments
+                    .get_mut(&payment_id)
+                    .ok_or(PaymentError::UnknownPayment(payment_id))?;
+                let PayerStatus::Offered { letter } = &record.status else {
+                    return Err(PaymentError::Unexpected {
+                        what: "letter posted",
+                        status: record.status.name(),
+                    });
+                };
+                record.status = PayerStatus::Posted {
+                    letter: letter.clone(),
+                };
+                Ok(vec![
+                    Action::Persist((payment_id, record.clone())),
+                    Action::Event(PaymentEvent::LetterPosted { payment_id }),
+                ])
+            }
+            PayerInput::Cancel { payment_id } => {
+                let record = self
+                    .payments
+                    .get_mut(&payment_id)
+                    .ok_or(PaymentError::UnknownPayment(payment_id))?;
+                let (PayerStatus::Offered { letter } | PayerStatus::Posted { letter }) =
+                    &record.status
+                else {
+                    return Err(PaymentError::Unexpected {
+                        what: "cancel",
+                        status: record.status.name(),
+                    });
+                };
+                record.status = PayerStatus::Cancelling {
+                    letter: letter.clone(),
+                };
+                let record = record.clone();
+                Ok(vec![
+                    Action::Persist((payment_id, record.clone())),
+                    Action::Send {
+                        to: record.lsp,
+                        message: PaymentMessage::Cancel { payment_id },
+                    },
+                ])
+            }
+            PayerInput::PeerConnected { peer } => Ok(self
+                .payments
+                .iter()
+                .filter(|(_, p)| p.lsp == peer)
+                .filter_map(|(id, p)| match &p.status {
+                    PayerStatus::Cancelling { .. } => Some(Action::Send {
+                        to: peer,
+                        message: PaymentMessage::Cancel { payment_id: *id },
+                    }),
+                    _ => None,
+                })
+                .collect()),
+        }
+    }
+
+    /// The payment being set up on `channel` (proposed, not yet signed).
+    fn in_flight(&self, channel: &ChannelId) -> Option<PaymentId> {
+        self.payments
+            .iter()
+            .find(|(_, p)| &p.channel_id == channel && p.status == PayerStatus::Proposed)
+            .map(|(id, _)| *id)
+    }
+
+    fn on_message(
+        &mut self,
+        from: PublicKey,
+        message: PaymentMessage,
+    ) -> Result<Vec<PayerAction>, PaymentError> {
+        let id = match &message {
+            PaymentMessage::Offer(offer) => offer.payment_id,
+            PaymentMessage::Receipt(r) => r.payment_id,
+            PaymentMessage::Cancelled { payment_id, .. }
+            | PaymentMessage::RequestRefused { payment_id, .. } => *payment_id,
+            other => {
+                return Err(PaymentError::Unexpected {
+                    what: other.name(),
+                    status: "any (payer)",
+                })
+            }
+        };
+        let record = self
+            .payments
+            .get(&id)
+            .ok_or(PaymentError::UnknownPayment(id))?;
+        if from != record.lsp {
+            return Err(PaymentError::WrongPeer {
+                what: message.name(),
+                from,
+                role: "lsp",
+            });
+        }
+        match message {
+            PaymentMessage::Offer(offer) => self.on_offer(id, offer),
+            PaymentMessage::Receipt(receipt) => self.on_receipt(id, receipt),
+            PaymentMessage::Cancelled { outcome, .. } => self.on_cancelled(id, outcome),
+            PaymentMessage::RequestRefused { reason, .. } => {
+                let record = self.payments.get_mut(&id).expect("found");
+                if !matches!(record.status, PayerStatus::Requested { .. }) {
+                    return Err(PaymentError::Unexpected {
+                        what: "request refused",
+                        status: record.status.name(),
+                    });
+                }
+                record.status = PayerStatus::Void {
+                    reason: reason.clone(),
+                };
+                Ok(vec![
+                    Action::Persist((id, record.clone())),
+                    Action::Event(PaymentEvent::Refused {
+                        payment_id: id,
+                        reason,
+                    }),
+                ])
+            }
+            _ => unreachable!("filtered above"),
+        }
+    }
+
+    fn on_offer(
+        &mut self,
+        id: PaymentId,
+        offer: PurchaseOffer,
+    ) -> Result<Vec<PayerAction>, PaymentError> {
+        offer.verify()?;
+        let record = self.payments.get_mut(&id).expect("found");
+        let PayerStatus::Requested {
+            state,
+            signature,
+            point,
+        } = &record.status
+        else {
+            // S resends open offers when A reconnects; one that was handled is a no-op.
+            return match &record.status {
+                PayerStatus::Offered { letter }
+                | PayerStatus::Posted { letter }
+                | PayerStatus::Cancelling { letter }
+                    if letter.offer == offer =>
+                {
+                    Ok(vec![])
+                }
+                other => Err(PaymentError::Unexpected {
+                    what: "offer",
+                    status: other.name(),
+                }),
+            };
+        };
+        let same = |ok: bool, field| {
+            if ok {
+                Ok(())
+            } else {
+                Err(PaymentError::Mismatch { field })
+            }
+        };
+        same(offer.lsp == record.lsp, "lsp")?;
+        same(offer.channel_id == record.channel_id, "channel")?;
+        same(offer.state == *state, "state")?;
+        same(offer.amount_sat == record.amount_sat, "amount")?;
+        same(offer.fee_sat == record.fee_sat, "fee")?;
+        same(offer.payee == record.payee, "payee")?;
+        same(offer.point == *point, "point")?;
+        let letter = SaleLetter {
+            version: PAYMENT_VERSION,
+            offer,
+            signature: *signature,
+            payer: self.key,
+            note: record.note.clone(),
+        };
+        record.status = PayerStatus::Offered {
+            letter: letter.clone(),
+        };
+        let payee = record.payee;
+        Ok(vec![
+            Action::Persist((id, record.clone())),
+            Action::PostLetter {
+                payment_id: id,
+                payee,
+                letter: Box::new(letter),
+            },
+        ])
+    }
+
+    fn on_receipt(
+        &mut self,
+        id: PaymentId,
+        receipt: Receipt,
+    ) -> Result<Vec<PayerAction>, PaymentError> {
+        let record = self.payments.get_mut(&id).expect("found");
+        let letter = match &record.status {
+            PayerStatus::Offered { letter }
+            | PayerStatus::Posted { letter }
+            | PayerStatus::Cancelling { letter } => letter,
+            PayerStatus::Completed { receipt: have } if have == &receipt => {
+                // A resend: acknowledge again.
+                return Ok(vec![Action::Send {
+                    to: record.lsp,
+                    message: PaymentMessage::ReceiptAck { payment_id: id },
+                }]);
+            }
+            other => {
+                return Err(PaymentError::Unexpected {
+                    what: "receipt",
+                    status: other.name(),
+                })
+            }
+        };
+        if receipt.payment_id != id {
+            return Err(PaymentError::Mismatch { field: "payment_id" });
+        }
+        receipt.invoice.check_against(&letter.offer)?;
+        record.status = PayerStatus::Completed { receipt };
+        let lsp = record.lsp;
+        Ok(vec![
+            Action::Persist((id, record.clone())),
+            Action::Send {
+                to: lsp,
+                message: PaymentMessage::ReceiptAck { payment_id: id },
+            },
+            Action::Event(PaymentEvent::Completed { payment_id: id }),
+        ])
+    }
+
+    fn on_cancelled(
+        &mut self,
+        id: PaymentId,
+        outcome: CancelOutcome,
+    ) -> Result<Vec<PayerAction>, PaymentError> {
+        let record = self.payments.get_mut(&id).expect("found");
+        match (&record.status, outcome) {
+            (PayerStatus::Completed { .. } | PayerStatus::Void { .. }, _) => Ok(vec![]),
+            (_, CancelOutcome::Cancelled | CancelOutcome::Expired) => {
+                record.status = PayerStatus::Void {
+                    reason: match outcome {
+                        CancelOutcome::Expired => "expired",
+                        _ => "cancelled",
+                    }
+                    .to_owned(),
+                };
+                Ok(vec![
+                    Action::Persist((id, record.clone())),
+                    Action::Event(PaymentEvent::Cancelled {
+                        payment_id: id,
+                        outcome,
+                    }),
+                ])
+            }
+            // The sale won the race; the receipt follows (or has come).
+            (PayerStatus::Cancelling { letter }, _) => {
+                record.status = PayerStatus::Posted {
+                    letter: letter.clone(),
+                };
+                Ok(vec![
+                    Action::Persist((id, record.clone())),
+                    Action::Event(PaymentEvent::Refused {
+                        payment_id: id,
+                        reason: "sale_in_progress".to_owned(),
+                    }),
+                ])
+            }
+            (other, _) => Err(PaymentError::Unexpected {
+                what: "cancelled",
+                status: other.name(),
+            }),
+        }
+    }
+}
