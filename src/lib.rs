@@ -14,11 +14,13 @@
 //! | [`protocol`] | sans-io state machines and peer messages |
 //! | [`chain`] | regtest harness: a BIP118-enforcing bitcoind and electrs on free ports |
 //! | [`mailbox`] | age-encrypted asynchronous mailbox: envelopes, server, store, client |
+//! | [`node`] | the node: sans-io core wiring channels to the payment role, and its driver |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod chain;
 pub mod crypto;
 pub mod mailbox;
+pub mod node;
 pub mod protocol;
 pub mod tx;

@@ -57,9 +57,9 @@ mod lsp;
 mod payee;
 mod payer;
 
-pub use lsp::{Lsp, LspInput, LspPayment, LspStatus, PendingTransfer};
-pub use payee::{Payee, PayeeInput, PayeePayment, PayeeStatus};
-pub use payer::{Payer, PayerInput, PayerPayment, PayerStatus};
+pub use lsp::{Lsp, LspAction, LspInput, LspPayment, LspPolicy, LspStatus, PendingTransfer};
+pub use payee::{Payee, PayeeAction, PayeeInput, PayeePayment, PayeeStatus};
+pub use payer::{Payer, PayerAction, PayerInput, PayerPayment, PayerStatus};
 
 /// The payment message encoding version.
 pub const PAYMENT_VERSION: u8 = 1;
@@ -191,7 +191,9 @@ pub enum PaymentError {
     },
     /// The offer cannot be bought safely any more: a PTLC for it would outlive the window in
     /// which S can still publish the completed state.
-    #[error("sale window closed: ptlc expiry {ptlc_expiry} is past the last safe height {last_safe}")]
+    #[error(
+        "sale window closed: ptlc expiry {ptlc_expiry} is past the last safe height {last_safe}"
+    )]
     WindowClosed {
         /// The expiry the PTLC would need.
         ptlc_expiry: u32,
@@ -378,8 +380,8 @@ impl SaleLetter {
         if &self.offer.payee != payee {
             return Err(PaymentError::Mismatch { field: "payee" });
         }
-        let secret =
-            AdaptorSecret::from_signature(&self.signature).map_err(|_| PaymentError::WrongScalar)?;
+        let secret = AdaptorSecret::from_signature(&self.signature)
+            .map_err(|_| PaymentError::WrongScalar)?;
         if !sells(&secret, &self.offer.point) {
             return Err(PaymentError::WrongScalar);
         }

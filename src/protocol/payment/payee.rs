@@ -11,8 +11,8 @@ use crate::protocol::channel::Command;
 use crate::protocol::messages::ChannelId;
 
 use super::{
-    Action, Entropy, Invoice, InvoiceTerms, PaymentError, PaymentEvent, PaymentId,
-    PaymentMessage, SaleLetter,
+    Action, Entropy, Invoice, InvoiceTerms, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
+    SaleLetter,
 };
 
 /// Where a payment stands at B.
@@ -211,8 +211,8 @@ impl Payee {
         }
         let aux = crate::mailbox::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, &id.0]);
         self.entropy = aux;
-        let invoice = InvoiceTerms::for_offer(&letter.offer, self.key.public_key())
-            .sign(&self.key, &aux);
+        let invoice =
+            InvoiceTerms::for_offer(&letter.offer, self.key.public_key()).sign(&self.key, &aux);
         let record = PayeePayment {
             letter,
             invoice: invoice.clone(),

@@ -492,7 +492,9 @@ impl Payer {
             }
         };
         if receipt.payment_id != id {
-            return Err(PaymentError::Mismatch { field: "payment_id" });
+            return Err(PaymentError::Mismatch {
+                field: "payment_id",
+            });
         }
         receipt.invoice.check_against(&letter.offer)?;
         record.status = PayerStatus::Completed { receipt };

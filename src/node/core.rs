@@ -1,0 +1,952 @@
+//! The node's sans-io core: one node key, its channels and its payment role, wired together.
+//!
+//! [`NodeCore::handle`] takes a [`NodeInput`] (peer bytes, a connection, a block, a user
+//! command, a letter from the mailbox) and returns [`NodeOutput`]s for the driver, in order.
+//! Inside, channel events feed the payment role (a withheld signature becomes the payer's
+//! request; a PTLC fulfilled on the S–B channel completes the payer's state at S), and payment
+//! actions become channel commands. The driver stores each `Persist*` output durably before it
+//! executes the next output.
+//!
+//! Peer frames carry one message each, tagged by layer: `0x01 ‖ channel message` or
+//! `0x02 ‖ payment message`.
+
+use std::collections::BTreeMap;
+
+use bitcoin::{OutPoint, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::adaptor::AdaptorSecret;
+use crate::crypto::keys::{PublicKey, SecretKey};
+use crate::crypto::nonce::NonceSeed;
+use crate::mailbox::tagged_hash;
+use crate::protocol::channel::{
+    self, Channel, ChannelError, ChannelSecrets, Command, Event, Input, OpenTerms, Phase, Snapshot,
+};
+use crate::protocol::messages::{Change, ChannelId, Message};
+use crate::protocol::payment::{
+    Action as PaymentAction, Entropy, Lsp, LspInput, LspPayment, LspPolicy, Payee, PayeeInput,
+    PayeePayment, Payer, PayerInput, PayerPayment, PaymentError, PaymentEvent, PaymentId,
+    PaymentMessage, PendingTransfer, SaleLetter,
+};
+use crate::tx::Party;
+
+/// Frame tag of a channel message.
+pub const TAG_CHANNEL: u8 = 1;
+/// Frame tag of a payment message.
+pub const TAG_PAYMENT: u8 = 2;
+
+/// Which payment role a node plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A: pays while going offline.
+    Payer,
+    /// S: the always-online LSP.
+    Lsp,
+    /// B: is paid whenever it comes online.
+    Payee,
+}
+
+/// Errors of the node core. None of them changes state.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A channel refused the input.
+    #[error("channel: {0}")]
+    Channel(#[from] ChannelError),
+    /// The payment role refused the input.
+    #[error("payment: {0}")]
+    Payment(#[from] PaymentError),
+    /// A frame with no known tag.
+    #[error("unknown frame tag {0}")]
+    UnknownTag(u8),
+    /// An empty frame.
+    #[error("empty frame")]
+    EmptyFrame,
+    /// No such channel.
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(ChannelId),
+    /// A message on a channel that belongs to another peer.
+    #[error("channel {channel:?} does not belong to peer {peer}")]
+    NotYourChannel {
+        /// The channel.
+        channel: ChannelId,
+        /// The sender.
+        peer: PublicKey,
+    },
+    /// The command needs another role.
+    #[error("{what} needs the {role:?} role")]
+    WrongRole {
+        /// The command.
+        what: &'static str,
+        /// The role it needs.
+        role: Role,
+    },
+    /// A snapshot that cannot be restored.
+    #[error("stored channel {0:?} does not restore")]
+    Restore(ChannelId),
+}
+
+/// A channel with the peer it belongs to.
+pub struct ChannelEntry {
+    /// The peer's node key.
+    pub peer: PublicKey,
+    /// The channel.
+    pub channel: Channel,
+}
+
+/// What a node asks its driver to do.
+#[derive(Debug)]
+pub enum NodeOutput {
+    /// Store a channel snapshot durably before the next output.
+    PersistChannel {
+        /// The peer.
+        peer: PublicKey,
+        /// The snapshot.
+        snapshot: Box<Snapshot>,
+    },
+    /// Store a payment record (JSON of the role's record) durably before the next output.
+    PersistPayment {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The record as JSON.
+        record: serde_json::Value,
+    },
+    /// Send a frame to a peer (dropped if it is not connected; the protocol resends on
+    /// reconnection).
+    Send {
+        /// The peer.
+        to: PublicKey,
+        /// The frame.
+        frame: Vec<u8>,
+        /// The message's name, for transcripts.
+        what: &'static str,
+    },
+    /// Publish a transaction.
+    Broadcast(Transaction),
+    /// Report spends of this outpoint.
+    Watch(OutPoint),
+    /// The opener must build a funding transaction paying `script_pubkey` the capacity.
+    NeedFunding {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The funding script.
+        script_pubkey: bitcoin::ScriptBuf,
+        /// The capacity.
+        capacity_sat: u64,
+    },
+    /// State 0 is complete: broadcast the funding transaction built for this channel.
+    ReadyToFund {
+        /// The channel.
+        channel_id: ChannelId,
+    },
+    /// Seal and post a letter to the payee's mailbox, then report
+    /// [`NodeInput::LetterPosted`].
+    PostLetter {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The payee.
+        payee: PublicKey,
+        /// The letter.
+        letter: Box<SaleLetter>,
+    },
+    /// A channel event, for the user.
+    ChannelEvent {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The event.
+        event: Event,
+    },
+    /// A payment event, for the user.
+    PaymentEvent(PaymentEvent),
+    /// A peer input was refused (logged; state unchanged).
+    Refused {
+        /// The peer.
+        peer: PublicKey,
+        /// Why.
+        error: String,
+    },
+}
+
+/// An input to [`NodeCore::handle`].
+#[derive(Debug)]
+pub enum NodeInput {
+    /// A frame from an authenticated peer.
+    Frame {
+        /// The peer.
+        from: PublicKey,
+        /// The frame.
+        frame: Vec<u8>,
+    },
+    /// A peer connected.
+    Connected {
+        /// The peer.
+        peer: PublicKey,
+    },
+    /// A new tip.
+    Block {
+        /// Its height.
+        height: u32,
+    },
+    /// A transaction confirmed.
+    Confirmed {
+        /// Its txid.
+        txid: bitcoin::Txid,
+        /// Its block height.
+        height: u32,
+    },
+    /// A watched outpoint was spent.
+    Spend {
+        /// The spending transaction.
+        tx: Transaction,
+        /// Its block height, if confirmed.
+        confirmed_at: Option<u32>,
+    },
+    /// The wallet built the funding transaction of an opening channel.
+    FundingBuilt {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Its funding output.
+        outpoint: OutPoint,
+    },
+    /// A letter posted for a payment.
+    LetterPosted {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// A decrypted letter from our mailbox.
+    Letter {
+        /// Its payload.
+        bytes: Vec<u8>,
+    },
+    /// A user command.
+    Command(NodeCommand),
+    /// Fresh randomness.
+    Entropy([u8; 32]),
+}
+
+/// What a user can ask a node.
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// Open a channel to `peer` as its opener.
+    OpenChannel {
+        /// The peer.
+        peer: PublicKey,
+        /// The channel id (random, from the driver).
+        channel_id: ChannelId,
+        /// Capacity.
+        capacity_sat: u64,
+        /// Blocks between an update confirming and its settlement.
+        shared_delay: u16,
+    },
+    /// Pay `payee` `amount_sat` through the channel with `lsp` (payer).
+    Pay {
+        /// A fresh id.
+        payment_id: PaymentId,
+        /// The LSP.
+        lsp: PublicKey,
+        /// The payee.
+        payee: PublicKey,
+        /// Amount.
+        amount_sat: u64,
+        /// Fee for the LSP.
+        fee_sat: u64,
+        /// A note for the payee.
+        note: String,
+    },
+    /// Cancel a payment (payer).
+    Cancel {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// Publish the latest state of a channel.
+    ForceClose {
+        /// The channel.
+        channel_id: ChannelId,
+    },
+}
+
+/// The role machine a node runs.
+#[allow(clippy::large_enum_variant)]
+enum RoleMachine {
+    Payer(Payer),
+    Lsp(Lsp),
+    Payee(Payee),
+}
+
+/// One node: key, channels, payment role.
+pub struct NodeCore {
+    key: SecretKey,
+    seed: [u8; 32],
+    height: u32,
+    channels: BTreeMap<ChannelId, ChannelEntry>,
+    role: RoleMachine,
+}
+
+impl core::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("node", &self.key.public_key())
+            .field("height", &self.height)
+            .field("channels", &self.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Payment records of a role, as loaded from storage.
+pub enum Records {
+    /// Payer records.
+    Payer(Vec<(PaymentId, PayerPayment)>),
+    /// LSP records and policy.
+    Lsp(LspPolicy, Vec<(PaymentId, LspPayment)>),
+    /// Payee records.
+    Payee(Vec<(PaymentId, PayeePayment)>),
+}
+
+impl NodeCore {
+    /// A node from its secret seed (node key and channel keys derive from it), its stored
+    /// channels (peer, snapshot) and payment records.
+    pub fn restore(
+        seed: [u8; 32],
+        height: u32,
+        channels: Vec<(PublicKey, Snapshot)>,
+        records: Records,
+    ) -> Result<Self, NodeError> {
+        let key = node_key(&seed);
+        let role = match records {
+            Records::Payer(r) => RoleMachine::Payer(Payer::restore(key.public_key(), r)),
+            Records::Lsp(policy, r) => {
+                RoleMachine::Lsp(Lsp::restore(node_key(&seed), policy, height, r))
+            }
+            Records::Payee(r) => RoleMachine::Payee(Payee::restore(node_key(&seed), r)),
+        };
+        let mut node = NodeCore {
+            key,
+            seed,
+            height,
+            channels: BTreeMap::new(),
+            role,
+        };
+        for (peer, snapshot) in channels {
+            let id = snapshot.channel_id;
+            let channel = Channel::restore(node.channel_secrets(&id), snapshot)
+                .map_err(|_| NodeError::Restore(id))?;
+            node.channels.insert(id, ChannelEntry { peer, channel });
+        }
+        Ok(node)
+    }
+
+    /// The node's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    /// The node's role.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleMachine::Payer(_) => Role::Payer,
+            RoleMachine::Lsp(_) => Role::Lsp,
+            RoleMachine::Payee(_) => Role::Payee,
+        }
+    }
+
+    /// The channels.
+    pub fn channels(&self) -> &BTreeMap<ChannelId, ChannelEntry> {
+        &self.channels
+    }
+
+    /// The payment records, as JSON, for display.
+    pub fn payments_json(&self) -> Vec<(PaymentId, serde_json::Value)> {
+        fn all<'a, R: Serialize + 'a>(
+            it: impl Iterator<Item = (&'a PaymentId, &'a R)>,
+        ) -> Vec<(PaymentId, serde_json::Value)> {
+            it.map(|(id, r)| (*id, serde_json::to_value(r).expect("records serialise")))
+                .collect()
+        }
+        match &self.role {
+            RoleMachine::Payer(p) => all(p.payments()),
+            RoleMachine::Lsp(l) => all(l.payments()),
+            RoleMachine::Payee(p) => all(p.payments()),
+        }
+    }
+
+    /// The payer role, if this node is a payer.
+    pub fn payer(&self) -> Option<&Payer> {
+        match &self.role {
+            RoleMachine::Payer(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The LSP role, if this node is an LSP.
+    pub fn lsp(&self) -> Option<&Lsp> {
+        match &self.role {
+            RoleMachine::Lsp(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The payee role, if this node is a payee.
+    pub fn payee(&self) -> Option<&Payee> {
+        match &self.role {
+            RoleMachine::Payee(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The channel keys of `channel`, derived from the seed.
+    fn channel_secrets(&self, channel: &ChannelId) -> ChannelSecrets {
+        let key = derive_key(&self.seed, "channel-key", &channel.0);
+        let nonce = tagged_hash("asyncpay/node/v1/channel-nonce", &[&self.seed, &channel.0]);
+        ChannelSecrets {
+            key,
+            nonce_seed: NonceSeed::from_bytes(nonce),
+        }
+    }
+
+    /// Our payout key for `channel`.
+    pub fn payout_key(&self, channel: &ChannelId) -> PublicKey {
+        derive_key(&self.seed, "payout-key", &channel.0).public_key()
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, input: NodeInput) -> Result<Vec<NodeOutput>, NodeError> {
+        let mut out = Vec::new();
+        match input {
+            NodeInput::Frame { from, frame } => self.on_frame(from, frame, &mut out)?,
+            NodeInput::Connected { peer } => {
+                let ids: Vec<ChannelId> = self
+                    .channels
+                    .iter()
+                    .filter(|(_, e)| e.peer == peer)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.channel_input(id, Input::Connected, &mut out)?;
+                }
+                self.role_input(RoleIn::Connected(peer), &mut out)?;
+            }
+            NodeInput::Block { height } => {
+                self.height = self.height.max(height);
+                let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                for id in ids {
+                    let input = Input::Chain(channel::ChainEvent::Block { height });
+                    if let Err(e) = self.channel_input(id, input, &mut out) {
+                        out.push(NodeOutput::Refused {
+                            peer: self.key.public_key(),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+                self.role_input(RoleIn::Block(height), &mut out)?;
+            }
+            NodeInput::Confirmed { txid, height } => {
+                let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                for id in ids {
+                    let input = Input::Chain(channel::ChainEvent::Confirmed { txid, height });
+                    // Channels ignore transactions that are not theirs.
+                    let _ = self.channel_input(id, input, &mut out);
+                }
+            }
+            NodeInput::Spend { tx, confirmed_at } => {
+                let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                for id in ids {
+                    let input = Input::Chain(channel::ChainEvent::Spend {
+                        tx: tx.clone(),
+                        confirmed_at,
+                    });
+                    let _ = self.channel_input(id, input, &mut out);
+                }
+            }
+            NodeInput::FundingBuilt {
+                channel_id,
+                outpoint,
+            } => self.channel_input(
+                channel_id,
+                Input::Command(Command::FundingBuilt { outpoint }),
+                &mut out,
+            )?,
+            NodeInput::LetterPosted { payment_id } => self.role_input(
+                RoleIn::Payer(PayerInput::LetterPosted { payment_id }),
+                &mut out,
+            )?,
+            NodeInput::Letter { bytes } => {
+                let height = self.height;
+                self.role_input(
+                    RoleIn::Payee(PayeeInput::Letter { bytes, height }),
+                    &mut out,
+                )?
+            }
+            NodeInput::Command(command) => self.on_command(command, &mut out)?,
+            NodeInput::Entropy(e) => {
+                for entry in self.channels.values_mut() {
+                    let _ = entry.channel.handle(Input::Randomness(e));
+                }
+                match &mut self.role {
+                    RoleMachine::Lsp(l) => {
+                        l.handle(LspInput::Entropy(Entropy(e)))?;
+                    }
+                    RoleMachine::Payee(p) => {
+                        p.handle(PayeeInput::Entropy(Entropy(e)))?;
+                    }
+                    RoleMachine::Payer(_) => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn on_command(
+        &mut self,
+        command: NodeCommand,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        match command {
+            NodeCommand::OpenChannel {
+                peer,
+                channel_id,
+                capacity_sat,
+                shared_delay,
+            } => {
+                let terms = OpenTerms {
+                    capacity_sat,
+                    push_sat: 0,
+                    shared_delay,
+                    update_window: 1_000,
+                    payout_key: self.payout_key(&channel_id),
+                };
+                let (channel, actions) = Channel::open(
+                    self.channel_secrets(&channel_id),
+                    channel_id,
+                    terms,
+                    self.height,
+                )?;
+                self.channels
+                    .insert(channel_id, ChannelEntry { peer, channel });
+                self.route_channel(channel_id, actions, out)?;
+            }
+            NodeCommand::Pay {
+                payment_id,
+                lsp,
+                payee,
+                amount_sat,
+                fee_sat,
+                note,
+            } => {
+                let channel_id = self
+                    .channels
+                    .iter()
+                    .find(|(_, e)| e.peer == lsp && e.channel.phase() == Phase::Funded)
+                    .map(|(id, _)| *id)
+                    .ok_or(NodeError::Payment(PaymentError::Mismatch {
+                        field: "no usable channel with this lsp",
+                    }))?;
+                self.role_input(
+                    RoleIn::Payer(PayerInput::Pay {
+                        payment_id,
+                        channel_id,
+                        lsp,
+                        payee,
+                        amount_sat,
+                        fee_sat,
+                        note,
+                    }),
+                    out,
+                )?;
+            }
+            NodeCommand::Cancel { payment_id } => {
+                self.role_input(RoleIn::Payer(PayerInput::Cancel { payment_id }), out)?
+            }
+            NodeCommand::ForceClose { channel_id } => {
+                self.channel_input(channel_id, Input::Command(Command::ForceClose), out)?
+            }
+        }
+        Ok(())
+    }
+
+    fn on_frame(
+        &mut self,
+        from: PublicKey,
+        frame: Vec<u8>,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let (&tag, body) = frame.split_first().ok_or(NodeError::EmptyFrame)?;
+        match tag {
+            TAG_CHANNEL => {
+                let msg = Message::decode(body).map_err(ChannelError::from)?;
+                let id = msg.channel_id();
+                match self.channels.get(&id) {
+                    Some(entry) if entry.peer != from => {
+                        return Err(NodeError::NotYourChannel {
+                            channel: id,
+                            peer: from,
+                        })
+                    }
+                    Some(_) => self.channel_input(id, Input::Message(msg), out),
+                    None => {
+                        let Message::Open(open) = &msg else {
+                            return Err(NodeError::UnknownChannel(id));
+                        };
+                        let (channel, actions) = Channel::accept(
+                            self.channel_secrets(&id),
+                            open,
+                            self.payout_key(&id),
+                            self.height,
+                        )?;
+                        self.channels.insert(
+                            id,
+                            ChannelEntry {
+                                peer: from,
+                                channel,
+                            },
+                        );
+                        self.route_channel(id, actions, out)
+                    }
+                }
+            }
+            TAG_PAYMENT => {
+                let message = PaymentMessage::decode(body)?;
+                let input = match &self.role {
+                    RoleMachine::Lsp(_) => {
+                        let pending = self.pending_transfer(&from);
+                        let sender_channel = self
+                            .channels
+                            .iter()
+                            .find(|(_, e)| e.peer == from && e.channel.phase() == Phase::Funded)
+                            .map(|(id, _)| *id);
+                        RoleIn::Lsp(LspInput::Message {
+                            from,
+                            message,
+                            pending,
+                            sender_channel,
+                        })
+                    }
+                    RoleMachine::Payer(_) => RoleIn::Payer(PayerInput::Message { from, message }),
+                    RoleMachine::Payee(_) => RoleIn::Payee(PayeeInput::Message { from, message }),
+                };
+                self.role_input(input, out)
+            }
+            other => Err(NodeError::UnknownTag(other)),
+        }
+    }
+
+    /// The withheld transfer the peer proposed on its channel with us, if any.
+    fn pending_transfer(&self, peer: &PublicKey) -> Option<PendingTransfer> {
+        self.channels.iter().find_map(|(id, e)| {
+            if &e.peer != peer {
+                return None;
+            }
+            let snap = e.channel.snapshot();
+            let pending = snap.pending.as_ref()?;
+            let Change::Transfer { amount_sat } = pending.change else {
+                return None;
+            };
+            if !pending.withhold || pending.proposer == snap.side {
+                return None;
+            }
+            Some(PendingTransfer {
+                channel_id: *id,
+                state: pending.body.number,
+                transfer_sat: amount_sat,
+                price_point: e.channel.pending_price_point()?,
+            })
+        })
+    }
+
+    fn channel_input(
+        &mut self,
+        id: ChannelId,
+        input: Input,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let entry = self
+            .channels
+            .get_mut(&id)
+            .ok_or(NodeError::UnknownChannel(id))?;
+        let actions = entry.channel.handle(input)?;
+        self.route_channel(id, actions, out)
+    }
+
+    fn route_channel(
+        &mut self,
+        id: ChannelId,
+        actions: Vec<channel::Action>,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let peer = self.channels[&id].peer;
+        let side = self.channels[&id].channel.snapshot().side;
+        for action in actions {
+            match action {
+                channel::Action::Persist(snapshot) => {
+                    out.push(NodeOutput::PersistChannel { peer, snapshot })
+                }
+                channel::Action::Send(msg) => {
+                    let mut frame = vec![TAG_CHANNEL];
+                    frame.extend(msg.encode());
+                    out.push(NodeOutput::Send {
+                        to: peer,
+                        frame,
+                        what: msg.name(),
+                    });
+                }
+                channel::Action::Broadcast(tx) => out.push(NodeOutput::Broadcast(tx)),
+                channel::Action::Watch(o) => out.push(NodeOutput::Watch(o)),
+                channel::Action::Event(event) => {
+                    self.on_channel_event(id, peer, side, &event, out)?;
+                    out.push(NodeOutput::ChannelEvent {
+                        channel_id: id,
+                        event,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_channel_event(
+        &mut self,
+        id: ChannelId,
+        peer: PublicKey,
+        side: Party,
+        event: &Event,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        match event {
+            Event::Accepted {
+                funding_script_pubkey,
+                capacity_sat,
+            } => out.push(NodeOutput::NeedFunding {
+                channel_id: id,
+                script_pubkey: funding_script_pubkey.clone(),
+                capacity_sat: *capacity_sat,
+            }),
+            Event::ReadyToFund => out.push(NodeOutput::ReadyToFund { channel_id: id }),
+            Event::SignatureWithheld {
+                state,
+                signature,
+                price_point,
+            } => self.role_input(
+                RoleIn::Payer(PayerInput::SignatureWithheld {
+                    channel_id: id,
+                    state: *state,
+                    signature: *signature,
+                    point: *price_point,
+                }),
+                out,
+            )?,
+            Event::StateCompleted { change, .. } => match (change, &self.role) {
+                (Change::AddPtlc { id: ptlc_id, .. }, RoleMachine::Payee(_)) => {
+                    let ptlc = self.channels[&id]
+                        .channel
+                        .latest()
+                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == *ptlc_id).cloned());
+                    if let Some(ptlc) = ptlc.filter(|p| p.offerer != side) {
+                        self.role_input(
+                            RoleIn::Payee(PayeeInput::PtlcOffered {
+                                channel_id: id,
+                                peer,
+                                ptlc_id: *ptlc_id,
+                                point: ptlc.point,
+                                amount_sat: ptlc.amount_sat,
+                            }),
+                            out,
+                        )?;
+                    }
+                }
+                (Change::FulfilPtlc { secret, .. }, RoleMachine::Lsp(_)) => {
+                    if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
+                        let point = secret.adaptor_point();
+                        self.role_input(
+                            RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }),
+                            out,
+                        )?;
+                    }
+                }
+                (Change::FulfilPtlc { secret, .. }, RoleMachine::Payee(_)) => {
+                    if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
+                        let point = secret.adaptor_point();
+                        self.role_input(RoleIn::Payee(PayeeInput::PtlcSettled { point }), out)?;
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn role_input(&mut self, input: RoleIn, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+        let actions: Vec<PaymentAction<(PaymentId, serde_json::Value)>> =
+            match (&mut self.role, input) {
+                (RoleMachine::Payer(p), RoleIn::Payer(i)) => json_records(p.handle(i)?),
+                (RoleMachine::Payer(p), RoleIn::Connected(peer)) => {
+                    json_records(p.handle(PayerInput::PeerConnected { peer })?)
+                }
+                (RoleMachine::Lsp(l), RoleIn::Lsp(i)) => json_records(l.handle(i)?),
+                (RoleMachine::Lsp(l), RoleIn::Connected(peer)) => {
+                    json_records(l.handle(LspInput::PeerConnected { peer })?)
+                }
+                (RoleMachine::Lsp(l), RoleIn::Block(height)) => {
+                    json_records(l.handle(LspInput::Block { height })?)
+                }
+                (RoleMachine::Payee(p), RoleIn::Payee(i)) => json_records(p.handle(i)?),
+                (RoleMachine::Payee(p), RoleIn::Connected(peer)) => {
+                    json_records(p.handle(PayeeInput::PeerConnected { peer })?)
+                }
+                (_, RoleIn::Block(_)) => vec![],
+                (_, input) => {
+                    return Err(NodeError::WrongRole {
+                        what: input.name(),
+                        role: input.role(),
+                    })
+                }
+            };
+        for action in actions {
+            match action {
+                PaymentAction::Persist((payment_id, record)) => {
+                    out.push(NodeOutput::PersistPayment { payment_id, record })
+                }
+                PaymentAction::Send { to, message } => {
+                    let mut frame = vec![TAG_PAYMENT];
+                    frame.extend(message.encode());
+                    out.push(NodeOutput::Send {
+                        to,
+                        frame,
+                        what: message.name(),
+                    });
+                }
+                PaymentAction::Channel {
+                    channel_id,
+                    command,
+                } => {
+                    let what = format!("{command:?}");
+                    let failed_point = match &command {
+                        Command::AddPtlc { point, .. } => Some(*point),
+                        _ => None,
+                    };
+                    if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                        out.push(NodeOutput::Refused {
+                            peer: self.key.public_key(),
+                            error: format!("{what}: {e}"),
+                        });
+                        if let (Some(point), RoleMachine::Lsp(_)) = (failed_point, &self.role) {
+                            self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point }), out)?;
+                        }
+                    }
+                }
+                PaymentAction::Revert {
+                    channel_id,
+                    abandoned_state,
+                } => self.revert(channel_id, abandoned_state, out)?,
+                PaymentAction::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => out.push(NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                }),
+                PaymentAction::Event(e) => out.push(NodeOutput::PaymentEvent(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Abandons a withheld state. Until the channel supports reverting, the abandoned state
+    /// stays pending at both sides, and the LSP's record guarantees it never buys it.
+    fn revert(
+        &mut self,
+        channel_id: ChannelId,
+        abandoned_state: u64,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let _ = (channel_id, abandoned_state, out);
+        Ok(())
+    }
+}
+
+enum RoleIn {
+    Payer(PayerInput),
+    Lsp(LspInput),
+    Payee(PayeeInput),
+    Connected(PublicKey),
+    Block(u32),
+}
+
+impl RoleIn {
+    fn name(&self) -> &'static str {
+        match self {
+            RoleIn::Payer(_) => "payer input",
+            RoleIn::Lsp(_) => "lsp input",
+            RoleIn::Payee(_) => "payee input",
+            RoleIn::Connected(_) => "connected",
+            RoleIn::Block(_) => "block",
+        }
+    }
+
+    fn role(&self) -> Role {
+        match self {
+            RoleIn::Payer(_) => Role::Payer,
+            RoleIn::Lsp(_) => Role::Lsp,
+            _ => Role::Payee,
+        }
+    }
+}
+
+fn json_records<R: Serialize>(
+    actions: Vec<PaymentAction<(PaymentId, R)>>,
+) -> Vec<PaymentAction<(PaymentId, serde_json::Value)>> {
+    actions
+        .into_iter()
+        .map(|a| match a {
+            PaymentAction::Persist((id, r)) => PaymentAction::Persist((
+                id,
+                serde_json::to_value(r).expect("payment records serialise"),
+            )),
+            PaymentAction::Send { to, message } => PaymentAction::Send { to, message },
+            PaymentAction::Channel {
+                channel_id,
+                command,
+            } => PaymentAction::Channel {
+                channel_id,
+                command,
+            },
+            PaymentAction::Revert {
+                channel_id,
+                abandoned_state,
+            } => PaymentAction::Revert {
+                channel_id,
+                abandoned_state,
+            },
+            PaymentAction::PostLetter {
+                payment_id,
+                payee,
+                letter,
+            } => PaymentAction::PostLetter {
+                payment_id,
+                payee,
+                letter,
+            },
+            PaymentAction::Event(e) => PaymentAction::Event(e),
+        })
+        .collect()
+}
+
+/// The node key derived from the seed.
+pub fn node_key(seed: &[u8; 32]) -> SecretKey {
+    derive_key(seed, "node-key", &[])
+}
+
+fn derive_key(seed: &[u8; 32], what: &str, extra: &[u8]) -> SecretKey {
+    let mut counter = 0u8;
+    loop {
+        let bytes = tagged_hash(
+            "asyncpay/node/v1/derive",
+            &[seed, what.as_bytes(), extra, &[counter]],
+        );
+        if let Ok(key) = SecretKey::from_bytes(bytes) {
+            return key;
+        }
+        counter = counter.wrapping_add(1);
+    }
+}

@@ -1,0 +1,8 @@
+//! The node: a sans-io core that ties channels and the payment role together
+//! ([`core::NodeCore`]), and the process driver around it.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`core`] | the sans-io node: frames in, persist/send/broadcast/post outputs out |
+
+pub mod core;
