@@ -14,6 +14,7 @@
 //! | [`protocol`] | sans-io state machines and peer messages |
 //! | [`chain`] | regtest harness: a BIP118-enforcing bitcoind and electrs on free ports |
 //! | [`mailbox`] | age-encrypted asynchronous mailbox: envelopes, server, store, client |
+//! | [`net`] | authenticated peer transport: Noise XX bound to node keys, encrypted frames over TCP |
 //! | [`node`] | the node: sans-io core wiring channels to the payment role, and its driver |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -21,6 +22,7 @@
 pub mod chain;
 pub mod crypto;
 pub mod mailbox;
+pub mod net;
 pub mod node;
 pub mod protocol;
 pub mod tx;
