@@ -640,7 +640,8 @@ impl NodeCore {
             let Change::Transfer { amount_sat } = pending.change else {
                 return None;
             };
-            if !pending.withhold || pending.proposer == snap.side {
+            // S cannot know whether A withholds; it only needs A's proposal countersigned.
+            if pending.countersignature.is_none() || pending.proposer == snap.side {
                 return None;
             }
             Some(PendingTransfer {

@@ -107,7 +107,7 @@ mod hex_32 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let text = <&str>::deserialize(d)?;
+        let text = String::deserialize(d)?;
         let mut out = [0u8; 32];
         hex::decode_to_slice(text, &mut out).map_err(serde::de::Error::custom)?;
         Ok(out)

@@ -1,0 +1,402 @@
+//! An in-process network of node cores (payer A, LSP S, payee B) for payment tests.
+//!
+//! Frames between online nodes travel through an in-memory queue; frames to or from an
+//! offline node are dropped, as a real connection would be. A node that stops loses its
+//! in-memory core and restarts from what it persisted. Letters go to an in-memory mailbox.
+//! Funding transactions are not built: the opener reports a made-up outpoint, and the funding
+//! is "confirmed" by feeding its txid to every node.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+
+use anyhow::{bail, Context};
+use asyncpay::crypto::keys::PublicKey;
+use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role};
+use asyncpay::protocol::channel::{Phase, Snapshot, StateBody};
+use asyncpay::protocol::messages::ChannelId;
+use asyncpay::protocol::payment::{LspPolicy, PaymentId};
+use bitcoin::hashes::Hash as _;
+use bitcoin::{OutPoint, Transaction, Txid};
+
+pub const HEIGHT: u32 = 300;
+
+pub fn policy() -> LspPolicy {
+    LspPolicy {
+        fee_base_sat: 10,
+        fee_ppm: 1_000,
+        offer_lifetime: 144,
+        ptlc_delta: 40,
+    }
+}
+
+/// One node: its durable store and, while running, its core.
+pub struct SimNode {
+    pub name: &'static str,
+    pub seed: [u8; 32],
+    pub role: Role,
+    pub core: Option<NodeCore>,
+    pub channels: BTreeMap<ChannelId, (PublicKey, Snapshot)>,
+    pub payments: BTreeMap<PaymentId, serde_json::Value>,
+    pub mailbox: Vec<Vec<u8>>,
+    pub persists: usize,
+    /// Stop right after this many more persists (a crash at a persist point).
+    pub crash_after: Option<usize>,
+}
+
+impl SimNode {
+    fn start(&mut self, height: u32) -> anyhow::Result<()> {
+        let records = match self.role {
+            Role::Payer => Records::Payer(parse(&self.payments)?),
+            Role::Lsp => Records::Lsp(policy(), parse(&self.payments)?),
+            Role::Payee => Records::Payee(parse(&self.payments)?),
+        };
+        let channels = self.channels.values().cloned().collect();
+        self.core = Some(NodeCore::restore(self.seed, height, channels, records)?);
+        Ok(())
+    }
+
+    pub fn core(&self) -> &NodeCore {
+        self.core.as_ref().expect("node is running")
+    }
+
+    pub fn key(&self) -> PublicKey {
+        asyncpay::node::core::node_key(&self.seed).public_key()
+    }
+
+    /// The latest complete state of the channel with `peer`, from the durable store.
+    pub fn state_with(&self, peer: PublicKey) -> Option<StateBody> {
+        self.channels
+            .values()
+            .find(|(p, _)| *p == peer)
+            .and_then(|(_, s)| s.complete.as_ref().map(|c| c.body.clone()))
+    }
+
+    pub fn channel_with(&self, peer: PublicKey) -> Option<&Snapshot> {
+        self.channels
+            .values()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, s)| s)
+    }
+
+    pub fn payment(&self, id: &PaymentId) -> Option<&serde_json::Value> {
+        self.payments.get(id)
+    }
+
+    pub fn status(&self, id: &PaymentId) -> Option<String> {
+        self.payments.get(id).and_then(|p| {
+            p.pointer("/status/status")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        })
+    }
+}
+
+fn parse<R: serde::de::DeserializeOwned>(
+    records: &BTreeMap<PaymentId, serde_json::Value>,
+) -> anyhow::Result<Vec<(PaymentId, R)>> {
+    records
+        .iter()
+        .map(|(id, v)| Ok((*id, serde_json::from_value(v.clone())?)))
+        .collect()
+}
+
+/// The network.
+pub struct Sim {
+    pub nodes: Vec<SimNode>,
+    pub queue: VecDeque<(usize, usize, Vec<u8>)>,
+    pub height: u32,
+    pub broadcasts: Vec<Transaction>,
+    pub transcript: Vec<String>,
+    pub refusals: Vec<String>,
+    pub next_id: u8,
+}
+
+pub const A: usize = 0;
+pub const S: usize = 1;
+pub const B: usize = 2;
+
+impl Sim {
+    /// A payer, an LSP and a payee, all running, no channels.
+    pub fn new() -> Self {
+        let node = |name, seed: u8, role| SimNode {
+            name,
+            seed: [seed; 32],
+            role,
+            core: None,
+            channels: BTreeMap::new(),
+            payments: BTreeMap::new(),
+            mailbox: vec![],
+            persists: 0,
+            crash_after: None,
+        };
+        let mut sim = Sim {
+            nodes: vec![
+                node("A", 0xa1, Role::Payer),
+                node("S", 0x51, Role::Lsp),
+                node("B", 0xb1, Role::Payee),
+            ],
+            queue: VecDeque::new(),
+            height: HEIGHT,
+            broadcasts: vec![],
+            transcript: vec![],
+            refusals: vec![],
+            next_id: 1,
+        };
+        for i in 0..3 {
+            sim.nodes[i].start(HEIGHT).expect("empty nodes start");
+        }
+        sim
+    }
+
+    pub fn key(&self, node: usize) -> PublicKey {
+        self.nodes[node].key()
+    }
+
+    pub fn online(&self, node: usize) -> bool {
+        self.nodes[node].core.is_some()
+    }
+
+    fn index_of(&self, key: &PublicKey) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.key(i) == *key)
+    }
+
+    /// Stops a node: its in-memory state is gone.
+    pub fn stop(&mut self, node: usize) {
+        self.nodes[node].core = None;
+        self.queue
+            .retain(|(from, to, _)| *from != node && *to != node);
+    }
+
+    /// Starts a node from its store and reconnects it to every online node.
+    pub fn start(&mut self, node: usize) -> anyhow::Result<()> {
+        self.nodes[node].start(self.height)?;
+        for other in 0..self.nodes.len() {
+            if other != node && self.online(other) {
+                self.connect(node, other)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Both sides learn of a (re)connection.
+    pub fn connect(&mut self, x: usize, y: usize) -> anyhow::Result<()> {
+        let (kx, ky) = (self.key(x), self.key(y));
+        self.input(x, NodeInput::Connected { peer: ky })?;
+        self.input(y, NodeInput::Connected { peer: kx })?;
+        Ok(())
+    }
+
+    /// Feeds one input to a running node and carries out its outputs.
+    pub fn input(&mut self, node: usize, input: NodeInput) -> anyhow::Result<()> {
+        let Some(core) = self.nodes[node].core.as_mut() else {
+            bail!("node {} is not running", self.nodes[node].name)
+        };
+        let outputs = core.handle(input)?;
+        self.run(node, outputs)
+    }
+
+    fn run(&mut self, node: usize, outputs: Vec<NodeOutput>) -> anyhow::Result<()> {
+        for output in outputs {
+            if self.nodes[node].core.is_none() {
+                // Crashed mid-list: the rest never happens.
+                return Ok(());
+            }
+            match output {
+                NodeOutput::PersistChannel { peer, snapshot } => {
+                    let n = &mut self.nodes[node];
+                    n.channels.insert(snapshot.channel_id, (peer, *snapshot));
+                    self.persisted(node);
+                }
+                NodeOutput::PersistPayment { payment_id, record } => {
+                    self.nodes[node].payments.insert(payment_id, record);
+                    self.persisted(node);
+                }
+                NodeOutput::Send { to, frame, what } => {
+                    let Some(to) = self.index_of(&to) else {
+                        bail!("send to an unknown node")
+                    };
+                    if self.online(to) {
+                        self.transcript.push(format!(
+                            "{} -> {}: {what}",
+                            self.nodes[node].name, self.nodes[to].name
+                        ));
+                        self.queue.push_back((node, to, frame));
+                    }
+                }
+                NodeOutput::Broadcast(tx) => self.broadcasts.push(tx),
+                NodeOutput::Watch(_) => {}
+                NodeOutput::NeedFunding { channel_id, .. } => {
+                    let outpoint = fake_outpoint(&channel_id);
+                    let outputs = self.nodes[node].core.as_mut().expect("running").handle(
+                        NodeInput::FundingBuilt {
+                            channel_id,
+                            outpoint,
+                        },
+                    )?;
+                    self.run(node, outputs)?;
+                }
+                NodeOutput::ReadyToFund { .. } => {}
+                NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => {
+                    let Some(to) = self.index_of(&payee) else {
+                        bail!("letter to an unknown node")
+                    };
+                    self.nodes[to].mailbox.push(letter.encode());
+                    self.transcript.push(format!(
+                        "{} -> mailbox of {}: letter",
+                        self.nodes[node].name, self.nodes[to].name
+                    ));
+                    let outputs = self.nodes[node]
+                        .core
+                        .as_mut()
+                        .expect("running")
+                        .handle(NodeInput::LetterPosted { payment_id })?;
+                    self.run(node, outputs)?;
+                }
+                NodeOutput::ChannelEvent { .. } | NodeOutput::PaymentEvent(_) => {}
+                NodeOutput::Refused { error, .. } => self
+                    .refusals
+                    .push(format!("{}: {error}", self.nodes[node].name)),
+            }
+        }
+        Ok(())
+    }
+
+    fn persisted(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        n.persists += 1;
+        if let Some(left) = n.crash_after.as_mut() {
+            if *left == 0 {
+                n.crash_after = None;
+                self.stop(node);
+            } else {
+                *left -= 1;
+            }
+        }
+    }
+
+    /// Delivers queued frames until none is left; refused frames are recorded.
+    pub fn pump(&mut self) -> anyhow::Result<()> {
+        for _ in 0..10_000 {
+            let Some((from, to, frame)) = self.queue.pop_front() else {
+                return Ok(());
+            };
+            if !self.online(to) || !self.online(from) {
+                continue;
+            }
+            let from_key = self.key(from);
+            let core = self.nodes[to].core.as_mut().expect("online");
+            match core.handle(NodeInput::Frame {
+                from: from_key,
+                frame,
+            }) {
+                Ok(outputs) => self.run(to, outputs)?,
+                Err(e) => self
+                    .refusals
+                    .push(format!("{} refused a frame: {e}", self.nodes[to].name)),
+            }
+        }
+        bail!("the network did not settle")
+    }
+
+    /// The payee fetches its letters.
+    pub fn fetch_letters(&mut self, node: usize) -> anyhow::Result<()> {
+        let letters = std::mem::take(&mut self.nodes[node].mailbox);
+        for bytes in letters {
+            if let Err(e) = self.input(node, NodeInput::Letter { bytes }) {
+                self.refusals.push(format!("letter refused: {e}"));
+            }
+        }
+        self.pump()
+    }
+
+    /// Opens a funded channel from `opener` to `acceptor`.
+    pub fn open(
+        &mut self,
+        opener: usize,
+        acceptor: usize,
+        capacity_sat: u64,
+    ) -> anyhow::Result<ChannelId> {
+        let channel_id = ChannelId([self.next_id; 32]);
+        self.next_id += 1;
+        let peer = self.key(acceptor);
+        self.input(
+            opener,
+            NodeInput::Command(NodeCommand::OpenChannel {
+                peer,
+                channel_id,
+                capacity_sat,
+                shared_delay: 6,
+            }),
+        )?;
+        self.pump()?;
+        let txid = fake_outpoint(&channel_id).txid;
+        for node in [opener, acceptor] {
+            self.input(
+                node,
+                NodeInput::Confirmed {
+                    txid,
+                    height: self.height,
+                },
+            )?;
+        }
+        self.pump()?;
+        for node in [opener, acceptor] {
+            let phase = self.nodes[node]
+                .channels
+                .get(&channel_id)
+                .map(|(_, s)| s.phase)
+                .context("channel stored")?;
+            if phase != Phase::Funded {
+                bail!("channel at {} is {phase:?}", self.nodes[node].name);
+            }
+        }
+        Ok(channel_id)
+    }
+
+    /// A pays B `amount` through S; returns the payment id.
+    pub fn pay(&mut self, amount_sat: u64) -> anyhow::Result<PaymentId> {
+        let payment_id = PaymentId([0x70 + self.next_id; 32]);
+        self.next_id += 1;
+        let (lsp, payee) = (self.key(S), self.key(B));
+        self.input(
+            A,
+            NodeInput::Command(NodeCommand::Pay {
+                payment_id,
+                lsp,
+                payee,
+                amount_sat,
+                fee_sat: policy().fee_for(amount_sat),
+                note: "for the coffee".into(),
+            }),
+        )?;
+        self.pump()?;
+        Ok(payment_id)
+    }
+
+    pub fn block(&mut self, height: u32) -> anyhow::Result<()> {
+        self.height = height;
+        for node in 0..self.nodes.len() {
+            if self.online(node) {
+                self.input(node, NodeInput::Block { height })?;
+            }
+        }
+        self.pump()
+    }
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn fake_outpoint(channel: &ChannelId) -> OutPoint {
+    OutPoint {
+        txid: Txid::from_byte_array(channel.0),
+        vout: 0,
+    }
+}

@@ -1,0 +1,70 @@
+//! The main flow, in process: A pre-signs state n+1 and goes offline; B comes online later,
+//! sells A's signature to S for a PTLC, and S completes A's state; A returns to a receipt.
+//! Balances on both channels end exactly as they must, fees included.
+
+mod node_support;
+
+use node_support::*;
+
+const AS_CAPACITY: u64 = 1_000_000;
+const SB_CAPACITY: u64 = 400_000;
+const AMOUNT: u64 = 50_000;
+
+#[test]
+fn payer_offline_pays_payee_through_its_lsp() {
+    let mut sim = Sim::new();
+    sim.open(A, S, AS_CAPACITY).unwrap();
+    sim.open(S, B, SB_CAPACITY).unwrap();
+    let fee = policy().fee_for(AMOUNT);
+
+    // B is offline when A pays; A stops as soon as its letter is posted.
+    sim.stop(B);
+    let id = sim.pay(AMOUNT).unwrap();
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("offered"));
+    assert_eq!(sim.nodes[B].mailbox.len(), 1);
+    // Nothing has moved yet: S holds no signature of A for state 1.
+    let s_view = sim.nodes[S].state_with(sim.key(A)).unwrap();
+    assert_eq!((s_view.number, s_view.to_a), (0, AS_CAPACITY));
+    sim.stop(A);
+
+    // B comes online, fetches the letter and is paid.
+    sim.start(B).unwrap();
+    sim.fetch_letters(B).unwrap();
+    assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
+    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"));
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+
+    let sb = sim.nodes[B].state_with(sim.key(S)).unwrap();
+    assert_eq!(sb.ptlcs.len(), 0);
+    assert_eq!(
+        (sb.to_a, sb.to_s),
+        (SB_CAPACITY - AMOUNT, AMOUNT),
+        "S–B: S pays B"
+    );
+    let as_at_s = sim.nodes[S].state_with(sim.key(A)).unwrap();
+    assert_eq!(as_at_s.number, 1);
+    assert_eq!(
+        (as_at_s.to_a, as_at_s.to_s),
+        (AS_CAPACITY - AMOUNT - fee, AMOUNT + fee),
+        "A–S: A pays S the amount and the fee"
+    );
+
+    // A returns: its channel reaches state 1 and it holds B's signed invoice.
+    sim.start(A).unwrap();
+    sim.pump().unwrap();
+    assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    let as_at_a = sim.nodes[A].state_with(sim.key(S)).unwrap();
+    assert_eq!(as_at_a, as_at_s);
+    let invoice = sim.nodes[A].payment(&id).unwrap()["status"]["receipt"]["invoice"].clone();
+    assert_eq!(
+        invoice["terms"]["payee"],
+        serde_json::to_value(sim.key(B)).unwrap()
+    );
+    // S stops resending the receipt once A acknowledged it.
+    assert_eq!(
+        sim.nodes[S].payment(&id).unwrap()["status"]["receipt_acked"],
+        serde_json::Value::Bool(true)
+    );
+}
