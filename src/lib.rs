@@ -15,6 +15,7 @@
 //! | [`chain`] | regtest harness: a BIP118-enforcing bitcoind and electrs on free ports |
 //! | [`mailbox`] | age-encrypted asynchronous mailbox: envelopes, server, store, client |
 //! | [`net`] | authenticated peer transport: Noise XX bound to node keys, encrypted frames over TCP |
+//! | [`sim`] | seeded simulation of capital locked per payment against held-HTLC baselines |
 //! | [`node`] | the node: sans-io core wiring channels to the payment role, and its driver |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -25,4 +26,5 @@ pub mod mailbox;
 pub mod net;
 pub mod node;
 pub mod protocol;
+pub mod sim;
 pub mod tx;

@@ -1,6 +1,7 @@
 //! The `asyncpay` command line.
 use clap::{Parser, Subcommand};
 
+mod bench_capital;
 mod bench_channel;
 mod bench_crypto;
 mod bench_mailbox;
@@ -40,6 +41,9 @@ enum BenchKind {
     /// Adaptor signatures, price points and BIP118 sighashes against libsecp256k1's BIP340
     /// sign and verify.
     Crypto(bench_crypto::BenchCryptoArgs),
+    /// Capital locked per payment (sat·blocks) under pay-for-signature against held-HTLC
+    /// baselines, from a seeded simulation over documented offline-time distributions.
+    Capital(bench_capital::BenchCapitalArgs),
 }
 
 fn env(check: bool) -> anyhow::Result<()> {
@@ -73,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { kind } => match kind {
             BenchKind::Mailbox(args) => bench_mailbox::run(args)?,
             BenchKind::Crypto(args) => bench_crypto::run(args)?,
+            BenchKind::Capital(args) => bench_capital::run(args)?,
         },
     }
     Ok(())
