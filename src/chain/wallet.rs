@@ -141,7 +141,7 @@ pub enum WalletError {
     },
     /// The signed transaction could not be extracted from its PSBT.
     #[error("cannot extract the signed transaction")]
-    Extract(#[from] bitcoin::psbt::ExtractTxError),
+    Extract(#[source] Box<bitcoin::psbt::ExtractTxError>),
     /// A PSBT could not be made from the transaction.
     #[error("psbt")]
     Psbt(#[from] bitcoin::psbt::Error),
@@ -438,7 +438,9 @@ impl Wallet {
                 txid: psbt.unsigned_tx.compute_txid(),
             });
         }
-        Ok(psbt.clone().extract_tx()?)
+        psbt.clone()
+            .extract_tx()
+            .map_err(|e| WalletError::Extract(Box::new(e)))
     }
 
     /// The signed version 3 child of `parent` for `submitpackage`: input 0 spends the
