@@ -4,5 +4,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`core`] | the sans-io node: frames in, persist/send/broadcast/post outputs out |
+//! | [`store`] | the node's SQLite store: snapshots, payments, peers, funding, contacts |
 
 pub mod core;
+pub mod store;

@@ -5,7 +5,9 @@ mod bench_capital;
 mod bench_channel;
 mod bench_crypto;
 mod bench_mailbox;
+mod demo;
 mod mailbox;
+mod node;
 
 /// asyncpay: asynchronous Lightning payments by pay-for-signature (research implementation).
 #[derive(Parser)]
@@ -17,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The narrated regtest demo: A pays an offline B through its LSP S while going offline
+    /// itself; every party is a separate process.
+    Demo(demo::DemoArgs),
     /// Print the bitcoind / electrs paths the regtest harness uses (from BITCOIND_EXE /
     /// ELECTRS_EXE or the file scripts/setup writes); with --check, start a throwaway
     /// regtest node and report whether it enforces BIP118.
@@ -27,6 +32,14 @@ enum Command {
     },
     /// Mailbox server and client.
     Mailbox(mailbox::MailboxArgs),
+    /// Run a node (payer, LSP or payee) as a process with its own data directory.
+    Node {
+        #[command(subcommand)]
+        command: node::NodeCmd,
+    },
+    /// Control a running node: info, address, connect, open, contact, pay, cancel, fetch,
+    /// force-close, stop. Arguments are one JSON object.
+    Ctl(node::CtlArgs),
     /// Benchmarks that print figures beside a named baseline.
     Bench {
         #[command(subcommand)]
@@ -72,8 +85,17 @@ fn env(check: bool) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => demo::run(args)?,
         Command::Env { check } => env(check)?,
         Command::Mailbox(args) => mailbox::run(args)?,
+        Command::Node { command } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(node::run(command))?,
+        Command::Ctl(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(node::ctl(args))?,
         Command::Bench { kind } => match kind {
             BenchKind::Mailbox(args) => bench_mailbox::run(args)?,
             BenchKind::Crypto(args) => bench_crypto::run(args)?,

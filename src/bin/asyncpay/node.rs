@@ -1,0 +1,1001 @@
+//! `asyncpay node run`: one node as a process, and `asyncpay ctl`, its control client.
+//!
+//! The process owns a data directory: `seed` (0600), `node.db` (channels, payments, peers),
+//! `wallet.sqlite` (a BDK wallet synced over electrs), and, once it is ready, `node.json`
+//! (node key, peer and control addresses) and `control.token`. One task owns the node core
+//! and carries out its outputs in order, storing each persist durably before anything that
+//! follows; peer connections, the control server and the chain poller feed it events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use asyncpay::chain::wallet::{Wallet, WalletSeed};
+use asyncpay::crypto::keys::PublicKey;
+use asyncpay::mailbox::client::MailboxClient;
+use asyncpay::mailbox::keys::{Contact, NodeKey};
+use asyncpay::mailbox::tagged_hash;
+use asyncpay::net::{connect, Allow, ConnectionWriter, Listener};
+use asyncpay::node::core::{node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role};
+use asyncpay::node::store::Store;
+use asyncpay::protocol::messages::ChannelId;
+use asyncpay::protocol::payment::{LspPolicy, PaymentId};
+use asyncpay::tx::Party;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use bdk_electrum::electrum_client::{self, ElectrumApi};
+use bitcoin::{Amount, FeeRate, OutPoint, Transaction, Txid};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+/// Node subcommands.
+#[derive(clap::Subcommand)]
+pub enum NodeCmd {
+    /// Run a node in the foreground until `asyncpay ctl ... stop` or a signal.
+    Run(RunArgs),
+}
+
+/// `asyncpay node run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The payment role this node plays.
+    #[arg(long, value_enum)]
+    role: Role,
+    /// Data directory (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Electrum server of the chain (electrs), e.g. tcp://127.0.0.1:50001.
+    #[arg(long)]
+    electrum: String,
+    /// Base URL of the mailbox server.
+    #[arg(long)]
+    mailbox: String,
+    /// bitcoind RPC URL: used to submit fee-less channel transactions with a CPFP child
+    /// (`submitpackage` has no Electrum equivalent).
+    #[arg(long)]
+    rpc_url: Option<String>,
+    /// bitcoind RPC cookie file.
+    #[arg(long)]
+    rpc_cookie: Option<PathBuf>,
+    /// Peer listening address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Blocks between an update confirming and its settlement, for channels this node opens.
+    #[arg(long, default_value_t = 6)]
+    shared_delay: u16,
+}
+
+/// `asyncpay ctl`.
+#[derive(clap::Args)]
+pub struct CtlArgs {
+    /// The node's data directory (its `node.json` and `control.token` are read).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// info | address | connect | open | contact | pay | cancel | fetch | force-close | stop
+    command: String,
+    /// JSON arguments, e.g. '{"amount_sat": 50000, ...}'.
+    #[arg(default_value = "{}")]
+    args: String,
+}
+
+pub async fn ctl(args: CtlArgs) -> anyhow::Result<()> {
+    let value: Value = serde_json::from_str(&args.args).context("arguments must be JSON")?;
+    let reply = call(&args.data_dir, &args.command, value).await?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    Ok(())
+}
+
+/// Calls a running node's control endpoint.
+pub async fn call(data_dir: &Path, command: &str, args: Value) -> anyhow::Result<Value> {
+    let info: Value = serde_json::from_slice(
+        &std::fs::read(data_dir.join("node.json"))
+            .with_context(|| format!("no running node in {}", data_dir.display()))?,
+    )?;
+    let token = std::fs::read_to_string(data_dir.join("control.token"))?;
+    let url = info["control_url"]
+        .as_str()
+        .context("node.json lacks control_url")?;
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/{command}"))
+        .bearer_auth(token.trim())
+        .json(&args)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .with_context(|| format!("node at {url} does not answer"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "{command} failed ({status}): {}",
+            body["message"].as_str().unwrap_or("no message")
+        );
+    }
+    Ok(body)
+}
+
+enum Ev {
+    Frame {
+        from: PublicKey,
+        frame: Vec<u8>,
+    },
+    Connected {
+        peer: PublicKey,
+        conn: u64,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    Disconnected {
+        peer: PublicKey,
+        conn: u64,
+    },
+    Control {
+        command: String,
+        args: Value,
+        reply: oneshot::Sender<Result<Value, String>>,
+    },
+    Tick,
+}
+
+struct Node {
+    core: NodeCore,
+    store: Store,
+    wallet: Wallet,
+    mailbox_key: NodeKey,
+    mailbox: MailboxClient,
+    electrum: String,
+    rpc: Option<Rpc>,
+    writers: HashMap<PublicKey, (u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    allow: Arc<RwLock<HashSet<PublicKey>>>,
+    events: mpsc::UnboundedSender<Ev>,
+    next_conn: u64,
+    shared_delay: u16,
+    height: u32,
+    watches: BTreeMap<OutPoint, HashSet<Txid>>,
+    funding: HashMap<ChannelId, Transaction>,
+    stop: bool,
+    node_secret: asyncpay::crypto::keys::SecretKey,
+}
+
+fn load_seed(dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = dir.join("seed");
+    if !path.exists() {
+        let seed: [u8; 32] = rand::random();
+        write_private(&path, hex::encode(seed).as_bytes())?;
+    }
+    let text = std::fs::read_to_string(&path)?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).context("seed file is not 32 hex bytes")?;
+    Ok(seed)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn lsp_policy() -> LspPolicy {
+    LspPolicy {
+        fee_base_sat: 100,
+        fee_ppm: 1_000,
+        offer_lifetime: 1_008,
+        ptlc_delta: 40,
+    }
+}
+
+pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
+    let NodeCmd::Run(args) = cmd;
+    std::fs::create_dir_all(&args.data_dir)?;
+    let seed = load_seed(&args.data_dir)?;
+    let store = Store::open(&args.data_dir.join("node.db"))?;
+    let records = match args.role {
+        Role::Payer => Records::Payer(store.payments()?),
+        Role::Lsp => Records::Lsp(lsp_policy(), store.payments()?),
+        Role::Payee => Records::Payee(store.payments()?),
+    };
+    let wallet_seed = WalletSeed::from_bytes(tagged_hash("asyncpay/node/v1/wallet", &[&seed]));
+    let mut wallet = tokio::task::block_in_place(|| -> anyhow::Result<Wallet> {
+        let mut w = Wallet::create_or_load(
+            args.data_dir.join("wallet.sqlite"),
+            &wallet_seed,
+            bitcoin::Network::Regtest,
+        )?;
+        w.sync(&args.electrum)?;
+        Ok(w)
+    })?;
+    let height = wallet.tip_height();
+    let core = NodeCore::restore(seed, height, store.channels()?, records)?;
+    let node_secret = node_key(&seed);
+    let mailbox_key = NodeKey::from_secret_bytes(node_secret.to_secret_bytes())
+        .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
+    let rpc = match (&args.rpc_url, &args.rpc_cookie) {
+        (Some(url), Some(cookie)) => Some(Rpc {
+            url: url.clone(),
+            cookie: cookie.clone(),
+        }),
+        (None, None) => None,
+        _ => bail!("--rpc-url and --rpc-cookie go together"),
+    };
+    let _ = &mut wallet;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let known: HashSet<PublicKey> = store.peers()?.into_iter().map(|(k, _)| k).collect();
+    let allow = Arc::new(RwLock::new(known));
+    let allow_fn = {
+        let allow = allow.clone();
+        Allow::from_fn(move |k| allow.read().map(|s| s.contains(k)).unwrap_or(false))
+    };
+    let listener = Listener::bind(
+        args.listen,
+        Arc::new(asyncpay::crypto::keys::SecretKey::from_bytes(
+            node_secret.to_secret_bytes(),
+        )?),
+        allow_fn,
+    )
+    .await?;
+    let peer_addr = listener.local_addr()?;
+
+    let mut node = Node {
+        core,
+        store,
+        wallet,
+        mailbox_key,
+        mailbox: MailboxClient::new(&args.mailbox)?,
+        electrum: args.electrum.clone(),
+        rpc,
+        writers: HashMap::new(),
+        allow,
+        events: tx.clone(),
+        next_conn: 0,
+        shared_delay: args.shared_delay,
+        height,
+        watches: BTreeMap::new(),
+        funding: HashMap::new(),
+        stop: false,
+        node_secret,
+    };
+
+    // Accept peers.
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(conn) => {
+                        let _ = tx.send(Ev::Tick);
+                        spawn_connection(conn, tx.clone());
+                    }
+                    Err(e) => tracing::info!("refused a peer: {e}"),
+                }
+            }
+        });
+    }
+    // Dial known peers.
+    for (key, addr) in node.store.peers()? {
+        if let Some(addr) = addr {
+            node.dial(key, addr);
+        }
+    }
+    // Control server.
+    let token = hex::encode(rand::random::<[u8; 16]>());
+    write_private(&args.data_dir.join("control.token"), token.as_bytes())?;
+    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let control_addr = control.local_addr()?;
+    let app = Router::new()
+        .route("/v1/{command}", post(control_handler))
+        .with_state(ControlState {
+            token: Arc::new(token),
+            events: tx.clone(),
+        });
+    tokio::spawn(async move {
+        let _ = axum::serve(control, app).await;
+    });
+    // Chain poller.
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if tx.send(Ev::Tick).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let info = json!({
+        "node_key": node.core.public_key().to_string(),
+        "peer_addr": peer_addr.to_string(),
+        "control_url": format!("http://{control_addr}"),
+        "role": args.role,
+        "pid": std::process::id(),
+    });
+    write_private(
+        &args.data_dir.join("node.json"),
+        info.to_string().as_bytes(),
+    )?;
+    println!("{}", json!({"event": "ready", "node": info}));
+
+    let entropy: [u8; 32] = rand::random();
+    let outputs = node.core.handle(NodeInput::Entropy(entropy))?;
+    node.run_outputs(outputs).await?;
+    let mut last_poll = Instant::now() - Duration::from_secs(10);
+    while let Some(ev) = rx.recv().await {
+        if let Err(e) = node.on_event(ev, &mut last_poll).await {
+            tracing::warn!("{e:#}");
+            eprintln!("{}", json!({"event": "error", "message": format!("{e:#}")}));
+        }
+        if node.stop {
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(args.data_dir.join("node.json"));
+    Ok(())
+}
+
+fn spawn_connection(conn: asyncpay::net::Connection, tx: mpsc::UnboundedSender<Ev>) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let peer = conn.peer();
+    let (mut reader, writer) = conn.into_split();
+    let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let _ = tx.send(Ev::Connected {
+        peer,
+        conn: id,
+        writer: wtx,
+    });
+    tokio::spawn(async move {
+        let mut writer: ConnectionWriter = writer;
+        while let Some(frame) = wrx.recv().await {
+            if writer.send(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok(frame) = reader.recv().await {
+            if tx.send(Ev::Frame { from: peer, frame }).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Ev::Disconnected { peer, conn: id });
+    });
+}
+
+#[derive(Clone)]
+struct ControlState {
+    token: Arc<String>,
+    events: mpsc::UnboundedSender<Ev>,
+}
+
+async fn control_handler(
+    State(state): State<ControlState>,
+    axum::extract::Path(command): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> impl IntoResponse {
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t == state.token.as_str());
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "unauthorized", "message": "bad or missing control token"})),
+        );
+    }
+    let (reply, answer) = oneshot::channel();
+    let args = body.map(|Json(v)| v).unwrap_or(Value::Null);
+    if state
+        .events
+        .send(Ev::Control {
+            command,
+            args,
+            reply,
+        })
+        .is_err()
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "stopping", "message": "the node is stopping"})),
+        );
+    }
+    match answer.await {
+        Ok(Ok(value)) => (StatusCode::OK, Json(value)),
+        Ok(Err(message)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "refused", "message": message})),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "stopping", "message": "the node is stopping"})),
+        ),
+    }
+}
+
+fn key_arg(args: &Value, name: &str) -> Result<PublicKey, String> {
+    let text = args[name]
+        .as_str()
+        .ok_or_else(|| format!("missing \"{name}\" (hex node key)"))?;
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes).map_err(|e| format!("{name}: {e}"))?;
+    PublicKey::from_xonly_bytes(bytes).map_err(|e| format!("{name}: {e}"))
+}
+
+fn u64_arg(args: &Value, name: &str) -> Result<u64, String> {
+    args[name]
+        .as_u64()
+        .ok_or_else(|| format!("missing \"{name}\" (integer)"))
+}
+
+impl Node {
+    fn dial(&self, key: PublicKey, addr: String) {
+        let tx = self.events.clone();
+        let secret =
+            asyncpay::crypto::keys::SecretKey::from_bytes(self.node_secret.to_secret_bytes())
+                .expect("a valid key stays valid");
+        tokio::spawn(async move {
+            loop {
+                match connect(addr.as_str(), &secret, key).await {
+                    Ok(conn) => {
+                        let (done_tx, done_rx) = oneshot::channel::<()>();
+                        spawn_connection_notify(conn, tx.clone(), done_tx);
+                        let _ = done_rx.await;
+                    }
+                    Err(e) => tracing::debug!("dial {addr}: {e}"),
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+    }
+
+    async fn on_event(&mut self, ev: Ev, last_poll: &mut Instant) -> anyhow::Result<()> {
+        match ev {
+            Ev::Frame { from, frame } => match self.core.handle(NodeInput::Frame { from, frame }) {
+                Ok(outputs) => self.run_outputs(outputs).await?,
+                Err(e) => {
+                    eprintln!(
+                        "{}",
+                        json!({"event": "refused", "peer": from.to_string(), "error": e.to_string()})
+                    )
+                }
+            },
+            Ev::Connected { peer, conn, writer } => {
+                self.next_conn = self.next_conn.max(conn);
+                self.writers.insert(peer, (conn, writer));
+                println!(
+                    "{}",
+                    json!({"event": "connected", "peer": peer.to_string()})
+                );
+                let outputs = self.core.handle(NodeInput::Connected { peer })?;
+                self.run_outputs(outputs).await?;
+            }
+            Ev::Disconnected { peer, conn } => {
+                if self.writers.get(&peer).is_some_and(|(c, _)| *c == conn) {
+                    self.writers.remove(&peer);
+                }
+            }
+            Ev::Control {
+                command,
+                args,
+                reply,
+            } => {
+                let result = self.control(&command, args).await;
+                let _ = reply.send(result.map_err(|e| format!("{e:#}")));
+            }
+            Ev::Tick => {
+                if last_poll.elapsed() >= Duration::from_millis(250) {
+                    *last_poll = Instant::now();
+                    self.poll_chain().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn control(&mut self, command: &str, args: Value) -> anyhow::Result<Value> {
+        let entropy: [u8; 32] = rand::random();
+        let outputs = self.core.handle(NodeInput::Entropy(entropy))?;
+        self.run_outputs(outputs).await?;
+        match command {
+            "info" => Ok(self.info()),
+            "address" => {
+                let address = tokio::task::block_in_place(|| self.wallet.new_address())?;
+                Ok(json!({ "address": address.to_string() }))
+            }
+            "connect" => {
+                let key = key_arg(&args, "node_key").map_err(|e| anyhow!(e))?;
+                let addr = args["addr"].as_str().map(str::to_owned);
+                self.store.put_peer(&key, addr.as_deref())?;
+                self.allow.write().expect("not poisoned").insert(key);
+                if let Some(addr) = addr {
+                    self.dial(key, addr);
+                }
+                Ok(json!({}))
+            }
+            "open" => {
+                let peer = key_arg(&args, "peer").map_err(|e| anyhow!(e))?;
+                let capacity_sat = u64_arg(&args, "capacity_sat").map_err(|e| anyhow!(e))?;
+                if !self.writers.contains_key(&peer) {
+                    bail!("peer {peer} is not connected");
+                }
+                let channel_id = ChannelId(rand::random());
+                let outputs = self.core.handle(NodeInput::Command(NodeCommand::OpenChannel {
+                    peer,
+                    channel_id,
+                    capacity_sat,
+                    shared_delay: self.shared_delay,
+                }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({ "channel_id": hex::encode(channel_id.0) }))
+            }
+            "contact" => {
+                let contact = Contact::sign(&self.mailbox_key, self.mailbox.base_url(), now());
+                Ok(serde_json::to_value(contact)?)
+            }
+            "pay" => {
+                let lsp = key_arg(&args, "lsp").map_err(|e| anyhow!(e))?;
+                let amount_sat = u64_arg(&args, "amount_sat").map_err(|e| anyhow!(e))?;
+                let contact: Contact = serde_json::from_value(args["contact"].clone())
+                    .context("\"contact\" must be a payee's contact card")?;
+                let verified = contact
+                    .verify()
+                    .map_err(|e| anyhow!("contact does not verify: {e:?}"))?;
+                let payee = PublicKey::from(verified.node_key);
+                self.store
+                    .put_contact(&payee, &serde_json::to_string(&contact)?)?;
+                let fee_sat = args["fee_sat"]
+                    .as_u64()
+                    .unwrap_or_else(|| lsp_policy().fee_for(amount_sat));
+                let payment_id = PaymentId(rand::random());
+                let note = args["note"].as_str().unwrap_or("").to_owned();
+                let outputs = self.core.handle(NodeInput::Command(NodeCommand::Pay {
+                    payment_id,
+                    lsp,
+                    payee,
+                    amount_sat,
+                    fee_sat,
+                    note,
+                }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({ "payment_id": payment_id.to_string(), "fee_sat": fee_sat }))
+            }
+            "cancel" => {
+                let payment_id: PaymentId = args["payment_id"]
+                    .as_str()
+                    .context("missing \"payment_id\"")?
+                    .parse()
+                    .context("payment_id is 32 hex bytes")?;
+                let outputs = self
+                    .core
+                    .handle(NodeInput::Command(NodeCommand::Cancel { payment_id }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({}))
+            }
+            "fetch" => {
+                let n = self.fetch_letters().await?;
+                Ok(json!({ "letters": n }))
+            }
+            "force-close" => {
+                let channel_id = channel_arg(&args)?;
+                let outputs = self
+                    .core
+                    .handle(NodeInput::Command(NodeCommand::ForceClose { channel_id }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({}))
+            }
+            "stop" => {
+                self.stop = true;
+                Ok(json!({}))
+            }
+            other => bail!(
+                "unknown command {other:?}; try info, address, connect, open, contact, pay, cancel, fetch, force-close, stop"
+            ),
+        }
+    }
+
+    fn info(&self) -> Value {
+        let channels: Vec<Value> = self
+            .core
+            .channels()
+            .iter()
+            .map(|(id, e)| {
+                let snap = e.channel.snapshot();
+                let (state, to_self, to_peer) = match e.channel.latest() {
+                    Some(body) => {
+                        let other = match snap.side {
+                            Party::A => Party::S,
+                            Party::S => Party::A,
+                        };
+                        (
+                            Some(body.number),
+                            body.balance(snap.side),
+                            body.balance(other),
+                        )
+                    }
+                    None => (None, 0, 0),
+                };
+                json!({
+                    "channel_id": hex::encode(id.0),
+                    "peer": e.peer.to_string(),
+                    "phase": format!("{:?}", e.channel.phase()),
+                    "funding_outpoint": snap.funding_outpoint.map(|o| o.to_string()),
+                    "state": state,
+                    "to_self_sat": to_self,
+                    "to_peer_sat": to_peer,
+                    "connected": self.writers.contains_key(&e.peer),
+                })
+            })
+            .collect();
+        let payments: Vec<Value> = self
+            .core
+            .payments_json()
+            .into_iter()
+            .map(|(id, record)| {
+                json!({
+                    "payment_id": id.to_string(),
+                    "status": record["status"]["status"],
+                    "record": record,
+                })
+            })
+            .collect();
+        let balance = self.wallet.balance();
+        json!({
+            "node_key": self.core.public_key().to_string(),
+            "role": self.core.role(),
+            "height": self.height,
+            "wallet_sat": balance.confirmed.to_sat(),
+            "wallet_pending_sat": (balance.trusted_pending + balance.untrusted_pending).to_sat(),
+            "channels": channels,
+            "payments": payments,
+        })
+    }
+
+    async fn fetch_letters(&mut self) -> anyhow::Result<usize> {
+        let messages = self
+            .mailbox
+            .fetch(&self.mailbox_key, 32, Duration::from_secs(0))
+            .await?;
+        let mut handled = vec![];
+        for message in &messages {
+            match message.open(&self.mailbox_key) {
+                Ok(opened) => {
+                    match self.core.handle(NodeInput::Letter {
+                        bytes: opened.payload,
+                    }) {
+                        Ok(outputs) => self.run_outputs(outputs).await?,
+                        Err(e) => eprintln!(
+                            "{}",
+                            json!({"event": "letter_refused", "error": e.to_string()})
+                        ),
+                    }
+                }
+                Err(e) => eprintln!(
+                    "{}",
+                    json!({"event": "letter_refused", "error": format!("{e:?}")})
+                ),
+            }
+            // Stored (or refused for good) before it is deleted from the mailbox.
+            handled.push(message.id);
+        }
+        if !handled.is_empty() {
+            self.mailbox.ack(&self.mailbox_key, &handled).await?;
+        }
+        Ok(handled.len())
+    }
+
+    async fn poll_chain(&mut self) -> anyhow::Result<()> {
+        let electrum = self.electrum.clone();
+        let client = tokio::task::block_in_place(|| electrum_client::Client::new(&electrum))?;
+        let tip = tokio::task::block_in_place(|| client.block_headers_subscribe())?;
+        let height = u32::try_from(tip.height).unwrap_or(u32::MAX);
+        if height != self.height {
+            self.height = height;
+            tokio::task::block_in_place(|| self.wallet.sync(&electrum))?;
+            let outputs = self.core.handle(NodeInput::Block { height })?;
+            self.run_outputs(outputs).await?;
+        }
+        // Funding confirmations.
+        let unconfirmed: Vec<OutPoint> = self
+            .core
+            .channels()
+            .values()
+            .filter_map(|e| {
+                let s = e.channel.snapshot();
+                (!s.funding_confirmed)
+                    .then_some(s.funding_outpoint)
+                    .flatten()
+            })
+            .collect();
+        for outpoint in unconfirmed {
+            if let Some(h) = confirmed_height(&client, &outpoint.txid)? {
+                let outputs = self.core.handle(NodeInput::Confirmed {
+                    txid: outpoint.txid,
+                    height: h,
+                })?;
+                self.run_outputs(outputs).await?;
+            }
+        }
+        // Spends of watched outpoints.
+        let watched: Vec<OutPoint> = self.watches.keys().copied().collect();
+        for outpoint in watched {
+            let Ok(parent) = tokio::task::block_in_place(|| client.transaction_get(&outpoint.txid))
+            else {
+                continue;
+            };
+            let Some(out) = parent.output.get(outpoint.vout as usize) else {
+                continue;
+            };
+            let history =
+                tokio::task::block_in_place(|| client.script_get_history(&out.script_pubkey))?;
+            for item in history {
+                let seen_key = item.tx_hash;
+                let confirmed_at = u32::try_from(item.height).ok().filter(|h| *h > 0);
+                let fresh = self
+                    .watches
+                    .get_mut(&outpoint)
+                    .map(|seen| seen.insert(seen_key))
+                    .unwrap_or(false);
+                if !fresh && confirmed_at.is_none() {
+                    continue;
+                }
+                let tx = tokio::task::block_in_place(|| client.transaction_get(&item.tx_hash))?;
+                if tx.input.iter().any(|i| i.previous_output == outpoint) {
+                    let outputs = self.core.handle(NodeInput::Spend { tx, confirmed_at })?;
+                    self.run_outputs(outputs).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_outputs(&mut self, outputs: Vec<NodeOutput>) -> anyhow::Result<()> {
+        let mut queue = std::collections::VecDeque::from(outputs);
+        while let Some(output) = queue.pop_front() {
+            match output {
+                NodeOutput::PersistChannel { peer, snapshot } => {
+                    self.store.put_channel(&peer, &snapshot)?
+                }
+                NodeOutput::PersistPayment { payment_id, record } => {
+                    self.store.put_payment(&payment_id, &record)?
+                }
+                NodeOutput::Send { to, frame, what } => {
+                    let delivered = match self.writers.get(&to) {
+                        Some((_, w)) => w.send(frame).is_ok(),
+                        None => false,
+                    };
+                    println!(
+                        "{}",
+                        json!({"event": "send", "to": to.to_string(), "message": what, "delivered": delivered})
+                    );
+                }
+                NodeOutput::Broadcast(tx) => {
+                    if let Err(e) = self.broadcast(&tx).await {
+                        eprintln!(
+                            "{}",
+                            json!({"event": "broadcast_failed", "txid": tx.compute_txid().to_string(), "error": format!("{e:#}")})
+                        );
+                    }
+                }
+                NodeOutput::Watch(outpoint) => {
+                    self.watches.entry(outpoint).or_default();
+                }
+                NodeOutput::NeedFunding {
+                    channel_id,
+                    script_pubkey,
+                    capacity_sat,
+                } => {
+                    let funding = tokio::task::block_in_place(|| {
+                        self.wallet.build_funding(
+                            script_pubkey,
+                            Amount::from_sat(capacity_sat),
+                            FeeRate::from_sat_per_vb(2).expect("small feerate"),
+                        )
+                    })?;
+                    self.store.put_funding(&channel_id, &funding.tx)?;
+                    let outpoint = funding.outpoint();
+                    self.funding.insert(channel_id, funding.tx);
+                    queue.extend(self.core.handle(NodeInput::FundingBuilt {
+                        channel_id,
+                        outpoint,
+                    })?);
+                }
+                NodeOutput::ReadyToFund { channel_id } => {
+                    let tx = match self.funding.get(&channel_id) {
+                        Some(tx) => tx.clone(),
+                        None => self
+                            .store
+                            .funding(&channel_id)?
+                            .context("funding transaction was not stored")?,
+                    };
+                    let electrum = self.electrum.clone();
+                    let txid =
+                        tokio::task::block_in_place(|| self.wallet.broadcast(&electrum, &tx))?;
+                    println!(
+                        "{}",
+                        json!({"event": "funding_broadcast", "channel_id": hex::encode(channel_id.0), "txid": txid.to_string()})
+                    );
+                }
+                NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => {
+                    let contact: Contact = serde_json::from_str(
+                        &self
+                            .store
+                            .contact(&payee)?
+                            .context("no contact stored for the payee")?,
+                    )?;
+                    let verified = contact.verify().map_err(|e| anyhow!("contact: {e:?}"))?;
+                    let sent = self
+                        .mailbox
+                        .send(
+                            &verified,
+                            Some(&self.mailbox_key),
+                            letter.encode(),
+                            Duration::from_secs(7 * 24 * 3600),
+                        )
+                        .await?;
+                    let _ = sent;
+                    println!(
+                        "{}",
+                        json!({"event": "letter_posted", "payment_id": payment_id.to_string()})
+                    );
+                    queue.extend(self.core.handle(NodeInput::LetterPosted { payment_id })?);
+                }
+                NodeOutput::ChannelEvent { channel_id, event } => {
+                    println!(
+                        "{}",
+                        json!({"event": "channel", "channel_id": hex::encode(channel_id.0), "what": format!("{event:?}")})
+                    );
+                }
+                NodeOutput::PaymentEvent(event) => {
+                    println!("{}", json!({"event": "payment", "what": event}));
+                }
+                NodeOutput::Refused { peer, error } => {
+                    eprintln!(
+                        "{}",
+                        json!({"event": "refused", "peer": peer.to_string(), "error": error})
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Channel transactions pay no fee: they go out as a package with a CPFP child from the
+    /// wallet through `submitpackage` (needs the node's RPC).
+    async fn broadcast(&mut self, tx: &Transaction) -> anyhow::Result<()> {
+        let Some(rpc) = self.rpc.clone() else {
+            bail!("no --rpc-url: cannot submit a package");
+        };
+        let anchor = tx
+            .output
+            .iter()
+            .position(|o| o.script_pubkey == bitcoin::ScriptBuf::new_p2a())
+            .context("channel transaction without an anchor")?;
+        let child = tokio::task::block_in_place(|| {
+            self.wallet.cpfp_child(
+                tx,
+                anchor as u32,
+                FeeRate::from_sat_per_vb(5).expect("small feerate"),
+            )
+        })?;
+        let hex: Vec<String> = [tx, &child.tx]
+            .iter()
+            .map(|t| bitcoin::consensus::encode::serialize_hex(*t))
+            .collect();
+        let answer = rpc.call("submitpackage", json!([hex])).await?;
+        self.wallet
+            .record_broadcast(&[tx.clone(), child.tx.clone()])?;
+        println!(
+            "{}",
+            json!({"event": "package_submitted", "txid": tx.compute_txid().to_string(), "answer": answer["package_msg"]})
+        );
+        Ok(())
+    }
+}
+
+/// A bitcoind JSON-RPC endpoint with cookie authentication.
+#[derive(Clone)]
+struct Rpc {
+    url: String,
+    cookie: PathBuf,
+}
+
+impl Rpc {
+    async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let cookie = std::fs::read_to_string(&self.cookie)
+            .with_context(|| format!("reading {}", self.cookie.display()))?;
+        let (user, pass) = cookie
+            .trim()
+            .split_once(':')
+            .context("cookie file is user:password")?;
+        let body: Value = reqwest::Client::new()
+            .post(&self.url)
+            .basic_auth(user, Some(pass))
+            .json(&json!({"jsonrpc": "1.0", "id": "asyncpay", "method": method, "params": params}))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if !body["error"].is_null() {
+            bail!("{method}: {}", body["error"]);
+        }
+        Ok(body["result"].clone())
+    }
+}
+
+fn spawn_connection_notify(
+    conn: asyncpay::net::Connection,
+    tx: mpsc::UnboundedSender<Ev>,
+    done: oneshot::Sender<()>,
+) {
+    // Like spawn_connection, but reports the end of the connection to the dialer so it
+    // redials.
+    let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<Ev>();
+    spawn_connection(conn, relay_tx);
+    tokio::spawn(async move {
+        while let Some(ev) = relay_rx.recv().await {
+            let end = matches!(ev, Ev::Disconnected { .. });
+            if tx.send(ev).is_err() {
+                break;
+            }
+            if end {
+                break;
+            }
+        }
+        let _ = done.send(());
+    });
+}
+
+fn confirmed_height(client: &electrum_client::Client, txid: &Txid) -> anyhow::Result<Option<u32>> {
+    let Ok(tx) = tokio::task::block_in_place(|| client.transaction_get(txid)) else {
+        return Ok(None);
+    };
+    let Some(out) = tx.output.first() else {
+        return Ok(None);
+    };
+    let history = tokio::task::block_in_place(|| client.script_get_history(&out.script_pubkey))?;
+    Ok(history
+        .iter()
+        .find(|h| &h.tx_hash == txid && h.height > 0)
+        .map(|h| h.height as u32))
+}
+
+fn channel_arg(args: &Value) -> anyhow::Result<ChannelId> {
+    let text = args["channel_id"]
+        .as_str()
+        .context("missing \"channel_id\"")?;
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(text, &mut id).context("channel_id is 32 hex bytes")?;
+    Ok(ChannelId(id))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
