@@ -40,13 +40,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bdk_electrum::electrum_client::{self, ConfigBuilder};
 use bdk_electrum::BdkElectrumClient;
 use bdk_wallet::chain::local_chain::CannotConnectError;
+use bdk_wallet::coin_selection::LargestFirstCoinSelection;
 use bdk_wallet::error::CreateTxError;
 use bdk_wallet::miniscript::descriptor::Descriptor;
 use bdk_wallet::rusqlite::Connection;
 use bdk_wallet::signer::SignerError;
 use bdk_wallet::{
     Balance, CreateWithPersistError, KeychainKind, LoadWithPersistError, PersistedWallet,
-    SignOptions,
+    SignOptions, TxOrdering,
 };
 use bitcoin::bip32::Xpriv;
 use bitcoin::psbt::Psbt;
@@ -384,7 +385,7 @@ impl Wallet {
     }
 
     /// A signed transaction paying `amount` to `script_pubkey` at `feerate` from the wallet's
-    /// coins, with change to a new internal address. It is not broadcast; its inputs stay
+    /// coins (largest first), with change to a new internal address. It is not broadcast; its inputs stay
     /// reserved (persisted) so that no other transaction spends them before it is.
     pub fn build_funding(
         &mut self,
@@ -392,10 +393,16 @@ impl Wallet {
         amount: Amount,
         feerate: FeeRate,
     ) -> Result<FundingTx, WalletError> {
-        let mut builder = self.inner.build_tx();
+        // Largest coins first, outputs in order (channel output, then change): the same
+        // wallet state always gives the same transaction, which keeps tests reproducible.
+        let mut builder = self
+            .inner
+            .build_tx()
+            .coin_selection(LargestFirstCoinSelection);
         builder
             .add_recipient(script_pubkey.clone(), amount)
-            .fee_rate(feerate);
+            .fee_rate(feerate)
+            .ordering(TxOrdering::Untouched);
         let mut psbt = builder.finish()?;
         // The change address the builder revealed must survive a restart.
         self.persist()?;
@@ -709,13 +716,27 @@ mod tests {
     fn funding_pays_the_script_keeps_change_and_reserves_its_coins() {
         let dir = tempfile::tempdir().unwrap();
         let mut wallet = open(&dir, 4).unwrap();
-        fund(&mut wallet, &[500_000]);
-        assert_eq!(wallet.balance().confirmed, Amount::from_sat(500_000));
+        let funded = fund(&mut wallet, &[200_000, 500_000]);
+        assert_eq!(wallet.balance().confirmed, Amount::from_sat(700_000));
         let channel = ScriptBuf::new_p2a();
         let feerate = FeeRate::from_sat_per_vb(2).unwrap();
         let funding = wallet
             .build_funding(channel.clone(), Amount::from_sat(300_000), feerate)
             .unwrap();
+        // Largest coin first; the channel output first, the change after it.
+        assert_eq!(funding.vout, 0);
+        assert_eq!(
+            funding
+                .tx
+                .input
+                .iter()
+                .map(|i| i.previous_output)
+                .collect::<Vec<_>>(),
+            vec![OutPoint {
+                txid: funded.compute_txid(),
+                vout: 1
+            }]
+        );
         let out = &funding.tx.output[funding.vout as usize];
         assert_eq!(
             (out.value, &out.script_pubkey),
@@ -736,13 +757,17 @@ mod tests {
         drop(wallet);
         let mut wallet = open(&dir, 4).unwrap();
         assert!(matches!(
-            wallet.build_funding(channel.clone(), Amount::from_sat(1_000), feerate),
+            wallet.build_funding(channel.clone(), Amount::from_sat(250_000), feerate),
             Err(WalletError::Build(_))
         ));
         wallet.abandon(&funding.tx).unwrap();
-        wallet
-            .build_funding(channel, Amount::from_sat(1_000), feerate)
+        let again = wallet
+            .build_funding(channel, Amount::from_sat(250_000), feerate)
             .unwrap();
+        assert_eq!(
+            again.tx.input[0].previous_output, funding.tx.input[0].previous_output,
+            "the same coin, chosen the same way"
+        );
     }
 
     #[test]
