@@ -34,7 +34,7 @@ async fn an_unknown_peer_is_refused_and_the_listener_serves_the_next_one() -> an
 
     let refused = listener.accept().await.expect_err("stranger refused");
     assert!(
-        matches!(&refused, NetError::UnknownPeer { peer } if *peer == key(3).public_key()),
+        matches!(&refused, NetError::UnknownPeer { peer } if **peer == key(3).public_key()),
         "{refused:?}"
     );
     // The stranger learns nothing: the listener never sent its binding, it just hung up.
@@ -92,7 +92,7 @@ async fn a_peer_claiming_a_key_it_cannot_sign_for_is_refused() -> anyhow::Result
 
     let refused = accepted.await?.expect_err("impostor refused");
     assert!(
-        matches!(&refused, NetError::BadBindingSignature { claimed } if *claimed == key(2).public_key()),
+        matches!(&refused, NetError::BadBindingSignature { claimed } if **claimed == key(2).public_key()),
         "{refused:?}"
     );
     assert!(impostor.sees_close().await, "listener hangs up");
@@ -135,7 +135,7 @@ async fn a_binding_captured_in_one_session_is_refused_in_another() -> anyhow::Re
     replayer.send_frame(&captured).await?;
     let refused = accepted.await?.expect_err("replay refused");
     assert!(
-        matches!(&refused, NetError::BadBindingSignature { claimed } if *claimed == key(2).public_key()),
+        matches!(&refused, NetError::BadBindingSignature { claimed } if **claimed == key(2).public_key()),
         "{refused:?}"
     );
     Ok(())
@@ -159,7 +159,7 @@ async fn connecting_to_a_listener_with_another_key_fails() -> anyhow::Result<()>
         .expect_err("wrong listener");
     assert!(
         matches!(&failed, NetError::UnexpectedPeer { expected, claimed }
-            if *expected == key(1).public_key() && *claimed == key(4).public_key()),
+            if **expected == key(1).public_key() && **claimed == key(4).public_key()),
         "{failed:?}"
     );
     // The listener finished its side; the payer hangs up after, so whatever it then does
@@ -191,7 +191,7 @@ async fn a_listener_that_cannot_sign_for_the_expected_key_is_refused() -> anyhow
         .await
         .expect_err("forged listener refused");
     assert!(
-        matches!(&failed, NetError::BadBindingSignature { claimed } if *claimed == key(1).public_key()),
+        matches!(&failed, NetError::BadBindingSignature { claimed } if **claimed == key(1).public_key()),
         "{failed:?}"
     );
     responder.await??;

@@ -255,8 +255,8 @@ async fn initiate(
     let theirs = Binding::parse(&reader.recv().await?)?;
     if theirs.key != expected {
         return Err(NetError::UnexpectedPeer {
-            expected,
-            claimed: theirs.key,
+            expected: Box::new(expected),
+            claimed: Box::new(theirs.key),
         });
     }
     let peer = theirs.verify(Role::Responder, &h)?;
@@ -284,7 +284,9 @@ async fn respond(
     let theirs = Binding::parse(&reader.recv().await?)?;
     let peer = theirs.verify(Role::Initiator, &h)?;
     if !allow.permits(&peer) {
-        return Err(NetError::UnknownPeer { peer });
+        return Err(NetError::UnknownPeer {
+            peer: Box::new(peer),
+        });
     }
     let ours = Binding::sign(key, Role::Responder, &h, &rand::random());
     writer.send(&ours.to_bytes()).await?;

@@ -8,9 +8,9 @@
 //! ends at one, so a message of up to [`MAX_MESSAGE_LEN`] bytes spans one or two frames.
 //!
 //! ```
-//! use asyncpay::net::frame::{split_message, Assembler, MAX_CHUNK_LEN};
+//! use asyncpay::net::frame::{split_message, Assembler, MAX_CHUNK_LEN, MAX_MESSAGE_LEN};
 //!
-//! let message = vec![7u8; 70_000 - 4];
+//! let message = vec![7u8; MAX_MESSAGE_LEN];
 //! let chunks = split_message(&message)?;
 //! assert_eq!(chunks.len(), 2);
 //! assert!(chunks.iter().all(|c| c.len() <= MAX_CHUNK_LEN));

@@ -115,9 +115,9 @@ impl Binding {
         };
         let (key, signature) = bytes.split_at(32);
         let key = PublicKey::from_xonly_bytes(key.try_into().expect("split at 32"))
-            .map_err(NetError::InvalidPeerKey)?;
+            .map_err(|e| NetError::InvalidPeerKey(Box::new(e)))?;
         let signature = Signature::from_bytes(signature.try_into().expect("64 bytes remain"))
-            .map_err(NetError::InvalidPeerKey)?;
+            .map_err(|e| NetError::InvalidPeerKey(Box::new(e)))?;
         Ok(Self { key, signature })
     }
 
@@ -126,7 +126,9 @@ impl Binding {
     pub fn verify(&self, role: Role, handshake_hash: &[u8]) -> Result<PublicKey, NetError> {
         self.key
             .verify(&binding_digest(role, handshake_hash), &self.signature)
-            .map_err(|_| NetError::BadBindingSignature { claimed: self.key })?;
+            .map_err(|_| NetError::BadBindingSignature {
+                claimed: Box::new(self.key),
+            })?;
         Ok(self.key)
     }
 }
@@ -193,7 +195,7 @@ mod tests {
         };
         assert!(matches!(
             forged.verify(Role::Initiator, &h),
-            Err(NetError::BadBindingSignature { claimed }) if claimed == key(2).public_key()
+            Err(NetError::BadBindingSignature { claimed }) if *claimed == key(2).public_key()
         ));
         assert!(honest.verify(Role::Initiator, &[6u8; 32]).is_err());
         assert!(honest.verify(Role::Responder, &h).is_err());

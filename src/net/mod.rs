@@ -61,7 +61,9 @@ pub use connection::{
 };
 pub use frame::MAX_MESSAGE_LEN;
 
-/// Transport failures. After any error other than [`NetError::MessageTooLarge`] on send,
+/// Transport failures. Keys are boxed to keep the error, and every `Result` that carries
+/// it, small.
+/// After any error other than [`NetError::MessageTooLarge`] on send,
 /// the connection is unusable and should be dropped.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -156,25 +158,25 @@ pub enum NetError {
     },
     /// The peer's binding holds a key or signature that does not parse.
     #[error("binding holds an invalid key or signature: {0}")]
-    InvalidPeerKey(#[source] KeyError),
+    InvalidPeerKey(#[source] Box<KeyError>),
     /// The peer's binding signature does not verify: it claims a key it cannot sign for.
     #[error("peer claims node key {claimed} but cannot sign for it")]
     BadBindingSignature {
         /// The key it claimed.
-        claimed: PublicKey,
+        claimed: Box<PublicKey>,
     },
     /// The listener's allow-list does not permit this (proven) peer key.
     #[error("peer {peer} is not permitted")]
     UnknownPeer {
         /// The peer's proven key.
-        peer: PublicKey,
+        peer: Box<PublicKey>,
     },
     /// The listener is not the node the connecting side expected.
     #[error("expected peer {expected}, the listener claims {claimed}")]
     UnexpectedPeer {
         /// The key the caller asked for.
-        expected: PublicKey,
+        expected: Box<PublicKey>,
         /// The key the listener's binding named.
-        claimed: PublicKey,
+        claimed: Box<PublicKey>,
     },
 }
