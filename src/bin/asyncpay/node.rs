@@ -241,8 +241,15 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         let allow = allow.clone();
         Allow::from_fn(move |k| allow.read().map(|s| s.contains(k)).unwrap_or(false))
     };
+    // Peers that dial us keep our address: a restarted node listens where it did before,
+    // unless told otherwise.
+    let addr_file = args.data_dir.join("peer.addr");
+    let listen = match std::fs::read_to_string(&addr_file) {
+        Ok(text) if args.listen.port() == 0 => text.trim().parse().unwrap_or(args.listen),
+        _ => args.listen,
+    };
     let listener = Listener::bind(
-        args.listen,
+        listen,
         Arc::new(asyncpay::crypto::keys::SecretKey::from_bytes(
             node_secret.to_secret_bytes(),
         )?),
@@ -250,6 +257,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     )
     .await?;
     let peer_addr = listener.local_addr()?;
+    write_private(&addr_file, peer_addr.to_string().as_bytes())?;
 
     let mut node = Node {
         core,
