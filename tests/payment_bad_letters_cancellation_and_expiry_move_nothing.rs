@@ -1,0 +1,170 @@
+//! Adversarial and unhappy paths of the payer-offline flow, in process:
+//! - a letter whose scalar does not sell the offered point, a tampered offer, and a replayed
+//!   letter are refused by B, and nothing moves;
+//! - A cancels before B sells: S voids the offer and refuses B's invoice afterwards;
+//! - B sells first: A's cancellation is answered "sale in progress"/"sold" and the payment
+//!   completes;
+//! - an offer past its expiry is voided at S and its invoice refused.
+
+mod node_support;
+
+use asyncpay::node::core::{NodeCommand, NodeInput};
+use asyncpay::protocol::payment::{PaymentId, SaleLetter};
+use node_support::*;
+
+const AMOUNT: u64 = 50_000;
+
+fn network() -> Sim {
+    let mut sim = Sim::new();
+    sim.open(A, S, 1_000_000).unwrap();
+    sim.open(S, B, 400_000).unwrap();
+    sim
+}
+
+/// A pays while B is offline and stops; returns the payment and B's letter.
+fn pay_offline(sim: &mut Sim) -> (PaymentId, Vec<u8>) {
+    sim.stop(B);
+    let id = sim.pay(AMOUNT).unwrap();
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
+    let letter = sim.nodes[B].mailbox.pop().expect("a letter was posted");
+    (id, letter)
+}
+
+fn untouched(sim: &Sim) {
+    let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
+    assert_eq!((sb.number, sb.to_s), (0, 0), "S paid B nothing");
+    let as_ = sim.nodes[S].state_with(sim.key(A)).unwrap();
+    assert_eq!((as_.number, as_.to_a), (0, 1_000_000), "A paid nothing");
+}
+
+#[test]
+fn a_wrong_scalar_a_tampered_offer_and_a_replay_are_refused() {
+    let mut sim = network();
+    let (id, bytes) = pay_offline(&mut sim);
+    let letter = SaleLetter::decode(&bytes).unwrap();
+    sim.start(B).unwrap();
+
+    // Another valid signature (not on U_1) carries a scalar that does not sell the point.
+    let mut wrong = letter.clone();
+    let other = asyncpay::crypto::keys::SecretKey::from_bytes([9; 32]).unwrap();
+    wrong.signature = other.sign(&[1; 32], &[2; 32]);
+    let err = sim
+        .input(
+            B,
+            NodeInput::Letter {
+                bytes: wrong.encode(),
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("does not sell"), "{err}");
+
+    // The offer's amount raised by the sender: S's signature no longer verifies.
+    let mut tampered = letter.clone();
+    tampered.offer.terms.amount_sat += 1;
+    let err = sim
+        .input(
+            B,
+            NodeInput::Letter {
+                bytes: tampered.encode(),
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid offer signature"), "{err}");
+
+    // Garbage never panics.
+    assert!(sim
+        .input(
+            B,
+            NodeInput::Letter {
+                bytes: vec![0xff; 64]
+            }
+        )
+        .is_err());
+    assert!(sim.nodes[B].payments.is_empty());
+    sim.pump().unwrap();
+    untouched(&sim);
+
+    // The genuine letter sells; the same letter again is a no-op.
+    sim.input(
+        B,
+        NodeInput::Letter {
+            bytes: bytes.clone(),
+        },
+    )
+    .unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"));
+    let persists = sim.nodes[B].persists;
+    sim.input(B, NodeInput::Letter { bytes }).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[B].persists, persists, "a replay stores nothing");
+    let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
+    assert_eq!(sb.to_s, AMOUNT, "B was paid once");
+}
+
+#[test]
+fn a_cancellation_before_the_sale_voids_the_offer() {
+    let mut sim = network();
+    let (id, letter) = pay_offline(&mut sim);
+    sim.input(
+        A,
+        NodeInput::Command(NodeCommand::Cancel { payment_id: id }),
+    )
+    .unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+
+    // B comes online later and tries to sell: S refuses, nothing moves.
+    sim.stop(A);
+    sim.start(B).unwrap();
+    sim.nodes[B].mailbox.push(letter);
+    sim.fetch_letters(B).unwrap();
+    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("refused"));
+    untouched(&sim);
+}
+
+#[test]
+fn a_sale_that_won_the_race_completes_and_the_cancellation_is_answered() {
+    let mut sim = network();
+    let (id, letter) = pay_offline(&mut sim);
+    sim.stop(A);
+    sim.start(B).unwrap();
+    sim.nodes[B].mailbox.push(letter);
+    sim.fetch_letters(B).unwrap();
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+
+    sim.start(A).unwrap();
+    sim.pump().unwrap();
+    // The receipt arrived on reconnection; a late cancel changes nothing.
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    assert!(sim
+        .input(
+            A,
+            NodeInput::Command(NodeCommand::Cancel { payment_id: id })
+        )
+        .is_err());
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+}
+
+#[test]
+fn an_expired_offer_is_voided_and_its_invoice_refused() {
+    let mut sim = network();
+    let (id, letter) = pay_offline(&mut sim);
+    sim.stop(A);
+    let expiry = SaleLetter::decode(&letter).unwrap().offer.expiry;
+    sim.block(expiry + 1).unwrap();
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
+
+    sim.start(B).unwrap();
+    sim.nodes[B].mailbox.push(letter);
+    sim.fetch_letters(B).unwrap();
+    // B sees the letter is stale and does not even invoice.
+    assert!(sim.nodes[B].payments.is_empty());
+    assert!(
+        sim.refusals.iter().any(|r| r.contains("expired")),
+        "{:?}",
+        sim.refusals
+    );
+    untouched(&sim);
+}
