@@ -71,7 +71,7 @@ pub enum NodeError {
         /// The channel.
         channel: ChannelId,
         /// The sender.
-        peer: PublicKey,
+        peer: Box<PublicKey>,
     },
     /// The command needs another role.
     #[error("{what} needs the {role:?} role")]
@@ -96,6 +96,7 @@ pub struct ChannelEntry {
 
 /// What a node asks its driver to do.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum NodeOutput {
     /// Store a channel snapshot durably before the next output.
     PersistChannel {
@@ -575,12 +576,10 @@ impl NodeCore {
                 let msg = Message::decode(body).map_err(ChannelError::from)?;
                 let id = msg.channel_id();
                 match self.channels.get(&id) {
-                    Some(entry) if entry.peer != from => {
-                        return Err(NodeError::NotYourChannel {
-                            channel: id,
-                            peer: from,
-                        })
-                    }
+                    Some(entry) if entry.peer != from => Err(NodeError::NotYourChannel {
+                        channel: id,
+                        peer: Box::new(from),
+                    }),
                     Some(_) => self.channel_input(id, Input::Message(msg), out),
                     None => {
                         let Message::Open(open) = &msg else {
@@ -866,6 +865,7 @@ impl NodeCore {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 enum RoleIn {
     Payer(PayerInput),
     Lsp(LspInput),

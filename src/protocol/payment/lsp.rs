@@ -103,6 +103,7 @@ pub struct LspPayment {
 
 /// An input to [`Lsp::handle`].
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum LspInput {
     /// A payment message from a peer.
     Message {
@@ -424,7 +425,7 @@ impl Lsp {
         if from != &record.offer.payee {
             return Err(PaymentError::WrongPeer {
                 what: "invoice",
-                from: *from,
+                from: Box::new(*from),
                 role: "payee",
             });
         }
@@ -542,7 +543,7 @@ impl Lsp {
         if from != record.payer {
             return Err(PaymentError::WrongPeer {
                 what: "cancel",
-                from,
+                from: Box::new(from),
                 role: "payer",
             });
         }
@@ -586,7 +587,7 @@ impl Lsp {
         if from != record.payer {
             return Err(PaymentError::WrongPeer {
                 what: "receipt ack",
-                from,
+                from: Box::new(from),
                 role: "payer",
             });
         }

@@ -152,7 +152,7 @@ pub enum PaymentError {
         /// The message.
         what: &'static str,
         /// Who sent it.
-        from: PublicKey,
+        from: Box<PublicKey>,
         /// Whom it should have come from.
         role: &'static str,
     },
@@ -595,6 +595,7 @@ fn bounded(bytes: &[u8]) -> Result<(), PaymentError> {
 
 /// What a payment role asks its driver to do, in order.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Action<R> {
     /// Store this payment record durably before the next action.
     Persist(R),

@@ -61,6 +61,7 @@ pub struct PayeePayment {
 
 /// An input to [`Payee::handle`].
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum PayeeInput {
     /// A letter from the mailbox, already decrypted.
     Letter {
@@ -250,7 +251,7 @@ impl Payee {
         if from != record.invoice.lsp {
             return Err(PaymentError::WrongPeer {
                 what: "invoice refused",
-                from,
+                from: Box::new(from),
                 role: "lsp",
             });
         }
@@ -285,7 +286,7 @@ impl Payee {
         if peer != record.invoice.lsp {
             return Err(PaymentError::WrongPeer {
                 what: "ptlc",
-                from: peer,
+                from: Box::new(peer),
                 role: "lsp",
             });
         }

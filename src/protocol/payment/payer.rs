@@ -100,6 +100,7 @@ pub struct PayerPayment {
 
 /// An input to [`Payer::handle`].
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum PayerInput {
     /// The user pays.
     Pay {
@@ -373,7 +374,7 @@ impl Payer {
         if from != record.lsp {
             return Err(PaymentError::WrongPeer {
                 what: message.name(),
-                from,
+                from: Box::new(from),
                 role: "lsp",
             });
         }
