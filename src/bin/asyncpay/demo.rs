@@ -1,0 +1,1383 @@
+//! `asyncpay demo`: the narrated regtest run of one asynchronous payment.
+//!
+//! Everything runs as the user would run it: a BIP118-enforcing regtest `bitcoind` with
+//! `electrs` (the crate's harness), `asyncpay mailbox serve` and three `asyncpay node run`
+//! processes (payer A, LSP S, payee B), each in its own data directory under one temporary
+//! directory. The demo drives them only through their control interface, narrates each step
+//! on stderr and ends with a summary (balances before/after, txids, timings) and a mermaid
+//! sequence diagram of the peer messages; `--json` prints the same as one JSON transcript on
+//! stdout. Every child process is killed when the demo ends, also on error.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use asyncpay::chain::regtest::{Regtest, RegtestOptions};
+use bitcoin::address::NetworkUnchecked;
+use bitcoin::{Address, Amount, Network, Txid};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Transcript format version of `asyncpay demo --json`.
+const TRANSCRIPT_VERSION: u32 = 1;
+/// What the faucet sends each wallet.
+const WALLET_FUNDS_SAT: u64 = 2_000_000;
+/// Capacity of the A–S channel (A funds it).
+const AS_CAPACITY_SAT: u64 = 1_000_000;
+/// Capacity of the S–B channel (S funds it).
+const SB_CAPACITY_SAT: u64 = 400_000;
+/// How long a node may take to write its `node.json`.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Poll interval of awaited conditions.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Options of `asyncpay demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Print one machine-readable JSON transcript on stdout (the narration stays on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Keep the temporary directory (node data directories and logs) after the run.
+    #[arg(long)]
+    keep: bool,
+    /// What A pays B, in satoshis.
+    #[arg(long, default_value_t = 50_000)]
+    amount_sat: u64,
+    /// Longest wait for any one condition (a status, a connection, a confirmation), in
+    /// seconds.
+    #[arg(long, default_value_t = 90)]
+    timeout_secs: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+
+/// One child process and where its output goes.
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// Every child the demo started. Dropping it kills the ones still running, so an error or a
+/// panic anywhere in the demo leaves no process behind.
+#[derive(Default)]
+struct Children {
+    procs: Vec<Proc>,
+    /// Every process ever started: (name, pid).
+    started: Vec<(String, u32)>,
+}
+
+impl Children {
+    fn add(&mut self, name: &str, child: Child, log: PathBuf) {
+        self.started.push((name.to_string(), child.id()));
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+            log,
+        });
+    }
+
+    fn get_mut(&mut self, name: &str) -> anyhow::Result<&mut Proc> {
+        self.procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| anyhow!("no process {name}"))
+    }
+
+    /// Whether `name` has exited; an exit is reported with the tail of its log.
+    fn check_alive(&mut self, name: &str) -> anyhow::Result<()> {
+        let proc = self.get_mut(name)?;
+        if let Some(status) = proc.child.try_wait()? {
+            bail!(
+                "{name} exited ({status}); last lines of {}:\n{}",
+                proc.log.display(),
+                tail(&proc.log, 20)
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for `name` to exit by itself; kills it after `limit`.
+    fn wait_exit(&mut self, name: &str, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let index = self
+            .procs
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| anyhow!("no process {name}"))?;
+        loop {
+            if self.procs[index].child.try_wait()?.is_some() {
+                self.procs.remove(index);
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                let mut proc = self.procs.remove(index);
+                let _ = proc.child.kill();
+                let _ = proc.child.wait();
+                bail!("{name} did not exit within {limit:?} after /v1/stop; killed it");
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for proc in &mut self.procs {
+            let _ = proc.child.kill();
+            let _ = proc.child.wait();
+        }
+    }
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Polls `probe` until it yields a value, failing after `limit`.
+fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe()? {
+            return Ok(value);
+        }
+        if started.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Nodes and their control interface
+
+/// What a ready node writes to `<data-dir>/node.json`.
+#[derive(Debug, Clone, Deserialize)]
+struct NodeFile {
+    node_key: String,
+    peer_addr: String,
+    control_url: String,
+    pid: u32,
+}
+
+/// The three parties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Party {
+    A,
+    S,
+    B,
+}
+
+impl Party {
+    const ALL: [Party; 3] = [Party::A, Party::S, Party::B];
+
+    fn name(self) -> &'static str {
+        match self {
+            Party::A => "A",
+            Party::S => "S",
+            Party::B => "B",
+        }
+    }
+
+    fn role(self) -> &'static str {
+        match self {
+            Party::A => "payer",
+            Party::S => "lsp",
+            Party::B => "payee",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A node's data directory and, while it runs, its address and control token.
+struct Node {
+    party: Party,
+    dir: PathBuf,
+    running: Option<(NodeFile, String)>,
+    /// The node key, known once it first started.
+    key: String,
+}
+
+/// Blocking calls to the nodes' control interfaces.
+struct Control {
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Control {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self { runtime, http })
+    }
+
+    /// POSTs `body` to `path` of a running node; an error answer becomes an error carrying
+    /// the node's code and message.
+    fn call(&self, node: &Node, path: &str, body: Value) -> anyhow::Result<Value> {
+        let (file, token) = node
+            .running
+            .as_ref()
+            .ok_or_else(|| anyhow!("{} is not running", node.party.name()))?;
+        let url = format!("{}{path}", file.control_url.trim_end_matches('/'));
+        self.runtime.block_on(async {
+            let response = self
+                .http
+                .post(&url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("{} {path}", node.party.name()))?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            let value: Value = if text.trim().is_empty() {
+                json!({})
+            } else {
+                serde_json::from_str(&text).with_context(|| {
+                    format!("{} {path}: answer is not JSON: {text}", node.party.name())
+                })?
+            };
+            if !status.is_success() {
+                bail!(
+                    "{} {path} failed ({status}): {} {}",
+                    node.party.name(),
+                    value["error"].as_str().unwrap_or("?"),
+                    value["message"].as_str().unwrap_or(&text)
+                );
+            }
+            Ok(value)
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Transcript
+
+/// One narrated step.
+#[derive(Debug, Clone, Serialize)]
+struct Step {
+    n: usize,
+    name: &'static str,
+    title: String,
+    started_ms: u64,
+    duration_ms: u64,
+    details: Vec<String>,
+}
+
+/// A balance of one party in one channel, before and after the payment.
+#[derive(Debug, Clone, Serialize)]
+struct Balance {
+    channel: &'static str,
+    channel_id: String,
+    party: &'static str,
+    before_sat: u64,
+    after_sat: u64,
+    change_sat: i64,
+}
+
+/// A transaction the demo saw confirm.
+#[derive(Debug, Clone, Serialize)]
+struct TxRecord {
+    what: String,
+    txid: String,
+    confirmed_at: Option<u64>,
+}
+
+/// A peer or mailbox message, for the sequence diagram.
+#[derive(Debug, Clone, Serialize)]
+struct Msg {
+    step: usize,
+    at_ms: f64,
+    from: String,
+    to: String,
+    what: String,
+}
+
+/// A check the demo makes on its own outcome.
+#[derive(Debug, Clone, Serialize)]
+struct Check {
+    what: String,
+    expected: Value,
+    actual: Value,
+    ok: bool,
+}
+
+/// The transcript `--json` prints.
+#[derive(Debug, Serialize)]
+struct Transcript {
+    version: u32,
+    ok: bool,
+    amount_sat: u64,
+    fee_sat: u64,
+    payment_id: String,
+    status: Value,
+    nodes: Vec<Value>,
+    channels: Vec<Value>,
+    balances: Vec<Balance>,
+    txids: Vec<TxRecord>,
+    steps: Vec<Step>,
+    messages: Vec<Msg>,
+    mermaid: String,
+    checks: Vec<Check>,
+    /// Every child process the demo started (all are gone when it exits).
+    processes: Vec<Value>,
+    total_ms: u64,
+    data_dir: Option<String>,
+}
+
+/// The demo's narration and what it collects for the summary.
+struct Narrator {
+    started: Instant,
+    steps: Vec<Step>,
+    current: Option<(Instant, usize)>,
+}
+
+impl Narrator {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            steps: Vec::new(),
+            current: None,
+        }
+    }
+
+    fn begin(&mut self, name: &'static str, title: impl Into<String>) {
+        self.end();
+        let title = title.into();
+        let n = self.steps.len() + 1;
+        eprintln!(
+            "[{:>6.1}s] {n:>2}. {title}",
+            self.started.elapsed().as_secs_f64()
+        );
+        self.steps.push(Step {
+            n,
+            name,
+            title,
+            started_ms: self.started.elapsed().as_millis() as u64,
+            duration_ms: 0,
+            details: Vec::new(),
+        });
+        self.current = Some((Instant::now(), n - 1));
+    }
+
+    fn detail(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        eprintln!("            {text}");
+        if let Some((_, i)) = self.current {
+            self.steps[i].details.push(text);
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some((at, i)) = self.current.take() {
+            self.steps[i].duration_ms = at.elapsed().as_millis() as u64;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The demo
+
+struct Demo {
+    // Fields drop in declaration order: the children go before the chain and the directory.
+    children: Children,
+    args: DemoArgs,
+    root: tempfile::TempDir,
+    exe: PathBuf,
+    chain: Regtest,
+    electrum: String,
+    mailbox_url: String,
+    control: Control,
+    nodes: Vec<Node>,
+    narrator: Narrator,
+    txids: Vec<TxRecord>,
+    /// What the nodes reported on stdout, stamped on arrival.
+    events: Events,
+    /// How many times each party's node was started (events carry the run they came from).
+    runs: [u32; 3],
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let keep = args.keep;
+    let mut narrator = Narrator::new();
+    narrator.begin(
+        "chain",
+        "start regtest bitcoind (BIP118 enforced) and electrs",
+    );
+    let options = RegtestOptions {
+        electrs: true,
+        ..Default::default()
+    };
+    let chain = Regtest::start(options).context("starting the regtest chain")?;
+    let electrum = chain.electrum_url()?;
+    narrator.detail(format!(
+        "bitcoind {} at height {}, electrs {electrum}",
+        chain.rpc_url(),
+        chain.height()?
+    ));
+    let root = tempfile::Builder::new()
+        .prefix("asyncpay-demo-")
+        .tempdir()?;
+    let mut demo = Demo {
+        exe: std::env::current_exe().context("locating the asyncpay binary")?,
+        args,
+        root,
+        chain,
+        electrum,
+        mailbox_url: String::new(),
+        control: Control::new()?,
+        nodes: Party::ALL
+            .iter()
+            .map(|&party| Node {
+                party,
+                dir: PathBuf::new(),
+                running: None,
+                key: String::new(),
+            })
+            .collect(),
+        children: Children::default(),
+        narrator,
+        txids: Vec::new(),
+        events: Events::default(),
+        runs: [0; 3],
+    };
+    let result = demo.play();
+    // Stop the children before the chain and the directory go away.
+    drop(std::mem::take(&mut demo.children));
+    let log_dir = demo.root.path().to_path_buf();
+    let data_dir = if keep {
+        let path = demo.root.path().to_path_buf();
+        let root = std::mem::replace(&mut demo.root, tempfile::tempdir()?);
+        let _ = root.keep();
+        eprintln!("data directories and logs kept in {}", path.display());
+        Some(path.display().to_string())
+    } else {
+        None
+    };
+    let mut transcript = match result {
+        Ok(t) => t,
+        Err(e) => {
+            report_problems(&log_dir);
+            if !keep {
+                eprintln!("(run with --keep to keep the node data directories and logs)");
+            }
+            return Err(e);
+        }
+    };
+    transcript.data_dir = data_dir;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&transcript)?);
+    } else {
+        print_summary(&transcript);
+    }
+    if !transcript.ok {
+        bail!("a check failed (see the table above)");
+    }
+    Ok(())
+}
+
+impl Demo {
+    fn node(&self, party: Party) -> &Node {
+        &self.nodes[party.index()]
+    }
+
+    fn call(&self, party: Party, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.control.call(self.node(party), path, body)
+    }
+
+    fn info(&self, party: Party) -> anyhow::Result<Value> {
+        self.call(party, "/v1/info", json!({}))
+    }
+
+    /// Starts the node of `party` (again) and waits until it wrote its `node.json`.
+    fn start_node(&mut self, party: Party) -> anyhow::Result<()> {
+        let name = party.name();
+        let dir = self.root.path().join(name);
+        std::fs::create_dir_all(&dir)?;
+        let node_file = dir.join("node.json");
+        // A file left by the previous run of this node must not be taken for the new one.
+        let _ = std::fs::remove_file(&node_file);
+        let log = self.root.path().join(format!("{name}.log"));
+        let log_file = OpenOptions::new().create(true).append(true).open(&log)?;
+        self.runs[party.index()] += 1;
+        let run = self.runs[party.index()];
+        let mut command = Command::new(&self.exe);
+        command
+            .args(["node", "run", "--role", party.role(), "--data-dir"])
+            .arg(&dir)
+            .args(["--electrum", &self.electrum, "--mailbox", &self.mailbox_url])
+            .args(["--listen", "127.0.0.1:0"]);
+        if party == Party::S {
+            command
+                .args(["--rpc-url", &self.chain.rpc_url(), "--rpc-cookie"])
+                .arg(self.chain.rpc_cookie_file());
+        }
+        command
+            .env(
+                "RUST_LOG",
+                std::env::var("ASYNCPAY_DEMO_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file.try_clone()?);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting node {name}"))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        self.events
+            .follow(stdout, log_file, party, run, self.narrator.started);
+        self.children.add(name, child, log);
+        let file: NodeFile = {
+            let children = &mut self.children;
+            wait_for(&format!("{name} to write node.json"), START_TIMEOUT, || {
+                children.check_alive(name)?;
+                let Ok(text) = std::fs::read_to_string(&node_file) else {
+                    return Ok(None);
+                };
+                let Ok(file) = serde_json::from_str::<NodeFile>(&text) else {
+                    return Ok(None);
+                };
+                Ok((file.pid == pid).then_some(file))
+            })?
+        };
+        let token = wait_for(
+            &format!("{name} to write control.token"),
+            START_TIMEOUT,
+            || {
+                Ok(std::fs::read_to_string(dir.join("control.token"))
+                    .ok()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty()))
+            },
+        )?;
+        let node = &mut self.nodes[party.index()];
+        node.dir = dir;
+        node.key = file.node_key.clone();
+        self.narrator.detail(format!(
+            "{name} ({}) pid {} key {}… peers at {}, control at {}",
+            party.role(),
+            file.pid,
+            &file.node_key[..16.min(file.node_key.len())],
+            file.peer_addr,
+            file.control_url
+        ));
+        node.running = Some((file, token));
+        Ok(())
+    }
+
+    /// Asks a node to stop and waits for its process to exit.
+    fn stop_node(&mut self, party: Party) -> anyhow::Result<()> {
+        self.call(party, "/v1/stop", json!({}))?;
+        self.children
+            .wait_exit(party.name(), Duration::from_secs(30))?;
+        self.nodes[party.index()].running = None;
+        self.narrator.detail(format!("{} stopped", party.name()));
+        Ok(())
+    }
+
+    fn start_mailbox(&mut self) -> anyhow::Result<()> {
+        let dir = self.root.path().join("mailbox");
+        std::fs::create_dir_all(&dir)?;
+        let log = self.root.path().join("mailbox.log");
+        let mut child = Command::new(&self.exe)
+            .args([
+                "mailbox",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--json",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log)?)
+            .spawn()
+            .context("starting the mailbox server")?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        self.children.add("mailbox", child, log);
+        // The server prints one line with its URL once it listens.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(START_TIMEOUT)
+            .context("the mailbox server did not print its URL")?;
+        let value: Value = serde_json::from_str(line.trim())
+            .with_context(|| format!("mailbox serve printed {line:?}"))?;
+        self.mailbox_url = value["listening"]
+            .as_str()
+            .ok_or_else(|| anyhow!("mailbox serve printed {line:?}"))?
+            .to_string();
+        let pid = self.children.started.last().map_or(0, |(_, pid)| *pid);
+        self.narrator
+            .detail(format!("mailbox pid {pid} at {}", self.mailbox_url));
+        Ok(())
+    }
+
+    /// Mines `n` blocks, waits for electrs and for every running node to see the new tip.
+    fn mine(&mut self, n: u64) -> anyhow::Result<u64> {
+        self.chain.mine(n)?;
+        self.chain.wait_for_electrs_tip()?;
+        let height = self.chain.height()?;
+        for party in Party::ALL {
+            if self.node(party).running.is_none() {
+                continue;
+            }
+            wait_for(
+                &format!("{} to reach height {height}", party.name()),
+                Duration::from_secs(self.args.timeout_secs),
+                || {
+                    let info = self.info(party)?;
+                    Ok((info["height"].as_u64().unwrap_or(0) >= height).then_some(()))
+                },
+            )?;
+        }
+        Ok(height)
+    }
+
+    fn payment_status(&self, party: Party, payment_id: &str) -> anyhow::Result<Option<String>> {
+        let info = self.info(party)?;
+        Ok(info["payments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["payment_id"].as_str() == Some(payment_id))
+            .and_then(|p| p["status"].as_str().map(str::to_string)))
+    }
+
+    fn payment_record(&self, party: Party, payment_id: &str) -> anyhow::Result<Value> {
+        let info = self.info(party)?;
+        info["payments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["payment_id"].as_str() == Some(payment_id))
+            .map(|p| p["record"].clone())
+            .ok_or_else(|| anyhow!("{} has no payment {payment_id}", party.name()))
+    }
+
+    /// Waits until `party` reports `payment_id` with status `want`; a status in `stop` ends
+    /// the wait with an error.
+    fn await_status(
+        &mut self,
+        party: Party,
+        payment_id: &str,
+        want: &str,
+        stop: &[&str],
+    ) -> anyhow::Result<()> {
+        let name = party.name();
+        let children = &mut self.children;
+        let control = &self.control;
+        let node = &self.nodes[party.index()];
+        let mut last = None;
+        wait_for(
+            &format!("{name} to report payment status {want}"),
+            Duration::from_secs(self.args.timeout_secs),
+            || {
+                children.check_alive(name)?;
+                let info = control.call(node, "/v1/info", json!({}))?;
+                let status = info["payments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["payment_id"].as_str() == Some(payment_id))
+                    .and_then(|p| p["status"].as_str().map(str::to_string));
+                if status.as_deref() == Some(want) {
+                    return Ok(Some(()));
+                }
+                if let Some(s) = status.as_deref() {
+                    if stop.contains(&s) {
+                        bail!("{name}: payment ended as {s}, not {want}");
+                    }
+                }
+                last = status;
+                Ok(None)
+            },
+        )
+        .with_context(|| format!("last status at {name}: {last:?}"))?;
+        self.narrator.detail(format!("{name}: payment {want}"));
+        Ok(())
+    }
+
+    /// The channel `channel_id` as `party` reports it.
+    fn channel(&self, party: Party, channel_id: &str) -> anyhow::Result<Value> {
+        let info = self.info(party)?;
+        info["channels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["channel_id"].as_str() == Some(channel_id))
+            .cloned()
+            .ok_or_else(|| anyhow!("{} has no channel {channel_id}", party.name()))
+    }
+
+    fn own_balance(&self, party: Party, channel_id: &str) -> anyhow::Result<u64> {
+        let c = self.channel(party, channel_id)?;
+        c["to_self_sat"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("{}: channel without to_self_sat: {c}", party.name()))
+    }
+
+    /// Funds a node's wallet from the faucet through the mempool; returns the txid.
+    fn fund_wallet(&mut self, party: Party, amount: Amount) -> anyhow::Result<Txid> {
+        let answer = self.call(party, "/v1/address", json!({}))?;
+        let text = answer["address"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{}: /v1/address answered {answer}", party.name()))?;
+        let address = text
+            .parse::<Address<NetworkUnchecked>>()?
+            .require_network(Network::Regtest)?;
+        let (outpoint, _) = self.chain.fund(&address.script_pubkey(), amount)?;
+        self.narrator.detail(format!(
+            "faucet pays {} {} sat at {address}: {}",
+            party.name(),
+            amount.to_sat(),
+            outpoint.txid
+        ));
+        Ok(outpoint.txid)
+    }
+
+    /// Opens a channel from `opener` to `acceptor`, waits until both hold the signed state 0
+    /// and the funding transaction is in the mempool, and confirms it.
+    fn open_channel(
+        &mut self,
+        opener: Party,
+        acceptor: Party,
+        capacity_sat: u64,
+        label: &'static str,
+    ) -> anyhow::Result<(String, Txid)> {
+        let answer = self.call(
+            opener,
+            "/v1/open",
+            json!({"peer": self.node(acceptor).key, "capacity_sat": capacity_sat}),
+        )?;
+        let channel_id = answer["channel_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("/v1/open answered {answer}"))?
+            .to_string();
+        self.narrator.detail(format!(
+            "{} opens {label} ({capacity_sat} sat): channel {channel_id}",
+            opener.name()
+        ));
+        let mut funding: Option<Txid> = None;
+        for party in [opener, acceptor] {
+            let outpoint: String = {
+                let children = &mut self.children;
+                let control = &self.control;
+                let node = &self.nodes[party.index()];
+                wait_for(
+                    &format!("{} to hold the signed state 0 of {label}", party.name()),
+                    Duration::from_secs(self.args.timeout_secs),
+                    || {
+                        children.check_alive(party.name())?;
+                        let info = control.call(node, "/v1/info", json!({}))?;
+                        let channel = info["channels"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|c| c["channel_id"].as_str() == Some(channel_id.as_str()));
+                        Ok(channel.and_then(|c| {
+                            let funded = c["phase"]
+                                .as_str()
+                                .is_some_and(|p| p.eq_ignore_ascii_case("funded"));
+                            let outpoint = c["funding_outpoint"].as_str()?;
+                            funded.then(|| outpoint.to_string())
+                        }))
+                    },
+                )?
+            };
+            let txid: Txid = outpoint
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .with_context(|| format!("funding outpoint {outpoint}"))?;
+            if funding.is_some_and(|t| t != txid) {
+                bail!("{label}: the two sides name different funding transactions");
+            }
+            funding = Some(txid);
+        }
+        let txid = funding.expect("set in the loop");
+        {
+            let chain = &self.chain;
+            let children = &mut self.children;
+            wait_for(
+                &format!("the funding transaction of {label} in the mempool"),
+                Duration::from_secs(self.args.timeout_secs),
+                || {
+                    children.check_alive(opener.name())?;
+                    Ok(chain.in_mempool(&txid)?.then_some(()))
+                },
+            )?;
+        }
+        let height = self.chain.confirm(&txid)?;
+        self.chain.wait_for_electrs_tip()?;
+        for party in [opener, acceptor] {
+            let id = json!(channel_id);
+            self.await_event(party, &format!("{label} funding confirmed"), |e| {
+                e["event"] == "channel" && e["channel_id"] == id && e["what"] == "FundingConfirmed"
+            })?;
+        }
+        self.narrator.detail(format!(
+            "funding transaction {txid} confirmed at height {height}; both sides saw it"
+        ));
+        self.txids.push(TxRecord {
+            what: format!("{label} funding"),
+            txid: txid.to_string(),
+            confirmed_at: Some(height),
+        });
+        Ok((channel_id, txid))
+    }
+
+    fn begin(&mut self, name: &'static str, title: impl Into<String>) {
+        self.narrator.begin(name, title);
+    }
+
+    /// Waits until `party`'s current process reports an event that `matches`.
+    fn await_event(
+        &mut self,
+        party: Party,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<()> {
+        let run = self.runs[party.index()];
+        let children = &mut self.children;
+        let events = &self.events;
+        wait_for(
+            &format!("{} to report {what}", party.name()),
+            Duration::from_secs(self.args.timeout_secs),
+            || {
+                children.check_alive(party.name())?;
+                Ok(events.any(party, run, &matches).then_some(()))
+            },
+        )
+    }
+
+    /// Waits until `party`'s current process reports a connection with `peer`.
+    fn await_connected(&mut self, party: Party, peer: Party) -> anyhow::Result<()> {
+        let key = json!(self.node(peer).key);
+        self.await_event(party, &format!("a connection to {}", peer.name()), |e| {
+            e["event"] == "connected" && e["peer"] == key
+        })
+    }
+
+    /// The whole run; the caller cleans up.
+    fn play(&mut self) -> anyhow::Result<Transcript> {
+        let amount = self.args.amount_sat;
+
+        self.begin(
+            "mailbox",
+            "start the mailbox server (asyncpay mailbox serve)",
+        );
+        self.start_mailbox()?;
+
+        self.begin(
+            "nodes",
+            "start payer A, LSP S and payee B (asyncpay node run)",
+        );
+        for party in Party::ALL {
+            self.start_node(party)?;
+        }
+
+        self.begin("fund", "fund the three wallets from the faucet");
+        for party in Party::ALL {
+            let txid = self.fund_wallet(party, Amount::from_sat(WALLET_FUNDS_SAT))?;
+            self.txids.push(TxRecord {
+                what: format!("faucet to {}'s wallet", party.name()),
+                txid: txid.to_string(),
+                confirmed_at: None,
+            });
+        }
+        let height = self.mine(1)?;
+        for record in &mut self.txids {
+            record.confirmed_at = Some(height);
+        }
+        for party in Party::ALL {
+            wait_for(
+                &format!("{}'s wallet to see its coins", party.name()),
+                Duration::from_secs(self.args.timeout_secs),
+                || {
+                    let info = self.info(party)?;
+                    Ok((info["wallet_sat"].as_u64() == Some(WALLET_FUNDS_SAT)).then_some(()))
+                },
+            )?;
+        }
+        self.narrator.detail(format!(
+            "confirmed at height {height}; each wallet holds {WALLET_FUNDS_SAT} sat"
+        ));
+
+        self.begin(
+            "connect",
+            "A and B connect to S over authenticated loopback TCP",
+        );
+        self.connect(Party::A, Party::S)?;
+        self.connect(Party::B, Party::S)?;
+
+        self.begin(
+            "open",
+            "open and confirm the channels A–S (A funds) and S–B (S funds)",
+        );
+        let (as_id, as_txid) = self.open_channel(Party::A, Party::S, AS_CAPACITY_SAT, "A–S")?;
+        let (sb_id, sb_txid) = self.open_channel(Party::S, Party::B, SB_CAPACITY_SAT, "S–B")?;
+        let before = [
+            self.own_balance(Party::A, &as_id)?,
+            self.own_balance(Party::S, &as_id)?,
+            self.own_balance(Party::S, &sb_id)?,
+            self.own_balance(Party::B, &sb_id)?,
+        ];
+        self.narrator.detail(format!(
+            "A–S: A {} / S {} sat; S–B: S {} / B {} sat",
+            before[0], before[1], before[2], before[3]
+        ));
+
+        self.begin(
+            "contact",
+            "B publishes its mailbox contact and goes offline",
+        );
+        let contact = self.call(Party::B, "/v1/contact", json!({}))?;
+        self.narrator.detail(format!(
+            "contact: node {}…, mailbox {}",
+            contact["node_key"]
+                .as_str()
+                .map(|k| &k[..16.min(k.len())])
+                .unwrap_or("?"),
+            contact["mailbox_url"].as_str().unwrap_or("?")
+        ));
+        self.stop_node(Party::B)?;
+
+        self.begin(
+            "pay",
+            format!("A pays B {amount} sat through S, posts its letter and goes offline"),
+        );
+        let answer = self.call(
+            Party::A,
+            "/v1/pay",
+            json!({"lsp": self.node(Party::S).key, "contact": contact, "amount_sat": amount}),
+        )?;
+        let payment_id = answer["payment_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("/v1/pay answered {answer}"))?
+            .to_string();
+        self.narrator.detail(format!("payment {payment_id}"));
+        self.await_status(Party::A, &payment_id, "posted", &["void", "cancelling"])?;
+        self.await_status(Party::S, &payment_id, "offered", &["cancelled"])?;
+        let record = self.payment_record(Party::A, &payment_id)?;
+        let fee = record["fee_sat"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("A's payment record has no fee_sat"))?;
+        self.narrator.detail(format!(
+            "S offered {amount} sat to B for A's signature, fee {fee} sat; the letter is in B's mailbox"
+        ));
+        let held = self.own_balance(Party::S, &as_id)?;
+        self.narrator.detail(format!(
+            "nothing has moved yet: S's balance in A–S is still {held} sat"
+        ));
+        self.stop_node(Party::A)?;
+
+        self.begin(
+            "sell",
+            "B comes online, fetches the letter and sells A's signature to S",
+        );
+        self.start_node(Party::B)?;
+        // B redials the peers it knows by itself.
+        self.await_connected(Party::B, Party::S)?;
+        self.narrator.detail("B reconnected to S");
+        let asked = self.narrator.started.elapsed();
+        let fetched = self.call(Party::B, "/v1/fetch", json!({}))?;
+        self.events.push(
+            asked,
+            Party::B,
+            self.runs[Party::B.index()],
+            json!({"event": "fetched"}),
+        );
+        self.narrator
+            .detail(format!("B fetched {} letter(s)", fetched["letters"]));
+        self.await_status(Party::B, &payment_id, "paid", &["refused"])?;
+        self.await_status(Party::S, &payment_id, "sold", &["cancelled"])?;
+
+        self.begin("receipt", "A comes back online and receives its receipt");
+        self.start_node(Party::A)?;
+        self.await_connected(Party::A, Party::S)?;
+        self.narrator.detail("A reconnected to S");
+        self.connect(Party::A, Party::S)?;
+        self.await_status(Party::A, &payment_id, "completed", &["void"])?;
+        let after = [
+            self.own_balance(Party::A, &as_id)?,
+            self.own_balance(Party::S, &as_id)?,
+            self.own_balance(Party::S, &sb_id)?,
+            self.own_balance(Party::B, &sb_id)?,
+        ];
+        self.narrator.detail(format!(
+            "A–S: A {} / S {} sat; S–B: S {} / B {} sat",
+            after[0], after[1], after[2], after[3]
+        ));
+        let status = json!({
+            "payer": self.payment_status(Party::A, &payment_id)?,
+            "lsp": self.payment_status(Party::S, &payment_id)?,
+            "payee": self.payment_status(Party::B, &payment_id)?,
+        });
+
+        self.begin("stop", "stop the nodes");
+        for party in Party::ALL {
+            self.stop_node(party)?;
+        }
+        self.narrator.end();
+
+        let rows = [
+            ("A–S", &as_id, "A"),
+            ("A–S", &as_id, "S"),
+            ("S–B", &sb_id, "S"),
+            ("S–B", &sb_id, "B"),
+        ];
+        let balances: Vec<Balance> = rows
+            .iter()
+            .zip(before.iter().zip(after.iter()))
+            .map(|((channel, id, party), (b, a))| Balance {
+                channel,
+                channel_id: id.to_string(),
+                party,
+                before_sat: *b,
+                after_sat: *a,
+                change_sat: *a as i64 - *b as i64,
+            })
+            .collect();
+        let paid = (amount + fee) as i64;
+        let checks = vec![
+            check("payer status", json!("completed"), status["payer"].clone()),
+            check("lsp status", json!("sold"), status["lsp"].clone()),
+            check("payee status", json!("paid"), status["payee"].clone()),
+            check(
+                "A's change in A–S",
+                json!(-paid),
+                json!(balances[0].change_sat),
+            ),
+            check(
+                "S's change in A–S",
+                json!(paid),
+                json!(balances[1].change_sat),
+            ),
+            check(
+                "S's change in S–B",
+                json!(-(amount as i64)),
+                json!(balances[2].change_sat),
+            ),
+            check(
+                "B's change in S–B",
+                json!(amount as i64),
+                json!(balances[3].change_sat),
+            ),
+            check(
+                "A–S capacity conserved",
+                json!(AS_CAPACITY_SAT),
+                json!(after[0] + after[1]),
+            ),
+            check(
+                "S–B capacity conserved",
+                json!(SB_CAPACITY_SAT),
+                json!(after[2] + after[3]),
+            ),
+        ];
+        let ok = checks.iter().all(|c| c.ok);
+        let keys: Vec<Value> = self
+            .nodes
+            .iter()
+            .map(|n| json!({"name": n.party.name(), "role": n.party.role(), "node_key": n.key}))
+            .collect();
+        let channels = vec![
+            json!({"name": "A–S", "channel_id": as_id, "opener": "A", "capacity_sat": AS_CAPACITY_SAT, "funding_txid": as_txid.to_string()}),
+            json!({"name": "S–B", "channel_id": sb_id, "opener": "S", "capacity_sat": SB_CAPACITY_SAT, "funding_txid": sb_txid.to_string()}),
+        ];
+        let messages = self.messages();
+        let mermaid = mermaid(&self.narrator.steps, &messages);
+        Ok(Transcript {
+            version: TRANSCRIPT_VERSION,
+            ok,
+            amount_sat: amount,
+            fee_sat: fee,
+            payment_id,
+            status,
+            nodes: keys,
+            channels,
+            balances,
+            txids: self.txids.clone(),
+            steps: self.narrator.steps.clone(),
+            messages,
+            mermaid,
+            checks,
+            processes: self
+                .children
+                .started
+                .iter()
+                .map(|(name, pid)| json!({"name": name, "pid": pid}))
+                .collect(),
+            total_ms: self.narrator.started.elapsed().as_millis() as u64,
+            data_dir: None,
+        })
+    }
+
+    /// The messages of the run, in order: peer messages the nodes delivered, letters posted
+    /// to and fetched from the mailbox. Each belongs to the step during which it happened.
+    fn messages(&self) -> Vec<Msg> {
+        let name_of = |key: &Value| {
+            self.nodes
+                .iter()
+                .find(|n| !n.key.is_empty() && json!(n.key) == *key)
+                .map_or("?", |n| n.party.name())
+        };
+        let steps = &self.narrator.steps;
+        self.events
+            .all()
+            .into_iter()
+            .filter_map(|seen| {
+                let e = &seen.event;
+                let from = seen.party.name();
+                let (from, to, what) = match e["event"].as_str()? {
+                    "send" if e["delivered"] == true => (
+                        from,
+                        name_of(&e["to"]),
+                        e["message"].as_str().unwrap_or("?").to_string(),
+                    ),
+                    "letter_posted" => (from, "mailbox", "letter (age-encrypted to B)".into()),
+                    "fetched" => ("mailbox", from, "letter".into()),
+                    _ => return None,
+                };
+                let at_ms = seen.at.as_secs_f64() * 1000.0;
+                let step = steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.started_ms as f64 <= at_ms)
+                    .map_or(0, |s| s.n);
+                Some(Msg {
+                    step,
+                    at_ms: (at_ms * 1000.0).round() / 1000.0,
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    what,
+                })
+            })
+            .collect()
+    }
+
+    /// `from` dials `to`'s peer address; `to` is first told to accept `from` (a node
+    /// refuses peers it does not know).
+    fn connect(&mut self, from: Party, to: Party) -> anyhow::Result<()> {
+        let addr = self
+            .node(to)
+            .running
+            .as_ref()
+            .map(|(f, _)| f.peer_addr.clone())
+            .ok_or_else(|| anyhow!("{} is not running", to.name()))?;
+        self.call(to, "/v1/connect", json!({"node_key": self.node(from).key}))?;
+        self.call(
+            from,
+            "/v1/connect",
+            json!({"node_key": self.node(to).key, "addr": addr}),
+        )?;
+        self.await_connected(from, to)?;
+        self.await_connected(to, from)?;
+        self.narrator.detail(format!(
+            "{} connected to {} at {addr} (Noise XX, both node keys checked)",
+            from.name(),
+            to.name()
+        ));
+        Ok(())
+    }
+}
+
+/// Prints the refusals and errors the processes logged, so that a failed run says why.
+fn report_problems(dir: &Path) {
+    for name in ["A", "S", "B", "mailbox"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("refused") || l.contains("error") || l.contains("panicked")
+            })
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        eprintln!("{name} reported:");
+        for line in &lines[lines.len().saturating_sub(5)..] {
+            eprintln!("    {line}");
+        }
+    }
+}
+
+fn check(what: &str, expected: Value, actual: Value) -> Check {
+    Check {
+        what: what.to_string(),
+        ok: expected == actual,
+        expected,
+        actual,
+    }
+}
+
+/// One JSON line a node printed on stdout, stamped with the time it reached the demo.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Duration,
+    party: Party,
+    run: u32,
+    event: Value,
+}
+
+/// The nodes' stdout events, in order of arrival. Nodes print a line right after they act
+/// (for a message: right after handing it to the connection), so the order of arrival across
+/// processes is the order of the messages.
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<Seen>>>);
+
+impl Events {
+    /// Copies every line of `stdout` to `log` and records its JSON events, on a thread.
+    fn follow(&self, stdout: ChildStdout, mut log: File, party: Party, run: u32, t0: Instant) {
+        let events = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let at = t0.elapsed();
+                let _ = writeln!(log, "{line}");
+                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    if event.is_object() {
+                        events.push(at, party, run, event);
+                    }
+                }
+            }
+        });
+    }
+
+    fn push(&self, at: Duration, party: Party, run: u32, event: Value) {
+        let mut all = self.0.lock().expect("events lock");
+        let index = all.partition_point(|e| e.at <= at);
+        all.insert(
+            index,
+            Seen {
+                at,
+                party,
+                run,
+                event,
+            },
+        );
+    }
+
+    fn any(&self, party: Party, run: u32, matches: impl Fn(&Value) -> bool) -> bool {
+        self.0
+            .lock()
+            .expect("events lock")
+            .iter()
+            .any(|e| e.party == party && e.run == run && matches(&e.event))
+    }
+
+    fn all(&self) -> Vec<Seen> {
+        self.0.lock().expect("events lock").clone()
+    }
+}
+
+/// The mermaid sequence diagram of the messages, one note per step.
+fn mermaid(steps: &[Step], messages: &[Msg]) -> String {
+    let mut out = String::from(
+        "sequenceDiagram\n    participant A as A (payer)\n    participant S as S (LSP)\n    \
+         participant mailbox as mailbox\n    participant B as B (payee)\n",
+    );
+    for step in steps {
+        let msgs: Vec<&Msg> = messages.iter().filter(|m| m.step == step.n).collect();
+        if msgs.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "    Note over A,B: {}. {}\n",
+            step.n,
+            step.title.replace(';', ",")
+        ));
+        for m in msgs {
+            out.push_str(&format!(
+                "    {}->>{}: {}\n",
+                m.from,
+                m.to,
+                m.what.replace(';', ",")
+            ));
+        }
+    }
+    out
+}
+
+fn print_summary(t: &Transcript) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\nA paid B {} sat through S (fee {} sat); payment {}\n",
+        t.amount_sat, t.fee_sat, t.payment_id
+    );
+    let _ = writeln!(
+        out,
+        "| channel | party | before (sat) | after (sat) | change |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    for b in &t.balances {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:+} |",
+            b.channel, b.party, b.before_sat, b.after_sat, b.change_sat
+        );
+    }
+    let _ = writeln!(out, "\n| transaction | txid | confirmed at |");
+    let _ = writeln!(out, "|---|---|---:|");
+    for tx in &t.txids {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            tx.what,
+            tx.txid,
+            tx.confirmed_at
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    let _ = writeln!(out, "\n| step | what | took (ms) |");
+    let _ = writeln!(out, "|---:|---|---:|");
+    for s in &t.steps {
+        let _ = writeln!(out, "| {} | {} | {} |", s.n, s.title, s.duration_ms);
+    }
+    let _ = writeln!(out, "\n| check | expected | actual | |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for c in &t.checks {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            c.what,
+            c.expected,
+            c.actual,
+            if c.ok { "ok" } else { "FAILED" }
+        );
+    }
+    let _ = writeln!(out, "\ntotal {:.1} s\n", t.total_ms as f64 / 1000.0);
+    let _ = writeln!(out, "```mermaid\n{}```", t.mermaid);
+}

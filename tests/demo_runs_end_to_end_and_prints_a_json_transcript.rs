@@ -1,0 +1,138 @@
+//! `asyncpay demo --json`, run as a user runs it: regtest bitcoind and electrs, the mailbox
+//! and three node processes. The transcript must show the payment completed at every party,
+//! channel balances that moved by exactly the amount and the LSP's fee, confirmed funding
+//! transactions, timed steps, the messages of the protocol in the sequence diagram, and no
+//! child process left running.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const AMOUNT: u64 = 50_000;
+
+fn balance<'a>(t: &'a Value, channel: &str, party: &str) -> &'a Value {
+    t["balances"]
+        .as_array()
+        .expect("balances")
+        .iter()
+        .find(|b| b["channel"] == channel && b["party"] == party)
+        .unwrap_or_else(|| panic!("no balance row {channel}/{party}"))
+}
+
+fn change(t: &Value, channel: &str, party: &str) -> i64 {
+    let row = balance(t, channel, party);
+    let before = row["before_sat"].as_i64().expect("before_sat");
+    let after = row["after_sat"].as_i64().expect("after_sat");
+    assert_eq!(row["change_sat"].as_i64(), Some(after - before), "{row}");
+    after - before
+}
+
+#[test]
+fn demo_runs_end_to_end_and_prints_a_json_transcript() {
+    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
+        .args(["demo", "--json", "--amount-sat", &AMOUNT.to_string()])
+        .output()
+        .expect("run asyncpay demo");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stderr}");
+    let t: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{stderr}"));
+
+    assert_eq!(t["version"], 1);
+    assert_eq!(t["ok"], true, "{:#}", t["checks"]);
+    assert_eq!(t["status"]["payer"], "completed");
+    assert_eq!(t["status"]["lsp"], "sold");
+    assert_eq!(t["status"]["payee"], "paid");
+
+    // Exact balances: A pays the amount and S's fee, B receives the amount.
+    assert_eq!(t["amount_sat"].as_u64(), Some(AMOUNT));
+    let fee = t["fee_sat"].as_i64().expect("fee_sat");
+    assert!(fee > 0, "S charges a fee");
+    let amount = AMOUNT as i64;
+    assert_eq!(change(&t, "A–S", "A"), -(amount + fee));
+    assert_eq!(change(&t, "A–S", "S"), amount + fee);
+    assert_eq!(change(&t, "S–B", "S"), -amount);
+    assert_eq!(change(&t, "S–B", "B"), amount);
+    for (channel, capacity) in [("A–S", 1_000_000), ("S–B", 400_000)] {
+        let sum: i64 = t["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["channel"] == channel)
+            .map(|b| b["after_sat"].as_i64().unwrap())
+            .sum();
+        assert_eq!(sum, capacity, "{channel} conserves its capacity");
+    }
+
+    // Both channels were funded by transactions the chain confirmed.
+    let channels = t["channels"].as_array().expect("channels");
+    assert_eq!(channels.len(), 2);
+    for channel in channels {
+        let txid = channel["funding_txid"].as_str().expect("funding_txid");
+        let record = t["txids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["txid"] == txid)
+            .unwrap_or_else(|| panic!("funding {txid} not among the txids"));
+        assert!(record["confirmed_at"].as_u64().unwrap() > 100, "{record}");
+        assert_eq!(txid.len(), 64);
+    }
+
+    // Every step is timed, in order, and the story is complete.
+    let steps = t["steps"].as_array().expect("steps");
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for name in [
+        "chain", "nodes", "fund", "open", "contact", "pay", "sell", "receipt",
+    ] {
+        assert!(names.contains(&name), "step {name} missing from {names:?}");
+    }
+    let mut last = 0;
+    for step in steps {
+        let started = step["started_ms"].as_u64().unwrap();
+        assert!(started >= last, "steps out of order");
+        last = started;
+        assert!(step["duration_ms"].is_u64());
+    }
+    assert!(t["total_ms"].as_u64().unwrap() >= last);
+
+    // The diagram shows the messages that make the payment, from the nodes' own reports.
+    let mermaid = t["mermaid"].as_str().expect("mermaid");
+    assert!(mermaid.starts_with("sequenceDiagram\n"), "{mermaid}");
+    for arrow in [
+        "A->>S: request",
+        "S->>A: offer",
+        "A->>mailbox: letter",
+        "mailbox->>B: letter",
+        "B->>S: invoice",
+        "S->>A: receipt",
+    ] {
+        assert!(mermaid.contains(arrow), "{arrow} missing from\n{mermaid}");
+    }
+    let pay_step = steps.iter().find(|s| s["name"] == "pay").unwrap()["n"].clone();
+    assert!(
+        t["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["step"] == pay_step && m["from"] == "A" && m["to"] == "mailbox"),
+        "the letter is posted during the pay step"
+    );
+
+    // No child process outlives the demo.
+    let processes = t["processes"].as_array().expect("processes");
+    assert!(
+        processes.len() >= 6,
+        "mailbox, three nodes and two restarts"
+    );
+    for p in processes {
+        let pid = p["pid"].as_u64().unwrap();
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .map(|c| !c.contains("asyncpay"))
+                    .unwrap_or(true),
+            "{p} still runs"
+        );
+    }
+}
