@@ -156,7 +156,8 @@ struct Node {
     next_conn: u64,
     shared_delay: u16,
     height: u32,
-    watches: BTreeMap<OutPoint, HashSet<Txid>>,
+    /// Watched outpoints and the spends already handed to the core: (txid, confirmed).
+    watches: BTreeMap<OutPoint, HashSet<(Txid, bool)>>,
     funding: HashMap<ChannelId, Transaction>,
     stop: bool,
     node_secret: asyncpay::crypto::keys::SecretKey,
@@ -756,14 +757,16 @@ impl Node {
             let history =
                 tokio::task::block_in_place(|| client.script_get_history(&out.script_pubkey))?;
             for item in history {
-                let seen_key = item.tx_hash;
                 let confirmed_at = u32::try_from(item.height).ok().filter(|h| *h > 0);
+                // Each spend goes to the core once when seen and once when confirmed: an old
+                // spend handed over again would look like a new stale state to the channel.
+                let seen_key = (item.tx_hash, confirmed_at.is_some());
                 let fresh = self
                     .watches
                     .get_mut(&outpoint)
                     .map(|seen| seen.insert(seen_key))
                     .unwrap_or(false);
-                if !fresh && confirmed_at.is_none() {
+                if !fresh {
                     continue;
                 }
                 let tx = tokio::task::block_in_place(|| client.transaction_get(&item.tx_hash))?;
