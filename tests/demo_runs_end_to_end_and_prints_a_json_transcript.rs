@@ -1,8 +1,9 @@
 //! `asyncpay demo --json`, run as a user runs it: regtest bitcoind and electrs, the mailbox
 //! and three node processes. The transcript must show the payment completed at every party,
 //! channel balances that moved by exactly the amount and the LSP's fee, confirmed funding
-//! transactions, timed steps, the messages of the protocol in the sequence diagram, and no
-//! child process left running.
+//! transactions, timed steps, the messages of the protocol in the sequence diagram, the
+//! on-chain epilogue (A's stale state 0 confirmed, overridden by S's state 1, whose
+//! settlement pays both exactly their state-1 balances), and no child process left running.
 
 use std::process::Command;
 
@@ -118,6 +119,43 @@ fn demo_runs_end_to_end_and_prints_a_json_transcript() {
             .any(|m| m["step"] == pay_step && m["from"] == "A" && m["to"] == "mailbox"),
         "the letter is posted during the pay step"
     );
+
+    // Enforcement on chain: the stale state is overridden and the latest one settles.
+    let e = &t["enforcement"];
+    assert_eq!(e["stale_state"], 0, "{e}");
+    assert_eq!(e["override_state"], 1, "{e}");
+    assert_eq!(
+        e["settled_to_a"].as_i64(),
+        balance(&t, "A–S", "A")["after_sat"].as_i64(),
+        "{e}"
+    );
+    assert_eq!(
+        e["settled_to_s"].as_i64(),
+        balance(&t, "A–S", "S")["after_sat"].as_i64(),
+        "{e}"
+    );
+    let mut heights = vec![];
+    for key in ["stale_txid", "override_txid", "settlement_txid"] {
+        let txid = e[key].as_str().expect(key);
+        let record = t["txids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["txid"] == txid)
+            .unwrap_or_else(|| panic!("{key} {txid} not among the txids"));
+        heights.push(record["confirmed_at"].as_u64().expect("confirmed"));
+    }
+    assert!(
+        heights[0] < heights[1],
+        "U_1 confirms after U_0: {heights:?}"
+    );
+    assert!(
+        heights[2] >= heights[1] + 6,
+        "the settlement waits the shared delay: {heights:?}"
+    );
+    for arrow in ["A->>chain: U_0", "S->>chain: U_1", "S->>chain: SE_1"] {
+        assert!(mermaid.contains(arrow), "{arrow} missing from\n{mermaid}");
+    }
 
     // No child process outlives the demo.
     let processes = t["processes"].as_array().expect("processes");

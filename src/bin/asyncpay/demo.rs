@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use asyncpay::chain::regtest::{Regtest, RegtestOptions};
+use asyncpay::crypto::keys::PublicKey;
+use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use asyncpay::node::store::Store;
+use asyncpay::protocol::channel::Snapshot;
+use asyncpay::tx::anchor::{cpfp_child, find_anchor, package_fee, CHILD_VBYTES};
+use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::address::NetworkUnchecked;
 use bitcoin::{Address, Amount, Network, Txid};
 use clap::Args;
@@ -48,6 +54,10 @@ pub struct DemoArgs {
     /// What A pays B, in satoshis.
     #[arg(long, default_value_t = 50_000)]
     amount_sat: u64,
+    /// Skip the on-chain epilogue (A publishes its stale state, S overrides it, the
+    /// settlement confirms).
+    #[arg(long)]
+    no_epilogue: bool,
     /// Longest wait for any one condition (a status, a connection, a confirmation), in
     /// seconds.
     #[arg(long, default_value_t = 90)]
@@ -338,6 +348,8 @@ struct Transcript {
     steps: Vec<Step>,
     messages: Vec<Msg>,
     mermaid: String,
+    /// The on-chain epilogue, unless `--no-epilogue`.
+    enforcement: Option<Enforcement>,
     checks: Vec<Check>,
     /// Every child process the demo started (all are gone when it exits).
     processes: Vec<Value>,
@@ -1000,6 +1012,11 @@ impl Demo {
             "nothing has moved yet: S's balance in A–S is still {held} sat"
         ));
         self.stop_node(Party::A)?;
+        let backup = Backup::take(&self.node(Party::A).dir)?;
+        self.narrator.detail(format!(
+            "A's backup as it went offline: A–S at state {}",
+            backup.state(&as_id).map_or("?".into(), |n| n.to_string())
+        ));
 
         self.begin(
             "sell",
@@ -1026,7 +1043,6 @@ impl Demo {
         self.start_node(Party::A)?;
         self.await_connected(Party::A, Party::S)?;
         self.narrator.detail("A reconnected to S");
-        self.connect(Party::A, Party::S)?;
         self.await_status(Party::A, &payment_id, "completed", &["void"])?;
         let after = [
             self.own_balance(Party::A, &as_id)?,
@@ -1044,10 +1060,18 @@ impl Demo {
             "payee": self.payment_status(Party::B, &payment_id)?,
         });
 
-        self.begin("stop", "stop the nodes");
-        for party in Party::ALL {
-            self.stop_node(party)?;
-        }
+        self.begin("offline", "A and B go offline; S stays online");
+        self.stop_node(Party::A)?;
+        self.stop_node(Party::B)?;
+
+        let enforcement = if self.args.no_epilogue {
+            None
+        } else {
+            Some(self.epilogue(&backup, &as_id, after[0], after[1])?)
+        };
+
+        self.begin("stop", "stop S");
+        self.stop_node(Party::S)?;
         self.narrator.end();
 
         let rows = [
@@ -1104,6 +1128,24 @@ impl Demo {
                 json!(after[2] + after[3]),
             ),
         ];
+        let mut checks = checks;
+        if let Some(e) = &enforcement {
+            checks.push(check(
+                "stale U_0 confirmed, then overridden by U_1",
+                json!([0, 1]),
+                json!([e.stale_state, e.override_state]),
+            ));
+            checks.push(check(
+                "settlement pays A its state-1 balance",
+                json!(after[0]),
+                json!(e.settled_to_a),
+            ));
+            checks.push(check(
+                "settlement pays S its state-1 balance",
+                json!(after[1]),
+                json!(e.settled_to_s),
+            ));
+        }
         let ok = checks.iter().all(|c| c.ok);
         let keys: Vec<Value> = self
             .nodes
@@ -1130,6 +1172,7 @@ impl Demo {
             steps: self.narrator.steps.clone(),
             messages,
             mermaid,
+            enforcement,
             checks,
             processes: self
                 .children
@@ -1140,6 +1183,176 @@ impl Demo {
             total_ms: self.narrator.started.elapsed().as_millis() as u64,
             data_dir: None,
         })
+    }
+
+    /// The on-chain epilogue: A, restored from its backup, publishes state 0; S, online,
+    /// overrides it with state 1; the settlement of state 1 confirms after the delay.
+    fn epilogue(
+        &mut self,
+        backup: &Backup,
+        channel_id: &str,
+        to_a: u64,
+        to_s: u64,
+    ) -> anyhow::Result<Enforcement> {
+        let wait = Duration::from_secs(self.args.timeout_secs);
+        self.begin(
+            "stale",
+            "A restores the backup it took when it went offline and publishes the stale state 0",
+        );
+        let height = u32::try_from(self.chain.height()?)?;
+        let stale = backup.force_close(channel_id, height)?;
+        let stale_txid = stale.compute_txid();
+        let stale_state = stale.lock_time.to_consensus_u32() - STATE_LOCKTIME_BASE;
+        let child = self.fee_child(&stale)?;
+        let answer = self.chain.submit_package(&[stale.clone(), child])?;
+        if answer["package_msg"] != "success" {
+            bail!("submitpackage refused A's stale update: {answer}");
+        }
+        self.chain_event(
+            Party::A,
+            format!("U_{stale_state} (stale, restored from backup)"),
+        );
+        let at = self.chain.confirm(&stale_txid)?;
+        self.chain.wait_for_electrs_tip()?;
+        self.narrator.detail(format!(
+            "U_{stale_state} {stale_txid} (nLockTime TL({stale_state})) with a CPFP child \
+             through submitpackage; confirmed at height {at}"
+        ));
+        self.txids.push(TxRecord {
+            what: format!("A's stale update U_{stale_state}"),
+            txid: stale_txid.to_string(),
+            confirmed_at: Some(at),
+        });
+
+        self.begin(
+            "override",
+            "S sees the stale state and overrides it with U_1",
+        );
+        let over = wait_for("S's update spending the stale one", wait, || {
+            spender(&self.chain, stale_txid)
+        })?;
+        let over_txid = over.compute_txid();
+        let override_state = over.lock_time.to_consensus_u32() - STATE_LOCKTIME_BASE;
+        self.chain_event(
+            Party::S,
+            format!("U_{override_state} spends U_{stale_state}"),
+        );
+        let at = u32::try_from(self.chain.confirm(&over_txid)?)?;
+        self.chain.wait_for_electrs_tip()?;
+        self.narrator.detail(format!(
+            "U_{override_state} {over_txid} spends U_{stale_state}'s output; confirmed at height {at}"
+        ));
+        self.txids.push(TxRecord {
+            what: format!("S's override U_{override_state}"),
+            txid: over_txid.to_string(),
+            confirmed_at: Some(u64::from(at)),
+        });
+
+        self.begin(
+            "settle",
+            "after the shared delay S publishes the settlement of state 1",
+        );
+        // SE_n may confirm `shared_delay` blocks after U_n (BIP68); S publishes it as soon as
+        // the next block can carry it.
+        let delay = u64::from(backup.shared_delay(channel_id)?);
+        let blocks = (u64::from(at) + delay - 1).saturating_sub(self.chain.height()?);
+        self.mine(blocks)?;
+        let mut mined = u32::try_from(blocks)?;
+        self.narrator.detail(format!(
+            "mined {blocks} blocks: the next block is {delay} after U_{override_state}'s"
+        ));
+        // S looks at its settlement when a block arrives; if it learnt of U_n's confirmation
+        // only after the block that made SE_n final, it publishes on the next block.
+        let settlement = loop {
+            let quick = Duration::from_secs(3);
+            match wait_for("S's settlement", quick, || spender(&self.chain, over_txid)) {
+                Ok(tx) => break tx,
+                Err(_) if mined < u32::from(delay as u16) * 3 => {
+                    self.mine(1)?;
+                    mined += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if u64::from(mined) > blocks {
+            self.narrator.detail(format!(
+                "S published after {} more block(s)",
+                u64::from(mined) - blocks
+            ));
+        }
+        let settle_txid = settlement.compute_txid();
+        self.chain_event(Party::S, format!("SE_{override_state} (settlement)"));
+        let at = self.chain.confirm(&settle_txid)?;
+        let payout = |party: Party| -> anyhow::Result<u64> {
+            let key = backup.payout_script(channel_id, party)?;
+            Ok(settlement
+                .output
+                .iter()
+                .filter(|o| o.script_pubkey == key)
+                .map(|o| o.value.to_sat())
+                .sum())
+        };
+        let settled_to_a = payout(Party::A)?;
+        let settled_to_s = payout(Party::S)?;
+        self.narrator.detail(format!(
+            "SE_{override_state} {settle_txid} confirmed at height {at}: \
+             A {settled_to_a} sat, S {settled_to_s} sat (state {override_state}: A {to_a}, S {to_s})"
+        ));
+        self.txids.push(TxRecord {
+            what: format!("S's settlement SE_{override_state}"),
+            txid: settle_txid.to_string(),
+            confirmed_at: Some(at),
+        });
+        Ok(Enforcement {
+            stale_state,
+            stale_txid: stale_txid.to_string(),
+            override_state,
+            override_txid: over_txid.to_string(),
+            settlement_txid: settle_txid.to_string(),
+            blocks_to_settlement: mined,
+            settled_to_a,
+            settled_to_s,
+        })
+    }
+
+    /// Records that `party` put a transaction on chain, for the diagram.
+    fn chain_event(&self, party: Party, what: String) {
+        self.events.push(
+            self.narrator.started.elapsed(),
+            party,
+            0,
+            json!({"event": "onchain", "what": what}),
+        );
+    }
+
+    /// A CPFP child for `parent`'s anchor, paid from a fresh faucet coin of the demo's.
+    fn fee_child(&mut self, parent: &bitcoin::Transaction) -> anyhow::Result<bitcoin::Transaction> {
+        use bitcoin::hashes::Hash;
+        use bitcoin::key::{Keypair, TapTweak};
+        use bitcoin::secp256k1::{Message, Secp256k1};
+        use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+
+        let secp = Secp256k1::new();
+        let keypair = Keypair::new(&secp, &mut rand::thread_rng());
+        let (xonly, _) = keypair.x_only_public_key();
+        let script = bitcoin::ScriptBuf::new_p2tr(&secp, xonly, None);
+        let (coin, coin_out) = self.chain.fund(&script, Amount::from_sat(100_000))?;
+        self.chain.confirm(&coin.txid)?;
+        let (_, anchor_out) = find_anchor(parent)?;
+        let fee = package_fee(parent, CHILD_VBYTES, 5);
+        let mut child = cpfp_child(parent, coin, &coin_out, script, fee)?;
+        let sighash = SighashCache::new(&child).taproot_key_spend_signature_hash(
+            1,
+            &Prevouts::All(&[anchor_out, coin_out]),
+            TapSighashType::Default,
+        )?;
+        let tweaked = keypair.tap_tweak(&secp, None);
+        let sig = secp.sign_schnorr(
+            &Message::from_digest(sighash.to_byte_array()),
+            &tweaked.to_keypair(),
+        );
+        child.input[1].witness.push(sig.as_ref());
+        Ok(child)
     }
 
     /// The messages of the run, in order: peer messages the nodes delivered, letters posted
@@ -1166,6 +1379,7 @@ impl Demo {
                     ),
                     "letter_posted" => (from, "mailbox", "letter (age-encrypted to B)".into()),
                     "fetched" => ("mailbox", from, "letter".into()),
+                    "onchain" => (from, "chain", e["what"].as_str().unwrap_or("?").into()),
                     _ => return None,
                 };
                 let at_ms = seen.at.as_secs_f64() * 1000.0;
@@ -1208,6 +1422,121 @@ impl Demo {
             to.name()
         ));
         Ok(())
+    }
+}
+
+/// A channel transaction in the mempool that spends an output of `parent`: a version-3
+/// transaction with a state number as nLockTime (an update) or a settlement.
+fn spender(chain: &Regtest, parent: Txid) -> anyhow::Result<Option<bitcoin::Transaction>> {
+    let pool: Vec<Txid> = chain.rpc("getrawmempool", &[])?;
+    for txid in pool {
+        let tx = chain.transaction(&txid)?;
+        let spends_parent = tx.input.iter().any(|i| i.previous_output.txid == parent);
+        let is_anchor_child = tx
+            .input
+            .iter()
+            .any(|i| i.witness.is_empty() && i.previous_output.txid == parent);
+        if spends_parent && !is_anchor_child && tx.version.0 == 3 {
+            return Ok(Some(tx));
+        }
+    }
+    Ok(None)
+}
+
+/// What the on-chain epilogue showed.
+#[derive(Debug, Clone, Serialize)]
+struct Enforcement {
+    stale_state: u32,
+    stale_txid: String,
+    override_state: u32,
+    override_txid: String,
+    settlement_txid: String,
+    blocks_to_settlement: u32,
+    settled_to_a: u64,
+    settled_to_s: u64,
+}
+
+/// A's data as it went offline: its seed and stored channels. Restored in this process, it
+/// plays an A that publishes an old state. No `Debug`: the seed is secret.
+struct Backup {
+    seed: [u8; 32],
+    channels: Vec<(PublicKey, Snapshot)>,
+}
+
+impl Backup {
+    /// Reads a stopped node's seed and channels.
+    fn take(dir: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(dir.join("seed")).context("A's seed")?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut seed).context("A's seed is not 32 hex bytes")?;
+        let channels = Store::open(&dir.join("node.db"))?.channels()?;
+        Ok(Self { seed, channels })
+    }
+
+    fn snapshot(&self, channel_id: &str) -> anyhow::Result<&Snapshot> {
+        self.channels
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| hex::encode(s.channel_id.0) == channel_id)
+            .ok_or_else(|| anyhow!("the backup has no channel {channel_id}"))
+    }
+
+    /// The channel's shared delay (blocks from an update confirming to its settlement).
+    fn shared_delay(&self, channel_id: &str) -> anyhow::Result<u16> {
+        self.snapshot(channel_id)?
+            .params
+            .as_ref()
+            .map(|p| p.shared_delay)
+            .ok_or_else(|| anyhow!("the backup has no channel parameters"))
+    }
+
+    /// The latest complete state in the backup.
+    fn state(&self, channel_id: &str) -> Option<u64> {
+        self.snapshot(channel_id)
+            .ok()?
+            .complete
+            .as_ref()
+            .map(|c| c.body.number)
+    }
+
+    /// The update transaction the backed-up node publishes when told to force-close.
+    fn force_close(&self, channel_id: &str, height: u32) -> anyhow::Result<bitcoin::Transaction> {
+        let mut core = NodeCore::restore(
+            self.seed,
+            height,
+            self.channels.clone(),
+            Records::Payer(Vec::new()),
+        )?;
+        let id = self.snapshot(channel_id)?.channel_id;
+        let outputs = core.handle(NodeInput::Command(NodeCommand::ForceClose {
+            channel_id: id,
+        }))?;
+        outputs
+            .into_iter()
+            .find_map(|o| match o {
+                NodeOutput::Broadcast(tx) => Some(tx),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow!("the restored node published nothing"))
+    }
+
+    /// The settlement output script of `party` in the channel.
+    fn payout_script(&self, channel_id: &str, party: Party) -> anyhow::Result<bitcoin::ScriptBuf> {
+        let snapshot = self.snapshot(channel_id)?;
+        let params = snapshot
+            .params
+            .as_ref()
+            .ok_or_else(|| anyhow!("the backup has no channel parameters"))?;
+        let key = match party {
+            Party::A => params.payout_a,
+            Party::S => params.payout_s,
+            Party::B => bail!("B has no output in A–S"),
+        };
+        Ok(bitcoin::ScriptBuf::new_p2tr(
+            &bitcoin::secp256k1::Secp256k1::verification_only(),
+            bitcoin::XOnlyPublicKey::from(key),
+            None,
+        ))
     }
 }
 
@@ -1305,7 +1634,8 @@ impl Events {
 fn mermaid(steps: &[Step], messages: &[Msg]) -> String {
     let mut out = String::from(
         "sequenceDiagram\n    participant A as A (payer)\n    participant S as S (LSP)\n    \
-         participant mailbox as mailbox\n    participant B as B (payee)\n",
+         participant mailbox as mailbox\n    participant B as B (payee)\n    \
+         participant chain as regtest chain\n",
     );
     for step in steps {
         let msgs: Vec<&Msg> = messages.iter().filter(|m| m.step == step.n).collect();
@@ -1313,7 +1643,7 @@ fn mermaid(steps: &[Step], messages: &[Msg]) -> String {
             continue;
         }
         out.push_str(&format!(
-            "    Note over A,B: {}. {}\n",
+            "    Note over A,chain: {}. {}\n",
             step.n,
             step.title.replace(';', ",")
         ));
