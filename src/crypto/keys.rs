@@ -181,14 +181,17 @@ impl PublicKey {
     }
 
     /// Checks a BIP340 signature on a raw 32-byte message.
+    ///
+    /// Everything checked here is public, so it runs on libsecp256k1's variable-time
+    /// verifier, which is several times faster than a constant-time one.
     pub fn verify(&self, m: &[u8; 32], signature: &Signature) -> Result<(), KeyError> {
-        if verifier().verify(&self.0, Message::raw(m), &signature.0) {
-            Ok(())
-        } else {
-            Err(KeyError::InvalidSignature {
+        let key = secp256k1::XOnlyPublicKey::from(*self);
+        let sig = secp256k1::schnorr::Signature::from(*signature);
+        crate::crypto::secp()
+            .verify_schnorr(&sig, &secp256k1::Message::from_digest(*m), &key)
+            .map_err(|_| KeyError::InvalidSignature {
                 public_key: self.to_xonly_bytes(),
             })
-        }
     }
 
     pub(crate) fn point(&self) -> &Point<EvenY> {

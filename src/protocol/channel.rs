@@ -77,7 +77,7 @@ use super::messages::{
 use super::transactions as txs;
 
 /// Snapshot format version; [`Channel::restore`] refuses others.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
 
 /// At most this many PTLCs may be pending in one state (bounds transaction and message size).
 pub const MAX_PTLCS: usize = 32;
@@ -473,7 +473,10 @@ pub struct Snapshot {
     pub next_nonce_session: u64,
     /// Our next PTLC counter.
     pub next_ptlc: u64,
-    /// Settlement leaf hash of every state we signed, to answer a stale update.
+    /// Settlement leaf hash of every state we signed, to answer a stale update. It grows by
+    /// 32 bytes a state, so it is stored as one hex string of `state ‖ hash` records
+    /// rather than as a JSON map of byte arrays (which costs ten times as much to write).
+    #[serde(with = "leaf_hash_log")]
     pub settlement_leaf_hashes: BTreeMap<u64, [u8; 32]>,
     /// The chain height last reported.
     pub height: u32,
@@ -740,6 +743,8 @@ pub struct Channel {
     entropy: [u8; 32],
     aux_counter: u64,
     snap: Snapshot,
+    /// The channel's transactions, derived from its parameters once they are known.
+    txs: std::sync::OnceLock<txs::ChannelTxs>,
 }
 
 impl core::fmt::Debug for Channel {
@@ -769,6 +774,7 @@ impl Channel {
             entropy: [0; 32],
             aux_counter: 0,
             snap,
+            txs: std::sync::OnceLock::new(),
         })
     }
 
@@ -912,7 +918,11 @@ impl Channel {
     pub fn pending_price_point(&self) -> Option<AdaptorPoint> {
         let pending = self.snap.pending.as_ref()?;
         let params = self.snap.params.as_ref()?;
-        let m = txs::update_sighash(params, &pending.body).ok()?;
+        let m = self
+            .txs("price_point")
+            .ok()?
+            .update_sighash(&pending.body)
+            .ok()?;
         price_point(
             &pending.proposer_nonce,
             &key_of(params, pending.proposer),
@@ -959,6 +969,12 @@ impl Channel {
             what,
             phase: self.snap.phase,
         })
+    }
+
+    /// The channel's transaction builders (parameters must be known).
+    fn txs(&self, what: &'static str) -> Result<&txs::ChannelTxs, ChannelError> {
+        let params = self.params(what)?;
+        Ok(self.txs.get_or_init(|| txs::ChannelTxs::new(params)))
     }
 
     fn complete_number(&self) -> Option<u64> {
@@ -1073,7 +1089,9 @@ impl Channel {
                     expiry,
                     claim_signature: claim_signature.clone(),
                 };
-                txs::claim(params, &txs::ptlc(params, &record))?
+                let built = self.txs("add_ptlc")?;
+                built
+                    .claim(&built.ptlc(&record))?
                     .verify_offerer_signature(claim_signature)?;
                 body.ptlcs.push(record);
             }
@@ -1138,8 +1156,9 @@ impl Channel {
                         available: balance,
                     });
                 }
-                let output = txs::ptlc_output(params, side, point, amount_sat, checked);
-                let claim = txs::claim(params, &output)?;
+                let built = self.txs("add_ptlc")?;
+                let output = built.ptlc_output(side, point, amount_sat, checked);
+                let claim = built.claim(&output)?;
                 let aux = self.aux();
                 let claim_signature =
                     claim.encrypt_offerer_signature(&txs::keypair(&self.key), &aux);
@@ -1330,7 +1349,7 @@ impl Channel {
             payout_a: terms.payout_key,
             payout_s: m.payout_key,
         };
-        let funding = txs::funding(&params);
+        let funding = txs::ChannelTxs::new(&params).funding().clone();
         self.snap.params = Some(params);
         self.snap.phase = Phase::Accepted;
         Ok(self.commit(
@@ -1429,9 +1448,8 @@ impl Channel {
         m: ProposeUpdate,
         body: StateBody,
     ) -> Result<Vec<Action>, ChannelError> {
-        let params = self.params("propose")?.clone();
-        let sighash = txs::update_sighash(&params, &body)?;
-        let leaf_hash = txs::settlement_leaf_hash(&params, &body)?;
+        let digests = self.txs("propose")?.digests(&body)?;
+        let (sighash, leaf_hash) = (digests.sighash, digests.settlement_leaf_hash);
         let signature = self.sign_fresh(&sighash)?;
         if let Change::Open { funding_outpoint } = m.change {
             self.snap.funding_outpoint = Some(funding_outpoint);
@@ -1470,7 +1488,8 @@ impl Channel {
             });
         }
         let params = self.params("countersign")?.clone();
-        let sighash = txs::update_sighash(&params, &pending.body)?;
+        let digests = self.txs("countersign")?.digests(&pending.body)?;
+        let sighash = digests.sighash;
         key_of(&params, other(self.snap.side))
             .verify(&sighash, &m.signature)
             .map_err(|_| ChannelError::InvalidSignature {
@@ -1482,7 +1501,7 @@ impl Channel {
             .take()
             .ok_or(ChannelError::NonceLost { state: m.state })?;
         let signature = nonce.sign(&self.key, &sighash)?;
-        let leaf_hash = txs::settlement_leaf_hash(&params, &pending.body)?;
+        let leaf_hash = digests.settlement_leaf_hash;
         self.snap
             .settlement_leaf_hashes
             .insert(pending.body.number, leaf_hash);
@@ -1602,7 +1621,7 @@ impl Channel {
             return Err(ChannelError::NonceMismatch { state });
         }
         let params = self.params("complete")?.clone();
-        let sighash = txs::update_sighash(&params, &pending.body)?;
+        let sighash = self.txs("complete")?.update_sighash(&pending.body)?;
         key_of(&params, pending.proposer)
             .verify(&sighash, &signature)
             .map_err(|_| ChannelError::InvalidSignature {
@@ -1681,7 +1700,6 @@ impl Channel {
             .complete
             .clone()
             .ok_or(self.unexpected("force_close"))?;
-        let params = self.params("force_close")?.clone();
         let outpoint = self
             .snap
             .funding_outpoint
@@ -1704,7 +1722,13 @@ impl Channel {
             Some(_) => return Ok(vec![]),
             None => txs::Spent::Funding(outpoint),
         };
-        let tx = txs::signed_update(&params, &rec.body, &rec.sig_a, &rec.sig_s, &spent)?;
+        let tx = txs::signed_update(
+            self.txs("force_close")?,
+            &rec.body,
+            &rec.sig_a,
+            &rec.sig_s,
+            &spent,
+        )?;
         self.snap.phase = Phase::ForceClosing;
         Ok(self.commit(vec![], vec![Action::Broadcast(tx)]))
     }
@@ -1723,7 +1747,8 @@ impl Channel {
                     if let Some(at) = oc.confirmed_at {
                         let ready = height + 1 >= at + u32::from(params.shared_delay);
                         if oc.state == rec.body.number && ready && !oc.settlement_broadcast {
-                            let tx = txs::bound_settlement(params, &rec.body, oc.outpoint)?;
+                            let built = self.txs.get_or_init(|| txs::ChannelTxs::new(params));
+                            let tx = txs::bound_settlement(built, &rec.body, oc.outpoint)?;
                             others.push(Action::Broadcast(tx));
                         }
                     }
@@ -1793,7 +1818,7 @@ impl Channel {
                     Party::S => sig_s,
                 };
                 if let Some(sig) = proposer_sig {
-                    let sighash = txs::update_sighash(&params, &pending.body)?;
+                    let sighash = self.txs("spend")?.update_sighash(&pending.body)?;
                     if key_of(&params, pending.proposer)
                         .verify(&sighash, &sig)
                         .is_ok()
@@ -1855,7 +1880,13 @@ impl Channel {
                     .map_err(|_| ChannelError::UnknownOnChainState { state: m })?,
                 settlement_leaf_hash: leaf,
             };
-            let answer = txs::signed_update(&params, &rec.body, &rec.sig_a, &rec.sig_s, &spent)?;
+            let answer = txs::signed_update(
+                self.txs("spend")?,
+                &rec.body,
+                &rec.sig_a,
+                &rec.sig_s,
+                &spent,
+            )?;
             others.push(Action::Broadcast(answer));
             others.push(Action::Event(Event::StaleUpdateAnswered {
                 stale: m,
@@ -1928,4 +1959,58 @@ fn find_ptlc(
         return Err(ChannelError::NotPayee { id, what });
     }
     Ok(at)
+}
+
+/// The compact encoding of [`Snapshot::settlement_leaf_hashes`]: hex of 40-byte records, the
+/// state (8 bytes, big-endian) then its leaf hash, in increasing state order.
+mod leaf_hash_log {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const RECORD: usize = 40;
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<u64, [u8; 32]>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = Vec::with_capacity(map.len() * RECORD * 2);
+        let mut push = |bytes: &[u8]| {
+            for b in bytes {
+                text.push(DIGITS[usize::from(b >> 4)]);
+                text.push(DIGITS[usize::from(b & 0x0f)]);
+            }
+        };
+        for (state, hash) in map {
+            push(&state.to_be_bytes());
+            push(hash);
+        }
+        serializer.serialize_str(core::str::from_utf8(&text).expect("hex digits are ascii"))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u64, [u8; 32]>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = hex::decode(text.as_bytes()).map_err(D::Error::custom)?;
+        if bytes.len() % RECORD != 0 {
+            return Err(D::Error::custom(
+                "leaf hash log is not whole 40-byte records",
+            ));
+        }
+        let mut map = BTreeMap::new();
+        let mut last = None;
+        for record in bytes.chunks_exact(RECORD) {
+            let (state, hash) = record.split_at(8);
+            let state = u64::from_be_bytes(state.try_into().expect("8 bytes"));
+            if last.is_some_and(|l| l >= state) {
+                return Err(D::Error::custom("leaf hash log states are not increasing"));
+            }
+            last = Some(state);
+            map.insert(state, hash.try_into().expect("32 bytes"));
+        }
+        Ok(map)
+    }
 }

@@ -3,8 +3,10 @@
 //!
 //! Keeping this seam small means a change of transaction format touches this file only.
 
-use bitcoin::secp256k1::{Keypair, Secp256k1};
+use bitcoin::secp256k1::Keypair;
 use bitcoin::taproot::TapLeafHash;
+use std::sync::Mutex;
+
 use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, TxOut};
 
 use crate::crypto::adaptor::AdaptorPoint;
@@ -17,104 +19,149 @@ use crate::tx::{
 
 use super::channel::{ChannelParams, PtlcRecord, StateBody};
 
-/// The funding output of the channel.
-pub(crate) fn funding(params: &ChannelParams) -> Funding {
-    let keys = ChannelKeys::new(params.key_a.into(), params.key_s.into());
-    Funding::new(keys, Amount::from_sat(params.capacity_sat))
+/// What the channel's transactions share, derived once from its parameters: the funding
+/// output (a MuSig2 key aggregation and a taproot tweak) and both payout scripts (a tweak
+/// each). Also remembers the digests of the last state it built, because one update asks
+/// for the same state's sighash and settlement leaf hash several times.
+pub(crate) struct ChannelTxs {
+    params: ChannelParams,
+    funding: Funding,
+    payout_a: ScriptBuf,
+    payout_s: ScriptBuf,
+    last: Mutex<Option<(StateBody, StateDigests)>>,
+}
+
+/// The two digests of a state each party keeps or signs.
+#[derive(Clone, Copy)]
+pub(crate) struct StateDigests {
+    /// What each party signs for the state: U_n's APOAS sighash.
+    pub(crate) sighash: [u8; 32],
+    /// SE_n's leaf hash, kept per signed state to spend a stale update.
+    pub(crate) settlement_leaf_hash: [u8; 32],
+}
+
+impl ChannelTxs {
+    pub(crate) fn new(params: &ChannelParams) -> Self {
+        let keys = ChannelKeys::new(params.key_a.into(), params.key_s.into());
+        ChannelTxs {
+            params: params.clone(),
+            funding: Funding::new(keys, Amount::from_sat(params.capacity_sat)),
+            payout_a: payout_script(&params.payout_a),
+            payout_s: payout_script(&params.payout_s),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The funding output of the channel.
+    pub(crate) fn funding(&self) -> &Funding {
+        &self.funding
+    }
+
+    /// The PTLC output of a PTLC record.
+    pub(crate) fn ptlc(&self, record: &PtlcRecord) -> Ptlc {
+        self.ptlc_output(
+            record.offerer,
+            record.point,
+            record.amount_sat,
+            record.expiry,
+        )
+    }
+
+    /// The PTLC output offered by `offerer` to the other party.
+    pub(crate) fn ptlc_output(
+        &self,
+        offerer: Party,
+        point: AdaptorPoint,
+        amount_sat: u64,
+        expiry: PtlcExpiry,
+    ) -> Ptlc {
+        let params = &self.params;
+        let (offerer, payee) = match offerer {
+            Party::A => (params.key_a, params.key_s),
+            Party::S => (params.key_s, params.key_a),
+        };
+        Ptlc {
+            offerer: offerer.into(),
+            payee: payee.into(),
+            point,
+            amount: Amount::from_sat(amount_sat),
+            expiry,
+        }
+    }
+
+    /// The payout script of `party`.
+    pub(crate) fn payout(&self, party: Party) -> &ScriptBuf {
+        match party {
+            Party::A => &self.payout_a,
+            Party::S => &self.payout_s,
+        }
+    }
+
+    /// The claim of a PTLC output by its payee, paying the payee's payout key.
+    pub(crate) fn claim(&self, ptlc: &Ptlc) -> Result<Claim, TxError> {
+        let payee = if ptlc.payee == self.params.key_a.into() {
+            Party::A
+        } else {
+            Party::S
+        };
+        Claim::new(ptlc, self.payout(payee).clone())
+    }
+
+    /// SE_n of a state.
+    pub(crate) fn settlement(&self, body: &StateBody) -> Result<Settlement, TxError> {
+        let terms = SettlementTerms {
+            a: TxOut {
+                value: Amount::from_sat(body.to_a),
+                script_pubkey: self.payout_a.clone(),
+            },
+            s: TxOut {
+                value: Amount::from_sat(body.to_s),
+                script_pubkey: self.payout_s.clone(),
+            },
+            ptlcs: body.ptlcs.iter().map(|p| self.ptlc(p)).collect(),
+        };
+        Settlement::new(&self.funding, self.params.shared_delay, terms)
+    }
+
+    /// U_n of a state.
+    pub(crate) fn update(&self, body: &StateBody) -> Result<(Update, Settlement), TxError> {
+        let state = u32::try_from(body.number)
+            .map_err(|_| TxError::StateTooLarge { state: body.number })?;
+        let settlement = self.settlement(body)?;
+        let update = Update::new(&self.funding, state, &settlement)?;
+        Ok((update, settlement))
+    }
+
+    /// The sighash and settlement leaf hash of a state, built once per state.
+    pub(crate) fn digests(&self, body: &StateBody) -> Result<StateDigests, TxError> {
+        use bitcoin::hashes::Hash as _;
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((cached, digests)) = last.as_ref() {
+            if cached == body {
+                return Ok(*digests);
+            }
+        }
+        let (update, settlement) = self.update(body)?;
+        let digests = StateDigests {
+            sighash: update.sighash().to_byte_array(),
+            settlement_leaf_hash: settlement.leaf_hash().to_byte_array(),
+        };
+        *last = Some((body.clone(), digests));
+        Ok(digests)
+    }
+
+    /// What each party signs for state n.
+    pub(crate) fn update_sighash(&self, body: &StateBody) -> Result<[u8; 32], TxError> {
+        Ok(self.digests(body)?.sighash)
+    }
 }
 
 /// The script a party's settlement balance and PTLC claims pay to: key-path P2TR.
 pub(crate) fn payout_script(key: &PublicKey) -> ScriptBuf {
-    let secp = Secp256k1::verification_only();
-    ScriptBuf::new_p2tr(&secp, (*key).into(), None)
-}
-
-/// The PTLC output of a PTLC record.
-pub(crate) fn ptlc(params: &ChannelParams, record: &PtlcRecord) -> Ptlc {
-    ptlc_output(
-        params,
-        record.offerer,
-        record.point,
-        record.amount_sat,
-        record.expiry,
-    )
-}
-
-/// The PTLC output offered by `offerer` to the other party.
-pub(crate) fn ptlc_output(
-    params: &ChannelParams,
-    offerer: Party,
-    point: AdaptorPoint,
-    amount_sat: u64,
-    expiry: PtlcExpiry,
-) -> Ptlc {
-    let (offerer, payee) = match offerer {
-        Party::A => (params.key_a, params.key_s),
-        Party::S => (params.key_s, params.key_a),
-    };
-    Ptlc {
-        offerer: offerer.into(),
-        payee: payee.into(),
-        point,
-        amount: Amount::from_sat(amount_sat),
-        expiry,
-    }
-}
-
-/// The claim of a PTLC output by its payee, paying the payee's payout key.
-pub(crate) fn claim(params: &ChannelParams, ptlc: &Ptlc) -> Result<Claim, TxError> {
-    let payee_payout = if ptlc.payee == params.key_a.into() {
-        params.payout_a
-    } else {
-        params.payout_s
-    };
-    Claim::new(ptlc, payout_script(&payee_payout))
-}
-
-/// SE_n of a state.
-pub(crate) fn settlement(params: &ChannelParams, body: &StateBody) -> Result<Settlement, TxError> {
-    let terms = SettlementTerms {
-        a: TxOut {
-            value: Amount::from_sat(body.to_a),
-            script_pubkey: payout_script(&params.payout_a),
-        },
-        s: TxOut {
-            value: Amount::from_sat(body.to_s),
-            script_pubkey: payout_script(&params.payout_s),
-        },
-        ptlcs: body.ptlcs.iter().map(|p| ptlc(params, p)).collect(),
-    };
-    Settlement::new(&funding(params), params.shared_delay, terms)
-}
-
-/// U_n of a state.
-pub(crate) fn update(
-    params: &ChannelParams,
-    body: &StateBody,
-) -> Result<(Update, Settlement), TxError> {
-    let state =
-        u32::try_from(body.number).map_err(|_| TxError::StateTooLarge { state: body.number })?;
-    let settlement = settlement(params, body)?;
-    let update = Update::new(&funding(params), state, &settlement)?;
-    Ok((update, settlement))
-}
-
-/// What each party signs for state n.
-pub(crate) fn update_sighash(
-    params: &ChannelParams,
-    body: &StateBody,
-) -> Result<[u8; 32], TxError> {
-    use bitcoin::hashes::Hash as _;
-    Ok(update(params, body)?.0.sighash().to_byte_array())
-}
-
-/// The settlement leaf hash of a state: kept per signed state to spend a stale update.
-pub(crate) fn settlement_leaf_hash(
-    params: &ChannelParams,
-    body: &StateBody,
-) -> Result<[u8; 32], TxError> {
-    use bitcoin::hashes::Hash as _;
-    Ok(settlement(params, body)?.leaf_hash().to_byte_array())
+    ScriptBuf::new_p2tr(crate::tx::secp(), (*key).into(), None)
 }
 
 /// The output an update spends: the funding output, or the update output of an older state
@@ -132,21 +179,21 @@ pub(crate) enum Spent {
 
 /// The fully signed U_n bound to `spent`.
 pub(crate) fn signed_update(
-    params: &ChannelParams,
+    txs: &ChannelTxs,
     body: &StateBody,
     sig_a: &crate::crypto::keys::Signature,
     sig_s: &crate::crypto::keys::Signature,
     spent: &Spent,
 ) -> Result<Transaction, TxError> {
     use bitcoin::hashes::Hash as _;
-    let funding = funding(params);
-    let (update, _) = update(params, body)?;
+    let funding = txs.funding();
+    let (update, _) = txs.update(body)?;
     let (a, s) = ((*sig_a).into(), (*sig_s).into());
     match spent {
         Spent::Funding(outpoint) => update.bind(
             &SpentChannel::Funding {
                 outpoint: *outpoint,
-                funding: &funding,
+                funding,
             },
             &a,
             &s,
@@ -157,7 +204,7 @@ pub(crate) fn signed_update(
             settlement_leaf_hash,
         } => {
             let output = UpdateOutput::new(
-                &funding,
+                funding,
                 *state,
                 TapLeafHash::from_byte_array(*settlement_leaf_hash),
             )?;
@@ -175,15 +222,15 @@ pub(crate) fn signed_update(
 
 /// SE_n spending the update output of its own state at `outpoint`.
 pub(crate) fn bound_settlement(
-    params: &ChannelParams,
+    txs: &ChannelTxs,
     body: &StateBody,
     outpoint: OutPoint,
 ) -> Result<Transaction, TxError> {
-    let (update, settlement) = update(params, body)?;
+    let (update, settlement) = txs.update(body)?;
     settlement.bind(outpoint, update.output())
 }
 
 /// A libsecp256k1 keypair for the builders that take one.
 pub(crate) fn keypair(key: &SecretKey) -> Keypair {
-    key.to_keypair(&Secp256k1::signing_only())
+    key.to_keypair(crate::tx::secp())
 }

@@ -41,7 +41,7 @@
 use core::fmt;
 
 use bitcoin::hashes::Hash as _;
-use bitcoin::secp256k1::{self, Keypair, Secp256k1};
+use bitcoin::secp256k1::{self, Keypair};
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
 use bitcoin::transaction::Version;
 use bitcoin::{absolute, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
@@ -242,7 +242,7 @@ pub fn combine(
     })?;
     let m = secp256k1::Message::from_digest(close_sighash(funding, tx)?);
     let output_key = funding.spend_info().output_key().to_x_only_public_key();
-    Secp256k1::verification_only()
+    super::secp()
         .verify_schnorr(&sig, &m, &output_key)
         .map_err(|_| TxError::InvalidSignature {
             party: "aggregate close",
@@ -256,6 +256,7 @@ pub fn combine(
 mod tests {
     use super::*;
     use crate::tx::ChannelKeys;
+    use bitcoin::secp256k1::Secp256k1;
 
     use crate::tx::test_keypair as kp;
 

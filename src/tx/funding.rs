@@ -132,8 +132,7 @@ pub struct Funding {
 impl Funding {
     /// The funding output holding `value` for the channel between `keys`.
     pub fn new(keys: ChannelKeys, value: Amount) -> Self {
-        let secp = Secp256k1::verification_only();
-        Self::with_context(&secp, keys, value)
+        Self::with_context(super::secp(), keys, value)
     }
 
     /// [`Funding::new`] with a caller's secp256k1 context.

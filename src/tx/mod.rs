@@ -182,6 +182,8 @@ pub fn dust_limit(script_pubkey: &ScriptBuf) -> Amount {
     script_pubkey.minimal_non_dust()
 }
 
+pub(crate) use crate::crypto::secp;
+
 /// A key pair with secret `[b; 32]`, for the unit tests of the builders.
 #[cfg(test)]
 pub(crate) fn test_keypair(b: u8) -> bitcoin::secp256k1::Keypair {

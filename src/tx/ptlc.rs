@@ -63,7 +63,7 @@ use bitcoin::hashes::{sha256t_hash_newtype, Hash as _};
 use bitcoin::key::XOnlyPublicKey;
 use bitcoin::opcodes::all::{OP_CHECKSIG, OP_CHECKSIGVERIFY, OP_CLTV, OP_DROP};
 use bitcoin::script::Builder;
-use bitcoin::secp256k1::{schnorr, Keypair, Message, Scalar, Secp256k1};
+use bitcoin::secp256k1::{schnorr, Keypair, Message, Scalar};
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
 use bitcoin::taproot::{ControlBlock, LeafVersion, TaprootBuilder, TaprootSpendInfo};
 use bitcoin::transaction::Version;
@@ -206,23 +206,23 @@ impl Ptlc {
 
     /// H + h(T)·G.
     pub fn internal_key(&self) -> XOnlyPublicKey {
-        let secp = Secp256k1::verification_only();
+        let secp = super::secp();
         let tweak = PtlcTweakHash::hash(&self.point.to_bytes()).to_byte_array();
         let tweak = Scalar::from_be_bytes(tweak).expect("a hash below the curve order");
         unspendable_internal_key()
-            .add_tweak(&secp, &tweak)
+            .add_tweak(secp, &tweak)
             .expect("H + h(T)G is not the point at infinity")
             .0
     }
 
     fn spend_info(&self) -> TaprootSpendInfo {
-        let secp = Secp256k1::verification_only();
+        let secp = super::secp();
         TaprootBuilder::new()
             .add_leaf(1, self.success_leaf())
             .expect("depth 1")
             .add_leaf(1, self.timeout_leaf())
             .expect("depth 1")
-            .finalize(&secp, self.internal_key())
+            .finalize(secp, self.internal_key())
             .expect("complete tree")
     }
 
@@ -371,7 +371,7 @@ impl Claim {
         tx.input[0].previous_output = outpoint;
         let leaf = self.ptlc.success_leaf();
         let digest = leaf_sighash(&tx, &self.ptlc.txout(), &leaf)?;
-        let secp = Secp256k1::signing_only();
+        let secp = super::secp();
         let payee_sig = secp.sign_schnorr_with_aux_rand(
             &Message::from_digest(digest.to_byte_array()),
             payee,
@@ -488,7 +488,7 @@ impl Timeout {
                 expected: self.ptlc.offerer.serialize(),
             });
         }
-        let secp = Secp256k1::signing_only();
+        let secp = super::secp();
         let sig =
             secp.sign_schnorr_with_aux_rand(&Message::from_digest(self.sighash()?), offerer, aux);
         let leaf = self.ptlc.timeout_leaf();
@@ -505,6 +505,7 @@ impl Timeout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bitcoin::secp256k1::Secp256k1;
 
     use crate::tx::test_keypair as kp;
 

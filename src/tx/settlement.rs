@@ -52,7 +52,7 @@ use bitcoin::hashes::Hash as _;
 use bitcoin::key::XOnlyPublicKey;
 use bitcoin::opcodes::all::{OP_CSV, OP_DROP};
 use bitcoin::script::Builder;
-use bitcoin::secp256k1::{Keypair, Message, Secp256k1, SecretKey};
+use bitcoin::secp256k1::{Keypair, Message, SecretKey};
 use bitcoin::taproot::{LeafVersion, TapLeafHash};
 use bitcoin::transaction::Version;
 use bitcoin::{absolute, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
@@ -92,11 +92,15 @@ pub struct Settlement {
 }
 
 /// The key with private key 1: G. Its "signature" is a covenant anyone can compute.
-fn covenant_keypair() -> Keypair {
-    let mut one = [0u8; 32];
-    one[31] = 1;
-    let sk = SecretKey::from_slice(&one).expect("1 is a valid secret key");
-    Keypair::from_secret_key(&Secp256k1::signing_only(), &sk)
+/// (Derived once: every settlement is signed with it.)
+fn covenant_keypair() -> &'static Keypair {
+    static COVENANT: std::sync::LazyLock<Keypair> = std::sync::LazyLock::new(|| {
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let sk = SecretKey::from_slice(&one).expect("1 is a valid secret key");
+        Keypair::from_secret_key(super::secp(), &sk)
+    });
+    &COVENANT
 }
 
 /// G as an x-only key.
@@ -185,9 +189,8 @@ impl Settlement {
             None,
         )
         .expect("input 0 exists and APOAS needs no spent outputs");
-        let secp = Secp256k1::signing_only();
         let msg = Message::from_digest(digest.to_byte_array());
-        let sig = secp.sign_schnorr_with_aux_rand(&msg, &covenant_keypair(), &[0u8; 32]);
+        let sig = super::secp().sign_schnorr_with_aux_rand(&msg, covenant_keypair(), &[0u8; 32]);
         let mut sig = sig.serialize().to_vec();
         sig.push(COVENANT_SIGHASH.to_u8());
         let sig: [u8; 65] = sig.try_into().expect("64 bytes and a hash type");
@@ -261,6 +264,7 @@ impl Settlement {
 mod tests {
     use super::*;
     use crate::tx::funding::ChannelKeys;
+    use bitcoin::secp256k1::Secp256k1;
 
     fn funding(sats: u64) -> Funding {
         let secp = Secp256k1::new();

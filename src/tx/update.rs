@@ -104,14 +104,14 @@ impl UpdateOutput {
         state: u32,
         settlement_leaf_hash: TapLeafHash,
     ) -> Result<Self, TxError> {
-        let secp = Secp256k1::verification_only();
+        let secp = super::secp();
         let update_leaf = update_leaf(funding.keys(), state)?;
         let info = TaprootBuilder::new()
             .add_leaf(1, update_leaf.clone())
             .expect("depth 1 leaf")
             .add_hidden_node(1, TapNodeHash::from(settlement_leaf_hash))
             .expect("depth 1 node")
-            .finalize(&secp, unspendable_internal_key())
+            .finalize(secp, unspendable_internal_key())
             .expect("two nodes at depth 1 complete the tree");
         Ok(UpdateOutput {
             state,
@@ -284,9 +284,9 @@ impl Update {
         sig_a: &schnorr::Signature,
         sig_s: &schnorr::Signature,
     ) -> Result<Transaction, TxError> {
-        let secp = Secp256k1::verification_only();
-        self.verify(&secp, Party::A, sig_a)?;
-        self.verify(&secp, Party::S, sig_s)?;
+        let secp = super::secp();
+        self.verify(secp, Party::A, sig_a)?;
+        self.verify(secp, Party::S, sig_s)?;
         let (outpoint, leaf, control) = match spent {
             SpentChannel::Funding { outpoint, funding } => (
                 *outpoint,
