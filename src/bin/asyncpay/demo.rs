@@ -40,7 +40,7 @@ const SB_CAPACITY_SAT: u64 = 400_000;
 /// How long a node may take to write its `node.json`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Poll interval of awaited conditions.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(25);
 
 /// Options of `asyncpay demo`.
 #[derive(Args)]
@@ -1267,7 +1267,7 @@ impl Demo {
             let quick = Duration::from_secs(3);
             match wait_for("S's settlement", quick, || spender(&self.chain, over_txid)) {
                 Ok(tx) => break tx,
-                Err(_) if mined < u32::from(delay as u16) * 3 => {
+                Err(_) if u64::from(mined) < delay * 3 => {
                     self.mine(1)?;
                     mined += 1;
                 }
