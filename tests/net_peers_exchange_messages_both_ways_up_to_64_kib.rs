@@ -62,6 +62,11 @@ async fn messages_of_every_boundary_size_arrive_intact_both_ways() -> anyhow::Re
     for &len in &sizes {
         assert_eq!(lsp.recv().await?, pattern(len, 7));
     }
+    // A half-close: the payer stops sending but still hears the LSP.
+    payer.shutdown().await?;
+    assert!(matches!(lsp.recv().await, Err(NetError::Closed)));
+    lsp.send(b"last word").await?;
+    assert_eq!(payer.recv().await?, b"last word");
     Ok(())
 }
 
@@ -125,8 +130,9 @@ async fn split_halves_work_from_separate_tasks_and_close_cleanly() -> anyhow::Re
     Ok(())
 }
 
-/// Loopback figure: 10,000 round trips of a 1 KiB message (printed, not asserted).
-#[tokio::test]
+/// Loopback figure: 10,000 round trips of a 1 KiB message (printed, not asserted). Two
+/// worker threads, so that the two ends compute in parallel as two processes would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_one_kib_round_trips_are_measured() -> anyhow::Result<()> {
     let (mut payer, lsp) = pair().await?;
     const ROUNDS: usize = 10_000;

@@ -425,6 +425,12 @@ impl Connection {
         self.reader.recv().await
     }
 
+    /// Ends our direction of the stream (see [`ConnectionWriter::shutdown`]); receiving
+    /// still works until the peer closes its own.
+    pub async fn shutdown(&mut self) -> Result<(), NetError> {
+        self.writer.shutdown().await
+    }
+
     /// Splits into a reader and a writer that can move to different tasks.
     pub fn into_split(self) -> (ConnectionReader, ConnectionWriter) {
         (self.reader, self.writer)
