@@ -56,6 +56,7 @@ fn change() -> impl Strategy<Value = Change> {
         }),
         any::<u64>().prop_map(|id| Change::FailPtlc { id }),
         any::<u64>().prop_map(|amount_sat| Change::Transfer { amount_sat }),
+        any::<u64>().prop_map(|abandoned| Change::Revert { abandoned }),
     ]
 }
 

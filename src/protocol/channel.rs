@@ -215,6 +215,20 @@ pub enum ChannelError {
         /// The state in its locktime.
         state: u64,
     },
+    /// The pending state was given up by a revert: its signature can no longer complete it.
+    #[error("state {state} was abandoned by a revert")]
+    StateAbandoned {
+        /// The abandoned state.
+        state: u64,
+    },
+    /// A revert that does not abandon the pending state right after the last complete one.
+    #[error("revert of state {abandoned} refused: the pending state is {pending:?}")]
+    BadRevert {
+        /// The state the revert gives up.
+        abandoned: u64,
+        /// The state pending here, if any.
+        pending: Option<u64>,
+    },
     /// A snapshot that does not belong to these secrets or this format.
     #[error("snapshot does not match: {reason}")]
     BadSnapshot {
@@ -250,6 +264,8 @@ impl ChannelError {
             | ChannelError::NotPayee { .. }
             | ChannelError::WrongSecret { .. }
             | ChannelError::TooManyPtlcs { .. }
+            | ChannelError::StateAbandoned { .. }
+            | ChannelError::BadRevert { .. }
             | ChannelError::Expiry(_)
             | ChannelError::Claim(_)
             | ChannelError::InvalidTerms { .. } => 4,
@@ -482,6 +498,9 @@ pub struct Snapshot {
     pub height: u32,
     /// Unilateral close progress.
     pub on_chain: Option<OnChain>,
+    /// The last pending state given up by a revert, with the signatures we held for it.
+    #[serde(default)]
+    pub abandoned: Option<PendingUpdate>,
 }
 
 impl Snapshot {
@@ -565,6 +584,10 @@ pub enum Command {
         /// s of the peer's signature (the discrete log of the price point).
         secret: AdaptorSecret,
     },
+    /// Give up the pending state n+1 for good (a withheld transfer that was not sold, on
+    /// either side): propose state n+2 with the balances and PTLCs of state n. Once the peer
+    /// countersigns, [`Command::CompleteWithSecret`] for n+1 is refused.
+    Revert,
     /// Publish the latest state.
     ForceClose,
 }
@@ -585,6 +608,7 @@ impl Command {
             Command::Transfer { .. } => "transfer",
             Command::Release => "release",
             Command::CompleteWithSecret { .. } => "complete_with_secret",
+            Command::Revert => "revert",
             Command::ForceClose => "force_close",
         }
     }
@@ -801,6 +825,7 @@ impl Channel {
             settlement_leaf_hashes: BTreeMap::new(),
             height,
             on_chain: None,
+            abandoned: None,
         }
     }
 
@@ -917,6 +942,10 @@ impl Channel {
     /// its committed nonce: what the pending state's completion costs.
     pub fn pending_price_point(&self) -> Option<AdaptorPoint> {
         let pending = self.snap.pending.as_ref()?;
+        if matches!(pending.change, Change::Revert { .. }) {
+            // A revert is never sold: nothing to price.
+            return None;
+        }
         let params = self.snap.params.as_ref()?;
         let m = self
             .txs("price_point")
@@ -1045,11 +1074,30 @@ impl Channel {
             }
             (Some(_), Change::Open { .. }) => return Err(self.unexpected("open change")),
             (None, _) => return Err(self.unexpected(change.kind())),
+            (Some(c), Change::Revert { abandoned }) => {
+                // Exactly state n again, numbered past the abandoned n+1.
+                let pending = self
+                    .snap
+                    .pending
+                    .as_ref()
+                    .filter(|p| !matches!(p.change, Change::Revert { .. }))
+                    .or(self.snap.abandoned.as_ref())
+                    .map(|p| p.body.number);
+                if *abandoned != number || pending != Some(*abandoned) {
+                    return Err(ChannelError::BadRevert {
+                        abandoned: *abandoned,
+                        pending,
+                    });
+                }
+                let mut body = c.body.clone();
+                body.number = number + 1;
+                return Ok(body);
+            }
             (Some(c), _) => c.body.clone(),
         };
         body.number = number;
         match change {
-            Change::Open { .. } => unreachable!("handled above"),
+            Change::Open { .. } | Change::Revert { .. } => unreachable!("handled above"),
             Change::Transfer { amount_sat } => {
                 debit(&mut body, proposer, *amount_sat)?;
                 *body.balance_mut(other(proposer)) += amount_sat;
@@ -1203,11 +1251,39 @@ impl Channel {
             }
             Command::CompleteWithSecret { secret } => {
                 let pending = match (&self.snap.phase, &self.snap.pending) {
-                    (Phase::CounterSigned, Some(p)) => p.clone(),
-                    _ => return Err(self.unexpected("complete_with_secret")),
+                    (Phase::CounterSigned, Some(p))
+                        if !matches!(p.change, Change::Revert { .. }) =>
+                    {
+                        p.clone()
+                    }
+                    _ => {
+                        if let Some(abandoned) = &self.snap.abandoned {
+                            return Err(ChannelError::StateAbandoned {
+                                state: abandoned.body.number,
+                            });
+                        }
+                        return Err(self.unexpected("complete_with_secret"));
+                    }
                 };
                 let signature = secret.to_signature(&pending.proposer_nonce);
                 self.complete_peer_proposal(pending, signature)
+            }
+            Command::Revert => {
+                let pending = match (&self.snap.phase, &self.snap.pending) {
+                    (Phase::CounterSigned | Phase::Withheld, Some(p))
+                        if !matches!(p.change, Change::Revert { .. }) =>
+                    {
+                        p.clone()
+                    }
+                    _ => return Err(self.unexpected("revert")),
+                };
+                let abandoned = pending.body.number;
+                let before = self.snap.abandoned.replace(pending);
+                let proposed = self.propose(Change::Revert { abandoned }, false);
+                if proposed.is_err() {
+                    self.snap.abandoned = before;
+                }
+                proposed
             }
             Command::ForceClose => self.force_close(),
         }
@@ -1363,6 +1439,15 @@ impl Channel {
 
     fn on_propose(&mut self, m: ProposeUpdate) -> Result<Vec<Action>, ChannelError> {
         let peer = other(self.snap.side);
+        if let Change::Revert { abandoned } = m.change {
+            let revertible = matches!(self.snap.phase, Phase::Withheld | Phase::CounterSigned)
+                && self.snap.pending.as_ref().is_some_and(|p| {
+                    p.body.number == abandoned && !matches!(p.change, Change::Revert { .. })
+                });
+            if revertible {
+                return self.countersign_revert(m, abandoned);
+            }
+        }
         match self.snap.phase {
             Phase::Funded | Phase::Accepted => {}
             Phase::Proposed => {
@@ -1441,6 +1526,29 @@ impl Channel {
         }
         let body = self.apply(&m.change, peer)?;
         self.countersign(m, body)
+    }
+
+    /// The peer gives up the pending state `abandoned`: check the revert and countersign it.
+    fn countersign_revert(
+        &mut self,
+        m: ProposeUpdate,
+        abandoned: u64,
+    ) -> Result<Vec<Action>, ChannelError> {
+        if m.state != abandoned + 1 {
+            return Err(ChannelError::WrongState {
+                what: "propose",
+                got: m.state,
+                expected: abandoned + 1,
+            });
+        }
+        let body = self.apply(&m.change, other(self.snap.side))?;
+        let before = self.snap.abandoned.take();
+        self.snap.abandoned = self.snap.pending.clone();
+        let countersigned = self.countersign(m, body);
+        if countersigned.is_err() {
+            self.snap.abandoned = before;
+        }
+        countersigned
     }
 
     fn countersign(
@@ -1585,6 +1693,9 @@ impl Channel {
     }
 
     fn on_complete(&mut self, m: CompleteUpdate) -> Result<Vec<Action>, ChannelError> {
+        if let Some(actions) = self.complete_abandoned(&m)? {
+            return Ok(actions);
+        }
         let pending = match (&self.snap.phase, &self.snap.pending) {
             (Phase::CounterSigned, Some(p)) => p.clone(),
             _ => {
@@ -1608,6 +1719,39 @@ impl Channel {
             });
         }
         self.complete_peer_proposal(pending, m.signature)
+    }
+
+    /// Our revert crossed the peer's completing signature of the state it abandons: the
+    /// signature wins (the state is paid for), our revert is dropped.
+    fn complete_abandoned(
+        &mut self,
+        m: &CompleteUpdate,
+    ) -> Result<Option<Vec<Action>>, ChannelError> {
+        let (Phase::Proposed, Some(pending), Some(abandoned)) =
+            (self.snap.phase, &self.snap.pending, &self.snap.abandoned)
+        else {
+            return Ok(None);
+        };
+        let crossed = matches!(pending.change, Change::Revert { .. })
+            && abandoned.body.number == m.state
+            && abandoned.proposer != self.snap.side
+            && self.complete_number().is_some_and(|n| n + 1 == m.state);
+        if !crossed {
+            return Ok(None);
+        }
+        let (dropped, abandoned) = (pending.change.clone(), abandoned.clone());
+        let before = self.snap.abandoned.take();
+        match self.complete_peer_proposal(abandoned, m.signature) {
+            Ok(mut actions) => {
+                self.secret_nonce = None;
+                actions.push(Action::Event(Event::ProposalDropped { change: dropped }));
+                Ok(Some(actions))
+            }
+            Err(e) => {
+                self.snap.abandoned = before;
+                Err(e)
+            }
+        }
     }
 
     /// The peer's signature on its own proposal, received or bought: check and complete.
@@ -1640,11 +1784,18 @@ impl Channel {
         // Only the proposer can be one state ahead (it completes first), and only until its
         // completing signature arrives.
         // A withheld signature may have been sold to the peer, which is then one ahead too.
-        let ahead_ok = match &self.snap.pending {
-            Some(p) if p.proposer != self.snap.side || self.snap.phase == Phase::Withheld => 1,
-            _ => 0,
+        // A revert skips a state number, so the peer may be one past the pending state.
+        let mut most = match &self.snap.pending {
+            Some(p) if p.proposer != self.snap.side || self.snap.phase == Phase::Withheld => {
+                p.body.number + 1
+            }
+            _ => ours,
         };
-        if m.next_state > ours + ahead_ok {
+        if let (Phase::Proposed, Some(abandoned)) = (self.snap.phase, &self.snap.abandoned) {
+            // Our revert may have crossed the peer's completion of the abandoned state.
+            most = most.max(abandoned.body.number + 1);
+        }
+        if m.next_state > most {
             return Err(ChannelError::PeerAhead {
                 peer: m.next_state,
                 ours,
@@ -1677,7 +1828,11 @@ impl Channel {
         let Some(rec) = self.snap.complete.clone() else {
             return vec![];
         };
-        if rec.proposer != self.snap.side || peer_next != rec.body.number {
+        // The peer lacks our last state if it would sign that state next, or, for a revert,
+        // the state the revert skipped.
+        let missing = peer_next == rec.body.number
+            || matches!(rec.change, Change::Revert { abandoned } if peer_next == abandoned);
+        if rec.proposer != self.snap.side || !missing {
             return vec![];
         }
         let signature = match self.snap.side {

@@ -164,6 +164,14 @@ pub enum Change {
         /// Amount moved from the proposer's balance to the other party's.
         amount_sat: u64,
     },
+    /// Abandons the pending state `abandoned` = n+1 for good (a withheld signature that was
+    /// never sold): the new state, numbered n+2, has exactly the balances and PTLCs of the
+    /// last complete state n. Its higher state number overrides U_{n+1} on chain even if
+    /// U_{n+1} is completed later.
+    Revert {
+        /// The state given up (one past the last complete state).
+        abandoned: u64,
+    },
 }
 
 impl Change {
@@ -175,6 +183,7 @@ impl Change {
             Change::FulfilPtlc { .. } => "fulfil_ptlc",
             Change::FailPtlc { .. } => "fail_ptlc",
             Change::Transfer { .. } => "transfer",
+            Change::Revert { .. } => "revert",
         }
     }
 }
@@ -340,6 +349,7 @@ const C_ADD: u8 = 1;
 const C_FULFIL: u8 = 2;
 const C_FAIL: u8 = 3;
 const C_TRANSFER: u8 = 4;
+const C_REVERT: u8 = 5;
 
 impl Message {
     /// The message's name, for errors and logs.
@@ -611,6 +621,10 @@ fn encode_change(w: &mut Vec<u8>, change: &Change) {
             w.push(C_TRANSFER);
             w.extend_from_slice(&amount_sat.to_be_bytes());
         }
+        Change::Revert { abandoned } => {
+            w.push(C_REVERT);
+            w.extend_from_slice(&abandoned.to_be_bytes());
+        }
     }
 }
 
@@ -649,6 +663,9 @@ fn decode_change(r: &mut Reader<'_>) -> Result<Change, MessageError> {
         },
         C_TRANSFER => Change::Transfer {
             amount_sat: r.u64("amount_sat")?,
+        },
+        C_REVERT => Change::Revert {
+            abandoned: r.u64("abandoned")?,
         },
         tag => return Err(MessageError::UnknownChange { tag }),
     })
