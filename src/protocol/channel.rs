@@ -70,9 +70,12 @@ use crate::crypto::nonce::{
 };
 use crate::tx::{Party, PtlcExpiry, TxError, STATE_LOCKTIME_BASE};
 
+use crate::tx::close::{self, CloseNonce};
+
 use super::messages::{
-    AcceptChannel, Change, ChannelId, CompleteUpdate, CounterSignUpdate, Message, MessageError,
-    OpenChannel, ProposeUpdate, Reestablish, RevealedSecret,
+    AcceptChannel, Change, ChannelId, CloseAccept, CloseProposal, CloseSigned, CompleteUpdate,
+    CounterSignUpdate, Message, MessageError, OpenChannel, ProposeUpdate, Reestablish,
+    RevealedSecret,
 };
 use super::transactions as txs;
 
@@ -229,6 +232,15 @@ pub enum ChannelError {
         /// The state pending here, if any.
         pending: Option<u64>,
     },
+    /// A cooperative close needs a state without PTLCs.
+    #[error("cannot close cooperatively with {count} ptlcs pending")]
+    PtlcsPending {
+        /// How many there are.
+        count: usize,
+    },
+    /// The peer's MuSig2 nonce is not an encoding of two curve points.
+    #[error("malformed musig2 close nonce")]
+    MalformedCloseNonce,
     /// A snapshot that does not belong to these secrets or this format.
     #[error("snapshot does not match: {reason}")]
     BadSnapshot {
@@ -257,6 +269,7 @@ impl ChannelError {
             | ChannelError::ProposalCollision { .. }
             | ChannelError::ConflictingProposal { .. } => 2,
             ChannelError::InvalidSignature { .. } | ChannelError::NonceMismatch { .. } => 3,
+            ChannelError::MalformedCloseNonce => 1,
             ChannelError::InsufficientBalance { .. }
             | ChannelError::ZeroAmount
             | ChannelError::UnknownPtlc { .. }
@@ -266,6 +279,7 @@ impl ChannelError {
             | ChannelError::TooManyPtlcs { .. }
             | ChannelError::StateAbandoned { .. }
             | ChannelError::BadRevert { .. }
+            | ChannelError::PtlcsPending { .. }
             | ChannelError::Expiry(_)
             | ChannelError::Claim(_)
             | ChannelError::InvalidTerms { .. } => 4,
@@ -453,6 +467,9 @@ pub enum Phase {
     CounterSigned,
     /// We signed our proposal and keep the signature back.
     Withheld,
+    /// A cooperative close of the last complete state is being signed or awaits its
+    /// confirmation; no update is accepted.
+    Closing,
     /// An update is on chain; we drive it to our latest settlement.
     ForceClosing,
     /// The channel's funds have left it.
@@ -501,6 +518,34 @@ pub struct Snapshot {
     /// The last pending state given up by a revert, with the signatures we held for it.
     #[serde(default)]
     pub abandoned: Option<PendingUpdate>,
+    /// The cooperative close under way.
+    #[serde(default)]
+    pub closing: Option<CloseRecord>,
+}
+
+/// A cooperative close: what was proposed and what each side has sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseRecord {
+    /// Who proposed it (and pays its fee).
+    pub proposer: Party,
+    /// The fee, from the proposer's balance.
+    pub fee_sat: u64,
+    /// The proposer's MuSig2 public nonce (66 bytes).
+    pub proposer_nonce: Vec<u8>,
+    /// The acceptor's MuSig2 public nonce, once made.
+    pub acceptor_nonce: Option<Vec<u8>>,
+    /// The acceptor's partial signature, once made.
+    pub acceptor_partial: Option<[u8; 32]>,
+    /// The aggregate signature, once known.
+    pub signature: Option<Signature>,
+    /// The close transaction's txid.
+    pub txid: bitcoin::Txid,
+}
+
+impl CloseRecord {
+    fn nonce(bytes: &[u8]) -> Option<[u8; 66]> {
+        bytes.try_into().ok()
+    }
 }
 
 impl Snapshot {
@@ -535,7 +580,20 @@ impl Snapshot {
                         p.body.number == m.state && p.proposer_signature == Some(m.signature)
                     })
             }
-            Message::CloseProposal(_) | Message::CloseAccept(_) | Message::CloseSigned(_) => false,
+            Message::CloseProposal(m) => self.closing.as_ref().is_some_and(|c| {
+                c.proposer == self.side
+                    && c.fee_sat == m.fee_sat
+                    && CloseRecord::nonce(&c.proposer_nonce) == Some(m.nonce)
+            }),
+            Message::CloseAccept(m) => self.closing.as_ref().is_some_and(|c| {
+                c.proposer != self.side
+                    && c.acceptor_nonce.as_deref().and_then(CloseRecord::nonce) == Some(m.nonce)
+                    && c.acceptor_partial == Some(m.partial_signature)
+            }),
+            Message::CloseSigned(m) => self
+                .closing
+                .as_ref()
+                .is_some_and(|c| c.signature == Some(m.signature)),
             _ => true,
         }
     }
@@ -588,6 +646,12 @@ pub enum Command {
     /// either side): propose state n+2 with the balances and PTLCs of state n. Once the peer
     /// countersigns, [`Command::CompleteWithSecret`] for n+1 is refused.
     Revert,
+    /// Close cooperatively on the last complete state (which must hold no PTLCs), paying
+    /// `fee_sat` from our balance: a MuSig2 key-path spend of the funding output.
+    Close {
+        /// The close transaction's fee.
+        fee_sat: u64,
+    },
     /// Publish the latest state.
     ForceClose,
 }
@@ -609,6 +673,7 @@ impl Command {
             Command::Release => "release",
             Command::CompleteWithSecret { .. } => "complete_with_secret",
             Command::Revert => "revert",
+            Command::Close { .. } => "close",
             Command::ForceClose => "force_close",
         }
     }
@@ -718,6 +783,16 @@ pub enum Event {
         /// Its secret.
         secret: RevealedSecret,
     },
+    /// The cooperative close is fully signed: publish it (the action before this event).
+    CloseSigned {
+        /// The close transaction's txid.
+        txid: bitcoin::Txid,
+    },
+    /// The cooperative close confirmed: the channel is closed.
+    ClosedCooperatively {
+        /// The close transaction's txid.
+        txid: bitcoin::Txid,
+    },
     /// The settlement confirmed: balances paid out; PTLC outputs remain to be resolved.
     Settled {
         /// The settled state.
@@ -764,6 +839,8 @@ pub struct Channel {
     nonces: NonceSource,
     /// The secret nonce of our pending proposal; never stored, never cloned.
     secret_nonce: Option<SecretNonce>,
+    /// Our secret MuSig2 nonce for the close we proposed; never stored, never cloned.
+    close_nonce: Option<CloseNonce>,
     entropy: [u8; 32],
     aux_counter: u64,
     snap: Snapshot,
@@ -795,6 +872,7 @@ impl Channel {
             key: secrets.key,
             nonces,
             secret_nonce: None,
+            close_nonce: None,
             entropy: [0; 32],
             aux_counter: 0,
             snap,
@@ -826,6 +904,7 @@ impl Channel {
             height,
             on_chain: None,
             abandoned: None,
+            closing: None,
         }
     }
 
@@ -1285,6 +1364,7 @@ impl Channel {
                 }
                 proposed
             }
+            Command::Close { fee_sat } => self.propose_close(fee_sat),
             Command::ForceClose => self.force_close(),
         }
     }
@@ -1378,8 +1458,10 @@ impl Channel {
             Message::CounterSign(m) => self.on_countersign(m),
             Message::Complete(m) => self.on_complete(m),
             Message::Reestablish(m) => self.on_reestablish(m),
+            Message::CloseProposal(m) => self.on_close_proposal(m),
+            Message::CloseAccept(m) => self.on_close_accept(m),
+            Message::CloseSigned(m) => self.on_close_signed(m),
             Message::Error(_) => Ok(vec![]),
-            other => Err(self.unexpected(other.name())),
         }
     }
 
@@ -1819,6 +1901,7 @@ impl Channel {
                 Ok(vec![])
             }
             Phase::Funded => Ok(self.resend_complete_if_missing(m.next_state)),
+            Phase::Closing => self.reestablish_close(),
             _ => Ok(vec![]),
         }
     }
@@ -1845,6 +1928,290 @@ impl Channel {
             signature,
         });
         self.commit(vec![msg], vec![])
+    }
+
+    // ---- cooperative close ----
+
+    /// The last complete state, if it can be closed cooperatively, with the close paying
+    /// `fee_sat` from `payer`'s balance.
+    fn close_tx(&self, payer: Party, fee_sat: u64) -> Result<Transaction, ChannelError> {
+        let rec = self
+            .snap
+            .complete
+            .as_ref()
+            .ok_or(self.unexpected("close"))?;
+        if !rec.body.ptlcs.is_empty() {
+            return Err(ChannelError::PtlcsPending {
+                count: rec.body.ptlcs.len(),
+            });
+        }
+        let outpoint = self.snap.funding_outpoint.ok_or(self.unexpected("close"))?;
+        self.txs("close")?
+            .close(&rec.body, payer, fee_sat, outpoint)?
+            .ok_or(ChannelError::InsufficientBalance {
+                needed: fee_sat,
+                available: rec.body.balance(payer),
+            })
+    }
+
+    /// A fresh MuSig2 nonce for the close. Its session comes from the same persisted counter
+    /// as the update nonces, advanced here; the public nonce must only leave through
+    /// [`Channel::commit`].
+    fn fresh_close_nonce(&mut self) -> Result<CloseNonce, ChannelError> {
+        let reserved = self.fresh_nonce()?;
+        let mut engine = sha256::Hash::engine();
+        engine.input(b"asyncpay/close-session");
+        engine.input(&self.snap.channel_id.0);
+        engine.input(&reserved.session_id().get().to_be_bytes());
+        let session = sha256::Hash::from_engine(engine).to_byte_array();
+        let aux = self.aux();
+        let funding = self.txs("close")?.funding();
+        Ok(CloseNonce::new(
+            funding,
+            &txs::keypair(&self.key),
+            &session,
+            &aux,
+        ))
+    }
+
+    fn propose_close(&mut self, fee_sat: u64) -> Result<Vec<Action>, ChannelError> {
+        self.ready_to_update("close")?;
+        let side = self.snap.side;
+        let tx = self.close_tx(side, fee_sat)?;
+        let nonce = self.fresh_close_nonce()?;
+        self.snap.closing = Some(CloseRecord {
+            proposer: side,
+            fee_sat,
+            proposer_nonce: nonce.public().to_vec(),
+            acceptor_nonce: None,
+            acceptor_partial: None,
+            signature: None,
+            txid: tx.compute_txid(),
+        });
+        self.snap.phase = Phase::Closing;
+        let msg = Message::CloseProposal(CloseProposal {
+            channel_id: self.snap.channel_id,
+            fee_sat,
+            nonce: nonce.public(),
+        });
+        self.close_nonce = Some(nonce);
+        Ok(self.commit(vec![msg], vec![]))
+    }
+
+    fn close_nonces(
+        proposer: Party,
+        proposer_nonce: [u8; 66],
+        acceptor_nonce: [u8; 66],
+    ) -> [[u8; 66]; 2] {
+        match proposer {
+            Party::A => [proposer_nonce, acceptor_nonce],
+            Party::S => [acceptor_nonce, proposer_nonce],
+        }
+    }
+
+    fn on_close_proposal(&mut self, m: CloseProposal) -> Result<Vec<Action>, ChannelError> {
+        let side = self.snap.side;
+        let peer = other(side);
+        match (&self.snap.phase, &self.snap.closing) {
+            (Phase::Funded, _) if self.snap.funding_confirmed => {}
+            (Phase::Closing, Some(c)) if c.signature.is_none() => {
+                if c.proposer == side && side == Party::A {
+                    // Both proposed: A's close wins, as for updates.
+                    return Err(ChannelError::ProposalCollision {
+                        state: self.next_number().saturating_sub(1),
+                    });
+                }
+                if c.proposer == peer
+                    && CloseRecord::nonce(&c.proposer_nonce) == Some(m.nonce)
+                    && c.fee_sat == m.fee_sat
+                {
+                    // The same proposal again (reconnection): the same answer.
+                    if let (Some(nonce), Some(partial)) = (
+                        c.acceptor_nonce.as_deref().and_then(CloseRecord::nonce),
+                        c.acceptor_partial,
+                    ) {
+                        let msg = Message::CloseAccept(CloseAccept {
+                            channel_id: self.snap.channel_id,
+                            nonce,
+                            partial_signature: partial,
+                        });
+                        return Ok(self.commit(vec![msg], vec![]));
+                    }
+                }
+            }
+            _ => return Err(self.unexpected("close_proposal")),
+        }
+        if schnorr_fun::binonce::Nonce::<schnorr_fun::fun::marker::Zero>::from_bytes(m.nonce)
+            .is_none()
+        {
+            return Err(ChannelError::MalformedCloseNonce);
+        }
+        let tx = self.close_tx(peer, m.fee_sat)?;
+        let nonce = self.fresh_close_nonce()?;
+        let ours = nonce.public();
+        let nonces = Self::close_nonces(peer, m.nonce, ours);
+        let funding = self.txs("close")?.funding().clone();
+        let partial = close::partial_sign(
+            &funding,
+            &tx,
+            side,
+            &txs::keypair(&self.key),
+            nonce,
+            &nonces,
+        )?;
+        self.snap.closing = Some(CloseRecord {
+            proposer: peer,
+            fee_sat: m.fee_sat,
+            proposer_nonce: m.nonce.to_vec(),
+            acceptor_nonce: Some(ours.to_vec()),
+            acceptor_partial: Some(partial),
+            signature: None,
+            txid: tx.compute_txid(),
+        });
+        self.snap.phase = Phase::Closing;
+        // Our own close proposal, if any, lost the collision.
+        self.close_nonce = None;
+        let msg = Message::CloseAccept(CloseAccept {
+            channel_id: self.snap.channel_id,
+            nonce: ours,
+            partial_signature: partial,
+        });
+        Ok(self.commit(vec![msg], vec![]))
+    }
+
+    fn on_close_accept(&mut self, m: CloseAccept) -> Result<Vec<Action>, ChannelError> {
+        let side = self.snap.side;
+        let closing = match (&self.snap.phase, &self.snap.closing) {
+            (Phase::Closing, Some(c)) if c.proposer == side && c.signature.is_none() => c.clone(),
+            _ => return Err(self.unexpected("close_accept")),
+        };
+        let state = self.next_number().saturating_sub(1);
+        let own_nonce =
+            CloseRecord::nonce(&closing.proposer_nonce).ok_or(ChannelError::MalformedCloseNonce)?;
+        let nonces = Self::close_nonces(side, own_nonce, m.nonce);
+        let tx = self.close_tx(side, closing.fee_sat)?;
+        let funding = self.txs("close")?.funding().clone();
+        close::verify_partial(&funding, &tx, other(side), &m.partial_signature, &nonces).map_err(
+            |_| ChannelError::InvalidSignature {
+                what: "close_accept",
+                state,
+            },
+        )?;
+        let nonce = self
+            .close_nonce
+            .take()
+            .ok_or(ChannelError::NonceLost { state })?;
+        let own = close::partial_sign(
+            &funding,
+            &tx,
+            side,
+            &txs::keypair(&self.key),
+            nonce,
+            &nonces,
+        )?;
+        let partials = match side {
+            Party::A => [own, m.partial_signature],
+            Party::S => [m.partial_signature, own],
+        };
+        let signed = close::combine(&funding, &tx, &nonces, partials)?;
+        let signature = signed.input[0]
+            .witness
+            .nth(0)
+            .and_then(|w| <[u8; 64]>::try_from(w).ok())
+            .map(Signature::from_bytes)
+            .ok_or(ChannelError::InvalidSignature {
+                what: "close",
+                state,
+            })?
+            .map_err(|_| ChannelError::InvalidSignature {
+                what: "close",
+                state,
+            })?;
+        let c = self.snap.closing.as_mut().expect("checked above");
+        c.acceptor_nonce = Some(m.nonce.to_vec());
+        c.acceptor_partial = Some(m.partial_signature);
+        c.signature = Some(signature);
+        let txid = signed.compute_txid();
+        let msg = Message::CloseSigned(CloseSigned {
+            channel_id: self.snap.channel_id,
+            signature,
+        });
+        Ok(self.commit(
+            vec![msg],
+            vec![
+                Action::Broadcast(signed),
+                Action::Event(Event::CloseSigned { txid }),
+            ],
+        ))
+    }
+
+    fn on_close_signed(&mut self, m: CloseSigned) -> Result<Vec<Action>, ChannelError> {
+        let side = self.snap.side;
+        let closing = match (&self.snap.phase, &self.snap.closing) {
+            (Phase::Closing, Some(c)) if c.proposer != side && c.acceptor_partial.is_some() => {
+                c.clone()
+            }
+            _ => return Err(self.unexpected("close_signed")),
+        };
+        if closing.signature == Some(m.signature) {
+            return Ok(vec![]);
+        }
+        let state = self.next_number().saturating_sub(1);
+        let mut tx = self.close_tx(other(side), closing.fee_sat)?;
+        let funding = self.txs("close")?.funding();
+        let sighash = close::close_sighash(funding, &tx)?;
+        let output_key = PublicKey::from(funding.spend_info().output_key().to_x_only_public_key());
+        output_key
+            .verify(&sighash, &m.signature)
+            .map_err(|_| ChannelError::InvalidSignature {
+                what: "close_signed",
+                state,
+            })?;
+        tx.input[0].witness = bitcoin::Witness::from_slice(&[m.signature.to_bytes()]);
+        let txid = tx.compute_txid();
+        self.snap.closing.as_mut().expect("checked above").signature = Some(m.signature);
+        Ok(self.commit(
+            vec![],
+            vec![
+                Action::Broadcast(tx),
+                Action::Event(Event::CloseSigned { txid }),
+            ],
+        ))
+    }
+
+    /// After a reconnection the proposer drives the close on: it re-sends its proposal (with
+    /// a fresh nonce if its secret one died in a restart) or its aggregate signature.
+    fn reestablish_close(&mut self) -> Result<Vec<Action>, ChannelError> {
+        let Some(closing) = self.snap.closing.clone() else {
+            return Ok(vec![]);
+        };
+        if closing.proposer != self.snap.side {
+            return Ok(vec![]);
+        }
+        if let Some(signature) = closing.signature {
+            let msg = Message::CloseSigned(CloseSigned {
+                channel_id: self.snap.channel_id,
+                signature,
+            });
+            return Ok(self.commit(vec![msg], vec![]));
+        }
+        if self.close_nonce.is_none() {
+            let nonce = self.fresh_close_nonce()?;
+            let c = self.snap.closing.as_mut().expect("checked above");
+            c.proposer_nonce = nonce.public().to_vec();
+            self.close_nonce = Some(nonce);
+        }
+        let nonce = self
+            .close_nonce
+            .as_ref()
+            .map(|n| n.public())
+            .expect("set above");
+        let msg = Message::CloseProposal(CloseProposal {
+            channel_id: self.snap.channel_id,
+            fee_sat: closing.fee_sat,
+            nonce,
+        });
+        Ok(self.commit(vec![msg], vec![]))
     }
 
     // ---- chain ----
@@ -1950,6 +2317,17 @@ impl Channel {
         let locktime = tx.lock_time.to_consensus_u32();
         let is_update = locktime >= STATE_LOCKTIME_BASE && input.witness.len() == 4;
         if !is_update {
+            // Our cooperative close, confirmed.
+            if let Some(c) = &self.snap.closing {
+                let txid = tx.compute_txid();
+                if c.txid == txid && confirmed_at.is_some() && self.snap.phase != Phase::Closed {
+                    self.snap.phase = Phase::Closed;
+                    return Ok(self.commit(
+                        vec![],
+                        vec![Action::Event(Event::ClosedCooperatively { txid })],
+                    ));
+                }
+            }
             // A settlement of the on-chain state (leaf + control block) or a close.
             if let Some(oc) = self.snap.on_chain.as_mut() {
                 if input.previous_output == oc.outpoint && confirmed_at.is_some() {

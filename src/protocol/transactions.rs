@@ -159,6 +159,38 @@ impl ChannelTxs {
     }
 }
 
+impl ChannelTxs {
+    /// The unsigned cooperative close of `body` (which holds no PTLCs) at `outpoint`: each
+    /// balance to its payout script, `fee_sat` taken from `payer`'s. A balance below the dust
+    /// limit gets no output and adds to the fee. `None` if `payer` cannot pay the fee.
+    pub(crate) fn close(
+        &self,
+        body: &StateBody,
+        payer: Party,
+        fee_sat: u64,
+        outpoint: OutPoint,
+    ) -> Result<Option<Transaction>, TxError> {
+        let (mut to_a, mut to_s) = (body.to_a, body.to_s);
+        let balance = match payer {
+            Party::A => &mut to_a,
+            Party::S => &mut to_s,
+        };
+        let Some(left) = balance.checked_sub(fee_sat) else {
+            return Ok(None);
+        };
+        *balance = left;
+        let outputs = [(to_a, &self.payout_a), (to_s, &self.payout_s)]
+            .into_iter()
+            .map(|(value, script)| TxOut {
+                value: Amount::from_sat(value),
+                script_pubkey: script.clone(),
+            })
+            .filter(|out| out.value >= crate::tx::dust_limit(&out.script_pubkey))
+            .collect();
+        crate::tx::close::cooperative_close(&self.funding, outpoint, outputs).map(Some)
+    }
+}
+
 /// The script a party's settlement balance and PTLC claims pay to: key-path P2TR.
 pub(crate) fn payout_script(key: &PublicKey) -> ScriptBuf {
     ScriptBuf::new_p2tr(crate::tx::secp(), (*key).into(), None)

@@ -104,6 +104,8 @@ pub struct Net<P: CrashPolicy> {
     pub signatures_by_nonce: HashMap<[u8; 32], [u8; 64]>,
     /// Every nonce committed in a proposal, with the state it was committed for.
     pub committed_nonces: HashMap<[u8; 32], (Party, u64)>,
+    /// Every MuSig2 close nonce sent, with the partial signature it made (accepts only).
+    pub close_nonces: HashMap<Vec<u8>, Option<[u8; 32]>>,
     /// Errors the channels returned for peer messages (stale duplicates after reconnection).
     pub refused: Vec<String>,
     pub crashes: usize,
@@ -119,8 +121,16 @@ impl<P: CrashPolicy> Net<P> {
             policy,
             signatures_by_nonce: HashMap::new(),
             committed_nonces: HashMap::new(),
+            close_nonces: HashMap::new(),
             refused: vec![],
             crashes: 0,
+        }
+    }
+
+    pub fn node_ref(&self, party: Party) -> &Node {
+        match party {
+            Party::A => &self.a,
+            Party::S => &self.s,
         }
     }
 
@@ -252,6 +262,25 @@ impl<P: CrashPolicy> Net<P> {
             }
             Message::CounterSign(m) => m.signature,
             Message::Complete(m) => m.signature,
+            Message::CloseProposal(m) => {
+                // A close nonce may be re-sent, but only by its owner in a proposal.
+                let first = self.close_nonces.entry(m.nonce.to_vec()).or_insert(None);
+                if first.is_some() {
+                    bail!("{party:?} re-used an accept's close nonce in a proposal");
+                }
+                return Ok(());
+            }
+            Message::CloseAccept(m) => {
+                // An accept's nonce signs exactly one partial signature.
+                let first = self
+                    .close_nonces
+                    .entry(m.nonce.to_vec())
+                    .or_insert(Some(m.partial_signature));
+                if *first != Some(m.partial_signature) {
+                    bail!("{party:?} re-used a close nonce for two partial signatures");
+                }
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         let bytes = sig.to_bytes();
