@@ -1,7 +1,8 @@
 //! Adversarial and unhappy paths of the payer-offline flow, in process:
 //! - a letter whose scalar does not sell the offered point, a tampered offer, and a replayed
 //!   letter are refused by B, and nothing moves;
-//! - A cancels before B sells: S voids the offer and refuses B's invoice afterwards;
+//! - A cancels before B sells: S voids the offer, reverts the withheld state on the channel
+//!   (state n+2 = state n) and refuses B's invoice afterwards; the channel pays again later;
 //! - B sells first: A's cancellation is answered "sale in progress"/"sold" and the payment
 //!   completes;
 //! - an offer past its expiry is voided at S and its invoice refused.
@@ -34,7 +35,7 @@ fn untouched(sim: &Sim) {
     let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
     assert_eq!((sb.number, sb.to_s), (0, 0), "S paid B nothing");
     let as_ = sim.nodes[S].state_with(sim.key(A)).unwrap();
-    assert_eq!((as_.number, as_.to_a), (0, 1_000_000), "A paid nothing");
+    assert_eq!(as_.to_a, 1_000_000, "A paid nothing");
 }
 
 #[test]
@@ -114,6 +115,11 @@ fn a_cancellation_before_the_sale_voids_the_offer() {
     sim.pump().unwrap();
     assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
     assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    // S reverted the withheld state 1: both sides are at state 2 with state 0's balances.
+    for (x, y) in [(A, S), (S, A)] {
+        let state = sim.nodes[x].state_with(sim.key(y)).unwrap();
+        assert_eq!((state.number, state.to_a), (2, 1_000_000));
+    }
 
     // B comes online later and tries to sell: S refuses, nothing moves.
     sim.stop(A);
@@ -122,6 +128,15 @@ fn a_cancellation_before_the_sale_voids_the_offer() {
     sim.fetch_letters(B).unwrap();
     assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("refused"));
     untouched(&sim);
+
+    // The channel is usable again: A returns and a new payment completes.
+    sim.start(A).unwrap();
+    let again = sim.pay(20_000).unwrap();
+    sim.fetch_letters(B).unwrap();
+    assert_eq!(sim.nodes[S].status(&again).as_deref(), Some("sold"));
+    assert_eq!(sim.nodes[A].status(&again).as_deref(), Some("completed"));
+    let as_ = sim.nodes[S].state_with(sim.key(A)).unwrap();
+    assert_eq!(as_.to_a, 1_000_000 - 20_000 - policy().fee_for(20_000));
 }
 
 #[test]
@@ -167,4 +182,13 @@ fn an_expired_offer_is_voided_and_its_invoice_refused() {
         sim.refusals
     );
     untouched(&sim);
+
+    // A returns: the revert S proposed while A was away completes on reconnection.
+    sim.start(A).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    for (x, y) in [(A, S), (S, A)] {
+        let state = sim.nodes[x].state_with(sim.key(y)).unwrap();
+        assert_eq!((state.number, state.to_a), (2, 1_000_000));
+    }
 }

@@ -852,20 +852,31 @@ impl NodeCore {
         Ok(())
     }
 
-    /// Abandons a withheld state. Until the channel supports reverting, the abandoned state
-    /// stays pending at both sides, and the LSP's record guarantees it never buys it.
+    /// Abandons the withheld state `abandoned_state` for good: the channel proposes the next
+    /// state with the balances before it. If the payer is offline, the proposal is persisted
+    /// and completes when it reconnects.
     fn revert(
         &mut self,
         channel_id: ChannelId,
         abandoned_state: u64,
         out: &mut Vec<NodeOutput>,
     ) -> Result<(), NodeError> {
-        let _ = (channel_id, abandoned_state, out);
-        Ok(())
+        let entry = self
+            .channels
+            .get(&channel_id)
+            .ok_or(NodeError::UnknownChannel(channel_id))?;
+        let pending = entry.channel.snapshot().pending.as_ref();
+        let withheld = pending.is_some_and(|p| {
+            p.body.number == abandoned_state && !matches!(p.change, Change::Revert { .. })
+        });
+        if !withheld {
+            // Already reverted, or never countersigned: nothing is left to abandon.
+            return Ok(());
+        }
+        self.channel_input(channel_id, Input::Command(Command::Revert), out)
     }
 }
 
-#[allow(clippy::large_enum_variant)]
 enum RoleIn {
     Payer(PayerInput),
     Lsp(LspInput),

@@ -625,6 +625,18 @@ impl Lsp {
                     to: peer,
                     message: PaymentMessage::Offer(record.offer.clone()),
                 }),
+                // An expiry happens while the payer is away; it learns of it on return. (The
+                // payer ignores repeats; there is no acknowledgement yet, so this is resent
+                // on every reconnection.)
+                LspStatus::Cancelled {
+                    outcome: CancelOutcome::Expired,
+                } => actions.push(Action::Send {
+                    to: peer,
+                    message: PaymentMessage::Cancelled {
+                        payment_id: *id,
+                        outcome: CancelOutcome::Expired,
+                    },
+                }),
                 _ => {}
             }
         }
