@@ -232,6 +232,9 @@ pub enum ChannelError {
         /// The state pending here, if any.
         pending: Option<u64>,
     },
+    /// A PTLC claim could not be made or its secret not read.
+    #[error("ptlc claim")]
+    PtlcClaim(#[from] crate::tx::ptlc::ClaimError),
     /// A cooperative close needs a state without PTLCs.
     #[error("cannot close cooperatively with {count} ptlcs pending")]
     PtlcsPending {
@@ -521,6 +524,11 @@ pub struct Snapshot {
     /// The cooperative close under way.
     #[serde(default)]
     pub closing: Option<CloseRecord>,
+    /// Secrets of PTLCs we are paid by (given to `Fulfil` or `ProvideSecret`), or that we
+    /// offered and learned from a claim on chain: what claims a PTLC output after a
+    /// unilateral close.
+    #[serde(default)]
+    pub ptlc_secrets: BTreeMap<u64, RevealedSecret>,
 }
 
 /// A cooperative close: what was proposed and what each side has sent.
@@ -646,6 +654,14 @@ pub enum Command {
     /// either side): propose state n+2 with the balances and PTLCs of state n. Once the peer
     /// countersigns, [`Command::CompleteWithSecret`] for n+1 is refused.
     Revert,
+    /// Hand the channel the secret of a PTLC the peer offered us (learned elsewhere), so that
+    /// it claims the PTLC output on chain after a unilateral close.
+    ProvideSecret {
+        /// The PTLC.
+        id: u64,
+        /// t with t·G = T.
+        secret: AdaptorSecret,
+    },
     /// Close cooperatively on the last complete state (which must hold no PTLCs), paying
     /// `fee_sat` from our balance: a MuSig2 key-path spend of the funding output.
     Close {
@@ -674,6 +690,7 @@ impl Command {
             Command::CompleteWithSecret { .. } => "complete_with_secret",
             Command::Revert => "revert",
             Command::Close { .. } => "close",
+            Command::ProvideSecret { .. } => "provide_secret",
             Command::ForceClose => "force_close",
         }
     }
@@ -905,6 +922,7 @@ impl Channel {
             on_chain: None,
             abandoned: None,
             closing: None,
+            ptlc_secrets: BTreeMap::new(),
         }
     }
 
@@ -1302,14 +1320,22 @@ impl Channel {
             }
             Command::Fulfil { id, secret } => {
                 self.ready_to_update("fulfil")?;
-                self.propose(
+                let revealed = RevealedSecret(secret.to_secret_bytes());
+                // Validated by the proposal; kept so that an on-chain claim can use it.
+                self.snap.ptlc_secrets.insert(id, revealed.clone());
+                let proposed = self.propose(
                     Change::FulfilPtlc {
                         id,
-                        secret: RevealedSecret(secret.to_secret_bytes()),
+                        secret: revealed,
                     },
                     false,
-                )
+                );
+                if proposed.is_err() {
+                    self.snap.ptlc_secrets.remove(&id);
+                }
+                proposed
             }
+            Command::ProvideSecret { id, secret } => self.provide_secret(id, secret),
             Command::Fail { id } => {
                 self.ready_to_update("fail")?;
                 self.propose(Change::FailPtlc { id }, false)
@@ -2214,6 +2240,154 @@ impl Channel {
         Ok(self.commit(vec![msg], vec![]))
     }
 
+    // ---- on-chain PTLCs ----
+
+    fn provide_secret(
+        &mut self,
+        id: u64,
+        secret: AdaptorSecret,
+    ) -> Result<Vec<Action>, ChannelError> {
+        let rec = self
+            .snap
+            .complete
+            .as_ref()
+            .ok_or(self.unexpected("provide_secret"))?;
+        let ptlc = rec
+            .body
+            .ptlcs
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or(ChannelError::UnknownPtlc { id })?;
+        if ptlc.offerer == self.snap.side {
+            return Err(ChannelError::NotPayee { id, what: "claim" });
+        }
+        if !sells(&secret, &ptlc.point) {
+            return Err(ChannelError::WrongSecret { id });
+        }
+        self.snap
+            .ptlc_secrets
+            .insert(id, RevealedSecret(secret.to_secret_bytes()));
+        match self.resolve_ptlcs() {
+            Ok(others) => Ok(self.commit(vec![], others)),
+            Err(e) => {
+                self.snap.ptlc_secrets.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// The PTLC outputs of our settlement once it confirmed, with where they are.
+    fn settled_ptlcs(&self) -> Result<Vec<(PtlcRecord, OutPoint)>, ChannelError> {
+        let (Some(oc), Some(rec)) = (&self.snap.on_chain, &self.snap.complete) else {
+            return Ok(vec![]);
+        };
+        let Some(txid) = oc.settlement_txid else {
+            return Ok(vec![]);
+        };
+        if oc.state != rec.body.number || rec.body.ptlcs.is_empty() {
+            return Ok(vec![]);
+        }
+        let settlement = self.txs("settled_ptlcs")?.settlement(&rec.body)?;
+        Ok(rec
+            .body
+            .ptlcs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let vout = settlement.ptlc_vout(i)?;
+                Some((p.clone(), OutPoint { txid, vout }))
+            })
+            .collect())
+    }
+
+    /// Claims (we are paid and know the secret) and timeouts (we offered and the expiry has
+    /// come) of settled PTLC outputs not yet resolved, recorded as resolved.
+    fn resolve_ptlcs(&mut self) -> Result<Vec<Action>, ChannelError> {
+        let side = self.snap.side;
+        let height = self.snap.height;
+        let mut others = vec![];
+        let mut resolved = vec![];
+        for (ptlc, outpoint) in self.settled_ptlcs()? {
+            let done = self
+                .snap
+                .on_chain
+                .as_ref()
+                .is_some_and(|oc| oc.resolved_ptlcs.contains(&ptlc.id));
+            if done {
+                continue;
+            }
+            if ptlc.offerer != side {
+                let Some(secret) = self.snap.ptlc_secrets.get(&ptlc.id) else {
+                    continue;
+                };
+                let t = AdaptorSecret::from_bytes(secret.0)
+                    .map_err(|_| ChannelError::WrongSecret { id: ptlc.id })?;
+                let aux = self.aux();
+                let built = self.txs("claim")?;
+                let claim = built.claim(&built.ptlc(&ptlc))?;
+                let tx = claim.finish(
+                    outpoint,
+                    &ptlc.claim_signature,
+                    &t,
+                    &txs::keypair(&self.key),
+                    &aux,
+                )?;
+                others.push(Action::Broadcast(tx));
+            } else if height >= ptlc.expiry.height() {
+                // Its nLockTime is the expiry: valid in the next block.
+                let aux = self.aux();
+                let built = self.txs("timeout")?;
+                let timeout = crate::tx::Timeout::new(
+                    &built.ptlc(&ptlc),
+                    outpoint,
+                    built.payout(side).clone(),
+                    bitcoin::Amount::from_sat(TIMEOUT_FEE_SAT),
+                )?;
+                others.push(Action::Broadcast(
+                    timeout.sign(&txs::keypair(&self.key), &aux)?,
+                ));
+            } else {
+                continue;
+            }
+            resolved.push(ptlc.id);
+        }
+        if let Some(oc) = self.snap.on_chain.as_mut() {
+            oc.resolved_ptlcs.extend(resolved);
+        }
+        Ok(others)
+    }
+
+    /// A spend of one of our settled PTLC outputs: a claim of a PTLC we offered reveals its
+    /// secret.
+    fn on_ptlc_spend(&mut self, tx: &Transaction) -> Result<Option<Vec<Action>>, ChannelError> {
+        let settled = self.settled_ptlcs()?;
+        let Some((ptlc, _)) = settled
+            .into_iter()
+            .find(|(_, outpoint)| tx.input.iter().any(|i| i.previous_output == *outpoint))
+        else {
+            return Ok(None);
+        };
+        let mut others = vec![];
+        if ptlc.offerer == self.snap.side && !self.snap.ptlc_secrets.contains_key(&ptlc.id) {
+            let output = self.txs("ptlc_spend")?.ptlc(&ptlc);
+            if let Ok(t) = crate::tx::ptlc::extract_secret(&output, &ptlc.claim_signature, tx) {
+                let secret = RevealedSecret(t.to_secret_bytes());
+                self.snap.ptlc_secrets.insert(ptlc.id, secret.clone());
+                others.push(Action::Event(Event::PtlcSecretLearned {
+                    id: ptlc.id,
+                    secret,
+                }));
+            }
+        }
+        let oc = self.snap.on_chain.as_mut().expect("settled_ptlcs needs it");
+        if !oc.resolved_ptlcs.contains(&ptlc.id) {
+            oc.resolved_ptlcs.push(ptlc.id);
+        } else if others.is_empty() {
+            return Ok(Some(vec![]));
+        }
+        Ok(Some(self.commit(vec![], others)))
+    }
+
     // ---- chain ----
 
     fn force_close(&mut self) -> Result<Vec<Action>, ChannelError> {
@@ -2261,8 +2435,10 @@ impl Channel {
                 if height <= self.snap.height {
                     return Ok(vec![]);
                 }
+                let before = self.snap.height;
                 self.snap.height = height;
                 let mut others = vec![];
+                let mut settle = false;
                 if let (Some(oc), Some(rec), Some(params)) =
                     (&self.snap.on_chain, &self.snap.complete, &self.snap.params)
                 {
@@ -2270,9 +2446,27 @@ impl Channel {
                         let ready = height + 1 >= at + u32::from(params.shared_delay);
                         if oc.state == rec.body.number && ready && !oc.settlement_broadcast {
                             let built = self.txs.get_or_init(|| txs::ChannelTxs::new(params));
-                            let tx = txs::bound_settlement(built, &rec.body, oc.outpoint)?;
+                            let tx = txs::bound_settlement(built, &rec.body, oc.outpoint)
+                                .inspect_err(|_| self.snap.height = before)?;
                             others.push(Action::Broadcast(tx));
+                            settle = true;
                         }
+                    }
+                }
+                let resolved = self
+                    .snap
+                    .on_chain
+                    .as_ref()
+                    .map(|oc| oc.resolved_ptlcs.clone());
+                match self.resolve_ptlcs() {
+                    Ok(actions) => others.extend(actions),
+                    Err(e) => {
+                        self.snap.height = before;
+                        if let (Some(oc), Some(resolved)) = (self.snap.on_chain.as_mut(), resolved)
+                        {
+                            oc.resolved_ptlcs = resolved;
+                        }
+                        return Err(e);
                     }
                 }
                 if others.is_empty() {
@@ -2280,7 +2474,7 @@ impl Channel {
                     return Ok(vec![]);
                 }
                 if let Some(oc) = self.snap.on_chain.as_mut() {
-                    oc.settlement_broadcast = true;
+                    oc.settlement_broadcast |= settle;
                 }
                 Ok(self.commit(vec![], others))
             }
@@ -2301,6 +2495,9 @@ impl Channel {
         tx: Transaction,
         confirmed_at: Option<u32>,
     ) -> Result<Vec<Action>, ChannelError> {
+        if let Some(actions) = self.on_ptlc_spend(&tx)? {
+            return Ok(actions);
+        }
         let watched: Vec<OutPoint> = self
             .snap
             .funding_outpoint
@@ -2330,11 +2527,35 @@ impl Channel {
             }
             // A settlement of the on-chain state (leaf + control block) or a close.
             if let Some(oc) = self.snap.on_chain.as_mut() {
-                if input.previous_output == oc.outpoint && confirmed_at.is_some() {
+                if input.previous_output == oc.outpoint
+                    && confirmed_at.is_some()
+                    && oc.settlement_txid.is_none()
+                {
                     oc.settlement_txid = Some(tx.compute_txid());
                     let state = oc.state;
                     self.snap.phase = Phase::Closed;
-                    return Ok(self.commit(vec![], vec![Action::Event(Event::Settled { state })]));
+                    let settled = self.settled_ptlcs();
+                    let resolved = settled.and_then(|settled| {
+                        let mut others: Vec<Action> = settled
+                            .into_iter()
+                            .map(|(_, outpoint)| Action::Watch(outpoint))
+                            .collect();
+                        others.push(Action::Event(Event::Settled { state }));
+                        others.extend(self.resolve_ptlcs()?);
+                        Ok(others)
+                    });
+                    return match resolved {
+                        Ok(others) => Ok(self.commit(vec![], others)),
+                        Err(e) => {
+                            // Nothing changed: forget the settlement again.
+                            if let Some(oc) = self.snap.on_chain.as_mut() {
+                                oc.settlement_txid = None;
+                                oc.resolved_ptlcs.clear();
+                            }
+                            self.snap.phase = Phase::ForceClosing;
+                            Err(e)
+                        }
+                    };
                 }
             }
             return Ok(vec![]);

@@ -1,0 +1,154 @@
+//! On-chain PTLC resolution by the channel state machines after a unilateral close: A offers
+//! S a PTLC, S offers A one; S, which knows the secret of A's PTLC, force-closes. Once the
+//! settlement confirms, S broadcasts the claim of A's PTLC at once; A, seeing the claim spend
+//! the PTLC output, reports the secret (`PtlcSecretLearned`) and never times it out; S's own
+//! PTLC, whose secret A never learns, is timed out by S exactly when its expiry is reached.
+
+mod channel_support;
+
+use anyhow::Context;
+use asyncpay::protocol::channel::{ChainEvent, ChannelError, Command, Event, Input, Phase};
+use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
+use bitcoin::{OutPoint, Transaction};
+use channel_support::*;
+
+const EXPIRY: u32 = HEIGHT + 2 * DELAY as u32 + 30;
+
+fn spend(net: &mut Net<Never>, party: Party, tx: &Transaction, at: u32) -> anyhow::Result<()> {
+    net.input(
+        party,
+        Input::Chain(ChainEvent::Spend {
+            tx: tx.clone(),
+            confirmed_at: Some(at),
+        }),
+    )?;
+    Ok(())
+}
+
+fn block(net: &mut Net<Never>, party: Party, height: u32) -> anyhow::Result<()> {
+    net.input(party, Input::Chain(ChainEvent::Block { height }))?;
+    Ok(())
+}
+
+#[test]
+fn settled_ptlcs_are_claimed_with_the_secret_or_timed_out_after_expiry() -> anyhow::Result<()> {
+    let mut net = Net::new(Never);
+    net.open()?;
+    for (party, tag) in [(Party::A, 9), (Party::S, 8)] {
+        net.input(
+            party,
+            Input::Command(Command::AddPtlc {
+                amount_sat: 50_000,
+                point: secret(tag).adaptor_point(),
+                expiry: EXPIRY,
+            }),
+        )?;
+        net.pump()?;
+    }
+    // A's PTLC is 0, S's is 1. S learns the secret of A's PTLC elsewhere.
+    assert!(matches!(
+        net.input(
+            Party::S,
+            Input::Command(Command::ProvideSecret {
+                id: 0,
+                secret: secret(3)
+            })
+        ),
+        Err(ChannelError::WrongSecret { id: 0 })
+    ));
+    assert!(matches!(
+        net.input(
+            Party::S,
+            Input::Command(Command::ProvideSecret {
+                id: 1,
+                secret: secret(8)
+            })
+        ),
+        Err(ChannelError::NotPayee { id: 1, .. })
+    ));
+    net.input(
+        Party::S,
+        Input::Command(Command::ProvideSecret {
+            id: 0,
+            secret: secret(9),
+        }),
+    )?;
+
+    // S publishes the latest update; it confirms; the settlement follows after the delay.
+    net.input(Party::S, Input::Command(Command::ForceClose))?;
+    let update = net
+        .s
+        .broadcasts
+        .last()
+        .cloned()
+        .context("S publishes U_n")?;
+    assert_eq!(update.lock_time.to_consensus_u32(), STATE_LOCKTIME_BASE + 2);
+    let confirmed = HEIGHT + 1;
+    for party in [Party::A, Party::S] {
+        spend(&mut net, party, &update, confirmed)?;
+        for h in confirmed + 1..confirmed + u32::from(DELAY) {
+            block(&mut net, party, h)?;
+        }
+    }
+    let settlement = net.s.broadcasts.last().cloned().context("S settles")?;
+    assert_eq!(net.a.broadcasts.last(), Some(&settlement), "A settles too");
+    let settled_at = confirmed + u32::from(DELAY);
+    let before = net.s.broadcasts.len();
+    spend(&mut net, Party::S, &settlement, settled_at)?;
+    assert_eq!(net.snapshot(Party::S).phase, Phase::Closed);
+
+    // S claims A's PTLC at once, from the settlement's PTLC output.
+    assert_eq!(net.s.broadcasts.len(), before + 1, "exactly one claim");
+    let claim = net.s.broadcasts.last().cloned().context("claim")?;
+    let settlement_txid = settlement.compute_txid();
+    assert_eq!(claim.input[0].previous_output.txid, settlement_txid);
+    assert_eq!(
+        claim.input[0].witness.len(),
+        4,
+        "claim through the success leaf"
+    );
+    let claimed: OutPoint = claim.input[0].previous_output;
+    assert_eq!(
+        settlement.output[claimed.vout as usize].value.to_sat(),
+        50_000
+    );
+
+    // A sees the settlement and then the claim: it learns the secret, and never times out.
+    spend(&mut net, Party::A, &settlement, settled_at)?;
+    let a_before = net.a.broadcasts.len();
+    spend(&mut net, Party::A, &claim, settled_at + 1)?;
+    let learned = net
+        .a
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::PtlcSecretLearned { id: 0, secret } => Some(secret.clone()),
+            _ => None,
+        })
+        .context("A learns the secret from the claim")?;
+    assert_eq!(learned.0, secret(9).to_secret_bytes());
+    for h in settled_at + 2..=EXPIRY + 2 {
+        block(&mut net, Party::A, h)?;
+    }
+    assert_eq!(net.a.broadcasts.len(), a_before, "A times nothing out");
+
+    // S's own PTLC: nothing before the expiry, the timeout at it.
+    for h in settled_at + 1..EXPIRY {
+        block(&mut net, Party::S, h)?;
+    }
+    assert_eq!(
+        net.s.broadcasts.len(),
+        before + 1,
+        "no timeout before expiry"
+    );
+    block(&mut net, Party::S, EXPIRY)?;
+    let timeout = net.s.broadcasts.last().cloned().context("timeout")?;
+    assert_eq!(timeout.lock_time.to_consensus_u32(), EXPIRY);
+    assert_eq!(timeout.input[0].previous_output.txid, settlement_txid);
+    assert_ne!(timeout.input[0].previous_output, claimed);
+    assert_eq!(timeout.input[0].witness.len(), 3, "timeout leaf");
+    // Only once.
+    block(&mut net, Party::S, EXPIRY + 1)?;
+    assert_eq!(net.s.broadcasts.len(), before + 2);
+    Ok(())
+}
