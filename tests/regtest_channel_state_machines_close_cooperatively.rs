@@ -6,102 +6,17 @@
 mod channel_support;
 mod tx_support;
 
-use std::collections::VecDeque;
-
-use anyhow::{bail, ensure, Context};
-use asyncpay::protocol::channel::{
-    Action, ChainEvent, Channel, Command, Event, Input, OpenTerms, Phase,
-};
-use asyncpay::protocol::messages::{ChannelId, Message};
+use anyhow::{ensure, Context};
+use asyncpay::protocol::channel::{ChainEvent, Command, Input, OpenTerms, Phase};
 use asyncpay::tx::Party;
-use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction};
-use channel_support::{payout, secrets};
+use bitcoin::{Amount, OutPoint, ScriptBuf};
+use channel_support::pair::Pair;
+use channel_support::payout;
 
 const CAPACITY: u64 = 500_000;
 const PUSH: u64 = 50_000;
 const PAID: u64 = 60_000;
 const FEE: u64 = 400;
-
-#[derive(Default)]
-struct Side {
-    channel: Option<Channel>,
-    events: Vec<Event>,
-    broadcasts: Vec<Transaction>,
-    persisted: bool,
-}
-
-struct Pair {
-    a: Side,
-    s: Side,
-    to_a: VecDeque<Message>,
-    to_s: VecDeque<Message>,
-}
-
-impl Pair {
-    fn side(&mut self, party: Party) -> &mut Side {
-        match party {
-            Party::A => &mut self.a,
-            Party::S => &mut self.s,
-        }
-    }
-
-    fn run(&mut self, party: Party, actions: Vec<Action>) -> anyhow::Result<()> {
-        for action in actions {
-            match action {
-                Action::Persist(_) => self.side(party).persisted = true,
-                Action::Send(msg) => {
-                    ensure!(self.side(party).persisted, "sent before any persist");
-                    match party {
-                        Party::A => self.to_s.push_back(msg),
-                        Party::S => self.to_a.push_back(msg),
-                    }
-                }
-                Action::Broadcast(tx) => self.side(party).broadcasts.push(tx),
-                Action::Watch(_) => {}
-                Action::Event(e) => self.side(party).events.push(e),
-            }
-        }
-        Ok(())
-    }
-
-    fn input(&mut self, party: Party, input: Input) -> anyhow::Result<()> {
-        let channel = self.side(party).channel.as_mut().context("channel")?;
-        let actions = channel.handle(input)?;
-        self.run(party, actions)
-    }
-
-    fn pump(&mut self, height: u32) -> anyhow::Result<()> {
-        for _ in 0..100 {
-            let (party, msg) = if let Some(m) = self.to_s.pop_front() {
-                (Party::S, m)
-            } else if let Some(m) = self.to_a.pop_front() {
-                (Party::A, m)
-            } else {
-                return Ok(());
-            };
-            if party == Party::S && self.s.channel.is_none() {
-                let Message::Open(open) = &msg else {
-                    bail!("S got {} before open", msg.name())
-                };
-                let (channel, actions) =
-                    Channel::accept(secrets(Party::S), open, payout(Party::S), height)?;
-                self.s.channel = Some(channel);
-                self.run(Party::S, actions)?;
-                continue;
-            }
-            self.input(party, Input::Message(msg))?;
-        }
-        bail!("messages never stopped")
-    }
-
-    fn channel(&self, party: Party) -> &Channel {
-        match party {
-            Party::A => self.a.channel.as_ref(),
-            Party::S => self.s.channel.as_ref(),
-        }
-        .expect("channel exists")
-    }
-}
 
 fn payout_script(party: Party) -> ScriptBuf {
     ScriptBuf::new_p2tr(
@@ -122,45 +37,11 @@ fn channel_state_machines_open_transfer_and_close_cooperatively() -> anyhow::Res
         update_window: 1_000,
         payout_key: payout(Party::A),
     };
-    let (a, actions) = Channel::open(secrets(Party::A), ChannelId([3; 32]), terms, height)?;
-    let mut pair = Pair {
-        a: Side {
-            channel: Some(a),
-            ..Side::default()
-        },
-        s: Side::default(),
-        to_a: VecDeque::new(),
-        to_s: VecDeque::new(),
-    };
-    pair.run(Party::A, actions)?;
-    pair.pump(height)?;
-
-    // A's wallet (the faucet here) pays the funding script the channel asked for.
-    let script = pair
-        .a
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::Accepted {
-                funding_script_pubkey,
-                capacity_sat,
-            } if *capacity_sat == CAPACITY => Some(funding_script_pubkey.clone()),
-            _ => None,
-        })
-        .context("A reports the funding script")?;
-    let (outpoint, _) = chain.fund(&script, Amount::from_sat(CAPACITY))?;
-    pair.input(Party::A, Input::Command(Command::FundingBuilt { outpoint }))?;
-    pair.pump(height)?;
-    let confirmed_at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
-    for party in [Party::A, Party::S] {
-        pair.input(
-            party,
-            Input::Chain(ChainEvent::Confirmed {
-                txid: outpoint.txid,
-                height: confirmed_at,
-            }),
-        )?;
-    }
+    let (mut pair, outpoint) = Pair::open(terms, height, |script, capacity| {
+        let (outpoint, _) = chain.fund(script, Amount::from_sat(capacity))?;
+        let at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
+        Ok((outpoint, at))
+    })?;
 
     pair.input(
         Party::A,

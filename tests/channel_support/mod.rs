@@ -3,6 +3,8 @@
 //! reloaded from its last persisted snapshot.
 #![allow(dead_code)]
 
+pub mod pair;
+
 use std::collections::{HashMap, VecDeque};
 
 use anyhow::{bail, Context};
