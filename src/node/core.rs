@@ -877,6 +877,8 @@ impl NodeCore {
     }
 }
 
+// One input at a time, never stored: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum RoleIn {
     Payer(PayerInput),
     Lsp(LspInput),
