@@ -157,7 +157,10 @@ fn demo_runs_end_to_end_and_prints_a_json_transcript() {
         assert!(mermaid.contains(arrow), "{arrow} missing from\n{mermaid}");
     }
 
-    // No child process outlives the demo.
+    // No child process outlives the demo, and its directory is gone.
+    let dir = t["data_dir"].as_str().expect("data_dir");
+    assert_eq!(t["kept"], false);
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was not removed");
     let processes = t["processes"].as_array().expect("processes");
     assert!(
         processes.len() >= 6,
@@ -165,12 +168,10 @@ fn demo_runs_end_to_end_and_prints_a_json_transcript() {
     );
     for p in processes {
         let pid = p["pid"].as_u64().unwrap();
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .map(|c| !c.contains("asyncpay"))
-                    .unwrap_or(true),
-            "{p} still runs"
-        );
+        // A process of this run names the run's directory on its command line.
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .map(|c| c.contains(dir))
+            .unwrap_or(false);
+        assert!(!alive, "{p} still runs");
     }
 }

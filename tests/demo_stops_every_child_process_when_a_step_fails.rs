@@ -29,7 +29,17 @@ fn demo_stops_every_child_process_when_a_step_fails() {
         "the error names the step:\n{stderr}"
     );
 
-    // The narration names every child's pid; none may outlive the demo.
+    // The narration names the run's directory and every child's pid; no process of the run
+    // (one that names the directory on its command line) may outlive the demo.
+    let dir = stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("work directory "))
+        .unwrap_or_else(|| panic!("no work directory in:\n{stderr}"))
+        .to_string();
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "{dir} was not removed"
+    );
     let pids: Vec<u32> = stderr
         .lines()
         .filter_map(|line| {
@@ -40,7 +50,7 @@ fn demo_stops_every_child_process_when_a_step_fails() {
     assert_eq!(pids.len(), 4, "mailbox and three nodes started:\n{stderr}");
     for pid in pids {
         let alive = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-            .map(|c| c.contains("asyncpay"))
+            .map(|c| c.contains(&dir))
             .unwrap_or(false);
         assert!(!alive, "process {pid} outlived the demo");
     }

@@ -354,7 +354,9 @@ struct Transcript {
     /// Every child process the demo started (all are gone when it exits).
     processes: Vec<Value>,
     total_ms: u64,
-    data_dir: Option<String>,
+    /// The temporary directory of the run (node data, logs); removed unless `kept`.
+    data_dir: String,
+    kept: bool,
 }
 
 /// The demo's narration and what it collects for the summary.
@@ -479,15 +481,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Stop the children before the chain and the directory go away.
     drop(std::mem::take(&mut demo.children));
     let log_dir = demo.root.path().to_path_buf();
-    let data_dir = if keep {
-        let path = demo.root.path().to_path_buf();
+    if keep {
         let root = std::mem::replace(&mut demo.root, tempfile::tempdir()?);
         let _ = root.keep();
-        eprintln!("data directories and logs kept in {}", path.display());
-        Some(path.display().to_string())
-    } else {
-        None
-    };
+        eprintln!("data directories and logs kept in {}", log_dir.display());
+    }
     let mut transcript = match result {
         Ok(t) => t,
         Err(e) => {
@@ -498,7 +496,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    transcript.data_dir = data_dir;
+    transcript.kept = keep;
     if json {
         println!("{}", serde_json::to_string_pretty(&transcript)?);
     } else {
@@ -611,6 +609,8 @@ impl Demo {
     }
 
     fn start_mailbox(&mut self) -> anyhow::Result<()> {
+        self.narrator
+            .detail(format!("work directory {}", self.root.path().display()));
         let dir = self.root.path().join("mailbox");
         std::fs::create_dir_all(&dir)?;
         let log = self.root.path().join("mailbox.log");
@@ -1181,7 +1181,8 @@ impl Demo {
                 .map(|(name, pid)| json!({"name": name, "pid": pid}))
                 .collect(),
             total_ms: self.narrator.started.elapsed().as_millis() as u64,
-            data_dir: None,
+            data_dir: self.root.path().display().to_string(),
+            kept: false,
         })
     }
 
