@@ -149,8 +149,10 @@ fn demo_runs_end_to_end_and_prints_a_json_transcript() {
         heights[0] < heights[1],
         "U_1 confirms after U_0: {heights:?}"
     );
+    let delay = e["shared_delay"].as_u64().expect("shared_delay");
+    assert!(delay > 0);
     assert!(
-        heights[2] >= heights[1] + 6,
+        heights[2] >= heights[1] + delay,
         "the settlement waits the shared delay: {heights:?}"
     );
     for arrow in ["A->>chain: U_0", "S->>chain: U_1", "S->>chain: SE_1"] {

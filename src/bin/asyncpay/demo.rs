@@ -1311,6 +1311,7 @@ impl Demo {
             override_txid: over_txid.to_string(),
             settlement_txid: settle_txid.to_string(),
             blocks_to_settlement: mined,
+            shared_delay: delay,
             settled_to_a,
             settled_to_s,
         })
@@ -1453,6 +1454,7 @@ struct Enforcement {
     override_txid: String,
     settlement_txid: String,
     blocks_to_settlement: u32,
+    shared_delay: u64,
     settled_to_a: u64,
     settled_to_s: u64,
 }
