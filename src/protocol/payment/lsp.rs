@@ -531,22 +531,33 @@ impl Lsp {
         ])
     }
 
-    fn on_cancel(
-        &mut self,
-        from: PublicKey,
+    /// The payment `id`, if `from` is its payer.
+    fn payer_record(
+        &self,
         id: PaymentId,
-    ) -> Result<Vec<LspAction>, PaymentError> {
+        from: PublicKey,
+        what: &'static str,
+    ) -> Result<&LspPayment, PaymentError> {
         let record = self
             .payments
             .get(&id)
             .ok_or(PaymentError::UnknownPayment(id))?;
         if from != record.payer {
             return Err(PaymentError::WrongPeer {
-                what: "cancel",
+                what,
                 from: Box::new(from),
                 role: "payer",
             });
         }
+        Ok(record)
+    }
+
+    fn on_cancel(
+        &mut self,
+        from: PublicKey,
+        id: PaymentId,
+    ) -> Result<Vec<LspAction>, PaymentError> {
+        let record = self.payer_record(id, from, "cancel")?;
         let reply = |outcome| Action::Send {
             to: from,
             message: PaymentMessage::Cancelled {
@@ -580,17 +591,8 @@ impl Lsp {
         from: PublicKey,
         id: PaymentId,
     ) -> Result<Vec<LspAction>, PaymentError> {
-        let record = self
-            .payments
-            .get_mut(&id)
-            .ok_or(PaymentError::UnknownPayment(id))?;
-        if from != record.payer {
-            return Err(PaymentError::WrongPeer {
-                what: "receipt ack",
-                from: Box::new(from),
-                role: "payer",
-            });
-        }
+        self.payer_record(id, from, "receipt ack")?;
+        let record = self.payments.get_mut(&id).expect("checked");
         match &mut record.status {
             LspStatus::Sold { receipt_acked, .. } if !*receipt_acked => {
                 *receipt_acked = true;

@@ -471,13 +471,6 @@ impl Invoice {
     /// Checks the signature and that the invoice answers `offer` exactly.
     pub fn check_against(&self, offer: &PurchaseOffer) -> Result<(), PaymentError> {
         self.verify()?;
-        let same = |ok: bool, field| {
-            if ok {
-                Ok(())
-            } else {
-                Err(PaymentError::Mismatch { field })
-            }
-        };
         same(self.payment_id == offer.payment_id, "payment_id")?;
         same(self.point == offer.point, "point")?;
         same(self.amount_sat == offer.amount_sat, "amount")?;
@@ -580,6 +573,15 @@ impl PaymentMessage {
             PaymentMessage::ReceiptAck { .. } => "receipt_ack",
             PaymentMessage::RequestRefused { .. } => "request_refused",
         }
+    }
+}
+
+/// `Ok` if `ok`, else a [`PaymentError::Mismatch`] naming `field`.
+fn same(ok: bool, field: &'static str) -> Result<(), PaymentError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(PaymentError::Mismatch { field })
     }
 }
 

@@ -11,7 +11,7 @@ use crate::protocol::channel::Command;
 use crate::protocol::messages::ChannelId;
 
 use super::{
-    Action, CancelOutcome, PayRequest, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
+    same, Action, CancelOutcome, PayRequest, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
     PurchaseOffer, Receipt, SaleLetter, MAX_NOTE_LEN, PAYMENT_VERSION,
 };
 
@@ -432,13 +432,6 @@ impl Payer {
                     status: other.name(),
                 }),
             };
-        };
-        let same = |ok: bool, field| {
-            if ok {
-                Ok(())
-            } else {
-                Err(PaymentError::Mismatch { field })
-            }
         };
         same(offer.lsp == record.lsp, "lsp")?;
         same(offer.channel_id == record.channel_id, "channel")?;
