@@ -160,7 +160,9 @@ struct Node {
     watches: BTreeMap<OutPoint, HashSet<(Txid, bool)>>,
     funding: HashMap<ChannelId, Transaction>,
     stop: bool,
-    node_secret: asyncpay::crypto::keys::SecretKey,
+    node_secret: Arc<asyncpay::crypto::keys::SecretKey>,
+    /// The Electrum connection, kept between polls; dropped on error and reopened.
+    chain: Option<electrum_client::Client>,
 }
 
 fn load_seed(dir: &Path) -> anyhow::Result<[u8; 32]> {
@@ -222,7 +224,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     })?;
     let height = wallet.tip_height();
     let core = NodeCore::restore(seed, height, store.channels()?, records)?;
-    let node_secret = node_key(&seed);
+    let node_secret = Arc::new(node_key(&seed));
     let mailbox_key = NodeKey::from_secret_bytes(node_secret.to_secret_bytes())
         .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
     let rpc = match (&args.rpc_url, &args.rpc_cookie) {
@@ -249,14 +251,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         Ok(text) if args.listen.port() == 0 => text.trim().parse().unwrap_or(args.listen),
         _ => args.listen,
     };
-    let listener = Listener::bind(
-        listen,
-        Arc::new(asyncpay::crypto::keys::SecretKey::from_bytes(
-            node_secret.to_secret_bytes(),
-        )?),
-        allow_fn,
-    )
-    .await?;
+    let listener = Listener::bind(listen, node_secret.clone(), allow_fn).await?;
     let peer_addr = listener.local_addr()?;
     write_private(&addr_file, peer_addr.to_string().as_bytes())?;
 
@@ -278,6 +273,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         funding: HashMap::new(),
         stop: false,
         node_secret,
+        chain: None,
     };
 
     // Accept peers.
@@ -288,7 +284,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
                 match listener.accept().await {
                     Ok(conn) => {
                         let _ = tx.send(Ev::Tick);
-                        spawn_connection(conn, tx.clone());
+                        spawn_connection(conn, tx.clone(), None);
                     }
                     Err(e) => tracing::info!("refused a peer: {e}"),
                 }
@@ -357,7 +353,13 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spawn_connection(conn: asyncpay::net::Connection, tx: mpsc::UnboundedSender<Ev>) {
+/// Runs a connection's reader and writer tasks; `done` (for a dialer that redials) fires
+/// when the connection ends.
+fn spawn_connection(
+    conn: asyncpay::net::Connection,
+    tx: mpsc::UnboundedSender<Ev>,
+    done: Option<oneshot::Sender<()>>,
+) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let peer = conn.peer();
@@ -383,6 +385,9 @@ fn spawn_connection(conn: asyncpay::net::Connection, tx: mpsc::UnboundedSender<E
             }
         }
         let _ = tx.send(Ev::Disconnected { peer, conn: id });
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
     });
 }
 
@@ -456,15 +461,13 @@ fn u64_arg(args: &Value, name: &str) -> Result<u64, String> {
 impl Node {
     fn dial(&self, key: PublicKey, addr: String) {
         let tx = self.events.clone();
-        let secret =
-            asyncpay::crypto::keys::SecretKey::from_bytes(self.node_secret.to_secret_bytes())
-                .expect("a valid key stays valid");
+        let secret = self.node_secret.clone();
         tokio::spawn(async move {
             loop {
                 match connect(addr.as_str(), &secret, key).await {
                     Ok(conn) => {
                         let (done_tx, done_rx) = oneshot::channel::<()>();
-                        spawn_connection_notify(conn, tx.clone(), done_tx);
+                        spawn_connection(conn, tx.clone(), Some(done_tx));
                         let _ = done_rx.await;
                     }
                     Err(e) => tracing::debug!("dial {addr}: {e}"),
@@ -713,9 +716,21 @@ impl Node {
     }
 
     async fn poll_chain(&mut self) -> anyhow::Result<()> {
+        let client = match self.chain.take() {
+            Some(client) => client,
+            None => tokio::task::block_in_place(|| electrum_client::Client::new(&self.electrum))?,
+        };
+        self.poll_chain_with(&client).await?;
+        // Kept only while it works: an error above drops it and the next poll reconnects.
+        self.chain = Some(client);
+        Ok(())
+    }
+
+    async fn poll_chain_with(&mut self, client: &electrum_client::Client) -> anyhow::Result<()> {
         let electrum = self.electrum.clone();
-        let client = tokio::task::block_in_place(|| electrum_client::Client::new(&electrum))?;
         let tip = tokio::task::block_in_place(|| client.block_headers_subscribe())?;
+        // The answer above is the tip; drop the queued notifications so they do not pile up.
+        while client.block_headers_pop_raw()?.is_some() {}
         let height = u32::try_from(tip.height).unwrap_or(u32::MAX);
         if height != self.height {
             self.height = height;
@@ -736,7 +751,7 @@ impl Node {
             })
             .collect();
         for outpoint in unconfirmed {
-            if let Some(h) = confirmed_height(&client, &outpoint.txid)? {
+            if let Some(h) = confirmed_height(client, &outpoint.txid)? {
                 let outputs = self.core.handle(NodeInput::Confirmed {
                     txid: outpoint.txid,
                     height: h,
@@ -956,29 +971,6 @@ impl Rpc {
         }
         Ok(body["result"].clone())
     }
-}
-
-fn spawn_connection_notify(
-    conn: asyncpay::net::Connection,
-    tx: mpsc::UnboundedSender<Ev>,
-    done: oneshot::Sender<()>,
-) {
-    // Like spawn_connection, but reports the end of the connection to the dialer so it
-    // redials.
-    let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<Ev>();
-    spawn_connection(conn, relay_tx);
-    tokio::spawn(async move {
-        while let Some(ev) = relay_rx.recv().await {
-            let end = matches!(ev, Ev::Disconnected { .. });
-            if tx.send(ev).is_err() {
-                break;
-            }
-            if end {
-                break;
-            }
-        }
-        let _ = done.send(());
-    });
 }
 
 fn confirmed_height(client: &electrum_client::Client, txid: &Txid) -> anyhow::Result<Option<u32>> {
