@@ -192,3 +192,31 @@ fn an_expired_offer_is_voided_and_its_invoice_refused() {
         assert_eq!((state.number, state.to_a), (2, 1_000_000));
     }
 }
+
+/// A payment above A's balance: the channel refuses the transfer, the payment is void at
+/// once with the channel's reason, nothing was signed or sent, and a payment that fits
+/// goes through afterwards.
+#[test]
+fn a_payment_above_the_balance_is_void_at_once_and_the_next_one_pays() {
+    let mut sim = network();
+    sim.stop(B);
+    let id = sim.pay(1_000_000).unwrap();
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    let reason = sim.nodes[A].payment(&id).unwrap()["status"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("cannot pay"), "{reason}");
+    assert!(sim.nodes[B].mailbox.is_empty(), "no letter was posted");
+    assert!(sim.nodes[S]
+        .core()
+        .lsp()
+        .unwrap()
+        .payments()
+        .next()
+        .is_none());
+    untouched(&sim);
+
+    let next = sim.pay(AMOUNT).unwrap();
+    assert_eq!(sim.nodes[A].status(&next).as_deref(), Some("posted"));
+}

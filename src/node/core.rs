@@ -355,6 +355,15 @@ impl NodeCore {
         &self.channels
     }
 
+    /// Every outpoint a channel of this node watches, from the channels' snapshots: what a
+    /// restarted driver must watch again (see [`Channel::watched`]).
+    pub fn watched(&self) -> Vec<OutPoint> {
+        self.channels
+            .values()
+            .flat_map(|e| e.channel.watched())
+            .collect()
+    }
+
     /// The payment records, as JSON, for display.
     pub fn payments_json(&self) -> Vec<(PaymentId, serde_json::Value)> {
         fn all<'a, R: Serialize + 'a>(
@@ -438,6 +447,7 @@ impl NodeCore {
                         });
                     }
                 }
+                self.feed_windows(&mut out)?;
                 self.role_input(RoleIn::Block(height), &mut out)?;
             }
             NodeInput::Confirmed { txid, height } => {
@@ -457,6 +467,7 @@ impl NodeCore {
                     });
                     let _ = self.channel_input(id, input, &mut out);
                 }
+                self.feed_windows(&mut out)?;
             }
             NodeInput::FundingBuilt {
                 channel_id,
@@ -604,6 +615,7 @@ impl NodeCore {
             }
             TAG_PAYMENT => {
                 let message = PaymentMessage::decode(body)?;
+                self.feed_windows(out)?;
                 let input = match &self.role {
                     RoleMachine::Lsp(_) => {
                         let pending = self.pending_transfer(&from);
@@ -628,10 +640,34 @@ impl NodeCore {
         }
     }
 
+    /// Tells the LSP role the sale window of every channel being closed on chain, from the
+    /// channels themselves: after a restart, a block or a spend the window is always current.
+    fn feed_windows(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+        if !matches!(self.role, RoleMachine::Lsp(_)) {
+            return Ok(());
+        }
+        let windows: Vec<(ChannelId, u32)> = self
+            .channels
+            .iter()
+            .filter_map(|(id, e)| Some((*id, e.channel.sale_window()?)))
+            .collect();
+        for (channel_id, deadline) in windows {
+            self.role_input(
+                RoleIn::Lsp(LspInput::PayerWindow {
+                    channel_id,
+                    deadline,
+                }),
+                out,
+            )?;
+        }
+        Ok(())
+    }
+
     /// The withheld transfer the peer proposed on its channel with us, if any.
     fn pending_transfer(&self, peer: &PublicKey) -> Option<PendingTransfer> {
         self.channels.iter().find_map(|(id, e)| {
-            if &e.peer != peer {
+            // Only an open channel sells: once a state is on chain, no new offer.
+            if &e.peer != peer || e.channel.phase() != Phase::CounterSigned {
                 return None;
             }
             let snap = e.channel.snapshot();
@@ -648,6 +684,7 @@ impl NodeCore {
                 state: pending.body.number,
                 transfer_sat: amount_sat,
                 price_point: e.channel.pending_price_point()?,
+                shared_delay: snap.params.as_ref()?.shared_delay,
             })
         })
     }
@@ -823,13 +860,26 @@ impl NodeCore {
                         Command::AddPtlc { point, .. } => Some(*point),
                         _ => None,
                     };
+                    let transfer = matches!(command, Command::Transfer { .. });
                     if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
                         out.push(NodeOutput::Refused {
                             peer: self.key.public_key(),
                             error: format!("{what}: {e}"),
                         });
-                        if let (Some(point), RoleMachine::Lsp(_)) = (failed_point, &self.role) {
-                            self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point }), out)?;
+                        // The role hears of the refusal, so its record does not wait forever
+                        // for a channel step that will never come.
+                        match (&self.role, failed_point) {
+                            (RoleMachine::Lsp(_), Some(point)) => {
+                                self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point }), out)?
+                            }
+                            (RoleMachine::Payer(_), None) if transfer => self.role_input(
+                                RoleIn::Payer(PayerInput::TransferRefused {
+                                    channel_id,
+                                    reason: e.to_string(),
+                                }),
+                                out,
+                            )?,
+                            _ => {}
                         }
                     }
                 }

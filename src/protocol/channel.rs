@@ -455,6 +455,11 @@ pub struct OnChain {
     pub resolved_ptlcs: Vec<u64>,
 }
 
+/// Blocks kept in hand between the last height a bought state should be published at and
+/// the first height the older on-chain state's settlement can confirm at: one for the
+/// publication to propagate, one for it to be mined.
+pub const SALE_WINDOW_MARGIN: u32 = 2;
+
 /// The named states of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
@@ -1035,6 +1040,86 @@ impl Channel {
         self.snap.complete.as_ref().map(|c| &c.body)
     }
 
+    /// The outpoints whose spends this channel must hear about, from its snapshot alone: the
+    /// funding output once a state is complete, the update output on chain during a
+    /// unilateral close, and the settled PTLC outputs. A driver that restarts watches these
+    /// again; the `Watch` actions that announced them were carried out before the restart.
+    pub fn watched(&self) -> Vec<OutPoint> {
+        let mut outpoints = vec![];
+        if self.snap.phase == Phase::Closed && self.snap.on_chain.is_none() {
+            return outpoints;
+        }
+        if self.snap.complete.is_some() {
+            outpoints.extend(self.snap.funding_outpoint);
+        }
+        if let Some(oc) = &self.snap.on_chain {
+            outpoints.push(oc.outpoint);
+        }
+        if let Ok(settled) = self.settled_ptlcs() {
+            outpoints.extend(settled.into_iter().map(|(_, outpoint)| outpoint));
+        }
+        outpoints
+    }
+
+    /// While an older state of this channel is on chain and the peer's withheld proposal
+    /// can still be completed: the last height by which its completion should be published
+    /// so that it confirms before the on-chain state's settlement can (the settlement may
+    /// confirm `shared_delay` blocks after the update, BIP68). `Some(0)` once the withheld
+    /// state can no longer win (settled, or nothing left to complete); `None` while the
+    /// channel is not being closed on chain or the update is unconfirmed.
+    pub fn sale_window(&self) -> Option<u32> {
+        let oc = self.snap.on_chain.as_ref()?;
+        let pending_sellable = self.snap.pending.is_some() && oc.settlement_txid.is_none();
+        if !pending_sellable {
+            return Some(0);
+        }
+        let at = oc.confirmed_at?;
+        let delay = u32::from(self.snap.params.as_ref()?.shared_delay);
+        Some((at + delay).saturating_sub(1 + SALE_WINDOW_MARGIN))
+    }
+
+    /// Whether the pending update is the peer's proposal one past `latest`, which we
+    /// countersigned and may complete if its signature is sold (we cannot tell whether the
+    /// peer withholds it or has just not sent it yet).
+    fn sellable_on_chain(&self, latest: u64) -> bool {
+        self.snap.pending.as_ref().is_some_and(|p| {
+            p.proposer != self.snap.side
+                && p.countersignature.is_some()
+                && p.body.number == latest + 1
+                && !matches!(p.change, Change::Revert { .. })
+        })
+    }
+
+    /// The latest complete state's update, signed and bound to the update output on chain,
+    /// if the state on chain is older and not yet settled.
+    fn override_on_chain(&self) -> Result<Option<Transaction>, ChannelError> {
+        let (Some(oc), Some(rec)) = (&self.snap.on_chain, &self.snap.complete) else {
+            return Ok(None);
+        };
+        let m = oc.state;
+        if m >= rec.body.number || oc.settlement_txid.is_some() {
+            return Ok(None);
+        }
+        let leaf = self
+            .snap
+            .settlement_leaf_hashes
+            .get(&m)
+            .copied()
+            .ok_or(ChannelError::UnknownOnChainState { state: m })?;
+        let spent = txs::Spent::Update {
+            outpoint: oc.outpoint,
+            state: u32::try_from(m).map_err(|_| ChannelError::UnknownOnChainState { state: m })?,
+            settlement_leaf_hash: leaf,
+        };
+        Ok(Some(txs::signed_update(
+            self.txs("override")?,
+            &rec.body,
+            &rec.sig_a,
+            &rec.sig_s,
+            &spent,
+        )?))
+    }
+
     /// The price point T = R + e·P of the proposer's signature on the pending update, from
     /// its committed nonce: what the pending state's completion costs.
     pub fn pending_price_point(&self) -> Option<AdaptorPoint> {
@@ -1355,8 +1440,9 @@ impl Channel {
                 self.finish_own_proposal(pending)
             }
             Command::CompleteWithSecret { secret } => {
+                let on_chain = self.snap.phase == Phase::ForceClosing;
                 let pending = match (&self.snap.phase, &self.snap.pending) {
-                    (Phase::CounterSigned, Some(p))
+                    (Phase::CounterSigned | Phase::ForceClosing, Some(p))
                         if !matches!(p.change, Change::Revert { .. }) =>
                     {
                         p.clone()
@@ -1371,7 +1457,22 @@ impl Channel {
                     }
                 };
                 let signature = secret.to_signature(&pending.proposer_nonce);
-                self.complete_peer_proposal(pending, signature)
+                if !on_chain {
+                    return self.complete_peer_proposal(pending, signature);
+                }
+                // Bought during a unilateral close: the completed state replaces the older
+                // one on chain at once.
+                let before = self.snap.clone();
+                let mut actions = self.complete_peer_proposal(pending, signature)?;
+                match self.override_on_chain() {
+                    Ok(Some(answer)) => actions.push(Action::Broadcast(answer)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.snap = before;
+                        return Err(e);
+                    }
+                }
+                Ok(actions)
             }
             Command::Revert => {
                 let pending = match (&self.snap.phase, &self.snap.pending) {
@@ -2498,6 +2599,17 @@ impl Channel {
         if let Some(actions) = self.on_ptlc_spend(&tx)? {
             return Ok(actions);
         }
+        // The update we know is on chain, again: news only when it has just confirmed. (It
+        // spends an outpoint we no longer watch once it is the one on chain.)
+        if let Some(oc) = self.snap.on_chain.as_mut() {
+            if oc.outpoint.txid == tx.compute_txid() {
+                if oc.confirmed_at.is_none() && confirmed_at.is_some() {
+                    oc.confirmed_at = confirmed_at;
+                    return Ok(self.commit(vec![], vec![]));
+                }
+                return Ok(vec![]);
+            }
+        }
         let watched: Vec<OutPoint> = self
             .snap
             .funding_outpoint
@@ -2534,6 +2646,8 @@ impl Channel {
                     oc.settlement_txid = Some(tx.compute_txid());
                     let state = oc.state;
                     self.snap.phase = Phase::Closed;
+                    // A state after the settled one can never be published now.
+                    let kept = self.snap.pending.take();
                     let settled = self.settled_ptlcs();
                     let resolved = settled.and_then(|settled| {
                         let mut others: Vec<Action> = settled
@@ -2553,6 +2667,7 @@ impl Channel {
                                 oc.resolved_ptlcs.clear();
                             }
                             self.snap.phase = Phase::ForceClosing;
+                            self.snap.pending = kept;
                             Err(e)
                         }
                     };
@@ -2602,8 +2717,26 @@ impl Channel {
             .on_chain
             .as_ref()
             .is_some_and(|oc| oc.outpoint == outpoint);
+        // A restarted driver hands every spend it finds to the channel again. An older update
+        // than the one known to be on chain is history (the known one spends it or conflicts
+        // with it).
+        if let Some(oc) = &self.snap.on_chain {
+            let history = m < oc.state && (oc.confirmed_at.is_some() || confirmed_at.is_none());
+            if history {
+                return Ok(if others.is_empty() {
+                    others
+                } else {
+                    self.commit(vec![], others)
+                });
+            }
+        }
         self.snap.phase = Phase::ForceClosing;
-        self.snap.pending = None;
+        // The peer's withheld proposal one past our latest state stays: its signature may
+        // still be sold, and then the completed state overrides what is on chain as long as
+        // that state's settlement has not confirmed (see `Channel::sale_window`).
+        if !self.sellable_on_chain(latest) {
+            self.snap.pending = None;
+        }
         self.secret_nonce = None;
         if !already {
             others.push(Action::Watch(outpoint));
@@ -2622,25 +2755,9 @@ impl Channel {
             resolved_ptlcs: vec![],
         });
         if m < latest && !already {
-            let leaf = self
-                .snap
-                .settlement_leaf_hashes
-                .get(&m)
-                .copied()
+            let answer = self
+                .override_on_chain()?
                 .ok_or(ChannelError::UnknownOnChainState { state: m })?;
-            let spent = txs::Spent::Update {
-                outpoint,
-                state: u32::try_from(m)
-                    .map_err(|_| ChannelError::UnknownOnChainState { state: m })?,
-                settlement_leaf_hash: leaf,
-            };
-            let answer = txs::signed_update(
-                self.txs("spend")?,
-                &rec.body,
-                &rec.sig_a,
-                &rec.sig_s,
-                &spent,
-            )?;
             others.push(Action::Broadcast(answer));
             others.push(Action::Event(Event::StaleUpdateAnswered {
                 stale: m,

@@ -20,6 +20,10 @@ use bitcoin::{OutPoint, Transaction, Txid};
 
 pub const HEIGHT: u32 = 300;
 
+/// The A–S channel's shared delay: the policy's PTLC delta plus the sale window margin, and
+/// some blocks to spare.
+pub const PAYER_DELAY: u16 = 48;
+
 pub fn policy() -> LspPolicy {
     LspPolicy {
         fee_base_sat: 10,
@@ -314,11 +318,24 @@ impl Sim {
     }
 
     /// Opens a funded channel from `opener` to `acceptor`.
+    /// Opens a channel; the payer's channel replaces an older published state for
+    /// [`PAYER_DELAY`] blocks (long enough for a sale), the others for 6.
     pub fn open(
         &mut self,
         opener: usize,
         acceptor: usize,
         capacity_sat: u64,
+    ) -> anyhow::Result<ChannelId> {
+        let delay = if opener == A { PAYER_DELAY } else { 6 };
+        self.open_with_delay(opener, acceptor, capacity_sat, delay)
+    }
+
+    pub fn open_with_delay(
+        &mut self,
+        opener: usize,
+        acceptor: usize,
+        capacity_sat: u64,
+        shared_delay: u16,
     ) -> anyhow::Result<ChannelId> {
         let channel_id = ChannelId([self.next_id; 32]);
         self.next_id += 1;
@@ -329,7 +346,7 @@ impl Sim {
                 peer,
                 channel_id,
                 capacity_sat,
-                shared_delay: 6,
+                shared_delay,
             }),
         )?;
         self.pump()?;

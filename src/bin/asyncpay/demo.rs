@@ -39,6 +39,12 @@ const AS_CAPACITY_SAT: u64 = 1_000_000;
 const SB_CAPACITY_SAT: u64 = 400_000;
 /// How long a node may take to write its `node.json`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shared delay of A–S: S's PTLC delta plus the sale window margin, and some to spare.
+const PAYER_DELAY: u16 = 24;
+/// Shared delay of S–B.
+const PAYEE_DELAY: u16 = 6;
+/// Blocks S's PTLCs to B live: at least twice B's shared delay.
+const PTLC_DELTA: u32 = 20;
 /// Poll interval of awaited conditions.
 const POLL: Duration = Duration::from_millis(25);
 
@@ -539,10 +545,20 @@ impl Demo {
             .arg(&dir)
             .args(["--electrum", &self.electrum, "--mailbox", &self.mailbox_url])
             .args(["--listen", "127.0.0.1:0"]);
-        if party == Party::S {
-            command
-                .args(["--rpc-url", &self.chain.rpc_url(), "--rpc-cookie"])
-                .arg(self.chain.rpc_cookie_file());
+        // A's channel must outlast a sale after A publishes an older state (PTLC delta plus
+        // margin); B's channel must settle well inside the PTLC's lifetime.
+        match party {
+            Party::A => {
+                command.args(["--shared-delay", &PAYER_DELAY.to_string()]);
+            }
+            Party::S => {
+                command
+                    .args(["--shared-delay", &PAYEE_DELAY.to_string()])
+                    .args(["--ptlc-delta", &PTLC_DELTA.to_string()])
+                    .args(["--rpc-url", &self.chain.rpc_url(), "--rpc-cookie"])
+                    .arg(self.chain.rpc_cookie_file());
+            }
+            Party::B => {}
         }
         command
             .env(

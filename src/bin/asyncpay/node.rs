@@ -22,7 +22,7 @@ use asyncpay::net::{connect, Allow, ConnectionWriter, Listener};
 use asyncpay::node::core::{node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role};
 use asyncpay::node::store::Store;
 use asyncpay::protocol::messages::ChannelId;
-use asyncpay::protocol::payment::{LspPolicy, PaymentId};
+use asyncpay::protocol::payment::{LspPolicy, PayerStatus, PaymentId};
 use asyncpay::tx::Party;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -67,8 +67,15 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Blocks between an update confirming and its settlement, for channels this node opens.
-    #[arg(long, default_value_t = 6)]
+    /// A payer's channel needs at least the LSP's PTLC delta plus 2: that is how long the LSP
+    /// has to finish a sale after the payer publishes an older state.
+    #[arg(long, default_value_t = 24)]
     shared_delay: u16,
+    /// LSP only: blocks until the PTLC by which the LSP buys a signature expires. The payee's
+    /// channel should have a shared delay of at most half of it (the payee must get its latest
+    /// state on chain and settled before the PTLC expires).
+    #[arg(long, default_value_t = 20)]
+    ptlc_delta: u32,
 }
 
 /// `asyncpay ctl`.
@@ -193,12 +200,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lsp_policy() -> LspPolicy {
+fn lsp_policy(ptlc_delta: u32) -> LspPolicy {
     LspPolicy {
         fee_base_sat: 100,
         fee_ppm: 1_000,
         offer_lifetime: 1_008,
-        ptlc_delta: 40,
+        ptlc_delta,
     }
 }
 
@@ -209,7 +216,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     let store = Store::open(&args.data_dir.join("node.db"))?;
     let records = match args.role {
         Role::Payer => Records::Payer(store.payments()?),
-        Role::Lsp => Records::Lsp(lsp_policy(), store.payments()?),
+        Role::Lsp => Records::Lsp(lsp_policy(args.ptlc_delta), store.payments()?),
         Role::Payee => Records::Payee(store.payments()?),
     };
     let wallet_seed = WalletSeed::from_bytes(tagged_hash("asyncpay/node/v1/wallet", &[&seed]));
@@ -255,6 +262,11 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     let peer_addr = listener.local_addr()?;
     write_private(&addr_file, peer_addr.to_string().as_bytes())?;
 
+    let core_watches: BTreeMap<OutPoint, HashSet<(Txid, bool)>> = core
+        .watched()
+        .into_iter()
+        .map(|o| (o, HashSet::new()))
+        .collect();
     let mut node = Node {
         core,
         store,
@@ -269,7 +281,9 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         next_conn: 0,
         shared_delay: args.shared_delay,
         height,
-        watches: BTreeMap::new(),
+        // The watches announced before a restart are rebuilt from the channels; without them
+        // a restarted node would miss a stale state published while it was away.
+        watches: core_watches,
         funding: HashMap::new(),
         stop: false,
         node_secret,
@@ -577,7 +591,7 @@ impl Node {
                     .put_contact(&payee, &serde_json::to_string(&contact)?)?;
                 let fee_sat = args["fee_sat"]
                     .as_u64()
-                    .unwrap_or_else(|| lsp_policy().fee_for(amount_sat));
+                    .unwrap_or_else(|| lsp_policy(0).fee_for(amount_sat));
                 let payment_id = PaymentId(rand::random());
                 let note = args["note"].as_str().unwrap_or("").to_owned();
                 let outputs = self.core.handle(NodeInput::Command(NodeCommand::Pay {
@@ -589,6 +603,19 @@ impl Node {
                     note,
                 }))?;
                 self.run_outputs(outputs).await?;
+                // A transfer the channel refused (e.g. above the balance) leaves the payment
+                // void at once: the caller hears why instead of polling a payment that waits.
+                let void_reason = self.core.payer().and_then(|p| {
+                    p.payments()
+                        .find(|(id, _)| **id == payment_id)
+                        .and_then(|(_, r)| match &r.status {
+                            PayerStatus::Void { reason } => Some(reason.clone()),
+                            _ => None,
+                        })
+                });
+                if let Some(reason) = void_reason {
+                    bail!("payment {payment_id} refused: {reason}");
+                }
                 Ok(json!({ "payment_id": payment_id.to_string(), "fee_sat": fee_sat }))
             }
             "cancel" => {

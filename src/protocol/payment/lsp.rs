@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::adaptor::{sells, AdaptorPoint, AdaptorSecret};
 use crate::crypto::keys::{PublicKey, SecretKey};
-use crate::protocol::channel::Command;
+use crate::protocol::channel::{Command, SALE_WINDOW_MARGIN};
 use crate::protocol::messages::ChannelId;
 
 use super::{
@@ -26,6 +26,9 @@ pub struct PendingTransfer {
     pub transfer_sat: u64,
     /// The price point of the payer's withheld signature.
     pub price_point: AdaptorPoint,
+    /// The channel's shared delay: how long an older state published by the payer stays
+    /// open to being replaced, and so how long a sale may take.
+    pub shared_delay: u16,
 }
 
 /// S's terms for offers.
@@ -361,6 +364,17 @@ impl Lsp {
         }
         if req.fee_sat < self.policy.fee_for(req.amount_sat) {
             return Err(PaymentError::Amount("fee below the LSP's policy"));
+        }
+        // By construction no PTLC of a sale outlives S's window: if the payer publishes its
+        // older state the block after S pays B, S still learns the scalar (at the PTLC's
+        // expiry at the latest) in time to publish the completed state before the older
+        // one can settle.
+        let needed = self.policy.ptlc_delta.saturating_add(SALE_WINDOW_MARGIN);
+        if u32::from(pending.shared_delay) < needed {
+            return Err(PaymentError::DelayTooShort {
+                shared_delay: pending.shared_delay,
+                needed,
+            });
         }
         Ok(pending.price_point)
     }

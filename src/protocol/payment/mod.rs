@@ -200,6 +200,17 @@ pub enum PaymentError {
         /// The last height at which S can still complete and publish the state.
         last_safe: u32,
     },
+    /// The payer's channel replaces an older published state for too few blocks for a sale
+    /// to settle inside that time.
+    #[error(
+        "payer channel's shared delay {shared_delay} is below the {needed} blocks a sale needs"
+    )]
+    DelayTooShort {
+        /// The channel's shared delay.
+        shared_delay: u16,
+        /// PTLC delta plus the safety margin.
+        needed: u32,
+    },
 }
 
 impl PaymentError {
@@ -220,6 +231,7 @@ impl PaymentError {
             PaymentError::Amount(_) => "amount",
             PaymentError::NoPendingState { .. } => "no_pending_state",
             PaymentError::WindowClosed { .. } => "window_closed",
+            PaymentError::DelayTooShort { .. } => "delay_too_short",
         }
     }
 }

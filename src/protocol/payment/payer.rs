@@ -147,6 +147,14 @@ pub enum PayerInput {
         /// The payment.
         payment_id: PaymentId,
     },
+    /// The channel refused the transfer a payment proposed (e.g. the balance does not cover
+    /// amount plus fee): the payment is void and nothing was signed.
+    TransferRefused {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Why, as the channel said it.
+        reason: String,
+    },
     /// The LSP connected (A came back online).
     PeerConnected {
         /// The peer.
@@ -246,6 +254,25 @@ impl Payer {
                             withhold: true,
                         },
                     },
+                ])
+            }
+            PayerInput::TransferRefused { channel_id, reason } => {
+                let id = self
+                    .in_flight(&channel_id)
+                    .ok_or(PaymentError::Unexpected {
+                        what: "transfer refused",
+                        status: "no proposed payment on this channel",
+                    })?;
+                let record = self.payments.get_mut(&id).expect("in flight");
+                record.status = PayerStatus::Void {
+                    reason: reason.clone(),
+                };
+                Ok(vec![
+                    Action::Persist((id, record.clone())),
+                    Action::Event(PaymentEvent::Refused {
+                        payment_id: id,
+                        reason,
+                    }),
                 ])
             }
             PayerInput::SignatureWithheld {
