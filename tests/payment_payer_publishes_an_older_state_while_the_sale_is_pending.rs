@@ -37,7 +37,9 @@ fn older_state_published(sim: &mut Sim) -> (PaymentId, ChannelId, Transaction) {
     )
     .unwrap();
     let u0 = a
-        .handle(NodeInput::Command(NodeCommand::ForceClose { channel_id: a_s }))
+        .handle(NodeInput::Command(NodeCommand::ForceClose {
+            channel_id: a_s,
+        }))
         .unwrap()
         .into_iter()
         .find_map(|o| match o {
@@ -73,7 +75,12 @@ fn b_sells_inside_the_window_and_s_overrides_the_published_state() {
 
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"), "{:?}", sim.refusals);
+    assert_eq!(
+        sim.nodes[B].status(&id).as_deref(),
+        Some("paid"),
+        "{:?}",
+        sim.refusals
+    );
     assert_eq!(lsp_status(&sim, &id), "sold");
     let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
     assert_eq!(sb.to_s, AMOUNT, "B was paid");
@@ -134,7 +141,12 @@ fn the_last_safe_height_still_sells() {
     sim.block(deadline - policy().ptlc_delta).unwrap();
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"), "{:?}", sim.refusals);
+    assert_eq!(
+        sim.nodes[B].status(&id).as_deref(),
+        Some("paid"),
+        "{:?}",
+        sim.refusals
+    );
     assert_eq!(lsp_status(&sim, &id), "sold");
 }
 

@@ -1078,13 +1078,13 @@ impl Channel {
         Some((at + delay).saturating_sub(1 + SALE_WINDOW_MARGIN))
     }
 
-    /// Whether the pending update is the peer's proposal one past `latest`, which we
-    /// countersigned and may complete if its signature is sold (we cannot tell whether the
-    /// peer withholds it or has just not sent it yet).
+    /// Whether the pending update is a countersigned proposal one past `latest`: the peer's,
+    /// which we may complete if its signature is sold (we cannot tell whether the peer
+    /// withholds it or has just not sent it yet), or our own withheld one, which we must
+    /// recognise if the peer publishes it after buying our signature.
     fn sellable_on_chain(&self, latest: u64) -> bool {
         self.snap.pending.as_ref().is_some_and(|p| {
-            p.proposer != self.snap.side
-                && p.countersignature.is_some()
+            p.countersignature.is_some()
                 && p.body.number == latest + 1
                 && !matches!(p.change, Change::Revert { .. })
         })

@@ -1,0 +1,191 @@
+//! On the BIP118 regtest, through the mempool: A withholds its signature on state 2 (its
+//! payment is for sale) and publishes state 1, its latest complete state. S keeps the sale
+//! open for as long as U_1's settlement cannot confirm. The scalar, bought inside that
+//! window, completes state 2: S publishes U_2 on top of U_1 (`submitpackage`), and after the
+//! shared delay the settlement of state 2 pays A and S their state-2 balances. A, fed the
+//! chain, recognises its own state 2 from U_2's witness. U_1's output is spent, so SE_1 can
+//! never confirm.
+
+mod channel_support;
+mod tx_support;
+
+use anyhow::{ensure, Context};
+use asyncpay::chain::regtest::Regtest;
+use asyncpay::crypto::adaptor::AdaptorSecret;
+use asyncpay::protocol::channel::{
+    ChainEvent, Command, Event, Input, OpenTerms, Phase, SALE_WINDOW_MARGIN,
+};
+use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
+use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction};
+use channel_support::pair::Pair;
+use channel_support::payout;
+
+const CAPACITY: u64 = 500_000;
+const PUSH: u64 = 150_000;
+const DELAY: u16 = 12;
+const PAID: u64 = 40_000;
+
+fn payout_script(party: Party) -> ScriptBuf {
+    ScriptBuf::new_p2tr(
+        &bitcoin::secp256k1::Secp256k1::verification_only(),
+        payout(party).into(),
+        None,
+    )
+}
+
+fn tip(pair: &mut Pair, chain: &Regtest) -> anyhow::Result<u32> {
+    let height = u32::try_from(chain.height()?)?;
+    for party in [Party::A, Party::S] {
+        pair.input(party, Input::Chain(ChainEvent::Block { height }))?;
+    }
+    Ok(height)
+}
+
+fn spent_by(pair: &mut Pair, tx: &Transaction, at: u32) -> anyhow::Result<()> {
+    for party in [Party::A, Party::S] {
+        pair.input(
+            party,
+            Input::Chain(ChainEvent::Spend {
+                tx: tx.clone(),
+                confirmed_at: Some(at),
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> anyhow::Result<()> {
+    let chain = tx_support::start();
+    let fees = tx_support::keypair("sale-window-fees");
+    let height = u32::try_from(chain.height()?)?;
+    let terms = OpenTerms {
+        capacity_sat: CAPACITY,
+        push_sat: PUSH,
+        shared_delay: DELAY,
+        update_window: 1_000,
+        payout_key: payout(Party::A),
+    };
+    let (mut pair, _) = Pair::open(terms, height, |script, capacity| {
+        let (outpoint, _) = chain.fund(script, Amount::from_sat(capacity))?;
+        let at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
+        Ok((outpoint, at))
+    })?;
+    let height = tip(&mut pair, &chain)?;
+    for withhold in [false, true] {
+        pair.input(
+            Party::A,
+            Input::Command(Command::Transfer {
+                amount_sat: PAID / 2,
+                withhold,
+            }),
+        )?;
+        pair.pump(height)?;
+    }
+    let signature = pair
+        .a
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::SignatureWithheld { signature, .. } => Some(*signature),
+            _ => None,
+        })
+        .context("A withholds its signature on state 2")?;
+    let scalar = AdaptorSecret::from_signature(&signature)?;
+    ensure!(pair.channel(Party::S).phase() == Phase::CounterSigned);
+    // Fee coins first: publishing below must not mine blocks of its own.
+    let coins = tx_support::fee_coins(&chain, &fees, 3);
+
+    // A publishes state 1 while its payment is for sale.
+    pair.input(Party::A, Input::Command(Command::ForceClose))?;
+    let u1 = pair
+        .a
+        .broadcasts
+        .last()
+        .cloned()
+        .context("A publishes U_1")?;
+    ensure!(u1.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE + 1);
+    let u1_txid = tx_support::try_publish_using(&chain, &u1, &fees, coins[0].clone())
+        .map_err(|e| anyhow::anyhow!("U_1 refused: {e}"))?;
+    let at = u32::try_from(chain.confirm(&u1_txid)?)?;
+    spent_by(&mut pair, &u1, at)?;
+    let deadline = at + u32::from(DELAY) - 1 - SALE_WINDOW_MARGIN;
+    assert_eq!(pair.channel(Party::S).sale_window(), Some(deadline));
+
+    // Some blocks pass; the scalar is sold inside the window.
+    chain.mine(u64::from(deadline - at - 1))?;
+    tip(&mut pair, &chain)?;
+    ensure!(pair.s.broadcasts.is_empty(), "S settles nothing meanwhile");
+    pair.input(
+        Party::S,
+        Input::Command(Command::CompleteWithSecret { secret: scalar }),
+    )?;
+    let u2 = pair
+        .s
+        .broadcasts
+        .last()
+        .cloned()
+        .context("S publishes U_2")?;
+    ensure!(u2.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE + 2);
+    let u1_out = OutPoint {
+        txid: u1_txid,
+        vout: 0,
+    };
+    ensure!(u2.input[0].previous_output == u1_out);
+    let u2_txid = tx_support::try_publish_using(&chain, &u2, &fees, coins[1].clone())
+        .map_err(|e| anyhow::anyhow!("U_2 refused: {e}"))?;
+    let at2 = u32::try_from(chain.confirm(&u2_txid)?)?;
+    ensure!(
+        at2 < at + u32::from(DELAY),
+        "U_2 confirmed at {at2}, before U_1's settlement could (from {})",
+        at + u32::from(DELAY)
+    );
+    spent_by(&mut pair, &u2, at2)?;
+    let state2 = pair
+        .channel(Party::A)
+        .latest()
+        .cloned()
+        .context("A's latest")?;
+    ensure!(state2.number == 2, "A recognises its own state 2 on chain");
+    ensure!(pair.channel(Party::S).latest() == Some(&state2));
+
+    // After the delay, S settles state 2.
+    let settlement = loop {
+        let last = pair.s.broadcasts.last().cloned().context("S broadcast")?;
+        if last.input[0].previous_output.txid == u2_txid {
+            break last;
+        }
+        ensure!(
+            chain.height()? < u64::from(at2) + 2 * u64::from(DELAY),
+            "no SE_2"
+        );
+        chain.mine(1)?;
+        tip(&mut pair, &chain)?;
+    };
+    let se2_txid = tx_support::try_publish_using(&chain, &settlement, &fees, coins[2].clone())
+        .map_err(|e| anyhow::anyhow!("SE_2 refused: {e}"))?;
+    chain.confirm(&se2_txid)?;
+    let paid: Vec<(Amount, ScriptBuf)> = (0..settlement.output.len() as u32)
+        .filter_map(|vout| {
+            tx_support::utxo(
+                &chain,
+                &OutPoint {
+                    txid: se2_txid,
+                    vout,
+                },
+            )
+        })
+        .collect();
+    for (party, sat) in [(Party::A, state2.to_a), (Party::S, state2.to_s)] {
+        ensure!(
+            paid.contains(&(Amount::from_sat(sat), payout_script(party))),
+            "{party:?} is paid {sat} sat: {paid:?}"
+        );
+    }
+    ensure!(state2.to_s == PUSH + PAID, "S holds the whole payment");
+    ensure!(
+        tx_support::utxo(&chain, &u1_out).is_none(),
+        "U_1's output is spent"
+    );
+    Ok(())
+}
