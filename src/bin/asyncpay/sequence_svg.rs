@@ -231,7 +231,8 @@ mod tests {
             step(2, "nothing is said"),
             step(
                 3,
-                "enforcement on chain, after a long wait for the shared delay to pass",
+                "enforcement on chain: S sees the stale state, overrides it with the latest one \
+                 and after the shared delay publishes the settlement of that state",
             ),
         ];
         let messages = vec![
