@@ -6,7 +6,8 @@
 //! directory. The demo drives them only through their control interface, narrates each step
 //! on stderr and ends with a summary (balances before/after, txids, timings) and a mermaid
 //! sequence diagram of the peer messages; `--json` prints the same as one JSON transcript on
-//! stdout. Every child process is killed when the demo ends, also on error.
+//! stdout, and `--svg PATH` writes the diagram as a self-contained SVG (`sequence_svg`).
+//! Every child process is killed when the demo ends, also on error.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};

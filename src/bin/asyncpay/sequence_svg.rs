@@ -2,7 +2,8 @@
 //! step notes and messages of the mermaid text (`demo::mermaid`), laid out here without a
 //! renderer. Participants are boxes at the top and the bottom joined by lifelines, each step
 //! is a note band across all lifelines and each message a labelled arrow, in order. Styles
-//! are presentation attributes and the font a generic family, so the file needs nothing else.
+//! are presentation attributes and the text uses system fonts (sans-serif), so the file
+//! loads nothing else.
 
 use std::fmt::Write;
 
