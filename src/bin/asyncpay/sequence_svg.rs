@@ -116,10 +116,9 @@ pub(crate) fn sequence_svg(steps: &[Step], messages: &[Msg]) -> String {
         let (x0, x1) = (xs[0] - OVERHANG, xs[last] + OVERHANG);
         let w = (x1 - x0).max(text_w(note) + 2.0 * PAD);
         right = right.max(x0 + w);
-        let _ = write!(
+        let _ = writeln!(
             body,
-            r##"<g class="note"><rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{NOTE_H}" fill="#fff5ad" stroke="#aaaa33"/><text x="{:.1}" y="{:.1}" text-anchor="middle" {FONT}>{}</text></g>
-"##,
+            r##"<g class="note"><rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{NOTE_H}" fill="#fff5ad" stroke="#aaaa33"/><text x="{:.1}" y="{:.1}" text-anchor="middle" {FONT}>{}</text></g>"##,
             x0 + w / 2.0,
             y + NOTE_H / 2.0 + 4.5,
             escape(note)
@@ -152,10 +151,9 @@ pub(crate) fn sequence_svg(steps: &[Step], messages: &[Msg]) -> String {
                 let line = format!("M{from:.1},{:.1} H{to:.1}", y + 20.0);
                 ((from + to) / 2.0, y + 13.0, "middle", line, MSG_H)
             };
-            let _ = write!(
+            let _ = writeln!(
                 body,
-                r##"<text x="{label_x:.1}" y="{label_y:.1}" text-anchor="{anchor}" {FONT}>{}</text><path d="{line}" fill="none" stroke="#333" stroke-width="1.5" marker-end="url(#arrowhead)"/></g>
-"##,
+                r##"<text x="{label_x:.1}" y="{label_y:.1}" text-anchor="{anchor}" {FONT}>{}</text><path d="{line}" fill="none" stroke="#333" stroke-width="1.5" marker-end="url(#arrowhead)"/></g>"##,
                 escape(&m.what)
             );
             y += h;
