@@ -1,9 +1,10 @@
-//! `asyncpay demo --json`, run as a user runs it: regtest bitcoind and electrs, the mailbox
-//! and three node processes. The transcript must show the payment completed at every party,
-//! channel balances that moved by exactly the amount and the LSP's fee, confirmed funding
-//! transactions, timed steps, the messages of the protocol in the sequence diagram, the
-//! on-chain epilogue (A's stale state 0 confirmed, overridden by S's state 1, whose
-//! settlement pays both exactly their state-1 balances), and no child process left running.
+//! `asyncpay demo --json --svg PATH`, run as a user runs it: regtest bitcoind and electrs,
+//! the mailbox and three node processes. The transcript must show the payment completed at
+//! every party, channel balances that moved by exactly the amount and the LSP's fee,
+//! confirmed funding transactions, timed steps, the messages of the protocol in the sequence
+//! diagram (mermaid text, and the SVG also written to PATH), the on-chain epilogue (A's stale
+//! state 0 confirmed, overridden by S's state 1, whose settlement pays both exactly their
+//! state-1 balances), and no child process left running.
 
 use std::process::Command;
 
@@ -30,8 +31,17 @@ fn change(t: &Value, channel: &str, party: &str) -> i64 {
 
 #[test]
 fn demo_runs_end_to_end_and_prints_a_json_transcript() {
+    let out_dir = tempfile::tempdir().expect("temporary directory");
+    let svg_path = out_dir.path().join("run.svg");
     let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
-        .args(["demo", "--json", "--amount-sat", &AMOUNT.to_string()])
+        .args([
+            "demo",
+            "--json",
+            "--amount-sat",
+            &AMOUNT.to_string(),
+            "--svg",
+        ])
+        .arg(&svg_path)
         .output()
         .expect("run asyncpay demo");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -110,6 +120,19 @@ fn demo_runs_end_to_end_and_prints_a_json_transcript() {
     ] {
         assert!(mermaid.contains(arrow), "{arrow} missing from\n{mermaid}");
     }
+    // The same diagram as SVG: one arrow per message, as many as the mermaid text has.
+    let svg = t["svg"].as_str().expect("svg");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
+    let messages = t["messages"].as_array().expect("messages").len();
+    assert_eq!(
+        svg.matches("<g class=\"message\"").count(),
+        messages,
+        "{svg}"
+    );
+    assert_eq!(mermaid.matches("->>").count(), messages, "{mermaid}");
+    let written = std::fs::read_to_string(&svg_path).expect("--svg writes the file");
+    assert_eq!(written, svg, "--svg writes the transcript's svg");
     let pay_step = steps.iter().find(|s| s["name"] == "pay").unwrap()["n"].clone();
     assert!(
         t["messages"]

@@ -6,7 +6,8 @@
 //! directory. The demo drives them only through their control interface, narrates each step
 //! on stderr and ends with a summary (balances before/after, txids, timings) and a mermaid
 //! sequence diagram of the peer messages; `--json` prints the same as one JSON transcript on
-//! stdout. Every child process is killed when the demo ends, also on error.
+//! stdout, and `--svg PATH` writes the diagram as a self-contained SVG (`sequence_svg`).
+//! Every child process is killed when the demo ends, also on error.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -28,6 +29,8 @@ use bitcoin::{Address, Amount, Network, Txid};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use crate::sequence_svg::sequence_svg;
 
 /// Transcript format version of `asyncpay demo --json`.
 const TRANSCRIPT_VERSION: u32 = 1;
@@ -68,6 +71,9 @@ pub struct DemoArgs {
     /// seconds.
     #[arg(long, default_value_t = 90)]
     timeout_secs: u64,
+    /// Also write the sequence diagram as a self-contained SVG file to PATH.
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -291,13 +297,13 @@ impl Control {
 
 /// One narrated step.
 #[derive(Debug, Clone, Serialize)]
-struct Step {
-    n: usize,
-    name: &'static str,
-    title: String,
-    started_ms: u64,
-    duration_ms: u64,
-    details: Vec<String>,
+pub(crate) struct Step {
+    pub(crate) n: usize,
+    pub(crate) name: &'static str,
+    pub(crate) title: String,
+    pub(crate) started_ms: u64,
+    pub(crate) duration_ms: u64,
+    pub(crate) details: Vec<String>,
 }
 
 /// A balance of one party in one channel, before and after the payment.
@@ -321,12 +327,12 @@ struct TxRecord {
 
 /// A peer or mailbox message, for the sequence diagram.
 #[derive(Debug, Clone, Serialize)]
-struct Msg {
-    step: usize,
-    at_ms: f64,
-    from: String,
-    to: String,
-    what: String,
+pub(crate) struct Msg {
+    pub(crate) step: usize,
+    pub(crate) at_ms: f64,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) what: String,
 }
 
 /// A check the demo makes on its own outcome.
@@ -354,6 +360,8 @@ struct Transcript {
     steps: Vec<Step>,
     messages: Vec<Msg>,
     mermaid: String,
+    /// The same diagram as a self-contained SVG document.
+    svg: String,
     /// The on-chain epilogue, unless `--no-epilogue`.
     enforcement: Option<Enforcement>,
     checks: Vec<Check>,
@@ -441,6 +449,7 @@ struct Demo {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let json = args.json;
     let keep = args.keep;
+    let svg_path = args.svg.clone();
     let mut narrator = Narrator::new();
     narrator.begin(
         "chain",
@@ -503,6 +512,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     transcript.kept = keep;
+    if let Some(path) = &svg_path {
+        std::fs::write(path, &transcript.svg)
+            .with_context(|| format!("writing the sequence diagram to {}", path.display()))?;
+        eprintln!("sequence diagram written to {}", path.display());
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&transcript)?);
     } else {
@@ -1174,6 +1188,7 @@ impl Demo {
         ];
         let messages = self.messages();
         let mermaid = mermaid(&self.narrator.steps, &messages);
+        let svg = sequence_svg(&self.narrator.steps, &messages);
         Ok(Transcript {
             version: TRANSCRIPT_VERSION,
             ok,
@@ -1188,6 +1203,7 @@ impl Demo {
             steps: self.narrator.steps.clone(),
             messages,
             mermaid,
+            svg,
             enforcement,
             checks,
             processes: self
@@ -1649,20 +1665,40 @@ impl Events {
     }
 }
 
+/// The participants of the sequence diagram, left to right: (name in the messages, label).
+pub(crate) const PARTICIPANTS: [(&str, &str); 5] = [
+    ("A", "A (payer)"),
+    ("S", "S (LSP)"),
+    ("mailbox", "mailbox"),
+    ("B", "B (payee)"),
+    ("chain", "regtest chain"),
+];
+
+/// The steps that have messages, each with its messages in order: what the sequence diagram
+/// shows, one note per step.
+pub(crate) fn diagram_steps<'a>(
+    steps: &'a [Step],
+    messages: &'a [Msg],
+) -> Vec<(&'a Step, Vec<&'a Msg>)> {
+    steps
+        .iter()
+        .filter_map(|step| {
+            let msgs: Vec<&Msg> = messages.iter().filter(|m| m.step == step.n).collect();
+            (!msgs.is_empty()).then_some((step, msgs))
+        })
+        .collect()
+}
+
 /// The mermaid sequence diagram of the messages, one note per step.
-fn mermaid(steps: &[Step], messages: &[Msg]) -> String {
-    let mut out = String::from(
-        "sequenceDiagram\n    participant A as A (payer)\n    participant S as S (LSP)\n    \
-         participant mailbox as mailbox\n    participant B as B (payee)\n    \
-         participant chain as regtest chain\n",
-    );
-    for step in steps {
-        let msgs: Vec<&Msg> = messages.iter().filter(|m| m.step == step.n).collect();
-        if msgs.is_empty() {
-            continue;
-        }
+pub(crate) fn mermaid(steps: &[Step], messages: &[Msg]) -> String {
+    let mut out = String::from("sequenceDiagram\n");
+    for (name, label) in PARTICIPANTS {
+        out.push_str(&format!("    participant {name} as {label}\n"));
+    }
+    let (first, last) = (PARTICIPANTS[0].0, PARTICIPANTS[PARTICIPANTS.len() - 1].0);
+    for (step, msgs) in diagram_steps(steps, messages) {
         out.push_str(&format!(
-            "    Note over A,chain: {}. {}\n",
+            "    Note over {first},{last}: {}. {}\n",
             step.n,
             step.title.replace(';', ",")
         ));

@@ -8,6 +8,7 @@ mod bench_mailbox;
 mod demo;
 mod mailbox;
 mod node;
+mod sequence_svg;
 
 /// asyncpay: asynchronous Lightning payments by pay-for-signature (research implementation).
 #[derive(Parser)]
