@@ -24,9 +24,9 @@ use crate::protocol::channel::{
 };
 use crate::protocol::messages::{Change, ChannelId, Message};
 use crate::protocol::payment::{
-    Action as PaymentAction, Entropy, Lsp, LspInput, LspPayment, LspPolicy, Payee, PayeeInput,
-    PayeePayment, Payer, PayerInput, PayerPayment, PaymentError, PaymentEvent, PaymentId,
-    PaymentMessage, PendingTransfer, SaleLetter,
+    Action as PaymentAction, Entropy, Lsp, LspInput, LspPayment, LspPolicy, LspStatus, Payee,
+    PayeeInput, PayeePayment, PayeeStatus, Payer, PayerInput, PayerPayment, PayerStatus,
+    PaymentError, PaymentEvent, PaymentId, PaymentMessage, PendingTransfer, SaleLetter,
 };
 use crate::tx::Party;
 
@@ -223,6 +223,9 @@ pub enum NodeInput {
     Command(NodeCommand),
     /// Fresh randomness.
     Entropy([u8; 32]),
+    /// The node has just been restored from its store: it redoes the steps a stop may have
+    /// cut between two persists.
+    Started,
 }
 
 /// What a user can ask a node.
@@ -433,6 +436,7 @@ impl NodeCore {
                 for id in ids {
                     self.channel_input(id, Input::Connected, &mut out)?;
                 }
+                self.resume_proposals(peer, &mut out)?;
                 self.role_input(RoleIn::Connected(peer), &mut out)?;
             }
             NodeInput::Block { height } => {
@@ -489,6 +493,10 @@ impl NodeCore {
                 )?
             }
             NodeInput::Command(command) => self.on_command(command, &mut out)?,
+            NodeInput::Started => {
+                self.resume_sales(&mut out)?;
+                self.resume_purchases(&mut out)?;
+            }
             NodeInput::Entropy(e) => {
                 for entry in self.channels.values_mut() {
                     let _ = entry.channel.handle(Input::Randomness(e));
@@ -638,6 +646,209 @@ impl NodeCore {
             }
             other => Err(NodeError::UnknownTag(other)),
         }
+    }
+
+    /// Sales the LSP recorded as `selling` whose next step was cut by a stop: the payee's
+    /// fulfilment is stored on the payee channel but the payer's state was not completed
+    /// (the fulfilment is handed to the role again), or the PTLC never reached the payee
+    /// channel (it is offered now).
+    fn resume_sales(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+        let RoleMachine::Lsp(lsp) = &self.role else {
+            return Ok(());
+        };
+        let mut fulfilled = vec![];
+        let mut unsent = vec![];
+        for (_, p) in lsp.payments() {
+            let LspStatus::Selling {
+                payee_channel,
+                ptlc_expiry,
+                ..
+            } = &p.status
+            else {
+                continue;
+            };
+            let Some(entry) = self.channels.get(payee_channel) else {
+                continue;
+            };
+            let point = p.offer.point;
+            let snap = entry.channel.snapshot();
+            let secret = snap.complete.as_ref().and_then(|c| match &c.change {
+                Change::FulfilPtlc { secret, .. } => AdaptorSecret::from_bytes(secret.0)
+                    .ok()
+                    .filter(|s| s.adaptor_point() == point),
+                _ => None,
+            });
+            if let Some(secret) = secret {
+                fulfilled.push(LspInput::PtlcFulfilled { point, secret });
+                continue;
+            }
+            let in_latest = entry
+                .channel
+                .latest()
+                .is_some_and(|b| b.ptlcs.iter().any(|x| x.point == point));
+            let in_pending = snap.pending.as_ref().is_some_and(
+                |x| matches!(&x.change, Change::AddPtlc { point: q, .. } if *q == point),
+            );
+            if !in_latest && !in_pending && entry.channel.phase() == Phase::Funded {
+                unsent.push((
+                    *payee_channel,
+                    Command::AddPtlc {
+                        amount_sat: p.offer.amount_sat,
+                        point,
+                        expiry: *ptlc_expiry,
+                    },
+                ));
+            }
+        }
+        for input in fulfilled {
+            self.role_input(RoleIn::Lsp(input), out)?;
+        }
+        for (channel_id, command) in unsent {
+            if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                out.push(NodeOutput::Refused {
+                    peer: self.key.public_key(),
+                    error: format!("add_ptlc: {e}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Payments the payee recorded whose next step was cut by a stop: the LSP's PTLC is in a
+    /// complete state but the role never heard of it; the payee fulfilled but the fulfilment
+    /// never reached the channel; or the fulfilment completed but the role never heard.
+    fn resume_purchases(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+        let RoleMachine::Payee(payee) = &self.role else {
+            return Ok(());
+        };
+        let me = self.key.public_key();
+        let mut inputs = vec![];
+        let mut fulfils = vec![];
+        for (_, p) in payee.payments() {
+            let point = p.invoice.point;
+            match &p.status {
+                PayeeStatus::Invoiced => {
+                    let offered = self.channels.iter().find_map(|(id, e)| {
+                        let side = e.channel.snapshot().side;
+                        let ptlc = e.channel.latest()?.ptlcs.iter().find(|x| {
+                            x.point == point && x.offerer != side && e.peer == p.invoice.lsp
+                        })?;
+                        Some(PayeeInput::PtlcOffered {
+                            channel_id: *id,
+                            peer: e.peer,
+                            ptlc_id: ptlc.id,
+                            point,
+                            amount_sat: ptlc.amount_sat,
+                        })
+                    });
+                    inputs.extend(offered);
+                }
+                PayeeStatus::Fulfilled {
+                    channel_id,
+                    ptlc_id,
+                } => {
+                    let Some(e) = self.channels.get(channel_id) else {
+                        continue;
+                    };
+                    let open = e
+                        .channel
+                        .latest()
+                        .is_some_and(|b| b.ptlcs.iter().any(|x| x.id == *ptlc_id));
+                    if !open {
+                        inputs.push(PayeeInput::PtlcSettled { point });
+                    } else if e.channel.phase() == Phase::Funded
+                        && e.channel.snapshot().pending.is_none()
+                    {
+                        if let Ok(secret) = p.letter.check(&me) {
+                            fulfils.push((
+                                *channel_id,
+                                Command::Fulfil {
+                                    id: *ptlc_id,
+                                    secret,
+                                },
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for input in inputs {
+            self.role_input(RoleIn::Payee(input), out)?;
+        }
+        for (channel_id, command) in fulfils {
+            if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                out.push(NodeOutput::Refused {
+                    peer: me,
+                    error: format!("fulfil: {e}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A payment the payer recorded as proposed whose transfer never reached its channel (the
+    /// node stopped in between): the transfer is proposed now. A channel that holds the
+    /// proposal resends it through the reestablishment instead.
+    fn resume_proposals(
+        &mut self,
+        peer: PublicKey,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let RoleMachine::Payer(payer) = &self.role else {
+            return Ok(());
+        };
+        let lost: Vec<(ChannelId, u64)> = payer
+            .payments()
+            .filter(|(_, p)| p.lsp == peer && p.status == PayerStatus::Proposed)
+            .filter(|(_, p)| {
+                self.channels.get(&p.channel_id).is_some_and(|e| {
+                    e.channel.phase() == Phase::Funded && e.channel.snapshot().pending.is_none()
+                })
+            })
+            .map(|(_, p)| (p.channel_id, p.amount_sat.saturating_add(p.fee_sat)))
+            .collect();
+        // Signed and withheld, but the node stopped before the payer role heard of it.
+        let withheld: Vec<PayerInput> = payer
+            .payments()
+            .filter(|(_, p)| p.lsp == peer && p.status == PayerStatus::Proposed)
+            .filter_map(|(_, p)| {
+                let e = self.channels.get(&p.channel_id)?;
+                if e.channel.phase() != Phase::Withheld {
+                    return None;
+                }
+                let pending = e.channel.snapshot().pending.as_ref()?;
+                Some(PayerInput::SignatureWithheld {
+                    channel_id: p.channel_id,
+                    state: pending.body.number,
+                    signature: pending.proposer_signature?,
+                    point: e.channel.pending_price_point()?,
+                })
+            })
+            .collect();
+        for input in withheld {
+            self.role_input(RoleIn::Payer(input), out)?;
+        }
+        for (channel_id, amount_sat) in lost {
+            let command = Command::Transfer {
+                amount_sat,
+                withhold: true,
+            };
+            if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                out.push(NodeOutput::Refused {
+                    peer: self.key.public_key(),
+                    error: format!("transfer: {e}"),
+                });
+                self.role_input(
+                    RoleIn::Payer(PayerInput::TransferRefused {
+                        channel_id,
+                        reason: e.to_string(),
+                    }),
+                    out,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Tells the LSP role the sale window of every channel being closed on chain, from the

@@ -174,6 +174,7 @@ impl Sim {
     /// Starts a node from its store and reconnects it to every online node.
     pub fn start(&mut self, node: usize) -> anyhow::Result<()> {
         self.nodes[node].start(self.height)?;
+        self.input(node, NodeInput::Started)?;
         for other in 0..self.nodes.len() {
             if other != node && self.online(other) {
                 self.connect(node, other)?;
@@ -306,13 +307,17 @@ impl Sim {
         bail!("the network did not settle")
     }
 
-    /// The payee fetches its letters.
+    /// The payee fetches its letters. As with the mailbox server, a letter is deleted only
+    /// once handled: if the node stops while handling one, it stays for the next fetch.
     pub fn fetch_letters(&mut self, node: usize) -> anyhow::Result<()> {
-        let letters = std::mem::take(&mut self.nodes[node].mailbox);
-        for bytes in letters {
+        while let Some(bytes) = self.nodes[node].mailbox.first().cloned() {
             if let Err(e) = self.input(node, NodeInput::Letter { bytes }) {
                 self.refusals.push(format!("letter refused: {e}"));
             }
+            if !self.online(node) {
+                return Ok(());
+            }
+            self.nodes[node].mailbox.remove(0);
         }
         self.pump()
     }

@@ -353,6 +353,8 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     let entropy: [u8; 32] = rand::random();
     let outputs = node.core.handle(NodeInput::Entropy(entropy))?;
     node.run_outputs(outputs).await?;
+    let outputs = node.core.handle(NodeInput::Started)?;
+    node.run_outputs(outputs).await?;
     let mut last_poll = Instant::now() - Duration::from_secs(10);
     while let Some(ev) = rx.recv().await {
         if let Err(e) = node.on_event(ev, &mut last_poll).await {

@@ -269,6 +269,23 @@ impl Lsp {
         req: PayRequest,
         pending: Option<PendingTransfer>,
     ) -> Vec<LspAction> {
+        // The payer repeats a request it stored before sending (it stopped in between, or
+        // the offer was lost): the same request gets the same offer, nothing new is signed.
+        if let Some(record) = self.payments.get(&req.payment_id) {
+            let t = &record.offer.terms;
+            let same = record.payer == from
+                && t.channel_id == req.channel_id
+                && t.state == req.state
+                && t.amount_sat == req.amount_sat
+                && t.fee_sat == req.fee_sat
+                && t.payee == req.payee;
+            if same && record.status == LspStatus::Offered {
+                return vec![Action::Send {
+                    to: from,
+                    message: PaymentMessage::Offer(record.offer.clone()),
+                }];
+            }
+        }
         match self.check_request(&from, &req, pending) {
             Ok(point) => {
                 let terms = OfferTerms {
@@ -501,12 +518,15 @@ impl Lsp {
             receipt_acked: false,
         };
         let record = record.clone();
+        // The payer's state is completed (and stored) before the sale is recorded: a restart
+        // in between finds the sale still `selling` and the fulfilment on the payee channel,
+        // and completes it again (see `NodeInput::Started`).
         Ok(vec![
-            Action::Persist((id, record.clone())),
             Action::Channel {
                 channel_id: record.offer.channel_id,
                 command: Command::CompleteWithSecret { secret },
             },
+            Action::Persist((id, record.clone())),
             Action::Send {
                 to: record.payer,
                 message: PaymentMessage::Receipt(Receipt {

@@ -98,6 +98,26 @@ pub struct PayerPayment {
     pub status: PayerStatus,
 }
 
+impl PayerPayment {
+    /// The request for S's offer, while the payment is `requested`.
+    fn request(&self, payment_id: PaymentId) -> Option<PayerAction> {
+        let PayerStatus::Requested { state, .. } = &self.status else {
+            return None;
+        };
+        Some(Action::Send {
+            to: self.lsp,
+            message: PaymentMessage::Request(PayRequest {
+                payment_id,
+                channel_id: self.channel_id,
+                state: *state,
+                amount_sat: self.amount_sat,
+                fee_sat: self.fee_sat,
+                payee: self.payee,
+            }),
+        })
+    }
+}
+
 /// An input to [`Payer::handle`].
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
@@ -294,20 +314,8 @@ impl Payer {
                     point,
                 };
                 let record = record.clone();
-                Ok(vec![
-                    Action::Persist((id, record.clone())),
-                    Action::Send {
-                        to: record.lsp,
-                        message: PaymentMessage::Request(PayRequest {
-                            payment_id: id,
-                            channel_id,
-                            state,
-                            amount_sat: record.amount_sat,
-                            fee_sat: record.fee_sat,
-                            payee: record.payee,
-                        }),
-                    },
-                ])
+                let request = record.request(id).expect("requested");
+                Ok(vec![Action::Persist((id, record)), request])
             }
             PayerInput::Message { from, message } => self.on_message(from, message),
             PayerInput::LetterPosted { payment_id } => {
@@ -362,6 +370,15 @@ impl Payer {
                     PayerStatus::Cancelling { .. } => Some(Action::Send {
                         to: peer,
                         message: PaymentMessage::Cancel { payment_id: *id },
+                    }),
+                    // Stored before it was sent: the node may have stopped in between. S
+                    // answers a repeated request with the same offer.
+                    PayerStatus::Requested { .. } => p.request(*id),
+                    // The letter may not have reached the mailbox; posting is idempotent.
+                    PayerStatus::Offered { letter } => Some(Action::PostLetter {
+                        payment_id: *id,
+                        payee: p.payee,
+                        letter: Box::new(letter.clone()),
                     }),
                     _ => None,
                 })

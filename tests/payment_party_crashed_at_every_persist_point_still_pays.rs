@@ -1,0 +1,133 @@
+//! The payer-offline payment with one party stopped right after each of its persist points
+//! during the payment (what it stored survives, everything after it is lost, queued frames
+//! to and from it are dropped) and restarted at once from its store. Whatever the point, the
+//! payment completes with the exact balances: B paid the amount, A debited amount plus fee,
+//! S credited the fee, and A holds B's signed invoice.
+
+mod node_support;
+
+use asyncpay::protocol::payment::PaymentId;
+use node_support::*;
+
+const AS_CAPACITY: u64 = 1_000_000;
+const SB_CAPACITY: u64 = 400_000;
+const AMOUNT: u64 = 50_000;
+
+/// Restarts `node` if it stopped on a crash (it was meant to be online).
+fn revive(sim: &mut Sim, node: usize) {
+    if !sim.online(node) {
+        sim.start(node).expect("restarts from its store");
+    }
+}
+
+/// Pumps, reviving the `online` nodes whenever one crashed, until `done` holds.
+fn until(sim: &mut Sim, online: &[usize], done: impl Fn(&Sim) -> bool) -> bool {
+    for _ in 0..20 {
+        for &node in online {
+            revive(sim, node);
+        }
+        sim.pump().expect("pump");
+        if online.iter().all(|&n| sim.online(n)) && done(sim) {
+            return true;
+        }
+    }
+    false
+}
+
+fn status(sim: &Sim, node: usize, id: &PaymentId) -> String {
+    sim.nodes[node].status(id).unwrap_or_default()
+}
+
+/// The whole payment with `party` crashing after its `k`-th persist of the payment (counted
+/// from A's pay command). Returns whether the crash point was reached.
+fn pay_with_crash(party: usize, k: usize) -> bool {
+    let mut sim = Sim::new();
+    sim.open(A, S, AS_CAPACITY).unwrap();
+    sim.open(S, B, SB_CAPACITY).unwrap();
+    sim.stop(B);
+    if party == B {
+        // B's persists all happen once it is online.
+        sim.nodes[B].crash_after = Some(k);
+    } else {
+        sim.nodes[party].crash_after = Some(k);
+    }
+    let where_ = format!("{} crashed after persist {}", sim.nodes[party].name, k + 1);
+
+    // A pays and goes offline once its letter is posted.
+    let id = sim.pay(AMOUNT).unwrap();
+    assert!(
+        until(&mut sim, &[A, S], |s| status(s, A, &id) == "posted"),
+        "{where_}: A never posted (A {}, S {}), refusals {:?}",
+        status(&sim, A, &id),
+        status(&sim, S, &id),
+        sim.refusals
+    );
+    sim.stop(A);
+
+    // B comes online, fetches and sells; S completes A's state.
+    revive(&mut sim, B);
+    for _ in 0..5 {
+        revive(&mut sim, B);
+        revive(&mut sim, S);
+        sim.fetch_letters(B).unwrap();
+        if status(&sim, B, &id) == "paid" {
+            break;
+        }
+    }
+    assert!(
+        until(&mut sim, &[S, B], |s| status(s, B, &id) == "paid"
+            && status(s, S, &id) == "sold"),
+        "{where_}: B {}, S {}, refusals {:?}",
+        status(&sim, B, &id),
+        status(&sim, S, &id),
+        sim.refusals
+    );
+
+    // A returns to its receipt.
+    sim.start(A).unwrap();
+    assert!(
+        until(&mut sim, &[A, S, B], |s| status(s, A, &id) == "completed"),
+        "{where_}: A {}, refusals {:?}",
+        status(&sim, A, &id),
+        sim.refusals
+    );
+
+    let fee = policy().fee_for(AMOUNT);
+    let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
+    assert_eq!(
+        (sb.to_a, sb.to_s),
+        (SB_CAPACITY - AMOUNT, AMOUNT),
+        "{where_}"
+    );
+    assert!(sb.ptlcs.is_empty(), "{where_}");
+    assert_eq!(sim.nodes[B].state_with(sim.key(S)).unwrap(), sb, "{where_}");
+    let as_ = sim.nodes[S].state_with(sim.key(A)).unwrap();
+    assert_eq!(
+        (as_.to_a, as_.to_s),
+        (AS_CAPACITY - AMOUNT - fee, AMOUNT + fee),
+        "{where_}"
+    );
+    assert_eq!(
+        sim.nodes[A].state_with(sim.key(S)).unwrap(),
+        as_,
+        "{where_}"
+    );
+    sim.nodes[party].crash_after.is_none()
+}
+
+#[test]
+fn every_persist_point_of_every_party_still_pays() {
+    for party in [A, S, B] {
+        let mut k = 0;
+        // Each run crashes one persist later, until a run ends without reaching its point.
+        while pay_with_crash(party, k) {
+            k += 1;
+            assert!(k < 100, "no end to the persist points");
+        }
+        eprintln!("party {party}: {k} persist points, each crashed once");
+        assert!(
+            k >= 4,
+            "party {party} persisted only {k} times during the payment"
+        );
+    }
+}
