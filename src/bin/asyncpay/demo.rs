@@ -74,6 +74,14 @@ pub struct DemoArgs {
     /// Also write the sequence diagram as a self-contained SVG file to PATH.
     #[arg(long, value_name = "PATH")]
     svg: Option<PathBuf>,
+    /// Fault injection: PARTY (A, S or B) kills itself with SIGKILL at POINT of the payment
+    /// (`send:<message>` before it sends that message, `post-letter` before A posts its
+    /// letter, `persist:<n>` right after its n-th store write), counted from the party's
+    /// first start in the payment (A and S: the pay step; B: the sell step; re-armed at each
+    /// start until it fires). The demo restarts the party at once and the payment must still
+    /// complete with the exact balances; the transcript's `crash` says where it died.
+    #[arg(long, value_name = "PARTY:POINT")]
+    crash: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -123,6 +131,11 @@ impl Children {
             );
         }
         Ok(())
+    }
+
+    /// Whether `name` has exited (without reporting it as an error).
+    fn exited(&mut self, name: &str) -> anyhow::Result<bool> {
+        Ok(self.get_mut(name)?.child.try_wait()?.is_some())
     }
 
     /// Waits for `name` to exit by itself; kills it after `limit`.
@@ -364,6 +377,9 @@ struct Transcript {
     svg: String,
     /// The on-chain epilogue, unless `--no-epilogue`.
     enforcement: Option<Enforcement>,
+    /// The injected crash (`--crash`), if any: party, point, whether and in which step it
+    /// fired.
+    crash: Option<CrashReport>,
     checks: Vec<Check>,
     /// Every child process the demo started (all are gone when it exits).
     processes: Vec<Value>,
@@ -443,6 +459,21 @@ struct Demo {
     events: Events,
     /// How many times each party's node was started (events carry the run they came from).
     runs: [u32; 3],
+    /// The injected crash (`--crash`).
+    crash: Option<CrashReport>,
+    /// The payment step under way, for re-arming the crash at a restart.
+    in_payment: bool,
+}
+
+/// Where a party was told to die (`--crash`) and what happened.
+#[derive(Debug, Clone, Serialize)]
+struct CrashReport {
+    party: &'static str,
+    point: String,
+    /// The step it died in; `None` if the point was never reached.
+    fired_in: Option<String>,
+    /// Milliseconds from the demo's start.
+    fired_at_ms: Option<u64>,
 }
 
 /// Runs the demo.
@@ -469,6 +500,26 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let root = tempfile::Builder::new()
         .prefix("asyncpay-demo-")
         .tempdir()?;
+    let crash = match &args.crash {
+        None => None,
+        Some(spec) => {
+            let (party, point) = spec.split_once(':').ok_or_else(|| {
+                anyhow!("--crash {spec:?}: expected PARTY:POINT, e.g. S:send:offer")
+            })?;
+            let party = match party {
+                "A" => "A",
+                "S" => "S",
+                "B" => "B",
+                other => bail!("--crash: unknown party {other:?} (A, S or B)"),
+            };
+            Some(CrashReport {
+                party,
+                point: point.to_owned(),
+                fired_in: None,
+                fired_at_ms: None,
+            })
+        }
+    };
     let mut demo = Demo {
         exe: std::env::current_exe().context("locating the asyncpay binary")?,
         args,
@@ -491,6 +542,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         txids: Vec::new(),
         events: Events::default(),
         runs: [0; 3],
+        crash,
+        in_payment: false,
     };
     let result = demo.play();
     // Stop the children before the chain and the directory go away.
@@ -559,6 +612,13 @@ impl Demo {
             .arg(&dir)
             .args(["--electrum", &self.electrum, "--mailbox", &self.mailbox_url])
             .args(["--listen", "127.0.0.1:0"]);
+        // A party restarted during the payment is armed from its first output on: it may
+        // reach its point before a control call could arm it.
+        if let Some(point) = self.armed_point(party) {
+            command.args(["--crash-at", &point]);
+            self.narrator
+                .detail(format!("{name} is armed to SIGKILL itself at {point}"));
+        }
         // A's channel must outlast a sale after A publishes an older state (PTLC delta plus
         // margin); B's channel must settle well inside the PTLC's lifetime.
         match party {
@@ -726,7 +786,8 @@ impl Demo {
     }
 
     /// Waits until `party` reports `payment_id` with status `want`; a status in `stop` ends
-    /// the wait with an error.
+    /// the wait with an error. A party that dies at its injected crash point meanwhile is
+    /// restarted.
     fn await_status(
         &mut self,
         party: Party,
@@ -735,35 +796,30 @@ impl Demo {
         stop: &[&str],
     ) -> anyhow::Result<()> {
         let name = party.name();
-        let children = &mut self.children;
-        let control = &self.control;
-        let node = &self.nodes[party.index()];
+        let limit = Duration::from_secs(self.args.timeout_secs);
+        let started = Instant::now();
         let mut last = None;
-        wait_for(
-            &format!("{name} to report payment status {want}"),
-            Duration::from_secs(self.args.timeout_secs),
-            || {
-                children.check_alive(name)?;
-                let info = control.call(node, "/v1/info", json!({}))?;
-                let status = info["payments"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|p| p["payment_id"].as_str() == Some(payment_id))
-                    .and_then(|p| p["status"].as_str().map(str::to_string));
-                if status.as_deref() == Some(want) {
-                    return Ok(Some(()));
+        loop {
+            self.recover()?;
+            self.alive_or_crashing(party)?;
+            match self.payment_status(party, payment_id) {
+                Ok(status) if status.as_deref() == Some(want) => break,
+                Ok(Some(s)) if stop.contains(&s.as_str()) => {
+                    bail!("{name}: payment ended as {s}, not {want}")
                 }
-                if let Some(s) = status.as_deref() {
-                    if stop.contains(&s) {
-                        bail!("{name}: payment ended as {s}, not {want}");
-                    }
-                }
-                last = status;
-                Ok(None)
-            },
-        )
-        .with_context(|| format!("last status at {name}: {last:?}"))?;
+                Ok(status) => last = status,
+                // Died while answering: the next turn restarts it.
+                Err(_) if self.crash_pending() == Some(party) => {}
+                Err(e) => return Err(e),
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "timed out after {limit:?} waiting for {name} to report payment status \
+                     {want}; last status at {name}: {last:?}"
+                );
+            }
+            std::thread::sleep(POLL);
+        }
         self.narrator.detail(format!("{name}: payment {want}"));
         Ok(())
     }
@@ -902,24 +958,126 @@ impl Demo {
         self.narrator.begin(name, title);
     }
 
-    /// Waits until `party`'s current process reports an event that `matches`.
+    /// Waits until `party`'s current process reports an event that `matches`. A party that
+    /// dies at its injected crash point meanwhile is restarted, and the wait goes on for its
+    /// new process.
     fn await_event(
         &mut self,
         party: Party,
         what: &str,
         matches: impl Fn(&Value) -> bool,
     ) -> anyhow::Result<()> {
+        let limit = Duration::from_secs(self.args.timeout_secs);
+        let started = Instant::now();
+        loop {
+            let run = self.runs[party.index()];
+            if self.events.any(party, run, &matches) {
+                return Ok(());
+            }
+            if self.recover()? {
+                continue;
+            }
+            self.alive_or_crashing(party)?;
+            if started.elapsed() > limit {
+                bail!(
+                    "timed out after {limit:?} waiting for {} to report {what}",
+                    party.name()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The party told to crash (`--crash`) that has not yet died.
+    fn crash_pending(&self) -> Option<Party> {
+        let c = self.crash.as_ref().filter(|c| c.fired_in.is_none())?;
+        Party::ALL.into_iter().find(|p| p.name() == c.party)
+    }
+
+    /// The crash point to arm `party` with: it is the one told to crash, the payment is
+    /// under way and it has not died yet.
+    fn armed_point(&self, party: Party) -> Option<String> {
+        if !self.in_payment || self.crash_pending() != Some(party) {
+            return None;
+        }
+        self.crash.as_ref().map(|c| c.point.clone())
+    }
+
+    /// Arms a running `party`'s injected crash point (see [`Demo::armed_point`]).
+    fn arm(&mut self, party: Party) -> anyhow::Result<()> {
+        let Some(point) = self.armed_point(party) else {
+            return Ok(());
+        };
+        self.call(party, "/v1/crash-at", json!({ "point": point }))?;
+        self.narrator.detail(format!(
+            "{} is armed to SIGKILL itself at {point}",
+            party.name()
+        ));
+        Ok(())
+    }
+
+    /// Fails if `party`'s process has exited, unless it is the party told to crash (its
+    /// death is handled by [`Demo::recover`]).
+    fn alive_or_crashing(&mut self, party: Party) -> anyhow::Result<()> {
+        match self.children.check_alive(party.name()) {
+            Err(_) if self.crash_pending() == Some(party) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// After a control call to `party` failed: if it is the party told to crash, gives its
+    /// process a moment to finish dying, then [`Demo::recover`]s it.
+    fn recover_after_failed_call(&mut self, party: Party) -> anyhow::Result<bool> {
+        if self.crash_pending() != Some(party) {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        while !self.children.exited(party.name())? && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(POLL);
+        }
+        self.recover()
+    }
+
+    /// If the party told to crash has died at its crash point, restarts it at once, as an
+    /// operator's supervisor would. Returns whether it did. A death without the crash point
+    /// reported is an error.
+    fn recover(&mut self) -> anyhow::Result<bool> {
+        let Some(party) = self.crash_pending() else {
+            return Ok(false);
+        };
+        if self.nodes[party.index()].running.is_none() || !self.children.exited(party.name())? {
+            return Ok(false);
+        }
         let run = self.runs[party.index()];
-        let children = &mut self.children;
-        let events = &self.events;
-        wait_for(
-            &format!("{} to report {what}", party.name()),
-            Duration::from_secs(self.args.timeout_secs),
-            || {
-                children.check_alive(party.name())?;
-                Ok(events.any(party, run, &matches).then_some(()))
-            },
-        )
+        // The report is read from the process's stdout by another thread.
+        let reported = wait_for("the crash point report", Duration::from_secs(2), || {
+            Ok(self
+                .events
+                .any(party, run, |e| e["event"] == "crash_point")
+                .then_some(()))
+        });
+        if reported.is_err() {
+            self.children.check_alive(party.name())?;
+        }
+        self.children
+            .wait_exit(party.name(), Duration::from_secs(5))?;
+        self.nodes[party.index()].running = None;
+        let step = self.narrator.steps.last().map(|s| s.name.to_string());
+        let at = self.narrator.started.elapsed().as_millis() as u64;
+        let point = match self.crash.as_mut() {
+            Some(c) => {
+                c.fired_in = step;
+                c.fired_at_ms = Some(at);
+                c.point.clone()
+            }
+            None => String::new(),
+        };
+        self.narrator.detail(format!(
+            "{} died by SIGKILL at {point}; restarting it from its data directory",
+            party.name()
+        ));
+        self.start_node(party)?;
+        Ok(true)
     }
 
     /// Waits until `party`'s current process reports a connection with `peer`.
@@ -1018,15 +1176,33 @@ impl Demo {
             "pay",
             format!("A pays B {amount} sat through S, posts its letter and goes offline"),
         );
-        let answer = self.call(
+        self.in_payment = true;
+        self.arm(Party::A)?;
+        self.arm(Party::S)?;
+        let paid = self.call(
             Party::A,
             "/v1/pay",
             json!({"lsp": self.node(Party::S).key, "contact": contact, "amount_sat": amount}),
-        )?;
-        let payment_id = answer["payment_id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("/v1/pay answered {answer}"))?
-            .to_string();
+        );
+        let payment_id = match paid {
+            Ok(answer) => answer["payment_id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("/v1/pay answered {answer}"))?
+                .to_string(),
+            // A died while paying: its payment is in its store; it resumes after a restart.
+            Err(e) => {
+                if !self.recover_after_failed_call(Party::A)? {
+                    return Err(e);
+                }
+                let info = self.info(Party::A)?;
+                info["payments"]
+                    .as_array()
+                    .and_then(|p| p.first())
+                    .and_then(|p| p["payment_id"].as_str())
+                    .ok_or_else(|| anyhow!("A restarted without the payment it was making"))?
+                    .to_string()
+            }
+        };
         self.narrator.detail(format!("payment {payment_id}"));
         self.await_status(Party::A, &payment_id, "posted", &["void", "cancelling"])?;
         self.await_status(Party::S, &payment_id, "offered", &["cancelled"])?;
@@ -1057,7 +1233,17 @@ impl Demo {
         self.await_connected(Party::B, Party::S)?;
         self.narrator.detail("B reconnected to S");
         let asked = self.narrator.started.elapsed();
-        let fetched = self.call(Party::B, "/v1/fetch", json!({}))?;
+        let fetched = match self.call(Party::B, "/v1/fetch", json!({})) {
+            Ok(fetched) => fetched,
+            // B died while handling the letter: the mailbox still holds it.
+            Err(e) => {
+                if !self.recover_after_failed_call(Party::B)? {
+                    return Err(e);
+                }
+                self.await_connected(Party::B, Party::S)?;
+                self.call(Party::B, "/v1/fetch", json!({}))?
+            }
+        };
         self.events.push(
             asked,
             Party::B,
@@ -1089,6 +1275,20 @@ impl Demo {
             "lsp": self.payment_status(Party::S, &payment_id)?,
             "payee": self.payment_status(Party::B, &payment_id)?,
         });
+
+        self.in_payment = false;
+        if let Some(c) = &self.crash {
+            match &c.fired_in {
+                Some(step) => self.narrator.detail(format!(
+                    "{} died at {} in step {step}, restarted, and the payment completed",
+                    c.party, c.point
+                )),
+                None => self.narrator.detail(format!(
+                    "{} never reached {}: nothing was killed",
+                    c.party, c.point
+                )),
+            }
+        }
 
         self.begin("offline", "A and B go offline; S stays online");
         self.stop_node(Party::A)?;
@@ -1205,6 +1405,7 @@ impl Demo {
             mermaid,
             svg,
             enforcement,
+            crash: self.crash.clone(),
             checks,
             processes: self
                 .children

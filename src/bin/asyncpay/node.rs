@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// state on chain and settled before the PTLC expires).
     #[arg(long, default_value_t = 20)]
     ptlc_delta: u32,
+    /// Fault injection: SIGKILL this process at POINT of its outputs (`send:<message>`,
+    /// `post-letter` or `persist:<n>`, counted from the start); also `ctl ... crash-at`.
+    #[arg(long, value_name = "POINT")]
+    crash_at: Option<CrashPoint>,
 }
 
 /// `asyncpay ctl`.
@@ -84,7 +88,9 @@ pub struct CtlArgs {
     /// The node's data directory (its `node.json` and `control.token` are read).
     #[arg(long)]
     data_dir: PathBuf,
-    /// info | address | connect | open | contact | pay | cancel | fetch | force-close | stop
+    /// info | address | connect | open | contact | pay | cancel | fetch | force-close | stop |
+    /// crash-at (fault injection: '{"point": "send:<message>" | "post-letter" | "persist:<n>"}'
+    /// makes the node SIGKILL itself at that point of its outputs)
     command: String,
     /// JSON arguments, e.g. '{"amount_sat": 50000, ...}'.
     #[arg(default_value = "{}")]
@@ -170,6 +176,47 @@ struct Node {
     node_secret: Arc<asyncpay::crypto::keys::SecretKey>,
     /// The Electrum connection, kept between polls; dropped on error and reopened.
     chain: Option<electrum_client::Client>,
+    /// Fault injection (`ctl crash-at`): where to die, and the persists seen since armed.
+    crash: Option<(CrashPoint, u64)>,
+}
+
+/// A point in the driver's outputs where a node armed with `ctl crash-at` kills itself with
+/// SIGKILL (fault injection for tests and the demo): everything before the point is stored
+/// and done, nothing after it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CrashPoint {
+    /// Before the frame of this message is handed to the connection.
+    Send(String),
+    /// Before the letter is posted to the payee's mailbox.
+    PostLetter,
+    /// Right after the n-th persist (1-based) since the point was armed.
+    Persist(u64),
+}
+
+impl std::str::FromStr for CrashPoint {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.split_once(':') {
+            Some(("send", what)) if !what.is_empty() => Ok(CrashPoint::Send(what.to_owned())),
+            Some(("persist", n)) => match n.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(CrashPoint::Persist(n)),
+                _ => bail!("persist:<n> needs a count from 1, got {n:?}"),
+            },
+            None if s == "post-letter" => Ok(CrashPoint::PostLetter),
+            _ => bail!("unknown crash point {s:?}: send:<message> | post-letter | persist:<n>"),
+        }
+    }
+}
+
+impl std::fmt::Display for CrashPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrashPoint::Send(what) => write!(f, "send:{what}"),
+            CrashPoint::PostLetter => f.write_str("post-letter"),
+            CrashPoint::Persist(n) => write!(f, "persist:{n}"),
+        }
+    }
 }
 
 fn load_seed(dir: &Path) -> anyhow::Result<[u8; 32]> {
@@ -288,6 +335,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         stop: false,
         node_secret,
         chain: None,
+        crash: args.crash_at.clone().map(|p| (p, 0)),
     };
 
     // Accept peers.
@@ -648,8 +696,20 @@ impl Node {
                 self.stop = true;
                 Ok(json!({}))
             }
+            "crash-at" => {
+                let point: CrashPoint = args["point"]
+                    .as_str()
+                    .context("missing \"point\": send:<message> | post-letter | persist:<n>")?
+                    .parse()?;
+                println!(
+                    "{}",
+                    json!({"event": "crash_armed", "point": point.to_string()})
+                );
+                self.crash = Some((point, 0));
+                Ok(json!({}))
+            }
             other => bail!(
-                "unknown command {other:?}; try info, address, connect, open, contact, pay, cancel, fetch, force-close, stop"
+                "unknown command {other:?}; try info, address, connect, open, contact, pay, cancel, fetch, force-close, crash-at, stop"
             ),
         }
     }
@@ -826,12 +886,15 @@ impl Node {
     async fn run_outputs(&mut self, outputs: Vec<NodeOutput>) -> anyhow::Result<()> {
         let mut queue = std::collections::VecDeque::from(outputs);
         while let Some(output) = queue.pop_front() {
+            self.crash_before(&output);
             match output {
                 NodeOutput::PersistChannel { peer, snapshot } => {
-                    self.store.put_channel(&peer, &snapshot)?
+                    self.store.put_channel(&peer, &snapshot)?;
+                    self.crash_after_persist();
                 }
                 NodeOutput::PersistPayment { payment_id, record } => {
-                    self.store.put_payment(&payment_id, &record)?
+                    self.store.put_payment(&payment_id, &record)?;
+                    self.crash_after_persist();
                 }
                 NodeOutput::Send { to, frame, what } => {
                     let delivered = match self.writers.get(&to) {
@@ -936,6 +999,42 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Dies before `output` if the armed crash point is there.
+    fn crash_before(&self, output: &NodeOutput) {
+        let hit = match (&self.crash, output) {
+            (Some((CrashPoint::Send(want), _)), NodeOutput::Send { what, .. }) => want == what,
+            (Some((CrashPoint::PostLetter, _)), NodeOutput::PostLetter { .. }) => true,
+            _ => false,
+        };
+        if hit {
+            self.freeze();
+        }
+    }
+
+    fn crash_after_persist(&mut self) {
+        if let Some((CrashPoint::Persist(n), seen)) = &mut self.crash {
+            *seen += 1;
+            if *seen == *n {
+                self.freeze();
+            }
+        }
+    }
+
+    /// Reports the crash point and dies by SIGKILL on the spot: no destructor runs, nothing
+    /// is flushed or closed in order, exactly as if the machine had killed it.
+    fn freeze(&self) -> ! {
+        use std::io::Write as _;
+        let point = self.crash.as_ref().map(|(p, _)| p.to_string());
+        println!("{}", json!({"event": "crash_point", "point": point}));
+        let _ = std::io::stdout().flush();
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+        // Only reached if no `kill` program could be run.
+        std::process::abort()
     }
 
     /// Channel transactions pay no fee: they go out as a package with a CPFP child from the
