@@ -586,11 +586,22 @@ impl Demo {
         &self.nodes[party.index()]
     }
 
-    fn call(&self, party: Party, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.control.call(self.node(party), path, body)
+    /// A control call. A query (`/v1/info`) to the party told to crash that dies meanwhile
+    /// restarts it and asks again (once); other commands are not repeated, their callers
+    /// decide.
+    fn call(&mut self, party: Party, path: &str, body: Value) -> anyhow::Result<Value> {
+        match self.control.call(self.node(party), path, body.clone()) {
+            Err(e) if path == "/v1/info" && self.crash_pending() == Some(party) => {
+                if !self.recover_after_failed_call(party)? {
+                    return Err(e);
+                }
+                self.control.call(self.node(party), path, body)
+            }
+            other => other,
+        }
     }
 
-    fn info(&self, party: Party) -> anyhow::Result<Value> {
+    fn info(&mut self, party: Party) -> anyhow::Result<Value> {
         self.call(party, "/v1/info", json!({}))
     }
 
@@ -653,14 +664,15 @@ impl Demo {
         let file: NodeFile = {
             let children = &mut self.children;
             wait_for(&format!("{name} to write node.json"), START_TIMEOUT, || {
-                children.check_alive(name)?;
-                let Ok(text) = std::fs::read_to_string(&node_file) else {
-                    return Ok(None);
-                };
-                let Ok(file) = serde_json::from_str::<NodeFile>(&text) else {
-                    return Ok(None);
-                };
-                Ok((file.pid == pid).then_some(file))
+                // Read first: a node armed to crash may already have died after writing it.
+                let file = std::fs::read_to_string(&node_file)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<NodeFile>(&text).ok())
+                    .filter(|file| file.pid == pid);
+                if file.is_none() {
+                    children.check_alive(name)?;
+                }
+                Ok(file)
             })?
         };
         let token = wait_for(
@@ -764,7 +776,7 @@ impl Demo {
         Ok(height)
     }
 
-    fn payment_status(&self, party: Party, payment_id: &str) -> anyhow::Result<Option<String>> {
+    fn payment_status(&mut self, party: Party, payment_id: &str) -> anyhow::Result<Option<String>> {
         let info = self.info(party)?;
         Ok(info["payments"]
             .as_array()
@@ -774,7 +786,7 @@ impl Demo {
             .and_then(|p| p["status"].as_str().map(str::to_string)))
     }
 
-    fn payment_record(&self, party: Party, payment_id: &str) -> anyhow::Result<Value> {
+    fn payment_record(&mut self, party: Party, payment_id: &str) -> anyhow::Result<Value> {
         let info = self.info(party)?;
         info["payments"]
             .as_array()
@@ -825,7 +837,7 @@ impl Demo {
     }
 
     /// The channel `channel_id` as `party` reports it.
-    fn channel(&self, party: Party, channel_id: &str) -> anyhow::Result<Value> {
+    fn channel(&mut self, party: Party, channel_id: &str) -> anyhow::Result<Value> {
         let info = self.info(party)?;
         info["channels"]
             .as_array()
@@ -836,7 +848,7 @@ impl Demo {
             .ok_or_else(|| anyhow!("{} has no channel {channel_id}", party.name()))
     }
 
-    fn own_balance(&self, party: Party, channel_id: &str) -> anyhow::Result<u64> {
+    fn own_balance(&mut self, party: Party, channel_id: &str) -> anyhow::Result<u64> {
         let c = self.channel(party, channel_id)?;
         c["to_self_sat"]
             .as_u64()
