@@ -1,0 +1,1360 @@
+//! Payee online → paid on loopback. A, S and B are node cores, each on its own thread with
+//! its own tokio runtime and its own durable SQLite store, talking over the authenticated
+//! peer transport (Noise XX bound to node keys) on loopback TCP; A leaves its letter in a
+//! mailbox server on loopback. The chain is not involved: the bench feeds each core the
+//! funding confirmation a chain would, as the in-process tests do.
+//!
+//! Every node reports what it does (inputs handled, rows persisted, frames sent, mailbox
+//! requests) as timestamped [`Note`]s to the orchestrator, which cuts each payment into steps
+//! and counts its frames from these notes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use asyncpay::crypto::keys::{PublicKey, SecretKey};
+use asyncpay::mailbox::client::MailboxClient;
+use asyncpay::mailbox::keys::{Contact, NodeKey, VerifiedContact};
+use asyncpay::mailbox::server::ServerConfig;
+use asyncpay::mailbox::unix_now;
+use asyncpay::net::{connect, Allow, Connection, Listener};
+use asyncpay::node::core::{
+    node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, TAG_CHANNEL, TAG_PAYMENT,
+};
+use asyncpay::node::store::Store;
+use asyncpay::protocol::channel::Phase;
+use asyncpay::protocol::messages::ChannelId;
+use asyncpay::protocol::payment::PaymentId;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{fake_outpoint, policy, seed, summary, Summary, AMOUNT_SAT, HEIGHT, SHARED_DELAY};
+use crate::bench_mailbox::ServerThread;
+
+/// Which node a note comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Who {
+    A,
+    S,
+    B,
+}
+
+/// Something a node did, and when.
+#[derive(Debug, Clone)]
+pub struct Note {
+    who: Who,
+    t: Instant,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// One input handled: when it arrived, time in the core, time persisting, rows persisted.
+    Handled {
+        t_in: Instant,
+        compute: Duration,
+        persist: Duration,
+        persists: u32,
+    },
+    /// A payment record was persisted (note time: after the write) for an input that
+    /// arrived at `t_in`.
+    Payment {
+        t_in: Instant,
+        id: PaymentId,
+        status: String,
+        receipt_acked: bool,
+    },
+    /// A channel snapshot was persisted.
+    Channel {
+        t_in: Instant,
+        peer: PublicKey,
+        complete: Option<u64>,
+    },
+    /// A frame handed to a live connection's writer (`delivered`) or dropped because the
+    /// peer is not connected.
+    Sent {
+        to: PublicKey,
+        layer: u8,
+        name: &'static str,
+        bytes: usize,
+        delivered: bool,
+    },
+    /// A mailbox operation: HTTP requests made and time taken.
+    Mailbox {
+        what: &'static str,
+        requests: u32,
+        took: Duration,
+    },
+    Mark(&'static str),
+    Refused(String),
+}
+
+type Query = Box<dyn FnOnce(&NodeCore) -> Value + Send>;
+
+enum Cmd {
+    Connect {
+        addr: SocketAddr,
+        peer: PublicKey,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+    Disconnect {
+        peer: PublicKey,
+        reply: oneshot::Sender<()>,
+    },
+    Input {
+        input: NodeInput,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+    Contact {
+        payee: PublicKey,
+        contact: VerifiedContact,
+        reply: oneshot::Sender<()>,
+    },
+    Fetch {
+        reply: oneshot::Sender<anyhow::Result<usize>>,
+    },
+    Query {
+        f: Query,
+        reply: oneshot::Sender<Value>,
+    },
+    /// Whether a connection to `peer` is up.
+    IsConnected {
+        peer: PublicKey,
+        reply: oneshot::Sender<bool>,
+    },
+    Stop,
+}
+
+enum Ev {
+    Cmd(Cmd),
+    Frame {
+        from: PublicKey,
+        frame: Vec<u8>,
+        t: Instant,
+    },
+    Accepted(Connection),
+    Closed {
+        peer: PublicKey,
+        conn: u64,
+    },
+}
+
+struct Spec {
+    who: Who,
+    seed: [u8; 32],
+    role: Role,
+    db: PathBuf,
+    mailbox_url: String,
+    listen_allow: Option<Vec<PublicKey>>,
+}
+
+/// The orchestrator's handle on a node thread.
+struct NodeHandle {
+    key: PublicKey,
+    events: mpsc::UnboundedSender<Ev>,
+    addr: Option<SocketAddr>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl NodeHandle {
+    fn spawn(spec: Spec, notes: mpsc::UnboundedSender<Note>) -> anyhow::Result<Self> {
+        let key = node_key(&spec.seed).public_key();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let name = format!("bench-{:?}", spec.who);
+        let thread =
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || -> anyhow::Result<()> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        let driver = match Driver::start(spec, tx.clone(), notes).await {
+                            Ok((driver, addr)) => {
+                                let _ = ready_tx.send(Ok((tx, addr)));
+                                driver
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(format!("{e:#}")));
+                                return Err(e);
+                            }
+                        };
+                        driver.run(rx).await
+                    })
+                })?;
+        let (events, addr) = ready_rx
+            .recv()
+            .context("node thread ended early")?
+            .map_err(|e| anyhow!("node failed to start: {e}"))?;
+        Ok(NodeHandle {
+            key,
+            events,
+            addr,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, cmd: Cmd) -> anyhow::Result<()> {
+        self.events
+            .send(Ev::Cmd(cmd))
+            .map_err(|_| anyhow!("node thread has stopped"))
+    }
+
+    async fn connect(&self, to: &NodeHandle) -> anyhow::Result<()> {
+        let addr = to.addr.context("peer does not listen")?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Connect {
+            addr,
+            peer: to.key,
+            reply,
+        })?;
+        answer.await?
+    }
+
+    async fn disconnect(&self, peer: PublicKey) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Disconnect { peer, reply })?;
+        Ok(answer.await?)
+    }
+
+    async fn input(&self, input: NodeInput) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Input { input, reply })?;
+        answer.await?
+    }
+
+    async fn fetch(&self) -> anyhow::Result<usize> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Fetch { reply })?;
+        answer.await?
+    }
+
+    async fn query(
+        &self,
+        f: impl FnOnce(&NodeCore) -> Value + Send + 'static,
+    ) -> anyhow::Result<Value> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Query {
+            f: Box::new(f),
+            reply,
+        })?;
+        Ok(answer.await?)
+    }
+
+    /// Polls until this node has no connection to `peer` (it saw the other end close).
+    async fn wait_disconnected(&self, peer: PublicKey) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (reply, answer) = oneshot::channel();
+            self.send(Cmd::IsConnected { peer, reply })?;
+            if !answer.await? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for a disconnection");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Polls `f` until it answers `true` (setup steps only: never inside a timed window).
+    async fn wait_for(
+        &self,
+        what: &str,
+        f: impl Fn(&NodeCore) -> bool + Send + Sync + Clone + 'static,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let f = f.clone();
+            if self.query(move |core| Value::Bool(f(core))).await? == Value::Bool(true) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        let _ = self.events.send(Ev::Cmd(Cmd::Stop));
+        if let Some(thread) = self.thread.take() {
+            thread
+                .join()
+                .map_err(|_| anyhow!("node thread panicked"))??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Time and rows of one input, accumulated while its outputs run.
+#[derive(Default)]
+struct Acc {
+    compute: Duration,
+    persist: Duration,
+    persists: u32,
+}
+
+/// A live connection: its id, its writer's queue and its reader task.
+struct Link {
+    id: u64,
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+struct Driver {
+    who: Who,
+    core: NodeCore,
+    store: Store,
+    secret: Arc<SecretKey>,
+    mailbox_key: Arc<NodeKey>,
+    mailbox: MailboxClient,
+    contacts: HashMap<PublicKey, VerifiedContact>,
+    writers: HashMap<PublicKey, Link>,
+    next_conn: u64,
+    events: mpsc::UnboundedSender<Ev>,
+    notes: mpsc::UnboundedSender<Note>,
+}
+
+impl Driver {
+    async fn start(
+        spec: Spec,
+        events: mpsc::UnboundedSender<Ev>,
+        notes: mpsc::UnboundedSender<Note>,
+    ) -> anyhow::Result<(Self, Option<SocketAddr>)> {
+        let store = Store::open(&spec.db)?;
+        let records = match spec.role {
+            Role::Payer => Records::Payer(vec![]),
+            Role::Lsp => Records::Lsp(policy(), vec![]),
+            Role::Payee => Records::Payee(vec![]),
+        };
+        let mut core = NodeCore::restore(spec.seed, HEIGHT, vec![], records)?;
+        core.handle(NodeInput::Entropy(rand::random()))?;
+        let secret = Arc::new(node_key(&spec.seed));
+        let mailbox_key = NodeKey::from_secret_bytes(secret.to_secret_bytes())
+            .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
+        let addr = match spec.listen_allow {
+            Some(allow) => {
+                let listener =
+                    Listener::bind("127.0.0.1:0", secret.clone(), Allow::keys(allow)).await?;
+                let addr = listener.local_addr()?;
+                let events = events.clone();
+                tokio::spawn(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok(conn) => {
+                                if events.send(Ev::Accepted(conn)).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::info!("refused a peer: {e}"),
+                        }
+                    }
+                });
+                Some(addr)
+            }
+            None => None,
+        };
+        let driver = Driver {
+            who: spec.who,
+            core,
+            store,
+            secret,
+            mailbox_key: Arc::new(mailbox_key),
+            mailbox: MailboxClient::new(&spec.mailbox_url)?,
+            contacts: HashMap::new(),
+            writers: HashMap::new(),
+            next_conn: 0,
+            events,
+            notes,
+        };
+        Ok((driver, addr))
+    }
+
+    fn note(&self, kind: Kind) {
+        let _ = self.notes.send(Note {
+            who: self.who,
+            t: Instant::now(),
+            kind,
+        });
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>) -> anyhow::Result<()> {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                Ev::Frame { from, frame, t } => {
+                    if let Err(e) = self.input(t, NodeInput::Frame { from, frame }).await {
+                        self.note(Kind::Refused(format!("{e:#}")));
+                    }
+                }
+                Ev::Accepted(conn) => self.register(conn).await?,
+                Ev::Closed { peer, conn } => {
+                    if self.writers.get(&peer).map(|l| l.id) == Some(conn) {
+                        self.writers.remove(&peer);
+                    }
+                }
+                Ev::Cmd(Cmd::Stop) => break,
+                Ev::Cmd(cmd) => self.command(cmd).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, cmd: Cmd) -> anyhow::Result<()> {
+        match cmd {
+            Cmd::Connect { addr, peer, reply } => {
+                let result = match connect(addr, &self.secret, peer).await {
+                    Ok(conn) => {
+                        self.note(Kind::Mark("connected"));
+                        self.register(conn).await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Cmd::Disconnect { peer, reply } => {
+                // Dropping the writer half-closes the connection, so the peer sees the end;
+                // stopping the reader means nothing more arrives here: the node is offline.
+                if let Some(link) = self.writers.remove(&peer) {
+                    link.reader.abort();
+                }
+                let _ = reply.send(());
+            }
+            Cmd::Input { input, reply } => {
+                let result = self.input(Instant::now(), input).await;
+                let _ = reply.send(result);
+            }
+            Cmd::Contact {
+                payee,
+                contact,
+                reply,
+            } => {
+                self.contacts.insert(payee, contact);
+                let _ = reply.send(());
+            }
+            Cmd::Fetch { reply } => {
+                let result = self.fetch().await;
+                let _ = reply.send(result);
+            }
+            Cmd::Query { f, reply } => {
+                let _ = reply.send(f(&self.core));
+            }
+            Cmd::IsConnected { peer, reply } => {
+                let _ = reply.send(self.writers.contains_key(&peer));
+            }
+            Cmd::Stop => {}
+        }
+        Ok(())
+    }
+
+    async fn register(&mut self, conn: Connection) -> anyhow::Result<()> {
+        self.next_conn += 1;
+        let id = self.next_conn;
+        let peer = conn.peer();
+        let (mut reader, mut writer) = conn.into_split();
+        let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(frame) = wrx.recv().await {
+                if writer.send(&frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        let events = self.events.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(frame) = reader.recv().await {
+                let t = Instant::now();
+                if events
+                    .send(Ev::Frame {
+                        from: peer,
+                        frame,
+                        t,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = events.send(Ev::Closed { peer, conn: id });
+        });
+        self.writers.insert(
+            peer,
+            Link {
+                id,
+                writer: wtx,
+                reader,
+            },
+        );
+        self.input(Instant::now(), NodeInput::Connected { peer })
+            .await
+    }
+
+    /// Handles one input and carries out its outputs in order, persisting each row before
+    /// the next output runs (as `asyncpay node` does: one SQLite commit per row).
+    async fn input(&mut self, t_in: Instant, input: NodeInput) -> anyhow::Result<()> {
+        let mut acc = Acc::default();
+        let t = Instant::now();
+        let result = self.core.handle(input);
+        acc.compute += t.elapsed();
+        let outcome = match result {
+            Ok(outputs) => self.run_outputs(t_in, outputs, &mut acc).await,
+            Err(e) => Err(e.into()),
+        };
+        self.note(Kind::Handled {
+            t_in,
+            compute: acc.compute,
+            persist: acc.persist,
+            persists: acc.persists,
+        });
+        outcome
+    }
+
+    async fn run_outputs(
+        &mut self,
+        t_in: Instant,
+        outputs: Vec<NodeOutput>,
+        acc: &mut Acc,
+    ) -> anyhow::Result<()> {
+        let mut queue = std::collections::VecDeque::from(outputs);
+        while let Some(output) = queue.pop_front() {
+            match output {
+                NodeOutput::PersistChannel { peer, snapshot } => {
+                    let t = Instant::now();
+                    self.store.put_channel(&peer, &snapshot)?;
+                    acc.persist += t.elapsed();
+                    acc.persists += 1;
+                    self.note(Kind::Channel {
+                        t_in,
+                        peer,
+                        complete: snapshot.complete.as_ref().map(|c| c.body.number),
+                    });
+                }
+                NodeOutput::PersistPayment { payment_id, record } => {
+                    let t = Instant::now();
+                    self.store.put_payment(&payment_id, &record)?;
+                    acc.persist += t.elapsed();
+                    acc.persists += 1;
+                    self.note(Kind::Payment {
+                        t_in,
+                        id: payment_id,
+                        status: record["status"]["status"].as_str().unwrap_or("").to_owned(),
+                        receipt_acked: record["status"]["receipt_acked"] == Value::Bool(true),
+                    });
+                }
+                NodeOutput::Send { to, frame, what } => {
+                    let delivered = match self.writers.get(&to) {
+                        Some(link) => link.writer.send(frame.clone()).is_ok(),
+                        None => false,
+                    };
+                    self.note(Kind::Sent {
+                        to,
+                        layer: frame.first().copied().unwrap_or(0),
+                        name: what,
+                        bytes: frame.len(),
+                        delivered,
+                    });
+                }
+                NodeOutput::NeedFunding { channel_id, .. } => {
+                    let t = Instant::now();
+                    let more = self.core.handle(NodeInput::FundingBuilt {
+                        channel_id,
+                        outpoint: fake_outpoint(&channel_id),
+                    })?;
+                    acc.compute += t.elapsed();
+                    queue.extend(more);
+                }
+                NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => {
+                    let contact = self
+                        .contacts
+                        .get(&payee)
+                        .context("no contact for the payee")?;
+                    let t = Instant::now();
+                    self.mailbox
+                        .send(
+                            contact,
+                            Some(&self.mailbox_key),
+                            letter.encode(),
+                            Duration::from_secs(3600),
+                        )
+                        .await?;
+                    self.note(Kind::Mailbox {
+                        what: "post",
+                        requests: 1,
+                        took: t.elapsed(),
+                    });
+                    let t = Instant::now();
+                    let more = self.core.handle(NodeInput::LetterPosted { payment_id })?;
+                    acc.compute += t.elapsed();
+                    queue.extend(more);
+                }
+                NodeOutput::Refused { error, .. } => self.note(Kind::Refused(error)),
+                NodeOutput::Broadcast(_)
+                | NodeOutput::Watch(_)
+                | NodeOutput::ReadyToFund { .. }
+                | NodeOutput::ChannelEvent { .. }
+                | NodeOutput::PaymentEvent(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the mailbox, opens and handles each letter; the acknowledgement (deletion)
+    /// runs in its own task, off the payment's path.
+    async fn fetch(&mut self) -> anyhow::Result<usize> {
+        self.note(Kind::Mark("fetch_start"));
+        let t = Instant::now();
+        let messages = self
+            .mailbox
+            .fetch(&self.mailbox_key, 32, Duration::ZERO)
+            .await?;
+        self.note(Kind::Mailbox {
+            what: "fetch",
+            requests: 2,
+            took: t.elapsed(),
+        });
+        let mut ids = vec![];
+        for message in &messages {
+            let opened = message
+                .open(&self.mailbox_key)
+                .map_err(|e| anyhow!("letter does not open: {e:?}"))?;
+            self.note(Kind::Mark("opened"));
+            self.input(
+                Instant::now(),
+                NodeInput::Letter {
+                    bytes: opened.payload,
+                },
+            )
+            .await?;
+            ids.push(message.id);
+        }
+        if !ids.is_empty() {
+            let (client, key, notes, who) = (
+                self.mailbox.clone(),
+                self.mailbox_key.clone(),
+                self.notes.clone(),
+                self.who,
+            );
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let kind = match client.ack(&key, &ids).await {
+                    Ok(_) => Kind::Mailbox {
+                        what: "ack",
+                        requests: 2,
+                        took: t.elapsed(),
+                    },
+                    Err(e) => Kind::Refused(format!("ack: {e}")),
+                };
+                let _ = notes.send(Note {
+                    who,
+                    t: Instant::now(),
+                    kind,
+                });
+            });
+        }
+        Ok(messages.len())
+    }
+}
+
+/// Steps of one payment, in milliseconds.
+#[derive(Debug, Default, Clone)]
+struct Steps {
+    values: BTreeMap<&'static str, f64>,
+}
+
+/// The step names, in order; each is described in `--help` and docs/benchmarks.md.
+pub const STEPS: [(&str, &str); 9] = [
+    (
+        "connect",
+        "B dials S (TCP, Noise XX, node-key binding) and B's core handles the connection",
+    ),
+    (
+        "mailbox_fetch",
+        "B's challenge + fetch requests to the mailbox server",
+    ),
+    ("decrypt", "B opens the age envelope"),
+    (
+        "letter",
+        "B checks the letter (S's offer signature, s_A·G = T), persists its invoice, sends it",
+    ),
+    ("invoice_to_s", "the invoice frame reaches S's driver"),
+    (
+        "ptlc_add",
+        "S accepts the invoice and adds the PTLC on S–B (propose, countersign, complete) until B holds it in a complete state",
+    ),
+    (
+        "fulfil",
+        "B fulfils the PTLC (propose, countersign, complete) until S has B's completion",
+    ),
+    (
+        "complete_a",
+        "S persists the sale and completes A's U_{n+1} with the scalar",
+    ),
+    ("b_paid_at", "time from B online to B's record persisted as paid"),
+];
+
+/// Counts of one phase of a payment on one link.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct PhaseCount {
+    channel: u32,
+    payment: u32,
+    mailbox_requests: u32,
+    bytes: usize,
+    legs: u32,
+    names: Vec<String>,
+}
+
+impl PhaseCount {
+    fn from_notes(notes: &[Note], keys: (PublicKey, PublicKey)) -> Self {
+        let mut c = PhaseCount::default();
+        let mut last_dir: Option<bool> = None;
+        for n in notes {
+            match &n.kind {
+                Kind::Sent {
+                    to,
+                    layer,
+                    name,
+                    bytes,
+                    delivered: true,
+                } => {
+                    let key_from = match n.who {
+                        Who::A | Who::B => {
+                            if *to == keys.1 {
+                                keys.0
+                            } else {
+                                continue;
+                            }
+                        }
+                        Who::S => {
+                            if *to == keys.0 {
+                                keys.1
+                            } else {
+                                continue;
+                            }
+                        }
+                    };
+                    let dir = key_from == keys.0;
+                    if last_dir != Some(dir) {
+                        c.legs += 1;
+                        last_dir = Some(dir);
+                    }
+                    match *layer {
+                        TAG_CHANNEL => c.channel += 1,
+                        TAG_PAYMENT => c.payment += 1,
+                        _ => {}
+                    }
+                    c.bytes += bytes;
+                    let arrow = if dir { "→" } else { "←" };
+                    c.names.push(format!("{arrow}{name}"));
+                }
+                Kind::Mailbox { requests, .. } => c.mailbox_requests += requests,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "channel_messages": self.channel,
+            "payment_messages": self.payment,
+            "peer_messages": self.channel + self.payment,
+            "mailbox_requests": self.mailbox_requests,
+            "peer_bytes": self.bytes,
+            "peer_round_trips": f64::from(self.legs) / 2.0,
+            "frames": self.names,
+        })
+    }
+}
+
+/// The orchestrator: node handles and the notes they report.
+struct Net {
+    a: NodeHandle,
+    s: NodeHandle,
+    b: NodeHandle,
+    notes: mpsc::UnboundedReceiver<Note>,
+    log: Vec<Note>,
+}
+
+impl Net {
+    /// Waits for a note matching `f` among those from index `from` on.
+    async fn wait_note(
+        &mut self,
+        from: usize,
+        what: &str,
+        f: impl Fn(&Note) -> bool,
+    ) -> anyhow::Result<Note> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut i = from;
+        loop {
+            while i < self.log.len() {
+                if f(&self.log[i]) {
+                    return Ok(self.log[i].clone());
+                }
+                i += 1;
+            }
+            match tokio::time::timeout_at(deadline, self.notes.recv()).await {
+                Ok(Some(note)) => self.log.push(note),
+                Ok(None) => bail!("nodes stopped while waiting for {what}"),
+                Err(_) => bail!(
+                    "timed out waiting for {what}; refusals: {:?}",
+                    self.refusals()
+                ),
+            }
+        }
+    }
+
+    /// Takes in every note already reported.
+    fn drain(&mut self) {
+        while let Ok(note) = self.notes.try_recv() {
+            self.log.push(note);
+        }
+    }
+
+    fn refusals(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|n| match &n.kind {
+                Kind::Refused(e) => Some(format!("{:?}: {e}", n.who)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Opens a funded channel from `opener` to `acceptor` (both connected).
+    async fn open(&self, opener: Who, acceptor: Who, id: ChannelId) -> anyhow::Result<()> {
+        let (o, acc) = (self.node(opener), self.node(acceptor));
+        o.input(NodeInput::Command(NodeCommand::OpenChannel {
+            peer: acc.key,
+            channel_id: id,
+            capacity_sat: 100_000_000,
+            shared_delay: SHARED_DELAY,
+        }))
+        .await?;
+        let state0 = move |core: &NodeCore| {
+            core.channels()
+                .get(&id)
+                .is_some_and(|e| e.channel.snapshot().complete.is_some())
+        };
+        o.wait_for("state 0 at the opener", state0).await?;
+        acc.wait_for("state 0 at the acceptor", state0).await?;
+        let txid = fake_outpoint(&id).txid;
+        for n in [o, acc] {
+            n.input(NodeInput::Confirmed {
+                txid,
+                height: HEIGHT,
+            })
+            .await?;
+        }
+        let funded = move |core: &NodeCore| {
+            core.channels()
+                .get(&id)
+                .is_some_and(|e| e.channel.phase() == Phase::Funded)
+        };
+        o.wait_for("funded at the opener", funded).await?;
+        acc.wait_for("funded at the acceptor", funded).await?;
+        Ok(())
+    }
+
+    fn node(&self, who: Who) -> &NodeHandle {
+        match who {
+            Who::A => &self.a,
+            Who::S => &self.s,
+            Who::B => &self.b,
+        }
+    }
+}
+
+/// One measured payment.
+struct Measured {
+    steps: Steps,
+    a_return: PhaseCount,
+    a_pay: PhaseCount,
+    b_part: PhaseCount,
+    /// Over B's window: core time, persist time and persists at S and B, mailbox time.
+    compute_ms: f64,
+    persist_ms: f64,
+    persists_s: u32,
+    persists_b: u32,
+    persists_a: u32,
+    mailbox_ms: f64,
+}
+
+/// What the online part reports.
+pub struct OnlineFigures {
+    pub json: Value,
+}
+
+/// Options of the online part.
+pub struct OnlineArgs {
+    pub payments: usize,
+    pub warmup: usize,
+    pub baseline_rounds: usize,
+}
+
+/// Runs the online part in `dir`.
+pub fn run(dir: &Path, args: &OnlineArgs) -> anyhow::Result<OnlineFigures> {
+    std::fs::create_dir_all(dir)?;
+    let mut config = ServerConfig::new(dir.join("mailbox"));
+    config.ip_rate_per_sec = f64::INFINITY;
+    config.ip_burst = f64::INFINITY;
+    config.sender_rate_per_sec = f64::INFINITY;
+    config.sender_burst = f64::INFINITY;
+    let mut server = ServerThread::start(config)?;
+    let url = server.url.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run_payments(dir, &url, args));
+    server.stop();
+    let mut json = result?;
+    json["noise_round_trip"] = noise_round_trip(args.baseline_rounds)?;
+    Ok(OnlineFigures { json })
+}
+
+async fn run_payments(dir: &Path, url: &str, args: &OnlineArgs) -> anyhow::Result<Value> {
+    let (notes_tx, notes) = mpsc::unbounded_channel();
+    let (sa, ss, sb) = (seed(0xa0, 0), seed(0x50, 0), seed(0xb0, 0));
+    let (ka, kb) = (node_key(&sa).public_key(), node_key(&sb).public_key());
+    let spec = |who, seed, role, name: &str, allow| Spec {
+        who,
+        seed,
+        role,
+        db: dir.join(name),
+        mailbox_url: url.to_owned(),
+        listen_allow: allow,
+    };
+    let s = NodeHandle::spawn(
+        spec(Who::S, ss, Role::Lsp, "s.db", Some(vec![ka, kb])),
+        notes_tx.clone(),
+    )?;
+    let a = NodeHandle::spawn(
+        spec(Who::A, sa, Role::Payer, "a.db", None),
+        notes_tx.clone(),
+    )?;
+    let b = NodeHandle::spawn(spec(Who::B, sb, Role::Payee, "b.db", None), notes_tx)?;
+    let mut net = Net {
+        a,
+        s,
+        b,
+        notes,
+        log: vec![],
+    };
+    let (ka, ks, kb) = (net.a.key, net.s.key, net.b.key);
+
+    // Channels A–S (A opens) and S–B (S opens), funded by fiat.
+    net.a.connect(&net.s).await?;
+    net.open(Who::A, Who::S, ChannelId(seed(0xc1, 0))).await?;
+    net.b.connect(&net.s).await?;
+    net.open(Who::S, Who::B, ChannelId(seed(0xc2, 0))).await?;
+    let b_mailbox = NodeKey::from_secret_bytes(node_key(&sb).to_secret_bytes())
+        .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
+    let contact = Contact::sign(&b_mailbox, url, unix_now())
+        .verify()
+        .map_err(|e| anyhow!("contact: {e:?}"))?;
+    let (reply, answer) = oneshot::channel();
+    net.a.send(Cmd::Contact {
+        payee: kb,
+        contact,
+        reply,
+    })?;
+    answer.await?;
+    net.b.disconnect(ks).await?;
+    net.s.wait_disconnected(kb).await?;
+
+    let total = args.warmup + args.payments;
+    let mut measured = vec![];
+    let mut pending_return: Option<(PaymentId, usize)> = None;
+    for i in 0..=total {
+        // A returns (if it left) and collects the receipt of its previous payment.
+        let start = net.log.len();
+        if i > 0 {
+            net.a.connect(&net.s).await?;
+        }
+        if let Some((prev, _)) = pending_return {
+            net.wait_note(start, "S to see A's receipt ack", |n| {
+                n.who == Who::S
+                    && matches!(&n.kind, Kind::Payment { id, receipt_acked: true, .. } if *id == prev)
+            })
+            .await?;
+            // State 0 opened the channel; payment k completed state k + 1.
+            let state = i as u64;
+            net.a
+                .wait_for("A's channel to reach the paid state", move |core| {
+                    core.channels().values().any(|e| {
+                        e.peer == ks
+                            && e.channel.phase() == Phase::Funded
+                            && e.channel
+                                .snapshot()
+                                .complete
+                                .as_ref()
+                                .map(|c| c.body.number)
+                                == Some(state)
+                    })
+                })
+                .await?;
+        }
+        settle(&mut net).await;
+        let return_notes = net.log[start..].to_vec();
+        if let Some((_, index)) = pending_return.take() {
+            let m: &mut Measured = &mut measured[index];
+            m.a_return = PhaseCount::from_notes(&return_notes, (ka, ks));
+        }
+        if i == total {
+            break;
+        }
+
+        // A pays and goes offline once its letter is in B's mailbox.
+        let payment_id = PaymentId(seed(0x70, i as u32));
+        let start = net.log.len();
+        net.a
+            .input(NodeInput::Command(NodeCommand::Pay {
+                payment_id,
+                lsp: ks,
+                payee: kb,
+                amount_sat: AMOUNT_SAT,
+                fee_sat: policy().fee_for(AMOUNT_SAT),
+                note: "bench".into(),
+            }))
+            .await?;
+        net.wait_note(start, "A's letter to be posted", |n| {
+            n.who == Who::A
+                && matches!(&n.kind, Kind::Payment { id, status, .. } if *id == payment_id && status == "posted")
+        })
+        .await?;
+        settle(&mut net).await;
+        let pay_notes = net.log[start..].to_vec();
+        net.a.disconnect(ks).await?;
+        net.s.wait_disconnected(ka).await?;
+
+        // B comes online: connects to S, fetches its mailbox and sells A's signature.
+        let start = net.log.len();
+        let t0 = Instant::now();
+        net.b.connect(&net.s).await?;
+        let letters = net.b.fetch().await?;
+        if letters != 1 {
+            bail!("B found {letters} letters in its mailbox, expected 1");
+        }
+        let state = (i as u64) + 1;
+        let done = net
+            .wait_note(start, "S to complete A's state", |n| {
+                n.who == Who::S
+                    && matches!(&n.kind, Kind::Channel { peer, complete, .. } if *peer == ka && *complete == Some(state))
+            })
+            .await?;
+        let t_end = done.t;
+        net.wait_note(start, "B to be paid", |n| {
+            n.who == Who::B
+                && matches!(&n.kind, Kind::Payment { id, status, .. } if *id == payment_id && status == "paid")
+        })
+        .await?;
+        net.wait_note(start, "B's mailbox ack", |n| {
+            n.who == Who::B && matches!(&n.kind, Kind::Mailbox { what: "ack", .. })
+        })
+        .await?;
+        settle(&mut net).await;
+        let b_notes = net.log[start..].to_vec();
+        net.b.disconnect(ks).await?;
+        net.s.wait_disconnected(kb).await?;
+
+        let refusals = net.refusals();
+        if !refusals.is_empty() {
+            bail!("payment {i}: refused inputs: {refusals:?}");
+        }
+        let mut m = analyse(&b_notes, t0, t_end, payment_id, (ks, kb))?;
+        m.a_pay = PhaseCount::from_notes(&pay_notes, (ka, ks));
+        m.persists_a = count_persists(&pay_notes, Who::A);
+        measured.push(m);
+        pending_return = Some((payment_id, measured.len() - 1));
+    }
+
+    // Every payment sold at S, paid at B, completed at A.
+    let sold = net
+        .s
+        .query(|core| {
+            json!(core
+                .payments_json()
+                .iter()
+                .filter(|(_, r)| r["status"]["status"] == "sold")
+                .count())
+        })
+        .await?;
+    let paid = net
+        .b
+        .query(|core| {
+            json!(core
+                .payments_json()
+                .iter()
+                .filter(|(_, r)| r["status"]["status"] == "paid")
+                .count())
+        })
+        .await?;
+    let completed = net
+        .a
+        .query(|core| {
+            json!(core
+                .payments_json()
+                .iter()
+                .filter(|(_, r)| r["status"]["status"] == "completed")
+                .count())
+        })
+        .await?;
+    for (who, n) in [
+        ("S sold", &sold),
+        ("B paid", &paid),
+        ("A completed", &completed),
+    ] {
+        if n.as_u64() != Some(total as u64) {
+            bail!("{who} {n} of {total} payments");
+        }
+    }
+    for node in [&mut net.a, &mut net.s, &mut net.b] {
+        node.stop()?;
+    }
+    report(&measured[args.warmup..], total)
+}
+
+/// Lets in-flight notes arrive (outside timed windows only).
+async fn settle(net: &mut Net) {
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    net.drain();
+}
+
+fn count_persists(notes: &[Note], who: Who) -> u32 {
+    notes
+        .iter()
+        .filter(|n| n.who == who && matches!(n.kind, Kind::Channel { .. } | Kind::Payment { .. }))
+        .count() as u32
+}
+
+fn analyse(
+    notes: &[Note],
+    t0: Instant,
+    t_end: Instant,
+    payment_id: PaymentId,
+    (ks, kb): (PublicKey, PublicKey),
+) -> anyhow::Result<Measured> {
+    let find = |what: &str, f: &dyn Fn(&Note) -> bool| -> anyhow::Result<Note> {
+        notes
+            .iter()
+            .find(|n| f(n))
+            .cloned()
+            .with_context(|| format!("no note for {what}"))
+    };
+    let mark = |who: Who, name: &'static str| {
+        move |n: &Note| n.who == who && matches!(n.kind, Kind::Mark(m) if m == name)
+    };
+    let status_in = |who: Who, want: &'static str| {
+        move |n: &Note| {
+            n.who == who
+                && matches!(&n.kind, Kind::Payment { id, status, .. } if *id == payment_id && status == want)
+        }
+    };
+    let t_in = |n: &Note| match n.kind {
+        Kind::Payment { t_in, .. } | Kind::Channel { t_in, .. } => t_in,
+        _ => n.t,
+    };
+    let fetch_start = find("fetch start", &mark(Who::B, "fetch_start"))?.t;
+    let fetched = find("mailbox fetch", &|n: &Note| {
+        n.who == Who::B && matches!(n.kind, Kind::Mailbox { what: "fetch", .. })
+    })?;
+    let opened = find("letter opened", &mark(Who::B, "opened"))?.t;
+    let invoice_sent = find("invoice sent", &|n: &Note| {
+        n.who == Who::B
+            && matches!(n.kind, Kind::Sent { name: "invoice", delivered: true, to, .. } if to == ks)
+    })?
+    .t;
+    let selling = t_in(&find("S selling", &status_in(Who::S, "selling"))?);
+    let fulfilled = t_in(&find("B fulfilled", &status_in(Who::B, "fulfilled"))?);
+    let sold = t_in(&find("S sold", &status_in(Who::S, "sold"))?);
+    let paid = find("B paid", &status_in(Who::B, "paid"))?.t;
+    let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1000.0;
+    let mut steps = Steps::default();
+    let v = &mut steps.values;
+    v.insert("connect", ms(t0, fetch_start));
+    v.insert("mailbox_fetch", ms(fetch_start, fetched.t));
+    v.insert("decrypt", ms(fetched.t, opened));
+    v.insert("letter", ms(opened, invoice_sent));
+    v.insert("invoice_to_s", ms(invoice_sent, selling));
+    v.insert("ptlc_add", ms(selling, fulfilled));
+    v.insert("fulfil", ms(fulfilled, sold));
+    v.insert("complete_a", ms(sold, t_end));
+    v.insert("b_paid_at", ms(t0, paid));
+    v.insert("total", ms(t0, t_end));
+
+    let mut compute = Duration::ZERO;
+    let mut persist = Duration::ZERO;
+    let (mut persists_s, mut persists_b) = (0, 0);
+    let mut mailbox = Duration::ZERO;
+    for n in notes {
+        match &n.kind {
+            Kind::Handled {
+                t_in,
+                compute: c,
+                persist: p,
+                persists,
+            } if *t_in >= t0 && *t_in <= t_end && matches!(n.who, Who::S | Who::B) => {
+                compute += *c;
+                persist += *p;
+                if n.who == Who::S {
+                    persists_s += persists;
+                } else {
+                    persists_b += persists;
+                }
+            }
+            Kind::Mailbox {
+                what: "fetch",
+                took,
+                ..
+            } => mailbox += *took,
+            _ => {}
+        }
+    }
+    Ok(Measured {
+        steps,
+        a_return: PhaseCount::default(),
+        a_pay: PhaseCount::default(),
+        b_part: PhaseCount::from_notes(notes, (kb, ks)),
+        compute_ms: compute.as_secs_f64() * 1000.0,
+        persist_ms: persist.as_secs_f64() * 1000.0,
+        persists_s,
+        persists_b,
+        persists_a: 0,
+        mailbox_ms: mailbox.as_secs_f64() * 1000.0,
+    })
+}
+
+fn report(measured: &[Measured], total: usize) -> anyhow::Result<Value> {
+    let first = measured.first().context("no payment measured")?;
+    let mut steps = serde_json::Map::new();
+    let mut names: Vec<&str> = STEPS.iter().map(|(n, _)| *n).collect();
+    names.push("total");
+    for name in names {
+        let values: Vec<f64> = measured
+            .iter()
+            .map(|m| m.steps.values.get(name).copied().unwrap_or(0.0))
+            .collect();
+        steps.insert(name.to_owned(), summary(&values).json());
+    }
+    let mean =
+        |f: &dyn Fn(&Measured) -> f64| measured.iter().map(f).sum::<f64>() / measured.len() as f64;
+    let total_ms = mean(&|m| m.steps.values["total"]);
+    let compute_ms = mean(&|m| m.compute_ms);
+    let persist_ms = mean(&|m| m.persist_ms);
+    let mailbox_ms = mean(&|m| m.mailbox_ms + m.steps.values["decrypt"]);
+    // Counts must not vary between payments: each is the protocol's, not a sample.
+    for m in measured {
+        for (what, x, y) in [
+            ("A's return", &m.a_return, &first.a_return),
+            ("A's payment", &m.a_pay, &first.a_pay),
+            ("B's part", &m.b_part, &first.b_part),
+        ] {
+            if (x.channel, x.payment, x.mailbox_requests)
+                != (y.channel, y.payment, y.mailbox_requests)
+            {
+                bail!("{what}: message counts differ between payments: {x:?} vs {y:?}");
+            }
+        }
+    }
+    let summary_total = summary(
+        &measured
+            .iter()
+            .map(|m| m.steps.values["total"])
+            .collect::<Vec<_>>(),
+    );
+    Ok(json!({
+        "payments": measured.len(),
+        "payments_run": total,
+        "latency_ms": Value::Object(steps),
+        "target_p50_ms": 20.0,
+        "target_met": summary_total.p50 < 20.0,
+        "attribution_mean_ms": {
+            "total": total_ms,
+            "core_compute": compute_ms,
+            "sqlite_persist": persist_ms,
+            "mailbox_and_decrypt": mailbox_ms,
+            "network_and_scheduling": total_ms - compute_ms - persist_ms - mailbox_ms,
+        },
+        "persists_in_window": {
+            "s": first.persists_s,
+            "b": first.persists_b,
+        },
+        "persists_a_pay": first.persists_a,
+        "messages": {
+            "a_pays": first.a_pay.json(),
+            "a_returns": first.a_return.json(),
+            "b_sells": first.b_part.json(),
+        },
+    }))
+}
+
+/// The baseline: a 64-byte message and its echo over one loopback Noise connection, the
+/// two ends on their own threads and runtimes as the nodes are.
+fn noise_round_trip(rounds: usize) -> anyhow::Result<Value> {
+    let server_key = Arc::new(node_key(&seed(0xe0, 0)));
+    let client_key = node_key(&seed(0xe1, 0));
+    let server_pub = server_key.public_key();
+    let client_pub = client_key.public_key();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let listener =
+                Listener::bind("127.0.0.1:0", server_key, Allow::keys([client_pub])).await?;
+            addr_tx.send(listener.local_addr()?)?;
+            let mut conn = listener.accept().await?;
+            while let Ok(message) = conn.recv().await {
+                conn.send(&message).await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    let addr = addr_rx.recv().context("echo server did not start")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (handshake, mut rtts) = runtime.block_on(async move {
+        let t = Instant::now();
+        let mut conn = connect(addr, &client_key, server_pub).await?;
+        let handshake = t.elapsed().as_secs_f64() * 1000.0;
+        let message = [0x5au8; 64];
+        let mut rtts = Vec::with_capacity(rounds);
+        for _ in 0..rounds.max(1) {
+            let t = Instant::now();
+            conn.send(&message).await?;
+            let echo = conn.recv().await?;
+            rtts.push(t.elapsed().as_secs_f64() * 1000.0);
+            if echo != message {
+                bail!("echo differs");
+            }
+        }
+        conn.shutdown().await?;
+        anyhow::Ok((handshake, rtts))
+    })?;
+    server
+        .join()
+        .map_err(|_| anyhow!("echo server panicked"))??;
+    rtts.sort_by(f64::total_cmp);
+    let s: Summary = summary(&rtts);
+    Ok(json!({
+        "rounds": rtts.len(),
+        "round_trip_ms": s.json(),
+        "connect_ms": handshake,
+    }))
+}
