@@ -8,7 +8,7 @@
 //! requests) as timestamped [`Note`]s to the orchestrator, which cuts each payment into steps
 //! and counts its frames from these notes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +58,7 @@ enum Kind {
         compute: Duration,
         persist: Duration,
         persists: u32,
+        commits: u32,
     },
     /// A payment record was persisted (note time: after the write) for an input that
     /// arrived at `t_in`.
@@ -73,14 +74,16 @@ enum Kind {
         peer: PublicKey,
         complete: Option<u64>,
     },
-    /// A frame handed to a live connection's writer (`delivered`) or dropped because the
-    /// peer is not connected.
+    /// A frame handed to a live connection's writer as its `seq`-th frame, or dropped
+    /// (`seq` is `None`) because the peer is not connected; `cause` is the frame whose
+    /// handling sent it.
     Sent {
         to: PublicKey,
         layer: u8,
         name: &'static str,
         bytes: usize,
-        delivered: bool,
+        seq: Option<u64>,
+        cause: Option<(PublicKey, u64)>,
     },
     /// A mailbox operation: HTTP requests made and time taken.
     Mailbox {
@@ -134,6 +137,7 @@ enum Ev {
         from: PublicKey,
         frame: Vec<u8>,
         t: Instant,
+        seq: u64,
     },
     Accepted(Connection),
     Closed {
@@ -149,6 +153,7 @@ struct Spec {
     db: PathBuf,
     mailbox_url: String,
     listen_allow: Option<Vec<PublicKey>>,
+    commit: Commit,
 }
 
 /// The orchestrator's handle on a node thread.
@@ -303,19 +308,54 @@ struct Acc {
     compute: Duration,
     persist: Duration,
     persists: u32,
+    commits: u32,
 }
 
-/// A live connection: its id, its writer's queue and its reader task.
+/// How a node commits the rows its inputs persist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Each row is its own SQLite commit, and each frame leaves right after the rows before
+    /// it, as `asyncpay node` does.
+    PerRow,
+    /// All rows of one input in one transaction; its frames leave after the commit.
+    PerInput,
+}
+
+impl Commit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Commit::PerRow => "per_row",
+            Commit::PerInput => "per_input",
+        }
+    }
+}
+
+/// A live connection: its id, its writer's queue, frames sent on it, its reader task.
 struct Link {
     id: u64,
     writer: mpsc::UnboundedSender<Vec<u8>>,
+    sent: u64,
     reader: tokio::task::JoinHandle<()>,
 }
 
+/// A frame waiting for its input's commit.
+struct Pending {
+    to: PublicKey,
+    frame: Vec<u8>,
+    what: &'static str,
+}
+
 struct Driver {
+    store: Store,
+    commit: Commit,
+    n: Node,
+}
+
+/// Everything of a driver but its store, so that a transaction on the store can run the
+/// node's outputs.
+struct Node {
     who: Who,
     core: NodeCore,
-    store: Store,
     secret: Arc<SecretKey>,
     mailbox_key: Arc<NodeKey>,
     mailbox: MailboxClient,
@@ -324,6 +364,102 @@ struct Driver {
     next_conn: u64,
     events: mpsc::UnboundedSender<Ev>,
     notes: mpsc::UnboundedSender<Note>,
+    /// The frame being handled, as (sender, its sequence number on the connection).
+    cause: Option<(PublicKey, u64)>,
+}
+
+impl Node {
+    fn note(&self, kind: Kind) {
+        let _ = self.notes.send(Note {
+            who: self.who,
+            t: Instant::now(),
+            kind,
+        });
+    }
+
+    fn send_frame(&mut self, to: PublicKey, frame: Vec<u8>, what: &'static str) {
+        let (layer, bytes) = (frame.first().copied().unwrap_or(0), frame.len());
+        let seq = match self.writers.get_mut(&to) {
+            Some(link) if link.writer.send(frame).is_ok() => {
+                link.sent += 1;
+                Some(link.sent)
+            }
+            _ => None,
+        };
+        self.note(Kind::Sent {
+            to,
+            layer,
+            name: what,
+            bytes,
+            seq,
+            cause: self.cause,
+        });
+    }
+
+    /// Carries out outputs in order until the queue is empty or a letter must be posted
+    /// (returned: posting is asynchronous). Frames go out at once, or into `held` until the
+    /// caller's commit.
+    fn apply(
+        &mut self,
+        store: &Store,
+        t_in: Instant,
+        queue: &mut VecDeque<NodeOutput>,
+        acc: &mut Acc,
+        mut held: Option<&mut Vec<Pending>>,
+    ) -> anyhow::Result<Option<(PaymentId, PublicKey, Vec<u8>)>> {
+        while let Some(output) = queue.pop_front() {
+            match output {
+                NodeOutput::PersistChannel { peer, snapshot } => {
+                    let t = Instant::now();
+                    store.put_channel(&peer, &snapshot)?;
+                    acc.persist += t.elapsed();
+                    acc.persists += 1;
+                    self.note(Kind::Channel {
+                        t_in,
+                        peer,
+                        complete: snapshot.complete.as_ref().map(|c| c.body.number),
+                    });
+                }
+                NodeOutput::PersistPayment { payment_id, record } => {
+                    let t = Instant::now();
+                    store.put_payment(&payment_id, &record)?;
+                    acc.persist += t.elapsed();
+                    acc.persists += 1;
+                    self.note(Kind::Payment {
+                        t_in,
+                        id: payment_id,
+                        status: record["status"]["status"].as_str().unwrap_or("").to_owned(),
+                        receipt_acked: record["status"]["receipt_acked"] == Value::Bool(true),
+                    });
+                }
+                NodeOutput::Send { to, frame, what } => match held.as_mut() {
+                    Some(held) => held.push(Pending { to, frame, what }),
+                    None => self.send_frame(to, frame, what),
+                },
+                NodeOutput::NeedFunding { channel_id, .. } => {
+                    let t = Instant::now();
+                    let more = self.core.handle(NodeInput::FundingBuilt {
+                        channel_id,
+                        outpoint: fake_outpoint(&channel_id),
+                    })?;
+                    acc.compute += t.elapsed();
+                    queue.extend(more);
+                }
+                NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => return Ok(Some((payment_id, payee, letter.encode()))),
+                NodeOutput::Refused { error, .. } => self.note(Kind::Refused(error)),
+                NodeOutput::Broadcast(_)
+                | NodeOutput::Watch(_)
+                | NodeOutput::ReadyToFund { .. }
+                | NodeOutput::ChannelEvent { .. }
+                | NodeOutput::PaymentEvent(_) => {}
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl Driver {
@@ -366,41 +502,45 @@ impl Driver {
             None => None,
         };
         let driver = Driver {
-            who: spec.who,
-            core,
             store,
-            secret,
-            mailbox_key: Arc::new(mailbox_key),
-            mailbox: MailboxClient::new(&spec.mailbox_url)?,
-            contacts: HashMap::new(),
-            writers: HashMap::new(),
-            next_conn: 0,
-            events,
-            notes,
+            commit: spec.commit,
+            n: Node {
+                who: spec.who,
+                core,
+                secret,
+                mailbox_key: Arc::new(mailbox_key),
+                mailbox: MailboxClient::new(&spec.mailbox_url)?,
+                contacts: HashMap::new(),
+                writers: HashMap::new(),
+                next_conn: 0,
+                events,
+                notes,
+                cause: None,
+            },
         };
         Ok((driver, addr))
-    }
-
-    fn note(&self, kind: Kind) {
-        let _ = self.notes.send(Note {
-            who: self.who,
-            t: Instant::now(),
-            kind,
-        });
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>) -> anyhow::Result<()> {
         while let Some(ev) = rx.recv().await {
             match ev {
-                Ev::Frame { from, frame, t } => {
-                    if let Err(e) = self.input(t, NodeInput::Frame { from, frame }).await {
-                        self.note(Kind::Refused(format!("{e:#}")));
+                Ev::Frame {
+                    from,
+                    frame,
+                    t,
+                    seq,
+                } => {
+                    self.n.cause = Some((from, seq));
+                    let result = self.input(t, NodeInput::Frame { from, frame }).await;
+                    self.n.cause = None;
+                    if let Err(e) = result {
+                        self.n.note(Kind::Refused(format!("{e:#}")));
                     }
                 }
                 Ev::Accepted(conn) => self.register(conn).await?,
                 Ev::Closed { peer, conn } => {
-                    if self.writers.get(&peer).map(|l| l.id) == Some(conn) {
-                        self.writers.remove(&peer);
+                    if self.n.writers.get(&peer).map(|l| l.id) == Some(conn) {
+                        self.n.writers.remove(&peer);
                     }
                 }
                 Ev::Cmd(Cmd::Stop) => break,
@@ -413,9 +553,9 @@ impl Driver {
     async fn command(&mut self, cmd: Cmd) -> anyhow::Result<()> {
         match cmd {
             Cmd::Connect { addr, peer, reply } => {
-                let result = match connect(addr, &self.secret, peer).await {
+                let result = match connect(addr, &self.n.secret, peer).await {
                     Ok(conn) => {
-                        self.note(Kind::Mark("connected"));
+                        self.n.note(Kind::Mark("connected"));
                         self.register(conn).await
                     }
                     Err(e) => Err(e.into()),
@@ -425,7 +565,7 @@ impl Driver {
             Cmd::Disconnect { peer, reply } => {
                 // Dropping the writer half-closes the connection, so the peer sees the end;
                 // stopping the reader means nothing more arrives here: the node is offline.
-                if let Some(link) = self.writers.remove(&peer) {
+                if let Some(link) = self.n.writers.remove(&peer) {
                     link.reader.abort();
                 }
                 let _ = reply.send(());
@@ -439,7 +579,7 @@ impl Driver {
                 contact,
                 reply,
             } => {
-                self.contacts.insert(payee, contact);
+                self.n.contacts.insert(payee, contact);
                 let _ = reply.send(());
             }
             Cmd::Fetch { reply } => {
@@ -447,10 +587,10 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Cmd::Query { f, reply } => {
-                let _ = reply.send(f(&self.core));
+                let _ = reply.send(f(&self.n.core));
             }
             Cmd::IsConnected { peer, reply } => {
-                let _ = reply.send(self.writers.contains_key(&peer));
+                let _ = reply.send(self.n.writers.contains_key(&peer));
             }
             Cmd::Stop => {}
         }
@@ -458,8 +598,8 @@ impl Driver {
     }
 
     async fn register(&mut self, conn: Connection) -> anyhow::Result<()> {
-        self.next_conn += 1;
-        let id = self.next_conn;
+        self.n.next_conn += 1;
+        let id = self.n.next_conn;
         let peer = conn.peer();
         let (mut reader, mut writer) = conn.into_split();
         let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -471,28 +611,30 @@ impl Driver {
             }
             let _ = writer.shutdown().await;
         });
-        let events = self.events.clone();
+        let events = self.n.events.clone();
         let reader = tokio::spawn(async move {
+            let mut seq = 0;
             while let Ok(frame) = reader.recv().await {
                 let t = Instant::now();
-                if events
-                    .send(Ev::Frame {
-                        from: peer,
-                        frame,
-                        t,
-                    })
-                    .is_err()
-                {
+                seq += 1;
+                let ev = Ev::Frame {
+                    from: peer,
+                    frame,
+                    t,
+                    seq,
+                };
+                if events.send(ev).is_err() {
                     return;
                 }
             }
             let _ = events.send(Ev::Closed { peer, conn: id });
         });
-        self.writers.insert(
+        self.n.writers.insert(
             peer,
             Link {
                 id,
                 writer: wtx,
+                sent: 0,
                 reader,
             },
         );
@@ -500,22 +642,22 @@ impl Driver {
             .await
     }
 
-    /// Handles one input and carries out its outputs in order, persisting each row before
-    /// the next output runs (as `asyncpay node` does: one SQLite commit per row).
+    /// Handles one input and carries out its outputs in order under the node's commit mode.
     async fn input(&mut self, t_in: Instant, input: NodeInput) -> anyhow::Result<()> {
         let mut acc = Acc::default();
         let t = Instant::now();
-        let result = self.core.handle(input);
+        let result = self.n.core.handle(input);
         acc.compute += t.elapsed();
         let outcome = match result {
             Ok(outputs) => self.run_outputs(t_in, outputs, &mut acc).await,
             Err(e) => Err(e.into()),
         };
-        self.note(Kind::Handled {
+        self.n.note(Kind::Handled {
             t_in,
             compute: acc.compute,
             persist: acc.persist,
             persists: acc.persists,
+            commits: acc.commits,
         });
         outcome
     }
@@ -526,103 +668,77 @@ impl Driver {
         outputs: Vec<NodeOutput>,
         acc: &mut Acc,
     ) -> anyhow::Result<()> {
-        let mut queue = std::collections::VecDeque::from(outputs);
-        while let Some(output) = queue.pop_front() {
-            match output {
-                NodeOutput::PersistChannel { peer, snapshot } => {
-                    let t = Instant::now();
-                    self.store.put_channel(&peer, &snapshot)?;
-                    acc.persist += t.elapsed();
-                    acc.persists += 1;
-                    self.note(Kind::Channel {
-                        t_in,
-                        peer,
-                        complete: snapshot.complete.as_ref().map(|c| c.body.number),
-                    });
+        let mut queue = VecDeque::from(outputs);
+        loop {
+            let letter = match self.commit {
+                Commit::PerRow => {
+                    let rows = acc.persists;
+                    let letter = self.n.apply(&self.store, t_in, &mut queue, acc, None)?;
+                    acc.commits += acc.persists - rows;
+                    letter
                 }
-                NodeOutput::PersistPayment { payment_id, record } => {
+                Commit::PerInput => {
+                    let (rows, persist, compute) = (acc.persists, acc.persist, acc.compute);
+                    let mut held = vec![];
                     let t = Instant::now();
-                    self.store.put_payment(&payment_id, &record)?;
-                    acc.persist += t.elapsed();
-                    acc.persists += 1;
-                    self.note(Kind::Payment {
-                        t_in,
-                        id: payment_id,
-                        status: record["status"]["status"].as_str().unwrap_or("").to_owned(),
-                        receipt_acked: record["status"]["receipt_acked"] == Value::Bool(true),
-                    });
+                    let n = &mut self.n;
+                    let letter = self
+                        .store
+                        .batch(|st| n.apply(st, t_in, &mut queue, acc, Some(&mut held)))?;
+                    // The commit is what the transaction took beyond its rows and the core.
+                    let inside = (acc.persist - persist) + (acc.compute - compute);
+                    acc.persist += t.elapsed().saturating_sub(inside);
+                    if acc.persists > rows {
+                        acc.commits += 1;
+                    }
+                    for p in held {
+                        self.n.send_frame(p.to, p.frame, p.what);
+                    }
+                    letter
                 }
-                NodeOutput::Send { to, frame, what } => {
-                    let delivered = match self.writers.get(&to) {
-                        Some(link) => link.writer.send(frame.clone()).is_ok(),
-                        None => false,
-                    };
-                    self.note(Kind::Sent {
-                        to,
-                        layer: frame.first().copied().unwrap_or(0),
-                        name: what,
-                        bytes: frame.len(),
-                        delivered,
-                    });
-                }
-                NodeOutput::NeedFunding { channel_id, .. } => {
-                    let t = Instant::now();
-                    let more = self.core.handle(NodeInput::FundingBuilt {
-                        channel_id,
-                        outpoint: fake_outpoint(&channel_id),
-                    })?;
-                    acc.compute += t.elapsed();
-                    queue.extend(more);
-                }
-                NodeOutput::PostLetter {
-                    payment_id,
-                    payee,
-                    letter,
-                } => {
-                    let contact = self
-                        .contacts
-                        .get(&payee)
-                        .context("no contact for the payee")?;
-                    let t = Instant::now();
-                    self.mailbox
-                        .send(
-                            contact,
-                            Some(&self.mailbox_key),
-                            letter.encode(),
-                            Duration::from_secs(3600),
-                        )
-                        .await?;
-                    self.note(Kind::Mailbox {
-                        what: "post",
-                        requests: 1,
-                        took: t.elapsed(),
-                    });
-                    let t = Instant::now();
-                    let more = self.core.handle(NodeInput::LetterPosted { payment_id })?;
-                    acc.compute += t.elapsed();
-                    queue.extend(more);
-                }
-                NodeOutput::Refused { error, .. } => self.note(Kind::Refused(error)),
-                NodeOutput::Broadcast(_)
-                | NodeOutput::Watch(_)
-                | NodeOutput::ReadyToFund { .. }
-                | NodeOutput::ChannelEvent { .. }
-                | NodeOutput::PaymentEvent(_) => {}
-            }
+            };
+            // A letter carries A's signature: it leaves only after the rows before it.
+            let Some((payment_id, payee, payload)) = letter else {
+                return Ok(());
+            };
+            let contact = self
+                .n
+                .contacts
+                .get(&payee)
+                .context("no contact for the payee")?;
+            let t = Instant::now();
+            self.n
+                .mailbox
+                .send(
+                    contact,
+                    Some(&self.n.mailbox_key),
+                    payload,
+                    Duration::from_secs(3600),
+                )
+                .await?;
+            self.n.note(Kind::Mailbox {
+                what: "post",
+                requests: 1,
+                took: t.elapsed(),
+            });
+            let t = Instant::now();
+            let more = self.n.core.handle(NodeInput::LetterPosted { payment_id })?;
+            acc.compute += t.elapsed();
+            queue.extend(more);
         }
-        Ok(())
     }
 
     /// Fetches the mailbox, opens and handles each letter; the acknowledgement (deletion)
     /// runs in its own task, off the payment's path.
     async fn fetch(&mut self) -> anyhow::Result<usize> {
-        self.note(Kind::Mark("fetch_start"));
+        self.n.note(Kind::Mark("fetch_start"));
         let t = Instant::now();
         let messages = self
+            .n
             .mailbox
-            .fetch(&self.mailbox_key, 32, Duration::ZERO)
+            .fetch(&self.n.mailbox_key, 32, Duration::ZERO)
             .await?;
-        self.note(Kind::Mailbox {
+        self.n.note(Kind::Mailbox {
             what: "fetch",
             requests: 2,
             took: t.elapsed(),
@@ -630,9 +746,9 @@ impl Driver {
         let mut ids = vec![];
         for message in &messages {
             let opened = message
-                .open(&self.mailbox_key)
+                .open(&self.n.mailbox_key)
                 .map_err(|e| anyhow!("letter does not open: {e:?}"))?;
-            self.note(Kind::Mark("opened"));
+            self.n.note(Kind::Mark("opened"));
             self.input(
                 Instant::now(),
                 NodeInput::Letter {
@@ -644,10 +760,10 @@ impl Driver {
         }
         if !ids.is_empty() {
             let (client, key, notes, who) = (
-                self.mailbox.clone(),
-                self.mailbox_key.clone(),
-                self.notes.clone(),
-                self.who,
+                self.n.mailbox.clone(),
+                self.n.mailbox_key.clone(),
+                self.n.notes.clone(),
+                self.n.who,
             );
             tokio::spawn(async move {
                 let t = Instant::now();
@@ -707,6 +823,24 @@ pub const STEPS: [(&str, &str); 9] = [
     ("b_paid_at", "time from B online to B's record persisted as paid"),
 ];
 
+/// The three node keys.
+#[derive(Debug, Clone, Copy)]
+struct Keys {
+    a: PublicKey,
+    s: PublicKey,
+    b: PublicKey,
+}
+
+impl Keys {
+    fn of(&self, who: Who) -> PublicKey {
+        match who {
+            Who::A => self.a,
+            Who::S => self.s,
+            Who::B => self.b,
+        }
+    }
+}
+
 /// Counts of one phase of a payment on one link.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct PhaseCount {
@@ -714,58 +848,78 @@ struct PhaseCount {
     payment: u32,
     mailbox_requests: u32,
     bytes: usize,
-    legs: u32,
+    /// The longest chain of frames each sent in answer to the one before.
+    hops: u32,
     names: Vec<String>,
 }
 
 impl PhaseCount {
-    fn from_notes(notes: &[Note], keys: (PublicKey, PublicKey)) -> Self {
+    /// Counts the frames delivered between `x` and `y` among `notes`. A frame's hop depth
+    /// is one more than that of the frame whose handling sent it (one if a command, a letter
+    /// or a connection sent it); frames on a connection arrive in the order they were sent,
+    /// so the receiver's sequence number names the sender's frame.
+    fn from_notes(notes: &[Note], (x, y): (Who, Who), keys: &Keys) -> Self {
         let mut c = PhaseCount::default();
-        let mut last_dir: Option<bool> = None;
-        for n in notes {
-            match &n.kind {
-                Kind::Sent {
-                    to,
-                    layer,
-                    name,
-                    bytes,
-                    delivered: true,
-                } => {
-                    let key_from = match n.who {
-                        Who::A | Who::B => {
-                            if *to == keys.1 {
-                                keys.0
-                            } else {
-                                continue;
-                            }
-                        }
-                        Who::S => {
-                            if *to == keys.0 {
-                                keys.1
-                            } else {
-                                continue;
-                            }
-                        }
-                    };
-                    let dir = key_from == keys.0;
-                    if last_dir != Some(dir) {
-                        c.legs += 1;
-                        last_dir = Some(dir);
-                    }
-                    match *layer {
-                        TAG_CHANNEL => c.channel += 1,
-                        TAG_PAYMENT => c.payment += 1,
-                        _ => {}
-                    }
-                    c.bytes += bytes;
-                    let arrow = if dir { "→" } else { "←" };
-                    c.names.push(format!("{arrow}{name}"));
-                }
-                Kind::Mailbox { requests, .. } => c.mailbox_requests += requests,
+        let (kx, ky) = (keys.of(x), keys.of(y));
+        let mut sent: Vec<&Note> = notes
+            .iter()
+            .filter(|n| matches!(n.kind, Kind::Sent { seq: Some(_), .. }))
+            .collect();
+        sent.sort_by_key(|n| n.t);
+        let mut depth: HashMap<(PublicKey, PublicKey, u64), u32> = HashMap::new();
+        for n in sent {
+            let Kind::Sent {
+                to,
+                layer,
+                name,
+                bytes,
+                seq: Some(seq),
+                cause,
+            } = &n.kind
+            else {
+                continue;
+            };
+            let from = keys.of(n.who);
+            if !((from, *to) == (kx, ky) || (from, *to) == (ky, kx)) {
+                continue;
+            }
+            let d = 1 + cause
+                .and_then(|(cf, cs)| depth.get(&(cf, from, cs)).copied())
+                .unwrap_or(0);
+            depth.insert((from, *to, *seq), d);
+            c.hops = c.hops.max(d);
+            match *layer {
+                TAG_CHANNEL => c.channel += 1,
+                TAG_PAYMENT => c.payment += 1,
                 _ => {}
+            }
+            c.bytes += bytes;
+            c.names.push(format!(
+                "{:?}->{:?} {name}",
+                n.who,
+                if n.who == x { y } else { x }
+            ));
+        }
+        for n in notes {
+            if let Kind::Mailbox { requests, .. } = n.kind {
+                if n.who == x || n.who == y {
+                    c.mailbox_requests += requests;
+                }
             }
         }
         c
+    }
+
+    /// Two phases one after the other.
+    fn then(&self, next: &PhaseCount) -> PhaseCount {
+        PhaseCount {
+            channel: self.channel + next.channel,
+            payment: self.payment + next.payment,
+            mailbox_requests: self.mailbox_requests + next.mailbox_requests,
+            bytes: self.bytes + next.bytes,
+            hops: self.hops + next.hops,
+            names: self.names.iter().chain(&next.names).cloned().collect(),
+        }
     }
 
     fn json(&self) -> Value {
@@ -775,7 +929,8 @@ impl PhaseCount {
             "peer_messages": self.channel + self.payment,
             "mailbox_requests": self.mailbox_requests,
             "peer_bytes": self.bytes,
-            "peer_round_trips": f64::from(self.legs) / 2.0,
+            "peer_hops": self.hops,
+            "peer_round_trips": f64::from(self.hops) / 2.0,
             "frames": self.names,
         })
     }
@@ -890,6 +1045,8 @@ struct Measured {
     persist_ms: f64,
     persists_s: u32,
     persists_b: u32,
+    commits_s: u32,
+    commits_b: u32,
     persists_a: u32,
     mailbox_ms: f64,
 }
@@ -919,14 +1076,30 @@ pub fn run(dir: &Path, args: &OnlineArgs) -> anyhow::Result<OnlineFigures> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(run_payments(dir, &url, args));
+    let mut json = json!({});
+    for commit in [Commit::PerRow, Commit::PerInput] {
+        let sub = dir.join(commit.name());
+        std::fs::create_dir_all(&sub)?;
+        let result = runtime.block_on(run_payments(&sub, &url, args, commit));
+        json[commit.name()] = match result {
+            Ok(figures) => figures,
+            Err(e) => {
+                server.stop();
+                return Err(e.context(format!("online payments, commit {}", commit.name())));
+            }
+        };
+    }
     server.stop();
-    let mut json = result?;
     json["noise_round_trip"] = noise_round_trip(args.baseline_rounds)?;
     Ok(OnlineFigures { json })
 }
 
-async fn run_payments(dir: &Path, url: &str, args: &OnlineArgs) -> anyhow::Result<Value> {
+async fn run_payments(
+    dir: &Path,
+    url: &str,
+    args: &OnlineArgs,
+    commit: Commit,
+) -> anyhow::Result<Value> {
     let (notes_tx, notes) = mpsc::unbounded_channel();
     let (sa, ss, sb) = (seed(0xa0, 0), seed(0x50, 0), seed(0xb0, 0));
     let (ka, kb) = (node_key(&sa).public_key(), node_key(&sb).public_key());
@@ -937,6 +1110,7 @@ async fn run_payments(dir: &Path, url: &str, args: &OnlineArgs) -> anyhow::Resul
         db: dir.join(name),
         mailbox_url: url.to_owned(),
         listen_allow: allow,
+        commit,
     };
     let s = NodeHandle::spawn(
         spec(Who::S, ss, Role::Lsp, "s.db", Some(vec![ka, kb])),
@@ -955,6 +1129,11 @@ async fn run_payments(dir: &Path, url: &str, args: &OnlineArgs) -> anyhow::Resul
         log: vec![],
     };
     let (ka, ks, kb) = (net.a.key, net.s.key, net.b.key);
+    let keys = Keys {
+        a: ka,
+        s: ks,
+        b: kb,
+    };
 
     // Channels A–S (A opens) and S–B (S opens), funded by fiat.
     net.a.connect(&net.s).await?;
@@ -1012,7 +1191,7 @@ async fn run_payments(dir: &Path, url: &str, args: &OnlineArgs) -> anyhow::Resul
         let return_notes = net.log[start..].to_vec();
         if let Some((_, index)) = pending_return.take() {
             let m: &mut Measured = &mut measured[index];
-            m.a_return = PhaseCount::from_notes(&return_notes, (ka, ks));
+            m.a_return = PhaseCount::from_notes(&return_notes, (Who::A, Who::S), &keys);
         }
         if i == total {
             break;
@@ -1075,8 +1254,8 @@ async fn run_payments(dir: &Path, url: &str, args: &OnlineArgs) -> anyhow::Resul
         if !refusals.is_empty() {
             bail!("payment {i}: refused inputs: {refusals:?}");
         }
-        let mut m = analyse(&b_notes, t0, t_end, payment_id, (ks, kb))?;
-        m.a_pay = PhaseCount::from_notes(&pay_notes, (ka, ks));
+        let mut m = analyse(&b_notes, t0, t_end, payment_id, &keys)?;
+        m.a_pay = PhaseCount::from_notes(&pay_notes, (Who::A, Who::S), &keys);
         m.persists_a = count_persists(&pay_notes, Who::A);
         measured.push(m);
         pending_return = Some((payment_id, measured.len() - 1));
@@ -1146,8 +1325,9 @@ fn analyse(
     t0: Instant,
     t_end: Instant,
     payment_id: PaymentId,
-    (ks, kb): (PublicKey, PublicKey),
+    keys: &Keys,
 ) -> anyhow::Result<Measured> {
+    let ks = keys.s;
     let find = |what: &str, f: &dyn Fn(&Note) -> bool| -> anyhow::Result<Note> {
         notes
             .iter()
@@ -1175,7 +1355,7 @@ fn analyse(
     let opened = find("letter opened", &mark(Who::B, "opened"))?.t;
     let invoice_sent = find("invoice sent", &|n: &Note| {
         n.who == Who::B
-            && matches!(n.kind, Kind::Sent { name: "invoice", delivered: true, to, .. } if to == ks)
+            && matches!(n.kind, Kind::Sent { name: "invoice", seq: Some(_), to, .. } if to == ks)
     })?
     .t;
     let selling = t_in(&find("S selling", &status_in(Who::S, "selling"))?);
@@ -1198,7 +1378,7 @@ fn analyse(
 
     let mut compute = Duration::ZERO;
     let mut persist = Duration::ZERO;
-    let (mut persists_s, mut persists_b) = (0, 0);
+    let (mut persists_s, mut persists_b, mut commits_s, mut commits_b) = (0, 0, 0, 0);
     let mut mailbox = Duration::ZERO;
     for n in notes {
         match &n.kind {
@@ -1207,13 +1387,16 @@ fn analyse(
                 compute: c,
                 persist: p,
                 persists,
+                commits,
             } if *t_in >= t0 && *t_in <= t_end && matches!(n.who, Who::S | Who::B) => {
                 compute += *c;
                 persist += *p;
                 if n.who == Who::S {
                     persists_s += persists;
+                    commits_s += commits;
                 } else {
                     persists_b += persists;
+                    commits_b += commits;
                 }
             }
             Kind::Mailbox {
@@ -1228,11 +1411,13 @@ fn analyse(
         steps,
         a_return: PhaseCount::default(),
         a_pay: PhaseCount::default(),
-        b_part: PhaseCount::from_notes(notes, (kb, ks)),
+        b_part: PhaseCount::from_notes(notes, (Who::B, Who::S), keys),
         compute_ms: compute.as_secs_f64() * 1000.0,
         persist_ms: persist.as_secs_f64() * 1000.0,
         persists_s,
         persists_b,
+        commits_s,
+        commits_b,
         persists_a: 0,
         mailbox_ms: mailbox.as_secs_f64() * 1000.0,
     })
@@ -1292,11 +1477,14 @@ fn report(measured: &[Measured], total: usize) -> anyhow::Result<Value> {
         "persists_in_window": {
             "s": first.persists_s,
             "b": first.persists_b,
+            "s_commits": first.commits_s,
+            "b_commits": first.commits_b,
         },
         "persists_a_pay": first.persists_a,
         "messages": {
             "a_pays": first.a_pay.json(),
             "a_returns": first.a_return.json(),
+            "a_total": first.a_pay.then(&first.a_return).json(),
             "b_sells": first.b_part.json(),
         },
     }))

@@ -16,14 +16,16 @@
 //! Each payee sells one payment at a time (a new invoice once it is paid), so at most P sales
 //! are in flight.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use asyncpay::crypto::keys::PublicKey;
-use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use asyncpay::node::core::{
+    NodeCommand, NodeCore, NodeInput, NodeOutput, Records, TAG_CHANNEL, TAG_PAYMENT,
+};
 use asyncpay::node::store::Store;
 use asyncpay::protocol::channel::Phase;
 use asyncpay::protocol::messages::ChannelId;
@@ -239,6 +241,29 @@ struct Stats {
     dropped: u64,
     refusals: Vec<String>,
     window: Option<(Instant, Instant)>,
+    /// Core time by kind of input frame: (inputs, time).
+    by_kind: BTreeMap<&'static str, (u64, Duration)>,
+}
+
+/// What kind of frame an input is: the payment layer's (the invoice, from a payee) or a
+/// channel message by type (`version ‖ type ‖ body` after the layer tag).
+fn frame_kind(frame: &[u8]) -> &'static str {
+    match (frame.first().copied(), frame.get(2).copied()) {
+        (Some(TAG_PAYMENT), _) => "invoice",
+        (Some(TAG_CHANNEL), Some(3)) => "propose",
+        (Some(TAG_CHANNEL), Some(4)) => "countersign",
+        (Some(TAG_CHANNEL), Some(5)) => "complete",
+        _ => "other",
+    }
+}
+
+impl Stats {
+    fn core_time(&mut self, kind: &'static str, took: Duration) {
+        self.compute += took;
+        let entry = self.by_kind.entry(kind).or_default();
+        entry.0 += 1;
+        entry.1 += took;
+    }
 }
 
 type Frame = (PublicKey, Vec<u8>);
@@ -322,9 +347,10 @@ fn run_s(
             Mode::Unbatched => {
                 let (from, frame) = input;
                 stats.inputs += 1;
+                let kind = frame_kind(&frame);
                 let t = Instant::now();
                 let outputs = core.handle(NodeInput::Frame { from, frame });
-                stats.compute += t.elapsed();
+                stats.core_time(kind, t.elapsed());
                 let persists = stats.persists;
                 match outputs {
                     Ok(outputs) => apply(outputs, &store, &online, &mut stats, &mut |f| {
@@ -345,13 +371,14 @@ fn run_s(
                 stats.inputs += inputs.len() as u64;
                 let mut out = vec![];
                 let written = stats.persist;
+                let compute_before = stats.compute;
                 let t_batch = Instant::now();
-                let mut compute = Duration::ZERO;
                 store.batch(|st| {
                     for (from, frame) in inputs {
+                        let kind = frame_kind(&frame);
                         let t = Instant::now();
                         let outputs = core.handle(NodeInput::Frame { from, frame });
-                        compute += t.elapsed();
+                        stats.core_time(kind, t.elapsed());
                         match outputs {
                             Ok(outputs) => {
                                 apply(outputs, st, &online, &mut stats, &mut |f| out.push(f))?
@@ -364,9 +391,9 @@ fn run_s(
                 // Rows written inside the batch were timed in `apply`; what the batch took
                 // beyond them and the core's time is the commit.
                 let rows = stats.persist - written;
+                let compute = stats.compute - compute_before;
                 let commit = t_batch.elapsed().saturating_sub(compute + rows);
                 stats.persist += commit;
-                stats.compute += compute;
                 stats.commits += 1;
                 for f in out {
                     let _ = tx.send(f);
@@ -728,6 +755,13 @@ fn sale_figures(
         "s_persist_us_per_sale": us(s.persist),
         "s_frames_out_per_sale": s.frames_out as f64 / n,
         "s_frames_to_offline_payers_per_sale": s.dropped as f64 / n,
+        "s_core_us_per_input": s
+            .by_kind
+            .iter()
+            .map(|(k, (count, took))| {
+                (k.to_string(), json!(took.as_secs_f64() * 1e6 / (*count).max(1) as f64))
+            })
+            .collect::<serde_json::Map<_, _>>(),
         "payees_busy_secs": p.busy.as_secs_f64(),
         "payees_core_us_per_sale": us(p.compute),
         "payees_persist_us_per_sale": us(p.persist),
