@@ -1076,95 +1076,133 @@ pub fn run(dir: &Path, args: &OnlineArgs) -> anyhow::Result<OnlineFigures> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut json = json!({});
-    for commit in [Commit::PerRow, Commit::PerInput] {
-        let sub = dir.join(commit.name());
-        std::fs::create_dir_all(&sub)?;
-        let result = runtime.block_on(run_payments(&sub, &url, args, commit));
-        json[commit.name()] = match result {
-            Ok(figures) => figures,
-            Err(e) => {
-                server.stop();
-                return Err(e.context(format!("online payments, commit {}", commit.name())));
+    // Both commit modes run side by side, one payment each in turn, so that a change in the
+    // disk's speed during the run weighs on both alike.
+    let total = args.warmup + args.payments;
+    let result = runtime.block_on(async {
+        let mut sessions = vec![];
+        for commit in [Commit::PerRow, Commit::PerInput] {
+            let sub = dir.join(commit.name());
+            std::fs::create_dir_all(&sub)?;
+            sessions.push(Session::start(&sub, &url, commit).await?);
+        }
+        for i in 0..=total {
+            for session in &mut sessions {
+                let name = session.commit.name();
+                session
+                    .step(i, total)
+                    .await
+                    .with_context(|| format!("online payment {i}, commit {name}"))?;
             }
-        };
-    }
+        }
+        let mut json = json!({});
+        for session in sessions {
+            let name = session.commit.name();
+            json[name] = session.finish(args.warmup, total).await?;
+        }
+        anyhow::Ok(json)
+    });
+    let mut json = match result {
+        Ok(json) => json,
+        Err(e) => {
+            server.stop();
+            return Err(e);
+        }
+    };
     server.stop();
     json["noise_round_trip"] = noise_round_trip(args.baseline_rounds)?;
     Ok(OnlineFigures { json })
 }
 
-async fn run_payments(
-    dir: &Path,
-    url: &str,
-    args: &OnlineArgs,
+/// One set of nodes A, S, B under one commit mode, paying one payment per [`Session::step`].
+struct Session {
     commit: Commit,
-) -> anyhow::Result<Value> {
-    let (notes_tx, notes) = mpsc::unbounded_channel();
-    let (sa, ss, sb) = (seed(0xa0, 0), seed(0x50, 0), seed(0xb0, 0));
-    let (ka, kb) = (node_key(&sa).public_key(), node_key(&sb).public_key());
-    let spec = |who, seed, role, name: &str, allow| Spec {
-        who,
-        seed,
-        role,
-        db: dir.join(name),
-        mailbox_url: url.to_owned(),
-        listen_allow: allow,
-        commit,
-    };
-    let s = NodeHandle::spawn(
-        spec(Who::S, ss, Role::Lsp, "s.db", Some(vec![ka, kb])),
-        notes_tx.clone(),
-    )?;
-    let a = NodeHandle::spawn(
-        spec(Who::A, sa, Role::Payer, "a.db", None),
-        notes_tx.clone(),
-    )?;
-    let b = NodeHandle::spawn(spec(Who::B, sb, Role::Payee, "b.db", None), notes_tx)?;
-    let mut net = Net {
-        a,
-        s,
-        b,
-        notes,
-        log: vec![],
-    };
-    let (ka, ks, kb) = (net.a.key, net.s.key, net.b.key);
-    let keys = Keys {
-        a: ka,
-        s: ks,
-        b: kb,
-    };
+    net: Net,
+    keys: Keys,
+    measured: Vec<Measured>,
+    pending_return: Option<(PaymentId, usize)>,
+    /// A store beside the nodes' where the baseline commits go, between payments.
+    baseline: Store,
+    baseline_ms: Vec<f64>,
+}
 
-    // Channels A–S (A opens) and S–B (S opens), funded by fiat.
-    net.a.connect(&net.s).await?;
-    net.open(Who::A, Who::S, ChannelId(seed(0xc1, 0))).await?;
-    net.b.connect(&net.s).await?;
-    net.open(Who::S, Who::B, ChannelId(seed(0xc2, 0))).await?;
-    let b_mailbox = NodeKey::from_secret_bytes(node_key(&sb).to_secret_bytes())
-        .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
-    let contact = Contact::sign(&b_mailbox, url, unix_now())
-        .verify()
-        .map_err(|e| anyhow!("contact: {e:?}"))?;
-    let (reply, answer) = oneshot::channel();
-    net.a.send(Cmd::Contact {
-        payee: kb,
-        contact,
-        reply,
-    })?;
-    answer.await?;
-    net.b.disconnect(ks).await?;
-    net.s.wait_disconnected(kb).await?;
+impl Session {
+    async fn start(dir: &Path, url: &str, commit: Commit) -> anyhow::Result<Self> {
+        let (notes_tx, notes) = mpsc::unbounded_channel();
+        let (sa, ss, sb) = (seed(0xa0, 0), seed(0x50, 0), seed(0xb0, 0));
+        let (ka, kb) = (node_key(&sa).public_key(), node_key(&sb).public_key());
+        let spec = |who, seed, role, name: &str, allow| Spec {
+            who,
+            seed,
+            role,
+            db: dir.join(name),
+            mailbox_url: url.to_owned(),
+            listen_allow: allow,
+            commit,
+        };
+        let s = NodeHandle::spawn(
+            spec(Who::S, ss, Role::Lsp, "s.db", Some(vec![ka, kb])),
+            notes_tx.clone(),
+        )?;
+        let a = NodeHandle::spawn(
+            spec(Who::A, sa, Role::Payer, "a.db", None),
+            notes_tx.clone(),
+        )?;
+        let b = NodeHandle::spawn(spec(Who::B, sb, Role::Payee, "b.db", None), notes_tx)?;
+        let net = Net {
+            a,
+            s,
+            b,
+            notes,
+            log: vec![],
+        };
+        let keys = Keys {
+            a: net.a.key,
+            s: net.s.key,
+            b: net.b.key,
+        };
 
-    let total = args.warmup + args.payments;
-    let mut measured = vec![];
-    let mut pending_return: Option<(PaymentId, usize)> = None;
-    for i in 0..=total {
-        // A returns (if it left) and collects the receipt of its previous payment.
+        // Channels A–S (A opens) and S–B (S opens), funded by fiat.
+        net.a.connect(&net.s).await?;
+        net.open(Who::A, Who::S, ChannelId(seed(0xc1, 0))).await?;
+        net.b.connect(&net.s).await?;
+        net.open(Who::S, Who::B, ChannelId(seed(0xc2, 0))).await?;
+        let b_mailbox = NodeKey::from_secret_bytes(node_key(&sb).to_secret_bytes())
+            .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
+        let contact = Contact::sign(&b_mailbox, url, unix_now())
+            .verify()
+            .map_err(|e| anyhow!("contact: {e:?}"))?;
+        let (reply, answer) = oneshot::channel();
+        net.a.send(Cmd::Contact {
+            payee: keys.b,
+            contact,
+            reply,
+        })?;
+        answer.await?;
+        net.b.disconnect(keys.s).await?;
+        net.s.wait_disconnected(keys.b).await?;
+        Ok(Session {
+            commit,
+            net,
+            keys,
+            measured: vec![],
+            pending_return: None,
+            baseline: Store::open(&dir.join("baseline.db"))?,
+            baseline_ms: vec![],
+        })
+    }
+
+    /// Payment `i`: A returns (if it left) and collects the receipt of payment `i - 1`; then,
+    /// unless `i == total`, A pays and leaves, and B comes online and sells.
+    async fn step(&mut self, i: usize, total: usize) -> anyhow::Result<()> {
+        let keys = self.keys;
+        let (ka, ks, kb) = (keys.a, keys.s, keys.b);
+        let net = &mut self.net;
         let start = net.log.len();
         if i > 0 {
             net.a.connect(&net.s).await?;
         }
-        if let Some((prev, _)) = pending_return {
+        if let Some((prev, _)) = self.pending_return {
             net.wait_note(start, "S to see A's receipt ack", |n| {
                 n.who == Who::S
                     && matches!(&n.kind, Kind::Payment { id, receipt_acked: true, .. } if *id == prev)
@@ -1187,14 +1225,14 @@ async fn run_payments(
                 })
                 .await?;
         }
-        settle(&mut net).await;
+        settle(net).await;
         let return_notes = net.log[start..].to_vec();
-        if let Some((_, index)) = pending_return.take() {
-            let m: &mut Measured = &mut measured[index];
-            m.a_return = PhaseCount::from_notes(&return_notes, (Who::A, Who::S), &keys);
+        if let Some((_, index)) = self.pending_return.take() {
+            self.measured[index].a_return =
+                PhaseCount::from_notes(&return_notes, (Who::A, Who::S), &keys);
         }
         if i == total {
-            break;
+            return Ok(());
         }
 
         // A pays and goes offline once its letter is in B's mailbox.
@@ -1215,7 +1253,7 @@ async fn run_payments(
                 && matches!(&n.kind, Kind::Payment { id, status, .. } if *id == payment_id && status == "posted")
         })
         .await?;
-        settle(&mut net).await;
+        settle(net).await;
         let pay_notes = net.log[start..].to_vec();
         net.a.disconnect(ks).await?;
         net.s.wait_disconnected(ka).await?;
@@ -1245,7 +1283,7 @@ async fn run_payments(
             n.who == Who::B && matches!(&n.kind, Kind::Mailbox { what: "ack", .. })
         })
         .await?;
-        settle(&mut net).await;
+        settle(net).await;
         let b_notes = net.log[start..].to_vec();
         net.b.disconnect(ks).await?;
         net.s.wait_disconnected(kb).await?;
@@ -1257,54 +1295,51 @@ async fn run_payments(
         let mut m = analyse(&b_notes, t0, t_end, payment_id, &keys)?;
         m.a_pay = PhaseCount::from_notes(&pay_notes, (Who::A, Who::S), &keys);
         m.persists_a = count_persists(&pay_notes, Who::A);
-        measured.push(m);
-        pending_return = Some((payment_id, measured.len() - 1));
+        self.measured.push(m);
+        self.pending_return = Some((payment_id, self.measured.len() - 1));
+
+        // The baseline, under the disk's conditions of this very moment.
+        let record = json!({ "status": { "status": "offered" }, "padding": "x".repeat(1200) });
+        for k in 0..3u32 {
+            let t = Instant::now();
+            self.baseline
+                .put_payment(&PaymentId(seed(0x96, i as u32 * 3 + k)), &record)?;
+            self.baseline_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(())
     }
 
-    // Every payment sold at S, paid at B, completed at A.
-    let sold = net
-        .s
-        .query(|core| {
-            json!(core
-                .payments_json()
-                .iter()
-                .filter(|(_, r)| r["status"]["status"] == "sold")
-                .count())
-        })
-        .await?;
-    let paid = net
-        .b
-        .query(|core| {
-            json!(core
-                .payments_json()
-                .iter()
-                .filter(|(_, r)| r["status"]["status"] == "paid")
-                .count())
-        })
-        .await?;
-    let completed = net
-        .a
-        .query(|core| {
-            json!(core
-                .payments_json()
-                .iter()
-                .filter(|(_, r)| r["status"]["status"] == "completed")
-                .count())
-        })
-        .await?;
-    for (who, n) in [
-        ("S sold", &sold),
-        ("B paid", &paid),
-        ("A completed", &completed),
-    ] {
-        if n.as_u64() != Some(total as u64) {
-            bail!("{who} {n} of {total} payments");
+    /// Checks that every payment sold at S, paid B and completed at A; stops the nodes.
+    async fn finish(mut self, warmup: usize, total: usize) -> anyhow::Result<Value> {
+        let count = |status: &'static str| {
+            move |core: &NodeCore| {
+                json!(core
+                    .payments_json()
+                    .iter()
+                    .filter(|(_, r)| r["status"]["status"] == status)
+                    .count())
+            }
+        };
+        let net = &mut self.net;
+        let sold = net.s.query(count("sold")).await?;
+        let paid = net.b.query(count("paid")).await?;
+        let completed = net.a.query(count("completed")).await?;
+        for (who, n) in [
+            ("S sold", &sold),
+            ("B paid", &paid),
+            ("A completed", &completed),
+        ] {
+            if n.as_u64() != Some(total as u64) {
+                bail!("{}: {who} {n} of {total} payments", self.commit.name());
+            }
         }
+        for node in [&mut net.a, &mut net.s, &mut net.b] {
+            node.stop()?;
+        }
+        let mut figures = report(&self.measured[warmup..], total)?;
+        figures["sqlite_commit_between_payments_ms"] = summary(&self.baseline_ms).json();
+        Ok(figures)
     }
-    for node in [&mut net.a, &mut net.s, &mut net.b] {
-        node.stop()?;
-    }
-    report(&measured[args.warmup..], total)
 }
 
 /// Lets in-flight notes arrive (outside timed windows only).

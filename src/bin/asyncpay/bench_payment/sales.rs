@@ -32,7 +32,7 @@ use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::PaymentId;
 use serde_json::{json, Value};
 
-use super::{fake_outpoint, policy, seed, AMOUNT_SAT, HEIGHT, SHARED_DELAY};
+use super::{fake_outpoint, policy, seed, summary, AMOUNT_SAT, HEIGHT, SHARED_DELAY};
 
 /// Options of the sales part.
 pub struct SalesArgs {
@@ -640,6 +640,8 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
     });
 
     // Letters per run: the first u payments sell unbatched, the rest with group commit.
+    let baseline = Store::open(&dir.join("baseline.db"))?;
+    let mut baseline_n = 0u32;
     let mut runs = vec![];
     let Setup {
         s, payees, letters, ..
@@ -669,6 +671,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
             })
             .collect();
         let payee_keys: HashSet<PublicKey> = payees.iter().map(NodeCore::public_key).collect();
+        let mut commit_ms = commit_sample(&baseline, &mut baseline_n, 40)?;
         let (to_s, s_rx) = std::sync::mpsc::channel::<Frame>();
         let (to_payees, p_rx) = std::sync::mpsc::channel::<Frame>();
         let s_thread = std::thread::Builder::new()
@@ -686,6 +689,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
         let (s_core, s_st, s_stats) = s_result?;
         let (p_cores, p_st, p_stats) = p_result?;
         (s, s_store, payees, p_store) = (s_core, s_st, p_cores, p_st);
+        commit_ms.extend(commit_sample(&baseline, &mut baseline_n, 40)?);
         if !s_stats.refusals.is_empty() || !p_stats.refusals.is_empty() {
             bail!(
                 "refusals during the sales: S {:?}, payees {:?}",
@@ -716,7 +720,9 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
                 bail!("payer {i}'s channel at S is at state {state:?}, expected 1");
             }
         }
-        runs.push(sale_figures(mode, count, p, &s_stats, &p_stats)?);
+        runs.push(sale_figures(
+            mode, count, p, &s_stats, &p_stats, &commit_ms,
+        )?);
     }
     Ok(json!({
         "setup_secs": setup_secs,
@@ -727,16 +733,34 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
     }))
 }
 
+/// Durable single-row commits to `store` (a payment record of about the size S writes),
+/// in milliseconds: the baseline, taken right before and right after each run.
+fn commit_sample(store: &Store, next: &mut u32, n: usize) -> anyhow::Result<Vec<f64>> {
+    let record = json!({ "status": { "status": "offered" }, "padding": "x".repeat(1200) });
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        *next += 1;
+        let t = Instant::now();
+        store.put_payment(&PaymentId(seed(0x95, *next)), &record)?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(lat)
+}
+
 fn sale_figures(
     mode: Mode,
     count: usize,
     payees: usize,
     s: &Stats,
     p: &Stats,
+    commit_ms: &[f64],
 ) -> anyhow::Result<Value> {
     let (first, last) = s.window.context("no sale measured")?;
     let secs = (last - first).as_secs_f64();
     let n = count as f64;
+    let baseline = summary(commit_ms);
+    let commits_per_sec = 1000.0 / baseline.mean;
+    let commits_per_sale = s.commits as f64 / n;
     let us = |d: Duration| d.as_secs_f64() * 1e6 / n;
     Ok(json!({
         "mode": match mode { Mode::Unbatched => "unbatched", Mode::Batched { .. } => "batched" },
@@ -749,7 +773,11 @@ fn sale_figures(
         "s_capacity_sales_per_sec": n / s.busy.as_secs_f64(),
         "s_inputs_per_sale": s.inputs as f64 / n,
         "s_rows_per_sale": s.persists as f64 / n,
-        "s_commits_per_sale": s.commits as f64 / n,
+        "s_commits_per_sale": commits_per_sale,
+        "sqlite_commit_around_run_ms": baseline.json(),
+        "baseline_commits_per_sec": commits_per_sec,
+        "fsync_bound_sales_per_sec": commits_per_sec / commits_per_sale,
+        "ratio_to_baseline_commits": (n / secs) / commits_per_sec,
         "s_inputs_per_commit": s.inputs as f64 / s.commits.max(1) as f64,
         "s_core_us_per_sale": us(s.compute),
         "s_persist_us_per_sale": us(s.persist),
