@@ -84,7 +84,8 @@ pub struct BenchPaymentArgs {
     /// Rounds of each baseline (Noise round trips, SQLite commits, fsyncs).
     #[arg(long, default_value_t = 300)]
     baseline_rounds: usize,
-    /// Directory for the stores (a temporary directory by default).
+    /// Directory under which the run's stores are kept (in a new subdirectory); by default a
+    /// temporary directory, removed at the end.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Print JSON.
@@ -233,10 +234,17 @@ fn load_average() -> Option<f64> {
 /// Runs the benchmark.
 pub fn run(args: BenchPaymentArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| tmp.path().to_owned());
+    // A fresh directory each run: the byte counts must not see an earlier run's rows.
+    let dir = match &args.data_dir {
+        Some(parent) => parent.join(format!(
+            "bench-payment-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        )),
+        None => tmp.path().to_owned(),
+    };
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
     let load_before = load_average();

@@ -366,9 +366,20 @@ struct Node {
     notes: mpsc::UnboundedSender<Note>,
     /// The frame being handled, as (sender, its sequence number on the connection).
     cause: Option<(PublicKey, u64)>,
+    /// Notes of rows written inside an open transaction: reported once it commits, since
+    /// only then are the rows durable.
+    uncommitted: Option<Vec<Kind>>,
 }
 
 impl Node {
+    /// Notes a persisted row: now, or when the open transaction commits.
+    fn note_row(&mut self, kind: Kind) {
+        match self.uncommitted.as_mut() {
+            Some(held) => held.push(kind),
+            None => self.note(kind),
+        }
+    }
+
     fn note(&self, kind: Kind) {
         let _ = self.notes.send(Note {
             who: self.who,
@@ -414,7 +425,7 @@ impl Node {
                     store.put_channel(&peer, &snapshot)?;
                     acc.persist += t.elapsed();
                     acc.persists += 1;
-                    self.note(Kind::Channel {
+                    self.note_row(Kind::Channel {
                         t_in,
                         peer,
                         complete: snapshot.complete.as_ref().map(|c| c.body.number),
@@ -425,7 +436,7 @@ impl Node {
                     store.put_payment(&payment_id, &record)?;
                     acc.persist += t.elapsed();
                     acc.persists += 1;
-                    self.note(Kind::Payment {
+                    self.note_row(Kind::Payment {
                         t_in,
                         id: payment_id,
                         status: record["status"]["status"].as_str().unwrap_or("").to_owned(),
@@ -516,6 +527,7 @@ impl Driver {
                 events,
                 notes,
                 cause: None,
+                uncommitted: None,
             },
         };
         Ok((driver, addr))
@@ -682,9 +694,15 @@ impl Driver {
                     let mut held = vec![];
                     let t = Instant::now();
                     let n = &mut self.n;
+                    n.uncommitted = Some(vec![]);
                     let letter = self
                         .store
-                        .batch(|st| n.apply(st, t_in, &mut queue, acc, Some(&mut held)))?;
+                        .batch(|st| n.apply(st, t_in, &mut queue, acc, Some(&mut held)));
+                    let row_notes = n.uncommitted.take().unwrap_or_default();
+                    let letter = letter?;
+                    for kind in row_notes {
+                        n.note(kind);
+                    }
                     // The commit is what the transaction took beyond its rows and the core.
                     let inside = (acc.persist - persist) + (acc.compute - compute);
                     acc.persist += t.elapsed().saturating_sub(inside);
