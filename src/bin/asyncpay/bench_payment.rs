@@ -431,6 +431,12 @@ fn print(r: &Value) {
             f(&s["fsync_bound_sales_per_sec"]),
             f(&s["s_commits_per_sale"])
         );
+        println!(
+            "             payees (other thread): core {:.0} us, persist {:.0} us per sale, busy {:.2} s",
+            f(&s["payees_core_us_per_sale"]),
+            f(&s["payees_persist_us_per_sale"]),
+            f(&s["payees_busy_secs"])
+        );
         let by = &s["s_core_us_per_input"];
         println!(
             "             S core per input: invoice {:.0} us, countersign {:.0} us, propose {:.0} us, complete {:.0} us (completes A's state too)",
