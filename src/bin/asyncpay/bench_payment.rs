@@ -2,10 +2,12 @@
 //! baseline measured in the same run.
 //!
 //! - [`online`]: payee online → paid latency on loopback (real transport, real mailbox,
-//!   durable stores), step by step, and the messages each part of a payment sends;
+//!   durable stores), step by step, and the messages each part of a payment sends; its node
+//!   drivers are in [`node`];
 //! - [`sales`]: the bytes S stores per pending payment, and S's sale throughput with
 //!   durable storage, one commit per row and with group commit.
 
+mod node;
 mod online;
 mod sales;
 
