@@ -29,9 +29,11 @@ pub const LONG_ABOUT: &str = "\
 The asynchronous payment's figures, each beside a baseline measured in the same run.
 
 1. Payee online -> paid latency. A, S and B are node cores, each on its own thread with its \
-own durable SQLite store (WAL, synchronous=FULL, one commit per persisted row, as `asyncpay \
-node` does), talking over the authenticated transport (Noise XX bound to node keys) on \
-loopback TCP; A's letter goes through a mailbox server on loopback. The chain is not used: \
+own durable SQLite store (WAL, synchronous=FULL), talking over the authenticated transport \
+(Noise XX bound to node keys) on loopback TCP; A's letter goes through a mailbox server on \
+loopback. Two sets of nodes pay in turn: one commits every persisted row on its own (as \
+`asyncpay node`), the other commits once per input and sends that input's frames after the \
+commit. The chain is not used: \
 the bench feeds the funding confirmation a chain would. Per payment, A pays and goes \
 offline; then B comes online and the clock starts. Steps: connect (B dials S, Noise \
 handshake, B's core handles the connection), mailbox_fetch (challenge + fetch requests), \
@@ -41,11 +43,13 @@ state), fulfil (B fulfils until S has B's completion), complete_a (S persists th
 completes A's U_{n+1}); total ends when S has persisted A's completed state; b_paid_at when \
 B has persisted itself paid. p50/p90/max over --payments. The attribution splits the mean \
 total into core compute, SQLite persist, mailbox + decrypt and the rest (network, transport, \
-scheduling). Baselines: a 64-byte loopback Noise round trip and one durable SQLite commit.
+scheduling). Baselines: a 64-byte loopback Noise round trip, and durable single-row SQLite \
+commits taken between payments.
 
 2. Messages and round trips per payment, counted from the frames the drivers wrote: A pays \
 (A-S), A returns (A-S: reestablish, receipt), B sells (S-B), by layer (channel, payment, \
-mailbox requests). Round trips = direction changes on the link / 2.
+mailbox requests). Round trips: the longest chain of frames each sent in answer to the one \
+before, divided by two.
 
 3. Bytes S stores per pending payment: S's store after K offered, unsold payments minus \
 after 0 (K payers each with a channel to S), divided by K: bytes of stored rows (payment \
@@ -58,8 +62,9 @@ own store, all payees on another (one shared store, group commit), frames throug
 queues; each payee sells one payment at a time. Unbatched: one commit per row, as `asyncpay \
 node`. Batched (group commit): S handles every queued input (up to --max-batch), writes all \
 their rows in one transaction, commits, and only then sends their frames, so persist before \
-send still holds. Baseline: durable single-row SQLite commits/s and File::sync_all/s in the \
-same directory. Target: 5,000 sales/s.";
+send still holds. Baselines: durable single-row SQLite commits right before and after each \
+run (fsync bound = their rate / commits per sale), and for the whole run durable commits on \
+a fresh and a warm store and File::sync_all/s in the same directory. Target: 5,000 sales/s.";
 
 /// Options of `asyncpay bench payment`.
 #[derive(Args)]
