@@ -1,6 +1,9 @@
 //! The node's durable store: one SQLite file per node (WAL, `synchronous=FULL`), holding the
 //! channel snapshots, payment records, known peers, funding transactions and payee contacts.
-//! Every `put_*` returns only once the row is durable, so a driver can send right after it.
+//! Every `put_*` returns only once the row is durable, so a driver can send right after it;
+//! inside [`Store::batch`] the rows of the whole batch become durable together when it returns
+//! (one commit, one fsync of the write-ahead log), and a driver sends nothing that depends on
+//! them before then.
 
 use std::path::Path;
 
@@ -58,14 +61,37 @@ impl Store {
         Ok(Store { db })
     }
 
+    /// Runs `f` in one transaction: every `put_*` it makes becomes durable together, with a
+    /// single commit, when `f` returns `Ok`; if `f` (or the commit) fails, none of them is
+    /// kept. Group commit for a driver that handles several inputs and persists all their
+    /// outputs before sending any of their messages: persist-before-send holds for the batch
+    /// as a whole. Batches do not nest.
+    pub fn batch<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self
+            .db
+            .unchecked_transaction()
+            .map_err(|e| E::from(StoreError::from(e)))?;
+        let value = f(self)?;
+        tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
+        Ok(value)
+    }
+
     /// Stores a channel snapshot.
     pub fn put_channel(&self, peer: &PublicKey, snapshot: &Snapshot) -> Result<(), StoreError> {
         let json = serde_json::to_string(snapshot).expect("snapshots serialise");
-        self.db.execute(
-            "INSERT INTO channels (id, peer, snapshot) VALUES (?1, ?2, ?3)
-             ON CONFLICT(id) DO UPDATE SET peer = excluded.peer, snapshot = excluded.snapshot",
-            params![hex::encode(snapshot.channel_id.0), peer.to_string(), json],
-        )?;
+        self.db
+            .prepare_cached(
+                "INSERT INTO channels (id, peer, snapshot) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET peer = excluded.peer, snapshot = excluded.snapshot",
+            )?
+            .execute(params![
+                hex::encode(snapshot.channel_id.0),
+                peer.to_string(),
+                json
+            ])?;
         Ok(())
     }
 
@@ -90,11 +116,12 @@ impl Store {
         id: &PaymentId,
         record: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.db.execute(
-            "INSERT INTO payments (id, record) VALUES (?1, ?2)
-             ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-            params![id.to_string(), record.to_string()],
-        )?;
+        self.db
+            .prepare_cached(
+                "INSERT INTO payments (id, record) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            )?
+            .execute(params![id.to_string(), record.to_string()])?;
         Ok(())
     }
 
@@ -201,4 +228,45 @@ fn parse_key(text: &str) -> Result<PublicKey, String> {
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(text, &mut bytes).map_err(|e| e.to_string())?;
     PublicKey::from_xonly_bytes(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u64) -> serde_json::Value {
+        serde_json::json!({ "status": { "status": "offered" }, "n": n })
+    }
+
+    #[test]
+    fn a_batch_keeps_all_its_rows_or_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("node.db");
+        let store = Store::open(&path).expect("open");
+        let (one, two, three) = (PaymentId([1; 32]), PaymentId([2; 32]), PaymentId([3; 32]));
+        store
+            .batch(|s| {
+                s.put_payment(&one, &record(1))?;
+                s.put_payment(&two, &record(2))
+            })
+            .expect("batch commits");
+        let failed: Result<(), StoreError> = store.batch(|s| {
+            s.put_payment(&three, &record(3))?;
+            Err(StoreError::Corrupt {
+                what: "test",
+                reason: "abandon the batch".into(),
+            })
+        });
+        assert!(failed.is_err());
+        drop(store);
+        let reopened = Store::open(&path).expect("reopen");
+        let mut ids: Vec<PaymentId> = reopened
+            .payments::<serde_json::Value>()
+            .expect("read")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort_by_key(|id| id.0);
+        assert_eq!(ids, vec![one, two]);
+    }
 }

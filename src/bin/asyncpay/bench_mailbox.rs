@@ -42,14 +42,14 @@ pub struct BenchMailboxArgs {
 
 /// The server under test, on its own runtime and threads so that client work cannot
 /// delay its tasks.
-struct ServerThread {
-    url: String,
+pub(crate) struct ServerThread {
+    pub(crate) url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl ServerThread {
-    fn start(config: ServerConfig) -> anyhow::Result<Self> {
+    pub(crate) fn start(config: ServerConfig) -> anyhow::Result<Self> {
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || -> anyhow::Result<()> {
@@ -85,7 +85,7 @@ impl ServerThread {
         })
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -5,6 +5,7 @@ mod bench_capital;
 mod bench_channel;
 mod bench_crypto;
 mod bench_mailbox;
+mod bench_payment;
 mod demo;
 mod mailbox;
 mod node;
@@ -58,6 +59,10 @@ enum BenchKind {
     /// Capital locked per payment (sat·blocks) under pay-for-signature against held-HTLC
     /// baselines, from a seeded simulation over documented offline-time distributions.
     Capital(bench_capital::BenchCapitalArgs),
+    /// The asynchronous payment: payee-online latency per step, messages per payment, bytes
+    /// S stores per pending payment, S's sale throughput; each beside a baseline.
+    #[command(long_about = bench_payment::LONG_ABOUT)]
+    Payment(bench_payment::BenchPaymentArgs),
 }
 
 fn env(check: bool) -> anyhow::Result<()> {
@@ -101,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             BenchKind::Mailbox(args) => bench_mailbox::run(args)?,
             BenchKind::Crypto(args) => bench_crypto::run(args)?,
             BenchKind::Capital(args) => bench_capital::run(args)?,
+            BenchKind::Payment(args) => bench_payment::run(args)?,
         },
     }
     Ok(())

@@ -1,0 +1,792 @@
+//! The node drivers of the online part: each node core on its own thread and runtime, with
+//! its store, its peer connections and its mailbox client, reporting what it does as
+//! timestamped [`Note`]s.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use asyncpay::crypto::keys::{PublicKey, SecretKey};
+use asyncpay::mailbox::client::MailboxClient;
+use asyncpay::mailbox::keys::{NodeKey, VerifiedContact};
+use asyncpay::net::{connect, Allow, Connection, Listener};
+use asyncpay::node::core::{node_key, NodeCore, NodeInput, NodeOutput, Records, Role};
+use asyncpay::node::store::Store;
+use asyncpay::protocol::payment::PaymentId;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{fake_outpoint, policy, HEIGHT};
+
+/// Which node a note comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Who {
+    A,
+    S,
+    B,
+}
+
+/// Something a node did, and when.
+#[derive(Debug, Clone)]
+pub(super) struct Note {
+    pub(super) who: Who,
+    pub(super) t: Instant,
+    pub(super) kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Kind {
+    /// One input handled: when it arrived, time in the core, time persisting, rows persisted.
+    Handled {
+        t_in: Instant,
+        compute: Duration,
+        persist: Duration,
+        persists: u32,
+        commits: u32,
+    },
+    /// A payment record was persisted (note time: after the write) for an input that
+    /// arrived at `t_in`.
+    Payment {
+        t_in: Instant,
+        id: PaymentId,
+        status: String,
+        receipt_acked: bool,
+    },
+    /// A channel snapshot was persisted.
+    Channel {
+        t_in: Instant,
+        peer: PublicKey,
+        complete: Option<u64>,
+    },
+    /// A frame handed to a live connection's writer as its `seq`-th frame, or dropped
+    /// (`seq` is `None`) because the peer is not connected; `cause` is the frame whose
+    /// handling sent it.
+    Sent {
+        to: PublicKey,
+        layer: u8,
+        name: &'static str,
+        bytes: usize,
+        seq: Option<u64>,
+        cause: Option<(PublicKey, u64)>,
+    },
+    /// A mailbox operation: HTTP requests made and time taken.
+    Mailbox {
+        what: &'static str,
+        requests: u32,
+        took: Duration,
+    },
+    Mark(&'static str),
+    Refused(String),
+}
+
+pub(super) type Query = Box<dyn FnOnce(&NodeCore) -> Value + Send>;
+
+pub(super) enum Cmd {
+    Connect {
+        addr: SocketAddr,
+        peer: PublicKey,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+    Disconnect {
+        peer: PublicKey,
+        reply: oneshot::Sender<()>,
+    },
+    Input {
+        input: NodeInput,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+    Contact {
+        payee: PublicKey,
+        contact: VerifiedContact,
+        reply: oneshot::Sender<()>,
+    },
+    Fetch {
+        reply: oneshot::Sender<anyhow::Result<usize>>,
+    },
+    Query {
+        f: Query,
+        reply: oneshot::Sender<Value>,
+    },
+    /// Whether a connection to `peer` is up.
+    IsConnected {
+        peer: PublicKey,
+        reply: oneshot::Sender<bool>,
+    },
+    Stop,
+}
+
+pub(super) enum Ev {
+    Cmd(Cmd),
+    Frame {
+        from: PublicKey,
+        frame: Vec<u8>,
+        t: Instant,
+        seq: u64,
+    },
+    Accepted(Connection),
+    Closed {
+        peer: PublicKey,
+        conn: u64,
+    },
+}
+
+pub(super) struct Spec {
+    pub(super) who: Who,
+    pub(super) seed: [u8; 32],
+    pub(super) role: Role,
+    pub(super) db: PathBuf,
+    pub(super) mailbox_url: String,
+    pub(super) listen_allow: Option<Vec<PublicKey>>,
+    pub(super) commit: Commit,
+}
+
+/// The orchestrator's handle on a node thread.
+pub(super) struct NodeHandle {
+    pub(super) key: PublicKey,
+    events: mpsc::UnboundedSender<Ev>,
+    addr: Option<SocketAddr>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl NodeHandle {
+    pub(super) fn spawn(spec: Spec, notes: mpsc::UnboundedSender<Note>) -> anyhow::Result<Self> {
+        let key = node_key(&spec.seed).public_key();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let name = format!("bench-{:?}", spec.who);
+        let thread =
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || -> anyhow::Result<()> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        let driver = match Driver::start(spec, tx.clone(), notes).await {
+                            Ok((driver, addr)) => {
+                                let _ = ready_tx.send(Ok((tx, addr)));
+                                driver
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(format!("{e:#}")));
+                                return Err(e);
+                            }
+                        };
+                        driver.run(rx).await
+                    })
+                })?;
+        let (events, addr) = ready_rx
+            .recv()
+            .context("node thread ended early")?
+            .map_err(|e| anyhow!("node failed to start: {e}"))?;
+        Ok(NodeHandle {
+            key,
+            events,
+            addr,
+            thread: Some(thread),
+        })
+    }
+
+    pub(super) fn send(&self, cmd: Cmd) -> anyhow::Result<()> {
+        self.events
+            .send(Ev::Cmd(cmd))
+            .map_err(|_| anyhow!("node thread has stopped"))
+    }
+
+    pub(super) async fn connect(&self, to: &NodeHandle) -> anyhow::Result<()> {
+        let addr = to.addr.context("peer does not listen")?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Connect {
+            addr,
+            peer: to.key,
+            reply,
+        })?;
+        answer.await?
+    }
+
+    pub(super) async fn disconnect(&self, peer: PublicKey) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Disconnect { peer, reply })?;
+        Ok(answer.await?)
+    }
+
+    pub(super) async fn input(&self, input: NodeInput) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Input { input, reply })?;
+        answer.await?
+    }
+
+    pub(super) async fn fetch(&self) -> anyhow::Result<usize> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Fetch { reply })?;
+        answer.await?
+    }
+
+    pub(super) async fn query(
+        &self,
+        f: impl FnOnce(&NodeCore) -> Value + Send + 'static,
+    ) -> anyhow::Result<Value> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Cmd::Query {
+            f: Box::new(f),
+            reply,
+        })?;
+        Ok(answer.await?)
+    }
+
+    /// Polls until this node has no connection to `peer` (it saw the other end close).
+    pub(super) async fn wait_disconnected(&self, peer: PublicKey) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (reply, answer) = oneshot::channel();
+            self.send(Cmd::IsConnected { peer, reply })?;
+            if !answer.await? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for a disconnection");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Polls `f` until it answers `true` (setup steps only: never inside a timed window).
+    pub(super) async fn wait_for(
+        &self,
+        what: &str,
+        f: impl Fn(&NodeCore) -> bool + Send + Sync + Clone + 'static,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let f = f.clone();
+            if self.query(move |core| Value::Bool(f(core))).await? == Value::Bool(true) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    pub(super) fn stop(&mut self) -> anyhow::Result<()> {
+        let _ = self.events.send(Ev::Cmd(Cmd::Stop));
+        if let Some(thread) = self.thread.take() {
+            thread
+                .join()
+                .map_err(|_| anyhow!("node thread panicked"))??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Time and rows of one input, accumulated while its outputs run.
+#[derive(Default)]
+pub(super) struct Acc {
+    compute: Duration,
+    persist: Duration,
+    persists: u32,
+    commits: u32,
+}
+
+/// How a node commits the rows its inputs persist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// Each row is its own SQLite commit, and each frame leaves right after the rows before
+    /// it, as `asyncpay node` does.
+    PerRow,
+    /// All rows of one input in one transaction; its frames leave after the commit.
+    PerInput,
+}
+
+impl Commit {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Commit::PerRow => "per_row",
+            Commit::PerInput => "per_input",
+        }
+    }
+}
+
+/// A live connection: its id, its writer's queue, frames sent on it, its reader task.
+pub(super) struct Link {
+    id: u64,
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    sent: u64,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// A frame waiting for its input's commit.
+pub(super) struct Pending {
+    to: PublicKey,
+    frame: Vec<u8>,
+    what: &'static str,
+}
+
+pub(super) struct Driver {
+    store: Store,
+    commit: Commit,
+    n: Node,
+}
+
+/// Everything of a driver but its store, so that a transaction on the store can run the
+/// node's outputs.
+pub(super) struct Node {
+    who: Who,
+    core: NodeCore,
+    secret: Arc<SecretKey>,
+    mailbox_key: Arc<NodeKey>,
+    mailbox: MailboxClient,
+    contacts: HashMap<PublicKey, VerifiedContact>,
+    writers: HashMap<PublicKey, Link>,
+    next_conn: u64,
+    events: mpsc::UnboundedSender<Ev>,
+    notes: mpsc::UnboundedSender<Note>,
+    /// The frame being handled, as (sender, its sequence number on the connection).
+    cause: Option<(PublicKey, u64)>,
+    /// Notes of rows written inside an open transaction: reported once it commits, since
+    /// only then are the rows durable.
+    uncommitted: Option<Vec<Kind>>,
+}
+
+impl Node {
+    /// Notes a persisted row: now, or when the open transaction commits.
+    fn note_row(&mut self, kind: Kind) {
+        match self.uncommitted.as_mut() {
+            Some(held) => held.push(kind),
+            None => self.note(kind),
+        }
+    }
+
+    fn note(&self, kind: Kind) {
+        let _ = self.notes.send(Note {
+            who: self.who,
+            t: Instant::now(),
+            kind,
+        });
+    }
+
+    fn send_frame(&mut self, to: PublicKey, frame: Vec<u8>, what: &'static str) {
+        let (layer, bytes) = (frame.first().copied().unwrap_or(0), frame.len());
+        let seq = match self.writers.get_mut(&to) {
+            Some(link) if link.writer.send(frame).is_ok() => {
+                link.sent += 1;
+                Some(link.sent)
+            }
+            _ => None,
+        };
+        self.note(Kind::Sent {
+            to,
+            layer,
+            name: what,
+            bytes,
+            seq,
+            cause: self.cause,
+        });
+    }
+
+    /// Carries out outputs in order until the queue is empty or a letter must be posted
+    /// (returned: posting is asynchronous). Frames go out at once, or into `held` until the
+    /// caller's commit.
+    fn apply(
+        &mut self,
+        store: &Store,
+        t_in: Instant,
+        queue: &mut VecDeque<NodeOutput>,
+        acc: &mut Acc,
+        mut held: Option<&mut Vec<Pending>>,
+    ) -> anyhow::Result<Option<(PaymentId, PublicKey, Vec<u8>)>> {
+        while let Some(output) = queue.pop_front() {
+            match output {
+                NodeOutput::PersistChannel { peer, snapshot } => {
+                    let t = Instant::now();
+                    store.put_channel(&peer, &snapshot)?;
+                    acc.persist += t.elapsed();
+                    acc.persists += 1;
+                    self.note_row(Kind::Channel {
+                        t_in,
+                        peer,
+                        complete: snapshot.complete.as_ref().map(|c| c.body.number),
+                    });
+                }
+                NodeOutput::PersistPayment { payment_id, record } => {
+                    let t = Instant::now();
+                    store.put_payment(&payment_id, &record)?;
+                    acc.persist += t.elapsed();
+                    acc.persists += 1;
+                    self.note_row(Kind::Payment {
+                        t_in,
+                        id: payment_id,
+                        status: record["status"]["status"].as_str().unwrap_or("").to_owned(),
+                        receipt_acked: record["status"]["receipt_acked"] == Value::Bool(true),
+                    });
+                }
+                NodeOutput::Send { to, frame, what } => match held.as_mut() {
+                    Some(held) => held.push(Pending { to, frame, what }),
+                    None => self.send_frame(to, frame, what),
+                },
+                NodeOutput::NeedFunding { channel_id, .. } => {
+                    let t = Instant::now();
+                    let more = self.core.handle(NodeInput::FundingBuilt {
+                        channel_id,
+                        outpoint: fake_outpoint(&channel_id),
+                    })?;
+                    acc.compute += t.elapsed();
+                    queue.extend(more);
+                }
+                NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => return Ok(Some((payment_id, payee, letter.encode()))),
+                NodeOutput::Refused { error, .. } => self.note(Kind::Refused(error)),
+                NodeOutput::Broadcast(_)
+                | NodeOutput::Watch(_)
+                | NodeOutput::ReadyToFund { .. }
+                | NodeOutput::ChannelEvent { .. }
+                | NodeOutput::PaymentEvent(_) => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Driver {
+    async fn start(
+        spec: Spec,
+        events: mpsc::UnboundedSender<Ev>,
+        notes: mpsc::UnboundedSender<Note>,
+    ) -> anyhow::Result<(Self, Option<SocketAddr>)> {
+        let store = Store::open(&spec.db)?;
+        let records = match spec.role {
+            Role::Payer => Records::Payer(vec![]),
+            Role::Lsp => Records::Lsp(policy(), vec![]),
+            Role::Payee => Records::Payee(vec![]),
+        };
+        let mut core = NodeCore::restore(spec.seed, HEIGHT, vec![], records)?;
+        core.handle(NodeInput::Entropy(rand::random()))?;
+        let secret = Arc::new(node_key(&spec.seed));
+        let mailbox_key = NodeKey::from_secret_bytes(secret.to_secret_bytes())
+            .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
+        let addr = match spec.listen_allow {
+            Some(allow) => {
+                let listener =
+                    Listener::bind("127.0.0.1:0", secret.clone(), Allow::keys(allow)).await?;
+                let addr = listener.local_addr()?;
+                let events = events.clone();
+                tokio::spawn(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok(conn) => {
+                                if events.send(Ev::Accepted(conn)).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::info!("refused a peer: {e}"),
+                        }
+                    }
+                });
+                Some(addr)
+            }
+            None => None,
+        };
+        let driver = Driver {
+            store,
+            commit: spec.commit,
+            n: Node {
+                who: spec.who,
+                core,
+                secret,
+                mailbox_key: Arc::new(mailbox_key),
+                mailbox: MailboxClient::new(&spec.mailbox_url)?,
+                contacts: HashMap::new(),
+                writers: HashMap::new(),
+                next_conn: 0,
+                events,
+                notes,
+                cause: None,
+                uncommitted: None,
+            },
+        };
+        Ok((driver, addr))
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>) -> anyhow::Result<()> {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                Ev::Frame {
+                    from,
+                    frame,
+                    t,
+                    seq,
+                } => {
+                    self.n.cause = Some((from, seq));
+                    let result = self.input(t, NodeInput::Frame { from, frame }).await;
+                    self.n.cause = None;
+                    if let Err(e) = result {
+                        self.n.note(Kind::Refused(format!("{e:#}")));
+                    }
+                }
+                Ev::Accepted(conn) => self.register(conn).await?,
+                Ev::Closed { peer, conn } => {
+                    if self.n.writers.get(&peer).map(|l| l.id) == Some(conn) {
+                        self.n.writers.remove(&peer);
+                    }
+                }
+                Ev::Cmd(Cmd::Stop) => break,
+                Ev::Cmd(cmd) => self.command(cmd).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, cmd: Cmd) -> anyhow::Result<()> {
+        match cmd {
+            Cmd::Connect { addr, peer, reply } => {
+                let result = match connect(addr, &self.n.secret, peer).await {
+                    Ok(conn) => {
+                        self.n.note(Kind::Mark("connected"));
+                        self.register(conn).await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Cmd::Disconnect { peer, reply } => {
+                // Dropping the writer half-closes the connection, so the peer sees the end;
+                // stopping the reader means nothing more arrives here: the node is offline.
+                if let Some(link) = self.n.writers.remove(&peer) {
+                    link.reader.abort();
+                }
+                let _ = reply.send(());
+            }
+            Cmd::Input { input, reply } => {
+                let result = self.input(Instant::now(), input).await;
+                let _ = reply.send(result);
+            }
+            Cmd::Contact {
+                payee,
+                contact,
+                reply,
+            } => {
+                self.n.contacts.insert(payee, contact);
+                let _ = reply.send(());
+            }
+            Cmd::Fetch { reply } => {
+                let result = self.fetch().await;
+                let _ = reply.send(result);
+            }
+            Cmd::Query { f, reply } => {
+                let _ = reply.send(f(&self.n.core));
+            }
+            Cmd::IsConnected { peer, reply } => {
+                let _ = reply.send(self.n.writers.contains_key(&peer));
+            }
+            Cmd::Stop => {}
+        }
+        Ok(())
+    }
+
+    async fn register(&mut self, conn: Connection) -> anyhow::Result<()> {
+        self.n.next_conn += 1;
+        let id = self.n.next_conn;
+        let peer = conn.peer();
+        let (mut reader, mut writer) = conn.into_split();
+        let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(frame) = wrx.recv().await {
+                if writer.send(&frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        let events = self.n.events.clone();
+        let reader = tokio::spawn(async move {
+            let mut seq = 0;
+            while let Ok(frame) = reader.recv().await {
+                let t = Instant::now();
+                seq += 1;
+                let ev = Ev::Frame {
+                    from: peer,
+                    frame,
+                    t,
+                    seq,
+                };
+                if events.send(ev).is_err() {
+                    return;
+                }
+            }
+            let _ = events.send(Ev::Closed { peer, conn: id });
+        });
+        self.n.writers.insert(
+            peer,
+            Link {
+                id,
+                writer: wtx,
+                sent: 0,
+                reader,
+            },
+        );
+        self.input(Instant::now(), NodeInput::Connected { peer })
+            .await
+    }
+
+    /// Handles one input and carries out its outputs in order under the node's commit mode.
+    pub(super) async fn input(&mut self, t_in: Instant, input: NodeInput) -> anyhow::Result<()> {
+        let mut acc = Acc::default();
+        let t = Instant::now();
+        let result = self.n.core.handle(input);
+        acc.compute += t.elapsed();
+        let outcome = match result {
+            Ok(outputs) => self.run_outputs(t_in, outputs, &mut acc).await,
+            Err(e) => Err(e.into()),
+        };
+        self.n.note(Kind::Handled {
+            t_in,
+            compute: acc.compute,
+            persist: acc.persist,
+            persists: acc.persists,
+            commits: acc.commits,
+        });
+        outcome
+    }
+
+    async fn run_outputs(
+        &mut self,
+        t_in: Instant,
+        outputs: Vec<NodeOutput>,
+        acc: &mut Acc,
+    ) -> anyhow::Result<()> {
+        let mut queue = VecDeque::from(outputs);
+        loop {
+            let letter = match self.commit {
+                Commit::PerRow => {
+                    let rows = acc.persists;
+                    let letter = self.n.apply(&self.store, t_in, &mut queue, acc, None)?;
+                    acc.commits += acc.persists - rows;
+                    letter
+                }
+                Commit::PerInput => {
+                    let (rows, persist, compute) = (acc.persists, acc.persist, acc.compute);
+                    let mut held = vec![];
+                    let t = Instant::now();
+                    let n = &mut self.n;
+                    n.uncommitted = Some(vec![]);
+                    let letter = self
+                        .store
+                        .batch(|st| n.apply(st, t_in, &mut queue, acc, Some(&mut held)));
+                    let row_notes = n.uncommitted.take().unwrap_or_default();
+                    let letter = letter?;
+                    for kind in row_notes {
+                        n.note(kind);
+                    }
+                    // The commit is what the transaction took beyond its rows and the core.
+                    let inside = (acc.persist - persist) + (acc.compute - compute);
+                    acc.persist += t.elapsed().saturating_sub(inside);
+                    if acc.persists > rows {
+                        acc.commits += 1;
+                    }
+                    for p in held {
+                        self.n.send_frame(p.to, p.frame, p.what);
+                    }
+                    letter
+                }
+            };
+            // A letter carries A's signature: it leaves only after the rows before it.
+            let Some((payment_id, payee, payload)) = letter else {
+                return Ok(());
+            };
+            let contact = self
+                .n
+                .contacts
+                .get(&payee)
+                .context("no contact for the payee")?;
+            let t = Instant::now();
+            self.n
+                .mailbox
+                .send(
+                    contact,
+                    Some(&self.n.mailbox_key),
+                    payload,
+                    Duration::from_secs(3600),
+                )
+                .await?;
+            self.n.note(Kind::Mailbox {
+                what: "post",
+                requests: 1,
+                took: t.elapsed(),
+            });
+            let t = Instant::now();
+            let more = self.n.core.handle(NodeInput::LetterPosted { payment_id })?;
+            acc.compute += t.elapsed();
+            queue.extend(more);
+        }
+    }
+
+    /// Fetches the mailbox, opens and handles each letter; the acknowledgement (deletion)
+    /// runs in its own task, off the payment's path.
+    pub(super) async fn fetch(&mut self) -> anyhow::Result<usize> {
+        self.n.note(Kind::Mark("fetch_start"));
+        let t = Instant::now();
+        let messages = self
+            .n
+            .mailbox
+            .fetch(&self.n.mailbox_key, 32, Duration::ZERO)
+            .await?;
+        self.n.note(Kind::Mailbox {
+            what: "fetch",
+            requests: 2,
+            took: t.elapsed(),
+        });
+        let mut ids = vec![];
+        for message in &messages {
+            let opened = message
+                .open(&self.n.mailbox_key)
+                .map_err(|e| anyhow!("letter does not open: {e:?}"))?;
+            self.n.note(Kind::Mark("opened"));
+            self.input(
+                Instant::now(),
+                NodeInput::Letter {
+                    bytes: opened.payload,
+                },
+            )
+            .await?;
+            ids.push(message.id);
+        }
+        if !ids.is_empty() {
+            let (client, key, notes, who) = (
+                self.n.mailbox.clone(),
+                self.n.mailbox_key.clone(),
+                self.n.notes.clone(),
+                self.n.who,
+            );
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let kind = match client.ack(&key, &ids).await {
+                    Ok(_) => Kind::Mailbox {
+                        what: "ack",
+                        requests: 2,
+                        took: t.elapsed(),
+                    },
+                    Err(e) => Kind::Refused(format!("ack: {e}")),
+                };
+                let _ = notes.send(Note {
+                    who,
+                    t: Instant::now(),
+                    kind,
+                });
+            });
+        }
+        Ok(messages.len())
+    }
+}

@@ -1,0 +1,798 @@
+//! What S stores per pending payment, and how many sales per second S completes with durable
+//! storage.
+//!
+//! Setup (not timed) runs on one thread: K payers each open a channel to S and leave one
+//! payment pending (offered, letter captured instead of posted); P payees each have one
+//! channel from S. S's rows go to its SQLite store, the payees' to one shared store; the
+//! payers keep their state in memory (they are offline during the sales and nothing of theirs
+//! is measured).
+//!
+//! A sale, as measured: S receives B's invoice for an offered payment, persists it as
+//! selling, adds the PTLC on S–B (S proposes, B countersigns, S completes), B fulfils it
+//! (B proposes, S countersigns, B completes), S persists the sale and completes A's withheld
+//! state U_{n+1} with the scalar. That is four inputs at S and seven rows persisted by S.
+//! S runs on one thread with its own store; all payees run on a second thread; frames
+//! between them go through in-memory queues (the transport is measured in the online part).
+//! Each payee sells one payment at a time (a new invoice once it is paid), so at most P sales
+//! are in flight.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use asyncpay::crypto::keys::PublicKey;
+use asyncpay::node::core::{
+    NodeCommand, NodeCore, NodeInput, NodeOutput, Records, TAG_CHANNEL, TAG_PAYMENT,
+};
+use asyncpay::node::store::Store;
+use asyncpay::protocol::channel::Phase;
+use asyncpay::protocol::messages::ChannelId;
+use asyncpay::protocol::payment::PaymentId;
+use serde_json::{json, Value};
+
+use super::{fake_outpoint, policy, seed, summary, AMOUNT_SAT, HEIGHT, SHARED_DELAY};
+
+/// Options of the sales part.
+pub struct SalesArgs {
+    pub payees: usize,
+    pub unbatched_sales: usize,
+    pub sales: usize,
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Id {
+    S,
+    Payer(usize),
+    Payee(usize),
+}
+
+/// The single-threaded network used to set up channels and pending payments.
+struct Setup {
+    s: NodeCore,
+    payers: Vec<NodeCore>,
+    payees: Vec<NodeCore>,
+    index: HashMap<PublicKey, Id>,
+    queue: VecDeque<(Id, Id, Vec<u8>)>,
+    /// Letters per payee, with the index of the paying payer.
+    letters: Vec<Vec<(usize, Vec<u8>)>>,
+}
+
+impl Setup {
+    fn core(&mut self, id: Id) -> &mut NodeCore {
+        match id {
+            Id::S => &mut self.s,
+            Id::Payer(i) => &mut self.payers[i],
+            Id::Payee(j) => &mut self.payees[j],
+        }
+    }
+
+    fn key(&self, id: Id) -> PublicKey {
+        match id {
+            Id::S => self.s.public_key(),
+            Id::Payer(i) => self.payers[i].public_key(),
+            Id::Payee(j) => self.payees[j].public_key(),
+        }
+    }
+
+    fn handle(&mut self, id: Id, input: NodeInput, stores: (&Store, &Store)) -> anyhow::Result<()> {
+        let outputs = self.core(id).handle(input)?;
+        for output in outputs {
+            match output {
+                NodeOutput::PersistChannel { peer, snapshot } => match id {
+                    Id::S => stores.0.put_channel(&peer, &snapshot)?,
+                    Id::Payee(_) => stores.1.put_channel(&peer, &snapshot)?,
+                    Id::Payer(_) => {}
+                },
+                NodeOutput::PersistPayment { payment_id, record } => match id {
+                    Id::S => stores.0.put_payment(&payment_id, &record)?,
+                    Id::Payee(_) => stores.1.put_payment(&payment_id, &record)?,
+                    Id::Payer(_) => {}
+                },
+                NodeOutput::Send { to, frame, .. } => {
+                    let to = *self.index.get(&to).context("send to an unknown node")?;
+                    self.queue.push_back((id, to, frame));
+                }
+                NodeOutput::NeedFunding { channel_id, .. } => self.handle(
+                    id,
+                    NodeInput::FundingBuilt {
+                        channel_id,
+                        outpoint: fake_outpoint(&channel_id),
+                    },
+                    stores,
+                )?,
+                NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => {
+                    let (Id::Payee(j), Id::Payer(i)) =
+                        (*self.index.get(&payee).context("unknown payee")?, id)
+                    else {
+                        bail!("a letter from {id:?} to a node that is not a payee");
+                    };
+                    self.letters[j].push((i, letter.encode()));
+                    self.handle(id, NodeInput::LetterPosted { payment_id }, stores)?;
+                }
+                NodeOutput::Refused { error, .. } => bail!("setup: {id:?} refused: {error}"),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn pump(&mut self, stores: (&Store, &Store)) -> anyhow::Result<()> {
+        while let Some((from, to, frame)) = self.queue.pop_front() {
+            let from = self.key(from);
+            self.handle(to, NodeInput::Frame { from, frame }, stores)?;
+        }
+        Ok(())
+    }
+
+    /// Opens and funds a channel from `opener` to `acceptor`.
+    fn open(
+        &mut self,
+        opener: Id,
+        acceptor: Id,
+        channel_id: ChannelId,
+        capacity_sat: u64,
+        stores: (&Store, &Store),
+    ) -> anyhow::Result<()> {
+        let peer = self.key(acceptor);
+        self.handle(
+            opener,
+            NodeInput::Command(NodeCommand::OpenChannel {
+                peer,
+                channel_id,
+                capacity_sat,
+                shared_delay: SHARED_DELAY,
+            }),
+            stores,
+        )?;
+        self.pump(stores)?;
+        let txid = fake_outpoint(&channel_id).txid;
+        for id in [opener, acceptor] {
+            self.handle(
+                id,
+                NodeInput::Confirmed {
+                    txid,
+                    height: HEIGHT,
+                },
+                stores,
+            )?;
+        }
+        self.pump(stores)?;
+        for id in [opener, acceptor] {
+            let phase = self
+                .core(id)
+                .channels()
+                .get(&channel_id)
+                .map(|e| e.channel.phase());
+            if phase != Some(Phase::Funded) {
+                bail!("setup: channel at {id:?} is {phase:?}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sizes of S's store.
+#[derive(Debug, Clone, Copy)]
+struct DbBytes {
+    file: i64,
+    channel_rows: i64,
+    payment_rows: i64,
+    channels: i64,
+    payments: i64,
+}
+
+/// Reads S's store from a second connection: the main file after a checkpoint folds the
+/// write-ahead log into it, and the bytes of the stored rows.
+fn db_bytes(path: &Path) -> anyhow::Result<DbBytes> {
+    let db = rusqlite::Connection::open(path)?;
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    let page_size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let page_count: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let (channel_rows, channels): (i64, i64) = db.query_row(
+        "SELECT COALESCE(SUM(length(CAST(id AS BLOB)) + length(CAST(peer AS BLOB))
+                + length(CAST(snapshot AS BLOB))), 0), COUNT(*) FROM channels",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (payment_rows, payments): (i64, i64) = db.query_row(
+        "SELECT COALESCE(SUM(length(CAST(id AS BLOB)) + length(CAST(record AS BLOB))), 0),
+                COUNT(*) FROM payments",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(DbBytes {
+        file: page_size * page_count,
+        channel_rows,
+        payment_rows,
+        channels,
+        payments,
+    })
+}
+
+/// How S persists during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One input at a time; each row its own SQLite commit, each frame sent right after the
+    /// rows before it (as `asyncpay node` does).
+    Unbatched,
+    /// Group commit: S takes every input queued (up to `max_batch`), handles them in order,
+    /// writes all their rows in one transaction, commits, and only then sends their frames.
+    Batched { max_batch: usize },
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    inputs: u64,
+    commits: u64,
+    persists: u64,
+    compute: Duration,
+    persist: Duration,
+    busy: Duration,
+    sold: usize,
+    paid: usize,
+    frames_out: u64,
+    dropped: u64,
+    refusals: Vec<String>,
+    window: Option<(Instant, Instant)>,
+    /// Core time by kind of input frame: (inputs, time).
+    by_kind: BTreeMap<&'static str, (u64, Duration)>,
+}
+
+/// What kind of frame an input is: the payment layer's (the invoice, from a payee) or a
+/// channel message by type (`version ‖ type ‖ body` after the layer tag).
+fn frame_kind(frame: &[u8]) -> &'static str {
+    match (frame.first().copied(), frame.get(2).copied()) {
+        (Some(TAG_PAYMENT), _) => "invoice",
+        (Some(TAG_CHANNEL), Some(3)) => "propose",
+        (Some(TAG_CHANNEL), Some(4)) => "countersign",
+        (Some(TAG_CHANNEL), Some(5)) => "complete",
+        _ => "other",
+    }
+}
+
+impl Stats {
+    fn core_time(&mut self, kind: &'static str, took: Duration) {
+        self.compute += took;
+        let entry = self.by_kind.entry(kind).or_default();
+        entry.0 += 1;
+        entry.1 += took;
+    }
+}
+
+type Frame = (PublicKey, Vec<u8>);
+
+/// Carries out one input's outputs: rows to `store`, frames to `send` (or dropped when the
+/// recipient is offline), sales and payments counted.
+fn apply(
+    outputs: Vec<NodeOutput>,
+    store: &Store,
+    online: &dyn Fn(&PublicKey) -> bool,
+    stats: &mut Stats,
+    send: &mut dyn FnMut(Frame),
+) -> anyhow::Result<()> {
+    for output in outputs {
+        match output {
+            NodeOutput::PersistChannel { peer, snapshot } => {
+                let t = Instant::now();
+                store.put_channel(&peer, &snapshot)?;
+                stats.persist += t.elapsed();
+                stats.persists += 1;
+            }
+            NodeOutput::PersistPayment { payment_id, record } => {
+                let t = Instant::now();
+                store.put_payment(&payment_id, &record)?;
+                stats.persist += t.elapsed();
+                stats.persists += 1;
+                match record["status"]["status"].as_str() {
+                    Some("sold") => stats.sold += 1,
+                    Some("paid") => stats.paid += 1,
+                    _ => {}
+                }
+            }
+            NodeOutput::Send { to, frame, .. } => {
+                if online(&to) {
+                    stats.frames_out += 1;
+                    send((to, frame));
+                } else {
+                    stats.dropped += 1;
+                }
+            }
+            NodeOutput::Refused { error, .. } => stats.refusals.push(error),
+            NodeOutput::NeedFunding { .. } | NodeOutput::PostLetter { .. } => {
+                bail!("unexpected output during the sales")
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// S's thread: handles frames from the payees until `expected` sales are durable.
+fn run_s(
+    mut core: NodeCore,
+    store: Store,
+    mode: Mode,
+    expected: usize,
+    payees: HashSet<PublicKey>,
+    rx: Receiver<Frame>,
+    tx: Sender<Frame>,
+) -> anyhow::Result<(NodeCore, Store, Stats)> {
+    let mut stats = Stats::default();
+    let online = |k: &PublicKey| payees.contains(k);
+    let mut first = None;
+    while stats.sold < expected {
+        let input = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(input) => input,
+            Err(RecvTimeoutError::Timeout) => bail!(
+                "S waited 30 s for a frame with {} of {expected} sales done; refusals: {:?}",
+                stats.sold,
+                stats.refusals
+            ),
+            Err(RecvTimeoutError::Disconnected) => bail!(
+                "the payees stopped with {} of {expected} sales done; refusals: {:?}",
+                stats.sold,
+                stats.refusals
+            ),
+        };
+        let busy = Instant::now();
+        first.get_or_insert(busy);
+        match mode {
+            Mode::Unbatched => {
+                let (from, frame) = input;
+                stats.inputs += 1;
+                let kind = frame_kind(&frame);
+                let t = Instant::now();
+                let outputs = core.handle(NodeInput::Frame { from, frame });
+                stats.core_time(kind, t.elapsed());
+                let persists = stats.persists;
+                match outputs {
+                    Ok(outputs) => apply(outputs, &store, &online, &mut stats, &mut |f| {
+                        let _ = tx.send(f);
+                    })?,
+                    Err(e) => stats.refusals.push(e.to_string()),
+                }
+                stats.commits += stats.persists - persists;
+            }
+            Mode::Batched { max_batch } => {
+                let mut inputs = vec![input];
+                while inputs.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(more) => inputs.push(more),
+                        Err(_) => break,
+                    }
+                }
+                stats.inputs += inputs.len() as u64;
+                let mut out = vec![];
+                let written = stats.persist;
+                let compute_before = stats.compute;
+                let t_batch = Instant::now();
+                store.batch(|st| {
+                    for (from, frame) in inputs {
+                        let kind = frame_kind(&frame);
+                        let t = Instant::now();
+                        let outputs = core.handle(NodeInput::Frame { from, frame });
+                        stats.core_time(kind, t.elapsed());
+                        match outputs {
+                            Ok(outputs) => {
+                                apply(outputs, st, &online, &mut stats, &mut |f| out.push(f))?
+                            }
+                            Err(e) => stats.refusals.push(e.to_string()),
+                        }
+                    }
+                    anyhow::Ok(())
+                })?;
+                // Rows written inside the batch were timed in `apply`; what the batch took
+                // beyond them and the core's time is the commit.
+                let rows = stats.persist - written;
+                let compute = stats.compute - compute_before;
+                let commit = t_batch.elapsed().saturating_sub(compute + rows);
+                stats.persist += commit;
+                stats.commits += 1;
+                for f in out {
+                    let _ = tx.send(f);
+                }
+            }
+        }
+        stats.busy += busy.elapsed();
+    }
+    if let Some(first) = first {
+        stats.window = Some((first, Instant::now()));
+    }
+    Ok((core, store, stats))
+}
+
+/// The payees' thread: each payee invoices its next letter once the previous sale paid it.
+/// The payees' rows go to one shared store with group commit, so that they cost S's disk as
+/// little as possible.
+fn run_payees(
+    mut payees: Vec<NodeCore>,
+    store: Store,
+    mut letters: Vec<VecDeque<Vec<u8>>>,
+    s_key: PublicKey,
+    rx: Receiver<Frame>,
+    tx: Sender<Frame>,
+) -> anyhow::Result<(Vec<NodeCore>, Store, Stats)> {
+    let expected: usize = letters.iter().map(VecDeque::len).sum();
+    let index: HashMap<PublicKey, usize> = payees
+        .iter()
+        .enumerate()
+        .map(|(j, c)| (c.public_key(), j))
+        .collect();
+    let mut stats = Stats::default();
+    let online = |k: &PublicKey| *k == s_key;
+    let mut next: Vec<usize> = (0..payees.len()).collect();
+    loop {
+        let mut out = vec![];
+        let mut inputs = vec![];
+        if next.is_empty() {
+            if stats.paid >= expected {
+                break;
+            }
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(frame) => inputs.push(frame),
+                Err(_) => bail!(
+                    "payees waited 30 s with {} of {expected} paid; refusals: {:?}",
+                    stats.paid,
+                    stats.refusals
+                ),
+            }
+            while let Ok(frame) = rx.try_recv() {
+                inputs.push(frame);
+            }
+        }
+        let busy = Instant::now();
+        store.batch(|st| {
+            for (to, frame) in inputs {
+                let j = *index.get(&to).context("frame for an unknown payee")?;
+                stats.inputs += 1;
+                let paid = stats.paid;
+                let t = Instant::now();
+                let outputs = payees[j].handle(NodeInput::Frame { from: s_key, frame });
+                stats.compute += t.elapsed();
+                // Frames to S carry their sender.
+                let from = payees[j].public_key();
+                match outputs {
+                    Ok(outputs) => apply(outputs, st, &online, &mut stats, &mut |(_, f)| {
+                        out.push((from, f))
+                    })?,
+                    Err(e) => stats.refusals.push(e.to_string()),
+                }
+                if stats.paid > paid {
+                    next.push(j);
+                }
+            }
+            for j in next.drain(..) {
+                if let Some(bytes) = letters[j].pop_front() {
+                    stats.inputs += 1;
+                    let t = Instant::now();
+                    let outputs = payees[j].handle(NodeInput::Letter { bytes })?;
+                    stats.compute += t.elapsed();
+                    let from = payees[j].public_key();
+                    apply(outputs, st, &online, &mut stats, &mut |(_, f)| {
+                        out.push((from, f))
+                    })?;
+                }
+            }
+            anyhow::Ok(())
+        })?;
+        stats.commits += 1;
+        for f in out {
+            if tx.send(f).is_err() {
+                // S has all its sales; what is left in flight does not matter.
+                break;
+            }
+        }
+        stats.busy += busy.elapsed();
+        if stats.paid >= expected {
+            break;
+        }
+    }
+    Ok((payees, store, stats))
+}
+
+/// Runs the setup, the bytes measurement and both sale runs in `dir`.
+pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(dir)?;
+    let p = args.payees.max(1);
+    let (u, b) = (args.unbatched_sales, args.sales);
+    let k = u + b;
+    if k == 0 {
+        bail!("no sales to run");
+    }
+    let s_path = dir.join("s.db");
+    let s_store = Store::open(&s_path)?;
+    let p_store = Store::open(&dir.join("payees.db"))?;
+    let entropy = |mut core: NodeCore| -> anyhow::Result<NodeCore> {
+        core.handle(NodeInput::Entropy(rand::random()))?;
+        Ok(core)
+    };
+    let payers = (0..k as u32)
+        .map(|i| {
+            entropy(NodeCore::restore(
+                seed(0xa1, i),
+                HEIGHT,
+                vec![],
+                Records::Payer(vec![]),
+            )?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let payees = (0..p as u32)
+        .map(|j| {
+            entropy(NodeCore::restore(
+                seed(0xb1, j),
+                HEIGHT,
+                vec![],
+                Records::Payee(vec![]),
+            )?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut setup = Setup {
+        s: entropy(NodeCore::restore(
+            seed(0x51, 0),
+            HEIGHT,
+            vec![],
+            Records::Lsp(policy(), vec![]),
+        )?)?,
+        index: HashMap::new(),
+        queue: VecDeque::new(),
+        letters: vec![vec![]; p],
+        payers,
+        payees,
+    };
+    setup.index.insert(setup.s.public_key(), Id::S);
+    for (i, c) in setup.payers.iter().enumerate() {
+        setup.index.insert(c.public_key(), Id::Payer(i));
+    }
+    for (j, c) in setup.payees.iter().enumerate() {
+        setup.index.insert(c.public_key(), Id::Payee(j));
+    }
+
+    let t_setup = Instant::now();
+    const CHUNK: usize = 128;
+    s_store.batch(|s| {
+        p_store.batch(|pb| {
+            for j in 0..p {
+                setup.open(
+                    Id::S,
+                    Id::Payee(j),
+                    ChannelId(seed(0xc4, j as u32)),
+                    1_000_000_000,
+                    (s, pb),
+                )?;
+            }
+            anyhow::Ok(())
+        })
+    })?;
+    for chunk in (0..k).collect::<Vec<_>>().chunks(CHUNK) {
+        s_store.batch(|s| {
+            p_store.batch(|pb| {
+                for &i in chunk {
+                    setup.open(
+                        Id::Payer(i),
+                        Id::S,
+                        ChannelId(seed(0xc3, i as u32)),
+                        1_000_000,
+                        (s, pb),
+                    )?;
+                }
+                anyhow::Ok(())
+            })
+        })?;
+    }
+    let before = db_bytes(&s_path)?;
+    let s_key = setup.s.public_key();
+    for chunk in (0..k).collect::<Vec<_>>().chunks(CHUNK) {
+        s_store.batch(|s| {
+            p_store.batch(|pb| {
+                for &i in chunk {
+                    let payee = setup.payees[i % p].public_key();
+                    setup.handle(
+                        Id::Payer(i),
+                        NodeInput::Command(NodeCommand::Pay {
+                            payment_id: PaymentId(seed(0x71, i as u32)),
+                            lsp: s_key,
+                            payee,
+                            amount_sat: AMOUNT_SAT,
+                            fee_sat: policy().fee_for(AMOUNT_SAT),
+                            note: "bench".into(),
+                        }),
+                        (s, pb),
+                    )?;
+                    setup.pump((s, pb))?;
+                }
+                anyhow::Ok(())
+            })
+        })?;
+    }
+    let after = db_bytes(&s_path)?;
+    let setup_secs = t_setup.elapsed().as_secs_f64();
+    let offered = setup
+        .s
+        .payments_json()
+        .iter()
+        .filter(|(_, r)| r["status"]["status"] == "offered")
+        .count();
+    if offered != k || after.payments - before.payments != k as i64 {
+        bail!(
+            "{offered} offers at S and {} new payment rows for {k} payments",
+            after.payments - before.payments
+        );
+    }
+    let per = |x: i64, y: i64| (x - y) as f64 / k as f64;
+    let pending = json!({
+        "pending_payments": k,
+        "channels_at_s": after.channels,
+        "row_bytes_per_pending": per(after.channel_rows + after.payment_rows, before.channel_rows + before.payment_rows),
+        "payment_record_bytes_per_pending": per(after.payment_rows, before.payment_rows),
+        "channel_snapshot_growth_per_pending": per(after.channel_rows, before.channel_rows),
+        "file_bytes_per_pending": per(after.file, before.file),
+        "file_bytes_before": before.file,
+        "file_bytes_after": after.file,
+        "snapshot_bytes_mean_before": before.channel_rows as f64 / before.channels.max(1) as f64,
+        "snapshot_bytes_mean_after": after.channel_rows as f64 / after.channels.max(1) as f64,
+    });
+
+    // Letters per run: the first u payments sell unbatched, the rest with group commit.
+    let baseline = Store::open(&dir.join("baseline.db"))?;
+    let mut baseline_n = 0u32;
+    let mut runs = vec![];
+    let Setup {
+        s, payees, letters, ..
+    } = setup;
+    let (mut s, mut payees, mut s_store, mut p_store) = (s, payees, s_store, p_store);
+    for (mode, range) in [
+        (Mode::Unbatched, 0..u),
+        (
+            Mode::Batched {
+                max_batch: args.max_batch.max(1),
+            },
+            u..k,
+        ),
+    ] {
+        let count = range.len();
+        if count == 0 {
+            runs.push(Value::Null);
+            continue;
+        }
+        let run_letters: Vec<VecDeque<Vec<u8>>> = letters
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .filter(|(i, _)| range.contains(i))
+                    .map(|(_, bytes)| bytes.clone())
+                    .collect()
+            })
+            .collect();
+        let payee_keys: HashSet<PublicKey> = payees.iter().map(NodeCore::public_key).collect();
+        let mut commit_ms = commit_sample(&baseline, &mut baseline_n, 40)?;
+        let (to_s, s_rx) = std::sync::mpsc::channel::<Frame>();
+        let (to_payees, p_rx) = std::sync::mpsc::channel::<Frame>();
+        let s_thread = std::thread::Builder::new()
+            .name("bench-s".into())
+            .spawn(move || run_s(s, s_store, mode, count, payee_keys, s_rx, to_payees))?;
+        let p_thread = std::thread::Builder::new()
+            .name("bench-payees".into())
+            .spawn(move || run_payees(payees, p_store, run_letters, s_key, p_rx, to_s))?;
+        let s_result = s_thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("S thread panicked"))?;
+        let p_result = p_thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("payee thread panicked"))?;
+        let (s_core, s_st, s_stats) = s_result?;
+        let (p_cores, p_st, p_stats) = p_result?;
+        (s, s_store, payees, p_store) = (s_core, s_st, p_cores, p_st);
+        commit_ms.extend(commit_sample(&baseline, &mut baseline_n, 40)?);
+        if !s_stats.refusals.is_empty() || !p_stats.refusals.is_empty() {
+            bail!(
+                "refusals during the sales: S {:?}, payees {:?}",
+                s_stats.refusals,
+                p_stats.refusals
+            );
+        }
+        // Every payment of the run is sold at S, and S holds A's completed state 1.
+        let lsp = s.lsp().context("S is an LSP")?;
+        for i in range.clone() {
+            let id = PaymentId(seed(0x71, i as u32));
+            let record = lsp.payment(&id).context("payment at S")?;
+            let status = serde_json::to_value(&record.status)?;
+            if status["status"] != "sold" {
+                bail!("payment {i} is {} at S", status["status"]);
+            }
+            let channel = s
+                .channels()
+                .get(&record.offer.channel_id)
+                .context("payer channel at S")?;
+            let state = channel
+                .channel
+                .snapshot()
+                .complete
+                .as_ref()
+                .map(|c| c.body.number);
+            if state != Some(1) {
+                bail!("payer {i}'s channel at S is at state {state:?}, expected 1");
+            }
+        }
+        runs.push(sale_figures(
+            mode, count, p, &s_stats, &p_stats, &commit_ms,
+        )?);
+    }
+    Ok(json!({
+        "setup_secs": setup_secs,
+        "pending": pending,
+        "unbatched": runs[0],
+        "batched": runs[1],
+        "target_sales_per_sec": 5000.0,
+    }))
+}
+
+/// Durable single-row commits to `store` (a payment record of about the size S writes),
+/// in milliseconds: the baseline, taken right before and right after each run.
+fn commit_sample(store: &Store, next: &mut u32, n: usize) -> anyhow::Result<Vec<f64>> {
+    let record = json!({ "status": { "status": "offered" }, "padding": "x".repeat(1200) });
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        *next += 1;
+        let t = Instant::now();
+        store.put_payment(&PaymentId(seed(0x95, *next)), &record)?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(lat)
+}
+
+fn sale_figures(
+    mode: Mode,
+    count: usize,
+    payees: usize,
+    s: &Stats,
+    p: &Stats,
+    commit_ms: &[f64],
+) -> anyhow::Result<Value> {
+    let (first, last) = s.window.context("no sale measured")?;
+    let secs = (last - first).as_secs_f64();
+    let n = count as f64;
+    let baseline = summary(commit_ms);
+    let commits_per_sec = 1000.0 / baseline.mean;
+    let commits_per_sale = s.commits as f64 / n;
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / n;
+    Ok(json!({
+        "mode": match mode { Mode::Unbatched => "unbatched", Mode::Batched { .. } => "batched" },
+        "max_batch": match mode { Mode::Unbatched => 1, Mode::Batched { max_batch } => max_batch },
+        "sales": count,
+        "payees_in_flight": payees,
+        "seconds": secs,
+        "sales_per_sec": n / secs,
+        "s_busy_secs": s.busy.as_secs_f64(),
+        "s_capacity_sales_per_sec": n / s.busy.as_secs_f64(),
+        "s_inputs_per_sale": s.inputs as f64 / n,
+        "s_rows_per_sale": s.persists as f64 / n,
+        "s_commits_per_sale": commits_per_sale,
+        "sqlite_commit_around_run_ms": baseline.json(),
+        "baseline_commits_per_sec": commits_per_sec,
+        "fsync_bound_sales_per_sec": commits_per_sec / commits_per_sale,
+        "ratio_to_baseline_commits": (n / secs) / commits_per_sec,
+        "s_inputs_per_commit": s.inputs as f64 / s.commits.max(1) as f64,
+        "s_core_us_per_sale": us(s.compute),
+        "s_persist_us_per_sale": us(s.persist),
+        "s_frames_out_per_sale": s.frames_out as f64 / n,
+        "s_frames_to_offline_payers_per_sale": s.dropped as f64 / n,
+        "s_core_us_per_input": s
+            .by_kind
+            .iter()
+            .map(|(k, (count, took))| {
+                (k.to_string(), json!(took.as_secs_f64() * 1e6 / (*count).max(1) as f64))
+            })
+            .collect::<serde_json::Map<_, _>>(),
+        "payees_busy_secs": p.busy.as_secs_f64(),
+        "payees_core_us_per_sale": us(p.compute),
+        "payees_persist_us_per_sale": us(p.persist),
+        "payees_commits_per_sale": p.commits as f64 / n,
+    }))
+}
