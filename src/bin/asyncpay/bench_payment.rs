@@ -105,7 +105,11 @@ pub struct BenchPaymentArgs {
 /// Height every core starts at.
 const HEIGHT: u32 = 300;
 /// Blocks between an update confirming and its settlement.
+/// Shared delay of the payees' channels.
 const SHARED_DELAY: u16 = 6;
+/// Shared delay of the payers' channels: S's PTLC delta plus the sale window margin, and
+/// some to spare (S makes no offer on a shorter one).
+const PAYER_DELAY: u16 = 48;
 /// Amount of every payment.
 const AMOUNT_SAT: u64 = 10_000;
 

@@ -30,7 +30,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::node::{Cmd, Commit, Kind, NodeHandle, Note, Spec, Who};
-use super::{fake_outpoint, policy, seed, summary, Summary, AMOUNT_SAT, HEIGHT, SHARED_DELAY};
+use super::{
+    fake_outpoint, policy, seed, summary, Summary, AMOUNT_SAT, HEIGHT, PAYER_DELAY, SHARED_DELAY,
+};
 use crate::bench_mailbox::ServerThread;
 
 /// Steps of one payment, in milliseconds.
@@ -244,7 +246,11 @@ impl Net {
             peer: acc.key,
             channel_id: id,
             capacity_sat: 100_000_000,
-            shared_delay: SHARED_DELAY,
+            shared_delay: if opener == Who::A {
+                PAYER_DELAY
+            } else {
+                SHARED_DELAY
+            },
         }))
         .await?;
         let state0 = move |core: &NodeCore| {

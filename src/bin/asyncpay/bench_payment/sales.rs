@@ -32,7 +32,7 @@ use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::PaymentId;
 use serde_json::{json, Value};
 
-use super::{fake_outpoint, policy, seed, summary, AMOUNT_SAT, HEIGHT, SHARED_DELAY};
+use super::{fake_outpoint, policy, seed, summary, AMOUNT_SAT, HEIGHT, PAYER_DELAY, SHARED_DELAY};
 
 /// Options of the sales part.
 pub struct SalesArgs {
@@ -147,7 +147,10 @@ impl Setup {
                 peer,
                 channel_id,
                 capacity_sat,
-                shared_delay: SHARED_DELAY,
+                shared_delay: match opener {
+                    Id::Payer(_) => PAYER_DELAY,
+                    _ => SHARED_DELAY,
+                },
             }),
             stores,
         )?;
