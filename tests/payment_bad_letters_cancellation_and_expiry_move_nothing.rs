@@ -220,3 +220,40 @@ fn a_payment_above_the_balance_is_void_at_once_and_the_next_one_pays() {
     let next = sim.pay(AMOUNT).unwrap();
     assert_eq!(sim.nodes[A].status(&next).as_deref(), Some("posted"));
 }
+
+/// S never pays: B invoices in time, but S is unreachable and adds no PTLC. B keeps its
+/// scalar, so S can never complete state 1; the offer expires, S refuses B's invoice when it
+/// is back, reverts A's withheld state, and A loses nothing.
+#[test]
+fn s_never_pays_the_offer_expires_and_a_loses_nothing() {
+    let mut sim = network();
+    let (id, letter) = pay_offline(&mut sim);
+    sim.stop(A);
+    sim.stop(S);
+    sim.start(B).unwrap();
+    sim.nodes[B].mailbox.push(letter.clone());
+    sim.fetch_letters(B).unwrap();
+    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("invoiced"));
+
+    let expiry = SaleLetter::decode(&letter).unwrap().offer.expiry;
+    sim.block(expiry + 1).unwrap();
+    sim.start(S).unwrap();
+    sim.block(expiry + 2).unwrap();
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
+    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("refused"));
+    let record = sim.nodes[B].payment(&id).unwrap().to_string();
+    assert!(record.contains("expired"), "{record}");
+    untouched(&sim);
+
+    sim.start(A).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    for (x, y) in [(A, S), (S, A)] {
+        let state = sim.nodes[x].state_with(sim.key(y)).unwrap();
+        assert_eq!(
+            (state.number, state.to_a),
+            (2, 1_000_000),
+            "A–S back at state 0's balances"
+        );
+    }
+}

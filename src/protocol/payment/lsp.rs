@@ -464,6 +464,15 @@ impl Lsp {
         match &record.status {
             LspStatus::Offered => {}
             LspStatus::Selling { invoice: under, .. } if under == invoice => return Ok(None),
+            // Voided at its expiry: B hears that, not just that the offer is gone.
+            LspStatus::Cancelled {
+                outcome: CancelOutcome::Expired,
+            } => {
+                return Err(PaymentError::Expired {
+                    expiry: record.offer.expiry,
+                    height: self.height,
+                })
+            }
             other => {
                 return Err(PaymentError::Unexpected {
                     what: "invoice",
