@@ -40,10 +40,22 @@ fn status(sim: &Sim, node: usize, id: &PaymentId) -> String {
 
 /// The whole payment with `party` crashing after its `k`-th persist of the payment (counted
 /// from A's pay command). Returns whether the crash point was reached.
-fn pay_with_crash(party: usize, k: usize) -> bool {
-    let mut sim = Sim::new();
+/// With `routed`, B's channel is with a router P instead of S, and P stays online with S.
+fn pay_with_crash(party: usize, k: usize, routed: bool) -> bool {
+    let mut sim = if routed {
+        Sim::with_router()
+    } else {
+        Sim::new()
+    };
     sim.open(A, S, AS_CAPACITY).unwrap();
-    sim.open(S, B, SB_CAPACITY).unwrap();
+    let (hop, online) = if routed {
+        sim.open(S, P, SB_CAPACITY).unwrap();
+        sim.open(P, B, SB_CAPACITY).unwrap();
+        (P, vec![S, B, P])
+    } else {
+        sim.open(S, B, SB_CAPACITY).unwrap();
+        (S, vec![S, B])
+    };
     sim.stop(B);
     if party == B {
         // B's persists all happen once it is online.
@@ -67,40 +79,60 @@ fn pay_with_crash(party: usize, k: usize) -> bool {
     // B comes online, fetches and sells; S completes A's state.
     revive(&mut sim, B);
     for _ in 0..5 {
-        revive(&mut sim, B);
-        revive(&mut sim, S);
+        for &node in &online {
+            revive(&mut sim, node);
+        }
         sim.fetch_letters(B).unwrap();
         if status(&sim, B, &id) == "paid" {
             break;
         }
     }
     assert!(
-        until(&mut sim, &[S, B], |s| status(s, B, &id) == "paid"
+        until(&mut sim, &online, |s| status(s, B, &id) == "paid"
             && status(s, S, &id) == "sold"),
-        "{where_}: B {}, S {}, refusals {:?}",
+        "{where_}: B {}, S {}, refusals {:?}, last messages {:?}",
         status(&sim, B, &id),
         status(&sim, S, &id),
-        sim.refusals
+        sim.refusals,
+        &sim.transcript[sim.transcript.len().saturating_sub(16)..]
     );
 
     // A returns to its receipt.
     sim.start(A).unwrap();
     assert!(
-        until(&mut sim, &[A, S, B], |s| status(s, A, &id) == "completed"),
+        until(&mut sim, &[&online[..], &[A]].concat(), |s| status(
+            s, A, &id
+        )
+            == "completed"),
         "{where_}: A {}, refusals {:?}",
         status(&sim, A, &id),
         sim.refusals
     );
 
     let fee = policy().fee_for(AMOUNT);
-    let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
+    let sb = sim.nodes[hop].state_with(sim.key(B)).unwrap();
     assert_eq!(
         (sb.to_a, sb.to_s),
         (SB_CAPACITY - AMOUNT, AMOUNT),
         "{where_}"
     );
     assert!(sb.ptlcs.is_empty(), "{where_}");
-    assert_eq!(sim.nodes[B].state_with(sim.key(S)).unwrap(), sb, "{where_}");
+    assert_eq!(
+        sim.nodes[B].state_with(sim.key(hop)).unwrap(),
+        sb,
+        "{where_}"
+    );
+    if routed {
+        let fee_p = asyncpay::node::core::DEFAULT_ROUTER_POLICY.fee_sat;
+        let sp = sim.nodes[S].state_with(sim.key(P)).unwrap();
+        assert_eq!(
+            (sp.to_a, sp.to_s),
+            (SB_CAPACITY - AMOUNT - fee_p, AMOUNT + fee_p),
+            "{where_}"
+        );
+        assert!(sp.ptlcs.is_empty(), "{where_}");
+        assert_eq!(sim.nodes[P].state_with(sim.key(S)).unwrap(), sp, "{where_}");
+    }
     let as_ = sim.nodes[S].state_with(sim.key(A)).unwrap();
     assert_eq!(
         (as_.to_a, as_.to_s),
@@ -120,13 +152,29 @@ fn every_persist_point_of_every_party_still_pays() {
     for party in [A, S, B] {
         let mut k = 0;
         // Each run crashes one persist later, until a run ends without reaching its point.
-        while pay_with_crash(party, k) {
+        while pay_with_crash(party, k, false) {
             k += 1;
             assert!(k < 100, "no end to the persist points");
         }
         eprintln!("party {party}: {k} persist points, each crashed once");
         assert!(
             k >= 4,
+            "party {party} persisted only {k} times during the payment"
+        );
+    }
+}
+
+#[test]
+fn every_persist_point_of_the_lsp_router_and_payee_still_pays_through_the_router() {
+    for party in [S, P, B] {
+        let mut k = 0;
+        while pay_with_crash(party, k, true) {
+            k += 1;
+            assert!(k < 100, "no end to the persist points");
+        }
+        eprintln!("routed, party {party}: {k} persist points, each crashed once");
+        assert!(
+            k >= 3,
             "party {party} persisted only {k} times during the payment"
         );
     }

@@ -24,9 +24,10 @@ use crate::protocol::channel::{
 };
 use crate::protocol::messages::{Change, ChannelId, Message};
 use crate::protocol::payment::{
-    Action as PaymentAction, Entropy, Lsp, LspInput, LspPayment, LspPolicy, LspStatus, Payee,
-    PayeeInput, PayeePayment, PayeeStatus, Payer, PayerInput, PayerPayment, PayerStatus,
-    PaymentError, PaymentEvent, PaymentId, PaymentMessage, PendingTransfer, SaleLetter,
+    Action as PaymentAction, Entropy, Incoming, Lsp, LspInput, LspPayment, LspPolicy, LspStatus,
+    Payee, PayeeInput, PayeePayment, PayeeStatus, Payer, PayerInput, PayerPayment, PayerStatus,
+    PaymentError, PaymentEvent, PaymentId, PaymentMessage, PendingTransfer, RouteHint, Router,
+    RouterInput, RouterPayment, RouterPolicy, RouterStatus, SaleLetter,
 };
 use crate::tx::Party;
 
@@ -45,7 +46,17 @@ pub enum Role {
     Lsp,
     /// B: is paid whenever it comes online.
     Payee,
+    /// P: forwards the LSP's PTLC to a payee that has no channel with the LSP.
+    Router,
 }
+
+/// The router terms a payee names in its invoice when it is reached through its channel
+/// peer, and the terms a router node forwards on: a fee, and an expiry delta of at least
+/// twice a 6-block shared delay plus the sale window margin.
+pub const DEFAULT_ROUTER_POLICY: RouterPolicy = RouterPolicy {
+    fee_sat: 10,
+    expiry_delta: 14,
+};
 
 /// Errors of the node core. None of them changes state.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +286,7 @@ enum RoleMachine {
     Payer(Payer),
     Lsp(Lsp),
     Payee(Payee),
+    Router(Router),
 }
 
 /// One node: key, channels, payment role.
@@ -304,6 +316,8 @@ pub enum Records {
     Lsp(LspPolicy, Vec<(PaymentId, LspPayment)>),
     /// Payee records.
     Payee(Vec<(PaymentId, PayeePayment)>),
+    /// Router records and policy.
+    Router(RouterPolicy, Vec<(PaymentId, RouterPayment)>),
 }
 
 impl NodeCore {
@@ -322,6 +336,7 @@ impl NodeCore {
                 RoleMachine::Lsp(Lsp::restore(node_key(&seed), policy, height, r))
             }
             Records::Payee(r) => RoleMachine::Payee(Payee::restore(node_key(&seed), r)),
+            Records::Router(policy, r) => RoleMachine::Router(Router::restore(policy, r)),
         };
         let mut node = NodeCore {
             key,
@@ -350,6 +365,7 @@ impl NodeCore {
             RoleMachine::Payer(_) => Role::Payer,
             RoleMachine::Lsp(_) => Role::Lsp,
             RoleMachine::Payee(_) => Role::Payee,
+            RoleMachine::Router(_) => Role::Router,
         }
     }
 
@@ -379,6 +395,7 @@ impl NodeCore {
             RoleMachine::Payer(p) => all(p.payments()),
             RoleMachine::Lsp(l) => all(l.payments()),
             RoleMachine::Payee(p) => all(p.payments()),
+            RoleMachine::Router(r) => all(r.payments()),
         }
     }
 
@@ -487,8 +504,13 @@ impl NodeCore {
             )?,
             NodeInput::Letter { bytes } => {
                 let height = self.height;
+                let route_hint = self.route_hint(&bytes);
                 self.role_input(
-                    RoleIn::Payee(PayeeInput::Letter { bytes, height }),
+                    RoleIn::Payee(PayeeInput::Letter {
+                        bytes,
+                        height,
+                        route_hint,
+                    }),
                     &mut out,
                 )?
             }
@@ -496,6 +518,7 @@ impl NodeCore {
             NodeInput::Started => {
                 self.resume_sales(&mut out)?;
                 self.resume_purchases(&mut out)?;
+                self.resume_forwards(&mut out)?;
             }
             NodeInput::Entropy(e) => {
                 for entry in self.channels.values_mut() {
@@ -508,7 +531,7 @@ impl NodeCore {
                     RoleMachine::Payee(p) => {
                         p.handle(PayeeInput::Entropy(Entropy(e)))?;
                     }
-                    RoleMachine::Payer(_) => {}
+                    RoleMachine::Payer(_) | RoleMachine::Router(_) => {}
                 }
             }
         }
@@ -627,11 +650,17 @@ impl NodeCore {
                 let input = match &self.role {
                     RoleMachine::Lsp(_) => {
                         let pending = self.pending_transfer(&from);
-                        let sender_channel = self
-                            .channels
-                            .iter()
-                            .find(|(_, e)| e.peer == from && e.channel.phase() == Phase::Funded)
-                            .map(|(id, _)| *id);
+                        // An invoice is paid over our channel with its sender or, failing
+                        // that, with the router its route hint names.
+                        let hint = match &message {
+                            PaymentMessage::Invoice(invoice) => invoice.route_hint,
+                            _ => None,
+                        };
+                        let routes = self.routes();
+                        let to = |peer: PublicKey| {
+                            routes.iter().find(|(p, _)| *p == peer).map(|(_, id)| *id)
+                        };
+                        let sender_channel = to(from).or_else(|| hint.and_then(|h| to(h.router)));
                         RoleIn::Lsp(LspInput::Message {
                             from,
                             message,
@@ -641,6 +670,11 @@ impl NodeCore {
                     }
                     RoleMachine::Payer(_) => RoleIn::Payer(PayerInput::Message { from, message }),
                     RoleMachine::Payee(_) => RoleIn::Payee(PayeeInput::Message { from, message }),
+                    RoleMachine::Router(_) => RoleIn::Router(RouterInput::Message {
+                        from,
+                        message,
+                        routes: self.routes(),
+                    }),
                 };
                 self.role_input(input, out)
             }
@@ -662,6 +696,7 @@ impl NodeCore {
             let LspStatus::Selling {
                 payee_channel,
                 ptlc_expiry,
+                forward,
                 ..
             } = &p.status
             else {
@@ -693,7 +728,10 @@ impl NodeCore {
                 unsent.push((
                     *payee_channel,
                     Command::AddPtlc {
-                        amount_sat: p.offer.amount_sat,
+                        // Through a router, the PTLC carries its fee too.
+                        amount_sat: forward
+                            .as_ref()
+                            .map_or(p.offer.amount_sat, |f| f.amount_in_sat),
                         point,
                         expiry: *ptlc_expiry,
                     },
@@ -702,6 +740,90 @@ impl NodeCore {
         }
         for input in fulfilled {
             self.role_input(RoleIn::Lsp(input), out)?;
+        }
+        for (channel_id, command) in unsent {
+            if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                out.push(NodeOutput::Refused {
+                    peer: self.key.public_key(),
+                    error: format!("add_ptlc: {e}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwards the router recorded whose next step was cut by a stop: S's PTLC is committed
+    /// but the role never heard of it; the outgoing PTLC never reached its channel; or the
+    /// outgoing PTLC was fulfilled but the incoming one was not.
+    fn resume_forwards(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+        let RoleMachine::Router(router) = &self.role else {
+            return Ok(());
+        };
+        let routes = self.routes();
+        let mut inputs = vec![];
+        let mut unsent = vec![];
+        for (_, p) in router.payments() {
+            let point = p.forward.point;
+            match &p.status {
+                RouterStatus::Announced => {
+                    let committed = self.channels.iter().find_map(|(id, e)| {
+                        let side = e.channel.snapshot().side;
+                        let ptlc =
+                            e.channel.latest()?.ptlcs.iter().find(|x| {
+                                x.point == point && x.offerer != side && e.peer == p.from
+                            })?;
+                        Some(Incoming {
+                            channel_id: *id,
+                            peer: e.peer,
+                            ptlc_id: ptlc.id,
+                            point,
+                            amount_sat: ptlc.amount_sat,
+                            expiry: ptlc.expiry.height(),
+                        })
+                    });
+                    inputs.extend(committed.map(|incoming| RouterInput::PtlcReceived {
+                        incoming,
+                        routes: routes.clone(),
+                    }));
+                }
+                RouterStatus::Forwarding { outgoing, .. } => {
+                    let Some(e) = self.channels.get(outgoing) else {
+                        continue;
+                    };
+                    let snap = e.channel.snapshot();
+                    let secret = snap.complete.as_ref().and_then(|c| match &c.change {
+                        Change::FulfilPtlc { secret, .. } => AdaptorSecret::from_bytes(secret.0)
+                            .ok()
+                            .filter(|s| s.adaptor_point() == point),
+                        _ => None,
+                    });
+                    if let Some(secret) = secret {
+                        inputs.push(RouterInput::PtlcFulfilled { point, secret });
+                        continue;
+                    }
+                    let in_latest = e
+                        .channel
+                        .latest()
+                        .is_some_and(|b| b.ptlcs.iter().any(|x| x.point == point));
+                    let in_pending = snap.pending.as_ref().is_some_and(
+                        |x| matches!(&x.change, Change::AddPtlc { point: q, .. } if *q == point),
+                    );
+                    if !in_latest && !in_pending && e.channel.phase() == Phase::Funded {
+                        unsent.push((
+                            *outgoing,
+                            Command::AddPtlc {
+                                amount_sat: p.forward.amount_out_sat,
+                                point,
+                                expiry: p.forward.expiry_out,
+                            },
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for input in inputs {
+            self.role_input(RoleIn::Router(input), out)?;
         }
         for (channel_id, command) in unsent {
             if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
@@ -728,11 +850,14 @@ impl NodeCore {
             let point = p.invoice.point;
             match &p.status {
                 PayeeStatus::Invoiced => {
+                    let router = p.invoice.route_hint.map(|h| h.router);
                     let offered = self.channels.iter().find_map(|(id, e)| {
                         let side = e.channel.snapshot().side;
-                        let ptlc = e.channel.latest()?.ptlcs.iter().find(|x| {
-                            x.point == point && x.offerer != side && e.peer == p.invoice.lsp
-                        })?;
+                        let from_payer_side = e.peer == p.invoice.lsp || Some(e.peer) == router;
+                        let ptlc =
+                            e.channel.latest()?.ptlcs.iter().find(|x| {
+                                x.point == point && x.offerer != side && from_payer_side
+                            })?;
                         Some(PayeeInput::PtlcOffered {
                             channel_id: *id,
                             peer: e.peer,
@@ -874,6 +999,28 @@ impl NodeCore {
         Ok(())
     }
 
+    /// For a letter whose LSP we have no funded channel with: the last hop through the peer
+    /// of one of our funded channels, which routes for us.
+    fn route_hint(&self, letter: &[u8]) -> Option<RouteHint> {
+        let lsp = SaleLetter::decode(letter).ok()?.offer.lsp;
+        let routes = self.routes();
+        if routes.iter().any(|(peer, _)| *peer == lsp) {
+            return None;
+        }
+        routes
+            .first()
+            .map(|(router, _)| DEFAULT_ROUTER_POLICY.hint(*router))
+    }
+
+    /// Our funded channels, by peer.
+    fn routes(&self) -> Vec<(PublicKey, ChannelId)> {
+        self.channels
+            .iter()
+            .filter(|(_, e)| e.channel.phase() == Phase::Funded)
+            .map(|(id, e)| (e.peer, *id))
+            .collect()
+    }
+
     /// The withheld transfer the peer proposed on its channel with us, if any.
     fn pending_transfer(&self, peer: &PublicKey) -> Option<PendingTransfer> {
         self.channels.iter().find_map(|(id, e)| {
@@ -1009,6 +1156,36 @@ impl NodeCore {
                         )?;
                     }
                 }
+                (Change::AddPtlc { id: ptlc_id, .. }, RoleMachine::Router(_)) => {
+                    let ptlc = self.channels[&id]
+                        .channel
+                        .latest()
+                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == *ptlc_id).cloned());
+                    if let Some(ptlc) = ptlc.filter(|p| p.offerer != side) {
+                        let incoming = Incoming {
+                            channel_id: id,
+                            peer,
+                            ptlc_id: *ptlc_id,
+                            point: ptlc.point,
+                            amount_sat: ptlc.amount_sat,
+                            expiry: ptlc.expiry.height(),
+                        };
+                        let routes = self.routes();
+                        self.role_input(
+                            RoleIn::Router(RouterInput::PtlcReceived { incoming, routes }),
+                            out,
+                        )?;
+                    }
+                }
+                (Change::FulfilPtlc { secret, .. }, RoleMachine::Router(_)) => {
+                    if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
+                        let point = secret.adaptor_point();
+                        self.role_input(
+                            RoleIn::Router(RouterInput::PtlcFulfilled { point, secret }),
+                            out,
+                        )?;
+                    }
+                }
                 (Change::FulfilPtlc { secret, .. }, RoleMachine::Payee(_)) => {
                     if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
                         let point = secret.adaptor_point();
@@ -1040,6 +1217,8 @@ impl NodeCore {
                 (RoleMachine::Payee(p), RoleIn::Connected(peer)) => {
                     json_records(p.handle(PayeeInput::PeerConnected { peer })?)
                 }
+                (RoleMachine::Router(r), RoleIn::Router(i)) => json_records(r.handle(i)?),
+                (RoleMachine::Router(_), RoleIn::Connected(_)) => vec![],
                 (_, RoleIn::Block(_)) => vec![],
                 (_, input) => {
                     return Err(NodeError::WrongRole {
@@ -1083,6 +1262,10 @@ impl NodeCore {
                             (RoleMachine::Lsp(_), Some(point)) => {
                                 self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point }), out)?
                             }
+                            (RoleMachine::Router(_), Some(point)) => self.role_input(
+                                RoleIn::Router(RouterInput::PtlcFailed { point }),
+                                out,
+                            )?,
                             (RoleMachine::Payer(_), None) if transfer => self.role_input(
                                 RoleIn::Payer(PayerInput::TransferRefused {
                                     channel_id,
@@ -1144,6 +1327,7 @@ enum RoleIn {
     Payer(PayerInput),
     Lsp(LspInput),
     Payee(PayeeInput),
+    Router(RouterInput),
     Connected(PublicKey),
     Block(u32),
 }
@@ -1154,6 +1338,7 @@ impl RoleIn {
             RoleIn::Payer(_) => "payer input",
             RoleIn::Lsp(_) => "lsp input",
             RoleIn::Payee(_) => "payee input",
+            RoleIn::Router(_) => "router input",
             RoleIn::Connected(_) => "connected",
             RoleIn::Block(_) => "block",
         }
@@ -1163,6 +1348,7 @@ impl RoleIn {
         match self {
             RoleIn::Payer(_) => Role::Payer,
             RoleIn::Lsp(_) => Role::Lsp,
+            RoleIn::Router(_) => Role::Router,
             _ => Role::Payee,
         }
     }

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use anyhow::{bail, Context};
 use asyncpay::crypto::keys::PublicKey;
-use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role};
+use asyncpay::node::core::{
+    NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
+};
 use asyncpay::protocol::channel::{Phase, Snapshot, StateBody};
 use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::{LspPolicy, PaymentId};
@@ -53,6 +55,7 @@ impl SimNode {
             Role::Payer => Records::Payer(parse(&self.payments)?),
             Role::Lsp => Records::Lsp(policy(), parse(&self.payments)?),
             Role::Payee => Records::Payee(parse(&self.payments)?),
+            Role::Router => Records::Router(DEFAULT_ROUTER_POLICY, parse(&self.payments)?),
         };
         let channels = self.channels.values().cloned().collect();
         self.core = Some(NodeCore::restore(self.seed, height, channels, records)?);
@@ -118,6 +121,8 @@ pub struct Sim {
 pub const A: usize = 0;
 pub const S: usize = 1;
 pub const B: usize = 2;
+/// The router, in a network made by [`Sim::with_router`].
+pub const P: usize = 3;
 
 impl Sim {
     /// A payer, an LSP and a payee, all running, no channels.
@@ -149,6 +154,24 @@ impl Sim {
         for i in 0..3 {
             sim.nodes[i].start(HEIGHT).expect("empty nodes start");
         }
+        sim
+    }
+
+    /// A payer, an LSP, a payee and a router P, all running, no channels.
+    pub fn with_router() -> Self {
+        let mut sim = Self::new();
+        sim.nodes.push(SimNode {
+            name: "P",
+            seed: [0x9e; 32],
+            role: Role::Router,
+            core: None,
+            channels: BTreeMap::new(),
+            payments: BTreeMap::new(),
+            mailbox: vec![],
+            persists: 0,
+            crash_after: None,
+        });
+        sim.nodes[P].start(HEIGHT).expect("empty router starts");
         sim
     }
 

@@ -19,7 +19,9 @@ use asyncpay::mailbox::client::MailboxClient;
 use asyncpay::mailbox::keys::{Contact, NodeKey};
 use asyncpay::mailbox::tagged_hash;
 use asyncpay::net::{connect, Allow, ConnectionWriter, Listener};
-use asyncpay::node::core::{node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role};
+use asyncpay::node::core::{
+    node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
+};
 use asyncpay::node::store::Store;
 use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::{LspPolicy, PayerStatus, PaymentId};
@@ -265,6 +267,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         Role::Payer => Records::Payer(store.payments()?),
         Role::Lsp => Records::Lsp(lsp_policy(args.ptlc_delta), store.payments()?),
         Role::Payee => Records::Payee(store.payments()?),
+        Role::Router => Records::Router(DEFAULT_ROUTER_POLICY, store.payments()?),
     };
     let wallet_seed = WalletSeed::from_bytes(tagged_hash("asyncpay/node/v1/wallet", &[&seed]));
     let mut wallet = tokio::task::block_in_place(|| -> anyhow::Result<Wallet> {

@@ -11,8 +11,8 @@ use crate::protocol::channel::{Command, SALE_WINDOW_MARGIN};
 use crate::protocol::messages::ChannelId;
 
 use super::{
-    Action, CancelOutcome, Entropy, Invoice, OfferTerms, PayRequest, PaymentError, PaymentEvent,
-    PaymentId, PaymentMessage, PurchaseOffer, Receipt,
+    Action, CancelOutcome, Entropy, Forward, Invoice, OfferTerms, PayRequest, PaymentError,
+    PaymentEvent, PaymentId, PaymentMessage, PurchaseOffer, Receipt,
 };
 
 /// The withheld state on the channel with the requesting payer, as the channel reports it.
@@ -67,6 +67,9 @@ pub enum LspStatus {
         payee_channel: ChannelId,
         /// The PTLC's expiry.
         ptlc_expiry: u32,
+        /// When B is reached through a router: what the router was asked to forward.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        forward: Option<Forward>,
     },
     /// The PTLC was fulfilled: S learnt the scalar and completed the payer's state.
     Sold {
@@ -116,7 +119,8 @@ pub enum LspInput {
         message: PaymentMessage,
         /// For a request: the withheld state of the channel with the sender, if any.
         pending: Option<PendingTransfer>,
-        /// For an invoice: S's channel with the sender, if any.
+        /// For an invoice: the funded channel S pays it over: with the sender, or else with
+        /// the router its route hint names.
         sender_channel: Option<ChannelId>,
     },
     /// A PTLC S offered was fulfilled: the payee revealed `secret`.
@@ -404,25 +408,36 @@ impl Lsp {
     ) -> Vec<LspAction> {
         let id = invoice.payment_id;
         match self.check_invoice(&from, &invoice, sender_channel) {
-            Ok(Some((payee_channel, ptlc_expiry))) => {
+            Ok(Some((payee_channel, ptlc_expiry, forward))) => {
                 let record = self.payments.get_mut(&id).expect("checked");
                 record.status = LspStatus::Selling {
                     invoice: invoice.clone(),
                     payee_channel,
                     ptlc_expiry,
+                    forward: forward.clone(),
                 };
                 let record = record.clone();
-                vec![
-                    Action::Persist((id, record.clone())),
-                    Action::Channel {
-                        channel_id: payee_channel,
-                        command: Command::AddPtlc {
-                            amount_sat: record.offer.amount_sat,
-                            point: record.offer.point,
-                            expiry: ptlc_expiry,
-                        },
+                let mut actions = vec![Action::Persist((id, record.clone()))];
+                // The router hears what to forward before the PTLC reaches it.
+                let amount_sat = match (&forward, invoice.route_hint) {
+                    (Some(f), Some(hint)) => {
+                        actions.push(Action::Send {
+                            to: hint.router,
+                            message: PaymentMessage::Forward(f.clone()),
+                        });
+                        f.amount_in_sat
+                    }
+                    _ => record.offer.amount_sat,
+                };
+                actions.push(Action::Channel {
+                    channel_id: payee_channel,
+                    command: Command::AddPtlc {
+                        amount_sat,
+                        point: record.offer.point,
+                        expiry: ptlc_expiry,
                     },
-                ]
+                });
+                actions
             }
             // A replay of the invoice already being paid: nothing to do.
             Ok(None) => vec![],
@@ -442,13 +457,15 @@ impl Lsp {
         }
     }
 
-    /// `Ok(None)` for a replay of the invoice under way.
+    /// The channel to pay over, the PTLC's expiry and, through a router, what it is asked to
+    /// forward; `Ok(None)` for a replay of the invoice under way.
+    #[allow(clippy::type_complexity)]
     fn check_invoice(
         &self,
         from: &PublicKey,
         invoice: &Invoice,
         sender_channel: Option<ChannelId>,
-    ) -> Result<Option<(ChannelId, u32)>, PaymentError> {
+    ) -> Result<Option<(ChannelId, u32, Option<Forward>)>, PaymentError> {
         let record = self
             .payments
             .get(&invoice.payment_id)
@@ -500,7 +517,31 @@ impl Lsp {
                 });
             }
         }
-        Ok(Some((payee_channel, ptlc_expiry)))
+        // Through a router: S pays the router's fee out of its own, and the router's PTLC to
+        // B must leave it its expiry delta and still be in the future.
+        let forward = match invoice.route_hint {
+            None => None,
+            Some(hint) => {
+                if hint.fee_sat > record.offer.fee_sat {
+                    return Err(PaymentError::Amount("router fee above the LSP's fee"));
+                }
+                let expiry_out = ptlc_expiry.saturating_sub(hint.expiry_delta);
+                if expiry_out <= self.height.saturating_add(SALE_WINDOW_MARGIN) {
+                    return Err(PaymentError::Mismatch {
+                        field: "router expiry delta leaves no time for the last hop",
+                    });
+                }
+                Some(Forward {
+                    payment_id: invoice.payment_id,
+                    point: record.offer.point,
+                    amount_in_sat: record.offer.amount_sat.saturating_add(hint.fee_sat),
+                    amount_out_sat: record.offer.amount_sat,
+                    expiry_out,
+                    next: invoice.payee,
+                })
+            }
+        };
+        Ok(Some((payee_channel, ptlc_expiry, forward)))
     }
 
     fn on_fulfilled(
@@ -651,6 +692,23 @@ impl Lsp {
 
     fn on_connected(&mut self, peer: PublicKey) -> Vec<LspAction> {
         let mut actions = vec![];
+        // A forward stored but perhaps never sent (S stopped in between): the router
+        // ignores a repeat.
+        for record in self.payments.values() {
+            if let LspStatus::Selling {
+                forward: Some(f),
+                invoice,
+                ..
+            } = &record.status
+            {
+                if invoice.route_hint.is_some_and(|h| h.router == peer) {
+                    actions.push(Action::Send {
+                        to: peer,
+                        message: PaymentMessage::Forward(f.clone()),
+                    });
+                }
+            }
+        }
         for (id, record) in &self.payments {
             if record.payer != peer {
                 continue;

@@ -56,10 +56,14 @@ use crate::protocol::messages::ChannelId;
 mod lsp;
 mod payee;
 mod payer;
+mod router;
 
 pub use lsp::{Lsp, LspAction, LspInput, LspPayment, LspPolicy, LspStatus, PendingTransfer};
 pub use payee::{Payee, PayeeAction, PayeeInput, PayeePayment, PayeeStatus};
 pub use payer::{Payer, PayerAction, PayerInput, PayerPayment, PayerStatus};
+pub use router::{
+    Incoming, Router, RouterAction, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
+};
 
 /// The payment message encoding version.
 pub const PAYMENT_VERSION: u8 = 1;
@@ -415,22 +419,51 @@ pub struct InvoiceTerms {
     pub payee: PublicKey,
     /// The LSP it is addressed to.
     pub lsp: PublicKey,
+    /// How to reach B when it has no channel with the LSP: the router whose channel with B
+    /// carries the last hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_hint: Option<RouteHint>,
+}
+
+/// The last hop to a payee that has no channel with the LSP, as the payee announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteHint {
+    /// The router's node key.
+    pub router: PublicKey,
+    /// What the router keeps for forwarding.
+    pub fee_sat: u64,
+    /// Blocks the router needs between the expiry of the PTLC it receives and the one it
+    /// offers (at least twice its channel's shared delay).
+    pub expiry_delta: u32,
 }
 
 impl InvoiceTerms {
-    /// The terms answering `offer`, for `payee`.
-    pub fn for_offer(offer: &PurchaseOffer, payee: PublicKey) -> Self {
+    /// The terms answering `offer`, for `payee`, reached through `route_hint` if any.
+    pub fn for_offer(
+        offer: &PurchaseOffer,
+        payee: PublicKey,
+        route_hint: Option<RouteHint>,
+    ) -> Self {
         InvoiceTerms {
             payment_id: offer.payment_id,
             point: offer.point,
             amount_sat: offer.amount_sat,
             payee,
             lsp: offer.lsp,
+            route_hint,
         }
     }
 
-    /// `tagged_hash("asyncpay/payment/v1/invoice", id ‖ point ‖ amount ‖ payee ‖ lsp)`.
+    /// `tagged_hash("asyncpay/payment/v1/invoice", id ‖ point ‖ amount ‖ payee ‖ lsp
+    /// [‖ router ‖ fee ‖ expiry_delta])`, the hint only when there is one.
     pub fn digest(&self) -> [u8; 32] {
+        let hint = self.route_hint.map(|h| {
+            let mut bytes = h.router.to_xonly_bytes().to_vec();
+            bytes.extend(h.fee_sat.to_be_bytes());
+            bytes.extend(h.expiry_delta.to_be_bytes());
+            bytes
+        });
         tagged_hash(
             INVOICE_TAG,
             &[
@@ -439,6 +472,7 @@ impl InvoiceTerms {
                 &self.amount_sat.to_be_bytes(),
                 &self.payee.to_xonly_bytes(),
                 &self.lsp.to_xonly_bytes(),
+                hint.as_deref().unwrap_or(&[]),
             ],
         )
     }
@@ -558,6 +592,28 @@ pub enum PaymentMessage {
         /// [`PaymentError::code`] of the reason.
         reason: String,
     },
+    /// S → router P: forward the PTLC S is adding on S–P to the payee.
+    Forward(Forward),
+}
+
+/// What a router is asked to do with a PTLC it receives: offer one with the same point to
+/// the next node. Sent in the clear over the authenticated connection (no onion): the router
+/// learns the payee and the amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// The payment.
+    pub payment_id: PaymentId,
+    /// The point of both PTLCs.
+    pub point: AdaptorPoint,
+    /// What the incoming PTLC carries.
+    pub amount_in_sat: u64,
+    /// What the outgoing PTLC must carry.
+    pub amount_out_sat: u64,
+    /// The outgoing PTLC's expiry.
+    pub expiry_out: u32,
+    /// The next node.
+    pub next: PublicKey,
 }
 
 impl PaymentMessage {
@@ -584,6 +640,7 @@ impl PaymentMessage {
             PaymentMessage::Receipt(_) => "receipt",
             PaymentMessage::ReceiptAck { .. } => "receipt_ack",
             PaymentMessage::RequestRefused { .. } => "request_refused",
+            PaymentMessage::Forward(_) => "forward",
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::protocol::messages::ChannelId;
 
 use super::{
     Action, Entropy, Invoice, InvoiceTerms, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
-    SaleLetter,
+    RouteHint, SaleLetter,
 };
 
 /// Where a payment stands at B.
@@ -69,6 +69,8 @@ pub enum PayeeInput {
         bytes: Vec<u8>,
         /// The current height.
         height: u32,
+        /// The last hop to name in the invoice when B has no channel with the LSP.
+        route_hint: Option<RouteHint>,
     },
     /// A payment message from a peer.
     Message {
@@ -149,7 +151,11 @@ impl Payee {
     /// Handles one input. On error nothing changed.
     pub fn handle(&mut self, input: PayeeInput) -> Result<Vec<PayeeAction>, PaymentError> {
         match input {
-            PayeeInput::Letter { bytes, height } => self.on_letter(&bytes, height),
+            PayeeInput::Letter {
+                bytes,
+                height,
+                route_hint,
+            } => self.on_letter(&bytes, height, route_hint),
             PayeeInput::Message { from, message } => self.on_message(from, message),
             PayeeInput::PtlcOffered {
                 channel_id,
@@ -192,7 +198,12 @@ impl Payee {
         }
     }
 
-    fn on_letter(&mut self, bytes: &[u8], height: u32) -> Result<Vec<PayeeAction>, PaymentError> {
+    fn on_letter(
+        &mut self,
+        bytes: &[u8],
+        height: u32,
+        route_hint: Option<RouteHint>,
+    ) -> Result<Vec<PayeeAction>, PaymentError> {
         let letter = SaleLetter::decode(bytes)?;
         letter.check(&self.key.public_key())?;
         let id = letter.offer.payment_id;
@@ -212,8 +223,8 @@ impl Payee {
         }
         let aux = crate::mailbox::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, &id.0]);
         self.entropy = aux;
-        let invoice =
-            InvoiceTerms::for_offer(&letter.offer, self.key.public_key()).sign(&self.key, &aux);
+        let invoice = InvoiceTerms::for_offer(&letter.offer, self.key.public_key(), route_hint)
+            .sign(&self.key, &aux);
         let record = PayeePayment {
             letter,
             invoice: invoice.clone(),
@@ -283,11 +294,12 @@ impl Payee {
                 field: "no invoice for this point",
             })?;
         let id = *id;
-        if peer != record.invoice.lsp {
+        let router = record.invoice.route_hint.map(|h| h.router);
+        if peer != record.invoice.lsp && Some(peer) != router {
             return Err(PaymentError::WrongPeer {
                 what: "ptlc",
                 from: Box::new(peer),
-                role: "lsp",
+                role: "lsp or its router",
             });
         }
         if amount_sat < record.invoice.amount_sat {

@@ -471,6 +471,7 @@ impl Driver {
             Role::Payer => Records::Payer(vec![]),
             Role::Lsp => Records::Lsp(policy(), vec![]),
             Role::Payee => Records::Payee(vec![]),
+            Role::Router => Records::Router(asyncpay::node::core::DEFAULT_ROUTER_POLICY, vec![]),
         };
         let mut core = NodeCore::restore(spec.seed, HEIGHT, vec![], records)?;
         core.handle(NodeInput::Entropy(rand::random()))?;
