@@ -43,11 +43,12 @@ const SB_CAPACITY_SAT: u64 = 400_000;
 /// How long a node may take to write its `node.json`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Shared delay of A–S: S's PTLC delta plus the sale window margin, and some to spare.
-const PAYER_DELAY: u16 = 24;
-/// Shared delay of S–B.
+const PAYER_DELAY: u16 = 32;
+/// Shared delay of S–B (and of S–P and P–B when routed).
 const PAYEE_DELAY: u16 = 6;
-/// Blocks S's PTLCs to B live: at least twice B's shared delay.
-const PTLC_DELTA: u32 = 20;
+/// Blocks S's PTLCs live: at least twice the payee channel's shared delay, and through a
+/// router its expiry delta (14) plus twice P–B's shared delay.
+const PTLC_DELTA: u32 = 30;
 /// Poll interval of awaited conditions.
 const POLL: Duration = Duration::from_millis(25);
 
@@ -82,6 +83,10 @@ pub struct DemoArgs {
     /// complete with the exact balances; the transcript's `crash` says where it died.
     #[arg(long, value_name = "PARTY:POINT")]
     crash: Option<String>,
+    /// B has no channel with S but one with a router P (a fourth process, `--role router`):
+    /// S pays B through P with the same point, P keeps its fee.
+    #[arg(long)]
+    routed: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -214,16 +219,19 @@ enum Party {
     A,
     S,
     B,
+    P,
 }
 
 impl Party {
-    const ALL: [Party; 3] = [Party::A, Party::S, Party::B];
+    /// Every party a run may have; P only in a routed run.
+    const ALL: [Party; 4] = [Party::A, Party::S, Party::B, Party::P];
 
     fn name(self) -> &'static str {
         match self {
             Party::A => "A",
             Party::S => "S",
             Party::B => "B",
+            Party::P => "P",
         }
     }
 
@@ -232,6 +240,7 @@ impl Party {
             Party::A => "payer",
             Party::S => "lsp",
             Party::B => "payee",
+            Party::P => "router",
         }
     }
 
@@ -458,7 +467,7 @@ struct Demo {
     /// What the nodes reported on stdout, stamped on arrival.
     events: Events,
     /// How many times each party's node was started (events carry the run they came from).
-    runs: [u32; 3],
+    runs: [u32; 4],
     /// The injected crash (`--crash`).
     crash: Option<CrashReport>,
     /// The payment step under way, for re-arming the crash at a restart.
@@ -510,7 +519,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "A" => "A",
                 "S" => "S",
                 "B" => "B",
-                other => bail!("--crash: unknown party {other:?} (A, S or B)"),
+                "P" if args.routed => "P",
+                other => bail!("--crash: unknown party {other:?} (A, S, B, or P with --routed)"),
             };
             Some(CrashReport {
                 party,
@@ -541,7 +551,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         narrator,
         txids: Vec::new(),
         events: Events::default(),
-        runs: [0; 3],
+        runs: [0; 4],
         crash,
         in_payment: false,
     };
@@ -642,6 +652,9 @@ impl Demo {
                     .args(["--ptlc-delta", &PTLC_DELTA.to_string()])
                     .args(["--rpc-url", &self.chain.rpc_url(), "--rpc-cookie"])
                     .arg(self.chain.rpc_cookie_file());
+            }
+            Party::P => {
+                command.args(["--shared-delay", &PAYEE_DELAY.to_string()]);
             }
             Party::B => {}
         }
@@ -760,7 +773,7 @@ impl Demo {
         self.chain.mine(n)?;
         self.chain.wait_for_electrs_tip()?;
         let height = self.chain.height()?;
-        for party in Party::ALL {
+        for party in self.parties() {
             if self.node(party).running.is_none() {
                 continue;
             }
@@ -1000,6 +1013,24 @@ impl Demo {
         }
     }
 
+    /// The parties of this run: A, S, B, and the router P when routed.
+    fn parties(&self) -> Vec<Party> {
+        Party::ALL
+            .into_iter()
+            .filter(|p| *p != Party::P || self.args.routed)
+            .collect()
+    }
+
+    /// The channels that carry S's payment to B, each with its opener (who pays) and
+    /// acceptor: S–B, or S–P and P–B through the router.
+    fn hops(&self) -> Vec<(&'static str, Party, Party)> {
+        if self.args.routed {
+            vec![("S–P", Party::S, Party::P), ("P–B", Party::P, Party::B)]
+        } else {
+            vec![("S–B", Party::S, Party::B)]
+        }
+    }
+
     /// The party told to crash (`--crash`) that has not yet died.
     fn crash_pending(&self) -> Option<Party> {
         let c = self.crash.as_ref().filter(|c| c.fired_in.is_none())?;
@@ -1110,16 +1141,21 @@ impl Demo {
         );
         self.start_mailbox()?;
 
+        let routed = self.args.routed;
         self.begin(
             "nodes",
-            "start payer A, LSP S and payee B (asyncpay node run)",
+            if routed {
+                "start payer A, LSP S, router P and payee B (asyncpay node run)"
+            } else {
+                "start payer A, LSP S and payee B (asyncpay node run)"
+            },
         );
-        for party in Party::ALL {
+        for party in self.parties() {
             self.start_node(party)?;
         }
 
-        self.begin("fund", "fund the three wallets from the faucet");
-        for party in Party::ALL {
+        self.begin("fund", "fund the wallets from the faucet");
+        for party in self.parties() {
             let txid = self.fund_wallet(party, Amount::from_sat(WALLET_FUNDS_SAT))?;
             self.txids.push(TxRecord {
                 what: format!("faucet to {}'s wallet", party.name()),
@@ -1131,7 +1167,7 @@ impl Demo {
         for record in &mut self.txids {
             record.confirmed_at = Some(height);
         }
-        for party in Party::ALL {
+        for party in self.parties() {
             wait_for(
                 &format!("{}'s wallet to see its coins", party.name()),
                 Duration::from_secs(self.args.timeout_secs),
@@ -1147,27 +1183,64 @@ impl Demo {
 
         self.begin(
             "connect",
-            "A and B connect to S over authenticated loopback TCP",
+            if routed {
+                "A, B and P connect to S, B to P, over authenticated loopback TCP"
+            } else {
+                "A and B connect to S over authenticated loopback TCP"
+            },
         );
         self.connect(Party::A, Party::S)?;
         self.connect(Party::B, Party::S)?;
+        if routed {
+            self.connect(Party::P, Party::S)?;
+            self.connect(Party::B, Party::P)?;
+        }
 
+        let hops = self.hops();
+        let names: Vec<String> = hops
+            .iter()
+            .map(|(label, opener, _)| format!("{label} ({} funds)", opener.name()))
+            .collect();
         self.begin(
             "open",
-            "open and confirm the channels A–S (A funds) and S–B (S funds)",
+            format!(
+                "open and confirm the channels A–S (A funds) and {}",
+                names.join(" and ")
+            ),
         );
         let (as_id, as_txid) = self.open_channel(Party::A, Party::S, AS_CAPACITY_SAT, "A–S")?;
-        let (sb_id, sb_txid) = self.open_channel(Party::S, Party::B, SB_CAPACITY_SAT, "S–B")?;
-        let before = [
-            self.own_balance(Party::A, &as_id)?,
-            self.own_balance(Party::S, &as_id)?,
-            self.own_balance(Party::S, &sb_id)?,
-            self.own_balance(Party::B, &sb_id)?,
-        ];
-        self.narrator.detail(format!(
-            "A–S: A {} / S {} sat; S–B: S {} / B {} sat",
-            before[0], before[1], before[2], before[3]
-        ));
+        // Each channel of the payee side: label, id, funding txid, opener, acceptor.
+        let mut payee_side = vec![];
+        for (label, opener, acceptor) in hops {
+            let (id, txid) = self.open_channel(opener, acceptor, SB_CAPACITY_SAT, label)?;
+            payee_side.push((label, id, txid, opener, acceptor));
+        }
+        let balances_of = |demo: &mut Demo| -> anyhow::Result<Vec<u64>> {
+            let mut out = vec![
+                demo.own_balance(Party::A, &as_id)?,
+                demo.own_balance(Party::S, &as_id)?,
+            ];
+            for (_, id, _, opener, acceptor) in &payee_side {
+                out.push(demo.own_balance(*opener, id)?);
+                out.push(demo.own_balance(*acceptor, id)?);
+            }
+            Ok(out)
+        };
+        let describe = |b: &[u64]| {
+            let mut text = format!("A–S: A {} / S {} sat", b[0], b[1]);
+            for (i, (label, _, _, opener, acceptor)) in payee_side.iter().enumerate() {
+                text.push_str(&format!(
+                    "; {label}: {} {} / {} {} sat",
+                    opener.name(),
+                    b[2 + 2 * i],
+                    acceptor.name(),
+                    b[3 + 2 * i]
+                ));
+            }
+            text
+        };
+        let before = balances_of(self)?;
+        self.narrator.detail(describe(&before));
 
         self.begin(
             "contact",
@@ -1191,6 +1264,9 @@ impl Demo {
         self.in_payment = true;
         self.arm(Party::A)?;
         self.arm(Party::S)?;
+        if routed {
+            self.arm(Party::P)?;
+        }
         let paid = self.call(
             Party::A,
             "/v1/pay",
@@ -1272,21 +1348,16 @@ impl Demo {
         self.await_connected(Party::A, Party::S)?;
         self.narrator.detail("A reconnected to S");
         self.await_status(Party::A, &payment_id, "completed", &["void"])?;
-        let after = [
-            self.own_balance(Party::A, &as_id)?,
-            self.own_balance(Party::S, &as_id)?,
-            self.own_balance(Party::S, &sb_id)?,
-            self.own_balance(Party::B, &sb_id)?,
-        ];
-        self.narrator.detail(format!(
-            "A–S: A {} / S {} sat; S–B: S {} / B {} sat",
-            after[0], after[1], after[2], after[3]
-        ));
-        let status = json!({
+        let after = balances_of(self)?;
+        self.narrator.detail(describe(&after));
+        let mut status = json!({
             "payer": self.payment_status(Party::A, &payment_id)?,
             "lsp": self.payment_status(Party::S, &payment_id)?,
             "payee": self.payment_status(Party::B, &payment_id)?,
         });
+        if routed {
+            status["router"] = json!(self.payment_status(Party::P, &payment_id)?);
+        }
 
         self.in_payment = false;
         if let Some(c) = &self.crash {
@@ -1305,6 +1376,9 @@ impl Demo {
         self.begin("offline", "A and B go offline; S stays online");
         self.stop_node(Party::A)?;
         self.stop_node(Party::B)?;
+        if routed {
+            self.stop_node(Party::P)?;
+        }
 
         let enforcement = if self.args.no_epilogue {
             None
@@ -1316,12 +1390,11 @@ impl Demo {
         self.stop_node(Party::S)?;
         self.narrator.end();
 
-        let rows = [
-            ("A–S", &as_id, "A"),
-            ("A–S", &as_id, "S"),
-            ("S–B", &sb_id, "S"),
-            ("S–B", &sb_id, "B"),
-        ];
+        let mut rows = vec![("A–S", as_id.clone(), "A"), ("A–S", as_id.clone(), "S")];
+        for (label, id, _, opener, acceptor) in &payee_side {
+            rows.push((label, id.clone(), opener.name()));
+            rows.push((label, id.clone(), acceptor.name()));
+        }
         let balances: Vec<Balance> = rows
             .iter()
             .zip(before.iter().zip(after.iter()))
@@ -1335,7 +1408,16 @@ impl Demo {
             })
             .collect();
         let paid = (amount + fee) as i64;
-        let checks = vec![
+        // What crosses each payee-side channel: the router's fee too on S–P.
+        let router_fee = asyncpay::node::core::DEFAULT_ROUTER_POLICY.fee_sat;
+        let crossing = |i: usize| -> i64 {
+            if routed && i == 0 {
+                (amount + router_fee) as i64
+            } else {
+                amount as i64
+            }
+        };
+        let mut checks = vec![
             check("payer status", json!("completed"), status["payer"].clone()),
             check("lsp status", json!("sold"), status["lsp"].clone()),
             check("payee status", json!("paid"), status["payee"].clone()),
@@ -1350,27 +1432,35 @@ impl Demo {
                 json!(balances[1].change_sat),
             ),
             check(
-                "S's change in S–B",
-                json!(-(amount as i64)),
-                json!(balances[2].change_sat),
-            ),
-            check(
-                "B's change in S–B",
-                json!(amount as i64),
-                json!(balances[3].change_sat),
-            ),
-            check(
                 "A–S capacity conserved",
                 json!(AS_CAPACITY_SAT),
                 json!(after[0] + after[1]),
             ),
-            check(
-                "S–B capacity conserved",
-                json!(SB_CAPACITY_SAT),
-                json!(after[2] + after[3]),
-            ),
         ];
-        let mut checks = checks;
+        for (i, (label, _, _, opener, acceptor)) in payee_side.iter().enumerate() {
+            checks.push(check(
+                &format!("{}'s change in {label}", opener.name()),
+                json!(-crossing(i)),
+                json!(balances[2 + 2 * i].change_sat),
+            ));
+            checks.push(check(
+                &format!("{}'s change in {label}", acceptor.name()),
+                json!(crossing(i)),
+                json!(balances[3 + 2 * i].change_sat),
+            ));
+            checks.push(check(
+                &format!("{label} capacity conserved"),
+                json!(SB_CAPACITY_SAT),
+                json!(after[2 + 2 * i] + after[3 + 2 * i]),
+            ));
+        }
+        if routed {
+            checks.push(check(
+                "router status",
+                json!("settled"),
+                status["router"].clone(),
+            ));
+        }
         if let Some(e) = &enforcement {
             checks.push(check(
                 "stale U_0 confirmed, then overridden by U_1",
@@ -1392,12 +1482,15 @@ impl Demo {
         let keys: Vec<Value> = self
             .nodes
             .iter()
+            .filter(|n| !n.key.is_empty())
             .map(|n| json!({"name": n.party.name(), "role": n.party.role(), "node_key": n.key}))
             .collect();
-        let channels = vec![
+        let mut channels = vec![
             json!({"name": "A–S", "channel_id": as_id, "opener": "A", "capacity_sat": AS_CAPACITY_SAT, "funding_txid": as_txid.to_string()}),
-            json!({"name": "S–B", "channel_id": sb_id, "opener": "S", "capacity_sat": SB_CAPACITY_SAT, "funding_txid": sb_txid.to_string()}),
         ];
+        for (label, id, txid, opener, _) in &payee_side {
+            channels.push(json!({"name": label, "channel_id": id, "opener": opener.name(), "capacity_sat": SB_CAPACITY_SAT, "funding_txid": txid.to_string()}));
+        }
         let messages = self.messages();
         let mermaid = mermaid(&self.narrator.steps, &messages);
         let svg = sequence_svg(&self.narrator.steps, &messages);
@@ -1778,7 +1871,7 @@ impl Backup {
         let key = match party {
             Party::A => params.payout_a,
             Party::S => params.payout_s,
-            Party::B => bail!("B has no output in A–S"),
+            Party::B | Party::P => bail!("{} has no output in A–S", party.name()),
         };
         Ok(bitcoin::ScriptBuf::new_p2tr(
             &bitcoin::secp256k1::Secp256k1::verification_only(),
@@ -1790,7 +1883,7 @@ impl Backup {
 
 /// Prints the refusals and errors the processes logged, so that a failed run says why.
 fn report_problems(dir: &Path) {
-    for name in ["A", "S", "B", "mailbox"] {
+    for name in ["A", "S", "B", "P", "mailbox"] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
         let lines: Vec<&str> = text
             .lines()
