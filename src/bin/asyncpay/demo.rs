@@ -87,6 +87,11 @@ pub struct DemoArgs {
     /// S pays B through P with the same point, P keeps its fee.
     #[arg(long)]
     routed: bool,
+    /// In the on-chain epilogue, S is stopped before A publishes its stale state and started
+    /// again only after that state has confirmed: S must find it from its stored channels
+    /// alone and still override it in time.
+    #[arg(long)]
+    lsp_restarts_after_cheat: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1538,6 +1543,9 @@ impl Demo {
             "stale",
             "A restores the backup it took when it went offline and publishes the stale state 0",
         );
+        if self.args.lsp_restarts_after_cheat {
+            self.stop_node(Party::S)?;
+        }
         let height = u32::try_from(self.chain.height()?)?;
         let stale = backup.force_close(channel_id, height)?;
         let stale_txid = stale.compute_txid();
@@ -1562,6 +1570,16 @@ impl Demo {
             txid: stale_txid.to_string(),
             confirmed_at: Some(at),
         });
+        if self.args.lsp_restarts_after_cheat {
+            // Two more blocks pass with S away, well inside the shared delay.
+            self.chain.mine(2)?;
+            self.chain.wait_for_electrs_tip()?;
+            self.start_node(Party::S)?;
+            self.narrator.detail(
+                "S was offline while U_0 confirmed; it restarts and watches its channels again \
+                 from its store",
+            );
+        }
 
         self.begin(
             "override",
