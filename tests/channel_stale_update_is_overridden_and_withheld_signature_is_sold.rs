@@ -315,13 +315,9 @@ fn spends_handed_over_again_after_a_restart_change_nothing() {
     assert_eq!(net.s.broadcasts.len(), broadcasts);
 }
 
-/// A withholds its signature on state 2 and, while the sale is pending, publishes state 1
-/// (its latest complete state). S keeps the withheld proposal: its sale window runs until
-/// the margin before state 1's settlement could confirm. A scalar bought inside it completes
-/// state 2, which S publishes at once on top of U_1 and settles after the delay; S never
-/// settles state 1.
-#[test]
-fn withheld_state_sold_inside_the_window_overrides_the_published_state() {
+/// State 1 complete, A's signature on state 2 withheld: the channels, the scalar that would
+/// sell it, and U_1 as A would publish it.
+fn withheld_after_state_1() -> (Net<Never>, AdaptorSecret, bitcoin::Transaction) {
     let mut net = opened();
     transfer(&mut net, Party::A, 1_000, false);
     let state1 = net.snapshot(Party::A).complete.clone().expect("state 1");
@@ -336,8 +332,17 @@ fn withheld_state_sold_inside_the_window_overrides_the_published_state() {
         })
         .expect("withheld");
     let scalar = AdaptorSecret::from_signature(&signature).expect("nonzero");
+    (net, scalar, stale_update(&state1))
+}
 
-    let u1 = stale_update(&state1);
+/// A withholds its signature on state 2 and, while the sale is pending, publishes state 1
+/// (its latest complete state). S keeps the withheld proposal: its sale window runs until
+/// the margin before state 1's settlement could confirm. A scalar bought inside it completes
+/// state 2, which S publishes at once on top of U_1 and settles after the delay; S never
+/// settles state 1.
+#[test]
+fn withheld_state_sold_inside_the_window_overrides_the_published_state() {
+    let (mut net, scalar, u1) = withheld_after_state_1();
     let at = HEIGHT + 10;
     assert_eq!(net.s.channel().sale_window(), None, "not on chain yet");
     net.input(
@@ -425,22 +430,7 @@ fn withheld_state_sold_inside_the_window_overrides_the_published_state() {
 /// no longer win, the window reports closed, and a late scalar is refused without change.
 #[test]
 fn withheld_state_sold_after_the_published_state_settled_is_refused() {
-    let mut net = opened();
-    transfer(&mut net, Party::A, 1_000, false);
-    let state1 = net.snapshot(Party::A).complete.clone().expect("state 1");
-    transfer(&mut net, Party::A, 25_000, true);
-    let signature = net
-        .a
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::SignatureWithheld { signature, .. } => Some(*signature),
-            _ => None,
-        })
-        .expect("withheld");
-    let scalar = AdaptorSecret::from_signature(&signature).expect("nonzero");
-
-    let u1 = stale_update(&state1);
+    let (mut net, scalar, u1) = withheld_after_state_1();
     let at = HEIGHT + 10;
     net.input(
         Party::S,

@@ -9,44 +9,16 @@ mod channel_support;
 mod tx_support;
 
 use anyhow::{ensure, Context};
-use asyncpay::chain::regtest::Regtest;
-use asyncpay::protocol::channel::{ChainEvent, Command, Event, Input, OpenTerms, TIMEOUT_FEE_SAT};
+use asyncpay::protocol::channel::{Command, Event, Input, OpenTerms, TIMEOUT_FEE_SAT};
 use asyncpay::tx::Party;
-use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction};
-use channel_support::pair::Pair;
+use bitcoin::{Amount, OutPoint};
+use channel_support::pair::{payout_script, Pair};
 use channel_support::{payout, secret};
 
 const CAPACITY: u64 = 500_000;
 const PUSH: u64 = 150_000;
 const FROM_A: u64 = 60_000;
 const FROM_S: u64 = 50_000;
-
-fn payout_script(party: Party) -> ScriptBuf {
-    ScriptBuf::new_p2tr(
-        &bitcoin::secp256k1::Secp256k1::verification_only(),
-        payout(party).into(),
-        None,
-    )
-}
-
-/// Tells both parties the chain's tip.
-fn tip(pair: &mut Pair, chain: &Regtest) -> anyhow::Result<u32> {
-    let height = u32::try_from(chain.height()?)?;
-    for party in [Party::A, Party::S] {
-        pair.input(party, Input::Chain(ChainEvent::Block { height }))?;
-    }
-    Ok(height)
-}
-
-fn spent_by(pair: &mut Pair, party: Party, tx: &Transaction, at: u32) -> anyhow::Result<()> {
-    pair.input(
-        party,
-        Input::Chain(ChainEvent::Spend {
-            tx: tx.clone(),
-            confirmed_at: Some(at),
-        }),
-    )
-}
 
 #[test]
 fn settled_ptlcs_are_claimed_and_timed_out_by_the_state_machines() -> anyhow::Result<()> {
@@ -65,7 +37,7 @@ fn settled_ptlcs_are_claimed_and_timed_out_by_the_state_machines() -> anyhow::Re
         let at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
         Ok((outpoint, at))
     })?;
-    let height = tip(&mut pair, &chain)?;
+    let height = pair.tip(&chain)?;
     let expiry = height + 40;
     for (party, amount_sat, tag) in [(Party::A, FROM_A, 9), (Party::S, FROM_S, 8)] {
         pair.input(
@@ -94,7 +66,7 @@ fn settled_ptlcs_are_claimed_and_timed_out_by_the_state_machines() -> anyhow::Re
         .map_err(|e| anyhow::anyhow!("update refused: {e}"))?;
     let at = u32::try_from(chain.confirm(&update_txid)?)?;
     for party in [Party::A, Party::S] {
-        spent_by(&mut pair, party, &update, at)?;
+        pair.spent(party, &update, at)?;
     }
     let settlement = loop {
         let last = pair.s.broadcasts.last().cloned().context("S broadcast")?;
@@ -103,13 +75,13 @@ fn settled_ptlcs_are_claimed_and_timed_out_by_the_state_machines() -> anyhow::Re
         }
         ensure!(chain.height()? < u64::from(at) + 20, "no settlement");
         chain.mine(1)?;
-        tip(&mut pair, &chain)?;
+        pair.tip(&chain)?;
     };
     let (settlement_txid, _) = tx_support::try_publish(&chain, &settlement, &fees)
         .map_err(|e| anyhow::anyhow!("settlement refused: {e}"))?;
     let settled_at = u32::try_from(chain.confirm(&settlement_txid)?)?;
     for party in [Party::S, Party::A] {
-        spent_by(&mut pair, party, &settlement, settled_at)?;
+        pair.spent(party, &settlement, settled_at)?;
     }
 
     // S's claim of A's PTLC, through the mempool.
@@ -128,7 +100,7 @@ fn settled_ptlcs_are_claimed_and_timed_out_by_the_state_machines() -> anyhow::Re
         ),
         Some((Amount::from_sat(FROM_A), payout_script(Party::S)))
     );
-    spent_by(&mut pair, Party::A, &claim, claimed_at)?;
+    pair.spent(Party::A, &claim, claimed_at)?;
     let learned = pair
         .a
         .events
@@ -145,7 +117,7 @@ fn settled_ptlcs_are_claimed_and_timed_out_by_the_state_machines() -> anyhow::Re
     while chain.height()? < u64::from(expiry) {
         ensure!(pair.s.broadcasts.len() == claims, "timeout before expiry");
         chain.mine(1)?;
-        tip(&mut pair, &chain)?;
+        pair.tip(&chain)?;
     }
     ensure!(
         pair.s.broadcasts.len() == claims + 1,

@@ -9,22 +9,14 @@ mod tx_support;
 use anyhow::{ensure, Context};
 use asyncpay::protocol::channel::{ChainEvent, Command, Input, OpenTerms, Phase};
 use asyncpay::tx::Party;
-use bitcoin::{Amount, OutPoint, ScriptBuf};
-use channel_support::pair::Pair;
+use bitcoin::{Amount, OutPoint};
+use channel_support::pair::{payout_script, Pair};
 use channel_support::payout;
 
 const CAPACITY: u64 = 500_000;
 const PUSH: u64 = 50_000;
 const PAID: u64 = 60_000;
 const FEE: u64 = 400;
-
-fn payout_script(party: Party) -> ScriptBuf {
-    ScriptBuf::new_p2tr(
-        &bitcoin::secp256k1::Secp256k1::verification_only(),
-        payout(party).into(),
-        None,
-    )
-}
 
 #[test]
 fn channel_state_machines_open_transfer_and_close_cooperatively() -> anyhow::Result<()> {

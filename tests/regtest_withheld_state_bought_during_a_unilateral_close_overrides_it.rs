@@ -10,14 +10,11 @@ mod channel_support;
 mod tx_support;
 
 use anyhow::{ensure, Context};
-use asyncpay::chain::regtest::Regtest;
 use asyncpay::crypto::adaptor::AdaptorSecret;
-use asyncpay::protocol::channel::{
-    ChainEvent, Command, Event, Input, OpenTerms, Phase, SALE_WINDOW_MARGIN,
-};
+use asyncpay::protocol::channel::{Command, Event, Input, OpenTerms, Phase, SALE_WINDOW_MARGIN};
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
 use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction};
-use channel_support::pair::Pair;
+use channel_support::pair::{payout_script, Pair};
 use channel_support::payout;
 
 const CAPACITY: u64 = 500_000;
@@ -25,31 +22,9 @@ const PUSH: u64 = 150_000;
 const DELAY: u16 = 12;
 const PAID: u64 = 40_000;
 
-fn payout_script(party: Party) -> ScriptBuf {
-    ScriptBuf::new_p2tr(
-        &bitcoin::secp256k1::Secp256k1::verification_only(),
-        payout(party).into(),
-        None,
-    )
-}
-
-fn tip(pair: &mut Pair, chain: &Regtest) -> anyhow::Result<u32> {
-    let height = u32::try_from(chain.height()?)?;
-    for party in [Party::A, Party::S] {
-        pair.input(party, Input::Chain(ChainEvent::Block { height }))?;
-    }
-    Ok(height)
-}
-
 fn spent_by(pair: &mut Pair, tx: &Transaction, at: u32) -> anyhow::Result<()> {
     for party in [Party::A, Party::S] {
-        pair.input(
-            party,
-            Input::Chain(ChainEvent::Spend {
-                tx: tx.clone(),
-                confirmed_at: Some(at),
-            }),
-        )?;
+        pair.spent(party, tx, at)?;
     }
     Ok(())
 }
@@ -71,7 +46,7 @@ fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> any
         let at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
         Ok((outpoint, at))
     })?;
-    let height = tip(&mut pair, &chain)?;
+    let height = pair.tip(&chain)?;
     for withhold in [false, true] {
         pair.input(
             Party::A,
@@ -114,7 +89,7 @@ fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> any
 
     // Some blocks pass; the scalar is sold inside the window.
     chain.mine(u64::from(deadline - at - 1))?;
-    tip(&mut pair, &chain)?;
+    pair.tip(&chain)?;
     ensure!(pair.s.broadcasts.is_empty(), "S settles nothing meanwhile");
     pair.input(
         Party::S,
@@ -160,7 +135,7 @@ fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> any
             "no SE_2"
         );
         chain.mine(1)?;
-        tip(&mut pair, &chain)?;
+        pair.tip(&chain)?;
     };
     let se2_txid = tx_support::try_publish_using(&chain, &settlement, &fees, coins[2].clone())
         .map_err(|e| anyhow::anyhow!("SE_2 refused: {e}"))?;

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use bitcoin::{OutPoint, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::adaptor::AdaptorSecret;
+use crate::crypto::adaptor::{AdaptorPoint, AdaptorSecret};
 use crate::crypto::keys::{PublicKey, SecretKey};
 use crate::crypto::nonce::NonceSeed;
 use crate::mailbox::tagged_hash;
@@ -706,25 +706,11 @@ impl NodeCore {
                 continue;
             };
             let point = p.offer.point;
-            let snap = entry.channel.snapshot();
-            let secret = snap.complete.as_ref().and_then(|c| match &c.change {
-                Change::FulfilPtlc { secret, .. } => AdaptorSecret::from_bytes(secret.0)
-                    .ok()
-                    .filter(|s| s.adaptor_point() == point),
-                _ => None,
-            });
-            if let Some(secret) = secret {
+            if let Some(secret) = last_fulfilment(&entry.channel, point) {
                 fulfilled.push(LspInput::PtlcFulfilled { point, secret });
                 continue;
             }
-            let in_latest = entry
-                .channel
-                .latest()
-                .is_some_and(|b| b.ptlcs.iter().any(|x| x.point == point));
-            let in_pending = snap.pending.as_ref().is_some_and(
-                |x| matches!(&x.change, Change::AddPtlc { point: q, .. } if *q == point),
-            );
-            if !in_latest && !in_pending && entry.channel.phase() == Phase::Funded {
+            if never_offered(&entry.channel, point) {
                 unsent.push((
                     *payee_channel,
                     Command::AddPtlc {
@@ -790,25 +776,11 @@ impl NodeCore {
                     let Some(e) = self.channels.get(outgoing) else {
                         continue;
                     };
-                    let snap = e.channel.snapshot();
-                    let secret = snap.complete.as_ref().and_then(|c| match &c.change {
-                        Change::FulfilPtlc { secret, .. } => AdaptorSecret::from_bytes(secret.0)
-                            .ok()
-                            .filter(|s| s.adaptor_point() == point),
-                        _ => None,
-                    });
-                    if let Some(secret) = secret {
+                    if let Some(secret) = last_fulfilment(&e.channel, point) {
                         inputs.push(RouterInput::PtlcFulfilled { point, secret });
                         continue;
                     }
-                    let in_latest = e
-                        .channel
-                        .latest()
-                        .is_some_and(|b| b.ptlcs.iter().any(|x| x.point == point));
-                    let in_pending = snap.pending.as_ref().is_some_and(
-                        |x| matches!(&x.change, Change::AddPtlc { point: q, .. } if *q == point),
-                    );
-                    if !in_latest && !in_pending && e.channel.phase() == Phase::Funded {
+                    if never_offered(&e.channel, point) {
                         unsent.push((
                             *outgoing,
                             Command::AddPtlc {
@@ -1319,6 +1291,31 @@ impl NodeCore {
         }
         self.channel_input(channel_id, Input::Command(Command::Revert), out)
     }
+}
+
+/// The scalar of the PTLC with `point` if fulfilling it is the channel's last complete change:
+/// a fulfilment a stop may have kept from the role.
+fn last_fulfilment(channel: &Channel, point: AdaptorPoint) -> Option<AdaptorSecret> {
+    match &channel.snapshot().complete.as_ref()?.change {
+        Change::FulfilPtlc { secret, .. } => AdaptorSecret::from_bytes(secret.0)
+            .ok()
+            .filter(|s| s.adaptor_point() == point),
+        _ => None,
+    }
+}
+
+/// Whether a PTLC with `point` is neither in the channel's latest state nor being added, on
+/// a channel ready for an update: an offer a stop kept from reaching the channel.
+fn never_offered(channel: &Channel, point: AdaptorPoint) -> bool {
+    let in_latest = channel
+        .latest()
+        .is_some_and(|b| b.ptlcs.iter().any(|x| x.point == point));
+    let in_pending = channel
+        .snapshot()
+        .pending
+        .as_ref()
+        .is_some_and(|x| matches!(&x.change, Change::AddPtlc { point: q, .. } if *q == point));
+    !in_latest && !in_pending && channel.phase() == Phase::Funded
 }
 
 // One input at a time, never stored: the size difference does not matter.

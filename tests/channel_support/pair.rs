@@ -11,6 +11,15 @@ use bitcoin::{OutPoint, ScriptBuf, Transaction};
 
 use super::{payout, secrets};
 
+/// The P2TR script a party's settlement output pays to.
+pub fn payout_script(party: Party) -> ScriptBuf {
+    ScriptBuf::new_p2tr(
+        &bitcoin::secp256k1::Secp256k1::verification_only(),
+        payout(party).into(),
+        None,
+    )
+}
+
 impl Pair {
     /// Opens a channel at `height`: `fund` pays the funding script the capacity and returns
     /// the funding outpoint and the height it confirmed at.
@@ -135,6 +144,26 @@ impl Pair {
             self.input(party, Input::Message(msg))?;
         }
         bail!("messages never stopped")
+    }
+
+    /// Tells both parties the chain's tip; returns it.
+    pub fn tip(&mut self, chain: &asyncpay::chain::regtest::Regtest) -> anyhow::Result<u32> {
+        let height = u32::try_from(chain.height()?)?;
+        for party in [Party::A, Party::S] {
+            self.input(party, Input::Chain(ChainEvent::Block { height }))?;
+        }
+        Ok(height)
+    }
+
+    /// Tells `party` that `tx` spent one of its outpoints, confirmed at `at`.
+    pub fn spent(&mut self, party: Party, tx: &Transaction, at: u32) -> anyhow::Result<()> {
+        self.input(
+            party,
+            Input::Chain(ChainEvent::Spend {
+                tx: tx.clone(),
+                confirmed_at: Some(at),
+            }),
+        )
     }
 
     pub fn channel(&self, party: Party) -> &Channel {

@@ -50,6 +50,21 @@ pub struct SimNode {
 }
 
 impl SimNode {
+    /// A node with nothing stored yet, not running.
+    fn empty(name: &'static str, seed: u8, role: Role) -> Self {
+        SimNode {
+            name,
+            seed: [seed; 32],
+            role,
+            core: None,
+            channels: BTreeMap::new(),
+            payments: BTreeMap::new(),
+            mailbox: vec![],
+            persists: 0,
+            crash_after: None,
+        }
+    }
+
     fn start(&mut self, height: u32) -> anyhow::Result<()> {
         let records = match self.role {
             Role::Payer => Records::Payer(parse(&self.payments)?),
@@ -127,17 +142,7 @@ pub const P: usize = 3;
 impl Sim {
     /// A payer, an LSP and a payee, all running, no channels.
     pub fn new() -> Self {
-        let node = |name, seed: u8, role| SimNode {
-            name,
-            seed: [seed; 32],
-            role,
-            core: None,
-            channels: BTreeMap::new(),
-            payments: BTreeMap::new(),
-            mailbox: vec![],
-            persists: 0,
-            crash_after: None,
-        };
+        let node = SimNode::empty;
         let mut sim = Sim {
             nodes: vec![
                 node("A", 0xa1, Role::Payer),
@@ -160,17 +165,7 @@ impl Sim {
     /// A payer, an LSP, a payee and a router P, all running, no channels.
     pub fn with_router() -> Self {
         let mut sim = Self::new();
-        sim.nodes.push(SimNode {
-            name: "P",
-            seed: [0x9e; 32],
-            role: Role::Router,
-            core: None,
-            channels: BTreeMap::new(),
-            payments: BTreeMap::new(),
-            mailbox: vec![],
-            persists: 0,
-            crash_after: None,
-        });
+        sim.nodes.push(SimNode::empty("P", 0x9e, Role::Router));
         sim.nodes[P].start(HEIGHT).expect("empty router starts");
         sim
     }

@@ -283,17 +283,7 @@ impl Payer {
                         what: "transfer refused",
                         status: "no proposed payment on this channel",
                     })?;
-                let record = self.payments.get_mut(&id).expect("in flight");
-                record.status = PayerStatus::Void {
-                    reason: reason.clone(),
-                };
-                Ok(vec![
-                    Action::Persist((id, record.clone())),
-                    Action::Event(PaymentEvent::Refused {
-                        payment_id: id,
-                        reason,
-                    }),
-                ])
+                Ok(self.void(id, reason))
             }
             PayerInput::SignatureWithheld {
                 channel_id,
@@ -386,6 +376,21 @@ impl Payer {
         }
     }
 
+    /// Records `id` as void for `reason` (a refusal by the channel or by S).
+    fn void(&mut self, id: PaymentId, reason: String) -> Vec<PayerAction> {
+        let record = self.payments.get_mut(&id).expect("known payment");
+        record.status = PayerStatus::Void {
+            reason: reason.clone(),
+        };
+        vec![
+            Action::Persist((id, record.clone())),
+            Action::Event(PaymentEvent::Refused {
+                payment_id: id,
+                reason,
+            }),
+        ]
+    }
+
     /// The payment being set up on `channel` (proposed, not yet signed).
     fn in_flight(&self, channel: &ChannelId) -> Option<PaymentId> {
         self.payments
@@ -427,23 +432,14 @@ impl Payer {
             PaymentMessage::Receipt(receipt) => self.on_receipt(id, receipt),
             PaymentMessage::Cancelled { outcome, .. } => self.on_cancelled(id, outcome),
             PaymentMessage::RequestRefused { reason, .. } => {
-                let record = self.payments.get_mut(&id).expect("found");
+                let record = self.payments.get(&id).expect("found");
                 if !matches!(record.status, PayerStatus::Requested { .. }) {
                     return Err(PaymentError::Unexpected {
                         what: "request refused",
                         status: record.status.name(),
                     });
                 }
-                record.status = PayerStatus::Void {
-                    reason: reason.clone(),
-                };
-                Ok(vec![
-                    Action::Persist((id, record.clone())),
-                    Action::Event(PaymentEvent::Refused {
-                        payment_id: id,
-                        reason,
-                    }),
-                ])
+                Ok(self.void(id, reason))
             }
             _ => unreachable!("filtered above"),
         }
