@@ -724,14 +724,27 @@ impl NodeCore {
                 ));
             }
         }
-        for input in fulfilled {
-            self.role_input(RoleIn::Lsp(input), out)?;
+        let inputs = fulfilled.into_iter().map(RoleIn::Lsp).collect();
+        self.redo(inputs, unsent, out)
+    }
+
+    /// Hands the role the inputs a stop kept from it, then gives the channels the commands
+    /// that never reached them (a refusal is reported, not fatal: the state may have moved).
+    fn redo(
+        &mut self,
+        inputs: Vec<RoleIn>,
+        commands: Vec<(ChannelId, Command)>,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        for input in inputs {
+            self.role_input(input, out)?;
         }
-        for (channel_id, command) in unsent {
+        for (channel_id, command) in commands {
+            let what = format!("{command:?}");
             if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
                 out.push(NodeOutput::Refused {
                     peer: self.key.public_key(),
-                    error: format!("add_ptlc: {e}"),
+                    error: format!("{what}: {e}"),
                 });
             }
         }
@@ -794,18 +807,8 @@ impl NodeCore {
                 _ => {}
             }
         }
-        for input in inputs {
-            self.role_input(RoleIn::Router(input), out)?;
-        }
-        for (channel_id, command) in unsent {
-            if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
-                out.push(NodeOutput::Refused {
-                    peer: self.key.public_key(),
-                    error: format!("add_ptlc: {e}"),
-                });
-            }
-        }
-        Ok(())
+        let inputs = inputs.into_iter().map(RoleIn::Router).collect();
+        self.redo(inputs, unsent, out)
     }
 
     /// Payments the payee recorded whose next step was cut by a stop: the LSP's PTLC is in a
@@ -870,18 +873,8 @@ impl NodeCore {
                 _ => {}
             }
         }
-        for input in inputs {
-            self.role_input(RoleIn::Payee(input), out)?;
-        }
-        for (channel_id, command) in fulfils {
-            if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
-                out.push(NodeOutput::Refused {
-                    peer: me,
-                    error: format!("fulfil: {e}"),
-                });
-            }
-        }
-        Ok(())
+        let inputs = inputs.into_iter().map(RoleIn::Payee).collect();
+        self.redo(inputs, fulfils, out)
     }
 
     /// A payment the payer recorded as proposed whose transfer never reached its channel (the

@@ -69,7 +69,7 @@ pub enum LspStatus {
         ptlc_expiry: u32,
         /// When B is reached through a router: what the router was asked to forward.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        forward: Option<Forward>,
+        forward: Option<Box<Forward>>,
     },
     /// The PTLC was fulfilled: S learnt the scalar and completed the payer's state.
     Sold {
@@ -414,7 +414,7 @@ impl Lsp {
                     invoice: invoice.clone(),
                     payee_channel,
                     ptlc_expiry,
-                    forward: forward.clone(),
+                    forward: forward.clone().map(Box::new),
                 };
                 let record = record.clone();
                 let mut actions = vec![Action::Persist((id, record.clone()))];
@@ -704,7 +704,7 @@ impl Lsp {
                 if invoice.route_hint.is_some_and(|h| h.router == peer) {
                     actions.push(Action::Send {
                         to: peer,
-                        message: PaymentMessage::Forward(f.clone()),
+                        message: PaymentMessage::Forward(f.as_ref().clone()),
                     });
                 }
             }
