@@ -26,8 +26,9 @@ use crate::protocol::messages::{Change, ChannelId, Message};
 use crate::protocol::payment::{
     Action as PaymentAction, Entropy, Incoming, Lsp, LspInput, LspPayment, LspPolicy, LspStatus,
     Payee, PayeeInput, PayeePayment, PayeeStatus, Payer, PayerInput, PayerPayment, PayerStatus,
-    PaymentError, PaymentEvent, PaymentId, PaymentMessage, PendingTransfer, RouteHint, Router,
-    RouterInput, RouterPayment, RouterPolicy, RouterStatus, SaleLetter,
+    PaymentError, PaymentEvent, PaymentId, PaymentMessage, PendingTransfer, Reverse, ReverseAction,
+    ReverseInput, ReverseLetter, ReversePayment, ReverseStatus, RouteHint, Router, RouterInput,
+    RouterPayment, RouterPolicy, RouterStatus, SaleLetter, UpdateProof,
 };
 use crate::tx::Party;
 
@@ -161,6 +162,20 @@ pub enum NodeOutput {
         /// The letter.
         letter: Box<SaleLetter>,
     },
+    /// Store a record of the reverse variant durably before the next output.
+    PersistReverse {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The record as JSON.
+        record: serde_json::Value,
+    },
+    /// Post a letter of the reverse variant to `to`'s mailbox.
+    PostReverse {
+        /// The recipient.
+        to: PublicKey,
+        /// The letter's bytes.
+        bytes: Vec<u8>,
+    },
     /// A channel event, for the user.
     ChannelEvent {
         /// The channel.
@@ -268,6 +283,18 @@ pub enum NodeCommand {
         /// A note for the payee.
         note: String,
     },
+    /// Be paid `amount_sat` by `payer` while offline (reverse variant): ask `lsp` for a state
+    /// paying us whose LSP signature `payer` buys.
+    Receive {
+        /// A fresh id.
+        payment_id: PaymentId,
+        /// Our LSP.
+        lsp: PublicKey,
+        /// Who pays.
+        payer: PublicKey,
+        /// Amount.
+        amount_sat: u64,
+    },
     /// Cancel a payment (payer).
     Cancel {
         /// The payment.
@@ -296,6 +323,8 @@ pub struct NodeCore {
     height: u32,
     channels: BTreeMap<ChannelId, ChannelEntry>,
     role: RoleMachine,
+    /// The reverse variant (payee offline), beside the role.
+    reverse: Reverse,
 }
 
 impl core::fmt::Debug for NodeCore {
@@ -330,6 +359,17 @@ impl NodeCore {
         records: Records,
     ) -> Result<Self, NodeError> {
         let key = node_key(&seed);
+        // As an LSP, the reverse variant charges the same fee and offer lifetime.
+        let (fee, lifetime) = match &records {
+            Records::Lsp(policy, _) => (Some(*policy), policy.offer_lifetime),
+            _ => (None, 0),
+        };
+        let reverse = Reverse::restore(
+            node_key(&seed),
+            move |amount| fee.map_or(0, |p| p.fee_for(amount)),
+            lifetime,
+            vec![],
+        );
         let role = match records {
             Records::Payer(r) => RoleMachine::Payer(Payer::restore(key.public_key(), r)),
             Records::Lsp(policy, r) => {
@@ -344,6 +384,7 @@ impl NodeCore {
             height,
             channels: BTreeMap::new(),
             role,
+            reverse,
         };
         for (peer, snapshot) in channels {
             let id = snapshot.channel_id;
@@ -352,6 +393,25 @@ impl NodeCore {
             node.channels.insert(id, ChannelEntry { peer, channel });
         }
         Ok(node)
+    }
+
+    /// Loads the stored records of the reverse variant (see [`NodeOutput::PersistReverse`]).
+    pub fn restore_reverse(&mut self, records: Vec<(PaymentId, ReversePayment)>) {
+        let (fee, lifetime) = match &self.role {
+            RoleMachine::Lsp(l) => (Some(*l.policy()), l.policy().offer_lifetime),
+            _ => (None, 0),
+        };
+        self.reverse = Reverse::restore(
+            node_key(&self.seed),
+            move |amount| fee.map_or(0, |p| p.fee_for(amount)),
+            lifetime,
+            records,
+        );
+    }
+
+    /// The reverse variant's payments.
+    pub fn reverse_payments(&self) -> impl Iterator<Item = (&PaymentId, &ReversePayment)> {
+        self.reverse.payments()
     }
 
     /// The node's public key.
@@ -502,6 +562,10 @@ impl NodeCore {
                 RoleIn::Payer(PayerInput::LetterPosted { payment_id }),
                 &mut out,
             )?,
+            NodeInput::Letter { bytes } if SaleLetter::decode(&bytes).is_err() => {
+                let letter = ReverseLetter::decode(&bytes)?;
+                self.on_reverse_letter(letter, &mut out)?;
+            }
             NodeInput::Letter { bytes } => {
                 let height = self.height;
                 let route_hint = self.route_hint(&bytes);
@@ -596,6 +660,20 @@ impl NodeCore {
                     out,
                 )?;
             }
+            NodeCommand::Receive {
+                payment_id,
+                lsp,
+                payer,
+                amount_sat,
+            } => self.reverse_input(
+                ReverseInput::Receive {
+                    payment_id,
+                    lsp,
+                    payer,
+                    amount_sat,
+                },
+                out,
+            )?,
             NodeCommand::Cancel { payment_id } => {
                 self.role_input(RoleIn::Payer(PayerInput::Cancel { payment_id }), out)?
             }
@@ -646,6 +724,41 @@ impl NodeCore {
             }
             TAG_PAYMENT => {
                 let message = PaymentMessage::decode(body)?;
+                match message {
+                    PaymentMessage::ReceiveRequest {
+                        payment_id,
+                        amount_sat,
+                        payer,
+                    } => {
+                        let channel = self
+                            .routes()
+                            .into_iter()
+                            .find(|(p, _)| *p == from)
+                            .map(|(_, id)| id);
+                        return self.reverse_input(
+                            ReverseInput::Request {
+                                from,
+                                payment_id,
+                                amount_sat,
+                                payer,
+                                channel,
+                            },
+                            out,
+                        );
+                    }
+                    PaymentMessage::ReceiveOffer(offer) => {
+                        let pending = self.update_proof(&from, &offer.channel_id);
+                        return self.reverse_input(
+                            ReverseInput::Offer {
+                                from,
+                                offer,
+                                pending,
+                            },
+                            out,
+                        );
+                    }
+                    _ => {}
+                }
                 self.feed_windows(out)?;
                 let input = match &self.role {
                     RoleMachine::Lsp(_) => {
@@ -964,6 +1077,133 @@ impl NodeCore {
         Ok(())
     }
 
+    /// Hands a letter of the reverse variant to the machine, with what it needs from the
+    /// channels.
+    fn on_reverse_letter(
+        &mut self,
+        letter: ReverseLetter,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let input = match letter {
+            ReverseLetter::PayRequest { offer, proof } => {
+                let channel = self.channels.iter().find_map(|(id, e)| {
+                    let funded = e.peer == offer.lsp && e.channel.phase() == Phase::Funded;
+                    let delay = e.channel.snapshot().params.as_ref()?.shared_delay;
+                    funded.then_some((*id, delay))
+                });
+                ReverseInput::PayRequest {
+                    offer,
+                    proof,
+                    channel,
+                    height: self.height,
+                }
+            }
+            ReverseLetter::Handover {
+                payment_id,
+                lsp_signature,
+            } => {
+                let point = self.reverse.payments().find_map(|(id, p)| match &p.status {
+                    ReverseStatus::Offered { offer } if *id == payment_id => Some(offer.point),
+                    _ => None,
+                });
+                let channel = self
+                    .channels
+                    .iter()
+                    .find(|(_, e)| point.is_some() && e.channel.pending_price_point() == point)
+                    .map(|(id, _)| *id);
+                ReverseInput::Handover {
+                    payment_id,
+                    lsp_signature,
+                    channel,
+                }
+            }
+        };
+        self.reverse_input(input, out)
+    }
+
+    /// B's countersigned copy of `lsp`'s pending proposal on `channel`: what the payer needs
+    /// to check and hold the update, and its price point.
+    fn update_proof(
+        &self,
+        lsp: &PublicKey,
+        channel: &ChannelId,
+    ) -> Option<(UpdateProof, AdaptorPoint)> {
+        let e = self.channels.get(channel).filter(|e| &e.peer == lsp)?;
+        let snap = e.channel.snapshot();
+        let pending = snap.pending.as_ref()?;
+        if pending.proposer == snap.side {
+            return None;
+        }
+        let proof = UpdateProof {
+            params: snap.params.clone()?,
+            lsp_side: pending.proposer,
+            body: pending.body.clone(),
+            lsp_nonce: pending.proposer_nonce,
+            payee_signature: pending.countersignature?,
+        };
+        Some((proof, e.channel.pending_price_point()?))
+    }
+
+    /// Our own withheld signature whose price point is `point`, as a scalar, and its channel.
+    fn own_withheld(&self, point: AdaptorPoint) -> Option<(ChannelId, AdaptorSecret)> {
+        self.channels.iter().find_map(|(id, e)| {
+            let snap = e.channel.snapshot();
+            let pending = snap.pending.as_ref()?;
+            if pending.proposer != snap.side || e.channel.pending_price_point()? != point {
+                return None;
+            }
+            let secret = AdaptorSecret::from_signature(&pending.proposer_signature?).ok()?;
+            Some((*id, secret))
+        })
+    }
+
+    fn reverse_input(
+        &mut self,
+        input: ReverseInput,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        for action in self.reverse.handle(input)? {
+            match action {
+                ReverseAction::Post { to, letter } => out.push(NodeOutput::PostReverse {
+                    to,
+                    bytes: letter.encode(),
+                }),
+                ReverseAction::Payment(PaymentAction::Persist((payment_id, record))) => {
+                    out.push(NodeOutput::PersistReverse {
+                        payment_id,
+                        record: serde_json::to_value(record).expect("records serialise"),
+                    })
+                }
+                ReverseAction::Payment(PaymentAction::Send { to, message }) => {
+                    let mut frame = vec![TAG_PAYMENT];
+                    frame.extend(message.encode());
+                    out.push(NodeOutput::Send {
+                        to,
+                        frame,
+                        what: message.name(),
+                    });
+                }
+                ReverseAction::Payment(PaymentAction::Channel {
+                    channel_id,
+                    command,
+                }) => {
+                    let what = format!("{command:?}");
+                    if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                        out.push(NodeOutput::Refused {
+                            peer: self.key.public_key(),
+                            error: format!("{what}: {e}"),
+                        });
+                    }
+                }
+                ReverseAction::Payment(PaymentAction::Event(e)) => {
+                    out.push(NodeOutput::PaymentEvent(e))
+                }
+                ReverseAction::Payment(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// For a letter whose LSP we have no funded channel with: the last hop through the peer
     /// of one of our funded channels, which routes for us.
     fn route_hint(&self, letter: &[u8]) -> Option<RouteHint> {
@@ -1081,6 +1321,20 @@ impl NodeCore {
             }),
             Event::ReadyToFund => out.push(NodeOutput::ReadyToFund { channel_id: id }),
             Event::SignatureWithheld {
+                state, price_point, ..
+            } if matches!(self.role, RoleMachine::Lsp(_)) => {
+                let height = self.height;
+                self.reverse_input(
+                    ReverseInput::Withheld {
+                        channel_id: id,
+                        state: *state,
+                        point: *price_point,
+                        height,
+                    },
+                    out,
+                )?
+            }
+            Event::SignatureWithheld {
                 state,
                 signature,
                 price_point,
@@ -1093,7 +1347,40 @@ impl NodeCore {
                 }),
                 out,
             )?,
-            Event::StateCompleted { change, .. } => match (change, &self.role) {
+            Event::StateCompleted { change, state, .. } => match (change, &self.role) {
+                (Change::AddPtlc { id: ptlc_id, .. }, RoleMachine::Lsp(_)) => {
+                    let ptlc = self.channels[&id]
+                        .channel
+                        .latest()
+                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == *ptlc_id).cloned());
+                    if let Some(ptlc) = ptlc.filter(|p| p.offerer != side) {
+                        let own = self.own_withheld(ptlc.point);
+                        self.reverse_input(
+                            ReverseInput::PtlcOffered {
+                                channel_id: id,
+                                from: peer,
+                                ptlc_id: *ptlc_id,
+                                point: ptlc.point,
+                                amount_sat: ptlc.amount_sat,
+                                own,
+                            },
+                            out,
+                        )?;
+                    }
+                }
+                (Change::FulfilPtlc { secret, .. }, RoleMachine::Payer(_)) => {
+                    if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
+                        let point = secret.adaptor_point();
+                        self.reverse_input(ReverseInput::PtlcFulfilled { point, secret }, out)?;
+                    }
+                }
+                (Change::Transfer { .. }, RoleMachine::Payee(_)) => self.reverse_input(
+                    ReverseInput::Completed {
+                        lsp: peer,
+                        state: *state,
+                    },
+                    out,
+                )?,
                 (Change::AddPtlc { id: ptlc_id, .. }, RoleMachine::Payee(_)) => {
                     let ptlc = self.channels[&id]
                         .channel

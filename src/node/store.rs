@@ -56,7 +56,8 @@ impl Store {
              CREATE TABLE IF NOT EXISTS payments (id TEXT PRIMARY KEY, record TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS peers (key TEXT PRIMARY KEY, addr TEXT);
              CREATE TABLE IF NOT EXISTS funding (channel TEXT PRIMARY KEY, tx TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS contacts (payee TEXT PRIMARY KEY, contact TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS contacts (payee TEXT PRIMARY KEY, contact TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS reverse (id TEXT PRIMARY KEY, record TEXT NOT NULL);",
         )?;
         Ok(Store { db })
     }
@@ -125,11 +126,40 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a record of the reverse variant (payee offline).
+    pub fn put_reverse(
+        &self,
+        id: &PaymentId,
+        record: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached(
+                "INSERT INTO reverse (id, record) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            )?
+            .execute(params![id.to_string(), record.to_string()])?;
+        Ok(())
+    }
+
     /// Every stored payment record, parsed as `R`.
     pub fn payments<R: serde::de::DeserializeOwned>(
         &self,
     ) -> Result<Vec<(PaymentId, R)>, StoreError> {
-        let mut stmt = self.db.prepare("SELECT id, record FROM payments")?;
+        self.records("SELECT id, record FROM payments")
+    }
+
+    /// Every stored record of the reverse variant.
+    pub fn reverse_payments<R: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<Vec<(PaymentId, R)>, StoreError> {
+        self.records("SELECT id, record FROM reverse")
+    }
+
+    fn records<R: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+    ) -> Result<Vec<(PaymentId, R)>, StoreError> {
+        let mut stmt = self.db.prepare(query)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = vec![];
         for row in rows {

@@ -43,6 +43,8 @@ pub struct SimNode {
     pub core: Option<NodeCore>,
     pub channels: BTreeMap<ChannelId, (PublicKey, Snapshot)>,
     pub payments: BTreeMap<PaymentId, serde_json::Value>,
+    /// Records of the reverse variant.
+    pub reverse: BTreeMap<PaymentId, serde_json::Value>,
     pub mailbox: Vec<Vec<u8>>,
     pub persists: usize,
     /// Stop right after this many more persists (a crash at a persist point).
@@ -59,6 +61,7 @@ impl SimNode {
             core: None,
             channels: BTreeMap::new(),
             payments: BTreeMap::new(),
+            reverse: BTreeMap::new(),
             mailbox: vec![],
             persists: 0,
             crash_after: None,
@@ -73,7 +76,9 @@ impl SimNode {
             Role::Router => Records::Router(DEFAULT_ROUTER_POLICY, parse(&self.payments)?),
         };
         let channels = self.channels.values().cloned().collect();
-        self.core = Some(NodeCore::restore(self.seed, height, channels, records)?);
+        let mut core = NodeCore::restore(self.seed, height, channels, records)?;
+        core.restore_reverse(parse(&self.reverse)?);
+        self.core = Some(core);
         Ok(())
     }
 
@@ -102,6 +107,15 @@ impl SimNode {
 
     pub fn payment(&self, id: &PaymentId) -> Option<&serde_json::Value> {
         self.payments.get(id)
+    }
+
+    /// The status of a payment of the reverse variant, from the durable store.
+    pub fn reverse_status(&self, id: &PaymentId) -> Option<String> {
+        self.reverse.get(id).and_then(|p| {
+            p.pointer("/status/status")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        })
     }
 
     pub fn status(&self, id: &PaymentId) -> Option<String> {
@@ -233,6 +247,20 @@ impl Sim {
                 NodeOutput::PersistPayment { payment_id, record } => {
                     self.nodes[node].payments.insert(payment_id, record);
                     self.persisted(node);
+                }
+                NodeOutput::PersistReverse { payment_id, record } => {
+                    self.nodes[node].reverse.insert(payment_id, record);
+                    self.persisted(node);
+                }
+                NodeOutput::PostReverse { to, bytes } => {
+                    let Some(to) = self.index_of(&to) else {
+                        bail!("letter to an unknown node")
+                    };
+                    self.nodes[to].mailbox.push(bytes);
+                    self.transcript.push(format!(
+                        "{} -> mailbox of {}: reverse letter",
+                        self.nodes[node].name, self.nodes[to].name
+                    ));
                 }
                 NodeOutput::Send { to, frame, what } => {
                     let Some(to) = self.index_of(&to) else {

@@ -280,7 +280,8 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         Ok(w)
     })?;
     let height = wallet.tip_height();
-    let core = NodeCore::restore(seed, height, store.channels()?, records)?;
+    let mut core = NodeCore::restore(seed, height, store.channels()?, records)?;
+    core.restore_reverse(store.reverse_payments()?);
     let node_secret = Arc::new(node_key(&seed));
     let mailbox_key = NodeKey::from_secret_bytes(node_secret.to_secret_bytes())
         .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
@@ -898,6 +899,31 @@ impl Node {
                 NodeOutput::PersistPayment { payment_id, record } => {
                     self.store.put_payment(&payment_id, &record)?;
                     self.crash_after_persist();
+                }
+                NodeOutput::PersistReverse { payment_id, record } => {
+                    self.store.put_reverse(&payment_id, &record)?;
+                    self.crash_after_persist();
+                }
+                NodeOutput::PostReverse { to, bytes } => {
+                    let contact: Contact = serde_json::from_str(
+                        &self
+                            .store
+                            .contact(&to)?
+                            .context("no contact stored for the letter's recipient")?,
+                    )?;
+                    let verified = contact.verify().map_err(|e| anyhow!("contact: {e:?}"))?;
+                    self.mailbox
+                        .send(
+                            &verified,
+                            Some(&self.mailbox_key),
+                            bytes,
+                            Duration::from_secs(7 * 24 * 3600),
+                        )
+                        .await?;
+                    println!(
+                        "{}",
+                        json!({"event": "letter_posted", "to": to.to_string()})
+                    );
                 }
                 NodeOutput::Send { to, frame, what } => {
                     let delivered = match self.writers.get(&to) {

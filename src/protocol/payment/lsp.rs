@@ -552,9 +552,11 @@ impl Lsp {
         if !sells(&secret, &point) {
             return Err(PaymentError::WrongScalar);
         }
-        let id = *self.by_point.get(&point).ok_or(PaymentError::Mismatch {
-            field: "no payment for this point",
-        })?;
+        // A PTLC fulfilled on one of S's channels that is not a sale of S's (S was paid, in
+        // the reverse variant): nothing for this role.
+        let Some(&id) = self.by_point.get(&point) else {
+            return Ok(vec![]);
+        };
         let record = self.payments.get_mut(&id).expect("indexed");
         let LspStatus::Selling { invoice, .. } = &record.status else {
             return Err(PaymentError::Unexpected {
@@ -589,9 +591,11 @@ impl Lsp {
     }
 
     fn on_failed(&mut self, point: AdaptorPoint) -> Result<Vec<LspAction>, PaymentError> {
-        let id = *self.by_point.get(&point).ok_or(PaymentError::Mismatch {
-            field: "no payment for this point",
-        })?;
+        // A PTLC fulfilled on one of S's channels that is not a sale of S's (S was paid, in
+        // the reverse variant): nothing for this role.
+        let Some(&id) = self.by_point.get(&point) else {
+            return Ok(vec![]);
+        };
         let record = self.payments.get_mut(&id).expect("indexed");
         let LspStatus::Selling { invoice, .. } = &record.status else {
             return Err(PaymentError::Unexpected {

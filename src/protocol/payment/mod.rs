@@ -56,11 +56,15 @@ use crate::protocol::messages::ChannelId;
 mod lsp;
 mod payee;
 mod payer;
+mod reverse;
 mod router;
 
 pub use lsp::{Lsp, LspAction, LspInput, LspPayment, LspPolicy, LspStatus, PendingTransfer};
 pub use payee::{Payee, PayeeAction, PayeeInput, PayeePayment, PayeeStatus};
 pub use payer::{Payer, PayerAction, PayerInput, PayerPayment, PayerStatus};
+pub use reverse::{
+    Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment, ReverseStatus, UpdateProof,
+};
 pub use router::{
     Incoming, Router, RouterAction, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
 };
@@ -594,6 +598,18 @@ pub enum PaymentMessage {
     },
     /// S → router P: forward the PTLC S is adding on S–P to the payee.
     Forward(Forward),
+    /// B → S (reverse variant): propose a state paying B `amount_sat`, to be bought by
+    /// `payer`.
+    ReceiveRequest {
+        /// The payment.
+        payment_id: PaymentId,
+        /// What B receives.
+        amount_sat: u64,
+        /// Who will buy S's signature.
+        payer: PublicKey,
+    },
+    /// S → B (reverse variant): S's offer of its withheld signature on that state.
+    ReceiveOffer(PurchaseOffer),
 }
 
 /// What a router is asked to do with a PTLC it receives: offer one with the same point to
@@ -641,6 +657,8 @@ impl PaymentMessage {
             PaymentMessage::ReceiptAck { .. } => "receipt_ack",
             PaymentMessage::RequestRefused { .. } => "request_refused",
             PaymentMessage::Forward(_) => "forward",
+            PaymentMessage::ReceiveRequest { .. } => "receive_request",
+            PaymentMessage::ReceiveOffer(_) => "receive_offer",
         }
     }
 }

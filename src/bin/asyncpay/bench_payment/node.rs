@@ -407,6 +407,9 @@ impl Node {
     ) -> anyhow::Result<Option<(PaymentId, PublicKey, Vec<u8>)>> {
         while let Some(output) = queue.pop_front() {
             match output {
+                NodeOutput::PersistReverse { .. } | NodeOutput::PostReverse { .. } => {
+                    anyhow::bail!("the bench runs no payment of the reverse variant")
+                }
                 NodeOutput::PersistChannel { peer, snapshot } => {
                     let t = Instant::now();
                     store.put_channel(&peer, &snapshot)?;
