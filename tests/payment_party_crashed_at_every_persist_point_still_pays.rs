@@ -179,3 +179,97 @@ fn every_persist_point_of_the_lsp_router_and_payee_still_pays_through_the_router
         );
     }
 }
+
+/// The reverse variant with `party` stopped after its `k`-th persist (counted from B's
+/// request) and restarted at once: B asks and leaves, A buys, B returns and fetches. B is
+/// paid exactly and A paid amount + fee, whatever the point. Returns whether it was reached.
+fn receive_with_crash(party: usize, k: usize) -> bool {
+    use asyncpay::node::core::{NodeCommand, NodeInput};
+    const AMOUNT_R: u64 = 30_000;
+    let mut sim = Sim::new();
+    sim.open(A, S, AS_CAPACITY).unwrap();
+    sim.open(S, B, SB_CAPACITY).unwrap();
+    sim.nodes[party].crash_after = Some(k);
+    let where_ = format!("{} crashed after persist {}", sim.nodes[party].name, k + 1);
+    let id = asyncpay::protocol::payment::PaymentId([0x42; 32]);
+    let (lsp, payer) = (sim.key(S), sim.key(A));
+    sim.input(
+        B,
+        NodeInput::Command(NodeCommand::Receive {
+            payment_id: id,
+            lsp,
+            payer,
+            amount_sat: AMOUNT_R,
+        }),
+    )
+    .unwrap();
+    let rstatus = |s: &Sim, n: usize| s.nodes[n].reverse_status(&id).unwrap_or_default();
+    assert!(
+        until(&mut sim, &[S, B], |s| rstatus(s, B) == "offered"
+            && !s.nodes[A].mailbox.is_empty()),
+        "{where_}: B {}, S {}, refusals {:?}",
+        rstatus(&sim, B),
+        rstatus(&sim, S),
+        sim.refusals
+    );
+    sim.stop(B);
+
+    for _ in 0..5 {
+        revive(&mut sim, A);
+        revive(&mut sim, S);
+        sim.fetch_letters(A).unwrap();
+    }
+    assert!(
+        until(&mut sim, &[A, S], |s| rstatus(s, A) == "bought"),
+        "{where_}: A {}, S {}, refusals {:?}",
+        rstatus(&sim, A),
+        rstatus(&sim, S),
+        sim.refusals
+    );
+
+    sim.start(B).unwrap();
+    for _ in 0..5 {
+        for node in [A, S, B] {
+            revive(&mut sim, node);
+        }
+        sim.fetch_letters(B).unwrap();
+    }
+    assert!(
+        until(&mut sim, &[A, S, B], |s| rstatus(s, B) == "paid"),
+        "{where_}: B {}, refusals {:?}",
+        rstatus(&sim, B),
+        sim.refusals
+    );
+    let fee = policy().fee_for(AMOUNT_R);
+    let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
+    assert_eq!(
+        (sb.to_a, sb.to_s),
+        (SB_CAPACITY - AMOUNT_R, AMOUNT_R),
+        "{where_}"
+    );
+    assert_eq!(sim.nodes[B].state_with(sim.key(S)).unwrap(), sb, "{where_}");
+    let as_ = sim.nodes[S].state_with(sim.key(A)).unwrap();
+    assert_eq!(
+        (as_.to_a, as_.to_s),
+        (AS_CAPACITY - AMOUNT_R - fee, AMOUNT_R + fee),
+        "{where_}"
+    );
+    assert!(as_.ptlcs.is_empty(), "{where_}");
+    sim.nodes[party].crash_after.is_none()
+}
+
+#[test]
+fn every_persist_point_of_every_party_still_pays_the_offline_payee() {
+    for party in [B, S, A] {
+        let mut k = 0;
+        while receive_with_crash(party, k) {
+            k += 1;
+            assert!(k < 100, "no end to the persist points");
+        }
+        eprintln!("reverse, party {party}: {k} persist points, each crashed once");
+        assert!(
+            k >= 3,
+            "party {party} persisted only {k} times during the payment"
+        );
+    }
+}

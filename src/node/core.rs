@@ -24,11 +24,12 @@ use crate::protocol::channel::{
 };
 use crate::protocol::messages::{Change, ChannelId, Message};
 use crate::protocol::payment::{
-    Action as PaymentAction, Entropy, Incoming, Lsp, LspInput, LspPayment, LspPolicy, LspStatus,
-    Payee, PayeeInput, PayeePayment, PayeeStatus, Payer, PayerInput, PayerPayment, PayerStatus,
-    PaymentError, PaymentEvent, PaymentId, PaymentMessage, PendingTransfer, Reverse, ReverseAction,
-    ReverseInput, ReverseLetter, ReversePayment, ReverseStatus, RouteHint, Router, RouterInput,
-    RouterPayment, RouterPolicy, RouterStatus, SaleLetter, UpdateProof,
+    reverse_ptlc_expiry, Action as PaymentAction, Entropy, Incoming, Lsp, LspInput, LspPayment,
+    LspPolicy, LspStatus, Payee, PayeeInput, PayeePayment, PayeeStatus, Payer, PayerInput,
+    PayerPayment, PayerStatus, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
+    PendingTransfer, Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment,
+    ReverseStatus, RouteHint, Router, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
+    SaleLetter, UpdateProof,
 };
 use crate::tx::Party;
 
@@ -514,6 +515,7 @@ impl NodeCore {
                     self.channel_input(id, Input::Connected, &mut out)?;
                 }
                 self.resume_proposals(peer, &mut out)?;
+                self.reverse_input(ReverseInput::Connected { peer }, &mut out)?;
                 self.role_input(RoleIn::Connected(peer), &mut out)?;
             }
             NodeInput::Block { height } => {
@@ -583,6 +585,7 @@ impl NodeCore {
                 self.resume_sales(&mut out)?;
                 self.resume_purchases(&mut out)?;
                 self.resume_forwards(&mut out)?;
+                self.resume_reverse(&mut out)?;
             }
             NodeInput::Entropy(e) => {
                 for entry in self.channels.values_mut() {
@@ -731,10 +734,19 @@ impl NodeCore {
                         payer,
                     } => {
                         let channel = self
-                            .routes()
-                            .into_iter()
-                            .find(|(p, _)| *p == from)
-                            .map(|(_, id)| id);
+                            .channels
+                            .iter()
+                            .find(|(_, e)| e.peer == from && e.channel.snapshot().params.is_some())
+                            .map(|(id, _)| *id);
+                        let withheld = channel.and_then(|id| {
+                            let e = &self.channels[&id];
+                            let snap = e.channel.snapshot();
+                            let pending = snap.pending.as_ref()?;
+                            let ours = pending.proposer == snap.side
+                                && matches!(pending.change, Change::Transfer { amount_sat: a } if a == amount_sat);
+                            ours.then_some((pending.body.number, e.channel.pending_price_point()?))
+                        });
+                        let height = self.height;
                         return self.reverse_input(
                             ReverseInput::Request {
                                 from,
@@ -742,6 +754,8 @@ impl NodeCore {
                                 amount_sat,
                                 payer,
                                 channel,
+                                withheld,
+                                height,
                             },
                             out,
                         );
@@ -839,6 +853,107 @@ impl NodeCore {
         }
         let inputs = fulfilled.into_iter().map(RoleIn::Lsp).collect();
         self.redo(inputs, unsent, out)
+    }
+
+    /// Reverse payments whose next step was cut by a stop: the payer recorded `buying` but its
+    /// PTLC never reached A–S (offered now); the LSP fulfilled the payer's PTLC but never
+    /// released the state on S–B (released now; B could also complete from the payer's
+    /// hand-over).
+    fn resume_reverse(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+        let me = self.key.public_key();
+        let mut commands = vec![];
+        let mut inputs = vec![];
+        for (_, p) in self.reverse.payments() {
+            match &p.status {
+                ReverseStatus::Buying { offer, .. } if p.payer == me => {
+                    // Fulfilled, but the stop came before the machine heard.
+                    let fulfilled = self
+                        .channels
+                        .values()
+                        .find_map(|e| last_fulfilment(&e.channel, offer.point));
+                    if let Some(secret) = fulfilled {
+                        inputs.push(ReverseInput::PtlcFulfilled {
+                            point: offer.point,
+                            secret,
+                        });
+                        continue;
+                    }
+                    let channel = self.channels.iter().find(|(_, e)| {
+                        e.peer == offer.lsp && never_offered(&e.channel, offer.point)
+                    });
+                    let Some((id, e)) = channel else { continue };
+                    let Some(params) = e.channel.snapshot().params.as_ref() else {
+                        continue;
+                    };
+                    commands.push((
+                        *id,
+                        Command::AddPtlc {
+                            amount_sat: offer.amount_sat.saturating_add(offer.fee_sat),
+                            point: offer.point,
+                            expiry: reverse_ptlc_expiry(self.height, params.shared_delay),
+                        },
+                    ));
+                }
+                ReverseStatus::Offered { offer } if p.payee == me => {
+                    // The state completed, but the stop came before the machine heard.
+                    let done = self.channels.get(&offer.channel_id).is_some_and(|e| {
+                        e.channel.latest().is_some_and(|b| b.number >= offer.state)
+                    });
+                    if done {
+                        inputs.push(ReverseInput::Completed {
+                            lsp: p.lsp,
+                            state: offer.state,
+                        });
+                    }
+                }
+                ReverseStatus::Offered { offer } if p.lsp == me => {
+                    let paid = self
+                        .channels
+                        .values()
+                        .any(|e| last_fulfilment(&e.channel, offer.point).is_some());
+                    if let (true, Some((channel, _))) = (paid, self.own_withheld(offer.point)) {
+                        commands.push((channel, Command::Release));
+                        continue;
+                    }
+                    // The payer's PTLC is committed, but the stop came before the machine
+                    // heard: it is handed over again.
+                    let Some(own) = self.own_withheld(offer.point) else {
+                        continue;
+                    };
+                    let committed = self.channels.iter().find_map(|(id, e)| {
+                        let side = e.channel.snapshot().side;
+                        let ptlc = e
+                            .channel
+                            .latest()?
+                            .ptlcs
+                            .iter()
+                            .find(|x| x.point == offer.point && x.offerer != side)?;
+                        Some((*id, e.peer, ptlc.id, ptlc.amount_sat))
+                    });
+                    if let Some((channel_id, from, ptlc_id, amount_sat)) = committed {
+                        inputs.push(ReverseInput::PtlcOffered {
+                            channel_id,
+                            from,
+                            ptlc_id,
+                            point: offer.point,
+                            amount_sat,
+                            own: Some(own),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        for input in inputs {
+            // What a restart finds is reported if refused; it never keeps the node down.
+            if let Err(e) = self.reverse_input(input, out) {
+                out.push(NodeOutput::Refused {
+                    peer: me,
+                    error: format!("resuming a reverse payment: {e}"),
+                });
+            }
+        }
+        self.redo(vec![], commands, out)
     }
 
     /// Hands the role the inputs a stop kept from it, then gives the channels the commands

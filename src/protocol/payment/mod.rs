@@ -63,7 +63,8 @@ pub use lsp::{Lsp, LspAction, LspInput, LspPayment, LspPolicy, LspStatus, Pendin
 pub use payee::{Payee, PayeeAction, PayeeInput, PayeePayment, PayeeStatus};
 pub use payer::{Payer, PayerAction, PayerInput, PayerPayment, PayerStatus};
 pub use reverse::{
-    Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment, ReverseStatus, UpdateProof,
+    reverse_ptlc_expiry, Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment,
+    ReverseStatus, UpdateProof,
 };
 pub use router::{
     Incoming, Router, RouterAction, RouterInput, RouterPayment, RouterPolicy, RouterStatus,

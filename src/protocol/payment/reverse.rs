@@ -39,6 +39,14 @@ use super::{
     Action, OfferTerms, PaymentError, PaymentEvent, PaymentId, PaymentMessage, PurchaseOffer,
 };
 
+/// The expiry of a payer's PTLC buying an LSP's signature: at least twice the payer
+/// channel's shared delay ahead, as the channel requires, and some blocks more.
+pub fn reverse_ptlc_expiry(height: u32, shared_delay: u16) -> u32 {
+    height
+        .saturating_add(2 * u32::from(shared_delay))
+        .saturating_add(6)
+}
+
 /// What A needs to check that S's signature completes an update paying B, and to hold that
 /// update: the state, the channel's parameters, S's committed nonce and B's signature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,6 +220,16 @@ pub enum ReverseInput {
         payer: PublicKey,
         /// S–B.
         channel: Option<ChannelId>,
+        /// S's own transfer of `amount_sat` already withheld on S–B (S restarted after
+        /// proposing it): its state and price point.
+        withheld: Option<(u64, AdaptorPoint)>,
+        /// Current height.
+        height: u32,
+    },
+    /// The peer connected: B repeats a request S has not answered.
+    Connected {
+        /// The peer.
+        peer: PublicKey,
     },
     /// S: its signature on S–B's pending transfer is withheld.
     Withheld {
@@ -301,9 +319,6 @@ pub enum ReverseAction {
         letter: ReverseLetter,
     },
 }
-
-/// A's PTLC must outlive twice A–S's shared delay (the channel's rule) and give S time.
-const PTLC_SLACK: u32 = 6;
 
 /// The reverse machine of one node.
 pub struct Reverse {
@@ -399,6 +414,8 @@ impl Reverse {
                 amount_sat,
                 payer,
                 channel,
+                withheld,
+                height,
             } => {
                 if let Some(have) = self.payments.get(&payment_id) {
                     // B repeats a request S already answered: the same offer again.
@@ -426,6 +443,15 @@ impl Reverse {
                     status: ReverseStatus::Requested,
                 };
                 self.proposed.insert(channel, (payment_id, record));
+                if let Some((state, point)) = withheld {
+                    // Proposed before a restart lost the request: offer it now.
+                    return self.handle(ReverseInput::Withheld {
+                        channel_id: channel,
+                        state,
+                        point,
+                        height,
+                    });
+                }
                 Ok(vec![pay(Action::Channel {
                     channel_id: channel,
                     command: Command::Transfer {
@@ -434,6 +460,23 @@ impl Reverse {
                     },
                 })])
             }
+            ReverseInput::Connected { peer } => Ok(self
+                .payments
+                .iter()
+                .filter(|(_, p)| {
+                    p.payee == me && p.lsp == peer && p.status == ReverseStatus::Requested
+                })
+                .map(|(id, p)| {
+                    pay(Action::Send {
+                        to: peer,
+                        message: PaymentMessage::ReceiveRequest {
+                            payment_id: *id,
+                            amount_sat: p.amount_sat,
+                            payer: p.payer,
+                        },
+                    })
+                })
+                .collect()),
             ReverseInput::Withheld {
                 channel_id,
                 state,
@@ -509,8 +552,9 @@ impl Reverse {
                 record.status = ReverseStatus::Offered {
                     offer: offer.clone(),
                 };
+                // Posted before it is recorded: a stop in between leaves the request open, B
+                // asks again, and A ignores the same offer twice.
                 Ok(vec![
-                    self.persist(id),
                     ReverseAction::Post {
                         to: payer,
                         letter: ReverseLetter::PayRequest {
@@ -518,6 +562,7 @@ impl Reverse {
                             proof: Box::new(proof),
                         },
                     },
+                    self.persist(id),
                 ])
             }
             ReverseInput::PayRequest {
@@ -550,9 +595,7 @@ impl Reverse {
                     .amount_sat
                     .checked_add(offer.fee_sat)
                     .ok_or(PaymentError::Amount("amount plus fee overflows"))?;
-                let expiry = height
-                    .saturating_add(2 * u32::from(delay))
-                    .saturating_add(PTLC_SLACK);
+                let expiry = reverse_ptlc_expiry(height, delay);
                 self.payments.insert(
                     id,
                     ReversePayment {
