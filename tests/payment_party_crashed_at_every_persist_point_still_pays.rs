@@ -200,6 +200,7 @@ fn receive_with_crash(party: usize, k: usize) -> bool {
             lsp,
             payer,
             amount_sat: AMOUNT_R,
+            contact: None,
         }),
     )
     .unwrap();

@@ -26,6 +26,7 @@ fn requested(sim: &mut Sim) -> PaymentId {
             lsp,
             payer,
             amount_sat: AMOUNT,
+            contact: None,
         }),
     )
     .unwrap();

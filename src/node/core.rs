@@ -176,6 +176,8 @@ pub enum NodeOutput {
         to: PublicKey,
         /// The letter's bytes.
         bytes: Vec<u8>,
+        /// The recipient's contact card, when the node learnt it from a letter.
+        contact: Option<serde_json::Value>,
     },
     /// A channel event, for the user.
     ChannelEvent {
@@ -295,6 +297,8 @@ pub enum NodeCommand {
         payer: PublicKey,
         /// Amount.
         amount_sat: u64,
+        /// Our mailbox contact card, for the payer's hand-over.
+        contact: Option<serde_json::Value>,
     },
     /// Cancel a payment (payer).
     Cancel {
@@ -668,12 +672,14 @@ impl NodeCore {
                 lsp,
                 payer,
                 amount_sat,
+                contact,
             } => self.reverse_input(
                 ReverseInput::Receive {
                     payment_id,
                     lsp,
                     payer,
                     amount_sat,
+                    contact,
                 },
                 out,
             )?,
@@ -1200,7 +1206,11 @@ impl NodeCore {
         out: &mut Vec<NodeOutput>,
     ) -> Result<(), NodeError> {
         let input = match letter {
-            ReverseLetter::PayRequest { offer, proof } => {
+            ReverseLetter::PayRequest {
+                offer,
+                proof,
+                payee_contact,
+            } => {
                 let channel = self.channels.iter().find_map(|(id, e)| {
                     let funded = e.peer == offer.lsp && e.channel.phase() == Phase::Funded;
                     let delay = e.channel.snapshot().params.as_ref()?.shared_delay;
@@ -1209,6 +1219,7 @@ impl NodeCore {
                 ReverseInput::PayRequest {
                     offer,
                     proof,
+                    payee_contact,
                     channel,
                     height: self.height,
                 }
@@ -1279,9 +1290,14 @@ impl NodeCore {
     ) -> Result<(), NodeError> {
         for action in self.reverse.handle(input)? {
             match action {
-                ReverseAction::Post { to, letter } => out.push(NodeOutput::PostReverse {
+                ReverseAction::Post {
+                    to,
+                    letter,
+                    contact,
+                } => out.push(NodeOutput::PostReverse {
                     to,
                     bytes: letter.encode(),
+                    contact,
                 }),
                 ReverseAction::Payment(PaymentAction::Persist((payment_id, record))) => {
                     out.push(NodeOutput::PersistReverse {

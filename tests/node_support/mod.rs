@@ -252,7 +252,7 @@ impl Sim {
                     self.nodes[node].reverse.insert(payment_id, record);
                     self.persisted(node);
                 }
-                NodeOutput::PostReverse { to, bytes } => {
+                NodeOutput::PostReverse { to, bytes, .. } => {
                     let Some(to) = self.index_of(&to) else {
                         bail!("letter to an unknown node")
                     };

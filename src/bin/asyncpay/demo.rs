@@ -92,6 +92,11 @@ pub struct DemoArgs {
     /// alone and still override it in time.
     #[arg(long)]
     lsp_restarts_after_cheat: bool,
+    /// The reverse variant instead: B is the one offline. B asks S for a state paying it and
+    /// leaves S's offer in A's mailbox; A buys S's signature with a PTLC and hands it to B;
+    /// B, back, has its state. No on-chain epilogue.
+    #[arg(long, conflicts_with_all = ["routed", "crash", "lsp_restarts_after_cheat"])]
+    reverse: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -796,7 +801,7 @@ impl Demo {
 
     fn payment_status(&mut self, party: Party, payment_id: &str) -> anyhow::Result<Option<String>> {
         let info = self.info(party)?;
-        Ok(info["payments"]
+        Ok(info[self.ledger()]
             .as_array()
             .into_iter()
             .flatten()
@@ -806,7 +811,7 @@ impl Demo {
 
     fn payment_record(&mut self, party: Party, payment_id: &str) -> anyhow::Result<Value> {
         let info = self.info(party)?;
-        info["payments"]
+        info[self.ledger()]
             .as_array()
             .into_iter()
             .flatten()
@@ -1016,6 +1021,84 @@ impl Demo {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// Where the nodes list this run's payment in `info`: the main flow's payments, or the
+    /// reverse variant's.
+    fn ledger(&self) -> &'static str {
+        if self.args.reverse {
+            "reverse"
+        } else {
+            "payments"
+        }
+    }
+
+    /// The reverse variant's payment: B asks, leaves; A buys; B returns. Returns the payment
+    /// id and S's fee.
+    fn reverse_payment(&mut self) -> anyhow::Result<(String, u64)> {
+        let amount = self.args.amount_sat;
+        self.in_payment = true;
+        self.begin(
+            "receive",
+            format!(
+                "B asks S for a state paying it {amount} sat, leaves S's offer in A's mailbox and goes offline"
+            ),
+        );
+        let payer_contact = self.call(Party::A, "/v1/contact", json!({}))?;
+        let answer = self.call(
+            Party::B,
+            "/v1/receive",
+            json!({"lsp": self.node(Party::S).key, "payer_contact": payer_contact, "amount_sat": amount}),
+        )?;
+        let payment_id = answer["payment_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("/v1/receive answered {answer}"))?
+            .to_string();
+        self.narrator.detail(format!("payment {payment_id}"));
+        self.await_status(Party::B, &payment_id, "offered", &[])?;
+        self.await_status(Party::S, &payment_id, "offered", &[])?;
+        let record = self.payment_record(Party::S, &payment_id)?;
+        let fee = record["status"]["offer"]["terms"]["fee_sat"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("S's record has no offer fee"))?;
+        self.narrator.detail(format!(
+            "S proposed state 1 of S–B paying B, kept its signature back and offered it for \
+             {amount} + {fee} sat; B countersigned and posted the offer to A's mailbox"
+        ));
+        self.stop_node(Party::B)?;
+
+        self.begin(
+            "buy",
+            "A fetches B's request and buys S's signature with a PTLC on A–S",
+        );
+        let asked = self.narrator.started.elapsed();
+        let fetched = self.call(Party::A, "/v1/fetch", json!({}))?;
+        let run = self.runs[Party::A.index()];
+        self.events
+            .push(asked, Party::A, run, json!({"event": "fetched"}));
+        self.narrator
+            .detail(format!("A fetched {} letter(s)", fetched["letters"]));
+        self.await_status(Party::A, &payment_id, "bought", &[])?;
+        self.await_status(Party::S, &payment_id, "bought", &[])?;
+        self.narrator.detail(
+            "S fulfilled A's PTLC with its signature's scalar and released state 1 of S–B; A \
+             holds the complete update and handed S's signature to B's mailbox",
+        );
+
+        self.begin("return", "B comes back online and has its state");
+        self.start_node(Party::B)?;
+        self.await_connected(Party::B, Party::S)?;
+        let asked = self.narrator.started.elapsed();
+        let fetched = self.call(Party::B, "/v1/fetch", json!({}))?;
+        let run = self.runs[Party::B.index()];
+        self.events
+            .push(asked, Party::B, run, json!({"event": "fetched"}));
+        self.narrator.detail(format!(
+            "B reconnected to S and fetched {} letter(s) (A's hand-over)",
+            fetched["letters"]
+        ));
+        self.await_status(Party::B, &payment_id, "paid", &[])?;
+        Ok((payment_id, fee))
     }
 
     /// The parties of this run: A, S, B, and the router P when routed.
@@ -1247,112 +1330,118 @@ impl Demo {
         let before = balances_of(self)?;
         self.narrator.detail(describe(&before));
 
-        self.begin(
-            "contact",
-            "B publishes its mailbox contact and goes offline",
-        );
-        let contact = self.call(Party::B, "/v1/contact", json!({}))?;
-        self.narrator.detail(format!(
-            "contact: node {}…, mailbox {}",
-            contact["node_key"]
-                .as_str()
-                .map(|k| &k[..16.min(k.len())])
-                .unwrap_or("?"),
-            contact["mailbox_url"].as_str().unwrap_or("?")
-        ));
-        self.stop_node(Party::B)?;
+        let (payment_id, fee, backup) = if self.args.reverse {
+            let (payment_id, fee) = self.reverse_payment()?;
+            (payment_id, fee, None)
+        } else {
+            self.begin(
+                "contact",
+                "B publishes its mailbox contact and goes offline",
+            );
+            let contact = self.call(Party::B, "/v1/contact", json!({}))?;
+            self.narrator.detail(format!(
+                "contact: node {}…, mailbox {}",
+                contact["node_key"]
+                    .as_str()
+                    .map(|k| &k[..16.min(k.len())])
+                    .unwrap_or("?"),
+                contact["mailbox_url"].as_str().unwrap_or("?")
+            ));
+            self.stop_node(Party::B)?;
 
-        self.begin(
-            "pay",
-            format!("A pays B {amount} sat through S, posts its letter and goes offline"),
-        );
-        self.in_payment = true;
-        self.arm(Party::A)?;
-        self.arm(Party::S)?;
-        if routed {
-            self.arm(Party::P)?;
-        }
-        let paid = self.call(
-            Party::A,
-            "/v1/pay",
-            json!({"lsp": self.node(Party::S).key, "contact": contact, "amount_sat": amount}),
-        );
-        let payment_id = match paid {
-            Ok(answer) => answer["payment_id"]
-                .as_str()
-                .ok_or_else(|| anyhow!("/v1/pay answered {answer}"))?
-                .to_string(),
-            // A died while paying: its payment is in its store; it resumes after a restart.
-            Err(e) => {
-                if !self.recover_after_failed_call(Party::A)? {
-                    return Err(e);
-                }
-                let info = self.info(Party::A)?;
-                info["payments"]
-                    .as_array()
-                    .and_then(|p| p.first())
-                    .and_then(|p| p["payment_id"].as_str())
-                    .ok_or_else(|| anyhow!("A restarted without the payment it was making"))?
-                    .to_string()
+            self.begin(
+                "pay",
+                format!("A pays B {amount} sat through S, posts its letter and goes offline"),
+            );
+            self.in_payment = true;
+            self.arm(Party::A)?;
+            self.arm(Party::S)?;
+            if routed {
+                self.arm(Party::P)?;
             }
-        };
-        self.narrator.detail(format!("payment {payment_id}"));
-        self.await_status(Party::A, &payment_id, "posted", &["void", "cancelling"])?;
-        self.await_status(Party::S, &payment_id, "offered", &["cancelled"])?;
-        let record = self.payment_record(Party::A, &payment_id)?;
-        let fee = record["fee_sat"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("A's payment record has no fee_sat"))?;
-        self.narrator.detail(format!(
-            "S offered {amount} sat to B for A's signature, fee {fee} sat; the letter is in B's mailbox"
-        ));
-        let held = self.own_balance(Party::S, &as_id)?;
-        self.narrator.detail(format!(
-            "nothing has moved yet: S's balance in A–S is still {held} sat"
-        ));
-        self.stop_node(Party::A)?;
-        let backup = Backup::take(&self.node(Party::A).dir)?;
-        self.narrator.detail(format!(
-            "A's backup as it went offline: A–S at state {}",
-            backup.state(&as_id).map_or("?".into(), |n| n.to_string())
-        ));
-
-        self.begin(
-            "sell",
-            "B comes online, fetches the letter and sells A's signature to S",
-        );
-        self.start_node(Party::B)?;
-        // B redials the peers it knows by itself.
-        self.await_connected(Party::B, Party::S)?;
-        self.narrator.detail("B reconnected to S");
-        let asked = self.narrator.started.elapsed();
-        let fetched = match self.call(Party::B, "/v1/fetch", json!({})) {
-            Ok(fetched) => fetched,
-            // B died while handling the letter: the mailbox still holds it.
-            Err(e) => {
-                if !self.recover_after_failed_call(Party::B)? {
-                    return Err(e);
+            let paid = self.call(
+                Party::A,
+                "/v1/pay",
+                json!({"lsp": self.node(Party::S).key, "contact": contact, "amount_sat": amount}),
+            );
+            let payment_id = match paid {
+                Ok(answer) => answer["payment_id"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("/v1/pay answered {answer}"))?
+                    .to_string(),
+                // A died while paying: its payment is in its store; it resumes after a restart.
+                Err(e) => {
+                    if !self.recover_after_failed_call(Party::A)? {
+                        return Err(e);
+                    }
+                    let info = self.info(Party::A)?;
+                    info["payments"]
+                        .as_array()
+                        .and_then(|p| p.first())
+                        .and_then(|p| p["payment_id"].as_str())
+                        .ok_or_else(|| anyhow!("A restarted without the payment it was making"))?
+                        .to_string()
                 }
-                self.await_connected(Party::B, Party::S)?;
-                self.call(Party::B, "/v1/fetch", json!({}))?
-            }
-        };
-        self.events.push(
-            asked,
-            Party::B,
-            self.runs[Party::B.index()],
-            json!({"event": "fetched"}),
-        );
-        self.narrator
-            .detail(format!("B fetched {} letter(s)", fetched["letters"]));
-        self.await_status(Party::B, &payment_id, "paid", &["refused"])?;
-        self.await_status(Party::S, &payment_id, "sold", &["cancelled"])?;
+            };
+            self.narrator.detail(format!("payment {payment_id}"));
+            self.await_status(Party::A, &payment_id, "posted", &["void", "cancelling"])?;
+            self.await_status(Party::S, &payment_id, "offered", &["cancelled"])?;
+            let record = self.payment_record(Party::A, &payment_id)?;
+            let fee = record["fee_sat"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("A's payment record has no fee_sat"))?;
+            self.narrator.detail(format!(
+                "S offered {amount} sat to B for A's signature, fee {fee} sat; the letter is in B's mailbox"
+            ));
+            let held = self.own_balance(Party::S, &as_id)?;
+            self.narrator.detail(format!(
+                "nothing has moved yet: S's balance in A–S is still {held} sat"
+            ));
+            self.stop_node(Party::A)?;
+            let backup = Backup::take(&self.node(Party::A).dir)?;
+            self.narrator.detail(format!(
+                "A's backup as it went offline: A–S at state {}",
+                backup.state(&as_id).map_or("?".into(), |n| n.to_string())
+            ));
 
-        self.begin("receipt", "A comes back online and receives its receipt");
-        self.start_node(Party::A)?;
-        self.await_connected(Party::A, Party::S)?;
-        self.narrator.detail("A reconnected to S");
-        self.await_status(Party::A, &payment_id, "completed", &["void"])?;
+            self.begin(
+                "sell",
+                "B comes online, fetches the letter and sells A's signature to S",
+            );
+            self.start_node(Party::B)?;
+            // B redials the peers it knows by itself.
+            self.await_connected(Party::B, Party::S)?;
+            self.narrator.detail("B reconnected to S");
+            let asked = self.narrator.started.elapsed();
+            let fetched = match self.call(Party::B, "/v1/fetch", json!({})) {
+                Ok(fetched) => fetched,
+                // B died while handling the letter: the mailbox still holds it.
+                Err(e) => {
+                    if !self.recover_after_failed_call(Party::B)? {
+                        return Err(e);
+                    }
+                    self.await_connected(Party::B, Party::S)?;
+                    self.call(Party::B, "/v1/fetch", json!({}))?
+                }
+            };
+            self.events.push(
+                asked,
+                Party::B,
+                self.runs[Party::B.index()],
+                json!({"event": "fetched"}),
+            );
+            self.narrator
+                .detail(format!("B fetched {} letter(s)", fetched["letters"]));
+            self.await_status(Party::B, &payment_id, "paid", &["refused"])?;
+            self.await_status(Party::S, &payment_id, "sold", &["cancelled"])?;
+
+            self.begin("receipt", "A comes back online and receives its receipt");
+            self.start_node(Party::A)?;
+            self.await_connected(Party::A, Party::S)?;
+            self.narrator.detail("A reconnected to S");
+            self.await_status(Party::A, &payment_id, "completed", &["void"])?;
+            (payment_id, fee, Some(backup))
+        };
         let after = balances_of(self)?;
         self.narrator.detail(describe(&after));
         let mut status = json!({
@@ -1360,6 +1449,9 @@ impl Demo {
             "lsp": self.payment_status(Party::S, &payment_id)?,
             "payee": self.payment_status(Party::B, &payment_id)?,
         });
+        if self.args.reverse {
+            status["variant"] = json!("payee offline");
+        }
         if routed {
             status["router"] = json!(self.payment_status(Party::P, &payment_id)?);
         }
@@ -1385,10 +1477,9 @@ impl Demo {
             self.stop_node(Party::P)?;
         }
 
-        let enforcement = if self.args.no_epilogue {
-            None
-        } else {
-            Some(self.epilogue(&backup, &as_id, after[0], after[1])?)
+        let enforcement = match (&backup, self.args.no_epilogue) {
+            (Some(backup), false) => Some(self.epilogue(backup, &as_id, after[0], after[1])?),
+            _ => None,
         };
 
         self.begin("stop", "stop S");
@@ -1422,9 +1513,14 @@ impl Demo {
                 amount as i64
             }
         };
+        let (payer_done, lsp_done) = if self.args.reverse {
+            ("bought", "bought")
+        } else {
+            ("completed", "sold")
+        };
         let mut checks = vec![
-            check("payer status", json!("completed"), status["payer"].clone()),
-            check("lsp status", json!("sold"), status["lsp"].clone()),
+            check("payer status", json!(payer_done), status["payer"].clone()),
+            check("lsp status", json!(lsp_done), status["lsp"].clone()),
             check("payee status", json!("paid"), status["payee"].clone()),
             check(
                 "A's change in A–S",
@@ -1735,7 +1831,14 @@ impl Demo {
                         name_of(&e["to"]),
                         e["message"].as_str().unwrap_or("?").to_string(),
                     ),
-                    "letter_posted" => (from, "mailbox", "letter (age-encrypted to B)".into()),
+                    "letter_posted" => {
+                        let to = if e["to"].is_null() {
+                            "B"
+                        } else {
+                            name_of(&e["to"])
+                        };
+                        (from, "mailbox", format!("letter (age-encrypted to {to})"))
+                    }
                     "fetched" => ("mailbox", from, "letter".into()),
                     "onchain" => (from, "chain", e["what"].as_str().unwrap_or("?").into()),
                     _ => return None,

@@ -90,7 +90,8 @@ pub struct CtlArgs {
     /// The node's data directory (its `node.json` and `control.token` are read).
     #[arg(long)]
     data_dir: PathBuf,
-    /// info | address | connect | open | contact | pay | cancel | fetch | force-close | stop |
+    /// info | address | connect | open | contact | pay | receive | cancel | fetch | force-close |
+    /// stop |
     /// crash-at (fault injection: '{"point": "send:<message>" | "post-letter" | "persist:<n>"}'
     /// makes the node SIGKILL itself at that point of its outputs)
     command: String,
@@ -672,6 +673,29 @@ impl Node {
                 }
                 Ok(json!({ "payment_id": payment_id.to_string(), "fee_sat": fee_sat }))
             }
+            "receive" => {
+                // Reverse variant: be paid while offline by a payer buying our LSP's signature.
+                let lsp = key_arg(&args, "lsp").map_err(|e| anyhow!(e))?;
+                let amount_sat = u64_arg(&args, "amount_sat").map_err(|e| anyhow!(e))?;
+                let card: Contact = serde_json::from_value(args["payer_contact"].clone())
+                    .context("\"payer_contact\" must be the payer's contact card")?;
+                let verified = card
+                    .verify()
+                    .map_err(|e| anyhow!("payer contact does not verify: {e:?}"))?;
+                let payer = PublicKey::from(verified.node_key);
+                self.store.put_contact(&payer, &serde_json::to_string(&card)?)?;
+                let own = Contact::sign(&self.mailbox_key, self.mailbox.base_url(), now());
+                let payment_id = PaymentId(rand::random());
+                let outputs = self.core.handle(NodeInput::Command(NodeCommand::Receive {
+                    payment_id,
+                    lsp,
+                    payer,
+                    amount_sat,
+                    contact: Some(serde_json::to_value(own)?),
+                }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({ "payment_id": payment_id.to_string() }))
+            }
             "cancel" => {
                 let payment_id: PaymentId = args["payment_id"]
                     .as_str()
@@ -713,7 +737,7 @@ impl Node {
                 Ok(json!({}))
             }
             other => bail!(
-                "unknown command {other:?}; try info, address, connect, open, contact, pay, cancel, fetch, force-close, crash-at, stop"
+                "unknown command {other:?}; try info, address, connect, open, contact, pay, receive, cancel, fetch, force-close, crash-at, stop"
             ),
         }
     }
@@ -763,6 +787,18 @@ impl Node {
                 })
             })
             .collect();
+        let reverse: Vec<Value> = self
+            .core
+            .reverse_payments()
+            .map(|(id, record)| {
+                let record = serde_json::to_value(record).unwrap_or(Value::Null);
+                json!({
+                    "payment_id": id.to_string(),
+                    "status": record["status"]["status"],
+                    "record": record,
+                })
+            })
+            .collect();
         let balance = self.wallet.balance();
         json!({
             "node_key": self.core.public_key().to_string(),
@@ -772,6 +808,7 @@ impl Node {
             "wallet_pending_sat": (balance.trusted_pending + balance.untrusted_pending).to_sat(),
             "channels": channels,
             "payments": payments,
+            "reverse": reverse,
         })
     }
 
@@ -904,13 +941,17 @@ impl Node {
                     self.store.put_reverse(&payment_id, &record)?;
                     self.crash_after_persist();
                 }
-                NodeOutput::PostReverse { to, bytes } => {
-                    let contact: Contact = serde_json::from_str(
-                        &self
-                            .store
-                            .contact(&to)?
-                            .context("no contact stored for the letter's recipient")?,
-                    )?;
+                NodeOutput::PostReverse { to, bytes, contact } => {
+                    let contact: Contact = match contact {
+                        Some(card) => serde_json::from_value(card)
+                            .context("the letter's contact card does not parse")?,
+                        None => serde_json::from_str(
+                            &self
+                                .store
+                                .contact(&to)?
+                                .context("no contact stored for the letter's recipient")?,
+                        )?,
+                    };
                     let verified = contact.verify().map_err(|e| anyhow!("contact: {e:?}"))?;
                     self.mailbox
                         .send(

@@ -126,6 +126,9 @@ pub enum ReverseLetter {
         offer: Box<PurchaseOffer>,
         /// The update it completes.
         proof: Box<UpdateProof>,
+        /// Where to hand S's signature over: B's mailbox contact card, opaque here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payee_contact: Option<serde_json::Value>,
     },
     /// A → B: S's signature, bought.
     Handover {
@@ -189,6 +192,9 @@ pub struct ReversePayment {
     pub payer: PublicKey,
     /// What B receives.
     pub amount_sat: u64,
+    /// B's mailbox contact card (opaque here), for the hand-over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee_contact: Option<serde_json::Value>,
     /// Where it stands.
     pub status: ReverseStatus,
 }
@@ -207,6 +213,8 @@ pub enum ReverseInput {
         payer: PublicKey,
         /// The amount.
         amount_sat: u64,
+        /// Our mailbox contact card, for A's hand-over (opaque here).
+        contact: Option<serde_json::Value>,
     },
     /// S: B's request, with S's funded channel to B.
     Request {
@@ -258,6 +266,8 @@ pub enum ReverseInput {
         offer: Box<PurchaseOffer>,
         /// The update.
         proof: Box<UpdateProof>,
+        /// B's contact card.
+        payee_contact: Option<serde_json::Value>,
         /// A–S and its shared delay.
         channel: Option<(ChannelId, u16)>,
         /// Current height.
@@ -317,6 +327,8 @@ pub enum ReverseAction {
         to: PublicKey,
         /// The letter.
         letter: ReverseLetter,
+        /// The recipient's contact card, when the letter brought it.
+        contact: Option<serde_json::Value>,
     },
 }
 
@@ -379,6 +391,7 @@ impl Reverse {
                 lsp,
                 payer,
                 amount_sat,
+                contact,
             } => {
                 if self.payments.contains_key(&payment_id) {
                     return Err(PaymentError::DuplicatePayment(payment_id));
@@ -393,6 +406,7 @@ impl Reverse {
                         lsp,
                         payer,
                         amount_sat,
+                        payee_contact: contact,
                         status: ReverseStatus::Requested,
                     },
                 );
@@ -440,6 +454,7 @@ impl Reverse {
                     lsp: me,
                     payer,
                     amount_sat,
+                    payee_contact: None,
                     status: ReverseStatus::Requested,
                 };
                 self.proposed.insert(channel, (payment_id, record));
@@ -548,6 +563,7 @@ impl Reverse {
                     });
                 }
                 let payer = record.payer;
+                let payee_contact = record.payee_contact.clone();
                 let record = self.payments.get_mut(&id).expect("found");
                 record.status = ReverseStatus::Offered {
                     offer: offer.clone(),
@@ -560,7 +576,9 @@ impl Reverse {
                         letter: ReverseLetter::PayRequest {
                             offer: Box::new(offer),
                             proof: Box::new(proof),
+                            payee_contact,
                         },
+                        contact: None,
                     },
                     self.persist(id),
                 ])
@@ -568,6 +586,7 @@ impl Reverse {
             ReverseInput::PayRequest {
                 offer,
                 proof,
+                payee_contact,
                 channel,
                 height,
             } => {
@@ -603,6 +622,7 @@ impl Reverse {
                         lsp: offer.lsp,
                         payer: me,
                         amount_sat: offer.amount_sat,
+                        payee_contact,
                         status: ReverseStatus::Buying {
                             offer: offer.as_ref().clone(),
                             proof,
@@ -687,7 +707,7 @@ impl Reverse {
                 let lsp_signature = proof
                     .lsp_signature(&secret)
                     .ok_or(PaymentError::WrongScalar)?;
-                let payee = record.payee;
+                let (payee, contact) = (record.payee, record.payee_contact.clone());
                 record.status = ReverseStatus::Bought {
                     offer: offer.clone(),
                     lsp_signature: Some(lsp_signature),
@@ -700,6 +720,7 @@ impl Reverse {
                             payment_id: id,
                             lsp_signature,
                         },
+                        contact,
                     },
                     pay(Action::Event(PaymentEvent::Completed { payment_id: id })),
                 ])
