@@ -445,6 +445,7 @@ impl NodeCore {
         self.channels
             .values()
             .flat_map(|e| e.channel.watched())
+            .chain(self.reverse.held().map(|(proof, _)| proof.funding_outpoint))
             .collect()
     }
 
@@ -553,6 +554,13 @@ impl NodeCore {
                         confirmed_at,
                     });
                     let _ = self.channel_input(id, input, &mut out);
+                }
+                // As a payer holding an offline payee's complete update: an older state of
+                // its channel is answered with it.
+                for (proof, signature) in self.reverse.held() {
+                    if let Some(answer) = proof.answer(signature, &tx) {
+                        out.push(NodeOutput::Broadcast(answer));
+                    }
                 }
                 self.feed_windows(&mut out)?;
             }
@@ -1266,6 +1274,12 @@ impl NodeCore {
             body: pending.body.clone(),
             lsp_nonce: pending.proposer_nonce,
             payee_signature: pending.countersignature?,
+            funding_outpoint: snap.funding_outpoint?,
+            older_settlements: snap
+                .settlement_leaf_hashes
+                .range(..pending.body.number)
+                .map(|(state, hash)| (*state, *hash))
+                .collect(),
         };
         Some((proof, e.channel.pending_price_point()?))
     }
@@ -1326,6 +1340,7 @@ impl NodeCore {
                         });
                     }
                 }
+                ReverseAction::Watch(outpoint) => out.push(NodeOutput::Watch(outpoint)),
                 ReverseAction::Payment(PaymentAction::Event(e)) => {
                     out.push(NodeOutput::PaymentEvent(e))
                 }

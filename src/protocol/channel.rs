@@ -2834,7 +2834,7 @@ fn find_ptlc(
 
 /// The compact encoding of [`Snapshot::settlement_leaf_hashes`]: hex of 40-byte records, the
 /// state (8 bytes, big-endian) then its leaf hash, in increasing state order.
-mod leaf_hash_log {
+pub(crate) mod leaf_hash_log {
     use std::collections::BTreeMap;
 
     use serde::de::Error as _;
@@ -2842,7 +2842,7 @@ mod leaf_hash_log {
 
     const RECORD: usize = 40;
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         map: &BTreeMap<u64, [u8; 32]>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
@@ -2861,7 +2861,7 @@ mod leaf_hash_log {
         serializer.serialize_str(core::str::from_utf8(&text).expect("hex digits are ascii"))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<BTreeMap<u64, [u8; 32]>, D::Error> {
         let text = String::deserialize(deserializer)?;

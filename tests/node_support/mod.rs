@@ -136,6 +136,9 @@ fn parse<R: serde::de::DeserializeOwned>(
         .collect()
 }
 
+/// Pays a funding script its capacity on a real chain; returns the confirmed output.
+pub type Funder = Box<dyn FnMut(&bitcoin::ScriptBuf, u64) -> anyhow::Result<OutPoint>>;
+
 /// The network.
 pub struct Sim {
     pub nodes: Vec<SimNode>,
@@ -145,6 +148,11 @@ pub struct Sim {
     pub transcript: Vec<String>,
     pub refusals: Vec<String>,
     pub next_id: u8,
+    /// Pays a funding script its capacity on a real chain and returns the confirmed output;
+    /// without it, funding outpoints are made up.
+    pub funder: Option<Funder>,
+    /// The funding outputs the funder made, by channel.
+    pub funded: BTreeMap<ChannelId, OutPoint>,
 }
 
 pub const A: usize = 0;
@@ -156,6 +164,11 @@ pub const P: usize = 3;
 impl Sim {
     /// A payer, an LSP and a payee, all running, no channels.
     pub fn new() -> Self {
+        Self::at_height(HEIGHT)
+    }
+
+    /// The same, at chain height `height` (for scenarios on a real chain).
+    pub fn at_height(height: u32) -> Self {
         let node = SimNode::empty;
         let mut sim = Sim {
             nodes: vec![
@@ -164,14 +177,16 @@ impl Sim {
                 node("B", 0xb1, Role::Payee),
             ],
             queue: VecDeque::new(),
-            height: HEIGHT,
+            height,
             broadcasts: vec![],
             transcript: vec![],
             refusals: vec![],
             next_id: 1,
+            funder: None,
+            funded: BTreeMap::new(),
         };
         for i in 0..3 {
-            sim.nodes[i].start(HEIGHT).expect("empty nodes start");
+            sim.nodes[i].start(height).expect("empty nodes start");
         }
         sim
     }
@@ -276,8 +291,19 @@ impl Sim {
                 }
                 NodeOutput::Broadcast(tx) => self.broadcasts.push(tx),
                 NodeOutput::Watch(_) => {}
-                NodeOutput::NeedFunding { channel_id, .. } => {
-                    let outpoint = fake_outpoint(&channel_id);
+                NodeOutput::NeedFunding {
+                    channel_id,
+                    script_pubkey,
+                    capacity_sat,
+                } => {
+                    let outpoint = match self.funder.as_mut() {
+                        Some(fund) => {
+                            let outpoint = fund(&script_pubkey, capacity_sat)?;
+                            self.funded.insert(channel_id, outpoint);
+                            outpoint
+                        }
+                        None => fake_outpoint(&channel_id),
+                    };
                     let outputs = self.nodes[node].core.as_mut().expect("running").handle(
                         NodeInput::FundingBuilt {
                             channel_id,
@@ -401,7 +427,10 @@ impl Sim {
             }),
         )?;
         self.pump()?;
-        let txid = fake_outpoint(&channel_id).txid;
+        let txid = self
+            .funded
+            .get(&channel_id)
+            .map_or(fake_outpoint(&channel_id).txid, |o| o.txid);
         for node in [opener, acceptor] {
             self.input(
                 node,

@@ -32,8 +32,9 @@ use crate::crypto::keys::{PublicKey, SecretKey, Signature};
 use crate::crypto::nonce::PublicNonce;
 use crate::protocol::channel::{ChannelParams, Command, StateBody};
 use crate::protocol::messages::ChannelId;
-use crate::protocol::transactions::ChannelTxs;
-use crate::tx::Party;
+use crate::protocol::transactions::{signed_update, ChannelTxs, Spent};
+use crate::tx::{Party, STATE_LOCKTIME_BASE};
+use bitcoin::{OutPoint, Transaction};
 
 use super::{
     Action, OfferTerms, PaymentError, PaymentEvent, PaymentId, PaymentMessage, PurchaseOffer,
@@ -62,6 +63,12 @@ pub struct UpdateProof {
     pub lsp_nonce: PublicNonce,
     /// B's signature on U_{n+1}.
     pub payee_signature: Signature,
+    /// S–B's funding output: where to watch for an older state.
+    pub funding_outpoint: OutPoint,
+    /// The settlement leaf hash of every older state: spending an older update's output
+    /// takes its control block, which names that hash.
+    #[serde(default, with = "crate::protocol::channel::leaf_hash_log")]
+    pub older_settlements: BTreeMap<u64, [u8; 32]>,
 }
 
 impl UpdateProof {
@@ -103,6 +110,49 @@ impl UpdateProof {
             });
         }
         Ok(m)
+    }
+
+    /// U_{n+1}, fully signed and bound to the output of `published` if that is an older
+    /// update of this channel: what a holder of the complete update publishes over it.
+    pub fn answer(
+        &self,
+        lsp_signature: &Signature,
+        published: &Transaction,
+    ) -> Option<Transaction> {
+        let locktime = published.lock_time.to_consensus_u32();
+        let m = u64::from(locktime.checked_sub(STATE_LOCKTIME_BASE)?);
+        if m >= self.body.number {
+            return None;
+        }
+        // Only a state of this channel: it spends the funding output or an update output.
+        let spends_channel = published
+            .input
+            .iter()
+            .any(|i| i.previous_output == self.funding_outpoint || i.witness.len() == 4);
+        if !spends_channel {
+            return None;
+        }
+        let leaf = *self.older_settlements.get(&m)?;
+        let (sig_a, sig_s) = match self.lsp_side {
+            Party::A => (lsp_signature, &self.payee_signature),
+            Party::S => (&self.payee_signature, lsp_signature),
+        };
+        let spent = Spent::Update {
+            outpoint: OutPoint {
+                txid: published.compute_txid(),
+                vout: 0,
+            },
+            state: u32::try_from(m).ok()?,
+            settlement_leaf_hash: leaf,
+        };
+        signed_update(
+            &ChannelTxs::new(&self.params),
+            &self.body,
+            sig_a,
+            sig_s,
+            &spent,
+        )
+        .ok()
     }
 
     /// S's full signature from the bought scalar, if it verifies on U_{n+1}.
@@ -170,12 +220,15 @@ pub enum ReverseStatus {
         /// The update.
         proof: Box<UpdateProof>,
     },
-    /// A: holds the complete update and handed S's signature to B. S: sold.
+    /// A: holds the complete update, watches for B and handed S's signature to B. S: sold.
     Bought {
         /// S's offer.
         offer: PurchaseOffer,
         /// S's signature (at A; none at S).
         lsp_signature: Option<Signature>,
+        /// The update (at A; none at S).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<Box<UpdateProof>>,
     },
     /// B: state n+1 of S–B is complete.
     Paid,
@@ -330,6 +383,8 @@ pub enum ReverseAction {
         /// The recipient's contact card, when the letter brought it.
         contact: Option<serde_json::Value>,
     },
+    /// Report spends of this outpoint (the payer watching the payee's channel).
+    Watch(OutPoint),
 }
 
 /// The reverse machine of one node.
@@ -376,6 +431,19 @@ impl Reverse {
     /// Every payment.
     pub fn payments(&self) -> impl Iterator<Item = (&PaymentId, &ReversePayment)> {
         self.payments.iter()
+    }
+
+    /// What this node holds as a payer for offline payees: each complete update and S's
+    /// signature on it.
+    pub fn held(&self) -> impl Iterator<Item = (&UpdateProof, &Signature)> {
+        self.payments.values().filter_map(|p| match &p.status {
+            ReverseStatus::Bought {
+                lsp_signature: Some(signature),
+                proof: Some(proof),
+                ..
+            } => Some((proof.as_ref(), signature)),
+            _ => None,
+        })
     }
 
     fn persist(&self, id: PaymentId) -> ReverseAction {
@@ -672,6 +740,7 @@ impl Reverse {
                 stored.status = ReverseStatus::Bought {
                     offer,
                     lsp_signature: None,
+                    proof: None,
                 };
                 // Paid the moment the scalar is out (S can claim the PTLC with it on chain):
                 // fulfil, then hand B its state.
@@ -708,9 +777,11 @@ impl Reverse {
                     .lsp_signature(&secret)
                     .ok_or(PaymentError::WrongScalar)?;
                 let (payee, contact) = (record.payee, record.payee_contact.clone());
+                let watch = proof.funding_outpoint;
                 record.status = ReverseStatus::Bought {
                     offer: offer.clone(),
                     lsp_signature: Some(lsp_signature),
+                    proof: Some(proof.clone()),
                 };
                 Ok(vec![
                     self.persist(id),
@@ -722,6 +793,8 @@ impl Reverse {
                         },
                         contact,
                     },
+                    // A watches S–B for B until B is back.
+                    ReverseAction::Watch(watch),
                     pay(Action::Event(PaymentEvent::Completed { payment_id: id })),
                 ])
             }

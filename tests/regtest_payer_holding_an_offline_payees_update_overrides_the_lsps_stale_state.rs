@@ -1,0 +1,163 @@
+//! The reverse variant on the BIP118 regtest, through the mempool: B is offline and A has
+//! bought S's signature on state 1 of S–B (paying B). S, cheating, publishes S–B's state 0
+//! from an old copy of its store (`submitpackage` with a CPFP child). A, which holds the
+//! complete U_1 and watches S–B's funding output, answers with U_1 spending U_0's output;
+//! it confirms long before U_0's settlement could. B, back, settles state 1 after the shared
+//! delay and is paid exactly its amount.
+
+mod node_support;
+mod tx_support;
+
+use std::sync::Arc;
+
+use anyhow::{ensure, Context};
+use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use asyncpay::protocol::payment::PaymentId;
+use asyncpay::tx::STATE_LOCKTIME_BASE;
+use bitcoin::{Amount, OutPoint};
+use node_support::*;
+
+const AMOUNT: u64 = 30_000;
+
+#[test]
+fn payer_holding_the_offline_payees_update_overrides_the_lsps_stale_state() -> anyhow::Result<()> {
+    let chain = Arc::new(tx_support::start());
+    let fees = tx_support::keypair("reverse-watch-fees");
+    let mut sim = Sim::at_height(u32::try_from(chain.height()?)?);
+    let funding_chain = chain.clone();
+    sim.funder = Some(Box::new(move |script, capacity| {
+        let (outpoint, _) = funding_chain.fund(script, Amount::from_sat(capacity))?;
+        funding_chain.confirm(&outpoint.txid)?;
+        Ok(outpoint)
+    }));
+    sim.open(A, S, 1_000_000)?;
+    let sb = sim.open(S, B, 400_000)?;
+    // S keeps a copy of its store from before the payment: state 0 of S–B.
+    let stale_copy: Vec<_> = sim.nodes[S].channels.values().cloned().collect();
+
+    let id = PaymentId([0x42; 32]);
+    let (lsp, payer) = (sim.key(S), sim.key(A));
+    sim.input(
+        B,
+        NodeInput::Command(NodeCommand::Receive {
+            payment_id: id,
+            lsp,
+            payer,
+            amount_sat: AMOUNT,
+            contact: None,
+        }),
+    )?;
+    sim.pump()?;
+    sim.stop(B);
+    sim.fetch_letters(A)?;
+    ensure!(
+        sim.nodes[A].reverse_status(&id).as_deref() == Some("bought"),
+        "A bought S's signature: {:?}",
+        sim.refusals
+    );
+
+    // S publishes state 0 of S–B from its old copy.
+    let mut old = NodeCore::restore(
+        sim.nodes[S].seed,
+        sim.height,
+        stale_copy,
+        Records::Lsp(policy(), vec![]),
+    )?;
+    let u0 = old
+        .handle(NodeInput::Command(NodeCommand::ForceClose {
+            channel_id: sb,
+        }))?
+        .into_iter()
+        .find_map(|o| match o {
+            NodeOutput::Broadcast(tx) => Some(tx),
+            _ => None,
+        })
+        .context("S's old copy publishes U_0")?;
+    ensure!(u0.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE);
+    let coins = tx_support::fee_coins(&chain, &fees, 3);
+    let u0_txid = tx_support::try_publish_using(&chain, &u0, &fees, coins[0].clone())
+        .map_err(|e| anyhow::anyhow!("U_0 refused: {e}"))?;
+    let at = u32::try_from(chain.confirm(&u0_txid)?)?;
+    sim.block(at)?;
+
+    // A, watching S–B's funding output, answers with U_1.
+    let before = sim.broadcasts.len();
+    sim.input(
+        A,
+        NodeInput::Spend {
+            tx: u0.clone(),
+            confirmed_at: Some(at),
+        },
+    )?;
+    let u1 = sim.broadcasts[before..]
+        .iter()
+        .find(|tx| tx.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE + 1)
+        .cloned()
+        .context("A publishes U_1")?;
+    let u0_out = OutPoint {
+        txid: u0_txid,
+        vout: 0,
+    };
+    ensure!(
+        u1.input[0].previous_output == u0_out,
+        "U_1 spends U_0's output"
+    );
+    let u1_txid = tx_support::try_publish_using(&chain, &u1, &fees, coins[1].clone())
+        .map_err(|e| anyhow::anyhow!("U_1 refused: {e}"))?;
+    let at1 = u32::try_from(chain.confirm(&u1_txid)?)?;
+    ensure!(at1 < at + 6, "U_1 confirmed before U_0's settlement could");
+    ensure!(
+        tx_support::utxo(&chain, &u0_out).is_none(),
+        "U_0's output is spent"
+    );
+
+    // B returns: it has state 1 (from S or A's hand-over), sees both updates and settles.
+    sim.start(B)?;
+    sim.fetch_letters(B)?;
+    ensure!(sim.nodes[B].reverse_status(&id).as_deref() == Some("paid"));
+    for (tx, h) in [(&u0, at), (&u1, at1)] {
+        sim.input(
+            B,
+            NodeInput::Spend {
+                tx: tx.clone(),
+                confirmed_at: Some(h),
+            },
+        )?;
+    }
+    let settlement = loop {
+        if let Some(tx) = sim
+            .broadcasts
+            .iter()
+            .find(|tx| tx.input[0].previous_output.txid == u1_txid)
+        {
+            break tx.clone();
+        }
+        ensure!(
+            chain.height()? < u64::from(at1) + 20,
+            "no settlement of state 1"
+        );
+        chain.mine(1)?;
+        sim.block(u32::try_from(chain.height()?)?)?;
+    };
+    let se_txid = tx_support::try_publish_using(&chain, &settlement, &fees, coins[2].clone())
+        .map_err(|e| anyhow::anyhow!("SE_1 refused: {e}"))?;
+    chain.confirm(&se_txid)?;
+    let paid: Vec<Amount> = (0..settlement.output.len() as u32)
+        .filter_map(|vout| {
+            tx_support::utxo(
+                &chain,
+                &OutPoint {
+                    txid: se_txid,
+                    vout,
+                },
+            )
+        })
+        .map(|(amount, _)| amount)
+        .collect();
+    ensure!(
+        paid.contains(&Amount::from_sat(AMOUNT)),
+        "SE_1 pays B {AMOUNT} sat: {paid:?}"
+    );
+    ensure!(paid.contains(&Amount::from_sat(400_000 - AMOUNT)));
+    Ok(())
+}
