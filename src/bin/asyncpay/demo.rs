@@ -97,6 +97,13 @@ pub struct DemoArgs {
     /// B, back, has its state. No on-chain epilogue.
     #[arg(long, conflicts_with_all = ["routed", "crash", "lsp_restarts_after_cheat"])]
     reverse: bool,
+    /// An adversary with B's contact card puts a bogus letter in B's mailbox before B comes
+    /// online: `wrong-scalar` (A's letter with another valid signature, whose scalar does not
+    /// sell the point), `tampered-offer` (the amount in S's signed offer raised by one
+    /// satoshi) or `replayed-letter` (A's letter posted again). B must refuse it or ignore
+    /// the repeat, and the genuine payment must still complete exactly once.
+    #[arg(long, value_enum, conflicts_with = "reverse")]
+    adversary: Option<Adversary>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -399,6 +406,8 @@ struct Transcript {
     /// The injected crash (`--crash`), if any: party, point, whether and in which step it
     /// fired.
     crash: Option<CrashReport>,
+    /// The bogus letter (`--adversary`), if any, and what B made of it.
+    adversary: Option<AdversaryReport>,
     checks: Vec<Check>,
     /// Every child process the demo started (all are gone when it exits).
     processes: Vec<Value>,
@@ -482,6 +491,33 @@ struct Demo {
     crash: Option<CrashReport>,
     /// The payment step under way, for re-arming the crash at a restart.
     in_payment: bool,
+    /// What `--adversary` did.
+    adversary: Option<AdversaryReport>,
+}
+
+/// A bogus letter put in B's mailbox (`--adversary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Adversary {
+    /// A's letter with another valid signature, whose scalar does not sell the point.
+    WrongScalar,
+    /// The amount in S's signed offer raised by one satoshi.
+    TamperedOffer,
+    /// A's letter posted a second time.
+    ReplayedLetter,
+}
+
+/// What `--adversary` did and what B made of it.
+#[derive(Debug, Clone, Serialize)]
+struct AdversaryReport {
+    kind: Adversary,
+    /// Letters B fetched (the genuine one and the bogus one, unless the mailbox stored a
+    /// repeat only once).
+    letters_fetched: u64,
+    /// B's own report that it refused a letter.
+    refused_by_b: bool,
+    /// Why, in B's words.
+    refusal: Option<String>,
 }
 
 /// Where a party was told to die (`--crash`) and what happened.
@@ -564,6 +600,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         runs: [0; 4],
         crash,
         in_payment: false,
+        adversary: None,
     };
     let result = demo.play();
     // Stop the children before the chain and the directory go away.
@@ -1023,6 +1060,58 @@ impl Demo {
         }
     }
 
+    /// Puts a bogus letter made from A's genuine one in B's mailbox, sealed to B's contact by
+    /// a key of the adversary's own.
+    fn post_bogus_letter(
+        &mut self,
+        kind: Adversary,
+        letter: &Value,
+        contact: &Value,
+    ) -> anyhow::Result<()> {
+        let mut bogus = letter.clone();
+        match kind {
+            Adversary::WrongScalar => {
+                // A valid BIP340 signature, but not on U_1 and not by A's channel key.
+                let key = asyncpay::crypto::keys::SecretKey::from_bytes(rand::random())
+                    .map_err(|e| anyhow!("adversary key: {e}"))?;
+                bogus["signature"] = serde_json::to_value(key.sign(&[7; 32], &[0; 32]))?;
+            }
+            Adversary::TamperedOffer => {
+                let amount = bogus["offer"]["terms"]["amount_sat"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("A's letter has no offer amount"))?;
+                bogus["offer"]["terms"]["amount_sat"] = json!(amount + 1);
+            }
+            Adversary::ReplayedLetter => {}
+        }
+        let card: asyncpay::mailbox::keys::Contact = serde_json::from_value(contact.clone())?;
+        let to = card.verify().map_err(|e| anyhow!("B's contact: {e:?}"))?;
+        let client = asyncpay::mailbox::client::MailboxClient::new(&self.mailbox_url)?;
+        let sender = asyncpay::mailbox::keys::NodeKey::generate();
+        let bytes = serde_json::to_vec(&bogus)?;
+        self.control.runtime.block_on(client.send(
+            &to,
+            Some(&sender),
+            bytes,
+            Duration::from_secs(3600),
+        ))?;
+        self.narrator.detail(format!(
+            "an adversary put a {} letter in B's mailbox",
+            match kind {
+                Adversary::WrongScalar => "wrong-scalar",
+                Adversary::TamperedOffer => "tampered-offer",
+                Adversary::ReplayedLetter => "replayed",
+            }
+        ));
+        self.adversary = Some(AdversaryReport {
+            kind,
+            letters_fetched: 0,
+            refused_by_b: false,
+            refusal: None,
+        });
+        Ok(())
+    }
+
     /// Where the nodes list this run's payment in `info`: the main flow's payments, or the
     /// reverse variant's.
     fn ledger(&self) -> &'static str {
@@ -1390,6 +1479,9 @@ impl Demo {
             let fee = record["fee_sat"]
                 .as_u64()
                 .ok_or_else(|| anyhow!("A's payment record has no fee_sat"))?;
+            if let Some(kind) = self.args.adversary {
+                self.post_bogus_letter(kind, &record["status"]["letter"], &contact)?;
+            }
             self.narrator.detail(format!(
                 "S offered {amount} sat to B for A's signature, fee {fee} sat; the letter is in B's mailbox"
             ));
@@ -1432,7 +1524,29 @@ impl Demo {
             );
             self.narrator
                 .detail(format!("B fetched {} letter(s)", fetched["letters"]));
+            if let Some(report) = self.adversary.as_mut() {
+                report.letters_fetched = fetched["letters"].as_u64().unwrap_or(0);
+            }
             self.await_status(Party::B, &payment_id, "paid", &["refused"])?;
+            if self.adversary.is_some() {
+                let log =
+                    std::fs::read_to_string(self.root.path().join("B.log")).unwrap_or_default();
+                let refusal = log
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|e| e["event"] == "letter_refused")
+                    .map(|e| e["error"].as_str().unwrap_or("?").to_string());
+                let refused = refusal.is_some();
+                if let Some(report) = self.adversary.as_mut() {
+                    report.refused_by_b = refused;
+                    report.refusal = refusal;
+                }
+                self.narrator.detail(if refused {
+                    "B refused the bogus letter and sold the genuine one"
+                } else {
+                    "B handled the repeated letter once"
+                });
+            }
             self.await_status(Party::S, &payment_id, "sold", &["cancelled"])?;
 
             self.begin("receipt", "A comes back online and receives its receipt");
@@ -1612,6 +1726,7 @@ impl Demo {
             svg,
             enforcement,
             crash: self.crash.clone(),
+            adversary: self.adversary.clone(),
             checks,
             processes: self
                 .children
