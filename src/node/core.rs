@@ -1493,105 +1493,95 @@ impl NodeCore {
                 }),
                 out,
             )?,
-            Event::StateCompleted { change, state, .. } => match (change, &self.role) {
-                (Change::AddPtlc { id: ptlc_id, .. }, RoleMachine::Lsp(_)) => {
-                    let ptlc = self.channels[&id]
+            Event::StateCompleted { change, state, .. } => {
+                // A PTLC the peer offered us, now committed; a scalar the peer revealed.
+                let offered = match change {
+                    Change::AddPtlc { id: ptlc_id, .. } => self.channels[&id]
                         .channel
                         .latest()
-                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == *ptlc_id).cloned());
-                    if let Some(ptlc) = ptlc.filter(|p| p.offerer != side) {
-                        let own = self.own_withheld(ptlc.point);
+                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == *ptlc_id).cloned())
+                        .filter(|p| p.offerer != side),
+                    _ => None,
+                };
+                let revealed = match change {
+                    Change::FulfilPtlc { secret, .. } => AdaptorSecret::from_bytes(secret.0).ok(),
+                    _ => None,
+                };
+                let input = match (&self.role, offered, revealed) {
+                    (RoleMachine::Payee(_), Some(p), _) => {
+                        Some(RoleIn::Payee(PayeeInput::PtlcOffered {
+                            channel_id: id,
+                            peer,
+                            ptlc_id: p.id,
+                            point: p.point,
+                            amount_sat: p.amount_sat,
+                        }))
+                    }
+                    (RoleMachine::Router(_), Some(p), _) => {
+                        Some(RoleIn::Router(RouterInput::PtlcReceived {
+                            incoming: Incoming {
+                                channel_id: id,
+                                peer,
+                                ptlc_id: p.id,
+                                point: p.point,
+                                amount_sat: p.amount_sat,
+                                expiry: p.expiry.height(),
+                            },
+                            routes: self.routes(),
+                        }))
+                    }
+                    (RoleMachine::Lsp(_), Some(p), _) => {
+                        // Only the reverse variant pays S a PTLC: S may be selling its own
+                        // withheld signature.
+                        let own = self.own_withheld(p.point);
                         self.reverse_input(
                             ReverseInput::PtlcOffered {
                                 channel_id: id,
                                 from: peer,
-                                ptlc_id: *ptlc_id,
-                                point: ptlc.point,
-                                amount_sat: ptlc.amount_sat,
+                                ptlc_id: p.id,
+                                point: p.point,
+                                amount_sat: p.amount_sat,
                                 own,
                             },
                             out,
                         )?;
+                        None
                     }
-                }
-                (Change::FulfilPtlc { secret, .. }, RoleMachine::Payer(_)) => {
-                    if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
+                    (RoleMachine::Lsp(_), _, Some(secret)) => {
+                        let point = secret.adaptor_point();
+                        Some(RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }))
+                    }
+                    (RoleMachine::Router(_), _, Some(secret)) => {
+                        let point = secret.adaptor_point();
+                        Some(RoleIn::Router(RouterInput::PtlcFulfilled { point, secret }))
+                    }
+                    (RoleMachine::Payee(_), _, Some(secret)) => {
+                        let point = secret.adaptor_point();
+                        Some(RoleIn::Payee(PayeeInput::PtlcSettled { point }))
+                    }
+                    (RoleMachine::Payer(_), _, Some(secret)) => {
                         let point = secret.adaptor_point();
                         self.reverse_input(ReverseInput::PtlcFulfilled { point, secret }, out)?;
+                        None
                     }
-                }
-                (Change::Transfer { .. }, RoleMachine::Payee(_)) => self.reverse_input(
-                    ReverseInput::Completed {
-                        lsp: peer,
-                        state: *state,
-                    },
-                    out,
-                )?,
-                (Change::AddPtlc { id: ptlc_id, .. }, RoleMachine::Payee(_)) => {
-                    let ptlc = self.channels[&id]
-                        .channel
-                        .latest()
-                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == *ptlc_id).cloned());
-                    if let Some(ptlc) = ptlc.filter(|p| p.offerer != side) {
-                        self.role_input(
-                            RoleIn::Payee(PayeeInput::PtlcOffered {
-                                channel_id: id,
-                                peer,
-                                ptlc_id: *ptlc_id,
-                                point: ptlc.point,
-                                amount_sat: ptlc.amount_sat,
-                            }),
+                    (RoleMachine::Payee(_), None, None)
+                        if matches!(change, Change::Transfer { .. }) =>
+                    {
+                        self.reverse_input(
+                            ReverseInput::Completed {
+                                lsp: peer,
+                                state: *state,
+                            },
                             out,
                         )?;
+                        None
                     }
+                    _ => None,
+                };
+                if let Some(input) = input {
+                    self.role_input(input, out)?;
                 }
-                (Change::FulfilPtlc { secret, .. }, RoleMachine::Lsp(_)) => {
-                    if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
-                        let point = secret.adaptor_point();
-                        self.role_input(
-                            RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }),
-                            out,
-                        )?;
-                    }
-                }
-                (Change::AddPtlc { id: ptlc_id, .. }, RoleMachine::Router(_)) => {
-                    let ptlc = self.channels[&id]
-                        .channel
-                        .latest()
-                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == *ptlc_id).cloned());
-                    if let Some(ptlc) = ptlc.filter(|p| p.offerer != side) {
-                        let incoming = Incoming {
-                            channel_id: id,
-                            peer,
-                            ptlc_id: *ptlc_id,
-                            point: ptlc.point,
-                            amount_sat: ptlc.amount_sat,
-                            expiry: ptlc.expiry.height(),
-                        };
-                        let routes = self.routes();
-                        self.role_input(
-                            RoleIn::Router(RouterInput::PtlcReceived { incoming, routes }),
-                            out,
-                        )?;
-                    }
-                }
-                (Change::FulfilPtlc { secret, .. }, RoleMachine::Router(_)) => {
-                    if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
-                        let point = secret.adaptor_point();
-                        self.role_input(
-                            RoleIn::Router(RouterInput::PtlcFulfilled { point, secret }),
-                            out,
-                        )?;
-                    }
-                }
-                (Change::FulfilPtlc { secret, .. }, RoleMachine::Payee(_)) => {
-                    if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
-                        let point = secret.adaptor_point();
-                        self.role_input(RoleIn::Payee(PayeeInput::PtlcSettled { point }), out)?;
-                    }
-                }
-                _ => {}
-            },
+            }
             _ => {}
         }
         Ok(())
