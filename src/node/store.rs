@@ -117,13 +117,12 @@ impl Store {
         id: &PaymentId,
         record: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        self.db
-            .prepare_cached(
-                "INSERT INTO payments (id, record) VALUES (?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-            )?
-            .execute(params![id.to_string(), record.to_string()])?;
-        Ok(())
+        self.put_record(
+            "INSERT INTO payments (id, record) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            id,
+            record,
+        )
     }
 
     /// Stores a record of the reverse variant (payee offline).
@@ -132,11 +131,22 @@ impl Store {
         id: &PaymentId,
         record: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        self.put_record(
+            "INSERT INTO reverse (id, record) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            id,
+            record,
+        )
+    }
+
+    fn put_record(
+        &self,
+        upsert: &str,
+        id: &PaymentId,
+        record: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         self.db
-            .prepare_cached(
-                "INSERT INTO reverse (id, record) VALUES (?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-            )?
+            .prepare_cached(upsert)?
             .execute(params![id.to_string(), record.to_string()])?;
         Ok(())
     }
