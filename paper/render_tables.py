@@ -37,11 +37,11 @@ rows = []
 for name in ["payment", "capital", "crypto", "mailbox"]:
     m = load(name + ".meta")
     command = "asyncpay " + m["command"].split(" ", 1)[1]
-    rows.append([f"`{command}`", m["started"], m["seconds"], m["load_average"], m["nproc"],
+    rows.append([f"`{command}`", m["started"], num(m["seconds"], 1), m["load_average"], m["nproc"],
                  m["git_commit"][:12]])
 tables["run"] = table(
     "Table 4. The benchmark runs behind Tables 5–13 (made by `paper/make-tables`; load average "
-    "over 1, 5 and 15 minutes at the end of each run).",
+    "over 1, 5 and 15 minutes at the end of each run; commit: the repository's commit when it ran).",
     ["command", "started (UTC)", "seconds", "load average", "cores", "commit"], rows)
 
 pay = load("payment")
