@@ -4,12 +4,14 @@
 //! window, completes state 2: S publishes U_2 on top of U_1 (`submitpackage`), and after the
 //! shared delay the settlement of state 2 pays A and S their state-2 balances. A, fed the
 //! chain, recognises its own state 2 from U_2's witness. U_1's output is spent, so SE_1 can
-//! never confirm.
+//! never confirm. If nobody sells inside the window, S settles state 1 and a later scalar
+//! completes nothing.
 
 mod channel_support;
 mod tx_support;
 
 use anyhow::{ensure, Context};
+use asyncpay::chain::regtest::Regtest;
 use asyncpay::crypto::adaptor::AdaptorSecret;
 use asyncpay::protocol::channel::{Command, Event, Input, OpenTerms, Phase, SALE_WINDOW_MARGIN};
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
@@ -29,8 +31,19 @@ fn spent_by(pair: &mut Pair, tx: &Transaction, at: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> anyhow::Result<()> {
+/// On a fresh regtest: the channel at state 1 with A's signature on state 2 withheld; A
+/// publishes U_1 and it confirms. Returns the chain, the fee key and coins, the pair, the
+/// scalar that sells state 2, U_1's txid and its confirmation height.
+#[allow(clippy::type_complexity)]
+fn published_while_for_sale() -> anyhow::Result<(
+    Regtest,
+    bitcoin::secp256k1::Keypair,
+    Vec<(OutPoint, bitcoin::TxOut)>,
+    Pair,
+    AdaptorSecret,
+    bitcoin::Txid,
+    u32,
+)> {
     let chain = tx_support::start();
     let fees = tx_support::keypair("sale-window-fees");
     let height = u32::try_from(chain.height()?)?;
@@ -84,6 +97,12 @@ fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> any
         .map_err(|e| anyhow::anyhow!("U_1 refused: {e}"))?;
     let at = u32::try_from(chain.confirm(&u1_txid)?)?;
     spent_by(&mut pair, &u1, at)?;
+    Ok((chain, fees, coins, pair, scalar, u1_txid, at))
+}
+
+#[test]
+fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> anyhow::Result<()> {
+    let (chain, fees, coins, mut pair, scalar, u1_txid, at) = published_while_for_sale()?;
     let deadline = at + u32::from(DELAY) - 1 - SALE_WINDOW_MARGIN;
     assert_eq!(pair.channel(Party::S).sale_window(), Some(deadline));
 
@@ -161,6 +180,72 @@ fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> any
     ensure!(
         tx_support::utxo(&chain, &u1_out).is_none(),
         "U_1's output is spent"
+    );
+    Ok(())
+}
+
+/// The same, but nobody sells inside the window: S settles state 1 once U_1's delay has
+/// passed, and the scalar that comes afterwards is refused; the settlement pays state 1.
+#[test]
+fn withheld_state_offered_after_the_window_is_refused_and_state_1_settles() -> anyhow::Result<()> {
+    let (chain, fees, coins, mut pair, scalar, u1_txid, at) = published_while_for_sale()?;
+    let state1 = pair
+        .channel(Party::S)
+        .latest()
+        .cloned()
+        .context("state 1")?;
+    let settlement = loop {
+        if let Some(tx) = pair
+            .s
+            .broadcasts
+            .iter()
+            .find(|tx| tx.input[0].previous_output.txid == u1_txid)
+        {
+            break tx.clone();
+        }
+        ensure!(
+            chain.height()? < u64::from(at) + 2 * u64::from(DELAY),
+            "no SE_1"
+        );
+        chain.mine(1)?;
+        pair.tip(&chain)?;
+    };
+    let se1_txid = tx_support::try_publish_using(&chain, &settlement, &fees, coins[1].clone())
+        .map_err(|e| anyhow::anyhow!("SE_1 refused: {e}"))?;
+    let settled_at = u32::try_from(chain.confirm(&se1_txid)?)?;
+    spent_by(&mut pair, &settlement, settled_at)?;
+    ensure!(
+        pair.channel(Party::S).sale_window() == Some(0),
+        "the window is closed"
+    );
+    ensure!(
+        pair.input(
+            Party::S,
+            Input::Command(Command::CompleteWithSecret { secret: scalar }),
+        )
+        .is_err(),
+        "a scalar after the window completes nothing"
+    );
+    let paid: Vec<(Amount, ScriptBuf)> = (0..settlement.output.len() as u32)
+        .filter_map(|vout| {
+            tx_support::utxo(
+                &chain,
+                &OutPoint {
+                    txid: se1_txid,
+                    vout,
+                },
+            )
+        })
+        .collect();
+    for (party, sat) in [(Party::A, state1.to_a), (Party::S, state1.to_s)] {
+        ensure!(
+            paid.contains(&(Amount::from_sat(sat), payout_script(party))),
+            "{party:?} is paid its state-1 {sat} sat: {paid:?}"
+        );
+    }
+    ensure!(
+        state1.to_s == PUSH + PAID / 2,
+        "S holds only the first half"
     );
     Ok(())
 }

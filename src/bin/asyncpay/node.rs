@@ -69,14 +69,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Blocks between an update confirming and its settlement, for channels this node opens.
-    /// A payer's channel needs at least the LSP's PTLC delta plus 2: that is how long the LSP
-    /// has to finish a sale after the payer publishes an older state.
-    #[arg(long, default_value_t = 24)]
-    shared_delay: u16,
-    /// LSP only: blocks until the PTLC by which the LSP buys a signature expires. The payee's
-    /// channel should have a shared delay of at most half of it (the payee must get its latest
-    /// state on chain and settled before the PTLC expires).
-    #[arg(long, default_value_t = 20)]
+    /// A payer's channel needs at least the LSP's PTLC delta plus 2 (how long the LSP has to
+    /// finish a sale after the payer publishes an older state); a channel that carries PTLCs
+    /// to a payee needs at most half the PTLC delta (a PTLC must expire at least twice the
+    /// channel's delay ahead). Default: 32 for a payer, 6 for every other role.
+    #[arg(long)]
+    shared_delay: Option<u16>,
+    /// LSP only: blocks until the PTLC by which the LSP buys a signature expires.
+    #[arg(long, default_value_t = 30)]
     ptlc_delta: u32,
     /// Fault injection: SIGKILL this process at POINT of its outputs (`send:<message>`,
     /// `post-letter` or `persist:<n>`, counted from the start); also `ctl ... crash-at`.
@@ -331,7 +331,10 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         allow,
         events: tx.clone(),
         next_conn: 0,
-        shared_delay: args.shared_delay,
+        shared_delay: args.shared_delay.unwrap_or(match args.role {
+            Role::Payer => 32,
+            _ => 6,
+        }),
         height,
         // The watches announced before a restart are rebuilt from the channels; without them
         // a restarted node would miss a stale state published while it was away.
