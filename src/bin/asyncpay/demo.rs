@@ -75,7 +75,7 @@ pub struct DemoArgs {
     /// Also write the sequence diagram as a self-contained SVG file to PATH.
     #[arg(long, value_name = "PATH")]
     svg: Option<PathBuf>,
-    /// Fault injection: PARTY (A, S or B) kills itself with SIGKILL at POINT of the payment
+    /// Fault injection: PARTY (A, S, B, or P with --routed) kills itself with SIGKILL at POINT
     /// (`send:<message>` before it sends that message, `post-letter` before A posts its
     /// letter, `persist:<n>` right after its n-th store write), counted from the party's
     /// first start in the payment (A and S: the pay step; B: the sell step; re-armed at each
