@@ -1,0 +1,209 @@
+//! Node cores on the BIP118 regtest, channels funded on chain and every transaction through
+//! the mempool: A goes offline with its signature on state 1 of A–S for sale, and its old
+//! backup publishes state 0. S's node keeps the sale open for its window:
+//! - B sells inside it: S buys the scalar, its node publishes U_1 over U_0 at once, and the
+//!   settlement of state 1 pays A and S their state-1 balances (B is paid on S–B);
+//! - B comes after it: S refuses the invoice (`window_closed`), nothing moves on S–B, and
+//!   the settlement of state 0 pays A its whole balance.
+
+mod node_support;
+mod tx_support;
+
+use std::sync::Arc;
+
+use anyhow::{ensure, Context};
+use asyncpay::chain::regtest::Regtest;
+use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
+use asyncpay::protocol::payment::PaymentId;
+use asyncpay::tx::STATE_LOCKTIME_BASE;
+use bitcoin::{Amount, OutPoint, Transaction, TxOut};
+use node_support::*;
+
+const AMOUNT: u64 = 50_000;
+
+struct Scene {
+    chain: Arc<Regtest>,
+    fees: bitcoin::secp256k1::Keypair,
+    coins: Vec<(OutPoint, TxOut)>,
+    sim: Sim,
+    id: PaymentId,
+    u0: Transaction,
+    at: u32,
+}
+
+/// A–S and S–B funded on chain; A pays B (offline), posts its letter and stops; A's backup
+/// from before the payment publishes U_0 of A–S, which confirms at `at`; S is told.
+fn stale_state_published() -> anyhow::Result<Scene> {
+    let chain = Arc::new(tx_support::start());
+    let fees = tx_support::keypair("sale-window-node-fees");
+    let mut sim = Sim::at_height(u32::try_from(chain.height()?)?);
+    let funding_chain = chain.clone();
+    sim.funder = Some(Box::new(move |script, capacity| {
+        let (outpoint, _) = funding_chain.fund(script, Amount::from_sat(capacity))?;
+        funding_chain.confirm(&outpoint.txid)?;
+        Ok(outpoint)
+    }));
+    let a_s = sim.open(A, S, 1_000_000)?;
+    sim.open(S, B, 400_000)?;
+    sim.stop(B);
+    let id = sim.pay(AMOUNT)?;
+    ensure!(sim.nodes[A].status(&id).as_deref() == Some("posted"));
+    sim.stop(A);
+
+    let mut backup = NodeCore::restore(
+        sim.nodes[A].seed,
+        sim.height,
+        sim.nodes[A].channels.values().cloned().collect(),
+        Records::Payer(vec![]),
+    )?;
+    let u0 = backup
+        .handle(NodeInput::Command(NodeCommand::ForceClose {
+            channel_id: a_s,
+        }))?
+        .into_iter()
+        .find_map(|o| match o {
+            NodeOutput::Broadcast(tx) => Some(tx),
+            _ => None,
+        })
+        .context("A's backup publishes U_0")?;
+    ensure!(u0.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE);
+    let coins = tx_support::fee_coins(&chain, &fees, 3);
+    let u0_txid = tx_support::try_publish_using(&chain, &u0, &fees, coins[0].clone())
+        .map_err(|e| anyhow::anyhow!("U_0 refused: {e}"))?;
+    let at = u32::try_from(chain.confirm(&u0_txid)?)?;
+    sim.block(at)?;
+    sim.input(
+        S,
+        NodeInput::Spend {
+            tx: u0.clone(),
+            confirmed_at: Some(at),
+        },
+    )?;
+    Ok(Scene {
+        chain,
+        fees,
+        coins,
+        sim,
+        id,
+        u0,
+        at,
+    })
+}
+
+/// Mines until S's node broadcasts a spend of `parent`'s output; publishes and confirms it.
+fn settle(scene: &mut Scene, parent: &Transaction, coin: usize) -> anyhow::Result<Transaction> {
+    let txid = parent.compute_txid();
+    let settlement = loop {
+        if let Some(tx) = scene.sim.broadcasts.iter().find(|tx| {
+            tx.input[0].previous_output.txid == txid
+                && tx.lock_time.to_consensus_u32() < STATE_LOCKTIME_BASE
+        }) {
+            break tx.clone();
+        }
+        ensure!(
+            scene.chain.height()? < u64::from(scene.at) + 3 * u64::from(PAYER_DELAY),
+            "no settlement of {txid}"
+        );
+        scene.chain.mine(1)?;
+        let h = u32::try_from(scene.chain.height()?)?;
+        scene.sim.block(h)?;
+    };
+    let se_txid = tx_support::try_publish_using(
+        &scene.chain,
+        &settlement,
+        &scene.fees,
+        scene.coins[coin].clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("settlement refused: {e}"))?;
+    scene.chain.confirm(&se_txid)?;
+    Ok(settlement)
+}
+
+fn paid(scene: &Scene, tx: &Transaction) -> Vec<u64> {
+    let txid = tx.compute_txid();
+    (0..tx.output.len() as u32)
+        .filter_map(|vout| tx_support::utxo(&scene.chain, &OutPoint { txid, vout }))
+        .map(|(amount, _)| amount.to_sat())
+        .collect()
+}
+
+#[test]
+fn b_sells_inside_the_window_and_s_node_publishes_the_sold_state() -> anyhow::Result<()> {
+    let mut scene = stale_state_published()?;
+    let broadcasts = scene.sim.broadcasts.len();
+    scene.sim.start(B)?;
+    scene.sim.fetch_letters(B)?;
+    let id = scene.id;
+    ensure!(
+        scene.sim.nodes[B].status(&id).as_deref() == Some("paid"),
+        "B is paid: {:?}",
+        scene.sim.refusals
+    );
+    let u1 = scene.sim.broadcasts[broadcasts..]
+        .iter()
+        .find(|tx| tx.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE + 1)
+        .cloned()
+        .context("S's node publishes U_1")?;
+    let u0_out = OutPoint {
+        txid: scene.u0.compute_txid(),
+        vout: 0,
+    };
+    ensure!(u1.input[0].previous_output == u0_out);
+    let u1_txid =
+        tx_support::try_publish_using(&scene.chain, &u1, &scene.fees, scene.coins[1].clone())
+            .map_err(|e| anyhow::anyhow!("U_1 refused: {e}"))?;
+    let at1 = u32::try_from(scene.chain.confirm(&u1_txid)?)?;
+    ensure!(
+        at1 < scene.at + u32::from(PAYER_DELAY),
+        "U_1 beat U_0's settlement"
+    );
+    scene.sim.input(
+        S,
+        NodeInput::Spend {
+            tx: u1.clone(),
+            confirmed_at: Some(at1),
+        },
+    )?;
+    let se1 = settle(&mut scene, &u1, 2)?;
+    let state1 = scene.sim.nodes[S]
+        .state_with(scene.sim.key(A))
+        .context("A–S")?;
+    ensure!(state1.number == 1 && state1.to_s == AMOUNT + policy().fee_for(AMOUNT));
+    let outs = paid(&scene, &se1);
+    ensure!(
+        outs.contains(&state1.to_a) && outs.contains(&state1.to_s),
+        "SE_1 pays state 1: {outs:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn b_comes_after_the_window_and_state_0_settles() -> anyhow::Result<()> {
+    let mut scene = stale_state_published()?;
+    let deadline = scene.at + u32::from(PAYER_DELAY) - 1 - SALE_WINDOW_MARGIN;
+    let late = deadline - policy().ptlc_delta + 1;
+    scene.chain.mine(u64::from(late - scene.at))?;
+    scene.sim.block(late)?;
+    scene.sim.start(B)?;
+    scene.sim.fetch_letters(B)?;
+    let id = scene.id;
+    ensure!(scene.sim.nodes[B].status(&id).as_deref() == Some("refused"));
+    let record = scene.sim.nodes[B]
+        .payment(&id)
+        .context("B's record")?
+        .to_string();
+    ensure!(record.contains("window_closed"), "{record}");
+    let sb = scene.sim.nodes[S]
+        .state_with(scene.sim.key(B))
+        .context("S–B")?;
+    ensure!((sb.number, sb.to_s) == (0, 0), "S paid B nothing");
+    let u0 = scene.u0.clone();
+    let se0 = settle(&mut scene, &u0, 1)?;
+    ensure!(
+        paid(&scene, &se0).contains(&1_000_000),
+        "SE_0 pays A its whole balance: {:?}",
+        paid(&scene, &se0)
+    );
+    Ok(())
+}
