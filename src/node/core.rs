@@ -797,11 +797,9 @@ impl NodeCore {
                             PaymentMessage::Invoice(invoice) => invoice.route_hint,
                             _ => None,
                         };
-                        let routes = self.routes();
-                        let to = |peer: PublicKey| {
-                            routes.iter().find(|(p, _)| *p == peer).map(|(_, id)| *id)
-                        };
-                        let sender_channel = to(from).or_else(|| hint.and_then(|h| to(h.router)));
+                        let sender_channel = self
+                            .funded_channel_with(&from)
+                            .or_else(|| hint.and_then(|h| self.funded_channel_with(&h.router)));
                         RoleIn::Lsp(LspInput::Message {
                             from,
                             message,
@@ -1361,6 +1359,14 @@ impl NodeCore {
         routes
             .first()
             .map(|(router, _)| DEFAULT_ROUTER_POLICY.hint(*router))
+    }
+
+    /// Our funded channel with `peer`, if any (without listing every channel: S has many).
+    fn funded_channel_with(&self, peer: &PublicKey) -> Option<ChannelId> {
+        self.channels
+            .iter()
+            .find(|(_, e)| &e.peer == peer && e.channel.phase() == Phase::Funded)
+            .map(|(id, _)| *id)
     }
 
     /// Our funded channels, by peer.
