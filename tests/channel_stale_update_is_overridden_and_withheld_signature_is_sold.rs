@@ -466,3 +466,30 @@ fn withheld_state_sold_after_the_published_state_settled_is_refused() {
         .is_err());
     assert_eq!(net.snapshot(Party::S), &before);
 }
+
+/// The withheld signature is what is for sale: neither the event reporting it nor A's
+/// snapshot prints it in `Debug` (logs), though A's snapshot stores it.
+#[test]
+fn a_withheld_signature_never_shows_in_debug_output() {
+    let mut net = opened();
+    transfer(&mut net, Party::A, 25_000, true);
+    let (event, signature) = net
+        .a
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::SignatureWithheld { signature, .. } => Some((e.clone(), *signature)),
+            _ => None,
+        })
+        .expect("withheld");
+    let secret = hex::encode(signature.to_bytes());
+    let printed = format!("{event:?} {:?}", net.snapshot(Party::A));
+    assert!(printed.contains("<redacted>"), "{printed}");
+    assert!(
+        !printed.contains(&secret),
+        "the signature leaked: {printed}"
+    );
+    // Stored all the same: A needs it to hand it to the payee after a restart.
+    let stored = net.snapshot(Party::A).pending.as_ref().expect("pending");
+    assert_eq!(stored.proposer_signature, Some(signature));
+}

@@ -419,8 +419,8 @@ pub struct StateRecord {
     pub sig_s: Signature,
 }
 
-/// An update under way.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An update under way. `Debug` leaves out a withheld signature (see [`Event`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingUpdate {
     /// The proposed state.
     pub body: StateBody,
@@ -436,6 +436,23 @@ pub struct PendingUpdate {
     pub countersignature: Option<Signature>,
     /// The proposer's signature, once made (kept here while withheld).
     pub proposer_signature: Option<Signature>,
+}
+
+impl core::fmt::Debug for PendingUpdate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PendingUpdate")
+            .field("body", &self.body)
+            .field("change", &self.change)
+            .field("proposer", &self.proposer)
+            .field("proposer_nonce", &self.proposer_nonce)
+            .field("withhold", &self.withhold)
+            .field("countersignature", &self.countersignature)
+            .field(
+                "proposer_signature",
+                &self.proposer_signature.map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// What is on chain after a unilateral close began.
@@ -746,8 +763,9 @@ pub enum Input {
     Randomness([u8; 32]),
 }
 
-/// Something that happened, for the user.
-#[derive(Debug, Clone, PartialEq)]
+/// Something that happened, for the user. `Debug` leaves out a withheld signature: it is
+/// what is for sale, and whoever learns it can complete the state without paying.
+#[derive(Clone, PartialEq)]
 pub enum Event {
     /// The opener may build the funding transaction paying this script the capacity.
     Accepted {
@@ -820,6 +838,69 @@ pub enum Event {
         /// The settled state.
         state: u64,
     },
+}
+
+impl core::fmt::Debug for Event {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Event::Accepted {
+                funding_script_pubkey,
+                capacity_sat,
+            } => f
+                .debug_struct("Accepted")
+                .field("funding_script_pubkey", funding_script_pubkey)
+                .field("capacity_sat", capacity_sat)
+                .finish(),
+            Event::ReadyToFund => f.write_str("ReadyToFund"),
+            Event::FundingConfirmed => f.write_str("FundingConfirmed"),
+            Event::StateCompleted {
+                state,
+                change,
+                to_a,
+                to_s,
+            } => f
+                .debug_struct("StateCompleted")
+                .field("state", state)
+                .field("change", change)
+                .field("to_a", to_a)
+                .field("to_s", to_s)
+                .finish(),
+            Event::ProposalDropped { change } => f
+                .debug_struct("ProposalDropped")
+                .field("change", change)
+                .finish(),
+            Event::SignatureWithheld {
+                state, price_point, ..
+            } => f
+                .debug_struct("SignatureWithheld")
+                .field("state", state)
+                .field("signature", &"<redacted>")
+                .field("price_point", price_point)
+                .finish(),
+            Event::NonceReplaced { state } => f
+                .debug_struct("NonceReplaced")
+                .field("state", state)
+                .finish(),
+            Event::StaleUpdateAnswered { stale, latest } => f
+                .debug_struct("StaleUpdateAnswered")
+                .field("stale", stale)
+                .field("latest", latest)
+                .finish(),
+            Event::PtlcSecretLearned { id, secret } => f
+                .debug_struct("PtlcSecretLearned")
+                .field("id", id)
+                .field("secret", secret)
+                .finish(),
+            Event::CloseSigned { txid } => {
+                f.debug_struct("CloseSigned").field("txid", txid).finish()
+            }
+            Event::ClosedCooperatively { txid } => f
+                .debug_struct("ClosedCooperatively")
+                .field("txid", txid)
+                .finish(),
+            Event::Settled { state } => f.debug_struct("Settled").field("state", state).finish(),
+        }
+    }
 }
 
 /// What the driver must do, in order.
