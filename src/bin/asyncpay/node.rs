@@ -945,25 +945,7 @@ impl Node {
                     self.crash_after_persist();
                 }
                 NodeOutput::PostReverse { to, bytes, contact } => {
-                    let contact: Contact = match contact {
-                        Some(card) => serde_json::from_value(card)
-                            .context("the letter's contact card does not parse")?,
-                        None => serde_json::from_str(
-                            &self
-                                .store
-                                .contact(&to)?
-                                .context("no contact stored for the letter's recipient")?,
-                        )?,
-                    };
-                    let verified = contact.verify().map_err(|e| anyhow!("contact: {e:?}"))?;
-                    self.mailbox
-                        .send(
-                            &verified,
-                            Some(&self.mailbox_key),
-                            bytes,
-                            Duration::from_secs(7 * 24 * 3600),
-                        )
-                        .await?;
+                    self.post(&to, contact, bytes).await?;
                     println!(
                         "{}",
                         json!({"event": "letter_posted", "to": to.to_string()})
@@ -1031,23 +1013,7 @@ impl Node {
                     payee,
                     letter,
                 } => {
-                    let contact: Contact = serde_json::from_str(
-                        &self
-                            .store
-                            .contact(&payee)?
-                            .context("no contact stored for the payee")?,
-                    )?;
-                    let verified = contact.verify().map_err(|e| anyhow!("contact: {e:?}"))?;
-                    let sent = self
-                        .mailbox
-                        .send(
-                            &verified,
-                            Some(&self.mailbox_key),
-                            letter.encode(),
-                            Duration::from_secs(7 * 24 * 3600),
-                        )
-                        .await?;
-                    let _ = sent;
+                    self.post(&payee, None, letter.encode()).await?;
                     println!(
                         "{}",
                         json!({"event": "letter_posted", "payment_id": payment_id.to_string()})
@@ -1071,6 +1037,37 @@ impl Node {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Seals `bytes` to `to`'s mailbox: to the contact card given, or else the one stored
+    /// for `to`.
+    async fn post(
+        &self,
+        to: &PublicKey,
+        card: Option<Value>,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let contact: Contact = match card {
+            Some(card) => {
+                serde_json::from_value(card).context("the letter's contact card does not parse")?
+            }
+            None => serde_json::from_str(
+                &self
+                    .store
+                    .contact(to)?
+                    .context("no contact stored for the letter's recipient")?,
+            )?,
+        };
+        let verified = contact.verify().map_err(|e| anyhow!("contact: {e:?}"))?;
+        self.mailbox
+            .send(
+                &verified,
+                Some(&self.mailbox_key),
+                bytes,
+                Duration::from_secs(7 * 24 * 3600),
+            )
+            .await?;
         Ok(())
     }
 
