@@ -594,6 +594,7 @@ impl NodeCore {
             }
             NodeInput::Command(command) => self.on_command(command, &mut out)?,
             NodeInput::Started => {
+                self.feed_windows(&mut out)?;
                 self.resume_sales(&mut out)?;
                 self.resume_purchases(&mut out)?;
                 self.resume_forwards(&mut out)?;
@@ -787,7 +788,6 @@ impl NodeCore {
                     }
                     _ => {}
                 }
-                self.feed_windows(out)?;
                 let input = match &self.role {
                     RoleMachine::Lsp(_) => {
                         let pending = self.pending_transfer(&from);
@@ -1182,7 +1182,8 @@ impl NodeCore {
     }
 
     /// Tells the LSP role the sale window of every channel being closed on chain, from the
-    /// channels themselves: after a restart, a block or a spend the window is always current.
+    /// channels themselves. The window changes only with the chain, so this runs at start and
+    /// on each block and spend, not on the payment messages' path.
     fn feed_windows(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
         if !matches!(self.role, RoleMachine::Lsp(_)) {
             return Ok(());
