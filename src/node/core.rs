@@ -20,7 +20,8 @@ use crate::crypto::keys::{PublicKey, SecretKey};
 use crate::crypto::nonce::NonceSeed;
 use crate::mailbox::tagged_hash;
 use crate::protocol::channel::{
-    self, Channel, ChannelError, ChannelSecrets, Command, Event, Input, OpenTerms, Phase, Snapshot,
+    self, Channel, ChannelError, ChannelSecrets, Command, Event, Input, OpenTerms, Phase,
+    PtlcRecord, Snapshot,
 };
 use crate::protocol::messages::{Change, ChannelId, Message};
 use crate::protocol::payment::{
@@ -932,23 +933,15 @@ impl NodeCore {
                     let Some(own) = self.own_withheld(offer.point) else {
                         continue;
                     };
-                    let committed = self.channels.iter().find_map(|(id, e)| {
-                        let side = e.channel.snapshot().side;
-                        let ptlc = e
-                            .channel
-                            .latest()?
-                            .ptlcs
-                            .iter()
-                            .find(|x| x.point == offer.point && x.offerer != side)?;
-                        Some((*id, e.peer, ptlc.id, ptlc.amount_sat))
-                    });
-                    if let Some((channel_id, from, ptlc_id, amount_sat)) = committed {
+                    if let Some((channel_id, from, ptlc)) =
+                        self.committed_to_us(offer.point, |_| true)
+                    {
                         inputs.push(ReverseInput::PtlcOffered {
                             channel_id,
                             from,
-                            ptlc_id,
+                            ptlc_id: ptlc.id,
                             point: offer.point,
-                            amount_sat,
+                            amount_sat: ptlc.amount_sat,
                             own: Some(own),
                         });
                     }
@@ -1005,21 +998,16 @@ impl NodeCore {
             let point = p.forward.point;
             match &p.status {
                 RouterStatus::Announced => {
-                    let committed = self.channels.iter().find_map(|(id, e)| {
-                        let side = e.channel.snapshot().side;
-                        let ptlc =
-                            e.channel.latest()?.ptlcs.iter().find(|x| {
-                                x.point == point && x.offerer != side && e.peer == p.from
-                            })?;
-                        Some(Incoming {
-                            channel_id: *id,
-                            peer: e.peer,
+                    let committed = self.committed_to_us(point, |peer| *peer == p.from).map(
+                        |(channel_id, peer, ptlc)| Incoming {
+                            channel_id,
+                            peer,
                             ptlc_id: ptlc.id,
                             point,
                             amount_sat: ptlc.amount_sat,
                             expiry: ptlc.expiry.height(),
-                        })
-                    });
+                        },
+                    );
                     inputs.extend(committed.map(|incoming| RouterInput::PtlcReceived {
                         incoming,
                         routes: routes.clone(),
@@ -1066,21 +1054,17 @@ impl NodeCore {
             match &p.status {
                 PayeeStatus::Invoiced => {
                     let router = p.invoice.route_hint.map(|h| h.router);
-                    let offered = self.channels.iter().find_map(|(id, e)| {
-                        let side = e.channel.snapshot().side;
-                        let from_payer_side = e.peer == p.invoice.lsp || Some(e.peer) == router;
-                        let ptlc =
-                            e.channel.latest()?.ptlcs.iter().find(|x| {
-                                x.point == point && x.offerer != side && from_payer_side
-                            })?;
-                        Some(PayeeInput::PtlcOffered {
-                            channel_id: *id,
-                            peer: e.peer,
+                    let from_payer_side =
+                        |peer: &PublicKey| *peer == p.invoice.lsp || Some(*peer) == router;
+                    let offered = self.committed_to_us(point, from_payer_side).map(
+                        |(channel_id, peer, ptlc)| PayeeInput::PtlcOffered {
+                            channel_id,
+                            peer,
                             ptlc_id: ptlc.id,
                             point,
                             amount_sat: ptlc.amount_sat,
-                        })
-                    });
+                        },
+                    );
                     inputs.extend(offered);
                 }
                 PayeeStatus::Fulfilled {
@@ -1360,6 +1344,28 @@ impl NodeCore {
         routes
             .first()
             .map(|(router, _)| DEFAULT_ROUTER_POLICY.hint(*router))
+    }
+
+    /// A PTLC with `point` that a peer accepted by `from` offered us, in a complete state of
+    /// our channel with it: the channel, the peer and the PTLC.
+    fn committed_to_us(
+        &self,
+        point: AdaptorPoint,
+        from: impl Fn(&PublicKey) -> bool,
+    ) -> Option<(ChannelId, PublicKey, PtlcRecord)> {
+        self.channels.iter().find_map(|(id, e)| {
+            if !from(&e.peer) {
+                return None;
+            }
+            let side = e.channel.snapshot().side;
+            let ptlc = e
+                .channel
+                .latest()?
+                .ptlcs
+                .iter()
+                .find(|x| x.point == point && x.offerer != side)?;
+            Some((*id, e.peer, ptlc.clone()))
+        })
     }
 
     /// Our funded channel with `peer`, if any (without listing every channel: S has many).
