@@ -184,7 +184,6 @@ fn every_persist_point_of_the_lsp_router_and_payee_still_pays_through_the_router
 /// request) and restarted at once: B asks and leaves, A buys, B returns and fetches. B is
 /// paid exactly and A paid amount + fee, whatever the point. Returns whether it was reached.
 fn receive_with_crash(party: usize, k: usize) -> bool {
-    use asyncpay::node::core::{NodeCommand, NodeInput};
     const AMOUNT_R: u64 = 30_000;
     let mut sim = Sim::new();
     sim.open(A, S, AS_CAPACITY).unwrap();
@@ -192,18 +191,7 @@ fn receive_with_crash(party: usize, k: usize) -> bool {
     sim.nodes[party].crash_after = Some(k);
     let where_ = format!("{} crashed after persist {}", sim.nodes[party].name, k + 1);
     let id = asyncpay::protocol::payment::PaymentId([0x42; 32]);
-    let (lsp, payer) = (sim.key(S), sim.key(A));
-    sim.input(
-        B,
-        NodeInput::Command(NodeCommand::Receive {
-            payment_id: id,
-            lsp,
-            payer,
-            amount_sat: AMOUNT_R,
-            contact: None,
-        }),
-    )
-    .unwrap();
+    sim.receive(id, AMOUNT_R).unwrap();
     let rstatus = |s: &Sim, n: usize| s.nodes[n].reverse_status(&id).unwrap_or_default();
     assert!(
         until(&mut sim, &[S, B], |s| rstatus(s, B) == "offered"

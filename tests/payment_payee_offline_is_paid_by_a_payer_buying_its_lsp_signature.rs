@@ -7,7 +7,6 @@
 
 mod node_support;
 
-use asyncpay::node::core::{NodeCommand, NodeInput};
 use asyncpay::protocol::payment::PaymentId;
 use node_support::*;
 
@@ -18,18 +17,7 @@ fn requested(sim: &mut Sim) -> PaymentId {
     sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, B, 400_000).unwrap();
     let id = PaymentId([0x42; 32]);
-    let (lsp, payer) = (sim.key(S), sim.key(A));
-    sim.input(
-        B,
-        NodeInput::Command(NodeCommand::Receive {
-            payment_id: id,
-            lsp,
-            payer,
-            amount_sat: AMOUNT,
-            contact: None,
-        }),
-    )
-    .unwrap();
+    sim.receive(id, AMOUNT).unwrap();
     sim.pump().unwrap();
     assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
     assert_eq!(sim.nodes[B].reverse_status(&id).as_deref(), Some("offered"));

@@ -17,7 +17,7 @@ use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records
 use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
 use asyncpay::protocol::payment::PaymentId;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
-use bitcoin::{Amount, OutPoint, Transaction, TxOut};
+use bitcoin::{OutPoint, Transaction, TxOut};
 use node_support::*;
 
 const AMOUNT: u64 = 50_000;
@@ -37,13 +37,7 @@ struct Scene {
 fn stale_state_published() -> anyhow::Result<Scene> {
     let chain = Arc::new(tx_support::start());
     let fees = tx_support::keypair("sale-window-node-fees");
-    let mut sim = Sim::at_height(u32::try_from(chain.height()?)?);
-    let funding_chain = chain.clone();
-    sim.funder = Some(Box::new(move |script, capacity| {
-        let (outpoint, _) = funding_chain.fund(script, Amount::from_sat(capacity))?;
-        funding_chain.confirm(&outpoint.txid)?;
-        Ok(outpoint)
-    }));
+    let mut sim = Sim::on_chain(chain.clone())?;
     let a_s = sim.open(A, S, 1_000_000)?;
     sim.open(S, B, 400_000)?;
     sim.stop(B);

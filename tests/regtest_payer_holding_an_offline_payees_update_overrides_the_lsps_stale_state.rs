@@ -23,30 +23,14 @@ const AMOUNT: u64 = 30_000;
 fn payer_holding_the_offline_payees_update_overrides_the_lsps_stale_state() -> anyhow::Result<()> {
     let chain = Arc::new(tx_support::start());
     let fees = tx_support::keypair("reverse-watch-fees");
-    let mut sim = Sim::at_height(u32::try_from(chain.height()?)?);
-    let funding_chain = chain.clone();
-    sim.funder = Some(Box::new(move |script, capacity| {
-        let (outpoint, _) = funding_chain.fund(script, Amount::from_sat(capacity))?;
-        funding_chain.confirm(&outpoint.txid)?;
-        Ok(outpoint)
-    }));
+    let mut sim = Sim::on_chain(chain.clone())?;
     sim.open(A, S, 1_000_000)?;
     let sb = sim.open(S, B, 400_000)?;
     // S keeps a copy of its store from before the payment: state 0 of S–B.
     let stale_copy: Vec<_> = sim.nodes[S].channels.values().cloned().collect();
 
     let id = PaymentId([0x42; 32]);
-    let (lsp, payer) = (sim.key(S), sim.key(A));
-    sim.input(
-        B,
-        NodeInput::Command(NodeCommand::Receive {
-            payment_id: id,
-            lsp,
-            payer,
-            amount_sat: AMOUNT,
-            contact: None,
-        }),
-    )?;
+    sim.receive(id, AMOUNT)?;
     sim.pump()?;
     sim.stop(B);
     sim.fetch_letters(A)?;

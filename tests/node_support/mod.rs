@@ -191,6 +191,35 @@ impl Sim {
         sim
     }
 
+    /// A payer, an LSP and a payee at `chain`'s height, whose channels are funded on it
+    /// (the faucet pays each funding script, and the funding confirms).
+    pub fn on_chain(
+        chain: std::sync::Arc<asyncpay::chain::regtest::Regtest>,
+    ) -> anyhow::Result<Self> {
+        let mut sim = Self::at_height(u32::try_from(chain.height()?)?);
+        sim.funder = Some(Box::new(move |script, capacity| {
+            let (outpoint, _) = chain.fund(script, bitcoin::Amount::from_sat(capacity))?;
+            chain.confirm(&outpoint.txid)?;
+            Ok(outpoint)
+        }));
+        Ok(sim)
+    }
+
+    /// B asks S for a state paying it `amount_sat`, to be bought by A (reverse variant).
+    pub fn receive(&mut self, payment_id: PaymentId, amount_sat: u64) -> anyhow::Result<()> {
+        let (lsp, payer) = (self.key(S), self.key(A));
+        self.input(
+            B,
+            NodeInput::Command(NodeCommand::Receive {
+                payment_id,
+                lsp,
+                payer,
+                amount_sat,
+                contact: None,
+            }),
+        )
+    }
+
     /// A payer, an LSP, a payee and a router P, all running, no channels.
     pub fn with_router() -> Self {
         let mut sim = Self::new();
