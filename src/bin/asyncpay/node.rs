@@ -378,8 +378,15 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
             token: Arc::new(token),
             events: tx.clone(),
         });
-    tokio::spawn(async move {
-        let _ = axum::serve(control, app).await;
+    // The server shuts down gracefully after the event loop ends, so the answer to `stop`
+    // (and to any other request in flight) reaches its caller before the process exits.
+    let (control_stop, control_stopped) = oneshot::channel::<()>();
+    let control_server = tokio::spawn(async move {
+        let _ = axum::serve(control, app)
+            .with_graceful_shutdown(async {
+                let _ = control_stopped.await;
+            })
+            .await;
     });
     // Chain poller.
     {
@@ -422,6 +429,15 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_file(args.data_dir.join("node.json"));
+    // Requests still queued are answered "stopping" as their reply channels drop.
+    drop(rx);
+    let _ = control_stop.send(());
+    if tokio::time::timeout(Duration::from_secs(5), control_server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("control server did not finish its answers within 5 s");
+    }
     Ok(())
 }
 
