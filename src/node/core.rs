@@ -600,6 +600,7 @@ impl NodeCore {
                 self.resume_purchases(&mut out)?;
                 self.resume_forwards(&mut out)?;
                 self.resume_reverse(&mut out)?;
+                self.resume_settled(&mut out)?;
             }
             NodeInput::Entropy(e) => {
                 for entry in self.channels.values_mut() {
@@ -1042,6 +1043,29 @@ impl NodeCore {
     /// Payments the payee recorded whose next step was cut by a stop: the LSP's PTLC is in a
     /// complete state but the role never heard of it; the payee fulfilled but the fulfilment
     /// never reached the channel; or the fulfilment completed but the role never heard.
+    /// A payer that stopped between a channel's settlement and the void of its payments
+    /// on that channel hears of the settlement again (the payer ignores a repeat).
+    fn resume_settled(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+        if !matches!(self.role, RoleMachine::Payer(_)) {
+            return Ok(());
+        }
+        let settled: Vec<(ChannelId, u64)> = self
+            .channels
+            .iter()
+            .filter_map(|(id, e)| {
+                let oc = e.channel.snapshot().on_chain.as_ref()?;
+                oc.settlement_txid.map(|_| (*id, oc.state))
+            })
+            .collect();
+        for (channel_id, state) in settled {
+            self.role_input(
+                RoleIn::Payer(PayerInput::ChannelSettled { channel_id, state }),
+                out,
+            )?;
+        }
+        Ok(())
+    }
+
     fn resume_purchases(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
         let RoleMachine::Payee(payee) = &self.role else {
             return Ok(());
@@ -1595,6 +1619,14 @@ impl NodeCore {
                     self.role_input(input, out)?;
                 }
             }
+            Event::Settled { state } if matches!(self.role, RoleMachine::Payer(_)) => self
+                .role_input(
+                    RoleIn::Payer(PayerInput::ChannelSettled {
+                        channel_id: id,
+                        state: *state,
+                    }),
+                    out,
+                )?,
             _ => {}
         }
         Ok(())

@@ -65,6 +65,19 @@ impl core::fmt::Debug for PayerStatus {
 }
 
 impl PayerStatus {
+    /// The number of the state whose signature is (or is about to be) for sale, while the
+    /// payment can still complete; `Proposed` has no number yet and counts as newer than any.
+    fn for_sale(&self) -> Option<u64> {
+        match self {
+            PayerStatus::Proposed => Some(u64::MAX),
+            PayerStatus::Requested { state, .. } => Some(*state),
+            PayerStatus::Offered { letter }
+            | PayerStatus::Posted { letter }
+            | PayerStatus::Cancelling { letter } => Some(letter.offer.state),
+            PayerStatus::Completed { .. } | PayerStatus::Void { .. } => None,
+        }
+    }
+
     /// A short name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -174,6 +187,14 @@ pub enum PayerInput {
         channel_id: ChannelId,
         /// Why, as the channel said it.
         reason: String,
+    },
+    /// The channel's settlement confirmed on chain at `state`: a payment whose withheld
+    /// state is newer can never be completed, and is void.
+    ChannelSettled {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The settled state.
+        state: u64,
     },
     /// The LSP connected (A came back online).
     PeerConnected {
@@ -351,6 +372,27 @@ impl Payer {
                         message: PaymentMessage::Cancel { payment_id },
                     },
                 ])
+            }
+            PayerInput::ChannelSettled { channel_id, state } => {
+                let stranded: Vec<PaymentId> = self
+                    .payments
+                    .iter()
+                    .filter(|(_, p)| p.channel_id == channel_id)
+                    .filter(|(_, p)| p.status.for_sale().is_some_and(|n| n > state))
+                    .map(|(id, _)| *id)
+                    .collect();
+                Ok(stranded
+                    .into_iter()
+                    .flat_map(|id| {
+                        self.void(
+                            id,
+                            format!(
+                                "the channel settled on chain at state {state} before a sale: \
+                                 the state for sale can never be completed"
+                            ),
+                        )
+                    })
+                    .collect())
             }
             PayerInput::PeerConnected { peer } => Ok(self
                 .payments
