@@ -127,6 +127,8 @@ fn a_cancellation_before_the_sale_voids_the_offer() {
     sim.nodes[B].mailbox.push(letter);
     sim.fetch_letters(B).unwrap();
     assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("refused"));
+    let reason = sim.nodes[B].payment(&id).unwrap()["status"]["reason"].clone();
+    assert_eq!(reason, "cancelled", "B hears why");
     untouched(&sim);
 
     // The channel is usable again: A returns and a new payment completes.

@@ -104,6 +104,12 @@ pub struct DemoArgs {
     /// the repeat, and the genuine payment must still complete exactly once.
     #[arg(long, value_enum, conflicts_with = "reverse")]
     adversary: Option<Adversary>,
+    /// A comes back before B sells and cancels: S cancels the offer and reverts A–S to
+    /// state 0's balances (state 2); B, online later, invoices and is refused (`cancelled`);
+    /// nothing moves on any channel. The on-chain epilogue then shows S answering A's
+    /// stale state 0 with the revert.
+    #[arg(long, conflicts_with_all = ["reverse", "routed", "crash", "adversary"])]
+    cancel: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1496,9 +1502,47 @@ impl Demo {
                 backup.state(&as_id).map_or("?".into(), |n| n.to_string())
             ));
 
+            if self.args.cancel {
+                self.begin(
+                    "cancel",
+                    "A comes back before B sells and cancels the payment",
+                );
+                self.start_node(Party::A)?;
+                self.await_connected(Party::A, Party::S)?;
+                self.narrator.detail("A reconnected to S");
+                self.call(Party::A, "/v1/cancel", json!({ "payment_id": payment_id }))?;
+                self.await_status(Party::S, &payment_id, "cancelled", &["selling", "sold"])?;
+                self.await_status(Party::A, &payment_id, "void", &["completed"])?;
+                // S reverts A–S: state 2 with state 0's balances, complete at both sides.
+                let limit = Duration::from_secs(self.args.timeout_secs);
+                wait_for(
+                    "A–S to reach the revert (state 2) at A and S",
+                    limit,
+                    || {
+                        let a = self.channel(Party::A, &as_id)?;
+                        let s = self.channel(Party::S, &as_id)?;
+                        Ok(
+                            (a["state"].as_u64() == Some(2) && s["state"].as_u64() == Some(2))
+                                .then_some(()),
+                        )
+                    },
+                )?;
+                let (a, s) = (
+                    self.own_balance(Party::A, &as_id)?,
+                    self.own_balance(Party::S, &as_id)?,
+                );
+                self.narrator.detail(format!(
+                    "S reverted A–S to state 2 with state 0's balances: A {a} / S {s} sat"
+                ));
+            }
+
             self.begin(
                 "sell",
-                "B comes online, fetches the letter and sells A's signature to S",
+                if self.args.cancel {
+                    "B comes online, fetches the letter and invoices S, which refuses: the offer is cancelled"
+                } else {
+                    "B comes online, fetches the letter and sells A's signature to S"
+                },
             );
             self.start_node(Party::B)?;
             // B redials the peers it knows by itself.
@@ -1527,33 +1571,47 @@ impl Demo {
             if let Some(report) = self.adversary.as_mut() {
                 report.letters_fetched = fetched["letters"].as_u64().unwrap_or(0);
             }
-            self.await_status(Party::B, &payment_id, "paid", &["refused"])?;
-            if self.adversary.is_some() {
-                let log =
-                    std::fs::read_to_string(self.root.path().join("B.log")).unwrap_or_default();
-                let refusal = log
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .find(|e| e["event"] == "letter_refused")
-                    .map(|e| e["error"].as_str().unwrap_or("?").to_string());
-                let refused = refusal.is_some();
-                if let Some(report) = self.adversary.as_mut() {
-                    report.refused_by_b = refused;
-                    report.refusal = refusal;
+            if self.args.cancel {
+                self.await_status(Party::B, &payment_id, "refused", &["paid"])?;
+                let record = self.payment_record(Party::B, &payment_id)?;
+                let reason = record["status"]["reason"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string();
+                self.narrator
+                    .detail(format!("S refused B's invoice: {reason}"));
+                if reason != "cancelled" {
+                    bail!("B's invoice was refused for another reason: {record}");
                 }
-                self.narrator.detail(if refused {
-                    "B refused the bogus letter and sold the genuine one"
-                } else {
-                    "B handled the repeated letter once"
-                });
-            }
-            self.await_status(Party::S, &payment_id, "sold", &["cancelled"])?;
+            } else {
+                self.await_status(Party::B, &payment_id, "paid", &["refused"])?;
+                if self.adversary.is_some() {
+                    let log =
+                        std::fs::read_to_string(self.root.path().join("B.log")).unwrap_or_default();
+                    let refusal = log
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                        .find(|e| e["event"] == "letter_refused")
+                        .map(|e| e["error"].as_str().unwrap_or("?").to_string());
+                    let refused = refusal.is_some();
+                    if let Some(report) = self.adversary.as_mut() {
+                        report.refused_by_b = refused;
+                        report.refusal = refusal;
+                    }
+                    self.narrator.detail(if refused {
+                        "B refused the bogus letter and sold the genuine one"
+                    } else {
+                        "B handled the repeated letter once"
+                    });
+                }
+                self.await_status(Party::S, &payment_id, "sold", &["cancelled"])?;
 
-            self.begin("receipt", "A comes back online and receives its receipt");
-            self.start_node(Party::A)?;
-            self.await_connected(Party::A, Party::S)?;
-            self.narrator.detail("A reconnected to S");
-            self.await_status(Party::A, &payment_id, "completed", &["void"])?;
+                self.begin("receipt", "A comes back online and receives its receipt");
+                self.start_node(Party::A)?;
+                self.await_connected(Party::A, Party::S)?;
+                self.narrator.detail("A reconnected to S");
+                self.await_status(Party::A, &payment_id, "completed", &["void"])?;
+            }
             (payment_id, fee, Some(backup))
         };
         let after = balances_of(self)?;
@@ -1617,25 +1675,31 @@ impl Demo {
                 change_sat: *a as i64 - *b as i64,
             })
             .collect();
-        let paid = (amount + fee) as i64;
+        // With --cancel nothing moves anywhere.
+        let moved = !self.args.cancel;
+        let paid = if moved { (amount + fee) as i64 } else { 0 };
         // What crosses each payee-side channel: the router's fee too on S–P.
         let router_fee = asyncpay::node::core::DEFAULT_ROUTER_POLICY.fee_sat;
         let crossing = |i: usize| -> i64 {
-            if routed && i == 0 {
+            if !moved {
+                0
+            } else if routed && i == 0 {
                 (amount + router_fee) as i64
             } else {
                 amount as i64
             }
         };
-        let (payer_done, lsp_done) = if self.args.reverse {
-            ("bought", "bought")
+        let (payer_done, lsp_done, payee_done) = if self.args.reverse {
+            ("bought", "bought", "paid")
+        } else if self.args.cancel {
+            ("void", "cancelled", "refused")
         } else {
-            ("completed", "sold")
+            ("completed", "sold", "paid")
         };
         let mut checks = vec![
             check("payer status", json!(payer_done), status["payer"].clone()),
             check("lsp status", json!(lsp_done), status["lsp"].clone()),
-            check("payee status", json!("paid"), status["payee"].clone()),
+            check("payee status", json!(payee_done), status["payee"].clone()),
             check(
                 "A's change in A–S",
                 json!(-paid),
@@ -1677,18 +1741,19 @@ impl Demo {
             ));
         }
         if let Some(e) = &enforcement {
+            let latest = self.latest_state();
             checks.push(check(
-                "stale U_0 confirmed, then overridden by U_1",
-                json!([0, 1]),
+                &format!("stale U_0 confirmed, then overridden by U_{latest}"),
+                json!([0, latest]),
                 json!([e.stale_state, e.override_state]),
             ));
             checks.push(check(
-                "settlement pays A its state-1 balance",
+                &format!("settlement pays A its state-{latest} balance"),
                 json!(after[0]),
                 json!(e.settled_to_a),
             ));
             checks.push(check(
-                "settlement pays S its state-1 balance",
+                &format!("settlement pays S its state-{latest} balance"),
                 json!(after[1]),
                 json!(e.settled_to_s),
             ));
@@ -1740,8 +1805,18 @@ impl Demo {
         })
     }
 
+    /// A–S's latest state after the payment: 1 (the sold state), or 2 with `--cancel` (the
+    /// revert to state 0's balances).
+    fn latest_state(&self) -> u32 {
+        if self.args.cancel {
+            2
+        } else {
+            1
+        }
+    }
+
     /// The on-chain epilogue: A, restored from its backup, publishes state 0; S, online,
-    /// overrides it with state 1; the settlement of state 1 confirms after the delay.
+    /// overrides it with its latest state; that state's settlement confirms after the delay.
     fn epilogue(
         &mut self,
         backup: &Backup,
@@ -1792,9 +1867,10 @@ impl Demo {
             );
         }
 
+        let latest = self.latest_state();
         self.begin(
             "override",
-            "S sees the stale state and overrides it with U_1",
+            format!("S sees the stale state and overrides it with U_{latest}"),
         );
         let over = wait_for("S's update spending the stale one", wait, || {
             spender(&self.chain, stale_txid)
@@ -1818,7 +1894,7 @@ impl Demo {
 
         self.begin(
             "settle",
-            "after the shared delay S publishes the settlement of state 1",
+            format!("after the shared delay S publishes the settlement of state {latest}"),
         );
         // SE_n may confirm `shared_delay` blocks after U_n (BIP68); S publishes it as soon as
         // the next block can carry it.
@@ -2258,11 +2334,18 @@ pub(crate) fn mermaid(steps: &[Step], messages: &[Msg]) -> String {
 
 fn print_summary(t: &Transcript) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "\nA paid B {} sat through S (fee {} sat); payment {}\n",
-        t.amount_sat, t.fee_sat, t.payment_id
-    );
+    let outcome = if t.status["lsp"] == "cancelled" {
+        format!(
+            "A cancelled its payment of {} sat to B before the sale: nothing moved",
+            t.amount_sat
+        )
+    } else {
+        format!(
+            "A paid B {} sat through S (fee {} sat)",
+            t.amount_sat, t.fee_sat
+        )
+    };
+    let _ = writeln!(out, "\n{outcome}; payment {}\n", t.payment_id);
     let _ = writeln!(
         out,
         "| channel | party | before (sat) | after (sat) | change |"

@@ -481,7 +481,7 @@ impl Lsp {
         match &record.status {
             LspStatus::Offered => {}
             LspStatus::Selling { invoice: under, .. } if under == invoice => return Ok(None),
-            // Voided at its expiry: B hears that, not just that the offer is gone.
+            // Voided at its expiry or by A: B hears which, not just that the offer is gone.
             LspStatus::Cancelled {
                 outcome: CancelOutcome::Expired,
             } => {
@@ -490,6 +490,9 @@ impl Lsp {
                     height: self.height,
                 })
             }
+            LspStatus::Cancelled {
+                outcome: CancelOutcome::Cancelled,
+            } => return Err(PaymentError::Cancelled),
             other => {
                 return Err(PaymentError::Unexpected {
                     what: "invoice",

@@ -179,6 +179,9 @@ pub enum PaymentError {
         /// The payment's status.
         status: &'static str,
     },
+    /// The payer cancelled the offer before a sale.
+    #[error("the payer cancelled the offer")]
+    Cancelled,
     /// The offer's expiry has passed.
     #[error("offer expired at height {expiry}, now {height}")]
     Expired {
@@ -236,6 +239,7 @@ impl PaymentError {
             PaymentError::WrongPeer { .. } => "wrong_peer",
             PaymentError::Mismatch { .. } => "mismatch",
             PaymentError::Unexpected { .. } => "unexpected",
+            PaymentError::Cancelled => "cancelled",
             PaymentError::Expired { .. } => "expired",
             PaymentError::Amount(_) => "amount",
             PaymentError::NoPendingState { .. } => "no_pending_state",

@@ -1,0 +1,67 @@
+//! `asyncpay demo --cancel`: cancellation on processes. A posts its letter and stops, comes
+//! back before B sells and cancels through its control interface; S cancels the offer and
+//! reverts A–S to state 0's balances (state 2); B, online later, invoices and is refused
+//! with `cancelled`. No balance moves on any channel, and in the on-chain epilogue S answers
+//! A's stale state 0 with the revert, whose settlement pays A its whole balance.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn payer_cancels_before_the_sale_and_nothing_moves() {
+    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
+        .args(["demo", "--json", "--cancel", "--timeout-secs", "60"])
+        .output()
+        .expect("run asyncpay demo");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stderr}");
+    let t: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stderr}"));
+    assert_eq!(t["ok"], true, "{:#}", t["checks"]);
+    assert_eq!(t["status"]["payer"], "void");
+    assert_eq!(t["status"]["lsp"], "cancelled");
+    assert_eq!(t["status"]["payee"], "refused");
+    for b in t["balances"].as_array().expect("balances") {
+        assert_eq!(b["change_sat"], 0, "{b}");
+    }
+    let sent = |from: &str, to: &str, what: &str| {
+        t["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .any(|m| m["from"] == from && m["to"] == to && m["what"] == what)
+    };
+    assert!(sent("A", "S", "cancel"));
+    assert!(sent("S", "A", "cancelled"));
+    assert!(sent("B", "S", "invoice"));
+    assert!(sent("S", "B", "invoice_refused"));
+    // S never offered B a PTLC: no channel update between S and B once B is back.
+    let steps = t["steps"].as_array().expect("steps");
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["n"].as_u64())
+            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
+    };
+    let (cancel, sell) = (step("cancel"), step("sell"));
+    assert!(cancel < sell, "A cancelled before B came online");
+    assert!(
+        !t["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .any(|m| m["step"] == sell
+                && ["propose", "countersign", "complete"]
+                    .contains(&m["what"].as_str().unwrap_or(""))),
+        "no update on S–B in the sell step"
+    );
+    let e = &t["enforcement"];
+    assert_eq!(
+        (e["stale_state"].as_u64(), e["override_state"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(e["settled_to_a"].as_u64(), Some(1_000_000));
+    assert_eq!(e["settled_to_s"].as_u64(), Some(0));
+}
