@@ -44,6 +44,10 @@ const SB_CAPACITY_SAT: u64 = 400_000;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Shared delay of A–S: S's PTLC delta plus the sale window margin, and some to spare.
 const PAYER_DELAY: u16 = 32;
+/// Shared delay of A–S with `--payer-cheats-while-pending`: B sells after U_0 has
+/// confirmed, so the window (`confirmed_at + delay − 1 − margin`) must still hold a whole
+/// PTLC lifetime then: 40 leaves 7 blocks for the sale.
+const PAYER_DELAY_FOR_LATE_SALE: u16 = 40;
 /// Shared delay of S–B (and of S–P and P–B when routed).
 const PAYEE_DELAY: u16 = 6;
 /// Blocks S's PTLCs live: at least twice the payee channel's shared delay, and through a
@@ -110,6 +114,14 @@ pub struct DemoArgs {
     /// stale state 0 with the revert.
     #[arg(long, conflicts_with_all = ["reverse", "routed", "crash", "adversary"])]
     cancel: bool,
+    /// A's backup publishes the stale state 0 while A's signature on state 1 is still for
+    /// sale (right after A goes offline), and it confirms; B then sells inside S's window:
+    /// S buys the scalar, and its node publishes U_1 over U_0 at once and settles state 1.
+    #[arg(
+        long,
+        conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "lsp_restarts_after_cheat", "no_epilogue"]
+    )]
+    payer_cheats_while_pending: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -347,6 +359,10 @@ pub(crate) struct Step {
     pub(crate) name: &'static str,
     pub(crate) title: String,
     pub(crate) started_ms: u64,
+    /// The start to the microsecond, to place events recorded just before a step began
+    /// in the step before it.
+    #[serde(skip)]
+    pub(crate) started_us: u64,
     pub(crate) duration_ms: u64,
     pub(crate) details: Vec<String>,
 }
@@ -447,11 +463,13 @@ impl Narrator {
             "[{:>6.1}s] {n:>2}. {title}",
             self.started.elapsed().as_secs_f64()
         );
+        let started = self.started.elapsed();
         self.steps.push(Step {
             n,
             name,
             title,
-            started_ms: self.started.elapsed().as_millis() as u64,
+            started_ms: started.as_millis() as u64,
+            started_us: started.as_micros() as u64,
             duration_ms: 0,
             details: Vec::new(),
         });
@@ -499,6 +517,12 @@ struct Demo {
     in_payment: bool,
     /// What `--adversary` did.
     adversary: Option<AdversaryReport>,
+}
+
+/// A stale update A's backup put on chain.
+struct Stale {
+    txid: Txid,
+    state: u32,
 }
 
 /// A bogus letter put in B's mailbox (`--adversary`).
@@ -697,7 +721,12 @@ impl Demo {
         // margin); B's channel must settle well inside the PTLC's lifetime.
         match party {
             Party::A => {
-                command.args(["--shared-delay", &PAYER_DELAY.to_string()]);
+                let delay = if self.args.payer_cheats_while_pending {
+                    PAYER_DELAY_FOR_LATE_SALE
+                } else {
+                    PAYER_DELAY
+                };
+                command.args(["--shared-delay", &delay.to_string()]);
             }
             Party::S => {
                 command
@@ -1501,6 +1530,25 @@ impl Demo {
                 "A's backup as it went offline: A–S at state {}",
                 backup.state(&as_id).map_or("?".into(), |n| n.to_string())
             ));
+            let stale = if self.args.payer_cheats_while_pending {
+                self.begin(
+                    "stale",
+                    "A's backup publishes the stale state 0 while A's signature on state 1 is for sale",
+                );
+                let stale = self.publish_stale(&backup, &as_id)?;
+                let limit = Duration::from_secs(self.args.timeout_secs);
+                wait_for("S to see the stale state", limit, || {
+                    let c = self.channel(Party::S, &as_id)?;
+                    Ok((c["phase"] == "ForceClosing").then_some(()))
+                })?;
+                self.narrator.detail(
+                    "S saw U_0 confirm; it keeps its countersigned state 1 while the sale window \
+                     is open",
+                );
+                Some(stale)
+            } else {
+                None
+            };
 
             if self.args.cancel {
                 self.begin(
@@ -1605,6 +1653,18 @@ impl Demo {
                     });
                 }
                 self.await_status(Party::S, &payment_id, "sold", &["cancelled"])?;
+                if let Some(stale) = &stale {
+                    let limit = Duration::from_secs(self.args.timeout_secs);
+                    let over = wait_for("S's U_1 spending U_0", limit, || {
+                        spender(&self.chain, stale.txid)
+                    })?;
+                    self.chain_event(Party::S, "U_1 spends U_0".into());
+                    self.narrator.detail(format!(
+                        "S completed U_1 with the scalar and published it over U_0 at once: {} \
+                         (in the mempool)",
+                        over.compute_txid()
+                    ));
+                }
 
                 self.begin("receipt", "A comes back online and receives its receipt");
                 self.start_node(Party::A)?;
@@ -1612,7 +1672,7 @@ impl Demo {
                 self.narrator.detail("A reconnected to S");
                 self.await_status(Party::A, &payment_id, "completed", &["void"])?;
             }
-            (payment_id, fee, Some(backup))
+            (payment_id, fee, Some((backup, stale)))
         };
         let after = balances_of(self)?;
         self.narrator.detail(describe(&after));
@@ -1650,7 +1710,12 @@ impl Demo {
         }
 
         let enforcement = match (&backup, self.args.no_epilogue) {
-            (Some(backup), false) => Some(self.epilogue(backup, &as_id, after[0], after[1])?),
+            (Some((backup, Some(stale))), false) => {
+                Some(self.override_and_settle(stale, backup, &as_id, after[0], after[1])?)
+            }
+            (Some((backup, None)), false) => {
+                Some(self.epilogue(backup, &as_id, after[0], after[1])?)
+            }
             _ => None,
         };
 
@@ -1824,11 +1889,17 @@ impl Demo {
         to_a: u64,
         to_s: u64,
     ) -> anyhow::Result<Enforcement> {
-        let wait = Duration::from_secs(self.args.timeout_secs);
         self.begin(
             "stale",
             "A restores the backup it took when it went offline and publishes the stale state 0",
         );
+        let stale = self.publish_stale(backup, channel_id)?;
+        self.override_and_settle(&stale, backup, channel_id, to_a, to_s)
+    }
+
+    /// A's backup publishes its state (0) with a CPFP child through `submitpackage`, and it
+    /// confirms. With `--lsp-restarts-after-cheat`, S is away meanwhile.
+    fn publish_stale(&mut self, backup: &Backup, channel_id: &str) -> anyhow::Result<Stale> {
         if self.args.lsp_restarts_after_cheat {
             self.stop_node(Party::S)?;
         }
@@ -1866,21 +1937,48 @@ impl Demo {
                  from its store",
             );
         }
+        Ok(Stale {
+            txid: stale_txid,
+            state: stale_state,
+        })
+    }
+
+    /// S's node answers the stale update with its latest state and settles that state
+    /// after the shared delay; the settlement confirms.
+    fn override_and_settle(
+        &mut self,
+        stale: &Stale,
+        backup: &Backup,
+        channel_id: &str,
+        to_a: u64,
+        to_s: u64,
+    ) -> anyhow::Result<Enforcement> {
+        let wait = Duration::from_secs(self.args.timeout_secs);
+        let (stale_txid, stale_state) = (stale.txid, stale.state);
 
         let latest = self.latest_state();
+        let published_at_sale = self.args.payer_cheats_while_pending;
         self.begin(
             "override",
-            format!("S sees the stale state and overrides it with U_{latest}"),
+            if published_at_sale {
+                format!(
+                    "U_{latest}, which S published over U_0 when it bought the scalar, confirms"
+                )
+            } else {
+                format!("S sees the stale state and overrides it with U_{latest}")
+            },
         );
         let over = wait_for("S's update spending the stale one", wait, || {
             spender(&self.chain, stale_txid)
         })?;
         let over_txid = over.compute_txid();
         let override_state = over.lock_time.to_consensus_u32() - STATE_LOCKTIME_BASE;
-        self.chain_event(
-            Party::S,
-            format!("U_{override_state} spends U_{stale_state}"),
-        );
+        if !published_at_sale {
+            self.chain_event(
+                Party::S,
+                format!("U_{override_state} spends U_{stale_state}"),
+            );
+        }
         let at = u32::try_from(self.chain.confirm(&over_txid)?)?;
         self.chain.wait_for_electrs_tip()?;
         self.narrator.detail(format!(
@@ -2035,10 +2133,11 @@ impl Demo {
                     _ => return None,
                 };
                 let at_ms = seen.at.as_secs_f64() * 1000.0;
+                let at_us = seen.at.as_micros() as u64;
                 let step = steps
                     .iter()
                     .rev()
-                    .find(|s| s.started_ms as f64 <= at_ms)
+                    .find(|s| s.started_us <= at_us)
                     .map_or(0, |s| s.n);
                 Some(Msg {
                     step,

@@ -207,6 +207,7 @@ mod tests {
             name: "step",
             title: title.into(),
             started_ms: 0,
+            started_us: 0,
             duration_ms: 0,
             details: vec![],
         }
