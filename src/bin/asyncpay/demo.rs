@@ -122,6 +122,15 @@ pub struct DemoArgs {
         conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "lsp_restarts_after_cheat", "no_epilogue"]
     )]
     payer_cheats_while_pending: bool,
+    /// S goes offline right after its offer and is away until the offer has expired: B
+    /// invoices in time but nobody pays it; S, back, refuses the invoice (`expired`) and
+    /// reverts A–S (state 2); A, back, finds its payment void. Nothing moves on any
+    /// channel, and in the on-chain epilogue S answers A's stale state 0 with the revert.
+    #[arg(
+        long,
+        conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "payer_cheats_while_pending"]
+    )]
+    lsp_never_pays: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1584,18 +1593,26 @@ impl Demo {
                 ));
             }
 
+            if self.args.lsp_never_pays {
+                self.begin("gone", "S goes offline before B comes online");
+                self.stop_node(Party::S)?;
+            }
             self.begin(
                 "sell",
                 if self.args.cancel {
                     "B comes online, fetches the letter and invoices S, which refuses: the offer is cancelled"
+                } else if self.args.lsp_never_pays {
+                    "B comes online, fetches the letter and invoices S, which is not there"
                 } else {
                     "B comes online, fetches the letter and sells A's signature to S"
                 },
             );
             self.start_node(Party::B)?;
-            // B redials the peers it knows by itself.
-            self.await_connected(Party::B, Party::S)?;
-            self.narrator.detail("B reconnected to S");
+            if !self.args.lsp_never_pays {
+                // B redials the peers it knows by itself.
+                self.await_connected(Party::B, Party::S)?;
+                self.narrator.detail("B reconnected to S");
+            }
             let asked = self.narrator.started.elapsed();
             let fetched = match self.call(Party::B, "/v1/fetch", json!({})) {
                 Ok(fetched) => fetched,
@@ -1619,7 +1636,66 @@ impl Demo {
             if let Some(report) = self.adversary.as_mut() {
                 report.letters_fetched = fetched["letters"].as_u64().unwrap_or(0);
             }
-            if self.args.cancel {
+            if self.args.lsp_never_pays {
+                self.await_status(Party::B, &payment_id, "invoiced", &["paid", "refused"])?;
+                let record = self.payment_record(Party::B, &payment_id)?;
+                let expiry = record["letter"]["offer"]["terms"]["expiry"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("B's record has no offer expiry: {record}"))?;
+                self.narrator.detail(format!(
+                    "B keeps its scalar: without a PTLC nothing can complete A's state 1; the \
+                     offer expires at height {expiry}"
+                ));
+
+                self.begin(
+                    "expire",
+                    "the offer expires with S away; S comes back and refuses B's invoice",
+                );
+                let height = self.chain.height()?;
+                let blocks = (expiry + 1).saturating_sub(height);
+                self.mine(blocks)?;
+                self.narrator.detail(format!(
+                    "mined {blocks} blocks: height {} is past the expiry",
+                    expiry + 1
+                ));
+                self.start_node(Party::S)?;
+                self.await_status(Party::S, &payment_id, "cancelled", &["selling", "sold"])?;
+                self.await_status(Party::B, &payment_id, "refused", &["paid"])?;
+                let record = self.payment_record(Party::B, &payment_id)?;
+                let reason = record["status"]["reason"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string();
+                self.narrator
+                    .detail(format!("S refused B's invoice: {reason}"));
+                if reason != "expired" {
+                    bail!("B's invoice was refused for another reason: {record}");
+                }
+
+                self.begin(
+                    "unwind",
+                    "A comes back online: its payment is void and A–S is reverted",
+                );
+                self.start_node(Party::A)?;
+                self.await_connected(Party::A, Party::S)?;
+                self.narrator.detail("A reconnected to S");
+                self.await_status(Party::A, &payment_id, "void", &["completed"])?;
+                let limit = Duration::from_secs(self.args.timeout_secs);
+                wait_for(
+                    "A–S to reach the revert (state 2) at A and S",
+                    limit,
+                    || {
+                        let a = self.channel(Party::A, &as_id)?;
+                        let s = self.channel(Party::S, &as_id)?;
+                        Ok(
+                            (a["state"].as_u64() == Some(2) && s["state"].as_u64() == Some(2))
+                                .then_some(()),
+                        )
+                    },
+                )?;
+                self.narrator
+                    .detail("S reverted A–S to state 2 with state 0's balances");
+            } else if self.args.cancel {
                 self.await_status(Party::B, &payment_id, "refused", &["paid"])?;
                 let record = self.payment_record(Party::B, &payment_id)?;
                 let reason = record["status"]["reason"]
@@ -1741,7 +1817,7 @@ impl Demo {
             })
             .collect();
         // With --cancel nothing moves anywhere.
-        let moved = !self.args.cancel;
+        let moved = !self.unwound();
         let paid = if moved { (amount + fee) as i64 } else { 0 };
         // What crosses each payee-side channel: the router's fee too on S–P.
         let router_fee = asyncpay::node::core::DEFAULT_ROUTER_POLICY.fee_sat;
@@ -1756,7 +1832,7 @@ impl Demo {
         };
         let (payer_done, lsp_done, payee_done) = if self.args.reverse {
             ("bought", "bought", "paid")
-        } else if self.args.cancel {
+        } else if self.unwound() {
             ("void", "cancelled", "refused")
         } else {
             ("completed", "sold", "paid")
@@ -1870,10 +1946,15 @@ impl Demo {
         })
     }
 
-    /// A–S's latest state after the payment: 1 (the sold state), or 2 with `--cancel` (the
+    /// Whether the payment is undone before a sale (`--cancel`, `--lsp-never-pays`).
+    fn unwound(&self) -> bool {
+        self.args.cancel || self.args.lsp_never_pays
+    }
+
+    /// A–S's latest state after the payment: 1 (the sold state), or 2 when it was undone (the
     /// revert to state 0's balances).
     fn latest_state(&self) -> u32 {
-        if self.args.cancel {
+        if self.unwound() {
             2
         } else {
             1
@@ -2435,7 +2516,7 @@ fn print_summary(t: &Transcript) {
     let mut out = std::io::stdout().lock();
     let outcome = if t.status["lsp"] == "cancelled" {
         format!(
-            "A cancelled its payment of {} sat to B before the sale: nothing moved",
+            "A's payment of {} sat to B was cancelled before a sale: nothing moved",
             t.amount_sat
         )
     } else {

@@ -1,0 +1,62 @@
+//! `asyncpay demo --lsp-never-pays`: S goes offline right after its offer and stays away
+//! until the offer has expired. B, online in between, invoices but is never paid, so it
+//! keeps its scalar and nothing can complete A's state 1. S, back, refuses the invoice with
+//! `expired` and reverts A–S; A, back, finds its payment void. No balance moves on any
+//! channel, and in the on-chain epilogue S answers A's stale state 0 with the revert (state
+//! 2), whose settlement pays A its whole balance.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn lsp_that_never_pays_leaves_every_balance_unmoved() {
+    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
+        .args(["demo", "--json", "--lsp-never-pays", "--timeout-secs", "60"])
+        .output()
+        .expect("run asyncpay demo");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stderr}");
+    let t: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stderr}"));
+    assert_eq!(t["ok"], true, "{:#}", t["checks"]);
+    assert_eq!(t["status"]["payer"], "void");
+    assert_eq!(t["status"]["lsp"], "cancelled");
+    assert_eq!(t["status"]["payee"], "refused");
+    for b in t["balances"].as_array().expect("balances") {
+        assert_eq!(b["change_sat"], 0, "{b}");
+    }
+    let steps = t["steps"].as_array().expect("steps");
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["n"].as_u64())
+            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
+    };
+    let (gone, expire) = (step("gone"), step("expire"));
+    let messages = t["messages"].as_array().expect("messages");
+    // Nothing reached S while it was away, and S sent nothing on S–B but its refusal.
+    assert!(
+        !messages.iter().any(|m| {
+            let n = m["step"].as_u64().unwrap_or(0);
+            n > gone && n < expire && (m["to"] == "S" || m["from"] == "S")
+        }),
+        "S was away"
+    );
+    assert!(messages
+        .iter()
+        .any(|m| m["from"] == "S" && m["to"] == "B" && m["what"] == "invoice_refused"));
+    assert!(
+        !messages.iter().any(|m| m["step"].as_u64() >= Some(gone)
+            && ((m["from"] == "S" && m["to"] == "B") || (m["from"] == "B" && m["to"] == "S"))
+            && m["what"] == "propose"),
+        "no update on S–B once S was gone"
+    );
+    let e = &t["enforcement"];
+    assert_eq!(
+        (e["stale_state"].as_u64(), e["override_state"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(e["settled_to_a"].as_u64(), Some(1_000_000));
+}
