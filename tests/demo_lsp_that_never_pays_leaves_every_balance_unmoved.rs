@@ -5,20 +5,13 @@
 //! channel, and in the on-chain epilogue S answers A's stale state 0 with the revert (state
 //! 2), whose settlement pays A its whole balance.
 
-use std::process::Command;
+mod demo_support;
 
-use serde_json::Value;
+use demo_support::*;
 
 #[test]
 fn lsp_that_never_pays_leaves_every_balance_unmoved() {
-    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
-        .args(["demo", "--json", "--lsp-never-pays", "--timeout-secs", "60"])
-        .output()
-        .expect("run asyncpay demo");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "demo failed:\n{stderr}");
-    let t: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stderr}"));
+    let t = demo(&["--lsp-never-pays"]);
     assert_eq!(t["ok"], true, "{:#}", t["checks"]);
     assert_eq!(t["status"]["payer"], "void");
     assert_eq!(t["status"]["lsp"], "cancelled");
@@ -26,29 +19,18 @@ fn lsp_that_never_pays_leaves_every_balance_unmoved() {
     for b in t["balances"].as_array().expect("balances") {
         assert_eq!(b["change_sat"], 0, "{b}");
     }
-    let steps = t["steps"].as_array().expect("steps");
-    let step = |name: &str| {
-        steps
-            .iter()
-            .find(|s| s["name"] == name)
-            .and_then(|s| s["n"].as_u64())
-            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
-    };
-    let (gone, expire) = (step("gone"), step("expire"));
-    let messages = t["messages"].as_array().expect("messages");
+    let (gone, expire) = (step(&t, "gone"), step(&t, "expire"));
     // Nothing reached S while it was away, and S sent nothing on S–B but its refusal.
     assert!(
-        !messages.iter().any(|m| {
+        !messages(&t).iter().any(|m| {
             let n = m["step"].as_u64().unwrap_or(0);
             n > gone && n < expire && (m["to"] == "S" || m["from"] == "S")
         }),
         "S was away"
     );
-    assert!(messages
-        .iter()
-        .any(|m| m["from"] == "S" && m["to"] == "B" && m["what"] == "invoice_refused"));
+    assert!(sent(&t, "S", "B", "invoice_refused"));
     assert!(
-        !messages.iter().any(|m| m["step"].as_u64() >= Some(gone)
+        !messages(&t).iter().any(|m| m["step"].as_u64() >= Some(gone)
             && ((m["from"] == "S" && m["to"] == "B") || (m["from"] == "B" && m["to"] == "S"))
             && m["what"] == "propose"),
         "no update on S–B once S was gone"

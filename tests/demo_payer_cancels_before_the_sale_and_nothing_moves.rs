@@ -4,20 +4,13 @@
 //! with `cancelled`. No balance moves on any channel, and in the on-chain epilogue S answers
 //! A's stale state 0 with the revert, whose settlement pays A its whole balance.
 
-use std::process::Command;
+mod demo_support;
 
-use serde_json::Value;
+use demo_support::*;
 
 #[test]
 fn payer_cancels_before_the_sale_and_nothing_moves() {
-    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
-        .args(["demo", "--json", "--cancel", "--timeout-secs", "60"])
-        .output()
-        .expect("run asyncpay demo");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "demo failed:\n{stderr}");
-    let t: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stderr}"));
+    let t = demo(&["--cancel"]);
     assert_eq!(t["ok"], true, "{:#}", t["checks"]);
     assert_eq!(t["status"]["payer"], "void");
     assert_eq!(t["status"]["lsp"], "cancelled");
@@ -25,36 +18,16 @@ fn payer_cancels_before_the_sale_and_nothing_moves() {
     for b in t["balances"].as_array().expect("balances") {
         assert_eq!(b["change_sat"], 0, "{b}");
     }
-    let sent = |from: &str, to: &str, what: &str| {
-        t["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .any(|m| m["from"] == from && m["to"] == to && m["what"] == what)
-    };
-    assert!(sent("A", "S", "cancel"));
-    assert!(sent("S", "A", "cancelled"));
-    assert!(sent("B", "S", "invoice"));
-    assert!(sent("S", "B", "invoice_refused"));
+    assert!(sent(&t, "A", "S", "cancel"));
+    assert!(sent(&t, "S", "A", "cancelled"));
+    assert!(sent(&t, "B", "S", "invoice"));
+    assert!(sent(&t, "S", "B", "invoice_refused"));
     // S never offered B a PTLC: no channel update between S and B once B is back.
-    let steps = t["steps"].as_array().expect("steps");
-    let step = |name: &str| {
-        steps
-            .iter()
-            .find(|s| s["name"] == name)
-            .and_then(|s| s["n"].as_u64())
-            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
-    };
-    let (cancel, sell) = (step("cancel"), step("sell"));
+    let (cancel, sell) = (step(&t, "cancel"), step(&t, "sell"));
     assert!(cancel < sell, "A cancelled before B came online");
     assert!(
-        !t["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .any(|m| m["step"] == sell
-                && ["propose", "countersign", "complete"]
-                    .contains(&m["what"].as_str().unwrap_or(""))),
+        !messages(&t).iter().any(|m| m["step"] == sell
+            && ["propose", "countersign", "complete"].contains(&m["what"].as_str().unwrap_or(""))),
         "no update on S–B in the sell step"
     );
     let e = &t["enforcement"];

@@ -4,59 +4,27 @@
 //! node buys the scalar, completes U_1 and publishes it over U_0 in the same step, before A
 //! is back; U_1 confirms and its settlement pays A and S exactly their state-1 balances.
 
-use std::process::Command;
+mod demo_support;
 
-use serde_json::Value;
+use demo_support::*;
 
 const AMOUNT: i64 = 50_000;
 
 #[test]
 fn payer_publishes_a_stale_state_while_the_sale_is_pending_and_s_overrides_it() {
-    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
-        .args([
-            "demo",
-            "--json",
-            "--payer-cheats-while-pending",
-            "--timeout-secs",
-            "60",
-        ])
-        .output()
-        .expect("run asyncpay demo");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "demo failed:\n{stderr}");
-    let t: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stderr}"));
+    let t = demo(&["--payer-cheats-while-pending"]);
     assert_eq!(t["ok"], true, "{:#}", t["checks"]);
     assert_eq!(t["status"]["payer"], "completed");
     assert_eq!(t["status"]["lsp"], "sold");
     assert_eq!(t["status"]["payee"], "paid");
-    let balance = |channel: &str, party: &str, field: &str| {
-        t["balances"]
-            .as_array()
-            .expect("balances")
-            .iter()
-            .find(|b| b["channel"] == channel && b["party"] == party)
-            .and_then(|b| b[field].as_i64())
-            .expect("balance row")
-    };
     let fee = t["fee_sat"].as_i64().expect("fee");
-    assert_eq!(balance("A–S", "A", "change_sat"), -AMOUNT - fee);
-    assert_eq!(balance("S–B", "B", "change_sat"), AMOUNT);
+    assert_eq!(balance(&t, "A–S", "A", "change_sat"), -AMOUNT - fee);
+    assert_eq!(balance(&t, "S–B", "B", "change_sat"), AMOUNT);
 
-    let steps = t["steps"].as_array().expect("steps");
-    let step = |name: &str| {
-        steps
-            .iter()
-            .find(|s| s["name"] == name)
-            .and_then(|s| s["n"].as_u64())
-            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
-    };
-    let (stale, sell, receipt) = (step("stale"), step("sell"), step("receipt"));
+    let (stale, sell, receipt) = (step(&t, "stale"), step(&t, "sell"), step(&t, "receipt"));
     assert!(stale < sell && sell < receipt, "U_0 went out before B sold");
     let on_chain = |what: &str| {
-        t["messages"]
-            .as_array()
-            .expect("messages")
+        messages(&t)
             .iter()
             .find(|m| m["to"] == "chain" && m["what"] == what)
             .and_then(|m| m["step"].as_u64())
@@ -76,10 +44,10 @@ fn payer_publishes_a_stale_state_while_the_sale_is_pending_and_s_overrides_it() 
     assert_eq!(e["shared_delay"].as_u64(), Some(40));
     assert_eq!(
         e["settled_to_a"].as_i64(),
-        Some(balance("A–S", "A", "after_sat"))
+        Some(balance(&t, "A–S", "A", "after_sat"))
     );
     assert_eq!(
         e["settled_to_s"].as_i64(),
-        Some(balance("A–S", "S", "after_sat"))
+        Some(balance(&t, "A–S", "S", "after_sat"))
     );
 }

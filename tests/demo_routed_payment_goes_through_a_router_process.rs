@@ -4,41 +4,20 @@
 //! balance changes on A–S, S–P (amount + P's fee) and P–B (amount), the forward and the
 //! PTLCs in the messages, and the run must survive P being SIGKILLed at its steps.
 
-use std::process::Command;
+mod demo_support;
 
+use demo_support::*;
 use serde_json::Value;
 
 const AMOUNT: i64 = 50_000;
 /// The router's fee (`DEFAULT_ROUTER_POLICY`).
 const ROUTER_FEE: i64 = 10;
 
-fn demo(extra: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
-        .args([
-            "demo",
-            "--json",
-            "--routed",
-            "--no-epilogue",
-            "--timeout-secs",
-            "60",
-        ])
-        .args(extra)
-        .output()
-        .expect("run asyncpay demo");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{extra:?}: demo failed:\n{stderr}");
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{extra:?}: stdout is not JSON ({e}):\n{stderr}"))
-}
-
-fn change(t: &Value, channel: &str, party: &str) -> i64 {
-    t["balances"]
-        .as_array()
-        .expect("balances")
-        .iter()
-        .find(|b| b["channel"] == channel && b["party"] == party)
-        .and_then(|b| b["change_sat"].as_i64())
-        .unwrap_or_else(|| panic!("no balance row {channel}/{party}"))
+/// A routed run without the on-chain epilogue, with `extra` options.
+fn routed(extra: &[&str]) -> Value {
+    let mut args = vec!["--routed", "--no-epilogue"];
+    args.extend_from_slice(extra);
+    demo(&args)
 }
 
 fn paid_through_p(t: &Value, what: &str) {
@@ -66,19 +45,12 @@ fn paid_through_p(t: &Value, what: &str) {
 
 #[test]
 fn the_payment_goes_through_the_router_process() {
-    let t = demo(&[]);
+    let t = routed(&[]);
     paid_through_p(&t, "routed");
-    let sent = |from: &str, to: &str, what: &str| {
-        t["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .any(|m| m["from"] == from && m["to"] == to && m["what"] == what)
-    };
-    assert!(sent("S", "P", "forward"), "S asks P to forward");
-    assert!(sent("P", "B", "propose"), "P offers B the PTLC");
-    assert!(sent("P", "S", "propose"), "P fulfils S's PTLC");
-    assert!(!sent("S", "B", "propose"), "S has no channel with B");
+    assert!(sent(&t, "S", "P", "forward"), "S asks P to forward");
+    assert!(sent(&t, "P", "B", "propose"), "P offers B the PTLC");
+    assert!(sent(&t, "P", "S", "propose"), "P fulfils S's PTLC");
+    assert!(!sent(&t, "S", "B", "propose"), "S has no channel with B");
 }
 
 #[test]
@@ -89,7 +61,7 @@ fn the_router_killed_at_its_steps_restarts_and_the_payment_completes() {
         "P:send:complete",
         "P:persist:3",
     ] {
-        let t = demo(&["--crash", point]);
+        let t = routed(&["--crash", point]);
         paid_through_p(&t, point);
         assert_eq!(
             t["crash"]["fired_in"], "sell",

@@ -115,11 +115,7 @@ fn settle(scene: &mut Scene, parent: &Transaction, coin: usize) -> anyhow::Resul
 }
 
 fn paid(scene: &Scene, tx: &Transaction) -> Vec<u64> {
-    let txid = tx.compute_txid();
-    (0..tx.output.len() as u32)
-        .filter_map(|vout| tx_support::utxo(&scene.chain, &OutPoint { txid, vout }))
-        .map(|(amount, _)| amount.to_sat())
-        .collect()
+    tx_support::unspent_amounts(&scene.chain, tx)
 }
 
 #[test]

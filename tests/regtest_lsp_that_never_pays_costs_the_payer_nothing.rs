@@ -22,7 +22,6 @@ use asyncpay::node::core::{NodeCommand, NodeInput};
 use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::{PaymentId, SaleLetter};
 use asyncpay::tx::STATE_LOCKTIME_BASE;
-use bitcoin::{OutPoint, Transaction};
 use node_support::*;
 
 const AMOUNT: u64 = 50_000;
@@ -148,16 +147,10 @@ fn a_closes_alone(scene: &mut Scene, crash: bool) -> anyhow::Result<(u32, Vec<u6
         );
         scene.sim.start(A)?;
     }
-    Ok((state, paid(&scene.chain, &settlement)))
-}
-
-/// The amounts of `tx`'s outputs that are unspent on chain.
-fn paid(chain: &Regtest, tx: &Transaction) -> Vec<u64> {
-    let txid = tx.compute_txid();
-    (0..tx.output.len() as u32)
-        .filter_map(|vout| tx_support::utxo(chain, &OutPoint { txid, vout }))
-        .map(|(amount, _)| amount.to_sat())
-        .collect()
+    Ok((
+        state,
+        tx_support::unspent_amounts(&scene.chain, &settlement),
+    ))
 }
 
 /// S–B as B stored it: at its opening state, S's whole capacity on S's side, and no PTLC

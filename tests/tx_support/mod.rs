@@ -143,6 +143,15 @@ pub fn publish_and_confirm(chain: &Regtest, parent: &Transaction, payer: &Keypai
 }
 
 /// The unspent output at `outpoint` as the node sees it (None if spent or unknown).
+/// The amounts of `tx`'s outputs that are unspent on chain, in output order.
+pub fn unspent_amounts(chain: &Regtest, tx: &Transaction) -> Vec<u64> {
+    let txid = tx.compute_txid();
+    (0..tx.output.len() as u32)
+        .filter_map(|vout| utxo(chain, &OutPoint { txid, vout }))
+        .map(|(amount, _)| amount.to_sat())
+        .collect()
+}
+
 pub fn utxo(chain: &Regtest, outpoint: &OutPoint) -> Option<(Amount, ScriptBuf)> {
     let v: Value = chain
         .rpc(

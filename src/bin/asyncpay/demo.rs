@@ -940,6 +940,48 @@ impl Demo {
         Ok(())
     }
 
+    /// Waits until S's revert of A–S (state 2, with state 0's balances) is complete at A and
+    /// at S.
+    fn await_revert(&mut self, as_id: &str) -> anyhow::Result<()> {
+        let limit = Duration::from_secs(self.args.timeout_secs);
+        wait_for(
+            "A–S to reach the revert (state 2) at A and S",
+            limit,
+            || {
+                let a = self.channel(Party::A, as_id)?;
+                let s = self.channel(Party::S, as_id)?;
+                Ok(
+                    (a["state"].as_u64() == Some(2) && s["state"].as_u64() == Some(2))
+                        .then_some(()),
+                )
+            },
+        )?;
+        let (a, s) = (
+            self.own_balance(Party::A, as_id)?,
+            self.own_balance(Party::S, as_id)?,
+        );
+        self.narrator.detail(format!(
+            "S reverted A–S to state 2 with state 0's balances: A {a} / S {s} sat"
+        ));
+        Ok(())
+    }
+
+    /// Waits until B reports its invoice refused, and checks S's reason code.
+    fn await_refusal(&mut self, payment_id: &str, reason: &str) -> anyhow::Result<()> {
+        self.await_status(Party::B, payment_id, "refused", &["paid"])?;
+        let record = self.payment_record(Party::B, payment_id)?;
+        let said = record["status"]["reason"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        self.narrator
+            .detail(format!("S refused B's invoice: {said}"));
+        if said != reason {
+            bail!("B's invoice was refused for another reason than {reason}: {record}");
+        }
+        Ok(())
+    }
+
     /// The channel `channel_id` as `party` reports it.
     fn channel(&mut self, party: Party, channel_id: &str) -> anyhow::Result<Value> {
         let info = self.info(party)?;
@@ -1570,27 +1612,7 @@ impl Demo {
                 self.call(Party::A, "/v1/cancel", json!({ "payment_id": payment_id }))?;
                 self.await_status(Party::S, &payment_id, "cancelled", &["selling", "sold"])?;
                 self.await_status(Party::A, &payment_id, "void", &["completed"])?;
-                // S reverts A–S: state 2 with state 0's balances, complete at both sides.
-                let limit = Duration::from_secs(self.args.timeout_secs);
-                wait_for(
-                    "A–S to reach the revert (state 2) at A and S",
-                    limit,
-                    || {
-                        let a = self.channel(Party::A, &as_id)?;
-                        let s = self.channel(Party::S, &as_id)?;
-                        Ok(
-                            (a["state"].as_u64() == Some(2) && s["state"].as_u64() == Some(2))
-                                .then_some(()),
-                        )
-                    },
-                )?;
-                let (a, s) = (
-                    self.own_balance(Party::A, &as_id)?,
-                    self.own_balance(Party::S, &as_id)?,
-                );
-                self.narrator.detail(format!(
-                    "S reverted A–S to state 2 with state 0's balances: A {a} / S {s} sat"
-                ));
+                self.await_revert(&as_id)?;
             }
 
             if self.args.lsp_never_pays {
@@ -1660,17 +1682,7 @@ impl Demo {
                 ));
                 self.start_node(Party::S)?;
                 self.await_status(Party::S, &payment_id, "cancelled", &["selling", "sold"])?;
-                self.await_status(Party::B, &payment_id, "refused", &["paid"])?;
-                let record = self.payment_record(Party::B, &payment_id)?;
-                let reason = record["status"]["reason"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_string();
-                self.narrator
-                    .detail(format!("S refused B's invoice: {reason}"));
-                if reason != "expired" {
-                    bail!("B's invoice was refused for another reason: {record}");
-                }
+                self.await_refusal(&payment_id, "expired")?;
 
                 self.begin(
                     "unwind",
@@ -1680,33 +1692,9 @@ impl Demo {
                 self.await_connected(Party::A, Party::S)?;
                 self.narrator.detail("A reconnected to S");
                 self.await_status(Party::A, &payment_id, "void", &["completed"])?;
-                let limit = Duration::from_secs(self.args.timeout_secs);
-                wait_for(
-                    "A–S to reach the revert (state 2) at A and S",
-                    limit,
-                    || {
-                        let a = self.channel(Party::A, &as_id)?;
-                        let s = self.channel(Party::S, &as_id)?;
-                        Ok(
-                            (a["state"].as_u64() == Some(2) && s["state"].as_u64() == Some(2))
-                                .then_some(()),
-                        )
-                    },
-                )?;
-                self.narrator
-                    .detail("S reverted A–S to state 2 with state 0's balances");
+                self.await_revert(&as_id)?;
             } else if self.args.cancel {
-                self.await_status(Party::B, &payment_id, "refused", &["paid"])?;
-                let record = self.payment_record(Party::B, &payment_id)?;
-                let reason = record["status"]["reason"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_string();
-                self.narrator
-                    .detail(format!("S refused B's invoice: {reason}"));
-                if reason != "cancelled" {
-                    bail!("B's invoice was refused for another reason: {record}");
-                }
+                self.await_refusal(&payment_id, "cancelled")?;
             } else {
                 self.await_status(Party::B, &payment_id, "paid", &["refused"])?;
                 if self.adversary.is_some() {
