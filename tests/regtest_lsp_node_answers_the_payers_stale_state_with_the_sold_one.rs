@@ -37,13 +37,7 @@ struct Scene {
 fn stale_state_published() -> anyhow::Result<Scene> {
     let chain = Arc::new(tx_support::start());
     let fees = tx_support::keypair("sale-window-node-fees");
-    let mut sim = Sim::on_chain(chain.clone())?;
-    let a_s = sim.open(A, S, 1_000_000)?;
-    sim.open(S, B, 400_000)?;
-    sim.stop(B);
-    let id = sim.pay(AMOUNT)?;
-    ensure!(sim.nodes[A].status(&id).as_deref() == Some("posted"));
-    sim.stop(A);
+    let (mut sim, a_s, id) = Sim::paid_offline_on_chain(chain.clone(), AMOUNT)?;
 
     let mut backup = NodeCore::restore(
         sim.nodes[A].seed,

@@ -25,8 +25,6 @@ use asyncpay::tx::STATE_LOCKTIME_BASE;
 use node_support::*;
 
 const AMOUNT: u64 = 50_000;
-const A_S_CAPACITY: u64 = 1_000_000;
-const S_B_CAPACITY: u64 = 400_000;
 
 struct Scene {
     chain: Arc<Regtest>,
@@ -44,13 +42,7 @@ fn lsp_gone_past_the_expiry() -> anyhow::Result<Scene> {
     let chain = Arc::new(tx_support::start());
     let fees = tx_support::keypair("lsp-never-pays-fees");
     let coins = tx_support::fee_coins(&chain, &fees, 2);
-    let mut sim = Sim::on_chain(chain.clone())?;
-    let a_s = sim.open(A, S, A_S_CAPACITY)?;
-    sim.open(S, B, S_B_CAPACITY)?;
-    sim.stop(B);
-    let id = sim.pay(AMOUNT)?;
-    ensure!(sim.nodes[A].status(&id).as_deref() == Some("posted"));
-    sim.stop(A);
+    let (mut sim, a_s, id) = Sim::paid_offline_on_chain(chain.clone(), AMOUNT)?;
     sim.stop(S);
 
     let letter = sim.nodes[B].mailbox.first().context("A's letter")?;

@@ -57,3 +57,15 @@ pub fn step(t: &Value, name: &str) -> u64 {
         .and_then(|s| s["n"].as_u64())
         .unwrap_or_else(|| panic!("no step {name}: {:#}", t["steps"]))
 }
+
+/// The run's checks passed and the payment was undone before a sale: A's payment void, S's
+/// offer cancelled, B's invoice refused, and no balance moved on any channel.
+pub fn assert_undone(t: &Value) {
+    assert_eq!(t["ok"], true, "{:#}", t["checks"]);
+    assert_eq!(t["status"]["payer"], "void");
+    assert_eq!(t["status"]["lsp"], "cancelled");
+    assert_eq!(t["status"]["payee"], "refused");
+    for b in t["balances"].as_array().expect("balances") {
+        assert_eq!(b["change_sat"], 0, "{b}");
+    }
+}

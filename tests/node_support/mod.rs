@@ -26,6 +26,11 @@ pub const HEIGHT: u32 = 300;
 /// some blocks to spare.
 pub const PAYER_DELAY: u16 = 48;
 
+/// A–S's capacity in [`Sim::paid_offline_on_chain`].
+pub const A_S_CAPACITY: u64 = 1_000_000;
+/// S–B's capacity in [`Sim::paid_offline_on_chain`].
+pub const S_B_CAPACITY: u64 = 400_000;
+
 pub fn policy() -> LspPolicy {
     LspPolicy {
         fee_base_sat: 10,
@@ -203,6 +208,25 @@ impl Sim {
             Ok(outpoint)
         }));
         Ok(sim)
+    }
+
+    /// On `chain`: A–S ([`A_S_CAPACITY`]) and S–B ([`S_B_CAPACITY`]) funded on it; B goes offline,
+    /// A pays it `amount_sat`, posts its letter and goes offline. Returns the network, A–S
+    /// and the payment.
+    pub fn paid_offline_on_chain(
+        chain: std::sync::Arc<asyncpay::chain::regtest::Regtest>,
+        amount_sat: u64,
+    ) -> anyhow::Result<(Self, ChannelId, PaymentId)> {
+        let mut sim = Self::on_chain(chain)?;
+        let a_s = sim.open(A, S, A_S_CAPACITY)?;
+        sim.open(S, B, S_B_CAPACITY)?;
+        sim.stop(B);
+        let id = sim.pay(amount_sat)?;
+        if sim.nodes[A].status(&id).as_deref() != Some("posted") {
+            bail!("A's payment is {:?}, not posted", sim.nodes[A].status(&id));
+        }
+        sim.stop(A);
+        Ok((sim, a_s, id))
     }
 
     /// B asks S for a state paying it `amount_sat`, to be bought by A (reverse variant).
