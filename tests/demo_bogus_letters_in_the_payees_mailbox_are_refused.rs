@@ -4,30 +4,12 @@
 //! handle a replayed letter once; in every case the genuine payment completes exactly once
 //! (the demo's own balance checks).
 
-use std::process::Command;
+mod demo_support;
 
 use serde_json::Value;
 
 fn demo(kind: &str) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
-        .args([
-            "demo",
-            "--json",
-            "--no-epilogue",
-            "--timeout-secs",
-            "60",
-            "--adversary",
-            kind,
-        ])
-        .output()
-        .expect("run asyncpay demo");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "--adversary {kind}: demo failed:\n{stderr}"
-    );
-    let t: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("--adversary {kind}: stdout is not JSON ({e}):\n{stderr}"));
+    let t = demo_support::demo(&["--no-epilogue", "--adversary", kind]);
     assert_eq!(t["ok"], true, "--adversary {kind}: {:#}", t["checks"]);
     assert_eq!(t["status"]["payee"], "paid", "--adversary {kind}");
     assert_eq!(t["adversary"]["letters_fetched"], 2, "--adversary {kind}");

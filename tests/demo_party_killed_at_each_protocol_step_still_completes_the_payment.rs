@@ -7,35 +7,17 @@
 //! balances (the demo's own checks) and say that the party died at that point, in the step
 //! where that point lies.
 
-use std::process::Command;
+mod demo_support;
 
+use demo_support::*;
 use serde_json::Value;
 
 const AMOUNT: u64 = 50_000;
 
 /// Runs the demo with one crash; returns its transcript.
 fn demo_with_crash(spec: &str) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
-        .args([
-            "demo",
-            "--json",
-            "--no-epilogue",
-            "--timeout-secs",
-            "60",
-            "--amount-sat",
-            &AMOUNT.to_string(),
-            "--crash",
-            spec,
-        ])
-        .output()
-        .expect("run asyncpay demo");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "--crash {spec}: demo failed:\n{stderr}"
-    );
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("--crash {spec}: stdout is not JSON ({e}):\n{stderr}"))
+    let amount = AMOUNT.to_string();
+    demo(&["--no-epilogue", "--amount-sat", &amount, "--crash", spec])
 }
 
 /// The payment completed with the exact balances after the crash.
@@ -45,23 +27,13 @@ fn completed(t: &Value, spec: &str) {
     assert_eq!(t["status"]["lsp"], "sold", "--crash {spec}");
     assert_eq!(t["status"]["payee"], "paid", "--crash {spec}");
     let fee = t["fee_sat"].as_i64().expect("fee");
-    for (channel, party, change) in [
+    for (channel, party, expected) in [
         ("A–S", "A", -(AMOUNT as i64) - fee),
         ("A–S", "S", AMOUNT as i64 + fee),
         ("S–B", "S", -(AMOUNT as i64)),
         ("S–B", "B", AMOUNT as i64),
     ] {
-        let row = t["balances"]
-            .as_array()
-            .expect("balances")
-            .iter()
-            .find(|b| b["channel"] == channel && b["party"] == party)
-            .expect("balance row");
-        assert_eq!(
-            row["change_sat"].as_i64(),
-            Some(change),
-            "--crash {spec}: {row}"
-        );
+        assert_eq!(change(t, channel, party), expected, "--crash {spec}");
     }
 }
 

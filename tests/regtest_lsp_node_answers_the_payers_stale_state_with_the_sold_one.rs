@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context};
 use asyncpay::chain::regtest::Regtest;
-use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use asyncpay::node::core::{NodeCore, NodeInput, Records};
 use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
 use asyncpay::protocol::payment::PaymentId;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
@@ -45,21 +45,10 @@ fn stale_state_published() -> anyhow::Result<Scene> {
         sim.nodes[A].channels.values().cloned().collect(),
         Records::Payer(vec![]),
     )?;
-    let u0 = backup
-        .handle(NodeInput::Command(NodeCommand::ForceClose {
-            channel_id: a_s,
-        }))?
-        .into_iter()
-        .find_map(|o| match o {
-            NodeOutput::Broadcast(tx) => Some(tx),
-            _ => None,
-        })
-        .context("A's backup publishes U_0")?;
+    let u0 = force_close(&mut backup, a_s).context("A's backup publishes U_0")?;
     ensure!(u0.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE);
     let coins = tx_support::fee_coins(&chain, &fees, 3);
-    let u0_txid = tx_support::try_publish_using(&chain, &u0, &fees, coins[0].clone())
-        .map_err(|e| anyhow::anyhow!("U_0 refused: {e}"))?;
-    let at = u32::try_from(chain.confirm(&u0_txid)?)?;
+    let (_, at) = tx_support::confirm_using(&chain, &u0, &fees, coins[0].clone(), "U_0")?;
     sim.block(at)?;
     sim.input(
         S,
@@ -81,30 +70,17 @@ fn stale_state_published() -> anyhow::Result<Scene> {
 
 /// Mines until S's node broadcasts a spend of `parent`'s output; publishes and confirms it.
 fn settle(scene: &mut Scene, parent: &Transaction, coin: usize) -> anyhow::Result<Transaction> {
-    let txid = parent.compute_txid();
-    let settlement = loop {
-        if let Some(tx) = scene.sim.broadcasts.iter().find(|tx| {
-            tx.input[0].previous_output.txid == txid
-                && tx.lock_time.to_consensus_u32() < STATE_LOCKTIME_BASE
-        }) {
-            break tx.clone();
-        }
-        ensure!(
-            scene.chain.height()? < u64::from(scene.at) + 3 * u64::from(PAYER_DELAY),
-            "no settlement of {txid}"
-        );
-        scene.chain.mine(1)?;
-        let h = u32::try_from(scene.chain.height()?)?;
-        scene.sim.block(h)?;
-    };
-    let se_txid = tx_support::try_publish_using(
+    let limit = u64::from(scene.at) + 3 * u64::from(PAYER_DELAY);
+    let settlement = scene
+        .sim
+        .mine_until_settlement(&scene.chain, parent.compute_txid(), limit)?;
+    tx_support::confirm_using(
         &scene.chain,
         &settlement,
         &scene.fees,
         scene.coins[coin].clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("settlement refused: {e}"))?;
-    scene.chain.confirm(&se_txid)?;
+        "the settlement",
+    )?;
     Ok(settlement)
 }
 
@@ -134,10 +110,13 @@ fn b_sells_inside_the_window_and_s_node_publishes_the_sold_state() -> anyhow::Re
         vout: 0,
     };
     ensure!(u1.input[0].previous_output == u0_out);
-    let u1_txid =
-        tx_support::try_publish_using(&scene.chain, &u1, &scene.fees, scene.coins[1].clone())
-            .map_err(|e| anyhow::anyhow!("U_1 refused: {e}"))?;
-    let at1 = u32::try_from(scene.chain.confirm(&u1_txid)?)?;
+    let (_, at1) = tx_support::confirm_using(
+        &scene.chain,
+        &u1,
+        &scene.fees,
+        scene.coins[1].clone(),
+        "U_1",
+    )?;
     ensure!(
         at1 < scene.at + u32::from(PAYER_DELAY),
         "U_1 beat U_0's settlement"

@@ -86,10 +86,13 @@ fn a_closes_alone(scene: &mut Scene, crash: bool) -> anyhow::Result<(u32, Vec<u6
         .cloned()
         .context("A's node publishes an update")?;
     let state = update.lock_time.to_consensus_u32() - STATE_LOCKTIME_BASE;
-    let txid =
-        tx_support::try_publish_using(&scene.chain, &update, &scene.fees, scene.coins[0].clone())
-            .map_err(|e| anyhow::anyhow!("the update was refused: {e}"))?;
-    let at = u32::try_from(scene.chain.confirm(&txid)?)?;
+    let (txid, at) = tx_support::confirm_using(
+        &scene.chain,
+        &update,
+        &scene.fees,
+        scene.coins[0].clone(),
+        "the update",
+    )?;
     scene.sim.block(at)?;
     scene.sim.input(
         A,
@@ -98,29 +101,18 @@ fn a_closes_alone(scene: &mut Scene, crash: bool) -> anyhow::Result<(u32, Vec<u6
             confirmed_at: Some(at),
         },
     )?;
-    let settlement = loop {
-        if let Some(tx) = scene.sim.broadcasts.iter().find(|tx| {
-            tx.input[0].previous_output.txid == txid
-                && tx.lock_time.to_consensus_u32() < STATE_LOCKTIME_BASE
-        }) {
-            break tx.clone();
-        }
-        ensure!(
-            scene.chain.height()? < u64::from(at) + 3 * u64::from(PAYER_DELAY),
-            "A's node never settled state {state}"
-        );
-        scene.chain.mine(1)?;
-        let h = u32::try_from(scene.chain.height()?)?;
-        scene.sim.block(h)?;
-    };
-    let se_txid = tx_support::try_publish_using(
+    let limit = u64::from(at) + 3 * u64::from(PAYER_DELAY);
+    let settlement = scene
+        .sim
+        .mine_until_settlement(&scene.chain, txid, limit)
+        .with_context(|| format!("A's node never settled state {state}"))?;
+    let (_, at) = tx_support::confirm_using(
         &scene.chain,
         &settlement,
         &scene.fees,
         scene.coins[1].clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("the settlement was refused: {e}"))?;
-    let at = u32::try_from(scene.chain.confirm(&se_txid)?)?;
+        "the settlement",
+    )?;
     scene.sim.block(at)?;
     if crash {
         scene.sim.nodes[A].crash_after = Some(0);

@@ -11,7 +11,7 @@ mod tx_support;
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
-use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use asyncpay::node::core::{NodeCore, NodeInput, Records};
 use asyncpay::protocol::payment::PaymentId;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::{Amount, OutPoint};
@@ -47,21 +47,10 @@ fn payer_holding_the_offline_payees_update_overrides_the_lsps_stale_state() -> a
         stale_copy,
         Records::Lsp(policy(), vec![]),
     )?;
-    let u0 = old
-        .handle(NodeInput::Command(NodeCommand::ForceClose {
-            channel_id: sb,
-        }))?
-        .into_iter()
-        .find_map(|o| match o {
-            NodeOutput::Broadcast(tx) => Some(tx),
-            _ => None,
-        })
-        .context("S's old copy publishes U_0")?;
+    let u0 = force_close(&mut old, sb).context("S's old copy publishes U_0")?;
     ensure!(u0.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE);
     let coins = tx_support::fee_coins(&chain, &fees, 3);
-    let u0_txid = tx_support::try_publish_using(&chain, &u0, &fees, coins[0].clone())
-        .map_err(|e| anyhow::anyhow!("U_0 refused: {e}"))?;
-    let at = u32::try_from(chain.confirm(&u0_txid)?)?;
+    let (u0_txid, at) = tx_support::confirm_using(&chain, &u0, &fees, coins[0].clone(), "U_0")?;
     sim.block(at)?;
 
     // A, watching S–B's funding output, answers with U_1.
@@ -86,9 +75,7 @@ fn payer_holding_the_offline_payees_update_overrides_the_lsps_stale_state() -> a
         u1.input[0].previous_output == u0_out,
         "U_1 spends U_0's output"
     );
-    let u1_txid = tx_support::try_publish_using(&chain, &u1, &fees, coins[1].clone())
-        .map_err(|e| anyhow::anyhow!("U_1 refused: {e}"))?;
-    let at1 = u32::try_from(chain.confirm(&u1_txid)?)?;
+    let (u1_txid, at1) = tx_support::confirm_using(&chain, &u1, &fees, coins[1].clone(), "U_1")?;
     ensure!(at1 < at + 6, "U_1 confirmed before U_0's settlement could");
     ensure!(
         tx_support::utxo(&chain, &u0_out).is_none(),
@@ -108,34 +95,12 @@ fn payer_holding_the_offline_payees_update_overrides_the_lsps_stale_state() -> a
             },
         )?;
     }
-    let settlement = loop {
-        if let Some(tx) = sim
-            .broadcasts
-            .iter()
-            .find(|tx| tx.input[0].previous_output.txid == u1_txid)
-        {
-            break tx.clone();
-        }
-        ensure!(
-            chain.height()? < u64::from(at1) + 20,
-            "no settlement of state 1"
-        );
-        chain.mine(1)?;
-        sim.block(u32::try_from(chain.height()?)?)?;
-    };
-    let se_txid = tx_support::try_publish_using(&chain, &settlement, &fees, coins[2].clone())
-        .map_err(|e| anyhow::anyhow!("SE_1 refused: {e}"))?;
-    chain.confirm(&se_txid)?;
-    let paid: Vec<Amount> = (0..settlement.output.len() as u32)
-        .filter_map(|vout| {
-            tx_support::utxo(
-                &chain,
-                &OutPoint {
-                    txid: se_txid,
-                    vout,
-                },
-            )
-        })
+    let settlement = sim
+        .mine_until_settlement(&chain, u1_txid, u64::from(at1) + 20)
+        .context("no settlement of state 1")?;
+    tx_support::confirm_using(&chain, &settlement, &fees, coins[2].clone(), "SE_1")?;
+    let paid: Vec<Amount> = tx_support::unspent_outputs(&chain, &settlement)
+        .into_iter()
         .map(|(amount, _)| amount)
         .collect();
     ensure!(

@@ -527,6 +527,30 @@ impl Sim {
         Ok(payment_id)
     }
 
+    /// Mines on `chain` one block at a time, feeding each to the running nodes, until one of
+    /// them has broadcast the settlement of `update` (a spend of its output that is not an
+    /// update); gives up once the chain reaches `limit`.
+    pub fn mine_until_settlement(
+        &mut self,
+        chain: &asyncpay::chain::regtest::Regtest,
+        update: Txid,
+        limit: u64,
+    ) -> anyhow::Result<Transaction> {
+        loop {
+            if let Some(tx) = self.broadcasts.iter().find(|tx| {
+                tx.input[0].previous_output.txid == update
+                    && tx.lock_time.to_consensus_u32() < asyncpay::tx::STATE_LOCKTIME_BASE
+            }) {
+                return Ok(tx.clone());
+            }
+            if chain.height()? >= limit {
+                bail!("no settlement of {update} by height {limit}");
+            }
+            chain.mine(1)?;
+            self.block(u32::try_from(chain.height()?)?)?;
+        }
+    }
+
     pub fn block(&mut self, height: u32) -> anyhow::Result<()> {
         self.height = height;
         for node in 0..self.nodes.len() {
@@ -542,6 +566,18 @@ impl Default for Sim {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What `core` publishes when told to close `channel_id` alone: the update of its latest
+/// complete state (for a core restored from an old copy, a stale one).
+pub fn force_close(core: &mut NodeCore, channel_id: ChannelId) -> anyhow::Result<Transaction> {
+    core.handle(NodeInput::Command(NodeCommand::ForceClose { channel_id }))?
+        .into_iter()
+        .find_map(|o| match o {
+            NodeOutput::Broadcast(tx) => Some(tx),
+            _ => None,
+        })
+        .context("no update published")
 }
 
 pub fn fake_outpoint(channel: &ChannelId) -> OutPoint {

@@ -143,13 +143,35 @@ pub fn publish_and_confirm(chain: &Regtest, parent: &Transaction, payer: &Keypai
 }
 
 /// The unspent output at `outpoint` as the node sees it (None if spent or unknown).
-/// The amounts of `tx`'s outputs that are unspent on chain, in output order.
-pub fn unspent_amounts(chain: &Regtest, tx: &Transaction) -> Vec<u64> {
+/// `tx`'s outputs that are unspent on chain (amount, script), in output order.
+pub fn unspent_outputs(chain: &Regtest, tx: &Transaction) -> Vec<(Amount, ScriptBuf)> {
     let txid = tx.compute_txid();
     (0..tx.output.len() as u32)
         .filter_map(|vout| utxo(chain, &OutPoint { txid, vout }))
+        .collect()
+}
+
+/// The amounts of `tx`'s outputs that are unspent on chain, in output order.
+pub fn unspent_amounts(chain: &Regtest, tx: &Transaction) -> Vec<u64> {
+    unspent_outputs(chain, tx)
+        .into_iter()
         .map(|(amount, _)| amount.to_sat())
         .collect()
+}
+
+/// [`try_publish_using`], then mines until `tx` confirms; returns its txid and height. `what`
+/// names the transaction if the node refuses it.
+pub fn confirm_using(
+    chain: &Regtest,
+    tx: &Transaction,
+    payer: &Keypair,
+    coin: (OutPoint, TxOut),
+    what: &str,
+) -> anyhow::Result<(Txid, u32)> {
+    let txid = try_publish_using(chain, tx, payer, coin)
+        .map_err(|e| anyhow::anyhow!("{what} refused: {e}"))?;
+    let height = u32::try_from(chain.confirm(&txid)?)?;
+    Ok((txid, height))
 }
 
 pub fn utxo(chain: &Regtest, outpoint: &OutPoint) -> Option<(Amount, ScriptBuf)> {
