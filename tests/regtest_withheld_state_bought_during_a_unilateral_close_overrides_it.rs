@@ -93,9 +93,7 @@ fn published_while_for_sale() -> anyhow::Result<(
         .cloned()
         .context("A publishes U_1")?;
     ensure!(u1.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE + 1);
-    let u1_txid = tx_support::try_publish_using(&chain, &u1, &fees, coins[0].clone())
-        .map_err(|e| anyhow::anyhow!("U_1 refused: {e}"))?;
-    let at = u32::try_from(chain.confirm(&u1_txid)?)?;
+    let (u1_txid, at) = tx_support::confirm_using(&chain, &u1, &fees, coins[0].clone(), "U_1")?;
     spent_by(&mut pair, &u1, at)?;
     Ok((chain, fees, coins, pair, scalar, u1_txid, at))
 }
@@ -126,9 +124,7 @@ fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> any
         vout: 0,
     };
     ensure!(u2.input[0].previous_output == u1_out);
-    let u2_txid = tx_support::try_publish_using(&chain, &u2, &fees, coins[1].clone())
-        .map_err(|e| anyhow::anyhow!("U_2 refused: {e}"))?;
-    let at2 = u32::try_from(chain.confirm(&u2_txid)?)?;
+    let (u2_txid, at2) = tx_support::confirm_using(&chain, &u2, &fees, coins[1].clone(), "U_2")?;
     ensure!(
         at2 < at + u32::from(DELAY),
         "U_2 confirmed at {at2}, before U_1's settlement could (from {})",
@@ -156,20 +152,8 @@ fn withheld_state_bought_inside_the_window_replaces_the_published_state() -> any
         chain.mine(1)?;
         pair.tip(&chain)?;
     };
-    let se2_txid = tx_support::try_publish_using(&chain, &settlement, &fees, coins[2].clone())
-        .map_err(|e| anyhow::anyhow!("SE_2 refused: {e}"))?;
-    chain.confirm(&se2_txid)?;
-    let paid: Vec<(Amount, ScriptBuf)> = (0..settlement.output.len() as u32)
-        .filter_map(|vout| {
-            tx_support::utxo(
-                &chain,
-                &OutPoint {
-                    txid: se2_txid,
-                    vout,
-                },
-            )
-        })
-        .collect();
+    tx_support::confirm_using(&chain, &settlement, &fees, coins[2].clone(), "SE_2")?;
+    let paid: Vec<(Amount, ScriptBuf)> = tx_support::unspent_outputs(&chain, &settlement);
     for (party, sat) in [(Party::A, state2.to_a), (Party::S, state2.to_s)] {
         ensure!(
             paid.contains(&(Amount::from_sat(sat), payout_script(party))),
@@ -210,9 +194,8 @@ fn withheld_state_offered_after_the_window_is_refused_and_state_1_settles() -> a
         chain.mine(1)?;
         pair.tip(&chain)?;
     };
-    let se1_txid = tx_support::try_publish_using(&chain, &settlement, &fees, coins[1].clone())
-        .map_err(|e| anyhow::anyhow!("SE_1 refused: {e}"))?;
-    let settled_at = u32::try_from(chain.confirm(&se1_txid)?)?;
+    let (_, settled_at) =
+        tx_support::confirm_using(&chain, &settlement, &fees, coins[1].clone(), "SE_1")?;
     spent_by(&mut pair, &settlement, settled_at)?;
     ensure!(
         pair.channel(Party::S).sale_window() == Some(0),
@@ -226,17 +209,7 @@ fn withheld_state_offered_after_the_window_is_refused_and_state_1_settles() -> a
         .is_err(),
         "a scalar after the window completes nothing"
     );
-    let paid: Vec<(Amount, ScriptBuf)> = (0..settlement.output.len() as u32)
-        .filter_map(|vout| {
-            tx_support::utxo(
-                &chain,
-                &OutPoint {
-                    txid: se1_txid,
-                    vout,
-                },
-            )
-        })
-        .collect();
+    let paid: Vec<(Amount, ScriptBuf)> = tx_support::unspent_outputs(&chain, &settlement);
     for (party, sat) in [(Party::A, state1.to_a), (Party::S, state1.to_s)] {
         ensure!(
             paid.contains(&(Amount::from_sat(sat), payout_script(party))),
