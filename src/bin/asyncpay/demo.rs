@@ -1962,16 +1962,27 @@ impl Demo {
             "stale",
             "A restores the backup it took when it went offline and publishes the stale state 0",
         );
+        let away = self.args.lsp_restarts_after_cheat;
+        if away {
+            self.stop_node(Party::S)?;
+        }
         let stale = self.publish_stale(backup, channel_id)?;
+        if away {
+            // Two more blocks pass with S away, well inside the shared delay.
+            self.chain.mine(2)?;
+            self.chain.wait_for_electrs_tip()?;
+            self.start_node(Party::S)?;
+            self.narrator.detail(
+                "S was offline while U_0 confirmed; it restarts and watches its channels again \
+                 from its store",
+            );
+        }
         self.override_and_settle(&stale, backup, channel_id, to_a, to_s)
     }
 
     /// A's backup publishes its state (0) with a CPFP child through `submitpackage`, and it
-    /// confirms. With `--lsp-restarts-after-cheat`, S is away meanwhile.
+    /// confirms.
     fn publish_stale(&mut self, backup: &Backup, channel_id: &str) -> anyhow::Result<Stale> {
-        if self.args.lsp_restarts_after_cheat {
-            self.stop_node(Party::S)?;
-        }
         let height = u32::try_from(self.chain.height()?)?;
         let stale = backup.force_close(channel_id, height)?;
         let stale_txid = stale.compute_txid();
@@ -1996,16 +2007,6 @@ impl Demo {
             txid: stale_txid.to_string(),
             confirmed_at: Some(at),
         });
-        if self.args.lsp_restarts_after_cheat {
-            // Two more blocks pass with S away, well inside the shared delay.
-            self.chain.mine(2)?;
-            self.chain.wait_for_electrs_tip()?;
-            self.start_node(Party::S)?;
-            self.narrator.detail(
-                "S was offline while U_0 confirmed; it restarts and watches its channels again \
-                 from its store",
-            );
-        }
         Ok(Stale {
             txid: stale_txid,
             state: stale_state,
