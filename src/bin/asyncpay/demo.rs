@@ -1566,7 +1566,10 @@ impl Demo {
                 .as_u64()
                 .ok_or_else(|| anyhow!("A's payment record has no fee_sat"))?;
             if let Some(kind) = self.args.adversary {
-                self.post_bogus_letter(kind, &record["status"]["letter"], &contact)?;
+                // `ctl info` never shows A's withheld signature: the adversary takes the
+                // letter from A's own store, as one who got hold of A's files would.
+                let letter = stored_letter(&self.node(Party::A).dir, &payment_id)?;
+                self.post_bogus_letter(kind, &letter, &contact)?;
             }
             self.narrator.detail(format!(
                 "S offered {amount} sat to B for A's signature, fee {fee} sat; the letter is in B's mailbox"
@@ -2244,6 +2247,19 @@ impl Demo {
         ));
         Ok(())
     }
+}
+
+/// The letter of payment `payment_id` as A stored it (signature included), read from the
+/// `node.db` in A's data directory `dir`.
+fn stored_letter(dir: &std::path::Path, payment_id: &str) -> anyhow::Result<Value> {
+    let store = asyncpay::node::store::Store::open(&dir.join("node.db"))?;
+    let records: Vec<(asyncpay::protocol::payment::PaymentId, Value)> = store.payments()?;
+    records
+        .into_iter()
+        .find(|(id, _)| id.to_string() == payment_id)
+        .map(|(_, record)| record["status"]["letter"].clone())
+        .filter(|letter| !letter.is_null())
+        .ok_or_else(|| anyhow!("A's store holds no letter for payment {payment_id}"))
 }
 
 /// A channel transaction in the mempool that spends an output of `parent`: a version-3
