@@ -645,9 +645,16 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<B
             return Err(too_big());
         }
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_big())
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            too_big()
+        } else {
+            // A body that stalls past the body timeout, or a broken connection.
+            ApiError::new(ErrorCode::Malformed, format!("request body: {e}"))
+        }
+    })
 }
 
 fn waker(state: &AppState, mailbox: XOnlyPublicKey) -> Arc<Notify> {
