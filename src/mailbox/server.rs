@@ -780,7 +780,8 @@ async fn call_webhook(state: &AppState, mailbox: &XOnlyPublicKey, url: &str) {
         }
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::SeqCst);
-            tracing::warn!(mailbox = %mailbox, error = %e, "webhook failed")
+            // Push URLs often carry tokens: never logged.
+            tracing::warn!(mailbox = %mailbox, error = %e.without_url(), "webhook failed")
         }
     }
 }
