@@ -32,11 +32,15 @@ impl Drop for Server {
 }
 
 fn start(dir: &std::path::Path) -> Server {
+    start_with(dir, 256)
+}
+
+fn start_with(dir: &std::path::Path, max_connections: usize) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
         .args(["mailbox", "serve", "--listen", "127.0.0.1:0", "--json"])
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(["--max-connections", "256"])
+        .args(["--max-connections", &max_connections.to_string()])
         .args(["--max-connections-per-ip", &PER_IP.to_string()])
         .args([
             "--header-timeout-ms",
@@ -291,4 +295,33 @@ async fn connections_beyond_the_caps_are_refused_and_held_ones_time_out() {
         rss_end <= rss_start + 16 * 1024,
         "RSS {rss_start} -> {rss_end} KiB"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_total_cap_are_refused_from_any_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(dir.path(), 40);
+    let start = Instant::now();
+    // 32 from one address (its cap), 20 from another: only 8 of those fit under 40.
+    let mut watchers = Vec::new();
+    for i in 0..52 {
+        let source = if i < 32 {
+            [127, 0, 0, 2]
+        } else {
+            [127, 0, 0, 3]
+        };
+        let stream = from(source, server.addr).await.expect("connect");
+        watchers.push(tokio::spawn(closed_after(stream, start)));
+    }
+    let mut refused = 0;
+    for watcher in watchers {
+        let closed = watcher.await.expect("watcher").expect("closed within 15 s");
+        if closed < HEADER_TIMEOUT / 2 {
+            refused += 1;
+        }
+    }
+    println!(
+        "MAILBOX_CAPS total cap 40, 52 connections from two addresses: refused at once {refused}"
+    );
+    assert_eq!(refused, 12);
 }

@@ -142,7 +142,9 @@ fn silent_sockets_and_a_connection_flood_do_not_lock_peers_out() {
         );
         assert!(open <= 2, "{open} connections of one key still open");
         assert!(
-            fds_max <= fds_before_flood + 2 + 16,
+            // The key's two connections, eight handshakes in flight, and connections
+            // superseded but not yet closed: bounded, whatever the number of attempts.
+            fds_max <= fds_before_flood + 32,
             "descriptors rose from {fds_before_flood} to {fds_max}"
         );
 
