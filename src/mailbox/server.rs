@@ -39,7 +39,7 @@ use super::envelope::{Envelope, EnvelopeError, EnvelopeId};
 use super::limits::RateLimiter;
 use super::store::{NewMessage, PostOutcome, Store, StoreConfig, StoreError};
 use super::webhook::{self, WebhookPolicy};
-use crate::net::ConnectionCaps;
+use crate::net::http::HttpLimits;
 
 /// Upper bound on messages one fetch returns.
 pub const MAX_FETCH_LIMIT: u32 = 1000;
@@ -469,71 +469,24 @@ impl MailboxServer {
     }
 }
 
-/// Accepts connections within the caps and serves each with hyper's HTTP/1 server: headers
-/// must arrive within `header_timeout` (which also closes idle keep-alive connections), each
-/// piece of a body within `body_timeout` (tower-http). On shutdown stops accepting and lets
-/// the open connections finish (at most 10 s).
+/// Serves the app with the configured timeouts and connection caps (see
+/// [`crate::net::http`]) until shutdown.
 async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     config: ServerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt as _;
-
-    let caps = ConnectionCaps::new(config.max_connections, config.max_connections_per_ip);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
-        .keep_alive(true);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|s| *s) => break,
-        };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of descriptors or a transient error: back off briefly, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(slot) = caps.admit(remote.ip()) else {
-            tracing::debug!(%remote, "connection cap reached: closed");
-            continue;
-        };
-        let service = tower::ServiceBuilder::new()
-            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-                config.body_timeout,
-            ))
-            .service(app.clone())
-            .map_request(move |mut request: axum::http::Request<_>| {
-                request.extensions_mut().insert(ConnectInfo(remote));
-                request
-            });
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            hyper_util::service::TowerToHyperService::new(service),
-        );
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open 10 s after shutdown began");
-    }
+    let limits = HttpLimits {
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        max_connections: config.max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+    };
+    crate::net::http::serve(listener, app, limits, async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    })
+    .await;
     Ok(())
 }
 

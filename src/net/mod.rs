@@ -55,6 +55,7 @@ mod admission;
 mod connection;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 
 pub use admission::{Admission, Admissions, Admitted, CapSlot, ConnectionCaps, Superseded};
 pub use connection::{

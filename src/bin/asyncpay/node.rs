@@ -462,13 +462,21 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     // The server shuts down gracefully after the event loop ends, so the answer to `stop`
     // (and to any other request in flight) reaches its caller before the process exits.
     let (control_stop, control_stopped) = oneshot::channel::<()>();
-    let control_server = tokio::spawn(async move {
-        let _ = axum::serve(control, app)
-            .with_graceful_shutdown(async {
-                let _ = control_stopped.await;
-            })
-            .await;
-    });
+    // Loopback only, but a local process could still hold connections open: the same
+    // header, body and connection limits as the mailbox server.
+    let control_limits = asyncpay::net::http::HttpLimits {
+        max_connections: 64,
+        max_connections_per_ip: 64,
+        ..Default::default()
+    };
+    let control_server = tokio::spawn(asyncpay::net::http::serve(
+        control,
+        app,
+        control_limits,
+        async {
+            let _ = control_stopped.await;
+        },
+    ));
     // Chain poller.
     {
         let tx = tx.clone();
