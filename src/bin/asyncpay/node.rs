@@ -1,8 +1,10 @@
 //! `asyncpay node run`: one node as a process, and `asyncpay ctl`, its control client.
 //!
-//! The process owns a data directory: `seed` (0600), `node.db` (channels, payments, peers),
-//! `wallet.sqlite` (a BDK wallet synced over electrs), and, once it is ready, `node.json`
-//! (node key, peer and control addresses) and `control.token`. One task owns the node core
+//! The process owns a data directory (0700): `seed`, `node.db` (channels, payments, peers;
+//! it holds withheld signatures and PTLC secrets), `wallet.sqlite` (a BDK wallet synced over
+//! electrs), and, once it is ready, `node.json` (node key, peer and control addresses) and
+//! `control.token`, every file 0600 (SQLite's WAL and SHM files too). Control answers show
+//! payments through `asyncpay::node::views`, never the stored records. One task owns the node core
 //! and carries out its outputs in order, storing each persist durably before anything that
 //! follows; peer connections, the control server and the chain poller feed it events.
 
@@ -275,7 +277,7 @@ fn load_seed(dir: &Path) -> anyhow::Result<[u8; 32]> {
 
 /// Creates `dir` (and its parents) if missing and makes it 0700: the node's files hold its
 /// secrets.
-pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -285,7 +287,7 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Creates the SQLite database `path` as an empty file with mode 0600 if it is missing, and
 /// brings an existing one (with its `-wal` and `-shm` files) to 0600.
-pub fn private_file(path: &Path) -> anyhow::Result<()> {
+fn private_file(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     std::fs::OpenOptions::new()
         .create(true)
