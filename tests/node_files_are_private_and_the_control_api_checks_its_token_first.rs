@@ -19,10 +19,10 @@ fn mode(path: &std::path::Path) -> u32 {
 
 #[test]
 fn files_are_private_and_the_token_is_checked_first() {
-    let chain = chain();
+    let electrum = FakeElectrum::start();
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("payer");
-    let node = Node::start(&chain, &dir, "payer", &[]);
+    let node = Node::start(&electrum, &dir, "payer", &[]);
 
     assert_eq!(mode(&dir), 0o700, "data directory");
     let mut report = vec![format!("dir {:o}", mode(&dir))];

@@ -36,9 +36,9 @@ async fn is_closed(stream: &mut TcpStream) -> bool {
 
 #[test]
 fn silent_sockets_and_a_connection_flood_do_not_lock_peers_out() {
-    let chain = chain();
+    let electrum = FakeElectrum::start();
     let root = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(&chain, &root.path().join("lsp"), "lsp", &[]);
+    let node = Node::start(&electrum, &root.path().join("lsp"), "lsp", &[]);
     let peer = Arc::new(SecretKey::from_bytes([7u8; 32]).expect("key"));
     let (ok, _, err) = node.ctl(
         "connect",

@@ -10,10 +10,10 @@ use serde_json::json;
 
 #[test]
 fn a_refused_connect_is_reported_and_redials_back_off() {
-    let chain = chain();
+    let electrum = FakeElectrum::start();
     let root = tempfile::tempdir().expect("tempdir");
-    let lsp = Node::start(&chain, &root.path().join("lsp"), "lsp", &[]);
-    let payer = Node::start(&chain, &root.path().join("payer"), "payer", &[]);
+    let lsp = Node::start(&electrum, &root.path().join("lsp"), "lsp", &[]);
+    let payer = Node::start(&electrum, &root.path().join("payer"), "payer", &[]);
 
     // The LSP has not allow-listed the payer.
     let (ok, stdout, stderr) = payer.ctl(

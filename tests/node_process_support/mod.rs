@@ -1,24 +1,74 @@
-//! Real `asyncpay node run` processes against a throwaway regtest chain (bitcoind and
-//! electrs from `BITCOIND_EXE` / `ELECTRS_EXE` or `scripts/setup`), for tests that attack
-//! a node from outside: its peer port, its control API, its data directory.
+//! Real `asyncpay node run` processes, for tests that attack a node from outside: its peer
+//! port, its control API, its data directory. None of them needs a chain: the node's wallet
+//! syncs from [`FakeElectrum`], an Electrum server that knows only the regtest genesis block.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use asyncpay::chain::regtest::{Regtest, RegtestOptions};
 use asyncpay::crypto::keys::PublicKey;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-/// A regtest chain with electrs; BIP118 is not needed to attack a node's edges.
-pub fn chain() -> Regtest {
-    Regtest::start(RegtestOptions {
-        electrs: true,
-        require_anyprevout: false,
-        ..RegtestOptions::default()
-    })
-    .expect("regtest chain with electrs (run scripts/setup or set BITCOIND_EXE/ELECTRS_EXE)")
+/// An Electrum server on a free loopback port whose chain is the regtest genesis block and
+/// whose scripts have no history: enough for a node to start, sync an empty wallet and poll.
+pub struct FakeElectrum {
+    pub url: String,
+}
+
+impl FakeElectrum {
+    pub fn start() -> FakeElectrum {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("tcp://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve_electrum(stream));
+            }
+        });
+        FakeElectrum { url }
+    }
+}
+
+fn serve_electrum(stream: std::net::TcpStream) {
+    let genesis = bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Regtest);
+    let header = bitcoin::consensus::encode::serialize_hex(&genesis.header);
+    let answer = |request: &Value| -> Value {
+        let id = request["id"].clone();
+        let result = match request["method"].as_str().unwrap_or("") {
+            "server.version" => json!(["fake-electrum", "1.4"]),
+            "server.ping" | "blockchain.scripthash.subscribe" => Value::Null,
+            "blockchain.headers.subscribe" => json!({"height": 0, "hex": header}),
+            "blockchain.block.header" => json!(header),
+            "blockchain.block.headers" => json!({"count": 1, "hex": header, "max": 2016}),
+            "blockchain.scripthash.get_history" | "blockchain.scripthash.listunspent" => json!([]),
+            "blockchain.estimatefee" => json!(0.0001),
+            "blockchain.relayfee" => json!(0.00001),
+            other => {
+                return json!({"jsonrpc": "2.0", "id": id,
+                    "error": {"code": -32601, "message": format!("fake electrum: no {other}")}})
+            }
+        };
+        json!({"jsonrpc": "2.0", "id": id, "result": result})
+    };
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { return };
+        let Ok(request) = serde_json::from_str::<Value>(&line) else {
+            return;
+        };
+        let reply = match &request {
+            Value::Array(batch) => Value::Array(batch.iter().map(answer).collect()),
+            single => answer(single),
+        };
+        if writeln!(writer, "{reply}").is_err() {
+            return;
+        }
+    }
 }
 
 /// A running node process.
@@ -32,14 +82,14 @@ pub struct Node {
 impl Node {
     /// Starts `asyncpay node run --role ROLE` in `dir` with `extra` arguments and waits
     /// until it has written its `node.json`.
-    pub fn start(chain: &Regtest, dir: &Path, role: &str, extra: &[&str]) -> Node {
+    pub fn start(electrum: &FakeElectrum, dir: &Path, role: &str, extra: &[&str]) -> Node {
         std::fs::create_dir_all(dir.parent().expect("parent")).expect("parent dir");
         let log = dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
             .args(["node", "run", "--role", role, "--data-dir"])
             .arg(dir)
-            .args(["--electrum", &chain.electrum_url().expect("electrs")])
+            .args(["--electrum", &electrum.url])
             // No mailbox is used by these tests; nothing listens there.
             .args(["--mailbox", "http://127.0.0.1:9"])
             .args(["--listen", "127.0.0.1:0"])
