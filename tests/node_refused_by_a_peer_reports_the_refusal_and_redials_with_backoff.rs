@@ -20,10 +20,8 @@ fn a_refused_connect_is_reported_and_redials_back_off() {
         "connect",
         &json!({"node_key": lsp.key().to_string(), "addr": lsp.peer_addr().to_string()}),
     );
-    println!(
-        "NODE_REFUSED ctl connect: exit ok={ok}, stderr: {}",
-        stderr.trim()
-    );
+    let reason = stderr.lines().next().unwrap_or_default();
+    println!("NODE_REFUSED ctl connect: exit ok={ok}, stderr: {reason}");
     assert!(!ok, "ctl connect must fail, printed {stdout}");
     assert!(stderr.contains("refused"), "the reason is given: {stderr}");
 
