@@ -14,27 +14,8 @@ use node_support::*;
 use serde_json::Value;
 
 /// The secrets a stored record holds: signatures that are withheld or bought.
-fn secrets(record: &Value, parent: &str, out: &mut BTreeSet<String>) {
-    match record {
-        Value::Object(map) => {
-            for (key, value) in map {
-                let secret = match key.as_str() {
-                    // A's signature: in a letter, or in the payer's `requested` status.
-                    "signature" => parent == "letter" || parent == "status",
-                    "payee_signature" | "lsp_signature" => true,
-                    _ => false,
-                };
-                if secret {
-                    if let Some(text) = value.as_str() {
-                        out.insert(text.to_owned());
-                    }
-                }
-                secrets(value, key, out);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| secrets(v, parent, out)),
-        _ => {}
-    }
+fn secrets(record: &Value, _parent: &str, out: &mut BTreeSet<String>) {
+    out.extend(asyncpay::node::views::stored_secrets(record));
 }
 
 /// Checks every view shown so far against every secret stored so far; returns the status

@@ -464,3 +464,32 @@ pub fn payments(core: &NodeCore) -> serde_json::Value {
 pub fn reverse(core: &NodeCore) -> serde_json::Value {
     serde_json::to_value(reverse_views(core.reverse_payments())).unwrap_or(serde_json::Value::Null)
 }
+
+/// The secrets a stored payment record (as JSON) holds, which no view may show: the
+/// payer's withheld signature (in its `requested` status and in every letter), the payee's
+/// signature on a reverse update and the LSP signature a payer bought. For checks such as
+/// "this answer shows none of what the store holds".
+pub fn stored_secrets(record: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, parent: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    let secret = match key.as_str() {
+                        "signature" => parent == "letter" || parent == "status",
+                        "payee_signature" | "lsp_signature" => true,
+                        _ => false,
+                    };
+                    if let (true, Some(text)) = (secret, inner.as_str()) {
+                        out.push(text.to_owned());
+                    }
+                    walk(inner, key, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, parent, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(record, "", &mut out);
+    out
+}

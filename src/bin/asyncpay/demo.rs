@@ -936,7 +936,46 @@ impl Demo {
             }
             std::thread::sleep(POLL);
         }
+        self.check_no_secret_shown(party)?;
         self.narrator.detail(format!("{name}: payment {want}"));
+        Ok(())
+    }
+
+    /// `ctl info` of `party` must show none of the secrets its store holds (the withheld
+    /// and bought signatures of its payments): checked at every payment status the demo
+    /// waits for, so in every state a payment passes through.
+    fn check_no_secret_shown(&mut self, party: Party) -> anyhow::Result<()> {
+        let db = self.node(party).dir.join("node.db");
+        let secrets = {
+            let conn = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            let mut secrets = Vec::new();
+            for table in ["payments", "reverse"] {
+                let mut stmt = conn.prepare(&format!("SELECT record FROM {table}"))?;
+                let records = stmt.query_map([], |row| row.get::<_, String>(0))?;
+                for record in records {
+                    let record: Value = serde_json::from_str(&record?)?;
+                    secrets.extend(asyncpay::node::views::stored_secrets(&record));
+                }
+            }
+            secrets
+        };
+        // A party that dies at its injected crash point meanwhile is restarted by the
+        // caller's next wait; there is no answer to check then.
+        let Ok(info) = self.info(party) else {
+            return Ok(());
+        };
+        let shown = info.to_string();
+        if let Some(secret) = secrets.iter().find(|s| shown.contains(s.as_str())) {
+            bail!(
+                "{}: ctl info shows a secret its store holds ({}...)",
+                party.name(),
+                &secret[..secret.len().min(8)]
+            );
+        }
         Ok(())
     }
 
