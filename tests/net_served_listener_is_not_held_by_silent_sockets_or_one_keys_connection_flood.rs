@@ -144,3 +144,45 @@ async fn one_keys_flood_keeps_only_its_newest_connections() {
     // superseded them (bounded by the per-address handshake cap, 8).
     assert!(peak <= 2 + 8, "{peak}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_total_cap_the_oldest_handshake_makes_room() {
+    let lsp = Arc::new(key(1));
+    let lsp_key = lsp.public_key();
+    let payer = key(2);
+    let listener = Listener::bind("127.0.0.1:0", lsp, Allow::keys([payer.public_key()]))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let admission = Admission {
+        max_handshakes: 16,
+        first_message_timeout: Duration::from_secs(30),
+        ..Admission::default()
+    };
+    let mut served = listener.serve(admission);
+    // 40 silent sockets from five addresses (8 each, the per-address cap): the total cap of
+    // 16 keeps only the newest 16, the first 24 are dropped in turn.
+    let mut silent = Vec::new();
+    for i in 0..40u8 {
+        silent.push(from([127, 0, 0, 2 + i / 8], addr).await.expect("connect"));
+    }
+    let t = Instant::now();
+    let _conn = connect(addr, &payer, lsp_key).await.expect("payer gets in");
+    let admitted = served.next().await.expect("admitted");
+    println!(
+        "NET_ADMISSION connect with the total cap full of silent sockets: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(admitted.connection.peer(), payer.public_key());
+    // The oldest were closed by the listener well before their 30 s timeout.
+    let mut dropped = 0;
+    for s in silent.iter_mut().take(24) {
+        if closed_within(s)
+            .await
+            .is_some_and(|d| d < Duration::from_secs(5))
+        {
+            dropped += 1;
+        }
+    }
+    assert_eq!(dropped, 24);
+}

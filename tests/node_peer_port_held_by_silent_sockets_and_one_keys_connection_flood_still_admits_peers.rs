@@ -1,6 +1,8 @@
 //! The real node binary's peer port under attack. Fifty silent sockets (from ten other
 //! addresses) hold handshakes open, and an allow-listed peer still connects within a
-//! second; the silent sockets are dropped after the first-message timeout. Then one
+//! second; the silent sockets are dropped after the first-message timeout. Then 2,000
+//! silent sockets from 250 addresses, far above the total handshake cap: the node keeps at
+//! most that many and the peer still connects at once. Then one
 //! allow-listed key opens 300 connections: each newer one supersedes the oldest, and the
 //! node's descriptor count stays bounded.
 mod node_process_support;
@@ -18,6 +20,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 const SILENT: usize = 50;
 const FLOOD: usize = 300;
+const STORM: usize = 2_000;
 
 async fn from(source: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
@@ -99,6 +102,35 @@ fn silent_sockets_and_a_connection_flood_do_not_lock_peers_out() {
             t.elapsed()
         );
         drop(silent);
+
+        // 2,000 silent sockets, eight (the per-address cap) from each of 250 addresses: far
+        // above the total cap of 64. The oldest handshakes make room for newer ones, so the
+        // node keeps at most 64 and the peer still gets in at once.
+        let fds_before_storm = node.fds();
+        let t = Instant::now();
+        let mut storm = Vec::new();
+        for i in 0..STORM {
+            let n = 2 + i / 8;
+            let source = [127, 0, 1 + (n / 250) as u8, (n % 250) as u8 + 1];
+            storm.push(from(source, addr).await.expect("storm connect"));
+        }
+        let storm_time = t.elapsed();
+        let fds_storm = node.fds();
+        let t = Instant::now();
+        let conn = connect_with(addr, &peer, node_key, NetConfig::default())
+            .await
+            .expect("the allow-listed peer gets in through the storm");
+        let storm_connect = t.elapsed();
+        println!(
+            "NODE_EDGE {STORM} silent sockets opened in {storm_time:?}: node descriptors {fds_before_storm} before, {fds_storm} with them; the peer connected in {storm_connect:?}"
+        );
+        assert!(storm_connect < Duration::from_secs(1), "{storm_connect:?}");
+        assert!(
+            fds_storm <= fds_before_storm + 64 + 8,
+            "descriptors rose from {fds_before_storm} to {fds_storm}"
+        );
+        drop(conn);
+        drop(storm);
 
         // One allowed key, 300 connections, eight at a time (the per-address handshake cap).
         let fds_before_flood = node.fds();

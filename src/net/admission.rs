@@ -2,10 +2,12 @@
 //!
 //! [`Listener::serve`] accepts TCP connections in one task and runs each handshake in a task
 //! of its own, so a silent or slow socket delays nobody else. What one source can take is
-//! bounded: handshakes in flight in total and per source IP address (a connection beyond
-//! either cap is closed at once, before a byte is read), the wait for the first handshake
-//! message, and, once a peer has proven its key, how many connections that key may hold (a
-//! newer connection supersedes the oldest).
+//! bounded: handshakes in flight per source IP address (a connection beyond the cap is
+//! closed at once, before a byte is read) and in total (at the cap, the oldest handshake in
+//! flight is dropped to make room: an honest handshake takes milliseconds, so the oldest is
+//! almost always a silent socket, and a flood of them cannot keep a peer out), the wait for
+//! the first handshake message, and, once a peer has proven its key, how many connections
+//! that key may hold (a newer connection supersedes the oldest).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,7 +43,8 @@ use crate::net::{Connection, Listener};
 /// Limits a serving listener applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
-    /// Handshakes in flight at once, from everyone.
+    /// Handshakes in flight at once, from everyone; at the cap the oldest is dropped to
+    /// make room for a new one.
     pub max_handshakes: usize,
     /// Handshakes in flight at once from one source IP address.
     pub max_handshakes_per_ip: usize,
@@ -123,7 +126,9 @@ impl Listener {
 }
 
 async fn accept_loop(listener: Listener, admission: Admission, tx: mpsc::Sender<Admitted>) {
-    let caps = ConnectionCaps::new(admission.max_handshakes, admission.max_handshakes_per_ip);
+    // The total is enforced by `pending` (oldest evicted), the per-address cap by `caps`.
+    let caps = ConnectionCaps::new(Semaphore::MAX_PERMITS, admission.max_handshakes_per_ip);
+    let pending = Pending::default();
     let peers = PeerTable::new(admission.max_connections_per_peer.max(1));
     loop {
         let incoming = match listener.accept_incoming().await {
@@ -141,15 +146,24 @@ async fn accept_loop(listener: Listener, admission: Admission, tx: mpsc::Sender<
         }
         let remote = incoming.remote_addr();
         let Some(slot) = caps.admit(remote.ip()) else {
-            tracing::debug!(%remote, "handshake cap reached: connection closed");
+            tracing::debug!(%remote, "handshake cap of this address reached: connection closed");
             continue;
         };
+        // At the total cap the oldest handshake in flight makes room: an honest one takes
+        // milliseconds, so the oldest is almost always a socket that says nothing.
+        let evicted = pending.make_room(admission.max_handshakes.max(1));
+        if evicted > 0 {
+            tracing::debug!(%remote, evicted, "handshake cap reached: oldest handshake dropped");
+        }
+        let id = pending.reserve();
         let tx = tx.clone();
         let peers = peers.clone();
-        tokio::spawn(async move {
+        let guard = pending.guard(id);
+        let task = tokio::spawn(async move {
             let result = incoming
                 .handshake_within(Some(admission.first_message_timeout))
                 .await;
+            drop(guard);
             drop(slot);
             match result {
                 Ok(connection) => {
@@ -165,6 +179,73 @@ async fn accept_loop(listener: Listener, admission: Admission, tx: mpsc::Sender<
                 Err(e) => tracing::debug!(%remote, error = %e, "handshake failed"),
             }
         });
+        pending.attach(id, task.abort_handle());
+    }
+}
+
+/// The last id given out, and the handshakes in flight, oldest first, each with the handle
+/// that cancels it (none until its task is attached).
+type PendingTable = (u64, VecDeque<(u64, Option<tokio::task::AbortHandle>)>);
+
+/// The handshakes in flight.
+#[derive(Default, Clone)]
+struct Pending {
+    inner: Arc<Mutex<PendingTable>>,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingTable> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cancels the oldest handshakes until fewer than `max` are in flight; how many.
+    fn make_room(&self, max: usize) -> usize {
+        let mut guard = self.lock();
+        let mut evicted = 0;
+        while guard.1.len() >= max {
+            if let Some((_, Some(handle))) = guard.1.pop_front() {
+                handle.abort();
+            }
+            evicted += 1;
+        }
+        evicted
+    }
+
+    /// A new entry, not yet attached to its task.
+    fn reserve(&self) -> u64 {
+        let mut guard = self.lock();
+        guard.0 += 1;
+        let id = guard.0;
+        guard.1.push_back((id, None));
+        id
+    }
+
+    /// Attaches the task's handle, unless the handshake already ended.
+    fn attach(&self, id: u64, handle: tokio::task::AbortHandle) {
+        let mut guard = self.lock();
+        if let Some(entry) = guard.1.iter_mut().find(|(i, _)| *i == id) {
+            entry.1 = Some(handle);
+        }
+    }
+
+    /// Removes entry `id` when dropped (the handshake ended, or was cancelled).
+    fn guard(&self, id: u64) -> PendingGuard {
+        PendingGuard {
+            pending: self.clone(),
+            id,
+        }
+    }
+}
+
+struct PendingGuard {
+    pending: Pending,
+    id: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        let mut guard = self.pending.lock();
+        guard.1.retain(|(i, _)| *i != self.id);
     }
 }
 
