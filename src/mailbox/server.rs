@@ -140,7 +140,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Longest wait for the next piece of a request body.
     pub body_timeout: Duration,
-    /// Most open connections; further ones are closed at once.
+    /// Most open connections; at the cap the oldest with no request in flight makes room
+    /// for a new one (see [`crate::net::http`]).
     pub max_connections: usize,
     /// Most open connections from one client IP address.
     pub max_connections_per_ip: usize,

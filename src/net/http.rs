@@ -1,6 +1,9 @@
 //! Serving an axum app over HTTP/1 with the limits `axum::serve` lacks: a header timeout
 //! (which also closes idle keep-alive connections), a body timeout, and caps on open
-//! connections in total and per client address. Used by the mailbox server and the node's
+//! connections per client address (beyond it a connection is closed at once) and in total
+//! (at that cap the oldest connection with no request in flight, one still sending its
+//! headers or an idle keep-alive, is dropped to make room; only if every connection is
+//! inside a request is the new one closed). Used by the mailbox server and the node's
 //! control API.
 //!
 //! ```no_run
@@ -13,7 +16,10 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -29,7 +35,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Longest wait for the next piece of a request body.
     pub body_timeout: Duration,
-    /// Most open connections; further ones are closed as soon as they are accepted.
+    /// Most open connections; at the cap the oldest one with no request in flight is
+    /// dropped for a new one, or, if all are inside a request, the new one is closed.
     pub max_connections: usize,
     /// Most open connections from one client IP address.
     pub max_connections_per_ip: usize,
@@ -59,7 +66,12 @@ pub async fn serve(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt as _;
 
-    let caps = ConnectionCaps::new(limits.max_connections, limits.max_connections_per_ip);
+    // Per address by `caps` (refused beyond it), in total by `open` (oldest idle dropped).
+    let caps = ConnectionCaps::new(
+        tokio::sync::Semaphore::MAX_PERMITS,
+        limits.max_connections_per_ip,
+    );
+    let open = Open::default();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -81,9 +93,15 @@ pub async fn serve(
             }
         };
         let Some(slot) = caps.admit(remote.ip()) else {
-            tracing::debug!(%remote, "connection cap reached: closed");
+            tracing::debug!(%remote, "connection cap of this address reached: closed");
             continue;
         };
+        if !open.make_room(limits.max_connections.max(1)) {
+            tracing::debug!(%remote, "connection cap reached, every connection busy: closed");
+            continue;
+        }
+        let (id, busy) = open.reserve();
+        let guard = open.guard(id);
         let service = tower::ServiceBuilder::new()
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
                 limits.body_timeout,
@@ -92,18 +110,29 @@ pub async fn serve(
             .map_request(move |mut request: axum::http::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(remote));
                 request
+            })
+            // A request is in flight from its headers to its answer.
+            .map_future(move |answer| {
+                let in_flight = Busy::start(&busy);
+                async move {
+                    let answer = answer.await;
+                    drop(in_flight);
+                    answer
+                }
             });
         let connection = http.serve_connection(
             TokioIo::new(stream),
             hyper_util::service::TowerToHyperService::new(service),
         );
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
+            drop(guard);
             drop(slot);
         });
+        open.attach(id, task.abort_handle());
     }
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
@@ -111,5 +140,92 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open 10 s after shutdown began");
+    }
+}
+
+/// Counts a request in flight on a connection while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Busy(Arc::clone(count))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One open connection: its id, its requests in flight and the handle that drops it (none
+/// until its task is attached).
+type Entry = (u64, Arc<AtomicUsize>, Option<tokio::task::AbortHandle>);
+
+/// The open connections, oldest first, and the last id given out.
+#[derive(Default, Clone)]
+struct Open {
+    inner: Arc<Mutex<(u64, VecDeque<Entry>)>>,
+}
+
+impl Open {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, VecDeque<Entry>)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a new connection fits under `max`, after dropping the oldest connection
+    /// with no request in flight if needed.
+    fn make_room(&self, max: usize) -> bool {
+        let mut guard = self.lock();
+        if guard.1.len() < max {
+            return true;
+        }
+        let idle = guard
+            .1
+            .iter()
+            .position(|(_, busy, handle)| handle.is_some() && busy.load(Ordering::SeqCst) == 0);
+        match idle.and_then(|i| guard.1.remove(i)) {
+            Some((_, _, Some(handle))) => {
+                handle.abort();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn reserve(&self) -> (u64, Arc<AtomicUsize>) {
+        let mut guard = self.lock();
+        guard.0 += 1;
+        let id = guard.0;
+        let busy = Arc::new(AtomicUsize::new(0));
+        guard.1.push_back((id, Arc::clone(&busy), None));
+        (id, busy)
+    }
+
+    fn attach(&self, id: u64, handle: tokio::task::AbortHandle) {
+        let mut guard = self.lock();
+        if let Some(entry) = guard.1.iter_mut().find(|(i, _, _)| *i == id) {
+            entry.2 = Some(handle);
+        }
+    }
+
+    fn guard(&self, id: u64) -> OpenGuard {
+        OpenGuard {
+            open: self.clone(),
+            id,
+        }
+    }
+}
+
+/// Removes a connection's entry when its task ends or is dropped.
+struct OpenGuard {
+    open: Open,
+    id: u64,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.open.lock().1.retain(|(i, _, _)| *i != self.id);
     }
 }

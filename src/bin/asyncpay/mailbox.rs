@@ -136,7 +136,8 @@ struct ServeArgs {
         default_value_t = 10_000
     )]
     body_timeout_ms: u64,
-    /// Most open connections; further ones are closed at once.
+    /// Most open connections; at the cap the oldest with no request in flight is dropped to
+    /// make room.
     #[arg(long, env = "ASYNCPAY_MAILBOX_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
     /// Most open connections from one client address.
