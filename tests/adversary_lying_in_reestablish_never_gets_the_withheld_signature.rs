@@ -145,7 +145,18 @@ fn bought(proposer: Party, reconnect_first: bool) -> anyhow::Result<()> {
         ensure!(snap.phase == Phase::Funded, "{party:?} is {:?}", snap.phase);
         ensure!(snap.complete.as_ref().map(|c| c.body.number) == Some(1));
     }
-    ensure!(net.snapshot(Party::A).complete == net.snapshot(Party::S).complete);
+    // The same state, signed by both.
+    let signed = |party| {
+        net.snapshot(party)
+            .complete
+            .as_ref()
+            .map(|c| (c.body.clone(), c.sig_a, c.sig_s))
+    };
+    ensure!(signed(Party::A) == signed(Party::S));
+    ensure!(
+        net.snapshot(buyer).bought == Some(1),
+        "the buyer shows it on reconnection"
+    );
     Ok(())
 }
 

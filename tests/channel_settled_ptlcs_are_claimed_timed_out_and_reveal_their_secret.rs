@@ -113,6 +113,9 @@ fn settled_ptlcs_are_claimed_with_the_secret_or_timed_out_after_expiry() -> anyh
         50_000
     );
 
+    // The claim confirms: S sees its PTLC output spent and does not publish the claim again.
+    spend(&mut net, Party::S, &claim, settled_at + 1)?;
+
     // A sees the settlement and then the claim: it learns the secret, and never times out.
     spend(&mut net, Party::A, &settlement, settled_at)?;
     let a_before = net.a.broadcasts.len();
@@ -147,8 +150,16 @@ fn settled_ptlcs_are_claimed_with_the_secret_or_timed_out_after_expiry() -> anyh
     assert_eq!(timeout.input[0].previous_output.txid, settlement_txid);
     assert_ne!(timeout.input[0].previous_output, claimed);
     assert_eq!(timeout.input[0].witness.len(), 3, "timeout leaf");
-    // Only once.
+    // Published again while it is not seen on chain, the same transaction.
     block(&mut net, Party::S, EXPIRY + 1)?;
-    assert_eq!(net.s.broadcasts.len(), before + 2);
+    assert_eq!(net.s.broadcasts.len(), before + 3);
+    assert_eq!(
+        net.s.broadcasts.last().map(|tx| tx.compute_txid()),
+        Some(timeout.compute_txid())
+    );
+    // Once seen spent, never again.
+    spend(&mut net, Party::S, &timeout, EXPIRY + 1)?;
+    block(&mut net, Party::S, EXPIRY + 2)?;
+    assert_eq!(net.s.broadcasts.len(), before + 3);
     Ok(())
 }

@@ -101,6 +101,8 @@ fn settled_ptlcs_are_claimed_and_timed_out_by_the_state_machines() -> anyhow::Re
         Some((Amount::from_sat(FROM_A), payout_script(Party::S)))
     );
     pair.spent(Party::A, &claim, claimed_at)?;
+    // S sees its claim confirmed: it stops publishing it again.
+    pair.spent(Party::S, &claim, claimed_at)?;
     let learned = pair
         .a
         .events

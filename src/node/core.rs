@@ -1704,7 +1704,8 @@ impl NodeCore {
             // The channel refuses a new nonce for a state a role priced (`Command::Price`), so
             // a replaced nonce never voids an offer.
             Event::NonceReplaced { .. } => {}
-            // Proposals a role depends on are proposed again on reconnection
+            // The channel proposes a dropped change again once the peer's completes; a
+            // payer's lost transfer is also proposed again on reconnection
             // (`resume_proposals`).
             Event::ProposalDropped { .. } => {}
             // For the user only: no role keeps a record of these.

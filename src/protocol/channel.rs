@@ -559,6 +559,15 @@ pub struct Snapshot {
     /// The cooperative close under way.
     #[serde(default)]
     pub closing: Option<CloseRecord>,
+    /// The last complete state, if we completed it with the peer's signature bought from its
+    /// payee: on every reconnection we show the peer its signature (its proof of the
+    /// purchase) before anything else.
+    #[serde(default)]
+    pub bought: Option<u64>,
+    /// Our proposal that lost a collision with the peer's, to be proposed again once the
+    /// peer's completes.
+    #[serde(default)]
+    pub dropped: Option<DroppedProposal>,
     /// The pending state a payment role has priced ([`Command::Price`]): until it completes
     /// or we revert it ourselves, a revert of it by the peer and a new nonce for it are
     /// refused.
@@ -569,6 +578,15 @@ pub struct Snapshot {
     /// unilateral close.
     #[serde(default)]
     pub ptlc_secrets: BTreeMap<u64, RevealedSecret>,
+}
+
+/// A proposal of ours that lost a collision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DroppedProposal {
+    /// Its change.
+    pub change: Change,
+    /// Whether we would keep our signature back.
+    pub withhold: bool,
 }
 
 /// A cooperative close: what was proposed and what each side has sent.
@@ -820,7 +838,8 @@ pub enum Event {
         /// S's balance.
         to_s: u64,
     },
-    /// Our proposal lost a collision and was dropped; propose it again.
+    /// Our proposal lost a collision: the channel proposes it again once the peer's
+    /// completes. Reported a second time if it no longer applies then (dropped for good).
     ProposalDropped {
         /// What it proposed.
         change: Change,
@@ -1069,6 +1088,8 @@ impl Channel {
             abandoned: None,
             closing: None,
             priced: None,
+            bought: None,
+            dropped: None,
             ptlc_secrets: BTreeMap::new(),
         }
     }
@@ -1325,10 +1346,30 @@ impl Channel {
                     // The open may have been lost with the connection.
                     return Ok(vec![Action::Send(self.open_message()?)]);
                 }
-                Ok(vec![Action::Send(Message::Reestablish(Reestablish {
+                let mut sends = vec![Action::Send(Message::Reestablish(Reestablish {
                     channel_id: self.snap.channel_id,
                     next_state: self.next_number(),
-                }))])
+                }))];
+                // A state we bought: the peer sees its signature before any payment message
+                // (a receipt) can reach it; a repeat is harmless.
+                let bought = self.snap.bought;
+                if let Some(rec) = self
+                    .snap
+                    .complete
+                    .as_ref()
+                    .filter(|r| Some(r.body.number) == bought)
+                {
+                    let signature = match rec.proposer {
+                        Party::A => rec.sig_a,
+                        Party::S => rec.sig_s,
+                    };
+                    sends.push(Action::Send(Message::Complete(CompleteUpdate {
+                        channel_id: self.snap.channel_id,
+                        state: rec.body.number,
+                        signature,
+                    })));
+                }
+                Ok(sends)
             }
             Input::Time(_) => Ok(vec![]),
             Input::Randomness(bytes) => {
@@ -1690,14 +1731,15 @@ impl Channel {
                     signature,
                 }));
                 if !on_chain {
-                    let mut actions = self.complete_peer_proposal(pending, signature)?;
+                    let mut actions = self.complete_peer_proposal(pending, signature, true)?;
                     actions.push(shown);
                     return Ok(actions);
                 }
                 // Bought during a unilateral close: the completed state replaces the older
-                // one on chain at once.
+                // one on chain at once, and the peer is shown its signature too.
                 let before = self.snap.clone();
-                let mut actions = self.complete_peer_proposal(pending, signature)?;
+                let mut actions = self.complete_peer_proposal(pending, signature, true)?;
+                actions.push(shown);
                 match self.override_on_chain() {
                     Ok(Some(answer)) => actions.push(Action::Broadcast(answer)),
                     Ok(None) => {}
@@ -1927,8 +1969,21 @@ impl Channel {
                 let dropped = self.snap.pending.clone().map(|p| p.change);
                 // Validate theirs against the complete state before dropping ours.
                 let body = self.apply(&m.change, peer)?;
+                // Ours is proposed again once theirs completes (`repropose_dropped`).
+                let before = self.snap.dropped.take();
+                self.snap.dropped = self.snap.pending.as_ref().map(|p| DroppedProposal {
+                    change: p.change.clone(),
+                    withhold: p.withhold,
+                });
+                let countersigned = self.countersign(m, body);
+                let mut actions = match countersigned {
+                    Ok(actions) => actions,
+                    Err(e) => {
+                        self.snap.dropped = before;
+                        return Err(e);
+                    }
+                };
                 self.secret_nonce = None;
-                let mut actions = self.countersign(m, body)?;
                 if let Some(change) = dropped {
                     actions.push(Action::Event(Event::ProposalDropped { change }));
                 }
@@ -2189,7 +2244,23 @@ impl Channel {
         let pending = match (&self.snap.phase, &self.snap.pending) {
             (Phase::CounterSigned, Some(p)) => p.clone(),
             (Phase::Withheld, Some(p)) => return self.on_purchase_shown(p.clone(), &m),
+            (Phase::ForceClosing, Some(p))
+                if p.proposer == self.snap.side && p.proposer_signature.is_some() =>
+            {
+                return self.on_purchase_shown(p.clone(), &m)
+            }
             _ => {
+                // Our last complete state, shown again with its proposer's signature (a
+                // repeated proof of purchase, or a resent completion): nothing to do.
+                if let Some(rec) = &self.snap.complete {
+                    let proposers = match rec.proposer {
+                        Party::A => rec.sig_a,
+                        Party::S => rec.sig_s,
+                    };
+                    if rec.body.number == m.state && proposers == m.signature {
+                        return Ok(vec![]);
+                    }
+                }
                 if let Some(n) = self.complete_number() {
                     if m.state <= n {
                         return Err(ChannelError::WrongState {
@@ -2209,7 +2280,7 @@ impl Channel {
                 expected: pending.body.number,
             });
         }
-        self.complete_peer_proposal(pending, m.signature)
+        self.complete_peer_proposal(pending, m.signature, false)
     }
 
     /// The peer shows our own withheld signature: it bought it (from the payee it was sold
@@ -2237,7 +2308,16 @@ impl Channel {
                 state,
             });
         }
-        let others = self.make_complete(pending, own, peer)?;
+        let before = self.snap.clone();
+        let mut others = self.make_complete(pending, own, peer)?;
+        // Bought while an older state is on chain: the completed one goes over it.
+        match self.override_on_chain() {
+            Ok(answer) => others.extend(answer.map(Action::Broadcast)),
+            Err(e) => {
+                self.snap = before;
+                return Err(e);
+            }
+        }
         Ok(self.commit(vec![], others))
     }
 
@@ -2261,7 +2341,7 @@ impl Channel {
         }
         let (dropped, abandoned) = (pending.change.clone(), abandoned.clone());
         let before = self.snap.abandoned.take();
-        match self.complete_peer_proposal(abandoned, m.signature) {
+        match self.complete_peer_proposal(abandoned, m.signature, false) {
             Ok(mut actions) => {
                 self.secret_nonce = None;
                 actions.push(Action::Event(Event::ProposalDropped { change: dropped }));
@@ -2279,6 +2359,7 @@ impl Channel {
         &mut self,
         pending: PendingUpdate,
         signature: Signature,
+        bought: bool,
     ) -> Result<Vec<Action>, ChannelError> {
         let state = pending.body.number;
         if signature.nonce() != pending.proposer_nonce {
@@ -2296,7 +2377,28 @@ impl Channel {
             .countersignature
             .ok_or(self.unexpected("complete"))?;
         let others = self.make_complete(pending, signature, own)?;
-        Ok(self.commit(vec![], others))
+        self.snap.bought = bought.then_some(state);
+        let mut actions = self.commit(vec![], others);
+        actions.extend(self.repropose_dropped());
+        Ok(actions)
+    }
+
+    /// Our proposal that lost a collision, proposed again now that the peer's completed: a
+    /// role's change (a PTLC offered or fulfilled) is not lost to the timing of the peer's.
+    /// If it no longer applies, it is reported dropped for good.
+    fn repropose_dropped(&mut self) -> Vec<Action> {
+        if self.snap.phase != Phase::Funded || !self.snap.funding_confirmed {
+            return vec![];
+        }
+        let Some(dropped) = self.snap.dropped.take() else {
+            return vec![];
+        };
+        match self.propose(dropped.change.clone(), dropped.withhold) {
+            Ok(actions) => actions,
+            Err(_) => vec![Action::Event(Event::ProposalDropped {
+                change: dropped.change,
+            })],
+        }
     }
 
     fn on_reestablish(&mut self, m: Reestablish) -> Result<Vec<Action>, ChannelError> {
@@ -2331,7 +2433,9 @@ impl Channel {
             // proof: the state completes only when the peer shows the signature itself
             // ([`CompleteUpdate`] carrying it, which an honest buyer sends on reconnection).
             Phase::Withheld => Ok(vec![]),
-            Phase::Funded => Ok(self.resend_complete_if_missing(m.next_state)),
+            Phase::Funded | Phase::ForceClosing => {
+                Ok(self.resend_complete_if_missing(m.next_state))
+            }
             Phase::Closing => self.reestablish_close(),
             _ => Ok(vec![]),
         }
