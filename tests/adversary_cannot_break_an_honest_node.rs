@@ -1,0 +1,203 @@
+//! A byzantine counterparty cannot break an honest node: the adversarial harness of issue 10
+//! (LDK's `chanmon_consistency` is the model; the harness is in `adversary_support`).
+//!
+//! Each scenario puts honest node cores (payer, LSP, payee or router) against an adversary
+//! that controls every other party. proptest draws sequences of adversarial operations
+//! (deliver, reorder, duplicate, drop and replay frames; lie in `Reestablish`; propose reverts
+//! and re-propose with other nonces; send payment messages at any time; roll its own parties
+//! back; publish any state it holds; mine; crash and restart the honest node) and after every
+//! step the honest nodes' invariants are checked:
+//!
+//! 1. no withheld signature leaves its owner except inside the letter to the payee;
+//! 2. an LSP never has a PTLC out for a sale whose payer state it could not complete;
+//! 3. the balance the chain would give the honest party (settlement model) is never below
+//!    what it is due, and every stale state published is answered;
+//! 4. no nonce is used twice, also across restarts.
+//!
+//! The seed is fixed (`PROPTEST_RNG_SEED` in `.cargo/config.toml`), so a run is reproducible.
+//! Each scenario prints its number of steps; together they exceed 10,000.
+//!
+//! Longer runs: `ASYNCPAY_HARNESS_CASES` sets the number of cases per scenario (default 40),
+//! and `PROPTEST_RNG_SEED` another seed, e.g.
+//!
+//! ```sh
+//! ASYNCPAY_HARNESS_CASES=2000 PROPTEST_RNG_SEED=7 \
+//!     cargo test --test adversary_cannot_break_an_honest_node -- --nocapture
+//! ```
+//!
+//! Every counterexample found becomes a named regression test at the end of this file.
+
+mod adversary_support;
+
+use adversary_support::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+/// Cases per scenario unless `ASYNCPAY_HARNESS_CASES` says otherwise.
+const DEFAULT_CASES: u32 = 40;
+
+/// Steps each scenario must at least take in a default run (4 scenarios and the variant with
+/// an honest payee: more than 10,000 together).
+const MIN_STEPS: u64 = 2_100;
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        30 => Just(Op::Deliver),
+        4 => any::<u8>().prop_map(Op::DeliverAt),
+        2 => Just(Op::Duplicate),
+        3 => Just(Op::Drop),
+        3 => any::<u16>().prop_map(Op::Replay),
+        3 => any::<u8>().prop_map(Op::Reconnect),
+        4 => (any::<u8>(), any::<u8>()).prop_map(|(link, lie)| Op::LieReestablish { link, lie }),
+        3 => (any::<u8>(), any::<u8>()).prop_map(|(link, lie)| Op::ProposeRevert { link, lie }),
+        3 => any::<u8>().prop_map(Op::NewNonce),
+        5 => (any::<u8>(), any::<u8>(), any::<u8>())
+            .prop_map(|(link, kind, pick)| Op::PaymentMessage { link, kind, pick }),
+        8 => any::<u8>().prop_map(Op::AdversaryActs),
+        6 => any::<u8>().prop_map(Op::HonestActs),
+        2 => (any::<u8>(), any::<u16>()).prop_map(|(link, pick)| Op::Rollback { link, pick }),
+        1 => (any::<u8>(), any::<u16>(), any::<bool>())
+            .prop_map(|(link, pick, confirmed)| Op::Publish { link, pick, confirmed }),
+        2 => any::<u8>().prop_map(Op::Mine),
+        1 => Just(Op::ConfirmHonest),
+        2 => any::<u8>().prop_map(Op::Crash),
+    ]
+}
+
+fn cases() -> u32 {
+    std::env::var("ASYNCPAY_HARNESS_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CASES)
+}
+
+/// Runs `cases()` proptest cases of `scenario`; prints and returns the steps taken.
+fn explore(name: &str, scenario: fn() -> World) -> u64 {
+    let config = Config {
+        cases: cases(),
+        failure_persistence: None,
+        max_shrink_iters: 512,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let steps = std::cell::Cell::new(0u64);
+    let result = runner.run(&proptest::collection::vec(op(), 20..100), |ops| {
+        let n = run_ops(scenario, &ops).map_err(TestCaseError::fail)?;
+        steps.set(steps.get() + n);
+        Ok(())
+    });
+    println!(
+        "{name}: {} adversarial steps in {} cases",
+        steps.get(),
+        cases()
+    );
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+    steps.get()
+}
+
+#[test]
+fn byzantine_lsp_cannot_take_more_than_the_payer_consented_to() {
+    let steps = explore("payer vs byzantine LSP", World::payer_vs_byzantine_lsp);
+    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+}
+
+#[test]
+fn byzantine_payer_and_payee_cannot_make_the_lsp_pay_for_nothing() {
+    let steps = explore("LSP vs byzantine payer and payee", || {
+        World::lsp_vs_byzantine_payer(false)
+    });
+    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+}
+
+#[test]
+fn byzantine_payer_cannot_make_the_lsp_or_an_honest_payee_lose() {
+    let steps = explore("LSP and payee vs byzantine payer", || {
+        World::lsp_vs_byzantine_payer(true)
+    });
+    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+}
+
+#[test]
+fn byzantine_lsp_cannot_take_the_payees_scalar_without_paying() {
+    let steps = explore("payee vs byzantine LSP", World::payee_vs_byzantine_lsp);
+    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+}
+
+#[test]
+fn byzantine_neighbours_cannot_make_a_router_lose() {
+    let steps = explore(
+        "router vs byzantine neighbours",
+        World::router_vs_byzantine_neighbours,
+    );
+    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+}
+
+// ---- regressions: each a sequence the harness found, fixed ----
+
+fn replay(scenario: fn() -> World, ops: &[Op]) {
+    if let Err(e) = run_ops(scenario, ops) {
+        panic!("{e}");
+    }
+}
+
+/// Issue 10, finding 1. While A is `Withheld` on state 1, S's `Reestablish { next_state: 2 }`
+/// made A treat state 1 as complete without proof (invariant 3: A's balance on chain drops
+/// by a payment it never let go of) and a second `Reestablish { next_state: 1 }` made A send
+/// `Complete { 1, sig_A }` (invariant 1).
+#[test]
+fn lsp_lying_in_reestablish_cannot_make_the_payer_give_up_its_withheld_signature() {
+    replay(
+        World::payer_vs_byzantine_lsp,
+        &[
+            Op::HonestActs(0), // A pays: A proposes state 1 (withheld), S countersigns
+            Op::Deliver,       // S's countersignature: A withholds and requests an offer
+            Op::Drop,          // S's offer never arrives: no letter, A's signature is A's alone
+            Op::Reestablish {
+                link: 0,
+                next_state: 2,
+            },
+            Op::Reestablish {
+                link: 0,
+                next_state: 1,
+            },
+        ],
+    );
+}
+
+/// Issue 10, finding 2. A proposes `Revert { abandoned: 1 }` while S has an open offer priced
+/// on state 1: S countersigned it, then paid B for the scalar and could not complete.
+#[test]
+fn payer_reverting_under_an_open_offer_cannot_make_the_lsp_pay_for_nothing() {
+    replay(
+        || World::lsp_vs_byzantine_payer(false),
+        &[
+            Op::AdversaryActs(0),                  // A pays: proposes state 1 (withheld)
+            Op::Deliver, // S countersigns; A withholds and requests an offer
+            Op::Deliver, // S offers; A posts its letter to B
+            Op::ProposeRevert { link: 0, lie: 0 }, // A's real channel proposes Revert { 1 }
+            Op::AdversaryActs(5), // B fetches the letter and invoices S
+            Op::Deliver, // S accepts the invoice and proposes the PTLC on S–B
+            Op::Deliver, // B countersigns: S completes, the PTLC is out
+        ],
+    );
+}
+
+/// Issue 10, finding 3. A re-proposes state 1 with another nonce while S has an offer priced
+/// at the old one: S took the new nonce, then paid B for a scalar that no longer completes.
+#[test]
+fn payer_renewing_its_nonce_under_an_open_offer_cannot_make_the_lsp_pay_for_nothing() {
+    replay(
+        || World::lsp_vs_byzantine_payer(false),
+        &[
+            Op::AdversaryActs(0), // A pays: proposes state 1 (withheld)
+            Op::Deliver,          // S countersigns; A withholds and requests an offer
+            Op::Deliver,          // S offers; A posts its letter to B
+            Op::NewNonce(0),      // A proposes state 1 again, with another nonce
+            Op::AdversaryActs(5), // B fetches the letter and invoices S
+            Op::Deliver,          // S accepts the invoice and proposes the PTLC on S–B
+            Op::Deliver,          // B countersigns: S completes, the PTLC is out
+        ],
+    );
+}
