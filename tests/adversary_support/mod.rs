@@ -316,6 +316,9 @@ impl Watcher {
         what: &str,
         adversary_knows: &BTreeSet<[u8; 32]>,
     ) -> Result<(), Violation> {
+        if skipped(1) {
+            return Ok(());
+        }
         for (s, (channel, state)) in &self.withheld {
             if adversary_knows.contains(s) {
                 continue;
@@ -335,6 +338,9 @@ impl Watcher {
 
     /// Invariant 4: the nonce `r` the node made public signs `identity` and nothing else.
     pub fn check_nonce(&mut self, r: [u8; 32], identity: String) -> Result<(), Violation> {
+        if skipped(4) {
+            return Ok(());
+        }
         match self.nonces.get(&r) {
             Some(before) if *before != identity => Err(format!(
                 "invariant 4 (no nonce is used twice) broken: {} used nonce {} for {before} \
@@ -366,6 +372,28 @@ impl Watcher {
             Message::Complete(m) => (m.state, m.signature.nonce().to_xonly_bytes(), true),
             _ => return Ok(()),
         };
+        // A `Complete` may show the peer its own signature back (proof of a purchase): only
+        // signatures by this node's key are its nonces.
+        if let Message::Complete(_) = msg {
+            let snap = self.view.get(&channel);
+            let side = snap.map(|s| s.side);
+            let proposer = snap.and_then(|s| {
+                s.pending
+                    .iter()
+                    .filter(|p| p.body.number == state)
+                    .map(|p| p.proposer)
+                    .chain(
+                        s.complete
+                            .iter()
+                            .filter(|c| c.body.number == state)
+                            .map(|c| c.proposer),
+                    )
+                    .next()
+            });
+            if proposer.is_some() && proposer != side {
+                return Ok(());
+            }
+        }
         let body = self.body(&channel, state).ok_or_else(|| {
             format!(
                 "{} sent {} for state {state} of a channel whose persisted snapshot does not \
@@ -1530,8 +1558,12 @@ impl World {
     /// Every honest node's invariants (1 and 4 are checked as frames leave).
     pub fn check(&self) -> Result<(), Violation> {
         for h in self.honest() {
-            self.check_lsp_pays_only_for_what_it_can_complete(h)?;
-            self.check_settlement_model(h)?;
+            if !skipped(2) {
+                self.check_lsp_pays_only_for_what_it_can_complete(h)?;
+            }
+            if !skipped(3) {
+                self.check_settlement_model(h)?;
+            }
         }
         Ok(())
     }
@@ -1827,6 +1859,14 @@ impl World {
         let start = self.transcript.len().saturating_sub(lines);
         self.transcript[start..].join("\n")
     }
+}
+
+/// Whether invariant `n` is switched off for this run (`ASYNCPAY_HARNESS_SKIP=3` or `=2,3`):
+/// a diagnostic aid to see which other invariant catches a counterexample. CI sets nothing.
+pub fn skipped(n: u8) -> bool {
+    std::env::var("ASYNCPAY_HARNESS_SKIP")
+        .map(|v| v.split(',').any(|x| x.trim() == n.to_string()))
+        .unwrap_or(false)
 }
 
 /// Points whose discrete log a frame delivered to an honest node reveals to it (a PTLC
