@@ -201,3 +201,27 @@ fn payer_renewing_its_nonce_under_an_open_offer_cannot_make_the_lsp_pay_for_noth
         ],
     );
 }
+
+/// Found by the harness (new). B holds state 2 of S–B; S publishes state 0 and B crashes
+/// right after persisting that the update is on chain, before its override goes out. The
+/// restarted B is handed the spend again but never publishes the override (the update it
+/// knows to be on chain is "no news"), so S's stale state would settle (invariant 3).
+#[test]
+fn payee_crashing_while_the_lsp_publishes_a_stale_state_still_answers_it() {
+    replay(
+        World::payee_vs_byzantine_lsp,
+        &[
+            Op::AdversaryActs(0), // A pays B through S; A's letter reaches B's mailbox
+            Op::HonestActs(0),    // B reads it and invoices S; S proposes the PTLC
+            Op::Deliver,          // B countersigns; S completes state 1
+            Op::Deliver,          // B completes state 1 and fulfils the PTLC; S countersigns
+            Op::Deliver,          // B completes state 2
+            Op::Crash(64),        // B will stop at its next persist
+            Op::Publish {
+                link: 0,
+                pick: 0,
+                confirmed: true,
+            }, // S publishes state 0
+        ],
+    );
+}

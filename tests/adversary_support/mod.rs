@@ -1067,9 +1067,18 @@ impl World {
             .push(format!("== step {}: {op:?}", self.steps));
         self.apply(op)?;
         self.pump()?;
-        // A crashed honest node restarts from its store at once.
-        for h in self.honest() {
-            if self.nodes[h].core.is_none() {
+        // A crashed honest node restarts from its store at once (and again, if a pending
+        // crash point hits while it restarts).
+        for _ in 0..8 {
+            let down: Vec<usize> = self
+                .honest()
+                .into_iter()
+                .filter(|&h| self.nodes[h].core.is_none())
+                .collect();
+            if down.is_empty() {
+                break;
+            }
+            for h in down {
                 self.restart(h)?;
                 self.pump()?;
             }
