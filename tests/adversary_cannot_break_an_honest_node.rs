@@ -17,7 +17,7 @@
 //! The seed is fixed (`PROPTEST_RNG_SEED` in `.cargo/config.toml`), so a run is reproducible.
 //! Each scenario prints its number of steps; together they exceed 10,000.
 //!
-//! Longer runs: `ASYNCPAY_HARNESS_CASES` sets the number of cases per scenario (default 40),
+//! Longer runs: `ASYNCPAY_HARNESS_CASES` sets the number of cases per scenario (default 80),
 //! and `PROPTEST_RNG_SEED` another seed, e.g.
 //!
 //! ```sh
@@ -34,7 +34,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 /// Cases per scenario unless `ASYNCPAY_HARNESS_CASES` says otherwise.
-const DEFAULT_CASES: u32 = 40;
+const DEFAULT_CASES: u32 = 80;
 
 /// Steps each scenario must at least take in a default run (4 scenarios and the variant with
 /// an honest payee: more than 10,000 together).
@@ -81,15 +81,20 @@ fn explore(name: &str, scenario: fn() -> World) -> u64 {
     };
     let mut runner = TestRunner::new(config);
     let steps = std::cell::Cell::new(0u64);
-    let result = runner.run(&proptest::collection::vec(op(), 20..100), |ops| {
-        let n = run_ops(scenario, &ops).map_err(TestCaseError::fail)?;
+    let reached = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
+    let result = runner.run(&proptest::collection::vec(op(), 30..120), |ops| {
+        let (n, milestones) = run_ops(scenario, &ops).map_err(TestCaseError::fail)?;
         steps.set(steps.get() + n);
+        for m in milestones {
+            *reached.borrow_mut().entry(m).or_default() += 1;
+        }
         Ok(())
     });
     println!(
-        "{name}: {} adversarial steps in {} cases",
+        "{name}: {} adversarial steps in {} cases; cases reaching: {:?}",
         steps.get(),
-        cases()
+        cases(),
+        reached.borrow()
     );
     if let Err(e) = result {
         panic!("{name}: {e}");
