@@ -43,6 +43,7 @@ const MIN_STEPS: u64 = 2_100;
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         30 => Just(Op::Deliver),
+        10 => Just(Op::DeliverAll),
         4 => any::<u8>().prop_map(Op::DeliverAt),
         2 => Just(Op::Duplicate),
         3 => Just(Op::Drop),
@@ -53,8 +54,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<u8>().prop_map(Op::NewNonce),
         5 => (any::<u8>(), any::<u8>(), any::<u8>())
             .prop_map(|(link, kind, pick)| Op::PaymentMessage { link, kind, pick }),
-        8 => any::<u8>().prop_map(Op::AdversaryActs),
-        6 => any::<u8>().prop_map(Op::HonestActs),
+        10 => any::<u8>().prop_map(Op::AdversaryActs),
+        8 => any::<u8>().prop_map(Op::HonestActs),
         2 => (any::<u8>(), any::<u16>()).prop_map(|(link, pick)| Op::Rollback { link, pick }),
         1 => (any::<u8>(), any::<u16>(), any::<bool>())
             .prop_map(|(link, pick, confirmed)| Op::Publish { link, pick, confirmed }),

@@ -444,6 +444,8 @@ pub struct Published {
 pub enum Op {
     /// Deliver the oldest held frame.
     Deliver,
+    /// Deliver every held frame in order, and what they bring about (a cooperative stretch).
+    DeliverAll,
     /// Deliver a held frame out of order.
     DeliverAt(u8),
     /// Deliver the oldest held frame and keep it held (it arrives again later).
@@ -1090,6 +1092,15 @@ impl World {
         match *op {
             Op::Deliver => {
                 if let Some(f) = self.held.pop_front() {
+                    self.deliver(f)?;
+                }
+            }
+            Op::DeliverAll => {
+                for _ in 0..64 {
+                    self.pump()?;
+                    let Some(f) = self.held.pop_front() else {
+                        break;
+                    };
                     self.deliver(f)?;
                 }
             }
