@@ -331,6 +331,8 @@ pub struct NodeCore {
     role: RoleMachine,
     /// The reverse variant (payee offline), beside the role.
     reverse: Reverse,
+    /// The last randomness the driver gave, mixed into channels opened or accepted later.
+    entropy: [u8; 32],
 }
 
 impl core::fmt::Debug for NodeCore {
@@ -391,6 +393,7 @@ impl NodeCore {
             channels: BTreeMap::new(),
             role,
             reverse,
+            entropy: [0; 32],
         };
         for (peer, snapshot) in channels {
             let id = snapshot.channel_id;
@@ -558,10 +561,20 @@ impl NodeCore {
                 }
                 // As a payer holding an offline payee's complete update: an older state of
                 // its channel is answered with it.
+                // Each older update is answered on its own output, and that output is
+                // watched in turn: S may publish a later (still older) update on top of it.
+                let mut answered = false;
                 for (proof, signature) in self.reverse.held() {
                     if let Some(answer) = proof.answer(signature, &tx) {
                         out.push(NodeOutput::Broadcast(answer));
+                        answered = true;
                     }
+                }
+                if answered {
+                    out.push(NodeOutput::Watch(OutPoint {
+                        txid: tx.compute_txid(),
+                        vout: 0,
+                    }));
                 }
                 self.feed_windows(&mut out)?;
             }
@@ -603,6 +616,7 @@ impl NodeCore {
                 self.resume_settled(&mut out)?;
             }
             NodeInput::Entropy(e) => {
+                self.entropy = e;
                 for entry in self.channels.values_mut() {
                     let _ = entry.channel.handle(Input::Randomness(e));
                 }
@@ -639,12 +653,13 @@ impl NodeCore {
                     update_window: 1_000,
                     payout_key: self.payout_key(&channel_id),
                 };
-                let (channel, actions) = Channel::open(
+                let (mut channel, actions) = Channel::open(
                     self.channel_secrets(&channel_id),
                     channel_id,
                     terms,
                     self.height,
                 )?;
+                channel.handle(Input::Randomness(self.entropy))?;
                 self.channels
                     .insert(channel_id, ChannelEntry { peer, channel });
                 self.route_channel(channel_id, actions, out)?;
@@ -725,12 +740,13 @@ impl NodeCore {
                         let Message::Open(open) = &msg else {
                             return Err(NodeError::UnknownChannel(id));
                         };
-                        let (channel, actions) = Channel::accept(
+                        let (mut channel, actions) = Channel::accept(
                             self.channel_secrets(&id),
                             open,
                             self.payout_key(&id),
                             self.height,
                         )?;
+                        channel.handle(Input::Randomness(self.entropy))?;
                         self.channels.insert(
                             id,
                             ChannelEntry {
@@ -1619,15 +1635,68 @@ impl NodeCore {
                     self.role_input(input, out)?;
                 }
             }
-            Event::Settled { state } if matches!(self.role, RoleMachine::Payer(_)) => self
-                .role_input(
-                    RoleIn::Payer(PayerInput::ChannelSettled {
-                        channel_id: id,
-                        state: *state,
-                    }),
-                    out,
-                )?,
-            _ => {}
+            Event::Settled { state } => {
+                if matches!(self.role, RoleMachine::Payer(_)) {
+                    self.role_input(
+                        RoleIn::Payer(PayerInput::ChannelSettled {
+                            channel_id: id,
+                            state: *state,
+                        }),
+                        out,
+                    )?
+                }
+                // The other roles' records do not depend on which state settled: their
+                // PTLCs are resolved output by output (`PtlcSecretLearned`).
+            }
+            Event::PtlcSecretLearned { secret, .. } => {
+                // A PTLC we offered was claimed on chain: the secret that pays for what we
+                // bought. The channel reports only PTLCs we offered.
+                let Ok(secret) = AdaptorSecret::from_bytes(secret.0) else {
+                    return Ok(());
+                };
+                let point = secret.adaptor_point();
+                match &self.role {
+                    RoleMachine::Lsp(_) => self
+                        .role_input(RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }), out)?,
+                    RoleMachine::Router(_) => self.role_input(
+                        RoleIn::Router(RouterInput::PtlcFulfilled { point, secret }),
+                        out,
+                    )?,
+                    RoleMachine::Payer(_) => {
+                        self.reverse_input(ReverseInput::PtlcFulfilled { point, secret }, out)?
+                    }
+                    // A payee offers no PTLCs.
+                    RoleMachine::Payee(_) => {}
+                }
+            }
+            Event::PtlcFailed { point, offerer, .. } => {
+                // A PTLC we offered came back: the role may offer again or give up.
+                if *offerer == side {
+                    match &self.role {
+                        RoleMachine::Lsp(_) => self
+                            .role_input(RoleIn::Lsp(LspInput::PtlcFailed { point: *point }), out)?,
+                        RoleMachine::Router(_) => self.role_input(
+                            RoleIn::Router(RouterInput::PtlcFailed { point: *point }),
+                            out,
+                        )?,
+                        // A payer's PTLC (reverse variant) stays bought or expires with the
+                        // offer; a payee offers none.
+                        RoleMachine::Payer(_) | RoleMachine::Payee(_) => {}
+                    }
+                }
+            }
+            // The channel refuses a new nonce for a state a role priced (`Command::Price`), so
+            // a replaced nonce never voids an offer.
+            Event::NonceReplaced { .. } => {}
+            // Proposals a role depends on are proposed again on reconnection
+            // (`resume_proposals`).
+            Event::ProposalDropped { .. } => {}
+            // For the user only: no role keeps a record of these.
+            Event::FundingConfirmed
+            | Event::ClosingForPtlc { .. }
+            | Event::StaleUpdateAnswered { .. }
+            | Event::CloseSigned { .. }
+            | Event::ClosedCooperatively { .. } => {}
         }
         Ok(())
     }

@@ -224,6 +224,15 @@ pub enum ChannelError {
         /// The abandoned state.
         state: u64,
     },
+    /// A payment role has offered to buy the pending state's signature: the peer may neither
+    /// revert that state nor replace its nonce (the price point would no longer be for sale).
+    #[error("state {state} is priced by a payment in flight: {what} refused")]
+    Priced {
+        /// The priced state.
+        state: u64,
+        /// What was refused.
+        what: &'static str,
+    },
     /// A revert that does not abandon the pending state right after the last complete one.
     #[error("revert of state {abandoned} refused: the pending state is {pending:?}")]
     BadRevert {
@@ -281,6 +290,7 @@ impl ChannelError {
             | ChannelError::WrongSecret { .. }
             | ChannelError::TooManyPtlcs { .. }
             | ChannelError::StateAbandoned { .. }
+            | ChannelError::Priced { .. }
             | ChannelError::BadRevert { .. }
             | ChannelError::PtlcsPending { .. }
             | ChannelError::Expiry(_)
@@ -470,6 +480,9 @@ pub struct OnChain {
     pub settlement_txid: Option<bitcoin::Txid>,
     /// PTLC ids already timed out or claimed by us.
     pub resolved_ptlcs: Vec<u64>,
+    /// PTLC ids whose output was seen spent (by us or the peer): nothing to publish again.
+    #[serde(default)]
+    pub spent_ptlcs: Vec<u64>,
 }
 
 /// Blocks kept in hand between the last height a bought state should be published at and
@@ -546,6 +559,11 @@ pub struct Snapshot {
     /// The cooperative close under way.
     #[serde(default)]
     pub closing: Option<CloseRecord>,
+    /// The pending state a payment role has priced ([`Command::Price`]): until it completes
+    /// or we revert it ourselves, a revert of it by the peer and a new nonce for it are
+    /// refused.
+    #[serde(default)]
+    pub priced: Option<u64>,
     /// Secrets of PTLCs we are paid by (given to `Fulfil` or `ProvideSecret`), or that we
     /// offered and learned from a claim on chain: what claims a PTLC output after a
     /// unilateral close.
@@ -586,6 +604,10 @@ impl Snapshot {
             Party::A => rec.sig_a,
             Party::S => rec.sig_s,
         };
+        let proposers = |rec: &StateRecord| match rec.proposer {
+            Party::A => rec.sig_a,
+            Party::S => rec.sig_s,
+        };
         match msg {
             Message::Propose(m) => {
                 self.pending.as_ref().is_some_and(|p| {
@@ -605,7 +627,7 @@ impl Snapshot {
             Message::Complete(m) => {
                 self.complete
                     .as_ref()
-                    .is_some_and(|c| c.body.number == m.state && own(c) == m.signature)
+                    .is_some_and(|c| c.body.number == m.state && proposers(c) == m.signature)
                     || self.pending.as_ref().is_some_and(|p| {
                         p.body.number == m.state && p.proposer_signature == Some(m.signature)
                     })
@@ -667,6 +689,14 @@ pub enum Command {
     },
     /// Send a withheld signature after all.
     Release,
+    /// A payment role made an offer that depends on pending state `state` and its committed
+    /// nonce (it priced the signature that completes it): from now on the channel refuses a
+    /// revert of that state by the peer and a re-proposal of it with another nonce. Only the
+    /// role lifts this, by completing the state or by a revert of its own.
+    Price {
+        /// The pending state.
+        state: u64,
+    },
     /// Complete the peer's withheld state from its signature's scalar, bought elsewhere.
     CompleteWithSecret {
         /// s of the peer's signature (the discrete log of the price point).
@@ -709,6 +739,7 @@ impl Command {
             Command::Fail { .. } => "fail",
             Command::Transfer { .. } => "transfer",
             Command::Release => "release",
+            Command::Price { .. } => "price",
             Command::CompleteWithSecret { .. } => "complete_with_secret",
             Command::Revert => "revert",
             Command::Close { .. } => "close",
@@ -816,6 +847,24 @@ pub enum Event {
         /// Ours.
         latest: u64,
     },
+    /// A PTLC of the latest state is about to run out of time off chain: we publish the
+    /// latest state to resolve it on chain (see [`Channel::ptlc_due`]).
+    ClosingForPtlc {
+        /// The PTLC.
+        id: u64,
+        /// Its expiry.
+        expiry: u32,
+    },
+    /// A PTLC was failed back to its offerer in a complete state: whatever it paid for was
+    /// not bought through it.
+    PtlcFailed {
+        /// The PTLC.
+        id: u64,
+        /// Its point.
+        point: AdaptorPoint,
+        /// Who offered it.
+        offerer: Party,
+    },
     /// A PTLC's secret became known on chain.
     PtlcSecretLearned {
         /// The PTLC.
@@ -885,6 +934,17 @@ impl core::fmt::Debug for Event {
                 .debug_struct("StaleUpdateAnswered")
                 .field("stale", stale)
                 .field("latest", latest)
+                .finish(),
+            Event::ClosingForPtlc { id, expiry } => f
+                .debug_struct("ClosingForPtlc")
+                .field("id", id)
+                .field("expiry", expiry)
+                .finish(),
+            Event::PtlcFailed { id, point, offerer } => f
+                .debug_struct("PtlcFailed")
+                .field("id", id)
+                .field("point", point)
+                .field("offerer", offerer)
                 .finish(),
             Event::PtlcSecretLearned { id, secret } => f
                 .debug_struct("PtlcSecretLearned")
@@ -1008,6 +1068,7 @@ impl Channel {
             on_chain: None,
             abandoned: None,
             closing: None,
+            priced: None,
             ptlc_secrets: BTreeMap::new(),
         }
     }
@@ -1159,6 +1220,32 @@ impl Channel {
         Some((at + delay).saturating_sub(1 + SALE_WINDOW_MARGIN))
     }
 
+    /// The PTLC of the latest complete state that must be resolved on chain at `height`, while
+    /// the channel is not yet closing: one we are paid by and know the secret of, still
+    /// unfulfilled off chain once fewer than shared_delay + [`SALE_WINDOW_MARGIN`] + 1
+    /// blocks are left before its expiry (our claim must confirm before the offerer's
+    /// timeout is valid), or one we offered that has expired (we take it back).
+    pub fn ptlc_due(&self, height: u32) -> Option<&PtlcRecord> {
+        let open = matches!(
+            self.snap.phase,
+            Phase::Funded | Phase::Proposed | Phase::CounterSigned | Phase::Withheld
+        );
+        if !open || self.snap.on_chain.is_some() || !self.snap.funding_confirmed {
+            return None;
+        }
+        let params = self.snap.params.as_ref()?;
+        let lead = u32::from(params.shared_delay) + SALE_WINDOW_MARGIN + 1;
+        let side = self.snap.side;
+        self.latest()?.ptlcs.iter().find(|p| {
+            let expiry = p.expiry.height();
+            if p.offerer == side {
+                height >= expiry
+            } else {
+                self.snap.ptlc_secrets.contains_key(&p.id) && height.saturating_add(lead) >= expiry
+            }
+        })
+    }
+
     /// Whether the pending update is a countersigned proposal one past `latest`: the peer's,
     /// which we may complete if its signature is sold (we cannot tell whether the peer
     /// withholds it or has just not sent it yet), or our own withheld one, which we must
@@ -1296,8 +1383,17 @@ impl Channel {
 
     /// Reserves the next session and advances the snapshot's counter. The public nonce must
     /// only leave through [`Channel::commit`], which persists the counter first.
-    fn fresh_nonce(&mut self) -> Result<SecretNonce, ChannelError> {
-        let aux = self.aux();
+    ///
+    /// `m` is the message the nonce will sign. It is mixed into the derivation so that a
+    /// party restored from an old backup, whose counter hands out a session again, never
+    /// signs a different message with the same nonce: for the same message it makes the same
+    /// signature again, which reveals nothing; the driver's randomness
+    /// ([`Input::Randomness`]) makes even that unlikely.
+    fn fresh_nonce(&mut self, m: &[u8; 32]) -> Result<SecretNonce, ChannelError> {
+        let mut engine = sha256::Hash::engine();
+        engine.input(&self.aux());
+        engine.input(m);
+        let aux = sha256::Hash::from_engine(engine).to_byte_array();
         let own = self.key.public_key();
         let pending = self.nonces.reserve(&own, &aux)?;
         let nonce = pending.persist(&mut SnapshotCounter(&mut self.snap.next_nonce_session))?;
@@ -1306,7 +1402,7 @@ impl Channel {
 
     /// Signs `m` with a fresh committed nonce (used for countersignatures).
     fn sign_fresh(&mut self, m: &[u8; 32]) -> Result<Signature, ChannelError> {
-        let nonce = self.fresh_nonce()?;
+        let nonce = self.fresh_nonce(m)?;
         Ok(nonce.sign(&self.key, m)?)
     }
 
@@ -1486,6 +1582,30 @@ impl Channel {
             }
             Command::Fulfil { id, secret } => {
                 self.ready_to_update("fulfil")?;
+                // Revealing the secret off chain this late would let the offerer take it
+                // and still time the PTLC out on chain.
+                if let (Some(p), Some(params)) = (
+                    self.latest()
+                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == id)),
+                    self.snap.params.as_ref(),
+                ) {
+                    let lead = u32::from(params.shared_delay) + SALE_WINDOW_MARGIN + 1;
+                    let expiry = p.expiry.height();
+                    if self.snap.height.saturating_add(lead) >= expiry {
+                        // Keep the secret for the claim and publish the latest state now.
+                        let before = self.snap.clone();
+                        let mut actions = self.provide_secret(id, secret)?;
+                        match self.force_close() {
+                            Ok(closed) => actions.extend(closed),
+                            Err(e) => {
+                                self.snap = before;
+                                return Err(e);
+                            }
+                        }
+                        actions.push(Action::Event(Event::ClosingForPtlc { id, expiry }));
+                        return Ok(actions);
+                    }
+                }
                 let revealed = RevealedSecret(secret.to_secret_bytes());
                 // Validated by the proposal; kept so that an on-chain claim can use it.
                 self.snap.ptlc_secrets.insert(id, revealed.clone());
@@ -1520,6 +1640,30 @@ impl Channel {
                 };
                 self.finish_own_proposal(pending)
             }
+            Command::Price { state } => {
+                let pending = self
+                    .snap
+                    .pending
+                    .as_ref()
+                    .filter(|p| !matches!(p.change, Change::Revert { .. }))
+                    .map(|p| p.body.number);
+                let priceable = matches!(
+                    self.snap.phase,
+                    Phase::CounterSigned | Phase::Withheld | Phase::ForceClosing
+                );
+                if !priceable || pending != Some(state) {
+                    return Err(ChannelError::WrongState {
+                        what: "price",
+                        got: state,
+                        expected: pending.unwrap_or_else(|| self.next_number()),
+                    });
+                }
+                if self.snap.priced == Some(state) {
+                    return Ok(vec![]);
+                }
+                self.snap.priced = Some(state);
+                Ok(self.commit(vec![], vec![]))
+            }
             Command::CompleteWithSecret { secret } => {
                 let on_chain = self.snap.phase == Phase::ForceClosing;
                 let pending = match (&self.snap.phase, &self.snap.pending) {
@@ -1538,8 +1682,17 @@ impl Channel {
                     }
                 };
                 let signature = secret.to_signature(&pending.proposer_nonce);
+                let state = pending.body.number;
+                // The peer's own signature, shown back: its proof that we bought it.
+                let shown = Action::Send(Message::Complete(CompleteUpdate {
+                    channel_id: self.snap.channel_id,
+                    state,
+                    signature,
+                }));
                 if !on_chain {
-                    return self.complete_peer_proposal(pending, signature);
+                    let mut actions = self.complete_peer_proposal(pending, signature)?;
+                    actions.push(shown);
+                    return Ok(actions);
                 }
                 // Bought during a unilateral close: the completed state replaces the older
                 // one on chain at once.
@@ -1566,9 +1719,12 @@ impl Channel {
                 };
                 let abandoned = pending.body.number;
                 let before = self.snap.abandoned.replace(pending);
+                // Our own revert is the role's decision: the price no longer holds.
+                let priced = self.snap.priced.take();
                 let proposed = self.propose(Change::Revert { abandoned }, false);
                 if proposed.is_err() {
                     self.snap.abandoned = before;
+                    self.snap.priced = priced;
                 }
                 proposed
             }
@@ -1588,7 +1744,8 @@ impl Channel {
     fn propose(&mut self, change: Change, withhold: bool) -> Result<Vec<Action>, ChannelError> {
         let side = self.snap.side;
         let body = self.apply(&change, side)?;
-        let nonce = self.fresh_nonce()?;
+        let sighash = self.txs("propose")?.update_sighash(&body)?;
+        let nonce = self.fresh_nonce(&sighash)?;
         let state = body.number;
         if let Change::Open { funding_outpoint } = change {
             self.snap.funding_outpoint = Some(funding_outpoint);
@@ -1622,7 +1779,8 @@ impl Channel {
             .clone()
             .ok_or(self.unexpected("repropose"))?;
         if self.secret_nonce.is_none() {
-            let nonce = self.fresh_nonce()?;
+            let sighash = self.txs("repropose")?.update_sighash(&pending.body)?;
+            let nonce = self.fresh_nonce(&sighash)?;
             let p = self.snap.pending.as_mut().expect("checked above");
             p.proposer_nonce = nonce.public_nonce();
             self.secret_nonce = Some(nonce);
@@ -1734,6 +1892,12 @@ impl Channel {
                 && self.snap.pending.as_ref().is_some_and(|p| {
                     p.body.number == abandoned && !matches!(p.change, Change::Revert { .. })
                 });
+            if revertible && self.snap.priced == Some(abandoned) {
+                return Err(ChannelError::Priced {
+                    state: abandoned,
+                    what: "revert",
+                });
+            }
             if revertible {
                 return self.countersign_revert(m, abandoned);
             }
@@ -1782,6 +1946,12 @@ impl Channel {
                 // The same proposal again (reconnection): resend our stored signature, and
                 // take the new nonce if the proposer had to make one.
                 let mut others = vec![];
+                if m.nonce != pending.proposer_nonce && self.snap.priced == Some(m.state) {
+                    return Err(ChannelError::Priced {
+                        state: m.state,
+                        what: "new nonce",
+                    });
+                }
                 if m.nonce != pending.proposer_nonce {
                     self.snap
                         .pending
@@ -1959,6 +2129,19 @@ impl Channel {
             to_s: pending.body.to_s,
         };
         let first = self.snap.complete.is_none();
+        let failed = match &pending.change {
+            Change::FailPtlc { id } => self
+                .snap
+                .complete
+                .as_ref()
+                .and_then(|c| c.body.ptlcs.iter().find(|p| p.id == *id))
+                .map(|p| Event::PtlcFailed {
+                    id: p.id,
+                    point: p.point,
+                    offerer: p.offerer,
+                }),
+            _ => None,
+        };
         self.snap.complete = Some(StateRecord {
             body: pending.body,
             proposer: pending.proposer,
@@ -1967,10 +2150,12 @@ impl Channel {
             sig_s,
         });
         self.snap.pending = None;
+        self.snap.priced = None;
         if self.snap.phase != Phase::ForceClosing {
             self.snap.phase = Phase::Funded;
         }
         let mut others = vec![Action::Event(event)];
+        others.extend(failed.map(Action::Event));
         if first {
             if let Some(outpoint) = self.snap.funding_outpoint {
                 others.push(Action::Watch(outpoint));
@@ -1988,6 +2173,7 @@ impl Channel {
         }
         let pending = match (&self.snap.phase, &self.snap.pending) {
             (Phase::CounterSigned, Some(p)) => p.clone(),
+            (Phase::Withheld, Some(p)) => return self.on_purchase_shown(p.clone(), &m),
             _ => {
                 if let Some(n) = self.complete_number() {
                     if m.state <= n {
@@ -2009,6 +2195,35 @@ impl Channel {
             });
         }
         self.complete_peer_proposal(pending, m.signature)
+    }
+
+    /// The peer shows our own withheld signature: it bought it (from the payee it was sold
+    /// to), so our withheld state is complete. Anything but that exact signature is refused:
+    /// a withheld state is never completed on the peer's word.
+    fn on_purchase_shown(
+        &mut self,
+        pending: PendingUpdate,
+        m: &CompleteUpdate,
+    ) -> Result<Vec<Action>, ChannelError> {
+        let state = pending.body.number;
+        if m.state != state {
+            return Err(ChannelError::WrongState {
+                what: "complete",
+                got: m.state,
+                expected: state,
+            });
+        }
+        let (Some(own), Some(peer)) = (pending.proposer_signature, pending.countersignature) else {
+            return Err(self.unexpected("complete"));
+        };
+        if m.signature != own {
+            return Err(ChannelError::InvalidSignature {
+                what: "complete",
+                state,
+            });
+        }
+        let others = self.make_complete(pending, own, peer)?;
+        Ok(self.commit(vec![], others))
     }
 
     /// Our revert crossed the peer's completing signature of the state it abandons: the
@@ -2097,36 +2312,34 @@ impl Channel {
                 actions.extend(self.repropose()?);
                 Ok(actions)
             }
-            Phase::Withheld => {
-                let pending = self.snap.pending.clone().expect("withheld has pending");
-                // The peer completed our withheld state: it bought our signature.
-                if m.next_state == pending.body.number + 1 {
-                    let own = pending.proposer_signature.expect("withheld holds it");
-                    let peer = pending.countersignature.expect("withheld holds it");
-                    let others = self.make_complete(pending, own, peer)?;
-                    return Ok(self.commit(vec![], others));
-                }
-                Ok(vec![])
-            }
+            // A peer one past our withheld state says it bought our signature. A number is no
+            // proof: the state completes only when the peer shows the signature itself
+            // ([`CompleteUpdate`] carrying it, which an honest buyer sends on reconnection).
+            Phase::Withheld => Ok(vec![]),
             Phase::Funded => Ok(self.resend_complete_if_missing(m.next_state)),
             Phase::Closing => self.reestablish_close(),
             _ => Ok(vec![]),
         }
     }
 
-    /// If we completed our own proposal but the peer never got our signature, send it again.
+    /// If the peer lacks our last complete state, send the proposer's signature on it: ours
+    /// if we proposed it (the peer never got it), or the peer's own if we completed its
+    /// withheld proposal with a bought signature (the proof of purchase; it tells the peer
+    /// nothing it did not know).
     fn resend_complete_if_missing(&mut self, peer_next: u64) -> Vec<Action> {
         let Some(rec) = self.snap.complete.clone() else {
             return vec![];
         };
-        // The peer lacks our last state if it would sign that state next, or, for a revert,
-        // the state the revert skipped.
+        // The peer lacks our last state if it would sign that state next, or, for a revert
+        // of ours, the state the revert skipped.
+        let ours = rec.proposer == self.snap.side;
         let missing = peer_next == rec.body.number
-            || matches!(rec.change, Change::Revert { abandoned } if peer_next == abandoned);
-        if rec.proposer != self.snap.side || !missing {
+            || (ours
+                && matches!(rec.change, Change::Revert { abandoned } if peer_next == abandoned));
+        if !missing {
             return vec![];
         }
-        let signature = match self.snap.side {
+        let signature = match rec.proposer {
             Party::A => rec.sig_a,
             Party::S => rec.sig_s,
         };
@@ -2165,12 +2378,13 @@ impl Channel {
     /// A fresh MuSig2 nonce for the close. Its session comes from the same persisted counter
     /// as the update nonces, advanced here; the public nonce must only leave through
     /// [`Channel::commit`].
-    fn fresh_close_nonce(&mut self) -> Result<CloseNonce, ChannelError> {
-        let reserved = self.fresh_nonce()?;
+    fn fresh_close_nonce(&mut self, m: &[u8; 32]) -> Result<CloseNonce, ChannelError> {
+        let reserved = self.fresh_nonce(m)?;
         let mut engine = sha256::Hash::engine();
         engine.input(b"asyncpay/close-session");
         engine.input(&self.snap.channel_id.0);
         engine.input(&reserved.session_id().get().to_be_bytes());
+        engine.input(m);
         let session = sha256::Hash::from_engine(engine).to_byte_array();
         let aux = self.aux();
         let funding = self.txs("close")?.funding();
@@ -2186,7 +2400,7 @@ impl Channel {
         self.ready_to_update("close")?;
         let side = self.snap.side;
         let tx = self.close_tx(side, fee_sat)?;
-        let nonce = self.fresh_close_nonce()?;
+        let nonce = self.fresh_close_nonce(&tx.compute_txid().to_byte_array())?;
         self.snap.closing = Some(CloseRecord {
             proposer: side,
             fee_sat,
@@ -2255,7 +2469,7 @@ impl Channel {
             return Err(ChannelError::MalformedCloseNonce);
         }
         let tx = self.close_tx(peer, m.fee_sat)?;
-        let nonce = self.fresh_close_nonce()?;
+        let nonce = self.fresh_close_nonce(&tx.compute_txid().to_byte_array())?;
         let ours = nonce.public();
         let nonces = Self::close_nonces(peer, m.nonce, ours);
         let funding = self.txs("close")?.funding().clone();
@@ -2404,7 +2618,7 @@ impl Channel {
             return Ok(self.commit(vec![msg], vec![]));
         }
         if self.close_nonce.is_none() {
-            let nonce = self.fresh_close_nonce()?;
+            let nonce = self.fresh_close_nonce(&closing.txid.to_byte_array())?;
             let c = self.snap.closing.as_mut().expect("checked above");
             c.proposer_nonce = nonce.public().to_vec();
             self.close_nonce = Some(nonce);
@@ -2485,8 +2699,6 @@ impl Channel {
     /// Claims (we are paid and know the secret) and timeouts (we offered and the expiry has
     /// come) of settled PTLC outputs not yet resolved, recorded as resolved.
     fn resolve_ptlcs(&mut self) -> Result<Vec<Action>, ChannelError> {
-        let side = self.snap.side;
-        let height = self.snap.height;
         let mut others = vec![];
         let mut resolved = vec![];
         for (ptlc, outpoint) in self.settled_ptlcs()? {
@@ -2498,45 +2710,55 @@ impl Channel {
             if done {
                 continue;
             }
-            if ptlc.offerer != side {
-                let Some(secret) = self.snap.ptlc_secrets.get(&ptlc.id) else {
-                    continue;
-                };
-                let t = AdaptorSecret::from_bytes(secret.0)
-                    .map_err(|_| ChannelError::WrongSecret { id: ptlc.id })?;
-                let aux = self.aux();
-                let built = self.txs("claim")?;
-                let claim = built.claim(&built.ptlc(&ptlc))?;
-                let tx = claim.finish(
-                    outpoint,
-                    &ptlc.claim_signature,
-                    &t,
-                    &txs::keypair(&self.key),
-                    &aux,
-                )?;
+            if let Some(tx) = self.ptlc_resolution(&ptlc, outpoint)? {
                 others.push(Action::Broadcast(tx));
-            } else if height >= ptlc.expiry.height() {
-                // Its nLockTime is the expiry: valid in the next block.
-                let aux = self.aux();
-                let built = self.txs("timeout")?;
-                let timeout = crate::tx::Timeout::new(
-                    &built.ptlc(&ptlc),
-                    outpoint,
-                    built.payout(side).clone(),
-                    bitcoin::Amount::from_sat(TIMEOUT_FEE_SAT),
-                )?;
-                others.push(Action::Broadcast(
-                    timeout.sign(&txs::keypair(&self.key), &aux)?,
-                ));
-            } else {
-                continue;
+                resolved.push(ptlc.id);
             }
-            resolved.push(ptlc.id);
         }
         if let Some(oc) = self.snap.on_chain.as_mut() {
             oc.resolved_ptlcs.extend(resolved);
         }
         Ok(others)
+    }
+
+    /// What takes a settled PTLC output for us now, if anything: the claim of one we are
+    /// paid by whose secret we know, or the timeout of one we offered once its expiry is
+    /// reached (its nLockTime is the expiry: valid in the next block).
+    fn ptlc_resolution(
+        &mut self,
+        ptlc: &PtlcRecord,
+        outpoint: OutPoint,
+    ) -> Result<Option<Transaction>, ChannelError> {
+        if ptlc.offerer != self.snap.side {
+            let Some(secret) = self.snap.ptlc_secrets.get(&ptlc.id) else {
+                return Ok(None);
+            };
+            let t = AdaptorSecret::from_bytes(secret.0)
+                .map_err(|_| ChannelError::WrongSecret { id: ptlc.id })?;
+            let aux = self.aux();
+            let built = self.txs("claim")?;
+            let claim = built.claim(&built.ptlc(ptlc))?;
+            let tx = claim.finish(
+                outpoint,
+                &ptlc.claim_signature,
+                &t,
+                &txs::keypair(&self.key),
+                &aux,
+            )?;
+            return Ok(Some(tx));
+        }
+        if self.snap.height < ptlc.expiry.height() {
+            return Ok(None);
+        }
+        let aux = self.aux();
+        let built = self.txs("timeout")?;
+        let timeout = crate::tx::Timeout::new(
+            &built.ptlc(ptlc),
+            outpoint,
+            built.payout(self.snap.side).clone(),
+            bitcoin::Amount::from_sat(TIMEOUT_FEE_SAT),
+        )?;
+        Ok(Some(timeout.sign(&txs::keypair(&self.key), &aux)?))
     }
 
     /// A spend of one of our settled PTLC outputs: a claim of a PTLC we offered reveals its
@@ -2562,9 +2784,13 @@ impl Channel {
             }
         }
         let oc = self.snap.on_chain.as_mut().expect("settled_ptlcs needs it");
+        let news = !oc.spent_ptlcs.contains(&ptlc.id);
+        if news {
+            oc.spent_ptlcs.push(ptlc.id);
+        }
         if !oc.resolved_ptlcs.contains(&ptlc.id) {
             oc.resolved_ptlcs.push(ptlc.id);
-        } else if others.is_empty() {
+        } else if others.is_empty() && !news {
             return Ok(Some(vec![]));
         }
         Ok(Some(self.commit(vec![], others)))
@@ -2611,6 +2837,67 @@ impl Channel {
         Ok(self.commit(vec![], vec![Action::Broadcast(tx)]))
     }
 
+    /// What we must still get confirmed, published again: our latest update while none is
+    /// seen on chain after we closed; our answer to an older update on chain; our settlement
+    /// while it is unconfirmed. Nothing changes state, so nothing is persisted.
+    fn rebroadcast(&mut self) -> Result<Vec<Action>, ChannelError> {
+        if let Some(oc) = &self.snap.on_chain {
+            if oc.settlement_txid.is_some() {
+                // Settled: every PTLC output we took and have not seen spent, again.
+                let pending: Vec<u64> = oc
+                    .resolved_ptlcs
+                    .iter()
+                    .filter(|id| !oc.spent_ptlcs.contains(id))
+                    .copied()
+                    .collect();
+                let mut actions = vec![];
+                for (ptlc, outpoint) in self.settled_ptlcs()? {
+                    if pending.contains(&ptlc.id) {
+                        if let Some(tx) = self.ptlc_resolution(&ptlc, outpoint)? {
+                            actions.push(Action::Broadcast(tx));
+                        }
+                    }
+                }
+                return Ok(actions);
+            }
+        }
+        let Some(rec) = &self.snap.complete else {
+            return Ok(vec![]);
+        };
+        match (&self.snap.on_chain, self.snap.phase) {
+            (None, Phase::ForceClosing) => {
+                let outpoint = self
+                    .snap
+                    .funding_outpoint
+                    .ok_or(self.unexpected("rebroadcast"))?;
+                let tx = txs::signed_update(
+                    self.txs("rebroadcast")?,
+                    &rec.body,
+                    &rec.sig_a,
+                    &rec.sig_s,
+                    &txs::Spent::Funding(outpoint),
+                )?;
+                Ok(vec![Action::Broadcast(tx)])
+            }
+            (Some(oc), _) if oc.settlement_txid.is_none() => {
+                if oc.state < rec.body.number {
+                    return Ok(self
+                        .override_on_chain()?
+                        .map(Action::Broadcast)
+                        .into_iter()
+                        .collect());
+                }
+                if oc.settlement_broadcast && oc.state == rec.body.number {
+                    let tx =
+                        txs::bound_settlement(self.txs("rebroadcast")?, &rec.body, oc.outpoint)?;
+                    return Ok(vec![Action::Broadcast(tx)]);
+                }
+                Ok(vec![])
+            }
+            _ => Ok(vec![]),
+        }
+    }
+
     fn on_chain(&mut self, event: ChainEvent) -> Result<Vec<Action>, ChannelError> {
         match event {
             ChainEvent::Block { height } => {
@@ -2651,9 +2938,26 @@ impl Channel {
                         return Err(e);
                     }
                 }
+                if let Some(ptlc) = self.ptlc_due(height).cloned() {
+                    let closed = self
+                        .force_close()
+                        .inspect_err(|_| self.snap.height = before)?;
+                    others.push(Action::Event(Event::ClosingForPtlc {
+                        id: ptlc.id,
+                        expiry: ptlc.expiry.height(),
+                    }));
+                    // `force_close` persisted; what follows is reported after it.
+                    let mut actions = closed;
+                    actions.extend(others);
+                    return Ok(actions);
+                }
                 if others.is_empty() {
                     // The height is re-fed after a restart; no need to persist it alone.
-                    return Ok(vec![]);
+                    // What we published and have not yet seen on chain is published again
+                    // (a dropped or outbid broadcast is retried every block until moot).
+                    return self
+                        .rebroadcast()
+                        .inspect_err(|_| self.snap.height = before);
                 }
                 if let Some(oc) = self.snap.on_chain.as_mut() {
                     oc.settlement_broadcast |= settle;
@@ -2834,6 +3138,7 @@ impl Channel {
             settlement_broadcast,
             settlement_txid: None,
             resolved_ptlcs: vec![],
+            spent_ptlcs: vec![],
         });
         if m < latest && !already {
             let answer = self

@@ -181,6 +181,27 @@ struct Node {
     chain: Option<electrum_client::Client>,
     /// Fault injection (`ctl crash-at`): where to die, and the persists seen since armed.
     crash: Option<(CrashPoint, u64)>,
+    /// How often each transaction was submitted: a transaction the channel publishes again
+    /// (it is not confirmed yet) goes out with a child at a higher feerate each time.
+    attempts: HashMap<Txid, u32>,
+}
+
+/// The CPFP feerate of the first submission of a channel transaction, sat/vB.
+const FIRST_FEERATE: u64 = 5;
+/// The feerate never rises above this, sat/vB.
+const MAX_FEERATE: u64 = 500;
+
+/// The child's feerate at the `attempt`-th submission (0-based): up by half each time, so a
+/// transaction outbid in the mempool catches up within a few blocks.
+fn bumped_feerate(attempt: u32) -> u64 {
+    let mut rate = FIRST_FEERATE;
+    for _ in 0..attempt {
+        rate = (rate * 3).div_ceil(2);
+        if rate >= MAX_FEERATE {
+            return MAX_FEERATE;
+        }
+    }
+    rate
 }
 
 /// A point in the driver's outputs where a node armed with `ctl crash-at` kills itself with
@@ -344,6 +365,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         node_secret,
         chain: None,
         crash: args.crash_at.clone().map(|p| (p, 0)),
+        attempts: HashMap::new(),
     };
 
     // Accept peers.
@@ -1123,22 +1145,41 @@ impl Node {
         std::process::abort()
     }
 
-    /// Channel transactions pay no fee: they go out as a package with a CPFP child from the
-    /// wallet through `submitpackage` (needs the node's RPC).
+    /// Channel transactions with a P2A anchor pay no fee: they go out as a package with a
+    /// CPFP child from the wallet through `submitpackage` (needs the node's RPC), at a
+    /// feerate that rises each time the channel publishes the same transaction again. A
+    /// transaction without an anchor (a PTLC timeout) pays its own fee and goes out through
+    /// `sendrawtransaction`.
     async fn broadcast(&mut self, tx: &Transaction) -> anyhow::Result<()> {
         let Some(rpc) = self.rpc.clone() else {
             bail!("no --rpc-url: cannot submit a package");
         };
-        let anchor = tx
+        let txid = tx.compute_txid();
+        let attempt = {
+            let n = self.attempts.entry(txid).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let Some(anchor) = tx
             .output
             .iter()
             .position(|o| o.script_pubkey == bitcoin::ScriptBuf::new_p2a())
-            .context("channel transaction without an anchor")?;
+        else {
+            let hex = bitcoin::consensus::encode::serialize_hex(tx);
+            let answer = rpc.call("sendrawtransaction", json!([hex])).await?;
+            self.wallet.record_broadcast(std::slice::from_ref(tx))?;
+            println!(
+                "{}",
+                json!({"event": "transaction_sent", "txid": txid.to_string(), "attempt": attempt, "answer": answer})
+            );
+            return Ok(());
+        };
+        let feerate = bumped_feerate(attempt);
         let child = tokio::task::block_in_place(|| {
             self.wallet.cpfp_child(
                 tx,
                 anchor as u32,
-                FeeRate::from_sat_per_vb(5).expect("small feerate"),
+                FeeRate::from_sat_per_vb(feerate).expect("bounded feerate"),
             )
         })?;
         let hex: Vec<String> = [tx, &child.tx]
@@ -1150,7 +1191,7 @@ impl Node {
             .record_broadcast(&[tx.clone(), child.tx.clone()])?;
         println!(
             "{}",
-            json!({"event": "package_submitted", "txid": tx.compute_txid().to_string(), "answer": answer["package_msg"]})
+            json!({"event": "package_submitted", "txid": txid.to_string(), "attempt": attempt, "feerate_sat_vb": feerate, "answer": answer["package_msg"]})
         );
         Ok(())
     }

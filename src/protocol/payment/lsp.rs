@@ -313,6 +313,12 @@ impl Lsp {
                 self.payments.insert(req.payment_id, record.clone());
                 self.by_point.insert(point, req.payment_id);
                 vec![
+                    // The channel holds the priced state before the offer leaves: the payer
+                    // can no longer revert it or change its nonce behind the offer.
+                    Action::Channel {
+                        channel_id: req.channel_id,
+                        command: Command::Price { state: req.state },
+                    },
                     Action::Persist((req.payment_id, record)),
                     Action::Send {
                         to: from,
@@ -561,6 +567,10 @@ impl Lsp {
             return Ok(vec![]);
         };
         let record = self.payments.get_mut(&id).expect("indexed");
+        if matches!(record.status, LspStatus::Sold { .. }) {
+            // Heard twice (off chain, then from a claim on chain, or after a restart).
+            return Ok(vec![]);
+        }
         let LspStatus::Selling { invoice, .. } = &record.status else {
             return Err(PaymentError::Unexpected {
                 what: "ptlc fulfilled",
@@ -601,10 +611,8 @@ impl Lsp {
         };
         let record = self.payments.get_mut(&id).expect("indexed");
         let LspStatus::Selling { invoice, .. } = &record.status else {
-            return Err(PaymentError::Unexpected {
-                what: "ptlc failed",
-                status: record.status.name(),
-            });
+            // A PTLC that never went out, or a repeat: nothing is under way to undo.
+            return Ok(vec![]);
         };
         let payee = invoice.payee;
         // The payee may invoice again while the offer lasts.

@@ -534,7 +534,10 @@ impl Invoice {
     }
 }
 
-/// Proof for A that its payment reached B: B's invoice, which S could only buy by paying it.
+/// What S hands A once it bought A's signature: B's signed invoice for the payment. It shows
+/// what B asked to be paid and for which price point, not that B was paid: B signs the
+/// invoice before S pays it. That S paid is shown by the state itself: S can only complete
+/// A's withheld state with the scalar, and only B's claim of the PTLC reveals it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {

@@ -1,0 +1,180 @@
+//! A byzantine payer A tries to take back a payment its LSP S has offered to buy.
+//!
+//! A pays the offline payee B: A and S agree state 1, S signs a purchase offer priced at A's
+//! committed nonce R1, A posts its letter. Then A, still connected, sends S either
+//! - `Propose(Revert { abandoned: 1 })`: before the fix S's channel countersigned it without
+//!   asking the LSP role; B later sold A's signature, S paid B and could not complete state
+//!   1 (`StateAbandoned`) yet recorded the sale as `sold`: A alone took the amount from S; or
+//! - the same proposal of state 1 again with a new nonce R2: before the fix S's channel took
+//!   R2, so the scalar B sells (made with R1) no longer completed state 1: S paid for nothing.
+//!
+//! Now the LSP role prices state 1 in the channel before its offer leaves, and the channel
+//! refuses both. B sells, S completes state 1 and is paid exactly.
+
+mod node_support;
+
+use asyncpay::crypto::keys::SecretKey;
+use asyncpay::crypto::nonce::PublicNonce;
+use asyncpay::node::core::{NodeInput, NodeOutput, TAG_CHANNEL};
+use asyncpay::protocol::channel::Phase;
+use asyncpay::protocol::messages::{Change, ChannelId, Message, ProposeUpdate};
+use asyncpay::protocol::payment::PaymentId;
+use node_support::*;
+
+const AMOUNT: u64 = 50_000;
+
+/// A–S and S–B open; B is offline; A pays and S has an open offer on A–S's state 1.
+fn offered() -> (Sim, ChannelId, PaymentId) {
+    let mut sim = Sim::new();
+    let a_s = sim.open(A, S, A_S_CAPACITY).unwrap();
+    sim.open(S, B, S_B_CAPACITY).unwrap();
+    sim.stop(B);
+    let id = sim.pay(AMOUNT).unwrap();
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("offered"));
+    let snap = sim.nodes[S].channel_with(sim.key(A)).unwrap();
+    assert_eq!(snap.phase, Phase::CounterSigned);
+    assert_eq!(
+        snap.priced,
+        Some(1),
+        "the LSP priced state 1 before offering"
+    );
+    (sim, a_s, id)
+}
+
+/// A fresh, valid nonce the adversary commits to.
+fn adversary_nonce(b: u8) -> PublicNonce {
+    let x = SecretKey::from_bytes([b; 32])
+        .unwrap()
+        .public_key()
+        .to_xonly_bytes();
+    PublicNonce::from_xonly_bytes(x).unwrap()
+}
+
+/// Feeds S a channel message from A; returns S's outputs (empty if refused).
+fn from_a(sim: &mut Sim, msg: Message) -> Vec<NodeOutput> {
+    let mut frame = vec![TAG_CHANNEL];
+    frame.extend(msg.encode());
+    let from = sim.key(A);
+    let core = sim.nodes[S].core.as_mut().unwrap();
+    core.handle(NodeInput::Frame { from, frame })
+        .unwrap_or_default()
+}
+
+fn countersigned(outputs: &[NodeOutput]) -> bool {
+    outputs
+        .iter()
+        .any(|o| matches!(o, NodeOutput::Send { what, .. } if *what == "countersign"))
+}
+
+/// B comes online and sells; S must complete state 1 and be paid amount plus fee.
+fn sale_still_pays_s(mut sim: Sim, id: PaymentId) {
+    sim.stop(A);
+    sim.start(B).unwrap();
+    sim.fetch_letters(B).unwrap();
+    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"));
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+    let fee = policy().fee_for(AMOUNT);
+    let a_s = sim.nodes[S].state_with(sim.key(A)).unwrap();
+    assert_eq!(a_s.number, 1, "S completed the state it bought");
+    assert_eq!(
+        (a_s.to_a, a_s.to_s),
+        (A_S_CAPACITY - AMOUNT - fee, AMOUNT + fee)
+    );
+    let snap = sim.nodes[S].channel_with(sim.key(A)).unwrap();
+    assert_eq!(snap.priced, None, "completion lifts the price");
+    // And A, back, ends on the same state with its receipt.
+    sim.start(A).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    assert_eq!(sim.nodes[A].state_with(sim.key(S)), Some(a_s));
+}
+
+#[test]
+fn payer_reverting_the_offered_state_is_refused_and_the_sale_pays_the_lsp() {
+    let (mut sim, a_s, id) = offered();
+    let revert = Message::Propose(ProposeUpdate {
+        channel_id: a_s,
+        state: 2,
+        change: Change::Revert { abandoned: 1 },
+        nonce: adversary_nonce(0x0d),
+    });
+    let before = sim.nodes[S].core().channels()[&a_s]
+        .channel
+        .snapshot()
+        .clone();
+    let out = from_a(&mut sim, revert);
+    assert!(
+        !countersigned(&out),
+        "S countersigned A's revert behind its offer"
+    );
+    let after = sim.nodes[S].core().channels()[&a_s]
+        .channel
+        .snapshot()
+        .clone();
+    assert_eq!(before, after, "the refusal changed nothing");
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("offered"));
+    sale_still_pays_s(sim, id);
+}
+
+#[test]
+fn payer_replacing_the_priced_nonce_is_refused_and_the_sale_pays_the_lsp() {
+    let (mut sim, a_s, id) = offered();
+    let pending = sim.nodes[S].core().channels()[&a_s]
+        .channel
+        .snapshot()
+        .pending
+        .clone()
+        .unwrap();
+    let renonce = Message::Propose(ProposeUpdate {
+        channel_id: a_s,
+        state: pending.body.number,
+        change: pending.change.clone(),
+        nonce: adversary_nonce(0x0e),
+    });
+    let before = sim.nodes[S].core().channels()[&a_s]
+        .channel
+        .snapshot()
+        .clone();
+    let out = from_a(&mut sim, renonce);
+    assert!(
+        !countersigned(&out),
+        "S answered a new nonce for the priced state"
+    );
+    let after = sim.nodes[S].core().channels()[&a_s]
+        .channel
+        .snapshot()
+        .clone();
+    assert_eq!(before, after, "the priced nonce R1 stays");
+    sale_still_pays_s(sim, id);
+}
+
+/// The same proposal with the same nonce (an honest reconnection) is still answered.
+#[test]
+fn payer_repeating_the_proposal_with_its_nonce_is_answered() {
+    let (mut sim, a_s, _) = offered();
+    let pending = sim.nodes[S].core().channels()[&a_s]
+        .channel
+        .snapshot()
+        .pending
+        .clone()
+        .unwrap();
+    let again = Message::Propose(ProposeUpdate {
+        channel_id: a_s,
+        state: pending.body.number,
+        change: pending.change,
+        nonce: pending.proposer_nonce,
+    });
+    assert!(countersigned(&from_a(&mut sim, again)));
+}
+
+/// S's own revert (the offer expired or A cancelled) is the role's decision and still works.
+#[test]
+fn lsp_voiding_its_offer_reverts_the_priced_state() {
+    let (mut sim, _, id) = offered();
+    sim.block(HEIGHT + policy().offer_lifetime + 1).unwrap();
+    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
+    let s = sim.nodes[S].state_with(sim.key(A)).unwrap();
+    assert_eq!((s.number, s.to_a), (2, A_S_CAPACITY));
+    assert_eq!(sim.nodes[S].channel_with(sim.key(A)).unwrap().priced, None);
+}
