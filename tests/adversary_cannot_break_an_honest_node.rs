@@ -208,10 +208,11 @@ fn payer_renewing_its_nonce_under_an_open_offer_cannot_make_the_lsp_pay_for_noth
     );
 }
 
-/// Found by the harness (new). B holds state 2 of S–B; S publishes state 0 and B crashes
-/// right after persisting that the update is on chain, before its override goes out. The
-/// restarted B is handed the spend again but never publishes the override (the update it
-/// knows to be on chain is "no news"), so S's stale state would settle (invariant 3).
+/// Found by the harness. B holds state 2 of S–B; S publishes state 0 and B crashes right
+/// after persisting that the update is on chain, before its override goes out. At cd7ab61
+/// the restarted B, handed the spend again, never published the override (the update it
+/// knew to be on chain was "no news", and nothing was retried), so S's stale state would
+/// settle (invariant 3). Now the channel publishes it again at the next block.
 #[test]
 fn payee_crashing_while_the_lsp_publishes_a_stale_state_still_answers_it() {
     replay(
@@ -228,6 +229,7 @@ fn payee_crashing_while_the_lsp_publishes_a_stale_state_still_answers_it() {
                 pick: 0,
                 confirmed: true,
             }, // S publishes state 0
+            Op::Mine(0),          // a block: B must have answered by now
         ],
     );
 }

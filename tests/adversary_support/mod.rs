@@ -512,6 +512,9 @@ pub struct World {
     pub chain: Vec<Published>,
     /// Updates the adversary published, by channel (one each: a second would conflict).
     pub adversary_published: BTreeMap<ChannelId, Transaction>,
+    /// Since which height an honest node owes an answer to a stale state (it holds a newer
+    /// one and has not published it): it must have answered once a block has passed.
+    pub answer_due: BTreeMap<(usize, ChannelId), u32>,
     pub links: Vec<Link>,
     pub steps: u64,
     pub transcript: Vec<String>,
@@ -534,6 +537,7 @@ impl World {
             adversary_knows: BTreeSet::new(),
             chain: vec![],
             adversary_published: BTreeMap::new(),
+            answer_due: BTreeMap::new(),
             links: vec![],
             steps: 0,
             transcript: vec![],
@@ -770,11 +774,20 @@ impl World {
                     };
                     self.run(node, outputs)?;
                 }
-                NodeOutput::Broadcast(tx) => self.chain.push(Published {
-                    tx,
-                    confirmed_at: None,
-                    by: node,
-                }),
+                // What the adversary's parties would publish goes nowhere: the adversary
+                // publishes what it chooses (`Op::Publish`).
+                NodeOutput::Broadcast(_) if !self.nodes[node].honest => {}
+                NodeOutput::Broadcast(tx) => {
+                    // Published again (a retry): the chain holds it once.
+                    let txid = tx.compute_txid();
+                    if !self.chain.iter().any(|p| p.tx.compute_txid() == txid) {
+                        self.chain.push(Published {
+                            tx,
+                            confirmed_at: None,
+                            by: node,
+                        });
+                    }
+                }
                 NodeOutput::NeedFunding { channel_id, .. } => {
                     let outputs = self.nodes[node]
                         .core
@@ -1578,8 +1591,9 @@ impl World {
     // ---- invariants ----
 
     /// Every honest node's invariants (1 and 4 are checked as frames leave).
-    pub fn check(&self) -> Result<(), Violation> {
+    pub fn check(&mut self) -> Result<(), Violation> {
         for h in self.honest() {
+            self.note_answers_due(h);
             if !skipped(2) {
                 self.check_lsp_pays_only_for_what_it_can_complete(h)?;
             }
@@ -1811,9 +1825,29 @@ impl World {
                 self.describe_channels(h)
             ));
         }
+        for (&(node, channel), &since) in &self.answer_due {
+            if node == h && self.height > since {
+                return Err(format!(
+                    "invariant 3 (the chain gives the honest party at least its due) broken: \
+                     the adversary published an older state of channel {} and {} holds a \
+                     newer one, but has not answered it {} block(s) later",
+                    hex::encode(&channel.0[..4]),
+                    w.name,
+                    self.height - since
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stale states `h` must still answer: an update the adversary published of a state
+    /// older than `h`'s latest, not yet spent by a transaction of `h`'s. The channel answers
+    /// at once, and publishes again at every block until it is moot.
+    fn note_answers_due(&mut self, h: usize) {
         let Some(core) = self.nodes[h].core.as_ref() else {
-            return Ok(());
+            return;
         };
+        let mut due = vec![];
         for (channel, stale) in &self.adversary_published {
             let Some(e) = core.channels().get(channel) else {
                 continue;
@@ -1829,17 +1863,15 @@ impl World {
                         .iter()
                         .any(|i| i.previous_output.txid == stale_txid)
             });
-            if latest > m && !answered {
-                return Err(format!(
-                    "invariant 3 (the chain gives the honest party at least its due) broken: \
-                     the adversary published state {m} of channel {} and {} holds state \
-                     {latest} but never answered it",
-                    hex::encode(&channel.0[..4]),
-                    w.name
-                ));
+            due.push(((h, *channel), latest > m && !answered));
+        }
+        for (key, owed) in due {
+            if owed {
+                self.answer_due.entry(key).or_insert(self.height);
+            } else {
+                self.answer_due.remove(&key);
             }
         }
-        Ok(())
     }
 
     fn describe_channels(&self, h: usize) -> String {
