@@ -87,9 +87,11 @@ pub struct Node {
     pub payments: BTreeMap<PaymentId, serde_json::Value>,
     pub reverse: BTreeMap<PaymentId, serde_json::Value>,
     pub mailbox: Vec<Vec<u8>>,
-    /// Every channel snapshot an adversary's party persisted, oldest first: what it can roll
-    /// back to or publish.
+    /// Every channel snapshot the party persisted, oldest first: what the adversary's parties
+    /// roll back to or publish, and the honest node's old backups.
     pub history: Vec<(PublicKey, Snapshot)>,
+    /// An honest node's whole store after each of its persists: its old backups.
+    pub backups: Vec<Backup>,
     /// Stop right after this many more persists (a crash at a persist point).
     pub crash_after: Option<usize>,
     /// Payment ids this party started, in order.
@@ -109,6 +111,7 @@ impl Node {
             reverse: BTreeMap::new(),
             mailbox: vec![],
             history: vec![],
+            backups: vec![],
             crash_after: None,
             started_payments: vec![],
         }
@@ -158,6 +161,14 @@ fn parse<R: serde::de::DeserializeOwned>(
                 .map_err(|e| format!("stored record does not parse: {e}"))
         })
         .collect()
+}
+
+/// A copy of a node's whole store.
+#[derive(Clone)]
+pub struct Backup {
+    pub channels: BTreeMap<ChannelId, (PublicKey, Snapshot)>,
+    pub payments: BTreeMap<PaymentId, serde_json::Value>,
+    pub reverse: BTreeMap<PaymentId, serde_json::Value>,
 }
 
 /// The node core's key derivation (`src/node/core.rs`), so that the adversary can drive its
@@ -278,6 +289,9 @@ pub struct Watcher {
     pub view: BTreeMap<ChannelId, Snapshot>,
     /// Its wealth in the settlement model when the adversary started.
     pub floor: Option<u64>,
+    /// The node was restored from an old backup: it may have lost newer states (eltoo
+    /// cannot help that), so only invariants 1 and 4 still hold for it.
+    pub restored_old_backup: bool,
 }
 
 impl Watcher {
@@ -484,6 +498,9 @@ pub enum Op {
     ConfirmHonest,
     /// The honest node crashes after this many persists (0: now) and restarts from its store.
     Crash(u8),
+    /// The honest node is restored from an old backup (its whole store as it was a number of
+    /// persists ago) and restarts: it must still never reuse a nonce.
+    RestoreOldBackup(u16),
 }
 
 /// A link: an honest node's channel with one of the adversary's parties.
@@ -719,9 +736,7 @@ impl World {
             match output {
                 NodeOutput::PersistChannel { peer, snapshot } => {
                     let n = &mut self.nodes[node];
-                    if !n.honest {
-                        n.history.push((peer, (*snapshot).clone()));
-                    }
+                    n.history.push((peer, (*snapshot).clone()));
                     n.channels.insert(snapshot.channel_id, (peer, *snapshot));
                     self.persisted(node);
                 }
@@ -891,6 +906,13 @@ impl World {
 
     fn persisted(&mut self, node: usize) {
         let n = &mut self.nodes[node];
+        if n.honest {
+            n.backups.push(Backup {
+                channels: n.channels.clone(),
+                payments: n.payments.clone(),
+                reverse: n.reverse.clone(),
+            });
+        }
         if let Some(left) = n.crash_after.as_mut() {
             if *left == 0 {
                 n.crash_after = None;
@@ -1360,6 +1382,29 @@ impl World {
                     ));
                 }
             }
+            Op::RestoreOldBackup(pick) => {
+                let honest = self.honest();
+                let h = honest[usize::from(pick) % honest.len()];
+                let n = &mut self.nodes[h];
+                if n.backups.is_empty() {
+                    return Ok(());
+                }
+                // Counted back from the newest: 0 is the store as it is.
+                let back = usize::from(pick) % n.backups.len();
+                let backup = n.backups[n.backups.len() - 1 - back].clone();
+                self.transcript.push(format!(
+                    "{} restored from the backup of {back} persists ago",
+                    n.name
+                ));
+                n.channels = backup.channels;
+                n.payments = backup.payments;
+                n.reverse = backup.reverse;
+                n.core = None;
+                self.watchers
+                    .get_mut(&h)
+                    .expect("honest")
+                    .restored_old_backup = true;
+            }
             Op::Crash(k) => {
                 let honest = self.honest();
                 let h = honest[usize::from(k) % honest.len()];
@@ -1594,6 +1639,9 @@ impl World {
     pub fn check(&mut self) -> Result<(), Violation> {
         for h in self.honest() {
             self.note_answers_due(h);
+            if self.watchers[&h].restored_old_backup {
+                continue;
+            }
             if !skipped(2) {
                 self.check_lsp_pays_only_for_what_it_can_complete(h)?;
             }
@@ -1974,6 +2022,9 @@ impl World {
             .any(|l| l.ends_with("restarted from its store"))
         {
             out.insert("honest node restarted".to_owned());
+        }
+        if self.watchers.values().any(|w| w.restored_old_backup) {
+            out.insert("honest node restored from an old backup".to_owned());
         }
         out
     }
