@@ -49,8 +49,8 @@ use asyncpay::protocol::messages::{
     Change, ChannelId, Message, ProposeUpdate, Reestablish as ReestablishMsg,
 };
 use asyncpay::protocol::payment::{
-    CancelOutcome, Forward, InvoiceTerms, LspPolicy, LspStatus, PaymentId, PaymentMessage, Receipt,
-    SaleLetter,
+    CancelOutcome, Forward, InvoiceTerms, LspPolicy, LspStatus, PayRequest, PaymentId,
+    PaymentMessage, Receipt, SaleLetter,
 };
 use asyncpay::tx::Party;
 use bitcoin::hashes::Hash as _;
@@ -1486,7 +1486,7 @@ impl World {
         let payment_id = ids[usize::from(pick) % ids.len()];
         let offer = offers.iter().find(|o| o.payment_id == payment_id).cloned();
         let a_key = derive_key(&self.nodes[a].seed, "node-key", &[]);
-        let msg = match kind % 9 {
+        let msg = match kind % 10 {
             0 => PaymentMessage::Cancel { payment_id },
             1 => PaymentMessage::ReceiptAck { payment_id },
             2 => PaymentMessage::Cancelled {
@@ -1526,6 +1526,32 @@ impl World {
                 PaymentMessage::Receipt(Receipt {
                     payment_id,
                     invoice,
+                })
+            }
+            // A request for an offer on whatever the honest node's channel has pending, for
+            // any payee and amount, with a fresh payment id or a known one.
+            9 => {
+                let Some(snap) = self.honest_snapshot(&link) else {
+                    return Ok(());
+                };
+                let state = snap.pending.as_ref().map_or(
+                    snap.complete.as_ref().map_or(0, |c| c.body.number + 1),
+                    |p| p.body.number,
+                );
+                let amount_sat = AMOUNTS[usize::from(pick) % AMOUNTS.len()];
+                let payee = self.key(usize::from(pick / 4) % self.nodes.len());
+                let payment_id = if pick % 2 == 0 {
+                    PaymentId([pick ^ 0x5a; 32])
+                } else {
+                    payment_id
+                };
+                PaymentMessage::Request(PayRequest {
+                    payment_id,
+                    channel_id: link.channel,
+                    state,
+                    amount_sat,
+                    fee_sat: policy().fee_for(amount_sat),
+                    payee,
                 })
             }
             // A forward asking a router to pay out more than it takes in.
