@@ -253,3 +253,27 @@ fn payer_restored_from_an_old_backup_never_reuses_a_nonce() {
         ],
     );
 }
+
+/// Issue 10, finding 1, reverse variant. B asks S for a state paying it; S withholds its
+/// signature on S–B state 1 for A to buy. B's `Reestablish { next_state: 2 }` then
+/// `{ next_state: 1 }` made S treat state 1 as complete without proof (invariant 3: S would
+/// pay B with nobody paying S) and send B `Complete { 1, sig_S }` (invariant 1).
+#[test]
+fn payee_lying_in_reestablish_cannot_take_the_lsps_withheld_signature() {
+    replay(
+        || World::lsp_vs_byzantine_payer(false),
+        &[
+            Op::AdversaryActs(7), // B asks S for 50,000 sat, to be bought by A
+            Op::Deliver,          // S proposes the withheld transfer on S–B; B countersigns
+            Op::Deliver,          // S withholds its signature and offers it
+            Op::Reestablish {
+                link: 1,
+                next_state: 2,
+            },
+            Op::Reestablish {
+                link: 1,
+                next_state: 1,
+            },
+        ],
+    );
+}

@@ -274,6 +274,8 @@ pub struct Watcher {
     pub name: &'static str,
     /// Withheld signature scalars the node has held, with their channel and state.
     pub withheld: BTreeMap<[u8; 32], (ChannelId, u64)>,
+    /// The state each withheld signature completes.
+    pub withheld_bodies: BTreeMap<[u8; 32], StateBody>,
     /// States whose signature by this node left it (the adversary may complete and publish
     /// them), by channel.
     pub published: BTreeMap<ChannelId, Vec<StateBody>>,
@@ -301,6 +303,11 @@ impl Watcher {
             if p.proposer == snap.side && p.withhold {
                 if let Some(sig) = p.proposer_signature {
                     self.withheld.insert(sig.s_bytes(), (id, p.body.number));
+                    self.withheld_bodies.insert(sig.s_bytes(), p.body.clone());
+                    // The node knows its own scalar: a PTLC paying for it is claimable.
+                    if let Ok(s) = AdaptorSecret::from_signature(&sig) {
+                        self.known_points.insert(s.adaptor_point());
+                    }
                 }
             }
         }
@@ -840,7 +847,28 @@ impl World {
             NodeOutput::Send {
                 frame, what, to, ..
             } => {
+                // The reverse variant's sale: the node fulfils a PTLC the peer offered it in a
+                // complete state with its own withheld scalar. That is what was paid for.
+                if let Some(s) = sold_scalar(w, frame) {
+                    self.adversary_knows.insert(s);
+                }
                 w.check_withheld_kept(frame, &format!("a {what} frame"), &self.adversary_knows)?;
+                // A withheld scalar that left (sold, or known to the adversary anyway): the
+                // adversary can complete and publish its state.
+                let gone: Vec<[u8; 32]> = w
+                    .withheld
+                    .keys()
+                    .filter(|s| contains(frame, *s) || contains(frame, hex::encode(s).as_bytes()))
+                    .copied()
+                    .collect();
+                for s in gone {
+                    if let (Some((channel, _)), Some(body)) = (
+                        w.withheld.get(&s).copied(),
+                        w.withheld_bodies.get(&s).cloned(),
+                    ) {
+                        w.publish(channel, body);
+                    }
+                }
                 match frame.split_first() {
                     Some((&TAG_CHANNEL, body)) => {
                         if let Ok(msg) = Message::decode(body) {
@@ -1595,6 +1623,30 @@ impl World {
         )
     }
 
+    /// The payee asks for a state paying it, to be bought by the payer (reverse variant).
+    fn receive(&mut self, payee: usize, amount_pick: u8) -> Result<(), Violation> {
+        let Some(lsp) = (0..self.nodes.len()).find(|&i| self.nodes[i].role == Role::Lsp) else {
+            return Ok(());
+        };
+        let Some(payer) = (0..self.nodes.len()).find(|&i| self.nodes[i].role == Role::Payer) else {
+            return Ok(());
+        };
+        let amount_sat = AMOUNTS[usize::from(amount_pick) % AMOUNTS.len()];
+        let payment_id = PaymentId([0x30u8.wrapping_add(self.next_id); 32]);
+        self.next_id = self.next_id.wrapping_add(1);
+        let (lsp, payer) = (self.key(lsp), self.key(payer));
+        self.input(
+            payee,
+            NodeInput::Command(NodeCommand::Receive {
+                payment_id,
+                lsp,
+                payer,
+                amount_sat,
+                contact: None,
+            }),
+        )
+    }
+
     fn cancel(&mut self, payer: usize) -> Result<(), Violation> {
         if let Some(&payment_id) = self.nodes[payer].started_payments.last() {
             self.input(
@@ -1635,6 +1687,10 @@ impl World {
         match (self.nodes[party].role, k % 4) {
             (Role::Payer, 0 | 1) => self.pay(party, k / 8),
             (Role::Payer, 2) => self.cancel(party),
+            // The reverse variant: the payer reads the payee's request and buys.
+            (Role::Payer, 3) => self.fetch_letters(party),
+            // The reverse variant: the payee asks its LSP for a state paying it.
+            (Role::Payee, 3) => self.receive(party, k / 16),
             (Role::Payee, _) => self.fetch_letters(party),
             _ => {
                 // Any party: reconnect to everyone.
@@ -1997,6 +2053,35 @@ pub fn skipped(n: u8) -> bool {
         .unwrap_or(false)
 }
 
+/// The node's own withheld scalar, if `frame` fulfils with it a PTLC that its peer offered it
+/// for that scalar's point in a complete state (the reverse variant's sale).
+fn sold_scalar(w: &Watcher, frame: &[u8]) -> Option<[u8; 32]> {
+    let (&TAG_CHANNEL, body) = frame.split_first()? else {
+        return None;
+    };
+    let Ok(Message::Propose(ProposeUpdate {
+        channel_id,
+        change: Change::FulfilPtlc { id, secret },
+        ..
+    })) = Message::decode(body)
+    else {
+        return None;
+    };
+    if !w.withheld.contains_key(&secret.0) {
+        return None;
+    }
+    let point = AdaptorSecret::from_bytes(secret.0).ok()?.adaptor_point();
+    let snap = w.view.get(&channel_id)?;
+    let paid = snap
+        .complete
+        .as_ref()?
+        .body
+        .ptlcs
+        .iter()
+        .any(|p| p.id == id && p.point == point && p.offerer != snap.side);
+    paid.then_some(secret.0)
+}
+
 /// Points whose discrete log a frame delivered to an honest node reveals to it (a PTLC
 /// fulfilment).
 fn learn_points(w: &mut Watcher, bytes: &[u8]) {
@@ -2036,6 +2121,14 @@ impl World {
                 if let Some(status) = record.pointer("/status/status").and_then(|s| s.as_str()) {
                     let who = if n.honest { "honest" } else { "adversary's" };
                     out.insert(format!("{who} {:?}: {status}", n.role).to_lowercase());
+                }
+            }
+        }
+        for n in &self.nodes {
+            for record in n.reverse.values() {
+                if let Some(status) = record.pointer("/status/status").and_then(|s| s.as_str()) {
+                    let who = if n.honest { "honest" } else { "adversary's" };
+                    out.insert(format!("{who} {:?} (reverse): {status}", n.role).to_lowercase());
                 }
             }
         }
