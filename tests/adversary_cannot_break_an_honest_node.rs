@@ -38,9 +38,10 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 /// Cases per scenario unless `ASYNCPAY_HARNESS_CASES` says otherwise.
 const DEFAULT_CASES: u32 = 80;
 
-/// Steps each scenario must at least take in a default run (4 scenarios and the variant with
-/// an honest payee: more than 10,000 together).
-const MIN_STEPS: u64 = 2_100;
+/// Operations in a case, at least and at most: each is a step, so a default run of five
+/// scenarios takes at least 5 · 80 · 30 = 12,000 steps.
+const MIN_OPS: usize = 30;
+const MAX_OPS: usize = 120;
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -86,7 +87,7 @@ fn explore(name: &str, scenario: fn() -> World) -> u64 {
     let mut runner = TestRunner::new(config);
     let steps = std::cell::Cell::new(0u64);
     let reached = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
-    let result = runner.run(&proptest::collection::vec(op(), 30..120), |ops| {
+    let result = runner.run(&proptest::collection::vec(op(), MIN_OPS..MAX_OPS), |ops| {
         let (n, milestones) = run_ops(scenario, &ops).map_err(TestCaseError::fail)?;
         steps.set(steps.get() + n);
         for m in milestones {
@@ -109,7 +110,7 @@ fn explore(name: &str, scenario: fn() -> World) -> u64 {
 #[test]
 fn byzantine_lsp_cannot_take_more_than_the_payer_consented_to() {
     let steps = explore("payer vs byzantine LSP", World::payer_vs_byzantine_lsp);
-    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+    assert!(steps >= u64::from(cases()) * MIN_OPS as u64);
 }
 
 #[test]
@@ -117,7 +118,7 @@ fn byzantine_payer_and_payee_cannot_make_the_lsp_pay_for_nothing() {
     let steps = explore("LSP vs byzantine payer and payee", || {
         World::lsp_vs_byzantine_payer(false)
     });
-    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+    assert!(steps >= u64::from(cases()) * MIN_OPS as u64);
 }
 
 #[test]
@@ -125,13 +126,13 @@ fn byzantine_payer_cannot_make_the_lsp_or_an_honest_payee_lose() {
     let steps = explore("LSP and payee vs byzantine payer", || {
         World::lsp_vs_byzantine_payer(true)
     });
-    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+    assert!(steps >= u64::from(cases()) * MIN_OPS as u64);
 }
 
 #[test]
 fn byzantine_lsp_cannot_take_the_payees_scalar_without_paying() {
     let steps = explore("payee vs byzantine LSP", World::payee_vs_byzantine_lsp);
-    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+    assert!(steps >= u64::from(cases()) * MIN_OPS as u64);
 }
 
 #[test]
@@ -140,7 +141,7 @@ fn byzantine_neighbours_cannot_make_a_router_lose() {
         "router vs byzantine neighbours",
         World::router_vs_byzantine_neighbours,
     );
-    assert!(steps >= MIN_STEPS.min(u64::from(cases()) * 20));
+    assert!(steps >= u64::from(cases()) * MIN_OPS as u64);
 }
 
 // ---- regressions: each a sequence the harness found, fixed ----
@@ -276,4 +277,46 @@ fn payee_lying_in_reestablish_cannot_take_the_lsps_withheld_signature() {
             },
         ],
     );
+}
+
+/// The checker itself: a router that loses the PTLC it was paid by (its store forgets it)
+/// while its own PTLC to the payee is out is caught by the settlement model (invariant 3).
+/// Without this, a scenario in which nothing ever fails would prove nothing.
+#[test]
+fn settlement_model_catches_a_router_that_forgets_its_incoming_ptlc() {
+    let mut w = World::router_vs_byzantine_neighbours();
+    let ops = [
+        Op::AdversaryActs(0), // A pays B through S; A's letter reaches B's mailbox
+        Op::AdversaryActs(8), // B reads it and invoices S, naming P
+        Op::Deliver,          // S asks P to forward
+        Op::Deliver,          // S proposes the PTLC on S–P; P countersigns
+        Op::Deliver,          // P completes the incoming PTLC and proposes its own to B
+        Op::Deliver,          // B countersigns: P completes, its PTLC to B is out
+    ];
+    for op in &ops {
+        w.step(op).expect("an honest router forwards");
+    }
+    let p = w.index("P");
+    let s_p = w
+        .links
+        .iter()
+        .find(|l| l.adversary == w.index("S"))
+        .expect("S–P")
+        .channel;
+    let forgotten = w.nodes[p]
+        .backups
+        .iter()
+        .rev()
+        .find_map(|b| {
+            let (peer, snap) = b.channels.get(&s_p)?;
+            let empty = snap.complete.as_ref()?.body.ptlcs.is_empty() && snap.pending.is_none();
+            empty.then(|| (*peer, snap.clone()))
+        })
+        .expect("a backup from before the incoming PTLC");
+    w.nodes[p].channels.insert(s_p, forgotten);
+    w.nodes[p].core = None;
+    let caught = w
+        .step(&Op::Mine(0))
+        .expect_err("the checker must catch the loss");
+    assert!(caught.contains("invariant 3"), "{caught}");
 }
