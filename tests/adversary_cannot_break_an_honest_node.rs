@@ -238,6 +238,33 @@ fn payee_crashing_while_the_lsp_publishes_a_stale_state_still_answers_it() {
     );
 }
 
+/// The LSP publishes state 0 of S–B, then state 1 on top of it (eltoo lets a later update
+/// spend an earlier one): B, at state 2, answers each (invariant 3).
+#[test]
+fn payee_answers_every_stale_state_the_lsp_stacks_on_chain() {
+    replay(
+        World::payee_vs_byzantine_lsp,
+        &[
+            Op::AdversaryActs(0), // A pays B through S; A's letter reaches B's mailbox
+            Op::HonestActs(0),    // B reads it and invoices S; S proposes the PTLC
+            Op::Deliver,          // B countersigns; S completes state 1
+            Op::Deliver,          // B completes state 1 and fulfils the PTLC; S countersigns
+            Op::Deliver,          // B completes state 2
+            Op::Publish {
+                link: 0,
+                pick: 0,
+                confirmed: true,
+            }, // S publishes state 0
+            Op::Publish {
+                link: 0,
+                pick: 0,
+                confirmed: false,
+            }, // and state 1 on top of it
+            Op::Mine(0),
+        ],
+    );
+}
+
 /// Issue 10, Build item 6. A payer restored from an old backup (before its last payment) pays
 /// again: at cd7ab61 its nonce came from the restored session counter and the same auxiliary
 /// randomness, so the new proposal (another amount) committed to the nonce it had already

@@ -535,7 +535,9 @@ pub struct World {
     /// What was published on chain, in order.
     pub chain: Vec<Published>,
     /// Updates the adversary published, by channel (one each: a second would conflict).
-    pub adversary_published: BTreeMap<ChannelId, Transaction>,
+    /// (each on top of the one before, with a higher state number: eltoo lets any later
+    /// update spend an earlier one's output).
+    pub adversary_published: BTreeMap<ChannelId, Vec<Transaction>>,
     /// Since which height an honest node owes an answer to a stale state (it holds a newer
     /// one and has not published it): it must have answered once a block has passed.
     pub answer_due: BTreeMap<(usize, ChannelId), u32>,
@@ -1332,21 +1334,48 @@ impl World {
                 let link = self.link(link);
                 // Rarer than the other moves: a published state ends the channel's updates
                 // for the rest of the run.
-                if pick % 3 != 0 || self.adversary_published.contains_key(&link.channel) {
+                if pick % 3 != 0 {
                     return Ok(());
                 }
+                // A later publication goes on top of the adversary's last one, with a higher
+                // state (a lower one could not spend it).
+                let below = self
+                    .adversary_published
+                    .get(&link.channel)
+                    .and_then(|v| v.last())
+                    .map(|tx| (update_state(tx), tx.compute_txid()));
                 let states: Vec<(PublicKey, Snapshot)> = self.nodes[link.adversary]
                     .history
                     .iter()
                     .chain(self.nodes[link.adversary].channels.values())
-                    .filter(|(_, s)| s.channel_id == link.channel && s.complete.is_some())
+                    .filter(|(_, s)| {
+                        s.channel_id == link.channel
+                            && s.complete.as_ref().is_some_and(|c| {
+                                below.is_none_or(|(m, _)| {
+                                    c.body.number > m && s.settlement_leaf_hashes.contains_key(&m)
+                                })
+                            })
+                    })
                     .cloned()
                     .collect();
                 if states.is_empty() {
                     return Ok(());
                 }
                 let (peer, mut snap) = states[usize::from(pick / 3) % states.len()].clone();
-                snap.on_chain = None;
+                snap.on_chain = match below {
+                    None => None,
+                    Some((m, txid)) => Some(
+                        serde_json::from_value(serde_json::json!({
+                            "state": m,
+                            "outpoint": OutPoint { txid, vout: 0 },
+                            "confirmed_at": null,
+                            "settlement_broadcast": false,
+                            "settlement_txid": null,
+                            "resolved_ptlcs": [],
+                        }))
+                        .map_err(|e| format!("harness: on-chain record: {e}"))?,
+                    ),
+                };
                 snap.phase = Phase::Funded;
                 let seed = self.nodes[link.adversary].seed;
                 let mut core = NodeCore::restore(
@@ -1380,7 +1409,10 @@ impl World {
                         "in the mempool"
                     }
                 ));
-                self.adversary_published.insert(link.channel, tx.clone());
+                self.adversary_published
+                    .entry(link.channel)
+                    .or_default()
+                    .push(tx.clone());
                 self.on_chain(tx, confirmed_at, link.adversary)?;
             }
             Op::Mine(k) => {
@@ -1978,12 +2010,21 @@ impl World {
             return;
         };
         let mut due = vec![];
-        for (channel, stale) in &self.adversary_published {
+        for (channel, stale) in self
+            .adversary_published
+            .iter()
+            .flat_map(|(c, txs)| txs.iter().map(move |tx| (c, tx)))
+        {
             let Some(e) = core.channels().get(channel) else {
                 continue;
             };
-            let m = u64::from(stale.lock_time.to_consensus_u32())
-                .saturating_sub(u64::from(asyncpay::tx::STATE_LOCKTIME_BASE));
+            let m = update_state(stale);
+            // Only the adversary's last update on a channel can still settle: an earlier
+            // one is spent by it.
+            let last = self.adversary_published[channel].last() == Some(stale);
+            if !last {
+                continue;
+            }
             let latest = e.channel.latest().map_or(0, |b| b.number);
             let stale_txid = stale.compute_txid();
             let answered = self.chain.iter().any(|p| {
@@ -2051,6 +2092,15 @@ pub fn skipped(n: u8) -> bool {
     std::env::var("ASYNCPAY_HARNESS_SKIP")
         .map(|v| v.split(',').any(|x| x.trim() == n.to_string()))
         .unwrap_or(false)
+}
+
+/// The state number of an update transaction (its locktime).
+fn update_state(tx: &Transaction) -> u64 {
+    u64::from(
+        tx.lock_time
+            .to_consensus_u32()
+            .saturating_sub(asyncpay::tx::STATE_LOCKTIME_BASE),
+    )
 }
 
 /// The node's own withheld scalar, if `frame` fulfils with it a PTLC that its peer offered it
@@ -2134,6 +2184,9 @@ impl World {
         }
         if !self.adversary_published.is_empty() {
             out.insert("stale state published".to_owned());
+        }
+        if self.adversary_published.values().any(|v| v.len() > 1) {
+            out.insert("stale state published on top of another".to_owned());
         }
         if self
             .transcript
