@@ -55,6 +55,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<u8>(), any::<u8>()).prop_map(|(link, lie)| Op::LieReestablish { link, lie }),
         3 => (any::<u8>(), any::<u8>()).prop_map(|(link, lie)| Op::ProposeRevert { link, lie }),
         3 => any::<u8>().prop_map(Op::NewNonce),
+        2 => any::<u8>().prop_map(Op::ShiftedProposal),
         5 => (any::<u8>(), any::<u8>(), any::<u8>())
             .prop_map(|(link, kind, pick)| Op::PaymentMessage { link, kind, pick }),
         10 => any::<u8>().prop_map(Op::AdversaryActs),
@@ -261,6 +262,31 @@ fn payee_answers_every_stale_state_the_lsp_stacks_on_chain() {
                 confirmed: false,
             }, // and state 1 on top of it
             Op::Mine(0),
+        ],
+    );
+}
+
+/// Found by the harness (new, on main at 834b11a; seed 2026, long run). S reverts A's
+/// withheld state 1 (A cancelled): S is `Proposed` with `Revert { abandoned: 1 }` as state 2.
+/// A proposes a transfer as state 2. The collision rule ("A's proposal wins") drops S's
+/// revert and countersigns A's change applied on the last complete state, i.e. as state 1,
+/// while the `CounterSign` says state 2: `Channel::commit`'s persist-before-send
+/// `debug_assert` fires, so counterparty input panics the LSP (in a release build S would
+/// sign a new state 1 and drop its revert).
+#[test]
+fn payer_proposing_over_the_lsps_revert_cannot_crash_it() {
+    replay(
+        || World::lsp_vs_byzantine_payer(false),
+        &[
+            Op::AdversaryActs(0), // A pays: proposes state 1 (withheld)
+            Op::Deliver,          // S countersigns; A withholds and requests an offer
+            Op::Deliver,          // S offers; A posts its letter
+            Op::PaymentMessage {
+                link: 0,
+                kind: 0,
+                pick: 0,
+            }, // A cancels: S proposes Revert { abandoned: 1 } as state 2
+            Op::ShiftedProposal(0), // A proposes its transfer again, as state 2
         ],
     );
 }

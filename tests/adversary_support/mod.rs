@@ -485,6 +485,8 @@ pub enum Op {
     ProposeRevert { link: u8, lie: u8 },
     /// The adversary's last proposal on a link again, with another nonce.
     NewNonce(u8),
+    /// The adversary's last proposal on a link for the next state number, with another nonce.
+    ShiftedProposal(u8),
     /// A payment message from the adversary.
     PaymentMessage { link: u8, kind: u8, pick: u8 },
     /// The adversary's parties act as the protocol lets them (pay, cancel, fetch letters).
@@ -723,7 +725,33 @@ impl World {
         let Some(core) = self.nodes[node].core.as_mut() else {
             return Ok(());
         };
-        match core.handle(input) {
+        let what = format!("{input:?}").chars().take(80).collect::<String>();
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.handle(input)));
+        let handled = match handled {
+            Ok(handled) => handled,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                if self.nodes[node].honest {
+                    return Err(format!(
+                        "the honest node {} panicked on {what}...: {message} (counterparty \
+                         input must never panic)",
+                        self.nodes[node].name
+                    ));
+                }
+                // One of the adversary's parties broke itself: it restarts from its store.
+                self.transcript.push(format!(
+                    "{} (adversary) panicked: {message}",
+                    self.nodes[node].name
+                ));
+                self.nodes[node].core = None;
+                return self.nodes[node].start(self.height);
+            }
+        };
+        match handled {
             Ok(outputs) => self.run(node, outputs),
             Err(e) => {
                 self.transcript
@@ -1274,10 +1302,11 @@ impl World {
                 });
                 self.forge(link.adversary, link.honest, channel_frame(&msg))?;
             }
-            Op::NewNonce(l) => {
+            Op::NewNonce(l) | Op::ShiftedProposal(l) => {
                 if self.links.is_empty() {
                     return Ok(());
                 }
+                let shift = u64::from(matches!(op, Op::ShiftedProposal(_)));
                 let link = self.link(l);
                 let last = self.sent_to_honest.iter().rev().find_map(|f| {
                     if f.from != link.adversary || f.to != link.honest {
@@ -1293,6 +1322,7 @@ impl World {
                 });
                 if let Some(mut m) = last {
                     m.nonce = self.made_up_nonce();
+                    m.state += shift;
                     self.forge(
                         link.adversary,
                         link.honest,
