@@ -16,7 +16,13 @@
 //! Frames between two honest nodes, and from honest nodes to the adversary's, travel in
 //! order on a faithful wire (the adversary sees everything it is sent).
 //!
-//! The invariants (each a function with its own message):
+//! The adversary can also run the reverse variant (its payee asks the honest LSP for a state
+//! paying it, its payer buys the LSP's signature), stack stale states on chain (each later
+//! update spending its last one), and restore the honest node from an old backup (its whole
+//! store some persists ago).
+//!
+//! The invariants (each a function with its own message); an honest node that panics on any
+//! input is a violation too (counterparty input must never panic):
 //!
 //! 1. [`Watcher::check_withheld_kept`]: no withheld signature leaves its honest owner except
 //!    inside the letter to the payee (or once the adversary knows it anyway: a letter it
@@ -27,9 +33,16 @@
 //!    (eltoo: the highest-numbered state either side can publish wins; the adversary picks
 //!    which, and whether each PTLC secret is revealed) is never below what it started with,
 //!    less what a payer consented to by posting a letter; a stale state the adversary
-//!    publishes is answered.
+//!    publishes is answered by the next block (the channel answers at once and publishes
+//!    again at every block until the answer is moot).
 //! 4. [`Watcher::check_nonce`]: no nonce is used by the honest party for two different
-//!    messages, across restarts.
+//!    messages, across restarts and old backups.
+//!
+//! What the model leaves out: time (PTLC expiries, sale windows and BIP68 delays are not
+//! checked against heights: a PTLC secret revealed counts as revealed in time), fees and
+//! the mempool (every publication is valid; only the adversary's own updates are published
+//! by its choice), settlements and PTLC claims on chain (the outcome is the state that
+//! wins, with its PTLCs valued by who can claim them), and cooperative closes.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -725,7 +738,7 @@ impl World {
         let Some(core) = self.nodes[node].core.as_mut() else {
             return Ok(());
         };
-        let what = format!("{input:?}").chars().take(80).collect::<String>();
+        let what = describe_input(&input);
         let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.handle(input)));
         let handled = match handled {
             Ok(handled) => handled,
@@ -737,7 +750,7 @@ impl World {
                     .unwrap_or_default();
                 if self.nodes[node].honest {
                     return Err(format!(
-                        "the honest node {} panicked on {what}...: {message} (counterparty \
+                        "the honest node {} panicked on {what}: {message} (counterparty \
                          input must never panic)",
                         self.nodes[node].name
                     ));
@@ -2122,6 +2135,23 @@ pub fn skipped(n: u8) -> bool {
     std::env::var("ASYNCPAY_HARNESS_SKIP")
         .map(|v| v.split(',').any(|x| x.trim() == n.to_string()))
         .unwrap_or(false)
+}
+
+/// What an input is, for a failure message (cheap: no bytes are printed).
+fn describe_input(input: &NodeInput) -> String {
+    match input {
+        NodeInput::Frame { frame, .. } => format!("a frame ({})", describe_frame(frame)),
+        NodeInput::Connected { .. } => "a connection".to_owned(),
+        NodeInput::Block { height } => format!("block {height}"),
+        NodeInput::Confirmed { .. } => "a confirmation".to_owned(),
+        NodeInput::Spend { .. } => "a spend".to_owned(),
+        NodeInput::FundingBuilt { .. } => "funding built".to_owned(),
+        NodeInput::LetterPosted { .. } => "letter posted".to_owned(),
+        NodeInput::Letter { .. } => "a letter".to_owned(),
+        NodeInput::Command(c) => format!("command {c:?}"),
+        NodeInput::Entropy(_) => "entropy".to_owned(),
+        NodeInput::Started => "start".to_owned(),
+    }
 }
 
 /// The state number of an update transaction (its locktime).
