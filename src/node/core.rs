@@ -850,6 +850,19 @@ impl NodeCore {
         let mut fulfilled = vec![];
         let mut unsent = vec![];
         for (_, p) in lsp.payments() {
+            // An offer stored by an older version, or whose channel step a stop cut: the
+            // priced state is frozen in its channel again before anything else happens.
+            if matches!(p.status, LspStatus::Offered | LspStatus::Selling { .. }) {
+                let state = p.offer.state;
+                let unpriced = self.channels.get(&p.offer.channel_id).is_some_and(|e| {
+                    let snap = e.channel.snapshot();
+                    snap.priced != Some(state)
+                        && snap.pending.as_ref().is_some_and(|x| x.body.number == state)
+                });
+                if unpriced {
+                    unsent.push((p.offer.channel_id, Command::Price { state }));
+                }
+            }
             let LspStatus::Selling {
                 payee_channel,
                 ptlc_expiry,
