@@ -26,7 +26,8 @@
 //!
 //! 1. [`Watcher::check_withheld_kept`]: no withheld signature leaves its honest owner except
 //!    inside the letter to the payee (or once the adversary knows it anyway: a letter it
-//!    fetched, a scalar an honest payee sold it).
+//!    fetched, a scalar an honest payee sold it; or, in the reverse variant, once the LSP is
+//!    paid for it: a PTLC for its point is committed to the LSP).
 //! 2. [`World::check_lsp_pays_only_for_what_it_can_complete`]: an honest LSP never has a PTLC
 //!    out for a sale whose payer state it could not complete with that price point.
 //! 3. [`World::check_settlement_model`]: the balance the chain would give the honest party
@@ -354,7 +355,10 @@ impl Watcher {
             return Ok(());
         }
         for (s, (channel, state)) in &self.withheld {
-            if adversary_knows.contains(s) {
+            // Known to the adversary already, or paid for: in the reverse variant the LSP is
+            // paid once a PTLC for its scalar's point is committed to it (it can claim it on
+            // chain with the scalar), and it then fulfils it and releases its signature.
+            if adversary_knows.contains(s) || self.paid_for(s) {
                 continue;
             }
             if contains(bytes, s) || contains(bytes, hex::encode(s).as_bytes()) {
@@ -368,6 +372,23 @@ impl Watcher {
             }
         }
         Ok(())
+    }
+
+    /// Whether a PTLC for the point of withheld scalar `s` is committed to the node: a
+    /// complete state of one of its channels holds one its peer offered.
+    fn paid_for(&self, s: &[u8; 32]) -> bool {
+        let Ok(secret) = AdaptorSecret::from_bytes(*s) else {
+            return false;
+        };
+        let point = secret.adaptor_point();
+        self.view.values().any(|snap| {
+            snap.complete.as_ref().is_some_and(|c| {
+                c.body
+                    .ptlcs
+                    .iter()
+                    .any(|p| p.point == point && p.offerer != snap.side)
+            })
+        })
     }
 
     /// Invariant 4: the nonce `r` the node made public signs `identity` and nothing else.
@@ -895,6 +916,13 @@ impl World {
                 if let Some(s) = sold_scalar(w, frame) {
                     self.adversary_knows.insert(s);
                 }
+                let paid: Vec<[u8; 32]> = w
+                    .withheld
+                    .keys()
+                    .filter(|s| w.paid_for(s) && contains(frame, *s))
+                    .copied()
+                    .collect();
+                self.adversary_knows.extend(paid);
                 w.check_withheld_kept(frame, &format!("a {what} frame"), &self.adversary_knows)?;
                 // A withheld scalar that left (sold, or known to the adversary anyway): the
                 // adversary can complete and publish its state.
