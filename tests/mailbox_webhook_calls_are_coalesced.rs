@@ -9,7 +9,11 @@ use mailbox_support::*;
 async fn webhook_calls_are_coalesced() {
     let (hook_url, mut rx) = webhook_receiver().await;
 
-    let running = start(|c| c.webhook_min_interval = Duration::from_millis(800)).await;
+    let running = start(|c| {
+        c.webhook_min_interval = Duration::from_millis(800);
+        c.webhook_policy = insecure_webhooks();
+    })
+    .await;
     let c = &running.client;
     let payee = key(2);
     c.set_webhook(&payee, Some(&hook_url)).await.unwrap();

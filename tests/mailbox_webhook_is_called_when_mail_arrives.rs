@@ -10,7 +10,8 @@ use mailbox_support::*;
 async fn webhook_is_called_when_mail_arrives() {
     let (hook_url, mut rx) = webhook_receiver().await;
 
-    let running = start(|_| {}).await;
+    // The receiver is plain http on loopback: allowed only by the test-only policy.
+    let running = start(|c| c.webhook_policy = insecure_webhooks()).await;
     let c = &running.client;
     let payee = key(2);
     let far = u64::MAX / 2;

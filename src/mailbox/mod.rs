@@ -15,6 +15,7 @@
 //! | [`store`] | SQLite store with group commit | disk |
 //! | [`server`] | axum HTTP server, expiry sweeper, wake-ups, webhooks | network, disk |
 //! | [`client`] | async HTTP client for senders and recipients | network |
+//! | [`webhook`] | which webhook targets the server may call (no internal addresses) | name resolution |
 //!
 //! The full format and protocol are written up in `docs/mailbox.md`.
 //!
@@ -50,6 +51,7 @@ pub mod keys;
 pub mod limits;
 pub mod server;
 pub mod store;
+pub mod webhook;
 
 use sha2::{Digest, Sha256};
 

@@ -38,6 +38,8 @@ use super::auth::{AuthError, ChallengeBook, Operation};
 use super::envelope::{Envelope, EnvelopeError, EnvelopeId};
 use super::limits::RateLimiter;
 use super::store::{NewMessage, PostOutcome, Store, StoreConfig, StoreError};
+use super::webhook::{self, WebhookPolicy};
+use crate::net::http::HttpLimits;
 
 /// Upper bound on messages one fetch returns.
 pub const MAX_FETCH_LIMIT: u32 = 1000;
@@ -126,6 +128,23 @@ pub struct ServerConfig {
     /// announced by one call when the interval ends, so a device is never flooded and
     /// never misses the last message.
     pub webhook_min_interval: Duration,
+    /// Which webhook targets are accepted (https to public addresses unless relaxed for
+    /// tests; see [`super::webhook`]).
+    pub webhook_policy: WebhookPolicy,
+    /// Most webhooks registered in total.
+    pub max_webhooks: usize,
+    /// Most webhooks registered from one client IP address (since the server started).
+    pub max_webhooks_per_ip: usize,
+    /// Time a connection has to send a request's headers; also how long an idle
+    /// keep-alive connection is kept before the next request begins.
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// Most open connections; at the cap the oldest with no request in flight makes room
+    /// for a new one (see [`crate::net::http`]).
+    pub max_connections: usize,
+    /// Most open connections from one client IP address.
+    pub max_connections_per_ip: usize,
     /// Time source.
     pub clock: Arc<dyn Clock>,
 }
@@ -148,6 +167,13 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_batch", &self.max_batch)
             .field("webhooks", &self.webhooks)
             .field("webhook_min_interval", &self.webhook_min_interval)
+            .field("webhook_policy", &self.webhook_policy)
+            .field("max_webhooks", &self.max_webhooks)
+            .field("max_webhooks_per_ip", &self.max_webhooks_per_ip)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .finish_non_exhaustive()
     }
 }
@@ -155,7 +181,10 @@ impl std::fmt::Debug for ServerConfig {
 impl ServerConfig {
     /// Defaults: loopback on a free port, 64 KiB envelopes, 1000 messages per mailbox,
     /// 7-day TTL, sweep every 30 s, 200 requests/s per IP (burst 1000), 20 posts/s per
-    /// sender (burst 100), 60 s challenges, 60 s long-polls, webhooks on.
+    /// sender (burst 100), 60 s challenges, 60 s long-polls, webhooks on (https to public
+    /// addresses only, 10,000 in all, 16 per client address), 10 s to send headers (and
+    /// the same for an idle keep-alive connection), 10 s between pieces of a body, 1,024
+    /// connections in all and 64 per client address.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -173,6 +202,13 @@ impl ServerConfig {
             max_batch: 512,
             webhooks: true,
             webhook_min_interval: Duration::from_secs(5),
+            webhook_policy: WebhookPolicy::default(),
+            max_webhooks: 10_000,
+            max_webhooks_per_ip: 16,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_connections_per_ip: 64,
             clock: Arc::new(SystemClock),
         }
     }
@@ -203,6 +239,8 @@ pub enum ServerError {
 /// A registered webhook and its call schedule.
 struct Hook {
     url: String,
+    /// The client address that registered it (none for hooks loaded from the store).
+    source: Option<IpAddr>,
     /// When the last call was made (server clock, ms).
     last_call_ms: Option<u64>,
     /// A deferred call is scheduled.
@@ -210,9 +248,10 @@ struct Hook {
 }
 
 impl Hook {
-    fn new(url: String) -> Self {
+    fn new(url: String, source: Option<IpAddr>) -> Self {
         Hook {
             url,
+            source,
             last_call_ms: None,
             pending: false,
         }
@@ -227,8 +266,26 @@ struct AppState {
     sender_limiter: Mutex<RateLimiter<XOnlyPublicKey>>,
     wakers: Mutex<HashMap<XOnlyPublicKey, Arc<Notify>>>,
     webhooks: Mutex<HashMap<XOnlyPublicKey, Hook>>,
-    http: reqwest::Client,
+    webhook_stats: WebhookCounters,
     shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+struct WebhookCounters {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// What became of the webhook calls a server attempted since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WebhookStats {
+    /// Calls answered with a success status.
+    pub delivered: u64,
+    /// Calls that failed or got another status (a redirect among them: none is followed).
+    pub failed: u64,
+    /// Calls not made because the target no longer passed the address check.
+    pub refused: u64,
 }
 
 /// A running server.
@@ -339,30 +396,16 @@ impl MailboxServer {
             webhooks: Mutex::new(
                 hooks
                     .into_iter()
-                    .map(|(key, url)| (key, Hook::new(url)))
+                    .map(|(key, url)| (key, Hook::new(url, None)))
                     .collect(),
             ),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            webhook_stats: WebhookCounters::default(),
             shutdown: shutdown.clone(),
             store,
             config,
         });
         let app = router(state.clone());
-        let mut stop_rx = shutdown.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(ServerError::Serve)
-        });
+        let task = tokio::spawn(serve(listener, app, state.config.clone(), shutdown.clone()));
         let sweeper = tokio::spawn(sweep_loop(state.clone(), shutdown));
         tracing::info!(addr = %local_addr, data_dir = %state.config.data_dir.display(), "mailbox server listening");
         Ok(MailboxServer {
@@ -390,6 +433,16 @@ impl MailboxServer {
         Ok(self.state.store.sweep(now).await?)
     }
 
+    /// What became of the webhook calls attempted so far.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        let c = &self.state.webhook_stats;
+        WebhookStats {
+            delivered: c.delivered.load(Ordering::SeqCst),
+            failed: c.failed.load(Ordering::SeqCst),
+            refused: c.refused.load(Ordering::SeqCst),
+        }
+    }
+
     /// Rows in the store, expired or not (for tests and diagnostics).
     pub async fn stored_rows(&self) -> Result<u64, ServerError> {
         Ok(self.state.store.total_rows().await?)
@@ -415,6 +468,27 @@ impl MailboxServer {
         tracing::info!("shutdown requested");
         self.shutdown().await
     }
+}
+
+/// Serves the app with the configured timeouts and connection caps (see
+/// [`crate::net::http`]) until shutdown.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let limits = HttpLimits {
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        max_connections: config.max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+    };
+    crate::net::http::serve(listener, app, limits, async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    })
+    .await;
+    Ok(())
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -525,9 +599,16 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<B
             return Err(too_big());
         }
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_big())
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            too_big()
+        } else {
+            // A body that stalls past the body timeout, or a broken connection.
+            ApiError::new(ErrorCode::Malformed, format!("request body: {e}"))
+        }
+    })
 }
 
 fn waker(state: &AppState, mailbox: XOnlyPublicKey) -> Arc<Notify> {
@@ -609,18 +690,54 @@ fn schedule_webhook(state: &Arc<AppState>, mailbox: &XOnlyPublicKey) {
             }
             hook.url.clone()
         };
-        let body = WebhookNotification {
-            event: "mailbox.message".into(),
-            mailbox: mailbox.to_string(),
-        };
-        match state.http.post(&url).json(&body).send().await {
-            Ok(r) if r.status().is_success() => {
-                tracing::debug!(mailbox = %mailbox, "webhook delivered")
-            }
-            Ok(r) => tracing::warn!(mailbox = %mailbox, status = %r.status(), "webhook refused"),
-            Err(e) => tracing::warn!(mailbox = %mailbox, error = %e, "webhook failed"),
-        }
+        call_webhook(&state, &mailbox, &url).await;
     });
+}
+
+/// Checks the target again (its name may resolve elsewhere since it was registered) and
+/// calls it at exactly the addresses just checked, following no redirect.
+async fn call_webhook(state: &AppState, mailbox: &XOnlyPublicKey, url: &str) {
+    let counters = &state.webhook_stats;
+    let target = match webhook::check(url, MAX_WEBHOOK_URL, state.config.webhook_policy).await {
+        Ok(target) => target,
+        Err(e) => {
+            counters.refused.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(mailbox = %mailbox, error = %e, "webhook target refused at call time");
+            return;
+        }
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .resolve_to_addrs(&target.host, &target.addrs)
+        .build();
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => {
+            counters.failed.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(mailbox = %mailbox, error = %e, "webhook client");
+            return;
+        }
+    };
+    let body = WebhookNotification {
+        event: "mailbox.message".into(),
+        mailbox: mailbox.to_string(),
+    };
+    match client.post(target.url).json(&body).send().await {
+        Ok(r) if r.status().is_success() => {
+            counters.delivered.fetch_add(1, Ordering::SeqCst);
+            tracing::debug!(mailbox = %mailbox, "webhook delivered")
+        }
+        Ok(r) => {
+            counters.failed.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(mailbox = %mailbox, status = %r.status(), "webhook refused (redirects are not followed)")
+        }
+        Err(e) => {
+            counters.failed.fetch_add(1, Ordering::SeqCst);
+            // Push URLs often carry tokens: never logged.
+            tracing::warn!(mailbox = %mailbox, error = %e.without_url(), "webhook failed")
+        }
+    }
 }
 
 async fn post_message(
@@ -828,19 +945,47 @@ async fn set_webhook(
     let mailbox = parse_mailbox(&key)?;
     let request: WebhookRequest = parse_json(&read_body(body, &headers, MAX_JSON_BODY).await?)?;
     if let Some(url) = &request.url {
-        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-        if !scheme_ok || url.len() > MAX_WEBHOOK_URL || reqwest::Url::parse(url).is_err() {
-            return Err(ApiError::new(
-                ErrorCode::Malformed,
-                "webhook url must be an http(s) URL of at most 2048 bytes",
-            ));
-        }
+        // Form first (cheap), the resolution after the proof: an anonymous client cannot
+        // make the server resolve names for it.
+        webhook::parse(url, MAX_WEBHOOK_URL, state.config.webhook_policy)
+            .map_err(|e| ApiError::new(ErrorCode::Malformed, e.to_string()))?;
     }
     let (challenge, sig) = parse_proof(&request.challenge, &request.signature)?;
     let op = Operation::SetWebhook {
         url: request.url.clone(),
     };
     authorize(&state, &mailbox, &challenge, &op, &sig)?;
+    if let Some(url) = &request.url {
+        webhook::check(url, MAX_WEBHOOK_URL, state.config.webhook_policy)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Malformed, e.to_string()))?;
+        let hooks = state.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+        if !hooks.contains_key(&mailbox) {
+            if hooks.len() >= state.config.max_webhooks {
+                return Err(ApiError::new(
+                    ErrorCode::OverQuota,
+                    format!(
+                        "the server holds its limit of {} webhooks",
+                        state.config.max_webhooks
+                    ),
+                ));
+            }
+            let from_here = hooks
+                .values()
+                .filter(|h| h.source == Some(addr.ip()))
+                .count();
+            if from_here >= state.config.max_webhooks_per_ip {
+                return Err(ApiError::new(
+                    ErrorCode::OverQuota,
+                    format!(
+                        "{} registered its limit of {} webhooks",
+                        addr.ip(),
+                        state.config.max_webhooks_per_ip
+                    ),
+                ));
+            }
+        }
+    }
     state
         .store
         .set_webhook(mailbox, request.url.clone())
@@ -849,7 +994,7 @@ async fn set_webhook(
         let mut hooks = state.webhooks.lock().unwrap_or_else(|e| e.into_inner());
         match &request.url {
             Some(url) => {
-                hooks.insert(mailbox, Hook::new(url.clone()));
+                hooks.insert(mailbox, Hook::new(url.clone(), Some(addr.ip())));
             }
             None => {
                 hooks.remove(&mailbox);

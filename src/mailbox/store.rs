@@ -26,8 +26,8 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The data directory could not be created.
-    #[error("data directory {path}: {source}")]
+    /// The data directory or database file could not be created or made private.
+    #[error("{path}: {source}")]
     Io {
         /// The directory.
         path: PathBuf,
@@ -165,6 +165,42 @@ CREATE TABLE IF NOT EXISTS webhooks (
 );
 ";
 
+/// Creates `dir` if missing and makes it 0700.
+fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let io = |source| StoreError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+/// Creates the database file 0600 before SQLite opens it (SQLite gives its `-wal` and
+/// `-shm` files the database file's mode), and brings existing files to 0600.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -178,12 +214,10 @@ impl Store {
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
         if let Some(dir) = config.path.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                    path: dir.to_owned(),
-                    source,
-                })?;
+                private_dir(dir)?;
             }
         }
+        private_file(&config.path)?;
         let conn = open_connection(&config.path)?;
         conn.execute_batch(SCHEMA)?;
         // Checkpoints run on their own thread (below), so a commit never waits for one.

@@ -149,6 +149,16 @@ impl Incoming {
     /// Runs the responder's handshake: Noise XX, then the peer's binding, which must verify
     /// and name a permitted key, then ours.
     pub async fn handshake(self) -> Result<Connection, NetError> {
+        self.handshake_within(None).await
+    }
+
+    /// [`Incoming::handshake`], but the peer's first handshake message must arrive within
+    /// `first_message` (a connecting node sends it at once; a socket that stays silent is
+    /// dropped long before the handshake timeout).
+    pub async fn handshake_within(
+        self,
+        first_message: Option<Duration>,
+    ) -> Result<Connection, NetError> {
         let Incoming {
             stream,
             remote_addr,
@@ -160,7 +170,7 @@ impl Incoming {
         let (read, write) = stream.into_split();
         let result = tokio::time::timeout(
             config.handshake_timeout,
-            respond(Box::new(read), Box::new(write), &key, &allow),
+            respond(Box::new(read), Box::new(write), &key, &allow, first_message),
         )
         .await;
         let connection = flatten_timeout(result, config.handshake_timeout)?;
@@ -221,7 +231,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    respond(Box::new(read), Box::new(write), key, allow).await
+    respond(Box::new(read), Box::new(write), key, allow, None).await
 }
 
 fn flatten_timeout(
@@ -252,7 +262,20 @@ async fn initiate(
     // Ours first: the listener decides on its allow-list before it reveals anything.
     let ours = Binding::sign(key, Role::Initiator, &h, &rand::random());
     writer.send(&ours.to_bytes()).await?;
-    let theirs = Binding::parse(&reader.recv().await?)?;
+    // A listener that does not admit our key hangs up instead of answering.
+    let answer = match reader.recv().await {
+        Err(NetError::Closed) => return Err(NetError::Refused),
+        Err(NetError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            return Err(NetError::Refused)
+        }
+        other => other?,
+    };
+    let theirs = Binding::parse(&answer)?;
     if theirs.key != expected {
         return Err(NetError::UnexpectedPeer {
             expected: Box::new(expected),
@@ -268,12 +291,20 @@ async fn respond(
     mut write: BoxWrite,
     key: &SecretKey,
     allow: &Allow,
+    first_message: Option<Duration>,
 ) -> Result<Connection, NetError> {
     let mut frames = FrameReader::new(read);
     let mut noise = noise_handshake(Role::Responder)?;
     let mut buf = vec![0u8; MAX_HANDSHAKE_FRAME_LEN];
     // <- e
-    read_handshake(&mut noise, &mut frames, &mut buf).await?;
+    match first_message {
+        Some(after) => {
+            tokio::time::timeout(after, read_handshake(&mut noise, &mut frames, &mut buf))
+                .await
+                .map_err(|_| NetError::FirstMessageTimeout { after })??
+        }
+        None => read_handshake(&mut noise, &mut frames, &mut buf).await?,
+    }
     // -> e, ee, s, es
     write_handshake(&mut noise, &mut write, &mut buf).await?;
     // <- s, se

@@ -51,10 +51,13 @@ use std::time::Duration;
 
 use crate::crypto::keys::{KeyError, PublicKey};
 
+mod admission;
 mod connection;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 
+pub use admission::{Admission, Admissions, Admitted, CapSlot, ConnectionCaps, Superseded};
 pub use connection::{
     connect, connect_with, initiate_on, respond_on, Allow, Connection, ConnectionReader,
     ConnectionWriter, Incoming, Listener, NetConfig,
@@ -76,6 +79,16 @@ pub enum NetError {
         /// The configured limit.
         after: Duration,
     },
+    /// The peer's first handshake message did not arrive in time.
+    #[error("no handshake message within {after:?}")]
+    FirstMessageTimeout {
+        /// The configured limit.
+        after: Duration,
+    },
+    /// The listener hung up after our binding instead of answering with its own: it does
+    /// not admit our node key (or it is over a connection limit).
+    #[error("refused by the listener: it does not admit our node key")]
+    Refused,
     /// The peer closed the stream cleanly between messages.
     #[error("connection closed by peer")]
     Closed,

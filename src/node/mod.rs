@@ -5,6 +5,8 @@
 //! |---|---|
 //! | [`core`] | the sans-io node: frames in, persist/send/broadcast/post outputs out |
 //! | [`store`] | the node's SQLite store: snapshots, payments, peers, funding, contacts |
+//! | [`views`] | what control answers show of payment records: never a withheld signature |
 
 pub mod core;
 pub mod store;
+pub mod views;

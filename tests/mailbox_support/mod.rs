@@ -83,6 +83,14 @@ pub fn envelope(
 
 pub const DAY: Duration = Duration::from_secs(86_400);
 
+/// The test-only webhook policy: plain http to loopback, which a real server refuses.
+pub fn insecure_webhooks() -> asyncpay::mailbox::webhook::WebhookPolicy {
+    asyncpay::mailbox::webhook::WebhookPolicy {
+        allow_http: true,
+        allow_private: true,
+    }
+}
+
 /// A webhook endpoint on a free loopback port: its URL, and the notifications it receives.
 pub async fn webhook_receiver() -> (
     String,

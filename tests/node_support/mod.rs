@@ -158,6 +158,11 @@ pub struct Sim {
     pub funder: Option<Funder>,
     /// The funding outputs the funder made, by channel.
     pub funded: BTreeMap<ChannelId, OutPoint>,
+    /// At every persist point: the node, and what its `ctl info` would show of its
+    /// payments (`payments` and `reverse`, from `asyncpay::node::views`).
+    pub shown: Vec<(usize, serde_json::Value)>,
+    /// Every payment record persisted, in order (secrets included).
+    pub stored: Vec<serde_json::Value>,
 }
 
 pub const A: usize = 0;
@@ -189,6 +194,8 @@ impl Sim {
             next_id: 1,
             funder: None,
             funded: BTreeMap::new(),
+            shown: vec![],
+            stored: vec![],
         };
         for i in 0..3 {
             sim.nodes[i].start(height).expect("empty nodes start");
@@ -313,10 +320,12 @@ impl Sim {
                     self.persisted(node);
                 }
                 NodeOutput::PersistPayment { payment_id, record } => {
+                    self.stored.push(record.clone());
                     self.nodes[node].payments.insert(payment_id, record);
                     self.persisted(node);
                 }
                 NodeOutput::PersistReverse { payment_id, record } => {
+                    self.stored.push(record.clone());
                     self.nodes[node].reverse.insert(payment_id, record);
                     self.persisted(node);
                 }
@@ -396,6 +405,13 @@ impl Sim {
     }
 
     fn persisted(&mut self, node: usize) {
+        if let Some(core) = self.nodes[node].core.as_ref() {
+            let shown = serde_json::json!({
+                "payments": asyncpay::node::views::payments(core),
+                "reverse": asyncpay::node::views::reverse(core),
+            });
+            self.shown.push((node, shown));
+        }
         let n = &mut self.nodes[node];
         n.persists += 1;
         if let Some(left) = n.crash_after.as_mut() {

@@ -152,6 +152,9 @@ pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
         config.sender_rate_per_sec = f64::INFINITY;
         config.sender_burst = f64::INFINITY;
         config.max_messages_per_mailbox = (per_client as u32).max(1000);
+        // Every client shares one loopback address: the per-address caps would be theirs.
+        config.max_connections = config.max_connections.max(clients * 4 + 64);
+        config.max_connections_per_ip = config.max_connections;
         let mut server_handle = ServerThread::start(config)?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(clients * 2)

@@ -936,7 +936,46 @@ impl Demo {
             }
             std::thread::sleep(POLL);
         }
+        self.check_no_secret_shown(party)?;
         self.narrator.detail(format!("{name}: payment {want}"));
+        Ok(())
+    }
+
+    /// `ctl info` of `party` must show none of the secrets its store holds (the withheld
+    /// and bought signatures of its payments): checked at every payment status the demo
+    /// waits for, so in every state a payment passes through.
+    fn check_no_secret_shown(&mut self, party: Party) -> anyhow::Result<()> {
+        let db = self.node(party).dir.join("node.db");
+        let secrets = {
+            let conn = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            let mut secrets = Vec::new();
+            for table in ["payments", "reverse"] {
+                let mut stmt = conn.prepare(&format!("SELECT record FROM {table}"))?;
+                let records = stmt.query_map([], |row| row.get::<_, String>(0))?;
+                for record in records {
+                    let record: Value = serde_json::from_str(&record?)?;
+                    secrets.extend(asyncpay::node::views::stored_secrets(&record));
+                }
+            }
+            secrets
+        };
+        // A party that dies at its injected crash point meanwhile is restarted by the
+        // caller's next wait; there is no answer to check then.
+        let Ok(info) = self.info(party) else {
+            return Ok(());
+        };
+        let shown = info.to_string();
+        if let Some(secret) = secrets.iter().find(|s| shown.contains(s.as_str())) {
+            bail!(
+                "{}: ctl info shows a secret its store holds ({}...)",
+                party.name(),
+                &secret[..secret.len().min(8)]
+            );
+        }
         Ok(())
     }
 
@@ -1566,7 +1605,10 @@ impl Demo {
                 .as_u64()
                 .ok_or_else(|| anyhow!("A's payment record has no fee_sat"))?;
             if let Some(kind) = self.args.adversary {
-                self.post_bogus_letter(kind, &record["status"]["letter"], &contact)?;
+                // `ctl info` never shows A's withheld signature: the adversary takes the
+                // letter from A's own store, as one who got hold of A's files would.
+                let letter = stored_letter(&self.node(Party::A).dir, &payment_id)?;
+                self.post_bogus_letter(kind, &letter, &contact)?;
             }
             self.narrator.detail(format!(
                 "S offered {amount} sat to B for A's signature, fee {fee} sat; the letter is in B's mailbox"
@@ -2244,6 +2286,19 @@ impl Demo {
         ));
         Ok(())
     }
+}
+
+/// The letter of payment `payment_id` as A stored it (signature included), read from the
+/// `node.db` in A's data directory `dir`.
+fn stored_letter(dir: &std::path::Path, payment_id: &str) -> anyhow::Result<Value> {
+    let store = asyncpay::node::store::Store::open(&dir.join("node.db"))?;
+    let records: Vec<(asyncpay::protocol::payment::PaymentId, Value)> = store.payments()?;
+    records
+        .into_iter()
+        .find(|(id, _)| id.to_string() == payment_id)
+        .map(|(_, record)| record["status"]["letter"].clone())
+        .filter(|letter| !letter.is_null())
+        .ok_or_else(|| anyhow!("A's store holds no letter for payment {payment_id}"))
 }
 
 /// A channel transaction in the mempool that spends an output of `parent`: a version-3

@@ -8,6 +8,7 @@ use asyncpay::mailbox::client::MailboxClient;
 use asyncpay::mailbox::envelope::EnvelopeId;
 use asyncpay::mailbox::keys::{parse_node_key, Contact, NodeKey, VerifiedContact};
 use asyncpay::mailbox::server::{MailboxServer, ServerConfig};
+use asyncpay::mailbox::webhook::WebhookPolicy;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -106,6 +107,46 @@ struct ServeArgs {
         default_value_t = 5
     )]
     webhook_interval_secs: u64,
+    /// Webhooks may be plain http and point at loopback or private addresses. For tests
+    /// on one machine only: it lets any client make the server call internal services.
+    #[arg(long)]
+    insecure_webhooks_for_tests: bool,
+    /// Most webhooks registered in total.
+    #[arg(long, env = "ASYNCPAY_MAILBOX_MAX_WEBHOOKS", default_value_t = 10_000)]
+    max_webhooks: usize,
+    /// Most webhooks registered from one client address.
+    #[arg(
+        long,
+        env = "ASYNCPAY_MAILBOX_MAX_WEBHOOKS_PER_IP",
+        default_value_t = 16
+    )]
+    max_webhooks_per_ip: usize,
+    /// Milliseconds a connection has to send a request's headers (also how long an idle
+    /// keep-alive connection is kept).
+    #[arg(
+        long,
+        env = "ASYNCPAY_MAILBOX_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    header_timeout_ms: u64,
+    /// Milliseconds to wait for the next piece of a request body.
+    #[arg(
+        long,
+        env = "ASYNCPAY_MAILBOX_BODY_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    body_timeout_ms: u64,
+    /// Most open connections; at the cap the oldest with no request in flight is dropped to
+    /// make room.
+    #[arg(long, env = "ASYNCPAY_MAILBOX_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Most open connections from one client address.
+    #[arg(
+        long,
+        env = "ASYNCPAY_MAILBOX_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 64
+    )]
+    max_connections_per_ip: usize,
     /// Log as JSON lines (stderr).
     #[arg(long)]
     log_json: bool,
@@ -273,6 +314,16 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     config.max_batch = a.max_batch;
     config.webhooks = !a.no_webhooks;
     config.webhook_min_interval = Duration::from_secs(a.webhook_interval_secs);
+    config.webhook_policy = WebhookPolicy {
+        allow_http: a.insecure_webhooks_for_tests,
+        allow_private: a.insecure_webhooks_for_tests,
+    };
+    config.max_webhooks = a.max_webhooks;
+    config.max_webhooks_per_ip = a.max_webhooks_per_ip;
+    config.header_timeout = Duration::from_millis(a.header_timeout_ms.max(1));
+    config.body_timeout = Duration::from_millis(a.body_timeout_ms.max(1));
+    config.max_connections = a.max_connections;
+    config.max_connections_per_ip = a.max_connections_per_ip;
     runtime()?.block_on(async move {
         let server = MailboxServer::start(config).await?;
         if a.json {

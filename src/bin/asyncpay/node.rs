@@ -1,8 +1,10 @@
 //! `asyncpay node run`: one node as a process, and `asyncpay ctl`, its control client.
 //!
-//! The process owns a data directory: `seed` (0600), `node.db` (channels, payments, peers),
-//! `wallet.sqlite` (a BDK wallet synced over electrs), and, once it is ready, `node.json`
-//! (node key, peer and control addresses) and `control.token`. One task owns the node core
+//! The process owns a data directory (0700): `seed`, `node.db` (channels, payments, peers;
+//! it holds withheld signatures and PTLC secrets), `wallet.sqlite` (a BDK wallet synced over
+//! electrs), and, once it is ready, `node.json` (node key, peer and control addresses) and
+//! `control.token`, every file 0600 (SQLite's WAL and SHM files too). Control answers show
+//! payments through `asyncpay::node::views`, never the stored records. One task owns the node core
 //! and carries out its outputs in order, storing each persist durably before anything that
 //! follows; peer connections, the control server and the chain poller feed it events.
 
@@ -18,7 +20,7 @@ use asyncpay::crypto::keys::PublicKey;
 use asyncpay::mailbox::client::MailboxClient;
 use asyncpay::mailbox::keys::{Contact, NodeKey};
 use asyncpay::mailbox::tagged_hash;
-use asyncpay::net::{connect, Allow, ConnectionWriter, Listener};
+use asyncpay::net::{connect, Admission, Allow, ConnectionWriter, Listener, NetError, Superseded};
 use asyncpay::node::core::{
     node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
 };
@@ -82,7 +84,42 @@ pub struct RunArgs {
     /// `post-letter` or `persist:<n>`, counted from the start); also `ctl ... crash-at`.
     #[arg(long, value_name = "POINT")]
     crash_at: Option<CrashPoint>,
+    /// Peer handshakes in flight at once (more connections are closed at once).
+    #[arg(long, default_value_t = 64)]
+    max_handshakes: usize,
+    /// Peer handshakes in flight at once from one source address.
+    #[arg(long, default_value_t = 8)]
+    max_handshakes_per_ip: usize,
+    /// Milliseconds an accepted peer socket may stay silent before its first handshake
+    /// message.
+    #[arg(long, default_value_t = 2_000)]
+    first_message_timeout_ms: u64,
+    /// Connections one peer key may hold open to us; a newer one supersedes the oldest.
+    #[arg(long, default_value_t = 2)]
+    max_connections_per_peer: usize,
+    /// Seconds a peer connection may bring no message before it is closed (each end sends
+    /// a keepalive every third of this).
+    #[arg(long, default_value_t = 90)]
+    idle_timeout_secs: u64,
 }
+
+fn admission(args: &RunArgs) -> Admission {
+    Admission {
+        max_handshakes: args.max_handshakes,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
+        first_message_timeout: Duration::from_millis(args.first_message_timeout_ms),
+        max_connections_per_peer: args.max_connections_per_peer,
+    }
+}
+
+/// First wait before redialling a peer; it doubles after each failure up to
+/// [`MAX_REDIAL`].
+const MIN_REDIAL: Duration = Duration::from_millis(300);
+/// Longest wait between two dials of one peer.
+const MAX_REDIAL: Duration = Duration::from_secs(60);
+/// A connection that lived this long was healthy: the next redial starts from
+/// [`MIN_REDIAL`] again.
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(10);
 
 /// `asyncpay ctl`.
 #[derive(clap::Args)]
@@ -167,6 +204,10 @@ struct Node {
     electrum: String,
     rpc: Option<Rpc>,
     writers: HashMap<PublicKey, (u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    /// The redial loop of each peer we dial; a new `ctl connect` replaces the old loop.
+    dialers: HashMap<PublicKey, tokio::task::AbortHandle>,
+    /// How long a peer connection may stay silent.
+    idle: Duration,
     allow: Arc<RwLock<HashSet<PublicKey>>>,
     events: mpsc::UnboundedSender<Ev>,
     next_conn: u64,
@@ -255,6 +296,38 @@ fn load_seed(dir: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(seed)
 }
 
+/// Creates `dir` (and its parents) if missing and makes it 0700: the node's files hold its
+/// secrets.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))?;
+    Ok(())
+}
+
+/// Creates the SQLite database `path` as an empty file with mode 0600 if it is missing, and
+/// brings an existing one (with its `-wal` and `-shm` files) to 0600.
+fn private_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private", file.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -282,8 +355,12 @@ fn lsp_policy(ptlc_delta: u32) -> LspPolicy {
 
 pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     let NodeCmd::Run(args) = cmd;
-    std::fs::create_dir_all(&args.data_dir)?;
+    private_dir(&args.data_dir)?;
     let seed = load_seed(&args.data_dir)?;
+    // The stores hold withheld signatures, PTLC secrets and the wallet: created 0600 before
+    // SQLite opens them (SQLite gives its WAL and SHM files the database file's mode).
+    private_file(&args.data_dir.join("node.db"))?;
+    private_file(&args.data_dir.join("wallet.sqlite"))?;
     let store = Store::open(&args.data_dir.join("node.db"))?;
     let records = match args.role {
         Role::Payer => Records::Payer(store.payments()?),
@@ -349,6 +426,8 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         electrum: args.electrum.clone(),
         rpc,
         writers: HashMap::new(),
+        dialers: HashMap::new(),
+        idle: Duration::from_secs(args.idle_timeout_secs.max(1)),
         allow,
         events: tx.clone(),
         next_conn: 0,
@@ -368,25 +447,29 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         attempts: HashMap::new(),
     };
 
-    // Accept peers.
+    // Accept peers: every handshake runs in its own task, within the caps of `Admission`
+    // (a silent socket cannot hold the door for anyone else).
     {
         let tx = tx.clone();
+        let mut admissions = listener.serve(admission(&args));
+        let idle = Duration::from_secs(args.idle_timeout_secs.max(1));
         tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok(conn) => {
-                        let _ = tx.send(Ev::Tick);
-                        spawn_connection(conn, tx.clone(), None);
-                    }
-                    Err(e) => tracing::info!("refused a peer: {e}"),
-                }
+            while let Some(admitted) = admissions.next().await {
+                let _ = tx.send(Ev::Tick);
+                spawn_connection(
+                    admitted.connection,
+                    tx.clone(),
+                    None,
+                    Some(admitted.superseded),
+                    idle,
+                );
             }
         });
     }
     // Dial known peers.
     for (key, addr) in node.store.peers()? {
         if let Some(addr) = addr {
-            node.dial(key, addr);
+            node.dial(key, addr, None);
         }
     }
     // Control server.
@@ -403,13 +486,21 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     // The server shuts down gracefully after the event loop ends, so the answer to `stop`
     // (and to any other request in flight) reaches its caller before the process exits.
     let (control_stop, control_stopped) = oneshot::channel::<()>();
-    let control_server = tokio::spawn(async move {
-        let _ = axum::serve(control, app)
-            .with_graceful_shutdown(async {
-                let _ = control_stopped.await;
-            })
-            .await;
-    });
+    // Loopback only, but a local process could still hold connections open: the same
+    // header, body and connection limits as the mailbox server.
+    let control_limits = asyncpay::net::http::HttpLimits {
+        max_connections: 64,
+        max_connections_per_ip: 64,
+        ..Default::default()
+    };
+    let control_server = tokio::spawn(asyncpay::net::http::serve(
+        control,
+        app,
+        control_limits,
+        async {
+            let _ = control_stopped.await;
+        },
+    ));
     // Chain poller.
     {
         let tx = tx.clone();
@@ -464,11 +555,18 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
 }
 
 /// Runs a connection's reader and writer tasks; `done` (for a dialer that redials) fires
-/// when the connection ends.
+/// when the connection ends, `superseded` (for an accepted one) ends it when a newer
+/// connection of the same key arrives.
+///
+/// Each end sends an empty message (a keepalive, never handed to the core) when it has sent
+/// nothing for a third of `idle`; a connection that brings no complete message within `idle`
+/// is closed, so a dead or stalling peer does not hold its descriptor.
 fn spawn_connection(
     conn: asyncpay::net::Connection,
     tx: mpsc::UnboundedSender<Ev>,
     done: Option<oneshot::Sender<()>>,
+    superseded: Option<Superseded>,
+    idle: Duration,
 ) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -480,20 +578,55 @@ fn spawn_connection(
         conn: id,
         writer: wtx,
     });
+    let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut writer: ConnectionWriter = writer;
-        while let Some(frame) = wrx.recv().await {
+        let keepalive = idle / 3;
+        loop {
+            let frame = tokio::select! {
+                frame = wrx.recv() => match frame {
+                    Some(frame) => frame,
+                    None => break,
+                },
+                _ = tokio::time::sleep(keepalive) => Vec::new(),
+                _ = &mut closed_rx => break,
+            };
             if writer.send(&frame).await.is_err() {
                 break;
             }
         }
+        let _ = writer.shutdown().await;
     });
     tokio::spawn(async move {
-        while let Ok(frame) = reader.recv().await {
-            if tx.send(Ev::Frame { from: peer, frame }).is_err() {
-                return;
+        let mut superseded = superseded;
+        let why = loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(idle, reader.recv()) => next,
+                _ = async {
+                    match superseded.as_mut() {
+                        Some(s) => s.wait().await,
+                        None => std::future::pending().await,
+                    }
+                } => break "superseded by a newer connection of the same key".to_owned(),
+            };
+            match next {
+                Ok(Ok(frame)) if frame.is_empty() => continue,
+                Ok(Ok(frame)) => {
+                    if tx.send(Ev::Frame { from: peer, frame }).is_err() {
+                        return;
+                    }
+                }
+                Ok(Err(NetError::Closed)) => break "closed by the peer".to_owned(),
+                Ok(Err(e)) => break e.to_string(),
+                Err(_) => break format!("idle for {idle:?}"),
             }
-        }
+        };
+        drop(closed_tx);
+        drop(superseded);
+        eprintln!(
+            "{}",
+            json!({"event": "disconnected", "peer": peer.to_string(), "reason": why})
+        );
         let _ = tx.send(Ev::Disconnected { peer, conn: id });
         if let Some(done) = done {
             let _ = done.send(());
@@ -507,25 +640,49 @@ struct ControlState {
     events: mpsc::UnboundedSender<Ev>,
 }
 
+/// Largest control request body.
+const MAX_CONTROL_BODY: usize = 1024 * 1024;
+
 async fn control_handler(
     State(state): State<ControlState>,
     axum::extract::Path(command): axum::extract::Path<String>,
     headers: HeaderMap,
-    body: Option<Json<Value>>,
+    body: axum::body::Body,
 ) -> impl IntoResponse {
+    // The token is checked before a byte of the body is read, and compared in constant time.
     let authorized = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t == state.token.as_str());
+        .is_some_and(|t| {
+            use subtle::ConstantTimeEq as _;
+            bool::from(t.as_bytes().ct_eq(state.token.as_bytes()))
+        });
     if !authorized {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "unauthorized", "message": "bad or missing control token"})),
         );
     }
+    let args = match axum::body::to_bytes(body, MAX_CONTROL_BODY).await {
+        Ok(bytes) if bytes.is_empty() => Value::Null,
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(value) => value,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": "malformed", "message": format!("arguments: {e}")})),
+                )
+            }
+        },
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "malformed", "message": format!("body: {e}")})),
+            )
+        }
+    };
     let (reply, answer) = oneshot::channel();
-    let args = body.map(|Json(v)| v).unwrap_or(Value::Null);
     if state
         .events
         .send(Ev::Control {
@@ -569,25 +726,94 @@ fn u64_arg(args: &Value, name: &str) -> Result<u64, String> {
 }
 
 impl Node {
-    fn dial(&self, key: PublicKey, addr: String) {
+    /// Dials `key` at `addr` and keeps redialling whenever the connection ends or an attempt
+    /// fails, waiting twice as long after each failure (from [`MIN_REDIAL`] up to
+    /// [`MAX_REDIAL`]). Every failure is logged; `first` hears how the first attempt went.
+    fn dial(
+        &mut self,
+        key: PublicKey,
+        addr: String,
+        first: Option<oneshot::Sender<Result<(), String>>>,
+    ) {
         let tx = self.events.clone();
         let secret = self.node_secret.clone();
-        tokio::spawn(async move {
+        let idle = self.idle;
+        let task = tokio::spawn(async move {
+            let mut first = first;
+            let mut backoff = MIN_REDIAL;
             loop {
                 match connect(addr.as_str(), &secret, key).await {
                     Ok(conn) => {
+                        if let Some(first) = first.take() {
+                            let _ = first.send(Ok(()));
+                        }
+                        let started = Instant::now();
                         let (done_tx, done_rx) = oneshot::channel::<()>();
-                        spawn_connection(conn, tx.clone(), Some(done_tx));
+                        spawn_connection(conn, tx.clone(), Some(done_tx), None, idle);
                         let _ = done_rx.await;
+                        if started.elapsed() >= HEALTHY_CONNECTION {
+                            backoff = MIN_REDIAL;
+                        }
                     }
-                    Err(e) => tracing::debug!("dial {addr}: {e}"),
+                    Err(e) => {
+                        eprintln!(
+                            "{}",
+                            json!({
+                                "event": "dial_failed",
+                                "peer": key.to_string(),
+                                "addr": addr,
+                                "refused": matches!(e, NetError::Refused),
+                                "error": e.to_string(),
+                                "retry_in_ms": backoff.as_millis() as u64,
+                            })
+                        );
+                        if let Some(first) = first.take() {
+                            let _ = first.send(Err(format!("dialling {key} at {addr}: {e}")));
+                        }
+                    }
                 }
                 if tx.is_closed() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_REDIAL);
             }
         });
+        if let Some(old) = self.dialers.insert(key, task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// `ctl connect`: admits `node_key` and, given an `addr`, dials it; the answer waits for
+    /// the first attempt, so a node that refuses our key is reported (the redial goes on).
+    fn connect_command(&mut self, args: Value, reply: oneshot::Sender<Result<Value, String>>) {
+        let result = (|| -> anyhow::Result<(PublicKey, Option<String>)> {
+            let key = key_arg(&args, "node_key").map_err(|e| anyhow!(e))?;
+            let addr = args["addr"].as_str().map(str::to_owned);
+            self.store.put_peer(&key, addr.as_deref())?;
+            self.allow.write().expect("not poisoned").insert(key);
+            Ok((key, addr))
+        })();
+        match result {
+            Err(e) => {
+                let _ = reply.send(Err(format!("{e:#}")));
+            }
+            Ok((_, None)) => {
+                let _ = reply.send(Ok(json!({})));
+            }
+            Ok((key, Some(addr))) => {
+                let (first_tx, first_rx) = oneshot::channel();
+                self.dial(key, addr.clone(), Some(first_tx));
+                tokio::spawn(async move {
+                    let answer = match first_rx.await {
+                        Ok(Ok(())) => Ok(json!({"connected": true})),
+                        Ok(Err(reason)) => Err(reason),
+                        Err(_) => Err("the node is stopping".to_owned()),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
+        }
     }
 
     async fn on_event(&mut self, ev: Ev, last_poll: &mut Instant) -> anyhow::Result<()> {
@@ -620,6 +846,11 @@ impl Node {
                 command,
                 args,
                 reply,
+            } if command == "connect" => self.connect_command(args, reply),
+            Ev::Control {
+                command,
+                args,
+                reply,
             } => {
                 let result = self.control(&command, args).await;
                 let _ = reply.send(result.map_err(|e| format!("{e:#}")));
@@ -643,16 +874,6 @@ impl Node {
             "address" => {
                 let address = tokio::task::block_in_place(|| self.wallet.new_address())?;
                 Ok(json!({ "address": address.to_string() }))
-            }
-            "connect" => {
-                let key = key_arg(&args, "node_key").map_err(|e| anyhow!(e))?;
-                let addr = args["addr"].as_str().map(str::to_owned);
-                self.store.put_peer(&key, addr.as_deref())?;
-                self.allow.write().expect("not poisoned").insert(key);
-                if let Some(addr) = addr {
-                    self.dial(key, addr);
-                }
-                Ok(json!({}))
             }
             "open" => {
                 let peer = key_arg(&args, "peer").map_err(|e| anyhow!(e))?;
@@ -816,30 +1037,9 @@ impl Node {
                 })
             })
             .collect();
-        let payments: Vec<Value> = self
-            .core
-            .payments_json()
-            .into_iter()
-            .map(|(id, record)| {
-                json!({
-                    "payment_id": id.to_string(),
-                    "status": record["status"]["status"],
-                    "record": record,
-                })
-            })
-            .collect();
-        let reverse: Vec<Value> = self
-            .core
-            .reverse_payments()
-            .map(|(id, record)| {
-                let record = serde_json::to_value(record).unwrap_or(Value::Null);
-                json!({
-                    "payment_id": id.to_string(),
-                    "status": record["status"]["status"],
-                    "record": record,
-                })
-            })
-            .collect();
+        // Typed views, never the stored records: no withheld signature leaves the node.
+        let payments = asyncpay::node::views::payments(&self.core);
+        let reverse = asyncpay::node::views::reverse(&self.core);
         let balance = self.wallet.balance();
         json!({
             "node_key": self.core.public_key().to_string(),
