@@ -1913,8 +1913,15 @@ impl Channel {
                         expected: ours,
                     });
                 }
-                // Both proposed the same state: A's proposal wins.
-                if self.snap.side == Party::A {
+                // Both proposed the same state: A's proposal wins, except over a revert,
+                // which is never dropped for a collision (it gives up a state a payment
+                // role decided to give up; the peer countersigns it first).
+                let our_revert = self
+                    .snap
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| matches!(p.change, Change::Revert { .. }));
+                if self.snap.side == Party::A || our_revert {
                     return Err(ChannelError::ProposalCollision { state: m.state });
                 }
                 let dropped = self.snap.pending.clone().map(|p| p.change);
@@ -2016,6 +2023,14 @@ impl Channel {
         m: ProposeUpdate,
         body: StateBody,
     ) -> Result<Vec<Action>, ChannelError> {
+        // What we sign is the state the message names, never another number.
+        if body.number != m.state {
+            return Err(ChannelError::WrongState {
+                what: "propose",
+                got: m.state,
+                expected: body.number,
+            });
+        }
         let digests = self.txs("propose")?.digests(&body)?;
         let (sighash, leaf_hash) = (digests.sighash, digests.settlement_leaf_hash);
         let signature = self.sign_fresh(&sighash)?;
