@@ -242,7 +242,7 @@ fn payer_renewing_its_nonce_under_an_open_offer_cannot_make_the_lsp_pay_for_noth
 /// after persisting that the update is on chain, before its override goes out. At cd7ab61
 /// the restarted B, handed the spend again, never published the override (the update it
 /// knew to be on chain was "no news", and nothing was retried), so S's stale state would
-/// settle (invariant 3). Now the channel publishes it again at the next block.
+/// settle (invariant 3). Since 834b11a the channel publishes it again at every block.
 #[test]
 fn payee_crashing_while_the_lsp_publishes_a_stale_state_still_answers_it() {
     replay(
@@ -291,7 +291,8 @@ fn payee_answers_every_stale_state_the_lsp_stacks_on_chain() {
     );
 }
 
-/// Found by the harness (new, on main at 834b11a; seed 2026, long run). S reverts A's
+/// Found by the harness (new; at cd7ab61 and still at 834b11a, in a long run with
+/// `PROPTEST_RNG_SEED=2026`; fixed on main in 631fb95). S reverts A's
 /// withheld state 1 (A cancelled): S is `Proposed` with `Revert { abandoned: 1 }` as state 2.
 /// A proposes a transfer as state 2. The collision rule ("A's proposal wins") drops S's
 /// revert and countersigns A's change applied on the last complete state, i.e. as state 1,
