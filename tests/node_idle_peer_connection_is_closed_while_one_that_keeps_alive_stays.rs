@@ -40,32 +40,37 @@ fn an_idle_connection_is_closed_and_a_kept_alive_one_stays() {
         let mut lively_conn = connect(addr, &lively, node_key).await.expect("lively connects");
         let start = Instant::now();
         // The quiet peer never sends: the node's keepalives reach it, then the node closes.
-        let mut keepalives = 0;
-        let closed_after = loop {
-            match tokio::time::timeout(Duration::from_secs(5), quiet_conn.recv()).await {
-                Ok(Ok(message)) if message.is_empty() => keepalives += 1,
-                Ok(Ok(other)) => panic!("unexpected {} bytes", other.len()),
-                Ok(Err(NetError::Closed)) => break start.elapsed(),
-                Ok(Err(e)) => panic!("{e}"),
-                Err(_) => panic!("the node did not close an idle connection within 5 s"),
+        let quiet = async {
+            let mut keepalives = 0;
+            let closed_after = loop {
+                match tokio::time::timeout(Duration::from_secs(5), quiet_conn.recv()).await {
+                    Ok(Ok(message)) if message.is_empty() => keepalives += 1,
+                    Ok(Ok(other)) => panic!("unexpected {} bytes", other.len()),
+                    Ok(Err(NetError::Closed)) => break start.elapsed(),
+                    Ok(Err(e)) => panic!("{e}"),
+                    Err(_) => panic!("the node did not close an idle connection within 5 s"),
+                }
+            };
+            (keepalives, closed_after)
+        };
+        // Meanwhile, from the start, the lively peer sends keepalives of its own and stays
+        // connected (recv is cancel safe, so it can alternate with sending).
+        let lively = async {
+            let until = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < until {
+                lively_conn.send(&[]).await.expect("keepalive sent");
+                match tokio::time::timeout(Duration::from_millis(300), lively_conn.recv()).await {
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(e)) => panic!("the node closed a connection that kept alive: {e}"),
+                }
             }
         };
+        let ((keepalives, closed_after), ()) = tokio::join!(quiet, lively);
         println!(
             "NODE_IDLE idle timeout 1 s: a silent peer got {keepalives} keepalives and was closed after {closed_after:?}"
         );
         assert!(closed_after >= Duration::from_millis(900), "{closed_after:?}");
         assert!(keepalives >= 1);
-
-        // The lively peer sends keepalives of its own and stays connected (recv is cancel
-        // safe, so it can alternate with sending).
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            lively_conn.send(&[]).await.expect("keepalive sent");
-            match tokio::time::timeout(Duration::from_millis(300), lively_conn.recv()).await {
-                Ok(Ok(_)) | Err(_) => {}
-                Ok(Err(e)) => panic!("the node closed a connection that kept alive: {e}"),
-            }
-        }
         println!("NODE_IDLE a peer sending keepalives stayed connected for 3 s");
     });
 }

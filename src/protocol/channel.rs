@@ -2250,14 +2250,18 @@ impl Channel {
                 return self.on_purchase_shown(p.clone(), &m)
             }
             _ => {
-                // Our last complete state, shown again with its proposer's signature (a
-                // repeated proof of purchase, or a resent completion): nothing to do.
+                // Our own last proposal, shown to us again with our signature (a repeated
+                // proof of purchase): nothing to do. A replayed completion of the peer's is
+                // refused below.
                 if let Some(rec) = &self.snap.complete {
-                    let proposers = match rec.proposer {
+                    let ours = match rec.proposer {
                         Party::A => rec.sig_a,
                         Party::S => rec.sig_s,
                     };
-                    if rec.body.number == m.state && proposers == m.signature {
+                    if rec.proposer == self.snap.side
+                        && rec.body.number == m.state
+                        && ours == m.signature
+                    {
                         return Ok(vec![]);
                     }
                 }
@@ -2455,7 +2459,8 @@ impl Channel {
         let missing = peer_next == rec.body.number
             || (ours
                 && matches!(rec.change, Change::Revert { abandoned } if peer_next == abandoned));
-        if !missing {
+        // A bought state was shown to the peer when it connected (`Input::Connected`).
+        if !missing || (!ours && self.snap.bought == Some(rec.body.number)) {
             return vec![];
         }
         let signature = match rec.proposer {
