@@ -1457,3 +1457,25 @@ fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{bumped_feerate, FIRST_FEERATE, MAX_FEERATE};
+
+    #[test]
+    fn the_cpfp_feerate_rises_by_half_each_submission_up_to_the_cap() {
+        let rates: Vec<u64> = (0..14).map(bumped_feerate).collect();
+        assert_eq!(rates[0], FIRST_FEERATE);
+        assert_eq!(&rates[..6], &[5, 8, 12, 18, 27, 41]);
+        assert!(
+            rates.windows(2).all(|w| w[1] >= w[0]),
+            "never falls: {rates:?}"
+        );
+        assert_eq!(
+            bumped_feerate(12),
+            MAX_FEERATE,
+            "capped after a dozen blocks"
+        );
+        assert_eq!(bumped_feerate(u32::MAX), MAX_FEERATE, "no overflow");
+    }
+}
