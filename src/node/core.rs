@@ -1616,21 +1616,12 @@ impl NodeCore {
                         )?;
                         None
                     }
-                    (RoleMachine::Lsp(_), _, Some(secret)) => {
-                        let point = secret.adaptor_point();
-                        Some(RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }))
-                    }
-                    (RoleMachine::Router(_), _, Some(secret)) => {
-                        let point = secret.adaptor_point();
-                        Some(RoleIn::Router(RouterInput::PtlcFulfilled { point, secret }))
-                    }
                     (RoleMachine::Payee(_), _, Some(secret)) => {
                         let point = secret.adaptor_point();
                         Some(RoleIn::Payee(PayeeInput::PtlcSettled { point }))
                     }
-                    (RoleMachine::Payer(_), _, Some(secret)) => {
-                        let point = secret.adaptor_point();
-                        self.reverse_input(ReverseInput::PtlcFulfilled { point, secret }, out)?;
+                    (_, _, Some(secret)) => {
+                        self.scalar_revealed(secret, out)?;
                         None
                     }
                     (RoleMachine::Payee(_), None, None)
@@ -1667,22 +1658,8 @@ impl NodeCore {
             Event::PtlcSecretLearned { secret, .. } => {
                 // A PTLC we offered was claimed on chain: the secret that pays for what we
                 // bought. The channel reports only PTLCs we offered.
-                let Ok(secret) = AdaptorSecret::from_bytes(secret.0) else {
-                    return Ok(());
-                };
-                let point = secret.adaptor_point();
-                match &self.role {
-                    RoleMachine::Lsp(_) => self
-                        .role_input(RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }), out)?,
-                    RoleMachine::Router(_) => self.role_input(
-                        RoleIn::Router(RouterInput::PtlcFulfilled { point, secret }),
-                        out,
-                    )?,
-                    RoleMachine::Payer(_) => {
-                        self.reverse_input(ReverseInput::PtlcFulfilled { point, secret }, out)?
-                    }
-                    // A payee offers no PTLCs.
-                    RoleMachine::Payee(_) => {}
+                if let Ok(secret) = AdaptorSecret::from_bytes(secret.0) {
+                    self.scalar_revealed(secret, out)?;
                 }
             }
             Event::PtlcFailed { point, offerer, .. } => {
@@ -1716,6 +1693,31 @@ impl NodeCore {
             | Event::ClosedCooperatively { .. } => {}
         }
         Ok(())
+    }
+
+    /// A scalar revealed by the payee of a PTLC: off chain by its fulfilment, or on chain by
+    /// its claim. It pays for what the role bought with that PTLC: the LSP completes the
+    /// payer's state, a router fulfils the PTLC it was paid by, a payer of the reverse
+    /// variant holds the LSP's signature. A payee offers no PTLCs: nothing to do.
+    fn scalar_revealed(
+        &mut self,
+        secret: AdaptorSecret,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let point = secret.adaptor_point();
+        match &self.role {
+            RoleMachine::Lsp(_) => {
+                self.role_input(RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }), out)
+            }
+            RoleMachine::Router(_) => self.role_input(
+                RoleIn::Router(RouterInput::PtlcFulfilled { point, secret }),
+                out,
+            ),
+            RoleMachine::Payer(_) => {
+                self.reverse_input(ReverseInput::PtlcFulfilled { point, secret }, out)
+            }
+            RoleMachine::Payee(_) => Ok(()),
+        }
     }
 
     fn role_input(&mut self, input: RoleIn, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {

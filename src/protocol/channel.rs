@@ -429,6 +429,16 @@ pub struct StateRecord {
     pub sig_s: Signature,
 }
 
+impl StateRecord {
+    /// The proposer's signature on U_n: what a [`CompleteUpdate`] of this state carries.
+    pub fn proposer_signature(&self) -> Signature {
+        match self.proposer {
+            Party::A => self.sig_a,
+            Party::S => self.sig_s,
+        }
+    }
+}
+
 /// An update under way. `Debug` leaves out a withheld signature (see [`Event`]).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingUpdate {
@@ -622,10 +632,6 @@ impl Snapshot {
             Party::A => rec.sig_a,
             Party::S => rec.sig_s,
         };
-        let proposers = |rec: &StateRecord| match rec.proposer {
-            Party::A => rec.sig_a,
-            Party::S => rec.sig_s,
-        };
         match msg {
             Message::Propose(m) => {
                 self.pending.as_ref().is_some_and(|p| {
@@ -643,12 +649,11 @@ impl Snapshot {
                     .is_some_and(|c| c.body.number == m.state && own(c) == m.signature)
             }
             Message::Complete(m) => {
-                self.complete
-                    .as_ref()
-                    .is_some_and(|c| c.body.number == m.state && proposers(c) == m.signature)
-                    || self.pending.as_ref().is_some_and(|p| {
-                        p.body.number == m.state && p.proposer_signature == Some(m.signature)
-                    })
+                self.complete.as_ref().is_some_and(|c| {
+                    c.body.number == m.state && c.proposer_signature() == m.signature
+                }) || self.pending.as_ref().is_some_and(|p| {
+                    p.body.number == m.state && p.proposer_signature == Some(m.signature)
+                })
             }
             Message::CloseProposal(m) => self.closing.as_ref().is_some_and(|c| {
                 c.proposer == self.side
@@ -1254,17 +1259,24 @@ impl Channel {
         if !open || self.snap.on_chain.is_some() || !self.snap.funding_confirmed {
             return None;
         }
-        let params = self.snap.params.as_ref()?;
-        let lead = u32::from(params.shared_delay) + SALE_WINDOW_MARGIN + 1;
-        let side = self.snap.side;
         self.latest()?.ptlcs.iter().find(|p| {
-            let expiry = p.expiry.height();
-            if p.offerer == side {
-                height >= expiry
-            } else {
-                self.snap.ptlc_secrets.contains_key(&p.id) && height.saturating_add(lead) >= expiry
-            }
+            let ours_to_claim = p.offerer != self.snap.side;
+            (!ours_to_claim || self.snap.ptlc_secrets.contains_key(&p.id))
+                && self.ptlc_deadline(p).is_some_and(|at| height >= at)
         })
+    }
+
+    /// The height from which `ptlc` must be resolved on chain rather than off: its expiry
+    /// for the offerer; for the party it pays, shared_delay + [`SALE_WINDOW_MARGIN`] + 1
+    /// blocks before it, so that the settlement confirms and the claim is valid before the
+    /// offerer's timeout is.
+    fn ptlc_deadline(&self, ptlc: &PtlcRecord) -> Option<u32> {
+        let expiry = ptlc.expiry.height();
+        if ptlc.offerer == self.snap.side {
+            return Some(expiry);
+        }
+        let delay = u32::from(self.snap.params.as_ref()?.shared_delay);
+        Some(expiry.saturating_sub(delay + SALE_WINDOW_MARGIN + 1))
     }
 
     /// Whether the pending update is a countersigned proposal one past `latest`: the peer's,
@@ -1300,13 +1312,23 @@ impl Channel {
             state: u32::try_from(m).map_err(|_| ChannelError::UnknownOnChainState { state: m })?,
             settlement_leaf_hash: leaf,
         };
-        Ok(Some(txs::signed_update(
-            self.txs("override")?,
+        Ok(Some(self.latest_update(&spent)?))
+    }
+
+    /// Our latest complete state's update, fully signed, spending `spent`.
+    fn latest_update(&self, spent: &txs::Spent) -> Result<Transaction, ChannelError> {
+        let rec = self
+            .snap
+            .complete
+            .as_ref()
+            .ok_or(self.unexpected("update"))?;
+        Ok(txs::signed_update(
+            self.txs("update")?,
             &rec.body,
             &rec.sig_a,
             &rec.sig_s,
-            &spent,
-        )?))
+            spent,
+        )?)
     }
 
     /// The price point T = R + e·P of the proposer's signature on the pending update, from
@@ -1359,15 +1381,7 @@ impl Channel {
                     .as_ref()
                     .filter(|r| Some(r.body.number) == bought)
                 {
-                    let signature = match rec.proposer {
-                        Party::A => rec.sig_a,
-                        Party::S => rec.sig_s,
-                    };
-                    sends.push(Action::Send(Message::Complete(CompleteUpdate {
-                        channel_id: self.snap.channel_id,
-                        state: rec.body.number,
-                        signature,
-                    })));
+                    sends.push(Action::Send(self.complete_message(rec)));
                 }
                 Ok(sends)
             }
@@ -1625,14 +1639,12 @@ impl Channel {
                 self.ready_to_update("fulfil")?;
                 // Revealing the secret off chain this late would let the offerer take it
                 // and still time the PTLC out on chain.
-                if let (Some(p), Some(params)) = (
-                    self.latest()
-                        .and_then(|b| b.ptlcs.iter().find(|p| p.id == id)),
-                    self.snap.params.as_ref(),
-                ) {
-                    let lead = u32::from(params.shared_delay) + SALE_WINDOW_MARGIN + 1;
-                    let expiry = p.expiry.height();
-                    if self.snap.height.saturating_add(lead) >= expiry {
+                let late = self
+                    .latest()
+                    .and_then(|b| b.ptlcs.iter().find(|p| p.id == id))
+                    .and_then(|p| Some((p.expiry.height(), self.ptlc_deadline(p)?)));
+                if let Some((expiry, deadline)) = late {
+                    if self.snap.height >= deadline {
                         // Keep the secret for the claim and publish the latest state now.
                         let before = self.snap.clone();
                         let mut actions = self.provide_secret(id, secret)?;
@@ -2254,13 +2266,9 @@ impl Channel {
                 // proof of purchase): nothing to do. A replayed completion of the peer's is
                 // refused below.
                 if let Some(rec) = &self.snap.complete {
-                    let ours = match rec.proposer {
-                        Party::A => rec.sig_a,
-                        Party::S => rec.sig_s,
-                    };
                     if rec.proposer == self.snap.side
                         && rec.body.number == m.state
-                        && ours == m.signature
+                        && rec.proposer_signature() == m.signature
                     {
                         return Ok(vec![]);
                     }
@@ -2463,16 +2471,17 @@ impl Channel {
         if !missing || (!ours && self.snap.bought == Some(rec.body.number)) {
             return vec![];
         }
-        let signature = match rec.proposer {
-            Party::A => rec.sig_a,
-            Party::S => rec.sig_s,
-        };
-        let msg = Message::Complete(CompleteUpdate {
+        let msg = self.complete_message(&rec);
+        self.commit(vec![msg], vec![])
+    }
+
+    /// The [`CompleteUpdate`] of a complete state: its proposer's signature.
+    fn complete_message(&self, rec: &StateRecord) -> Message {
+        Message::Complete(CompleteUpdate {
             channel_id: self.snap.channel_id,
             state: rec.body.number,
-            signature,
-        });
-        self.commit(vec![msg], vec![])
+            signature: rec.proposer_signature(),
+        })
     }
 
     // ---- cooperative close ----
@@ -2950,13 +2959,7 @@ impl Channel {
             Some(_) => return Ok(vec![]),
             None => txs::Spent::Funding(outpoint),
         };
-        let tx = txs::signed_update(
-            self.txs("force_close")?,
-            &rec.body,
-            &rec.sig_a,
-            &rec.sig_s,
-            &spent,
-        )?;
+        let tx = self.latest_update(&spent)?;
         self.snap.phase = Phase::ForceClosing;
         Ok(self.commit(vec![], vec![Action::Broadcast(tx)]))
     }
@@ -2994,13 +2997,7 @@ impl Channel {
                     .snap
                     .funding_outpoint
                     .ok_or(self.unexpected("rebroadcast"))?;
-                let tx = txs::signed_update(
-                    self.txs("rebroadcast")?,
-                    &rec.body,
-                    &rec.sig_a,
-                    &rec.sig_s,
-                    &txs::Spent::Funding(outpoint),
-                )?;
+                let tx = self.latest_update(&txs::Spent::Funding(outpoint))?;
                 Ok(vec![Action::Broadcast(tx)])
             }
             (Some(oc), _) if oc.settlement_txid.is_none() => {
