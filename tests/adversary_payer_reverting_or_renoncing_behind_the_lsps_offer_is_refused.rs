@@ -16,7 +16,7 @@ mod node_support;
 use asyncpay::crypto::keys::SecretKey;
 use asyncpay::crypto::nonce::PublicNonce;
 use asyncpay::node::core::{NodeInput, NodeOutput, TAG_CHANNEL};
-use asyncpay::protocol::channel::Phase;
+use asyncpay::protocol::channel::{Phase, Snapshot};
 use asyncpay::protocol::messages::{Change, ChannelId, Message, ProposeUpdate};
 use asyncpay::protocol::payment::PaymentId;
 use node_support::*;
@@ -61,6 +61,26 @@ fn from_a(sim: &mut Sim, msg: Message) -> Vec<NodeOutput> {
         .unwrap_or_default()
 }
 
+/// S's A–S snapshot.
+fn s_channel(sim: &Sim, a_s: ChannelId) -> Snapshot {
+    sim.nodes[S].core().channels()[&a_s]
+        .channel
+        .snapshot()
+        .clone()
+}
+
+/// Feeds S `msg` from A and checks that S neither answers nor changes its channel.
+fn refused_without_change(sim: &mut Sim, a_s: ChannelId, msg: Message, what: &str) {
+    let before = s_channel(sim, a_s);
+    let out = from_a(sim, msg);
+    assert!(!countersigned(&out), "S answered {what}");
+    assert_eq!(
+        before,
+        s_channel(sim, a_s),
+        "refusing {what} changed nothing"
+    );
+}
+
 fn countersigned(outputs: &[NodeOutput]) -> bool {
     outputs
         .iter()
@@ -99,20 +119,7 @@ fn payer_reverting_the_offered_state_is_refused_and_the_sale_pays_the_lsp() {
         change: Change::Revert { abandoned: 1 },
         nonce: adversary_nonce(0x0d),
     });
-    let before = sim.nodes[S].core().channels()[&a_s]
-        .channel
-        .snapshot()
-        .clone();
-    let out = from_a(&mut sim, revert);
-    assert!(
-        !countersigned(&out),
-        "S countersigned A's revert behind its offer"
-    );
-    let after = sim.nodes[S].core().channels()[&a_s]
-        .channel
-        .snapshot()
-        .clone();
-    assert_eq!(before, after, "the refusal changed nothing");
+    refused_without_change(&mut sim, a_s, revert, "A's revert behind its offer");
     assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("offered"));
     sale_still_pays_s(sim, id);
 }
@@ -120,32 +127,14 @@ fn payer_reverting_the_offered_state_is_refused_and_the_sale_pays_the_lsp() {
 #[test]
 fn payer_replacing_the_priced_nonce_is_refused_and_the_sale_pays_the_lsp() {
     let (mut sim, a_s, id) = offered();
-    let pending = sim.nodes[S].core().channels()[&a_s]
-        .channel
-        .snapshot()
-        .pending
-        .clone()
-        .unwrap();
+    let pending = s_channel(&sim, a_s).pending.unwrap();
     let renonce = Message::Propose(ProposeUpdate {
         channel_id: a_s,
         state: pending.body.number,
         change: pending.change.clone(),
         nonce: adversary_nonce(0x0e),
     });
-    let before = sim.nodes[S].core().channels()[&a_s]
-        .channel
-        .snapshot()
-        .clone();
-    let out = from_a(&mut sim, renonce);
-    assert!(
-        !countersigned(&out),
-        "S answered a new nonce for the priced state"
-    );
-    let after = sim.nodes[S].core().channels()[&a_s]
-        .channel
-        .snapshot()
-        .clone();
-    assert_eq!(before, after, "the priced nonce R1 stays");
+    refused_without_change(&mut sim, a_s, renonce, "a new nonce for the priced state");
     sale_still_pays_s(sim, id);
 }
 
@@ -153,12 +142,7 @@ fn payer_replacing_the_priced_nonce_is_refused_and_the_sale_pays_the_lsp() {
 #[test]
 fn payer_repeating_the_proposal_with_its_nonce_is_answered() {
     let (mut sim, a_s, _) = offered();
-    let pending = sim.nodes[S].core().channels()[&a_s]
-        .channel
-        .snapshot()
-        .pending
-        .clone()
-        .unwrap();
+    let pending = s_channel(&sim, a_s).pending.unwrap();
     let again = Message::Propose(ProposeUpdate {
         channel_id: a_s,
         state: pending.body.number,

@@ -9,11 +9,11 @@ mod channel_support;
 mod tx_support;
 
 use anyhow::{ensure, Context};
-use asyncpay::protocol::channel::{Command, Event, Input, OpenTerms, TIMEOUT_FEE_SAT};
+use asyncpay::protocol::channel::{Command, Event, Input, TIMEOUT_FEE_SAT};
 use asyncpay::tx::Party;
 use bitcoin::{Amount, OutPoint};
 use channel_support::pair::{payout_script, Pair};
-use channel_support::{payout, secret};
+use channel_support::secret;
 
 const CAPACITY: u64 = 500_000;
 const PUSH: u64 = 150_000;
@@ -24,20 +24,7 @@ const FROM_S: u64 = 50_000;
 fn settled_ptlcs_are_claimed_and_timed_out_by_the_state_machines() -> anyhow::Result<()> {
     let chain = tx_support::start();
     let fees = tx_support::keypair("ptlc-resolution-fees");
-    let height = u32::try_from(chain.height()?)?;
-    let terms = OpenTerms {
-        capacity_sat: CAPACITY,
-        push_sat: PUSH,
-        shared_delay: tx_support::SHARED_DELAY,
-        update_window: 1_000,
-        payout_key: payout(Party::A),
-    };
-    let (mut pair, _) = Pair::open(terms, height, |script, capacity| {
-        let (outpoint, _) = chain.fund(script, Amount::from_sat(capacity))?;
-        let at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
-        Ok((outpoint, at))
-    })?;
-    let height = pair.tip(&chain)?;
+    let (mut pair, _, height) = Pair::open_on(&chain, CAPACITY, PUSH, tx_support::SHARED_DELAY)?;
     let expiry = height + 40;
     for (party, amount_sat, tag) in [(Party::A, FROM_A, 9), (Party::S, FROM_S, 8)] {
         pair.input(

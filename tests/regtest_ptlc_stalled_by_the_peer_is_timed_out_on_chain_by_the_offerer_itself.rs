@@ -11,11 +11,11 @@ mod channel_support;
 mod tx_support;
 
 use anyhow::{ensure, Context};
-use asyncpay::protocol::channel::{Command, Event, Input, OpenTerms, Phase, TIMEOUT_FEE_SAT};
+use asyncpay::protocol::channel::{Command, Event, Input, Phase, TIMEOUT_FEE_SAT};
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
 use bitcoin::{Amount, OutPoint};
 use channel_support::pair::{payout_script, Pair};
-use channel_support::{payout, secret};
+use channel_support::secret;
 
 const CAPACITY: u64 = 500_000;
 const PUSH: u64 = 150_000;
@@ -25,20 +25,7 @@ const OFFERED: u64 = 40_000;
 fn offerer_times_out_a_stalled_ptlc_on_chain_by_itself() -> anyhow::Result<()> {
     let chain = tx_support::start();
     let fees = tx_support::keypair("stalled-ptlc-fees");
-    let height = u32::try_from(chain.height()?)?;
-    let terms = OpenTerms {
-        capacity_sat: CAPACITY,
-        push_sat: PUSH,
-        shared_delay: tx_support::SHARED_DELAY,
-        update_window: 1_000,
-        payout_key: payout(Party::A),
-    };
-    let (mut pair, _) = Pair::open(terms, height, |script, capacity| {
-        let (outpoint, _) = chain.fund(script, Amount::from_sat(capacity))?;
-        let at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
-        Ok((outpoint, at))
-    })?;
-    let height = pair.tip(&chain)?;
+    let (mut pair, _, height) = Pair::open_on(&chain, CAPACITY, PUSH, tx_support::SHARED_DELAY)?;
     let expiry = height + 2 * u32::from(tx_support::SHARED_DELAY) + 4;
     pair.input(
         Party::S,

@@ -16,11 +16,11 @@ mod channel_support;
 mod tx_support;
 
 use anyhow::{ensure, Context};
-use asyncpay::protocol::channel::{ChainEvent, Channel, Command, Input, OpenTerms};
+use asyncpay::protocol::channel::{ChainEvent, Channel, Command, Input};
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
 use bitcoin::{Amount, OutPoint, Transaction};
 use channel_support::pair::{payout_script, Pair};
-use channel_support::{payout, secrets};
+use channel_support::secrets;
 use serde_json::json;
 
 const CAPACITY: u64 = 500_000;
@@ -39,20 +39,7 @@ fn stale_update_held_in_the_mempool_is_answered_once_it_confirms() -> anyhow::Re
     let chain = tx_support::start();
     let fees = tx_support::keypair("pinned-stale-fees");
     let adversary = tx_support::keypair("pinned-stale-adversary");
-    let height = u32::try_from(chain.height()?)?;
-    let terms = OpenTerms {
-        capacity_sat: CAPACITY,
-        push_sat: PUSH,
-        shared_delay: tx_support::SHARED_DELAY,
-        update_window: 1_000,
-        payout_key: payout(Party::A),
-    };
-    let (mut pair, _) = Pair::open(terms, height, |script, capacity| {
-        let (outpoint, _) = chain.fund(script, Amount::from_sat(capacity))?;
-        let at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
-        Ok((outpoint, at))
-    })?;
-    let height = pair.tip(&chain)?;
+    let (mut pair, _, height) = Pair::open_on(&chain, CAPACITY, PUSH, tx_support::SHARED_DELAY)?;
     // A keeps a copy of its channel at state 0.
     let old_copy = pair.channel(Party::A).snapshot().clone();
     for amount_sat in [PAID_1, PAID_2] {

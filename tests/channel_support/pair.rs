@@ -60,6 +60,32 @@ impl Pair {
         Ok((pair, outpoint))
     }
 
+    /// Opens a channel on `chain` at its tip, A paying S `push_sat` at the open: the faucet
+    /// pays the funding script and the funding confirms. Returns the pair, the funding
+    /// outpoint and the tip after the funding.
+    pub fn open_on(
+        chain: &asyncpay::chain::regtest::Regtest,
+        capacity_sat: u64,
+        push_sat: u64,
+        shared_delay: u16,
+    ) -> anyhow::Result<(Self, OutPoint, u32)> {
+        let height = u32::try_from(chain.height()?)?;
+        let terms = OpenTerms {
+            capacity_sat,
+            push_sat,
+            shared_delay,
+            update_window: 1_000,
+            payout_key: payout(Party::A),
+        };
+        let (mut pair, outpoint) = Pair::open(terms, height, |script, capacity| {
+            let (outpoint, _) = chain.fund(script, bitcoin::Amount::from_sat(capacity))?;
+            let at = u32::try_from(chain.confirm(&outpoint.txid)?)?;
+            Ok((outpoint, at))
+        })?;
+        let tip = pair.tip(chain)?;
+        Ok((pair, outpoint, tip))
+    }
+
     /// A pair whose A side is `a` (just opened); S is created by the open message.
     pub fn new(a: Channel) -> Self {
         Pair {
