@@ -11,4 +11,4 @@
 pub mod channel;
 pub mod messages;
 pub mod payment;
-mod transactions;
+pub(crate) mod transactions;

@@ -6,10 +6,13 @@ mod bench_channel;
 mod bench_crypto;
 mod bench_mailbox;
 mod bench_payment;
+mod chain_io;
 mod demo;
+mod files;
 mod mailbox;
 mod node;
 mod sequence_svg;
+mod watchtower;
 
 /// asyncpay: asynchronous Lightning payments by pay-for-signature (research implementation).
 #[derive(Parser)]
@@ -42,6 +45,12 @@ enum Command {
     /// Control a running node: info, address, connect, open, contact, pay, cancel, fetch,
     /// force-close, stop. Arguments are one JSON object.
     Ctl(node::CtlArgs),
+    /// A watchtower for nodes that go offline for longer than their channels' shared delay:
+    /// it answers an older update with the latest one it was given, and settles it.
+    Watchtower {
+        #[command(subcommand)]
+        command: watchtower::TowerCmd,
+    },
     /// Benchmarks that print figures beside a named baseline.
     Bench {
         #[command(subcommand)]
@@ -98,6 +107,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(node::run(command))?,
+        Command::Watchtower { command } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(watchtower::run(command))?,
         Command::Ctl(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use asyncpay::chain::wallet::{Wallet, WalletSeed};
+
+use crate::chain_io::Rpc;
+use crate::files::{load_seed, private_dir, private_file, write_private};
 use asyncpay::crypto::keys::PublicKey;
 use asyncpay::mailbox::client::MailboxClient;
 use asyncpay::mailbox::keys::{Contact, NodeKey};
@@ -25,6 +28,7 @@ use asyncpay::node::core::{
     node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
 };
 use asyncpay::node::store::Store;
+use asyncpay::protocol::channel::Snapshot;
 use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::{LspPolicy, PayerStatus, PaymentId};
 use asyncpay::tx::Party;
@@ -101,6 +105,11 @@ pub struct RunArgs {
     /// a keepalive every third of this).
     #[arg(long, default_value_t = 90)]
     idle_timeout_secs: u64,
+    /// Watchtower URL (`asyncpay watchtower serve`): each channel's latest complete state is
+    /// sent there once stored, so an older state published while this node is offline is
+    /// answered. Needed by a node that may stay offline longer than a channel's shared delay.
+    #[arg(long)]
+    watchtower: Option<String>,
 }
 
 fn admission(args: &RunArgs) -> Admission {
@@ -225,24 +234,8 @@ struct Node {
     /// How often each transaction was submitted: a transaction the channel publishes again
     /// (it is not confirmed yet) goes out with a child at a higher feerate each time.
     attempts: HashMap<Txid, u32>,
-}
-
-/// The CPFP feerate of the first submission of a channel transaction, sat/vB.
-const FIRST_FEERATE: u64 = 5;
-/// The feerate never rises above this, sat/vB.
-const MAX_FEERATE: u64 = 500;
-
-/// The child's feerate at the `attempt`-th submission (0-based): up by half each time, so a
-/// transaction outbid in the mempool catches up within a few blocks.
-fn bumped_feerate(attempt: u32) -> u64 {
-    let mut rate = FIRST_FEERATE;
-    for _ in 0..attempt {
-        rate = (rate * 3).div_ceil(2);
-        if rate >= MAX_FEERATE {
-            return MAX_FEERATE;
-        }
-    }
-    rate
+    /// The watchtower's pusher, and the newest state of each channel handed to it.
+    tower: Option<(mpsc::UnboundedSender<Snapshot>, HashMap<ChannelId, u64>)>,
 }
 
 /// A point in the driver's outputs where a node armed with `ctl crash-at` kills itself with
@@ -282,66 +275,6 @@ impl std::fmt::Display for CrashPoint {
             CrashPoint::Persist(n) => write!(f, "persist:{n}"),
         }
     }
-}
-
-fn load_seed(dir: &Path) -> anyhow::Result<[u8; 32]> {
-    let path = dir.join("seed");
-    if !path.exists() {
-        let seed: [u8; 32] = rand::random();
-        write_private(&path, hex::encode(seed).as_bytes())?;
-    }
-    let text = std::fs::read_to_string(&path)?;
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed).context("seed file is not 32 hex bytes")?;
-    Ok(seed)
-}
-
-/// Creates `dir` (and its parents) if missing and makes it 0700: the node's files hold its
-/// secrets.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("making {} private", dir.display()))?;
-    Ok(())
-}
-
-/// Creates the SQLite database `path` as an empty file with mode 0600 if it is missing, and
-/// brings an existing one (with its `-wal` and `-shm` files) to 0600.
-fn private_file(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    for suffix in ["", "-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let file = PathBuf::from(name);
-        if file.exists() {
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("making {} private", file.display()))?;
-        }
-    }
-    Ok(())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 fn lsp_policy(ptlc_delta: u32) -> LspPolicy {
@@ -445,6 +378,10 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         chain: None,
         crash: args.crash_at.clone().map(|p| (p, 0)),
         attempts: HashMap::new(),
+        tower: match &args.watchtower {
+            Some(url) => Some((spawn_tower_pusher(url, seed)?, HashMap::new())),
+            None => None,
+        },
     };
 
     // Accept peers: every handshake runs in its own task, within the caps of `Admission`
@@ -860,9 +797,29 @@ impl Node {
                     *last_poll = Instant::now();
                     self.poll_chain().await?;
                 }
+                self.feed_tower();
             }
         }
         Ok(())
+    }
+
+    /// Hands every channel whose complete state is newer than what the pusher has to the
+    /// watchtower's pusher. The core stored the state before it reached the snapshot.
+    fn feed_tower(&mut self) {
+        let Some((pusher, handed)) = self.tower.as_mut() else {
+            return;
+        };
+        for (id, entry) in self.core.channels() {
+            let snapshot = entry.channel.snapshot();
+            let Some(number) = snapshot.complete.as_ref().map(|r| r.body.number) else {
+                continue;
+            };
+            if snapshot.funding_outpoint.is_none() || handed.get(id) == Some(&number) {
+                continue;
+            }
+            handed.insert(*id, number);
+            let _ = pusher.send(snapshot.clone());
+        }
     }
 
     async fn control(&mut self, command: &str, args: Value) -> anyhow::Result<Value> {
@@ -1360,72 +1317,75 @@ impl Node {
             *n += 1;
             *n - 1
         };
-        let Some(anchor) = tx
-            .output
-            .iter()
-            .position(|o| o.script_pubkey == bitcoin::ScriptBuf::new_p2a())
-        else {
-            let hex = bitcoin::consensus::encode::serialize_hex(tx);
-            let answer = rpc.call("sendrawtransaction", json!([hex])).await?;
-            self.wallet.record_broadcast(std::slice::from_ref(tx))?;
-            println!(
-                "{}",
-                json!({"event": "transaction_sent", "txid": txid.to_string(), "attempt": attempt, "answer": answer})
-            );
-            return Ok(());
+        let published = crate::chain_io::publish(&rpc, &mut self.wallet, tx, attempt).await?;
+        let feerate = match published {
+            crate::chain_io::Published::Alone => None,
+            crate::chain_io::Published::Package { feerate_sat_vb } => Some(feerate_sat_vb),
         };
-        let feerate = bumped_feerate(attempt);
-        let child = tokio::task::block_in_place(|| {
-            self.wallet.cpfp_child(
-                tx,
-                anchor as u32,
-                FeeRate::from_sat_per_vb(feerate).expect("bounded feerate"),
-            )
-        })?;
-        let hex: Vec<String> = [tx, &child.tx]
-            .iter()
-            .map(|t| bitcoin::consensus::encode::serialize_hex(*t))
-            .collect();
-        let answer = rpc.call("submitpackage", json!([hex])).await?;
-        self.wallet
-            .record_broadcast(&[tx.clone(), child.tx.clone()])?;
         println!(
             "{}",
-            json!({"event": "package_submitted", "txid": txid.to_string(), "attempt": attempt, "feerate_sat_vb": feerate, "answer": answer["package_msg"]})
+            json!({"event": "transaction_published", "txid": txid.to_string(), "attempt": attempt, "feerate_sat_vb": feerate})
         );
         Ok(())
     }
 }
 
-/// A bitcoind JSON-RPC endpoint with cookie authentication.
-#[derive(Clone)]
-struct Rpc {
-    url: String,
-    cookie: PathBuf,
-}
-
-impl Rpc {
-    async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
-        let cookie = std::fs::read_to_string(&self.cookie)
-            .with_context(|| format!("reading {}", self.cookie.display()))?;
-        let (user, pass) = cookie
-            .trim()
-            .split_once(':')
-            .context("cookie file is user:password")?;
-        let body: Value = reqwest::Client::new()
-            .post(&self.url)
-            .basic_auth(user, Some(pass))
-            .json(&json!({"jsonrpc": "1.0", "id": "asyncpay", "method": method, "params": params}))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if !body["error"].is_null() {
-            bail!("{method}: {}", body["error"]);
+/// The task that sends channels' latest states to the watchtower: the newest snapshot of
+/// each channel waits until the tower took it, retried every two seconds. Nothing is stored:
+/// after a restart every channel is sent again, and the tower asks for what it lacks.
+fn spawn_tower_pusher(
+    url: &str,
+    seed: [u8; 32],
+) -> anyhow::Result<mpsc::UnboundedSender<Snapshot>> {
+    let client = asyncpay::tower::client::TowerClient::new(url)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Snapshot>();
+    tokio::spawn(async move {
+        let mut waiting: BTreeMap<ChannelId, Snapshot> = BTreeMap::new();
+        loop {
+            if waiting.is_empty() {
+                match rx.recv().await {
+                    Some(s) => {
+                        waiting.insert(s.channel_id, s);
+                    }
+                    None => return,
+                }
+            }
+            while let Ok(s) = rx.try_recv() {
+                waiting.insert(s.channel_id, s);
+            }
+            let ids: Vec<ChannelId> = waiting.keys().copied().collect();
+            for id in ids {
+                let Some(snapshot) = waiting.get(&id) else {
+                    continue;
+                };
+                let state = snapshot.complete.as_ref().map(|r| r.body.number);
+                match client.push(&seed, snapshot).await {
+                    Ok(held) => {
+                        println!(
+                            "{}",
+                            json!({"event": "watchtower_updated", "channel_id": hex::encode(id.0), "state": held})
+                        );
+                        waiting.remove(&id);
+                    }
+                    // A state the tower already holds a newer one of, or a channel it no
+                    // longer takes appointments for (closing on chain): nothing to retry.
+                    Err(asyncpay::tower::client::PushError::Refused { code, .. })
+                        if code == "stale" || code == "closing" =>
+                    {
+                        waiting.remove(&id);
+                    }
+                    Err(e) => eprintln!(
+                        "{}",
+                        json!({"event": "watchtower_failed", "channel_id": hex::encode(id.0), "state": state, "error": e.to_string()})
+                    ),
+                }
+            }
+            if !waiting.is_empty() {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
         }
-        Ok(body["result"].clone())
-    }
+    });
+    Ok(tx)
 }
 
 fn confirmed_height(client: &electrum_client::Client, txid: &Txid) -> anyhow::Result<Option<u32>> {
@@ -1456,26 +1416,4 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{bumped_feerate, FIRST_FEERATE, MAX_FEERATE};
-
-    #[test]
-    fn the_cpfp_feerate_rises_by_half_each_submission_up_to_the_cap() {
-        let rates: Vec<u64> = (0..14).map(bumped_feerate).collect();
-        assert_eq!(rates[0], FIRST_FEERATE);
-        assert_eq!(&rates[..6], &[5, 8, 12, 18, 27, 41]);
-        assert!(
-            rates.windows(2).all(|w| w[1] >= w[0]),
-            "never falls: {rates:?}"
-        );
-        assert_eq!(
-            bumped_feerate(12),
-            MAX_FEERATE,
-            "capped after a dozen blocks"
-        );
-        assert_eq!(bumped_feerate(u32::MAX), MAX_FEERATE, "no overflow");
-    }
 }
