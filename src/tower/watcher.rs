@@ -175,8 +175,9 @@ pub struct Tower {
     records: HashMap<Id, Record>,
     leaves: HashMap<Id, Vec<[u8; SEALED_LEAF_LEN]>>,
     by_hint: HashMap<Hint, Vec<[u8; 32]>>,
-    /// Update outputs of opened channels.
-    watching: HashMap<OutPoint, Id>,
+    /// Update outputs of opened channels (several records may follow one channel: another
+    /// client may have registered under the same hint).
+    watching: HashMap<OutPoint, Vec<Id>>,
 }
 
 impl Tower {
@@ -204,7 +205,10 @@ impl Tower {
         let id = (record.client, record.hint);
         if let Some(b) = &record.breach {
             if b.settled.is_none() {
-                self.watching.insert(b.on_chain.outpoint, id);
+                self.watching
+                    .entry(b.on_chain.outpoint)
+                    .or_default()
+                    .push(id);
             }
         }
         let clients = self.by_hint.entry(record.hint).or_default();
@@ -342,9 +346,11 @@ impl Tower {
         for tx in &block.txdata {
             for input in &tx.input {
                 let prevout = input.previous_output;
-                if let Some(id) = self.watching.get(&prevout).copied() {
-                    if self.on_spend(id, tx, input, height, &mut out.events) {
-                        changed.insert(id, ());
+                if let Some(ids) = self.watching.remove(&prevout) {
+                    for id in ids {
+                        if self.on_spend(id, tx, input, height, &mut out.events) {
+                            changed.insert(id, ());
+                        }
                     }
                     continue;
                 }
@@ -440,7 +446,7 @@ impl Tower {
             },
             settled: None,
         });
-        self.watching.insert(outpoint, id);
+        self.watching.entry(outpoint).or_default().push(id);
         true
     }
 
@@ -456,7 +462,6 @@ impl Tower {
         let Some(b) = self.records.get_mut(&id).and_then(|r| r.breach.as_mut()) else {
             return false;
         };
-        self.watching.remove(&input.previous_output);
         match update_state(tx, input) {
             Some(state) => {
                 let outpoint = OutPoint {
@@ -468,7 +473,7 @@ impl Tower {
                     outpoint,
                     confirmed_at: height,
                 };
-                self.watching.insert(outpoint, id);
+                self.watching.entry(outpoint).or_default().push(id);
             }
             None => {
                 b.settled = Some(tx.compute_txid());
