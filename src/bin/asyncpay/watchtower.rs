@@ -208,7 +208,15 @@ async fn scan(
         if height < tip || outcome.broadcasts.is_empty() {
             continue;
         }
-        tokio::task::block_in_place(|| wallet.sync(electrum))?;
+        // The fee wallet must see the block just scanned (its coins may have confirmed in it):
+        // electrs can lag bitcoind by a moment.
+        for _ in 0..50 {
+            tokio::task::block_in_place(|| wallet.sync(electrum))?;
+            if wallet.tip_height() >= height {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         for tx in &outcome.broadcasts {
             let txid = tx.compute_txid();
             let attempt = attempts.entry(txid).or_insert(0);
