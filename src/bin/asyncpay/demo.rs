@@ -512,6 +512,8 @@ struct Demo {
     chain: Regtest,
     electrum: String,
     mailbox_url: String,
+    /// B's watchtower.
+    tower_url: String,
     control: Control,
     nodes: Vec<Node>,
     narrator: Narrator,
@@ -622,6 +624,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         chain,
         electrum,
         mailbox_url: String::new(),
+        tower_url: String::new(),
         control: Control::new()?,
         nodes: Party::ALL
             .iter()
@@ -747,7 +750,9 @@ impl Demo {
             Party::P => {
                 command.args(["--shared-delay", &PAYEE_DELAY.to_string()]);
             }
-            Party::B => {}
+            Party::B => {
+                command.args(["--watchtower", &self.tower_url]);
+            }
         }
         command
             .env(
@@ -857,6 +862,59 @@ impl Demo {
         self.narrator
             .detail(format!("mailbox pid {pid} at {}", self.mailbox_url));
         Ok(())
+    }
+
+    /// Starts B's watchtower and waits until it wrote its `tower.json`.
+    fn start_tower(&mut self) -> anyhow::Result<()> {
+        let dir = self.root.path().join("watchtower");
+        std::fs::create_dir_all(&dir)?;
+        let log = self.root.path().join("watchtower.log");
+        let child = Command::new(&self.exe)
+            .args([
+                "watchtower",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .args(["--rpc-url", &self.chain.rpc_url(), "--rpc-cookie"])
+            .arg(self.chain.rpc_cookie_file())
+            .args(["--electrum", &self.electrum, "--poll-ms", "300"])
+            .stdin(Stdio::null())
+            .stdout(File::create(self.root.path().join("watchtower.out"))?)
+            .stderr(File::create(&log)?)
+            .spawn()
+            .context("starting the watchtower")?;
+        self.children.add("watchtower", child, log);
+        let file = dir.join("tower.json");
+        let info: Value = wait_for("the watchtower to write tower.json", START_TIMEOUT, || {
+            self.children.check_alive("watchtower")?;
+            Ok(std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok()))
+        })?;
+        self.tower_url = info["url"]
+            .as_str()
+            .ok_or_else(|| anyhow!("tower.json without url: {info}"))?
+            .to_string();
+        self.narrator
+            .detail(format!("watchtower at {}", self.tower_url));
+        Ok(())
+    }
+
+    /// The newest state of channel `channel_id` that `party` reported its watchtower holds.
+    fn tower_state(&self, party: Party, channel_id: &str) -> Option<u64> {
+        self.events
+            .all()
+            .iter()
+            .rev()
+            .find(|e| {
+                e.party == party
+                    && e.event["event"] == "watchtower_updated"
+                    && e.event["channel_id"] == channel_id
+            })
+            .and_then(|e| e.event["state"].as_u64())
     }
 
     /// Mines `n` blocks, waits for electrs and for every running node to see the new tip.
@@ -1442,6 +1500,11 @@ impl Demo {
             "start the mailbox server (asyncpay mailbox serve)",
         );
         self.start_mailbox()?;
+        self.begin(
+            "tower",
+            "start B's watchtower (asyncpay watchtower serve): B will be offline longer than its channel's delay",
+        );
+        self.start_tower()?;
 
         let routed = self.args.routed;
         self.begin(
@@ -1808,6 +1871,25 @@ impl Demo {
             }
         }
 
+        // B's latest state of its LSP channel reached its watchtower before B leaves.
+        let b_channel = payee_side
+            .last()
+            .map(|(_, id, _, _, _)| id.clone())
+            .context("B has a channel")?;
+        let b_state = self.channel(Party::B, &b_channel)?["state"].as_u64();
+        let timeout = Duration::from_secs(self.args.timeout_secs);
+        let tower_state = wait_for("B's watchtower to hold B's latest state", timeout, || {
+            Ok(self
+                .tower_state(Party::B, &b_channel)
+                .filter(|s| Some(*s) == b_state)
+                .map(Some))
+        })
+        .unwrap_or_else(|_| self.tower_state(Party::B, &b_channel));
+        self.narrator.detail(format!(
+            "B's watchtower holds state {} of B's channel",
+            tower_state.map_or("none".into(), |s| s.to_string())
+        ));
+
         self.begin("offline", "A and B go offline; S stays online");
         self.stop_node(Party::A)?;
         self.stop_node(Party::B)?;
@@ -1904,6 +1986,11 @@ impl Demo {
                 json!(after[2 + 2 * i] + after[3 + 2 * i]),
             ));
         }
+        checks.push(check(
+            "B's watchtower holds B's latest state",
+            json!(b_state),
+            json!(tower_state),
+        ));
         if routed {
             checks.push(check(
                 "router status",
