@@ -108,8 +108,10 @@ pub struct RunArgs {
     /// Watchtower URL (`asyncpay watchtower serve`): each channel's latest complete state is
     /// sent there once stored, so an older state published while this node is offline is
     /// answered. Needed by a node that may stay offline longer than a channel's shared delay.
+    /// Repeat the flag for several towers: any one of them that stays online protects the
+    /// node.
     #[arg(long)]
-    watchtower: Option<String>,
+    watchtower: Vec<String>,
 }
 
 fn admission(args: &RunArgs) -> Admission {
@@ -234,8 +236,8 @@ struct Node {
     /// How often each transaction was submitted: a transaction the channel publishes again
     /// (it is not confirmed yet) goes out with a child at a higher feerate each time.
     attempts: HashMap<Txid, u32>,
-    /// The watchtower's pusher, and the newest state of each channel handed to it.
-    tower: Option<(mpsc::UnboundedSender<Snapshot>, HashMap<ChannelId, u64>)>,
+    /// The watchtowers' pushers, and the newest state of each channel handed to them.
+    towers: (Vec<mpsc::UnboundedSender<Snapshot>>, HashMap<ChannelId, u64>),
 }
 
 /// A point in the driver's outputs where a node armed with `ctl crash-at` kills itself with
@@ -378,10 +380,13 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         chain: None,
         crash: args.crash_at.clone().map(|p| (p, 0)),
         attempts: HashMap::new(),
-        tower: match &args.watchtower {
-            Some(url) => Some((spawn_tower_pusher(url, seed)?, HashMap::new())),
-            None => None,
-        },
+        towers: (
+            args.watchtower
+                .iter()
+                .map(|url| spawn_tower_pusher(url, seed))
+                .collect::<anyhow::Result<_>>()?,
+            HashMap::new(),
+        ),
     };
 
     // Accept peers: every handshake runs in its own task, within the caps of `Admission`
@@ -806,9 +811,10 @@ impl Node {
     /// Hands every channel whose complete state is newer than what the pusher has to the
     /// watchtower's pusher. The core stored the state before it reached the snapshot.
     fn feed_tower(&mut self) {
-        let Some((pusher, handed)) = self.tower.as_mut() else {
+        let (pushers, handed) = &mut self.towers;
+        if pushers.is_empty() {
             return;
-        };
+        }
         for (id, entry) in self.core.channels() {
             let snapshot = entry.channel.snapshot();
             let Some(number) = snapshot.complete.as_ref().map(|r| r.body.number) else {
@@ -818,7 +824,9 @@ impl Node {
                 continue;
             }
             handed.insert(*id, number);
-            let _ = pusher.send(snapshot.clone());
+            for pusher in pushers.iter() {
+                let _ = pusher.send(snapshot.clone());
+            }
         }
     }
 
@@ -1338,6 +1346,7 @@ fn spawn_tower_pusher(
     seed: [u8; 32],
 ) -> anyhow::Result<mpsc::UnboundedSender<Snapshot>> {
     let client = asyncpay::tower::client::TowerClient::new(url)?;
+    let url = url.to_owned();
     let (tx, mut rx) = mpsc::unbounded_channel::<Snapshot>();
     tokio::spawn(async move {
         let mut waiting: BTreeMap<ChannelId, Snapshot> = BTreeMap::new();
@@ -1363,7 +1372,7 @@ fn spawn_tower_pusher(
                     Ok(held) => {
                         println!(
                             "{}",
-                            json!({"event": "watchtower_updated", "channel_id": hex::encode(id.0), "state": held})
+                            json!({"event": "watchtower_updated", "tower": url, "channel_id": hex::encode(id.0), "state": held})
                         );
                         waiting.remove(&id);
                     }
@@ -1376,7 +1385,7 @@ fn spawn_tower_pusher(
                     }
                     Err(e) => eprintln!(
                         "{}",
-                        json!({"event": "watchtower_failed", "channel_id": hex::encode(id.0), "state": state, "error": e.to_string()})
+                        json!({"event": "watchtower_failed", "tower": url, "channel_id": hex::encode(id.0), "state": state, "error": e.to_string()})
                     ),
                 }
             }
