@@ -452,7 +452,8 @@ impl Wallet {
 
     /// The signed version 3 child of `parent` for `submitpackage`: input 0 spends the
     /// pay-to-anchor output `anchor_vout` (empty witness), input 1 the smallest confirmed,
-    /// unreserved wallet coin that pays the fee, output 0 returns the rest to a new internal
+    /// unreserved wallet coin that pays the fee (a coin spent only by an earlier, unmined
+    /// child of the same parent counts: the new child replaces that one), output 0 returns the rest to a new internal
     /// address. The fee brings parent and child together to `feerate`. The coin stays
     /// reserved until [`Wallet::record_broadcast`] is told of the child.
     pub fn cpfp_child(
@@ -506,10 +507,29 @@ impl Wallet {
             .checked_sub(anchor_txout.value)
             .unwrap_or(Amount::ZERO);
 
+        // A child published earlier for this parent and not yet mined is replaced by this one
+        // (both spend the anchor): the coin it spends may pay again. Without this, a wallet
+        // with one confirmed coin could bump a transaction once and never again.
+        let replaced: Vec<OutPoint> = self
+            .inner
+            .transactions()
+            .filter(|c| !c.chain_position.is_confirmed())
+            .filter(|c| c.tx_node.tx.input.iter().any(|i| i.previous_output == anchor))
+            .flat_map(|c| {
+                c.tx_node
+                    .tx
+                    .input
+                    .iter()
+                    .map(|i| i.previous_output)
+                    .filter(|o| *o != anchor)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let coins: Vec<_> = self
             .inner
-            .list_unspent()
+            .list_output()
             .filter(|c| c.chain_position.is_confirmed())
+            .filter(|c| !c.is_spent || replaced.contains(&c.outpoint))
             .filter(|c| !self.inner.is_outpoint_locked(c.outpoint))
             .collect();
         let coin = coins
@@ -837,6 +857,39 @@ mod tests {
         );
         assert!(matches!(
             wallet.cpfp_child(&parent, 1, feerate),
+            Err(WalletError::NoFeeCoin { .. })
+        ));
+    }
+
+    #[test]
+    fn a_child_not_yet_mined_is_replaced_from_the_same_coin_at_a_higher_feerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wallet = open(&dir, 7).unwrap();
+        fund(&mut wallet, &[50_000]);
+        let parent = anchored_parent();
+        let first = wallet
+            .cpfp_child(&parent, 1, FeeRate::from_sat_per_vb(5).unwrap())
+            .unwrap();
+        // Published: the coin is spent by an unconfirmed child, the wallet's only coin.
+        wallet
+            .record_broadcast(&[parent.clone(), first.tx.clone()])
+            .unwrap();
+        assert_eq!(wallet.balance().confirmed, Amount::ZERO);
+        // Not mined at 5 sat/vB: the next child of the same parent spends the same coin.
+        let second = wallet
+            .cpfp_child(&parent, 1, FeeRate::from_sat_per_vb(8).unwrap())
+            .unwrap();
+        assert_eq!(
+            second.tx.input[1].previous_output,
+            first.tx.input[1].previous_output
+        );
+        assert!(second.fee > first.fee);
+        // Another parent's child cannot take that coin.
+        let mut other = anchored_parent();
+        other.lock_time = absolute::LockTime::from_consensus(7);
+        wallet.abandon(&second.tx).unwrap();
+        assert!(matches!(
+            wallet.cpfp_child(&other, 1, FeeRate::from_sat_per_vb(5).unwrap()),
             Err(WalletError::NoFeeCoin { .. })
         ));
     }
