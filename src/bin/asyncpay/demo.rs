@@ -2001,6 +2001,11 @@ impl Demo {
         if let Some(e) = &enforcement {
             let latest = self.latest_state();
             checks.push(check(
+                "S raised its feerate after miners passed over its first package",
+                json!(true),
+                json!(e.bumped_sat_vb[1] > e.bumped_sat_vb[0]),
+            ));
+            checks.push(check(
                 &format!("stale U_0 confirmed, then overridden by U_{latest}"),
                 json!([0, latest]),
                 json!([e.stale_state, e.override_state]),
@@ -2178,6 +2183,28 @@ impl Demo {
                 format!("U_{override_state} spends U_{stale_state}"),
             );
         }
+        // A fee market: miners pass over S's first package, its child's feerate being below
+        // what blocks take (simulated by `prioritisetransaction` on the child). S publishes
+        // the update again at the next block with a child at a higher feerate, which replaces
+        // the first one and is mined.
+        let (first_child, first_rate) = wait_for("S's CPFP child", wait, || {
+            anchor_child(&self.chain, &over)
+        })?;
+        self.chain.rpc::<bool>(
+            "prioritisetransaction",
+            &[json!(first_child.to_string()), json!(0), json!(-10_000_000)],
+        )?;
+        self.mine(1)?;
+        if !self.chain.in_mempool(&over_txid)? {
+            bail!("U_{override_state} was mined although its child was passed over");
+        }
+        let (_, second_rate) = wait_for("S to publish its update again, higher", wait, || {
+            Ok(anchor_child(&self.chain, &over)?.filter(|(txid, _)| *txid != first_child))
+        })?;
+        self.narrator.detail(format!(
+            "miners passed over S's package at {first_rate:.1} sat/vB for a block; S published \
+             it again with a child at {second_rate:.1} sat/vB, which replaced the first"
+        ));
         let at = u32::try_from(self.chain.confirm(&over_txid)?)?;
         self.chain.wait_for_electrs_tip()?;
         self.narrator.detail(format!(
@@ -2245,6 +2272,7 @@ impl Demo {
             confirmed_at: Some(at),
         });
         Ok(Enforcement {
+            bumped_sat_vb: [first_rate, second_rate],
             stale_state,
             stale_txid: stale_txid.to_string(),
             override_state,
@@ -2406,9 +2434,37 @@ fn spender(chain: &Regtest, parent: Txid) -> anyhow::Result<Option<bitcoin::Tran
     Ok(None)
 }
 
+/// The mempool child spending `parent`'s anchor, and the package feerate it gives (sat/vB).
+fn anchor_child(
+    chain: &Regtest,
+    parent: &bitcoin::Transaction,
+) -> anyhow::Result<Option<(Txid, f64)>> {
+    let Some(vout) = parent
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == bitcoin::ScriptBuf::new_p2a())
+    else {
+        bail!("{} has no anchor", parent.compute_txid());
+    };
+    let txid = parent.compute_txid();
+    let spending: Value = chain.rpc(
+        "gettxspendingprevout",
+        &[json!([{"txid": txid.to_string(), "vout": vout}])],
+    )?;
+    let Some(child) = spending[0]["spendingtxid"].as_str() else {
+        return Ok(None);
+    };
+    let entry: Value = chain.rpc("getmempoolentry", &[json!(child)])?;
+    let fee_btc = entry["fees"]["base"].as_f64().unwrap_or(0.0);
+    let vsize = entry["vsize"].as_f64().unwrap_or(0.0) + parent.vsize() as f64;
+    Ok(Some((child.parse()?, (fee_btc * 1e8 / vsize * 10.0).round() / 10.0)))
+}
+
 /// What the on-chain epilogue showed.
 #[derive(Debug, Clone, Serialize)]
 struct Enforcement {
+    /// The package feerates of S's override: passed over by miners, then raised by S.
+    bumped_sat_vb: [f64; 2],
     stale_state: u32,
     stale_txid: String,
     override_state: u32,
