@@ -1,7 +1,10 @@
 //! Both parties propose state n+1 at once: A's proposal wins, S countersigns it and drops
 //! its own. S's change (here a PTLC it offers, as an LSP paying a payee) is not lost: the
 //! channel proposes it again once A's state completes, also after S restarts in between.
-//! A proposal colliding with S's revert is refused instead: a revert is never dropped.
+//! A proposal colliding with S's revert is refused instead: a revert is never dropped. A
+//! dropped change that no longer applies when the peer's state completes (its PTLC's expiry
+//! came too close meanwhile) is given up for good and reported once, so the role that asked
+//! for it can treat it as refused.
 
 mod channel_support;
 
@@ -93,4 +96,58 @@ fn the_losing_proposal_survives_a_restart_before_the_winner_completes() -> anyho
         net.reconnect()?;
     }
     ptlc_committed(&net)
+}
+
+#[test]
+fn a_losing_proposal_that_no_longer_applies_is_abandoned_once() -> anyhow::Result<()> {
+    let mut net = Net::new(Never);
+    net.open()?;
+    collide(&mut net)?;
+    let proposal = net.to_s.pop_front().context("A proposed")?;
+    net.input(Party::S, Input::Message(proposal))?;
+    // Blocks arrive before A's state completes: S's PTLC would now expire less than two
+    // shared delays ahead, which the channel refuses.
+    let late = EXPIRY - 2 * u32::from(DELAY) + 1;
+    net.input(
+        Party::S,
+        Input::Chain(asyncpay::protocol::channel::ChainEvent::Block { height: late }),
+    )?;
+    net.pump()?;
+    let abandoned: Vec<&Event> = net
+        .s
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ProposalAbandoned { .. }))
+        .collect();
+    ensure!(abandoned.len() == 1, "{abandoned:?}");
+    ensure!(matches!(
+        abandoned[0],
+        Event::ProposalAbandoned {
+            change: Change::AddPtlc { .. },
+            ..
+        }
+    ));
+    for party in [Party::A, Party::S] {
+        let snap = net.snapshot(party);
+        ensure!(snap.complete.as_ref().map(|c| c.body.number) == Some(1));
+        ensure!(snap.phase == Phase::Funded && snap.dropped.is_none());
+    }
+    // A restart does not give it up (or propose it) a second time.
+    net.crash(Party::S)?;
+    net.pump()?;
+    let again = net
+        .s
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ProposalAbandoned { .. }))
+        .count();
+    ensure!(again == 1, "reported once");
+    ensure!(
+        net.snapshot(Party::S)
+            .complete
+            .as_ref()
+            .map(|c| c.body.number)
+            == Some(1)
+    );
+    Ok(())
 }

@@ -514,7 +514,13 @@ impl Wallet {
             .inner
             .transactions()
             .filter(|c| !c.chain_position.is_confirmed())
-            .filter(|c| c.tx_node.tx.input.iter().any(|i| i.previous_output == anchor))
+            .filter(|c| {
+                c.tx_node
+                    .tx
+                    .input
+                    .iter()
+                    .any(|i| i.previous_output == anchor)
+            })
             .flat_map(|c| {
                 c.tx_node
                     .tx

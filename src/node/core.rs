@@ -1685,6 +1685,38 @@ impl NodeCore {
             // payer's lost transfer is also proposed again on reconnection
             // (`resume_proposals`).
             Event::ProposalDropped { .. } => {}
+            // A dropped change that no longer applies: the role that asked for it hears that
+            // it was refused, as if the peer had refused it.
+            Event::ProposalAbandoned { change, code } => match change {
+                Change::AddPtlc { point, .. } => match &self.role {
+                    RoleMachine::Lsp(_) => {
+                        self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point: *point }), out)?
+                    }
+                    RoleMachine::Router(_) => self.role_input(
+                        RoleIn::Router(RouterInput::PtlcFailed { point: *point }),
+                        out,
+                    )?,
+                    // As for a failed PTLC: a payer's purchase PTLC expires with its offer.
+                    RoleMachine::Payer(_) | RoleMachine::Payee(_) => {}
+                },
+                Change::Transfer { .. } => {
+                    if let RoleMachine::Payer(_) = &self.role {
+                        self.role_input(
+                            RoleIn::Payer(PayerInput::TransferRefused {
+                                channel_id: id,
+                                reason: format!("channel error {code} when proposed again"),
+                            }),
+                            out,
+                        )?
+                    }
+                }
+                // The PTLC a fulfil or a failure concerned is already resolved, and a revert
+                // or an open is never dropped: nothing waits on them.
+                Change::FulfilPtlc { .. }
+                | Change::FailPtlc { .. }
+                | Change::Revert { .. }
+                | Change::Open { .. } => {}
+            },
             // For the user only: no role keeps a record of these.
             Event::FundingConfirmed
             | Event::ClosingForPtlc { .. }

@@ -844,10 +844,19 @@ pub enum Event {
         to_s: u64,
     },
     /// Our proposal lost a collision: the channel proposes it again once the peer's
-    /// completes. Reported a second time if it no longer applies then (dropped for good).
+    /// completes.
     ProposalDropped {
         /// What it proposed.
         change: Change,
+    },
+    /// A proposal that lost a collision no longer applies once the peer's state completed
+    /// (for example, its PTLC's expiry is now too close): it is given up for good, and the
+    /// role that asked for it must treat it as refused.
+    ProposalAbandoned {
+        /// What it proposed.
+        change: Change,
+        /// Why the channel refused it now ([`ChannelError::code`]).
+        code: u16,
     },
     /// We signed our proposal and keep the signature back: hand it to the payee.
     SignatureWithheld {
@@ -941,6 +950,11 @@ impl core::fmt::Debug for Event {
             Event::ProposalDropped { change } => f
                 .debug_struct("ProposalDropped")
                 .field("change", change)
+                .finish(),
+            Event::ProposalAbandoned { change, code } => f
+                .debug_struct("ProposalAbandoned")
+                .field("change", change)
+                .field("code", code)
                 .finish(),
             Event::SignatureWithheld {
                 state, price_point, ..
@@ -2407,9 +2421,15 @@ impl Channel {
         };
         match self.propose(dropped.change.clone(), dropped.withhold) {
             Ok(actions) => actions,
-            Err(_) => vec![Action::Event(Event::ProposalDropped {
-                change: dropped.change,
-            })],
+            // Stored without the dropped change before the role hears of it: a restart does
+            // not give it up a second time.
+            Err(e) => self.commit(
+                vec![],
+                vec![Action::Event(Event::ProposalAbandoned {
+                    change: dropped.change,
+                    code: e.code(),
+                })],
+            ),
         }
     }
 

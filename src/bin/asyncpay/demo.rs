@@ -2187,9 +2187,8 @@ impl Demo {
         // what blocks take (simulated by `prioritisetransaction` on the child). S publishes
         // the update again at the next block with a child at a higher feerate, which replaces
         // the first one and is mined.
-        let (first_child, first_rate) = wait_for("S's CPFP child", wait, || {
-            anchor_child(&self.chain, &over)
-        })?;
+        let (first_child, first_rate) =
+            wait_for("S's CPFP child", wait, || anchor_child(&self.chain, &over))?;
         self.chain.rpc::<bool>(
             "prioritisetransaction",
             &[json!(first_child.to_string()), json!(0), json!(-10_000_000)],
@@ -2457,7 +2456,10 @@ fn anchor_child(
     let entry: Value = chain.rpc("getmempoolentry", &[json!(child)])?;
     let fee_btc = entry["fees"]["base"].as_f64().unwrap_or(0.0);
     let vsize = entry["vsize"].as_f64().unwrap_or(0.0) + parent.vsize() as f64;
-    Ok(Some((child.parse()?, (fee_btc * 1e8 / vsize * 10.0).round() / 10.0)))
+    Ok(Some((
+        child.parse()?,
+        (fee_btc * 1e8 / vsize * 10.0).round() / 10.0,
+    )))
 }
 
 /// What the on-chain epilogue showed.

@@ -237,7 +237,10 @@ struct Node {
     /// (it is not confirmed yet) goes out with a child at a higher feerate each time.
     attempts: HashMap<Txid, u32>,
     /// The watchtowers' pushers, and the newest state of each channel handed to them.
-    towers: (Vec<mpsc::UnboundedSender<Snapshot>>, HashMap<ChannelId, u64>),
+    towers: (
+        Vec<mpsc::UnboundedSender<Snapshot>>,
+        HashMap<ChannelId, u64>,
+    ),
 }
 
 /// A point in the driver's outputs where a node armed with `ctl crash-at` kills itself with
