@@ -1,0 +1,397 @@
+//! User commands: proposing a change, pricing, completing with a bought secret, reverting,
+//! closing; and how a change applies to a state.
+
+use super::*;
+
+impl Channel {
+    /// The state after `change` by `proposer` on the last complete state.
+    pub(super) fn apply(
+        &self,
+        change: &Change,
+        proposer: Party,
+    ) -> Result<StateBody, ChannelError> {
+        let params = self.params(change.kind())?;
+        let number = self.next_number();
+        let mut body = match (&self.snap.complete, change) {
+            (None, Change::Open { .. }) => {
+                let terms = self.snap.terms.as_ref().ok_or(self.unexpected("open"))?;
+                return Ok(StateBody {
+                    number: 0,
+                    to_a: terms.capacity_sat - terms.push_sat,
+                    to_s: terms.push_sat,
+                    ptlcs: vec![],
+                });
+            }
+            (Some(_), Change::Open { .. }) => return Err(self.unexpected("open change")),
+            (None, _) => return Err(self.unexpected(change.kind())),
+            (Some(c), Change::Revert { abandoned }) => {
+                // Exactly state n again, numbered past the abandoned n+1.
+                let pending = self
+                    .snap
+                    .pending
+                    .as_ref()
+                    .filter(|p| !matches!(p.change, Change::Revert { .. }))
+                    .or(self.snap.abandoned.as_ref())
+                    .map(|p| p.body.number);
+                if *abandoned != number || pending != Some(*abandoned) {
+                    return Err(ChannelError::BadRevert {
+                        abandoned: *abandoned,
+                        pending,
+                    });
+                }
+                let mut body = c.body.clone();
+                body.number = number + 1;
+                return Ok(body);
+            }
+            (Some(c), _) => c.body.clone(),
+        };
+        body.number = number;
+        match change {
+            Change::Open { .. } | Change::Revert { .. } => unreachable!("handled above"),
+            Change::Transfer { amount_sat } => {
+                debit(&mut body, proposer, *amount_sat)?;
+                *body.balance_mut(other(proposer)) += amount_sat;
+            }
+            Change::AddPtlc {
+                id,
+                amount_sat,
+                point,
+                expiry,
+                claim_signature,
+            } => {
+                if body.ptlcs.len() >= MAX_PTLCS {
+                    return Err(ChannelError::TooManyPtlcs {
+                        count: body.ptlcs.len(),
+                    });
+                }
+                let parity = match proposer {
+                    Party::A => 0,
+                    Party::S => 1,
+                };
+                if id % 2 != parity || body.ptlcs.iter().any(|p| p.id == *id) {
+                    return Err(ChannelError::BadPtlcId { id: *id });
+                }
+                let height = self.snap.height;
+                let expiry = PtlcExpiry::checked_within(
+                    height,
+                    *expiry,
+                    params.shared_delay,
+                    height.saturating_add(params.update_window),
+                )?;
+                debit(&mut body, proposer, *amount_sat)?;
+                let record = PtlcRecord {
+                    id: *id,
+                    offerer: proposer,
+                    amount_sat: *amount_sat,
+                    point: *point,
+                    expiry,
+                    claim_signature: claim_signature.clone(),
+                };
+                let built = self.txs("add_ptlc")?;
+                built
+                    .claim(&built.ptlc(&record))?
+                    .verify_offerer_signature(claim_signature)?;
+                body.ptlcs.push(record);
+            }
+            Change::FulfilPtlc { id, secret } => {
+                let at = find_ptlc(&body, *id, proposer, "fulfil")?;
+                let t = AdaptorSecret::from_bytes(secret.0)
+                    .map_err(|_| ChannelError::WrongSecret { id: *id })?;
+                if !sells(&t, &body.ptlcs[at].point) {
+                    return Err(ChannelError::WrongSecret { id: *id });
+                }
+                let ptlc = body.ptlcs.remove(at);
+                *body.balance_mut(proposer) += ptlc.amount_sat;
+            }
+            Change::FailPtlc { id } => {
+                let at = find_ptlc(&body, *id, proposer, "fail")?;
+                let ptlc = body.ptlcs.remove(at);
+                *body.balance_mut(ptlc.offerer) += ptlc.amount_sat;
+            }
+        }
+        debug_assert_eq!(body.total(), params.capacity_sat, "balance conservation");
+        Ok(body)
+    }
+
+    // ---- commands ----
+
+    pub(super) fn on_command(&mut self, cmd: Command) -> Result<Vec<Action>, ChannelError> {
+        let side = self.snap.side;
+        match cmd {
+            Command::FundingBuilt { outpoint } => {
+                if self.snap.phase != Phase::Accepted || side != Party::A {
+                    return Err(self.unexpected("funding_built"));
+                }
+                self.propose(
+                    Change::Open {
+                        funding_outpoint: outpoint,
+                    },
+                    false,
+                )
+            }
+            Command::AddPtlc {
+                amount_sat,
+                point,
+                expiry,
+            } => {
+                self.ready_to_update("add_ptlc")?;
+                let id = self.snap.next_ptlc * 2 + side.index() as u64;
+                let params = self.params("add_ptlc")?;
+                // Check before signing anything so that a refused PTLC changes nothing.
+                let checked = PtlcExpiry::checked_within(
+                    self.snap.height,
+                    expiry,
+                    params.shared_delay,
+                    self.snap.height.saturating_add(params.update_window),
+                )?;
+                let balance = self.latest().map_or(0, |b| b.balance(side));
+                if amount_sat == 0 {
+                    return Err(ChannelError::ZeroAmount);
+                }
+                if amount_sat > balance {
+                    return Err(ChannelError::InsufficientBalance {
+                        needed: amount_sat,
+                        available: balance,
+                    });
+                }
+                let built = self.txs("add_ptlc")?;
+                let output = built.ptlc_output(side, point, amount_sat, checked);
+                let claim = built.claim(&output)?;
+                let aux = self.aux();
+                let claim_signature =
+                    claim.encrypt_offerer_signature(&txs::keypair(&self.key), &aux);
+                let change = Change::AddPtlc {
+                    id,
+                    amount_sat,
+                    point,
+                    expiry,
+                    claim_signature,
+                };
+                self.apply(&change, side)?;
+                self.snap.next_ptlc += 1;
+                self.propose(change, false)
+            }
+            Command::Fulfil { id, secret } => {
+                self.ready_to_update("fulfil")?;
+                // Revealing the secret off chain this late would let the offerer take it
+                // and still time the PTLC out on chain.
+                let late = self
+                    .latest()
+                    .and_then(|b| b.ptlcs.iter().find(|p| p.id == id))
+                    .and_then(|p| Some((p.expiry.height(), self.ptlc_deadline(p)?)));
+                if let Some((expiry, deadline)) = late {
+                    if self.snap.height >= deadline {
+                        // Keep the secret for the claim and publish the latest state now.
+                        let before = self.snap.clone();
+                        let mut actions = self.provide_secret(id, secret)?;
+                        match self.force_close() {
+                            Ok(closed) => actions.extend(closed),
+                            Err(e) => {
+                                self.snap = before;
+                                return Err(e);
+                            }
+                        }
+                        actions.push(Action::Event(Event::ClosingForPtlc { id, expiry }));
+                        return Ok(actions);
+                    }
+                }
+                let revealed = RevealedSecret(secret.to_secret_bytes());
+                // Validated by the proposal; kept so that an on-chain claim can use it.
+                self.snap.ptlc_secrets.insert(id, revealed.clone());
+                let proposed = self.propose(
+                    Change::FulfilPtlc {
+                        id,
+                        secret: revealed,
+                    },
+                    false,
+                );
+                if proposed.is_err() {
+                    self.snap.ptlc_secrets.remove(&id);
+                }
+                proposed
+            }
+            Command::ProvideSecret { id, secret } => self.provide_secret(id, secret),
+            Command::Fail { id } => {
+                self.ready_to_update("fail")?;
+                self.propose(Change::FailPtlc { id }, false)
+            }
+            Command::Transfer {
+                amount_sat,
+                withhold,
+            } => {
+                self.ready_to_update("transfer")?;
+                self.propose(Change::Transfer { amount_sat }, withhold)
+            }
+            Command::Release => {
+                let pending = match (&self.snap.phase, &self.snap.pending) {
+                    (Phase::Withheld, Some(p)) => p.clone(),
+                    _ => return Err(self.unexpected("release")),
+                };
+                self.finish_own_proposal(pending)
+            }
+            Command::Price { state } => {
+                let pending = self
+                    .snap
+                    .pending
+                    .as_ref()
+                    .filter(|p| !matches!(p.change, Change::Revert { .. }))
+                    .map(|p| p.body.number);
+                let priceable = matches!(
+                    self.snap.phase,
+                    Phase::CounterSigned | Phase::Withheld | Phase::ForceClosing
+                );
+                if !priceable || pending != Some(state) {
+                    return Err(ChannelError::WrongState {
+                        what: "price",
+                        got: state,
+                        expected: pending.unwrap_or_else(|| self.next_number()),
+                    });
+                }
+                if self.snap.priced == Some(state) {
+                    return Ok(vec![]);
+                }
+                self.snap.priced = Some(state);
+                Ok(self.commit(vec![], vec![]))
+            }
+            Command::CompleteWithSecret { secret } => {
+                let on_chain = self.snap.phase == Phase::ForceClosing;
+                let pending = match (&self.snap.phase, &self.snap.pending) {
+                    (Phase::CounterSigned | Phase::ForceClosing, Some(p))
+                        if !matches!(p.change, Change::Revert { .. }) =>
+                    {
+                        p.clone()
+                    }
+                    _ => {
+                        if let Some(abandoned) = &self.snap.abandoned {
+                            return Err(ChannelError::StateAbandoned {
+                                state: abandoned.body.number,
+                            });
+                        }
+                        return Err(self.unexpected("complete_with_secret"));
+                    }
+                };
+                let signature = secret.to_signature(&pending.proposer_nonce);
+                let state = pending.body.number;
+                // The peer's own signature, shown back: its proof that we bought it.
+                let shown = Action::Send(Message::Complete(CompleteUpdate {
+                    channel_id: self.snap.channel_id,
+                    state,
+                    signature,
+                }));
+                if !on_chain {
+                    let mut actions = self.complete_peer_proposal(pending, signature, true)?;
+                    actions.push(shown);
+                    return Ok(actions);
+                }
+                // Bought during a unilateral close: the completed state replaces the older
+                // one on chain at once, and the peer is shown its signature too.
+                let before = self.snap.clone();
+                let mut actions = self.complete_peer_proposal(pending, signature, true)?;
+                actions.push(shown);
+                match self.override_on_chain() {
+                    Ok(Some(answer)) => actions.push(Action::Broadcast(answer)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.snap = before;
+                        return Err(e);
+                    }
+                }
+                Ok(actions)
+            }
+            Command::Revert => {
+                let pending = match (&self.snap.phase, &self.snap.pending) {
+                    (Phase::CounterSigned | Phase::Withheld, Some(p))
+                        if !matches!(p.change, Change::Revert { .. }) =>
+                    {
+                        p.clone()
+                    }
+                    _ => return Err(self.unexpected("revert")),
+                };
+                let abandoned = pending.body.number;
+                let before = self.snap.abandoned.replace(pending);
+                // Our own revert is the role's decision: the price no longer holds.
+                let priced = self.snap.priced.take();
+                let proposed = self.propose(Change::Revert { abandoned }, false);
+                if proposed.is_err() {
+                    self.snap.abandoned = before;
+                    self.snap.priced = priced;
+                }
+                proposed
+            }
+            Command::Close { fee_sat } => self.propose_close(fee_sat),
+            Command::ForceClose => self.force_close(),
+        }
+    }
+
+    pub(super) fn ready_to_update(&self, what: &'static str) -> Result<(), ChannelError> {
+        if self.snap.phase != Phase::Funded || !self.snap.funding_confirmed {
+            return Err(self.unexpected(what));
+        }
+        Ok(())
+    }
+
+    /// Proposes `change` with a fresh committed nonce: persist (counter, pending), then send.
+    pub(super) fn propose(
+        &mut self,
+        change: Change,
+        withhold: bool,
+    ) -> Result<Vec<Action>, ChannelError> {
+        let side = self.snap.side;
+        let body = self.apply(&change, side)?;
+        let sighash = self.txs("propose")?.update_sighash(&body)?;
+        let nonce = self.fresh_nonce(&sighash)?;
+        let state = body.number;
+        if let Change::Open { funding_outpoint } = change {
+            self.snap.funding_outpoint = Some(funding_outpoint);
+        }
+        self.snap.pending = Some(PendingUpdate {
+            body,
+            change: change.clone(),
+            proposer: side,
+            proposer_nonce: nonce.public_nonce(),
+            withhold,
+            countersignature: None,
+            proposer_signature: None,
+        });
+        self.snap.phase = Phase::Proposed;
+        let msg = Message::Propose(ProposeUpdate {
+            channel_id: self.snap.channel_id,
+            state,
+            change,
+            nonce: nonce.public_nonce(),
+        });
+        self.secret_nonce = Some(nonce);
+        Ok(self.commit(vec![msg], vec![]))
+    }
+
+    /// Re-sends our pending proposal after a reconnection, with a fresh nonce if the old
+    /// one was lost.
+    pub(super) fn repropose(&mut self) -> Result<Vec<Action>, ChannelError> {
+        let pending = self
+            .snap
+            .pending
+            .clone()
+            .ok_or(self.unexpected("repropose"))?;
+        if self.secret_nonce.is_none() {
+            let sighash = self.txs("repropose")?.update_sighash(&pending.body)?;
+            let nonce = self.fresh_nonce(&sighash)?;
+            let p = self.snap.pending.as_mut().expect("checked above");
+            p.proposer_nonce = nonce.public_nonce();
+            self.secret_nonce = Some(nonce);
+        }
+        let nonce = self
+            .secret_nonce
+            .as_ref()
+            .map(|n| n.public_nonce())
+            .expect("set above");
+        let msg = Message::Propose(ProposeUpdate {
+            channel_id: self.snap.channel_id,
+            state: pending.body.number,
+            change: pending.change,
+            nonce,
+        });
+        Ok(self.commit(vec![msg], vec![]))
+    }
+
+    // ---- messages ----
+}
