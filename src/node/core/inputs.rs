@@ -1,0 +1,210 @@
+//! User commands and peer frames: what arrives from outside and where it goes.
+
+use super::*;
+
+impl NodeCore {
+    pub(super) fn on_command(
+        &mut self,
+        command: NodeCommand,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        match command {
+            NodeCommand::OpenChannel {
+                peer,
+                channel_id,
+                capacity_sat,
+                shared_delay,
+            } => {
+                let terms = OpenTerms {
+                    capacity_sat,
+                    push_sat: 0,
+                    shared_delay,
+                    update_window: 1_000,
+                    payout_key: self.payout_key(&channel_id),
+                };
+                let (mut channel, actions) = Channel::open(
+                    self.channel_secrets(&channel_id),
+                    channel_id,
+                    terms,
+                    self.height,
+                )?;
+                channel.handle(Input::Randomness(self.entropy))?;
+                self.channels
+                    .insert(channel_id, ChannelEntry { peer, channel });
+                self.route_channel(channel_id, actions, out)?;
+            }
+            NodeCommand::Pay {
+                payment_id,
+                lsp,
+                payee,
+                amount_sat,
+                fee_sat,
+                note,
+            } => {
+                let channel_id = self
+                    .channels
+                    .iter()
+                    .find(|(_, e)| e.peer == lsp && e.channel.phase() == Phase::Funded)
+                    .map(|(id, _)| *id)
+                    .ok_or(NodeError::Payment(PaymentError::Mismatch {
+                        field: "no usable channel with this lsp",
+                    }))?;
+                self.role_input(
+                    RoleIn::Payer(PayerInput::Pay {
+                        payment_id,
+                        channel_id,
+                        lsp,
+                        payee,
+                        amount_sat,
+                        fee_sat,
+                        note,
+                    }),
+                    out,
+                )?;
+            }
+            NodeCommand::Receive {
+                payment_id,
+                lsp,
+                payer,
+                amount_sat,
+                contact,
+            } => self.reverse_input(
+                ReverseInput::Receive {
+                    payment_id,
+                    lsp,
+                    payer,
+                    amount_sat,
+                    contact,
+                },
+                out,
+            )?,
+            NodeCommand::Cancel { payment_id } => {
+                self.role_input(RoleIn::Payer(PayerInput::Cancel { payment_id }), out)?
+            }
+            NodeCommand::ForceClose { channel_id } => {
+                self.channel_input(channel_id, Input::Command(Command::ForceClose), out)?
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_frame(
+        &mut self,
+        from: PublicKey,
+        frame: Vec<u8>,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let (&tag, body) = frame.split_first().ok_or(NodeError::EmptyFrame)?;
+        match tag {
+            TAG_CHANNEL => {
+                let msg = Message::decode(body).map_err(ChannelError::from)?;
+                let id = msg.channel_id();
+                match self.channels.get(&id) {
+                    Some(entry) if entry.peer != from => Err(NodeError::NotYourChannel {
+                        channel: id,
+                        peer: Box::new(from),
+                    }),
+                    Some(_) => self.channel_input(id, Input::Message(msg), out),
+                    None => {
+                        let Message::Open(open) = &msg else {
+                            return Err(NodeError::UnknownChannel(id));
+                        };
+                        let (mut channel, actions) = Channel::accept(
+                            self.channel_secrets(&id),
+                            open,
+                            self.payout_key(&id),
+                            self.height,
+                        )?;
+                        channel.handle(Input::Randomness(self.entropy))?;
+                        self.channels.insert(
+                            id,
+                            ChannelEntry {
+                                peer: from,
+                                channel,
+                            },
+                        );
+                        self.route_channel(id, actions, out)
+                    }
+                }
+            }
+            TAG_PAYMENT => {
+                let message = PaymentMessage::decode(body)?;
+                match message {
+                    PaymentMessage::ReceiveRequest {
+                        payment_id,
+                        amount_sat,
+                        payer,
+                    } => {
+                        let channel = self
+                            .channels
+                            .iter()
+                            .find(|(_, e)| e.peer == from && e.channel.snapshot().params.is_some())
+                            .map(|(id, _)| *id);
+                        let withheld = channel.and_then(|id| {
+                            let e = &self.channels[&id];
+                            let snap = e.channel.snapshot();
+                            let pending = snap.pending.as_ref()?;
+                            let ours = pending.proposer == snap.side
+                                && matches!(pending.change, Change::Transfer { amount_sat: a } if a == amount_sat);
+                            ours.then_some((pending.body.number, e.channel.pending_price_point()?))
+                        });
+                        let height = self.height;
+                        return self.reverse_input(
+                            ReverseInput::Request {
+                                from,
+                                payment_id,
+                                amount_sat,
+                                payer,
+                                channel,
+                                withheld,
+                                height,
+                            },
+                            out,
+                        );
+                    }
+                    PaymentMessage::ReceiveOffer(offer) => {
+                        let pending = self.update_proof(&from, &offer.channel_id);
+                        return self.reverse_input(
+                            ReverseInput::Offer {
+                                from,
+                                offer,
+                                pending,
+                            },
+                            out,
+                        );
+                    }
+                    _ => {}
+                }
+                let input = match &self.role {
+                    RoleMachine::Lsp(_) => {
+                        let pending = self.pending_transfer(&from);
+                        // An invoice is paid over our channel with its sender or, failing
+                        // that, with the router its route hint names.
+                        let hint = match &message {
+                            PaymentMessage::Invoice(invoice) => invoice.route_hint,
+                            _ => None,
+                        };
+                        let sender_channel = self
+                            .funded_channel_with(&from)
+                            .or_else(|| hint.and_then(|h| self.funded_channel_with(&h.router)));
+                        RoleIn::Lsp(LspInput::Message {
+                            from,
+                            message,
+                            pending,
+                            sender_channel,
+                        })
+                    }
+                    RoleMachine::Payer(_) => RoleIn::Payer(PayerInput::Message { from, message }),
+                    RoleMachine::Payee(_) => RoleIn::Payee(PayeeInput::Message { from, message }),
+                    RoleMachine::Router(_) => RoleIn::Router(RouterInput::Message {
+                        from,
+                        message,
+                        routes: self.routes(),
+                    }),
+                };
+                self.role_input(input, out)
+            }
+            other => Err(NodeError::UnknownTag(other)),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The node core's inputs, outputs, commands and errors.
+
+use super::*;
+
+/// Which payment role a node plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A: pays while going offline.
+    Payer,
+    /// S: the always-online LSP.
+    Lsp,
+    /// B: is paid whenever it comes online.
+    Payee,
+    /// P: forwards the LSP's PTLC to a payee that has no channel with the LSP.
+    Router,
+}
+
+/// The router terms a payee names in its invoice when it is reached through its channel
+/// peer, and the terms a router node forwards on: a fee, and an expiry delta of at least
+/// twice a 6-block shared delay plus the sale window margin.
+pub const DEFAULT_ROUTER_POLICY: RouterPolicy = RouterPolicy {
+    fee_sat: 10,
+    expiry_delta: 14,
+};
+
+/// Errors of the node core. None of them changes state.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A channel refused the input.
+    #[error("channel: {0}")]
+    Channel(#[from] ChannelError),
+    /// The payment role refused the input.
+    #[error("payment: {0}")]
+    Payment(#[from] PaymentError),
+    /// A frame with no known tag.
+    #[error("unknown frame tag {0}")]
+    UnknownTag(u8),
+    /// An empty frame.
+    #[error("empty frame")]
+    EmptyFrame,
+    /// No such channel.
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(ChannelId),
+    /// A message on a channel that belongs to another peer.
+    #[error("channel {channel:?} does not belong to peer {peer}")]
+    NotYourChannel {
+        /// The channel.
+        channel: ChannelId,
+        /// The sender.
+        peer: Box<PublicKey>,
+    },
+    /// The command needs another role.
+    #[error("{what} needs the {role:?} role")]
+    WrongRole {
+        /// The command.
+        what: &'static str,
+        /// The role it needs.
+        role: Role,
+    },
+    /// A snapshot that cannot be restored.
+    #[error("stored channel {0:?} does not restore")]
+    Restore(ChannelId),
+}
+
+/// A channel with the peer it belongs to.
+pub struct ChannelEntry {
+    /// The peer's node key.
+    pub peer: PublicKey,
+    /// The channel.
+    pub channel: Channel,
+}
+
+/// What a node asks its driver to do.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum NodeOutput {
+    /// Store a channel snapshot durably before the next output.
+    PersistChannel {
+        /// The peer.
+        peer: PublicKey,
+        /// The snapshot.
+        snapshot: Box<Snapshot>,
+    },
+    /// Store a payment record (JSON of the role's record) durably before the next output.
+    PersistPayment {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The record as JSON.
+        record: serde_json::Value,
+    },
+    /// Send a frame to a peer (dropped if it is not connected; the protocol resends on
+    /// reconnection).
+    Send {
+        /// The peer.
+        to: PublicKey,
+        /// The frame.
+        frame: Vec<u8>,
+        /// The message's name, for transcripts.
+        what: &'static str,
+    },
+    /// Publish a transaction.
+    Broadcast(Transaction),
+    /// Report spends of this outpoint.
+    Watch(OutPoint),
+    /// The opener must build a funding transaction paying `script_pubkey` the capacity.
+    NeedFunding {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The funding script.
+        script_pubkey: bitcoin::ScriptBuf,
+        /// The capacity.
+        capacity_sat: u64,
+    },
+    /// State 0 is complete: broadcast the funding transaction built for this channel.
+    ReadyToFund {
+        /// The channel.
+        channel_id: ChannelId,
+    },
+    /// Seal and post a letter to the payee's mailbox, then report
+    /// [`NodeInput::LetterPosted`].
+    PostLetter {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The payee.
+        payee: PublicKey,
+        /// The letter.
+        letter: Box<SaleLetter>,
+    },
+    /// Store a record of the reverse variant durably before the next output.
+    PersistReverse {
+        /// The payment.
+        payment_id: PaymentId,
+        /// The record as JSON.
+        record: serde_json::Value,
+    },
+    /// Post a letter of the reverse variant to `to`'s mailbox.
+    PostReverse {
+        /// The recipient.
+        to: PublicKey,
+        /// The letter's bytes.
+        bytes: Vec<u8>,
+        /// The recipient's contact card, when the node learnt it from a letter.
+        contact: Option<serde_json::Value>,
+    },
+    /// A channel event, for the user.
+    ChannelEvent {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The event.
+        event: Event,
+    },
+    /// A payment event, for the user.
+    PaymentEvent(PaymentEvent),
+    /// A peer input was refused (logged; state unchanged).
+    Refused {
+        /// The peer.
+        peer: PublicKey,
+        /// Why.
+        error: String,
+    },
+}
+
+/// An input to [`NodeCore::handle`].
+#[derive(Debug)]
+pub enum NodeInput {
+    /// A frame from an authenticated peer.
+    Frame {
+        /// The peer.
+        from: PublicKey,
+        /// The frame.
+        frame: Vec<u8>,
+    },
+    /// A peer connected.
+    Connected {
+        /// The peer.
+        peer: PublicKey,
+    },
+    /// A new tip.
+    Block {
+        /// Its height.
+        height: u32,
+    },
+    /// A transaction confirmed.
+    Confirmed {
+        /// Its txid.
+        txid: bitcoin::Txid,
+        /// Its block height.
+        height: u32,
+    },
+    /// A watched outpoint was spent.
+    Spend {
+        /// The spending transaction.
+        tx: Transaction,
+        /// Its block height, if confirmed.
+        confirmed_at: Option<u32>,
+    },
+    /// The wallet built the funding transaction of an opening channel.
+    FundingBuilt {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Its funding output.
+        outpoint: OutPoint,
+    },
+    /// A letter posted for a payment.
+    LetterPosted {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// A decrypted letter from our mailbox.
+    Letter {
+        /// Its payload.
+        bytes: Vec<u8>,
+    },
+    /// A user command.
+    Command(NodeCommand),
+    /// Fresh randomness.
+    Entropy([u8; 32]),
+    /// The node has just been restored from its store: it redoes the steps a stop may have
+    /// cut between two persists.
+    Started,
+}
+
+/// What a user can ask a node.
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// Open a channel to `peer` as its opener.
+    OpenChannel {
+        /// The peer.
+        peer: PublicKey,
+        /// The channel id (random, from the driver).
+        channel_id: ChannelId,
+        /// Capacity.
+        capacity_sat: u64,
+        /// Blocks between an update confirming and its settlement.
+        shared_delay: u16,
+    },
+    /// Pay `payee` `amount_sat` through the channel with `lsp` (payer).
+    Pay {
+        /// A fresh id.
+        payment_id: PaymentId,
+        /// The LSP.
+        lsp: PublicKey,
+        /// The payee.
+        payee: PublicKey,
+        /// Amount.
+        amount_sat: u64,
+        /// Fee for the LSP.
+        fee_sat: u64,
+        /// A note for the payee.
+        note: String,
+    },
+    /// Be paid `amount_sat` by `payer` while offline (reverse variant): ask `lsp` for a state
+    /// paying us whose LSP signature `payer` buys.
+    Receive {
+        /// A fresh id.
+        payment_id: PaymentId,
+        /// Our LSP.
+        lsp: PublicKey,
+        /// Who pays.
+        payer: PublicKey,
+        /// Amount.
+        amount_sat: u64,
+        /// Our mailbox contact card, for the payer's hand-over.
+        contact: Option<serde_json::Value>,
+    },
+    /// Cancel a payment (payer).
+    Cancel {
+        /// The payment.
+        payment_id: PaymentId,
+    },
+    /// Publish the latest state of a channel.
+    ForceClose {
+        /// The channel.
+        channel_id: ChannelId,
+    },
+}

@@ -1,0 +1,457 @@
+//! The node's sans-io core: one node key, its channels and its payment role, wired together.
+//!
+//! [`NodeCore::handle`] takes a [`NodeInput`] (peer bytes, a connection, a block, a user
+//! command, a letter from the mailbox) and returns [`NodeOutput`]s for the driver, in order.
+//! Inside, channel events feed the payment role (a withheld signature becomes the payer's
+//! request; a PTLC fulfilled on the S–B channel completes the payer's state at S), and payment
+//! actions become channel commands. The driver stores each `Persist*` output durably before it
+//! executes the next output.
+//!
+//! Peer frames carry one message each, tagged by layer: `0x01 ‖ channel message` or
+//! `0x02 ‖ payment message`.
+
+use std::collections::BTreeMap;
+
+use bitcoin::{OutPoint, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::adaptor::{AdaptorPoint, AdaptorSecret};
+use crate::crypto::keys::{PublicKey, SecretKey};
+use crate::crypto::nonce::NonceSeed;
+use crate::mailbox::tagged_hash;
+use crate::protocol::channel::{
+    self, Channel, ChannelError, ChannelSecrets, Command, Event, Input, OpenTerms, Phase,
+    PtlcRecord, Snapshot,
+};
+use crate::protocol::messages::{Change, ChannelId, Message};
+use crate::protocol::payment::{
+    reverse_ptlc_expiry, Action as PaymentAction, Entropy, Incoming, Lsp, LspInput, LspPayment,
+    LspPolicy, LspStatus, Payee, PayeeInput, PayeePayment, PayeeStatus, Payer, PayerInput,
+    PayerPayment, PayerStatus, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
+    PendingTransfer, Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment,
+    ReverseStatus, RouteHint, Router, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
+    SaleLetter, UpdateProof,
+};
+use crate::tx::Party;
+
+/// Frame tag of a channel message.
+pub const TAG_CHANNEL: u8 = 1;
+/// Frame tag of a payment message.
+pub const TAG_PAYMENT: u8 = 2;
+
+mod channels;
+mod inputs;
+mod io;
+mod recovery;
+mod reverse;
+mod roles;
+
+pub use io::{
+    ChannelEntry, NodeCommand, NodeError, NodeInput, NodeOutput, Role, DEFAULT_ROUTER_POLICY,
+};
+use roles::RoleIn;
+
+/// The role machine a node runs.
+#[allow(clippy::large_enum_variant)]
+enum RoleMachine {
+    Payer(Payer),
+    Lsp(Lsp),
+    Payee(Payee),
+    Router(Router),
+}
+
+/// One node: key, channels, payment role.
+pub struct NodeCore {
+    key: SecretKey,
+    seed: [u8; 32],
+    height: u32,
+    channels: BTreeMap<ChannelId, ChannelEntry>,
+    role: RoleMachine,
+    /// The reverse variant (payee offline), beside the role.
+    reverse: Reverse,
+    /// The last randomness the driver gave, mixed into channels opened or accepted later.
+    entropy: [u8; 32],
+}
+
+impl core::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("node", &self.key.public_key())
+            .field("height", &self.height)
+            .field("channels", &self.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Payment records of a role, as loaded from storage.
+pub enum Records {
+    /// Payer records.
+    Payer(Vec<(PaymentId, PayerPayment)>),
+    /// LSP records and policy.
+    Lsp(LspPolicy, Vec<(PaymentId, LspPayment)>),
+    /// Payee records.
+    Payee(Vec<(PaymentId, PayeePayment)>),
+    /// Router records and policy.
+    Router(RouterPolicy, Vec<(PaymentId, RouterPayment)>),
+}
+
+impl NodeCore {
+    /// A node from its secret seed (node key and channel keys derive from it), its stored
+    /// channels (peer, snapshot) and payment records.
+    pub fn restore(
+        seed: [u8; 32],
+        height: u32,
+        channels: Vec<(PublicKey, Snapshot)>,
+        records: Records,
+    ) -> Result<Self, NodeError> {
+        let key = node_key(&seed);
+        // As an LSP, the reverse variant charges the same fee and offer lifetime.
+        let (fee, lifetime) = match &records {
+            Records::Lsp(policy, _) => (Some(*policy), policy.offer_lifetime),
+            _ => (None, 0),
+        };
+        let reverse = Reverse::restore(
+            node_key(&seed),
+            move |amount| fee.map_or(0, |p| p.fee_for(amount)),
+            lifetime,
+            vec![],
+        );
+        let role = match records {
+            Records::Payer(r) => RoleMachine::Payer(Payer::restore(key.public_key(), r)),
+            Records::Lsp(policy, r) => {
+                RoleMachine::Lsp(Lsp::restore(node_key(&seed), policy, height, r))
+            }
+            Records::Payee(r) => RoleMachine::Payee(Payee::restore(node_key(&seed), r)),
+            Records::Router(policy, r) => RoleMachine::Router(Router::restore(policy, r)),
+        };
+        let mut node = NodeCore {
+            key,
+            seed,
+            height,
+            channels: BTreeMap::new(),
+            role,
+            reverse,
+            entropy: [0; 32],
+        };
+        for (peer, snapshot) in channels {
+            let id = snapshot.channel_id;
+            let channel = Channel::restore(node.channel_secrets(&id), snapshot)
+                .map_err(|_| NodeError::Restore(id))?;
+            node.channels.insert(id, ChannelEntry { peer, channel });
+        }
+        Ok(node)
+    }
+
+    /// Loads the stored records of the reverse variant (see [`NodeOutput::PersistReverse`]).
+    pub fn restore_reverse(&mut self, records: Vec<(PaymentId, ReversePayment)>) {
+        let (fee, lifetime) = match &self.role {
+            RoleMachine::Lsp(l) => (Some(*l.policy()), l.policy().offer_lifetime),
+            _ => (None, 0),
+        };
+        self.reverse = Reverse::restore(
+            node_key(&self.seed),
+            move |amount| fee.map_or(0, |p| p.fee_for(amount)),
+            lifetime,
+            records,
+        );
+    }
+
+    /// The reverse variant's payments.
+    pub fn reverse_payments(&self) -> impl Iterator<Item = (&PaymentId, &ReversePayment)> {
+        self.reverse.payments()
+    }
+
+    /// The node's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    /// The node's role.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleMachine::Payer(_) => Role::Payer,
+            RoleMachine::Lsp(_) => Role::Lsp,
+            RoleMachine::Payee(_) => Role::Payee,
+            RoleMachine::Router(_) => Role::Router,
+        }
+    }
+
+    /// The channels.
+    pub fn channels(&self) -> &BTreeMap<ChannelId, ChannelEntry> {
+        &self.channels
+    }
+
+    /// Every outpoint a channel of this node watches, from the channels' snapshots: what a
+    /// restarted driver must watch again (see [`Channel::watched`]).
+    pub fn watched(&self) -> Vec<OutPoint> {
+        self.channels
+            .values()
+            .flat_map(|e| e.channel.watched())
+            .chain(self.reverse.held().map(|(proof, _)| proof.funding_outpoint))
+            .collect()
+    }
+
+    /// The payment records, as JSON, for display.
+    pub fn payments_json(&self) -> Vec<(PaymentId, serde_json::Value)> {
+        fn all<'a, R: Serialize + 'a>(
+            it: impl Iterator<Item = (&'a PaymentId, &'a R)>,
+        ) -> Vec<(PaymentId, serde_json::Value)> {
+            it.map(|(id, r)| (*id, serde_json::to_value(r).expect("records serialise")))
+                .collect()
+        }
+        match &self.role {
+            RoleMachine::Payer(p) => all(p.payments()),
+            RoleMachine::Lsp(l) => all(l.payments()),
+            RoleMachine::Payee(p) => all(p.payments()),
+            RoleMachine::Router(r) => all(r.payments()),
+        }
+    }
+
+    /// The payer role, if this node is a payer.
+    pub fn payer(&self) -> Option<&Payer> {
+        match &self.role {
+            RoleMachine::Payer(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The LSP role, if this node is an LSP.
+    pub fn lsp(&self) -> Option<&Lsp> {
+        match &self.role {
+            RoleMachine::Lsp(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The payee role, if this node is a payee.
+    pub fn payee(&self) -> Option<&Payee> {
+        match &self.role {
+            RoleMachine::Payee(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The channel keys of `channel`, derived from the seed.
+    fn channel_secrets(&self, channel: &ChannelId) -> ChannelSecrets {
+        let key = derive_key(&self.seed, "channel-key", &channel.0);
+        let nonce = tagged_hash("asyncpay/node/v1/channel-nonce", &[&self.seed, &channel.0]);
+        ChannelSecrets {
+            key,
+            nonce_seed: NonceSeed::from_bytes(nonce),
+        }
+    }
+
+    /// Our payout key for `channel`.
+    pub fn payout_key(&self, channel: &ChannelId) -> PublicKey {
+        derive_key(&self.seed, "payout-key", &channel.0).public_key()
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, input: NodeInput) -> Result<Vec<NodeOutput>, NodeError> {
+        let mut out = Vec::new();
+        match input {
+            NodeInput::Frame { from, frame } => self.on_frame(from, frame, &mut out)?,
+            NodeInput::Connected { peer } => {
+                let ids: Vec<ChannelId> = self
+                    .channels
+                    .iter()
+                    .filter(|(_, e)| e.peer == peer)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.channel_input(id, Input::Connected, &mut out)?;
+                }
+                self.resume_proposals(peer, &mut out)?;
+                self.reverse_input(ReverseInput::Connected { peer }, &mut out)?;
+                self.role_input(RoleIn::Connected(peer), &mut out)?;
+            }
+            NodeInput::Block { height } => {
+                self.height = self.height.max(height);
+                let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                for id in ids {
+                    let input = Input::Chain(channel::ChainEvent::Block { height });
+                    if let Err(e) = self.channel_input(id, input, &mut out) {
+                        out.push(NodeOutput::Refused {
+                            peer: self.key.public_key(),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+                self.feed_windows(&mut out)?;
+                self.role_input(RoleIn::Block(height), &mut out)?;
+            }
+            NodeInput::Confirmed { txid, height } => {
+                let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                for id in ids {
+                    let input = Input::Chain(channel::ChainEvent::Confirmed { txid, height });
+                    // Channels ignore transactions that are not theirs.
+                    let _ = self.channel_input(id, input, &mut out);
+                }
+            }
+            NodeInput::Spend { tx, confirmed_at } => {
+                let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                for id in ids {
+                    let input = Input::Chain(channel::ChainEvent::Spend {
+                        tx: tx.clone(),
+                        confirmed_at,
+                    });
+                    let _ = self.channel_input(id, input, &mut out);
+                }
+                // As a payer holding an offline payee's complete update: an older state of
+                // its channel is answered with it.
+                // Each older update is answered on its own output, and that output is
+                // watched in turn: S may publish a later (still older) update on top of it.
+                let mut answered = false;
+                for (proof, signature) in self.reverse.held() {
+                    if let Some(answer) = proof.answer(signature, &tx) {
+                        out.push(NodeOutput::Broadcast(answer));
+                        answered = true;
+                    }
+                }
+                if answered {
+                    out.push(NodeOutput::Watch(OutPoint {
+                        txid: tx.compute_txid(),
+                        vout: 0,
+                    }));
+                }
+                self.feed_windows(&mut out)?;
+            }
+            NodeInput::FundingBuilt {
+                channel_id,
+                outpoint,
+            } => self.channel_input(
+                channel_id,
+                Input::Command(Command::FundingBuilt { outpoint }),
+                &mut out,
+            )?,
+            NodeInput::LetterPosted { payment_id } => self.role_input(
+                RoleIn::Payer(PayerInput::LetterPosted { payment_id }),
+                &mut out,
+            )?,
+            NodeInput::Letter { bytes } if SaleLetter::decode(&bytes).is_err() => {
+                let letter = ReverseLetter::decode(&bytes)?;
+                self.on_reverse_letter(letter, &mut out)?;
+            }
+            NodeInput::Letter { bytes } => {
+                let height = self.height;
+                let route_hint = self.route_hint(&bytes);
+                self.role_input(
+                    RoleIn::Payee(PayeeInput::Letter {
+                        bytes,
+                        height,
+                        route_hint,
+                    }),
+                    &mut out,
+                )?
+            }
+            NodeInput::Command(command) => self.on_command(command, &mut out)?,
+            NodeInput::Started => {
+                self.feed_windows(&mut out)?;
+                self.resume_sales(&mut out)?;
+                self.resume_purchases(&mut out)?;
+                self.resume_forwards(&mut out)?;
+                self.resume_reverse(&mut out)?;
+                self.resume_settled(&mut out)?;
+            }
+            NodeInput::Entropy(e) => {
+                self.entropy = e;
+                for entry in self.channels.values_mut() {
+                    let _ = entry.channel.handle(Input::Randomness(e));
+                }
+                match &mut self.role {
+                    RoleMachine::Lsp(l) => {
+                        l.handle(LspInput::Entropy(Entropy(e)))?;
+                    }
+                    RoleMachine::Payee(p) => {
+                        p.handle(PayeeInput::Entropy(Entropy(e)))?;
+                    }
+                    RoleMachine::Payer(_) | RoleMachine::Router(_) => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The scalar of the PTLC with `point` if fulfilling it is the channel's last complete change:
+/// a fulfilment a stop may have kept from the role.
+fn last_fulfilment(channel: &Channel, point: AdaptorPoint) -> Option<AdaptorSecret> {
+    match &channel.snapshot().complete.as_ref()?.change {
+        Change::FulfilPtlc { secret, .. } => AdaptorSecret::from_bytes(secret.0)
+            .ok()
+            .filter(|s| s.adaptor_point() == point),
+        _ => None,
+    }
+}
+
+/// Whether a PTLC with `point` is neither in the channel's latest state nor being added, on
+/// a channel ready for an update: an offer a stop kept from reaching the channel.
+fn never_offered(channel: &Channel, point: AdaptorPoint) -> bool {
+    let in_latest = channel
+        .latest()
+        .is_some_and(|b| b.ptlcs.iter().any(|x| x.point == point));
+    let in_pending = channel
+        .snapshot()
+        .pending
+        .as_ref()
+        .is_some_and(|x| matches!(&x.change, Change::AddPtlc { point: q, .. } if *q == point));
+    !in_latest && !in_pending && channel.phase() == Phase::Funded
+}
+
+fn json_records<R: Serialize>(
+    actions: Vec<PaymentAction<(PaymentId, R)>>,
+) -> Vec<PaymentAction<(PaymentId, serde_json::Value)>> {
+    actions
+        .into_iter()
+        .map(|a| match a {
+            PaymentAction::Persist((id, r)) => PaymentAction::Persist((
+                id,
+                serde_json::to_value(r).expect("payment records serialise"),
+            )),
+            PaymentAction::Send { to, message } => PaymentAction::Send { to, message },
+            PaymentAction::Channel {
+                channel_id,
+                command,
+            } => PaymentAction::Channel {
+                channel_id,
+                command,
+            },
+            PaymentAction::Revert {
+                channel_id,
+                abandoned_state,
+            } => PaymentAction::Revert {
+                channel_id,
+                abandoned_state,
+            },
+            PaymentAction::PostLetter {
+                payment_id,
+                payee,
+                letter,
+            } => PaymentAction::PostLetter {
+                payment_id,
+                payee,
+                letter,
+            },
+            PaymentAction::Event(e) => PaymentAction::Event(e),
+        })
+        .collect()
+}
+
+/// The node key derived from the seed.
+pub fn node_key(seed: &[u8; 32]) -> SecretKey {
+    derive_key(seed, "node-key", &[])
+}
+
+fn derive_key(seed: &[u8; 32], what: &str, extra: &[u8]) -> SecretKey {
+    let mut counter = 0u8;
+    loop {
+        let bytes = tagged_hash(
+            "asyncpay/node/v1/derive",
+            &[seed, what.as_bytes(), extra, &[counter]],
+        );
+        if let Ok(key) = SecretKey::from_bytes(bytes) {
+            return key;
+        }
+        counter = counter.wrapping_add(1);
+    }
+}

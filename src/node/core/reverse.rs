@@ -1,0 +1,228 @@
+//! The reverse variant's glue (payee offline: the payer buys the LSP's signature), and the
+//! lookups of channels and routes the roles share.
+
+use super::*;
+
+impl NodeCore {
+    /// Hands a letter of the reverse variant to the machine, with what it needs from the
+    /// channels.
+    pub(super) fn on_reverse_letter(
+        &mut self,
+        letter: ReverseLetter,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let input = match letter {
+            ReverseLetter::PayRequest {
+                offer,
+                proof,
+                payee_contact,
+            } => {
+                let channel = self.channels.iter().find_map(|(id, e)| {
+                    let funded = e.peer == offer.lsp && e.channel.phase() == Phase::Funded;
+                    let delay = e.channel.snapshot().params.as_ref()?.shared_delay;
+                    funded.then_some((*id, delay))
+                });
+                ReverseInput::PayRequest {
+                    offer,
+                    proof,
+                    payee_contact,
+                    channel,
+                    height: self.height,
+                }
+            }
+            ReverseLetter::Handover {
+                payment_id,
+                lsp_signature,
+            } => {
+                let point = self.reverse.payments().find_map(|(id, p)| match &p.status {
+                    ReverseStatus::Offered { offer } if *id == payment_id => Some(offer.point),
+                    _ => None,
+                });
+                let channel = self
+                    .channels
+                    .iter()
+                    .find(|(_, e)| point.is_some() && e.channel.pending_price_point() == point)
+                    .map(|(id, _)| *id);
+                ReverseInput::Handover {
+                    payment_id,
+                    lsp_signature,
+                    channel,
+                }
+            }
+        };
+        self.reverse_input(input, out)
+    }
+
+    /// B's countersigned copy of `lsp`'s pending proposal on `channel`: what the payer needs
+    /// to check and hold the update, and its price point.
+    pub(super) fn update_proof(
+        &self,
+        lsp: &PublicKey,
+        channel: &ChannelId,
+    ) -> Option<(UpdateProof, AdaptorPoint)> {
+        let e = self.channels.get(channel).filter(|e| &e.peer == lsp)?;
+        let snap = e.channel.snapshot();
+        let pending = snap.pending.as_ref()?;
+        if pending.proposer == snap.side {
+            return None;
+        }
+        let proof = UpdateProof {
+            params: snap.params.clone()?,
+            lsp_side: pending.proposer,
+            body: pending.body.clone(),
+            lsp_nonce: pending.proposer_nonce,
+            payee_signature: pending.countersignature?,
+            funding_outpoint: snap.funding_outpoint?,
+            older_settlements: snap
+                .settlement_leaf_hashes
+                .range(..pending.body.number)
+                .map(|(state, hash)| (*state, *hash))
+                .collect(),
+        };
+        Some((proof, e.channel.pending_price_point()?))
+    }
+
+    /// Our own withheld signature whose price point is `point`, as a scalar, and its channel.
+    pub(super) fn own_withheld(&self, point: AdaptorPoint) -> Option<(ChannelId, AdaptorSecret)> {
+        self.channels.iter().find_map(|(id, e)| {
+            let snap = e.channel.snapshot();
+            let pending = snap.pending.as_ref()?;
+            if pending.proposer != snap.side || e.channel.pending_price_point()? != point {
+                return None;
+            }
+            let secret = AdaptorSecret::from_signature(&pending.proposer_signature?).ok()?;
+            Some((*id, secret))
+        })
+    }
+
+    pub(super) fn reverse_input(
+        &mut self,
+        input: ReverseInput,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        for action in self.reverse.handle(input)? {
+            match action {
+                ReverseAction::Post {
+                    to,
+                    letter,
+                    contact,
+                } => out.push(NodeOutput::PostReverse {
+                    to,
+                    bytes: letter.encode(),
+                    contact,
+                }),
+                ReverseAction::Payment(PaymentAction::Persist((payment_id, record))) => {
+                    out.push(NodeOutput::PersistReverse {
+                        payment_id,
+                        record: serde_json::to_value(record).expect("records serialise"),
+                    })
+                }
+                ReverseAction::Payment(PaymentAction::Send { to, message }) => {
+                    let mut frame = vec![TAG_PAYMENT];
+                    frame.extend(message.encode());
+                    out.push(NodeOutput::Send {
+                        to,
+                        frame,
+                        what: message.name(),
+                    });
+                }
+                ReverseAction::Payment(PaymentAction::Channel {
+                    channel_id,
+                    command,
+                }) => {
+                    let what = format!("{command:?}");
+                    if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                        out.push(NodeOutput::Refused {
+                            peer: self.key.public_key(),
+                            error: format!("{what}: {e}"),
+                        });
+                    }
+                }
+                ReverseAction::Watch(outpoint) => out.push(NodeOutput::Watch(outpoint)),
+                ReverseAction::Payment(PaymentAction::Event(e)) => {
+                    out.push(NodeOutput::PaymentEvent(e))
+                }
+                ReverseAction::Payment(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// For a letter whose LSP we have no funded channel with: the last hop through the peer
+    /// of one of our funded channels, which routes for us.
+    pub(super) fn route_hint(&self, letter: &[u8]) -> Option<RouteHint> {
+        let lsp = SaleLetter::decode(letter).ok()?.offer.lsp;
+        let routes = self.routes();
+        if routes.iter().any(|(peer, _)| *peer == lsp) {
+            return None;
+        }
+        routes
+            .first()
+            .map(|(router, _)| DEFAULT_ROUTER_POLICY.hint(*router))
+    }
+
+    /// A PTLC with `point` that a peer accepted by `from` offered us, in a complete state of
+    /// our channel with it: the channel, the peer and the PTLC.
+    pub(super) fn committed_to_us(
+        &self,
+        point: AdaptorPoint,
+        from: impl Fn(&PublicKey) -> bool,
+    ) -> Option<(ChannelId, PublicKey, PtlcRecord)> {
+        self.channels.iter().find_map(|(id, e)| {
+            if !from(&e.peer) {
+                return None;
+            }
+            let side = e.channel.snapshot().side;
+            let ptlc = e
+                .channel
+                .latest()?
+                .ptlcs
+                .iter()
+                .find(|x| x.point == point && x.offerer != side)?;
+            Some((*id, e.peer, ptlc.clone()))
+        })
+    }
+
+    /// Our funded channel with `peer`, if any (without listing every channel: S has many).
+    pub(super) fn funded_channel_with(&self, peer: &PublicKey) -> Option<ChannelId> {
+        self.channels
+            .iter()
+            .find(|(_, e)| &e.peer == peer && e.channel.phase() == Phase::Funded)
+            .map(|(id, _)| *id)
+    }
+
+    /// Our funded channels, by peer.
+    pub(super) fn routes(&self) -> Vec<(PublicKey, ChannelId)> {
+        self.channels
+            .iter()
+            .filter(|(_, e)| e.channel.phase() == Phase::Funded)
+            .map(|(id, e)| (e.peer, *id))
+            .collect()
+    }
+
+    /// The withheld transfer the peer proposed on its channel with us, if any.
+    pub(super) fn pending_transfer(&self, peer: &PublicKey) -> Option<PendingTransfer> {
+        self.channels.iter().find_map(|(id, e)| {
+            // Only an open channel sells: once a state is on chain, no new offer.
+            if &e.peer != peer || e.channel.phase() != Phase::CounterSigned {
+                return None;
+            }
+            let snap = e.channel.snapshot();
+            let pending = snap.pending.as_ref()?;
+            let Change::Transfer { amount_sat } = pending.change else {
+                return None;
+            };
+            // S cannot know whether A withholds; it only needs A's proposal countersigned.
+            if pending.countersignature.is_none() || pending.proposer == snap.side {
+                return None;
+            }
+            Some(PendingTransfer {
+                channel_id: *id,
+                state: pending.body.number,
+                transfer_sat: amount_sat,
+                price_point: e.channel.pending_price_point()?,
+                shared_delay: snap.params.as_ref()?.shared_delay,
+            })
+        })
+    }
+}

@@ -1,0 +1,164 @@
+//! From the roles to the channels: role inputs, and the channel commands their actions
+//! become.
+
+use super::*;
+
+impl NodeCore {
+    pub(super) fn role_input(
+        &mut self,
+        input: RoleIn,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let actions: Vec<PaymentAction<(PaymentId, serde_json::Value)>> =
+            match (&mut self.role, input) {
+                (RoleMachine::Payer(p), RoleIn::Payer(i)) => json_records(p.handle(i)?),
+                (RoleMachine::Payer(p), RoleIn::Connected(peer)) => {
+                    json_records(p.handle(PayerInput::PeerConnected { peer })?)
+                }
+                (RoleMachine::Lsp(l), RoleIn::Lsp(i)) => json_records(l.handle(i)?),
+                (RoleMachine::Lsp(l), RoleIn::Connected(peer)) => {
+                    json_records(l.handle(LspInput::PeerConnected { peer })?)
+                }
+                (RoleMachine::Lsp(l), RoleIn::Block(height)) => {
+                    json_records(l.handle(LspInput::Block { height })?)
+                }
+                (RoleMachine::Payee(p), RoleIn::Payee(i)) => json_records(p.handle(i)?),
+                (RoleMachine::Payee(p), RoleIn::Connected(peer)) => {
+                    json_records(p.handle(PayeeInput::PeerConnected { peer })?)
+                }
+                (RoleMachine::Router(r), RoleIn::Router(i)) => json_records(r.handle(i)?),
+                (RoleMachine::Router(_), RoleIn::Connected(_)) => vec![],
+                (_, RoleIn::Block(_)) => vec![],
+                (_, input) => {
+                    return Err(NodeError::WrongRole {
+                        what: input.name(),
+                        role: input.role(),
+                    })
+                }
+            };
+        for action in actions {
+            match action {
+                PaymentAction::Persist((payment_id, record)) => {
+                    out.push(NodeOutput::PersistPayment { payment_id, record })
+                }
+                PaymentAction::Send { to, message } => {
+                    let mut frame = vec![TAG_PAYMENT];
+                    frame.extend(message.encode());
+                    out.push(NodeOutput::Send {
+                        to,
+                        frame,
+                        what: message.name(),
+                    });
+                }
+                PaymentAction::Channel {
+                    channel_id,
+                    command,
+                } => {
+                    let what = format!("{command:?}");
+                    let failed_point = match &command {
+                        Command::AddPtlc { point, .. } => Some(*point),
+                        _ => None,
+                    };
+                    let transfer = matches!(command, Command::Transfer { .. });
+                    if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                        out.push(NodeOutput::Refused {
+                            peer: self.key.public_key(),
+                            error: format!("{what}: {e}"),
+                        });
+                        // The role hears of the refusal, so its record does not wait forever
+                        // for a channel step that will never come.
+                        match (&self.role, failed_point) {
+                            (RoleMachine::Lsp(_), Some(point)) => {
+                                self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point }), out)?
+                            }
+                            (RoleMachine::Router(_), Some(point)) => self.role_input(
+                                RoleIn::Router(RouterInput::PtlcFailed { point }),
+                                out,
+                            )?,
+                            (RoleMachine::Payer(_), None) if transfer => self.role_input(
+                                RoleIn::Payer(PayerInput::TransferRefused {
+                                    channel_id,
+                                    reason: e.to_string(),
+                                }),
+                                out,
+                            )?,
+                            _ => {}
+                        }
+                    }
+                }
+                PaymentAction::Revert {
+                    channel_id,
+                    abandoned_state,
+                } => self.revert(channel_id, abandoned_state, out)?,
+                PaymentAction::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => out.push(NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                }),
+                PaymentAction::Event(e) => out.push(NodeOutput::PaymentEvent(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Abandons the withheld state `abandoned_state` for good: the channel proposes the next
+    /// state with the balances before it. If the payer is offline, the proposal is persisted
+    /// and completes when it reconnects.
+    pub(super) fn revert(
+        &mut self,
+        channel_id: ChannelId,
+        abandoned_state: u64,
+        out: &mut Vec<NodeOutput>,
+    ) -> Result<(), NodeError> {
+        let entry = self
+            .channels
+            .get(&channel_id)
+            .ok_or(NodeError::UnknownChannel(channel_id))?;
+        let pending = entry.channel.snapshot().pending.as_ref();
+        let withheld = pending.is_some_and(|p| {
+            p.body.number == abandoned_state && !matches!(p.change, Change::Revert { .. })
+        });
+        if !withheld {
+            // Already reverted, or never countersigned: nothing is left to abandon.
+            return Ok(());
+        }
+        self.channel_input(channel_id, Input::Command(Command::Revert), out)
+    }
+}
+
+// One input at a time, never stored: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum RoleIn {
+    Payer(PayerInput),
+    Lsp(LspInput),
+    Payee(PayeeInput),
+    Router(RouterInput),
+    Connected(PublicKey),
+    Block(u32),
+}
+
+impl RoleIn {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            RoleIn::Payer(_) => "payer input",
+            RoleIn::Lsp(_) => "lsp input",
+            RoleIn::Payee(_) => "payee input",
+            RoleIn::Router(_) => "router input",
+            RoleIn::Connected(_) => "connected",
+            RoleIn::Block(_) => "block",
+        }
+    }
+
+    pub(super) fn role(&self) -> Role {
+        match self {
+            RoleIn::Payer(_) => Role::Payer,
+            RoleIn::Lsp(_) => Role::Lsp,
+            RoleIn::Router(_) => Role::Router,
+            _ => Role::Payee,
+        }
+    }
+}
