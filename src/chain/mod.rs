@@ -2,4 +2,5 @@
 //! benchmarks, and the light-client wallet (BDK over electrs) of the channel parties.
 
 pub mod regtest;
+pub mod rpc;
 pub mod wallet;

@@ -8,5 +8,7 @@
 //! | [`views`] | what control answers show of payment records: never a withheld signature |
 
 pub mod core;
+pub mod files;
+pub mod runtime;
 pub mod store;
 pub mod views;

@@ -32,8 +32,8 @@ use axum::{Json, Router};
 use bitcoin::{Block, Network, Txid};
 use serde_json::{json, Value};
 
-use crate::chain_io::{publish, Published, Rpc};
-use crate::files::{load_seed, private_dir, private_file, write_private};
+use asyncpay::chain::rpc::{publish, Published, Rpc};
+use asyncpay::node::files::{load_seed, private_dir, private_file, write_private};
 
 /// Watchtower commands.
 #[derive(clap::Subcommand)]
@@ -116,10 +116,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(w)
     })?;
     let fee_address = wallet.new_address()?.to_string();
-    let rpc = Rpc {
-        url: args.rpc_url.clone(),
-        cookie: args.rpc_cookie.clone(),
-    };
+    let rpc = Rpc::new(args.rpc_url.clone(), args.rpc_cookie.clone());
     let tip = tip(&rpc).await?;
     // A new tower starts at the tip: nothing before its first appointment concerns it.
     let scanned = match store.scanned()? {

@@ -1,0 +1,97 @@
+//! Private files of a process that keeps secrets (the node, the watchtower): a 0700 data
+//! directory, 0600 files written atomically, and the seed.
+//!
+//! ```
+//! use asyncpay::node::files::{load_seed, private_dir};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let data = dir.path().join("node");
+//! private_dir(&data)?;
+//! let seed = load_seed(&data)?;
+//! assert_eq!(load_seed(&data)?, seed, "created once, then read");
+//! # Ok::<(), asyncpay::node::files::FileError>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// A file operation that failed, with the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {path}: {source}")]
+pub struct FileError {
+    /// What was being done.
+    pub what: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// Why it failed.
+    pub source: std::io::Error,
+}
+
+fn at(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+    let path = path.to_path_buf();
+    move |source| FileError { what, path, source }
+}
+
+/// The 32-byte seed in `dir/seed`, created (random, 0600) if missing.
+pub fn load_seed(dir: &Path) -> Result<[u8; 32], FileError> {
+    let path = dir.join("seed");
+    if !path.exists() {
+        let seed: [u8; 32] = rand::random();
+        write_private(&path, hex::encode(seed).as_bytes())?;
+    }
+    let text = std::fs::read_to_string(&path).map_err(at("reading", &path))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| FileError {
+        what: "decoding (32 hex bytes expected)",
+        path: path.clone(),
+        source: std::io::ErrorKind::InvalidData.into(),
+    })?;
+    Ok(seed)
+}
+
+/// Creates `dir` (and its parents) if missing and makes it 0700: the node's files hold its
+/// secrets.
+pub fn private_dir(dir: &Path) -> Result<(), FileError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).map_err(at("creating", dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(at("making private", dir))
+}
+
+/// Creates the SQLite database `path` as an empty file with mode 0600 if it is missing, and
+/// brings an existing one (with its `-wal` and `-shm` files) to 0600.
+pub fn private_file(path: &Path) -> Result<(), FileError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(at("creating", path))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(at("making private", &file))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` with mode 0600, atomically (a temporary file, synced, renamed).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(at("creating", &tmp))?;
+    file.write_all(bytes).map_err(at("writing", &tmp))?;
+    file.sync_all().map_err(at("syncing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(at("renaming into", path))
+}

@@ -1,0 +1,847 @@
+//! The driver: one task that owns the node core and carries out its outputs in order.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bdk_electrum::electrum_client::{self, ElectrumApi};
+use bitcoin::{Amount, FeeRate, OutPoint, Transaction, Txid};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::rpc::Rpc;
+use crate::chain::wallet::{Wallet, WalletSeed};
+use crate::crypto::keys::PublicKey;
+use crate::mailbox::client::MailboxClient;
+use crate::mailbox::keys::{Contact, NodeKey};
+use crate::mailbox::tagged_hash;
+use crate::net::{Allow, Listener};
+use crate::node::core::{
+    node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
+};
+use crate::node::files::{load_seed, private_dir, private_file, write_private};
+use crate::node::store::Store;
+use crate::protocol::channel::Snapshot;
+use crate::protocol::messages::ChannelId;
+use crate::protocol::payment::{PayerStatus, PaymentId};
+use crate::tx::Party;
+
+use super::peers::spawn_connection;
+use super::request::Request;
+use super::towers::spawn_tower_pusher;
+use super::{emit, lsp_policy, now, warn, CrashPoint, NodeConfig, RuntimeError};
+
+pub(super) enum Ev {
+    Frame {
+        from: PublicKey,
+        frame: Vec<u8>,
+    },
+    Connected {
+        peer: PublicKey,
+        conn: u64,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    Disconnected {
+        peer: PublicKey,
+        conn: u64,
+    },
+    Control {
+        request: Request,
+        reply: oneshot::Sender<Result<Value, String>>,
+    },
+    Tick,
+}
+
+pub(super) struct Driver {
+    pub(super) core: NodeCore,
+    pub(super) store: Store,
+    pub(super) wallet: Wallet,
+    pub(super) mailbox_key: NodeKey,
+    pub(super) mailbox: MailboxClient,
+    pub(super) electrum: String,
+    pub(super) rpc: Option<Rpc>,
+    pub(super) writers: HashMap<PublicKey, (u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    /// The redial loop of each peer we dial; a new `ctl connect` replaces the old loop.
+    pub(super) dialers: HashMap<PublicKey, tokio::task::AbortHandle>,
+    /// How long a peer connection may stay silent.
+    pub(super) idle: Duration,
+    pub(super) allow: Arc<RwLock<HashSet<PublicKey>>>,
+    pub(super) events: mpsc::UnboundedSender<Ev>,
+    pub(super) next_conn: u64,
+    pub(super) shared_delay: u16,
+    pub(super) height: u32,
+    /// Watched outpoints and the spends already handed to the core: (txid, confirmed).
+    pub(super) watches: BTreeMap<OutPoint, HashSet<(Txid, bool)>>,
+    pub(super) funding: HashMap<ChannelId, Transaction>,
+    pub(super) stop: bool,
+    pub(super) node_secret: Arc<crate::crypto::keys::SecretKey>,
+    /// The Electrum connection, kept between polls; dropped on error and reopened.
+    pub(super) chain: Option<electrum_client::Client>,
+    /// Fault injection (`ctl crash-at`): where to die, and the persists seen since armed.
+    pub(super) crash: Option<(CrashPoint, u64)>,
+    /// How often each transaction was submitted: a transaction the channel publishes again
+    /// (it is not confirmed yet) goes out with a child at a higher feerate each time.
+    pub(super) attempts: HashMap<Txid, u32>,
+    /// The watchtowers' pushers, and the newest state of each channel handed to them.
+    pub(super) towers: (
+        Vec<mpsc::UnboundedSender<Snapshot>>,
+        HashMap<ChannelId, u64>,
+    ),
+}
+
+/// Runs a node until it is told to stop (`Request::Stop`): opens its stores and wallet,
+/// listens for peers, serves the control API on loopback, polls the chain, and hands every
+/// event to the core. Must run on a multi-threaded tokio runtime (the wallet and the
+/// Electrum client block; they run under `block_in_place`).
+pub async fn run(config: NodeConfig) -> Result<(), RuntimeError> {
+    let args = &config;
+    private_dir(&args.data_dir)?;
+    let seed = load_seed(&args.data_dir)?;
+    // The stores hold withheld signatures, PTLC secrets and the wallet: created 0600 before
+    // SQLite opens them (SQLite gives its WAL and SHM files the database file's mode).
+    private_file(&args.data_dir.join("node.db"))?;
+    private_file(&args.data_dir.join("wallet.sqlite"))?;
+    let store = Store::open(&args.data_dir.join("node.db"))?;
+    let records = match args.role {
+        Role::Payer => Records::Payer(store.payments()?),
+        Role::Lsp => Records::Lsp(lsp_policy(args.ptlc_delta), store.payments()?),
+        Role::Payee => Records::Payee(store.payments()?),
+        Role::Router => Records::Router(DEFAULT_ROUTER_POLICY, store.payments()?),
+    };
+    let wallet_seed = WalletSeed::from_bytes(tagged_hash("asyncpay/node/v1/wallet", &[&seed]));
+    let mut wallet = tokio::task::block_in_place(|| -> Result<Wallet, RuntimeError> {
+        let mut w = Wallet::create_or_load(
+            args.data_dir.join("wallet.sqlite"),
+            &wallet_seed,
+            args.network,
+        )?;
+        w.sync(&args.electrum)?;
+        Ok(w)
+    })?;
+    let height = wallet.tip_height();
+    let mut core = NodeCore::restore(seed, height, store.channels()?, records)?;
+    core.restore_reverse(store.reverse_payments()?);
+    let node_secret = Arc::new(node_key(&seed));
+    let mailbox_key = NodeKey::from_secret_bytes(node_secret.to_secret_bytes())?;
+    let rpc = args
+        .rpc
+        .as_ref()
+        .map(|(url, cookie)| Rpc::new(url.clone(), cookie.clone()));
+    let _ = &mut wallet;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let known: HashSet<PublicKey> = store.peers()?.into_iter().map(|(k, _)| k).collect();
+    let allow = Arc::new(RwLock::new(known));
+    let allow_fn = {
+        let allow = allow.clone();
+        Allow::from_fn(move |k| allow.read().map(|s| s.contains(k)).unwrap_or(false))
+    };
+    // Peers that dial us keep our address: a restarted node listens where it did before,
+    // unless told otherwise.
+    let addr_file = args.data_dir.join("peer.addr");
+    let listen = match std::fs::read_to_string(&addr_file) {
+        Ok(text) if args.listen.port() == 0 => text.trim().parse().unwrap_or(args.listen),
+        _ => args.listen,
+    };
+    let listener = Listener::bind(listen, node_secret.clone(), allow_fn).await?;
+    let peer_addr = listener.local_addr()?;
+    write_private(&addr_file, peer_addr.to_string().as_bytes())?;
+
+    let core_watches: BTreeMap<OutPoint, HashSet<(Txid, bool)>> = core
+        .watched()
+        .into_iter()
+        .map(|o| (o, HashSet::new()))
+        .collect();
+    let mut node = Driver {
+        core,
+        store,
+        wallet,
+        mailbox_key,
+        mailbox: MailboxClient::new(&args.mailbox)?,
+        electrum: args.electrum.clone(),
+        rpc,
+        writers: HashMap::new(),
+        dialers: HashMap::new(),
+        idle: args.idle_timeout.max(Duration::from_secs(1)),
+        allow,
+        events: tx.clone(),
+        next_conn: 0,
+        shared_delay: args.shared_delay(),
+        height,
+        // The watches announced before a restart are rebuilt from the channels; without them
+        // a restarted node would miss a stale state published while it was away.
+        watches: core_watches,
+        funding: HashMap::new(),
+        stop: false,
+        node_secret,
+        chain: None,
+        crash: args.crash_at.clone().map(|p| (p, 0)),
+        attempts: HashMap::new(),
+        towers: (
+            args.watchtowers
+                .iter()
+                .map(|url| spawn_tower_pusher(url, seed))
+                .collect::<Result<_, RuntimeError>>()?,
+            HashMap::new(),
+        ),
+    };
+
+    // Accept peers: every handshake runs in its own task, within the caps of `Admission`
+    // (a silent socket cannot hold the door for anyone else).
+    {
+        let tx = tx.clone();
+        let mut admissions = listener.serve(args.admission);
+        let idle = args.idle_timeout.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            while let Some(admitted) = admissions.next().await {
+                let _ = tx.send(Ev::Tick);
+                spawn_connection(
+                    admitted.connection,
+                    tx.clone(),
+                    None,
+                    Some(admitted.superseded),
+                    idle,
+                );
+            }
+        });
+    }
+    // Dial known peers.
+    for (key, addr) in node.store.peers()? {
+        if let Some(addr) = addr {
+            node.dial(key, addr, None);
+        }
+    }
+    // Control server.
+    let token = hex::encode(rand::random::<[u8; 16]>());
+    write_private(&args.data_dir.join("control.token"), token.as_bytes())?;
+    let control = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let control_addr = control.local_addr()?;
+    let app = axum::Router::new()
+        .route(
+            "/v1/{command}",
+            axum::routing::post(super::control::control_handler),
+        )
+        .with_state(super::control::ControlState {
+            token: Arc::new(token),
+            events: tx.clone(),
+        });
+    // The server shuts down gracefully after the event loop ends, so the answer to `stop`
+    // (and to any other request in flight) reaches its caller before the process exits.
+    let (control_stop, control_stopped) = oneshot::channel::<()>();
+    // Loopback only, but a local process could still hold connections open: the same
+    // header, body and connection limits as the mailbox server.
+    let control_limits = crate::net::http::HttpLimits {
+        max_connections: 64,
+        max_connections_per_ip: 64,
+        ..Default::default()
+    };
+    let control_server = tokio::spawn(crate::net::http::serve(
+        control,
+        app,
+        control_limits,
+        async {
+            let _ = control_stopped.await;
+        },
+    ));
+    // Chain poller.
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if tx.send(Ev::Tick).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let info = json!({
+        "node_key": node.core.public_key().to_string(),
+        "peer_addr": peer_addr.to_string(),
+        "control_url": format!("http://{control_addr}"),
+        "role": args.role,
+        "pid": std::process::id(),
+    });
+    write_private(
+        &args.data_dir.join("node.json"),
+        info.to_string().as_bytes(),
+    )?;
+    emit(json!({"event": "ready", "node": info}));
+
+    let entropy: [u8; 32] = rand::random();
+    let outputs = node.core.handle(NodeInput::Entropy(entropy))?;
+    node.run_outputs(outputs).await?;
+    let outputs = node.core.handle(NodeInput::Started)?;
+    node.run_outputs(outputs).await?;
+    let mut last_poll = Instant::now() - Duration::from_secs(10);
+    while let Some(ev) = rx.recv().await {
+        if let Err(e) = node.on_event(ev, &mut last_poll).await {
+            tracing::warn!("{e:#}");
+            warn(json!({"event": "error", "message": format!("{e:#}")}));
+        }
+        if node.stop {
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(args.data_dir.join("node.json"));
+    // Requests still queued are answered "stopping" as their reply channels drop.
+    drop(rx);
+    let _ = control_stop.send(());
+    if tokio::time::timeout(Duration::from_secs(5), control_server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("control server did not finish its answers within 5 s");
+    }
+    Ok(())
+}
+
+impl Driver {
+    async fn on_event(&mut self, ev: Ev, last_poll: &mut Instant) -> Result<(), RuntimeError> {
+        match ev {
+            Ev::Frame { from, frame } => match self.core.handle(NodeInput::Frame { from, frame }) {
+                Ok(outputs) => self.run_outputs(outputs).await?,
+                Err(e) => warn(
+                    json!({"event": "refused", "peer": from.to_string(), "error": e.to_string()}),
+                ),
+            },
+            Ev::Connected { peer, conn, writer } => {
+                self.next_conn = self.next_conn.max(conn);
+                self.writers.insert(peer, (conn, writer));
+                emit(json!({"event": "connected", "peer": peer.to_string()}));
+                let outputs = self.core.handle(NodeInput::Connected { peer })?;
+                self.run_outputs(outputs).await?;
+            }
+            Ev::Disconnected { peer, conn } => {
+                if self.writers.get(&peer).is_some_and(|(c, _)| *c == conn) {
+                    self.writers.remove(&peer);
+                }
+            }
+            Ev::Control {
+                request: Request::Connect { node_key, addr },
+                reply,
+            } => self.connect_command(node_key, addr, reply),
+            Ev::Control { request, reply } => {
+                let result = self.control(request).await;
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+            Ev::Tick => {
+                if last_poll.elapsed() >= Duration::from_millis(250) {
+                    *last_poll = Instant::now();
+                    self.poll_chain().await?;
+                }
+                self.feed_tower();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands every channel whose complete state is newer than what the pusher has to the
+    /// watchtower's pusher. The core stored the state before it reached the snapshot.
+    fn feed_tower(&mut self) {
+        let (pushers, handed) = &mut self.towers;
+        if pushers.is_empty() {
+            return;
+        }
+        for (id, entry) in self.core.channels() {
+            let snapshot = entry.channel.snapshot();
+            let Some(number) = snapshot.complete.as_ref().map(|r| r.body.number) else {
+                continue;
+            };
+            if snapshot.funding_outpoint.is_none() || handed.get(id) == Some(&number) {
+                continue;
+            }
+            handed.insert(*id, number);
+            for pusher in pushers.iter() {
+                let _ = pusher.send(snapshot.clone());
+            }
+        }
+    }
+
+    async fn control(&mut self, request: Request) -> Result<Value, RuntimeError> {
+        let entropy: [u8; 32] = rand::random();
+        let outputs = self.core.handle(NodeInput::Entropy(entropy))?;
+        self.run_outputs(outputs).await?;
+        match request {
+            Request::Info => Ok(self.info()),
+            Request::Address => {
+                let address = tokio::task::block_in_place(|| self.wallet.new_address())?;
+                Ok(json!({ "address": address.to_string() }))
+            }
+            // Answered by `connect_command` without waiting in the queue.
+            Request::Connect { .. } => Ok(json!({})),
+            Request::Open { peer, capacity_sat } => {
+                if !self.writers.contains_key(&peer) {
+                    return Err(RuntimeError::NotConnected(peer.into()));
+                }
+                let channel_id = ChannelId(rand::random());
+                let outputs = self
+                    .core
+                    .handle(NodeInput::Command(NodeCommand::OpenChannel {
+                        peer,
+                        channel_id,
+                        capacity_sat,
+                        shared_delay: self.shared_delay,
+                    }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({ "channel_id": hex::encode(channel_id.0) }))
+            }
+            Request::Contact => {
+                let contact = Contact::sign(&self.mailbox_key, self.mailbox.base_url(), now());
+                Ok(serde_json::to_value(contact)?)
+            }
+            Request::Pay {
+                lsp,
+                amount_sat,
+                contact,
+                fee_sat,
+                note,
+            } => {
+                let verified = contact.verify()?;
+                let payee = PublicKey::from(verified.node_key);
+                self.store
+                    .put_contact(&payee, &serde_json::to_string(&contact)?)?;
+                let fee_sat = fee_sat.unwrap_or_else(|| lsp_policy(0).fee_for(amount_sat));
+                let payment_id = PaymentId(rand::random());
+                let outputs = self.core.handle(NodeInput::Command(NodeCommand::Pay {
+                    payment_id,
+                    lsp,
+                    payee,
+                    amount_sat,
+                    fee_sat,
+                    note: note.unwrap_or_default(),
+                }))?;
+                self.run_outputs(outputs).await?;
+                // A transfer the channel refused (e.g. above the balance) leaves the payment
+                // void at once: the caller hears why instead of polling a payment that waits.
+                let void_reason = self.core.payer().and_then(|p| {
+                    p.payments()
+                        .find(|(id, _)| **id == payment_id)
+                        .and_then(|(_, r)| match &r.status {
+                            PayerStatus::Void { reason } => Some(reason.clone()),
+                            _ => None,
+                        })
+                });
+                if let Some(reason) = void_reason {
+                    return Err(RuntimeError::PaymentRefused { payment_id, reason });
+                }
+                Ok(json!({ "payment_id": payment_id.to_string(), "fee_sat": fee_sat }))
+            }
+            Request::Receive {
+                lsp,
+                amount_sat,
+                payer_contact,
+            } => {
+                // Reverse variant: be paid while offline by a payer buying our LSP's signature.
+                let verified = payer_contact.verify()?;
+                let payer = PublicKey::from(verified.node_key);
+                self.store
+                    .put_contact(&payer, &serde_json::to_string(&payer_contact)?)?;
+                let own = Contact::sign(&self.mailbox_key, self.mailbox.base_url(), now());
+                let payment_id = PaymentId(rand::random());
+                let outputs = self.core.handle(NodeInput::Command(NodeCommand::Receive {
+                    payment_id,
+                    lsp,
+                    payer,
+                    amount_sat,
+                    contact: Some(serde_json::to_value(own)?),
+                }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({ "payment_id": payment_id.to_string() }))
+            }
+            Request::Cancel { payment_id } => {
+                let outputs = self
+                    .core
+                    .handle(NodeInput::Command(NodeCommand::Cancel { payment_id }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({}))
+            }
+            Request::Fetch => {
+                let n = self.fetch_letters().await?;
+                Ok(json!({ "letters": n }))
+            }
+            Request::ForceClose { channel_id } => {
+                let outputs = self
+                    .core
+                    .handle(NodeInput::Command(NodeCommand::ForceClose { channel_id }))?;
+                self.run_outputs(outputs).await?;
+                Ok(json!({}))
+            }
+            Request::Stop => {
+                self.stop = true;
+                Ok(json!({}))
+            }
+            Request::CrashAt { point } => {
+                emit(json!({"event": "crash_armed", "point": point.to_string()}));
+                self.crash = Some((point, 0));
+                Ok(json!({}))
+            }
+        }
+    }
+
+    fn info(&self) -> Value {
+        let channels: Vec<Value> = self
+            .core
+            .channels()
+            .iter()
+            .map(|(id, e)| {
+                let snap = e.channel.snapshot();
+                let (state, to_self, to_peer) = match e.channel.latest() {
+                    Some(body) => {
+                        let other = match snap.side {
+                            Party::A => Party::S,
+                            Party::S => Party::A,
+                        };
+                        (
+                            Some(body.number),
+                            body.balance(snap.side),
+                            body.balance(other),
+                        )
+                    }
+                    None => (None, 0, 0),
+                };
+                json!({
+                    "channel_id": hex::encode(id.0),
+                    "peer": e.peer.to_string(),
+                    "phase": format!("{:?}", e.channel.phase()),
+                    "funding_outpoint": snap.funding_outpoint.map(|o| o.to_string()),
+                    "state": state,
+                    "to_self_sat": to_self,
+                    "to_peer_sat": to_peer,
+                    "connected": self.writers.contains_key(&e.peer),
+                })
+            })
+            .collect();
+        // Typed views, never the stored records: no withheld signature leaves the node.
+        let payments = crate::node::views::payments(&self.core);
+        let reverse = crate::node::views::reverse(&self.core);
+        let balance = self.wallet.balance();
+        json!({
+            "node_key": self.core.public_key().to_string(),
+            "role": self.core.role(),
+            "height": self.height,
+            "wallet_sat": balance.confirmed.to_sat(),
+            "wallet_pending_sat": (balance.trusted_pending + balance.untrusted_pending).to_sat(),
+            "channels": channels,
+            "payments": payments,
+            "reverse": reverse,
+        })
+    }
+
+    async fn fetch_letters(&mut self) -> Result<usize, RuntimeError> {
+        let messages = self
+            .mailbox
+            .fetch(&self.mailbox_key, 32, Duration::from_secs(0))
+            .await?;
+        let mut handled = vec![];
+        for message in &messages {
+            match message.open(&self.mailbox_key) {
+                Ok(opened) => {
+                    match self.core.handle(NodeInput::Letter {
+                        bytes: opened.payload,
+                    }) {
+                        Ok(outputs) => self.run_outputs(outputs).await?,
+                        Err(e) => warn(json!({"event": "letter_refused", "error": e.to_string()})),
+                    }
+                }
+                Err(e) => warn(json!({"event": "letter_refused", "error": format!("{e:?}")})),
+            }
+            // Stored (or refused for good) before it is deleted from the mailbox.
+            handled.push(message.id);
+        }
+        if !handled.is_empty() {
+            self.mailbox.ack(&self.mailbox_key, &handled).await?;
+        }
+        Ok(handled.len())
+    }
+
+    async fn poll_chain(&mut self) -> Result<(), RuntimeError> {
+        let client = match self.chain.take() {
+            Some(client) => client,
+            None => tokio::task::block_in_place(|| electrum_client::Client::new(&self.electrum))?,
+        };
+        self.poll_chain_with(&client).await?;
+        // Kept only while it works: an error above drops it and the next poll reconnects.
+        self.chain = Some(client);
+        Ok(())
+    }
+
+    async fn poll_chain_with(
+        &mut self,
+        client: &electrum_client::Client,
+    ) -> Result<(), RuntimeError> {
+        let electrum = self.electrum.clone();
+        let tip = tokio::task::block_in_place(|| client.block_headers_subscribe())?;
+        // The answer above is the tip; drop the queued notifications so they do not pile up.
+        while client.block_headers_pop_raw()?.is_some() {}
+        let height = u32::try_from(tip.height).unwrap_or(u32::MAX);
+        if height != self.height {
+            self.height = height;
+            tokio::task::block_in_place(|| self.wallet.sync(&electrum))?;
+            let outputs = self.core.handle(NodeInput::Block { height })?;
+            self.run_outputs(outputs).await?;
+        }
+        // Funding confirmations.
+        let unconfirmed: Vec<OutPoint> = self
+            .core
+            .channels()
+            .values()
+            .filter_map(|e| {
+                let s = e.channel.snapshot();
+                (!s.funding_confirmed)
+                    .then_some(s.funding_outpoint)
+                    .flatten()
+            })
+            .collect();
+        for outpoint in unconfirmed {
+            if let Some(h) = confirmed_height(client, &outpoint.txid)? {
+                let outputs = self.core.handle(NodeInput::Confirmed {
+                    txid: outpoint.txid,
+                    height: h,
+                })?;
+                self.run_outputs(outputs).await?;
+            }
+        }
+        // Spends of watched outpoints.
+        let watched: Vec<OutPoint> = self.watches.keys().copied().collect();
+        for outpoint in watched {
+            let Ok(parent) = tokio::task::block_in_place(|| client.transaction_get(&outpoint.txid))
+            else {
+                continue;
+            };
+            let Some(out) = parent.output.get(outpoint.vout as usize) else {
+                continue;
+            };
+            let history =
+                tokio::task::block_in_place(|| client.script_get_history(&out.script_pubkey))?;
+            for item in history {
+                let confirmed_at = u32::try_from(item.height).ok().filter(|h| *h > 0);
+                // Each spend goes to the core once when seen and once when confirmed: an old
+                // spend handed over again would look like a new stale state to the channel.
+                let seen_key = (item.tx_hash, confirmed_at.is_some());
+                let fresh = self
+                    .watches
+                    .get_mut(&outpoint)
+                    .map(|seen| seen.insert(seen_key))
+                    .unwrap_or(false);
+                if !fresh {
+                    continue;
+                }
+                let tx = tokio::task::block_in_place(|| client.transaction_get(&item.tx_hash))?;
+                if tx.input.iter().any(|i| i.previous_output == outpoint) {
+                    let outputs = self.core.handle(NodeInput::Spend { tx, confirmed_at })?;
+                    self.run_outputs(outputs).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_outputs(&mut self, outputs: Vec<NodeOutput>) -> Result<(), RuntimeError> {
+        let mut queue = std::collections::VecDeque::from(outputs);
+        while let Some(output) = queue.pop_front() {
+            self.crash_before(&output);
+            match output {
+                NodeOutput::PersistChannel { peer, snapshot } => {
+                    self.store.put_channel(&peer, &snapshot)?;
+                    self.crash_after_persist();
+                }
+                NodeOutput::PersistPayment { payment_id, record } => {
+                    self.store.put_payment(&payment_id, &record)?;
+                    self.crash_after_persist();
+                }
+                NodeOutput::PersistReverse { payment_id, record } => {
+                    self.store.put_reverse(&payment_id, &record)?;
+                    self.crash_after_persist();
+                }
+                NodeOutput::PostReverse { to, bytes, contact } => {
+                    self.post(&to, contact, bytes).await?;
+                    emit(json!({"event": "letter_posted", "to": to.to_string()}));
+                }
+                NodeOutput::Send { to, frame, what } => {
+                    let delivered = match self.writers.get(&to) {
+                        Some((_, w)) => w.send(frame).is_ok(),
+                        None => false,
+                    };
+                    emit(
+                        json!({"event": "send", "to": to.to_string(), "message": what, "delivered": delivered}),
+                    );
+                }
+                NodeOutput::Broadcast(tx) => {
+                    if let Err(e) = self.broadcast(&tx).await {
+                        warn(
+                            json!({"event": "broadcast_failed", "txid": tx.compute_txid().to_string(), "error": format!("{e:#}")}),
+                        );
+                    }
+                }
+                NodeOutput::Watch(outpoint) => {
+                    self.watches.entry(outpoint).or_default();
+                }
+                NodeOutput::NeedFunding {
+                    channel_id,
+                    script_pubkey,
+                    capacity_sat,
+                } => {
+                    let funding = tokio::task::block_in_place(|| {
+                        self.wallet.build_funding(
+                            script_pubkey,
+                            Amount::from_sat(capacity_sat),
+                            FeeRate::from_sat_per_vb(2).expect("small feerate"),
+                        )
+                    })?;
+                    self.store.put_funding(&channel_id, &funding.tx)?;
+                    let outpoint = funding.outpoint();
+                    self.funding.insert(channel_id, funding.tx);
+                    queue.extend(self.core.handle(NodeInput::FundingBuilt {
+                        channel_id,
+                        outpoint,
+                    })?);
+                }
+                NodeOutput::ReadyToFund { channel_id } => {
+                    let tx = match self.funding.get(&channel_id) {
+                        Some(tx) => tx.clone(),
+                        None => self
+                            .store
+                            .funding(&channel_id)?
+                            .ok_or(RuntimeError::NoFunding(channel_id))?,
+                    };
+                    let electrum = self.electrum.clone();
+                    let txid =
+                        tokio::task::block_in_place(|| self.wallet.broadcast(&electrum, &tx))?;
+                    emit(
+                        json!({"event": "funding_broadcast", "channel_id": hex::encode(channel_id.0), "txid": txid.to_string()}),
+                    );
+                }
+                NodeOutput::PostLetter {
+                    payment_id,
+                    payee,
+                    letter,
+                } => {
+                    self.post(&payee, None, letter.encode()).await?;
+                    emit(json!({"event": "letter_posted", "payment_id": payment_id.to_string()}));
+                    queue.extend(self.core.handle(NodeInput::LetterPosted { payment_id })?);
+                }
+                NodeOutput::ChannelEvent { channel_id, event } => {
+                    emit(
+                        json!({"event": "channel", "channel_id": hex::encode(channel_id.0), "what": format!("{event:?}")}),
+                    );
+                }
+                NodeOutput::PaymentEvent(event) => {
+                    emit(json!({"event": "payment", "what": event}));
+                }
+                NodeOutput::Refused { peer, error } => {
+                    warn(json!({"event": "refused", "peer": peer.to_string(), "error": error}));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals `bytes` to `to`'s mailbox: to the contact card given, or else the one stored
+    /// for `to`.
+    async fn post(
+        &self,
+        to: &PublicKey,
+        card: Option<Value>,
+        bytes: Vec<u8>,
+    ) -> Result<(), RuntimeError> {
+        let contact: Contact = match card {
+            Some(card) => serde_json::from_value(card)?,
+            None => serde_json::from_str(
+                &self
+                    .store
+                    .contact(to)?
+                    .ok_or(RuntimeError::NoContact((*to).into()))?,
+            )?,
+        };
+        let verified = contact.verify()?;
+        self.mailbox
+            .send(
+                &verified,
+                Some(&self.mailbox_key),
+                bytes,
+                Duration::from_secs(7 * 24 * 3600),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Dies before `output` if the armed crash point is there.
+    fn crash_before(&self, output: &NodeOutput) {
+        let hit = match (&self.crash, output) {
+            (Some((CrashPoint::Send(want), _)), NodeOutput::Send { what, .. }) => want == what,
+            (Some((CrashPoint::PostLetter, _)), NodeOutput::PostLetter { .. }) => true,
+            _ => false,
+        };
+        if hit {
+            self.freeze();
+        }
+    }
+
+    fn crash_after_persist(&mut self) {
+        if let Some((CrashPoint::Persist(n), seen)) = &mut self.crash {
+            *seen += 1;
+            if *seen == *n {
+                self.freeze();
+            }
+        }
+    }
+
+    /// Reports the crash point and dies by SIGKILL on the spot: no destructor runs, nothing
+    /// is flushed or closed in order, exactly as if the machine had killed it.
+    fn freeze(&self) -> ! {
+        use std::io::Write as _;
+        let point = self.crash.as_ref().map(|(p, _)| p.to_string());
+        emit(json!({"event": "crash_point", "point": point}));
+        let _ = std::io::stdout().flush();
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+        // Only reached if no `kill` program could be run.
+        std::process::abort()
+    }
+
+    /// Channel transactions with a P2A anchor pay no fee: they go out as a package with a
+    /// CPFP child from the wallet through `submitpackage` (needs the node's RPC), at a
+    /// feerate that rises each time the channel publishes the same transaction again. A
+    /// transaction without an anchor (a PTLC timeout) pays its own fee and goes out through
+    /// `sendrawtransaction`.
+    async fn broadcast(&mut self, tx: &Transaction) -> Result<(), RuntimeError> {
+        let Some(rpc) = self.rpc.clone() else {
+            return Err(RuntimeError::NoRpc);
+        };
+        let txid = tx.compute_txid();
+        let attempt = {
+            let n = self.attempts.entry(txid).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let published = crate::chain::rpc::publish(&rpc, &mut self.wallet, tx, attempt).await?;
+        let feerate = match published {
+            crate::chain::rpc::Published::Alone => None,
+            crate::chain::rpc::Published::Package { feerate_sat_vb } => Some(feerate_sat_vb),
+        };
+        emit(
+            json!({"event": "transaction_published", "txid": txid.to_string(), "attempt": attempt, "feerate_sat_vb": feerate}),
+        );
+        Ok(())
+    }
+}
+
+fn confirmed_height(
+    client: &electrum_client::Client,
+    txid: &Txid,
+) -> Result<Option<u32>, RuntimeError> {
+    let Ok(tx) = tokio::task::block_in_place(|| client.transaction_get(txid)) else {
+        return Ok(None);
+    };
+    let Some(out) = tx.output.first() else {
+        return Ok(None);
+    };
+    let history = tokio::task::block_in_place(|| client.script_get_history(&out.script_pubkey))?;
+    Ok(history
+        .iter()
+        .find(|h| &h.tx_hash == txid && h.height > 0)
+        .map(|h| h.height as u32))
+}

@@ -1,0 +1,175 @@
+//! The node's control requests, typed: what `asyncpay ctl` sends and the control API takes
+//! (`POST /v1/<command>` with the request's fields as a JSON object).
+//!
+//! ```
+//! use asyncpay::node::runtime::Request;
+//! use serde_json::json;
+//!
+//! let r = Request::parse("open", json!({"peer": "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798", "capacity_sat": 1000}))?;
+//! assert!(matches!(r, Request::Open { capacity_sat: 1000, .. }));
+//! assert!(Request::parse("open", json!({"capacity_sat": 1000})).is_err());
+//! assert!(Request::parse("launch", json!({})).is_err());
+//! # Ok::<(), asyncpay::node::runtime::RequestError>(())
+//! ```
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::crypto::keys::PublicKey;
+use crate::mailbox::keys::Contact;
+use crate::protocol::messages::ChannelId;
+use crate::protocol::payment::PaymentId;
+
+use super::CrashPoint;
+
+/// A control request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// The node's key, role, height, wallet balance, channels and payments.
+    Info,
+    /// A new address of the node's wallet.
+    Address,
+    /// Admit a peer's key and, given an address, dial it (and keep redialling).
+    Connect {
+        /// The peer's node key (hex, x-only).
+        #[serde(deserialize_with = "de_key")]
+        node_key: PublicKey,
+        /// Where it listens (`host:port`).
+        #[serde(default)]
+        addr: Option<String>,
+    },
+    /// Open a channel to a connected peer, funded from the wallet.
+    Open {
+        /// The peer (hex, x-only).
+        #[serde(deserialize_with = "de_key")]
+        peer: PublicKey,
+        /// The channel's capacity.
+        capacity_sat: u64,
+    },
+    /// The node's signed contact card (node key, age recipient, mailbox URL).
+    Contact,
+    /// Pay a payee through the LSP while the payee may be offline.
+    Pay {
+        /// The LSP (hex, x-only).
+        #[serde(deserialize_with = "de_key")]
+        lsp: PublicKey,
+        /// What the payee receives.
+        amount_sat: u64,
+        /// The payee's contact card.
+        contact: Contact,
+        /// What the LSP keeps (default: its policy's fee).
+        #[serde(default)]
+        fee_sat: Option<u64>,
+        /// A note for the payee.
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// Reverse variant: be paid while offline by a payer buying the LSP's signature.
+    Receive {
+        /// The LSP (hex, x-only).
+        #[serde(deserialize_with = "de_key")]
+        lsp: PublicKey,
+        /// What we receive.
+        amount_sat: u64,
+        /// The payer's contact card.
+        payer_contact: Contact,
+    },
+    /// Cancel a payment not yet sold.
+    Cancel {
+        /// The payment (hex).
+        payment_id: PaymentId,
+    },
+    /// Fetch and handle the letters in the node's mailbox.
+    Fetch,
+    /// Publish the channel's latest state on chain.
+    ForceClose {
+        /// The channel (hex).
+        #[serde(deserialize_with = "de_channel_id")]
+        channel_id: ChannelId,
+    },
+    /// Stop the node.
+    Stop,
+    /// Fault injection: SIGKILL the process at this point of its outputs.
+    CrashAt {
+        /// `send:<message>`, `post-letter` or `persist:<n>`.
+        #[serde(deserialize_with = "de_crash_point")]
+        point: CrashPoint,
+    },
+}
+
+/// A request that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No such command.
+    #[error("unknown command {0:?}; try info, address, connect, open, contact, pay, receive, cancel, fetch, force-close, crash-at, stop")]
+    Unknown(String),
+    /// The arguments are not a JSON object.
+    #[error("the arguments of {0:?} must be a JSON object")]
+    NotAnObject(String),
+    /// A field is missing or malformed.
+    #[error("{command}: {reason}")]
+    Fields {
+        /// The command.
+        command: String,
+        /// What serde said.
+        reason: String,
+    },
+}
+
+/// The commands [`Request::parse`] knows.
+pub const COMMANDS: [&str; 12] = [
+    "info",
+    "address",
+    "connect",
+    "open",
+    "contact",
+    "pay",
+    "receive",
+    "cancel",
+    "fetch",
+    "force-close",
+    "stop",
+    "crash-at",
+];
+
+impl Request {
+    /// The request `command` with the fields `args` (a JSON object, or null for none).
+    pub fn parse(command: &str, args: Value) -> Result<Request, RequestError> {
+        if !COMMANDS.contains(&command) {
+            return Err(RequestError::Unknown(command.to_owned()));
+        }
+        let mut fields = match args {
+            Value::Null => serde_json::Map::new(),
+            Value::Object(map) => map,
+            _ => return Err(RequestError::NotAnObject(command.to_owned())),
+        };
+        fields.insert("command".into(), Value::String(command.to_owned()));
+        serde_json::from_value(Value::Object(fields)).map_err(|e| RequestError::Fields {
+            command: command.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn de_key<'de, D: Deserializer<'de>>(d: D) -> Result<PublicKey, D::Error> {
+    let text = String::deserialize(d)?;
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(&text, &mut bytes)
+        .map_err(|e| serde::de::Error::custom(format!("node key {text:?}: {e}")))?;
+    PublicKey::from_xonly_bytes(bytes)
+        .map_err(|e| serde::de::Error::custom(format!("node key {text:?}: {e}")))
+}
+
+fn de_channel_id<'de, D: Deserializer<'de>>(d: D) -> Result<ChannelId, D::Error> {
+    let text = String::deserialize(d)?;
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(&text, &mut id)
+        .map_err(|e| serde::de::Error::custom(format!("channel_id is 32 hex bytes: {e}")))?;
+    Ok(ChannelId(id))
+}
+
+fn de_crash_point<'de, D: Deserializer<'de>>(d: D) -> Result<CrashPoint, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
