@@ -1,6 +1,14 @@
-//! Chain drivers: the regtest harness (bitcoind, electrs) used by tests, the demo and
-//! benchmarks, and the light-client wallet (BDK over electrs) of the channel parties.
+//! Chain drivers: the light-client wallet (BDK over electrs) of the channel parties, bitcoind's
+//! RPC and the CPFP publisher, and (with the `regtest` feature, on by default) the regtest
+//! harness (bitcoind, electrs) used by tests, the demo and benchmarks.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`wallet`] | BDK wallet: funding transactions, CPFP children, sync over Electrum |
+//! | [`rpc`] | bitcoind JSON-RPC; publishing alone or as a package at rising feerates |
+//! | `regtest` | a throwaway BIP118-enforcing bitcoind and electrs on free ports, with a faucet |
 
+#[cfg(feature = "regtest")]
 pub mod regtest;
 pub mod rpc;
 pub mod wallet;

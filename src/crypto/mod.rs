@@ -6,6 +6,38 @@ pub mod bip118;
 pub mod keys;
 pub mod nonce;
 
+use bitcoin::hashes::{sha256, Hash as _, HashEngine as _};
+
+/// BIP340-style tagged hash: `SHA256(SHA256(tag) ‖ SHA256(tag) ‖ parts...)`. Every hash the
+/// project defines (mailbox authentication and contacts, payment randomness, watchtower
+/// hints and keys, key derivations) is one of these, each with its own tag.
+///
+/// ```
+/// use asyncpay::crypto::tagged_hash;
+/// // BIP340's own construction: the same as rust-bitcoin's tagged hash engine.
+/// let ours = tagged_hash("BIP0340/challenge", &[b"ab", b"c"]);
+/// let theirs = {
+///     use bitcoin::hashes::{sha256, Hash, HashEngine};
+///     let mut e = sha256::Hash::engine();
+///     let tag = sha256::Hash::hash(b"BIP0340/challenge");
+///     e.input(tag.as_ref());
+///     e.input(tag.as_ref());
+///     e.input(b"abc");
+///     sha256::Hash::from_engine(e).to_byte_array()
+/// };
+/// assert_eq!(ours, theirs);
+/// ```
+pub fn tagged_hash(tag: &str, parts: &[&[u8]]) -> [u8; 32] {
+    let tag_hash = sha256::Hash::hash(tag.as_bytes());
+    let mut engine = sha256::Hash::engine();
+    engine.input(tag_hash.as_ref());
+    engine.input(tag_hash.as_ref());
+    for part in parts {
+        engine.input(part);
+    }
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
 /// The process's one libsecp256k1 context, created (and randomised) on first use.
 ///
 /// Creating a context randomises it, which costs as much as a signature; keys and the

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 
 use super::envelope::EnvelopeId;
 use super::keys::{verify_digest, NodeKey};
-use super::tagged_hash;
+use crate::crypto::tagged_hash;
 
 /// Tag of the authentication hash.
 pub const AUTH_TAG: &str = "asyncpay/mailbox/v1/auth";

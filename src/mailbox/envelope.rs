@@ -58,7 +58,7 @@ use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
 use sha2::{Digest, Sha256};
 
 use super::keys::{verify_digest, NodeKey};
-use super::tagged_hash;
+use crate::crypto::tagged_hash;
 
 /// Magic bytes of the outer envelope.
 pub const OUTER_MAGIC: [u8; 4] = *b"APMB";

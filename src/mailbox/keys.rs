@@ -22,7 +22,7 @@ use bitcoin::secp256k1::{schnorr, All, Keypair, Message, Secp256k1, XOnlyPublicK
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::tagged_hash;
+use crate::crypto::tagged_hash;
 
 /// Tag of the hash that turns a node secret into an age X25519 secret.
 pub const AGE_DERIVATION_TAG: &str = "asyncpay/mailbox/v1/age-identity";

@@ -53,20 +53,6 @@ pub mod server;
 pub mod store;
 pub mod webhook;
 
-use sha2::{Digest, Sha256};
-
-/// BIP340-style tagged hash: `SHA256(SHA256(tag) ‖ SHA256(tag) ‖ parts...)`.
-pub fn tagged_hash(tag: &str, parts: &[&[u8]]) -> [u8; 32] {
-    let tag_hash = Sha256::digest(tag.as_bytes());
-    let mut engine = Sha256::new();
-    engine.update(tag_hash);
-    engine.update(tag_hash);
-    for part in parts {
-        engine.update(part);
-    }
-    engine.finalize().into()
-}
-
 /// Current unix time in seconds (drivers only; the pure modules take time as input).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -69,7 +69,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::crypto::keys::Signature;
-use crate::mailbox::tagged_hash;
+use crate::crypto::tagged_hash;
 use crate::protocol::channel::{ChannelParams, Snapshot, StateBody};
 use crate::protocol::messages::ChannelId;
 

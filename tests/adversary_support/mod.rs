@@ -51,7 +51,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use asyncpay::crypto::adaptor::{AdaptorPoint, AdaptorSecret};
 use asyncpay::crypto::keys::{PublicKey, SecretKey};
 use asyncpay::crypto::nonce::{NonceSeed, PublicNonce};
-use asyncpay::mailbox::tagged_hash;
+use asyncpay::crypto::tagged_hash;
 use asyncpay::node::core::{
     node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
     TAG_CHANNEL, TAG_PAYMENT,

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use asyncpay::net::Admission;
 use asyncpay::node::core::Role;
 use asyncpay::node::runtime::{CrashPoint, NodeConfig};
+use clap::builder::TypedValueParser as _;
 use serde_json::Value;
 
 /// Node subcommands.
@@ -22,7 +23,7 @@ pub enum NodeCmd {
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The payment role this node plays.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = role_parser())]
     role: Role,
     /// Data directory (created if missing).
     #[arg(long)]
@@ -97,6 +98,12 @@ pub struct CtlArgs {
     /// JSON arguments, e.g. '{"amount_sat": 50000, ...}'.
     #[arg(default_value = "{}")]
     args: String,
+}
+
+/// `--role`: one of the library's role names, listed in `--help`.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::name))
+        .map(|name| name.parse::<Role>().expect("a name from Role::ALL"))
 }
 
 /// `asyncpay node run`: the library's runtime with the configuration the flags give.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use asyncpay::chain::wallet::{Wallet, WalletSeed};
-use asyncpay::mailbox::tagged_hash;
+use asyncpay::crypto::tagged_hash;
 use asyncpay::tower::{Appointment, Tower, TowerError, TowerLimits, TowerStore};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Which payment role a node plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A: pays while going offline.
@@ -14,6 +14,43 @@ pub enum Role {
     Payee,
     /// P: forwards the LSP's PTLC to a payee that has no channel with the LSP.
     Router,
+}
+
+impl Role {
+    /// Every role, in the order of a payment.
+    pub const ALL: [Role; 4] = [Role::Payer, Role::Lsp, Role::Router, Role::Payee];
+
+    /// Its name: `payer`, `lsp`, `payee` or `router`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Payer => "payer",
+            Role::Lsp => "lsp",
+            Role::Payee => "payee",
+            Role::Router => "router",
+        }
+    }
+}
+
+impl core::fmt::Display for Role {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A role name that is none of `payer`, `lsp`, `payee`, `router`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}: payer, lsp, payee or router")]
+pub struct UnknownRole(pub String);
+
+impl core::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| UnknownRole(s.to_owned()))
+    }
 }
 
 /// The router terms a payee names in its invoice when it is reached through its channel

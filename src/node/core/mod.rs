@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::adaptor::{AdaptorPoint, AdaptorSecret};
 use crate::crypto::keys::{PublicKey, SecretKey};
 use crate::crypto::nonce::NonceSeed;
-use crate::mailbox::tagged_hash;
+use crate::crypto::tagged_hash;
 use crate::protocol::channel::{
     self, Channel, ChannelError, ChannelSecrets, Command, Event, Input, OpenTerms, Phase,
     PtlcRecord, Snapshot,
@@ -47,7 +47,8 @@ mod reverse;
 mod roles;
 
 pub use io::{
-    ChannelEntry, NodeCommand, NodeError, NodeInput, NodeOutput, Role, DEFAULT_ROUTER_POLICY,
+    ChannelEntry, NodeCommand, NodeError, NodeInput, NodeOutput, Role, UnknownRole,
+    DEFAULT_ROUTER_POLICY,
 };
 use roles::RoleIn;
 

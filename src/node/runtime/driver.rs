@@ -12,9 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chain::rpc::Rpc;
 use crate::chain::wallet::{Wallet, WalletSeed};
 use crate::crypto::keys::PublicKey;
+use crate::crypto::tagged_hash;
 use crate::mailbox::client::MailboxClient;
 use crate::mailbox::keys::{Contact, NodeKey};
-use crate::mailbox::tagged_hash;
 use crate::net::{Allow, Listener};
 use crate::node::core::{
     node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,

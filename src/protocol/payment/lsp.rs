@@ -262,7 +262,7 @@ impl Lsp {
     }
 
     fn aux(&mut self, what: &[u8]) -> [u8; 32] {
-        let aux = crate::mailbox::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, what]);
+        let aux = crate::crypto::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, what]);
         self.entropy = aux;
         aux
     }

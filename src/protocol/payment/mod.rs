@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::adaptor::{sells, AdaptorPoint, AdaptorSecret};
 use crate::crypto::keys::{PublicKey, SecretKey, Signature};
-use crate::mailbox::tagged_hash;
+use crate::crypto::tagged_hash;
 use crate::protocol::channel::Command;
 use crate::protocol::messages::ChannelId;
 

@@ -221,7 +221,7 @@ impl Payee {
                 height,
             });
         }
-        let aux = crate::mailbox::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, &id.0]);
+        let aux = crate::crypto::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, &id.0]);
         self.entropy = aux;
         let invoice = InvoiceTerms::for_offer(&letter.offer, self.key.public_key(), route_hint)
             .sign(&self.key, &aux);

@@ -580,7 +580,7 @@ impl Reverse {
                     payee: record.payee,
                     expiry: height.saturating_add(self.offer_lifetime),
                 };
-                let aux = crate::mailbox::tagged_hash("asyncpay/payment/v1/reverse-aux", &[&id.0]);
+                let aux = crate::crypto::tagged_hash("asyncpay/payment/v1/reverse-aux", &[&id.0]);
                 let offer = terms.sign(&self.key, &aux);
                 record.status = ReverseStatus::Offered {
                     offer: offer.clone(),
