@@ -9,7 +9,7 @@
 //! private_dir(&data)?;
 //! let seed = load_seed(&data)?;
 //! assert_eq!(load_seed(&data)?, seed, "created once, then read");
-//! # Ok::<(), asyncpay::node::files::FileError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::path::{Path, PathBuf};
