@@ -52,6 +52,7 @@
 //! ```
 
 pub mod client;
+pub mod server;
 mod store;
 mod watcher;
 
