@@ -153,11 +153,12 @@ impl Node {
             .to_owned()
     }
 
-    /// `asyncpay ctl --data-dir DIR COMMAND ARGS`: exit success, stdout, stderr.
+    /// `asyncpay ctl --data-dir DIR raw COMMAND ARGS`: exit success, stdout, stderr.
     pub fn ctl(&self, command: &str, args: &Value) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
             .args(["ctl", "--data-dir"])
             .arg(&self.dir)
+            .arg("raw")
             .arg(command)
             .arg(args.to_string())
             .output()

@@ -40,8 +40,8 @@ enum Command {
         #[command(subcommand)]
         command: node::NodeCmd,
     },
-    /// Control a running node: info, address, connect, open, contact, pay, cancel, fetch,
-    /// force-close, stop. Arguments are one JSON object.
+    /// Control a running node: one subcommand per request (`asyncpay ctl --help` lists
+    /// them); `raw` sends any request as JSON.
     Ctl(node::CtlArgs),
     /// A watchtower for nodes that go offline for longer than their channels' shared delay:
     /// it answers an older update with the latest one it was given, and settles it.

@@ -90,14 +90,160 @@ pub struct CtlArgs {
     /// The node's data directory (its `node.json` and `control.token` are read).
     #[arg(long)]
     data_dir: PathBuf,
-    /// info | address | connect | open | contact | pay | receive | cancel | fetch | force-close |
-    /// stop |
-    /// crash-at (fault injection: '{"point": "send:<message>" | "post-letter" | "persist:<n>"}'
-    /// makes the node SIGKILL itself at that point of its outputs)
-    command: String,
-    /// JSON arguments, e.g. '{"amount_sat": 50000, ...}'.
-    #[arg(default_value = "{}")]
-    args: String,
+    #[command(subcommand)]
+    request: CtlRequest,
+}
+
+/// One control request; each answer is printed as JSON. Node keys are hex x-only keys,
+/// contact cards are JSON (inline or `@FILE`).
+#[derive(clap::Subcommand)]
+enum CtlRequest {
+    /// The node's key, role, height, wallet balance, channels and payments.
+    Info,
+    /// A new address of the node's wallet.
+    Address,
+    /// Admit a peer's key and, given an address, dial it (and keep redialling); fails with
+    /// the reason if the first attempt is refused.
+    Connect {
+        /// The peer's node key.
+        #[arg(long)]
+        node_key: String,
+        /// Where it listens (`host:port`).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Open a channel to a connected peer, funded from the wallet.
+    Open {
+        /// The peer's node key.
+        #[arg(long)]
+        peer: String,
+        /// The channel's capacity in sat.
+        #[arg(long)]
+        capacity_sat: u64,
+    },
+    /// Print the node's signed contact card (node key, age recipient, mailbox URL).
+    Contact,
+    /// Pay a payee through the LSP; the payee may be offline.
+    Pay {
+        /// The LSP's node key.
+        #[arg(long)]
+        lsp: String,
+        /// What the payee receives, in sat.
+        #[arg(long)]
+        amount_sat: u64,
+        /// The payee's contact card (JSON, or @FILE).
+        #[arg(long)]
+        contact: String,
+        /// What the LSP keeps (default: its policy's fee).
+        #[arg(long)]
+        fee_sat: Option<u64>,
+        /// A note for the payee.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reverse variant: be paid while offline by a payer buying the LSP's signature.
+    Receive {
+        /// The LSP's node key.
+        #[arg(long)]
+        lsp: String,
+        /// What this node receives, in sat.
+        #[arg(long)]
+        amount_sat: u64,
+        /// The payer's contact card (JSON, or @FILE).
+        #[arg(long)]
+        payer_contact: String,
+    },
+    /// Cancel a payment not yet sold.
+    Cancel {
+        /// The payment id (hex).
+        #[arg(long)]
+        payment_id: String,
+    },
+    /// Fetch and handle the letters in the node's mailbox.
+    Fetch,
+    /// Publish a channel's latest state on chain.
+    ForceClose {
+        /// The channel id (hex).
+        #[arg(long)]
+        channel_id: String,
+    },
+    /// Stop the node.
+    Stop,
+    /// Fault injection: the node SIGKILLs itself at this point of its outputs.
+    CrashAt {
+        /// `send:<message>`, `post-letter` or `persist:<n>`.
+        #[arg(long)]
+        point: String,
+    },
+    /// Any request as a command name and its JSON fields, as the control API takes them
+    /// (`POST /v1/<command>`), e.g. `raw pay '{"lsp": "...", ...}'`.
+    Raw {
+        /// The command.
+        command: String,
+        /// Its fields, a JSON object.
+        #[arg(default_value = "{}")]
+        args: String,
+    },
+}
+
+/// A contact card given inline or as `@FILE`.
+fn card(text: &str) -> anyhow::Result<Value> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => text.to_owned(),
+    };
+    serde_json::from_str(&text).context("a contact card is JSON")
+}
+
+impl CtlRequest {
+    /// The control API's command name and body.
+    fn into_call(self) -> anyhow::Result<(String, Value)> {
+        use serde_json::json;
+        Ok(match self {
+            CtlRequest::Info => ("info".into(), json!({})),
+            CtlRequest::Address => ("address".into(), json!({})),
+            CtlRequest::Connect { node_key, addr } => (
+                "connect".into(),
+                json!({"node_key": node_key, "addr": addr}),
+            ),
+            CtlRequest::Open { peer, capacity_sat } => (
+                "open".into(),
+                json!({"peer": peer, "capacity_sat": capacity_sat}),
+            ),
+            CtlRequest::Contact => ("contact".into(), json!({})),
+            CtlRequest::Pay {
+                lsp,
+                amount_sat,
+                contact,
+                fee_sat,
+                note,
+            } => (
+                "pay".into(),
+                json!({"lsp": lsp, "amount_sat": amount_sat, "contact": card(&contact)?, "fee_sat": fee_sat, "note": note}),
+            ),
+            CtlRequest::Receive {
+                lsp,
+                amount_sat,
+                payer_contact,
+            } => (
+                "receive".into(),
+                json!({"lsp": lsp, "amount_sat": amount_sat, "payer_contact": card(&payer_contact)?}),
+            ),
+            CtlRequest::Cancel { payment_id } => {
+                ("cancel".into(), json!({"payment_id": payment_id}))
+            }
+            CtlRequest::Fetch => ("fetch".into(), json!({})),
+            CtlRequest::ForceClose { channel_id } => {
+                ("force-close".into(), json!({"channel_id": channel_id}))
+            }
+            CtlRequest::Stop => ("stop".into(), json!({})),
+            CtlRequest::CrashAt { point } => ("crash-at".into(), json!({"point": point})),
+            CtlRequest::Raw { command, args } => (
+                command,
+                serde_json::from_str(&args).context("arguments must be JSON")?,
+            ),
+        })
+    }
 }
 
 /// `--role`: one of the library's role names, listed in `--help`.
@@ -135,8 +281,8 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
 }
 
 pub async fn ctl(args: CtlArgs) -> anyhow::Result<()> {
-    let value: Value = serde_json::from_str(&args.args).context("arguments must be JSON")?;
-    let reply = call(&args.data_dir, &args.command, value).await?;
+    let (command, value) = args.request.into_call()?;
+    let reply = call(&args.data_dir, &command, value).await?;
     println!("{}", serde_json::to_string_pretty(&reply)?);
     Ok(())
 }

@@ -637,8 +637,56 @@ impl Driver {
         Ok(())
     }
 
+    /// Writes the records among `outputs` in one transaction, then appends the other outputs,
+    /// in their order, to `queue`.
+    fn commit_then_queue(
+        &mut self,
+        outputs: Vec<NodeOutput>,
+        queue: &mut std::collections::VecDeque<NodeOutput>,
+    ) -> Result<(), RuntimeError> {
+        let (records, rest): (Vec<NodeOutput>, Vec<NodeOutput>) =
+            outputs.into_iter().partition(|o| {
+                matches!(
+                    o,
+                    NodeOutput::PersistChannel { .. }
+                        | NodeOutput::PersistPayment { .. }
+                        | NodeOutput::PersistReverse { .. }
+                )
+            });
+        if !records.is_empty() {
+            self.store.batch(|store| -> Result<(), RuntimeError> {
+                for record in &records {
+                    match record {
+                        NodeOutput::PersistChannel { peer, snapshot } => {
+                            store.put_channel(peer, snapshot)?
+                        }
+                        NodeOutput::PersistPayment { payment_id, record } => {
+                            store.put_payment(payment_id, record)?
+                        }
+                        NodeOutput::PersistReverse { payment_id, record } => {
+                            store.put_reverse(payment_id, record)?
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            })?;
+            for _ in &records {
+                self.crash_after_persist();
+            }
+        }
+        queue.extend(rest);
+        Ok(())
+    }
+
+    /// Carries out the outputs of one input. Every record the input changed is written
+    /// first, in one SQLite transaction (one change set per input): nothing the input sends,
+    /// posts or publishes leaves before all of it is durable. Outputs of a follow-up input
+    /// the driver feeds back (a funding transaction built, a letter posted) are handled the
+    /// same way before they join the queue.
     async fn run_outputs(&mut self, outputs: Vec<NodeOutput>) -> Result<(), RuntimeError> {
-        let mut queue = std::collections::VecDeque::from(outputs);
+        let mut queue = std::collections::VecDeque::new();
+        self.commit_then_queue(outputs, &mut queue)?;
         while let Some(output) = queue.pop_front() {
             self.crash_before(&output);
             match output {
@@ -692,10 +740,11 @@ impl Driver {
                     self.store.put_funding(&channel_id, &funding.tx)?;
                     let outpoint = funding.outpoint();
                     self.funding.insert(channel_id, funding.tx);
-                    queue.extend(self.core.handle(NodeInput::FundingBuilt {
+                    let more = self.core.handle(NodeInput::FundingBuilt {
                         channel_id,
                         outpoint,
-                    })?);
+                    })?;
+                    self.commit_then_queue(more, &mut queue)?;
                 }
                 NodeOutput::ReadyToFund { channel_id } => {
                     let tx = match self.funding.get(&channel_id) {
@@ -719,7 +768,8 @@ impl Driver {
                 } => {
                     self.post(&payee, None, letter.encode()).await?;
                     emit(json!({"event": "letter_posted", "payment_id": payment_id.to_string()}));
-                    queue.extend(self.core.handle(NodeInput::LetterPosted { payment_id })?);
+                    let more = self.core.handle(NodeInput::LetterPosted { payment_id })?;
+                    self.commit_then_queue(more, &mut queue)?;
                 }
                 NodeOutput::ChannelEvent { channel_id, event } => {
                     emit(
