@@ -1,0 +1,577 @@
+//! `asyncpay demo`: the narrated regtest run of one asynchronous payment.
+//!
+//! Everything runs as the user would run it: a BIP118-enforcing regtest `bitcoind` with
+//! `electrs` (the crate's harness), `asyncpay mailbox serve` and three `asyncpay node run`
+//! processes (payer A, LSP S, payee B), each in its own data directory under one temporary
+//! directory. The demo drives them only through their control interface, narrates each step
+//! on stderr and ends with a summary (balances before/after, txids, timings) and a mermaid
+//! sequence diagram of the peer messages; `--json` prints the same as one JSON transcript on
+//! stdout, and `--svg PATH` writes the diagram as a self-contained SVG (`sequence_svg`).
+//! Every child process is killed when the demo ends, also on error.
+//!
+//! `play.rs` tells the story step by step; `steps.rs` holds its building blocks (funding,
+//! channels, statuses, checks); `processes.rs` the child processes, their control calls and
+//! injected crashes; `onchain.rs` the on-chain epilogue; `report.rs` the narration, events,
+//! summary and diagram.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use asyncpay::chain::regtest::{Regtest, RegtestOptions};
+use asyncpay::crypto::keys::PublicKey;
+use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use asyncpay::node::store::Store;
+use asyncpay::protocol::channel::Snapshot;
+use asyncpay::tx::anchor::{cpfp_child, find_anchor, package_fee, CHILD_VBYTES};
+use asyncpay::tx::STATE_LOCKTIME_BASE;
+use bitcoin::address::NetworkUnchecked;
+use bitcoin::{Address, Amount, Network, Txid};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::sequence_svg::sequence_svg;
+
+mod onchain;
+mod play;
+mod processes;
+mod report;
+mod steps;
+
+use onchain::{spender, stored_letter};
+use report::{check, print_summary, report_problems};
+pub(crate) use report::{diagram_steps, mermaid};
+
+/// Transcript format version of `asyncpay demo --json`.
+const TRANSCRIPT_VERSION: u32 = 1;
+
+/// What the faucet sends each wallet.
+const WALLET_FUNDS_SAT: u64 = 2_000_000;
+
+/// Capacity of the A–S channel (A funds it).
+const AS_CAPACITY_SAT: u64 = 1_000_000;
+
+/// Capacity of the S–B channel (S funds it).
+const SB_CAPACITY_SAT: u64 = 400_000;
+
+/// How long a node may take to write its `node.json`.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Shared delay of A–S: S's PTLC delta plus the sale window margin, and some to spare.
+const PAYER_DELAY: u16 = 32;
+
+/// Shared delay of A–S with `--payer-cheats-while-pending`: B sells after U_0 has
+/// confirmed, so the window (`confirmed_at + delay − 1 − margin`) must still hold a whole
+/// PTLC lifetime then: 40 leaves 7 blocks for the sale.
+const PAYER_DELAY_FOR_LATE_SALE: u16 = 40;
+
+/// Shared delay of S–B (and of S–P and P–B when routed).
+const PAYEE_DELAY: u16 = 6;
+
+/// Blocks S's PTLCs live: at least twice the payee channel's shared delay, and through a
+/// router its expiry delta (14) plus twice P–B's shared delay.
+const PTLC_DELTA: u32 = 30;
+
+/// Poll interval of awaited conditions.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Options of `asyncpay demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Print one machine-readable JSON transcript on stdout (the narration stays on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Keep the temporary directory (node data directories and logs) after the run.
+    #[arg(long)]
+    keep: bool,
+    /// What A pays B, in satoshis.
+    #[arg(long, default_value_t = 50_000)]
+    amount_sat: u64,
+    /// Skip the on-chain epilogue (A publishes its stale state, S overrides it, the
+    /// settlement confirms).
+    #[arg(long)]
+    no_epilogue: bool,
+    /// Longest wait for any one condition (a status, a connection, a confirmation), in
+    /// seconds.
+    #[arg(long, default_value_t = 90)]
+    timeout_secs: u64,
+    /// Also write the sequence diagram as a self-contained SVG file to PATH.
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
+    /// Fault injection: PARTY (A, S, B, or P with --routed) kills itself with SIGKILL at POINT
+    /// (`send:<message>` before it sends that message, `post-letter` before A posts its
+    /// letter, `persist:<n>` right after its n-th store write), counted from the party's
+    /// first start in the payment (A and S: the pay step; B: the sell step; re-armed at each
+    /// start until it fires). The demo restarts the party at once and the payment must still
+    /// complete with the exact balances; the transcript's `crash` says where it died.
+    #[arg(long, value_name = "PARTY:POINT")]
+    crash: Option<String>,
+    /// B has no channel with S but one with a router P (a fourth process, `--role router`):
+    /// S pays B through P with the same point, P keeps its fee.
+    #[arg(long)]
+    routed: bool,
+    /// In the on-chain epilogue, S is stopped before A publishes its stale state and started
+    /// again only after that state has confirmed: S must find it from its stored channels
+    /// alone and still override it in time.
+    #[arg(long)]
+    lsp_restarts_after_cheat: bool,
+    /// The reverse variant instead: B is the one offline. B asks S for a state paying it and
+    /// leaves S's offer in A's mailbox; A buys S's signature with a PTLC and hands it to B;
+    /// B, back, has its state. No on-chain epilogue.
+    #[arg(long, conflicts_with_all = ["routed", "crash", "lsp_restarts_after_cheat"])]
+    reverse: bool,
+    /// An adversary with B's contact card puts a bogus letter in B's mailbox before B comes
+    /// online: `wrong-scalar` (A's letter with another valid signature, whose scalar does not
+    /// sell the point), `tampered-offer` (the amount in S's signed offer raised by one
+    /// satoshi) or `replayed-letter` (A's letter posted again). B must refuse it or ignore
+    /// the repeat, and the genuine payment must still complete exactly once.
+    #[arg(long, value_enum, conflicts_with = "reverse")]
+    adversary: Option<Adversary>,
+    /// A comes back before B sells and cancels: S cancels the offer and reverts A–S to
+    /// state 0's balances (state 2); B, online later, invoices and is refused (`cancelled`);
+    /// nothing moves on any channel. The on-chain epilogue then shows S answering A's
+    /// stale state 0 with the revert.
+    #[arg(long, conflicts_with_all = ["reverse", "routed", "crash", "adversary"])]
+    cancel: bool,
+    /// A's backup publishes the stale state 0 while A's signature on state 1 is still for
+    /// sale (right after A goes offline), and it confirms; B then sells inside S's window:
+    /// S buys the scalar, and its node publishes U_1 over U_0 at once and settles state 1.
+    #[arg(
+        long,
+        conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "lsp_restarts_after_cheat", "no_epilogue"]
+    )]
+    payer_cheats_while_pending: bool,
+    /// S goes offline right after its offer and is away until the offer has expired: B
+    /// invoices in time but nobody pays it; S, back, refuses the invoice (`expired`) and
+    /// reverts A–S (state 2); A, back, finds its payment void. Nothing moves on any
+    /// channel, and in the on-chain epilogue S answers A's stale state 0 with the revert.
+    #[arg(
+        long,
+        conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "payer_cheats_while_pending"]
+    )]
+    lsp_never_pays: bool,
+}
+
+/// One child process and where its output goes.
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// Every child the demo started. Dropping it kills the ones still running, so an error or a
+/// panic anywhere in the demo leaves no process behind.
+#[derive(Default)]
+struct Children {
+    procs: Vec<Proc>,
+    /// Every process ever started: (name, pid).
+    started: Vec<(String, u32)>,
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Polls `probe` until it yields a value, failing after `limit`.
+fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe()? {
+            return Ok(value);
+        }
+        if started.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// What a ready node writes to `<data-dir>/node.json`.
+#[derive(Debug, Clone, Deserialize)]
+struct NodeFile {
+    node_key: String,
+    peer_addr: String,
+    control_url: String,
+    pid: u32,
+}
+
+/// The three parties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Party {
+    A,
+    S,
+    B,
+    P,
+}
+
+impl Party {
+    /// Every party a run may have; P only in a routed run.
+    const ALL: [Party; 4] = [Party::A, Party::S, Party::B, Party::P];
+
+    fn name(self) -> &'static str {
+        match self {
+            Party::A => "A",
+            Party::S => "S",
+            Party::B => "B",
+            Party::P => "P",
+        }
+    }
+
+    fn role(self) -> &'static str {
+        match self {
+            Party::A => "payer",
+            Party::S => "lsp",
+            Party::B => "payee",
+            Party::P => "router",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A node's data directory and, while it runs, its address and control token.
+struct Node {
+    party: Party,
+    dir: PathBuf,
+    running: Option<(NodeFile, String)>,
+    /// The node key, known once it first started.
+    key: String,
+}
+
+/// Blocking calls to the nodes' control interfaces.
+struct Control {
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+/// One narrated step.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Step {
+    pub(crate) n: usize,
+    pub(crate) name: &'static str,
+    pub(crate) title: String,
+    pub(crate) started_ms: u64,
+    /// The start to the microsecond, to place events recorded just before a step began
+    /// in the step before it.
+    #[serde(skip)]
+    pub(crate) started_us: u64,
+    pub(crate) duration_ms: u64,
+    pub(crate) details: Vec<String>,
+}
+
+/// A balance of one party in one channel, before and after the payment.
+#[derive(Debug, Clone, Serialize)]
+struct Balance {
+    channel: &'static str,
+    channel_id: String,
+    party: &'static str,
+    before_sat: u64,
+    after_sat: u64,
+    change_sat: i64,
+}
+
+/// A transaction the demo saw confirm.
+#[derive(Debug, Clone, Serialize)]
+struct TxRecord {
+    what: String,
+    txid: String,
+    confirmed_at: Option<u64>,
+}
+
+/// A peer or mailbox message, for the sequence diagram.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Msg {
+    pub(crate) step: usize,
+    pub(crate) at_ms: f64,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) what: String,
+}
+
+/// A check the demo makes on its own outcome.
+#[derive(Debug, Clone, Serialize)]
+struct Check {
+    what: String,
+    expected: Value,
+    actual: Value,
+    ok: bool,
+}
+
+/// The transcript `--json` prints.
+#[derive(Debug, Serialize)]
+struct Transcript {
+    version: u32,
+    ok: bool,
+    amount_sat: u64,
+    fee_sat: u64,
+    payment_id: String,
+    status: Value,
+    nodes: Vec<Value>,
+    channels: Vec<Value>,
+    balances: Vec<Balance>,
+    txids: Vec<TxRecord>,
+    steps: Vec<Step>,
+    messages: Vec<Msg>,
+    mermaid: String,
+    /// The same diagram as a self-contained SVG document.
+    svg: String,
+    /// The on-chain epilogue, unless `--no-epilogue`.
+    enforcement: Option<Enforcement>,
+    /// The injected crash (`--crash`), if any: party, point, whether and in which step it
+    /// fired.
+    crash: Option<CrashReport>,
+    /// The bogus letter (`--adversary`), if any, and what B made of it.
+    adversary: Option<AdversaryReport>,
+    checks: Vec<Check>,
+    /// Every child process the demo started (all are gone when it exits).
+    processes: Vec<Value>,
+    total_ms: u64,
+    /// The temporary directory of the run (node data, logs); removed unless `kept`.
+    data_dir: String,
+    kept: bool,
+}
+
+/// The demo's narration and what it collects for the summary.
+struct Narrator {
+    started: Instant,
+    steps: Vec<Step>,
+    current: Option<(Instant, usize)>,
+}
+
+struct Demo {
+    // Fields drop in declaration order: the children go before the chain and the directory.
+    children: Children,
+    args: DemoArgs,
+    root: tempfile::TempDir,
+    exe: PathBuf,
+    chain: Regtest,
+    electrum: String,
+    mailbox_url: String,
+    /// B's watchtower.
+    tower_url: String,
+    control: Control,
+    nodes: Vec<Node>,
+    narrator: Narrator,
+    txids: Vec<TxRecord>,
+    /// What the nodes reported on stdout, stamped on arrival.
+    events: Events,
+    /// How many times each party's node was started (events carry the run they came from).
+    runs: [u32; 4],
+    /// The injected crash (`--crash`).
+    crash: Option<CrashReport>,
+    /// The payment step under way, for re-arming the crash at a restart.
+    in_payment: bool,
+    /// What `--adversary` did.
+    adversary: Option<AdversaryReport>,
+}
+
+/// A stale update A's backup put on chain.
+struct Stale {
+    txid: Txid,
+    state: u32,
+}
+
+/// A bogus letter put in B's mailbox (`--adversary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Adversary {
+    /// A's letter with another valid signature, whose scalar does not sell the point.
+    WrongScalar,
+    /// The amount in S's signed offer raised by one satoshi.
+    TamperedOffer,
+    /// A's letter posted a second time.
+    ReplayedLetter,
+}
+
+/// What `--adversary` did and what B made of it.
+#[derive(Debug, Clone, Serialize)]
+struct AdversaryReport {
+    kind: Adversary,
+    /// Letters B fetched (the genuine one and the bogus one, unless the mailbox stored a
+    /// repeat only once).
+    letters_fetched: u64,
+    /// B's own report that it refused a letter.
+    refused_by_b: bool,
+    /// Why, in B's words.
+    refusal: Option<String>,
+}
+
+/// Where a party was told to die (`--crash`) and what happened.
+#[derive(Debug, Clone, Serialize)]
+struct CrashReport {
+    party: &'static str,
+    point: String,
+    /// The step it died in; `None` if the point was never reached.
+    fired_in: Option<String>,
+    /// Milliseconds from the demo's start.
+    fired_at_ms: Option<u64>,
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let keep = args.keep;
+    let svg_path = args.svg.clone();
+    let mut narrator = Narrator::new();
+    narrator.begin(
+        "chain",
+        "start regtest bitcoind (BIP118 enforced) and electrs",
+    );
+    let options = RegtestOptions {
+        electrs: true,
+        ..Default::default()
+    };
+    let chain = Regtest::start(options).context("starting the regtest chain")?;
+    let electrum = chain.electrum_url()?;
+    narrator.detail(format!(
+        "bitcoind {} at height {}, electrs {electrum}",
+        chain.rpc_url(),
+        chain.height()?
+    ));
+    let root = tempfile::Builder::new()
+        .prefix("asyncpay-demo-")
+        .tempdir()?;
+    let crash = match &args.crash {
+        None => None,
+        Some(spec) => {
+            let (party, point) = spec.split_once(':').ok_or_else(|| {
+                anyhow!("--crash {spec:?}: expected PARTY:POINT, e.g. S:send:offer")
+            })?;
+            let party = match party {
+                "A" => "A",
+                "S" => "S",
+                "B" => "B",
+                "P" if args.routed => "P",
+                other => bail!("--crash: unknown party {other:?} (A, S, B, or P with --routed)"),
+            };
+            Some(CrashReport {
+                party,
+                point: point.to_owned(),
+                fired_in: None,
+                fired_at_ms: None,
+            })
+        }
+    };
+    let mut demo = Demo {
+        exe: std::env::current_exe().context("locating the asyncpay binary")?,
+        args,
+        root,
+        chain,
+        electrum,
+        mailbox_url: String::new(),
+        tower_url: String::new(),
+        control: Control::new()?,
+        nodes: Party::ALL
+            .iter()
+            .map(|&party| Node {
+                party,
+                dir: PathBuf::new(),
+                running: None,
+                key: String::new(),
+            })
+            .collect(),
+        children: Children::default(),
+        narrator,
+        txids: Vec::new(),
+        events: Events::default(),
+        runs: [0; 4],
+        crash,
+        in_payment: false,
+        adversary: None,
+    };
+    let result = demo.play();
+    // Stop the children before the chain and the directory go away.
+    drop(std::mem::take(&mut demo.children));
+    let log_dir = demo.root.path().to_path_buf();
+    if keep {
+        let root = std::mem::replace(&mut demo.root, tempfile::tempdir()?);
+        let _ = root.keep();
+        eprintln!("data directories and logs kept in {}", log_dir.display());
+    }
+    let mut transcript = match result {
+        Ok(t) => t,
+        Err(e) => {
+            report_problems(&log_dir);
+            if !keep {
+                eprintln!("(run with --keep to keep the node data directories and logs)");
+            }
+            return Err(e);
+        }
+    };
+    transcript.kept = keep;
+    if let Some(path) = &svg_path {
+        std::fs::write(path, &transcript.svg)
+            .with_context(|| format!("writing the sequence diagram to {}", path.display()))?;
+        eprintln!("sequence diagram written to {}", path.display());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&transcript)?);
+    } else {
+        print_summary(&transcript);
+    }
+    if !transcript.ok {
+        bail!("a check failed (see the table above)");
+    }
+    Ok(())
+}
+
+/// What the on-chain epilogue showed.
+#[derive(Debug, Clone, Serialize)]
+struct Enforcement {
+    /// The package feerates of S's override: passed over by miners, then raised by S.
+    bumped_sat_vb: [f64; 2],
+    stale_state: u32,
+    stale_txid: String,
+    override_state: u32,
+    override_txid: String,
+    settlement_txid: String,
+    blocks_to_settlement: u32,
+    shared_delay: u64,
+    settled_to_a: u64,
+    settled_to_s: u64,
+}
+
+/// A's data as it went offline: its seed and stored channels. Restored in this process, it
+/// plays an A that publishes an old state. No `Debug`: the seed is secret.
+struct Backup {
+    seed: [u8; 32],
+    channels: Vec<(PublicKey, Snapshot)>,
+}
+
+/// One JSON line a node printed on stdout, stamped with the time it reached the demo.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Duration,
+    party: Party,
+    run: u32,
+    event: Value,
+}
+
+/// The nodes' stdout events, in order of arrival. Nodes print a line right after they act
+/// (for a message: right after handing it to the connection), so the order of arrival across
+/// processes is the order of the messages.
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<Seen>>>);
+
+/// The participants of the sequence diagram, left to right: (name in the messages, label).
+pub(crate) const PARTICIPANTS: [(&str, &str); 5] = [
+    ("A", "A (payer)"),
+    ("S", "S (LSP)"),
+    ("mailbox", "mailbox"),
+    ("B", "B (payee)"),
+    ("chain", "regtest chain"),
+];

@@ -1,0 +1,500 @@
+//! The demo's building blocks: funding, channels, payment statuses and the checks made on
+//! the way.
+
+use super::*;
+
+impl Demo {
+    pub(super) fn payment_status(
+        &mut self,
+        party: Party,
+        payment_id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let info = self.info(party)?;
+        Ok(info[self.ledger()]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["payment_id"].as_str() == Some(payment_id))
+            .and_then(|p| p["status"].as_str().map(str::to_string)))
+    }
+
+    pub(super) fn payment_record(
+        &mut self,
+        party: Party,
+        payment_id: &str,
+    ) -> anyhow::Result<Value> {
+        let info = self.info(party)?;
+        info[self.ledger()]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["payment_id"].as_str() == Some(payment_id))
+            .map(|p| p["record"].clone())
+            .ok_or_else(|| anyhow!("{} has no payment {payment_id}", party.name()))
+    }
+
+    /// Waits until `party` reports `payment_id` with status `want`; a status in `stop` ends
+    /// the wait with an error. A party that dies at its injected crash point meanwhile is
+    /// restarted.
+    pub(super) fn await_status(
+        &mut self,
+        party: Party,
+        payment_id: &str,
+        want: &str,
+        stop: &[&str],
+    ) -> anyhow::Result<()> {
+        let name = party.name();
+        let limit = Duration::from_secs(self.args.timeout_secs);
+        let started = Instant::now();
+        let mut last = None;
+        loop {
+            self.recover()?;
+            self.alive_or_crashing(party)?;
+            match self.payment_status(party, payment_id) {
+                Ok(status) if status.as_deref() == Some(want) => break,
+                Ok(Some(s)) if stop.contains(&s.as_str()) => {
+                    bail!("{name}: payment ended as {s}, not {want}")
+                }
+                Ok(status) => last = status,
+                // Died while answering: the next turn restarts it.
+                Err(_) if self.crash_pending() == Some(party) => {}
+                Err(e) => return Err(e),
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "timed out after {limit:?} waiting for {name} to report payment status \
+                     {want}; last status at {name}: {last:?}"
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+        self.check_no_secret_shown(party)?;
+        self.narrator.detail(format!("{name}: payment {want}"));
+        Ok(())
+    }
+
+    /// `ctl info` of `party` must show none of the secrets its store holds (the withheld
+    /// and bought signatures of its payments): checked at every payment status the demo
+    /// waits for, so in every state a payment passes through.
+    pub(super) fn check_no_secret_shown(&mut self, party: Party) -> anyhow::Result<()> {
+        let db = self.node(party).dir.join("node.db");
+        let secrets = {
+            let conn = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            let mut secrets = Vec::new();
+            for table in ["payments", "reverse"] {
+                let mut stmt = conn.prepare(&format!("SELECT record FROM {table}"))?;
+                let records = stmt.query_map([], |row| row.get::<_, String>(0))?;
+                for record in records {
+                    let record: Value = serde_json::from_str(&record?)?;
+                    secrets.extend(asyncpay::node::views::stored_secrets(&record));
+                }
+            }
+            secrets
+        };
+        // A party that dies at its injected crash point meanwhile is restarted by the
+        // caller's next wait; there is no answer to check then.
+        let Ok(info) = self.info(party) else {
+            return Ok(());
+        };
+        let shown = info.to_string();
+        if let Some(secret) = secrets.iter().find(|s| shown.contains(s.as_str())) {
+            bail!(
+                "{}: ctl info shows a secret its store holds ({}...)",
+                party.name(),
+                &secret[..secret.len().min(8)]
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until S's revert of A–S (state 2, with state 0's balances) is complete at A and
+    /// at S.
+    pub(super) fn await_revert(&mut self, as_id: &str) -> anyhow::Result<()> {
+        let limit = Duration::from_secs(self.args.timeout_secs);
+        wait_for(
+            "A–S to reach the revert (state 2) at A and S",
+            limit,
+            || {
+                let a = self.channel(Party::A, as_id)?;
+                let s = self.channel(Party::S, as_id)?;
+                Ok(
+                    (a["state"].as_u64() == Some(2) && s["state"].as_u64() == Some(2))
+                        .then_some(()),
+                )
+            },
+        )?;
+        let (a, s) = (
+            self.own_balance(Party::A, as_id)?,
+            self.own_balance(Party::S, as_id)?,
+        );
+        self.narrator.detail(format!(
+            "S reverted A–S to state 2 with state 0's balances: A {a} / S {s} sat"
+        ));
+        Ok(())
+    }
+
+    /// Waits until B reports its invoice refused, and checks S's reason code.
+    pub(super) fn await_refusal(&mut self, payment_id: &str, reason: &str) -> anyhow::Result<()> {
+        self.await_status(Party::B, payment_id, "refused", &["paid"])?;
+        let record = self.payment_record(Party::B, payment_id)?;
+        let said = record["status"]["reason"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        self.narrator
+            .detail(format!("S refused B's invoice: {said}"));
+        if said != reason {
+            bail!("B's invoice was refused for another reason than {reason}: {record}");
+        }
+        Ok(())
+    }
+
+    /// The channel `channel_id` as `party` reports it.
+    pub(super) fn channel(&mut self, party: Party, channel_id: &str) -> anyhow::Result<Value> {
+        let info = self.info(party)?;
+        info["channels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["channel_id"].as_str() == Some(channel_id))
+            .cloned()
+            .ok_or_else(|| anyhow!("{} has no channel {channel_id}", party.name()))
+    }
+
+    pub(super) fn own_balance(&mut self, party: Party, channel_id: &str) -> anyhow::Result<u64> {
+        let c = self.channel(party, channel_id)?;
+        c["to_self_sat"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("{}: channel without to_self_sat: {c}", party.name()))
+    }
+
+    /// Funds a node's wallet from the faucet through the mempool; returns the txid.
+    pub(super) fn fund_wallet(&mut self, party: Party, amount: Amount) -> anyhow::Result<Txid> {
+        let answer = self.call(party, "/v1/address", json!({}))?;
+        let text = answer["address"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{}: /v1/address answered {answer}", party.name()))?;
+        let address = text
+            .parse::<Address<NetworkUnchecked>>()?
+            .require_network(Network::Regtest)?;
+        let (outpoint, _) = self.chain.fund(&address.script_pubkey(), amount)?;
+        self.narrator.detail(format!(
+            "faucet pays {} {} sat at {address}: {}",
+            party.name(),
+            amount.to_sat(),
+            outpoint.txid
+        ));
+        Ok(outpoint.txid)
+    }
+
+    /// Opens a channel from `opener` to `acceptor`, waits until both hold the signed state 0
+    /// and the funding transaction is in the mempool, and confirms it.
+    pub(super) fn open_channel(
+        &mut self,
+        opener: Party,
+        acceptor: Party,
+        capacity_sat: u64,
+        label: &'static str,
+    ) -> anyhow::Result<(String, Txid)> {
+        let answer = self.call(
+            opener,
+            "/v1/open",
+            json!({"peer": self.node(acceptor).key, "capacity_sat": capacity_sat}),
+        )?;
+        let channel_id = answer["channel_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("/v1/open answered {answer}"))?
+            .to_string();
+        self.narrator.detail(format!(
+            "{} opens {label} ({capacity_sat} sat): channel {channel_id}",
+            opener.name()
+        ));
+        let mut funding: Option<Txid> = None;
+        for party in [opener, acceptor] {
+            let outpoint: String = {
+                let children = &mut self.children;
+                let control = &self.control;
+                let node = &self.nodes[party.index()];
+                wait_for(
+                    &format!("{} to hold the signed state 0 of {label}", party.name()),
+                    Duration::from_secs(self.args.timeout_secs),
+                    || {
+                        children.check_alive(party.name())?;
+                        let info = control.call(node, "/v1/info", json!({}))?;
+                        let channel = info["channels"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|c| c["channel_id"].as_str() == Some(channel_id.as_str()));
+                        Ok(channel.and_then(|c| {
+                            let funded = c["phase"]
+                                .as_str()
+                                .is_some_and(|p| p.eq_ignore_ascii_case("funded"));
+                            let outpoint = c["funding_outpoint"].as_str()?;
+                            funded.then(|| outpoint.to_string())
+                        }))
+                    },
+                )?
+            };
+            let txid: Txid = outpoint
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .with_context(|| format!("funding outpoint {outpoint}"))?;
+            if funding.is_some_and(|t| t != txid) {
+                bail!("{label}: the two sides name different funding transactions");
+            }
+            funding = Some(txid);
+        }
+        let txid = funding.expect("set in the loop");
+        {
+            let chain = &self.chain;
+            let children = &mut self.children;
+            wait_for(
+                &format!("the funding transaction of {label} in the mempool"),
+                Duration::from_secs(self.args.timeout_secs),
+                || {
+                    children.check_alive(opener.name())?;
+                    Ok(chain.in_mempool(&txid)?.then_some(()))
+                },
+            )?;
+        }
+        let height = self.chain.confirm(&txid)?;
+        self.chain.wait_for_electrs_tip()?;
+        for party in [opener, acceptor] {
+            let id = json!(channel_id);
+            self.await_event(party, &format!("{label} funding confirmed"), |e| {
+                e["event"] == "channel" && e["channel_id"] == id && e["what"] == "FundingConfirmed"
+            })?;
+        }
+        self.narrator.detail(format!(
+            "funding transaction {txid} confirmed at height {height}; both sides saw it"
+        ));
+        self.txids.push(TxRecord {
+            what: format!("{label} funding"),
+            txid: txid.to_string(),
+            confirmed_at: Some(height),
+        });
+        Ok((channel_id, txid))
+    }
+
+    /// Puts a bogus letter made from A's genuine one in B's mailbox, sealed to B's contact by
+    /// a key of the adversary's own.
+    pub(super) fn post_bogus_letter(
+        &mut self,
+        kind: Adversary,
+        letter: &Value,
+        contact: &Value,
+    ) -> anyhow::Result<()> {
+        let mut bogus = letter.clone();
+        match kind {
+            Adversary::WrongScalar => {
+                // A valid BIP340 signature, but not on U_1 and not by A's channel key.
+                let key = asyncpay::crypto::keys::SecretKey::from_bytes(rand::random())
+                    .map_err(|e| anyhow!("adversary key: {e}"))?;
+                bogus["signature"] = serde_json::to_value(key.sign(&[7; 32], &[0; 32]))?;
+            }
+            Adversary::TamperedOffer => {
+                let amount = bogus["offer"]["terms"]["amount_sat"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("A's letter has no offer amount"))?;
+                bogus["offer"]["terms"]["amount_sat"] = json!(amount + 1);
+            }
+            Adversary::ReplayedLetter => {}
+        }
+        let card: asyncpay::mailbox::keys::Contact = serde_json::from_value(contact.clone())?;
+        let to = card.verify().map_err(|e| anyhow!("B's contact: {e:?}"))?;
+        let client = asyncpay::mailbox::client::MailboxClient::new(&self.mailbox_url)?;
+        let sender = asyncpay::mailbox::keys::NodeKey::generate();
+        let bytes = serde_json::to_vec(&bogus)?;
+        self.control.runtime.block_on(client.send(
+            &to,
+            Some(&sender),
+            bytes,
+            Duration::from_secs(3600),
+        ))?;
+        self.narrator.detail(format!(
+            "an adversary put a {} letter in B's mailbox",
+            match kind {
+                Adversary::WrongScalar => "wrong-scalar",
+                Adversary::TamperedOffer => "tampered-offer",
+                Adversary::ReplayedLetter => "replayed",
+            }
+        ));
+        self.adversary = Some(AdversaryReport {
+            kind,
+            letters_fetched: 0,
+            refused_by_b: false,
+            refusal: None,
+        });
+        Ok(())
+    }
+
+    /// Where the nodes list this run's payment in `info`: the main flow's payments, or the
+    /// reverse variant's.
+    pub(super) fn ledger(&self) -> &'static str {
+        if self.args.reverse {
+            "reverse"
+        } else {
+            "payments"
+        }
+    }
+
+    /// The reverse variant's payment: B asks, leaves; A buys; B returns. Returns the payment
+    /// id and S's fee.
+    pub(super) fn reverse_payment(&mut self) -> anyhow::Result<(String, u64)> {
+        let amount = self.args.amount_sat;
+        self.in_payment = true;
+        self.begin(
+            "receive",
+            format!(
+                "B asks S for a state paying it {amount} sat, leaves S's offer in A's mailbox and goes offline"
+            ),
+        );
+        let payer_contact = self.call(Party::A, "/v1/contact", json!({}))?;
+        let answer = self.call(
+            Party::B,
+            "/v1/receive",
+            json!({"lsp": self.node(Party::S).key, "payer_contact": payer_contact, "amount_sat": amount}),
+        )?;
+        let payment_id = answer["payment_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("/v1/receive answered {answer}"))?
+            .to_string();
+        self.narrator.detail(format!("payment {payment_id}"));
+        self.await_status(Party::B, &payment_id, "offered", &[])?;
+        self.await_status(Party::S, &payment_id, "offered", &[])?;
+        let record = self.payment_record(Party::S, &payment_id)?;
+        let fee = record["status"]["offer"]["terms"]["fee_sat"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("S's record has no offer fee"))?;
+        self.narrator.detail(format!(
+            "S proposed state 1 of S–B paying B, kept its signature back and offered it for \
+             {amount} + {fee} sat; B countersigned and posted the offer to A's mailbox"
+        ));
+        self.stop_node(Party::B)?;
+
+        self.begin(
+            "buy",
+            "A fetches B's request and buys S's signature with a PTLC on A–S",
+        );
+        let asked = self.narrator.started.elapsed();
+        let fetched = self.call(Party::A, "/v1/fetch", json!({}))?;
+        let run = self.runs[Party::A.index()];
+        self.events
+            .push(asked, Party::A, run, json!({"event": "fetched"}));
+        self.narrator
+            .detail(format!("A fetched {} letter(s)", fetched["letters"]));
+        self.await_status(Party::A, &payment_id, "bought", &[])?;
+        self.await_status(Party::S, &payment_id, "bought", &[])?;
+        self.narrator.detail(
+            "S fulfilled A's PTLC with its signature's scalar and released state 1 of S–B; A \
+             holds the complete update and handed S's signature to B's mailbox",
+        );
+
+        self.begin("return", "B comes back online and has its state");
+        self.start_node(Party::B)?;
+        self.await_connected(Party::B, Party::S)?;
+        let asked = self.narrator.started.elapsed();
+        let fetched = self.call(Party::B, "/v1/fetch", json!({}))?;
+        let run = self.runs[Party::B.index()];
+        self.events
+            .push(asked, Party::B, run, json!({"event": "fetched"}));
+        self.narrator.detail(format!(
+            "B reconnected to S and fetched {} letter(s) (A's hand-over)",
+            fetched["letters"]
+        ));
+        self.await_status(Party::B, &payment_id, "paid", &[])?;
+        Ok((payment_id, fee))
+    }
+
+    /// The parties of this run: A, S, B, and the router P when routed.
+    pub(super) fn parties(&self) -> Vec<Party> {
+        Party::ALL
+            .into_iter()
+            .filter(|p| *p != Party::P || self.args.routed)
+            .collect()
+    }
+
+    /// The channels that carry S's payment to B, each with its opener (who pays) and
+    /// acceptor: S–B, or S–P and P–B through the router.
+    pub(super) fn hops(&self) -> Vec<(&'static str, Party, Party)> {
+        if self.args.routed {
+            vec![("S–P", Party::S, Party::P), ("P–B", Party::P, Party::B)]
+        } else {
+            vec![("S–B", Party::S, Party::B)]
+        }
+    }
+
+    /// Whether the payment is undone before a sale (`--cancel`, `--lsp-never-pays`).
+    pub(super) fn unwound(&self) -> bool {
+        self.args.cancel || self.args.lsp_never_pays
+    }
+
+    /// A–S's latest state after the payment: 1 (the sold state), or 2 when it was undone (the
+    /// revert to state 0's balances).
+    pub(super) fn latest_state(&self) -> u32 {
+        if self.unwound() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The messages of the run, in order: peer messages the nodes delivered, letters posted
+    /// to and fetched from the mailbox. Each belongs to the step during which it happened.
+    pub(super) fn messages(&self) -> Vec<Msg> {
+        let name_of = |key: &Value| {
+            self.nodes
+                .iter()
+                .find(|n| !n.key.is_empty() && json!(n.key) == *key)
+                .map_or("?", |n| n.party.name())
+        };
+        let steps = &self.narrator.steps;
+        self.events
+            .all()
+            .into_iter()
+            .filter_map(|seen| {
+                let e = &seen.event;
+                let from = seen.party.name();
+                let (from, to, what) = match e["event"].as_str()? {
+                    "send" if e["delivered"] == true => (
+                        from,
+                        name_of(&e["to"]),
+                        e["message"].as_str().unwrap_or("?").to_string(),
+                    ),
+                    "letter_posted" => {
+                        let to = if e["to"].is_null() {
+                            "B"
+                        } else {
+                            name_of(&e["to"])
+                        };
+                        (from, "mailbox", format!("letter (age-encrypted to {to})"))
+                    }
+                    "fetched" => ("mailbox", from, "letter".into()),
+                    "onchain" => (from, "chain", e["what"].as_str().unwrap_or("?").into()),
+                    _ => return None,
+                };
+                let at_ms = seen.at.as_secs_f64() * 1000.0;
+                let at_us = seen.at.as_micros() as u64;
+                let step = steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.started_us <= at_us)
+                    .map_or(0, |s| s.n);
+                Some(Msg {
+                    step,
+                    at_ms: (at_ms * 1000.0).round() / 1000.0,
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    what,
+                })
+            })
+            .collect()
+    }
+}
