@@ -25,9 +25,9 @@ use crate::protocol::channel::{
 };
 use crate::protocol::messages::{Change, ChannelId, Message};
 use crate::protocol::payment::{
-    reverse_ptlc_expiry, Action as PaymentAction, Entropy, Incoming, Lsp, LspInput, LspPayment,
-    LspPolicy, LspStatus, Payee, PayeeInput, PayeePayment, PayeeStatus, Payer, PayerInput,
-    PayerPayment, PayerStatus, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
+    reverse_ptlc_expiry, Action as PaymentAction, Entropy, Incoming, LetterKind, Lsp, LspInput,
+    LspPayment, LspPolicy, LspStatus, Payee, PayeeInput, PayeePayment, PayeeStatus, Payer,
+    PayerInput, PayerPayment, PayerStatus, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
     PendingTransfer, Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment,
     ReverseStatus, RouteHint, Router, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
     SaleLetter, UpdateProof,
@@ -329,10 +329,11 @@ impl NodeCore {
                 RoleIn::Payer(PayerInput::LetterPosted { payment_id }),
                 &mut out,
             )?,
-            NodeInput::Letter { bytes } if SaleLetter::decode(&bytes).is_err() => {
+            NodeInput::Letter { bytes } if LetterKind::of(&bytes) == Some(LetterKind::Reverse) => {
                 let letter = ReverseLetter::decode(&bytes)?;
                 self.on_reverse_letter(letter, &mut out)?;
             }
+            // A sale letter, or bytes that are no letter: the payee role says which.
             NodeInput::Letter { bytes } => {
                 let height = self.height;
                 let route_hint = self.route_hint(&bytes);

@@ -129,6 +129,14 @@ pub enum PaymentError {
     /// Bytes that are not a payment message.
     #[error("undecodable payment message: {0}")]
     Decode(String),
+    /// A mailbox letter whose first byte names another kind of letter (or none).
+    #[error("not a {expected:?} letter (first byte {found:?})")]
+    LetterKind {
+        /// The kind the decoder expected.
+        expected: LetterKind,
+        /// The letter's first byte.
+        found: Option<u8>,
+    },
     /// Longer than [`MAX_PAYMENT_MESSAGE_LEN`].
     #[error("payment message of {len} bytes exceeds {max}")]
     TooLarge {
@@ -230,6 +238,7 @@ impl PaymentError {
     pub fn code(&self) -> &'static str {
         match self {
             PaymentError::Decode(_) => "decode",
+            PaymentError::LetterKind { .. } => "letter_kind",
             PaymentError::TooLarge { .. } => "too_large",
             PaymentError::Version(_) => "version",
             PaymentError::BadSignature { .. } => "bad_signature",
@@ -375,17 +384,67 @@ impl fmt::Debug for SaleLetter {
     }
 }
 
-impl SaleLetter {
-    /// JSON bytes (the mailbox envelope encrypts them).
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a letter always serialises")
+/// What a mailbox letter is, named by its first byte: a letter's kind is in its encoding,
+/// never guessed from which parser accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LetterKind {
+    /// A payer's sale letter to its payee ([`SaleLetter`]), byte 1.
+    Sale,
+    /// A letter of the reverse variant ([`reverse::ReverseLetter`]), byte 2.
+    Reverse,
+}
+
+impl LetterKind {
+    /// The first byte of letters of this kind.
+    pub fn byte(self) -> u8 {
+        match self {
+            LetterKind::Sale => 1,
+            LetterKind::Reverse => 2,
+        }
     }
 
-    /// Parses and bounds a letter; checks the version only (see [`SaleLetter::check`]).
-    pub fn decode(bytes: &[u8]) -> Result<Self, PaymentError> {
+    /// The kind of the letter `bytes`.
+    pub fn of(bytes: &[u8]) -> Option<LetterKind> {
+        match bytes.first() {
+            Some(1) => Some(LetterKind::Sale),
+            Some(2) => Some(LetterKind::Reverse),
+            _ => None,
+        }
+    }
+
+    /// `body` with this kind's byte in front.
+    pub fn frame(self, body: Vec<u8>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(body.len() + 1);
+        out.push(self.byte());
+        out.extend(body);
+        out
+    }
+
+    /// The body of a letter of this kind (bounded in size), or why it is not one.
+    pub(crate) fn strip(self, bytes: &[u8]) -> Result<&[u8], PaymentError> {
         bounded(bytes)?;
+        match bytes.split_first() {
+            Some((first, body)) if *first == self.byte() => Ok(body),
+            other => Err(PaymentError::LetterKind {
+                expected: self,
+                found: other.map(|(b, _)| *b),
+            }),
+        }
+    }
+}
+
+impl SaleLetter {
+    /// Its kind byte, then JSON (the mailbox envelope encrypts them).
+    pub fn encode(&self) -> Vec<u8> {
+        LetterKind::Sale.frame(serde_json::to_vec(self).expect("a letter always serialises"))
+    }
+
+    /// Parses and bounds a letter; checks the kind and the version only (see
+    /// [`SaleLetter::check`]).
+    pub fn decode(bytes: &[u8]) -> Result<Self, PaymentError> {
+        let body = LetterKind::Sale.strip(bytes)?;
         let letter: SaleLetter =
-            serde_json::from_slice(bytes).map_err(|e| PaymentError::Decode(e.to_string()))?;
+            serde_json::from_slice(body).map_err(|e| PaymentError::Decode(e.to_string()))?;
         if letter.version != PAYMENT_VERSION {
             return Err(PaymentError::Version(letter.version));
         }

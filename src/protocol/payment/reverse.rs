@@ -190,15 +190,16 @@ pub enum ReverseLetter {
 }
 
 impl ReverseLetter {
-    /// JSON bytes.
+    /// Its kind byte, then JSON.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a letter always serialises")
+        super::LetterKind::Reverse
+            .frame(serde_json::to_vec(self).expect("a letter always serialises"))
     }
 
-    /// Strict parse.
+    /// Strict parse; the kind byte must say reverse.
     pub fn decode(bytes: &[u8]) -> Result<Self, PaymentError> {
-        super::bounded(bytes)?;
-        serde_json::from_slice(bytes).map_err(|e| PaymentError::Decode(e.to_string()))
+        let body = super::LetterKind::Reverse.strip(bytes)?;
+        serde_json::from_slice(body).map_err(|e| PaymentError::Decode(e.to_string()))
     }
 }
 

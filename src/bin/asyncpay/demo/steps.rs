@@ -311,7 +311,8 @@ impl Demo {
         let to = card.verify().map_err(|e| anyhow!("B's contact: {e:?}"))?;
         let client = asyncpay::mailbox::client::MailboxClient::new(&self.mailbox_url)?;
         let sender = asyncpay::mailbox::keys::NodeKey::generate();
-        let bytes = serde_json::to_vec(&bogus)?;
+        let bytes =
+            asyncpay::protocol::payment::LetterKind::Sale.frame(serde_json::to_vec(&bogus)?);
         self.control.runtime.block_on(client.send(
             &to,
             Some(&sender),
