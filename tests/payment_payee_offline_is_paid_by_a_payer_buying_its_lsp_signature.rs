@@ -96,7 +96,11 @@ fn payee_completes_its_state_from_the_payers_handover_while_the_lsp_is_away() {
 fn a_tampered_pay_request_is_refused_and_nothing_moves() {
     let mut sim = Sim::new();
     let _ = requested(&mut sim);
-    let mut letter: serde_json::Value = serde_json::from_slice(&sim.nodes[A].mailbox[0]).unwrap();
+    // A letter is its kind byte, then JSON.
+    let kind = asyncpay::protocol::payment::LetterKind::of(&sim.nodes[A].mailbox[0]).unwrap();
+    assert_eq!(kind, asyncpay::protocol::payment::LetterKind::Reverse);
+    let mut letter: serde_json::Value =
+        serde_json::from_slice(&sim.nodes[A].mailbox[0][1..]).unwrap();
     // One satoshi moved within the state B signed: B's signature no longer verifies.
     let body = &mut letter["proof"]["body"];
     let (to_a, to_s) = (
@@ -105,7 +109,7 @@ fn a_tampered_pay_request_is_refused_and_nothing_moves() {
     );
     body["to_a"] = (to_a - 1).into();
     body["to_s"] = (to_s + 1).into();
-    sim.nodes[A].mailbox[0] = serde_json::to_vec(&letter).unwrap();
+    sim.nodes[A].mailbox[0] = kind.frame(serde_json::to_vec(&letter).unwrap());
     sim.fetch_letters(A).unwrap();
     assert!(
         sim.refusals.iter().any(|r| r.contains("payee signature")),
