@@ -26,6 +26,7 @@ use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::{PayerStatus, PaymentId};
 use crate::tx::Party;
 
+use super::handle::{NodeHandle, NodeInfo};
 use super::peers::spawn_connection;
 use super::request::Request;
 use super::towers::spawn_tower_pusher;
@@ -94,6 +95,14 @@ pub(super) struct Driver {
 /// event to the core. Must run on a multi-threaded tokio runtime (the wallet and the
 /// Electrum client block; they run under `block_in_place`).
 pub async fn run(config: NodeConfig) -> Result<(), RuntimeError> {
+    start(config).await?.wait().await
+}
+
+/// Starts a node (as [`run`] does) and returns once it is ready: its stores and wallet are
+/// open, it listens for peers and serves its control API, and `node.json` is written. The
+/// driver goes on in a task of its own until it is told to stop; the handle carries requests
+/// to it.
+pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
     let args = &config;
     private_dir(&args.data_dir)?;
     let seed = load_seed(&args.data_dir)?;
@@ -273,27 +282,40 @@ pub async fn run(config: NodeConfig) -> Result<(), RuntimeError> {
     node.run_outputs(outputs).await?;
     let outputs = node.core.handle(NodeInput::Started)?;
     node.run_outputs(outputs).await?;
-    let mut last_poll = Instant::now() - Duration::from_secs(10);
-    while let Some(ev) = rx.recv().await {
-        if let Err(e) = node.on_event(ev, &mut last_poll).await {
-            tracing::warn!("{e:#}");
-            warn(json!({"event": "error", "message": format!("{e:#}")}));
+    let handle_info = NodeInfo {
+        node_key: node.core.public_key(),
+        peer_addr,
+        control_url: format!("http://{control_addr}"),
+    };
+    let data_dir = args.data_dir.clone();
+    let task = tokio::spawn(async move {
+        let mut last_poll = Instant::now() - Duration::from_secs(10);
+        while let Some(ev) = rx.recv().await {
+            if let Err(e) = node.on_event(ev, &mut last_poll).await {
+                tracing::warn!("{e:#}");
+                warn(json!({"event": "error", "message": format!("{e:#}")}));
+            }
+            if node.stop {
+                break;
+            }
         }
-        if node.stop {
-            break;
+        let _ = std::fs::remove_file(data_dir.join("node.json"));
+        // Requests still queued are answered "stopping" as their reply channels drop.
+        drop(rx);
+        let _ = control_stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), control_server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("control server did not finish its answers within 5 s");
         }
-    }
-    let _ = std::fs::remove_file(args.data_dir.join("node.json"));
-    // Requests still queued are answered "stopping" as their reply channels drop.
-    drop(rx);
-    let _ = control_stop.send(());
-    if tokio::time::timeout(Duration::from_secs(5), control_server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("control server did not finish its answers within 5 s");
-    }
-    Ok(())
+        Ok(())
+    });
+    Ok(NodeHandle {
+        events: tx,
+        task,
+        info: handle_info,
+    })
 }
 
 impl Driver {
@@ -788,9 +810,10 @@ impl Driver {
     }
 
     /// Seals `bytes` to `to`'s mailbox: to the contact card given, or else the one stored
-    /// for `to`.
+    /// for `to`. (`&mut self`: the driver is `Send` but not `Sync`, and this future holds it
+    /// across the post.)
     async fn post(
-        &self,
+        &mut self,
         to: &PublicKey,
         card: Option<Value>,
         bytes: Vec<u8>,

@@ -77,6 +77,21 @@ pub enum RuntimeError {
     /// A channel's funding transaction was not stored.
     #[error("funding transaction of channel {0:?} was not stored")]
     NoFunding(ChannelId),
+    /// The node refused a request, and said why.
+    #[error("refused: {reason}")]
+    Refused {
+        /// The node's reason.
+        reason: String,
+    },
+    /// The node answered a request with something its handle did not expect.
+    #[error("unexpected answer: {answer}")]
+    Answer {
+        /// The answer.
+        answer: serde_json::Value,
+    },
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
     /// No contact card is stored for a letter's recipient.
     #[error("no contact stored for {0}")]
     NoContact(bitcoin::secp256k1::XOnlyPublicKey),

@@ -1,5 +1,8 @@
 //! The node runtime: the one driver of a [`NodeCore`](super::core::NodeCore) as a process
-//! runs it. `asyncpay node run` is [`run`] with a [`NodeConfig`] from its flags.
+//! runs it. `asyncpay node run` is [`run`] with a [`NodeConfig`] from its flags; [`start`]
+//! runs the same driver and returns a [`NodeHandle`] whose typed methods (`connect`,
+//! `open_channel`, `pay`, `receive`, `cancel`, `fetch`, `force_close`, `new_address`,
+//! `contact`, `status`, `stop`) are the control API's requests.
 //!
 //! ```text
 //!  peers (Noise, net/) ─┐                      ┌─> store (SQLite), then:
@@ -24,6 +27,7 @@
 mod control;
 mod driver;
 mod error;
+mod handle;
 mod peers;
 mod request;
 mod towers;
@@ -37,8 +41,9 @@ use serde_json::Value;
 use crate::net::Admission;
 use crate::protocol::payment::LspPolicy;
 
-pub use driver::run;
+pub use driver::{run, start};
 pub use error::RuntimeError;
+pub use handle::{NodeHandle, NodeInfo};
 pub use request::{Request, RequestError, COMMANDS};
 
 use super::core::Role;

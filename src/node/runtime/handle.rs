@@ -1,0 +1,196 @@
+//! A running node, from inside the process that started it: [`start`](super::start) returns a
+//! [`NodeHandle`] whose typed methods are the control API's requests, carried out by the same
+//! driver (and in the same order) as requests arriving over HTTP.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), asyncpay::node::runtime::RuntimeError> {
+//! use asyncpay::node::core::Role;
+//! use asyncpay::node::runtime::{start, NodeConfig};
+//!
+//! let lsp = start(NodeConfig::new(Role::Lsp, "/tmp/lsp", "tcp://127.0.0.1:60401", "http://127.0.0.1:8080")).await?;
+//! let payer = start(NodeConfig::new(Role::Payer, "/tmp/payer", "tcp://127.0.0.1:60401", "http://127.0.0.1:8080")).await?;
+//! lsp.connect(payer.info().node_key, None).await?;
+//! payer.connect(lsp.info().node_key, Some(lsp.info().peer_addr)).await?;
+//! let channel = payer.open_channel(lsp.info().node_key, 1_000_000).await?;
+//! # let _ = channel;
+//! payer.stop().await?;
+//! lsp.stop().await?;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::crypto::keys::PublicKey;
+use crate::mailbox::keys::Contact;
+use crate::protocol::messages::ChannelId;
+use crate::protocol::payment::PaymentId;
+
+use super::driver::Ev;
+use super::{Request, RuntimeError};
+
+/// Where a started node can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its node key.
+    pub node_key: PublicKey,
+    /// Where it listens for peers.
+    pub peer_addr: SocketAddr,
+    /// Its control API (loopback HTTP, with the token in `control.token`).
+    pub control_url: String,
+}
+
+/// A started node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    pub(super) events: mpsc::UnboundedSender<Ev>,
+    pub(super) task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+    pub(super) info: NodeInfo,
+}
+
+impl NodeHandle {
+    /// Where the node can be reached.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// Carries out one control request; its JSON answer.
+    pub async fn request(&self, request: Request) -> Result<Value, RuntimeError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(Ev::Control { request, reply })
+            .map_err(|_| RuntimeError::Stopped)?;
+        match answer.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(reason)) => Err(RuntimeError::Refused { reason }),
+            Err(_) => Err(RuntimeError::Stopped),
+        }
+    }
+
+    /// Admits `node_key` as a peer and, given its address, dials it; fails if the first
+    /// attempt does (the node keeps redialling).
+    pub async fn connect(
+        &self,
+        node_key: PublicKey,
+        addr: Option<SocketAddr>,
+    ) -> Result<(), RuntimeError> {
+        self.request(Request::Connect {
+            node_key,
+            addr: addr.map(|a| a.to_string()),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Opens a channel to a connected peer, funded from the wallet.
+    pub async fn open_channel(
+        &self,
+        peer: PublicKey,
+        capacity_sat: u64,
+    ) -> Result<ChannelId, RuntimeError> {
+        let answer = self.request(Request::Open { peer, capacity_sat }).await?;
+        let mut id = [0u8; 32];
+        hex::decode_to_slice(answer["channel_id"].as_str().unwrap_or(""), &mut id)
+            .map_err(|_| RuntimeError::Answer { answer })?;
+        Ok(ChannelId(id))
+    }
+
+    /// Pays `amount_sat` to the payee of `contact` through `lsp`; the payee may be offline.
+    pub async fn pay(
+        &self,
+        lsp: PublicKey,
+        amount_sat: u64,
+        contact: Contact,
+        fee_sat: Option<u64>,
+        note: Option<String>,
+    ) -> Result<PaymentId, RuntimeError> {
+        let answer = self
+            .request(Request::Pay {
+                lsp,
+                amount_sat,
+                contact,
+                fee_sat,
+                note,
+            })
+            .await?;
+        payment_id(answer)
+    }
+
+    /// Reverse variant: asks to be paid `amount_sat` by the payer of `payer_contact`, who
+    /// buys `lsp`'s signature while this node is offline.
+    pub async fn receive(
+        &self,
+        lsp: PublicKey,
+        amount_sat: u64,
+        payer_contact: Contact,
+    ) -> Result<PaymentId, RuntimeError> {
+        let answer = self
+            .request(Request::Receive {
+                lsp,
+                amount_sat,
+                payer_contact,
+            })
+            .await?;
+        payment_id(answer)
+    }
+
+    /// Cancels a payment not yet sold.
+    pub async fn cancel(&self, payment_id: PaymentId) -> Result<(), RuntimeError> {
+        self.request(Request::Cancel { payment_id }).await.map(drop)
+    }
+
+    /// Fetches and handles the letters in the node's mailbox; how many there were.
+    pub async fn fetch(&self) -> Result<u64, RuntimeError> {
+        let answer = self.request(Request::Fetch).await?;
+        answer["letters"]
+            .as_u64()
+            .ok_or(RuntimeError::Answer { answer })
+    }
+
+    /// Publishes a channel's latest state on chain.
+    pub async fn force_close(&self, channel_id: ChannelId) -> Result<(), RuntimeError> {
+        self.request(Request::ForceClose { channel_id })
+            .await
+            .map(drop)
+    }
+
+    /// A new address of the node's wallet.
+    pub async fn new_address(&self) -> Result<String, RuntimeError> {
+        let answer = self.request(Request::Address).await?;
+        answer["address"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(RuntimeError::Answer { answer })
+    }
+
+    /// The node's signed contact card.
+    pub async fn contact(&self) -> Result<Contact, RuntimeError> {
+        let answer = self.request(Request::Contact).await?;
+        Ok(serde_json::from_value(answer)?)
+    }
+
+    /// The node's key, role, height, wallet balance, channels and payments (as `ctl info`).
+    pub async fn status(&self) -> Result<Value, RuntimeError> {
+        self.request(Request::Info).await
+    }
+
+    /// Stops the node and waits until it has.
+    pub async fn stop(self) -> Result<(), RuntimeError> {
+        self.request(Request::Stop).await?;
+        self.wait().await
+    }
+
+    /// Waits until the node stops (`Request::Stop`, from here or from the control API).
+    pub async fn wait(self) -> Result<(), RuntimeError> {
+        self.task.await.map_err(|_| RuntimeError::Stopped)?
+    }
+}
+
+fn payment_id(answer: Value) -> Result<PaymentId, RuntimeError> {
+    answer["payment_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or(RuntimeError::Answer { answer })
+}
