@@ -188,6 +188,7 @@ fn wait_for<T>(
 ) -> anyhow::Result<T> {
     let started = Instant::now();
     loop {
+        interrupted()?;
         if let Some(value) = probe()? {
             return Ok(value);
         }
@@ -196,6 +197,48 @@ fn wait_for<T>(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Set when the demo is told to stop (ctrl-c, SIGTERM): every wait gives up at its next poll,
+/// the demo unwinds as on any error, and dropping its state stops every child process, the
+/// chain and the work directory.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Catches ctrl-c and SIGTERM for the rest of the run (a thread of its own: the demo's main
+/// thread blocks in its waits).
+fn watch_signals() {
+    std::thread::spawn(|| {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let which = runtime.block_on(async {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term => "SIGTERM",
+            }
+        });
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        eprintln!("demo: {which}: stopping every child process");
+    });
+}
+
+/// An error once the demo was told to stop.
+fn interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
 }
 
 /// What a ready node writes to `<data-dir>/node.json`.
@@ -423,6 +466,7 @@ struct CrashReport {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    watch_signals();
     let json = args.json;
     let keep = args.keep;
     let svg_path = args.svg.clone();

@@ -285,6 +285,7 @@ impl Demo {
                 continue;
             }
             self.alive_or_crashing(party)?;
+            interrupted()?;
             if started.elapsed() > limit {
                 bail!(
                     "timed out after {limit:?} waiting for {} to report {what}",

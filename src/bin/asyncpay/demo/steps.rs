@@ -60,6 +60,7 @@ impl Demo {
                 Err(_) if self.crash_pending() == Some(party) => {}
                 Err(e) => return Err(e),
             }
+            interrupted()?;
             if started.elapsed() > limit {
                 bail!(
                     "timed out after {limit:?} waiting for {name} to report payment status \
