@@ -428,6 +428,37 @@ impl Wallet {
         })
     }
 
+    /// A signed transaction paying `amount` (or, with `None`, everything the wallet can
+    /// spend, less the fee) to `script_pubkey` at `feerate`, with change to a new internal
+    /// address. Coins reserved for a funding transaction or a CPFP child are not used. It is
+    /// not broadcast.
+    pub fn withdraw(
+        &mut self,
+        script_pubkey: ScriptBuf,
+        amount: Option<Amount>,
+        feerate: FeeRate,
+    ) -> Result<Transaction, WalletError> {
+        let locked: Vec<OutPoint> = self
+            .inner
+            .list_unspent()
+            .map(|c| c.outpoint)
+            .filter(|o| self.inner.is_outpoint_locked(*o))
+            .collect();
+        let mut builder = self.inner.build_tx();
+        builder.fee_rate(feerate).unspendable(locked);
+        match amount {
+            Some(amount) => {
+                builder.add_recipient(script_pubkey, amount);
+            }
+            None => {
+                builder.drain_wallet().drain_to(script_pubkey);
+            }
+        }
+        let mut psbt = builder.finish()?;
+        self.persist()?;
+        self.sign(&mut psbt, &[])
+    }
+
     /// Signs every input but those at `foreign` (which the caller finalized) and returns the
     /// complete transaction.
     fn sign(&self, psbt: &mut Psbt, foreign: &[usize]) -> Result<Transaction, WalletError> {

@@ -102,6 +102,23 @@ enum CtlRequest {
     Info,
     /// A new address of the node's wallet.
     Address,
+    /// The wallet's balance: confirmed, and pending (unconfirmed).
+    Balance,
+    /// Send coins from the wallet (not channel funds) to an address.
+    Withdraw {
+        /// Where to: an address of the node's network.
+        #[arg(long)]
+        address: String,
+        /// How much, in sat.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        amount_sat: Option<u64>,
+        /// Everything the wallet can spend, less the fee.
+        #[arg(long)]
+        all: bool,
+        /// The feerate in sat/vB.
+        #[arg(long, default_value_t = 2)]
+        feerate_sat_vb: u64,
+    },
     /// Admit a peer's key and, given an address, dial it (and keep redialling); fails with
     /// the reason if the first attempt is refused.
     Connect {
@@ -202,6 +219,16 @@ impl CtlRequest {
         Ok(match self {
             CtlRequest::Info => ("info".into(), json!({})),
             CtlRequest::Address => ("address".into(), json!({})),
+            CtlRequest::Balance => ("balance".into(), json!({})),
+            CtlRequest::Withdraw {
+                address,
+                amount_sat,
+                all: _,
+                feerate_sat_vb,
+            } => (
+                "withdraw".into(),
+                json!({"address": address, "amount_sat": amount_sat, "feerate_sat_vb": feerate_sat_vb}),
+            ),
             CtlRequest::Connect { node_key, addr } => (
                 "connect".into(),
                 json!({"node_key": node_key, "addr": addr}),

@@ -390,6 +390,46 @@ impl Driver {
                 let address = tokio::task::block_in_place(|| self.wallet.new_address())?;
                 Ok(json!({ "address": address.to_string() }))
             }
+            Request::Balance => {
+                let balance = self.wallet.balance();
+                Ok(json!({
+                    "confirmed_sat": balance.confirmed.to_sat(),
+                    "pending_sat": (balance.trusted_pending + balance.untrusted_pending).to_sat(),
+                }))
+            }
+            Request::Withdraw {
+                address,
+                amount_sat,
+                feerate_sat_vb,
+            } => {
+                let address = address
+                    .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+                    .map_err(|e| RuntimeError::Refused {
+                        reason: format!("address {address:?}: {e}"),
+                    })?
+                    .require_network(self.wallet.network())
+                    .map_err(|e| RuntimeError::Refused {
+                        reason: format!("address: {e}"),
+                    })?;
+                let feerate = FeeRate::from_sat_per_vb(feerate_sat_vb.unwrap_or(2)).ok_or(
+                    RuntimeError::Refused {
+                        reason: "feerate out of range".into(),
+                    },
+                )?;
+                let electrum = self.electrum.clone();
+                let txid = tokio::task::block_in_place(|| -> Result<Txid, RuntimeError> {
+                    let tx = self.wallet.withdraw(
+                        address.script_pubkey(),
+                        amount_sat.map(Amount::from_sat),
+                        feerate,
+                    )?;
+                    Ok(self.wallet.broadcast(&electrum, &tx)?)
+                })?;
+                emit(
+                    json!({"event": "withdrawn", "txid": txid.to_string(), "to": address.to_string()}),
+                );
+                Ok(json!({ "txid": txid.to_string() }))
+            }
             // Answered by `connect_command` without waiting in the queue.
             Request::Connect { .. } => Ok(json!({})),
             Request::Open { peer, capacity_sat } => {

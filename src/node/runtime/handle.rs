@@ -165,6 +165,39 @@ impl NodeHandle {
             .ok_or(RuntimeError::Answer { answer })
     }
 
+    /// The wallet's balance: (confirmed, pending) in sat.
+    pub async fn balance(&self) -> Result<(u64, u64), RuntimeError> {
+        let answer = self.request(Request::Balance).await?;
+        match (
+            answer["confirmed_sat"].as_u64(),
+            answer["pending_sat"].as_u64(),
+        ) {
+            (Some(confirmed), Some(pending)) => Ok((confirmed, pending)),
+            _ => Err(RuntimeError::Answer { answer }),
+        }
+    }
+
+    /// Sends `amount_sat` (or, with `None`, everything the wallet can spend) from the wallet
+    /// to `address` at `feerate_sat_vb` (default 2); the transaction's id.
+    pub async fn withdraw(
+        &self,
+        address: &str,
+        amount_sat: Option<u64>,
+        feerate_sat_vb: Option<u64>,
+    ) -> Result<bitcoin::Txid, RuntimeError> {
+        let answer = self
+            .request(Request::Withdraw {
+                address: address.to_owned(),
+                amount_sat,
+                feerate_sat_vb,
+            })
+            .await?;
+        answer["txid"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .ok_or(RuntimeError::Answer { answer })
+    }
+
     /// The node's signed contact card.
     pub async fn contact(&self) -> Result<Contact, RuntimeError> {
         let answer = self.request(Request::Contact).await?;

@@ -2,7 +2,7 @@
 //! runs it. `asyncpay node run` is [`run`] with a [`NodeConfig`] from its flags; [`start`]
 //! runs the same driver and returns a [`NodeHandle`] whose typed methods (`connect`,
 //! `open_channel`, `pay`, `receive`, `cancel`, `fetch`, `force_close`, `new_address`,
-//! `contact`, `status`, `stop`) are the control API's requests.
+//! `balance`, `withdraw`, `contact`, `status`, `stop`) are the control API's requests.
 //!
 //! ```text
 //!  peers (Noise, net/) ─┐                      ┌─> store (SQLite), then:

@@ -30,6 +30,19 @@ pub enum Request {
     Info,
     /// A new address of the node's wallet.
     Address,
+    /// The wallet's balance: confirmed, and pending (unconfirmed, ours or received).
+    Balance,
+    /// Send coins from the wallet to an address (not channel funds).
+    Withdraw {
+        /// Where to (an address of the node's network).
+        address: String,
+        /// How much; without it, everything the wallet can spend less the fee.
+        #[serde(default)]
+        amount_sat: Option<u64>,
+        /// The feerate, sat/vB (default 2).
+        #[serde(default)]
+        feerate_sat_vb: Option<u64>,
+    },
     /// Admit a peer's key and, given an address, dial it (and keep redialling).
     Connect {
         /// The peer's node key (hex, x-only).
@@ -102,7 +115,7 @@ pub enum Request {
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// No such command.
-    #[error("unknown command {0:?}; try info, address, connect, open, contact, pay, receive, cancel, fetch, force-close, crash-at, stop")]
+    #[error("unknown command {0:?}; try info, address, balance, withdraw, connect, open, contact, pay, receive, cancel, fetch, force-close, crash-at, stop")]
     Unknown(String),
     /// The arguments are not a JSON object.
     #[error("the arguments of {0:?} must be a JSON object")]
@@ -118,9 +131,11 @@ pub enum RequestError {
 }
 
 /// The commands [`Request::parse`] knows.
-pub const COMMANDS: [&str; 12] = [
+pub const COMMANDS: [&str; 14] = [
     "info",
     "address",
+    "balance",
+    "withdraw",
     "connect",
     "open",
     "contact",
