@@ -269,6 +269,30 @@ fn now() -> u64 {
 
 /// The two BIP86 descriptors (external, internal) of `xprv` on `network`. They hold the
 /// private key: wipe them after use.
+/// The wallet's private descriptors (external, internal) for `seed` on `network`: what a
+/// wallet elsewhere (Sparrow, BDK) imports to spend the same coins. They hold the master
+/// private key: never shown by a running node, only by `asyncpay node descriptors --private`,
+/// which reads the seed file itself.
+pub fn private_descriptors(
+    seed: &WalletSeed,
+    network: Network,
+) -> Result<(String, String), WalletError> {
+    use bdk_wallet::miniscript::{Descriptor, DescriptorPublicKey};
+    let xprv = Xpriv::new_master(network, &seed.0)?;
+    let (mut external, mut internal) = descriptors(&xprv, network);
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    // Parsed and printed back: the same descriptors, now with their checksums.
+    let with_checksum = |text: &str| {
+        let (descriptor, keys) = Descriptor::<DescriptorPublicKey>::parse_descriptor(&secp, text)
+            .expect("the wallet's own descriptor template parses");
+        descriptor.to_string_with_secret(&keys)
+    };
+    let out = (with_checksum(&external), with_checksum(&internal));
+    external.zeroize();
+    internal.zeroize();
+    Ok(out)
+}
+
 fn descriptors(xprv: &Xpriv, network: Network) -> (String, String) {
     let coin = if network == Network::Bitcoin { 0 } else { 1 };
     (
@@ -320,6 +344,19 @@ impl Wallet {
             .persist(&mut self.db)
             .map_err(WalletError::Persist)?;
         Ok(())
+    }
+
+    /// The wallet's public descriptors (external, internal) with their checksums: enough
+    /// for a watch-only wallet elsewhere (Sparrow, BDK) to follow the same coins.
+    pub fn public_descriptors(&self) -> (String, String) {
+        (
+            self.inner
+                .public_descriptor(KeychainKind::External)
+                .to_string(),
+            self.inner
+                .public_descriptor(KeychainKind::Internal)
+                .to_string(),
+        )
     }
 
     /// The wallet's network.

@@ -48,6 +48,55 @@ pub fn load_seed(dir: &Path) -> Result<[u8; 32], FileError> {
     Ok(seed)
 }
 
+/// The BIP39 mnemonic (24 English words) of a 32-byte seed: how a node's seed is written
+/// down, and restored with [`restore_seed`].
+///
+/// ```
+/// use asyncpay::node::files::seed_mnemonic;
+/// let words = seed_mnemonic(&[0u8; 32]);
+/// assert_eq!(words.split(' ').count(), 24);
+/// assert!(words.starts_with("abandon abandon"));
+/// assert!(words.ends_with(" art"), "BIP39's all-zero 256-bit vector");
+/// ```
+pub fn seed_mnemonic(seed: &[u8; 32]) -> String {
+    bip39::Mnemonic::from_entropy(seed)
+        .expect("32 bytes are valid BIP39 entropy")
+        .to_string()
+}
+
+/// A mnemonic that is not 24 valid BIP39 English words with a correct checksum.
+#[derive(Debug, thiserror::Error)]
+#[error("not a 24-word BIP39 mnemonic: {0}")]
+pub struct BadMnemonic(String);
+
+/// The seed written down as `words` (see [`seed_mnemonic`]).
+pub fn seed_from_mnemonic(words: &str) -> Result<[u8; 32], BadMnemonic> {
+    let mnemonic =
+        bip39::Mnemonic::parse_normalized(words.trim()).map_err(|e| BadMnemonic(e.to_string()))?;
+    let (entropy, len) = mnemonic.to_entropy_array();
+    <[u8; 32]>::try_from(&entropy[..len]).map_err(|_| {
+        BadMnemonic(format!(
+            "{} words; a node seed has 24",
+            mnemonic.word_count()
+        ))
+    })
+}
+
+/// Writes the seed of `words` as `dir/seed` (0600), for a node restored from its mnemonic.
+/// Refuses to overwrite a seed that is there already.
+pub fn restore_seed(dir: &Path, seed: &[u8; 32]) -> Result<(), FileError> {
+    let path = dir.join("seed");
+    if path.exists() {
+        return Err(FileError {
+            what: "refusing to overwrite",
+            path,
+            source: std::io::ErrorKind::AlreadyExists.into(),
+        });
+    }
+    private_dir(dir)?;
+    write_private(&path, hex::encode(seed).as_bytes())
+}
+
 /// Creates `dir` (and its parents) if missing and makes it 0700: the node's files hold its
 /// secrets.
 pub fn private_dir(dir: &Path) -> Result<(), FileError> {

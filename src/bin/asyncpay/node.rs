@@ -16,7 +16,35 @@ use serde_json::Value;
 #[derive(clap::Subcommand)]
 pub enum NodeCmd {
     /// Run a node in the foreground until `asyncpay ctl ... stop` or a signal.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Print the node's seed as a 24-word BIP39 mnemonic (creating the seed if the data
+    /// directory has none). Anyone with these words controls the node's keys and wallet.
+    Mnemonic {
+        /// The node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Restore a node's seed from its 24-word mnemonic, read from standard input, into a data
+    /// directory that has no seed yet; then `node run` on it is the same node (same key,
+    /// same wallet). Channels are not in the seed: they come from the node's store.
+    Restore {
+        /// The data directory to create.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Print the node wallet's output descriptors, read from the seed file: public ones for a
+    /// watch-only wallet (Sparrow, BDK), or with --private the ones that can spend.
+    Descriptors {
+        /// The node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The chain.
+        #[arg(long, default_value = "regtest")]
+        network: bitcoin::Network,
+        /// Include the master private key (anyone with it can spend the wallet's coins).
+        #[arg(long)]
+        private: bool,
+    },
 }
 
 /// `asyncpay node run`.
@@ -104,6 +132,8 @@ enum CtlRequest {
     Address,
     /// The wallet's balance: confirmed, and pending (unconfirmed).
     Balance,
+    /// The wallet's public output descriptors, for a watch-only wallet elsewhere.
+    Descriptors,
     /// Send coins from the wallet (not channel funds) to an address.
     Withdraw {
         /// Where to: an address of the node's network.
@@ -220,6 +250,7 @@ impl CtlRequest {
             CtlRequest::Info => ("info".into(), json!({})),
             CtlRequest::Address => ("address".into(), json!({})),
             CtlRequest::Balance => ("balance".into(), json!({})),
+            CtlRequest::Descriptors => ("descriptors".into(), json!({})),
             CtlRequest::Withdraw {
                 address,
                 amount_sat,
@@ -273,6 +304,17 @@ impl CtlRequest {
     }
 }
 
+/// The public descriptors of two private ones, with their checksums.
+fn public_descriptors(external: &str, internal: &str) -> anyhow::Result<(String, String)> {
+    use bdk_wallet::miniscript::{Descriptor, DescriptorPublicKey};
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let public = |text: &str| -> anyhow::Result<String> {
+        let (descriptor, _) = Descriptor::<DescriptorPublicKey>::parse_descriptor(&secp, text)?;
+        Ok(descriptor.to_string())
+    };
+    Ok((public(external)?, public(internal)?))
+}
+
 /// `--role`: one of the library's role names, listed in `--help`.
 fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
     clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::name))
@@ -281,7 +323,54 @@ fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
 
 /// `asyncpay node run`: the library's runtime with the configuration the flags give.
 pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
-    let NodeCmd::Run(args) = cmd;
+    let args = match cmd {
+        NodeCmd::Run(args) => *args,
+        NodeCmd::Mnemonic { data_dir } => {
+            asyncpay::node::files::private_dir(&data_dir)?;
+            let seed = asyncpay::node::files::load_seed(&data_dir)?;
+            eprintln!("node: anyone with these words controls this node's keys and wallet");
+            println!("{}", asyncpay::node::files::seed_mnemonic(&seed));
+            return Ok(());
+        }
+        NodeCmd::Restore { data_dir } => {
+            let mut words = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut words)
+                .context("reading the mnemonic from standard input")?;
+            let seed = asyncpay::node::files::seed_from_mnemonic(&words)?;
+            asyncpay::node::files::restore_seed(&data_dir, &seed)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "restored": data_dir.display().to_string(),
+                    "node_key": asyncpay::node::core::node_key(&seed).public_key().to_string(),
+                })
+            );
+            return Ok(());
+        }
+        NodeCmd::Descriptors {
+            data_dir,
+            network,
+            private,
+        } => {
+            if !data_dir.join("seed").exists() {
+                bail!("no node seed in {}", data_dir.display());
+            }
+            let seed = asyncpay::node::files::load_seed(&data_dir)?;
+            let wallet_seed = asyncpay::node::runtime::wallet_seed(&seed);
+            let (external, internal) =
+                asyncpay::chain::wallet::private_descriptors(&wallet_seed, network)?;
+            let (external, internal) = if private {
+                (external, internal)
+            } else {
+                public_descriptors(&external, &internal)?
+            };
+            println!(
+                "{}",
+                serde_json::json!({"external": external, "internal": internal})
+            );
+            return Ok(());
+        }
+    };
     let rpc = match (args.rpc_url, args.rpc_cookie) {
         (Some(url), Some(cookie)) => Some((url, cookie)),
         (None, None) => None,

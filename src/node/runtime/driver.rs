@@ -10,9 +10,8 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::rpc::Rpc;
-use crate::chain::wallet::{Wallet, WalletSeed};
+use crate::chain::wallet::Wallet;
 use crate::crypto::keys::PublicKey;
-use crate::crypto::tagged_hash;
 use crate::mailbox::client::MailboxClient;
 use crate::mailbox::keys::{Contact, NodeKey};
 use crate::net::{Allow, Listener};
@@ -117,7 +116,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         Role::Payee => Records::Payee(store.payments()?),
         Role::Router => Records::Router(DEFAULT_ROUTER_POLICY, store.payments()?),
     };
-    let wallet_seed = WalletSeed::from_bytes(tagged_hash("asyncpay/node/v1/wallet", &[&seed]));
+    let wallet_seed = super::wallet_seed(&seed);
     let mut wallet = tokio::task::block_in_place(|| -> Result<Wallet, RuntimeError> {
         let mut w = Wallet::create_or_load(
             args.data_dir.join("wallet.sqlite"),
@@ -389,6 +388,10 @@ impl Driver {
             Request::Address => {
                 let address = tokio::task::block_in_place(|| self.wallet.new_address())?;
                 Ok(json!({ "address": address.to_string() }))
+            }
+            Request::Descriptors => {
+                let (external, internal) = self.wallet.public_descriptors();
+                Ok(json!({ "external": external, "internal": internal }))
             }
             Request::Balance => {
                 let balance = self.wallet.balance();

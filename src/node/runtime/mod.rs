@@ -115,6 +115,15 @@ impl NodeConfig {
     }
 }
 
+/// The seed of a node's BDK wallet, derived from the node's seed (so one mnemonic backs up
+/// both the node's keys and its wallet).
+pub fn wallet_seed(seed: &[u8; 32]) -> crate::chain::wallet::WalletSeed {
+    crate::chain::wallet::WalletSeed::from_bytes(crate::crypto::tagged_hash(
+        "asyncpay/node/v1/wallet",
+        &[seed],
+    ))
+}
+
 /// The LSP's pricing: 100 sat plus 1,000 ppm, offers valid 1,008 blocks.
 pub fn lsp_policy(ptlc_delta: u32) -> LspPolicy {
     LspPolicy {

@@ -32,6 +32,8 @@ pub enum Request {
     Address,
     /// The wallet's balance: confirmed, and pending (unconfirmed, ours or received).
     Balance,
+    /// The wallet's public descriptors, for a watch-only wallet elsewhere.
+    Descriptors,
     /// Send coins from the wallet to an address (not channel funds).
     Withdraw {
         /// Where to (an address of the node's network).
@@ -115,7 +117,7 @@ pub enum Request {
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// No such command.
-    #[error("unknown command {0:?}; try info, address, balance, withdraw, connect, open, contact, pay, receive, cancel, fetch, force-close, crash-at, stop")]
+    #[error("unknown command {0:?}; try info, address, balance, descriptors, withdraw, connect, open, contact, pay, receive, cancel, fetch, force-close, crash-at, stop")]
     Unknown(String),
     /// The arguments are not a JSON object.
     #[error("the arguments of {0:?} must be a JSON object")]
@@ -131,10 +133,11 @@ pub enum RequestError {
 }
 
 /// The commands [`Request::parse`] knows.
-pub const COMMANDS: [&str; 14] = [
+pub const COMMANDS: [&str; 15] = [
     "info",
     "address",
     "balance",
+    "descriptors",
     "withdraw",
     "connect",
     "open",
