@@ -140,18 +140,31 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let known: HashSet<PublicKey> = store.peers()?.into_iter().map(|(k, _)| k).collect();
     let allow = Arc::new(RwLock::new(known));
-    let allow_fn = {
+    let allow_fn = || {
         let allow = allow.clone();
         Allow::from_fn(move |k| allow.read().map(|s| s.contains(k)).unwrap_or(false))
     };
     // Peers that dial us keep our address: a restarted node listens where it did before,
-    // unless told otherwise.
+    // unless told otherwise. If another process took that port meanwhile (an ephemeral port
+    // is free for anyone once we stop), the node listens where it was told instead and says
+    // so: peers that dial it must learn the new address, peers it dials are not affected.
     let addr_file = args.data_dir.join("peer.addr");
-    let listen = match std::fs::read_to_string(&addr_file) {
-        Ok(text) if args.listen.port() == 0 => text.trim().parse().unwrap_or(args.listen),
-        _ => args.listen,
+    let previous: Option<std::net::SocketAddr> = match std::fs::read_to_string(&addr_file) {
+        Ok(text) if args.listen.port() == 0 => text.trim().parse().ok(),
+        _ => None,
     };
-    let listener = Listener::bind(listen, node_secret.clone(), allow_fn).await?;
+    let listener = match previous {
+        Some(addr) => match Listener::bind(addr, node_secret.clone(), allow_fn()).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                warn(
+                    json!({"event": "listen_moved", "previous": addr.to_string(), "error": e.to_string()}),
+                );
+                Listener::bind(args.listen, node_secret.clone(), allow_fn()).await?
+            }
+        },
+        None => Listener::bind(args.listen, node_secret.clone(), allow_fn()).await?,
+    };
     let peer_addr = listener.local_addr()?;
     write_private(&addr_file, peer_addr.to_string().as_bytes())?;
 
