@@ -251,6 +251,7 @@ fn caps_refuse_more_channels_leaves_and_kit_bytes_than_configured() -> anyhow::R
         max_states: 2,
         max_leaves_per_appointment: 2,
         max_kit_bytes: 4096,
+        max_total_leaves: 1_000,
     };
     let mut tower = Tower::new(limits);
     let client = Appointment::client_key(&SEED, &payee.channel_id);
@@ -280,6 +281,18 @@ fn caps_refuse_more_channels_leaves_and_kit_bytes_than_configured() -> anyhow::R
         tower.accept(Appointment::new(&client, &payee, 0, 2)?),
         Err(TowerError::KitTooLarge { .. })
     ));
+    // Leaves over all channels: two channels of three states each do not fit in five; the
+    // refusal stores nothing, and the tower still holds the first channel's three.
+    let mut tower = Tower::new(TowerLimits {
+        max_total_leaves: 5,
+        ..TowerLimits::default()
+    });
+    tower.accept(Appointment::new(&client, &payee, 0, 2)?)?;
+    ensure!(
+        tower.accept(Appointment::new(&key(4), &lsp, 0, 2)?)
+            == Err(TowerError::Full { what: "leaves" })
+    );
+    ensure!(tower.len() == 1);
     Ok(())
 }
 

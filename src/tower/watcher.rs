@@ -23,17 +23,21 @@ pub struct TowerLimits {
     pub max_leaves_per_appointment: u64,
     /// Largest sealed kit, in bytes.
     pub max_kit_bytes: usize,
+    /// Leaves (48 bytes each) kept over all channels: with the channel and state caps alone,
+    /// appointments could fill tens of gigabytes.
+    pub max_total_leaves: u64,
 }
 
 impl Default for TowerLimits {
     /// 10,000 channels, 100,000 states each, [`super::MAX_LEAVES_PER_APPOINTMENT`] leaves an
-    /// appointment, 64 KiB kits.
+    /// appointment, 64 KiB kits, 10 million leaves in all (480 MB).
     fn default() -> Self {
         TowerLimits {
             max_channels: 10_000,
             max_states: 100_000,
             max_leaves_per_appointment: super::MAX_LEAVES_PER_APPOINTMENT,
             max_kit_bytes: 64 * KIT_PADDING,
+            max_total_leaves: 10_000_000,
         }
     }
 }
@@ -175,6 +179,8 @@ pub struct Tower {
     records: HashMap<Id, Record>,
     leaves: HashMap<Id, Vec<[u8; SEALED_LEAF_LEN]>>,
     by_hint: HashMap<Hint, Vec<[u8; 32]>>,
+    /// Leaves held over all channels.
+    total_leaves: u64,
     /// Update outputs of opened channels (several records may follow one channel: another
     /// client may have registered under the same hint).
     watching: HashMap<OutPoint, Vec<Id>>,
@@ -215,6 +221,7 @@ impl Tower {
         if !clients.contains(&record.client) {
             clients.push(record.client);
         }
+        self.total_leaves += leaves.len() as u64;
         self.leaves.insert(id, leaves);
         self.records.insert(id, record);
     }
@@ -308,6 +315,9 @@ impl Tower {
             .skip((have - a.leaves_from) as usize)
             .map(|c| c.try_into().expect("chunks of the sealed leaf length"))
             .collect();
+        if self.total_leaves.saturating_add(new.len() as u64) > self.limits.max_total_leaves {
+            return Err(TowerError::Full { what: "leaves" });
+        }
         let record = Record {
             client: a.client,
             hint: a.hint,
@@ -325,6 +335,7 @@ impl Tower {
                 leaves: vec![],
             });
         }
+        self.total_leaves += new.len() as u64;
         let leaves = self.leaves.entry(id).or_default();
         leaves.extend_from_slice(&new);
         let clients = self.by_hint.entry(a.hint).or_default();

@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// States kept per channel (48 bytes each).
     #[arg(long, default_value_t = 100_000)]
     max_states: u64,
+    /// States kept over all channels (48 bytes each).
+    #[arg(long, default_value_t = 10_000_000)]
+    max_total_states: u64,
 }
 
 /// Runs the command.
@@ -65,6 +68,7 @@ pub async fn run(cmd: TowerCmd) -> anyhow::Result<()> {
         limits: TowerLimits {
             max_channels: args.max_channels,
             max_states: args.max_states,
+            max_total_leaves: args.max_total_states,
             ..TowerLimits::default()
         },
     })
