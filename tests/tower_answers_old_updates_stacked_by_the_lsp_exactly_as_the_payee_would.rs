@@ -6,71 +6,15 @@
 //! would publish, and the tower survives a restart from its store in the middle.
 
 mod channel_support;
+mod tower_support;
 
 use anyhow::{ensure, Context};
-use asyncpay::protocol::channel::{Action, ChainEvent, Channel, Command, Input, OpenTerms};
+use asyncpay::protocol::channel::{ChainEvent, Channel, Command, Input};
 use asyncpay::tower::{hint, Appointment, Tower, TowerError, TowerEvent, TowerLimits, TowerStore};
-use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
-use bitcoin::block::{Header, Version};
-use bitcoin::hashes::Hash as _;
-use bitcoin::{Block, BlockHash, CompactTarget, OutPoint, Transaction, TxMerkleNode};
-use channel_support::pair::Pair;
-use channel_support::{funding_outpoint, payout, secrets, CAPACITY, DELAY, HEIGHT, PUSH, WINDOW};
-
-const SEED: [u8; 32] = [0x5e; 32];
-
-fn block(txs: Vec<Transaction>) -> Block {
-    Block {
-        header: Header {
-            version: Version::TWO,
-            prev_blockhash: BlockHash::all_zeros(),
-            merkle_root: TxMerkleNode::all_zeros(),
-            time: 0,
-            bits: CompactTarget::from_consensus(0),
-            nonce: 0,
-        },
-        txdata: txs,
-    }
-}
-
-fn state(tx: &Transaction) -> u32 {
-    tx.lock_time.to_consensus_u32() - STATE_LOCKTIME_BASE
-}
-
-fn broadcast_of(actions: Vec<Action>) -> Option<Transaction> {
-    actions.into_iter().find_map(|a| match a {
-        Action::Broadcast(tx) => Some(tx),
-        _ => None,
-    })
-}
-
-/// A channel at state 2 whose older states 0 and 1 the LSP kept copies of.
-fn channel_at_state_2() -> anyhow::Result<(Pair, [asyncpay::protocol::channel::Snapshot; 2])> {
-    let terms = OpenTerms {
-        capacity_sat: CAPACITY,
-        push_sat: PUSH,
-        shared_delay: DELAY,
-        update_window: WINDOW,
-        payout_key: payout(Party::A),
-    };
-    let (mut pair, _) = Pair::open(terms, HEIGHT, |_, _| Ok((funding_outpoint(), HEIGHT)))?;
-    let mut copies = vec![];
-    for amount_sat in [30_000, 40_000] {
-        copies.push(pair.channel(Party::S).snapshot().clone());
-        // S pays A: A's balance rises with every state.
-        pair.input(
-            Party::S,
-            Input::Command(Command::Transfer {
-                amount_sat,
-                withhold: false,
-            }),
-        )?;
-        pair.pump(HEIGHT)?;
-    }
-    let latest = pair.channel(Party::A).latest().context("state")?.clone();
-    ensure!(latest.number == 2 && latest.to_a == CAPACITY - PUSH + 70_000);
-    Ok((pair, [copies[0].clone(), copies[1].clone()]))
-}
+use asyncpay::tx::Party;
+use bitcoin::OutPoint;
+use channel_support::{funding_outpoint, secrets, DELAY, HEIGHT};
+use tower_support::{block, broadcast_of, channel_at_state_2, state, SEED};
 
 #[test]
 fn tower_answers_each_stacked_old_update_and_settles_like_the_payee() -> anyhow::Result<()> {

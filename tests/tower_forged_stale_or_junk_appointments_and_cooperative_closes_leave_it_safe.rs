@@ -5,34 +5,17 @@
 //! latest state or answer with anything but it; a cooperative close opens nothing.
 
 mod channel_support;
+mod tower_support;
 
-use anyhow::{ensure, Context};
-use asyncpay::protocol::channel::{Action, Channel, Command, Input, OpenTerms, Snapshot};
+use anyhow::ensure;
+use asyncpay::protocol::channel::Snapshot;
 use asyncpay::tower::{hint, Appointment, Tower, TowerError, TowerEvent, TowerLimits};
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
-use bitcoin::block::{Header, Version};
-use bitcoin::hashes::Hash as _;
 use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
-use bitcoin::{Block, BlockHash, CompactTarget, Transaction, TxMerkleNode, Witness};
-use channel_support::pair::Pair;
-use channel_support::{funding_outpoint, payout, secrets, CAPACITY, DELAY, HEIGHT, PUSH, WINDOW};
+use bitcoin::{Transaction, Witness};
+use channel_support::{funding_outpoint, DELAY, HEIGHT};
 use proptest::prelude::*;
-
-const SEED: [u8; 32] = [0x5e; 32];
-
-fn block(txs: Vec<Transaction>) -> Block {
-    Block {
-        header: Header {
-            version: Version::TWO,
-            prev_blockhash: BlockHash::all_zeros(),
-            merkle_root: TxMerkleNode::all_zeros(),
-            time: 0,
-            bits: CompactTarget::from_consensus(0),
-            nonce: 0,
-        },
-        txdata: txs,
-    }
-}
+use tower_support::{block, channel_at_state_2, force_close, SEED};
 
 fn key(b: u8) -> Keypair {
     Keypair::from_secret_key(
@@ -44,30 +27,11 @@ fn key(b: u8) -> Keypair {
 /// The payee's snapshot at state 2, the LSP's at state 2, and the LSP's copies of states 0
 /// and 1.
 fn states_with_copies() -> anyhow::Result<(Snapshot, Snapshot, Vec<Snapshot>)> {
-    let terms = OpenTerms {
-        capacity_sat: CAPACITY,
-        push_sat: PUSH,
-        shared_delay: DELAY,
-        update_window: WINDOW,
-        payout_key: payout(Party::A),
-    };
-    let (mut pair, _) = Pair::open(terms, HEIGHT, |_, _| Ok((funding_outpoint(), HEIGHT)))?;
-    let mut copies = vec![];
-    for amount_sat in [30_000, 40_000] {
-        copies.push(pair.channel(Party::S).snapshot().clone());
-        pair.input(
-            Party::S,
-            Input::Command(Command::Transfer {
-                amount_sat,
-                withhold: false,
-            }),
-        )?;
-        pair.pump(HEIGHT)?;
-    }
+    let (pair, copies) = channel_at_state_2()?;
     Ok((
         pair.channel(Party::A).snapshot().clone(),
         pair.channel(Party::S).snapshot().clone(),
-        copies,
+        copies.to_vec(),
     ))
 }
 
@@ -75,17 +39,6 @@ fn states_with_copies() -> anyhow::Result<(Snapshot, Snapshot, Vec<Snapshot>)> {
 fn states() -> anyhow::Result<(Snapshot, Snapshot, Snapshot)> {
     let (payee, lsp, copies) = states_with_copies()?;
     Ok((payee, lsp, copies[0].clone()))
-}
-
-fn force_close(snapshot: Snapshot, party: Party) -> anyhow::Result<Transaction> {
-    let mut old = Channel::restore(secrets(party), snapshot)?;
-    old.handle(Input::Command(Command::ForceClose))?
-        .into_iter()
-        .find_map(|a| match a {
-            Action::Broadcast(tx) => Some(tx),
-            _ => None,
-        })
-        .context("a force close publishes an update")
 }
 
 #[test]
