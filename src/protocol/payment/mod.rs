@@ -845,3 +845,36 @@ impl fmt::Debug for Entropy {
         f.write_str("Entropy(<redacted>)")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{LetterKind, PaymentError};
+
+    /// A peer that sends a letter of one kind where another is expected, no kind byte, or a
+    /// kind no decoder knows, gets a typed refusal: a letter is never read as the other kind.
+    #[test]
+    fn a_letter_is_read_only_as_the_kind_its_first_byte_names() {
+        let body = br#"{"version":1}"#.to_vec();
+        let sale = LetterKind::Sale.frame(body.clone());
+        let reverse = LetterKind::Reverse.frame(body.clone());
+        assert_eq!(LetterKind::of(&sale), Some(LetterKind::Sale));
+        assert_eq!(LetterKind::of(&reverse), Some(LetterKind::Reverse));
+        assert_eq!(LetterKind::Sale.strip(&sale).unwrap(), &body[..]);
+        for (bytes, found) in [
+            (reverse.clone(), Some(2)),
+            (body.clone(), Some(b'{')),
+            (vec![], None),
+            (vec![9, 1, 2], Some(9)),
+        ] {
+            assert!(matches!(
+                LetterKind::Sale.strip(&bytes),
+                Err(PaymentError::LetterKind { expected: LetterKind::Sale, found: f }) if f == found
+            ));
+        }
+        assert!(matches!(
+            LetterKind::Reverse.strip(&sale),
+            Err(PaymentError::LetterKind { found: Some(1), .. })
+        ));
+        assert!(LetterKind::of(&[7]).is_none() && LetterKind::of(&[]).is_none());
+    }
+}
