@@ -17,6 +17,7 @@
 //! | [`net`] | authenticated peer transport: Noise XX bound to node keys, encrypted frames over TCP |
 //! | [`sim`] | seeded simulation of capital locked per payment against held-HTLC baselines |
 //! | [`node`] | the node: sans-io core wiring channels to the payment role, and its driver |
+//! | `testing` | (feature `testing`) an in-process test network of nodes on the one driver, in memory |
 //! | [`tower`] | watchtower: sealed appointments, and the state machine that answers an old update with the latest and settles it |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -28,5 +29,7 @@ pub mod net;
 pub mod node;
 pub mod protocol;
 pub mod sim;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tower;
 pub mod tx;

@@ -4,16 +4,14 @@
 //! could not cancel (`sale_in_progress`) and its channel was blocked. Now the role hears
 //! it: the offer is open again and the payer's cancellation reverts its state.
 
-mod node_support;
-
 use asyncpay::node::core::{NodeCommand, NodeInput};
-use node_support::*;
+use asyncpay::testing::*;
 
 const AMOUNT: u64 = 50_000;
 
 #[test]
 fn a_failed_sale_ptlc_reopens_the_offer_and_the_payer_can_cancel() {
-    let mut sim = Sim::with_router();
+    let mut sim = Network::with_router();
     sim.open(A, S, A_S_CAPACITY).unwrap();
     sim.open(S, P, 400_000).unwrap();
     // P holds less than the amount on P–B: it cannot forward and fails S's PTLC.

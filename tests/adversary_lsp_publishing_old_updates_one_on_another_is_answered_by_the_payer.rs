@@ -7,14 +7,12 @@
 //! In process: S's old copies publish what they hold; A's node core is fed the spends as a
 //! driver watching what A asked it to watch would feed them.
 
-mod node_support;
-
 use anyhow::{ensure, Context};
 use asyncpay::node::core::{NodeCore, NodeInput, NodeOutput, Records};
 use asyncpay::protocol::payment::PaymentId;
+use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::{OutPoint, Transaction};
-use node_support::*;
 
 const AMOUNT: u64 = 30_000;
 
@@ -24,7 +22,7 @@ fn state_of(tx: &Transaction) -> u32 {
 
 /// A's outputs for a spend it is told of: (updates it broadcasts, outpoints it watches).
 fn a_sees(
-    sim: &mut Sim,
+    sim: &mut Network,
     tx: &Transaction,
     at: u32,
 ) -> anyhow::Result<(Vec<Transaction>, Vec<OutPoint>)> {
@@ -35,7 +33,7 @@ fn a_sees(
     })?;
     let mut sent = vec![];
     let mut watched = vec![];
-    for o in outputs {
+    for o in outputs.actions {
         match o {
             NodeOutput::Broadcast(tx) => sent.push(tx),
             NodeOutput::Watch(o) => watched.push(o),
@@ -47,7 +45,7 @@ fn a_sees(
 
 #[test]
 fn payer_answers_every_old_update_the_lsp_stacks_on_another() -> anyhow::Result<()> {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     sim.open(A, S, 1_000_000)?;
     let sb = sim.open(S, B, 400_000)?;
     let copy_0: Vec<_> = sim.nodes[S].channels.values().cloned().collect();
@@ -72,7 +70,7 @@ fn payer_answers_every_old_update_the_lsp_stacks_on_another() -> anyhow::Result<
     );
 
     // S publishes U_0 from its first copy.
-    let restore = |copy: Vec<_>, sim: &Sim| {
+    let restore = |copy: Vec<_>, sim: &Network| {
         NodeCore::restore(
             sim.nodes[S].seed,
             sim.height,
@@ -102,6 +100,7 @@ fn payer_answers_every_old_update_the_lsp_stacks_on_another() -> anyhow::Result<
             tx: u0.clone(),
             confirmed_at: Some(at),
         })?
+        .actions
         .into_iter()
         .find_map(|o| match o {
             NodeOutput::Broadcast(tx) if state_of(&tx) as u64 == k => Some(tx),

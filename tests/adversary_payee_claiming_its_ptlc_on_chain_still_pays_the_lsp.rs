@@ -10,13 +10,11 @@
 //! In process: transactions are handed to the node cores as chain events in the order a
 //! chain would confirm them.
 
-mod node_support;
-
 use asyncpay::node::core::{NodeCommand, NodeInput, TAG_CHANNEL};
 use asyncpay::protocol::messages::{Change, Message};
+use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::Transaction;
-use node_support::*;
 
 const AMOUNT: u64 = 50_000;
 
@@ -31,7 +29,11 @@ fn is_fulfilment(frame: &[u8]) -> bool {
 }
 
 /// The newest broadcast that spends `txid`'s outputs and satisfies `pick`.
-fn spending(sim: &Sim, txid: bitcoin::Txid, pick: impl Fn(&Transaction) -> bool) -> Transaction {
+fn spending(
+    sim: &Network,
+    txid: bitcoin::Txid,
+    pick: impl Fn(&Transaction) -> bool,
+) -> Transaction {
     sim.broadcasts
         .iter()
         .rev()
@@ -40,7 +42,7 @@ fn spending(sim: &Sim, txid: bitcoin::Txid, pick: impl Fn(&Transaction) -> bool)
         .unwrap_or_else(|| panic!("nothing spends {txid}"))
 }
 
-fn confirm(sim: &mut Sim, tx: &Transaction, height: u32) {
+fn confirm(sim: &mut Network, tx: &Transaction, height: u32) {
     for node in [S, B] {
         sim.input(
             node,
@@ -56,7 +58,7 @@ fn confirm(sim: &mut Sim, tx: &Transaction, height: u32) {
 
 #[test]
 fn payee_claiming_on_chain_reveals_the_scalar_and_the_lsp_completes_the_payers_state() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     sim.open(A, S, A_S_CAPACITY).unwrap();
     let s_b = sim.open(S, B, S_B_CAPACITY).unwrap();
     sim.stop(B);

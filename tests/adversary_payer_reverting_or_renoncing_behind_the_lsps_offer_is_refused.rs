@@ -11,21 +11,19 @@
 //! Now the LSP role prices state 1 in the channel before its offer leaves, and the channel
 //! refuses both. B sells, S completes state 1 and is paid exactly.
 
-mod node_support;
-
 use asyncpay::crypto::keys::SecretKey;
 use asyncpay::crypto::nonce::PublicNonce;
 use asyncpay::node::core::{NodeInput, NodeOutput, TAG_CHANNEL};
 use asyncpay::protocol::channel::{Phase, Snapshot};
 use asyncpay::protocol::messages::{Change, ChannelId, Message, ProposeUpdate};
 use asyncpay::protocol::payment::PaymentId;
-use node_support::*;
+use asyncpay::testing::*;
 
 const AMOUNT: u64 = 50_000;
 
 /// A–S and S–B open; B is offline; A pays and S has an open offer on A–S's state 1.
-fn offered() -> (Sim, ChannelId, PaymentId) {
-    let mut sim = Sim::new();
+fn offered() -> (Network, ChannelId, PaymentId) {
+    let mut sim = Network::new();
     let a_s = sim.open(A, S, A_S_CAPACITY).unwrap();
     sim.open(S, B, S_B_CAPACITY).unwrap();
     sim.stop(B);
@@ -52,17 +50,18 @@ fn adversary_nonce(b: u8) -> PublicNonce {
 }
 
 /// Feeds S a channel message from A; returns S's outputs (empty if refused).
-fn from_a(sim: &mut Sim, msg: Message) -> Vec<NodeOutput> {
+fn from_a(sim: &mut Network, msg: Message) -> Vec<NodeOutput> {
     let mut frame = vec![TAG_CHANNEL];
     frame.extend(msg.encode());
     let from = sim.key(A);
     let core = sim.nodes[S].core.as_mut().unwrap();
     core.handle(NodeInput::Frame { from, frame })
+        .map(|handled| handled.actions)
         .unwrap_or_default()
 }
 
 /// S's A–S snapshot.
-fn s_channel(sim: &Sim, a_s: ChannelId) -> Snapshot {
+fn s_channel(sim: &Network, a_s: ChannelId) -> Snapshot {
     sim.nodes[S].core().channels()[&a_s]
         .channel
         .snapshot()
@@ -70,7 +69,7 @@ fn s_channel(sim: &Sim, a_s: ChannelId) -> Snapshot {
 }
 
 /// Feeds S `msg` from A and checks that S neither answers nor changes its channel.
-fn refused_without_change(sim: &mut Sim, a_s: ChannelId, msg: Message, what: &str) {
+fn refused_without_change(sim: &mut Network, a_s: ChannelId, msg: Message, what: &str) {
     let before = s_channel(sim, a_s);
     let out = from_a(sim, msg);
     assert!(!countersigned(&out), "S answered {what}");
@@ -88,7 +87,7 @@ fn countersigned(outputs: &[NodeOutput]) -> bool {
 }
 
 /// B comes online and sells; S must complete state 1 and be paid amount plus fee.
-fn sale_still_pays_s(mut sim: Sim, id: PaymentId) {
+fn sale_still_pays_s(mut sim: Network, id: PaymentId) {
     sim.stop(A);
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();

@@ -3,14 +3,13 @@
 //! letter, at A and at B), not B's signature on a reverse update, not the LSP signature a
 //! payer bought. Checked at every persist point of the main flow, a cancellation, a routed
 //! payment and the reverse variant, against the secrets of every record stored so far.
-mod node_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use asyncpay::node::core::NodeCommand;
 use asyncpay::node::core::NodeInput;
 use asyncpay::protocol::payment::PaymentId;
-use node_support::*;
+use asyncpay::testing::*;
 use serde_json::Value;
 
 /// The secrets a stored record holds: signatures that are withheld or bought.
@@ -20,7 +19,7 @@ fn secrets(record: &Value, _parent: &str, out: &mut BTreeSet<String>) {
 
 /// Checks every view shown so far against every secret stored so far; returns the status
 /// names seen, by node.
-fn check(sim: &Sim, label: &str) -> BTreeMap<String, BTreeSet<String>> {
+fn check(sim: &Network, label: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut all = BTreeSet::new();
     for record in &sim.stored {
         secrets(record, "", &mut all);
@@ -57,7 +56,7 @@ fn check(sim: &Sim, label: &str) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn the_main_flow_shows_no_secret() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, B, 400_000).unwrap();
     sim.stop(B);
@@ -82,7 +81,7 @@ fn the_main_flow_shows_no_secret() {
 
 #[test]
 fn a_cancelled_payment_shows_no_secret() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, B, 400_000).unwrap();
     sim.stop(B);
@@ -99,7 +98,7 @@ fn a_cancelled_payment_shows_no_secret() {
 
 #[test]
 fn a_routed_payment_shows_no_secret() {
-    let mut sim = Sim::with_router();
+    let mut sim = Network::with_router();
     sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, P, 400_000).unwrap();
     sim.open(P, B, 400_000).unwrap();
@@ -113,7 +112,7 @@ fn a_routed_payment_shows_no_secret() {
 
 #[test]
 fn the_reverse_variant_shows_no_secret() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, B, 400_000).unwrap();
     let id = PaymentId([0x42; 32]);

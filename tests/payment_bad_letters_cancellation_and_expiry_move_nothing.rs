@@ -7,23 +7,21 @@
 //!   completes;
 //! - an offer past its expiry is voided at S and its invoice refused.
 
-mod node_support;
-
 use asyncpay::node::core::{NodeCommand, NodeInput};
 use asyncpay::protocol::payment::{PaymentId, SaleLetter};
-use node_support::*;
+use asyncpay::testing::*;
 
 const AMOUNT: u64 = 50_000;
 
-fn network() -> Sim {
-    let mut sim = Sim::new();
+fn network() -> Network {
+    let mut sim = Network::new();
     sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, B, 400_000).unwrap();
     sim
 }
 
 /// A pays while B is offline and stops; returns the payment and B's letter.
-fn pay_offline(sim: &mut Sim) -> (PaymentId, Vec<u8>) {
+fn pay_offline(sim: &mut Network) -> (PaymentId, Vec<u8>) {
     sim.stop(B);
     let id = sim.pay(AMOUNT).unwrap();
     assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
@@ -31,7 +29,7 @@ fn pay_offline(sim: &mut Sim) -> (PaymentId, Vec<u8>) {
     (id, letter)
 }
 
-fn untouched(sim: &Sim) {
+fn untouched(sim: &Network) {
     let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
     assert_eq!((sb.number, sb.to_s), (0, 0), "S paid B nothing");
     let as_ = sim.nodes[S].state_with(sim.key(A)).unwrap();

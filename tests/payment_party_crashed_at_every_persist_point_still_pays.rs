@@ -4,24 +4,22 @@
 //! payment completes with the exact balances: B paid the amount, A debited amount plus fee,
 //! S credited the fee, and A holds B's signed invoice.
 
-mod node_support;
-
 use asyncpay::protocol::payment::PaymentId;
-use node_support::*;
+use asyncpay::testing::*;
 
 const AS_CAPACITY: u64 = 1_000_000;
 const SB_CAPACITY: u64 = 400_000;
 const AMOUNT: u64 = 50_000;
 
 /// Restarts `node` if it stopped on a crash (it was meant to be online).
-fn revive(sim: &mut Sim, node: usize) {
+fn revive(sim: &mut Network, node: usize) {
     if !sim.online(node) {
         sim.start(node).expect("restarts from its store");
     }
 }
 
 /// Pumps, reviving the `online` nodes whenever one crashed, until `done` holds.
-fn until(sim: &mut Sim, online: &[usize], done: impl Fn(&Sim) -> bool) -> bool {
+fn until(sim: &mut Network, online: &[usize], done: impl Fn(&Network) -> bool) -> bool {
     for _ in 0..20 {
         for &node in online {
             revive(sim, node);
@@ -34,7 +32,7 @@ fn until(sim: &mut Sim, online: &[usize], done: impl Fn(&Sim) -> bool) -> bool {
     false
 }
 
-fn status(sim: &Sim, node: usize, id: &PaymentId) -> String {
+fn status(sim: &Network, node: usize, id: &PaymentId) -> String {
     sim.nodes[node].status(id).unwrap_or_default()
 }
 
@@ -43,9 +41,9 @@ fn status(sim: &Sim, node: usize, id: &PaymentId) -> String {
 /// With `routed`, B's channel is with a router P instead of S, and P stays online with S.
 fn pay_with_crash(party: usize, k: usize, routed: bool) -> bool {
     let mut sim = if routed {
-        Sim::with_router()
+        Network::with_router()
     } else {
-        Sim::new()
+        Network::new()
     };
     sim.open(A, S, AS_CAPACITY).unwrap();
     let (hop, online) = if routed {
@@ -185,14 +183,14 @@ fn every_persist_point_of_the_lsp_router_and_payee_still_pays_through_the_router
 /// paid exactly and A paid amount + fee, whatever the point. Returns whether it was reached.
 fn receive_with_crash(party: usize, k: usize) -> bool {
     const AMOUNT_R: u64 = 30_000;
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     sim.open(A, S, AS_CAPACITY).unwrap();
     sim.open(S, B, SB_CAPACITY).unwrap();
     sim.nodes[party].crash_after = Some(k);
     let where_ = format!("{} crashed after persist {}", sim.nodes[party].name, k + 1);
     let id = asyncpay::protocol::payment::PaymentId([0x42; 32]);
     sim.receive(id, AMOUNT_R).unwrap();
-    let rstatus = |s: &Sim, n: usize| s.nodes[n].reverse_status(&id).unwrap_or_default();
+    let rstatus = |s: &Network, n: usize| s.nodes[n].reverse_status(&id).unwrap_or_default();
     assert!(
         until(&mut sim, &[S, B], |s| rstatus(s, B) == "offered"
             && !s.nodes[A].mailbox.is_empty()),

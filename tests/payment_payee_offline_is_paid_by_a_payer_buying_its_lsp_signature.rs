@@ -5,15 +5,13 @@
 //! complete update; it hands S's signature to B's mailbox. B, back, has state n+1 from S's
 //! completion or, if S is away, completes it from A's hand-over.
 
-mod node_support;
-
 use asyncpay::protocol::payment::PaymentId;
-use node_support::*;
+use asyncpay::testing::*;
 
 const AMOUNT: u64 = 30_000;
 
 /// Channels open; B asks to be paid and leaves with A's letter posted. Returns the id.
-fn requested(sim: &mut Sim) -> PaymentId {
+fn requested(sim: &mut Network) -> PaymentId {
     sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, B, 400_000).unwrap();
     let id = PaymentId([0x42; 32]);
@@ -35,7 +33,7 @@ fn requested(sim: &mut Sim) -> PaymentId {
 }
 
 /// A fetches the request and buys S's signature.
-fn bought(sim: &mut Sim, id: &PaymentId) {
+fn bought(sim: &mut Network, id: &PaymentId) {
     sim.fetch_letters(A).unwrap();
     assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
     assert_eq!(sim.nodes[A].reverse_status(id).as_deref(), Some("bought"));
@@ -59,7 +57,7 @@ fn bought(sim: &mut Sim, id: &PaymentId) {
 
 #[test]
 fn payee_offline_is_paid_and_gets_its_state_from_the_lsp() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     let id = requested(&mut sim);
     bought(&mut sim, &id);
 
@@ -74,7 +72,7 @@ fn payee_offline_is_paid_and_gets_its_state_from_the_lsp() {
 
 #[test]
 fn payee_completes_its_state_from_the_payers_handover_while_the_lsp_is_away() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     let id = requested(&mut sim);
     bought(&mut sim, &id);
 
@@ -94,7 +92,7 @@ fn payee_completes_its_state_from_the_payers_handover_while_the_lsp_is_away() {
 
 #[test]
 fn a_tampered_pay_request_is_refused_and_nothing_moves() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     let _ = requested(&mut sim);
     // A letter is its kind byte, then JSON.
     let kind = asyncpay::protocol::payment::LetterKind::of(&sim.nodes[A].mailbox[0]).unwrap();

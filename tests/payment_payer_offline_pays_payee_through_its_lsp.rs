@@ -2,9 +2,7 @@
 //! sells A's signature to S for a PTLC, and S completes A's state; A returns to a receipt.
 //! Balances on both channels end exactly as they must, fees included.
 
-mod node_support;
-
-use node_support::*;
+use asyncpay::testing::*;
 
 const AS_CAPACITY: u64 = 1_000_000;
 const SB_CAPACITY: u64 = 400_000;
@@ -12,7 +10,7 @@ const AMOUNT: u64 = 50_000;
 
 #[test]
 fn payer_offline_pays_payee_through_its_lsp() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     sim.open(A, S, AS_CAPACITY).unwrap();
     sim.open(S, B, SB_CAPACITY).unwrap();
     let fee = policy().fee_for(AMOUNT);

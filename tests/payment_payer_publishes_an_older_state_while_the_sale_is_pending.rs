@@ -5,21 +5,19 @@
 //! - by construction S makes no offer on a payer channel whose shared delay is shorter than
 //!   its PTLC delta plus the margin, so no sale's PTLC can outlive the window.
 
-mod node_support;
-
 use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
 use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
 use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::PaymentId;
+use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::{OutPoint, Transaction};
-use node_support::*;
 
 const AMOUNT: u64 = 50_000;
 
 /// A–S and S–B open; A pays B while B is offline and stops; A's stale state 0 confirms at
 /// the next height. Returns the payment, A–S's id and the published U_0.
-fn older_state_published(sim: &mut Sim) -> (PaymentId, ChannelId, Transaction) {
+fn older_state_published(sim: &mut Network) -> (PaymentId, ChannelId, Transaction) {
     let a_s = sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, B, 400_000).unwrap();
     sim.stop(B);
@@ -41,6 +39,7 @@ fn older_state_published(sim: &mut Sim) -> (PaymentId, ChannelId, Transaction) {
             channel_id: a_s,
         }))
         .unwrap()
+        .actions
         .into_iter()
         .find_map(|o| match o {
             NodeOutput::Broadcast(tx) => Some(tx),
@@ -63,13 +62,13 @@ fn older_state_published(sim: &mut Sim) -> (PaymentId, ChannelId, Transaction) {
 }
 
 /// The offer S made for the payment, from S's record.
-fn lsp_status(sim: &Sim, id: &PaymentId) -> String {
+fn lsp_status(sim: &Network, id: &PaymentId) -> String {
     sim.nodes[S].status(id).unwrap_or_default()
 }
 
 #[test]
 fn b_sells_inside_the_window_and_s_overrides_the_published_state() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     let (id, _, u0) = older_state_published(&mut sim);
     let broadcasts = sim.broadcasts.len();
 
@@ -104,7 +103,7 @@ fn b_sells_inside_the_window_and_s_overrides_the_published_state() {
 
 #[test]
 fn b_comes_after_the_window_and_s_refuses_to_buy() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     let (id, _, _) = older_state_published(&mut sim);
     let at = sim.height;
     // The window ends SALE_WINDOW_MARGIN + 1 blocks before U_0's settlement may confirm;
@@ -134,7 +133,7 @@ fn b_comes_after_the_window_and_s_refuses_to_buy() {
 
 #[test]
 fn the_last_safe_height_still_sells() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     let (id, _, _) = older_state_published(&mut sim);
     let at = sim.height;
     let deadline = at + u32::from(PAYER_DELAY) - 1 - SALE_WINDOW_MARGIN;
@@ -152,7 +151,7 @@ fn the_last_safe_height_still_sells() {
 
 #[test]
 fn no_offer_on_a_payer_channel_too_short_for_a_sale() {
-    let mut sim = Sim::new();
+    let mut sim = Network::new();
     let too_short = (policy().ptlc_delta + SALE_WINDOW_MARGIN - 1) as u16;
     sim.open_with_delay(A, S, 1_000_000, too_short).unwrap();
     sim.open(S, B, 400_000).unwrap();

@@ -5,16 +5,14 @@
 //! A's state. Every channel ends exactly: A pays amount + S's fee, S keeps its fee less P's,
 //! P keeps its fee, B receives the amount.
 
-mod node_support;
-
 use asyncpay::node::core::DEFAULT_ROUTER_POLICY;
-use node_support::*;
+use asyncpay::testing::*;
 
 const AMOUNT: u64 = 50_000;
 
 #[test]
 fn payee_behind_a_router_is_paid_through_it_with_the_same_point() {
-    let mut sim = Sim::with_router();
+    let mut sim = Network::with_router();
     sim.open(A, S, 1_000_000).unwrap();
     sim.open(S, P, 400_000).unwrap();
     sim.open(P, B, 400_000).unwrap();

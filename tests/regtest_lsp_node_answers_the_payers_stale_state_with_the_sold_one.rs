@@ -6,7 +6,6 @@
 //! - B comes after it: S refuses the invoice (`window_closed`), nothing moves on S–B, and
 //!   the settlement of state 0 pays A its whole balance.
 
-mod node_support;
 mod tx_support;
 
 use std::sync::Arc;
@@ -16,9 +15,9 @@ use asyncpay::chain::regtest::Regtest;
 use asyncpay::node::core::{NodeCore, NodeInput, Records};
 use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
 use asyncpay::protocol::payment::PaymentId;
+use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::{OutPoint, Transaction, TxOut};
-use node_support::*;
 
 const AMOUNT: u64 = 50_000;
 
@@ -26,7 +25,7 @@ struct Scene {
     chain: Arc<Regtest>,
     fees: bitcoin::secp256k1::Keypair,
     coins: Vec<(OutPoint, TxOut)>,
-    sim: Sim,
+    sim: Network,
     id: PaymentId,
     u0: Transaction,
     at: u32,
@@ -37,7 +36,7 @@ struct Scene {
 fn stale_state_published() -> anyhow::Result<Scene> {
     let chain = Arc::new(tx_support::start());
     let fees = tx_support::keypair("sale-window-node-fees");
-    let (mut sim, a_s, id) = Sim::paid_offline_on_chain(chain.clone(), AMOUNT)?;
+    let (mut sim, a_s, id) = Network::paid_offline_on_chain(chain.clone(), AMOUNT)?;
 
     let mut backup = NodeCore::restore(
         sim.nodes[A].seed,

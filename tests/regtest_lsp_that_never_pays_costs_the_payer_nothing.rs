@@ -11,7 +11,6 @@
 //!
 //! In both, S–B never moved: B was not paid and S paid nothing.
 
-mod node_support;
 mod tx_support;
 
 use std::sync::Arc;
@@ -21,8 +20,8 @@ use asyncpay::chain::regtest::Regtest;
 use asyncpay::node::core::{NodeCommand, NodeInput};
 use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::{PaymentId, SaleLetter};
+use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
-use node_support::*;
 
 const AMOUNT: u64 = 50_000;
 
@@ -30,7 +29,7 @@ struct Scene {
     chain: Arc<Regtest>,
     fees: bitcoin::secp256k1::Keypair,
     coins: Vec<(bitcoin::OutPoint, bitcoin::TxOut)>,
-    sim: Sim,
+    sim: Network,
     id: PaymentId,
     a_s: ChannelId,
 }
@@ -42,7 +41,7 @@ fn lsp_gone_past_the_expiry() -> anyhow::Result<Scene> {
     let chain = Arc::new(tx_support::start());
     let fees = tx_support::keypair("lsp-never-pays-fees");
     let coins = tx_support::fee_coins(&chain, &fees, 2);
-    let (mut sim, a_s, id) = Sim::paid_offline_on_chain(chain.clone(), AMOUNT)?;
+    let (mut sim, a_s, id) = Network::paid_offline_on_chain(chain.clone(), AMOUNT)?;
     sim.stop(S);
 
     let letter = sim.nodes[B].mailbox.first().context("A's letter")?;
@@ -139,7 +138,7 @@ fn a_closes_alone(scene: &mut Scene, crash: bool) -> anyhow::Result<(u32, Vec<u6
 
 /// S–B as B stored it: at its opening state, S's whole capacity on S's side, and no PTLC
 /// was ever added to it.
-fn s_b_untouched(sim: &Sim) -> anyhow::Result<()> {
+fn s_b_untouched(sim: &Network) -> anyhow::Result<()> {
     let sb = sim.nodes[B].channel_with(sim.key(S)).context("B's S–B")?;
     let state = sb.complete.as_ref().context("S–B's state")?;
     ensure!(

@@ -5,7 +5,6 @@
 //! it confirms long before U_0's settlement could. B, back, settles state 1 after the shared
 //! delay and is paid exactly its amount.
 
-mod node_support;
 mod tx_support;
 
 use std::sync::Arc;
@@ -13,9 +12,9 @@ use std::sync::Arc;
 use anyhow::{ensure, Context};
 use asyncpay::node::core::{NodeCore, NodeInput, Records};
 use asyncpay::protocol::payment::PaymentId;
+use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::{Amount, OutPoint};
-use node_support::*;
 
 const AMOUNT: u64 = 30_000;
 
@@ -23,7 +22,7 @@ const AMOUNT: u64 = 30_000;
 fn payer_holding_the_offline_payees_update_overrides_the_lsps_stale_state() -> anyhow::Result<()> {
     let chain = Arc::new(tx_support::start());
     let fees = tx_support::keypair("reverse-watch-fees");
-    let mut sim = Sim::on_chain(chain.clone())?;
+    let mut sim = Network::on_chain(chain.clone())?;
     sim.open(A, S, 1_000_000)?;
     let sb = sim.open(S, B, 400_000)?;
     // S keeps a copy of its store from before the payment: state 0 of S–B.

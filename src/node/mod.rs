@@ -8,6 +8,7 @@
 //! | [`views`] | what control answers show of payment records: never a withheld signature |
 
 pub mod core;
+pub mod driver;
 pub mod files;
 pub mod runtime;
 pub mod store;

@@ -10,6 +10,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::crypto::keys::PublicKey;
+use crate::node::core::ChangeSet;
 use crate::protocol::channel::Snapshot;
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::PaymentId;
@@ -115,7 +116,7 @@ impl Store {
     pub fn put_payment(
         &self,
         id: &PaymentId,
-        record: &serde_json::Value,
+        record: &impl serde::Serialize,
     ) -> Result<(), StoreError> {
         self.put_record(
             "INSERT INTO payments (id, record) VALUES (?1, ?2)
@@ -129,7 +130,7 @@ impl Store {
     pub fn put_reverse(
         &self,
         id: &PaymentId,
-        record: &serde_json::Value,
+        record: &impl serde::Serialize,
     ) -> Result<(), StoreError> {
         self.put_record(
             "INSERT INTO reverse (id, record) VALUES (?1, ?2)
@@ -143,12 +144,30 @@ impl Store {
         &self,
         upsert: &str,
         id: &PaymentId,
-        record: &serde_json::Value,
+        record: &impl serde::Serialize,
     ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).expect("records serialise");
         self.db
             .prepare_cached(upsert)?
-            .execute(params![id.to_string(), record.to_string()])?;
+            .execute(params![id.to_string(), json])?;
         Ok(())
+    }
+
+    /// Writes everything one input changed in one transaction: durable together when this
+    /// returns, or not at all.
+    pub fn commit(&self, changes: &ChangeSet) -> Result<(), StoreError> {
+        self.batch(|store| -> Result<(), StoreError> {
+            for (peer, snapshot) in changes.channels.values() {
+                store.put_channel(peer, snapshot)?;
+            }
+            for (id, record) in &changes.payments {
+                store.put_payment(id, record)?;
+            }
+            for (id, record) in &changes.reverse {
+                store.put_reverse(id, record)?;
+            }
+            Ok(())
+        })
     }
 
     /// Every stored payment record, parsed as `R`.

@@ -53,9 +53,11 @@ use asyncpay::crypto::keys::{PublicKey, SecretKey};
 use asyncpay::crypto::nonce::{NonceSeed, PublicNonce};
 use asyncpay::crypto::tagged_hash;
 use asyncpay::node::core::{
-    node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
-    TAG_CHANNEL, TAG_PAYMENT,
+    node_key, ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, Records, Role,
+    DEFAULT_ROUTER_POLICY, TAG_CHANNEL, TAG_PAYMENT,
 };
+use asyncpay::node::driver::ready;
+use asyncpay::node::driver::{Driver, Io};
 use asyncpay::protocol::channel::{
     Action, Channel, ChannelSecrets, Command, Input, Phase, Snapshot, StateBody,
 };
@@ -63,29 +65,16 @@ use asyncpay::protocol::messages::{
     Change, ChannelId, Message, ProposeUpdate, Reestablish as ReestablishMsg,
 };
 use asyncpay::protocol::payment::{
-    CancelOutcome, Forward, InvoiceTerms, LspPolicy, LspStatus, PayRequest, PaymentId,
-    PaymentMessage, Receipt, SaleLetter,
+    CancelOutcome, Forward, InvoiceTerms, LspStatus, PayRequest, PaymentId, PaymentMessage,
+    Receipt, SaleLetter,
 };
 use asyncpay::tx::Party;
-use bitcoin::hashes::Hash as _;
-use bitcoin::{OutPoint, Transaction, Txid};
+use bitcoin::{OutPoint, Transaction};
 
 /// The chain height every scenario starts at.
-pub const HEIGHT: u32 = 300;
-
-/// The A–S channel's shared delay (the LSP's PTLC delta plus the sale window margin, and some
-/// blocks to spare), as in the other in-process payment tests.
-pub const PAYER_DELAY: u16 = 48;
-
-/// The LSP's terms.
-pub fn policy() -> LspPolicy {
-    LspPolicy {
-        fee_base_sat: 10,
-        fee_ppm: 1_000,
-        offer_lifetime: 144,
-        ptlc_delta: 40,
-    }
-}
+// The network's height, the payer's channel delay and the LSP's terms are those of the
+// in-process test network.
+pub use asyncpay::testing::{fake_outpoint, policy, HEIGHT, PAYER_DELAY};
 
 /// A broken invariant (or a harness failure), with what happened before it.
 pub type Violation = String;
@@ -209,13 +198,6 @@ pub fn channel_secrets(seed: &[u8; 32], channel: &ChannelId) -> ChannelSecrets {
             "asyncpay/node/v1/channel-nonce",
             &[seed, &channel.0],
         )),
-    }
-}
-
-fn fake_outpoint(channel: &ChannelId) -> OutPoint {
-    OutPoint {
-        txid: Txid::from_byte_array(channel.0),
-        vout: 0,
     }
 }
 
@@ -587,6 +569,171 @@ pub struct World {
 /// The amounts payments use.
 const AMOUNTS: [u64; 4] = [50_000, 1_000, 123_456, 20_000];
 
+/// Why the world's driver stopped an input.
+#[derive(Debug)]
+pub enum Halt {
+    /// The core refused the input (or a follow-up): logged, as a driver logs it.
+    Refused(NodeError),
+    /// The node crashed at its persist point.
+    Crashed,
+    /// An invariant broke (the violation is in [`WorldIo::violation`]).
+    Violation,
+}
+
+impl From<NodeError> for Halt {
+    fn from(e: NodeError) -> Self {
+        Halt::Refused(e)
+    }
+}
+
+/// The world as one node's [`Io`]: the node's core is out of the world while it runs.
+struct WorldIo<'a> {
+    world: &'a mut World,
+    node: usize,
+    violation: Option<Violation>,
+}
+
+impl WorldIo<'_> {
+    fn check(&mut self, result: Result<(), Violation>) -> Result<(), Halt> {
+        result.map_err(|v| {
+            self.violation = Some(v);
+            Halt::Violation
+        })
+    }
+
+    fn honest(&self) -> bool {
+        self.world.nodes[self.node].honest
+    }
+}
+
+impl Io for WorldIo<'_> {
+    type Error = Halt;
+
+    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), Halt> {
+        let node = self.node;
+        if self.honest() {
+            let w = self
+                .world
+                .watchers
+                .get_mut(&node)
+                .expect("honest nodes are watched");
+            for (_, snapshot) in changes.channels.values() {
+                w.note_snapshot(snapshot);
+            }
+        }
+        let n = &mut self.world.nodes[node];
+        for (id, (peer, snapshot)) in &changes.channels {
+            n.history.push((*peer, (**snapshot).clone()));
+            n.channels.insert(*id, (*peer, (**snapshot).clone()));
+        }
+        for (id, record) in &changes.payments {
+            n.payments.insert(
+                *id,
+                serde_json::to_value(record).expect("records serialise"),
+            );
+        }
+        for (id, record) in &changes.reverse {
+            n.reverse.insert(
+                *id,
+                serde_json::to_value(record).expect("records serialise"),
+            );
+        }
+        if self.world.persisted(node) {
+            return Err(Halt::Crashed);
+        }
+        Ok(())
+    }
+
+    fn before(&mut self, action: &NodeOutput) -> Result<(), Halt> {
+        if self.honest() {
+            let observed = self.world.observe(self.node, action);
+            self.check(observed)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, to: PublicKey, frame: Vec<u8>, _what: &'static str) -> bool {
+        let Some(to) = self.world.index_of(&to) else {
+            let name = self.world.nodes[self.node].name;
+            self.violation = Some(format!("{name} sent to an unknown node"));
+            return false;
+        };
+        self.world.send(Frame {
+            from: self.node,
+            to,
+            bytes: frame,
+        });
+        true
+    }
+
+    async fn post_letter(
+        &mut self,
+        payment_id: PaymentId,
+        payee: PublicKey,
+        bytes: Vec<u8>,
+    ) -> Result<(), Halt> {
+        if let Some(to) = self.world.index_of(&payee) {
+            self.world.nodes[to].mailbox.push(bytes);
+        }
+        let name = self.world.nodes[self.node].name;
+        self.world
+            .transcript
+            .push(format!("{name} posted the letter of {payment_id}"));
+        Ok(())
+    }
+
+    async fn post_reverse(
+        &mut self,
+        to: PublicKey,
+        bytes: Vec<u8>,
+        _contact: Option<serde_json::Value>,
+    ) -> Result<(), Halt> {
+        if let Some(to) = self.world.index_of(&to) {
+            self.world.nodes[to].mailbox.push(bytes);
+        }
+        Ok(())
+    }
+
+    async fn broadcast(&mut self, tx: Transaction) {
+        // What the adversary's parties would publish goes nowhere: the adversary publishes
+        // what it chooses (`Op::Publish`).
+        if !self.honest() {
+            return;
+        }
+        // Published again (a retry): the chain holds it once.
+        let txid = tx.compute_txid();
+        if !self.world.chain.iter().any(|p| p.tx.compute_txid() == txid) {
+            self.world.chain.push(Published {
+                tx,
+                confirmed_at: None,
+                by: self.node,
+            });
+        }
+    }
+
+    fn watch(&mut self, _outpoint: OutPoint) {}
+
+    async fn build_funding(
+        &mut self,
+        channel_id: ChannelId,
+        _script_pubkey: bitcoin::ScriptBuf,
+        _capacity_sat: u64,
+    ) -> Result<OutPoint, Halt> {
+        Ok(fake_outpoint(&channel_id))
+    }
+
+    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), Halt> {
+        Ok(())
+    }
+
+    fn report(&mut self, event: NodeOutput) {
+        if let NodeOutput::Refused { error, .. } = event {
+            let name = self.world.nodes[self.node].name;
+            self.world.transcript.push(format!("{name}: {error}"));
+        }
+    }
+}
+
 impl World {
     fn new(nodes: Vec<Node>) -> Self {
         let mut world = World {
@@ -756,12 +903,26 @@ impl World {
     /// Feeds one input to a running node and carries out its outputs. A refused input is
     /// recorded, as a driver logs it; only a broken invariant is an error.
     pub fn input(&mut self, node: usize, input: NodeInput) -> Result<(), Violation> {
-        let Some(core) = self.nodes[node].core.as_mut() else {
+        let Some(core) = self.nodes[node].core.take() else {
             return Ok(());
         };
         let what = describe_input(&input);
-        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.handle(input)));
-        let handled = match handled {
+        // The node runs on the one driver, over an Io that is this world: its store, the
+        // wire the adversary controls, the chain, and the watchers that check every action
+        // of an honest node before it is carried out.
+        let mut driver = Driver::new(
+            core,
+            WorldIo {
+                world: self,
+                node,
+                violation: None,
+            },
+        );
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let result = ready(driver.handle(input));
+            (result, driver)
+        }));
+        let (result, driver) = match handled {
             Ok(handled) => handled,
             Err(payload) => {
                 let message = payload
@@ -781,118 +942,21 @@ impl World {
                     "{} (adversary) panicked: {message}",
                     self.nodes[node].name
                 ));
-                self.nodes[node].core = None;
                 return self.nodes[node].start(self.height);
             }
         };
-        match handled {
-            Ok(outputs) => self.run(node, outputs),
-            Err(e) => {
+        let Driver { core, io } = driver;
+        if let Some(violation) = io.violation {
+            return Err(violation);
+        }
+        match result {
+            Ok(()) => self.nodes[node].core = Some(core),
+            Err(Halt::Crashed) => {}
+            Err(Halt::Violation) => unreachable!("a violation is kept in the io"),
+            Err(Halt::Refused(e)) => {
+                self.nodes[node].core = Some(core);
                 self.transcript
                     .push(format!("{} refused: {e}", self.nodes[node].name));
-                Ok(())
-            }
-        }
-    }
-
-    fn run(&mut self, node: usize, outputs: Vec<NodeOutput>) -> Result<(), Violation> {
-        for output in outputs {
-            if self.nodes[node].core.is_none() {
-                // Crashed mid-list: the rest never happens.
-                return Ok(());
-            }
-            if self.nodes[node].honest {
-                self.observe(node, &output)?;
-            }
-            match output {
-                NodeOutput::PersistChannel { peer, snapshot } => {
-                    let n = &mut self.nodes[node];
-                    n.history.push((peer, (*snapshot).clone()));
-                    n.channels.insert(snapshot.channel_id, (peer, *snapshot));
-                    self.persisted(node);
-                }
-                NodeOutput::PersistPayment { payment_id, record } => {
-                    self.nodes[node].payments.insert(payment_id, record);
-                    self.persisted(node);
-                }
-                NodeOutput::PersistReverse { payment_id, record } => {
-                    self.nodes[node].reverse.insert(payment_id, record);
-                    self.persisted(node);
-                }
-                NodeOutput::Send { to, frame, .. } => {
-                    let Some(to) = self.index_of(&to) else {
-                        return Err(format!("{} sent to an unknown node", self.nodes[node].name));
-                    };
-                    self.send(Frame {
-                        from: node,
-                        to,
-                        bytes: frame,
-                    });
-                }
-                NodeOutput::PostReverse { to, bytes, .. } => {
-                    if let Some(to) = self.index_of(&to) {
-                        self.nodes[to].mailbox.push(bytes);
-                    }
-                }
-                NodeOutput::PostLetter {
-                    payment_id,
-                    payee,
-                    letter,
-                } => {
-                    if let Some(to) = self.index_of(&payee) {
-                        self.nodes[to].mailbox.push(letter.encode());
-                    }
-                    self.transcript.push(format!(
-                        "{} posted the letter of {payment_id}",
-                        self.nodes[node].name
-                    ));
-                    let outputs = match self.nodes[node]
-                        .core
-                        .as_mut()
-                        .expect("running")
-                        .handle(NodeInput::LetterPosted { payment_id })
-                    {
-                        Ok(o) => o,
-                        Err(e) => {
-                            self.transcript.push(format!("letter posted refused: {e}"));
-                            vec![]
-                        }
-                    };
-                    self.run(node, outputs)?;
-                }
-                // What the adversary's parties would publish goes nowhere: the adversary
-                // publishes what it chooses (`Op::Publish`).
-                NodeOutput::Broadcast(_) if !self.nodes[node].honest => {}
-                NodeOutput::Broadcast(tx) => {
-                    // Published again (a retry): the chain holds it once.
-                    let txid = tx.compute_txid();
-                    if !self.chain.iter().any(|p| p.tx.compute_txid() == txid) {
-                        self.chain.push(Published {
-                            tx,
-                            confirmed_at: None,
-                            by: node,
-                        });
-                    }
-                }
-                NodeOutput::NeedFunding { channel_id, .. } => {
-                    let outputs = self.nodes[node]
-                        .core
-                        .as_mut()
-                        .expect("running")
-                        .handle(NodeInput::FundingBuilt {
-                            channel_id,
-                            outpoint: fake_outpoint(&channel_id),
-                        })
-                        .map_err(|e| format!("funding: {e}"))?;
-                    self.run(node, outputs)?;
-                }
-                NodeOutput::Refused { error, .. } => self
-                    .transcript
-                    .push(format!("{}: {error}", self.nodes[node].name)),
-                NodeOutput::Watch(_)
-                | NodeOutput::ReadyToFund { .. }
-                | NodeOutput::ChannelEvent { .. }
-                | NodeOutput::PaymentEvent(_) => {}
             }
         }
         Ok(())
@@ -907,7 +971,6 @@ impl World {
             .get_mut(&node)
             .expect("honest nodes are watched");
         match output {
-            NodeOutput::PersistChannel { snapshot, .. } => w.note_snapshot(snapshot),
             NodeOutput::Send {
                 frame, what, to, ..
             } => {
@@ -1003,7 +1066,8 @@ impl World {
         Ok(())
     }
 
-    fn persisted(&mut self, node: usize) {
+    /// Counts a persist of `node`; returns whether the node crashes at it.
+    fn persisted(&mut self, node: usize) -> bool {
         let n = &mut self.nodes[node];
         if n.honest {
             n.backups.push(Backup {
@@ -1017,10 +1081,11 @@ impl World {
                 n.crash_after = None;
                 n.core = None;
                 self.transcript.push(format!("{} crashed", n.name));
-            } else {
-                *left -= 1;
+                return true;
             }
+            *left -= 1;
         }
+        false
     }
 
     fn send(&mut self, frame: Frame) {
@@ -1461,7 +1526,7 @@ impl World {
                         channel_id: link.channel,
                     }))
                     .map_err(|e| format!("the adversary cannot publish its state: {e}"))?;
-                let Some(tx) = outputs.into_iter().find_map(|o| match o {
+                let Some(tx) = outputs.actions.into_iter().find_map(|o| match o {
                     NodeOutput::Broadcast(tx) => Some(tx),
                     _ => None,
                 }) else {

@@ -2,10 +2,10 @@
 //! baseline measured in the same run.
 //!
 //! - [`online`]: payee online → paid latency on loopback (real transport, real mailbox,
-//!   durable stores), step by step, and the messages each part of a payment sends; its node
-//!   drivers are in [`node`];
+//!   durable stores), step by step, and the messages each part of a payment sends; its
+//!   nodes' `Io` (the one driver's) is in [`node`];
 //! - [`sales`]: the bytes S stores per pending payment, and S's sale throughput with
-//!   durable storage, one commit per row and with group commit.
+//!   durable storage, one transaction per input and with group commit.
 
 mod node;
 mod online;
@@ -28,12 +28,13 @@ use serde_json::{json, Value};
 pub const LONG_ABOUT: &str = "\
 The asynchronous payment's figures, each beside a baseline measured in the same run.
 
-1. Payee online -> paid latency. A, S and B are node cores, each on its own thread with its \
-own durable SQLite store (WAL, synchronous=FULL), talking over the authenticated transport \
-(Noise XX bound to node keys) on loopback TCP; A's letter goes through a mailbox server on \
-loopback. Two sets of nodes pay in turn: one commits every persisted row on its own (as \
-`asyncpay node`), the other commits once per input and sends that input's frames after the \
-commit. The chain is not used: \
+1. Payee online -> paid latency. A, S and B are nodes on the one node driver (the one \
+`asyncpay node` runs), each on its own thread with its own durable SQLite store (WAL, \
+synchronous=FULL), talking over the authenticated transport (Noise XX bound to node keys) on \
+loopback TCP; A's letter goes through a mailbox server on loopback. Two sets of nodes pay in \
+turn: one writes the change set of each input in one transaction (as `asyncpay node`), the \
+other writes each of its rows as a commit of its own; both send an input's frames only after \
+its rows. The chain is not used: \
 the bench feeds the funding confirmation a chain would. Per payment, A pays and goes \
 offline; then B comes online and the clock starts. Steps: connect (B dials S, Noise \
 handshake, B's core handles the connection), mailbox_fetch (challenge + fetch requests), \
@@ -59,10 +60,11 @@ record, channel snapshot growth) and database file bytes after a checkpoint.
 payment, persists it, adds the PTLC on S-B, B fulfils it, S persists the sale and completes \
 A's state with the scalar (four inputs and seven rows at S). S runs on one thread with its \
 own store, all payees on another (one shared store, group commit), frames through memory \
-queues; each payee sells one payment at a time. Unbatched: one commit per row, as `asyncpay \
-node`. Batched (group commit): S handles every queued input (up to --max-batch), writes all \
-their rows in one transaction, commits, and only then sends their frames, so persist before \
-send still holds. Baselines: durable single-row SQLite commits right before and after each \
+queues; each payee sells one payment at a time; every node runs on the one node driver. \
+Unbatched: one transaction per input (its change set), as `asyncpay node`. Batched (group \
+commit): S hands every queued input (up to --max-batch) to its core, writes all their change \
+sets in one transaction, and only then sends their frames, so persist before send still \
+holds. Baselines: durable single-row SQLite commits right before and after each \
 run (fsync bound = their rate / commits per sale), and for the whole run durable commits on \
 a fresh and a warm store and File::sync_all/s in the same directory. Target: 5,000 sales/s.";
 
@@ -333,8 +335,8 @@ fn print(r: &Value) {
     );
     let b = &r["baselines"];
     for (mode, label) in [
-        ("per_row", "one commit per row, as `asyncpay node`"),
-        ("per_input", "one commit per input, frames after it"),
+        ("per_row", "one commit per row of a change set"),
+        ("per_input", "one transaction per input, as `asyncpay node`"),
     ] {
         let m = &o[mode];
         println!();

@@ -8,7 +8,7 @@ impl NodeCore {
         &mut self,
         id: ChannelId,
         input: Input,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         let entry = self
             .channels
@@ -22,15 +22,13 @@ impl NodeCore {
         &mut self,
         id: ChannelId,
         actions: Vec<channel::Action>,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         let peer = self.channels[&id].peer;
         let side = self.channels[&id].channel.snapshot().side;
         for action in actions {
             match action {
-                channel::Action::Persist(snapshot) => {
-                    out.push(NodeOutput::PersistChannel { peer, snapshot })
-                }
+                channel::Action::Persist(snapshot) => out.persist_channel(peer, snapshot),
                 channel::Action::Send(msg) => {
                     let mut frame = vec![TAG_CHANNEL];
                     frame.extend(msg.encode());
@@ -60,7 +58,7 @@ impl NodeCore {
         peer: PublicKey,
         side: Party,
         event: &Event,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         match event {
             Event::Accepted {
@@ -271,7 +269,7 @@ impl NodeCore {
     pub(super) fn scalar_revealed(
         &mut self,
         secret: AdaptorSecret,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         let point = secret.adaptor_point();
         match &self.role {

@@ -6,7 +6,7 @@ impl NodeCore {
     pub(super) fn on_command(
         &mut self,
         command: NodeCommand,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         match command {
             NodeCommand::OpenChannel {
@@ -92,7 +92,7 @@ impl NodeCore {
         &mut self,
         from: PublicKey,
         frame: Vec<u8>,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         let (&tag, body) = frame.split_first().ok_or(NodeError::EmptyFrame)?;
         match tag {

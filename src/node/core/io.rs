@@ -108,24 +108,102 @@ pub struct ChannelEntry {
     pub channel: Channel,
 }
 
-/// What a node asks its driver to do.
+/// A payment record of the node's role, as the role keeps it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+pub enum PaymentRecord {
+    /// A payer's record.
+    Payer(PayerPayment),
+    /// An LSP's record.
+    Lsp(LspPayment),
+    /// A payee's record.
+    Payee(PayeePayment),
+    /// A router's record.
+    Router(RouterPayment),
+}
+
+impl From<PayerPayment> for PaymentRecord {
+    fn from(r: PayerPayment) -> Self {
+        PaymentRecord::Payer(r)
+    }
+}
+impl From<LspPayment> for PaymentRecord {
+    fn from(r: LspPayment) -> Self {
+        PaymentRecord::Lsp(r)
+    }
+}
+impl From<PayeePayment> for PaymentRecord {
+    fn from(r: PayeePayment) -> Self {
+        PaymentRecord::Payee(r)
+    }
+}
+impl From<RouterPayment> for PaymentRecord {
+    fn from(r: RouterPayment) -> Self {
+        PaymentRecord::Router(r)
+    }
+}
+
+/// Everything one input changed that must be durable before any of its actions is carried
+/// out: the driver writes the whole set in one transaction (persist before send holds for
+/// the input as a whole). A record changed twice by one input is in the set once, as it was
+/// last.
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    /// Channel snapshots, with the peer each channel belongs to.
+    pub channels: BTreeMap<ChannelId, (PublicKey, Box<Snapshot>)>,
+    /// Payment records of the node's role.
+    pub payments: BTreeMap<PaymentId, PaymentRecord>,
+    /// Records of the reverse variant.
+    pub reverse: BTreeMap<PaymentId, ReversePayment>,
+}
+
+impl ChangeSet {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.payments.is_empty() && self.reverse.is_empty()
+    }
+
+    /// How many records changed.
+    pub fn len(&self) -> usize {
+        self.channels.len() + self.payments.len() + self.reverse.len()
+    }
+
+    /// Adds `later` on top of this set: a record in both is kept as `later` has it.
+    pub fn merge(&mut self, later: ChangeSet) {
+        self.channels.extend(later.channels);
+        self.payments.extend(later.payments);
+        self.reverse.extend(later.reverse);
+    }
+}
+
+/// What [`NodeCore::handle`] returns for one input: the change set to write first, then the
+/// actions to carry out in order.
+#[derive(Debug, Default)]
+#[must_use = "the changes must be persisted and the actions carried out"]
+pub struct Handled {
+    /// What must be durable before any action.
+    pub changes: ChangeSet,
+    /// What to do, in order, once the changes are durable.
+    pub actions: Vec<NodeOutput>,
+}
+
+impl Handled {
+    pub(super) fn push(&mut self, action: NodeOutput) {
+        self.actions.push(action);
+    }
+
+    pub(super) fn persist_channel(&mut self, peer: PublicKey, snapshot: Box<Snapshot>) {
+        self.changes
+            .channels
+            .insert(snapshot.channel_id, (peer, snapshot));
+    }
+}
+
+/// What a node asks its driver to do once the input's [`ChangeSet`] is durable.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum NodeOutput {
-    /// Store a channel snapshot durably before the next output.
-    PersistChannel {
-        /// The peer.
-        peer: PublicKey,
-        /// The snapshot.
-        snapshot: Box<Snapshot>,
-    },
-    /// Store a payment record (JSON of the role's record) durably before the next output.
-    PersistPayment {
-        /// The payment.
-        payment_id: PaymentId,
-        /// The record as JSON.
-        record: serde_json::Value,
-    },
     /// Send a frame to a peer (dropped if it is not connected; the protocol resends on
     /// reconnection).
     Send {
@@ -163,13 +241,6 @@ pub enum NodeOutput {
         payee: PublicKey,
         /// The letter.
         letter: Box<SaleLetter>,
-    },
-    /// Store a record of the reverse variant durably before the next output.
-    PersistReverse {
-        /// The payment.
-        payment_id: PaymentId,
-        /// The record as JSON.
-        record: serde_json::Value,
     },
     /// Post a letter of the reverse variant to `to`'s mailbox.
     PostReverse {

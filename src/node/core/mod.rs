@@ -4,8 +4,8 @@
 //! command, a letter from the mailbox) and returns [`NodeOutput`]s for the driver, in order.
 //! Inside, channel events feed the payment role (a withheld signature becomes the payer's
 //! request; a PTLC fulfilled on the S–B channel completes the payer's state at S), and payment
-//! actions become channel commands. The driver stores each `Persist*` output durably before it
-//! executes the next output.
+//! actions become channel commands. What one input changed comes back as one [`ChangeSet`],
+//! which the driver makes durable before it carries out any of the input's actions.
 //!
 //! Peer frames carry one message each, tagged by layer: `0x01 ‖ channel message` or
 //! `0x02 ‖ payment message`.
@@ -47,8 +47,8 @@ mod reverse;
 mod roles;
 
 pub use io::{
-    ChannelEntry, NodeCommand, NodeError, NodeInput, NodeOutput, Role, UnknownRole,
-    DEFAULT_ROUTER_POLICY,
+    ChangeSet, ChannelEntry, Handled, NodeCommand, NodeError, NodeInput, NodeOutput, PaymentRecord,
+    Role, UnknownRole, DEFAULT_ROUTER_POLICY,
 };
 use roles::RoleIn;
 
@@ -143,7 +143,7 @@ impl NodeCore {
         Ok(node)
     }
 
-    /// Loads the stored records of the reverse variant (see [`NodeOutput::PersistReverse`]).
+    /// Loads the stored records of the reverse variant (see [`ChangeSet::reverse`]).
     pub fn restore_reverse(&mut self, records: Vec<(PaymentId, ReversePayment)>) {
         let (fee, lifetime) = match &self.role {
             RoleMachine::Lsp(l) => (Some(*l.policy()), l.policy().offer_lifetime),
@@ -248,8 +248,11 @@ impl NodeCore {
     }
 
     /// Handles one input.
-    pub fn handle(&mut self, input: NodeInput) -> Result<Vec<NodeOutput>, NodeError> {
-        let mut out = Vec::new();
+    ///
+    /// Returns what the input changed, to be made durable first, and the actions to carry
+    /// out once it is (see [`Handled`]).
+    pub fn handle(&mut self, input: NodeInput) -> Result<Handled, NodeError> {
+        let mut out = Handled::default();
         match input {
             NodeInput::Frame { from, frame } => self.on_frame(from, frame, &mut out)?,
             NodeInput::Connected { peer } => {
@@ -400,16 +403,13 @@ fn never_offered(channel: &Channel, point: AdaptorPoint) -> bool {
     !in_latest && !in_pending && channel.phase() == Phase::Funded
 }
 
-fn json_records<R: Serialize>(
+fn typed_records<R: Into<PaymentRecord>>(
     actions: Vec<PaymentAction<(PaymentId, R)>>,
-) -> Vec<PaymentAction<(PaymentId, serde_json::Value)>> {
+) -> Vec<PaymentAction<(PaymentId, PaymentRecord)>> {
     actions
         .into_iter()
         .map(|a| match a {
-            PaymentAction::Persist((id, r)) => PaymentAction::Persist((
-                id,
-                serde_json::to_value(r).expect("payment records serialise"),
-            )),
+            PaymentAction::Persist((id, r)) => PaymentAction::Persist((id, r.into())),
             PaymentAction::Send { to, message } => PaymentAction::Send { to, message },
             PaymentAction::Channel {
                 channel_id,

@@ -8,7 +8,7 @@ impl NodeCore {
     /// fulfilment is stored on the payee channel but the payer's state was not completed
     /// (the fulfilment is handed to the role again), or the PTLC never reached the payee
     /// channel (it is offered now).
-    pub(super) fn resume_sales(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+    pub(super) fn resume_sales(&mut self, out: &mut Handled) -> Result<(), NodeError> {
         let RoleMachine::Lsp(lsp) = &self.role else {
             return Ok(());
         };
@@ -70,7 +70,7 @@ impl NodeCore {
     /// PTLC never reached A–S (offered now); the LSP fulfilled the payer's PTLC but never
     /// released the state on S–B (released now; B could also complete from the payer's
     /// hand-over).
-    pub(super) fn resume_reverse(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+    pub(super) fn resume_reverse(&mut self, out: &mut Handled) -> Result<(), NodeError> {
         let me = self.key.public_key();
         let mut commands = vec![];
         let mut inputs = vec![];
@@ -114,6 +114,14 @@ impl NodeCore {
                         inputs.push(ReverseInput::Completed {
                             lsp: p.lsp,
                             state: offer.state,
+                        });
+                    } else {
+                        // The letter to the payer may not have left before the stop: it is
+                        // posted again (the payer ignores an offer it already has).
+                        inputs.push(ReverseInput::Offer {
+                            from: p.lsp,
+                            offer: offer.clone(),
+                            pending: self.update_proof(&p.lsp, &offer.channel_id),
                         });
                     }
                 }
@@ -165,7 +173,7 @@ impl NodeCore {
         &mut self,
         inputs: Vec<RoleIn>,
         commands: Vec<(ChannelId, Command)>,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         for input in inputs {
             self.role_input(input, out)?;
@@ -185,7 +193,7 @@ impl NodeCore {
     /// Forwards the router recorded whose next step was cut by a stop: S's PTLC is committed
     /// but the role never heard of it; the outgoing PTLC never reached its channel; or the
     /// outgoing PTLC was fulfilled but the incoming one was not.
-    pub(super) fn resume_forwards(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+    pub(super) fn resume_forwards(&mut self, out: &mut Handled) -> Result<(), NodeError> {
         let RoleMachine::Router(router) = &self.role else {
             return Ok(());
         };
@@ -242,7 +250,7 @@ impl NodeCore {
     /// never reached the channel; or the fulfilment completed but the role never heard.
     /// A payer that stopped between a channel's settlement and the void of its payments
     /// on that channel hears of the settlement again (the payer ignores a repeat).
-    pub(super) fn resume_settled(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+    pub(super) fn resume_settled(&mut self, out: &mut Handled) -> Result<(), NodeError> {
         if !matches!(self.role, RoleMachine::Payer(_)) {
             return Ok(());
         }
@@ -263,7 +271,7 @@ impl NodeCore {
         Ok(())
     }
 
-    pub(super) fn resume_purchases(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+    pub(super) fn resume_purchases(&mut self, out: &mut Handled) -> Result<(), NodeError> {
         let RoleMachine::Payee(payee) = &self.role else {
             return Ok(());
         };
@@ -328,7 +336,7 @@ impl NodeCore {
     pub(super) fn resume_proposals(
         &mut self,
         peer: PublicKey,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         let RoleMachine::Payer(payer) = &self.role else {
             return Ok(());
@@ -389,7 +397,7 @@ impl NodeCore {
     /// Tells the LSP role the sale window of every channel being closed on chain, from the
     /// channels themselves. The window changes only with the chain, so this runs at start and
     /// on each block and spend, not on the payment messages' path.
-    pub(super) fn feed_windows(&mut self, out: &mut Vec<NodeOutput>) -> Result<(), NodeError> {
+    pub(super) fn feed_windows(&mut self, out: &mut Handled) -> Result<(), NodeError> {
         if !matches!(self.role, RoleMachine::Lsp(_)) {
             return Ok(());
         }

@@ -9,7 +9,7 @@ impl NodeCore {
     pub(super) fn on_reverse_letter(
         &mut self,
         letter: ReverseLetter,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         let input = match letter {
             ReverseLetter::PayRequest {
@@ -98,7 +98,7 @@ impl NodeCore {
     pub(super) fn reverse_input(
         &mut self,
         input: ReverseInput,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         for action in self.reverse.handle(input)? {
             match action {
@@ -112,10 +112,7 @@ impl NodeCore {
                     contact,
                 }),
                 ReverseAction::Payment(PaymentAction::Persist((payment_id, record))) => {
-                    out.push(NodeOutput::PersistReverse {
-                        payment_id,
-                        record: serde_json::to_value(record).expect("records serialise"),
-                    })
+                    out.changes.reverse.insert(payment_id, record);
                 }
                 ReverseAction::Payment(PaymentAction::Send { to, message }) => {
                     let mut frame = vec![TAG_PAYMENT];

@@ -4,42 +4,38 @@
 use super::*;
 
 impl NodeCore {
-    pub(super) fn role_input(
-        &mut self,
-        input: RoleIn,
-        out: &mut Vec<NodeOutput>,
-    ) -> Result<(), NodeError> {
-        let actions: Vec<PaymentAction<(PaymentId, serde_json::Value)>> =
-            match (&mut self.role, input) {
-                (RoleMachine::Payer(p), RoleIn::Payer(i)) => json_records(p.handle(i)?),
-                (RoleMachine::Payer(p), RoleIn::Connected(peer)) => {
-                    json_records(p.handle(PayerInput::PeerConnected { peer })?)
-                }
-                (RoleMachine::Lsp(l), RoleIn::Lsp(i)) => json_records(l.handle(i)?),
-                (RoleMachine::Lsp(l), RoleIn::Connected(peer)) => {
-                    json_records(l.handle(LspInput::PeerConnected { peer })?)
-                }
-                (RoleMachine::Lsp(l), RoleIn::Block(height)) => {
-                    json_records(l.handle(LspInput::Block { height })?)
-                }
-                (RoleMachine::Payee(p), RoleIn::Payee(i)) => json_records(p.handle(i)?),
-                (RoleMachine::Payee(p), RoleIn::Connected(peer)) => {
-                    json_records(p.handle(PayeeInput::PeerConnected { peer })?)
-                }
-                (RoleMachine::Router(r), RoleIn::Router(i)) => json_records(r.handle(i)?),
-                (RoleMachine::Router(_), RoleIn::Connected(_)) => vec![],
-                (_, RoleIn::Block(_)) => vec![],
-                (_, input) => {
-                    return Err(NodeError::WrongRole {
-                        what: input.name(),
-                        role: input.role(),
-                    })
-                }
-            };
+    pub(super) fn role_input(&mut self, input: RoleIn, out: &mut Handled) -> Result<(), NodeError> {
+        let actions: Vec<PaymentAction<(PaymentId, PaymentRecord)>> = match (&mut self.role, input)
+        {
+            (RoleMachine::Payer(p), RoleIn::Payer(i)) => typed_records(p.handle(i)?),
+            (RoleMachine::Payer(p), RoleIn::Connected(peer)) => {
+                typed_records(p.handle(PayerInput::PeerConnected { peer })?)
+            }
+            (RoleMachine::Lsp(l), RoleIn::Lsp(i)) => typed_records(l.handle(i)?),
+            (RoleMachine::Lsp(l), RoleIn::Connected(peer)) => {
+                typed_records(l.handle(LspInput::PeerConnected { peer })?)
+            }
+            (RoleMachine::Lsp(l), RoleIn::Block(height)) => {
+                typed_records(l.handle(LspInput::Block { height })?)
+            }
+            (RoleMachine::Payee(p), RoleIn::Payee(i)) => typed_records(p.handle(i)?),
+            (RoleMachine::Payee(p), RoleIn::Connected(peer)) => {
+                typed_records(p.handle(PayeeInput::PeerConnected { peer })?)
+            }
+            (RoleMachine::Router(r), RoleIn::Router(i)) => typed_records(r.handle(i)?),
+            (RoleMachine::Router(_), RoleIn::Connected(_)) => vec![],
+            (_, RoleIn::Block(_)) => vec![],
+            (_, input) => {
+                return Err(NodeError::WrongRole {
+                    what: input.name(),
+                    role: input.role(),
+                })
+            }
+        };
         for action in actions {
             match action {
                 PaymentAction::Persist((payment_id, record)) => {
-                    out.push(NodeOutput::PersistPayment { payment_id, record })
+                    out.changes.payments.insert(payment_id, record);
                 }
                 PaymentAction::Send { to, message } => {
                     let mut frame = vec![TAG_PAYMENT];
@@ -112,7 +108,7 @@ impl NodeCore {
         &mut self,
         channel_id: ChannelId,
         abandoned_state: u64,
-        out: &mut Vec<NodeOutput>,
+        out: &mut Handled,
     ) -> Result<(), NodeError> {
         let entry = self
             .channels

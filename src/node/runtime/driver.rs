@@ -16,8 +16,10 @@ use crate::mailbox::client::MailboxClient;
 use crate::mailbox::keys::{Contact, NodeKey};
 use crate::net::{Allow, Listener};
 use crate::node::core::{
-    node_key, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
+    node_key, ChangeSet, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role,
+    DEFAULT_ROUTER_POLICY,
 };
+use crate::node::driver::{Driver, Io};
 use crate::node::files::{load_seed, private_dir, private_file, write_private};
 use crate::node::store::Store;
 use crate::protocol::channel::Snapshot;
@@ -52,8 +54,9 @@ pub(super) enum Ev {
     Tick,
 }
 
-pub(super) struct Driver {
-    pub(super) core: NodeCore,
+/// The process's side of the [`Io`]: SQLite, Noise connections, the mailbox over HTTP, the
+/// chain through Electrum and bitcoind, watchtowers.
+pub(super) struct RuntimeIo {
     pub(super) store: Store,
     pub(super) wallet: Wallet,
     pub(super) mailbox_key: NodeKey,
@@ -173,39 +176,41 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         .into_iter()
         .map(|o| (o, HashSet::new()))
         .collect();
-    let mut node = Driver {
+    let mut node = Node::new(
         core,
-        store,
-        wallet,
-        mailbox_key,
-        mailbox: MailboxClient::new(&args.mailbox)?,
-        electrum: args.electrum.clone(),
-        rpc,
-        writers: HashMap::new(),
-        dialers: HashMap::new(),
-        idle: args.idle_timeout.max(Duration::from_secs(1)),
-        allow,
-        events: tx.clone(),
-        next_conn: 0,
-        shared_delay: args.shared_delay(),
-        height,
-        // The watches announced before a restart are rebuilt from the channels; without them
-        // a restarted node would miss a stale state published while it was away.
-        watches: core_watches,
-        funding: HashMap::new(),
-        stop: false,
-        node_secret,
-        chain: None,
-        crash: args.crash_at.clone().map(|p| (p, 0)),
-        attempts: HashMap::new(),
-        towers: (
-            args.watchtowers
-                .iter()
-                .map(|url| spawn_tower_pusher(url, seed))
-                .collect::<Result<_, RuntimeError>>()?,
-            HashMap::new(),
-        ),
-    };
+        RuntimeIo {
+            store,
+            wallet,
+            mailbox_key,
+            mailbox: MailboxClient::new(&args.mailbox)?,
+            electrum: args.electrum.clone(),
+            rpc,
+            writers: HashMap::new(),
+            dialers: HashMap::new(),
+            idle: args.idle_timeout.max(Duration::from_secs(1)),
+            allow,
+            events: tx.clone(),
+            next_conn: 0,
+            shared_delay: args.shared_delay(),
+            height,
+            // The watches announced before a restart are rebuilt from the channels; without them
+            // a restarted node would miss a stale state published while it was away.
+            watches: core_watches,
+            funding: HashMap::new(),
+            stop: false,
+            node_secret,
+            chain: None,
+            crash: args.crash_at.clone().map(|p| (p, 0)),
+            attempts: HashMap::new(),
+            towers: (
+                args.watchtowers
+                    .iter()
+                    .map(|url| spawn_tower_pusher(url, seed))
+                    .collect::<Result<_, RuntimeError>>()?,
+                HashMap::new(),
+            ),
+        },
+    );
 
     // Accept peers: every handshake runs in its own task, within the caps of `Admission`
     // (a silent socket cannot hold the door for anyone else).
@@ -227,9 +232,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         });
     }
     // Dial known peers.
-    for (key, addr) in node.store.peers()? {
+    for (key, addr) in node.io.store.peers()? {
         if let Some(addr) = addr {
-            node.dial(key, addr, None);
+            node.io.dial(key, addr, None);
         }
     }
     // Control server.
@@ -291,9 +296,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
 
     let entropy: [u8; 32] = rand::random();
     let outputs = node.core.handle(NodeInput::Entropy(entropy))?;
-    node.run_outputs(outputs).await?;
+    node.carry_out(outputs).await?;
     let outputs = node.core.handle(NodeInput::Started)?;
-    node.run_outputs(outputs).await?;
+    node.carry_out(outputs).await?;
     let handle_info = NodeInfo {
         node_key: node.core.public_key(),
         peer_addr,
@@ -307,7 +312,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
                 tracing::warn!("{e:#}");
                 warn(json!({"event": "error", "message": format!("{e:#}")}));
             }
-            if node.stop {
+            if node.io.stop {
                 break;
             }
         }
@@ -330,31 +335,31 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
     })
 }
 
-impl Driver {
+impl Node {
     async fn on_event(&mut self, ev: Ev, last_poll: &mut Instant) -> Result<(), RuntimeError> {
         match ev {
             Ev::Frame { from, frame } => match self.core.handle(NodeInput::Frame { from, frame }) {
-                Ok(outputs) => self.run_outputs(outputs).await?,
+                Ok(outputs) => self.carry_out(outputs).await?,
                 Err(e) => warn(
                     json!({"event": "refused", "peer": from.to_string(), "error": e.to_string()}),
                 ),
             },
             Ev::Connected { peer, conn, writer } => {
-                self.next_conn = self.next_conn.max(conn);
-                self.writers.insert(peer, (conn, writer));
+                self.io.next_conn = self.io.next_conn.max(conn);
+                self.io.writers.insert(peer, (conn, writer));
                 emit(json!({"event": "connected", "peer": peer.to_string()}));
                 let outputs = self.core.handle(NodeInput::Connected { peer })?;
-                self.run_outputs(outputs).await?;
+                self.carry_out(outputs).await?;
             }
             Ev::Disconnected { peer, conn } => {
-                if self.writers.get(&peer).is_some_and(|(c, _)| *c == conn) {
-                    self.writers.remove(&peer);
+                if self.io.writers.get(&peer).is_some_and(|(c, _)| *c == conn) {
+                    self.io.writers.remove(&peer);
                 }
             }
             Ev::Control {
                 request: Request::Connect { node_key, addr },
                 reply,
-            } => self.connect_command(node_key, addr, reply),
+            } => self.io.connect_command(node_key, addr, reply),
             Ev::Control { request, reply } => {
                 let result = self.control(request).await;
                 let _ = reply.send(result.map_err(|e| e.to_string()));
@@ -373,7 +378,7 @@ impl Driver {
     /// Hands every channel whose complete state is newer than what the pusher has to the
     /// watchtower's pusher. The core stored the state before it reached the snapshot.
     fn feed_tower(&mut self) {
-        let (pushers, handed) = &mut self.towers;
+        let (pushers, handed) = &mut self.io.towers;
         if pushers.is_empty() {
             return;
         }
@@ -395,19 +400,19 @@ impl Driver {
     async fn control(&mut self, request: Request) -> Result<Value, RuntimeError> {
         let entropy: [u8; 32] = rand::random();
         let outputs = self.core.handle(NodeInput::Entropy(entropy))?;
-        self.run_outputs(outputs).await?;
+        self.carry_out(outputs).await?;
         match request {
             Request::Info => Ok(self.info()),
             Request::Address => {
-                let address = tokio::task::block_in_place(|| self.wallet.new_address())?;
+                let address = tokio::task::block_in_place(|| self.io.wallet.new_address())?;
                 Ok(json!({ "address": address.to_string() }))
             }
             Request::Descriptors => {
-                let (external, internal) = self.wallet.public_descriptors();
+                let (external, internal) = self.io.wallet.public_descriptors();
                 Ok(json!({ "external": external, "internal": internal }))
             }
             Request::Balance => {
-                let balance = self.wallet.balance();
+                let balance = self.io.wallet.balance();
                 Ok(json!({
                     "confirmed_sat": balance.confirmed.to_sat(),
                     "pending_sat": (balance.trusted_pending + balance.untrusted_pending).to_sat(),
@@ -423,7 +428,7 @@ impl Driver {
                     .map_err(|e| RuntimeError::Refused {
                         reason: format!("address {address:?}: {e}"),
                     })?
-                    .require_network(self.wallet.network())
+                    .require_network(self.io.wallet.network())
                     .map_err(|e| RuntimeError::Refused {
                         reason: format!("address: {e}"),
                     })?;
@@ -432,14 +437,14 @@ impl Driver {
                         reason: "feerate out of range".into(),
                     },
                 )?;
-                let electrum = self.electrum.clone();
+                let electrum = self.io.electrum.clone();
                 let txid = tokio::task::block_in_place(|| -> Result<Txid, RuntimeError> {
-                    let tx = self.wallet.withdraw(
+                    let tx = self.io.wallet.withdraw(
                         address.script_pubkey(),
                         amount_sat.map(Amount::from_sat),
                         feerate,
                     )?;
-                    Ok(self.wallet.broadcast(&electrum, &tx)?)
+                    Ok(self.io.wallet.broadcast(&electrum, &tx)?)
                 })?;
                 emit(
                     json!({"event": "withdrawn", "txid": txid.to_string(), "to": address.to_string()}),
@@ -449,7 +454,7 @@ impl Driver {
             // Answered by `connect_command` without waiting in the queue.
             Request::Connect { .. } => Ok(json!({})),
             Request::Open { peer, capacity_sat } => {
-                if !self.writers.contains_key(&peer) {
+                if !self.io.writers.contains_key(&peer) {
                     return Err(RuntimeError::NotConnected(peer.into()));
                 }
                 let channel_id = ChannelId(rand::random());
@@ -459,13 +464,14 @@ impl Driver {
                         peer,
                         channel_id,
                         capacity_sat,
-                        shared_delay: self.shared_delay,
+                        shared_delay: self.io.shared_delay,
                     }))?;
-                self.run_outputs(outputs).await?;
+                self.carry_out(outputs).await?;
                 Ok(json!({ "channel_id": hex::encode(channel_id.0) }))
             }
             Request::Contact => {
-                let contact = Contact::sign(&self.mailbox_key, self.mailbox.base_url(), now());
+                let contact =
+                    Contact::sign(&self.io.mailbox_key, self.io.mailbox.base_url(), now());
                 Ok(serde_json::to_value(contact)?)
             }
             Request::Pay {
@@ -477,7 +483,8 @@ impl Driver {
             } => {
                 let verified = contact.verify()?;
                 let payee = PublicKey::from(verified.node_key);
-                self.store
+                self.io
+                    .store
                     .put_contact(&payee, &serde_json::to_string(&contact)?)?;
                 let fee_sat = fee_sat.unwrap_or_else(|| lsp_policy(0).fee_for(amount_sat));
                 let payment_id = PaymentId(rand::random());
@@ -489,7 +496,7 @@ impl Driver {
                     fee_sat,
                     note: note.unwrap_or_default(),
                 }))?;
-                self.run_outputs(outputs).await?;
+                self.carry_out(outputs).await?;
                 // A transfer the channel refused (e.g. above the balance) leaves the payment
                 // void at once: the caller hears why instead of polling a payment that waits.
                 let void_reason = self.core.payer().and_then(|p| {
@@ -513,9 +520,10 @@ impl Driver {
                 // Reverse variant: be paid while offline by a payer buying our LSP's signature.
                 let verified = payer_contact.verify()?;
                 let payer = PublicKey::from(verified.node_key);
-                self.store
+                self.io
+                    .store
                     .put_contact(&payer, &serde_json::to_string(&payer_contact)?)?;
-                let own = Contact::sign(&self.mailbox_key, self.mailbox.base_url(), now());
+                let own = Contact::sign(&self.io.mailbox_key, self.io.mailbox.base_url(), now());
                 let payment_id = PaymentId(rand::random());
                 let outputs = self.core.handle(NodeInput::Command(NodeCommand::Receive {
                     payment_id,
@@ -524,14 +532,14 @@ impl Driver {
                     amount_sat,
                     contact: Some(serde_json::to_value(own)?),
                 }))?;
-                self.run_outputs(outputs).await?;
+                self.carry_out(outputs).await?;
                 Ok(json!({ "payment_id": payment_id.to_string() }))
             }
             Request::Cancel { payment_id } => {
                 let outputs = self
                     .core
                     .handle(NodeInput::Command(NodeCommand::Cancel { payment_id }))?;
-                self.run_outputs(outputs).await?;
+                self.carry_out(outputs).await?;
                 Ok(json!({}))
             }
             Request::Fetch => {
@@ -542,16 +550,16 @@ impl Driver {
                 let outputs = self
                     .core
                     .handle(NodeInput::Command(NodeCommand::ForceClose { channel_id }))?;
-                self.run_outputs(outputs).await?;
+                self.carry_out(outputs).await?;
                 Ok(json!({}))
             }
             Request::Stop => {
-                self.stop = true;
+                self.io.stop = true;
                 Ok(json!({}))
             }
             Request::CrashAt { point } => {
                 emit(json!({"event": "crash_armed", "point": point.to_string()}));
-                self.crash = Some((point, 0));
+                self.io.crash = Some((point, 0));
                 Ok(json!({}))
             }
         }
@@ -586,18 +594,18 @@ impl Driver {
                     "state": state,
                     "to_self_sat": to_self,
                     "to_peer_sat": to_peer,
-                    "connected": self.writers.contains_key(&e.peer),
+                    "connected": self.io.writers.contains_key(&e.peer),
                 })
             })
             .collect();
         // Typed views, never the stored records: no withheld signature leaves the node.
         let payments = crate::node::views::payments(&self.core);
         let reverse = crate::node::views::reverse(&self.core);
-        let balance = self.wallet.balance();
+        let balance = self.io.wallet.balance();
         json!({
             "node_key": self.core.public_key().to_string(),
             "role": self.core.role(),
-            "height": self.height,
+            "height": self.io.height,
             "wallet_sat": balance.confirmed.to_sat(),
             "wallet_pending_sat": (balance.trusted_pending + balance.untrusted_pending).to_sat(),
             "channels": channels,
@@ -608,17 +616,18 @@ impl Driver {
 
     async fn fetch_letters(&mut self) -> Result<usize, RuntimeError> {
         let messages = self
+            .io
             .mailbox
-            .fetch(&self.mailbox_key, 32, Duration::from_secs(0))
+            .fetch(&self.io.mailbox_key, 32, Duration::from_secs(0))
             .await?;
         let mut handled = vec![];
         for message in &messages {
-            match message.open(&self.mailbox_key) {
+            match message.open(&self.io.mailbox_key) {
                 Ok(opened) => {
                     match self.core.handle(NodeInput::Letter {
                         bytes: opened.payload,
                     }) {
-                        Ok(outputs) => self.run_outputs(outputs).await?,
+                        Ok(outputs) => self.carry_out(outputs).await?,
                         Err(e) => warn(json!({"event": "letter_refused", "error": e.to_string()})),
                     }
                 }
@@ -628,19 +637,21 @@ impl Driver {
             handled.push(message.id);
         }
         if !handled.is_empty() {
-            self.mailbox.ack(&self.mailbox_key, &handled).await?;
+            self.io.mailbox.ack(&self.io.mailbox_key, &handled).await?;
         }
         Ok(handled.len())
     }
 
     async fn poll_chain(&mut self) -> Result<(), RuntimeError> {
-        let client = match self.chain.take() {
+        let client = match self.io.chain.take() {
             Some(client) => client,
-            None => tokio::task::block_in_place(|| electrum_client::Client::new(&self.electrum))?,
+            None => {
+                tokio::task::block_in_place(|| electrum_client::Client::new(&self.io.electrum))?
+            }
         };
         self.poll_chain_with(&client).await?;
         // Kept only while it works: an error above drops it and the next poll reconnects.
-        self.chain = Some(client);
+        self.io.chain = Some(client);
         Ok(())
     }
 
@@ -648,16 +659,16 @@ impl Driver {
         &mut self,
         client: &electrum_client::Client,
     ) -> Result<(), RuntimeError> {
-        let electrum = self.electrum.clone();
+        let electrum = self.io.electrum.clone();
         let tip = tokio::task::block_in_place(|| client.block_headers_subscribe())?;
         // The answer above is the tip; drop the queued notifications so they do not pile up.
         while client.block_headers_pop_raw()?.is_some() {}
         let height = u32::try_from(tip.height).unwrap_or(u32::MAX);
-        if height != self.height {
-            self.height = height;
-            tokio::task::block_in_place(|| self.wallet.sync(&electrum))?;
+        if height != self.io.height {
+            self.io.height = height;
+            tokio::task::block_in_place(|| self.io.wallet.sync(&electrum))?;
             let outputs = self.core.handle(NodeInput::Block { height })?;
-            self.run_outputs(outputs).await?;
+            self.carry_out(outputs).await?;
         }
         // Funding confirmations.
         let unconfirmed: Vec<OutPoint> = self
@@ -677,11 +688,11 @@ impl Driver {
                     txid: outpoint.txid,
                     height: h,
                 })?;
-                self.run_outputs(outputs).await?;
+                self.carry_out(outputs).await?;
             }
         }
         // Spends of watched outpoints.
-        let watched: Vec<OutPoint> = self.watches.keys().copied().collect();
+        let watched: Vec<OutPoint> = self.io.watches.keys().copied().collect();
         for outpoint in watched {
             let Ok(parent) = tokio::task::block_in_place(|| client.transaction_get(&outpoint.txid))
             else {
@@ -698,6 +709,7 @@ impl Driver {
                 // spend handed over again would look like a new stale state to the channel.
                 let seen_key = (item.tx_hash, confirmed_at.is_some());
                 let fresh = self
+                    .io
                     .watches
                     .get_mut(&outpoint)
                     .map(|seen| seen.insert(seen_key))
@@ -708,163 +720,127 @@ impl Driver {
                 let tx = tokio::task::block_in_place(|| client.transaction_get(&item.tx_hash))?;
                 if tx.input.iter().any(|i| i.previous_output == outpoint) {
                     let outputs = self.core.handle(NodeInput::Spend { tx, confirmed_at })?;
-                    self.run_outputs(outputs).await?;
+                    self.carry_out(outputs).await?;
                 }
             }
         }
         Ok(())
     }
+}
 
-    /// Writes the records among `outputs` in one transaction, then appends the other outputs,
-    /// in their order, to `queue`.
-    fn commit_then_queue(
+/// The process's node: the one driver over the process's I/O.
+pub(super) type Node = Driver<RuntimeIo>;
+
+impl Io for RuntimeIo {
+    type Error = RuntimeError;
+
+    /// One SQLite transaction per change set.
+    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), RuntimeError> {
+        self.store.commit(changes)?;
+        self.crash_after_persist();
+        Ok(())
+    }
+
+    fn before(&mut self, action: &NodeOutput) -> Result<(), RuntimeError> {
+        self.crash_before(action);
+        Ok(())
+    }
+
+    fn send(&mut self, to: PublicKey, frame: Vec<u8>, what: &'static str) -> bool {
+        let delivered = match self.writers.get(&to) {
+            Some((_, w)) => w.send(frame).is_ok(),
+            None => false,
+        };
+        emit(
+            json!({"event": "send", "to": to.to_string(), "message": what, "delivered": delivered}),
+        );
+        delivered
+    }
+
+    async fn post_letter(
         &mut self,
-        outputs: Vec<NodeOutput>,
-        queue: &mut std::collections::VecDeque<NodeOutput>,
+        payment_id: PaymentId,
+        payee: PublicKey,
+        bytes: Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        let (records, rest): (Vec<NodeOutput>, Vec<NodeOutput>) =
-            outputs.into_iter().partition(|o| {
-                matches!(
-                    o,
-                    NodeOutput::PersistChannel { .. }
-                        | NodeOutput::PersistPayment { .. }
-                        | NodeOutput::PersistReverse { .. }
-                )
-            });
-        if !records.is_empty() {
-            self.store.batch(|store| -> Result<(), RuntimeError> {
-                for record in &records {
-                    match record {
-                        NodeOutput::PersistChannel { peer, snapshot } => {
-                            store.put_channel(peer, snapshot)?
-                        }
-                        NodeOutput::PersistPayment { payment_id, record } => {
-                            store.put_payment(payment_id, record)?
-                        }
-                        NodeOutput::PersistReverse { payment_id, record } => {
-                            store.put_reverse(payment_id, record)?
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(())
-            })?;
-            for _ in &records {
-                self.crash_after_persist();
-            }
-        }
-        queue.extend(rest);
+        self.post(&payee, None, bytes).await?;
+        emit(json!({"event": "letter_posted", "payment_id": payment_id.to_string()}));
         Ok(())
     }
 
-    /// Carries out the outputs of one input. Every record the input changed is written
-    /// first, in one SQLite transaction (one change set per input): nothing the input sends,
-    /// posts or publishes leaves before all of it is durable. Outputs of a follow-up input
-    /// the driver feeds back (a funding transaction built, a letter posted) are handled the
-    /// same way before they join the queue.
-    async fn run_outputs(&mut self, outputs: Vec<NodeOutput>) -> Result<(), RuntimeError> {
-        let mut queue = std::collections::VecDeque::new();
-        self.commit_then_queue(outputs, &mut queue)?;
-        while let Some(output) = queue.pop_front() {
-            self.crash_before(&output);
-            match output {
-                NodeOutput::PersistChannel { peer, snapshot } => {
-                    self.store.put_channel(&peer, &snapshot)?;
-                    self.crash_after_persist();
-                }
-                NodeOutput::PersistPayment { payment_id, record } => {
-                    self.store.put_payment(&payment_id, &record)?;
-                    self.crash_after_persist();
-                }
-                NodeOutput::PersistReverse { payment_id, record } => {
-                    self.store.put_reverse(&payment_id, &record)?;
-                    self.crash_after_persist();
-                }
-                NodeOutput::PostReverse { to, bytes, contact } => {
-                    self.post(&to, contact, bytes).await?;
-                    emit(json!({"event": "letter_posted", "to": to.to_string()}));
-                }
-                NodeOutput::Send { to, frame, what } => {
-                    let delivered = match self.writers.get(&to) {
-                        Some((_, w)) => w.send(frame).is_ok(),
-                        None => false,
-                    };
-                    emit(
-                        json!({"event": "send", "to": to.to_string(), "message": what, "delivered": delivered}),
-                    );
-                }
-                NodeOutput::Broadcast(tx) => {
-                    if let Err(e) = self.broadcast(&tx).await {
-                        warn(
-                            json!({"event": "broadcast_failed", "txid": tx.compute_txid().to_string(), "error": format!("{e:#}")}),
-                        );
-                    }
-                }
-                NodeOutput::Watch(outpoint) => {
-                    self.watches.entry(outpoint).or_default();
-                }
-                NodeOutput::NeedFunding {
-                    channel_id,
-                    script_pubkey,
-                    capacity_sat,
-                } => {
-                    let funding = tokio::task::block_in_place(|| {
-                        self.wallet.build_funding(
-                            script_pubkey,
-                            Amount::from_sat(capacity_sat),
-                            FeeRate::from_sat_per_vb(2).expect("small feerate"),
-                        )
-                    })?;
-                    self.store.put_funding(&channel_id, &funding.tx)?;
-                    let outpoint = funding.outpoint();
-                    self.funding.insert(channel_id, funding.tx);
-                    let more = self.core.handle(NodeInput::FundingBuilt {
-                        channel_id,
-                        outpoint,
-                    })?;
-                    self.commit_then_queue(more, &mut queue)?;
-                }
-                NodeOutput::ReadyToFund { channel_id } => {
-                    let tx = match self.funding.get(&channel_id) {
-                        Some(tx) => tx.clone(),
-                        None => self
-                            .store
-                            .funding(&channel_id)?
-                            .ok_or(RuntimeError::NoFunding(channel_id))?,
-                    };
-                    let electrum = self.electrum.clone();
-                    let txid =
-                        tokio::task::block_in_place(|| self.wallet.broadcast(&electrum, &tx))?;
-                    emit(
-                        json!({"event": "funding_broadcast", "channel_id": hex::encode(channel_id.0), "txid": txid.to_string()}),
-                    );
-                }
-                NodeOutput::PostLetter {
-                    payment_id,
-                    payee,
-                    letter,
-                } => {
-                    self.post(&payee, None, letter.encode()).await?;
-                    emit(json!({"event": "letter_posted", "payment_id": payment_id.to_string()}));
-                    let more = self.core.handle(NodeInput::LetterPosted { payment_id })?;
-                    self.commit_then_queue(more, &mut queue)?;
-                }
-                NodeOutput::ChannelEvent { channel_id, event } => {
-                    emit(
-                        json!({"event": "channel", "channel_id": hex::encode(channel_id.0), "what": format!("{event:?}")}),
-                    );
-                }
-                NodeOutput::PaymentEvent(event) => {
-                    emit(json!({"event": "payment", "what": event}));
-                }
-                NodeOutput::Refused { peer, error } => {
-                    warn(json!({"event": "refused", "peer": peer.to_string(), "error": error}));
-                }
-            }
-        }
+    async fn post_reverse(
+        &mut self,
+        to: PublicKey,
+        bytes: Vec<u8>,
+        contact: Option<Value>,
+    ) -> Result<(), RuntimeError> {
+        self.post(&to, contact, bytes).await?;
+        emit(json!({"event": "letter_posted", "to": to.to_string()}));
         Ok(())
     }
 
+    async fn broadcast(&mut self, tx: Transaction) {
+        if let Err(e) = self.publish(&tx).await {
+            warn(
+                json!({"event": "broadcast_failed", "txid": tx.compute_txid().to_string(), "error": format!("{e:#}")}),
+            );
+        }
+    }
+
+    fn watch(&mut self, outpoint: OutPoint) {
+        self.watches.entry(outpoint).or_default();
+    }
+
+    async fn build_funding(
+        &mut self,
+        channel_id: ChannelId,
+        script_pubkey: bitcoin::ScriptBuf,
+        capacity_sat: u64,
+    ) -> Result<OutPoint, RuntimeError> {
+        let funding = tokio::task::block_in_place(|| {
+            self.wallet.build_funding(
+                script_pubkey,
+                Amount::from_sat(capacity_sat),
+                FeeRate::from_sat_per_vb(2).expect("small feerate"),
+            )
+        })?;
+        self.store.put_funding(&channel_id, &funding.tx)?;
+        let outpoint = funding.outpoint();
+        self.funding.insert(channel_id, funding.tx);
+        Ok(outpoint)
+    }
+
+    async fn publish_funding(&mut self, channel_id: ChannelId) -> Result<(), RuntimeError> {
+        let tx = match self.funding.get(&channel_id) {
+            Some(tx) => tx.clone(),
+            None => self
+                .store
+                .funding(&channel_id)?
+                .ok_or(RuntimeError::NoFunding(channel_id))?,
+        };
+        let electrum = self.electrum.clone();
+        let txid = tokio::task::block_in_place(|| self.wallet.broadcast(&electrum, &tx))?;
+        emit(
+            json!({"event": "funding_broadcast", "channel_id": hex::encode(channel_id.0), "txid": txid.to_string()}),
+        );
+        Ok(())
+    }
+
+    fn report(&mut self, event: NodeOutput) {
+        match event {
+            NodeOutput::ChannelEvent { channel_id, event } => emit(
+                json!({"event": "channel", "channel_id": hex::encode(channel_id.0), "what": format!("{event:?}")}),
+            ),
+            NodeOutput::PaymentEvent(event) => emit(json!({"event": "payment", "what": event})),
+            NodeOutput::Refused { peer, error } => {
+                warn(json!({"event": "refused", "peer": peer.to_string(), "error": error}))
+            }
+            other => warn(json!({"event": "unexpected_report", "what": format!("{other:?}")})),
+        }
+    }
+}
+
+impl RuntimeIo {
     /// Seals `bytes` to `to`'s mailbox: to the contact card given, or else the one stored
     /// for `to`. (`&mut self`: the driver is `Send` but not `Sync`, and this future holds it
     /// across the post.)
@@ -936,7 +912,7 @@ impl Driver {
     /// feerate that rises each time the channel publishes the same transaction again. A
     /// transaction without an anchor (a PTLC timeout) pays its own fee and goes out through
     /// `sendrawtransaction`.
-    async fn broadcast(&mut self, tx: &Transaction) -> Result<(), RuntimeError> {
+    async fn publish(&mut self, tx: &Transaction) -> Result<(), RuntimeError> {
         let Some(rpc) = self.rpc.clone() else {
             return Err(RuntimeError::NoRpc);
         };

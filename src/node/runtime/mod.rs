@@ -11,9 +11,9 @@
 //!  timer ───────────────┘                      └─> fund channels, push to watchtowers
 //! ```
 //!
-//! One task owns the core and carries out its outputs in order, storing each `Persist*`
-//! durably before anything after it (persist before send). Peer connections, the control
-//! server and the chain poller only feed it events. The data directory (0700) holds `seed`,
+//! One task owns the core and runs it on the one driver ([`super::driver`]): what an input
+//! changed is written in one SQLite transaction before any of its actions (persist before
+//! send). Peer connections, the control server and the chain poller only feed it events. The data directory (0700) holds `seed`,
 //! `node.db` (channels, payments, peers; it holds withheld signatures and PTLC secrets),
 //! `wallet.sqlite` (a BDK wallet synced over electrs) and, once the node is up, `node.json`
 //! (node key, peer and control addresses), `peer.addr` and `control.token`, every file 0600.

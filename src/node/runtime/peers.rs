@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::crypto::keys::PublicKey;
 use crate::net::{connect, ConnectionWriter, NetError, Superseded};
 
-use super::driver::{Driver, Ev};
+use super::driver::{Ev, RuntimeIo};
 use super::warn;
 
 /// First wait before redialling a peer; it doubles after each failure up to
@@ -98,7 +98,7 @@ pub(super) fn spawn_connection(
     });
 }
 
-impl Driver {
+impl RuntimeIo {
     /// Dials `key` at `addr` and keeps redialling whenever the connection ends or an attempt
     /// fails, waiting twice as long after each failure (from [`MIN_REDIAL`] up to
     /// [`MAX_REDIAL`]). Every failure is logged; `first` hears how the first attempt went.

@@ -607,7 +607,9 @@ impl Reverse {
                     .payments
                     .get(&id)
                     .ok_or(PaymentError::UnknownPayment(id))?;
-                if record.status != ReverseStatus::Requested {
+                let repost =
+                    matches!(&record.status, ReverseStatus::Offered { offer: o } if *o == offer);
+                if record.status != ReverseStatus::Requested && !repost {
                     return Ok(vec![]);
                 }
                 if from != record.lsp || offer.lsp != from {
@@ -633,24 +635,25 @@ impl Reverse {
                 }
                 let payer = record.payer;
                 let payee_contact = record.payee_contact.clone();
-                let record = self.payments.get_mut(&id).expect("found");
-                record.status = ReverseStatus::Offered {
-                    offer: offer.clone(),
-                };
-                // Posted before it is recorded: a stop in between leaves the request open, B
-                // asks again, and A ignores the same offer twice.
-                Ok(vec![
-                    ReverseAction::Post {
-                        to: payer,
-                        letter: ReverseLetter::PayRequest {
-                            offer: Box::new(offer),
-                            proof: Box::new(proof),
-                            payee_contact,
-                        },
-                        contact: None,
+                let post = ReverseAction::Post {
+                    to: payer,
+                    letter: ReverseLetter::PayRequest {
+                        offer: Box::new(offer.clone()),
+                        proof: Box::new(proof),
+                        payee_contact,
                     },
-                    self.persist(id),
-                ])
+                    contact: None,
+                };
+                // The same offer again (a restart found it recorded but maybe not posted):
+                // posted again; A ignores an offer it already has.
+                if repost {
+                    return Ok(vec![post]);
+                }
+                let record = self.payments.get_mut(&id).expect("found");
+                record.status = ReverseStatus::Offered { offer };
+                // Recorded (the driver writes it before it posts anything), then posted: a
+                // stop in between is resumed by posting it again.
+                Ok(vec![self.persist(id), post])
             }
             ReverseInput::PayRequest {
                 offer,

@@ -2,7 +2,7 @@
 //! its store, its peer connections and its mailbox client, reporting what it does as
 //! timestamped [`Note`]s.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,8 +13,10 @@ use asyncpay::crypto::keys::{PublicKey, SecretKey};
 use asyncpay::mailbox::client::MailboxClient;
 use asyncpay::mailbox::keys::{NodeKey, VerifiedContact};
 use asyncpay::net::{connect, Allow, Connection, Listener};
-use asyncpay::node::core::{node_key, NodeCore, NodeInput, NodeOutput, Records, Role};
+use asyncpay::node::core::{node_key, ChangeSet, NodeCore, NodeInput, NodeOutput, Records, Role};
+use asyncpay::node::driver::{Driver, Io};
 use asyncpay::node::store::Store;
+use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::PaymentId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -165,7 +167,7 @@ impl NodeHandle {
                         .build()?;
                     runtime.block_on(async move {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        let driver = match Driver::start(spec, tx.clone(), notes).await {
+                        let driver = match Node::start(spec, tx.clone(), notes).await {
                             Ok((driver, addr)) => {
                                 let _ = ready_tx.send(Ok((tx, addr)));
                                 driver
@@ -289,22 +291,22 @@ impl Drop for NodeHandle {
     }
 }
 
-/// Time and rows of one input, accumulated while its outputs run.
+/// Time and rows of one input, accumulated while the driver carries it out.
 #[derive(Default)]
 pub(super) struct Acc {
-    compute: Duration,
     persist: Duration,
+    mailbox: Duration,
     persists: u32,
     commits: u32,
 }
 
-/// How a node commits the rows its inputs persist.
+/// How a node's [`Io`] makes a change set durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Commit {
-    /// Each row is its own SQLite commit, and each frame leaves right after the rows before
-    /// it, as `asyncpay node` does.
+    /// Each row of the change set is its own SQLite commit (the frames still leave after
+    /// all of them): what the node paid before change sets.
     PerRow,
-    /// All rows of one input in one transaction; its frames leave after the commit.
+    /// The whole change set in one transaction, as `asyncpay node` does.
     PerInput,
 }
 
@@ -325,24 +327,18 @@ pub(super) struct Link {
     reader: tokio::task::JoinHandle<()>,
 }
 
-/// A frame waiting for its input's commit.
-pub(super) struct Pending {
-    to: PublicKey,
-    frame: Vec<u8>,
-    what: &'static str,
+/// A bench node: the one node driver over [`BenchIo`].
+pub(super) struct Node {
+    driver: Driver<BenchIo>,
 }
 
-pub(super) struct Driver {
+/// The bench's world of one node: its SQLite store, Noise connections on loopback, the
+/// mailbox over HTTP; no chain (funding outpoints are made up). Everything it does is
+/// reported as a timestamped [`Note`].
+pub(super) struct BenchIo {
+    who: Who,
     store: Store,
     commit: Commit,
-    n: Node,
-}
-
-/// Everything of a driver but its store, so that a transaction on the store can run the
-/// node's outputs.
-pub(super) struct Node {
-    who: Who,
-    core: NodeCore,
     secret: Arc<SecretKey>,
     mailbox_key: Arc<NodeKey>,
     mailbox: MailboxClient,
@@ -353,20 +349,12 @@ pub(super) struct Node {
     notes: mpsc::UnboundedSender<Note>,
     /// The frame being handled, as (sender, its sequence number on the connection).
     cause: Option<(PublicKey, u64)>,
-    /// Notes of rows written inside an open transaction: reported once it commits, since
-    /// only then are the rows durable.
-    uncommitted: Option<Vec<Kind>>,
+    /// When the input being handled arrived.
+    t_in: Instant,
+    acc: Acc,
 }
 
-impl Node {
-    /// Notes a persisted row: now, or when the open transaction commits.
-    fn note_row(&mut self, kind: Kind) {
-        match self.uncommitted.as_mut() {
-            Some(held) => held.push(kind),
-            None => self.note(kind),
-        }
-    }
-
+impl BenchIo {
     fn note(&self, kind: Kind) {
         let _ = self.notes.send(Note {
             who: self.who,
@@ -374,8 +362,55 @@ impl Node {
             kind,
         });
     }
+}
 
-    fn send_frame(&mut self, to: PublicKey, frame: Vec<u8>, what: &'static str) {
+impl Io for BenchIo {
+    type Error = anyhow::Error;
+
+    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> anyhow::Result<()> {
+        if !changes.reverse.is_empty() {
+            bail!("the bench runs no payment of the reverse variant");
+        }
+        let t = Instant::now();
+        match self.commit {
+            Commit::PerInput => {
+                self.store.commit(changes)?;
+                self.acc.commits += 1;
+            }
+            Commit::PerRow => {
+                for (peer, snapshot) in changes.channels.values() {
+                    self.store.put_channel(peer, snapshot)?;
+                }
+                for (id, record) in &changes.payments {
+                    self.store.put_payment(id, record)?;
+                }
+                self.acc.commits += changes.len() as u32;
+            }
+        }
+        self.acc.persist += t.elapsed();
+        self.acc.persists += changes.len() as u32;
+        // Noted once durable.
+        let t_in = self.t_in;
+        for (peer, snapshot) in changes.channels.values() {
+            self.note(Kind::Channel {
+                t_in,
+                peer: *peer,
+                complete: snapshot.complete.as_ref().map(|c| c.body.number),
+            });
+        }
+        for (id, record) in &changes.payments {
+            let record = serde_json::to_value(record)?;
+            self.note(Kind::Payment {
+                t_in,
+                id: *id,
+                status: record["status"]["status"].as_str().unwrap_or("").to_owned(),
+                receipt_acked: record["status"]["receipt_acked"] == Value::Bool(true),
+            });
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, to: PublicKey, frame: Vec<u8>, what: &'static str) -> bool {
         let (layer, bytes) = (frame.first().copied().unwrap_or(0), frame.len());
         let seq = match self.writers.get_mut(&to) {
             Some(link) if link.writer.send(frame).is_ok() => {
@@ -392,78 +427,72 @@ impl Node {
             seq,
             cause: self.cause,
         });
+        seq.is_some()
     }
 
-    /// Carries out outputs in order until the queue is empty or a letter must be posted
-    /// (returned: posting is asynchronous). Frames go out at once, or into `held` until the
-    /// caller's commit.
-    fn apply(
+    async fn post_letter(
         &mut self,
-        store: &Store,
-        t_in: Instant,
-        queue: &mut VecDeque<NodeOutput>,
-        acc: &mut Acc,
-        mut held: Option<&mut Vec<Pending>>,
-    ) -> anyhow::Result<Option<(PaymentId, PublicKey, Vec<u8>)>> {
-        while let Some(output) = queue.pop_front() {
-            match output {
-                NodeOutput::PersistReverse { .. } | NodeOutput::PostReverse { .. } => {
-                    anyhow::bail!("the bench runs no payment of the reverse variant")
-                }
-                NodeOutput::PersistChannel { peer, snapshot } => {
-                    let t = Instant::now();
-                    store.put_channel(&peer, &snapshot)?;
-                    acc.persist += t.elapsed();
-                    acc.persists += 1;
-                    self.note_row(Kind::Channel {
-                        t_in,
-                        peer,
-                        complete: snapshot.complete.as_ref().map(|c| c.body.number),
-                    });
-                }
-                NodeOutput::PersistPayment { payment_id, record } => {
-                    let t = Instant::now();
-                    store.put_payment(&payment_id, &record)?;
-                    acc.persist += t.elapsed();
-                    acc.persists += 1;
-                    self.note_row(Kind::Payment {
-                        t_in,
-                        id: payment_id,
-                        status: record["status"]["status"].as_str().unwrap_or("").to_owned(),
-                        receipt_acked: record["status"]["receipt_acked"] == Value::Bool(true),
-                    });
-                }
-                NodeOutput::Send { to, frame, what } => match held.as_mut() {
-                    Some(held) => held.push(Pending { to, frame, what }),
-                    None => self.send_frame(to, frame, what),
-                },
-                NodeOutput::NeedFunding { channel_id, .. } => {
-                    let t = Instant::now();
-                    let more = self.core.handle(NodeInput::FundingBuilt {
-                        channel_id,
-                        outpoint: fake_outpoint(&channel_id),
-                    })?;
-                    acc.compute += t.elapsed();
-                    queue.extend(more);
-                }
-                NodeOutput::PostLetter {
-                    payment_id,
-                    payee,
-                    letter,
-                } => return Ok(Some((payment_id, payee, letter.encode()))),
-                NodeOutput::Refused { error, .. } => self.note(Kind::Refused(error)),
-                NodeOutput::Broadcast(_)
-                | NodeOutput::Watch(_)
-                | NodeOutput::ReadyToFund { .. }
-                | NodeOutput::ChannelEvent { .. }
-                | NodeOutput::PaymentEvent(_) => {}
-            }
+        _payment_id: PaymentId,
+        payee: PublicKey,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let contact = self
+            .contacts
+            .get(&payee)
+            .context("no contact for the payee")?;
+        let t = Instant::now();
+        self.mailbox
+            .send(
+                contact,
+                Some(&self.mailbox_key),
+                bytes,
+                Duration::from_secs(3600),
+            )
+            .await?;
+        let took = t.elapsed();
+        self.acc.mailbox += took;
+        self.note(Kind::Mailbox {
+            what: "post",
+            requests: 1,
+            took,
+        });
+        Ok(())
+    }
+
+    async fn post_reverse(
+        &mut self,
+        _to: PublicKey,
+        _bytes: Vec<u8>,
+        _contact: Option<Value>,
+    ) -> anyhow::Result<()> {
+        bail!("the bench runs no payment of the reverse variant")
+    }
+
+    async fn broadcast(&mut self, _tx: bitcoin::Transaction) {}
+
+    fn watch(&mut self, _outpoint: bitcoin::OutPoint) {}
+
+    async fn build_funding(
+        &mut self,
+        channel_id: ChannelId,
+        _script_pubkey: bitcoin::ScriptBuf,
+        _capacity_sat: u64,
+    ) -> anyhow::Result<bitcoin::OutPoint> {
+        Ok(fake_outpoint(&channel_id))
+    }
+
+    async fn publish_funding(&mut self, _channel_id: ChannelId) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn report(&mut self, event: NodeOutput) {
+        if let NodeOutput::Refused { error, .. } = event {
+            self.note(Kind::Refused(error));
         }
-        Ok(None)
     }
 }
 
-impl Driver {
+impl Node {
     async fn start(
         spec: Spec,
         events: mpsc::UnboundedSender<Ev>,
@@ -476,8 +505,7 @@ impl Driver {
             Role::Payee => Records::Payee(vec![]),
             Role::Router => Records::Router(asyncpay::node::core::DEFAULT_ROUTER_POLICY, vec![]),
         };
-        let mut core = NodeCore::restore(spec.seed, HEIGHT, vec![], records)?;
-        core.handle(NodeInput::Entropy(rand::random()))?;
+        let core = NodeCore::restore(spec.seed, HEIGHT, vec![], records)?;
         let secret = Arc::new(node_key(&spec.seed));
         let mailbox_key = NodeKey::from_secret_bytes(secret.to_secret_bytes())
             .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
@@ -503,25 +531,28 @@ impl Driver {
             }
             None => None,
         };
-        let driver = Driver {
+        let io = BenchIo {
+            who: spec.who,
             store,
             commit: spec.commit,
-            n: Node {
-                who: spec.who,
-                core,
-                secret,
-                mailbox_key: Arc::new(mailbox_key),
-                mailbox: MailboxClient::new(&spec.mailbox_url)?,
-                contacts: HashMap::new(),
-                writers: HashMap::new(),
-                next_conn: 0,
-                events,
-                notes,
-                cause: None,
-                uncommitted: None,
-            },
+            secret,
+            mailbox_key: Arc::new(mailbox_key),
+            mailbox: MailboxClient::new(&spec.mailbox_url)?,
+            contacts: HashMap::new(),
+            writers: HashMap::new(),
+            next_conn: 0,
+            events,
+            notes,
+            cause: None,
+            t_in: Instant::now(),
+            acc: Acc::default(),
         };
-        Ok((driver, addr))
+        let mut node = Node {
+            driver: Driver::new(core, io),
+        };
+        node.input(Instant::now(), NodeInput::Entropy(rand::random()))
+            .await?;
+        Ok((node, addr))
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>) -> anyhow::Result<()> {
@@ -533,17 +564,18 @@ impl Driver {
                     t,
                     seq,
                 } => {
-                    self.n.cause = Some((from, seq));
+                    self.driver.io.cause = Some((from, seq));
                     let result = self.input(t, NodeInput::Frame { from, frame }).await;
-                    self.n.cause = None;
+                    self.driver.io.cause = None;
                     if let Err(e) = result {
-                        self.n.note(Kind::Refused(format!("{e:#}")));
+                        self.driver.io.note(Kind::Refused(format!("{e:#}")));
                     }
                 }
                 Ev::Accepted(conn) => self.register(conn).await?,
                 Ev::Closed { peer, conn } => {
-                    if self.n.writers.get(&peer).map(|l| l.id) == Some(conn) {
-                        self.n.writers.remove(&peer);
+                    let writers = &mut self.driver.io.writers;
+                    if writers.get(&peer).map(|l| l.id) == Some(conn) {
+                        writers.remove(&peer);
                     }
                 }
                 Ev::Cmd(Cmd::Stop) => break,
@@ -554,11 +586,12 @@ impl Driver {
     }
 
     async fn command(&mut self, cmd: Cmd) -> anyhow::Result<()> {
+        let io = &mut self.driver.io;
         match cmd {
             Cmd::Connect { addr, peer, reply } => {
-                let result = match connect(addr, &self.n.secret, peer).await {
+                let result = match connect(addr, &io.secret, peer).await {
                     Ok(conn) => {
-                        self.n.note(Kind::Mark("connected"));
+                        io.note(Kind::Mark("connected"));
                         self.register(conn).await
                     }
                     Err(e) => Err(e.into()),
@@ -568,7 +601,7 @@ impl Driver {
             Cmd::Disconnect { peer, reply } => {
                 // Dropping the writer half-closes the connection, so the peer sees the end;
                 // stopping the reader means nothing more arrives here: the node is offline.
-                if let Some(link) = self.n.writers.remove(&peer) {
+                if let Some(link) = io.writers.remove(&peer) {
                     link.reader.abort();
                 }
                 let _ = reply.send(());
@@ -582,7 +615,7 @@ impl Driver {
                 contact,
                 reply,
             } => {
-                self.n.contacts.insert(payee, contact);
+                io.contacts.insert(payee, contact);
                 let _ = reply.send(());
             }
             Cmd::Fetch { reply } => {
@@ -590,10 +623,10 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Cmd::Query { f, reply } => {
-                let _ = reply.send(f(&self.n.core));
+                let _ = reply.send(f(&self.driver.core));
             }
             Cmd::IsConnected { peer, reply } => {
-                let _ = reply.send(self.n.writers.contains_key(&peer));
+                let _ = reply.send(io.writers.contains_key(&peer));
             }
             Cmd::Stop => {}
         }
@@ -601,8 +634,9 @@ impl Driver {
     }
 
     async fn register(&mut self, conn: Connection) -> anyhow::Result<()> {
-        self.n.next_conn += 1;
-        let id = self.n.next_conn;
+        let io = &mut self.driver.io;
+        io.next_conn += 1;
+        let id = io.next_conn;
         let peer = conn.peer();
         let (mut reader, mut writer) = conn.into_split();
         let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -614,7 +648,7 @@ impl Driver {
             }
             let _ = writer.shutdown().await;
         });
-        let events = self.n.events.clone();
+        let events = io.events.clone();
         let reader = tokio::spawn(async move {
             let mut seq = 0;
             while let Ok(frame) = reader.recv().await {
@@ -632,7 +666,7 @@ impl Driver {
             }
             let _ = events.send(Ev::Closed { peer, conn: id });
         });
-        self.n.writers.insert(
+        io.writers.insert(
             peer,
             Link {
                 id,
@@ -645,19 +679,19 @@ impl Driver {
             .await
     }
 
-    /// Handles one input and carries out its outputs in order under the node's commit mode.
+    /// Handles one input on the driver, and notes where its time went: the core, the
+    /// commits, the mailbox.
     pub(super) async fn input(&mut self, t_in: Instant, input: NodeInput) -> anyhow::Result<()> {
-        let mut acc = Acc::default();
+        self.driver.io.t_in = t_in;
+        self.driver.io.acc = Acc::default();
         let t = Instant::now();
-        let result = self.n.core.handle(input);
-        acc.compute += t.elapsed();
-        let outcome = match result {
-            Ok(outputs) => self.run_outputs(t_in, outputs, &mut acc).await,
-            Err(e) => Err(e.into()),
-        };
-        self.n.note(Kind::Handled {
+        let outcome = self.driver.handle(input).await;
+        let total = t.elapsed();
+        let io = &mut self.driver.io;
+        let acc = std::mem::take(&mut io.acc);
+        io.note(Kind::Handled {
             t_in,
-            compute: acc.compute,
+            compute: total.saturating_sub(acc.persist + acc.mailbox),
             persist: acc.persist,
             persists: acc.persists,
             commits: acc.commits,
@@ -665,99 +699,28 @@ impl Driver {
         outcome
     }
 
-    async fn run_outputs(
-        &mut self,
-        t_in: Instant,
-        outputs: Vec<NodeOutput>,
-        acc: &mut Acc,
-    ) -> anyhow::Result<()> {
-        let mut queue = VecDeque::from(outputs);
-        loop {
-            let letter = match self.commit {
-                Commit::PerRow => {
-                    let rows = acc.persists;
-                    let letter = self.n.apply(&self.store, t_in, &mut queue, acc, None)?;
-                    acc.commits += acc.persists - rows;
-                    letter
-                }
-                Commit::PerInput => {
-                    let (rows, persist, compute) = (acc.persists, acc.persist, acc.compute);
-                    let mut held = vec![];
-                    let t = Instant::now();
-                    let n = &mut self.n;
-                    n.uncommitted = Some(vec![]);
-                    let letter = self
-                        .store
-                        .batch(|st| n.apply(st, t_in, &mut queue, acc, Some(&mut held)));
-                    let row_notes = n.uncommitted.take().unwrap_or_default();
-                    let letter = letter?;
-                    for kind in row_notes {
-                        n.note(kind);
-                    }
-                    // The commit is what the transaction took beyond its rows and the core.
-                    let inside = (acc.persist - persist) + (acc.compute - compute);
-                    acc.persist += t.elapsed().saturating_sub(inside);
-                    if acc.persists > rows {
-                        acc.commits += 1;
-                    }
-                    for p in held {
-                        self.n.send_frame(p.to, p.frame, p.what);
-                    }
-                    letter
-                }
-            };
-            // A letter carries A's signature: it leaves only after the rows before it.
-            let Some((payment_id, payee, payload)) = letter else {
-                return Ok(());
-            };
-            let contact = self
-                .n
-                .contacts
-                .get(&payee)
-                .context("no contact for the payee")?;
-            let t = Instant::now();
-            self.n
-                .mailbox
-                .send(
-                    contact,
-                    Some(&self.n.mailbox_key),
-                    payload,
-                    Duration::from_secs(3600),
-                )
-                .await?;
-            self.n.note(Kind::Mailbox {
-                what: "post",
-                requests: 1,
-                took: t.elapsed(),
-            });
-            let t = Instant::now();
-            let more = self.n.core.handle(NodeInput::LetterPosted { payment_id })?;
-            acc.compute += t.elapsed();
-            queue.extend(more);
-        }
-    }
-
     /// Fetches the mailbox, opens and handles each letter; the acknowledgement (deletion)
     /// runs in its own task, off the payment's path.
     pub(super) async fn fetch(&mut self) -> anyhow::Result<usize> {
-        self.n.note(Kind::Mark("fetch_start"));
+        let io = &mut self.driver.io;
+        io.note(Kind::Mark("fetch_start"));
         let t = Instant::now();
-        let messages = self
-            .n
+        let messages = io
             .mailbox
-            .fetch(&self.n.mailbox_key, 32, Duration::ZERO)
+            .fetch(&io.mailbox_key, 32, Duration::ZERO)
             .await?;
-        self.n.note(Kind::Mailbox {
+        io.note(Kind::Mailbox {
             what: "fetch",
             requests: 2,
             took: t.elapsed(),
         });
         let mut ids = vec![];
         for message in &messages {
+            let io = &self.driver.io;
             let opened = message
-                .open(&self.n.mailbox_key)
+                .open(&io.mailbox_key)
                 .map_err(|e| anyhow!("letter does not open: {e:?}"))?;
-            self.n.note(Kind::Mark("opened"));
+            io.note(Kind::Mark("opened"));
             self.input(
                 Instant::now(),
                 NodeInput::Letter {
@@ -768,11 +731,12 @@ impl Driver {
             ids.push(message.id);
         }
         if !ids.is_empty() {
+            let io = &self.driver.io;
             let (client, key, notes, who) = (
-                self.n.mailbox.clone(),
-                self.n.mailbox_key.clone(),
-                self.n.notes.clone(),
-                self.n.who,
+                io.mailbox.clone(),
+                io.mailbox_key.clone(),
+                io.notes.clone(),
+                io.who,
             );
             tokio::spawn(async move {
                 let t = Instant::now();

@@ -24,12 +24,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use asyncpay::crypto::keys::PublicKey;
 use asyncpay::node::core::{
-    NodeCommand, NodeCore, NodeInput, NodeOutput, Records, TAG_CHANNEL, TAG_PAYMENT,
+    ChangeSet, Handled, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, PaymentRecord,
+    Records, TAG_CHANNEL, TAG_PAYMENT,
 };
+use asyncpay::node::driver::ready;
+use asyncpay::node::driver::{self, Io};
 use asyncpay::node::store::Store;
 use asyncpay::protocol::channel::Phase;
 use asyncpay::protocol::messages::ChannelId;
 use asyncpay::protocol::payment::PaymentId;
+use asyncpay::protocol::payment::{LspStatus, PayeeStatus};
 use serde_json::{json, Value};
 
 use super::{fake_outpoint, policy, seed, summary, AMOUNT_SAT, HEIGHT, PAYER_DELAY, SHARED_DELAY};
@@ -77,48 +81,24 @@ impl Setup {
         }
     }
 
+    /// Hands `input` to node `id` on the one driver, over [`SetupIo`].
     fn handle(&mut self, id: Id, input: NodeInput, stores: (&Store, &Store)) -> anyhow::Result<()> {
-        let outputs = self.core(id).handle(input)?;
-        for output in outputs {
-            match output {
-                NodeOutput::PersistChannel { peer, snapshot } => match id {
-                    Id::S => stores.0.put_channel(&peer, &snapshot)?,
-                    Id::Payee(_) => stores.1.put_channel(&peer, &snapshot)?,
-                    Id::Payer(_) => {}
-                },
-                NodeOutput::PersistPayment { payment_id, record } => match id {
-                    Id::S => stores.0.put_payment(&payment_id, &record)?,
-                    Id::Payee(_) => stores.1.put_payment(&payment_id, &record)?,
-                    Id::Payer(_) => {}
-                },
-                NodeOutput::Send { to, frame, .. } => {
-                    let to = *self.index.get(&to).context("send to an unknown node")?;
-                    self.queue.push_back((id, to, frame));
-                }
-                NodeOutput::NeedFunding { channel_id, .. } => self.handle(
-                    id,
-                    NodeInput::FundingBuilt {
-                        channel_id,
-                        outpoint: fake_outpoint(&channel_id),
-                    },
-                    stores,
-                )?,
-                NodeOutput::PostLetter {
-                    payment_id,
-                    payee,
-                    letter,
-                } => {
-                    let (Id::Payee(j), Id::Payer(i)) =
-                        (*self.index.get(&payee).context("unknown payee")?, id)
-                    else {
-                        bail!("a letter from {id:?} to a node that is not a payee");
-                    };
-                    self.letters[j].push((i, letter.encode()));
-                    self.handle(id, NodeInput::LetterPosted { payment_id }, stores)?;
-                }
-                NodeOutput::Refused { error, .. } => bail!("setup: {id:?} refused: {error}"),
-                _ => {}
-            }
+        let core = match id {
+            Id::S => &mut self.s,
+            Id::Payer(i) => &mut self.payers[i],
+            Id::Payee(j) => &mut self.payees[j],
+        };
+        let mut io = SetupIo {
+            id,
+            stores,
+            index: &self.index,
+            queue: &mut self.queue,
+            letters: &mut self.letters,
+            refused: None,
+        };
+        ready(driver::handle(core, &mut io, input))?;
+        if let Some(error) = io.refused {
+            bail!("setup: {id:?} refused: {error}");
         }
         Ok(())
     }
@@ -222,11 +202,12 @@ fn db_bytes(path: &Path) -> anyhow::Result<DbBytes> {
 /// How S persists during a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// One input at a time; each row its own SQLite commit, each frame sent right after the
-    /// rows before it (as `asyncpay node` does).
+    /// One input at a time: its change set in one transaction, then its frames (as
+    /// `asyncpay node` does).
     Unbatched,
-    /// Group commit: S takes every input queued (up to `max_batch`), handles them in order,
-    /// writes all their rows in one transaction, commits, and only then sends their frames.
+    /// Group commit: S takes every input queued (up to `max_batch`), hands them to its core
+    /// in order, writes all their change sets in one transaction, and only then sends their
+    /// frames.
     Batched { max_batch: usize },
 }
 
@@ -271,50 +252,204 @@ impl Stats {
 
 type Frame = (PublicKey, Vec<u8>);
 
-/// Carries out one input's outputs: rows to `store`, frames to `send` (or dropped when the
-/// recipient is offline), sales and payments counted.
-fn apply(
-    outputs: Vec<NodeOutput>,
-    store: &Store,
-    online: &dyn Fn(&PublicKey) -> bool,
-    stats: &mut Stats,
-    send: &mut dyn FnMut(Frame),
-) -> anyhow::Result<()> {
-    for output in outputs {
-        match output {
-            NodeOutput::PersistChannel { peer, snapshot } => {
-                let t = Instant::now();
-                store.put_channel(&peer, &snapshot)?;
-                stats.persist += t.elapsed();
-                stats.persists += 1;
+/// The setup network's world of one node: rows to S's or the payees' store (inside the
+/// caller's open transaction), frames to the in-memory queue, letters kept per payee.
+struct SetupIo<'a> {
+    id: Id,
+    stores: (&'a Store, &'a Store),
+    index: &'a HashMap<PublicKey, Id>,
+    queue: &'a mut VecDeque<(Id, Id, Vec<u8>)>,
+    letters: &'a mut Vec<Vec<(usize, Vec<u8>)>>,
+    refused: Option<String>,
+}
+
+/// Why the bench's world failed an action.
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error("{0}")]
+    Node(#[from] NodeError),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl Io for SetupIo<'_> {
+    type Error = BenchError;
+
+    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), BenchError> {
+        let store = match self.id {
+            Id::S => self.stores.0,
+            Id::Payee(_) => self.stores.1,
+            // The payers are offline during the sales: their state stays in memory.
+            Id::Payer(_) => return Ok(()),
+        };
+        write_rows(store, changes).map_err(|e| BenchError::Other(e.into()))
+    }
+
+    fn send(&mut self, to: PublicKey, frame: Vec<u8>, _what: &'static str) -> bool {
+        match self.index.get(&to) {
+            Some(to) => {
+                self.queue.push_back((self.id, *to, frame));
+                true
             }
-            NodeOutput::PersistPayment { payment_id, record } => {
-                let t = Instant::now();
-                store.put_payment(&payment_id, &record)?;
-                stats.persist += t.elapsed();
-                stats.persists += 1;
-                match record["status"]["status"].as_str() {
-                    Some("sold") => stats.sold += 1,
-                    Some("paid") => stats.paid += 1,
-                    _ => {}
-                }
-            }
-            NodeOutput::Send { to, frame, .. } => {
-                if online(&to) {
-                    stats.frames_out += 1;
-                    send((to, frame));
-                } else {
-                    stats.dropped += 1;
-                }
-            }
-            NodeOutput::Refused { error, .. } => stats.refusals.push(error),
-            NodeOutput::NeedFunding { .. } | NodeOutput::PostLetter { .. } => {
-                bail!("unexpected output during the sales")
-            }
-            _ => {}
+            None => false,
         }
     }
+
+    async fn post_letter(
+        &mut self,
+        _payment_id: PaymentId,
+        payee: PublicKey,
+        bytes: Vec<u8>,
+    ) -> Result<(), BenchError> {
+        let (Some(Id::Payee(j)), Id::Payer(i)) = (self.index.get(&payee).copied(), self.id) else {
+            return Err(anyhow::anyhow!(
+                "a letter from {:?} to a node that is not a payee",
+                self.id
+            )
+            .into());
+        };
+        self.letters[j].push((i, bytes));
+        Ok(())
+    }
+
+    async fn post_reverse(
+        &mut self,
+        _to: PublicKey,
+        _bytes: Vec<u8>,
+        _contact: Option<Value>,
+    ) -> Result<(), BenchError> {
+        Err(anyhow::anyhow!("the bench runs no payment of the reverse variant").into())
+    }
+
+    async fn broadcast(&mut self, _tx: bitcoin::Transaction) {}
+
+    fn watch(&mut self, _outpoint: bitcoin::OutPoint) {}
+
+    async fn build_funding(
+        &mut self,
+        channel_id: ChannelId,
+        _script_pubkey: bitcoin::ScriptBuf,
+        _capacity_sat: u64,
+    ) -> Result<bitcoin::OutPoint, BenchError> {
+        Ok(fake_outpoint(&channel_id))
+    }
+
+    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), BenchError> {
+        Ok(())
+    }
+
+    fn report(&mut self, event: NodeOutput) {
+        if let NodeOutput::Refused { error, .. } = event {
+            self.refused.get_or_insert(error);
+        }
+    }
+}
+
+/// Writes a change set's rows to `store` one by one (inside the caller's transaction).
+fn write_rows(store: &Store, changes: &ChangeSet) -> Result<(), asyncpay::node::store::StoreError> {
+    for (peer, snapshot) in changes.channels.values() {
+        store.put_channel(peer, snapshot)?;
+    }
+    for (id, record) in &changes.payments {
+        store.put_payment(id, record)?;
+    }
     Ok(())
+}
+
+/// The sales' world of S or of a payee: rows to the store (S: its own transaction per change
+/// set; the payees: inside the round's open transaction), frames collected for the caller to
+/// send once the rows are durable (or dropped when the recipient is offline), sales and
+/// payments counted.
+struct SalesIo<'a> {
+    store: &'a Store,
+    /// S: each change set in its own transaction. The payees: rows written inside the
+    /// round's open transaction, which the caller commits before it sends.
+    own_transaction: bool,
+    online: &'a dyn Fn(&PublicKey) -> bool,
+    stats: &'a mut Stats,
+    out: Vec<Frame>,
+}
+
+impl Io for SalesIo<'_> {
+    type Error = BenchError;
+
+    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), BenchError> {
+        let t = Instant::now();
+        if self.own_transaction {
+            self.store
+                .commit(changes)
+                .map_err(|e| BenchError::Other(e.into()))?;
+            self.stats.commits += 1;
+        } else {
+            write_rows(self.store, changes).map_err(|e| BenchError::Other(e.into()))?;
+        }
+        self.stats.persist += t.elapsed();
+        self.stats.persists += changes.len() as u64;
+        for record in changes.payments.values() {
+            match record {
+                PaymentRecord::Lsp(r) if matches!(r.status, LspStatus::Sold { .. }) => {
+                    self.stats.sold += 1
+                }
+                PaymentRecord::Payee(r) if matches!(r.status, PayeeStatus::Paid) => {
+                    self.stats.paid += 1
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, to: PublicKey, frame: Vec<u8>, _what: &'static str) -> bool {
+        if (self.online)(&to) {
+            self.stats.frames_out += 1;
+            self.out.push((to, frame));
+            true
+        } else {
+            self.stats.dropped += 1;
+            false
+        }
+    }
+
+    async fn post_letter(
+        &mut self,
+        _payment_id: PaymentId,
+        _payee: PublicKey,
+        _bytes: Vec<u8>,
+    ) -> Result<(), BenchError> {
+        Err(anyhow::anyhow!("unexpected letter during the sales").into())
+    }
+
+    async fn post_reverse(
+        &mut self,
+        _to: PublicKey,
+        _bytes: Vec<u8>,
+        _contact: Option<Value>,
+    ) -> Result<(), BenchError> {
+        Err(anyhow::anyhow!("the bench runs no payment of the reverse variant").into())
+    }
+
+    async fn broadcast(&mut self, _tx: bitcoin::Transaction) {}
+
+    fn watch(&mut self, _outpoint: bitcoin::OutPoint) {}
+
+    async fn build_funding(
+        &mut self,
+        _channel_id: ChannelId,
+        _script_pubkey: bitcoin::ScriptBuf,
+        _capacity_sat: u64,
+    ) -> Result<bitcoin::OutPoint, BenchError> {
+        Err(anyhow::anyhow!("unexpected funding during the sales").into())
+    }
+
+    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), BenchError> {
+        Ok(())
+    }
+
+    fn report(&mut self, event: NodeOutput) {
+        if let NodeOutput::Refused { error, .. } = event {
+            self.stats.refusals.push(error);
+        }
+    }
 }
 
 /// S's thread: handles frames from the payees until `expected` sales are durable.
@@ -346,23 +481,8 @@ fn run_s(
         };
         let busy = Instant::now();
         first.get_or_insert(busy);
-        match mode {
-            Mode::Unbatched => {
-                let (from, frame) = input;
-                stats.inputs += 1;
-                let kind = frame_kind(&frame);
-                let t = Instant::now();
-                let outputs = core.handle(NodeInput::Frame { from, frame });
-                stats.core_time(kind, t.elapsed());
-                let persists = stats.persists;
-                match outputs {
-                    Ok(outputs) => apply(outputs, &store, &online, &mut stats, &mut |f| {
-                        let _ = tx.send(f);
-                    })?,
-                    Err(e) => stats.refusals.push(e.to_string()),
-                }
-                stats.commits += stats.persists - persists;
-            }
+        let inputs = match mode {
+            Mode::Unbatched => vec![input],
             Mode::Batched { max_batch } => {
                 let mut inputs = vec![input];
                 while inputs.len() < max_batch {
@@ -371,37 +491,36 @@ fn run_s(
                         Err(_) => break,
                     }
                 }
-                stats.inputs += inputs.len() as u64;
-                let mut out = vec![];
-                let written = stats.persist;
-                let compute_before = stats.compute;
-                let t_batch = Instant::now();
-                store.batch(|st| {
-                    for (from, frame) in inputs {
-                        let kind = frame_kind(&frame);
-                        let t = Instant::now();
-                        let outputs = core.handle(NodeInput::Frame { from, frame });
-                        stats.core_time(kind, t.elapsed());
-                        match outputs {
-                            Ok(outputs) => {
-                                apply(outputs, st, &online, &mut stats, &mut |f| out.push(f))?
-                            }
-                            Err(e) => stats.refusals.push(e.to_string()),
-                        }
-                    }
-                    anyhow::Ok(())
-                })?;
-                // Rows written inside the batch were timed in `apply`; what the batch took
-                // beyond them and the core's time is the commit.
-                let rows = stats.persist - written;
-                let compute = stats.compute - compute_before;
-                let commit = t_batch.elapsed().saturating_sub(compute + rows);
-                stats.persist += commit;
-                stats.commits += 1;
-                for f in out {
-                    let _ = tx.send(f);
-                }
+                inputs
             }
+        };
+        // Group commit with the driver's pieces: each input through the core (timed by
+        // kind), then all their changes in one transaction, then all their frames.
+        stats.inputs += inputs.len() as u64;
+        let mut all = Handled::default();
+        for (from, frame) in inputs {
+            let kind = frame_kind(&frame);
+            let t = Instant::now();
+            let handled = core.handle(NodeInput::Frame { from, frame });
+            stats.core_time(kind, t.elapsed());
+            match handled {
+                Ok(handled) => {
+                    all.changes.merge(handled.changes);
+                    all.actions.extend(handled.actions);
+                }
+                Err(e) => stats.refusals.push(e.to_string()),
+            }
+        }
+        let mut io = SalesIo {
+            store: &store,
+            own_transaction: true,
+            online: &online,
+            stats: &mut stats,
+            out: vec![],
+        };
+        ready(driver::carry_out(&mut core, &mut io, all))?;
+        for f in io.out {
+            let _ = tx.send(f);
         }
         stats.busy += busy.elapsed();
     }
@@ -451,21 +570,33 @@ fn run_payees(
             }
         }
         let busy = Instant::now();
-        store.batch(|st| {
+        // All payees' rows of this round in one transaction (written by the driver through
+        // `SalesIo` inside it); their frames leave once it commits.
+        store.batch(|_| {
             for (to, frame) in inputs {
                 let j = *index.get(&to).context("frame for an unknown payee")?;
                 stats.inputs += 1;
                 let paid = stats.paid;
+                let from = payees[j].public_key();
+                let mut io = SalesIo {
+                    store: &store,
+                    own_transaction: false,
+                    online: &online,
+                    stats: &mut stats,
+                    out: vec![],
+                };
                 let t = Instant::now();
-                let outputs = payees[j].handle(NodeInput::Frame { from: s_key, frame });
+                let result = ready(driver::handle(
+                    &mut payees[j],
+                    &mut io,
+                    NodeInput::Frame { from: s_key, frame },
+                ));
+                let frames = io.out;
                 stats.compute += t.elapsed();
                 // Frames to S carry their sender.
-                let from = payees[j].public_key();
-                match outputs {
-                    Ok(outputs) => apply(outputs, st, &online, &mut stats, &mut |(_, f)| {
-                        out.push((from, f))
-                    })?,
-                    Err(e) => stats.refusals.push(e.to_string()),
+                out.extend(frames.into_iter().map(|(_, f)| (from, f)));
+                if let Err(e) = result {
+                    stats.refusals.push(format!("{e:#}"));
                 }
                 if stats.paid > paid {
                     next.push(j);
@@ -474,13 +605,23 @@ fn run_payees(
             for j in next.drain(..) {
                 if let Some(bytes) = letters[j].pop_front() {
                     stats.inputs += 1;
-                    let t = Instant::now();
-                    let outputs = payees[j].handle(NodeInput::Letter { bytes })?;
-                    stats.compute += t.elapsed();
                     let from = payees[j].public_key();
-                    apply(outputs, st, &online, &mut stats, &mut |(_, f)| {
-                        out.push((from, f))
-                    })?;
+                    let mut io = SalesIo {
+                        store: &store,
+                        own_transaction: false,
+                        online: &online,
+                        stats: &mut stats,
+                        out: vec![],
+                    };
+                    let t = Instant::now();
+                    ready(driver::handle(
+                        &mut payees[j],
+                        &mut io,
+                        NodeInput::Letter { bytes },
+                    ))?;
+                    let frames = io.out;
+                    stats.compute += t.elapsed();
+                    out.extend(frames.into_iter().map(|(_, f)| (from, f)));
                 }
             }
             anyhow::Ok(())
@@ -513,7 +654,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
     let s_store = Store::open(&s_path)?;
     let p_store = Store::open(&dir.join("payees.db"))?;
     let entropy = |mut core: NodeCore| -> anyhow::Result<NodeCore> {
-        core.handle(NodeInput::Entropy(rand::random()))?;
+        let _ = core.handle(NodeInput::Entropy(rand::random()))?;
         Ok(core)
     };
     let payers = (0..k as u32)

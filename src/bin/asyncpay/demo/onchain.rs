@@ -369,6 +369,7 @@ impl Backup {
             channel_id: id,
         }))?;
         outputs
+            .actions
             .into_iter()
             .find_map(|o| match o {
                 NodeOutput::Broadcast(tx) => Some(tx),

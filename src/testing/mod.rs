@@ -1,36 +1,59 @@
-//! An in-process network of node cores (payer A, LSP S, payee B) for payment tests.
+//! An in-process test network of nodes (payer A, LSP S, payee B, and a router P), each
+//! driven by the one node driver ([`crate::node::driver::Driver`]) over an in-memory [`Io`].
 //!
-//! Frames between online nodes travel through an in-memory queue; frames to or from an
-//! offline node are dropped, as a real connection would be. A node that stops loses its
-//! in-memory core and restarts from what it persisted. Letters go to an in-memory mailbox.
-//! Funding transactions are not built: the opener reports a made-up outpoint, and the funding
-//! is "confirmed" by feeding its txid to every node.
-#![allow(dead_code)]
+//! Frames between online nodes travel through an in-memory queue, delivered when the test
+//! says ([`Network::pump`]); frames to or from an offline node are dropped, as a real
+//! connection would drop them. A node that stops loses its core and restarts from what it
+//! persisted (change sets written as JSON, as the SQLite store writes them). Letters go to
+//! in-memory mailboxes. Funding transactions are not built unless a [`Funder`] pays each
+//! funding script on a real chain: the opener reports a made-up outpoint, and the funding is
+//! "confirmed" by feeding its txid to both nodes. Everything is deterministic: no clock, no
+//! randomness beyond the seeds and ids the test gives.
+//!
+//! ```
+//! use asyncpay::testing::{Network, A, B, S};
+//!
+//! let mut net = Network::new();
+//! net.open(A, S, 1_000_000).unwrap();
+//! net.open(S, B, 400_000).unwrap();
+//! net.stop(B); // the payee is offline
+//! let id = net.pay(20_000).unwrap(); // A posts its letter to B's mailbox
+//! net.stop(A); // and goes offline too
+//! net.start(B).unwrap();
+//! net.fetch_letters(B).unwrap(); // B sells A's signature to S
+//! assert_eq!(net.nodes[B].status(&id).as_deref(), Some("paid"));
+//! ```
 
 use std::collections::{BTreeMap, VecDeque};
 
 use anyhow::{bail, Context};
-use asyncpay::crypto::keys::PublicKey;
-use asyncpay::node::core::{
-    NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
-};
-use asyncpay::protocol::channel::{Phase, Snapshot, StateBody};
-use asyncpay::protocol::messages::ChannelId;
-use asyncpay::protocol::payment::{LspPolicy, PaymentId};
 use bitcoin::hashes::Hash as _;
-use bitcoin::{OutPoint, Transaction, Txid};
+use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
 
+use crate::crypto::keys::PublicKey;
+use crate::node::core::{
+    ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, Records, Role,
+    DEFAULT_ROUTER_POLICY,
+};
+pub use crate::node::driver::ready;
+use crate::node::driver::{Driver, Io};
+use crate::protocol::channel::{Phase, Snapshot, StateBody};
+use crate::protocol::messages::ChannelId;
+use crate::protocol::payment::{LspPolicy, PaymentId};
+
+/// The chain height the network starts at.
 pub const HEIGHT: u32 = 300;
 
 /// The A–S channel's shared delay: the policy's PTLC delta plus the sale window margin, and
 /// some blocks to spare.
 pub const PAYER_DELAY: u16 = 48;
 
-/// A–S's capacity in [`Sim::paid_offline_on_chain`].
+/// A–S's capacity in [`Network::paid_offline_on_chain`].
 pub const A_S_CAPACITY: u64 = 1_000_000;
-/// S–B's capacity in [`Sim::paid_offline_on_chain`].
+/// S–B's capacity in [`Network::paid_offline_on_chain`].
 pub const S_B_CAPACITY: u64 = 400_000;
 
+/// The LSP's fee and expiry policy in the network.
 pub fn policy() -> LspPolicy {
     LspPolicy {
         fee_base_sat: 10,
@@ -41,25 +64,33 @@ pub fn policy() -> LspPolicy {
 }
 
 /// One node: its durable store and, while running, its core.
-pub struct SimNode {
+pub struct TestNode {
+    /// Its name in transcripts: A, S, B or P.
     pub name: &'static str,
+    /// Its secret seed (node key and channel keys derive from it).
     pub seed: [u8; 32],
+    /// Its payment role.
     pub role: Role,
+    /// Its core while it runs; `None` while it is stopped.
     pub core: Option<NodeCore>,
+    /// Stored: its channels, with their peers.
     pub channels: BTreeMap<ChannelId, (PublicKey, Snapshot)>,
+    /// Stored: its payment records, as the store writes them (JSON).
     pub payments: BTreeMap<PaymentId, serde_json::Value>,
     /// Records of the reverse variant.
     pub reverse: BTreeMap<PaymentId, serde_json::Value>,
+    /// Its mailbox: letters posted to it and not yet handled.
     pub mailbox: Vec<Vec<u8>>,
+    /// How many change sets it has written.
     pub persists: usize,
     /// Stop right after this many more persists (a crash at a persist point).
     pub crash_after: Option<usize>,
 }
 
-impl SimNode {
+impl TestNode {
     /// A node with nothing stored yet, not running.
     fn empty(name: &'static str, seed: u8, role: Role) -> Self {
-        SimNode {
+        TestNode {
             name,
             seed: [seed; 32],
             role,
@@ -87,12 +118,14 @@ impl SimNode {
         Ok(())
     }
 
+    /// Its running core (panics if it is stopped).
     pub fn core(&self) -> &NodeCore {
         self.core.as_ref().expect("node is running")
     }
 
+    /// Its node key.
     pub fn key(&self) -> PublicKey {
-        asyncpay::node::core::node_key(&self.seed).public_key()
+        crate::node::core::node_key(&self.seed).public_key()
     }
 
     /// The latest complete state of the channel with `peer`, from the durable store.
@@ -103,6 +136,7 @@ impl SimNode {
             .and_then(|(_, s)| s.complete.as_ref().map(|c| c.body.clone()))
     }
 
+    /// The stored snapshot of its channel with `peer`.
     pub fn channel_with(&self, peer: PublicKey) -> Option<&Snapshot> {
         self.channels
             .values()
@@ -110,6 +144,7 @@ impl SimNode {
             .map(|(_, s)| s)
     }
 
+    /// The stored record of a payment.
     pub fn payment(&self, id: &PaymentId) -> Option<&serde_json::Value> {
         self.payments.get(id)
     }
@@ -123,6 +158,7 @@ impl SimNode {
         })
     }
 
+    /// The status name of a stored payment record (`posted`, `paid`, ...).
     pub fn status(&self, id: &PaymentId) -> Option<String> {
         self.payments.get(id).and_then(|p| {
             p.pointer("/status/status")
@@ -145,13 +181,20 @@ fn parse<R: serde::de::DeserializeOwned>(
 pub type Funder = Box<dyn FnMut(&bitcoin::ScriptBuf, u64) -> anyhow::Result<OutPoint>>;
 
 /// The network.
-pub struct Sim {
-    pub nodes: Vec<SimNode>,
+pub struct Network {
+    /// The nodes, indexed by [`A`], [`S`], [`B`] and [`P`].
+    pub nodes: Vec<TestNode>,
+    /// Frames in flight: (from, to, bytes).
     pub queue: VecDeque<(usize, usize, Vec<u8>)>,
+    /// The chain height the nodes were last told.
     pub height: u32,
+    /// Every transaction a node published, in order.
     pub broadcasts: Vec<Transaction>,
+    /// What went where, one line per frame or letter.
     pub transcript: Vec<String>,
+    /// Inputs a node refused, and why.
     pub refusals: Vec<String>,
+    /// The next channel or payment id's distinguishing byte.
     pub next_id: u8,
     /// Pays a funding script its capacity on a real chain and returns the confirmed output;
     /// without it, funding outpoints are made up.
@@ -159,19 +202,22 @@ pub struct Sim {
     /// The funding outputs the funder made, by channel.
     pub funded: BTreeMap<ChannelId, OutPoint>,
     /// At every persist point: the node, and what its `ctl info` would show of its
-    /// payments (`payments` and `reverse`, from `asyncpay::node::views`).
+    /// payments (`payments` and `reverse`, from `crate::node::views`).
     pub shown: Vec<(usize, serde_json::Value)>,
     /// Every payment record persisted, in order (secrets included).
     pub stored: Vec<serde_json::Value>,
 }
 
+/// The payer.
 pub const A: usize = 0;
+/// The LSP.
 pub const S: usize = 1;
+/// The payee.
 pub const B: usize = 2;
-/// The router, in a network made by [`Sim::with_router`].
+/// The router, in a network made by [`Network::with_router`].
 pub const P: usize = 3;
 
-impl Sim {
+impl Network {
     /// A payer, an LSP and a payee, all running, no channels.
     pub fn new() -> Self {
         Self::at_height(HEIGHT)
@@ -179,8 +225,8 @@ impl Sim {
 
     /// The same, at chain height `height` (for scenarios on a real chain).
     pub fn at_height(height: u32) -> Self {
-        let node = SimNode::empty;
-        let mut sim = Sim {
+        let node = TestNode::empty;
+        let mut sim = Network {
             nodes: vec![
                 node("A", 0xa1, Role::Payer),
                 node("S", 0x51, Role::Lsp),
@@ -203,11 +249,10 @@ impl Sim {
         sim
     }
 
+    #[cfg(feature = "regtest")]
     /// A payer, an LSP and a payee at `chain`'s height, whose channels are funded on it
     /// (the faucet pays each funding script, and the funding confirms).
-    pub fn on_chain(
-        chain: std::sync::Arc<asyncpay::chain::regtest::Regtest>,
-    ) -> anyhow::Result<Self> {
+    pub fn on_chain(chain: std::sync::Arc<crate::chain::regtest::Regtest>) -> anyhow::Result<Self> {
         let mut sim = Self::at_height(u32::try_from(chain.height()?)?);
         sim.funder = Some(Box::new(move |script, capacity| {
             let (outpoint, _) = chain.fund(script, bitcoin::Amount::from_sat(capacity))?;
@@ -217,11 +262,12 @@ impl Sim {
         Ok(sim)
     }
 
+    #[cfg(feature = "regtest")]
     /// On `chain`: A–S ([`A_S_CAPACITY`]) and S–B ([`S_B_CAPACITY`]) funded on it; B goes offline,
     /// A pays it `amount_sat`, posts its letter and goes offline. Returns the network, A–S
     /// and the payment.
     pub fn paid_offline_on_chain(
-        chain: std::sync::Arc<asyncpay::chain::regtest::Regtest>,
+        chain: std::sync::Arc<crate::chain::regtest::Regtest>,
         amount_sat: u64,
     ) -> anyhow::Result<(Self, ChannelId, PaymentId)> {
         let mut sim = Self::on_chain(chain)?;
@@ -254,21 +300,19 @@ impl Sim {
     /// A payer, an LSP, a payee and a router P, all running, no channels.
     pub fn with_router() -> Self {
         let mut sim = Self::new();
-        sim.nodes.push(SimNode::empty("P", 0x9e, Role::Router));
+        sim.nodes.push(TestNode::empty("P", 0x9e, Role::Router));
         sim.nodes[P].start(HEIGHT).expect("empty router starts");
         sim
     }
 
+    /// A node's key.
     pub fn key(&self, node: usize) -> PublicKey {
         self.nodes[node].key()
     }
 
+    /// Whether a node runs.
     pub fn online(&self, node: usize) -> bool {
         self.nodes[node].core.is_some()
-    }
-
-    fn index_of(&self, key: &PublicKey) -> Option<usize> {
-        (0..self.nodes.len()).find(|&i| self.key(i) == *key)
     }
 
     /// Stops a node: its in-memory state is gone.
@@ -298,128 +342,73 @@ impl Sim {
         Ok(())
     }
 
-    /// Feeds one input to a running node and carries out its outputs.
+    /// Feeds one input to a running node through the driver: its change set is written to
+    /// the node's store, then its actions are carried out. A node that crashes at a persist
+    /// point ([`TestNode::crash_after`]) stops right after that write.
     pub fn input(&mut self, node: usize, input: NodeInput) -> anyhow::Result<()> {
-        let Some(core) = self.nodes[node].core.as_mut() else {
+        let Some(core) = self.nodes[node].core.take() else {
             bail!("node {} is not running", self.nodes[node].name)
         };
-        let outputs = core.handle(input)?;
-        self.run(node, outputs)
-    }
-
-    fn run(&mut self, node: usize, outputs: Vec<NodeOutput>) -> anyhow::Result<()> {
-        for output in outputs {
-            if self.nodes[node].core.is_none() {
-                // Crashed mid-list: the rest never happens.
-                return Ok(());
-            }
-            match output {
-                NodeOutput::PersistChannel { peer, snapshot } => {
-                    let n = &mut self.nodes[node];
-                    n.channels.insert(snapshot.channel_id, (peer, *snapshot));
-                    self.persisted(node);
-                }
-                NodeOutput::PersistPayment { payment_id, record } => {
-                    self.stored.push(record.clone());
-                    self.nodes[node].payments.insert(payment_id, record);
-                    self.persisted(node);
-                }
-                NodeOutput::PersistReverse { payment_id, record } => {
-                    self.stored.push(record.clone());
-                    self.nodes[node].reverse.insert(payment_id, record);
-                    self.persisted(node);
-                }
-                NodeOutput::PostReverse { to, bytes, .. } => {
-                    let Some(to) = self.index_of(&to) else {
-                        bail!("letter to an unknown node")
-                    };
-                    self.nodes[to].mailbox.push(bytes);
-                    self.transcript.push(format!(
-                        "{} -> mailbox of {}: reverse letter",
-                        self.nodes[node].name, self.nodes[to].name
-                    ));
-                }
-                NodeOutput::Send { to, frame, what } => {
-                    let Some(to) = self.index_of(&to) else {
-                        bail!("send to an unknown node")
-                    };
-                    if self.online(to) {
-                        self.transcript.push(format!(
-                            "{} -> {}: {what}",
-                            self.nodes[node].name, self.nodes[to].name
-                        ));
-                        self.queue.push_back((node, to, frame));
-                    }
-                }
-                NodeOutput::Broadcast(tx) => self.broadcasts.push(tx),
-                NodeOutput::Watch(_) => {}
-                NodeOutput::NeedFunding {
-                    channel_id,
-                    script_pubkey,
-                    capacity_sat,
-                } => {
-                    let outpoint = match self.funder.as_mut() {
-                        Some(fund) => {
-                            let outpoint = fund(&script_pubkey, capacity_sat)?;
-                            self.funded.insert(channel_id, outpoint);
-                            outpoint
-                        }
-                        None => fake_outpoint(&channel_id),
-                    };
-                    let outputs = self.nodes[node].core.as_mut().expect("running").handle(
-                        NodeInput::FundingBuilt {
-                            channel_id,
-                            outpoint,
-                        },
-                    )?;
-                    self.run(node, outputs)?;
-                }
-                NodeOutput::ReadyToFund { .. } => {}
-                NodeOutput::PostLetter {
-                    payment_id,
-                    payee,
-                    letter,
-                } => {
-                    let Some(to) = self.index_of(&payee) else {
-                        bail!("letter to an unknown node")
-                    };
-                    self.nodes[to].mailbox.push(letter.encode());
-                    self.transcript.push(format!(
-                        "{} -> mailbox of {}: letter",
-                        self.nodes[node].name, self.nodes[to].name
-                    ));
-                    let outputs = self.nodes[node]
-                        .core
-                        .as_mut()
-                        .expect("running")
-                        .handle(NodeInput::LetterPosted { payment_id })?;
-                    self.run(node, outputs)?;
-                }
-                NodeOutput::ChannelEvent { .. } | NodeOutput::PaymentEvent(_) => {}
-                NodeOutput::Refused { error, .. } => self
-                    .refusals
-                    .push(format!("{}: {error}", self.nodes[node].name)),
-            }
+        let peers: Vec<(PublicKey, &'static str, bool)> = (0..self.nodes.len())
+            .map(|i| {
+                let n = &self.nodes[i];
+                (n.key(), n.name, i == node || n.core.is_some())
+            })
+            .collect();
+        let mut mail = vec![];
+        let Network {
+            nodes,
+            queue,
+            broadcasts,
+            transcript,
+            refusals,
+            funder,
+            funded,
+            shown,
+            stored,
+            ..
+        } = self;
+        let n = &mut nodes[node];
+        let io = MemIo {
+            me: node,
+            peers: &peers,
+            channels: &mut n.channels,
+            payments: &mut n.payments,
+            reverse: &mut n.reverse,
+            persists: &mut n.persists,
+            crash_after: &mut n.crash_after,
+            queue,
+            mail: &mut mail,
+            broadcasts,
+            transcript,
+            refusals,
+            funder: funder.as_mut(),
+            funded,
+            shown,
+            stored,
+        };
+        let mut driver = Driver::new(core, io);
+        let result = ready(driver.handle(input));
+        let core = driver.core;
+        for (to, bytes) in mail {
+            self.nodes[to].mailbox.push(bytes);
         }
-        Ok(())
-    }
-
-    fn persisted(&mut self, node: usize) {
-        if let Some(core) = self.nodes[node].core.as_ref() {
-            let shown = serde_json::json!({
-                "payments": asyncpay::node::views::payments(core),
-                "reverse": asyncpay::node::views::reverse(core),
-            });
-            self.shown.push((node, shown));
-        }
-        let n = &mut self.nodes[node];
-        n.persists += 1;
-        if let Some(left) = n.crash_after.as_mut() {
-            if *left == 0 {
-                n.crash_after = None;
+        match result {
+            Ok(()) => {
+                self.nodes[node].core = Some(core);
+                Ok(())
+            }
+            Err(MemError::Crashed) => {
                 self.stop(node);
-            } else {
-                *left -= 1;
+                Ok(())
+            }
+            Err(MemError::Node(e)) => {
+                self.nodes[node].core = Some(core);
+                Err(e.into())
+            }
+            Err(MemError::Failed(e)) => {
+                self.nodes[node].core = Some(core);
+                Err(e)
             }
         }
     }
@@ -433,16 +422,13 @@ impl Sim {
             if !self.online(to) || !self.online(from) {
                 continue;
             }
-            let from_key = self.key(from);
-            let core = self.nodes[to].core.as_mut().expect("online");
-            match core.handle(NodeInput::Frame {
-                from: from_key,
-                frame,
-            }) {
-                Ok(outputs) => self.run(to, outputs)?,
-                Err(e) => self
+            let from = self.key(from);
+            match self.input(to, NodeInput::Frame { from, frame }) {
+                Ok(()) => {}
+                Err(e) if e.downcast_ref::<NodeError>().is_some() => self
                     .refusals
                     .push(format!("{} refused a frame: {e}", self.nodes[to].name)),
+                Err(e) => return Err(e),
             }
         }
         bail!("the network did not settle")
@@ -463,7 +449,6 @@ impl Sim {
         self.pump()
     }
 
-    /// Opens a funded channel from `opener` to `acceptor`.
     /// Opens a channel; the payer's channel replaces an older published state for
     /// [`PAYER_DELAY`] blocks (long enough for a sale), the others for 6.
     pub fn open(
@@ -476,6 +461,7 @@ impl Sim {
         self.open_with_delay(opener, acceptor, capacity_sat, delay)
     }
 
+    /// Opens a channel with the given shared delay; see [`Network::open`].
     pub fn open_with_delay(
         &mut self,
         opener: usize,
@@ -543,19 +529,20 @@ impl Sim {
         Ok(payment_id)
     }
 
+    #[cfg(feature = "regtest")]
     /// Mines on `chain` one block at a time, feeding each to the running nodes, until one of
     /// them has broadcast the settlement of `update` (a spend of its output that is not an
     /// update); gives up once the chain reaches `limit`.
     pub fn mine_until_settlement(
         &mut self,
-        chain: &asyncpay::chain::regtest::Regtest,
+        chain: &crate::chain::regtest::Regtest,
         update: Txid,
         limit: u64,
     ) -> anyhow::Result<Transaction> {
         loop {
             if let Some(tx) = self.broadcasts.iter().find(|tx| {
                 tx.input[0].previous_output.txid == update
-                    && tx.lock_time.to_consensus_u32() < asyncpay::tx::STATE_LOCKTIME_BASE
+                    && tx.lock_time.to_consensus_u32() < crate::tx::STATE_LOCKTIME_BASE
             }) {
                 return Ok(tx.clone());
             }
@@ -567,6 +554,7 @@ impl Sim {
         }
     }
 
+    /// Tells every running node of a block at `height`, then delivers what they send.
     pub fn block(&mut self, height: u32) -> anyhow::Result<()> {
         self.height = height;
         for node in 0..self.nodes.len() {
@@ -578,7 +566,179 @@ impl Sim {
     }
 }
 
-impl Default for Sim {
+/// Why the in-memory driver stopped an input.
+#[derive(Debug)]
+enum MemError {
+    /// The core refused a (follow-up) input.
+    Node(NodeError),
+    /// The node crashed at its persist point.
+    Crashed,
+    /// Something else failed (the funder, a letter to a node not in the network).
+    Failed(anyhow::Error),
+}
+
+impl From<NodeError> for MemError {
+    fn from(e: NodeError) -> Self {
+        MemError::Node(e)
+    }
+}
+
+/// The in-memory world of one node for one input: its store, and the wire, mailboxes and
+/// chain of the network, borrowed.
+struct MemIo<'a> {
+    me: usize,
+    /// Every node's key and name, and whether it is online.
+    peers: &'a [(PublicKey, &'static str, bool)],
+    channels: &'a mut BTreeMap<ChannelId, (PublicKey, Snapshot)>,
+    payments: &'a mut BTreeMap<PaymentId, serde_json::Value>,
+    reverse: &'a mut BTreeMap<PaymentId, serde_json::Value>,
+    persists: &'a mut usize,
+    crash_after: &'a mut Option<usize>,
+    queue: &'a mut VecDeque<(usize, usize, Vec<u8>)>,
+    /// Letters posted, put in the mailboxes once the input is done.
+    mail: &'a mut Vec<(usize, Vec<u8>)>,
+    broadcasts: &'a mut Vec<Transaction>,
+    transcript: &'a mut Vec<String>,
+    refusals: &'a mut Vec<String>,
+    funder: Option<&'a mut Funder>,
+    funded: &'a mut BTreeMap<ChannelId, OutPoint>,
+    shown: &'a mut Vec<(usize, serde_json::Value)>,
+    stored: &'a mut Vec<serde_json::Value>,
+}
+
+impl MemIo<'_> {
+    fn index_of(&self, key: &PublicKey) -> Result<usize, MemError> {
+        self.peers
+            .iter()
+            .position(|(k, _, _)| k == key)
+            .ok_or_else(|| MemError::Failed(anyhow::anyhow!("{key} is not in the network")))
+    }
+
+    fn name(&self) -> &'static str {
+        self.peers[self.me].1
+    }
+}
+
+impl Io for MemIo<'_> {
+    type Error = MemError;
+
+    fn persist(&mut self, changes: &ChangeSet, core: &NodeCore) -> Result<(), MemError> {
+        for (id, (peer, snapshot)) in &changes.channels {
+            self.channels.insert(*id, (*peer, (**snapshot).clone()));
+        }
+        for (id, record) in &changes.payments {
+            let value = serde_json::to_value(record).expect("records serialise");
+            self.stored.push(value.clone());
+            self.payments.insert(*id, value);
+        }
+        for (id, record) in &changes.reverse {
+            let value = serde_json::to_value(record).expect("records serialise");
+            self.stored.push(value.clone());
+            self.reverse.insert(*id, value);
+        }
+        self.shown.push((
+            self.me,
+            serde_json::json!({
+                "payments": crate::node::views::payments(core),
+                "reverse": crate::node::views::reverse(core),
+            }),
+        ));
+        *self.persists += 1;
+        match self.crash_after.as_mut() {
+            Some(0) => {
+                *self.crash_after = None;
+                Err(MemError::Crashed)
+            }
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn send(&mut self, to: PublicKey, frame: Vec<u8>, what: &'static str) -> bool {
+        let Ok(to) = self.index_of(&to) else {
+            let name = self.name();
+            self.refusals
+                .push(format!("{name} sent to a node not in the network"));
+            return false;
+        };
+        let (_, peer, online) = self.peers[to];
+        if !online {
+            return false;
+        }
+        self.transcript
+            .push(format!("{} -> {peer}: {what}", self.name()));
+        self.queue.push_back((self.me, to, frame));
+        true
+    }
+
+    async fn post_letter(
+        &mut self,
+        _payment_id: PaymentId,
+        payee: PublicKey,
+        bytes: Vec<u8>,
+    ) -> Result<(), MemError> {
+        let to = self.index_of(&payee)?;
+        self.mail.push((to, bytes));
+        let line = format!("{} -> mailbox of {}: letter", self.name(), self.peers[to].1);
+        self.transcript.push(line);
+        Ok(())
+    }
+
+    async fn post_reverse(
+        &mut self,
+        to: PublicKey,
+        bytes: Vec<u8>,
+        _contact: Option<serde_json::Value>,
+    ) -> Result<(), MemError> {
+        let to = self.index_of(&to)?;
+        self.mail.push((to, bytes));
+        let line = format!(
+            "{} -> mailbox of {}: reverse letter",
+            self.name(),
+            self.peers[to].1
+        );
+        self.transcript.push(line);
+        Ok(())
+    }
+
+    async fn broadcast(&mut self, tx: Transaction) {
+        self.broadcasts.push(tx);
+    }
+
+    fn watch(&mut self, _outpoint: OutPoint) {}
+
+    async fn build_funding(
+        &mut self,
+        channel_id: ChannelId,
+        script_pubkey: ScriptBuf,
+        capacity_sat: u64,
+    ) -> Result<OutPoint, MemError> {
+        Ok(match self.funder.as_mut() {
+            Some(fund) => {
+                let outpoint = fund(&script_pubkey, capacity_sat).map_err(MemError::Failed)?;
+                self.funded.insert(channel_id, outpoint);
+                outpoint
+            }
+            None => fake_outpoint(&channel_id),
+        })
+    }
+
+    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), MemError> {
+        Ok(())
+    }
+
+    fn report(&mut self, event: NodeOutput) {
+        if let NodeOutput::Refused { error, .. } = event {
+            let line = format!("{}: {error}", self.name());
+            self.refusals.push(line);
+        }
+    }
+}
+
+impl Default for Network {
     fn default() -> Self {
         Self::new()
     }
@@ -588,6 +748,7 @@ impl Default for Sim {
 /// complete state (for a core restored from an old copy, a stale one).
 pub fn force_close(core: &mut NodeCore, channel_id: ChannelId) -> anyhow::Result<Transaction> {
     core.handle(NodeInput::Command(NodeCommand::ForceClose { channel_id }))?
+        .actions
         .into_iter()
         .find_map(|o| match o {
             NodeOutput::Broadcast(tx) => Some(tx),
@@ -596,6 +757,7 @@ pub fn force_close(core: &mut NodeCore, channel_id: ChannelId) -> anyhow::Result
         .context("no update published")
 }
 
+/// The made-up funding outpoint of a channel funded without a [`Funder`].
 pub fn fake_outpoint(channel: &ChannelId) -> OutPoint {
     OutPoint {
         txid: Txid::from_byte_array(channel.0),
