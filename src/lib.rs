@@ -18,9 +18,11 @@
 //! | [`sim`] | seeded simulation of capital locked per payment against held-HTLC baselines |
 //! | [`node`] | the node: sans-io core wiring channels to the payment role, and its driver |
 //! | [`tower`] | watchtower: sealed appointments, and the state machine that answers an old update with the latest and settles it |
+//! | [`bench`] | the benchmarks behind `asyncpay bench` (crypto, channel updates, mailbox, capital): figures beside baselines measured in the same run |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod chain;
 pub mod crypto;
 pub mod mailbox;
