@@ -6,7 +6,6 @@ mod bench_payment;
 mod demo;
 mod mailbox;
 mod node;
-mod sequence_svg;
 mod watchtower;
 
 /// asyncpay: asynchronous Lightning payments by pay-for-signature (research implementation).
