@@ -98,6 +98,16 @@ impl FetchedMessage {
     }
 }
 
+/// What [`MailboxClient::fetch_and_open`] found: each message with its opened letter, or
+/// why it did not open, and how many of them were acknowledged.
+#[derive(Debug)]
+pub struct FetchedMail {
+    /// The messages, in the server's order.
+    pub messages: Vec<(FetchedMessage, Result<Opened, EnvelopeError>)>,
+    /// How many of the opened ones the server deleted (0 without `ack`).
+    pub acked: u64,
+}
+
 /// What [`MailboxClient::send`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
@@ -302,6 +312,36 @@ impl MailboxClient {
         let sig = sign_request(key, &issued.challenge, &op);
         self.fetch_with_proof(&mailbox, &issued.challenge, &sig, limit, wait_secs)
             .await
+    }
+
+    /// Fetches like [`MailboxClient::fetch`], opens each message with `key` and, if `ack`,
+    /// deletes the ones that opened (a message that does not open stays for another look).
+    pub async fn fetch_and_open(
+        &self,
+        key: &NodeKey,
+        limit: u32,
+        wait: Duration,
+        ack: bool,
+    ) -> Result<FetchedMail, ClientError> {
+        let fetched = self.fetch(key, limit, wait).await?;
+        let messages: Vec<_> = fetched
+            .into_iter()
+            .map(|m| {
+                let opened = m.open(key);
+                (m, opened)
+            })
+            .collect();
+        let opened_ids: Vec<EnvelopeId> = messages
+            .iter()
+            .filter(|(_, opened)| opened.is_ok())
+            .map(|(m, _)| m.id)
+            .collect();
+        let acked = if ack && !opened_ids.is_empty() {
+            self.ack(key, &opened_ids).await?
+        } else {
+            0
+        };
+        Ok(FetchedMail { messages, acked })
     }
 
     /// Deletes with an explicit proof.

@@ -63,6 +63,29 @@ pub enum KeyError {
     MalformedSignature,
 }
 
+/// Why a contact given by hand (a card file, or a node key and an age recipient) cannot be
+/// used.
+#[derive(Debug, thiserror::Error)]
+pub enum ContactError {
+    /// The card file could not be read.
+    #[error("reading contact {}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The card file is not a contact card.
+    #[error("parsing contact")]
+    Parse(#[source] serde_json::Error),
+    /// The age recipient does not parse.
+    #[error("invalid age recipient: {0}")]
+    AgeRecipient(String),
+    /// The node key does not parse, or the card's signature does not verify.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
 /// One context for the process: creating one per call costs a blinding multiplication.
 fn secp() -> &'static Secp256k1<All> {
     static SECP: OnceLock<Secp256k1<All>> = OnceLock::new();
@@ -263,6 +286,36 @@ impl Contact {
             age_recipient,
             mailbox_url: self.mailbox_url.clone(),
             issued_at: self.issued_at,
+        })
+    }
+}
+
+impl VerifiedContact {
+    /// The contact card in the JSON file `path` (as `asyncpay mailbox contact` prints it),
+    /// verified.
+    pub fn read_file(path: &std::path::Path) -> Result<Self, ContactError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ContactError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let contact: Contact = serde_json::from_str(&text).map_err(ContactError::Parse)?;
+        Ok(contact.verify()?)
+    }
+
+    /// A contact without a signed card, from a node key (hex) and an age recipient
+    /// (`age1...`) obtained otherwise; its mailbox at `mailbox_url`, issued at time 0.
+    pub fn from_parts(
+        node_key: &str,
+        age_recipient: &str,
+        mailbox_url: String,
+    ) -> Result<Self, ContactError> {
+        Ok(VerifiedContact {
+            node_key: parse_node_key(node_key)?,
+            age_recipient: age_recipient
+                .parse()
+                .map_err(|e: &str| ContactError::AgeRecipient(e.to_string()))?,
+            mailbox_url,
+            issued_at: 0,
         })
     }
 }

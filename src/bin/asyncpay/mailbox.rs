@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use asyncpay::mailbox::client::MailboxClient;
 use asyncpay::mailbox::envelope::EnvelopeId;
-use asyncpay::mailbox::keys::{parse_node_key, Contact, NodeKey, VerifiedContact};
-use asyncpay::mailbox::server::{MailboxServer, ServerConfig};
+use asyncpay::mailbox::keys::{Contact, NodeKey, VerifiedContact};
+use asyncpay::mailbox::server::{shutdown_signal, MailboxServer, ServerConfig};
 use asyncpay::mailbox::webhook::WebhookPolicy;
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -278,27 +278,6 @@ fn init_logs(json: bool) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}
-
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
     init_logs(a.log_json);
     let mut config = ServerConfig::new(&a.data_dir);
@@ -338,20 +317,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
 
 fn recipient(a: &SendArgs) -> anyhow::Result<VerifiedContact> {
     if let Some(path) = &a.to_contact {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading contact {}", path.display()))?;
-        let contact: Contact = serde_json::from_str(&text).context("parsing contact")?;
-        return Ok(contact.verify()?);
+        return Ok(VerifiedContact::read_file(path)?);
     }
     match (&a.to, &a.age) {
-        (Some(to), Some(age)) => Ok(VerifiedContact {
-            node_key: parse_node_key(to)?,
-            age_recipient: age
-                .parse()
-                .map_err(|e| anyhow::anyhow!("invalid age recipient: {e}"))?,
-            mailbox_url: a.server.clone().unwrap_or_default(),
-            issued_at: 0,
-        }),
+        (Some(to), Some(age)) => Ok(VerifiedContact::from_parts(
+            to,
+            age,
+            a.server.clone().unwrap_or_default(),
+        )?),
         _ => bail!("give --to-contact, or --to with --age"),
     }
 }
@@ -410,15 +383,13 @@ async fn send(a: SendArgs) -> anyhow::Result<()> {
 async fn fetch(a: FetchArgs) -> anyhow::Result<()> {
     let key = NodeKey::read_file(&a.key)?;
     let client = MailboxClient::new(&a.server)?;
-    let messages = client
-        .fetch(&key, a.limit, Duration::from_secs(a.wait_secs))
+    let mail = client
+        .fetch_and_open(&key, a.limit, Duration::from_secs(a.wait_secs), a.ack)
         .await?;
     let mut out = Vec::new();
-    let mut opened_ids = Vec::new();
-    for m in &messages {
-        match m.open(&key) {
+    for (m, opened) in &mail.messages {
+        match opened {
             Ok(opened) => {
-                opened_ids.push(m.id);
                 out.push(json!({
                     "id": m.id.to_string(),
                     "received_at": m.received_at,
@@ -432,11 +403,7 @@ async fn fetch(a: FetchArgs) -> anyhow::Result<()> {
             Err(e) => out.push(json!({"id": m.id.to_string(), "error": e.to_string()})),
         }
     }
-    let acked = if a.ack && !opened_ids.is_empty() {
-        client.ack(&key, &opened_ids).await?
-    } else {
-        0
-    };
+    let acked = mail.acked;
     if a.json {
         println!("{}", json!({"messages": out, "acked": acked}));
     } else {

@@ -1,15 +1,11 @@
 //! The `asyncpay` command line.
 use clap::{Parser, Subcommand};
 
-mod bench_capital;
-mod bench_channel;
-mod bench_crypto;
-mod bench_mailbox;
+mod bench;
 mod bench_payment;
 mod demo;
 mod mailbox;
 mod node;
-mod sequence_svg;
 mod watchtower;
 
 /// asyncpay: asynchronous Lightning payments by pay-for-signature (research implementation).
@@ -59,13 +55,13 @@ enum Command {
 #[derive(Subcommand)]
 enum BenchKind {
     /// Mailbox throughput and latency against SQLite's durable single-insert rate.
-    Mailbox(bench_mailbox::BenchMailboxArgs),
+    Mailbox(bench::BenchMailboxArgs),
     /// Adaptor signatures, price points and BIP118 sighashes against libsecp256k1's BIP340
     /// sign and verify.
-    Crypto(bench_crypto::BenchCryptoArgs),
+    Crypto(bench::BenchCryptoArgs),
     /// Capital locked per payment (sat·blocks) under pay-for-signature against held-HTLC
     /// baselines, from a seeded simulation over documented offline-time distributions.
-    Capital(bench_capital::BenchCapitalArgs),
+    Capital(bench::BenchCapitalArgs),
     /// The asynchronous payment: payee-online latency per step, messages per payment, bytes
     /// S stores per pending payment, S's sale throughput; each beside a baseline.
     #[command(long_about = bench_payment::LONG_ABOUT)]
@@ -114,9 +110,9 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(node::ctl(args))?,
         Command::Bench { kind } => match kind {
-            BenchKind::Mailbox(args) => bench_mailbox::run(args)?,
-            BenchKind::Crypto(args) => bench_crypto::run(args)?,
-            BenchKind::Capital(args) => bench_capital::run(args)?,
+            BenchKind::Mailbox(args) => bench::mailbox(args)?,
+            BenchKind::Crypto(args) => bench::crypto(args)?,
+            BenchKind::Capital(args) => bench::capital(args)?,
             BenchKind::Payment(args) => bench_payment::run(args)?,
         },
     }

@@ -1,14 +1,15 @@
 //! `asyncpay node run` (flags into an [`asyncpay::node::runtime::NodeConfig`], then the
-//! library's runtime) and `asyncpay ctl`, the control client of a running node.
+//! library's runtime) and `asyncpay ctl` (one request through the library's
+//! [`ControlClient`]).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use asyncpay::net::Admission;
 use asyncpay::node::core::Role;
-use asyncpay::node::runtime::{CrashPoint, NodeConfig};
+use asyncpay::node::runtime::{ControlClient, CrashPoint, NodeConfig};
 use clap::builder::TypedValueParser as _;
 use serde_json::Value;
 
@@ -304,17 +305,6 @@ impl CtlRequest {
     }
 }
 
-/// The public descriptors of two private ones, with their checksums.
-fn public_descriptors(external: &str, internal: &str) -> anyhow::Result<(String, String)> {
-    use bdk_wallet::miniscript::{Descriptor, DescriptorPublicKey};
-    let secp = bitcoin::secp256k1::Secp256k1::new();
-    let public = |text: &str| -> anyhow::Result<String> {
-        let (descriptor, _) = Descriptor::<DescriptorPublicKey>::parse_descriptor(&secp, text)?;
-        Ok(descriptor.to_string())
-    };
-    Ok((public(external)?, public(internal)?))
-}
-
 /// `--role`: one of the library's role names, listed in `--help`.
 fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
     clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::name))
@@ -352,18 +342,8 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
             network,
             private,
         } => {
-            if !data_dir.join("seed").exists() {
-                bail!("no node seed in {}", data_dir.display());
-            }
-            let seed = asyncpay::node::files::load_seed(&data_dir)?;
-            let wallet_seed = asyncpay::node::runtime::wallet_seed(&seed);
             let (external, internal) =
-                asyncpay::chain::wallet::private_descriptors(&wallet_seed, network)?;
-            let (external, internal) = if private {
-                (external, internal)
-            } else {
-                public_descriptors(&external, &internal)?
-            };
+                asyncpay::node::runtime::wallet_descriptors(&data_dir, network, private)?;
             println!(
                 "{}",
                 serde_json::json!({"external": external, "internal": internal})
@@ -396,38 +376,12 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `asyncpay ctl`: one request to the node running in `--data-dir`; its answer printed.
 pub async fn ctl(args: CtlArgs) -> anyhow::Result<()> {
     let (command, value) = args.request.into_call()?;
-    let reply = call(&args.data_dir, &command, value).await?;
+    let reply = ControlClient::open(&args.data_dir)?
+        .call(&command, &value)
+        .await?;
     println!("{}", serde_json::to_string_pretty(&reply)?);
     Ok(())
-}
-
-/// Calls a running node's control endpoint.
-pub async fn call(data_dir: &Path, command: &str, args: Value) -> anyhow::Result<Value> {
-    let info: Value = serde_json::from_slice(
-        &std::fs::read(data_dir.join("node.json"))
-            .with_context(|| format!("no running node in {}", data_dir.display()))?,
-    )?;
-    let token = std::fs::read_to_string(data_dir.join("control.token"))?;
-    let url = info["control_url"]
-        .as_str()
-        .context("node.json lacks control_url")?;
-    let response = reqwest::Client::new()
-        .post(format!("{url}/v1/{command}"))
-        .bearer_auth(token.trim())
-        .json(&args)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .with_context(|| format!("node at {url} does not answer"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "{command} failed ({status}): {}",
-            body["message"].as_str().unwrap_or("no message")
-        );
-    }
-    Ok(body)
 }

@@ -878,3 +878,26 @@ async fn set_webhook(
     tracing::info!(mailbox = %mailbox, set = request.url.is_some(), "webhook updated");
     Ok(Json(WebhookResponse { url: request.url }))
 }
+
+/// Resolves on ctrl-c or, on unix, SIGTERM: what `asyncpay mailbox serve` hands to
+/// [`MailboxServer::run_until`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -3,6 +3,9 @@
 //! runs the same driver and returns a [`NodeHandle`] whose typed methods (`connect`,
 //! `open_channel`, `pay`, `receive`, `cancel`, `fetch`, `force_close`, `new_address`,
 //! `balance`, `withdraw`, `contact`, `status`, `stop`) are the control API's requests.
+//! Another process reaches a running node's control API with a [`ControlClient`]
+//! (`asyncpay ctl`), and [`wallet_descriptors`] reads a node's wallet descriptors from its
+//! seed alone.
 //!
 //! ```text
 //!  peers (Noise, net/) ─┐                      ┌─> store (SQLite), then:
@@ -24,6 +27,7 @@
 //! `payment`, `watchtower_updated`, ...), on stderr what went wrong (`refused`,
 //! `dial_failed`, `broadcast_failed`, `error`, ...).
 
+mod client;
 mod control;
 mod driver;
 mod error;
@@ -33,7 +37,7 @@ mod request;
 mod towers;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -41,6 +45,7 @@ use serde_json::Value;
 use crate::net::Admission;
 use crate::protocol::payment::LspPolicy;
 
+pub use client::{ControlClient, ControlError};
 pub use driver::{run, start};
 pub use error::RuntimeError;
 pub use handle::{NodeHandle, NodeInfo};
@@ -122,6 +127,49 @@ pub fn wallet_seed(seed: &[u8; 32]) -> crate::chain::wallet::WalletSeed {
         "asyncpay/node/v1/wallet",
         &[seed],
     ))
+}
+
+/// Why a node's wallet descriptors cannot be given.
+#[derive(Debug, thiserror::Error)]
+pub enum DescriptorsError {
+    /// The data directory holds no node seed.
+    #[error("no node seed in {}", .0.display())]
+    NoSeed(PathBuf),
+    /// The seed file.
+    #[error(transparent)]
+    File(#[from] crate::node::files::FileError),
+    /// The wallet's keys.
+    #[error(transparent)]
+    Wallet(#[from] crate::chain::wallet::WalletError),
+    /// A descriptor that does not parse back.
+    #[error(transparent)]
+    Descriptor(#[from] bdk_wallet::miniscript::Error),
+}
+
+/// The output descriptors (external, internal), with checksums, of the wallet of the node
+/// whose seed is in `data_dir`: public ones for a watch-only wallet (Sparrow, BDK), or with
+/// `private` the ones that can spend. Read from the seed alone; the node need not run.
+pub fn wallet_descriptors(
+    data_dir: &Path,
+    network: bitcoin::Network,
+    private: bool,
+) -> Result<(String, String), DescriptorsError> {
+    use bdk_wallet::miniscript::{Descriptor, DescriptorPublicKey};
+    if !data_dir.join("seed").exists() {
+        return Err(DescriptorsError::NoSeed(data_dir.to_path_buf()));
+    }
+    let seed = crate::node::files::load_seed(data_dir)?;
+    let (external, internal) =
+        crate::chain::wallet::private_descriptors(&wallet_seed(&seed), network)?;
+    if private {
+        return Ok((external, internal));
+    }
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let public = |text: &str| -> Result<String, DescriptorsError> {
+        let (descriptor, _) = Descriptor::<DescriptorPublicKey>::parse_descriptor(&secp, text)?;
+        Ok(descriptor.to_string())
+    };
+    Ok((public(&external)?, public(&internal)?))
 }
 
 /// The LSP's pricing: 100 sat plus 1,000 ppm, offers valid 1,008 blocks.

@@ -33,7 +33,7 @@ use super::node::{Cmd, Commit, Kind, NodeHandle, Note, Spec, Who};
 use super::{
     fake_outpoint, policy, seed, summary, Summary, AMOUNT_SAT, HEIGHT, PAYER_DELAY, SHARED_DELAY,
 };
-use crate::bench_mailbox::ServerThread;
+use asyncpay::bench::mailbox::ServerThread;
 
 /// Steps of one payment, in milliseconds.
 #[derive(Debug, Default, Clone)]

@@ -1,39 +1,124 @@
 //! `asyncpay bench crypto`: rates of the signature operations the protocol uses, each
-//! printed beside libsecp256k1's BIP340 sign and verify measured in the same run.
+//! beside libsecp256k1's BIP340 sign and verify measured in the same run.
 //!
-//! Each operation runs in rounds of `--iterations` calls; the figure is the median rate over
-//! `--rounds` rounds, which damps a noisy machine without hiding a real difference.
+//! Each operation runs in rounds of `iterations` calls; the figure is the median rate over
+//! `rounds` rounds, which damps a noisy machine without hiding a real difference.
+//!
+//! ```
+//! use asyncpay::bench::crypto::measure;
+//!
+//! let figures = measure(4, 1)?;
+//! assert_eq!(figures.rows.len(), 9);
+//! assert!(figures.render().contains("adaptor encrypt"));
+//! assert_eq!(figures.to_json()["rounds"], 1);
+//! # Ok::<(), asyncpay::bench::BenchError>(())
+//! ```
 
+use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Instant;
 
-use asyncpay::crypto::adaptor::{price_point, sells, AdaptorSecret, EncryptedSignature};
-use asyncpay::crypto::bip118::{
-    sighash, ApoKey, ApoScriptExt, ApoSighashType, LeafContext, SpentOutputs,
-};
-use asyncpay::crypto::keys::SecretKey;
-use asyncpay::crypto::nonce::{MemoryCounterStore, NonceSeed, NonceSource};
 use bitcoin::hashes::{sha256, Hash};
 use bitcoin::script::Builder;
 use bitcoin::secp256k1::{Keypair, Message, Secp256k1};
 use bitcoin::{
     absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut,
 };
-use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 
-/// Options of `asyncpay bench crypto`.
-#[derive(Args)]
-pub struct BenchCryptoArgs {
+use super::channel::{self, ChannelFigures};
+use super::BenchError;
+use crate::crypto::adaptor::{price_point, sells, AdaptorSecret, EncryptedSignature};
+use crate::crypto::bip118::{
+    sighash, ApoKey, ApoScriptExt, ApoSighashType, LeafContext, SpentOutputs,
+};
+use crate::crypto::keys::SecretKey;
+use crate::crypto::nonce::{MemoryCounterStore, NonceSeed, NonceSource};
+
+/// One measured operation beside its baseline.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// The operation.
+    pub op: &'static str,
+    /// Its median rate, calls per second.
+    pub per_sec: f64,
+    /// The libsecp256k1 operation it is compared with.
+    pub baseline: &'static str,
+    /// The baseline's median rate, calls per second.
+    pub baseline_per_sec: f64,
+}
+
+/// What `asyncpay bench crypto` prints.
+#[derive(Debug, Clone)]
+pub struct CryptoFigures {
     /// Calls per round.
-    #[arg(long, default_value_t = 2_000)]
-    iterations: u32,
-    /// Rounds; the median round is reported.
-    #[arg(long, default_value_t = 5)]
-    rounds: u32,
-    /// Print the figures as JSON.
-    #[arg(long)]
-    json: bool,
+    pub iterations: u32,
+    /// Rounds; each figure is the median round.
+    pub rounds: u32,
+    /// libsecp256k1's BIP340 signing rate.
+    pub libsecp_sign_per_sec: f64,
+    /// libsecp256k1's BIP340 verification rate.
+    pub libsecp_verify_per_sec: f64,
+    /// Each operation beside its baseline.
+    pub rows: Vec<Row>,
+    /// The 1-sat transfers of the channel-update rows.
+    pub channel_updates: u32,
+    /// The channel updates with every persist fsynced.
+    pub channel_durable: ChannelFigures,
+}
+
+impl CryptoFigures {
+    /// The figures as one JSON object (what `--json` prints).
+    pub fn to_json(&self) -> Value {
+        let out: Vec<_> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let (op, ops, base, base_ops) =
+                    (row.op, row.per_sec, row.baseline, row.baseline_per_sec);
+                json!({"op": op, "per_sec": ops, "baseline": base, "baseline_per_sec": base_ops, "ratio": ops / base_ops})
+            })
+            .collect();
+        let (n, r) = (self.iterations, self.rounds);
+        let (lib_sign, lib_verify) = (self.libsecp_sign_per_sec, self.libsecp_verify_per_sec);
+        json!({"iterations": n, "rounds": r, "libsecp_sign_per_sec": lib_sign, "libsecp_verify_per_sec": lib_verify, "rows": out})
+    }
+
+    /// The figures as a text table, one line per operation.
+    pub fn render(&self) -> String {
+        let (n, r) = (self.iterations, self.rounds);
+        let (lib_sign, lib_verify) = (self.libsecp_sign_per_sec, self.libsecp_verify_per_sec);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "bench crypto: median of {r} rounds x {n} calls; baselines measured in this run"
+        );
+        let _ = writeln!(out, "  libsecp256k1 BIP340 sign    {lib_sign:>12.0} /s");
+        let _ = writeln!(out, "  libsecp256k1 BIP340 verify  {lib_verify:>12.0} /s");
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:<34} {:>12} {:>16} {:>8}",
+            "operation", "per second", "baseline", "ratio"
+        );
+        for row in &self.rows {
+            let (op, ops, base, base_ops) =
+                (row.op, row.per_sec, row.baseline, row.baseline_per_sec);
+            let _ = writeln!(
+                out,
+                "  {op:<36} {ops:>12.0} {base:>16} {:>8.3}x",
+                ops / base_ops
+            );
+        }
+        let _ = writeln!(out);
+        let (updates, durable) = (self.channel_updates, &self.channel_durable);
+        let _ = writeln!(
+            out,
+            "  channel update: {updates} transfers; {:.1} fsynced persists and {:.1} messages per update",
+            durable.persists_per_update, durable.messages_per_update
+        );
+        out
+    }
 }
 
 fn bytes(tag: &str, i: u32) -> [u8; 32] {
@@ -84,13 +169,14 @@ fn update_fixture(a: &Keypair, s: &Keypair) -> (Transaction, ScriptBuf) {
     (tx, leaf)
 }
 
+/// Measures every operation: `rounds` rounds of `iterations` calls each, and
+/// `iterations / 4` channel updates with and without fsync.
 #[allow(non_snake_case)] // paper notation: X, R, T
-pub fn run(args: BenchCryptoArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.iterations > 0 && args.rounds > 0,
-        "iterations and rounds must be positive"
-    );
-    let (n, r) = (args.iterations, args.rounds);
+pub fn measure(iterations: u32, rounds: u32) -> Result<CryptoFigures, BenchError> {
+    if iterations == 0 || rounds == 0 {
+        return Err(BenchError::NoRounds);
+    }
+    let (n, r) = (iterations, rounds);
     let secp = Secp256k1::new();
     let x = SecretKey::from_bytes(bytes("offerer", 0))?;
     let kp = x.to_keypair(&secp);
@@ -133,10 +219,9 @@ pub fn run(args: BenchCryptoArgs) -> anyhow::Result<()> {
     let R = nonce.public_nonce();
     let T_price = price_point(&R, &X, &m)?;
     let s = AdaptorSecret::from_signature(&nonce.sign(&x, &m)?)?;
-    anyhow::ensure!(
-        sells(&s, &T_price),
-        "price point does not match the signature"
-    );
+    if !sells(&s, &T_price) {
+        return Err(BenchError::PricePoint);
+    }
     let price = rate(n, r, |_| {
         black_box(price_point(&R, &X, &m)).expect("price point");
     });
@@ -163,8 +248,8 @@ pub fn run(args: BenchCryptoArgs) -> anyhow::Result<()> {
 
     // A full channel update, both sides in process, each persist fsynced to a temp dir.
     let updates = (n / 4).max(1);
-    let durable = crate::bench_channel::measure(updates, true)?;
-    let volatile = crate::bench_channel::measure(updates, false)?;
+    let durable = channel::measure(updates, true)?;
+    let volatile = channel::measure(updates, false)?;
 
     let rows = [
         ("adaptor encrypt", encrypt, "libsecp sign", lib_sign),
@@ -202,34 +287,21 @@ pub fn run(args: BenchCryptoArgs) -> anyhow::Result<()> {
             lib_sign,
         ),
     ];
-    if args.json {
-        let out: Vec<_> = rows
-            .iter()
-            .map(|(op, ops, base, base_ops)| {
-                json!({"op": op, "per_sec": ops, "baseline": base, "baseline_per_sec": base_ops, "ratio": ops / base_ops})
+    Ok(CryptoFigures {
+        iterations: n,
+        rounds: r,
+        libsecp_sign_per_sec: lib_sign,
+        libsecp_verify_per_sec: lib_verify,
+        rows: rows
+            .into_iter()
+            .map(|(op, per_sec, baseline, baseline_per_sec)| Row {
+                op,
+                per_sec,
+                baseline,
+                baseline_per_sec,
             })
-            .collect();
-        println!(
-            "{}",
-            json!({"iterations": n, "rounds": r, "libsecp_sign_per_sec": lib_sign, "libsecp_verify_per_sec": lib_verify, "rows": out})
-        );
-    } else {
-        println!("bench crypto: median of {r} rounds x {n} calls; baselines measured in this run");
-        println!("  libsecp256k1 BIP340 sign    {lib_sign:>12.0} /s");
-        println!("  libsecp256k1 BIP340 verify  {lib_verify:>12.0} /s");
-        println!();
-        println!(
-            "  {:<34} {:>12} {:>16} {:>8}",
-            "operation", "per second", "baseline", "ratio"
-        );
-        for (op, ops, base, base_ops) in rows {
-            println!("  {op:<36} {ops:>12.0} {base:>16} {:>8.3}x", ops / base_ops);
-        }
-        println!();
-        println!(
-            "  channel update: {updates} transfers; {:.1} fsynced persists and {:.1} messages per update",
-            durable.persists_per_update, durable.messages_per_update
-        );
-    }
-    Ok(())
+            .collect(),
+        channel_updates: updates,
+        channel_durable: durable,
+    })
 }

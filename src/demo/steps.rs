@@ -8,7 +8,7 @@ impl Demo {
         &mut self,
         party: Party,
         payment_id: &str,
-    ) -> anyhow::Result<Option<String>> {
+    ) -> Result<Option<String>, DemoError> {
         let info = self.info(party)?;
         Ok(info[self.ledger()]
             .as_array()
@@ -22,7 +22,7 @@ impl Demo {
         &mut self,
         party: Party,
         payment_id: &str,
-    ) -> anyhow::Result<Value> {
+    ) -> Result<Value, DemoError> {
         let info = self.info(party)?;
         info[self.ledger()]
             .as_array()
@@ -30,7 +30,9 @@ impl Demo {
             .flatten()
             .find(|p| p["payment_id"].as_str() == Some(payment_id))
             .map(|p| p["record"].clone())
-            .ok_or_else(|| anyhow!("{} has no payment {payment_id}", party.name()))
+            .ok_or_else(|| {
+                DemoError::Answer(format!("{} has no payment {payment_id}", party.name()))
+            })
     }
 
     /// Waits until `party` reports `payment_id` with status `want`; a status in `stop` ends
@@ -42,7 +44,7 @@ impl Demo {
         payment_id: &str,
         want: &str,
         stop: &[&str],
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), DemoError> {
         let name = party.name();
         let limit = Duration::from_secs(self.args.timeout_secs);
         let started = Instant::now();
@@ -53,7 +55,11 @@ impl Demo {
             match self.payment_status(party, payment_id) {
                 Ok(status) if status.as_deref() == Some(want) => break,
                 Ok(Some(s)) if stop.contains(&s.as_str()) => {
-                    bail!("{name}: payment ended as {s}, not {want}")
+                    return Err(DemoError::PaymentEnded {
+                        party: name,
+                        status: s,
+                        want: want.to_string(),
+                    });
                 }
                 Ok(status) => last = status,
                 // Died while answering: the next turn restarts it.
@@ -62,10 +68,12 @@ impl Demo {
             }
             interrupted()?;
             if started.elapsed() > limit {
-                bail!(
-                    "timed out after {limit:?} waiting for {name} to report payment status \
-                     {want}; last status at {name}: {last:?}"
-                );
+                return Err(DemoError::Timeout {
+                    what: format!(
+                        "{name} to report payment status {want}; last status at {name}: {last:?}"
+                    ),
+                    limit,
+                });
             }
             std::thread::sleep(POLL);
         }
@@ -77,7 +85,7 @@ impl Demo {
     /// `ctl info` of `party` must show none of the secrets its store holds (the withheld
     /// and bought signatures of its payments): checked at every payment status the demo
     /// waits for, so in every state a payment passes through.
-    pub(super) fn check_no_secret_shown(&mut self, party: Party) -> anyhow::Result<()> {
+    pub(super) fn check_no_secret_shown(&mut self, party: Party) -> Result<(), DemoError> {
         let db = self.node(party).dir.join("node.db");
         let secrets = {
             let conn = rusqlite::Connection::open_with_flags(
@@ -91,7 +99,7 @@ impl Demo {
                 let records = stmt.query_map([], |row| row.get::<_, String>(0))?;
                 for record in records {
                     let record: Value = serde_json::from_str(&record?)?;
-                    secrets.extend(asyncpay::node::views::stored_secrets(&record));
+                    secrets.extend(crate::node::views::stored_secrets(&record));
                 }
             }
             secrets
@@ -103,18 +111,17 @@ impl Demo {
         };
         let shown = info.to_string();
         if let Some(secret) = secrets.iter().find(|s| shown.contains(s.as_str())) {
-            bail!(
-                "{}: ctl info shows a secret its store holds ({}...)",
-                party.name(),
-                &secret[..secret.len().min(8)]
-            );
+            return Err(DemoError::SecretShown {
+                party: party.name(),
+                prefix: secret[..secret.len().min(8)].to_string(),
+            });
         }
         Ok(())
     }
 
     /// Waits until S's revert of A–S (state 2, with state 0's balances) is complete at A and
     /// at S.
-    pub(super) fn await_revert(&mut self, as_id: &str) -> anyhow::Result<()> {
+    pub(super) fn await_revert(&mut self, as_id: &str) -> Result<(), DemoError> {
         let limit = Duration::from_secs(self.args.timeout_secs);
         wait_for(
             "A–S to reach the revert (state 2) at A and S",
@@ -139,7 +146,11 @@ impl Demo {
     }
 
     /// Waits until B reports its invoice refused, and checks S's reason code.
-    pub(super) fn await_refusal(&mut self, payment_id: &str, reason: &str) -> anyhow::Result<()> {
+    pub(super) fn await_refusal(
+        &mut self,
+        payment_id: &str,
+        reason: &str,
+    ) -> Result<(), DemoError> {
         self.await_status(Party::B, payment_id, "refused", &["paid"])?;
         let record = self.payment_record(Party::B, payment_id)?;
         let said = record["status"]["reason"]
@@ -149,13 +160,16 @@ impl Demo {
         self.narrator
             .detail(format!("S refused B's invoice: {said}"));
         if said != reason {
-            bail!("B's invoice was refused for another reason than {reason}: {record}");
+            return Err(DemoError::RefusedFor {
+                reason: reason.to_string(),
+                record,
+            });
         }
         Ok(())
     }
 
     /// The channel `channel_id` as `party` reports it.
-    pub(super) fn channel(&mut self, party: Party, channel_id: &str) -> anyhow::Result<Value> {
+    pub(super) fn channel(&mut self, party: Party, channel_id: &str) -> Result<Value, DemoError> {
         let info = self.info(party)?;
         info["channels"]
             .as_array()
@@ -163,22 +177,27 @@ impl Demo {
             .flatten()
             .find(|c| c["channel_id"].as_str() == Some(channel_id))
             .cloned()
-            .ok_or_else(|| anyhow!("{} has no channel {channel_id}", party.name()))
+            .ok_or_else(|| {
+                DemoError::Answer(format!("{} has no channel {channel_id}", party.name()))
+            })
     }
 
-    pub(super) fn own_balance(&mut self, party: Party, channel_id: &str) -> anyhow::Result<u64> {
+    pub(super) fn own_balance(&mut self, party: Party, channel_id: &str) -> Result<u64, DemoError> {
         let c = self.channel(party, channel_id)?;
-        c["to_self_sat"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("{}: channel without to_self_sat: {c}", party.name()))
+        c["to_self_sat"].as_u64().ok_or_else(|| {
+            DemoError::Answer(format!(
+                "{}: channel without to_self_sat: {c}",
+                party.name()
+            ))
+        })
     }
 
     /// Funds a node's wallet from the faucet through the mempool; returns the txid.
-    pub(super) fn fund_wallet(&mut self, party: Party, amount: Amount) -> anyhow::Result<Txid> {
+    pub(super) fn fund_wallet(&mut self, party: Party, amount: Amount) -> Result<Txid, DemoError> {
         let answer = self.call(party, "/v1/address", json!({}))?;
-        let text = answer["address"]
-            .as_str()
-            .ok_or_else(|| anyhow!("{}: /v1/address answered {answer}", party.name()))?;
+        let text = answer["address"].as_str().ok_or_else(|| {
+            DemoError::Answer(format!("{}: /v1/address answered {answer}", party.name()))
+        })?;
         let address = text
             .parse::<Address<NetworkUnchecked>>()?
             .require_network(Network::Regtest)?;
@@ -200,7 +219,7 @@ impl Demo {
         acceptor: Party,
         capacity_sat: u64,
         label: &'static str,
-    ) -> anyhow::Result<(String, Txid)> {
+    ) -> Result<(String, Txid), DemoError> {
         let answer = self.call(
             opener,
             "/v1/open",
@@ -208,7 +227,7 @@ impl Demo {
         )?;
         let channel_id = answer["channel_id"]
             .as_str()
-            .ok_or_else(|| anyhow!("/v1/open answered {answer}"))?
+            .ok_or_else(|| DemoError::Answer(format!("/v1/open answered {answer}")))?
             .to_string();
         self.narrator.detail(format!(
             "{} opens {label} ({capacity_sat} sat): channel {channel_id}",
@@ -246,9 +265,12 @@ impl Demo {
                 .next()
                 .unwrap_or_default()
                 .parse()
-                .with_context(|| format!("funding outpoint {outpoint}"))?;
+                .map_err(|source| DemoError::FundingOutpoint {
+                    outpoint: outpoint.clone(),
+                    source,
+                })?;
             if funding.is_some_and(|t| t != txid) {
-                bail!("{label}: the two sides name different funding transactions");
+                return Err(DemoError::FundingMismatch(label));
             }
             funding = Some(txid);
         }
@@ -291,29 +313,28 @@ impl Demo {
         kind: Adversary,
         letter: &Value,
         contact: &Value,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), DemoError> {
         let mut bogus = letter.clone();
         match kind {
             Adversary::WrongScalar => {
                 // A valid BIP340 signature, but not on U_1 and not by A's channel key.
-                let key = asyncpay::crypto::keys::SecretKey::from_bytes(rand::random())
-                    .map_err(|e| anyhow!("adversary key: {e}"))?;
+                let key = crate::crypto::keys::SecretKey::from_bytes(rand::random())
+                    .map_err(DemoError::AdversaryKey)?;
                 bogus["signature"] = serde_json::to_value(key.sign(&[7; 32], &[0; 32]))?;
             }
             Adversary::TamperedOffer => {
                 let amount = bogus["offer"]["terms"]["amount_sat"]
                     .as_u64()
-                    .ok_or_else(|| anyhow!("A's letter has no offer amount"))?;
+                    .ok_or_else(|| DemoError::Answer("A's letter has no offer amount".into()))?;
                 bogus["offer"]["terms"]["amount_sat"] = json!(amount + 1);
             }
             Adversary::ReplayedLetter => {}
         }
-        let card: asyncpay::mailbox::keys::Contact = serde_json::from_value(contact.clone())?;
-        let to = card.verify().map_err(|e| anyhow!("B's contact: {e:?}"))?;
-        let client = asyncpay::mailbox::client::MailboxClient::new(&self.mailbox_url)?;
-        let sender = asyncpay::mailbox::keys::NodeKey::generate();
-        let bytes =
-            asyncpay::protocol::payment::LetterKind::Sale.frame(serde_json::to_vec(&bogus)?);
+        let card: crate::mailbox::keys::Contact = serde_json::from_value(contact.clone())?;
+        let to = card.verify().map_err(DemoError::Contact)?;
+        let client = crate::mailbox::client::MailboxClient::new(&self.mailbox_url)?;
+        let sender = crate::mailbox::keys::NodeKey::generate();
+        let bytes = crate::protocol::payment::LetterKind::Sale.frame(serde_json::to_vec(&bogus)?);
         self.control.runtime.block_on(client.send(
             &to,
             Some(&sender),
@@ -349,7 +370,7 @@ impl Demo {
 
     /// The reverse variant's payment: B asks, leaves; A buys; B returns. Returns the payment
     /// id and S's fee.
-    pub(super) fn reverse_payment(&mut self) -> anyhow::Result<(String, u64)> {
+    pub(super) fn reverse_payment(&mut self) -> Result<(String, u64), DemoError> {
         let amount = self.args.amount_sat;
         self.in_payment = true;
         self.begin(
@@ -366,7 +387,7 @@ impl Demo {
         )?;
         let payment_id = answer["payment_id"]
             .as_str()
-            .ok_or_else(|| anyhow!("/v1/receive answered {answer}"))?
+            .ok_or_else(|| DemoError::Answer(format!("/v1/receive answered {answer}")))?
             .to_string();
         self.narrator.detail(format!("payment {payment_id}"));
         self.await_status(Party::B, &payment_id, "offered", &[])?;
@@ -374,7 +395,7 @@ impl Demo {
         let record = self.payment_record(Party::S, &payment_id)?;
         let fee = record["status"]["offer"]["terms"]["fee_sat"]
             .as_u64()
-            .ok_or_else(|| anyhow!("S's record has no offer fee"))?;
+            .ok_or_else(|| DemoError::Answer("S's record has no offer fee".into()))?;
         self.narrator.detail(format!(
             "S proposed state 1 of S–B paying B, kept its signature back and offered it for \
              {amount} + {fee} sat; B countersigned and posted the offer to A's mailbox"

@@ -1,58 +1,74 @@
 //! `asyncpay bench mailbox`: concurrent clients against an in-process server on loopback,
-//! printed beside this machine's durable single-insert SQLite rate measured in the same run.
+//! beside this machine's durable single-insert SQLite rate measured in the same run.
+//!
+//! ```no_run
+//! use asyncpay::bench::mailbox::{measure, render, MailboxBenchOptions};
+//!
+//! let report = measure(&MailboxBenchOptions { messages: 256, ..Default::default() })?;
+//! print!("{}", render(&report));
+//! # Ok::<(), asyncpay::bench::BenchError>(())
+//! ```
+
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use asyncpay::mailbox::client::MailboxClient;
-use asyncpay::mailbox::envelope::{seal, EnvelopeId, Letter};
-use asyncpay::mailbox::keys::NodeKey;
-use asyncpay::mailbox::server::{MailboxServer, ServerConfig};
-use asyncpay::mailbox::store::single_insert_baseline;
-use asyncpay::mailbox::unix_now;
-use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 
-/// Options of `asyncpay bench mailbox`.
-#[derive(Args)]
-pub struct BenchMailboxArgs {
+use super::BenchError;
+use crate::mailbox::client::MailboxClient;
+use crate::mailbox::envelope::{seal, EnvelopeId, Letter};
+use crate::mailbox::keys::NodeKey;
+use crate::mailbox::server::{MailboxServer, ServerConfig, ServerError};
+use crate::mailbox::store::single_insert_baseline;
+use crate::mailbox::unix_now;
+
+/// What `asyncpay bench mailbox` is told; the defaults are its flags' defaults.
+#[derive(Debug, Clone)]
+pub struct MailboxBenchOptions {
     /// Concurrent clients (each posts to its own payee's mailbox).
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
+    pub clients: usize,
     /// Total messages posted (spread over the clients).
-    #[arg(long, default_value_t = 4096)]
-    messages: usize,
-    /// Payload bytes per message (a pre-signed update with its context is a few hundred).
-    #[arg(long, default_value_t = 512)]
-    payload_bytes: usize,
+    pub messages: usize,
+    /// Payload bytes per message.
+    pub payload_bytes: usize,
     /// Messages per fetch.
-    #[arg(long, default_value_t = 16)]
-    fetch_limit: u32,
+    pub fetch_limit: u32,
     /// Inserts for the single-insert SQLite baseline.
-    #[arg(long, default_value_t = 500)]
-    baseline_inserts: usize,
-    /// Directory for the databases (a temporary directory by default).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+    pub baseline_inserts: usize,
+    /// Directory for the databases (a temporary directory when `None`).
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for MailboxBenchOptions {
+    fn default() -> Self {
+        Self {
+            clients: 64,
+            messages: 4096,
+            payload_bytes: 512,
+            fetch_limit: 16,
+            baseline_inserts: 500,
+            data_dir: None,
+        }
+    }
 }
 
 /// The server under test, on its own runtime and threads so that client work cannot
 /// delay its tasks.
-pub(crate) struct ServerThread {
-    pub(crate) url: String,
+pub struct ServerThread {
+    /// The server's base URL.
+    pub url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), BenchError>>>,
 }
 
 impl ServerThread {
-    pub(crate) fn start(config: ServerConfig) -> anyhow::Result<Self> {
+    /// Starts a server with `config` on a thread of its own and waits until it listens.
+    pub fn start(config: ServerConfig) -> Result<Self, BenchError> {
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+        let thread = std::thread::spawn(move || -> Result<(), BenchError> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("bench-server")
@@ -62,7 +78,7 @@ impl ServerThread {
                     Ok(server) => server,
                     Err(e) => {
                         let _ = url_tx.send(Err(e.to_string()));
-                        return Err(e.into());
+                        return Err(e);
                     }
                 };
                 let _ = url_tx.send(Ok(server.url()));
@@ -71,13 +87,14 @@ impl ServerThread {
                         let _ = stop_rx.await;
                     })
                     .await?;
-                anyhow::Ok(())
-            })
+                Ok::<(), ServerError>(())
+            })?;
+            Ok(())
         });
         let url = url_rx
             .recv()
-            .context("server thread ended early")?
-            .map_err(|e| anyhow::anyhow!("server failed to start: {e}"))?;
+            .map_err(BenchError::ServerThread)?
+            .map_err(BenchError::ServerStart)?;
         Ok(ServerThread {
             url,
             stop: Some(stop),
@@ -85,7 +102,8 @@ impl ServerThread {
         })
     }
 
-    pub(crate) fn stop(&mut self) {
+    /// Stops the server and waits for its thread.
+    pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -109,8 +127,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// Runs the benchmark.
-pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
+/// Runs the benchmark: the baseline, then posts and fetches, then the baseline again. The
+/// figures are one JSON object (what `--json` prints).
+pub fn measure(args: &MailboxBenchOptions) -> Result<Value, BenchError> {
     let tmp = tempfile::tempdir()?;
     let dir = args
         .data_dir
@@ -138,7 +157,7 @@ pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&baseline_path);
     let baseline_before =
         single_insert_baseline(&baseline_path, args.baseline_inserts, sample_size)
-            .context("single-insert baseline")?;
+            .map_err(BenchError::Baseline)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -205,7 +224,7 @@ pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
                     client.post_bytes(bytes).await?;
                     lat.push(t.elapsed());
                 }
-                anyhow::Ok(lat)
+                Ok::<_, BenchError>(lat)
             }));
         }
         let mut post_lat = Vec::with_capacity(total);
@@ -234,7 +253,7 @@ pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
                     client.ack(&payee, &ids).await?;
                     pages.push(page);
                 }
-                anyhow::Ok((lat, payee, pages))
+                Ok::<_, BenchError>((lat, payee, pages))
             }));
         }
         let mut fetch_lat = Vec::new();
@@ -255,13 +274,15 @@ pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
                 fetched += 1;
             }
         }
-        anyhow::ensure!(fetched == total, "fetched {fetched} of {total} messages");
+        if fetched != total {
+            return Err(BenchError::Fetched { fetched, total });
+        }
 
         post_lat.sort();
         fetch_lat.sort();
         let posts_per_sec = total as f64 / post_secs;
         let overhead = envelope_bytes as f64 / total as f64 - args.payload_bytes as f64;
-        anyhow::Ok(json!({
+        Ok::<_, BenchError>(json!({
             "clients": clients,
             "messages": total,
             "payload_bytes": args.payload_bytes,
@@ -284,7 +305,7 @@ pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
     // noise can only make the ratio look worse.
     let _ = std::fs::remove_file(&baseline_path);
     let baseline_after = single_insert_baseline(&baseline_path, args.baseline_inserts, sample_size)
-        .context("single-insert baseline")?;
+        .map_err(BenchError::Baseline)?;
     let baseline = baseline_before.max(baseline_after);
     let mut report = report;
     let posts_per_sec = report["posts_per_sec"].as_f64().unwrap_or(0.0);
@@ -293,42 +314,50 @@ pub fn run(args: BenchMailboxArgs) -> anyhow::Result<()> {
     report["baseline_after_per_sec"] = json!(baseline_after);
     report["ratio_posts_to_baseline"] = json!(posts_per_sec / baseline);
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
+    Ok(report)
+}
+
+/// The figures of [`measure`] as text, one line per kind of figure.
+pub fn render(report: &Value) -> String {
+    let mut out = String::new();
     let f = |k: &str| report[k].as_f64().unwrap_or(0.0);
-    println!(
+    let _ = writeln!(
+        out,
         "mailbox bench: {} clients, {} messages of {} payload bytes, loopback, in-process server",
         report["clients"], report["messages"], report["payload_bytes"]
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  posts:    {:>9.0} /s   p50 {:>6.2} ms   p99 {:>6.2} ms   (target p99 < 20 ms)",
         f("posts_per_sec"),
         f("post_p50_ms"),
         f("post_p99_ms")
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  fetches:  {:>9.0} /s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({:.0} messages/s, challenge + fetch per request)",
         f("fetches_per_sec"),
         f("fetch_p50_ms"),
         f("fetch_p99_ms"),
         f("fetched_messages_per_sec")
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  overhead: {:>9.0} bytes per message (envelope {:.0} bytes; age header, signed letter, stamp)",
         f("overhead_bytes_per_message"),
         f("envelope_bytes_mean")
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  baseline: {:>9.0} durable single inserts/s (SQLite WAL, synchronous=FULL, one transaction per insert; {:.0} before, {:.0} after the run)",
         f("baseline_single_insert_per_sec"),
         f("baseline_before_per_sec"),
         f("baseline_after_per_sec")
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  ratio:    {:>9.2}x durable posts/s over the baseline (target >= 2x)",
         f("ratio_posts_to_baseline")
     );
-    Ok(())
+    out
 }

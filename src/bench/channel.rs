@@ -1,6 +1,14 @@
 //! The rate of full channel updates: both parties in one process, messages through memory
 //! queues, every `Persist` action written to its own file in a temporary directory and
 //! fsynced before the next action runs (persist before send).
+//!
+//! ```
+//! use asyncpay::bench::channel::measure;
+//!
+//! let figures = measure(4, false)?;
+//! assert!(figures.persists_per_update > 0.0 && figures.messages_per_update > 0.0);
+//! # Ok::<(), asyncpay::bench::BenchError>(())
+//! ```
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -8,19 +16,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use asyncpay::crypto::keys::SecretKey;
-use asyncpay::crypto::nonce::NonceSeed;
-use asyncpay::protocol::channel::{
-    Action, ChainEvent, Channel, ChannelSecrets, Command, Input, OpenTerms, Phase,
-};
-use asyncpay::protocol::messages::{ChannelId, Message};
 use bitcoin::hashes::Hash;
 use bitcoin::{OutPoint, Txid};
 
+use super::BenchError;
+use crate::crypto::keys::SecretKey;
+use crate::crypto::nonce::NonceSeed;
+use crate::protocol::channel::{
+    Action, ChainEvent, Channel, ChannelSecrets, Command, Input, OpenTerms, Phase,
+};
+use crate::protocol::messages::{ChannelId, Message};
+
 const HEIGHT: u32 = 200;
 
-fn secrets(b: u8) -> anyhow::Result<ChannelSecrets> {
+fn secrets(b: u8) -> Result<ChannelSecrets, BenchError> {
     Ok(ChannelSecrets {
         key: SecretKey::from_bytes([b; 32])?,
         nonce_seed: NonceSeed::from_bytes([b.wrapping_add(1); 32]),
@@ -39,13 +48,15 @@ fn run(
     actions: Vec<Action>,
     out: &mut VecDeque<Message>,
     fsync: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), BenchError> {
     for action in actions {
         match action {
             Action::Persist(snapshot) => {
                 let bytes = serde_json::to_vec(&snapshot)?;
-                let mut f =
-                    File::create(&side.file).with_context(|| side.file.display().to_string())?;
+                let mut f = File::create(&side.file).map_err(|source| BenchError::File {
+                    path: side.file.clone(),
+                    source,
+                })?;
                 f.write_all(&bytes)?;
                 if fsync {
                     f.sync_data()?;
@@ -69,7 +80,7 @@ struct Pair {
 }
 
 impl Pair {
-    fn pump(&mut self) -> anyhow::Result<()> {
+    fn pump(&mut self) -> Result<(), BenchError> {
         loop {
             let (to_s, msg) = if let Some(m) = self.to_s.pop_front() {
                 (true, m)
@@ -88,7 +99,7 @@ impl Pair {
                 Some(channel) => channel.handle(Input::Message(msg))?,
                 None => {
                     let Message::Open(open) = &msg else {
-                        bail!("unexpected first message")
+                        return Err(BenchError::UnexpectedFirstMessage);
                     };
                     let payout = SecretKey::from_bytes([0x44; 32])?.public_key();
                     let (channel, actions) = Channel::accept(secrets(0x22)?, open, payout, HEIGHT)?;
@@ -100,17 +111,17 @@ impl Pair {
         }
     }
 
-    fn input_a(&mut self, input: Input) -> anyhow::Result<()> {
+    fn input_a(&mut self, input: Input) -> Result<(), BenchError> {
         let actions = self
             .a
             .channel
             .as_mut()
-            .context("a has a channel")?
+            .ok_or(BenchError::Missing("a has a channel"))?
             .handle(input)?;
         run(&mut self.a, actions, &mut self.to_s, self.fsync)
     }
 
-    fn open(dir: &Path, fsync: bool) -> anyhow::Result<Self> {
+    fn open(dir: &Path, fsync: bool) -> Result<Self, BenchError> {
         let terms = OpenTerms {
             capacity_sat: 10_000_000,
             push_sat: 0,
@@ -150,7 +161,11 @@ impl Pair {
             })
         };
         pair.input_a(confirmed())?;
-        let s = pair.s.channel.as_mut().context("s has a channel")?;
+        let s = pair
+            .s
+            .channel
+            .as_mut()
+            .ok_or(BenchError::Missing("s has a channel"))?;
         let actions = s.handle(confirmed())?;
         run(&mut pair.s, actions, &mut pair.to_a, fsync)?;
         pair.pump()?;
@@ -159,6 +174,7 @@ impl Pair {
 }
 
 /// Figures of `updates` transfers of 1 sat from A to S.
+#[derive(Debug, Clone, Copy)]
 pub struct ChannelFigures {
     /// Completed updates per second.
     pub updates_per_sec: f64,
@@ -169,7 +185,7 @@ pub struct ChannelFigures {
 }
 
 /// Runs `updates` full updates in a fresh temporary directory.
-pub fn measure(updates: u32, fsync: bool) -> anyhow::Result<ChannelFigures> {
+pub fn measure(updates: u32, fsync: bool) -> Result<ChannelFigures, BenchError> {
     let dir = tempfile::tempdir()?;
     let mut pair = Pair::open(dir.path(), fsync)?;
     let (persists0, messages0) = (pair.a.persists + pair.s.persists, pair.messages);
@@ -178,7 +194,7 @@ pub fn measure(updates: u32, fsync: bool) -> anyhow::Result<ChannelFigures> {
         .channel
         .as_ref()
         .and_then(|c| c.latest().map(|b| b.to_s))
-        .context("state")?;
+        .ok_or(BenchError::Missing("state"))?;
     let start = Instant::now();
     for _ in 0..updates {
         pair.input_a(Input::Command(Command::Transfer {
@@ -189,9 +205,12 @@ pub fn measure(updates: u32, fsync: bool) -> anyhow::Result<ChannelFigures> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     for side in [&pair.a, &pair.s] {
-        let channel = side.channel.as_ref().context("channel")?;
+        let channel = side
+            .channel
+            .as_ref()
+            .ok_or(BenchError::Missing("channel"))?;
         if channel.phase() != Phase::Funded {
-            bail!("channel ended in {:?}", channel.phase());
+            return Err(BenchError::ChannelPhase(channel.phase()));
         }
     }
     let after = pair
@@ -199,12 +218,12 @@ pub fn measure(updates: u32, fsync: bool) -> anyhow::Result<ChannelFigures> {
         .channel
         .as_ref()
         .and_then(|c| c.latest().map(|b| b.to_s))
-        .context("state")?;
+        .ok_or(BenchError::Missing("state"))?;
     if after - before != u64::from(updates) {
-        bail!(
-            "S gained {} sat over {updates} transfers of 1 sat",
-            after - before
-        );
+        return Err(BenchError::Transfers {
+            gained: after - before,
+            updates,
+        });
     }
     let n = f64::from(updates);
     Ok(ChannelFigures {

@@ -12,7 +12,7 @@ impl Demo {
         channel_id: &str,
         to_a: u64,
         to_s: u64,
-    ) -> anyhow::Result<Enforcement> {
+    ) -> Result<Enforcement, DemoError> {
         self.begin(
             "stale",
             "A restores the backup it took when it went offline and publishes the stale state 0",
@@ -41,7 +41,7 @@ impl Demo {
         &mut self,
         backup: &Backup,
         channel_id: &str,
-    ) -> anyhow::Result<Stale> {
+    ) -> Result<Stale, DemoError> {
         let height = u32::try_from(self.chain.height()?)?;
         let stale = backup.force_close(channel_id, height)?;
         let stale_txid = stale.compute_txid();
@@ -49,7 +49,7 @@ impl Demo {
         let child = self.fee_child(&stale)?;
         let answer = self.chain.submit_package(&[stale.clone(), child])?;
         if answer["package_msg"] != "success" {
-            bail!("submitpackage refused A's stale update: {answer}");
+            return Err(DemoError::PackageRefused(answer));
         }
         self.chain_event(
             Party::A,
@@ -81,7 +81,7 @@ impl Demo {
         channel_id: &str,
         to_a: u64,
         to_s: u64,
-    ) -> anyhow::Result<Enforcement> {
+    ) -> Result<Enforcement, DemoError> {
         let wait = Duration::from_secs(self.args.timeout_secs);
         let (stale_txid, stale_state) = (stale.txid, stale.state);
 
@@ -120,7 +120,7 @@ impl Demo {
         )?;
         self.mine(1)?;
         if !self.chain.in_mempool(&over_txid)? {
-            bail!("U_{override_state} was mined although its child was passed over");
+            return Err(DemoError::MinedPassedOver(override_state));
         }
         let (_, second_rate) = wait_for("S to publish its update again, higher", wait, || {
             Ok(anchor_child(&self.chain, &over)?.filter(|(txid, _)| *txid != first_child))
@@ -175,7 +175,7 @@ impl Demo {
         let settle_txid = settlement.compute_txid();
         self.chain_event(Party::S, format!("SE_{override_state} (settlement)"));
         let at = self.chain.confirm(&settle_txid)?;
-        let payout = |party: Party| -> anyhow::Result<u64> {
+        let payout = |party: Party| -> Result<u64, DemoError> {
             let key = backup.payout_script(channel_id, party)?;
             Ok(settlement
                 .output
@@ -223,7 +223,7 @@ impl Demo {
     pub(super) fn fee_child(
         &mut self,
         parent: &bitcoin::Transaction,
-    ) -> anyhow::Result<bitcoin::Transaction> {
+    ) -> Result<bitcoin::Transaction, DemoError> {
         use bitcoin::hashes::Hash;
         use bitcoin::key::{Keypair, TapTweak};
         use bitcoin::secp256k1::{Message, Secp256k1};
@@ -255,15 +255,19 @@ impl Demo {
 
 /// The letter of payment `payment_id` as A stored it (signature included), read from the
 /// `node.db` in A's data directory `dir`.
-pub(super) fn stored_letter(dir: &std::path::Path, payment_id: &str) -> anyhow::Result<Value> {
-    let store = asyncpay::node::store::Store::open(&dir.join("node.db"))?;
-    let records: Vec<(asyncpay::protocol::payment::PaymentId, Value)> = store.payments()?;
+pub(super) fn stored_letter(dir: &std::path::Path, payment_id: &str) -> Result<Value, DemoError> {
+    let store = crate::node::store::Store::open(&dir.join("node.db"))?;
+    let records: Vec<(crate::protocol::payment::PaymentId, Value)> = store.payments()?;
     records
         .into_iter()
         .find(|(id, _)| id.to_string() == payment_id)
         .map(|(_, record)| record["status"]["letter"].clone())
         .filter(|letter| !letter.is_null())
-        .ok_or_else(|| anyhow!("A's store holds no letter for payment {payment_id}"))
+        .ok_or_else(|| {
+            DemoError::Answer(format!(
+                "A's store holds no letter for payment {payment_id}"
+            ))
+        })
 }
 
 /// A channel transaction in the mempool that spends an output of `parent`: a version-3
@@ -271,7 +275,7 @@ pub(super) fn stored_letter(dir: &std::path::Path, payment_id: &str) -> anyhow::
 pub(super) fn spender(
     chain: &Regtest,
     parent: Txid,
-) -> anyhow::Result<Option<bitcoin::Transaction>> {
+) -> Result<Option<bitcoin::Transaction>, DemoError> {
     let pool: Vec<Txid> = chain.rpc("getrawmempool", &[])?;
     for txid in pool {
         let tx = chain.transaction(&txid)?;
@@ -291,13 +295,13 @@ pub(super) fn spender(
 pub(super) fn anchor_child(
     chain: &Regtest,
     parent: &bitcoin::Transaction,
-) -> anyhow::Result<Option<(Txid, f64)>> {
+) -> Result<Option<(Txid, f64)>, DemoError> {
     let Some(vout) = parent
         .output
         .iter()
         .position(|o| o.script_pubkey == bitcoin::ScriptBuf::new_p2a())
     else {
-        bail!("{} has no anchor", parent.compute_txid());
+        return Err(DemoError::NoAnchor(parent.compute_txid()));
     };
     let txid = parent.compute_txid();
     let spending: Value = chain.rpc(
@@ -318,29 +322,29 @@ pub(super) fn anchor_child(
 
 impl Backup {
     /// Reads a stopped node's seed and channels.
-    pub(super) fn take(dir: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(dir.join("seed")).context("A's seed")?;
+    pub(super) fn take(dir: &Path) -> Result<Self, DemoError> {
+        let text = std::fs::read_to_string(dir.join("seed")).map_err(DemoError::Seed)?;
         let mut seed = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut seed).context("A's seed is not 32 hex bytes")?;
+        hex::decode_to_slice(text.trim(), &mut seed).map_err(DemoError::SeedHex)?;
         let channels = Store::open(&dir.join("node.db"))?.channels()?;
         Ok(Self { seed, channels })
     }
 
-    pub(super) fn snapshot(&self, channel_id: &str) -> anyhow::Result<&Snapshot> {
+    pub(super) fn snapshot(&self, channel_id: &str) -> Result<&Snapshot, DemoError> {
         self.channels
             .iter()
             .map(|(_, s)| s)
             .find(|s| hex::encode(s.channel_id.0) == channel_id)
-            .ok_or_else(|| anyhow!("the backup has no channel {channel_id}"))
+            .ok_or_else(|| DemoError::BackupChannel(channel_id.to_string()))
     }
 
     /// The channel's shared delay (blocks from an update confirming to its settlement).
-    pub(super) fn shared_delay(&self, channel_id: &str) -> anyhow::Result<u16> {
+    pub(super) fn shared_delay(&self, channel_id: &str) -> Result<u16, DemoError> {
         self.snapshot(channel_id)?
             .params
             .as_ref()
             .map(|p| p.shared_delay)
-            .ok_or_else(|| anyhow!("the backup has no channel parameters"))
+            .ok_or(DemoError::BackupParams)
     }
 
     /// The latest complete state in the backup.
@@ -357,7 +361,7 @@ impl Backup {
         &self,
         channel_id: &str,
         height: u32,
-    ) -> anyhow::Result<bitcoin::Transaction> {
+    ) -> Result<bitcoin::Transaction, DemoError> {
         let mut core = NodeCore::restore(
             self.seed,
             height,
@@ -375,7 +379,7 @@ impl Backup {
                 NodeOutput::Broadcast(tx) => Some(tx),
                 _ => None,
             })
-            .ok_or_else(|| anyhow!("the restored node published nothing"))
+            .ok_or(DemoError::NothingPublished)
     }
 
     /// The settlement output script of `party` in the channel.
@@ -383,16 +387,13 @@ impl Backup {
         &self,
         channel_id: &str,
         party: Party,
-    ) -> anyhow::Result<bitcoin::ScriptBuf> {
+    ) -> Result<bitcoin::ScriptBuf, DemoError> {
         let snapshot = self.snapshot(channel_id)?;
-        let params = snapshot
-            .params
-            .as_ref()
-            .ok_or_else(|| anyhow!("the backup has no channel parameters"))?;
+        let params = snapshot.params.as_ref().ok_or(DemoError::BackupParams)?;
         let key = match party {
             Party::A => params.payout_a,
             Party::S => params.payout_s,
-            Party::B | Party::P => bail!("{} has no output in A–S", party.name()),
+            Party::B | Party::P => return Err(DemoError::NoOutput(party.name())),
         };
         Ok(bitcoin::ScriptBuf::new_p2tr(
             &bitcoin::secp256k1::Secp256k1::verification_only(),

@@ -4,7 +4,7 @@ use super::*;
 
 impl Demo {
     /// The whole run; the caller cleans up.
-    pub(super) fn play(&mut self) -> anyhow::Result<Transcript> {
+    pub(super) fn play(&mut self) -> Result<Transcript, DemoError> {
         let amount = self.args.amount_sat;
 
         self.begin(
@@ -92,7 +92,7 @@ impl Demo {
             let (id, txid) = self.open_channel(opener, acceptor, SB_CAPACITY_SAT, label)?;
             payee_side.push((label, id, txid, opener, acceptor));
         }
-        let balances_of = |demo: &mut Demo| -> anyhow::Result<Vec<u64>> {
+        let balances_of = |demo: &mut Demo| -> Result<Vec<u64>, DemoError> {
             let mut out = vec![
                 demo.own_balance(Party::A, &as_id)?,
                 demo.own_balance(Party::S, &as_id)?,
@@ -156,7 +156,7 @@ impl Demo {
             let payment_id = match paid {
                 Ok(answer) => answer["payment_id"]
                     .as_str()
-                    .ok_or_else(|| anyhow!("/v1/pay answered {answer}"))?
+                    .ok_or_else(|| DemoError::Answer(format!("/v1/pay answered {answer}")))?
                     .to_string(),
                 // A died while paying: its payment is in its store; it resumes after a restart.
                 Err(e) => {
@@ -168,7 +168,11 @@ impl Demo {
                         .as_array()
                         .and_then(|p| p.first())
                         .and_then(|p| p["payment_id"].as_str())
-                        .ok_or_else(|| anyhow!("A restarted without the payment it was making"))?
+                        .ok_or_else(|| {
+                            DemoError::Answer(
+                                "A restarted without the payment it was making".into(),
+                            )
+                        })?
                         .to_string()
                 }
             };
@@ -178,7 +182,7 @@ impl Demo {
             let record = self.payment_record(Party::A, &payment_id)?;
             let fee = record["fee_sat"]
                 .as_u64()
-                .ok_or_else(|| anyhow!("A's payment record has no fee_sat"))?;
+                .ok_or_else(|| DemoError::Answer("A's payment record has no fee_sat".into()))?;
             if let Some(kind) = self.args.adversary {
                 // `ctl info` never shows A's withheld signature: the adversary takes the
                 // letter from A's own store, as one who got hold of A's files would.
@@ -280,7 +284,9 @@ impl Demo {
                 let record = self.payment_record(Party::B, &payment_id)?;
                 let expiry = record["letter"]["offer"]["terms"]["expiry"]
                     .as_u64()
-                    .ok_or_else(|| anyhow!("B's record has no offer expiry: {record}"))?;
+                    .ok_or_else(|| {
+                        DemoError::Answer(format!("B's record has no offer expiry: {record}"))
+                    })?;
                 self.narrator.detail(format!(
                     "B keeps its scalar: without a PTLC nothing can complete A's state 1; the \
                      offer expires at height {expiry}"
@@ -387,7 +393,7 @@ impl Demo {
         let b_channel = payee_side
             .last()
             .map(|(_, id, _, _, _)| id.clone())
-            .context("B has a channel")?;
+            .ok_or_else(|| DemoError::Answer("B has a channel".into()))?;
         let b_state = self.channel(Party::B, &b_channel)?["state"].as_u64();
         let timeout = Duration::from_secs(self.args.timeout_secs);
         let tower_state = wait_for("B's watchtower to hold B's latest state", timeout, || {
@@ -444,7 +450,7 @@ impl Demo {
         let moved = !self.unwound();
         let paid = if moved { (amount + fee) as i64 } else { 0 };
         // What crosses each payee-side channel: the router's fee too on S–P.
-        let router_fee = asyncpay::node::core::DEFAULT_ROUTER_POLICY.fee_sat;
+        let router_fee = crate::node::core::DEFAULT_ROUTER_POLICY.fee_sat;
         let crossing = |i: usize| -> i64 {
             if !moved {
                 0

@@ -11,7 +11,12 @@ impl Demo {
     /// A control call. A query (`/v1/info`) to the party told to crash that dies meanwhile
     /// restarts it and asks again (once); other commands are not repeated, their callers
     /// decide.
-    pub(super) fn call(&mut self, party: Party, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(super) fn call(
+        &mut self,
+        party: Party,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, DemoError> {
         match self.control.call(self.node(party), path, body.clone()) {
             Err(e) if path == "/v1/info" && self.crash_pending() == Some(party) => {
                 if !self.recover_after_failed_call(party)? {
@@ -23,12 +28,12 @@ impl Demo {
         }
     }
 
-    pub(super) fn info(&mut self, party: Party) -> anyhow::Result<Value> {
+    pub(super) fn info(&mut self, party: Party) -> Result<Value, DemoError> {
         self.call(party, "/v1/info", json!({}))
     }
 
     /// Starts the node of `party` (again) and waits until it wrote its `node.json`.
-    pub(super) fn start_node(&mut self, party: Party) -> anyhow::Result<()> {
+    pub(super) fn start_node(&mut self, party: Party) -> Result<(), DemoError> {
         let name = party.name();
         let dir = self.root.path().join(name);
         std::fs::create_dir_all(&dir)?;
@@ -85,9 +90,10 @@ impl Demo {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file.try_clone()?);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting node {name}"))?;
+        let mut child = command.spawn().map_err(|source| DemoError::Spawn {
+            what: format!("starting node {name}"),
+            source,
+        })?;
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout is piped");
         self.events
@@ -133,7 +139,7 @@ impl Demo {
     }
 
     /// Asks a node to stop and waits for its process to exit.
-    pub(super) fn stop_node(&mut self, party: Party) -> anyhow::Result<()> {
+    pub(super) fn stop_node(&mut self, party: Party) -> Result<(), DemoError> {
         self.call(party, "/v1/stop", json!({}))?;
         self.children
             .wait_exit(party.name(), Duration::from_secs(30))?;
@@ -142,7 +148,7 @@ impl Demo {
         Ok(())
     }
 
-    pub(super) fn start_mailbox(&mut self) -> anyhow::Result<()> {
+    pub(super) fn start_mailbox(&mut self) -> Result<(), DemoError> {
         self.narrator
             .detail(format!("work directory {}", self.root.path().display()));
         let dir = self.root.path().join("mailbox");
@@ -162,7 +168,10 @@ impl Demo {
             .stdout(Stdio::piped())
             .stderr(File::create(&log)?)
             .spawn()
-            .context("starting the mailbox server")?;
+            .map_err(|source| DemoError::Spawn {
+                what: "starting the mailbox server".into(),
+                source,
+            })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         self.children.add("mailbox", child, log);
         // The server prints one line with its URL once it listens.
@@ -174,12 +183,15 @@ impl Demo {
         });
         let line = rx
             .recv_timeout(START_TIMEOUT)
-            .context("the mailbox server did not print its URL")?;
-        let value: Value = serde_json::from_str(line.trim())
-            .with_context(|| format!("mailbox serve printed {line:?}"))?;
+            .map_err(DemoError::MailboxSilent)?;
+        let value: Value =
+            serde_json::from_str(line.trim()).map_err(|source| DemoError::MailboxLine {
+                line: line.clone(),
+                source,
+            })?;
         self.mailbox_url = value["listening"]
             .as_str()
-            .ok_or_else(|| anyhow!("mailbox serve printed {line:?}"))?
+            .ok_or_else(|| DemoError::Answer(format!("mailbox serve printed {line:?}")))?
             .to_string();
         let pid = self.children.started.last().map_or(0, |(_, pid)| *pid);
         self.narrator
@@ -188,7 +200,7 @@ impl Demo {
     }
 
     /// Starts B's watchtower and waits until it wrote its `tower.json`.
-    pub(super) fn start_tower(&mut self) -> anyhow::Result<()> {
+    pub(super) fn start_tower(&mut self) -> Result<(), DemoError> {
         let dir = self.root.path().join("watchtower");
         std::fs::create_dir_all(&dir)?;
         let log = self.root.path().join("watchtower.log");
@@ -208,7 +220,10 @@ impl Demo {
             .stdout(File::create(self.root.path().join("watchtower.out"))?)
             .stderr(File::create(&log)?)
             .spawn()
-            .context("starting the watchtower")?;
+            .map_err(|source| DemoError::Spawn {
+                what: "starting the watchtower".into(),
+                source,
+            })?;
         self.children.add("watchtower", child, log);
         let file = dir.join("tower.json");
         let info: Value = wait_for("the watchtower to write tower.json", START_TIMEOUT, || {
@@ -219,7 +234,7 @@ impl Demo {
         })?;
         self.tower_url = info["url"]
             .as_str()
-            .ok_or_else(|| anyhow!("tower.json without url: {info}"))?
+            .ok_or_else(|| DemoError::Answer(format!("tower.json without url: {info}")))?
             .to_string();
         self.narrator
             .detail(format!("watchtower at {}", self.tower_url));
@@ -241,7 +256,7 @@ impl Demo {
     }
 
     /// Mines `n` blocks, waits for electrs and for every running node to see the new tip.
-    pub(super) fn mine(&mut self, n: u64) -> anyhow::Result<u64> {
+    pub(super) fn mine(&mut self, n: u64) -> Result<u64, DemoError> {
         self.chain.mine(n)?;
         self.chain.wait_for_electrs_tip()?;
         let height = self.chain.height()?;
@@ -273,7 +288,7 @@ impl Demo {
         party: Party,
         what: &str,
         matches: impl Fn(&Value) -> bool,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), DemoError> {
         let limit = Duration::from_secs(self.args.timeout_secs);
         let started = Instant::now();
         loop {
@@ -287,10 +302,10 @@ impl Demo {
             self.alive_or_crashing(party)?;
             interrupted()?;
             if started.elapsed() > limit {
-                bail!(
-                    "timed out after {limit:?} waiting for {} to report {what}",
-                    party.name()
-                );
+                return Err(DemoError::Timeout {
+                    what: format!("{} to report {what}", party.name()),
+                    limit,
+                });
             }
             std::thread::sleep(POLL);
         }
@@ -312,7 +327,7 @@ impl Demo {
     }
 
     /// Arms a running `party`'s injected crash point (see [`Demo::armed_point`]).
-    pub(super) fn arm(&mut self, party: Party) -> anyhow::Result<()> {
+    pub(super) fn arm(&mut self, party: Party) -> Result<(), DemoError> {
         let Some(point) = self.armed_point(party) else {
             return Ok(());
         };
@@ -326,7 +341,7 @@ impl Demo {
 
     /// Fails if `party`'s process has exited, unless it is the party told to crash (its
     /// death is handled by [`Demo::recover`]).
-    pub(super) fn alive_or_crashing(&mut self, party: Party) -> anyhow::Result<()> {
+    pub(super) fn alive_or_crashing(&mut self, party: Party) -> Result<(), DemoError> {
         match self.children.check_alive(party.name()) {
             Err(_) if self.crash_pending() == Some(party) => Ok(()),
             other => other,
@@ -335,7 +350,7 @@ impl Demo {
 
     /// After a control call to `party` failed: if it is the party told to crash, gives its
     /// process a moment to finish dying, then [`Demo::recover`]s it.
-    pub(super) fn recover_after_failed_call(&mut self, party: Party) -> anyhow::Result<bool> {
+    pub(super) fn recover_after_failed_call(&mut self, party: Party) -> Result<bool, DemoError> {
         if self.crash_pending() != Some(party) {
             return Ok(false);
         }
@@ -349,7 +364,7 @@ impl Demo {
     /// If the party told to crash has died at its crash point, restarts it at once, as an
     /// operator's supervisor would. Returns whether it did. A death without the crash point
     /// reported is an error.
-    pub(super) fn recover(&mut self) -> anyhow::Result<bool> {
+    pub(super) fn recover(&mut self) -> Result<bool, DemoError> {
         let Some(party) = self.crash_pending() else {
             return Ok(false);
         };
@@ -389,7 +404,7 @@ impl Demo {
     }
 
     /// Waits until `party`'s current process reports a connection with `peer`.
-    pub(super) fn await_connected(&mut self, party: Party, peer: Party) -> anyhow::Result<()> {
+    pub(super) fn await_connected(&mut self, party: Party, peer: Party) -> Result<(), DemoError> {
         let key = json!(self.node(peer).key);
         self.await_event(party, &format!("a connection to {}", peer.name()), |e| {
             e["event"] == "connected" && e["peer"] == key
@@ -398,13 +413,13 @@ impl Demo {
 
     /// `from` dials `to`'s peer address; `to` is first told to accept `from` (a node
     /// refuses peers it does not know).
-    pub(super) fn connect(&mut self, from: Party, to: Party) -> anyhow::Result<()> {
+    pub(super) fn connect(&mut self, from: Party, to: Party) -> Result<(), DemoError> {
         let addr = self
             .node(to)
             .running
             .as_ref()
             .map(|(f, _)| f.peer_addr.clone())
-            .ok_or_else(|| anyhow!("{} is not running", to.name()))?;
+            .ok_or(DemoError::NotRunning(to.name()))?;
         self.call(to, "/v1/connect", json!({"node_key": self.node(from).key}))?;
         self.call(
             from,
@@ -432,39 +447,40 @@ impl Children {
         });
     }
 
-    pub(super) fn get_mut(&mut self, name: &str) -> anyhow::Result<&mut Proc> {
+    pub(super) fn get_mut(&mut self, name: &str) -> Result<&mut Proc, DemoError> {
         self.procs
             .iter_mut()
             .find(|p| p.name == name)
-            .ok_or_else(|| anyhow!("no process {name}"))
+            .ok_or_else(|| DemoError::NoProcess(name.to_string()))
     }
 
     /// Whether `name` has exited; an exit is reported with the tail of its log.
-    pub(super) fn check_alive(&mut self, name: &str) -> anyhow::Result<()> {
+    pub(super) fn check_alive(&mut self, name: &str) -> Result<(), DemoError> {
         let proc = self.get_mut(name)?;
         if let Some(status) = proc.child.try_wait()? {
-            bail!(
-                "{name} exited ({status}); last lines of {}:\n{}",
-                proc.log.display(),
-                tail(&proc.log, 20)
-            );
+            return Err(DemoError::Exited {
+                name: name.to_string(),
+                status,
+                log: proc.log.clone(),
+                tail: tail(&proc.log, 20),
+            });
         }
         Ok(())
     }
 
     /// Whether `name` has exited (without reporting it as an error).
-    pub(super) fn exited(&mut self, name: &str) -> anyhow::Result<bool> {
+    pub(super) fn exited(&mut self, name: &str) -> Result<bool, DemoError> {
         Ok(self.get_mut(name)?.child.try_wait()?.is_some())
     }
 
     /// Waits for `name` to exit by itself; kills it after `limit`.
-    pub(super) fn wait_exit(&mut self, name: &str, limit: Duration) -> anyhow::Result<()> {
+    pub(super) fn wait_exit(&mut self, name: &str, limit: Duration) -> Result<(), DemoError> {
         let started = Instant::now();
         let index = self
             .procs
             .iter()
             .position(|p| p.name == name)
-            .ok_or_else(|| anyhow!("no process {name}"))?;
+            .ok_or_else(|| DemoError::NoProcess(name.to_string()))?;
         loop {
             if self.procs[index].child.try_wait()?.is_some() {
                 self.procs.remove(index);
@@ -474,7 +490,10 @@ impl Children {
                 let mut proc = self.procs.remove(index);
                 let _ = proc.child.kill();
                 let _ = proc.child.wait();
-                bail!("{name} did not exit within {limit:?} after /v1/stop; killed it");
+                return Err(DemoError::NotStopped {
+                    name: name.to_string(),
+                    limit,
+                });
             }
             std::thread::sleep(POLL);
         }
@@ -491,7 +510,7 @@ impl Drop for Children {
 }
 
 impl Control {
-    pub(super) fn new() -> anyhow::Result<Self> {
+    pub(super) fn new() -> Result<Self, DemoError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -503,11 +522,11 @@ impl Control {
 
     /// POSTs `body` to `path` of a running node; an error answer becomes an error carrying
     /// the node's code and message.
-    pub(super) fn call(&self, node: &Node, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(super) fn call(&self, node: &Node, path: &str, body: Value) -> Result<Value, DemoError> {
         let (file, token) = node
             .running
             .as_ref()
-            .ok_or_else(|| anyhow!("{} is not running", node.party.name()))?;
+            .ok_or(DemoError::NotRunning(node.party.name()))?;
         let url = format!("{}{path}", file.control_url.trim_end_matches('/'));
         self.runtime.block_on(async {
             let response = self
@@ -517,23 +536,31 @@ impl Control {
                 .json(&body)
                 .send()
                 .await
-                .with_context(|| format!("{} {path}", node.party.name()))?;
+                .map_err(|source| DemoError::ControlUnreachable {
+                    party: node.party.name(),
+                    path: path.to_string(),
+                    source,
+                })?;
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             let value: Value = if text.trim().is_empty() {
                 json!({})
             } else {
-                serde_json::from_str(&text).with_context(|| {
-                    format!("{} {path}: answer is not JSON: {text}", node.party.name())
+                serde_json::from_str(&text).map_err(|source| DemoError::ControlNotJson {
+                    party: node.party.name(),
+                    path: path.to_string(),
+                    text: text.clone(),
+                    source,
                 })?
             };
             if !status.is_success() {
-                bail!(
-                    "{} {path} failed ({status}): {} {}",
-                    node.party.name(),
-                    value["error"].as_str().unwrap_or("?"),
-                    value["message"].as_str().unwrap_or(&text)
-                );
+                return Err(DemoError::ControlRefused {
+                    party: node.party.name(),
+                    path: path.to_string(),
+                    status,
+                    error: value["error"].as_str().unwrap_or("?").to_string(),
+                    message: value["message"].as_str().unwrap_or(&text).to_string(),
+                });
             }
             Ok(value)
         })

@@ -1,18 +1,32 @@
 //! `asyncpay demo`: the narrated regtest run of one asynchronous payment.
 //!
 //! Everything runs as the user would run it: a BIP118-enforcing regtest `bitcoind` with
-//! `electrs` (the crate's harness), `asyncpay mailbox serve` and three `asyncpay node run`
-//! processes (payer A, LSP S, payee B), each in its own data directory under one temporary
-//! directory. The demo drives them only through their control interface, narrates each step
-//! on stderr and ends with a summary (balances before/after, txids, timings) and a mermaid
-//! sequence diagram of the peer messages; `--json` prints the same as one JSON transcript on
-//! stdout, and `--svg PATH` writes the diagram as a self-contained SVG (`sequence_svg`).
-//! Every child process is killed when the demo ends, also on error.
+//! `electrs` (the crate's harness), `asyncpay mailbox serve`, `asyncpay watchtower serve` and
+//! three `asyncpay node run` processes (payer A, LSP S, payee B), each in its own data
+//! directory under one temporary directory. The demo drives them only through their control
+//! interface and narrates each step on stderr; [`run`] returns a [`Transcript`] (balances
+//! before/after, txids, timings, checks and a mermaid sequence diagram of the peer
+//! messages), which `asyncpay demo` prints as a summary ([`Transcript::summary`]) or, with
+//! `--json`, serialized as one JSON document; [`DemoOptions::svg`] writes the diagram as a
+//! self-contained SVG (`sequence_svg`). Every child process is killed when the demo ends,
+//! also on error.
 //!
 //! `play.rs` tells the story step by step; `steps.rs` holds its building blocks (funding,
 //! channels, statuses, checks); `processes.rs` the child processes, their control calls and
 //! injected crashes; `onchain.rs` the on-chain epilogue; `report.rs` the narration, events,
 //! summary and diagram.
+//!
+//! ```no_run
+//! use asyncpay::demo::{run, DemoOptions};
+//!
+//! // The `asyncpay` binary, whose `node run`, `mailbox serve` and `watchtower serve` the
+//! // demo starts as its child processes.
+//! let exe = std::path::PathBuf::from("target/debug/asyncpay");
+//! let transcript = run(DemoOptions::new(exe))?;
+//! print!("{}", transcript.summary());
+//! assert!(transcript.ok());
+//! # Ok::<(), asyncpay::demo::DemoError>(())
+//! ```
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -21,34 +35,35 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
-use asyncpay::chain::regtest::{Regtest, RegtestOptions};
-use asyncpay::crypto::keys::PublicKey;
-use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
-use asyncpay::node::store::Store;
-use asyncpay::protocol::channel::Snapshot;
-use asyncpay::tx::anchor::{cpfp_child, find_anchor, package_fee, CHILD_VBYTES};
-use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::address::NetworkUnchecked;
 use bitcoin::{Address, Amount, Network, Txid};
-use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::sequence_svg::sequence_svg;
+use crate::chain::regtest::{Regtest, RegtestOptions};
+use crate::crypto::keys::PublicKey;
+use crate::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use crate::node::store::Store;
+use crate::protocol::channel::Snapshot;
+use crate::tx::anchor::{cpfp_child, find_anchor, package_fee, CHILD_VBYTES};
+use crate::tx::STATE_LOCKTIME_BASE;
 
+mod error;
 mod onchain;
 mod play;
 mod processes;
 mod report;
+mod sequence_svg;
 mod steps;
 
+pub use error::DemoError;
 use onchain::{spender, stored_letter};
-use report::{check, print_summary, report_problems};
+use report::{check, report_problems};
 pub(crate) use report::{diagram_steps, mermaid};
+use sequence_svg::sequence_svg;
 
 /// Transcript format version of `asyncpay demo --json`.
-const TRANSCRIPT_VERSION: u32 = 1;
+pub const TRANSCRIPT_VERSION: u32 = 1;
 
 /// What the faucet sends each wallet.
 const WALLET_FUNDS_SAT: u64 = 2_000_000;
@@ -80,81 +95,73 @@ const PTLC_DELTA: u32 = 30;
 /// Poll interval of awaited conditions.
 const POLL: Duration = Duration::from_millis(25);
 
-/// Options of `asyncpay demo`.
-#[derive(Args)]
-pub struct DemoArgs {
-    /// Print one machine-readable JSON transcript on stdout (the narration stays on stderr).
-    #[arg(long)]
-    json: bool,
+/// What a demo run is told: `asyncpay demo`'s flags but `--json` (printing is the caller's).
+/// [`DemoOptions::new`] gives the flags' defaults.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The `asyncpay` binary whose `mailbox serve`, `watchtower serve` and `node run` the
+    /// demo starts as its child processes.
+    pub exe: PathBuf,
     /// Keep the temporary directory (node data directories and logs) after the run.
-    #[arg(long)]
-    keep: bool,
+    pub keep: bool,
     /// What A pays B, in satoshis.
-    #[arg(long, default_value_t = 50_000)]
-    amount_sat: u64,
+    pub amount_sat: u64,
     /// Skip the on-chain epilogue (A publishes its stale state, S overrides it, the
     /// settlement confirms).
-    #[arg(long)]
-    no_epilogue: bool,
+    pub no_epilogue: bool,
     /// Longest wait for any one condition (a status, a connection, a confirmation), in
     /// seconds.
-    #[arg(long, default_value_t = 90)]
-    timeout_secs: u64,
-    /// Also write the sequence diagram as a self-contained SVG file to PATH.
-    #[arg(long, value_name = "PATH")]
-    svg: Option<PathBuf>,
-    /// Fault injection: PARTY (A, S, B, or P with --routed) kills itself with SIGKILL at POINT
-    /// (`send:<message>` before it sends that message, `post-letter` before A posts its
-    /// letter, `persist:<n>` right after its n-th store write), counted from the party's
-    /// first start in the payment (A and S: the pay step; B: the sell step; re-armed at each
-    /// start until it fires). The demo restarts the party at once and the payment must still
-    /// complete with the exact balances; the transcript's `crash` says where it died.
-    #[arg(long, value_name = "PARTY:POINT")]
-    crash: Option<String>,
-    /// B has no channel with S but one with a router P (a fourth process, `--role router`):
-    /// S pays B through P with the same point, P keeps its fee.
-    #[arg(long)]
-    routed: bool,
+    pub timeout_secs: u64,
+    /// Also write the sequence diagram as a self-contained SVG file here.
+    pub svg: Option<PathBuf>,
+    /// Fault injection, `PARTY:POINT`: the party (A, S, B, or P when routed) kills itself with
+    /// SIGKILL at the point (`send:<message>`, `post-letter` or `persist:<n>`), counted from
+    /// its first start in the payment; the demo restarts it at once and the payment must
+    /// still complete with the exact balances.
+    pub crash: Option<String>,
+    /// B has no channel with S but one with a router P (a fourth process): S pays B through
+    /// P with the same point, P keeps its fee.
+    pub routed: bool,
     /// In the on-chain epilogue, S is stopped before A publishes its stale state and started
-    /// again only after that state has confirmed: S must find it from its stored channels
-    /// alone and still override it in time.
-    #[arg(long)]
-    lsp_restarts_after_cheat: bool,
-    /// The reverse variant instead: B is the one offline. B asks S for a state paying it and
-    /// leaves S's offer in A's mailbox; A buys S's signature with a PTLC and hands it to B;
-    /// B, back, has its state. No on-chain epilogue.
-    #[arg(long, conflicts_with_all = ["routed", "crash", "lsp_restarts_after_cheat"])]
-    reverse: bool,
+    /// again only after that state has confirmed.
+    pub lsp_restarts_after_cheat: bool,
+    /// The reverse variant instead: B is the one offline; A buys S's signature with a PTLC
+    /// and hands it to B. No on-chain epilogue.
+    pub reverse: bool,
     /// An adversary with B's contact card puts a bogus letter in B's mailbox before B comes
-    /// online: `wrong-scalar` (A's letter with another valid signature, whose scalar does not
-    /// sell the point), `tampered-offer` (the amount in S's signed offer raised by one
-    /// satoshi) or `replayed-letter` (A's letter posted again). B must refuse it or ignore
-    /// the repeat, and the genuine payment must still complete exactly once.
-    #[arg(long, value_enum, conflicts_with = "reverse")]
-    adversary: Option<Adversary>,
-    /// A comes back before B sells and cancels: S cancels the offer and reverts A–S to
-    /// state 0's balances (state 2); B, online later, invoices and is refused (`cancelled`);
-    /// nothing moves on any channel. The on-chain epilogue then shows S answering A's
-    /// stale state 0 with the revert.
-    #[arg(long, conflicts_with_all = ["reverse", "routed", "crash", "adversary"])]
-    cancel: bool,
+    /// online; B must refuse it or ignore the repeat.
+    pub adversary: Option<Adversary>,
+    /// A comes back before B sells and cancels: nothing moves on any channel.
+    pub cancel: bool,
     /// A's backup publishes the stale state 0 while A's signature on state 1 is still for
-    /// sale (right after A goes offline), and it confirms; B then sells inside S's window:
-    /// S buys the scalar, and its node publishes U_1 over U_0 at once and settles state 1.
-    #[arg(
-        long,
-        conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "lsp_restarts_after_cheat", "no_epilogue"]
-    )]
-    payer_cheats_while_pending: bool,
-    /// S goes offline right after its offer and is away until the offer has expired: B
-    /// invoices in time but nobody pays it; S, back, refuses the invoice (`expired`) and
-    /// reverts A–S (state 2); A, back, finds its payment void. Nothing moves on any
-    /// channel, and in the on-chain epilogue S answers A's stale state 0 with the revert.
-    #[arg(
-        long,
-        conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "payer_cheats_while_pending"]
-    )]
-    lsp_never_pays: bool,
+    /// sale, and it confirms; B then sells inside S's window.
+    pub payer_cheats_while_pending: bool,
+    /// S goes offline right after its offer and is away until the offer has expired:
+    /// nothing moves on any channel.
+    pub lsp_never_pays: bool,
+}
+
+impl DemoOptions {
+    /// The main flow with `asyncpay demo`'s defaults (50,000 sat, 90 s per wait, with the
+    /// on-chain epilogue), its processes started from `exe`.
+    pub fn new(exe: PathBuf) -> Self {
+        Self {
+            exe,
+            keep: false,
+            amount_sat: 50_000,
+            no_epilogue: false,
+            timeout_secs: 90,
+            svg: None,
+            crash: None,
+            routed: false,
+            lsp_restarts_after_cheat: false,
+            reverse: false,
+            adversary: None,
+            cancel: false,
+            payer_cheats_while_pending: false,
+            lsp_never_pays: false,
+        }
+    }
 }
 
 /// One child process and where its output goes.
@@ -184,8 +191,8 @@ fn tail(path: &Path, n: usize) -> String {
 fn wait_for<T>(
     what: &str,
     limit: Duration,
-    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
+    mut probe: impl FnMut() -> Result<Option<T>, DemoError>,
+) -> Result<T, DemoError> {
     let started = Instant::now();
     loop {
         interrupted()?;
@@ -193,7 +200,10 @@ fn wait_for<T>(
             return Ok(value);
         }
         if started.elapsed() > limit {
-            bail!("timed out after {limit:?} waiting for {what}");
+            return Err(DemoError::Timeout {
+                what: what.to_string(),
+                limit,
+            });
         }
         std::thread::sleep(POLL);
     }
@@ -234,9 +244,9 @@ fn watch_signals() {
 }
 
 /// An error once the demo was told to stop.
-fn interrupted() -> anyhow::Result<()> {
+fn interrupted() -> Result<(), DemoError> {
     if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-        bail!("interrupted");
+        return Err(DemoError::Interrupted);
     }
     Ok(())
 }
@@ -354,9 +364,11 @@ struct Check {
     ok: bool,
 }
 
-/// The transcript `--json` prints.
+/// What a demo run showed: parties, channels, balances before and after, transactions,
+/// steps, messages and their sequence diagram, the checks the demo made on its outcome.
+/// `asyncpay demo --json` prints it serialized (transcript format [`TRANSCRIPT_VERSION`]).
 #[derive(Debug, Serialize)]
-struct Transcript {
+pub struct Transcript {
     version: u32,
     ok: bool,
     amount_sat: u64,
@@ -398,7 +410,7 @@ struct Narrator {
 struct Demo {
     // Fields drop in declaration order: the children go before the chain and the directory.
     children: Children,
-    args: DemoArgs,
+    args: DemoOptions,
     root: tempfile::TempDir,
     exe: PathBuf,
     chain: Regtest,
@@ -429,7 +441,7 @@ struct Stale {
 }
 
 /// A bogus letter put in B's mailbox (`--adversary`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Adversary {
     /// A's letter with another valid signature, whose scalar does not sell the point.
@@ -464,10 +476,13 @@ struct CrashReport {
     fired_at_ms: Option<u64>,
 }
 
-/// Runs the demo.
-pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// Runs the demo and returns its transcript; the narration goes to stderr meanwhile.
+/// Ctrl-c or SIGTERM ends the run with [`DemoError::Interrupted`]. Every child process is
+/// stopped before it returns, also on error; the temporary directory is removed unless
+/// [`DemoOptions::keep`]. A transcript whose checks failed is still `Ok`: see
+/// [`Transcript::ok`].
+pub fn run(args: DemoOptions) -> Result<Transcript, DemoError> {
     watch_signals();
-    let json = args.json;
     let keep = args.keep;
     let svg_path = args.svg.clone();
     let mut narrator = Narrator::new();
@@ -479,7 +494,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         electrs: true,
         ..Default::default()
     };
-    let chain = Regtest::start(options).context("starting the regtest chain")?;
+    let chain = Regtest::start(options).map_err(DemoError::ChainStart)?;
     let electrum = chain.electrum_url()?;
     narrator.detail(format!(
         "bitcoind {} at height {}, electrs {electrum}",
@@ -492,15 +507,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let crash = match &args.crash {
         None => None,
         Some(spec) => {
-            let (party, point) = spec.split_once(':').ok_or_else(|| {
-                anyhow!("--crash {spec:?}: expected PARTY:POINT, e.g. S:send:offer")
-            })?;
+            let (party, point) = spec
+                .split_once(':')
+                .ok_or_else(|| DemoError::CrashSpec(spec.clone()))?;
             let party = match party {
                 "A" => "A",
                 "S" => "S",
                 "B" => "B",
                 "P" if args.routed => "P",
-                other => bail!("--crash: unknown party {other:?} (A, S, B, or P with --routed)"),
+                other => return Err(DemoError::CrashParty(other.to_string())),
             };
             Some(CrashReport {
                 party,
@@ -511,7 +526,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let mut demo = Demo {
-        exe: std::env::current_exe().context("locating the asyncpay binary")?,
+        exe: args.exe.clone(),
         args,
         root,
         chain,
@@ -558,19 +573,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     transcript.kept = keep;
     if let Some(path) = &svg_path {
-        std::fs::write(path, &transcript.svg)
-            .with_context(|| format!("writing the sequence diagram to {}", path.display()))?;
+        std::fs::write(path, &transcript.svg).map_err(|source| DemoError::Svg {
+            path: path.clone(),
+            source,
+        })?;
         eprintln!("sequence diagram written to {}", path.display());
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&transcript)?);
-    } else {
-        print_summary(&transcript);
-    }
-    if !transcript.ok {
-        bail!("a check failed (see the table above)");
-    }
-    Ok(())
+    Ok(transcript)
 }
 
 /// What the on-chain epilogue showed.

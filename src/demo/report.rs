@@ -170,62 +170,74 @@ pub(crate) fn mermaid(steps: &[Step], messages: &[Msg]) -> String {
     out
 }
 
-pub(super) fn print_summary(t: &Transcript) {
-    let mut out = std::io::stdout().lock();
-    let outcome = if t.status["lsp"] == "cancelled" {
-        format!(
-            "A's payment of {} sat to B was cancelled before a sale: nothing moved",
-            t.amount_sat
-        )
-    } else {
-        format!(
-            "A paid B {} sat through S (fee {} sat)",
-            t.amount_sat, t.fee_sat
-        )
-    };
-    let _ = writeln!(out, "\n{outcome}; payment {}\n", t.payment_id);
-    let _ = writeln!(
-        out,
-        "| channel | party | before (sat) | after (sat) | change |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|");
-    for b in &t.balances {
+impl Transcript {
+    /// Whether every check the demo made on its outcome passed.
+    pub fn ok(&self) -> bool {
+        self.ok
+    }
+
+    /// The summary `asyncpay demo` prints without `--json`: the outcome, tables of the
+    /// balances, transactions, steps and checks, the total time and the mermaid diagram.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let t = self;
+        let mut out = String::new();
+        let outcome = if t.status["lsp"] == "cancelled" {
+            format!(
+                "A's payment of {} sat to B was cancelled before a sale: nothing moved",
+                t.amount_sat
+            )
+        } else {
+            format!(
+                "A paid B {} sat through S (fee {} sat)",
+                t.amount_sat, t.fee_sat
+            )
+        };
+        let _ = writeln!(out, "\n{outcome}; payment {}\n", t.payment_id);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:+} |",
-            b.channel, b.party, b.before_sat, b.after_sat, b.change_sat
+            "| channel | party | before (sat) | after (sat) | change |"
         );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|");
+        for b in &t.balances {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:+} |",
+                b.channel, b.party, b.before_sat, b.after_sat, b.change_sat
+            );
+        }
+        let _ = writeln!(out, "\n| transaction | txid | confirmed at |");
+        let _ = writeln!(out, "|---|---|---:|");
+        for tx in &t.txids {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                tx.what,
+                tx.txid,
+                tx.confirmed_at
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+        let _ = writeln!(out, "\n| step | what | took (ms) |");
+        let _ = writeln!(out, "|---:|---|---:|");
+        for s in &t.steps {
+            let _ = writeln!(out, "| {} | {} | {} |", s.n, s.title, s.duration_ms);
+        }
+        let _ = writeln!(out, "\n| check | expected | actual | |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for c in &t.checks {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                c.what,
+                c.expected,
+                c.actual,
+                if c.ok { "ok" } else { "FAILED" }
+            );
+        }
+        let _ = writeln!(out, "\ntotal {:.1} s\n", t.total_ms as f64 / 1000.0);
+        let _ = writeln!(out, "```mermaid\n{}```", t.mermaid);
+        out
     }
-    let _ = writeln!(out, "\n| transaction | txid | confirmed at |");
-    let _ = writeln!(out, "|---|---|---:|");
-    for tx in &t.txids {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} |",
-            tx.what,
-            tx.txid,
-            tx.confirmed_at
-                .map(|h| h.to_string())
-                .unwrap_or_else(|| "-".into())
-        );
-    }
-    let _ = writeln!(out, "\n| step | what | took (ms) |");
-    let _ = writeln!(out, "|---:|---|---:|");
-    for s in &t.steps {
-        let _ = writeln!(out, "| {} | {} | {} |", s.n, s.title, s.duration_ms);
-    }
-    let _ = writeln!(out, "\n| check | expected | actual | |");
-    let _ = writeln!(out, "|---|---|---|---|");
-    for c in &t.checks {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            c.what,
-            c.expected,
-            c.actual,
-            if c.ok { "ok" } else { "FAILED" }
-        );
-    }
-    let _ = writeln!(out, "\ntotal {:.1} s\n", t.total_ms as f64 / 1000.0);
-    let _ = writeln!(out, "```mermaid\n{}```", t.mermaid);
 }

@@ -1,32 +1,77 @@
 //! `asyncpay bench capital`: capital locked per payment, in sat·blocks, under
 //! pay-for-signature and two held-HTLC baselines, from a seeded simulation over the
 //! offline-time distributions documented in `docs/capital.md`.
+//!
+//! ```
+//! use asyncpay::bench::capital::measure;
+//! use asyncpay::sim::{ModelParams, SimConfig};
+//!
+//! let config = SimConfig { payments: 200, seed: 1, params: ModelParams::default() };
+//! let figures = measure(config)?;
+//! assert!(!figures.reports.is_empty());
+//! assert!(figures.render().contains("pfs/this"));
+//! # Ok::<(), asyncpay::sim::SimError>(())
+//! ```
 
-use asyncpay::sim::{
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use crate::sim::{
     documented_distributions, simulate, DistributionReport, ModelParams, Party, Scheme, SimConfig,
-    Stats,
+    SimError, Stats,
 };
-use clap::Args;
-use serde_json::json;
 
-/// Options of `asyncpay bench capital`.
-#[derive(Args)]
-pub struct BenchCapitalArgs {
-    /// Payments simulated per distribution.
-    #[arg(long, default_value_t = 100_000)]
-    payments: usize,
-    /// Seed of the simulation's RNG; the same seed prints the same figures.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Payment amount in sat (every figure is linear in it).
-    #[arg(long, default_value_t = 100_000)]
-    amount_sat: u64,
-    /// Seconds from the payee coming online to the payment resolving along the path.
-    #[arg(long, default_value_t = 10.0)]
-    resolve_secs: f64,
-    /// Print the reports as JSON.
-    #[arg(long)]
-    json: bool,
+/// The simulation's configuration and one report per documented distribution.
+#[derive(Debug, Clone)]
+pub struct CapitalFigures {
+    /// What was simulated.
+    pub config: SimConfig,
+    /// One report per distribution of [`documented_distributions`], in their order.
+    pub reports: Vec<DistributionReport>,
+}
+
+/// Runs the simulation for every documented distribution.
+pub fn measure(config: SimConfig) -> Result<CapitalFigures, SimError> {
+    let reports = documented_distributions()
+        .iter()
+        .map(|d| simulate(d, &config))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CapitalFigures { config, reports })
+}
+
+impl CapitalFigures {
+    /// The configuration and the reports as one JSON object (what `--json` prints).
+    pub fn to_json(&self) -> Value {
+        json!({"config": self.config, "reports": self.reports})
+    }
+
+    /// The reports as text: a header, then one table per distribution.
+    pub fn render(&self) -> String {
+        let config = &self.config;
+        let p = &config.params;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "capital locked per payment, sat·blocks (amount {} sat, block {} s, resolution {} s, \
+             horizon {} blocks, route CLTV {} blocks, seed {}, {} payments per distribution)",
+            p.amount_sat,
+            p.block_secs,
+            p.resolve_secs,
+            p.horizon_blocks,
+            p.route_cltv_budget,
+            config.seed,
+            config.payments
+        );
+        let _ = writeln!(
+            out,
+            "pfs/this = mean(pay-for-signature) / mean(this scheme), same party\n"
+        );
+        for report in &self.reports {
+            render_report(&mut out, report, p);
+        }
+        out
+    }
 }
 
 /// `mean(ours) / mean(baseline)`, or `-` when the baseline locks nothing.
@@ -47,17 +92,20 @@ fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 
-fn print_report(report: &DistributionReport, params: &ModelParams) {
+fn render_report(out: &mut String, report: &DistributionReport, params: &ModelParams) {
     let b = &report.payee_offline_blocks;
-    println!(
+    let _ = writeln!(
+        out,
         "== {} ({}) — {}",
         report.name, report.description, report.source
     );
-    println!(
+    let _ = writeln!(
+        out,
         "   payee offline, blocks: mean {:.1}, p50 {:.1}, p99 {:.1}; {} payments",
         b.mean, b.p50, b.p99, report.payments
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{:<12} {:<20} {:>14} {:>14} {:>14} {:>10}",
         "party", "scheme", "mean", "p50", "p99", "pfs/this"
     );
@@ -74,7 +122,8 @@ fn print_report(report: &DistributionReport, params: &ModelParams) {
                 Some(p) => (s.party(p), ours.party(p)),
                 None => (&s.total, &ours.total),
             };
-            println!(
+            let _ = writeln!(
+                out,
                 "{:<12} {:<20} {:>14.0} {:>14.0} {:>14.0} {:>10}",
                 label,
                 scheme.label(),
@@ -91,71 +140,32 @@ fn print_report(report: &DistributionReport, params: &ModelParams) {
         .iter()
         .map(|c| format!("{} {}", pct(c.fraction), c.limit))
         .collect();
-    println!(
+    let _ = writeln!(
+        out,
         "   held HTLC CLTV (offline + {} route) exceeds: {}",
         params.route_cltv_budget,
         cltv.join(", ")
     );
-    println!(
+    let _ = writeln!(
+        out,
         "   failed: held HTLC (payee later than {} blocks) {}; sale (payee later than offer expiry {} blocks) {}",
         params.hold_limit_blocks(),
         pct(l.held_failed),
         params.horizon_blocks,
         pct(l.sale_failed)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "   held: payer back after its HTLC deadline (LSP force-closes) {}; claimed HTLC waits for payer {} (mean {:.1} blocks, not counted)",
         pct(l.payer_missed_htlc_deadline),
         pct(l.claimed_awaiting_payer),
         l.claimed_awaiting_payer_mean_blocks
     );
-    println!(
+    let _ = writeln!(
+        out,
         "   pfs: payer back while its sale is pending (channel takes no other update) {} (mean {:.1} blocks)",
         pct(l.payer_blocked),
         l.payer_blocked_mean_blocks
     );
-    println!();
-}
-
-/// Runs the simulation for every documented distribution and prints the tables.
-pub fn run(args: BenchCapitalArgs) -> anyhow::Result<()> {
-    let params = ModelParams {
-        amount_sat: args.amount_sat,
-        resolve_secs: args.resolve_secs,
-        ..ModelParams::default()
-    };
-    let config = SimConfig {
-        payments: args.payments,
-        seed: args.seed,
-        params,
-    };
-    let reports = documented_distributions()
-        .iter()
-        .map(|d| simulate(d, &config))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"config": config, "reports": reports}))?
-        );
-        return Ok(());
-    }
-    let p = &config.params;
-    println!(
-        "capital locked per payment, sat·blocks (amount {} sat, block {} s, resolution {} s, \
-         horizon {} blocks, route CLTV {} blocks, seed {}, {} payments per distribution)",
-        p.amount_sat,
-        p.block_secs,
-        p.resolve_secs,
-        p.horizon_blocks,
-        p.route_cltv_budget,
-        config.seed,
-        config.payments
-    );
-    println!("pfs/this = mean(pay-for-signature) / mean(this scheme), same party\n");
-    for report in &reports {
-        print_report(report, p);
-    }
-    Ok(())
+    let _ = writeln!(out);
 }

@@ -1,0 +1,117 @@
+//! `asyncpay bench mailbox | crypto | capital`: flags into the library's benchmarks
+//! ([`asyncpay::bench`]), then their figures printed as text or JSON.
+
+use std::path::PathBuf;
+
+use asyncpay::bench::mailbox::MailboxBenchOptions;
+use asyncpay::sim::{ModelParams, SimConfig};
+use clap::Args;
+
+/// Options of `asyncpay bench mailbox`.
+#[derive(Args)]
+pub struct BenchMailboxArgs {
+    /// Concurrent clients (each posts to its own payee's mailbox).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Total messages posted (spread over the clients).
+    #[arg(long, default_value_t = 4096)]
+    messages: usize,
+    /// Payload bytes per message (a pre-signed update with its context is a few hundred).
+    #[arg(long, default_value_t = 512)]
+    payload_bytes: usize,
+    /// Messages per fetch.
+    #[arg(long, default_value_t = 16)]
+    fetch_limit: u32,
+    /// Inserts for the single-insert SQLite baseline.
+    #[arg(long, default_value_t = 500)]
+    baseline_inserts: usize,
+    /// Directory for the databases (a temporary directory by default).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `asyncpay bench mailbox`.
+pub fn mailbox(args: BenchMailboxArgs) -> anyhow::Result<()> {
+    let report = asyncpay::bench::mailbox::measure(&MailboxBenchOptions {
+        clients: args.clients,
+        messages: args.messages,
+        payload_bytes: args.payload_bytes,
+        fetch_limit: args.fetch_limit,
+        baseline_inserts: args.baseline_inserts,
+        data_dir: args.data_dir,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", asyncpay::bench::mailbox::render(&report));
+    }
+    Ok(())
+}
+
+/// Options of `asyncpay bench crypto`.
+#[derive(Args)]
+pub struct BenchCryptoArgs {
+    /// Calls per round.
+    #[arg(long, default_value_t = 2_000)]
+    iterations: u32,
+    /// Rounds; the median round is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `asyncpay bench crypto`.
+pub fn crypto(args: BenchCryptoArgs) -> anyhow::Result<()> {
+    let figures = asyncpay::bench::crypto::measure(args.iterations, args.rounds)?;
+    if args.json {
+        println!("{}", figures.to_json());
+    } else {
+        print!("{}", figures.render());
+    }
+    Ok(())
+}
+
+/// Options of `asyncpay bench capital`.
+#[derive(Args)]
+pub struct BenchCapitalArgs {
+    /// Payments simulated per distribution.
+    #[arg(long, default_value_t = 100_000)]
+    payments: usize,
+    /// Seed of the simulation's RNG; the same seed prints the same figures.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Payment amount in sat (every figure is linear in it).
+    #[arg(long, default_value_t = 100_000)]
+    amount_sat: u64,
+    /// Seconds from the payee coming online to the payment resolving along the path.
+    #[arg(long, default_value_t = 10.0)]
+    resolve_secs: f64,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `asyncpay bench capital`: the simulation for every documented distribution.
+pub fn capital(args: BenchCapitalArgs) -> anyhow::Result<()> {
+    let params = ModelParams {
+        amount_sat: args.amount_sat,
+        resolve_secs: args.resolve_secs,
+        ..ModelParams::default()
+    };
+    let figures = asyncpay::bench::capital::measure(SimConfig {
+        payments: args.payments,
+        seed: args.seed,
+        params,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures.to_json())?);
+    } else {
+        print!("{}", figures.render());
+    }
+    Ok(())
+}
