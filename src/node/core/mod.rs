@@ -42,9 +42,13 @@ pub const TAG_PAYMENT: u8 = 2;
 mod channels;
 mod inputs;
 mod io;
+mod lsp;
+mod payee;
+mod payer;
 mod recovery;
 mod reverse;
 mod roles;
+mod router;
 
 pub use io::{
     ChangeSet, ChannelEntry, Handled, NodeCommand, NodeError, NodeInput, NodeOutput, PaymentRecord,
@@ -350,14 +354,7 @@ impl NodeCore {
                 )?
             }
             NodeInput::Command(command) => self.on_command(command, &mut out)?,
-            NodeInput::Started => {
-                self.feed_windows(&mut out)?;
-                self.resume_sales(&mut out)?;
-                self.resume_purchases(&mut out)?;
-                self.resume_forwards(&mut out)?;
-                self.resume_reverse(&mut out)?;
-                self.resume_settled(&mut out)?;
-            }
+            NodeInput::Started => self.resume(&mut out)?,
             NodeInput::Entropy(e) => {
                 self.entropy = e;
                 for entry in self.channels.values_mut() {

@@ -222,4 +222,105 @@ impl NodeCore {
             })
         })
     }
+
+    /// Reverse payments whose next step was cut by a stop: the payer recorded `buying` but its
+    /// PTLC never reached A–S (offered now); the LSP fulfilled the payer's PTLC but never
+    /// released the state on S–B (released now; B could also complete from the payer's
+    /// hand-over).
+    pub(super) fn resume_reverse(&mut self, out: &mut Handled) -> Result<(), NodeError> {
+        let me = self.key.public_key();
+        let mut commands = vec![];
+        let mut inputs = vec![];
+        for (_, p) in self.reverse.payments() {
+            match &p.status {
+                ReverseStatus::Buying { offer, .. } if p.payer == me => {
+                    // Fulfilled, but the stop came before the machine heard.
+                    let fulfilled = self
+                        .channels
+                        .values()
+                        .find_map(|e| last_fulfilment(&e.channel, offer.point));
+                    if let Some(secret) = fulfilled {
+                        inputs.push(ReverseInput::PtlcFulfilled {
+                            point: offer.point,
+                            secret,
+                        });
+                        continue;
+                    }
+                    let channel = self.channels.iter().find(|(_, e)| {
+                        e.peer == offer.lsp && never_offered(&e.channel, offer.point)
+                    });
+                    let Some((id, e)) = channel else { continue };
+                    let Some(params) = e.channel.snapshot().params.as_ref() else {
+                        continue;
+                    };
+                    commands.push((
+                        *id,
+                        Command::AddPtlc {
+                            amount_sat: offer.amount_sat.saturating_add(offer.fee_sat),
+                            point: offer.point,
+                            expiry: reverse_ptlc_expiry(self.height, params.shared_delay),
+                        },
+                    ));
+                }
+                ReverseStatus::Offered { offer } if p.payee == me => {
+                    // The state completed, but the stop came before the machine heard.
+                    let done = self.channels.get(&offer.channel_id).is_some_and(|e| {
+                        e.channel.latest().is_some_and(|b| b.number >= offer.state)
+                    });
+                    if done {
+                        inputs.push(ReverseInput::Completed {
+                            lsp: p.lsp,
+                            state: offer.state,
+                        });
+                    } else {
+                        // The letter to the payer may not have left before the stop: it is
+                        // posted again (the payer ignores an offer it already has).
+                        inputs.push(ReverseInput::Offer {
+                            from: p.lsp,
+                            offer: offer.clone(),
+                            pending: self.update_proof(&p.lsp, &offer.channel_id),
+                        });
+                    }
+                }
+                ReverseStatus::Offered { offer } if p.lsp == me => {
+                    let paid = self
+                        .channels
+                        .values()
+                        .any(|e| last_fulfilment(&e.channel, offer.point).is_some());
+                    if let (true, Some((channel, _))) = (paid, self.own_withheld(offer.point)) {
+                        commands.push((channel, Command::Release));
+                        continue;
+                    }
+                    // The payer's PTLC is committed, but the stop came before the machine
+                    // heard: it is handed over again.
+                    let Some(own) = self.own_withheld(offer.point) else {
+                        continue;
+                    };
+                    if let Some((channel_id, from, ptlc)) =
+                        self.committed_to_us(offer.point, |_| true)
+                    {
+                        inputs.push(ReverseInput::PtlcOffered {
+                            channel_id,
+                            from,
+                            ptlc_id: ptlc.id,
+                            point: offer.point,
+                            amount_sat: ptlc.amount_sat,
+                            own: Some(own),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        for input in inputs {
+            // What a restart finds is reported if refused; it never keeps the node down.
+            if let Err(e) = self.reverse_input(input, out) {
+                out.push(NodeOutput::Refused {
+                    peer: me,
+                    error: format!("resuming a reverse payment: {e}"),
+                });
+            }
+        }
+        self.redo(vec![], commands, out)
+    }
 }

@@ -1,0 +1,193 @@
+//! The LSP's glue: the channel events an LSP needs, and what it picks up after a restart.
+//!
+//! An LSP hears of the scalar that pays for a sale (a fulfilment on the payee's channel, or
+//! a claim on chain), of its PTLCs that failed, of the sale window of a payer channel being
+//! closed, and, in the reverse variant, of its own withheld signature and the payer's PTLC
+//! that buys it.
+use super::channels::Seen;
+use super::*;
+
+impl NodeCore {
+    pub(super) fn lsp_channel_event(
+        &mut self,
+        seen: Seen,
+        event: &Event,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let id = seen.id;
+        match event {
+            // The reverse variant: S withholds its own signature on B's state.
+            Event::SignatureWithheld {
+                state, price_point, ..
+            } => {
+                let height = self.height;
+                self.reverse_input(
+                    ReverseInput::Withheld {
+                        channel_id: id,
+                        state: *state,
+                        point: *price_point,
+                        height,
+                    },
+                    out,
+                )
+            }
+            Event::StateCompleted { change, .. } => match self.completed(&seen, change) {
+                // Only the reverse variant pays S a PTLC: S may be selling its own withheld
+                // signature.
+                (Some(p), _) => {
+                    let own = self.own_withheld(p.point);
+                    self.reverse_input(
+                        ReverseInput::PtlcOffered {
+                            channel_id: id,
+                            from: seen.peer,
+                            ptlc_id: p.id,
+                            point: p.point,
+                            amount_sat: p.amount_sat,
+                            own,
+                        },
+                        out,
+                    )
+                }
+                (None, Some(secret)) => self.lsp_scalar_revealed(secret, out),
+                (None, None) => Ok(()),
+            },
+            // A PTLC we offered was claimed on chain: the secret that pays for the sale.
+            Event::PtlcSecretLearned { secret, .. } => match AdaptorSecret::from_bytes(secret.0) {
+                Ok(secret) => self.lsp_scalar_revealed(secret, out),
+                Err(_) => Ok(()),
+            },
+            // A PTLC we offered came back: the role may offer again or give up.
+            Event::PtlcFailed { point, offerer, .. } if *offerer == seen.side => {
+                self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point: *point }), out)
+            }
+            Event::PtlcFailed { .. } => Ok(()),
+            // A dropped PTLC that no longer applies fails, as if the peer had refused it.
+            Event::ProposalAbandoned { change, .. } => match change {
+                Change::AddPtlc { point, .. } => {
+                    self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point: *point }), out)
+                }
+                Change::Transfer { .. }
+                | Change::FulfilPtlc { .. }
+                | Change::FailPtlc { .. }
+                | Change::Revert { .. }
+                | Change::Open { .. } => Ok(()),
+            },
+            // The sale windows come from the channels on each block (`feed_windows`); PTLCs
+            // are resolved output by output, not by which state settled.
+            Event::Settled { .. }
+            | Event::ProposalDropped { .. }
+            | Event::NonceReplaced { .. }
+            | Event::Accepted { .. }
+            | Event::ReadyToFund
+            | Event::FundingConfirmed
+            | Event::ClosingForPtlc { .. }
+            | Event::StaleUpdateAnswered { .. }
+            | Event::CloseSigned { .. }
+            | Event::ClosedCooperatively { .. } => Ok(()),
+        }
+    }
+
+    /// The payee's scalar for a PTLC the LSP offered: it completes the payer's state.
+    fn lsp_scalar_revealed(
+        &mut self,
+        secret: AdaptorSecret,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let point = secret.adaptor_point();
+        self.role_input(RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }), out)
+    }
+
+    /// After a restart: the sale windows, the sales under way, then the reverse variant's
+    /// steps.
+    pub(super) fn resume_lsp(&mut self, out: &mut Handled) -> Result<(), NodeError> {
+        self.feed_windows(out)?;
+        self.resume_sales(out)?;
+        self.resume_reverse(out)
+    }
+
+    /// Sales the LSP recorded as `selling` whose next step was cut by a stop: the payee's
+    /// fulfilment is stored on the payee channel but the payer's state was not completed
+    /// (the fulfilment is handed to the role again), or the PTLC never reached the payee
+    /// channel (it is offered now).
+    pub(super) fn resume_sales(&mut self, out: &mut Handled) -> Result<(), NodeError> {
+        let RoleMachine::Lsp(lsp) = &self.role else {
+            return Ok(());
+        };
+        let mut fulfilled = vec![];
+        let mut unsent = vec![];
+        for (_, p) in lsp.payments() {
+            // An offer stored by an older version, or whose channel step a stop cut: the
+            // priced state is frozen in its channel again before anything else happens.
+            if matches!(p.status, LspStatus::Offered | LspStatus::Selling { .. }) {
+                let state = p.offer.state;
+                let unpriced = self.channels.get(&p.offer.channel_id).is_some_and(|e| {
+                    let snap = e.channel.snapshot();
+                    snap.priced != Some(state)
+                        && snap
+                            .pending
+                            .as_ref()
+                            .is_some_and(|x| x.body.number == state)
+                });
+                if unpriced {
+                    unsent.push((p.offer.channel_id, Command::Price { state }));
+                }
+            }
+            let LspStatus::Selling {
+                payee_channel,
+                ptlc_expiry,
+                forward,
+                ..
+            } = &p.status
+            else {
+                continue;
+            };
+            let Some(entry) = self.channels.get(payee_channel) else {
+                continue;
+            };
+            let point = p.offer.point;
+            if let Some(secret) = last_fulfilment(&entry.channel, point) {
+                fulfilled.push(LspInput::PtlcFulfilled { point, secret });
+                continue;
+            }
+            if never_offered(&entry.channel, point) {
+                unsent.push((
+                    *payee_channel,
+                    Command::AddPtlc {
+                        // Through a router, the PTLC carries its fee too.
+                        amount_sat: forward
+                            .as_ref()
+                            .map_or(p.offer.amount_sat, |f| f.amount_in_sat),
+                        point,
+                        expiry: *ptlc_expiry,
+                    },
+                ));
+            }
+        }
+        let inputs = fulfilled.into_iter().map(RoleIn::Lsp).collect();
+        self.redo(inputs, unsent, out)
+    }
+
+    /// Tells the LSP role the sale window of every channel being closed on chain, from the
+    /// channels themselves. The window changes only with the chain, so this runs at start and
+    /// on each block and spend, not on the payment messages' path.
+    pub(super) fn feed_windows(&mut self, out: &mut Handled) -> Result<(), NodeError> {
+        if !matches!(self.role, RoleMachine::Lsp(_)) {
+            return Ok(());
+        }
+        let windows: Vec<(ChannelId, u32)> = self
+            .channels
+            .iter()
+            .filter_map(|(id, e)| Some((*id, e.channel.sale_window()?)))
+            .collect();
+        for (channel_id, deadline) in windows {
+            self.role_input(
+                RoleIn::Lsp(LspInput::PayerWindow {
+                    channel_id,
+                    deadline,
+                }),
+                out,
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! The payer's glue: the channel events a payer needs, and what it picks up after a restart.
+//!
+//! A payer hears of the signature its channel withheld (the letter's content), of the
+//! settlement of a channel (payments on it end), and of a transfer its channel dropped; as a
+//! payer of the reverse variant, of the scalar that pays for the LSP's signature it bought.
+use super::channels::Seen;
+use super::*;
+
+impl NodeCore {
+    pub(super) fn payer_channel_event(
+        &mut self,
+        seen: Seen,
+        event: &Event,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let id = seen.id;
+        match event {
+            Event::SignatureWithheld {
+                state,
+                signature,
+                price_point,
+            } => self.role_input(
+                RoleIn::Payer(PayerInput::SignatureWithheld {
+                    channel_id: id,
+                    state: *state,
+                    signature: *signature,
+                    point: *price_point,
+                }),
+                out,
+            ),
+            Event::StateCompleted { change, .. } => match self.completed(&seen, change) {
+                // The reverse variant: the LSP's signature we bought is paid for.
+                (_, Some(secret)) => self.payer_scalar_revealed(secret, out),
+                // A payer is offered no PTLC it acts on.
+                (_, None) => Ok(()),
+            },
+            Event::Settled { state } => self.role_input(
+                RoleIn::Payer(PayerInput::ChannelSettled {
+                    channel_id: id,
+                    state: *state,
+                }),
+                out,
+            ),
+            Event::PtlcSecretLearned { secret, .. } => match AdaptorSecret::from_bytes(secret.0) {
+                Ok(secret) => self.payer_scalar_revealed(secret, out),
+                Err(_) => Ok(()),
+            },
+            Event::ProposalAbandoned { change, code } => match change {
+                Change::Transfer { .. } => self.role_input(
+                    RoleIn::Payer(PayerInput::TransferRefused {
+                        channel_id: id,
+                        reason: format!("channel error {code} when proposed again"),
+                    }),
+                    out,
+                ),
+                // A payer's purchase PTLC (reverse variant) expires with its offer.
+                Change::AddPtlc { .. }
+                | Change::FulfilPtlc { .. }
+                | Change::FailPtlc { .. }
+                | Change::Revert { .. }
+                | Change::Open { .. } => Ok(()),
+            },
+            // A payer's PTLC (reverse variant) stays bought or expires with the offer; a lost
+            // transfer is proposed again on reconnection (`resume_proposals`); a replaced
+            // nonce never voids an offer (the channel refuses one for a priced state).
+            Event::PtlcFailed { .. }
+            | Event::ProposalDropped { .. }
+            | Event::NonceReplaced { .. }
+            | Event::Accepted { .. }
+            | Event::ReadyToFund
+            | Event::FundingConfirmed
+            | Event::ClosingForPtlc { .. }
+            | Event::StaleUpdateAnswered { .. }
+            | Event::CloseSigned { .. }
+            | Event::ClosedCooperatively { .. } => Ok(()),
+        }
+    }
+
+    /// A scalar revealed for a PTLC the payer offered (reverse variant): it pays for the
+    /// LSP's signature the payer bought.
+    fn payer_scalar_revealed(
+        &mut self,
+        secret: AdaptorSecret,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let point = secret.adaptor_point();
+        self.reverse_input(ReverseInput::PtlcFulfilled { point, secret }, out)
+    }
+
+    /// After a restart: the settlements the payer may not have heard of, then the reverse
+    /// variant's steps.
+    pub(super) fn resume_payer(&mut self, out: &mut Handled) -> Result<(), NodeError> {
+        self.resume_reverse(out)?;
+        self.resume_settled(out)
+    }
+
+    /// A payer that stopped between a channel's settlement and the void of its payments
+    /// on that channel hears of the settlement again (the payer ignores a repeat).
+    pub(super) fn resume_settled(&mut self, out: &mut Handled) -> Result<(), NodeError> {
+        if !matches!(self.role, RoleMachine::Payer(_)) {
+            return Ok(());
+        }
+        let settled: Vec<(ChannelId, u64)> = self
+            .channels
+            .iter()
+            .filter_map(|(id, e)| {
+                let oc = e.channel.snapshot().on_chain.as_ref()?;
+                oc.settlement_txid.map(|_| (*id, oc.state))
+            })
+            .collect();
+        for (channel_id, state) in settled {
+            self.role_input(
+                RoleIn::Payer(PayerInput::ChannelSettled { channel_id, state }),
+                out,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A payment the payer recorded as proposed whose transfer never reached its channel (the
+    /// node stopped in between): the transfer is proposed now. A channel that holds the
+    /// proposal resends it through the reestablishment instead.
+    pub(super) fn resume_proposals(
+        &mut self,
+        peer: PublicKey,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let RoleMachine::Payer(payer) = &self.role else {
+            return Ok(());
+        };
+        let lost: Vec<(ChannelId, u64)> = payer
+            .payments()
+            .filter(|(_, p)| p.lsp == peer && p.status == PayerStatus::Proposed)
+            .filter(|(_, p)| {
+                self.channels.get(&p.channel_id).is_some_and(|e| {
+                    e.channel.phase() == Phase::Funded && e.channel.snapshot().pending.is_none()
+                })
+            })
+            .map(|(_, p)| (p.channel_id, p.amount_sat.saturating_add(p.fee_sat)))
+            .collect();
+        // Signed and withheld, but the node stopped before the payer role heard of it.
+        let withheld: Vec<PayerInput> = payer
+            .payments()
+            .filter(|(_, p)| p.lsp == peer && p.status == PayerStatus::Proposed)
+            .filter_map(|(_, p)| {
+                let e = self.channels.get(&p.channel_id)?;
+                if e.channel.phase() != Phase::Withheld {
+                    return None;
+                }
+                let pending = e.channel.snapshot().pending.as_ref()?;
+                Some(PayerInput::SignatureWithheld {
+                    channel_id: p.channel_id,
+                    state: pending.body.number,
+                    signature: pending.proposer_signature?,
+                    point: e.channel.pending_price_point()?,
+                })
+            })
+            .collect();
+        for input in withheld {
+            self.role_input(RoleIn::Payer(input), out)?;
+        }
+        for (channel_id, amount_sat) in lost {
+            let command = Command::Transfer {
+                amount_sat,
+                withhold: true,
+            };
+            if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
+                out.push(NodeOutput::Refused {
+                    peer: self.key.public_key(),
+                    error: format!("transfer: {e}"),
+                });
+                self.role_input(
+                    RoleIn::Payer(PayerInput::TransferRefused {
+                        channel_id,
+                        reason: e.to_string(),
+                    }),
+                    out,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
