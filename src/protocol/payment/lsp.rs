@@ -1,5 +1,25 @@
 //! S, the LSP: makes offers on withheld states, buys the signature from the payee, and orders
 //! every sale against the payer's cancellation.
+//!
+//! On the in-process network (`asyncpay::testing`), S offers on A's withheld state, then buys
+//! the signature from B with a PTLC and completes A's state with the scalar:
+//!
+//! ```
+//! use asyncpay::testing::{policy, Network, A, B, S};
+//!
+//! let mut net = Network::new();
+//! net.open(A, S, 1_000_000).unwrap();
+//! net.open(S, B, 400_000).unwrap();
+//! net.stop(B);
+//! let id = net.pay(20_000).unwrap();
+//! assert_eq!(net.nodes[S].status(&id).as_deref(), Some("offered"));
+//! net.stop(A);
+//! net.start(B).unwrap();
+//! net.fetch_letters(B).unwrap();
+//! assert_eq!(net.nodes[S].status(&id).as_deref(), Some("sold"));
+//! let a_s = net.nodes[S].state_with(net.key(A)).unwrap();
+//! assert_eq!((a_s.number, a_s.to_s), (1, 20_000 + policy().fee_for(20_000)));
+//! ```
 
 use std::collections::BTreeMap;
 

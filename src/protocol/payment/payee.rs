@@ -1,5 +1,25 @@
 //! B, the payee: opens sale letters, invoices the LSP for the price point, and fulfils the
 //! PTLC that pays it with the scalar it sells.
+//!
+//! On the in-process network (`asyncpay::testing`), B comes online after A left, fetches A's
+//! letter and is paid on its channel with S:
+//!
+//! ```
+//! use asyncpay::testing::{Network, A, B, S};
+//!
+//! let mut net = Network::new();
+//! net.open(A, S, 1_000_000).unwrap();
+//! net.open(S, B, 400_000).unwrap();
+//! net.stop(B);
+//! let id = net.pay(20_000).unwrap();
+//! net.stop(A);
+//! net.start(B).unwrap();
+//! assert_eq!(net.nodes[B].mailbox.len(), 1);
+//! net.fetch_letters(B).unwrap();
+//! assert_eq!(net.nodes[B].status(&id).as_deref(), Some("paid"));
+//! let s_b = net.nodes[B].state_with(net.key(S)).unwrap();
+//! assert_eq!((s_b.to_a, s_b.to_s), (400_000 - 20_000, 20_000));
+//! ```
 
 use std::collections::BTreeMap;
 

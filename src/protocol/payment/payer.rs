@@ -1,5 +1,27 @@
 //! A, the payer: proposes the withheld state, obtains S's offer, leaves the signature in the
 //! payee's mailbox, and collects the receipt when it returns.
+//!
+//! On the in-process network (`asyncpay::testing`, the one node driver over memory), A pays
+//! an offline B and goes offline too; B sells later; A, back, completes with its receipt:
+//!
+//! ```
+//! use asyncpay::testing::{policy, Network, A, B, S};
+//!
+//! let mut net = Network::new();
+//! net.open(A, S, 1_000_000).unwrap();
+//! net.open(S, B, 400_000).unwrap();
+//! net.stop(B);
+//! let id = net.pay(20_000).unwrap();
+//! assert_eq!(net.nodes[A].status(&id).as_deref(), Some("posted")); // letter in B's mailbox
+//! net.stop(A);
+//! net.start(B).unwrap();
+//! net.fetch_letters(B).unwrap();
+//! net.start(A).unwrap();
+//! net.pump().unwrap();
+//! assert_eq!(net.nodes[A].status(&id).as_deref(), Some("completed"));
+//! let a_s = net.nodes[A].state_with(net.key(S)).unwrap();
+//! assert_eq!(a_s.to_a, 1_000_000 - 20_000 - policy().fee_for(20_000));
+//! ```
 
 use std::collections::BTreeMap;
 

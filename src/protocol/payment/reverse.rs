@@ -22,6 +22,28 @@
 //! 6. A learns the scalar, so S's signature, verifies it, and posts a
 //!    [`ReverseLetter::Handover`] to B's mailbox.
 //! 7. B, back, completes state n+1 from S's completion or, failing that, from the hand-over.
+//!
+//! On the in-process network (`asyncpay::testing`), B asks S for a state paying it and
+//! leaves; A buys S's signature and hands it to B's mailbox; B, back, is paid:
+//!
+//! ```
+//! use asyncpay::protocol::payment::PaymentId;
+//! use asyncpay::testing::{Network, A, B, S};
+//!
+//! let mut net = Network::new();
+//! net.open(A, S, 1_000_000).unwrap();
+//! net.open(S, B, 400_000).unwrap();
+//! let id = PaymentId([7; 32]);
+//! net.receive(id, 20_000).unwrap();
+//! net.pump().unwrap();
+//! assert_eq!(net.nodes[B].reverse_status(&id).as_deref(), Some("offered"));
+//! net.stop(B);
+//! net.fetch_letters(A).unwrap(); // A reads B's request and buys S's signature
+//! assert_eq!(net.nodes[A].reverse_status(&id).as_deref(), Some("bought"));
+//! net.start(B).unwrap();
+//! net.pump().unwrap();
+//! assert_eq!(net.nodes[B].reverse_status(&id).as_deref(), Some("paid"));
+//! ```
 
 use std::collections::BTreeMap;
 

@@ -9,6 +9,25 @@
 //! learns it as in the direct flow. The router checks that it keeps its fee and that the
 //! incoming PTLC outlives the outgoing one by its `expiry_delta` (time to claim the incoming
 //! PTLC on chain after learning the scalar); otherwise it fails the incoming PTLC.
+//!
+//! On the in-process network (`asyncpay::testing`), B has a channel with P only; S pays it
+//! through P with the same point:
+//!
+//! ```
+//! use asyncpay::testing::{Network, A, B, P, S};
+//!
+//! let mut net = Network::with_router();
+//! net.open(A, S, 1_000_000).unwrap();
+//! net.open(S, P, 400_000).unwrap();
+//! net.open(P, B, 400_000).unwrap();
+//! net.stop(B);
+//! let id = net.pay(20_000).unwrap();
+//! net.stop(A);
+//! net.start(B).unwrap();
+//! net.fetch_letters(B).unwrap();
+//! assert_eq!(net.nodes[P].status(&id).as_deref(), Some("settled"));
+//! assert_eq!(net.nodes[B].status(&id).as_deref(), Some("paid"));
+//! ```
 
 use std::collections::BTreeMap;
 
