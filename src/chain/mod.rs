@@ -6,9 +6,11 @@
 //! |---|---|
 //! | [`wallet`] | BDK wallet: funding transactions, CPFP children, sync over Electrum |
 //! | [`rpc`] | bitcoind JSON-RPC; publishing alone or as a package at rising feerates |
-//! | `regtest` | a throwaway BIP118-enforcing bitcoind and electrs on free ports, with a faucet |
+//! | `regtest` | a throwaway BIP118-enforcing bitcoind and electrs on free ports, with a faucet; on regtest or on a private signet |
+//! | [`signet`] | BIP325: a private signet's challenge, block signer and miner |
 
 #[cfg(feature = "regtest")]
 pub mod regtest;
 pub mod rpc;
+pub mod signet;
 pub mod wallet;

@@ -36,6 +36,8 @@ use bitcoin::{
     Sequence, Transaction, TxIn, TxOut, Txid, Witness,
 };
 use electrsd::bitcoind::{self, BitcoinD};
+
+use crate::chain::signet::{self, SignetSigner};
 use electrsd::ElectrsD;
 use serde_json::{json, Value};
 
@@ -57,6 +59,10 @@ pub struct RegtestOptions {
     pub verbose: bool,
     /// Extra bitcoind arguments, e.g. `-vbparams=anyprevout:-2:0` to switch BIP118 off.
     pub bitcoind_args: Vec<String>,
+    /// Run a private signet whose blocks this signer signs (its challenge is the network's)
+    /// instead of regtest; blocks are then built from `getblocktemplate`, signed and ground
+    /// here ([`crate::chain::signet`]), and submitted with `submitblock`.
+    pub signet: Option<SignetSigner>,
 }
 
 impl Default for RegtestOptions {
@@ -66,6 +72,7 @@ impl Default for RegtestOptions {
             require_anyprevout: true,
             verbose: false,
             bitcoind_args: Vec::new(),
+            signet: None,
         }
     }
 }
@@ -178,6 +185,8 @@ pub struct Regtest {
     bitcoind: BitcoinD,
     binaries: Binaries,
     faucet: Mutex<Faucet>,
+    /// The block signer of a private signet; `None` on regtest.
+    signet: Option<SignetSigner>,
 }
 
 impl std::fmt::Debug for Regtest {
@@ -269,7 +278,19 @@ impl Regtest {
         } else {
             bitcoind::P2P::No
         };
-        conf.args = vec!["-regtest", "-txindex=1", "-debug=0", "-printtoconsole=0"];
+        let challenge_arg = options
+            .signet
+            .as_ref()
+            .map(|signer| format!("-signetchallenge={}", signer.challenge().to_hex_string()));
+        conf.args = match &challenge_arg {
+            Some(challenge) => {
+                conf.network = "signet";
+                vec!["-signet", challenge.as_str()]
+            }
+            None => vec!["-regtest"],
+        };
+        conf.args
+            .extend(["-txindex=1", "-debug=0", "-printtoconsole=0"]);
         if options.verbose {
             conf.args.retain(|a| *a != "-printtoconsole=0");
         }
@@ -289,7 +310,11 @@ impl Regtest {
         .expect("a sha256 output is a valid secret key with overwhelming probability");
         let keypair = Keypair::from_secret_key(&secp, &secret);
         let (xonly, _) = keypair.x_only_public_key();
-        let address = Address::p2tr(&secp, xonly, None, Network::Regtest);
+        let network = match options.signet {
+            Some(_) => Network::Signet,
+            None => Network::Regtest,
+        };
+        let address = Address::p2tr(&secp, xonly, None, network);
         let faucet = Faucet {
             keypair,
             script_pubkey: address.script_pubkey(),
@@ -302,6 +327,7 @@ impl Regtest {
             bitcoind,
             binaries,
             faucet: Mutex::new(faucet),
+            signet: options.signet.clone(),
         };
         if options.require_anyprevout && !chain.anyprevout_active()? {
             return Err(HarnessError::AnyprevoutInactive {
@@ -322,6 +348,14 @@ impl Regtest {
                     })?;
             let mut econf = electrsd::Conf::default();
             econf.view_stderr = options.verbose;
+            let magic = options
+                .signet
+                .as_ref()
+                .map(|signer| hex::encode(signet::magic(&signer.challenge())));
+            if let Some(magic) = &magic {
+                econf.network = "signet";
+                econf.args.extend(["--signet-magic", magic.as_str()]);
+            }
             let electrs = ElectrsD::with_conf(&exe, &chain.bitcoind, &econf).map_err(|e| {
                 HarnessError::Spawn {
                     what: "electrs",
@@ -385,8 +419,18 @@ impl Regtest {
     /// Mines `n` blocks to the faucet (they contain what the mempool accepted) and returns
     /// their hashes. Coinbase outputs are remembered as faucet coins.
     pub fn mine(&self, n: u64) -> Result<Vec<BlockHash>, HarnessError> {
-        let address = self.faucet.lock().expect("faucet lock").address.to_string();
-        let hashes: Vec<BlockHash> = self.rpc("generatetoaddress", &[json!(n), json!(address)])?;
+        let hashes: Vec<BlockHash> = match &self.signet {
+            Some(signer) => {
+                let payout = self.faucet_script_pubkey();
+                (0..n)
+                    .map(|_| self.mine_signed(signer, &payout))
+                    .collect::<Result<_, _>>()?
+            }
+            None => {
+                let address = self.faucet.lock().expect("faucet lock").address.to_string();
+                self.rpc("generatetoaddress", &[json!(n), json!(address)])?
+            }
+        };
         let start = self.height()? + 1 - hashes.len() as u64;
         let mut faucet = self.faucet.lock().expect("faucet lock");
         for (i, hash) in hashes.iter().enumerate() {
@@ -414,6 +458,39 @@ impl Regtest {
             let _ = electrs.trigger();
         }
         Ok(hashes)
+    }
+
+    /// Builds a signet block from the node's template (what its mempool holds), signs it
+    /// with `signer`, grinds its proof of work and submits it.
+    fn mine_signed(
+        &self,
+        signer: &SignetSigner,
+        payout: &bitcoin::Script,
+    ) -> Result<BlockHash, HarnessError> {
+        let template: Value = self.rpc(
+            "getblocktemplate",
+            &[json!({"rules": ["segwit", "signet"]})],
+        )?;
+        let bad = |e: signet::SignetError| HarnessError::UnexpectedAnswer {
+            method: "getblocktemplate",
+            detail: e.to_string(),
+        };
+        let mut block = signet::block_from_template(&template, payout, b"asyncpay").map_err(bad)?;
+        signer.sign(&mut block).map_err(bad)?;
+        signet::grind(&mut block.header).map_err(bad)?;
+        let answer: Value = self.rpc("submitblock", &[json!(serialize_hex(&block))])?;
+        if !answer.is_null() {
+            return Err(HarnessError::UnexpectedAnswer {
+                method: "submitblock",
+                detail: answer.to_string(),
+            });
+        }
+        Ok(block.block_hash())
+    }
+
+    /// The block signer, on a private signet.
+    pub fn signet_signer(&self) -> Option<&SignetSigner> {
+        self.signet.as_ref()
     }
 
     /// Fetches a block.
