@@ -20,7 +20,7 @@
 //! | `testing` | (feature `testing`) an in-process test network of nodes on the one driver, in memory |
 //! | [`tower`] | watchtower: sealed appointments, and the state machine that answers an old update with the latest and settles it |
 //! | [`demo`] | the narrated regtest demo behind `asyncpay demo`: every party a process, driven through its control interface (feature `regtest`) |
-//! | [`bench`](mod@bench) | the benchmarks behind `asyncpay bench` (crypto, channel updates, mailbox, capital): figures beside baselines measured in the same run |
+//! | [`bench`](mod@bench) | the benchmarks behind `asyncpay bench` (crypto, channel updates, mailbox, capital, payment): figures beside baselines measured in the same run |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -7,6 +7,7 @@
 //! | [`channel`] | full channel updates, both parties in one process, persisting before sending | (used by [`crypto`]) |
 //! | [`mailbox`] | mailbox posts and fetches from concurrent clients over loopback | SQLite's durable single-insert rate |
 //! | [`capital`] | capital locked per payment, from the seeded simulation in [`crate::sim`] | held-HTLC schemes |
+//! | [`payment`] | payee-online latency per step, messages per payment, bytes S stores per pending payment, S's sales/s; nodes on the one driver with durable stores | Noise round trip, durable SQLite commits, fsyncs |
 //!
 //! ```
 //! let figures = asyncpay::bench::channel::measure(3, false)?;
@@ -18,6 +19,7 @@ pub mod capital;
 pub mod channel;
 pub mod crypto;
 pub mod mailbox;
+pub mod payment;
 
 use std::path::PathBuf;
 

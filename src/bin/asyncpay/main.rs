@@ -2,7 +2,6 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod bench_payment;
 mod demo;
 mod mailbox;
 mod node;
@@ -64,8 +63,8 @@ enum BenchKind {
     Capital(bench::BenchCapitalArgs),
     /// The asynchronous payment: payee-online latency per step, messages per payment, bytes
     /// S stores per pending payment, S's sale throughput; each beside a baseline.
-    #[command(long_about = bench_payment::LONG_ABOUT)]
-    Payment(bench_payment::BenchPaymentArgs),
+    #[command(long_about = bench::PAYMENT_LONG_ABOUT)]
+    Payment(bench::BenchPaymentArgs),
 }
 
 fn env(check: bool) -> anyhow::Result<()> {
@@ -113,7 +112,7 @@ fn main() -> anyhow::Result<()> {
             BenchKind::Mailbox(args) => bench::mailbox(args)?,
             BenchKind::Crypto(args) => bench::crypto(args)?,
             BenchKind::Capital(args) => bench::capital(args)?,
-            BenchKind::Payment(args) => bench_payment::run(args)?,
+            BenchKind::Payment(args) => bench::payment(args)?,
         },
     }
     Ok(())

@@ -8,20 +8,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
-use asyncpay::crypto::keys::{PublicKey, SecretKey};
-use asyncpay::mailbox::client::MailboxClient;
-use asyncpay::mailbox::keys::{NodeKey, VerifiedContact};
-use asyncpay::net::{connect, Allow, Connection, Listener};
-use asyncpay::node::core::{node_key, ChangeSet, NodeCore, NodeInput, NodeOutput, Records, Role};
-use asyncpay::node::driver::{Driver, Io};
-use asyncpay::node::store::Store;
-use asyncpay::protocol::messages::ChannelId;
-use asyncpay::protocol::payment::PaymentId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{fake_outpoint, policy, HEIGHT};
+use super::{chain, fake_outpoint, policy, PaymentBenchError, HEIGHT};
+use crate::crypto::keys::{PublicKey, SecretKey};
+use crate::mailbox::client::MailboxClient;
+use crate::mailbox::keys::{NodeKey, VerifiedContact};
+use crate::net::{connect, Allow, Connection, Listener};
+use crate::node::core::{node_key, ChangeSet, NodeCore, NodeInput, NodeOutput, Records, Role};
+use crate::node::driver::{Driver, Io};
+use crate::node::store::Store;
+use crate::protocol::messages::ChannelId;
+use crate::protocol::payment::PaymentId;
 
 /// Which node a note comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,7 +89,7 @@ pub(super) enum Cmd {
     Connect {
         addr: SocketAddr,
         peer: PublicKey,
-        reply: oneshot::Sender<anyhow::Result<()>>,
+        reply: oneshot::Sender<Result<(), PaymentBenchError>>,
     },
     Disconnect {
         peer: PublicKey,
@@ -98,7 +97,7 @@ pub(super) enum Cmd {
     },
     Input {
         input: NodeInput,
-        reply: oneshot::Sender<anyhow::Result<()>>,
+        reply: oneshot::Sender<Result<(), PaymentBenchError>>,
     },
     Contact {
         payee: PublicKey,
@@ -106,7 +105,7 @@ pub(super) enum Cmd {
         reply: oneshot::Sender<()>,
     },
     Fetch {
-        reply: oneshot::Sender<anyhow::Result<usize>>,
+        reply: oneshot::Sender<Result<usize, PaymentBenchError>>,
     },
     Query {
         f: Query,
@@ -150,40 +149,44 @@ pub(super) struct NodeHandle {
     pub(super) key: PublicKey,
     events: mpsc::UnboundedSender<Ev>,
     addr: Option<SocketAddr>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), PaymentBenchError>>>,
 }
 
 impl NodeHandle {
-    pub(super) fn spawn(spec: Spec, notes: mpsc::UnboundedSender<Note>) -> anyhow::Result<Self> {
+    pub(super) fn spawn(
+        spec: Spec,
+        notes: mpsc::UnboundedSender<Note>,
+    ) -> Result<Self, PaymentBenchError> {
         let key = node_key(&spec.seed).public_key();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let name = format!("bench-{:?}", spec.who);
-        let thread =
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || -> anyhow::Result<()> {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    runtime.block_on(async move {
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        let driver = match Node::start(spec, tx.clone(), notes).await {
-                            Ok((driver, addr)) => {
-                                let _ = ready_tx.send(Ok((tx, addr)));
-                                driver
-                            }
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(format!("{e:#}")));
-                                return Err(e);
-                            }
-                        };
-                        driver.run(rx).await
-                    })
-                })?;
+        let thread = std::thread::Builder::new().name(name).spawn(
+            move || -> Result<(), PaymentBenchError> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let driver = match Node::start(spec, tx.clone(), notes).await {
+                        Ok((driver, addr)) => {
+                            let _ = ready_tx.send(Ok((tx, addr)));
+                            driver
+                        }
+                        Err(e) => {
+                            // The error goes to the spawner, which keeps no handle on this
+                            // thread when its node did not start.
+                            let _ = ready_tx.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    driver.run(rx).await
+                })
+            },
+        )?;
         let (events, addr) = ready_rx
             .recv()
-            .context("node thread ended early")?
-            .map_err(|e| anyhow!("node failed to start: {e}"))?;
+            .map_err(PaymentBenchError::NodeThreadEnded)?
+            .map_err(|e| PaymentBenchError::NodeStart(Box::new(e)))?;
         Ok(NodeHandle {
             key,
             events,
@@ -192,14 +195,16 @@ impl NodeHandle {
         })
     }
 
-    pub(super) fn send(&self, cmd: Cmd) -> anyhow::Result<()> {
+    pub(super) fn send(&self, cmd: Cmd) -> Result<(), PaymentBenchError> {
         self.events
             .send(Ev::Cmd(cmd))
-            .map_err(|_| anyhow!("node thread has stopped"))
+            .map_err(|_| PaymentBenchError::NodeStopped)
     }
 
-    pub(super) async fn connect(&self, to: &NodeHandle) -> anyhow::Result<()> {
-        let addr = to.addr.context("peer does not listen")?;
+    pub(super) async fn connect(&self, to: &NodeHandle) -> Result<(), PaymentBenchError> {
+        let addr = to
+            .addr
+            .ok_or(PaymentBenchError::Missing("peer does not listen"))?;
         let (reply, answer) = oneshot::channel();
         self.send(Cmd::Connect {
             addr,
@@ -209,19 +214,19 @@ impl NodeHandle {
         answer.await?
     }
 
-    pub(super) async fn disconnect(&self, peer: PublicKey) -> anyhow::Result<()> {
+    pub(super) async fn disconnect(&self, peer: PublicKey) -> Result<(), PaymentBenchError> {
         let (reply, answer) = oneshot::channel();
         self.send(Cmd::Disconnect { peer, reply })?;
         Ok(answer.await?)
     }
 
-    pub(super) async fn input(&self, input: NodeInput) -> anyhow::Result<()> {
+    pub(super) async fn input(&self, input: NodeInput) -> Result<(), PaymentBenchError> {
         let (reply, answer) = oneshot::channel();
         self.send(Cmd::Input { input, reply })?;
         answer.await?
     }
 
-    pub(super) async fn fetch(&self) -> anyhow::Result<usize> {
+    pub(super) async fn fetch(&self) -> Result<usize, PaymentBenchError> {
         let (reply, answer) = oneshot::channel();
         self.send(Cmd::Fetch { reply })?;
         answer.await?
@@ -230,7 +235,7 @@ impl NodeHandle {
     pub(super) async fn query(
         &self,
         f: impl FnOnce(&NodeCore) -> Value + Send + 'static,
-    ) -> anyhow::Result<Value> {
+    ) -> Result<Value, PaymentBenchError> {
         let (reply, answer) = oneshot::channel();
         self.send(Cmd::Query {
             f: Box::new(f),
@@ -240,7 +245,7 @@ impl NodeHandle {
     }
 
     /// Polls until this node has no connection to `peer` (it saw the other end close).
-    pub(super) async fn wait_disconnected(&self, peer: PublicKey) -> anyhow::Result<()> {
+    pub(super) async fn wait_disconnected(&self, peer: PublicKey) -> Result<(), PaymentBenchError> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (reply, answer) = oneshot::channel();
@@ -249,7 +254,7 @@ impl NodeHandle {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("timed out waiting for a disconnection");
+                return Err(PaymentBenchError::Timeout("a disconnection"));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -258,9 +263,9 @@ impl NodeHandle {
     /// Polls `f` until it answers `true` (setup steps only: never inside a timed window).
     pub(super) async fn wait_for(
         &self,
-        what: &str,
+        what: &'static str,
         f: impl Fn(&NodeCore) -> bool + Send + Sync + Clone + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), PaymentBenchError> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let f = f.clone();
@@ -268,18 +273,18 @@ impl NodeHandle {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("timed out waiting for {what}");
+                return Err(PaymentBenchError::Timeout(what));
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
-    pub(super) fn stop(&mut self) -> anyhow::Result<()> {
+    pub(super) fn stop(&mut self) -> Result<(), PaymentBenchError> {
         let _ = self.events.send(Ev::Cmd(Cmd::Stop));
         if let Some(thread) = self.thread.take() {
             thread
                 .join()
-                .map_err(|_| anyhow!("node thread panicked"))??;
+                .map_err(|_| PaymentBenchError::Panicked("node thread"))??;
         }
         Ok(())
     }
@@ -365,11 +370,11 @@ impl BenchIo {
 }
 
 impl Io for BenchIo {
-    type Error = anyhow::Error;
+    type Error = PaymentBenchError;
 
-    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> anyhow::Result<()> {
+    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), PaymentBenchError> {
         if !changes.reverse.is_empty() {
-            bail!("the bench runs no payment of the reverse variant");
+            return Err(PaymentBenchError::Reverse);
         }
         let t = Instant::now();
         match self.commit {
@@ -435,11 +440,11 @@ impl Io for BenchIo {
         _payment_id: PaymentId,
         payee: PublicKey,
         bytes: Vec<u8>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), PaymentBenchError> {
         let contact = self
             .contacts
             .get(&payee)
-            .context("no contact for the payee")?;
+            .ok_or(PaymentBenchError::Missing("no contact for the payee"))?;
         let t = Instant::now();
         self.mailbox
             .send(
@@ -464,8 +469,8 @@ impl Io for BenchIo {
         _to: PublicKey,
         _bytes: Vec<u8>,
         _contact: Option<Value>,
-    ) -> anyhow::Result<()> {
-        bail!("the bench runs no payment of the reverse variant")
+    ) -> Result<(), PaymentBenchError> {
+        Err(PaymentBenchError::Reverse)
     }
 
     async fn broadcast(&mut self, _tx: bitcoin::Transaction) {}
@@ -477,11 +482,11 @@ impl Io for BenchIo {
         channel_id: ChannelId,
         _script_pubkey: bitcoin::ScriptBuf,
         _capacity_sat: u64,
-    ) -> anyhow::Result<bitcoin::OutPoint> {
+    ) -> Result<bitcoin::OutPoint, PaymentBenchError> {
         Ok(fake_outpoint(&channel_id))
     }
 
-    async fn publish_funding(&mut self, _channel_id: ChannelId) -> anyhow::Result<()> {
+    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), PaymentBenchError> {
         Ok(())
     }
 
@@ -497,18 +502,18 @@ impl Node {
         spec: Spec,
         events: mpsc::UnboundedSender<Ev>,
         notes: mpsc::UnboundedSender<Note>,
-    ) -> anyhow::Result<(Self, Option<SocketAddr>)> {
+    ) -> Result<(Self, Option<SocketAddr>), PaymentBenchError> {
         let store = Store::open(&spec.db)?;
         let records = match spec.role {
             Role::Payer => Records::Payer(vec![]),
             Role::Lsp => Records::Lsp(policy(), vec![]),
             Role::Payee => Records::Payee(vec![]),
-            Role::Router => Records::Router(asyncpay::node::core::DEFAULT_ROUTER_POLICY, vec![]),
+            Role::Router => Records::Router(crate::node::core::DEFAULT_ROUTER_POLICY, vec![]),
         };
         let core = NodeCore::restore(spec.seed, HEIGHT, vec![], records)?;
         let secret = Arc::new(node_key(&spec.seed));
         let mailbox_key = NodeKey::from_secret_bytes(secret.to_secret_bytes())
-            .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
+            .map_err(|e| PaymentBenchError::MailboxKey("mailbox key", e))?;
         let addr = match spec.listen_allow {
             Some(allow) => {
                 let listener =
@@ -555,7 +560,7 @@ impl Node {
         Ok((node, addr))
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>) -> anyhow::Result<()> {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ev>) -> Result<(), PaymentBenchError> {
         while let Some(ev) = rx.recv().await {
             match ev {
                 Ev::Frame {
@@ -568,7 +573,7 @@ impl Node {
                     let result = self.input(t, NodeInput::Frame { from, frame }).await;
                     self.driver.io.cause = None;
                     if let Err(e) = result {
-                        self.driver.io.note(Kind::Refused(format!("{e:#}")));
+                        self.driver.io.note(Kind::Refused(chain(&e)));
                     }
                 }
                 Ev::Accepted(conn) => self.register(conn).await?,
@@ -585,7 +590,7 @@ impl Node {
         Ok(())
     }
 
-    async fn command(&mut self, cmd: Cmd) -> anyhow::Result<()> {
+    async fn command(&mut self, cmd: Cmd) -> Result<(), PaymentBenchError> {
         let io = &mut self.driver.io;
         match cmd {
             Cmd::Connect { addr, peer, reply } => {
@@ -633,7 +638,7 @@ impl Node {
         Ok(())
     }
 
-    async fn register(&mut self, conn: Connection) -> anyhow::Result<()> {
+    async fn register(&mut self, conn: Connection) -> Result<(), PaymentBenchError> {
         let io = &mut self.driver.io;
         io.next_conn += 1;
         let id = io.next_conn;
@@ -681,7 +686,11 @@ impl Node {
 
     /// Handles one input on the driver, and notes where its time went: the core, the
     /// commits, the mailbox.
-    pub(super) async fn input(&mut self, t_in: Instant, input: NodeInput) -> anyhow::Result<()> {
+    pub(super) async fn input(
+        &mut self,
+        t_in: Instant,
+        input: NodeInput,
+    ) -> Result<(), PaymentBenchError> {
         self.driver.io.t_in = t_in;
         self.driver.io.acc = Acc::default();
         let t = Instant::now();
@@ -701,7 +710,7 @@ impl Node {
 
     /// Fetches the mailbox, opens and handles each letter; the acknowledgement (deletion)
     /// runs in its own task, off the payment's path.
-    pub(super) async fn fetch(&mut self) -> anyhow::Result<usize> {
+    pub(super) async fn fetch(&mut self) -> Result<usize, PaymentBenchError> {
         let io = &mut self.driver.io;
         io.note(Kind::Mark("fetch_start"));
         let t = Instant::now();
@@ -719,7 +728,7 @@ impl Node {
             let io = &self.driver.io;
             let opened = message
                 .open(&io.mailbox_key)
-                .map_err(|e| anyhow!("letter does not open: {e:?}"))?;
+                .map_err(PaymentBenchError::Letter)?;
             io.note(Kind::Mark("opened"));
             self.input(
                 Instant::now(),

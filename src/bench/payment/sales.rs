@@ -21,25 +21,26 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use asyncpay::crypto::keys::PublicKey;
-use asyncpay::node::core::{
-    ChangeSet, Handled, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, PaymentRecord,
-    Records, TAG_CHANNEL, TAG_PAYMENT,
-};
-use asyncpay::node::driver::ready;
-use asyncpay::node::driver::{self, Io};
-use asyncpay::node::store::Store;
-use asyncpay::protocol::channel::Phase;
-use asyncpay::protocol::messages::ChannelId;
-use asyncpay::protocol::payment::PaymentId;
-use asyncpay::protocol::payment::{LspStatus, PayeeStatus};
 use serde_json::{json, Value};
 
-use super::{fake_outpoint, policy, seed, summary, AMOUNT_SAT, HEIGHT, PAYER_DELAY, SHARED_DELAY};
+use super::{
+    chain, fake_outpoint, policy, seed, summary, PaymentBenchError, AMOUNT_SAT, HEIGHT,
+    PAYER_DELAY, SHARED_DELAY,
+};
+use crate::crypto::keys::PublicKey;
+use crate::node::core::{
+    ChangeSet, Handled, NodeCommand, NodeCore, NodeInput, NodeOutput, PaymentRecord, Records,
+    TAG_CHANNEL, TAG_PAYMENT,
+};
+use crate::node::driver::{self, ready, Io};
+use crate::node::store::{Store, StoreError};
+use crate::protocol::channel::Phase;
+use crate::protocol::messages::ChannelId;
+use crate::protocol::payment::PaymentId;
+use crate::protocol::payment::{LspStatus, PayeeStatus};
 
 /// Options of the sales part.
-pub struct SalesArgs {
+pub struct SalesOptions {
     pub payees: usize,
     pub unbatched_sales: usize,
     pub sales: usize,
@@ -82,7 +83,12 @@ impl Setup {
     }
 
     /// Hands `input` to node `id` on the one driver, over [`SetupIo`].
-    fn handle(&mut self, id: Id, input: NodeInput, stores: (&Store, &Store)) -> anyhow::Result<()> {
+    fn handle(
+        &mut self,
+        id: Id,
+        input: NodeInput,
+        stores: (&Store, &Store),
+    ) -> Result<(), PaymentBenchError> {
         let core = match id {
             Id::S => &mut self.s,
             Id::Payer(i) => &mut self.payers[i],
@@ -98,12 +104,15 @@ impl Setup {
         };
         ready(driver::handle(core, &mut io, input))?;
         if let Some(error) = io.refused {
-            bail!("setup: {id:?} refused: {error}");
+            return Err(PaymentBenchError::SetupRefused {
+                node: format!("{id:?}"),
+                error,
+            });
         }
         Ok(())
     }
 
-    fn pump(&mut self, stores: (&Store, &Store)) -> anyhow::Result<()> {
+    fn pump(&mut self, stores: (&Store, &Store)) -> Result<(), PaymentBenchError> {
         while let Some((from, to, frame)) = self.queue.pop_front() {
             let from = self.key(from);
             self.handle(to, NodeInput::Frame { from, frame }, stores)?;
@@ -119,7 +128,7 @@ impl Setup {
         channel_id: ChannelId,
         capacity_sat: u64,
         stores: (&Store, &Store),
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), PaymentBenchError> {
         let peer = self.key(acceptor);
         self.handle(
             opener,
@@ -154,7 +163,10 @@ impl Setup {
                 .get(&channel_id)
                 .map(|e| e.channel.phase());
             if phase != Some(Phase::Funded) {
-                bail!("setup: channel at {id:?} is {phase:?}");
+                return Err(PaymentBenchError::SetupChannel {
+                    node: format!("{id:?}"),
+                    phase,
+                });
             }
         }
         Ok(())
@@ -173,7 +185,7 @@ struct DbBytes {
 
 /// Reads S's store from a second connection: the main file after a checkpoint folds the
 /// write-ahead log into it, and the bytes of the stored rows.
-fn db_bytes(path: &Path) -> anyhow::Result<DbBytes> {
+fn db_bytes(path: &Path) -> Result<DbBytes, PaymentBenchError> {
     let db = rusqlite::Connection::open(path)?;
     db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     let page_size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
@@ -263,26 +275,17 @@ struct SetupIo<'a> {
     refused: Option<String>,
 }
 
-/// Why the bench's world failed an action.
-#[derive(Debug, thiserror::Error)]
-enum BenchError {
-    #[error("{0}")]
-    Node(#[from] NodeError),
-    #[error("{0:#}")]
-    Other(#[from] anyhow::Error),
-}
-
 impl Io for SetupIo<'_> {
-    type Error = BenchError;
+    type Error = PaymentBenchError;
 
-    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), BenchError> {
+    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), PaymentBenchError> {
         let store = match self.id {
             Id::S => self.stores.0,
             Id::Payee(_) => self.stores.1,
             // The payers are offline during the sales: their state stays in memory.
             Id::Payer(_) => return Ok(()),
         };
-        write_rows(store, changes).map_err(|e| BenchError::Other(e.into()))
+        Ok(write_rows(store, changes)?)
     }
 
     fn send(&mut self, to: PublicKey, frame: Vec<u8>, _what: &'static str) -> bool {
@@ -300,13 +303,12 @@ impl Io for SetupIo<'_> {
         _payment_id: PaymentId,
         payee: PublicKey,
         bytes: Vec<u8>,
-    ) -> Result<(), BenchError> {
+    ) -> Result<(), PaymentBenchError> {
         let (Some(Id::Payee(j)), Id::Payer(i)) = (self.index.get(&payee).copied(), self.id) else {
-            return Err(anyhow::anyhow!(
-                "a letter from {:?} to a node that is not a payee",
+            return Err(PaymentBenchError::LetterNotToPayee(format!(
+                "{:?}",
                 self.id
-            )
-            .into());
+            )));
         };
         self.letters[j].push((i, bytes));
         Ok(())
@@ -317,8 +319,8 @@ impl Io for SetupIo<'_> {
         _to: PublicKey,
         _bytes: Vec<u8>,
         _contact: Option<Value>,
-    ) -> Result<(), BenchError> {
-        Err(anyhow::anyhow!("the bench runs no payment of the reverse variant").into())
+    ) -> Result<(), PaymentBenchError> {
+        Err(PaymentBenchError::Reverse)
     }
 
     async fn broadcast(&mut self, _tx: bitcoin::Transaction) {}
@@ -330,11 +332,11 @@ impl Io for SetupIo<'_> {
         channel_id: ChannelId,
         _script_pubkey: bitcoin::ScriptBuf,
         _capacity_sat: u64,
-    ) -> Result<bitcoin::OutPoint, BenchError> {
+    ) -> Result<bitcoin::OutPoint, PaymentBenchError> {
         Ok(fake_outpoint(&channel_id))
     }
 
-    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), BenchError> {
+    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), PaymentBenchError> {
         Ok(())
     }
 
@@ -346,7 +348,7 @@ impl Io for SetupIo<'_> {
 }
 
 /// Writes a change set's rows to `store` one by one (inside the caller's transaction).
-fn write_rows(store: &Store, changes: &ChangeSet) -> Result<(), asyncpay::node::store::StoreError> {
+fn write_rows(store: &Store, changes: &ChangeSet) -> Result<(), StoreError> {
     for (peer, snapshot) in changes.channels.values() {
         store.put_channel(peer, snapshot)?;
     }
@@ -371,17 +373,15 @@ struct SalesIo<'a> {
 }
 
 impl Io for SalesIo<'_> {
-    type Error = BenchError;
+    type Error = PaymentBenchError;
 
-    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), BenchError> {
+    fn persist(&mut self, changes: &ChangeSet, _core: &NodeCore) -> Result<(), PaymentBenchError> {
         let t = Instant::now();
         if self.own_transaction {
-            self.store
-                .commit(changes)
-                .map_err(|e| BenchError::Other(e.into()))?;
+            self.store.commit(changes)?;
             self.stats.commits += 1;
         } else {
-            write_rows(self.store, changes).map_err(|e| BenchError::Other(e.into()))?;
+            write_rows(self.store, changes)?;
         }
         self.stats.persist += t.elapsed();
         self.stats.persists += changes.len() as u64;
@@ -415,8 +415,8 @@ impl Io for SalesIo<'_> {
         _payment_id: PaymentId,
         _payee: PublicKey,
         _bytes: Vec<u8>,
-    ) -> Result<(), BenchError> {
-        Err(anyhow::anyhow!("unexpected letter during the sales").into())
+    ) -> Result<(), PaymentBenchError> {
+        Err(PaymentBenchError::UnexpectedLetter)
     }
 
     async fn post_reverse(
@@ -424,8 +424,8 @@ impl Io for SalesIo<'_> {
         _to: PublicKey,
         _bytes: Vec<u8>,
         _contact: Option<Value>,
-    ) -> Result<(), BenchError> {
-        Err(anyhow::anyhow!("the bench runs no payment of the reverse variant").into())
+    ) -> Result<(), PaymentBenchError> {
+        Err(PaymentBenchError::Reverse)
     }
 
     async fn broadcast(&mut self, _tx: bitcoin::Transaction) {}
@@ -437,11 +437,11 @@ impl Io for SalesIo<'_> {
         _channel_id: ChannelId,
         _script_pubkey: bitcoin::ScriptBuf,
         _capacity_sat: u64,
-    ) -> Result<bitcoin::OutPoint, BenchError> {
-        Err(anyhow::anyhow!("unexpected funding during the sales").into())
+    ) -> Result<bitcoin::OutPoint, PaymentBenchError> {
+        Err(PaymentBenchError::UnexpectedFunding)
     }
 
-    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), BenchError> {
+    async fn publish_funding(&mut self, _channel_id: ChannelId) -> Result<(), PaymentBenchError> {
         Ok(())
     }
 
@@ -461,23 +461,27 @@ fn run_s(
     payees: HashSet<PublicKey>,
     rx: Receiver<Frame>,
     tx: Sender<Frame>,
-) -> anyhow::Result<(NodeCore, Store, Stats)> {
+) -> Result<(NodeCore, Store, Stats), PaymentBenchError> {
     let mut stats = Stats::default();
     let online = |k: &PublicKey| payees.contains(k);
     let mut first = None;
     while stats.sold < expected {
         let input = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(input) => input,
-            Err(RecvTimeoutError::Timeout) => bail!(
-                "S waited 30 s for a frame with {} of {expected} sales done; refusals: {:?}",
-                stats.sold,
-                stats.refusals
-            ),
-            Err(RecvTimeoutError::Disconnected) => bail!(
-                "the payees stopped with {} of {expected} sales done; refusals: {:?}",
-                stats.sold,
-                stats.refusals
-            ),
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(PaymentBenchError::SWaited {
+                    sold: stats.sold,
+                    expected,
+                    refusals: stats.refusals,
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(PaymentBenchError::PayeesStopped {
+                    sold: stats.sold,
+                    expected,
+                    refusals: stats.refusals,
+                })
+            }
         };
         let busy = Instant::now();
         first.get_or_insert(busy);
@@ -540,7 +544,7 @@ fn run_payees(
     s_key: PublicKey,
     rx: Receiver<Frame>,
     tx: Sender<Frame>,
-) -> anyhow::Result<(Vec<NodeCore>, Store, Stats)> {
+) -> Result<(Vec<NodeCore>, Store, Stats), PaymentBenchError> {
     let expected: usize = letters.iter().map(VecDeque::len).sum();
     let index: HashMap<PublicKey, usize> = payees
         .iter()
@@ -559,11 +563,13 @@ fn run_payees(
             }
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(frame) => inputs.push(frame),
-                Err(_) => bail!(
-                    "payees waited 30 s with {} of {expected} paid; refusals: {:?}",
-                    stats.paid,
-                    stats.refusals
-                ),
+                Err(_) => {
+                    return Err(PaymentBenchError::PayeesWaited {
+                        paid: stats.paid,
+                        expected,
+                        refusals: stats.refusals,
+                    })
+                }
             }
             while let Ok(frame) = rx.try_recv() {
                 inputs.push(frame);
@@ -574,7 +580,7 @@ fn run_payees(
         // `SalesIo` inside it); their frames leave once it commits.
         store.batch(|_| {
             for (to, frame) in inputs {
-                let j = *index.get(&to).context("frame for an unknown payee")?;
+                let j = *index.get(&to).ok_or(PaymentBenchError::UnknownPayee)?;
                 stats.inputs += 1;
                 let paid = stats.paid;
                 let from = payees[j].public_key();
@@ -596,7 +602,7 @@ fn run_payees(
                 // Frames to S carry their sender.
                 out.extend(frames.into_iter().map(|(_, f)| (from, f)));
                 if let Err(e) = result {
-                    stats.refusals.push(format!("{e:#}"));
+                    stats.refusals.push(chain(&e));
                 }
                 if stats.paid > paid {
                     next.push(j);
@@ -624,7 +630,7 @@ fn run_payees(
                     out.extend(frames.into_iter().map(|(_, f)| (from, f)));
                 }
             }
-            anyhow::Ok(())
+            Ok::<(), PaymentBenchError>(())
         })?;
         stats.commits += 1;
         for f in out {
@@ -642,18 +648,18 @@ fn run_payees(
 }
 
 /// Runs the setup, the bytes measurement and both sale runs in `dir`.
-pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
+pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> {
     std::fs::create_dir_all(dir)?;
     let p = args.payees.max(1);
     let (u, b) = (args.unbatched_sales, args.sales);
     let k = u + b;
     if k == 0 {
-        bail!("no sales to run");
+        return Err(PaymentBenchError::NoSales);
     }
     let s_path = dir.join("s.db");
     let s_store = Store::open(&s_path)?;
     let p_store = Store::open(&dir.join("payees.db"))?;
-    let entropy = |mut core: NodeCore| -> anyhow::Result<NodeCore> {
+    let entropy = |mut core: NodeCore| -> Result<NodeCore, PaymentBenchError> {
         let _ = core.handle(NodeInput::Entropy(rand::random()))?;
         Ok(core)
     };
@@ -666,7 +672,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
                 Records::Payer(vec![]),
             )?)
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, PaymentBenchError>>()?;
     let payees = (0..p as u32)
         .map(|j| {
             entropy(NodeCore::restore(
@@ -676,7 +682,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
                 Records::Payee(vec![]),
             )?)
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, PaymentBenchError>>()?;
     let mut setup = Setup {
         s: entropy(NodeCore::restore(
             seed(0x51, 0),
@@ -711,7 +717,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
                     (s, pb),
                 )?;
             }
-            anyhow::Ok(())
+            Ok::<(), PaymentBenchError>(())
         })
     })?;
     for chunk in (0..k).collect::<Vec<_>>().chunks(CHUNK) {
@@ -726,7 +732,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
                         (s, pb),
                     )?;
                 }
-                anyhow::Ok(())
+                Ok::<(), PaymentBenchError>(())
             })
         })?;
     }
@@ -751,7 +757,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
                     )?;
                     setup.pump((s, pb))?;
                 }
-                anyhow::Ok(())
+                Ok::<(), PaymentBenchError>(())
             })
         })?;
     }
@@ -764,10 +770,11 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
         .filter(|(_, r)| r["status"]["status"] == "offered")
         .count();
     if offered != k || after.payments - before.payments != k as i64 {
-        bail!(
-            "{offered} offers at S and {} new payment rows for {k} payments",
-            after.payments - before.payments
-        );
+        return Err(PaymentBenchError::Offers {
+            offered,
+            rows: after.payments - before.payments,
+            payments: k,
+        });
     }
     let per = |x: i64, y: i64| (x - y) as f64 / k as f64;
     let pending = json!({
@@ -826,34 +833,38 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
             .spawn(move || run_payees(payees, p_store, run_letters, s_key, p_rx, to_s))?;
         let s_result = s_thread
             .join()
-            .map_err(|_| anyhow::anyhow!("S thread panicked"))?;
+            .map_err(|_| PaymentBenchError::Panicked("S thread"))?;
         let p_result = p_thread
             .join()
-            .map_err(|_| anyhow::anyhow!("payee thread panicked"))?;
+            .map_err(|_| PaymentBenchError::Panicked("payee thread"))?;
         let (s_core, s_st, s_stats) = s_result?;
         let (p_cores, p_st, p_stats) = p_result?;
         (s, s_store, payees, p_store) = (s_core, s_st, p_cores, p_st);
         commit_ms.extend(commit_sample(&baseline, &mut baseline_n, 40)?);
         if !s_stats.refusals.is_empty() || !p_stats.refusals.is_empty() {
-            bail!(
-                "refusals during the sales: S {:?}, payees {:?}",
-                s_stats.refusals,
-                p_stats.refusals
-            );
+            return Err(PaymentBenchError::SalesRefused {
+                s: s_stats.refusals,
+                payees: p_stats.refusals,
+            });
         }
         // Every payment of the run is sold at S, and S holds A's completed state 1.
-        let lsp = s.lsp().context("S is an LSP")?;
+        let lsp = s.lsp().ok_or(PaymentBenchError::Missing("S is an LSP"))?;
         for i in range.clone() {
             let id = PaymentId(seed(0x71, i as u32));
-            let record = lsp.payment(&id).context("payment at S")?;
+            let record = lsp
+                .payment(&id)
+                .ok_or(PaymentBenchError::Missing("payment at S"))?;
             let status = serde_json::to_value(&record.status)?;
             if status["status"] != "sold" {
-                bail!("payment {i} is {} at S", status["status"]);
+                return Err(PaymentBenchError::NotSold {
+                    payment: i,
+                    status: status["status"].clone(),
+                });
             }
             let channel = s
                 .channels()
                 .get(&record.offer.channel_id)
-                .context("payer channel at S")?;
+                .ok_or(PaymentBenchError::Missing("payer channel at S"))?;
             let state = channel
                 .channel
                 .snapshot()
@@ -861,7 +872,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
                 .as_ref()
                 .map(|c| c.body.number);
             if state != Some(1) {
-                bail!("payer {i}'s channel at S is at state {state:?}, expected 1");
+                return Err(PaymentBenchError::PayerState { payer: i, state });
             }
         }
         runs.push(sale_figures(
@@ -879,7 +890,7 @@ pub fn run(dir: &Path, args: &SalesArgs) -> anyhow::Result<Value> {
 
 /// Durable single-row commits to `store` (a payment record of about the size S writes),
 /// in milliseconds: the baseline, taken right before and right after each run.
-fn commit_sample(store: &Store, next: &mut u32, n: usize) -> anyhow::Result<Vec<f64>> {
+fn commit_sample(store: &Store, next: &mut u32, n: usize) -> Result<Vec<f64>, PaymentBenchError> {
     let record = json!({ "status": { "status": "offered" }, "padding": "x".repeat(1200) });
     let mut lat = Vec::with_capacity(n);
     for _ in 0..n {
@@ -898,8 +909,10 @@ fn sale_figures(
     s: &Stats,
     p: &Stats,
     commit_ms: &[f64],
-) -> anyhow::Result<Value> {
-    let (first, last) = s.window.context("no sale measured")?;
+) -> Result<Value, PaymentBenchError> {
+    let (first, last) = s
+        .window
+        .ok_or(PaymentBenchError::Missing("no sale measured"))?;
     let secs = (last - first).as_secs_f64();
     let n = count as f64;
     let baseline = summary(commit_ms);

@@ -13,27 +13,27 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
-use asyncpay::crypto::keys::PublicKey;
-use asyncpay::mailbox::keys::{Contact, NodeKey};
-use asyncpay::mailbox::server::ServerConfig;
-use asyncpay::mailbox::unix_now;
-use asyncpay::net::{connect, Allow, Listener};
-use asyncpay::node::core::{
-    node_key, NodeCommand, NodeCore, NodeInput, Role, TAG_CHANNEL, TAG_PAYMENT,
-};
-use asyncpay::node::store::Store;
-use asyncpay::protocol::channel::Phase;
-use asyncpay::protocol::messages::ChannelId;
-use asyncpay::protocol::payment::PaymentId;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::node::{Cmd, Commit, Kind, NodeHandle, Note, Spec, Who};
 use super::{
-    fake_outpoint, policy, seed, summary, Summary, AMOUNT_SAT, HEIGHT, PAYER_DELAY, SHARED_DELAY,
+    fake_outpoint, policy, seed, summary, PaymentBenchError, Summary, AMOUNT_SAT, HEIGHT,
+    PAYER_DELAY, SHARED_DELAY,
 };
-use asyncpay::bench::mailbox::ServerThread;
+use crate::bench::mailbox::ServerThread;
+use crate::crypto::keys::PublicKey;
+use crate::mailbox::keys::{Contact, NodeKey};
+use crate::mailbox::server::ServerConfig;
+use crate::mailbox::unix_now;
+use crate::net::{connect, Allow, Listener};
+use crate::node::core::{
+    node_key, NodeCommand, NodeCore, NodeInput, Role, TAG_CHANNEL, TAG_PAYMENT,
+};
+use crate::node::store::Store;
+use crate::protocol::channel::Phase;
+use crate::protocol::messages::ChannelId;
+use crate::protocol::payment::PaymentId;
 
 /// Steps of one payment, in milliseconds.
 #[derive(Debug, Default, Clone)]
@@ -41,7 +41,9 @@ struct Steps {
     values: BTreeMap<&'static str, f64>,
 }
 
-/// The step names, in order; each is described in `--help` and docs/benchmarks.md.
+/// The steps of the online latency, in order, each with what it covers (also described in
+/// `asyncpay bench payment --help` and docs/benchmarks.md); the report's `latency_ms` has
+/// one entry per step and one for `total`.
 pub const STEPS: [(&str, &str); 9] = [
     (
         "connect",
@@ -199,9 +201,9 @@ impl Net {
     async fn wait_note(
         &mut self,
         from: usize,
-        what: &str,
+        what: &'static str,
         f: impl Fn(&Note) -> bool,
-    ) -> anyhow::Result<Note> {
+    ) -> Result<Note, PaymentBenchError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut i = from;
         loop {
@@ -213,11 +215,13 @@ impl Net {
             }
             match tokio::time::timeout_at(deadline, self.notes.recv()).await {
                 Ok(Some(note)) => self.log.push(note),
-                Ok(None) => bail!("nodes stopped while waiting for {what}"),
-                Err(_) => bail!(
-                    "timed out waiting for {what}; refusals: {:?}",
-                    self.refusals()
-                ),
+                Ok(None) => return Err(PaymentBenchError::NodesStopped(what)),
+                Err(_) => {
+                    return Err(PaymentBenchError::NoteTimeout {
+                        what,
+                        refusals: self.refusals(),
+                    })
+                }
             }
         }
     }
@@ -240,7 +244,12 @@ impl Net {
     }
 
     /// Opens a funded channel from `opener` to `acceptor` (both connected).
-    async fn open(&self, opener: Who, acceptor: Who, id: ChannelId) -> anyhow::Result<()> {
+    async fn open(
+        &self,
+        opener: Who,
+        acceptor: Who,
+        id: ChannelId,
+    ) -> Result<(), PaymentBenchError> {
         let (o, acc) = (self.node(opener), self.node(acceptor));
         o.input(NodeInput::Command(NodeCommand::OpenChannel {
             peer: acc.key,
@@ -310,14 +319,14 @@ pub struct OnlineFigures {
 }
 
 /// Options of the online part.
-pub struct OnlineArgs {
+pub struct OnlineOptions {
     pub payments: usize,
     pub warmup: usize,
     pub baseline_rounds: usize,
 }
 
 /// Runs the online part in `dir`.
-pub fn run(dir: &Path, args: &OnlineArgs) -> anyhow::Result<OnlineFigures> {
+pub fn run(dir: &Path, args: &OnlineOptions) -> Result<OnlineFigures, PaymentBenchError> {
     std::fs::create_dir_all(dir)?;
     let mut config = ServerConfig::new(dir.join("mailbox"));
     config.ip_rate_per_sec = f64::INFINITY;
@@ -342,10 +351,13 @@ pub fn run(dir: &Path, args: &OnlineArgs) -> anyhow::Result<OnlineFigures> {
         for i in 0..=total {
             for session in &mut sessions {
                 let name = session.commit.name();
-                session
-                    .step(i, total)
-                    .await
-                    .with_context(|| format!("online payment {i}, commit {name}"))?;
+                session.step(i, total).await.map_err(|source| {
+                    PaymentBenchError::OnlinePayment {
+                        payment: i,
+                        commit: name,
+                        source: Box::new(source),
+                    }
+                })?;
             }
         }
         let mut json = json!({});
@@ -353,7 +365,7 @@ pub fn run(dir: &Path, args: &OnlineArgs) -> anyhow::Result<OnlineFigures> {
             let name = session.commit.name();
             json[name] = session.finish(args.warmup, total).await?;
         }
-        anyhow::Ok(json)
+        Ok::<Value, PaymentBenchError>(json)
     });
     let mut json = match result {
         Ok(json) => json,
@@ -380,7 +392,7 @@ struct Session {
 }
 
 impl Session {
-    async fn start(dir: &Path, url: &str, commit: Commit) -> anyhow::Result<Self> {
+    async fn start(dir: &Path, url: &str, commit: Commit) -> Result<Self, PaymentBenchError> {
         let (notes_tx, notes) = mpsc::unbounded_channel();
         let (sa, ss, sb) = (seed(0xa0, 0), seed(0x50, 0), seed(0xb0, 0));
         let (ka, kb) = (node_key(&sa).public_key(), node_key(&sb).public_key());
@@ -421,10 +433,10 @@ impl Session {
         net.b.connect(&net.s).await?;
         net.open(Who::S, Who::B, ChannelId(seed(0xc2, 0))).await?;
         let b_mailbox = NodeKey::from_secret_bytes(node_key(&sb).to_secret_bytes())
-            .map_err(|e| anyhow!("mailbox key: {e:?}"))?;
+            .map_err(|e| PaymentBenchError::MailboxKey("mailbox key", e))?;
         let contact = Contact::sign(&b_mailbox, url, unix_now())
             .verify()
-            .map_err(|e| anyhow!("contact: {e:?}"))?;
+            .map_err(|e| PaymentBenchError::MailboxKey("contact", e))?;
         let (reply, answer) = oneshot::channel();
         net.a.send(Cmd::Contact {
             payee: keys.b,
@@ -447,7 +459,7 @@ impl Session {
 
     /// Payment `i`: A returns (if it left) and collects the receipt of payment `i - 1`; then,
     /// unless `i == total`, A pays and leaves, and B comes online and sells.
-    async fn step(&mut self, i: usize, total: usize) -> anyhow::Result<()> {
+    async fn step(&mut self, i: usize, total: usize) -> Result<(), PaymentBenchError> {
         let keys = self.keys;
         let (ka, ks, kb) = (keys.a, keys.s, keys.b);
         let net = &mut self.net;
@@ -517,7 +529,7 @@ impl Session {
         net.b.connect(&net.s).await?;
         let letters = net.b.fetch().await?;
         if letters != 1 {
-            bail!("B found {letters} letters in its mailbox, expected 1");
+            return Err(PaymentBenchError::Letters(letters));
         }
         let state = (i as u64) + 1;
         let done = net
@@ -543,7 +555,10 @@ impl Session {
 
         let refusals = net.refusals();
         if !refusals.is_empty() {
-            bail!("payment {i}: refused inputs: {refusals:?}");
+            return Err(PaymentBenchError::Refused {
+                payment: i,
+                refusals,
+            });
         }
         let mut m = analyse(&b_notes, t0, t_end, payment_id, &keys)?;
         m.a_pay = PhaseCount::from_notes(&pay_notes, (Who::A, Who::S), &keys);
@@ -563,7 +578,7 @@ impl Session {
     }
 
     /// Checks that every payment sold at S, paid B and completed at A; stops the nodes.
-    async fn finish(mut self, warmup: usize, total: usize) -> anyhow::Result<Value> {
+    async fn finish(mut self, warmup: usize, total: usize) -> Result<Value, PaymentBenchError> {
         let count = |status: &'static str| {
             move |core: &NodeCore| {
                 json!(core
@@ -583,7 +598,12 @@ impl Session {
             ("A completed", &completed),
         ] {
             if n.as_u64() != Some(total as u64) {
-                bail!("{}: {who} {n} of {total} payments", self.commit.name());
+                return Err(PaymentBenchError::Incomplete {
+                    commit: self.commit.name(),
+                    who,
+                    count: n.clone(),
+                    total,
+                });
             }
         }
         for node in [&mut net.a, &mut net.s, &mut net.b] {
@@ -614,14 +634,14 @@ fn analyse(
     t_end: Instant,
     payment_id: PaymentId,
     keys: &Keys,
-) -> anyhow::Result<Measured> {
+) -> Result<Measured, PaymentBenchError> {
     let ks = keys.s;
-    let find = |what: &str, f: &dyn Fn(&Note) -> bool| -> anyhow::Result<Note> {
+    let find = |what: &'static str, f: &dyn Fn(&Note) -> bool| {
         notes
             .iter()
             .find(|n| f(n))
             .cloned()
-            .with_context(|| format!("no note for {what}"))
+            .ok_or(PaymentBenchError::NoNote(what))
     };
     let mark = |who: Who, name: &'static str| {
         move |n: &Note| n.who == who && matches!(n.kind, Kind::Mark(m) if m == name)
@@ -711,8 +731,10 @@ fn analyse(
     })
 }
 
-fn report(measured: &[Measured], total: usize) -> anyhow::Result<Value> {
-    let first = measured.first().context("no payment measured")?;
+fn report(measured: &[Measured], total: usize) -> Result<Value, PaymentBenchError> {
+    let first = measured
+        .first()
+        .ok_or(PaymentBenchError::Missing("no payment measured"))?;
     let mut steps = serde_json::Map::new();
     let mut names: Vec<&str> = STEPS.iter().map(|(n, _)| *n).collect();
     names.push("total");
@@ -739,7 +761,11 @@ fn report(measured: &[Measured], total: usize) -> anyhow::Result<Value> {
             if (x.channel, x.payment, x.mailbox_requests)
                 != (y.channel, y.payment, y.mailbox_requests)
             {
-                bail!("{what}: message counts differ between payments: {x:?} vs {y:?}");
+                return Err(PaymentBenchError::CountsDiffer {
+                    what,
+                    this: format!("{x:?}"),
+                    first: format!("{y:?}"),
+                });
             }
         }
     }
@@ -780,28 +806,31 @@ fn report(measured: &[Measured], total: usize) -> anyhow::Result<Value> {
 
 /// The baseline: a 64-byte message and its echo over one loopback Noise connection, the
 /// two ends on their own threads and runtimes as the nodes are.
-fn noise_round_trip(rounds: usize) -> anyhow::Result<Value> {
+fn noise_round_trip(rounds: usize) -> Result<Value, PaymentBenchError> {
     let server_key = Arc::new(node_key(&seed(0xe0, 0)));
     let client_key = node_key(&seed(0xe1, 0));
     let server_pub = server_key.public_key();
     let client_pub = client_key.public_key();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+    let server = std::thread::spawn(move || -> Result<(), PaymentBenchError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async move {
             let listener =
                 Listener::bind("127.0.0.1:0", server_key, Allow::keys([client_pub])).await?;
-            addr_tx.send(listener.local_addr()?)?;
+            if addr_tx.send(listener.local_addr()?).is_err() {
+                // The measuring side has given up.
+                return Ok(());
+            }
             let mut conn = listener.accept().await?;
             while let Ok(message) = conn.recv().await {
                 conn.send(&message).await?;
             }
-            anyhow::Ok(())
+            Ok(())
         })
     });
-    let addr = addr_rx.recv().context("echo server did not start")?;
+    let addr = addr_rx.recv().map_err(PaymentBenchError::EchoServer)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -817,15 +846,15 @@ fn noise_round_trip(rounds: usize) -> anyhow::Result<Value> {
             let echo = conn.recv().await?;
             rtts.push(t.elapsed().as_secs_f64() * 1000.0);
             if echo != message {
-                bail!("echo differs");
+                return Err(PaymentBenchError::EchoDiffers);
             }
         }
         conn.shutdown().await?;
-        anyhow::Ok((handshake, rtts))
+        Ok::<_, PaymentBenchError>((handshake, rtts))
     })?;
     server
         .join()
-        .map_err(|_| anyhow!("echo server panicked"))??;
+        .map_err(|_| PaymentBenchError::Panicked("echo server"))??;
     rtts.sort_by(f64::total_cmp);
     let s: Summary = summary(&rtts);
     Ok(json!({
