@@ -27,6 +27,7 @@
 //! `payment`, `watchtower_updated`, ...), on stderr what went wrong (`refused`,
 //! `dial_failed`, `broadcast_failed`, `error`, ...).
 
+mod answers;
 mod client;
 mod control;
 mod driver;
