@@ -13,7 +13,7 @@ use crate::tx::Party;
 
 use super::driver::Node;
 use super::request::Request;
-use super::{emit, lsp_policy, now, RuntimeError};
+use super::{emit, lsp_policy, now, NodeEvent, RuntimeError};
 
 impl Node {
     pub(super) async fn control(&mut self, request: Request) -> Result<Value, RuntimeError> {
@@ -65,9 +65,10 @@ impl Node {
                     )?;
                     Ok(self.io.wallet.broadcast(&electrum, &tx)?)
                 })?;
-                emit(
-                    json!({"event": "withdrawn", "txid": txid.to_string(), "to": address.to_string()}),
-                );
+                self.io.reporter.report(NodeEvent::Withdrawn {
+                    txid,
+                    to: address.to_string(),
+                });
                 Ok(json!({ "txid": txid.to_string() }))
             }
             // Answered by `connect_command` without waiting in the queue.

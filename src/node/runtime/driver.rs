@@ -25,6 +25,7 @@ use crate::protocol::channel::Snapshot;
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::PaymentId;
 
+use super::events::{NodeEvent, Reporter};
 use super::handle::{NodeHandle, NodeInfo};
 use super::peers::spawn_connection;
 use super::request::Request;
@@ -88,6 +89,8 @@ pub(super) struct RuntimeIo {
         Vec<mpsc::UnboundedSender<Snapshot>>,
         HashMap<ChannelId, u64>,
     ),
+    /// Prints each report and hands it to the handle's subscribers.
+    pub(super) reporter: Reporter,
 }
 
 /// Runs a node until it is told to stop (`Request::Stop`): opens its stores and wallet,
@@ -174,6 +177,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         .into_iter()
         .map(|o| (o, HashSet::new()))
         .collect();
+    let reporter = Reporter::new();
     let mut node = Node::new(
         core,
         RuntimeIo {
@@ -203,10 +207,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
             towers: (
                 args.watchtowers
                     .iter()
-                    .map(|url| spawn_tower_pusher(url, seed))
+                    .map(|url| spawn_tower_pusher(url, seed, reporter.clone()))
                     .collect::<Result<_, RuntimeError>>()?,
                 HashMap::new(),
             ),
+            reporter: reporter.clone(),
         },
     );
 
@@ -216,8 +221,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         let tx = tx.clone();
         let mut admissions = listener.serve(args.admission);
         let idle = args.idle_timeout.max(Duration::from_secs(1));
+        let reporter = reporter.clone();
         tokio::spawn(async move {
-            while let Some(admitted) = admissions.next().await {
+            // Ends with the driver: the listener and what this task holds (the reporter
+            // among them, so that the event streams close) do not outlive a stopped node.
+            loop {
+                let admitted = tokio::select! {
+                    admitted = admissions.next() => admitted,
+                    _ = tx.closed() => None,
+                };
+                let Some(admitted) = admitted else { break };
                 let _ = tx.send(Ev::Tick);
                 spawn_connection(
                     admitted.connection,
@@ -225,6 +238,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
                     None,
                     Some(admitted.superseded),
                     idle,
+                    reporter.clone(),
                 );
             }
         });
@@ -308,7 +322,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         while let Some(ev) = rx.recv().await {
             if let Err(e) = node.on_event(ev, &mut last_poll).await {
                 tracing::warn!("{e:#}");
-                warn(json!({"event": "error", "message": format!("{e:#}")}));
+                node.io.reporter.report(NodeEvent::Error {
+                    message: format!("{e:#}"),
+                });
             }
             if node.io.stop {
                 break;
@@ -330,6 +346,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         events: tx,
         task,
         info: handle_info,
+        reporter,
     })
 }
 
@@ -338,14 +355,15 @@ impl Node {
         match ev {
             Ev::Frame { from, frame } => match self.core.handle(NodeInput::Frame { from, frame }) {
                 Ok(outputs) => self.carry_out(outputs).await?,
-                Err(e) => warn(
-                    json!({"event": "refused", "peer": from.to_string(), "error": e.to_string()}),
-                ),
+                Err(e) => self.io.reporter.report(NodeEvent::Refused {
+                    peer: from,
+                    error: e.to_string(),
+                }),
             },
             Ev::Connected { peer, conn, writer } => {
                 self.io.next_conn = self.io.next_conn.max(conn);
                 self.io.writers.insert(peer, (conn, writer));
-                emit(json!({"event": "connected", "peer": peer.to_string()}));
+                self.io.reporter.report(NodeEvent::Connected { peer });
                 let outputs = self.core.handle(NodeInput::Connected { peer })?;
                 self.carry_out(outputs).await?;
             }
@@ -409,10 +427,14 @@ impl Node {
                         bytes: opened.payload,
                     }) {
                         Ok(outputs) => self.carry_out(outputs).await?,
-                        Err(e) => warn(json!({"event": "letter_refused", "error": e.to_string()})),
+                        Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {
+                            error: e.to_string(),
+                        }),
                     }
                 }
-                Err(e) => warn(json!({"event": "letter_refused", "error": format!("{e:?}")})),
+                Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {
+                    error: format!("{e:?}"),
+                }),
             }
             // Stored (or refused for good) before it is deleted from the mailbox.
             handled.push(message.id);
@@ -532,9 +554,11 @@ impl Io for RuntimeIo {
             Some((_, w)) => w.send(frame).is_ok(),
             None => false,
         };
-        emit(
-            json!({"event": "send", "to": to.to_string(), "message": what, "delivered": delivered}),
-        );
+        self.reporter.report(NodeEvent::MessageSent {
+            to,
+            message: what.to_owned(),
+            delivered,
+        });
         delivered
     }
 
@@ -545,7 +569,10 @@ impl Io for RuntimeIo {
         bytes: Vec<u8>,
     ) -> Result<(), RuntimeError> {
         self.post(&payee, None, bytes).await?;
-        emit(json!({"event": "letter_posted", "payment_id": payment_id.to_string()}));
+        self.reporter.report(NodeEvent::LetterPosted {
+            payment_id: Some(payment_id),
+            to: None,
+        });
         Ok(())
     }
 
@@ -556,15 +583,19 @@ impl Io for RuntimeIo {
         contact: Option<Value>,
     ) -> Result<(), RuntimeError> {
         self.post(&to, contact, bytes).await?;
-        emit(json!({"event": "letter_posted", "to": to.to_string()}));
+        self.reporter.report(NodeEvent::LetterPosted {
+            payment_id: None,
+            to: Some(to),
+        });
         Ok(())
     }
 
     async fn broadcast(&mut self, tx: Transaction) {
         if let Err(e) = self.publish(&tx).await {
-            warn(
-                json!({"event": "broadcast_failed", "txid": tx.compute_txid().to_string(), "error": format!("{e:#}")}),
-            );
+            self.reporter.report(NodeEvent::BroadcastFailed {
+                txid: tx.compute_txid(),
+                error: format!("{e:#}"),
+            });
         }
     }
 
@@ -601,20 +632,19 @@ impl Io for RuntimeIo {
         };
         let electrum = self.electrum.clone();
         let txid = tokio::task::block_in_place(|| self.wallet.broadcast(&electrum, &tx))?;
-        emit(
-            json!({"event": "funding_broadcast", "channel_id": hex::encode(channel_id.0), "txid": txid.to_string()}),
-        );
+        self.reporter
+            .report(NodeEvent::FundingBroadcast { channel_id, txid });
         Ok(())
     }
 
     fn report(&mut self, event: NodeOutput) {
         match event {
-            NodeOutput::ChannelEvent { channel_id, event } => emit(
-                json!({"event": "channel", "channel_id": hex::encode(channel_id.0), "what": format!("{event:?}")}),
-            ),
-            NodeOutput::PaymentEvent(event) => emit(json!({"event": "payment", "what": event})),
+            NodeOutput::ChannelEvent { channel_id, event } => {
+                self.reporter.channel(channel_id, &event)
+            }
+            NodeOutput::PaymentEvent(what) => self.reporter.report(NodeEvent::Payment { what }),
             NodeOutput::Refused { peer, error } => {
-                warn(json!({"event": "refused", "peer": peer.to_string(), "error": error}))
+                self.reporter.report(NodeEvent::Refused { peer, error })
             }
             other => warn(json!({"event": "unexpected_report", "what": format!("{other:?}")})),
         }
@@ -708,9 +738,11 @@ impl RuntimeIo {
             crate::chain::rpc::Published::Alone => None,
             crate::chain::rpc::Published::Package { feerate_sat_vb } => Some(feerate_sat_vb),
         };
-        emit(
-            json!({"event": "transaction_published", "txid": txid.to_string(), "attempt": attempt, "feerate_sat_vb": feerate}),
-        );
+        self.reporter.report(NodeEvent::TransactionPublished {
+            txid,
+            attempt,
+            feerate_sat_vb: feerate,
+        });
         Ok(())
     }
 }

@@ -21,7 +21,7 @@
 use std::net::SocketAddr;
 
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::crypto::keys::PublicKey;
 use crate::mailbox::keys::Contact;
@@ -29,7 +29,8 @@ use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::PaymentId;
 
 use super::driver::Ev;
-use super::{Request, RuntimeError};
+use super::events::Reporter;
+use super::{NodeEvent, Request, RuntimeError};
 
 /// Where a started node can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +49,22 @@ pub struct NodeHandle {
     pub(super) events: mpsc::UnboundedSender<Ev>,
     pub(super) task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
     pub(super) info: NodeInfo,
+    pub(super) reporter: Reporter,
 }
 
 impl NodeHandle {
     /// Where the node can be reached.
     pub fn info(&self) -> &NodeInfo {
         &self.info
+    }
+
+    /// A new subscription to what the node reports from now on ([`NodeEvent`]s, in the
+    /// order the node printed them): connections, messages sent, channel and payment events,
+    /// letters posted, transactions published, refusals. A subscriber that falls more than
+    /// [`super::EVENT_BUFFER`] events behind misses the oldest (`recv` says how many);
+    /// `recv` ends with `Closed` once the node has stopped.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.reporter.subscribe()
     }
 
     /// Carries out one control request; its JSON answer.

@@ -2,7 +2,8 @@
 //! runs it. `asyncpay node run` is [`run`] with a [`NodeConfig`] from its flags; [`start`]
 //! runs the same driver and returns a [`NodeHandle`] whose typed methods (`connect`,
 //! `open_channel`, `pay`, `receive`, `cancel`, `fetch`, `force_close`, `new_address`,
-//! `balance`, `withdraw`, `contact`, `status`, `stop`) are the control API's requests.
+//! `balance`, `withdraw`, `contact`, `status`, `stop`) are the control API's requests, and
+//! whose [`NodeHandle::events`] is a stream of typed [`NodeEvent`]s.
 //! Another process reaches a running node's control API with a [`ControlClient`]
 //! (`asyncpay ctl`), and [`wallet_descriptors`] reads a node's wallet descriptors from its
 //! seed alone.
@@ -25,13 +26,17 @@
 //! The node reports what it does as one JSON object per line: on stdout what happened
 //! (`ready`, `connected`, `send`, `letter_posted`, `transaction_published`, `channel`,
 //! `payment`, `watchtower_updated`, ...), on stderr what went wrong (`refused`,
-//! `dial_failed`, `broadcast_failed`, `error`, ...).
+//! `dial_failed`, `broadcast_failed`, `error`, ...). Each of these reports but `ready`,
+//! `listen_moved` (both before [`start`] returns) and the fault injection's `crash_*` is
+//! also a [`NodeEvent`] on the handle's event stream, whose serde form is the line itself
+//! (a `channel` event carries a typed [`ChannelEvent`] where its line shows text).
 
 mod answers;
 mod client;
 mod control;
 mod driver;
 mod error;
+mod events;
 mod handle;
 mod peers;
 mod request;
@@ -49,6 +54,7 @@ use crate::protocol::payment::LspPolicy;
 pub use client::{ControlClient, ControlError};
 pub use driver::{run, start};
 pub use error::RuntimeError;
+pub use events::{ChannelEvent, NodeEvent, EVENT_BUFFER};
 pub use handle::{NodeHandle, NodeInfo};
 pub use request::{Request, RequestError, COMMANDS};
 
