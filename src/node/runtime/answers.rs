@@ -6,14 +6,17 @@ use serde_json::{json, Value};
 
 use crate::crypto::keys::PublicKey;
 use crate::mailbox::keys::Contact;
-use crate::node::core::{NodeCommand, NodeInput};
+use crate::node::core::{NodeCommand, NodeError, NodeInput};
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::{PayerStatus, PaymentId};
 use crate::tx::Party;
 
 use super::driver::Node;
 use super::request::Request;
-use super::{emit, lsp_policy, now, NodeEvent, RuntimeError};
+use super::{
+    emit, list_channels, list_payments, lsp_policy, now, NodeEvent, RuntimeError,
+    DEFAULT_CLOSE_FEE_SAT,
+};
 
 impl Node {
     pub(super) async fn control(&mut self, request: Request) -> Result<Value, RuntimeError> {
@@ -173,6 +176,32 @@ impl Node {
                 self.carry_out(outputs).await?;
                 Ok(json!({}))
             }
+            Request::Close {
+                channel_id,
+                fee_sat,
+            } => {
+                let fee_sat = fee_sat.unwrap_or(DEFAULT_CLOSE_FEE_SAT);
+                let outputs = self.core.handle(NodeInput::Command(NodeCommand::Close {
+                    channel_id,
+                    fee_sat,
+                }))?;
+                self.carry_out(outputs).await?;
+                // The close's txid is fixed by the proposal (the signature is witness data).
+                let txid = self
+                    .core
+                    .channels()
+                    .get(&channel_id)
+                    .and_then(|e| e.channel.snapshot().closing.as_ref())
+                    .map(|c| c.txid)
+                    .ok_or(RuntimeError::Core(NodeError::UnknownChannel(channel_id)))?;
+                Ok(json!({ "txid": txid.to_string(), "fee_sat": fee_sat }))
+            }
+            Request::ListChannels => {
+                let writers = &self.io.writers;
+                let channels = list_channels(&self.core, |peer| writers.contains_key(peer));
+                Ok(serde_json::to_value(channels)?)
+            }
+            Request::ListPayments => Ok(serde_json::to_value(list_payments(&self.core))?),
             Request::Stop => {
                 self.io.stop = true;
                 Ok(json!({}))
