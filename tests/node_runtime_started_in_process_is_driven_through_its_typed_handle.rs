@@ -1,15 +1,18 @@
 //! The node runtime started in process (`asyncpay::node::runtime::start`) is driven through
 //! its typed handle, by the one driver `asyncpay node run` also uses: two nodes admit and dial
-//! each other, show their status and contact card, refuse a channel to a peer that is not
-//! connected and a payment with a forged contact card, and stop cleanly (their `node.json` is
-//! gone, the handle's task ends).
+//! each other, show their status and contact card, list no channel and no payment, report the
+//! connection on their event streams, refuse a channel to a peer that is not connected, a
+//! payment with a forged contact card and a cooperative close of a channel they do not have,
+//! and stop cleanly (their `node.json` is gone, the handle's task ends, the event stream
+//! closes).
 
 mod node_process_support;
 
 use std::time::Duration;
 
 use asyncpay::node::core::Role;
-use asyncpay::node::runtime::{start, NodeConfig, RuntimeError};
+use asyncpay::node::runtime::{start, NodeConfig, NodeEvent, RuntimeError};
+use asyncpay::protocol::messages::ChannelId;
 use node_process_support::FakeElectrum;
 
 #[test]
@@ -29,6 +32,7 @@ fn two_nodes_started_in_process_are_driven_through_their_handles() {
         };
         let lsp = start(config(Role::Lsp, "lsp")).await.expect("lsp starts");
         let payer = start(config(Role::Payer, "payer")).await.expect("payer starts");
+        let mut lsp_events = lsp.events();
         assert!(root.path().join("lsp/node.json").exists());
 
         let (lsp_key, payer_key) = (lsp.info().node_key, payer.info().node_key);
@@ -43,6 +47,24 @@ fn two_nodes_started_in_process_are_driven_through_their_handles() {
             .connect(lsp_key, Some(lsp.info().peer_addr))
             .await
             .expect("the payer dials the lsp");
+
+        // The LSP's stream reports the payer's connection.
+        let connected = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match lsp_events.recv().await {
+                    Ok(NodeEvent::Connected { peer }) => return peer,
+                    Ok(_) => continue,
+                    Err(e) => panic!("event stream: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("the connection is reported");
+        assert_eq!(connected, payer_key);
+        for node in [&lsp, &payer] {
+            assert!(node.list_channels().await.expect("channels").is_empty());
+            assert!(node.list_payments().await.expect("payments").is_empty());
+        }
 
         let status = payer.status().await.expect("status");
         assert_eq!(status["role"], "payer");
@@ -68,6 +90,12 @@ fn two_nodes_started_in_process_are_driven_through_their_handles() {
         forged.mailbox_url = "http://127.0.0.1:1".into();
         let pay = payer.pay(lsp_key, 1_000, forged, None, None).await;
         assert!(matches!(pay, Err(RuntimeError::Refused { .. })), "{pay:?}");
+        // A cooperative close of a channel the node does not have is refused.
+        let close = payer.close(ChannelId([3; 32])).await;
+        assert!(
+            matches!(&close, Err(RuntimeError::Refused { reason }) if reason.contains("unknown channel")),
+            "{close:?}"
+        );
 
         tokio::time::timeout(Duration::from_secs(20), payer.stop())
             .await
@@ -78,5 +106,17 @@ fn two_nodes_started_in_process_are_driven_through_their_handles() {
             .expect("the lsp stops in time")
             .expect("cleanly");
         assert!(!root.path().join("lsp/node.json").exists());
+        // Once the node has stopped, its stream ends after what it had delivered.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match lsp_events.recv().await {
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    Err(e) => panic!("event stream: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("the stream closes once the node has stopped");
     });
 }

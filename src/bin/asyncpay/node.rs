@@ -129,6 +129,12 @@ pub struct CtlArgs {
 enum CtlRequest {
     /// The node's key, role, height, wallet balance, channels and payments.
     Info,
+    /// Every channel: peer, side, phase, capacity, funding output, latest state number,
+    /// balances to self and to the peer, pending PTLCs, the update and the close under way.
+    ListChannels,
+    /// Every payment: its id, this node's role in it, status, amount, the LSP's fee and the
+    /// rest of its record (never a withheld or bought signature).
+    ListPayments,
     /// A new address of the node's wallet.
     Address,
     /// The wallet's balance: confirmed, and pending (unconfirmed).
@@ -209,6 +215,18 @@ enum CtlRequest {
     },
     /// Fetch and handle the letters in the node's mailbox.
     Fetch,
+    /// Close a channel cooperatively: both parties sign one spend of the funding output
+    /// paying each its balance of the last complete state; prints the close's txid. The
+    /// channel must be funded and confirmed, with no update under way and no PTLC.
+    Close {
+        /// The channel id (hex).
+        #[arg(long)]
+        channel_id: String,
+        /// The close transaction's fee in sat (2 sat/vB by default), paid from this node's
+        /// balance.
+        #[arg(long, default_value_t = asyncpay::node::runtime::DEFAULT_CLOSE_FEE_SAT)]
+        fee_sat: u64,
+    },
     /// Publish a channel's latest state on chain.
     ForceClose {
         /// The channel id (hex).
@@ -249,6 +267,8 @@ impl CtlRequest {
         use serde_json::json;
         Ok(match self {
             CtlRequest::Info => ("info".into(), json!({})),
+            CtlRequest::ListChannels => ("list-channels".into(), json!({})),
+            CtlRequest::ListPayments => ("list-payments".into(), json!({})),
             CtlRequest::Address => ("address".into(), json!({})),
             CtlRequest::Balance => ("balance".into(), json!({})),
             CtlRequest::Descriptors => ("descriptors".into(), json!({})),
@@ -292,6 +312,13 @@ impl CtlRequest {
                 ("cancel".into(), json!({"payment_id": payment_id}))
             }
             CtlRequest::Fetch => ("fetch".into(), json!({})),
+            CtlRequest::Close {
+                channel_id,
+                fee_sat,
+            } => (
+                "close".into(),
+                json!({"channel_id": channel_id, "fee_sat": fee_sat}),
+            ),
             CtlRequest::ForceClose { channel_id } => {
                 ("force-close".into(), json!({"channel_id": channel_id}))
             }

@@ -84,6 +84,10 @@ impl NodeCore {
             NodeCommand::ForceClose { channel_id } => {
                 self.channel_input(channel_id, Input::Command(Command::ForceClose), out)?
             }
+            NodeCommand::Close {
+                channel_id,
+                fee_sat,
+            } => self.channel_input(channel_id, Input::Command(Command::Close { fee_sat }), out)?,
         }
         Ok(())
     }

@@ -382,4 +382,13 @@ pub enum NodeCommand {
         /// The channel.
         channel_id: ChannelId,
     },
+    /// Close a channel cooperatively on its last complete state (which must hold no PTLC):
+    /// both parties sign one key-path spend of the funding output paying each its balance,
+    /// `fee_sat` out of ours.
+    Close {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The close transaction's fee, paid from our balance.
+        fee_sat: u64,
+    },
 }

@@ -16,22 +16,21 @@ use crate::mailbox::client::MailboxClient;
 use crate::mailbox::keys::{Contact, NodeKey};
 use crate::net::{Allow, Listener};
 use crate::node::core::{
-    node_key, ChangeSet, NodeCommand, NodeCore, NodeInput, NodeOutput, Records, Role,
-    DEFAULT_ROUTER_POLICY,
+    node_key, ChangeSet, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
 };
 use crate::node::driver::{Driver, Io};
 use crate::node::files::{load_seed, private_dir, private_file, write_private};
 use crate::node::store::Store;
 use crate::protocol::channel::Snapshot;
 use crate::protocol::messages::ChannelId;
-use crate::protocol::payment::{PayerStatus, PaymentId};
-use crate::tx::Party;
+use crate::protocol::payment::PaymentId;
 
+use super::events::{NodeEvent, Reporter};
 use super::handle::{NodeHandle, NodeInfo};
 use super::peers::spawn_connection;
 use super::request::Request;
 use super::towers::spawn_tower_pusher;
-use super::{emit, lsp_policy, now, warn, CrashPoint, NodeConfig, RuntimeError};
+use super::{emit, lsp_policy, warn, CrashPoint, NodeConfig, RuntimeError};
 
 pub(super) enum Ev {
     Frame {
@@ -90,6 +89,8 @@ pub(super) struct RuntimeIo {
         Vec<mpsc::UnboundedSender<Snapshot>>,
         HashMap<ChannelId, u64>,
     ),
+    /// Prints each report and hands it to the handle's subscribers.
+    pub(super) reporter: Reporter,
 }
 
 /// Runs a node until it is told to stop (`Request::Stop`): opens its stores and wallet,
@@ -176,6 +177,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         .into_iter()
         .map(|o| (o, HashSet::new()))
         .collect();
+    let reporter = Reporter::new();
     let mut node = Node::new(
         core,
         RuntimeIo {
@@ -205,10 +207,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
             towers: (
                 args.watchtowers
                     .iter()
-                    .map(|url| spawn_tower_pusher(url, seed))
+                    .map(|url| spawn_tower_pusher(url, seed, reporter.clone()))
                     .collect::<Result<_, RuntimeError>>()?,
                 HashMap::new(),
             ),
+            reporter: reporter.clone(),
         },
     );
 
@@ -218,8 +221,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         let tx = tx.clone();
         let mut admissions = listener.serve(args.admission);
         let idle = args.idle_timeout.max(Duration::from_secs(1));
+        let reporter = reporter.clone();
         tokio::spawn(async move {
-            while let Some(admitted) = admissions.next().await {
+            // Ends with the driver: the listener and what this task holds (the reporter
+            // among them, so that the event streams close) do not outlive a stopped node.
+            loop {
+                let admitted = tokio::select! {
+                    admitted = admissions.next() => admitted,
+                    _ = tx.closed() => None,
+                };
+                let Some(admitted) = admitted else { break };
                 let _ = tx.send(Ev::Tick);
                 spawn_connection(
                     admitted.connection,
@@ -227,6 +238,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
                     None,
                     Some(admitted.superseded),
                     idle,
+                    reporter.clone(),
                 );
             }
         });
@@ -310,7 +322,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         while let Some(ev) = rx.recv().await {
             if let Err(e) = node.on_event(ev, &mut last_poll).await {
                 tracing::warn!("{e:#}");
-                warn(json!({"event": "error", "message": format!("{e:#}")}));
+                node.io.reporter.report(NodeEvent::Error {
+                    message: format!("{e:#}"),
+                });
             }
             if node.io.stop {
                 break;
@@ -332,6 +346,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         events: tx,
         task,
         info: handle_info,
+        reporter,
     })
 }
 
@@ -340,14 +355,15 @@ impl Node {
         match ev {
             Ev::Frame { from, frame } => match self.core.handle(NodeInput::Frame { from, frame }) {
                 Ok(outputs) => self.carry_out(outputs).await?,
-                Err(e) => warn(
-                    json!({"event": "refused", "peer": from.to_string(), "error": e.to_string()}),
-                ),
+                Err(e) => self.io.reporter.report(NodeEvent::Refused {
+                    peer: from,
+                    error: e.to_string(),
+                }),
             },
             Ev::Connected { peer, conn, writer } => {
                 self.io.next_conn = self.io.next_conn.max(conn);
                 self.io.writers.insert(peer, (conn, writer));
-                emit(json!({"event": "connected", "peer": peer.to_string()}));
+                self.io.reporter.report(NodeEvent::Connected { peer });
                 let outputs = self.core.handle(NodeInput::Connected { peer })?;
                 self.carry_out(outputs).await?;
             }
@@ -397,224 +413,7 @@ impl Node {
         }
     }
 
-    async fn control(&mut self, request: Request) -> Result<Value, RuntimeError> {
-        let entropy: [u8; 32] = rand::random();
-        let outputs = self.core.handle(NodeInput::Entropy(entropy))?;
-        self.carry_out(outputs).await?;
-        match request {
-            Request::Info => Ok(self.info()),
-            Request::Address => {
-                let address = tokio::task::block_in_place(|| self.io.wallet.new_address())?;
-                Ok(json!({ "address": address.to_string() }))
-            }
-            Request::Descriptors => {
-                let (external, internal) = self.io.wallet.public_descriptors();
-                Ok(json!({ "external": external, "internal": internal }))
-            }
-            Request::Balance => {
-                let balance = self.io.wallet.balance();
-                Ok(json!({
-                    "confirmed_sat": balance.confirmed.to_sat(),
-                    "pending_sat": (balance.trusted_pending + balance.untrusted_pending).to_sat(),
-                }))
-            }
-            Request::Withdraw {
-                address,
-                amount_sat,
-                feerate_sat_vb,
-            } => {
-                let address = address
-                    .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
-                    .map_err(|e| RuntimeError::Refused {
-                        reason: format!("address {address:?}: {e}"),
-                    })?
-                    .require_network(self.io.wallet.network())
-                    .map_err(|e| RuntimeError::Refused {
-                        reason: format!("address: {e}"),
-                    })?;
-                let feerate = FeeRate::from_sat_per_vb(feerate_sat_vb.unwrap_or(2)).ok_or(
-                    RuntimeError::Refused {
-                        reason: "feerate out of range".into(),
-                    },
-                )?;
-                let electrum = self.io.electrum.clone();
-                let txid = tokio::task::block_in_place(|| -> Result<Txid, RuntimeError> {
-                    let tx = self.io.wallet.withdraw(
-                        address.script_pubkey(),
-                        amount_sat.map(Amount::from_sat),
-                        feerate,
-                    )?;
-                    Ok(self.io.wallet.broadcast(&electrum, &tx)?)
-                })?;
-                emit(
-                    json!({"event": "withdrawn", "txid": txid.to_string(), "to": address.to_string()}),
-                );
-                Ok(json!({ "txid": txid.to_string() }))
-            }
-            // Answered by `connect_command` without waiting in the queue.
-            Request::Connect { .. } => Ok(json!({})),
-            Request::Open { peer, capacity_sat } => {
-                if !self.io.writers.contains_key(&peer) {
-                    return Err(RuntimeError::NotConnected(peer.into()));
-                }
-                let channel_id = ChannelId(rand::random());
-                let outputs = self
-                    .core
-                    .handle(NodeInput::Command(NodeCommand::OpenChannel {
-                        peer,
-                        channel_id,
-                        capacity_sat,
-                        shared_delay: self.io.shared_delay,
-                    }))?;
-                self.carry_out(outputs).await?;
-                Ok(json!({ "channel_id": hex::encode(channel_id.0) }))
-            }
-            Request::Contact => {
-                let contact =
-                    Contact::sign(&self.io.mailbox_key, self.io.mailbox.base_url(), now());
-                Ok(serde_json::to_value(contact)?)
-            }
-            Request::Pay {
-                lsp,
-                amount_sat,
-                contact,
-                fee_sat,
-                note,
-            } => {
-                let verified = contact.verify()?;
-                let payee = PublicKey::from(verified.node_key);
-                self.io
-                    .store
-                    .put_contact(&payee, &serde_json::to_string(&contact)?)?;
-                let fee_sat = fee_sat.unwrap_or_else(|| lsp_policy(0).fee_for(amount_sat));
-                let payment_id = PaymentId(rand::random());
-                let outputs = self.core.handle(NodeInput::Command(NodeCommand::Pay {
-                    payment_id,
-                    lsp,
-                    payee,
-                    amount_sat,
-                    fee_sat,
-                    note: note.unwrap_or_default(),
-                }))?;
-                self.carry_out(outputs).await?;
-                // A transfer the channel refused (e.g. above the balance) leaves the payment
-                // void at once: the caller hears why instead of polling a payment that waits.
-                let void_reason = self.core.payer().and_then(|p| {
-                    p.payments()
-                        .find(|(id, _)| **id == payment_id)
-                        .and_then(|(_, r)| match &r.status {
-                            PayerStatus::Void { reason } => Some(reason.clone()),
-                            _ => None,
-                        })
-                });
-                if let Some(reason) = void_reason {
-                    return Err(RuntimeError::PaymentRefused { payment_id, reason });
-                }
-                Ok(json!({ "payment_id": payment_id.to_string(), "fee_sat": fee_sat }))
-            }
-            Request::Receive {
-                lsp,
-                amount_sat,
-                payer_contact,
-            } => {
-                // Reverse variant: be paid while offline by a payer buying our LSP's signature.
-                let verified = payer_contact.verify()?;
-                let payer = PublicKey::from(verified.node_key);
-                self.io
-                    .store
-                    .put_contact(&payer, &serde_json::to_string(&payer_contact)?)?;
-                let own = Contact::sign(&self.io.mailbox_key, self.io.mailbox.base_url(), now());
-                let payment_id = PaymentId(rand::random());
-                let outputs = self.core.handle(NodeInput::Command(NodeCommand::Receive {
-                    payment_id,
-                    lsp,
-                    payer,
-                    amount_sat,
-                    contact: Some(serde_json::to_value(own)?),
-                }))?;
-                self.carry_out(outputs).await?;
-                Ok(json!({ "payment_id": payment_id.to_string() }))
-            }
-            Request::Cancel { payment_id } => {
-                let outputs = self
-                    .core
-                    .handle(NodeInput::Command(NodeCommand::Cancel { payment_id }))?;
-                self.carry_out(outputs).await?;
-                Ok(json!({}))
-            }
-            Request::Fetch => {
-                let n = self.fetch_letters().await?;
-                Ok(json!({ "letters": n }))
-            }
-            Request::ForceClose { channel_id } => {
-                let outputs = self
-                    .core
-                    .handle(NodeInput::Command(NodeCommand::ForceClose { channel_id }))?;
-                self.carry_out(outputs).await?;
-                Ok(json!({}))
-            }
-            Request::Stop => {
-                self.io.stop = true;
-                Ok(json!({}))
-            }
-            Request::CrashAt { point } => {
-                emit(json!({"event": "crash_armed", "point": point.to_string()}));
-                self.io.crash = Some((point, 0));
-                Ok(json!({}))
-            }
-        }
-    }
-
-    fn info(&self) -> Value {
-        let channels: Vec<Value> = self
-            .core
-            .channels()
-            .iter()
-            .map(|(id, e)| {
-                let snap = e.channel.snapshot();
-                let (state, to_self, to_peer) = match e.channel.latest() {
-                    Some(body) => {
-                        let other = match snap.side {
-                            Party::A => Party::S,
-                            Party::S => Party::A,
-                        };
-                        (
-                            Some(body.number),
-                            body.balance(snap.side),
-                            body.balance(other),
-                        )
-                    }
-                    None => (None, 0, 0),
-                };
-                json!({
-                    "channel_id": hex::encode(id.0),
-                    "peer": e.peer.to_string(),
-                    "phase": format!("{:?}", e.channel.phase()),
-                    "funding_outpoint": snap.funding_outpoint.map(|o| o.to_string()),
-                    "state": state,
-                    "to_self_sat": to_self,
-                    "to_peer_sat": to_peer,
-                    "connected": self.io.writers.contains_key(&e.peer),
-                })
-            })
-            .collect();
-        // Typed views, never the stored records: no withheld signature leaves the node.
-        let payments = crate::node::views::payments(&self.core);
-        let reverse = crate::node::views::reverse(&self.core);
-        let balance = self.io.wallet.balance();
-        json!({
-            "node_key": self.core.public_key().to_string(),
-            "role": self.core.role(),
-            "height": self.io.height,
-            "wallet_sat": balance.confirmed.to_sat(),
-            "wallet_pending_sat": (balance.trusted_pending + balance.untrusted_pending).to_sat(),
-            "channels": channels,
-            "payments": payments,
-            "reverse": reverse,
-        })
-    }
-
-    async fn fetch_letters(&mut self) -> Result<usize, RuntimeError> {
+    pub(super) async fn fetch_letters(&mut self) -> Result<usize, RuntimeError> {
         let messages = self
             .io
             .mailbox
@@ -628,10 +427,14 @@ impl Node {
                         bytes: opened.payload,
                     }) {
                         Ok(outputs) => self.carry_out(outputs).await?,
-                        Err(e) => warn(json!({"event": "letter_refused", "error": e.to_string()})),
+                        Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {
+                            error: e.to_string(),
+                        }),
                     }
                 }
-                Err(e) => warn(json!({"event": "letter_refused", "error": format!("{e:?}")})),
+                Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {
+                    error: format!("{e:?}"),
+                }),
             }
             // Stored (or refused for good) before it is deleted from the mailbox.
             handled.push(message.id);
@@ -751,9 +554,11 @@ impl Io for RuntimeIo {
             Some((_, w)) => w.send(frame).is_ok(),
             None => false,
         };
-        emit(
-            json!({"event": "send", "to": to.to_string(), "message": what, "delivered": delivered}),
-        );
+        self.reporter.report(NodeEvent::MessageSent {
+            to,
+            message: what.to_owned(),
+            delivered,
+        });
         delivered
     }
 
@@ -764,7 +569,10 @@ impl Io for RuntimeIo {
         bytes: Vec<u8>,
     ) -> Result<(), RuntimeError> {
         self.post(&payee, None, bytes).await?;
-        emit(json!({"event": "letter_posted", "payment_id": payment_id.to_string()}));
+        self.reporter.report(NodeEvent::LetterPosted {
+            payment_id: Some(payment_id),
+            to: None,
+        });
         Ok(())
     }
 
@@ -775,15 +583,19 @@ impl Io for RuntimeIo {
         contact: Option<Value>,
     ) -> Result<(), RuntimeError> {
         self.post(&to, contact, bytes).await?;
-        emit(json!({"event": "letter_posted", "to": to.to_string()}));
+        self.reporter.report(NodeEvent::LetterPosted {
+            payment_id: None,
+            to: Some(to),
+        });
         Ok(())
     }
 
     async fn broadcast(&mut self, tx: Transaction) {
         if let Err(e) = self.publish(&tx).await {
-            warn(
-                json!({"event": "broadcast_failed", "txid": tx.compute_txid().to_string(), "error": format!("{e:#}")}),
-            );
+            self.reporter.report(NodeEvent::BroadcastFailed {
+                txid: tx.compute_txid(),
+                error: format!("{e:#}"),
+            });
         }
     }
 
@@ -820,20 +632,19 @@ impl Io for RuntimeIo {
         };
         let electrum = self.electrum.clone();
         let txid = tokio::task::block_in_place(|| self.wallet.broadcast(&electrum, &tx))?;
-        emit(
-            json!({"event": "funding_broadcast", "channel_id": hex::encode(channel_id.0), "txid": txid.to_string()}),
-        );
+        self.reporter
+            .report(NodeEvent::FundingBroadcast { channel_id, txid });
         Ok(())
     }
 
     fn report(&mut self, event: NodeOutput) {
         match event {
-            NodeOutput::ChannelEvent { channel_id, event } => emit(
-                json!({"event": "channel", "channel_id": hex::encode(channel_id.0), "what": format!("{event:?}")}),
-            ),
-            NodeOutput::PaymentEvent(event) => emit(json!({"event": "payment", "what": event})),
+            NodeOutput::ChannelEvent { channel_id, event } => {
+                self.reporter.channel(channel_id, &event)
+            }
+            NodeOutput::PaymentEvent(what) => self.reporter.report(NodeEvent::Payment { what }),
             NodeOutput::Refused { peer, error } => {
-                warn(json!({"event": "refused", "peer": peer.to_string(), "error": error}))
+                self.reporter.report(NodeEvent::Refused { peer, error })
             }
             other => warn(json!({"event": "unexpected_report", "what": format!("{other:?}")})),
         }
@@ -927,9 +738,11 @@ impl RuntimeIo {
             crate::chain::rpc::Published::Alone => None,
             crate::chain::rpc::Published::Package { feerate_sat_vb } => Some(feerate_sat_vb),
         };
-        emit(
-            json!({"event": "transaction_published", "txid": txid.to_string(), "attempt": attempt, "feerate_sat_vb": feerate}),
-        );
+        self.reporter.report(NodeEvent::TransactionPublished {
+            txid,
+            attempt,
+            feerate_sat_vb: feerate,
+        });
         Ok(())
     }
 }

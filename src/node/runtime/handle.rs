@@ -5,14 +5,25 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), asyncpay::node::runtime::RuntimeError> {
 //! use asyncpay::node::core::Role;
-//! use asyncpay::node::runtime::{start, NodeConfig};
+//! use asyncpay::node::runtime::{start, ChannelEvent, NodeConfig, NodeEvent};
 //!
 //! let lsp = start(NodeConfig::new(Role::Lsp, "/tmp/lsp", "tcp://127.0.0.1:60401", "http://127.0.0.1:8080")).await?;
 //! let payer = start(NodeConfig::new(Role::Payer, "/tmp/payer", "tcp://127.0.0.1:60401", "http://127.0.0.1:8080")).await?;
 //! lsp.connect(payer.info().node_key, None).await?;
 //! payer.connect(lsp.info().node_key, Some(lsp.info().peer_addr)).await?;
+//! let mut events = payer.events();
 //! let channel = payer.open_channel(lsp.info().node_key, 1_000_000).await?;
-//! # let _ = channel;
+//! // ... once the funding transaction confirmed and payments went through:
+//! for c in payer.list_channels().await? {
+//!     println!("{:?}: {} sat to us, {} to the peer", c.phase, c.to_self_sat, c.to_peer_sat);
+//! }
+//! let close = payer.close(channel).await?;
+//! while let Ok(event) = events.recv().await {
+//!     if let NodeEvent::Channel { what: ChannelEvent::ClosedCooperatively { txid }, .. } = event {
+//!         assert_eq!(txid, close);
+//!         break;
+//!     }
+//! }
 //! payer.stop().await?;
 //! lsp.stop().await?;
 //! # Ok(()) }
@@ -21,7 +32,7 @@
 use std::net::SocketAddr;
 
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::crypto::keys::PublicKey;
 use crate::mailbox::keys::Contact;
@@ -29,7 +40,8 @@ use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::PaymentId;
 
 use super::driver::Ev;
-use super::{Request, RuntimeError};
+use super::events::Reporter;
+use super::{ChannelDetails, NodeEvent, PaymentDetails, Request, RuntimeError};
 
 /// Where a started node can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +60,22 @@ pub struct NodeHandle {
     pub(super) events: mpsc::UnboundedSender<Ev>,
     pub(super) task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
     pub(super) info: NodeInfo,
+    pub(super) reporter: Reporter,
 }
 
 impl NodeHandle {
     /// Where the node can be reached.
     pub fn info(&self) -> &NodeInfo {
         &self.info
+    }
+
+    /// A new subscription to what the node reports from now on ([`NodeEvent`]s, in the
+    /// order the node printed them): connections, messages sent, channel and payment events,
+    /// letters posted, transactions published, refusals. A subscriber that falls more than
+    /// [`super::EVENT_BUFFER`] events behind misses the oldest (`recv` says how many);
+    /// `recv` ends with `Closed` once the node has stopped.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.reporter.subscribe()
     }
 
     /// Carries out one control request; its JSON answer.
@@ -154,6 +176,51 @@ impl NodeHandle {
         self.request(Request::ForceClose { channel_id })
             .await
             .map(drop)
+    }
+
+    /// Closes a channel cooperatively at the default fee
+    /// ([`super::DEFAULT_CLOSE_FEE_SAT`], from our balance): both parties sign one spend of
+    /// the funding output paying each its balance of the last complete state, and both
+    /// publish it once signed. Refused if the channel is unknown, not funded and confirmed,
+    /// has an update under way or holds PTLCs. Returns the close transaction's id; its
+    /// progress shows in [`list_channels`](Self::list_channels) and as
+    /// [`ChannelEvent::CloseSigned`](super::ChannelEvent::CloseSigned) and
+    /// [`ChannelEvent::ClosedCooperatively`](super::ChannelEvent::ClosedCooperatively).
+    pub async fn close(&self, channel_id: ChannelId) -> Result<bitcoin::Txid, RuntimeError> {
+        self.close_with_fee(channel_id, None).await
+    }
+
+    /// [`close`](Self::close) paying `fee_sat` (default
+    /// [`super::DEFAULT_CLOSE_FEE_SAT`]) from our balance.
+    pub async fn close_with_fee(
+        &self,
+        channel_id: ChannelId,
+        fee_sat: Option<u64>,
+    ) -> Result<bitcoin::Txid, RuntimeError> {
+        let answer = self
+            .request(Request::Close {
+                channel_id,
+                fee_sat,
+            })
+            .await?;
+        answer["txid"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .ok_or(RuntimeError::Answer { answer })
+    }
+
+    /// Every channel of the node: peer, phase, funding output, latest state, balances,
+    /// PTLCs, the close under way.
+    pub async fn list_channels(&self) -> Result<Vec<ChannelDetails>, RuntimeError> {
+        let answer = self.request(Request::ListChannels).await?;
+        Ok(serde_json::from_value(answer)?)
+    }
+
+    /// Every payment of the node, with its role, status, amount and fee, and its record's
+    /// view (never a withheld or bought signature).
+    pub async fn list_payments(&self) -> Result<Vec<PaymentDetails>, RuntimeError> {
+        let answer = self.request(Request::ListPayments).await?;
+        Ok(serde_json::from_value(answer)?)
     }
 
     /// A new address of the node's wallet.

@@ -1,11 +1,12 @@
 //! The node runtime: the one driver of a [`NodeCore`](super::core::NodeCore) as a process
 //! runs it. `asyncpay node run` is [`run`] with a [`NodeConfig`] from its flags; [`start`]
 //! runs the same driver and returns a [`NodeHandle`] whose typed methods (`connect`,
-//! `open_channel`, `pay`, `receive`, `cancel`, `fetch`, `force_close`, `new_address`,
-//! `balance`, `withdraw`, `contact`, `status`, `stop`) are the control API's requests.
-//! Another process reaches a running node's control API with a [`ControlClient`]
-//! (`asyncpay ctl`), and [`wallet_descriptors`] reads a node's wallet descriptors from its
-//! seed alone.
+//! `open_channel`, `pay`, `receive`, `cancel`, `fetch`, `close`, `force_close`,
+//! `list_channels`, `list_payments`, `new_address`, `balance`, `withdraw`, `contact`,
+//! `status`, `stop`) are the control API's requests, and whose [`NodeHandle::events`] is a
+//! stream of typed [`NodeEvent`]s. Another process reaches a running node's control API with
+//! a [`ControlClient`] (`asyncpay ctl`), and [`wallet_descriptors`] reads a node's wallet
+//! descriptors from its seed alone.
 //!
 //! ```text
 //!  peers (Noise, net/) ─┐                      ┌─> store (SQLite), then:
@@ -25,12 +26,18 @@
 //! The node reports what it does as one JSON object per line: on stdout what happened
 //! (`ready`, `connected`, `send`, `letter_posted`, `transaction_published`, `channel`,
 //! `payment`, `watchtower_updated`, ...), on stderr what went wrong (`refused`,
-//! `dial_failed`, `broadcast_failed`, `error`, ...).
+//! `dial_failed`, `broadcast_failed`, `error`, ...). Each of these reports but `ready`,
+//! `listen_moved` (both before [`start`] returns) and the fault injection's `crash_*` is
+//! also a [`NodeEvent`] on the handle's event stream, whose serde form is the line itself
+//! (a `channel` event carries a typed [`ChannelEvent`] where its line shows text).
 
+mod answers;
 mod client;
 mod control;
+mod details;
 mod driver;
 mod error;
+mod events;
 mod handle;
 mod peers;
 mod request;
@@ -46,8 +53,12 @@ use crate::net::Admission;
 use crate::protocol::payment::LspPolicy;
 
 pub use client::{ControlClient, ControlError};
+pub use details::{
+    list_channels, list_payments, ChannelDetails, CloseDetails, PaymentDetails, PtlcDetails,
+};
 pub use driver::{run, start};
 pub use error::RuntimeError;
+pub use events::{ChannelEvent, NodeEvent, EVENT_BUFFER};
 pub use handle::{NodeHandle, NodeInfo};
 pub use request::{Request, RequestError, COMMANDS};
 
@@ -171,6 +182,10 @@ pub fn wallet_descriptors(
     };
     Ok((public(&external)?, public(&internal)?))
 }
+
+/// The fee of a cooperative close when none is given: 2 sat/vB on its 154 vB (one key-path
+/// input, two P2TR outputs; see docs/transactions.md), paid from the proposer's balance.
+pub const DEFAULT_CLOSE_FEE_SAT: u64 = 2 * 154;
 
 /// The LSP's pricing: 100 sat plus 1,000 ppm, offers valid 1,008 blocks.
 pub fn lsp_policy(ptlc_delta: u32) -> LspPolicy {

@@ -10,7 +10,7 @@ use crate::crypto::keys::PublicKey;
 use crate::net::{connect, ConnectionWriter, NetError, Superseded};
 
 use super::driver::{Ev, RuntimeIo};
-use super::warn;
+use super::events::{NodeEvent, Reporter};
 
 /// First wait before redialling a peer; it doubles after each failure up to
 /// [`MAX_REDIAL`].
@@ -34,6 +34,7 @@ pub(super) fn spawn_connection(
     done: Option<oneshot::Sender<()>>,
     superseded: Option<Superseded>,
     idle: Duration,
+    reporter: Reporter,
 ) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -90,7 +91,7 @@ pub(super) fn spawn_connection(
         };
         drop(closed_tx);
         drop(superseded);
-        warn(json!({"event": "disconnected", "peer": peer.to_string(), "reason": why}));
+        reporter.report(NodeEvent::Disconnected { peer, reason: why });
         let _ = tx.send(Ev::Disconnected { peer, conn: id });
         if let Some(done) = done {
             let _ = done.send(());
@@ -111,6 +112,7 @@ impl RuntimeIo {
         let tx = self.events.clone();
         let secret = self.node_secret.clone();
         let idle = self.idle;
+        let reporter = self.reporter.clone();
         let task = tokio::spawn(async move {
             let mut first = first;
             let mut backoff = MIN_REDIAL;
@@ -122,21 +124,27 @@ impl RuntimeIo {
                         }
                         let started = Instant::now();
                         let (done_tx, done_rx) = oneshot::channel::<()>();
-                        spawn_connection(conn, tx.clone(), Some(done_tx), None, idle);
+                        spawn_connection(
+                            conn,
+                            tx.clone(),
+                            Some(done_tx),
+                            None,
+                            idle,
+                            reporter.clone(),
+                        );
                         let _ = done_rx.await;
                         if started.elapsed() >= HEALTHY_CONNECTION {
                             backoff = MIN_REDIAL;
                         }
                     }
                     Err(e) => {
-                        warn(json!({
-                            "event": "dial_failed",
-                            "peer": key.to_string(),
-                            "addr": addr,
-                            "refused": matches!(e, NetError::Refused),
-                            "error": e.to_string(),
-                            "retry_in_ms": backoff.as_millis() as u64,
-                        }));
+                        reporter.report(NodeEvent::DialFailed {
+                            peer: key,
+                            addr: addr.clone(),
+                            refused: matches!(e, NetError::Refused),
+                            error: e.to_string(),
+                            retry_in_ms: backoff.as_millis() as u64,
+                        });
                         if let Some(first) = first.take() {
                             let _ = first.send(Err(format!("dialling {key} at {addr}: {e}")));
                         }

@@ -103,6 +103,21 @@ pub enum Request {
         #[serde(deserialize_with = "de_channel_id")]
         channel_id: ChannelId,
     },
+    /// Every channel, typed ([`super::ChannelDetails`]).
+    ListChannels,
+    /// Every payment, typed ([`super::PaymentDetails`]), without any withheld signature.
+    ListPayments,
+    /// Close a channel cooperatively: both sign one spend of the funding output paying each
+    /// its balance of the last complete state (which must hold no PTLC); the fee comes out
+    /// of ours.
+    Close {
+        /// The channel (hex).
+        #[serde(deserialize_with = "de_channel_id")]
+        channel_id: ChannelId,
+        /// The close transaction's fee (default [`super::DEFAULT_CLOSE_FEE_SAT`]).
+        #[serde(default)]
+        fee_sat: Option<u64>,
+    },
     /// Stop the node.
     Stop,
     /// Fault injection: SIGKILL the process at this point of its outputs.
@@ -117,7 +132,7 @@ pub enum Request {
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// No such command.
-    #[error("unknown command {0:?}; try info, address, balance, descriptors, withdraw, connect, open, contact, pay, receive, cancel, fetch, force-close, crash-at, stop")]
+    #[error("unknown command {0:?}; try info, list-channels, list-payments, address, balance, descriptors, withdraw, connect, open, contact, pay, receive, cancel, fetch, close, force-close, crash-at, stop")]
     Unknown(String),
     /// The arguments are not a JSON object.
     #[error("the arguments of {0:?} must be a JSON object")]
@@ -133,8 +148,10 @@ pub enum RequestError {
 }
 
 /// The commands [`Request::parse`] knows.
-pub const COMMANDS: [&str; 15] = [
+pub const COMMANDS: [&str; 18] = [
     "info",
+    "list-channels",
+    "list-payments",
     "address",
     "balance",
     "descriptors",
@@ -146,6 +163,7 @@ pub const COMMANDS: [&str; 15] = [
     "receive",
     "cancel",
     "fetch",
+    "close",
     "force-close",
     "stop",
     "crash-at",

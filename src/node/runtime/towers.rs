@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::protocol::channel::Snapshot;
 use crate::protocol::messages::ChannelId;
 use crate::tower::client::{PushError, TowerClient};
 
-use super::{emit, warn, RuntimeError};
+use super::events::{NodeEvent, Reporter};
+use super::RuntimeError;
 
 /// The task that sends channels' latest states to the watchtower: the newest snapshot of
 /// each channel waits until the tower took it, retried every two seconds. Nothing is stored:
@@ -18,6 +18,7 @@ use super::{emit, warn, RuntimeError};
 pub(super) fn spawn_tower_pusher(
     url: &str,
     seed: [u8; 32],
+    reporter: Reporter,
 ) -> Result<mpsc::UnboundedSender<Snapshot>, RuntimeError> {
     let client = TowerClient::new(url)?;
     let url = url.to_owned();
@@ -44,9 +45,11 @@ pub(super) fn spawn_tower_pusher(
                 let state = snapshot.complete.as_ref().map(|r| r.body.number);
                 match client.push(&seed, snapshot).await {
                     Ok(held) => {
-                        emit(
-                            json!({"event": "watchtower_updated", "tower": url, "channel_id": hex::encode(id.0), "state": held}),
-                        );
+                        reporter.report(NodeEvent::WatchtowerUpdated {
+                            tower: url.clone(),
+                            channel_id: id,
+                            state: held,
+                        });
                         waiting.remove(&id);
                     }
                     // A state the tower already holds a newer one of, or a channel it no
@@ -56,9 +59,12 @@ pub(super) fn spawn_tower_pusher(
                     {
                         waiting.remove(&id);
                     }
-                    Err(e) => warn(
-                        json!({"event": "watchtower_failed", "tower": url, "channel_id": hex::encode(id.0), "state": state, "error": e.to_string()}),
-                    ),
+                    Err(e) => reporter.report(NodeEvent::WatchtowerFailed {
+                        tower: url.clone(),
+                        channel_id: id,
+                        state,
+                        error: e.to_string(),
+                    }),
                 }
             }
             if !waiting.is_empty() {
