@@ -633,7 +633,8 @@ async fn control<T: serde::de::DeserializeOwned>(
 pub async fn mine(data_dir: &Path, blocks: u64) -> Result<u64, NetworkError> {
     let data_dir = absolute(data_dir)?;
     // A signet block takes seconds to grind on a small machine.
-    let timeout = Duration::from_secs(60) + Duration::from_secs(30) * blocks as u32;
+    let timeout = Duration::from_secs(60)
+        + Duration::from_secs(30) * blocks.min(MAX_BLOCKS_PER_REQUEST) as u32;
     let answer: MineAnswer = control(
         &data_dir,
         "mine",
