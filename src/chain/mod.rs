@@ -6,9 +6,12 @@
 //! |---|---|
 //! | [`wallet`] | BDK wallet: funding transactions, CPFP children, sync over Electrum |
 //! | [`rpc`] | bitcoind JSON-RPC; publishing alone or as a package at rising feerates |
+//! | `network` | long-lived regtest or signet networks in a data directory (`asyncpay regtest up`, `signet up`) |
 //! | `regtest` | a throwaway BIP118-enforcing bitcoind and electrs on free ports, with a faucet; on regtest or on a private signet |
 //! | [`signet`] | BIP325: a private signet's challenge, block signer and miner |
 
+#[cfg(feature = "regtest")]
+pub mod network;
 #[cfg(feature = "regtest")]
 pub mod regtest;
 pub mod rpc;

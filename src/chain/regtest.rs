@@ -63,6 +63,9 @@ pub struct RegtestOptions {
     /// instead of regtest; blocks are then built from `getblocktemplate`, signed and ground
     /// here ([`crate::chain::signet`]), and submitted with `submitblock`.
     pub signet: Option<SignetSigner>,
+    /// Where bitcoind's and electrs's temporary data directories are made (and deleted on
+    /// drop); `None`: the system's temporary directory (or `TEMPDIR_ROOT`).
+    pub work_dir: Option<PathBuf>,
 }
 
 impl Default for RegtestOptions {
@@ -73,6 +76,7 @@ impl Default for RegtestOptions {
             verbose: false,
             bitcoind_args: Vec::new(),
             signet: None,
+            work_dir: None,
         }
     }
 }
@@ -272,6 +276,7 @@ impl Regtest {
         let mut conf = bitcoind::Conf::default();
         conf.wallet = None;
         conf.view_stdout = options.verbose;
+        conf.tmpdir.clone_from(&options.work_dir);
         // electrs 0.10 follows the node over p2p.
         conf.p2p = if options.electrs {
             bitcoind::P2P::Yes
@@ -348,6 +353,7 @@ impl Regtest {
                     })?;
             let mut econf = electrsd::Conf::default();
             econf.view_stderr = options.verbose;
+            econf.tmpdir.clone_from(&options.work_dir);
             let magic = options
                 .signet
                 .as_ref()

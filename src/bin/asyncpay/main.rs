@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod demo;
 mod mailbox;
+mod network;
 mod node;
 mod watchtower;
 
@@ -43,6 +44,18 @@ enum Command {
     Watchtower {
         #[command(subcommand)]
         command: watchtower::TowerCmd,
+    },
+    /// A long-lived regtest network in a data directory: `up` (in the background), `mine N`,
+    /// `down`.
+    Regtest {
+        #[command(subcommand)]
+        command: network::NetworkCmd,
+    },
+    /// A long-lived private signet whose blocks this process signs (BIP325, the challenge
+    /// derived from --seed): `up` (in the background), `mine N`, `down`.
+    Signet {
+        #[command(subcommand)]
+        command: network::NetworkCmd,
     },
     /// Benchmarks that print figures beside a named baseline.
     Bench {
@@ -108,6 +121,12 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(node::ctl(args))?,
+        Command::Regtest { command } => {
+            network::run(asyncpay::chain::network::Chain::Regtest, command)?
+        }
+        Command::Signet { command } => {
+            network::run(asyncpay::chain::network::Chain::Signet, command)?
+        }
         Command::Bench { kind } => match kind {
             BenchKind::Mailbox(args) => bench::mailbox(args)?,
             BenchKind::Crypto(args) => bench::crypto(args)?,

@@ -1,0 +1,168 @@
+//! `asyncpay regtest|signet up|mine|down`: flags into `asyncpay::chain::network`, and printing.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use asyncpay::chain::network::{self, Chain, NetworkInfo, ServeOptions};
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Start the network in the background (bitcoind, electrs with --electrs) and return once
+    /// it is ready, printing its RPC URL, cookie file, Electrum URL and a bitcoin-cli line.
+    Up(UpArgs),
+    /// Mine N blocks on the running network and print the new height.
+    Mine {
+        /// How many blocks.
+        blocks: u64,
+        /// The network's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Stop the network and every process of it.
+    Down {
+        /// The network's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// How long to wait for it to stop before killing it.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Run the network in the foreground (what `up` starts in the background).
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the network keeps its files (network.json, network.log, chain/).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Also run electrs.
+    #[arg(long)]
+    electrs: bool,
+    /// Signet only: the seed of the block key (the same seed gives the same challenge).
+    #[arg(long)]
+    seed: Option<String>,
+    /// Mine one block every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    block_interval: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// How long to wait for the network to be ready.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+pub fn run(chain: Chain, command: NetworkCmd) -> anyhow::Result<()> {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    match command {
+        NetworkCmd::Up(args) => up(chain, args),
+        NetworkCmd::Mine { blocks, data_dir } => {
+            let height = runtime()?.block_on(network::mine(&data_dir, blocks))?;
+            println!("{height}");
+            Ok(())
+        }
+        NetworkCmd::Down {
+            data_dir,
+            timeout_secs,
+        } => {
+            let pid =
+                runtime()?.block_on(network::down(&data_dir, Duration::from_secs(timeout_secs)))?;
+            match pid {
+                Some(pid) => eprintln!("{} stopped (server pid {pid})", chain.as_str()),
+                None => eprintln!("{} stopped (leftover processes killed)", chain.as_str()),
+            }
+            Ok(())
+        }
+        NetworkCmd::Serve(args) => {
+            let options = ServeOptions {
+                chain,
+                data_dir: args.data_dir,
+                electrs: args.electrs,
+                seed: args.seed,
+                block_interval: args.block_interval.map(Duration::from_secs),
+            };
+            Ok(runtime()?.block_on(network::serve(options))?)
+        }
+    }
+}
+
+fn up(chain: Chain, args: UpArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        data_dir,
+        electrs,
+        seed,
+        block_interval,
+    } = args.serve;
+    if chain == Chain::Regtest && seed.is_some() {
+        return Err(network::NetworkError::SeedOnRegtest.into());
+    }
+    let data_dir = network::absolute(&data_dir)?;
+    let mut server = std::process::Command::new(std::env::current_exe()?);
+    server
+        .arg(chain.as_str())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data_dir);
+    if electrs {
+        server.arg("--electrs");
+    }
+    if let Some(seed) = &seed {
+        server.arg("--seed").arg(seed);
+    }
+    if let Some(secs) = block_interval {
+        server.arg("--block-interval").arg(secs.to_string());
+    }
+    eprintln!(
+        "starting {} in {} (log: {})",
+        chain.as_str(),
+        data_dir.display(),
+        data_dir.join(network::LOG_FILE).display()
+    );
+    let info = network::up(
+        &data_dir,
+        server,
+        Duration::from_secs(args.timeout_secs),
+        |waited| eprintln!("  still starting ({} s)", waited.as_secs()),
+    )?;
+    if args.json {
+        let mut value = serde_json::to_value(&info)?;
+        value["bitcoin_cli_line"] = info.bitcoin_cli_line().into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_text(&info);
+    }
+    Ok(())
+}
+
+fn print_text(info: &NetworkInfo) {
+    let name = info.chain.as_str();
+    println!(
+        "{name} running (server pid {}), height {}",
+        info.pid, info.height
+    );
+    println!("rpc url:       {}", info.rpc_url);
+    println!("rpc cookie:    {}", info.rpc_cookie_file.display());
+    if let Some(url) = &info.electrum_url {
+        println!("electrum url:  {url}");
+    }
+    if let Some(challenge) = &info.signet_challenge {
+        println!("challenge:     {challenge}");
+    }
+    println!("bitcoin-cli:   {}", info.bitcoin_cli_line());
+    let dir = info.data_dir.display();
+    println!("mine:          asyncpay {name} mine 1 --data-dir {dir}");
+    println!("stop:          asyncpay {name} down --data-dir {dir}");
+}
