@@ -1,6 +1,7 @@
 //! A node's data directory is 0700 and every file holding secrets 0600 (`node.db` with its
-//! WAL and SHM files, `wallet.sqlite`, `seed`, `control.token`); the control API refuses a
-//! request without the right token before it reads the body; `ctl info` shows no secret.
+//! WAL and SHM files, `wallet.sqlite`, `seed`, `control.token`, the log `node.log`, which holds
+//! the node's events); the control API refuses a request without the right token before it
+//! reads the body; `ctl info` shows no secret.
 mod node_process_support;
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -34,6 +35,7 @@ fn files_are_private_and_the_token_is_checked_first() {
         "seed",
         "control.token",
         "node.json",
+        "node.log",
     ] {
         let path = dir.join(file);
         if !path.exists() && (file.ends_with("-wal") || file.ends_with("-shm")) {
@@ -43,6 +45,12 @@ fn files_are_private_and_the_token_is_checked_first() {
         report.push(format!("{file} {:o}", mode(&path)));
     }
     println!("NODE_FILES {}", report.join(", "));
+    // The node logs what it reports through `tracing` into its log file.
+    let log = std::fs::read_to_string(dir.join("node.log")).expect("node.log");
+    assert!(
+        log.contains("\"event\":\"ready\""),
+        "the log holds the node's events: {log}"
+    );
 
     // Without the right token: refused at once. The request announces a 4 MiB body and
     // sends none of it; the answer comes all the same, so the body was never waited for.

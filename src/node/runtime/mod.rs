@@ -21,6 +21,9 @@
 //! `node.db` (channels, payments, peers; it holds withheld signatures and PTLC secrets),
 //! `wallet.sqlite` (a BDK wallet synced over electrs) and, once the node is up, `node.json`
 //! (node key, peer and control addresses), `peer.addr` and `control.token`, every file 0600.
+//! Every line the node reports also goes through `tracing` (target `asyncpay::node`);
+//! `asyncpay node run` writes it to `node.log` in the data directory (0600, `RUST_LOG` filters,
+//! `--log-json` for JSON).
 //! Control answers show payments through [`super::views`], never the stored records.
 //!
 //! The node reports what it does as one JSON object per line: on stdout what happened
@@ -243,11 +246,13 @@ impl std::fmt::Display for CrashPoint {
 
 /// Reports what happened (stdout, one JSON object a line).
 pub(crate) fn emit(event: Value) {
+    tracing::info!(target: "asyncpay::node", "{event}");
     println!("{event}");
 }
 
 /// Reports what went wrong (stderr, one JSON object a line).
 pub(crate) fn warn(event: Value) {
+    tracing::warn!(target: "asyncpay::node", "{event}");
     eprintln!("{event}");
 }
 
