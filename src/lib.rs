@@ -13,6 +13,7 @@
 //! | [`tx`] | transaction builders: funding, eltoo update and settlement, PTLC outputs and spends, close, anchors |
 //! | [`protocol`] | sans-io state machines and peer messages |
 //! | [`chain`] | regtest harness: a BIP118-enforcing bitcoind and electrs on free ports |
+//! | [`log`] | the processes' `tracing` logs (`RUST_LOG`, text or JSON, stderr or a private file) |
 //! | [`mailbox`] | age-encrypted asynchronous mailbox: envelopes, server, store, client |
 //! | [`net`] | authenticated peer transport: Noise XX bound to node keys, encrypted frames over TCP |
 //! | [`sim`] | seeded simulation of capital locked per payment against held-HTLC baselines |
@@ -29,6 +30,7 @@ pub mod chain;
 pub mod crypto;
 #[cfg(feature = "regtest")]
 pub mod demo;
+pub mod log;
 pub mod mailbox;
 pub mod net;
 pub mod node;

@@ -321,6 +321,29 @@ fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// The command that runs the network's server: `exe` (the `asyncpay` binary) with
+/// `<chain> serve` and the options' flags, which `asyncpay <chain> up` hands to [`up`].
+pub fn server_command(exe: &Path, options: &ServeOptions) -> Command {
+    let mut server = Command::new(exe);
+    server
+        .arg(options.chain.as_str())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&options.data_dir);
+    if options.electrs {
+        server.arg("--electrs");
+    }
+    if let Some(seed) = &options.seed {
+        server.arg("--seed").arg(seed);
+    }
+    if let Some(interval) = options.block_interval {
+        server
+            .arg("--block-interval")
+            .arg(interval.as_secs().to_string());
+    }
+    server
+}
+
 /// Starts `server` (a command that runs [`serve`] on `data_dir`) detached from this process
 /// (its own process group; stdin closed, stdout and stderr to `DIR/network.log`) and waits
 /// until it has written `network.json`. `progress` is called every few seconds with the

@@ -265,21 +265,8 @@ pub fn run(args: MailboxArgs) -> anyhow::Result<()> {
     }
 }
 
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    init_logs(a.log_json);
+    asyncpay::log::init(a.log_json, std::io::stderr)?;
     let mut config = ServerConfig::new(&a.data_dir);
     config.listen = a.listen;
     config.max_message_bytes = a.max_message_bytes;

@@ -110,21 +110,14 @@ fn up(chain: Chain, args: UpArgs) -> anyhow::Result<()> {
         return Err(network::NetworkError::SeedOnRegtest.into());
     }
     let data_dir = network::absolute(&data_dir)?;
-    let mut server = std::process::Command::new(std::env::current_exe()?);
-    server
-        .arg(chain.as_str())
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&data_dir);
-    if electrs {
-        server.arg("--electrs");
-    }
-    if let Some(seed) = &seed {
-        server.arg("--seed").arg(seed);
-    }
-    if let Some(secs) = block_interval {
-        server.arg("--block-interval").arg(secs.to_string());
-    }
+    let options = ServeOptions {
+        chain,
+        data_dir: data_dir.clone(),
+        electrs,
+        seed,
+        block_interval: block_interval.map(Duration::from_secs),
+    };
+    let server = network::server_command(&std::env::current_exe()?, &options);
     eprintln!(
         "starting {} in {} (log: {})",
         chain.as_str(),

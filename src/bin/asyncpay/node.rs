@@ -386,7 +386,9 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    init_log(&args.data_dir, args.log_file.clone(), args.log_json)?;
+    asyncpay::node::files::private_dir(&args.data_dir)?;
+    let log = (args.log_file.clone()).unwrap_or_else(|| args.data_dir.join("node.log"));
+    asyncpay::log::init_file(&log, args.log_json)?;
     let rpc = match (args.rpc_url, args.rpc_cookie) {
         (Some(url), Some(cookie)) => Some((url, cookie)),
         (None, None) => None,
@@ -410,30 +412,6 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     };
     asyncpay::node::runtime::run(config).await?;
     Ok(())
-}
-
-/// Sends the node's `tracing` output to its log file (0600, appended), filtered by
-/// `RUST_LOG` (default `info`); stdout and stderr keep their JSON lines.
-fn init_log(data_dir: &std::path::Path, file: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
-    asyncpay::node::files::private_dir(data_dir)?;
-    let path = file.unwrap_or_else(|| data_dir.join("node.log"));
-    asyncpay::node::files::private_file(&path)?;
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening the log file {}", path.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file));
-    let installed = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    installed.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
 }
 
 /// `asyncpay ctl`: one request to the node running in `--data-dir`; its answer printed.
