@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The writer has stopped (shutdown in progress or a crash of the writer thread).
     #[error("store is closed")]
     Closed,
+    /// The writer's queue is full (the disk is slower than the posts): try again shortly.
+    #[error("the store's write queue is full")]
+    Busy,
 }
 
 /// Store settings.
@@ -53,6 +56,9 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Number of read connections.
     pub readers: usize,
+    /// Most operations waiting for the writer; beyond it a write is refused at once
+    /// ([`StoreError::Busy`]) instead of queueing without bound.
+    pub max_queue: usize,
 }
 
 impl StoreConfig {
@@ -63,6 +69,7 @@ impl StoreConfig {
             max_messages_per_mailbox: 1000,
             max_batch: 512,
             readers: 4,
+            max_queue: 4096,
         }
     }
 }
@@ -138,7 +145,7 @@ enum WriteOp {
 
 /// Handle to the store; cheap to share behind an `Arc`.
 pub struct Store {
-    writer: mpsc::UnboundedSender<WriteOp>,
+    writer: mpsc::Sender<WriteOp>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -235,7 +242,7 @@ impl Store {
         for _ in 0..config.readers.max(1) {
             readers.push(Mutex::new(open_connection(&config.path)?));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(config.max_queue.max(1));
         let max_messages = config.max_messages_per_mailbox;
         let max_batch = config.max_batch.max(1);
         let thread = std::thread::Builder::new()
@@ -265,7 +272,10 @@ impl Store {
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.writer.send(make(tx)).map_err(|_| StoreError::Closed)?;
+        self.writer.try_send(make(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -417,7 +427,7 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         // Closing the channel ends the writer loop after the queued batch.
-        let (dead, _) = mpsc::unbounded_channel();
+        let (dead, _) = mpsc::channel(1);
         let _ = std::mem::replace(&mut self.writer, dead);
         if let Some(handle) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = handle.join();
@@ -452,7 +462,7 @@ fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
 
 fn writer_loop(
     mut conn: Connection,
-    mut rx: mpsc::UnboundedReceiver<WriteOp>,
+    mut rx: mpsc::Receiver<WriteOp>,
     max_messages: u32,
     max_batch: usize,
 ) {
@@ -482,7 +492,9 @@ enum Reply {
 
 fn apply_batch(conn: &mut Connection, batch: Vec<WriteOp>, max_messages: u32) {
     let size = batch.len();
-    let tx = match conn.transaction() {
+    // IMMEDIATE: the write lock is taken (waiting out the busy timeout) before the first
+    // read, so a batch never fails on upgrading a stale read snapshot to a write.
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!(error = %e, "cannot begin transaction");

@@ -96,6 +96,10 @@ struct ServeArgs {
     /// Most operations per group-commit transaction.
     #[arg(long, env = "ASYNCPAY_MAILBOX_MAX_BATCH", default_value_t = 512)]
     max_batch: usize,
+    /// Most writes waiting for the store; beyond it a write is answered 503 with
+    /// `Retry-After: 1` instead of queueing without bound.
+    #[arg(long, env = "ASYNCPAY_MAILBOX_MAX_QUEUE", default_value_t = 4096)]
+    max_queue: usize,
     /// Refuse webhook registrations.
     #[arg(long)]
     no_webhooks: bool,
@@ -278,6 +282,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     config.sender_rate_per_sec = a.sender_rate;
     config.sender_burst = a.sender_burst;
     config.max_batch = a.max_batch;
+    config.max_queue = a.max_queue;
     config.webhooks = !a.no_webhooks;
     config.webhook_min_interval = Duration::from_secs(a.webhook_interval_secs);
     config.webhook_policy = WebhookPolicy {

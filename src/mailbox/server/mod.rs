@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub max_wait_secs: u32,
     /// Most operations per group-commit transaction.
     pub max_batch: usize,
+    /// Most writes waiting for the store's writer; beyond it a post, ack or webhook update
+    /// is answered 503 with `Retry-After: 1` at once.
+    pub max_queue: usize,
     /// Whether recipients may register webhooks.
     pub webhooks: bool,
     /// Least time between two webhook calls for one mailbox; mail arriving sooner is
@@ -168,6 +171,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("challenge_ttl_secs", &self.challenge_ttl_secs)
             .field("max_wait_secs", &self.max_wait_secs)
             .field("max_batch", &self.max_batch)
+            .field("max_queue", &self.max_queue)
             .field("webhooks", &self.webhooks)
             .field("webhook_min_interval", &self.webhook_min_interval)
             .field("webhook_policy", &self.webhook_policy)
@@ -203,6 +207,7 @@ impl ServerConfig {
             challenge_ttl_secs: 60,
             max_wait_secs: 60,
             max_batch: 512,
+            max_queue: 4096,
             webhooks: true,
             webhook_min_interval: Duration::from_secs(5),
             webhook_policy: WebhookPolicy::default(),
@@ -326,7 +331,15 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if self.code == ErrorCode::Unavailable {
+            // Overloaded or restarting: a client waits a second before it tries again.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -334,6 +347,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Closed => ApiError::new(ErrorCode::Unavailable, "store is shutting down"),
+            StoreError::Busy => ApiError::new(
+                ErrorCode::Unavailable,
+                "the store's write queue is full; retry shortly",
+            ),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(ErrorCode::Internal, "store failure")
@@ -370,6 +387,7 @@ impl MailboxServer {
         let mut store_config = StoreConfig::new(config.data_dir.join("mailbox.sqlite"));
         store_config.max_messages_per_mailbox = config.max_messages_per_mailbox;
         store_config.max_batch = config.max_batch;
+        store_config.max_queue = config.max_queue;
         let store = Store::open(store_config)?;
         let hooks = store.webhooks().await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
