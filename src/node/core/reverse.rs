@@ -231,7 +231,7 @@ impl NodeCore {
         let me = self.key.public_key();
         let mut commands = vec![];
         let mut inputs = vec![];
-        for (_, p) in self.reverse.payments() {
+        for (id, p) in self.reverse.payments() {
             match &p.status {
                 ReverseStatus::Buying { offer, .. } if p.payer == me => {
                     // Fulfilled, but the stop came before the machine heard.
@@ -275,9 +275,8 @@ impl NodeCore {
                     } else {
                         // The letter to the payer may not have left before the stop: it is
                         // posted again (the payer ignores an offer it already has).
-                        inputs.push(ReverseInput::Offer {
-                            from: p.lsp,
-                            offer: offer.clone(),
+                        inputs.push(ReverseInput::ResumeOffer {
+                            payment_id: *id,
                             pending: self.update_proof(&p.lsp, &offer.channel_id),
                         });
                     }

@@ -335,6 +335,15 @@ pub enum ReverseInput {
         /// B's countersigned pending state: the proof A needs, and its price point.
         pending: Option<(UpdateProof, AdaptorPoint)>,
     },
+    /// B, after a restart: its offered payment's letter to A may not have left before the
+    /// stop; it is posted again from the record and B's pending state. Only the node's own
+    /// recovery gives this input: an offer the peer sends again is ignored.
+    ResumeOffer {
+        /// The payment.
+        payment_id: PaymentId,
+        /// B's countersigned pending state on the offer's channel.
+        pending: Option<(UpdateProof, AdaptorPoint)>,
+    },
     /// A: a request letter, with A's funded channel to the offer's LSP, its shared delay and
     /// the height.
     PayRequest {
@@ -629,9 +638,7 @@ impl Reverse {
                     .payments
                     .get(&id)
                     .ok_or(PaymentError::UnknownPayment(id))?;
-                let repost =
-                    matches!(&record.status, ReverseStatus::Offered { offer: o } if *o == offer);
-                if record.status != ReverseStatus::Requested && !repost {
+                if record.status != ReverseStatus::Requested {
                     return Ok(vec![]);
                 }
                 if from != record.lsp || offer.lsp != from {
@@ -655,27 +662,33 @@ impl Reverse {
                         field: "offer point is not the price of S's pending proposal",
                     });
                 }
-                let payer = record.payer;
-                let payee_contact = record.payee_contact.clone();
-                let post = ReverseAction::Post {
-                    to: payer,
-                    letter: ReverseLetter::PayRequest {
-                        offer: Box::new(offer.clone()),
-                        proof: Box::new(proof),
-                        payee_contact,
-                    },
-                    contact: None,
-                };
-                // The same offer again (a restart found it recorded but maybe not posted):
-                // posted again; A ignores an offer it already has.
-                if repost {
-                    return Ok(vec![post]);
-                }
+                let post = pay_request(record, &offer, proof);
                 let record = self.payments.get_mut(&id).expect("found");
                 record.status = ReverseStatus::Offered { offer };
                 // Recorded (the driver writes it before it posts anything), then posted: a
                 // stop in between is resumed by posting it again.
                 Ok(vec![self.persist(id), post])
+            }
+            ReverseInput::ResumeOffer {
+                payment_id,
+                pending,
+            } => {
+                let Some(record) = self.payments.get(&payment_id) else {
+                    return Ok(vec![]);
+                };
+                let ReverseStatus::Offered { offer } = &record.status else {
+                    return Ok(vec![]);
+                };
+                match pending {
+                    // A ignores an offer it already has.
+                    Some((proof, point))
+                        if point == offer.point && proof.body.number == offer.state =>
+                    {
+                        Ok(vec![pay_request(record, offer, proof)])
+                    }
+                    // The state is no longer pending (completed or reverted): nothing to post.
+                    _ => Ok(vec![]),
+                }
             }
             ReverseInput::PayRequest {
                 offer,
@@ -863,5 +876,22 @@ impl Reverse {
                 ])
             }
         }
+    }
+}
+
+/// B's letter asking the payer to buy S's signature on `offer`'s state.
+fn pay_request(
+    record: &ReversePayment,
+    offer: &PurchaseOffer,
+    proof: UpdateProof,
+) -> ReverseAction {
+    ReverseAction::Post {
+        to: record.payer,
+        letter: ReverseLetter::PayRequest {
+            offer: Box::new(offer.clone()),
+            proof: Box::new(proof),
+            payee_contact: record.payee_contact.clone(),
+        },
+        contact: None,
     }
 }
