@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 use crate::chain::regtest::{Regtest, RegtestOptions};
 use crate::crypto::keys::PublicKey;
 use crate::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
+use crate::node::runtime::{ChannelEvent, NodeEvent};
 use crate::node::store::Store;
 use crate::protocol::channel::Snapshot;
 use crate::tx::anchor::{cpfp_child, find_anchor, package_fee, CHILD_VBYTES};
@@ -605,13 +606,25 @@ struct Backup {
     channels: Vec<(PublicKey, Snapshot)>,
 }
 
-/// One JSON line a node printed on stdout, stamped with the time it reached the demo.
+/// One report, stamped with the time it reached the demo.
 #[derive(Debug, Clone)]
 struct Seen {
     at: Duration,
     party: Party,
     run: u32,
-    event: Value,
+    event: Reported,
+}
+
+/// What the demo records: a node's event, parsed from the JSON line it printed on stdout, or
+/// something the demo saw itself happen for a party.
+#[derive(Debug, Clone)]
+enum Reported {
+    /// A line of the node's stdout.
+    Node(NodeEvent),
+    /// The party fetched its letters from the mailbox.
+    Fetched,
+    /// The party put a transaction on chain (what, for the diagram).
+    OnChain(String),
 }
 
 /// The nodes' stdout events, in order of arrival. Nodes print a line right after they act

@@ -215,7 +215,7 @@ impl Demo {
             self.narrator.started.elapsed(),
             party,
             0,
-            json!({"event": "onchain", "what": what}),
+            Reported::OnChain(what),
         );
     }
 

@@ -272,7 +272,7 @@ impl Demo {
                 asked,
                 Party::B,
                 self.runs[Party::B.index()],
-                json!({"event": "fetched"}),
+                Reported::Fetched,
             );
             self.narrator
                 .detail(format!("B fetched {} letter(s)", fetched["letters"]));
@@ -323,11 +323,12 @@ impl Demo {
                 if self.adversary.is_some() {
                     let log =
                         std::fs::read_to_string(self.root.path().join("B.log")).unwrap_or_default();
-                    let refusal = log
-                        .lines()
-                        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                        .find(|e| e["event"] == "letter_refused")
-                        .map(|e| e["error"].as_str().unwrap_or("?").to_string());
+                    let refusal =
+                        log.lines()
+                            .find_map(|l| match serde_json::from_str::<NodeEvent>(l) {
+                                Ok(NodeEvent::LetterRefused { error }) => Some(error),
+                                _ => None,
+                            });
                     let refused = refusal.is_some();
                     if let Some(report) = self.adversary.as_mut() {
                         report.refused_by_b = refused;

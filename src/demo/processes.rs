@@ -243,16 +243,14 @@ impl Demo {
 
     /// The newest state of channel `channel_id` that `party` reported its watchtower holds.
     pub(super) fn tower_state(&self, party: Party, channel_id: &str) -> Option<u64> {
-        self.events
-            .all()
-            .iter()
-            .rev()
-            .find(|e| {
-                e.party == party
-                    && e.event["event"] == "watchtower_updated"
-                    && e.event["channel_id"] == channel_id
-            })
-            .and_then(|e| e.event["state"].as_u64())
+        self.events.all().iter().rev().find_map(|e| match &e.event {
+            Reported::Node(NodeEvent::WatchtowerUpdated {
+                channel_id: id,
+                state,
+                ..
+            }) if e.party == party && hex::encode(id.0) == channel_id => Some(*state),
+            _ => None,
+        })
     }
 
     /// Mines `n` blocks, waits for electrs and for every running node to see the new tip.
@@ -287,7 +285,7 @@ impl Demo {
         &mut self,
         party: Party,
         what: &str,
-        matches: impl Fn(&Value) -> bool,
+        matches: impl Fn(&NodeEvent) -> bool,
     ) -> Result<(), DemoError> {
         let limit = Duration::from_secs(self.args.timeout_secs);
         let started = Instant::now();
@@ -376,7 +374,7 @@ impl Demo {
         let reported = wait_for("the crash point report", Duration::from_secs(2), || {
             Ok(self
                 .events
-                .any(party, run, |e| e["event"] == "crash_point")
+                .any(party, run, |e| matches!(e, NodeEvent::CrashPoint { .. }))
                 .then_some(()))
         });
         if reported.is_err() {
@@ -405,10 +403,12 @@ impl Demo {
 
     /// Waits until `party`'s current process reports a connection with `peer`.
     pub(super) fn await_connected(&mut self, party: Party, peer: Party) -> Result<(), DemoError> {
-        let key = json!(self.node(peer).key);
-        self.await_event(party, &format!("a connection to {}", peer.name()), |e| {
-            e["event"] == "connected" && e["peer"] == key
-        })
+        let key = self.node(peer).key.clone();
+        self.await_event(
+            party,
+            &format!("a connection to {}", peer.name()),
+            |e| matches!(e, NodeEvent::Connected { peer } if peer.to_string() == key),
+        )
     }
 
     /// `from` dials `to`'s peer address; `to` is first told to accept `from` (a node

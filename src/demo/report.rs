@@ -94,16 +94,15 @@ impl Events {
                 let Ok(line) = line else { return };
                 let at = t0.elapsed();
                 let _ = writeln!(log, "{line}");
-                if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                    if event.is_object() {
-                        events.push(at, party, run, event);
-                    }
+                // Lines that are no event (a panic message, say) stay in the log only.
+                if let Ok(event) = serde_json::from_str::<NodeEvent>(&line) {
+                    events.push(at, party, run, Reported::Node(event));
                 }
             }
         });
     }
 
-    pub(super) fn push(&self, at: Duration, party: Party, run: u32, event: Value) {
+    pub(super) fn push(&self, at: Duration, party: Party, run: u32, event: Reported) {
         let mut all = self.0.lock().expect("events lock");
         let index = all.partition_point(|e| e.at <= at);
         all.insert(
@@ -117,12 +116,11 @@ impl Events {
         );
     }
 
-    pub(super) fn any(&self, party: Party, run: u32, matches: impl Fn(&Value) -> bool) -> bool {
-        self.0
-            .lock()
-            .expect("events lock")
-            .iter()
-            .any(|e| e.party == party && e.run == run && matches(&e.event))
+    /// Whether `party`'s process `run` reported a node event that `matches`.
+    pub(super) fn any(&self, party: Party, run: u32, matches: impl Fn(&NodeEvent) -> bool) -> bool {
+        self.0.lock().expect("events lock").iter().any(|e| {
+            e.party == party && e.run == run && matches!(&e.event, Reported::Node(n) if matches(n))
+        })
     }
 
     pub(super) fn all(&self) -> Vec<Seen> {

@@ -290,9 +290,9 @@ impl Demo {
         let height = self.chain.confirm(&txid)?;
         self.chain.wait_for_electrs_tip()?;
         for party in [opener, acceptor] {
-            let id = json!(channel_id);
             self.await_event(party, &format!("{label} funding confirmed"), |e| {
-                e["event"] == "channel" && e["channel_id"] == id && e["what"] == "FundingConfirmed"
+                matches!(e, NodeEvent::Channel { channel_id: id, what: ChannelEvent::FundingConfirmed }
+                    if hex::encode(id.0) == channel_id)
             })?;
         }
         self.narrator.detail(format!(
@@ -409,8 +409,7 @@ impl Demo {
         let asked = self.narrator.started.elapsed();
         let fetched = self.call(Party::A, "/v1/fetch", json!({}))?;
         let run = self.runs[Party::A.index()];
-        self.events
-            .push(asked, Party::A, run, json!({"event": "fetched"}));
+        self.events.push(asked, Party::A, run, Reported::Fetched);
         self.narrator
             .detail(format!("A fetched {} letter(s)", fetched["letters"]));
         self.await_status(Party::A, &payment_id, "bought", &[])?;
@@ -426,8 +425,7 @@ impl Demo {
         let asked = self.narrator.started.elapsed();
         let fetched = self.call(Party::B, "/v1/fetch", json!({}))?;
         let run = self.runs[Party::B.index()];
-        self.events
-            .push(asked, Party::B, run, json!({"event": "fetched"}));
+        self.events.push(asked, Party::B, run, Reported::Fetched);
         self.narrator.detail(format!(
             "B reconnected to S and fetched {} letter(s) (A's hand-over)",
             fetched["letters"]
@@ -472,10 +470,11 @@ impl Demo {
     /// The messages of the run, in order: peer messages the nodes delivered, letters posted
     /// to and fetched from the mailbox. Each belongs to the step during which it happened.
     pub(super) fn messages(&self) -> Vec<Msg> {
-        let name_of = |key: &Value| {
+        let name_of = |key: &PublicKey| {
+            let key = key.to_string();
             self.nodes
                 .iter()
-                .find(|n| !n.key.is_empty() && json!(n.key) == *key)
+                .find(|n| n.key == key)
                 .map_or("?", |n| n.party.name())
         };
         let steps = &self.narrator.steps;
@@ -483,25 +482,20 @@ impl Demo {
             .all()
             .into_iter()
             .filter_map(|seen| {
-                let e = &seen.event;
                 let from = seen.party.name();
-                let (from, to, what) = match e["event"].as_str()? {
-                    "send" if e["delivered"] == true => (
-                        from,
-                        name_of(&e["to"]),
-                        e["message"].as_str().unwrap_or("?").to_string(),
-                    ),
-                    "letter_posted" => {
-                        let to = if e["to"].is_null() {
-                            "B"
-                        } else {
-                            name_of(&e["to"])
-                        };
+                let (from, to, what) = match &seen.event {
+                    Reported::Node(NodeEvent::MessageSent {
+                        to,
+                        message,
+                        delivered: true,
+                    }) => (from, name_of(to), message.clone()),
+                    Reported::Node(NodeEvent::LetterPosted { to, .. }) => {
+                        let to = to.as_ref().map_or("B", name_of);
                         (from, "mailbox", format!("letter (age-encrypted to {to})"))
                     }
-                    "fetched" => ("mailbox", from, "letter".into()),
-                    "onchain" => (from, "chain", e["what"].as_str().unwrap_or("?").into()),
-                    _ => return None,
+                    Reported::Fetched => ("mailbox", from, "letter".into()),
+                    Reported::OnChain(what) => (from, "chain", what.clone()),
+                    Reported::Node(_) => return None,
                 };
                 let at_ms = seen.at.as_secs_f64() * 1000.0;
                 let at_us = seen.at.as_micros() as u64;

@@ -707,8 +707,11 @@ impl RuntimeIo {
     /// is flushed or closed in order, exactly as if the machine had killed it.
     fn freeze(&self) -> ! {
         use std::io::Write as _;
-        let point = self.crash.as_ref().map(|(p, _)| p.to_string());
-        emit(json!({"event": "crash_point", "point": point}));
+        let point = self
+            .crash
+            .as_ref()
+            .map_or_else(String::new, |(p, _)| p.to_string());
+        self.reporter.report(NodeEvent::CrashPoint { point });
         let _ = std::io::stdout().flush();
         let pid = std::process::id().to_string();
         let _ = std::process::Command::new("kill")

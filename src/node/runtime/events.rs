@@ -1,8 +1,8 @@
 //! What a running node reports, typed: [`NodeHandle::events`](super::NodeHandle::events)
 //! subscribes to a stream of [`NodeEvent`]s, the same reports the node prints as JSON lines
 //! (what happened on stdout, what went wrong on stderr). Each event's serde form is its
-//! JSON line, except for [`NodeEvent::Channel`], whose line shows the channel event's
-//! `Debug` text while the typed event carries a [`ChannelEvent`].
+//! JSON line, so whoever reads a node's output (the demo, a test, a script) parses the lines
+//! back into `NodeEvent`s rather than picking at JSON values.
 //!
 //! No event carries a secret: a withheld signature, a PTLC's secret or a scalar never
 //! leaves the node through a report (a channel event that carries one is reported without
@@ -23,7 +23,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::broadcast;
 
 use crate::crypto::adaptor::AdaptorPoint;
@@ -171,6 +171,12 @@ pub enum NodeEvent {
     Error {
         /// What failed.
         message: String,
+    },
+    /// The node reached the crash point it was started with and kills itself by SIGKILL
+    /// right after this line (stdout; crash tests only, see `asyncpay node run --crash-at`).
+    CrashPoint {
+        /// The point, as given on the command line.
+        point: String,
     },
 }
 
@@ -387,11 +393,9 @@ impl Reporter {
         self.publish(event);
     }
 
-    /// A channel event: its line shows the event's `Debug` text (redacted where it holds a
-    /// secret), the typed event what [`ChannelEvent`] keeps of it.
+    /// A channel event, as much of it as [`ChannelEvent`] keeps (never a secret).
     pub(super) fn channel(&self, channel_id: ChannelId, event: &Event) {
-        super::emit(channel_line(&channel_id, event));
-        self.publish(NodeEvent::Channel {
+        self.report(NodeEvent::Channel {
             channel_id,
             what: event.into(),
         });
@@ -401,10 +405,6 @@ impl Reporter {
         // No subscriber is no error: the node reports to whoever listens.
         let _ = self.sender.send(event);
     }
-}
-
-fn channel_line(channel_id: &ChannelId, event: &Event) -> Value {
-    json!({"event": "channel", "channel_id": hex::encode(channel_id.0), "what": format!("{event:?}")})
 }
 
 /// A channel id as 64 hex characters, as the JSON lines and `ctl` show it.
@@ -429,6 +429,7 @@ pub(crate) mod hex_channel_id {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn key(b: u8) -> PublicKey {
         crate::crypto::keys::SecretKey::from_bytes([b; 32])
@@ -576,6 +577,19 @@ mod tests {
                 },
                 json!({"event": "error", "message": "oops"}),
             ),
+            (
+                NodeEvent::CrashPoint {
+                    point: "persist:3".into(),
+                },
+                json!({"event": "crash_point", "point": "persist:3"}),
+            ),
+            (
+                NodeEvent::Channel {
+                    channel_id: id,
+                    what: ChannelEvent::FundingConfirmed,
+                },
+                json!({"event": "channel", "channel_id": hex::encode(id.0), "what": {"kind": "funding_confirmed"}}),
+            ),
         ];
         for (event, line) in cases {
             let typed = serde_json::to_value(&event).expect("serialises");
@@ -605,16 +619,13 @@ mod tests {
             to_s: 2,
         };
         for e in [&event, &completed] {
-            let line = channel_line(&ChannelId([1; 32]), e).to_string();
-            let typed = serde_json::to_string(&NodeEvent::Channel {
+            let text = serde_json::to_string(&NodeEvent::Channel {
                 channel_id: ChannelId([1; 32]),
                 what: e.into(),
             })
             .expect("serialises");
-            for text in [line, typed] {
-                assert!(!text.contains(&hex_secret), "{text}");
-                assert!(!text.contains("90, 90, 90"), "{text}");
-            }
+            assert!(!text.contains(&hex_secret), "{text}");
+            assert!(!text.contains("90, 90, 90"), "{text}");
         }
         assert_eq!(
             ChannelEvent::from(&completed),

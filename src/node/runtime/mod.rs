@@ -29,10 +29,10 @@
 //! The node reports what it does as one JSON object per line: on stdout what happened
 //! (`ready`, `connected`, `send`, `letter_posted`, `transaction_published`, `channel`,
 //! `payment`, `watchtower_updated`, ...), on stderr what went wrong (`refused`,
-//! `dial_failed`, `broadcast_failed`, `error`, ...). Each of these reports but `ready`,
-//! `listen_moved` (both before [`start`] returns) and the fault injection's `crash_*` is
-//! also a [`NodeEvent`] on the handle's event stream, whose serde form is the line itself
-//! (a `channel` event carries a typed [`ChannelEvent`] where its line shows text).
+//! `dial_failed`, `broadcast_failed`, `error`, ...). Each of these reports but `ready` and
+//! `listen_moved` (both before [`start`] returns) is also a [`NodeEvent`] on the handle's
+//! event stream, whose serde form is the line itself: a reader of the output parses lines
+//! back into `NodeEvent`s (a `channel` line carries a [`ChannelEvent`]).
 
 mod answers;
 mod client;
