@@ -110,6 +110,30 @@ pub struct NetworkInfo {
     pub bitcoin_cli: Vec<String>,
 }
 
+/// What `asyncpay regtest|signet up` prints: where everything is and how to use it.
+impl core::fmt::Display for NetworkInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = self.chain.as_str();
+        let dir = self.data_dir.display();
+        writeln!(
+            f,
+            "{name} running (server pid {}), height {}",
+            self.pid, self.height
+        )?;
+        writeln!(f, "rpc url:       {}", self.rpc_url)?;
+        writeln!(f, "rpc cookie:    {}", self.rpc_cookie_file.display())?;
+        if let Some(url) = &self.electrum_url {
+            writeln!(f, "electrum url:  {url}")?;
+        }
+        if let Some(challenge) = &self.signet_challenge {
+            writeln!(f, "challenge:     {challenge}")?;
+        }
+        writeln!(f, "bitcoin-cli:   {}", self.bitcoin_cli_line())?;
+        writeln!(f, "mine:          asyncpay {name} mine 1 --data-dir {dir}")?;
+        write!(f, "stop:          asyncpay {name} down --data-dir {dir}")
+    }
+}
+
 impl NetworkInfo {
     /// [`Self::bitcoin_cli`] as one line to paste into a shell.
     pub fn bitcoin_cli_line(&self) -> String {

@@ -108,6 +108,31 @@ pub struct FetchedMail {
     pub acked: u64,
 }
 
+impl FetchedMail {
+    /// What `asyncpay mailbox fetch --json` prints: `{"messages": [...], "acked": n}`, each
+    /// message with its metadata and its payload (hex, and as text if it is UTF-8), or the
+    /// reason it did not open.
+    pub fn to_json(&self) -> serde_json::Value {
+        let messages: Vec<_> = self
+            .messages
+            .iter()
+            .map(|(m, opened)| match opened {
+                Ok(opened) => serde_json::json!({
+                    "id": m.id.to_string(),
+                    "received_at": m.received_at,
+                    "expires_at": m.expires_at,
+                    "created_at": opened.created_at,
+                    "sender": opened.sender.map(|s| s.to_string()),
+                    "payload_hex": hex::encode(&opened.payload),
+                    "payload_text": core::str::from_utf8(&opened.payload).ok(),
+                }),
+                Err(e) => serde_json::json!({"id": m.id.to_string(), "error": e.to_string()}),
+            })
+            .collect();
+        serde_json::json!({"messages": messages, "acked": self.acked})
+    }
+}
+
 /// What [`MailboxClient::send`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {

@@ -117,50 +117,6 @@ pub fn capital(args: BenchCapitalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `asyncpay bench payment --help` says about the figures.
-pub const PAYMENT_LONG_ABOUT: &str = "\
-The asynchronous payment's figures, each beside a baseline measured in the same run.
-
-1. Payee online -> paid latency. A, S and B are nodes on the one node driver (the one \
-`asyncpay node` runs), each on its own thread with its own durable SQLite store (WAL, \
-synchronous=FULL), talking over the authenticated transport (Noise XX bound to node keys) on \
-loopback TCP; A's letter goes through a mailbox server on loopback. Two sets of nodes pay in \
-turn: one writes the change set of each input in one transaction (as `asyncpay node`), the \
-other writes each of its rows as a commit of its own; both send an input's frames only after \
-its rows. The chain is not used: \
-the bench feeds the funding confirmation a chain would. Per payment, A pays and goes \
-offline; then B comes online and the clock starts. Steps: connect (B dials S, Noise \
-handshake, B's core handles the connection), mailbox_fetch (challenge + fetch requests), \
-decrypt (age), letter (B checks S's offer and s_A*G = T, persists, sends its invoice), \
-invoice_to_s, ptlc_add (S accepts and adds the PTLC on S-B until B holds it in a complete \
-state), fulfil (B fulfils until S has B's completion), complete_a (S persists the sale and \
-completes A's U_{n+1}); total ends when S has persisted A's completed state; b_paid_at when \
-B has persisted itself paid. p50/p90/max over --payments. The attribution splits the mean \
-total into core compute, SQLite persist, mailbox + decrypt and the rest (network, transport, \
-scheduling). Baselines: a 64-byte loopback Noise round trip, and durable single-row SQLite \
-commits taken between payments.
-
-2. Messages and round trips per payment, counted from the frames the drivers wrote: A pays \
-(A-S), A returns (A-S: reestablish, receipt), B sells (S-B), by layer (channel, payment, \
-mailbox requests). Round trips: the longest chain of frames each sent in answer to the one \
-before, divided by two.
-
-3. Bytes S stores per pending payment: S's store after K offered, unsold payments minus \
-after 0 (K payers each with a channel to S), divided by K: bytes of stored rows (payment \
-record, channel snapshot growth) and database file bytes after a checkpoint.
-
-4. S's sale throughput with durable storage. A sale: S receives B's invoice for an offered \
-payment, persists it, adds the PTLC on S-B, B fulfils it, S persists the sale and completes \
-A's state with the scalar (four inputs and seven rows at S). S runs on one thread with its \
-own store, all payees on another (one shared store, group commit), frames through memory \
-queues; each payee sells one payment at a time; every node runs on the one node driver. \
-Unbatched: one transaction per input (its change set), as `asyncpay node`. Batched (group \
-commit): S hands every queued input (up to --max-batch) to its core, writes all their change \
-sets in one transaction, and only then sends their frames, so persist before send still \
-holds. Baselines: durable single-row SQLite commits right before and after each \
-run (fsync bound = their rate / commits per sale), and for the whole run durable commits on \
-a fresh and a warm store and File::sync_all/s in the same directory. Target: 5,000 sales/s.";
-
 /// Options of `asyncpay bench payment`.
 #[derive(Args)]
 pub struct BenchPaymentArgs {

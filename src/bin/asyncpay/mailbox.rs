@@ -378,26 +378,11 @@ async fn fetch(a: FetchArgs) -> anyhow::Result<()> {
     let mail = client
         .fetch_and_open(&key, a.limit, Duration::from_secs(a.wait_secs), a.ack)
         .await?;
-    let mut out = Vec::new();
-    for (m, opened) in &mail.messages {
-        match opened {
-            Ok(opened) => {
-                out.push(json!({
-                    "id": m.id.to_string(),
-                    "received_at": m.received_at,
-                    "expires_at": m.expires_at,
-                    "created_at": opened.created_at,
-                    "sender": opened.sender.map(|s| s.to_string()),
-                    "payload_hex": hex::encode(&opened.payload),
-                    "payload_text": String::from_utf8(opened.payload.clone()).ok(),
-                }));
-            }
-            Err(e) => out.push(json!({"id": m.id.to_string(), "error": e.to_string()})),
-        }
-    }
+    let view = mail.to_json();
+    let out = view["messages"].as_array().cloned().unwrap_or_default();
     let acked = mail.acked;
     if a.json {
-        println!("{}", json!({"messages": out, "acked": acked}));
+        println!("{view}");
     } else {
         if out.is_empty() {
             println!("no messages");

@@ -76,7 +76,7 @@ enum BenchKind {
     Capital(bench::BenchCapitalArgs),
     /// The asynchronous payment: payee-online latency per step, messages per payment, bytes
     /// S stores per pending payment, S's sale throughput; each beside a baseline.
-    #[command(long_about = bench::PAYMENT_LONG_ABOUT)]
+    #[command(long_about = asyncpay::bench::payment::ABOUT)]
     Payment(bench::BenchPaymentArgs),
 }
 

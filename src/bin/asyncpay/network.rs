@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use asyncpay::chain::network::{self, Chain, NetworkInfo, ServeOptions};
+use asyncpay::chain::network::{self, Chain, ServeOptions};
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
@@ -135,27 +135,7 @@ fn up(chain: Chain, args: UpArgs) -> anyhow::Result<()> {
         value["bitcoin_cli_line"] = info.bitcoin_cli_line().into();
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print_text(&info);
+        println!("{info}");
     }
     Ok(())
-}
-
-fn print_text(info: &NetworkInfo) {
-    let name = info.chain.as_str();
-    println!(
-        "{name} running (server pid {}), height {}",
-        info.pid, info.height
-    );
-    println!("rpc url:       {}", info.rpc_url);
-    println!("rpc cookie:    {}", info.rpc_cookie_file.display());
-    if let Some(url) = &info.electrum_url {
-        println!("electrum url:  {url}");
-    }
-    if let Some(challenge) = &info.signet_challenge {
-        println!("challenge:     {challenge}");
-    }
-    println!("bitcoin-cli:   {}", info.bitcoin_cli_line());
-    let dir = info.data_dir.display();
-    println!("mine:          asyncpay {name} mine 1 --data-dir {dir}");
-    println!("stop:          asyncpay {name} down --data-dir {dir}");
 }
