@@ -63,7 +63,8 @@ fn the_main_flow_shows_no_secret() {
     let id = sim.pay(50_000).unwrap();
     // The stored record, as `ctl info` printed it before the views, carries A's signature.
     let mut stored = BTreeSet::new();
-    secrets(&sim.nodes[A].payments[&id], "", &mut stored);
+    let record = serde_json::to_value(&sim.nodes[A].payments[&id]).unwrap();
+    secrets(&record, "", &mut stored);
     let raw = serde_json::to_string(&sim.nodes[A].core().payments_json()).unwrap();
     assert!(stored.iter().any(|s| raw.contains(s.as_str())));
     sim.stop(A);

@@ -33,7 +33,7 @@ fn until(sim: &mut Network, online: &[usize], done: impl Fn(&Network) -> bool) -
 }
 
 fn status(sim: &Network, node: usize, id: &PaymentId) -> String {
-    sim.nodes[node].status(id).unwrap_or_default()
+    sim.nodes[node].status(id).unwrap_or_default().to_owned()
 }
 
 /// The whole payment with `party` crashing after its `k`-th persist of the payment (counted

@@ -2,6 +2,7 @@
 //! sells A's signature to S for a PTLC, and S completes A's state; A returns to a receipt.
 //! Balances on both channels end exactly as they must, fees included.
 
+use asyncpay::protocol::payment::{LspStatus, PayerStatus};
 use asyncpay::testing::*;
 
 const AS_CAPACITY: u64 = 1_000_000;
@@ -55,14 +56,21 @@ fn payer_offline_pays_payee_through_its_lsp() {
     assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
     let as_at_a = sim.nodes[A].state_with(sim.key(S)).unwrap();
     assert_eq!(as_at_a, as_at_s);
-    let invoice = sim.nodes[A].payment(&id).unwrap()["status"]["receipt"]["invoice"].clone();
+    let PayerStatus::Completed { receipt } = &sim.nodes[A].payer(&id).unwrap().status else {
+        panic!("A's payment is completed");
+    };
     assert_eq!(
-        invoice["terms"]["payee"],
-        serde_json::to_value(sim.key(B)).unwrap()
+        receipt.invoice.terms.payee,
+        sim.key(B),
+        "B signed the invoice"
     );
+    receipt.invoice.verify().unwrap();
     // S stops resending the receipt once A acknowledged it.
-    assert_eq!(
-        sim.nodes[S].payment(&id).unwrap()["status"]["receipt_acked"],
-        serde_json::Value::Bool(true)
-    );
+    assert!(matches!(
+        sim.nodes[S].lsp(&id).unwrap().status,
+        LspStatus::Sold {
+            receipt_acked: true,
+            ..
+        }
+    ));
 }

@@ -14,7 +14,7 @@ use anyhow::{ensure, Context};
 use asyncpay::chain::regtest::Regtest;
 use asyncpay::node::core::{NodeCore, NodeInput, Records};
 use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
-use asyncpay::protocol::payment::PaymentId;
+use asyncpay::protocol::payment::{PayeeStatus, PaymentId};
 use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::{OutPoint, Transaction, TxOut};
@@ -151,11 +151,11 @@ fn b_comes_after_the_window_and_state_0_settles() -> anyhow::Result<()> {
     scene.sim.fetch_letters(B)?;
     let id = scene.id;
     ensure!(scene.sim.nodes[B].status(&id).as_deref() == Some("refused"));
-    let record = scene.sim.nodes[B]
-        .payment(&id)
-        .context("B's record")?
-        .to_string();
-    ensure!(record.contains("window_closed"), "{record}");
+    let status = &scene.sim.nodes[B].payee(&id).context("B's record")?.status;
+    ensure!(
+        matches!(status, PayeeStatus::Refused { reason } if reason == "window_closed"),
+        "{status:?}"
+    );
     let sb = scene.sim.nodes[S]
         .state_with(scene.sim.key(B))
         .context("S–B")?;

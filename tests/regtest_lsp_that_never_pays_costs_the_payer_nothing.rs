@@ -19,7 +19,7 @@ use anyhow::{ensure, Context};
 use asyncpay::chain::regtest::Regtest;
 use asyncpay::node::core::{NodeCommand, NodeInput};
 use asyncpay::protocol::messages::ChannelId;
-use asyncpay::protocol::payment::{PaymentId, SaleLetter};
+use asyncpay::protocol::payment::{PayeeStatus, PayerStatus, PaymentId, SaleLetter};
 use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 
@@ -171,10 +171,10 @@ fn s_never_comes_back_and_a_closes_with_state_0_keeping_its_whole_balance() -> a
     // stopped right after storing the settled channel.
     let id = scene.id;
     ensure!(scene.sim.nodes[A].status(&id).as_deref() == Some("void"));
-    let record = scene.sim.nodes[A].payment(&id).context("A's record")?;
+    let status = &scene.sim.nodes[A].payer(&id).context("A's record")?.status;
     ensure!(
-        record.to_string().contains("settled on chain at state 0"),
-        "{record}"
+        matches!(status, PayerStatus::Void { reason } if reason.contains("settled on chain at state 0")),
+        "{status:?}"
     );
     ensure!(
         scene.sim.nodes[B].status(&id).as_deref() == Some("invoiced"),
@@ -192,11 +192,11 @@ fn s_back_after_the_expiry_refuses_the_invoice_and_a_closes_with_its_whole_balan
     scene.sim.pump()?;
     ensure!(scene.sim.nodes[S].status(&id).as_deref() == Some("cancelled"));
     ensure!(scene.sim.nodes[B].status(&id).as_deref() == Some("refused"));
-    let record = scene.sim.nodes[B]
-        .payment(&id)
-        .context("B's record")?
-        .to_string();
-    ensure!(record.contains("expired"), "{record}");
+    let status = &scene.sim.nodes[B].payee(&id).context("B's record")?.status;
+    ensure!(
+        matches!(status, PayeeStatus::Refused { reason } if reason == "expired"),
+        "{status:?}"
+    );
     s_b_untouched(&scene.sim)?;
 
     scene.sim.start(A)?;

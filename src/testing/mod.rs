@@ -32,14 +32,16 @@ use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
 
 use crate::crypto::keys::PublicKey;
 use crate::node::core::{
-    ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, Records, Role,
-    DEFAULT_ROUTER_POLICY,
+    ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, PaymentRecord, Records,
+    Role, DEFAULT_ROUTER_POLICY,
 };
 pub use crate::node::driver::ready;
 use crate::node::driver::{Driver, Io};
 use crate::protocol::channel::{Phase, Snapshot, StateBody};
 use crate::protocol::messages::ChannelId;
-use crate::protocol::payment::{LspPolicy, PaymentId};
+use crate::protocol::payment::{
+    LspPayment, LspPolicy, PayeePayment, PayerPayment, PaymentId, ReversePayment, RouterPayment,
+};
 
 /// The chain height the network starts at.
 pub const HEIGHT: u32 = 300;
@@ -75,10 +77,10 @@ pub struct TestNode {
     pub core: Option<NodeCore>,
     /// Stored: its channels, with their peers.
     pub channels: BTreeMap<ChannelId, (PublicKey, Snapshot)>,
-    /// Stored: its payment records, as the store writes them (JSON).
-    pub payments: BTreeMap<PaymentId, serde_json::Value>,
-    /// Records of the reverse variant.
-    pub reverse: BTreeMap<PaymentId, serde_json::Value>,
+    /// Stored: its payment records, each as read back from the JSON a store writes.
+    pub payments: BTreeMap<PaymentId, PaymentRecord>,
+    /// Records of the reverse variant, likewise.
+    pub reverse: BTreeMap<PaymentId, ReversePayment>,
     /// Its mailbox: letters posted to it and not yet handled.
     pub mailbox: Vec<Vec<u8>>,
     /// How many change sets it has written.
@@ -106,14 +108,37 @@ impl TestNode {
 
     fn start(&mut self, height: u32) -> anyhow::Result<()> {
         let records = match self.role {
-            Role::Payer => Records::Payer(parse(&self.payments)?),
-            Role::Lsp => Records::Lsp(policy(), parse(&self.payments)?),
-            Role::Payee => Records::Payee(parse(&self.payments)?),
-            Role::Router => Records::Router(DEFAULT_ROUTER_POLICY, parse(&self.payments)?),
+            Role::Payer => Records::Payer(self.records(|r| match r {
+                PaymentRecord::Payer(p) => Some(p.clone()),
+                _ => None,
+            })?),
+            Role::Lsp => Records::Lsp(
+                policy(),
+                self.records(|r| match r {
+                    PaymentRecord::Lsp(p) => Some(p.clone()),
+                    _ => None,
+                })?,
+            ),
+            Role::Payee => Records::Payee(self.records(|r| match r {
+                PaymentRecord::Payee(p) => Some(p.clone()),
+                _ => None,
+            })?),
+            Role::Router => Records::Router(
+                DEFAULT_ROUTER_POLICY,
+                self.records(|r| match r {
+                    PaymentRecord::Router(p) => Some(p.clone()),
+                    _ => None,
+                })?,
+            ),
         };
         let channels = self.channels.values().cloned().collect();
         let mut core = NodeCore::restore(self.seed, height, channels, records)?;
-        core.restore_reverse(parse(&self.reverse)?);
+        core.restore_reverse(
+            self.reverse
+                .iter()
+                .map(|(id, r)| (*id, r.clone()))
+                .collect(),
+        );
         self.core = Some(core);
         Ok(())
     }
@@ -145,36 +170,77 @@ impl TestNode {
     }
 
     /// The stored record of a payment.
-    pub fn payment(&self, id: &PaymentId) -> Option<&serde_json::Value> {
+    pub fn payment(&self, id: &PaymentId) -> Option<&PaymentRecord> {
         self.payments.get(id)
     }
 
-    /// The status of a payment of the reverse variant, from the durable store.
-    pub fn reverse_status(&self, id: &PaymentId) -> Option<String> {
-        self.reverse.get(id).and_then(|p| {
-            p.pointer("/status/status")
-                .and_then(|s| s.as_str())
-                .map(str::to_owned)
-        })
+    /// The stored record of a payment this node pays.
+    pub fn payer(&self, id: &PaymentId) -> Option<&PayerPayment> {
+        match self.payments.get(id)? {
+            PaymentRecord::Payer(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The stored record of a payment this node sells as LSP.
+    pub fn lsp(&self, id: &PaymentId) -> Option<&LspPayment> {
+        match self.payments.get(id)? {
+            PaymentRecord::Lsp(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The stored record of a payment this node is paid.
+    pub fn payee(&self, id: &PaymentId) -> Option<&PayeePayment> {
+        match self.payments.get(id)? {
+            PaymentRecord::Payee(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The stored record of a payment this node routes.
+    pub fn router(&self, id: &PaymentId) -> Option<&RouterPayment> {
+        match self.payments.get(id)? {
+            PaymentRecord::Router(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The status name of a payment of the reverse variant, from the durable store.
+    pub fn reverse_status(&self, id: &PaymentId) -> Option<&'static str> {
+        self.reverse.get(id).map(|p| p.status.name())
     }
 
     /// The status name of a stored payment record (`posted`, `paid`, ...).
-    pub fn status(&self, id: &PaymentId) -> Option<String> {
-        self.payments.get(id).and_then(|p| {
-            p.pointer("/status/status")
-                .and_then(|s| s.as_str())
-                .map(str::to_owned)
-        })
+    pub fn status(&self, id: &PaymentId) -> Option<&'static str> {
+        self.payments.get(id).map(PaymentRecord::status_name)
+    }
+
+    /// The stored records of the node's role, as `pick` takes them.
+    fn records<R>(
+        &self,
+        pick: impl Fn(&PaymentRecord) -> Option<R>,
+    ) -> anyhow::Result<Vec<(PaymentId, R)>> {
+        self.payments
+            .iter()
+            .map(|(id, r)| {
+                let record = pick(r).with_context(|| {
+                    format!("{}: payment {id} is stored for another role", self.name)
+                })?;
+                Ok((*id, record))
+            })
+            .collect()
     }
 }
 
-fn parse<R: serde::de::DeserializeOwned>(
-    records: &BTreeMap<PaymentId, serde_json::Value>,
-) -> anyhow::Result<Vec<(PaymentId, R)>> {
-    records
-        .iter()
-        .map(|(id, v)| Ok((*id, serde_json::from_value(v.clone())?)))
-        .collect()
+/// `record` as a store reads it back: through its JSON, so that what a store could not
+/// write or read back fails here too.
+fn stored<R: serde::Serialize + serde::de::DeserializeOwned>(
+    record: &impl serde::Serialize,
+) -> Result<(serde_json::Value, R), MemError> {
+    let value = serde_json::to_value(record).map_err(|e| MemError::Failed(e.into()))?;
+    let back = serde_json::from_value(value.clone()).map_err(|e| MemError::Failed(e.into()))?;
+    Ok((value, back))
 }
 
 /// Pays a funding script its capacity on a real chain; returns the confirmed output.
@@ -590,8 +656,8 @@ struct MemIo<'a> {
     /// Every node's key and name, and whether it is online.
     peers: &'a [(PublicKey, &'static str, bool)],
     channels: &'a mut BTreeMap<ChannelId, (PublicKey, Snapshot)>,
-    payments: &'a mut BTreeMap<PaymentId, serde_json::Value>,
-    reverse: &'a mut BTreeMap<PaymentId, serde_json::Value>,
+    payments: &'a mut BTreeMap<PaymentId, PaymentRecord>,
+    reverse: &'a mut BTreeMap<PaymentId, ReversePayment>,
     persists: &'a mut usize,
     crash_after: &'a mut Option<usize>,
     queue: &'a mut VecDeque<(usize, usize, Vec<u8>)>,
@@ -627,14 +693,19 @@ impl Io for MemIo<'_> {
             self.channels.insert(*id, (*peer, (**snapshot).clone()));
         }
         for (id, record) in &changes.payments {
-            let value = serde_json::to_value(record).expect("records serialise");
-            self.stored.push(value.clone());
-            self.payments.insert(*id, value);
+            let (value, back) = match record {
+                PaymentRecord::Payer(r) => stored(r).map(|(v, b)| (v, PaymentRecord::Payer(b))),
+                PaymentRecord::Lsp(r) => stored(r).map(|(v, b)| (v, PaymentRecord::Lsp(b))),
+                PaymentRecord::Payee(r) => stored(r).map(|(v, b)| (v, PaymentRecord::Payee(b))),
+                PaymentRecord::Router(r) => stored(r).map(|(v, b)| (v, PaymentRecord::Router(b))),
+            }?;
+            self.stored.push(value);
+            self.payments.insert(*id, back);
         }
         for (id, record) in &changes.reverse {
-            let value = serde_json::to_value(record).expect("records serialise");
-            self.stored.push(value.clone());
-            self.reverse.insert(*id, value);
+            let (value, back) = stored(record)?;
+            self.stored.push(value);
+            self.reverse.insert(*id, back);
         }
         self.shown.push((
             self.me,

@@ -123,6 +123,19 @@ pub enum PaymentRecord {
     Router(RouterPayment),
 }
 
+impl PaymentRecord {
+    /// The name of the payment's status (`posted`, `selling`, `paid`, ...), the `status`
+    /// tag of the record's serde form.
+    pub fn status_name(&self) -> &'static str {
+        match self {
+            PaymentRecord::Payer(p) => p.status.name(),
+            PaymentRecord::Lsp(p) => p.status.name(),
+            PaymentRecord::Payee(p) => p.status.name(),
+            PaymentRecord::Router(p) => p.status.name(),
+        }
+    }
+}
+
 impl From<PayerPayment> for PaymentRecord {
     fn from(r: PayerPayment) -> Self {
         PaymentRecord::Payer(r)

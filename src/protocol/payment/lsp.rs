@@ -106,7 +106,8 @@ pub enum LspStatus {
 }
 
 impl LspStatus {
-    fn name(&self) -> &'static str {
+    /// A short name (the `status` tag of its serde form).
+    pub fn name(&self) -> &'static str {
         match self {
             LspStatus::Offered => "offered",
             LspStatus::Selling { .. } => "selling",

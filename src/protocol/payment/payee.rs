@@ -58,7 +58,8 @@ pub enum PayeeStatus {
 }
 
 impl PayeeStatus {
-    fn name(&self) -> &'static str {
+    /// A short name (the `status` tag of its serde form).
+    pub fn name(&self) -> &'static str {
         match self {
             PayeeStatus::Invoiced => "invoiced",
             PayeeStatus::Fulfilled { .. } => "fulfilled",

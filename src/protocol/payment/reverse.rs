@@ -257,6 +257,19 @@ pub enum ReverseStatus {
     Paid,
 }
 
+impl ReverseStatus {
+    /// A short name (the `status` tag of its serde form).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReverseStatus::Requested => "requested",
+            ReverseStatus::Offered { .. } => "offered",
+            ReverseStatus::Buying { .. } => "buying",
+            ReverseStatus::Bought { .. } => "bought",
+            ReverseStatus::Paid => "paid",
+        }
+    }
+}
+
 /// One reverse payment at one party: the durable record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReversePayment {

@@ -86,7 +86,8 @@ pub enum RouterStatus {
 }
 
 impl RouterStatus {
-    fn name(&self) -> &'static str {
+    /// A short name (the `status` tag of its serde form).
+    pub fn name(&self) -> &'static str {
         match self {
             RouterStatus::Announced => "announced",
             RouterStatus::Forwarding { .. } => "forwarding",
