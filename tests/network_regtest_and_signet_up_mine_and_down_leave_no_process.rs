@@ -161,10 +161,10 @@ fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str]) {
 #[test]
 fn network_regtest_and_signet_up_mine_and_down_leave_no_process() {
     let root = tempfile::tempdir().expect("tempdir");
-    up_mine_and_down("regtest", &root.path().join("regtest"), &["--electrs"]);
+    up_mine_and_down("regtest", &root.path().join("regtest"), &[]);
     up_mine_and_down(
         "signet",
         &root.path().join("signet"),
-        &["--seed", "network test"],
+        &["--seed", "network test", "--no-electrs"],
     );
 }

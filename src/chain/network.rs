@@ -5,12 +5,16 @@
 //! The server ([`serve`]) starts the harness with its data directories under
 //! `DIR/chain`, writes `DIR/control.token` (mode 0600) and then, atomically,
 //! `DIR/network.json` ([`NetworkInfo`]: URLs, cookie file, challenge, its pid). It answers
-//! `POST /mine` and `POST /stop` on a loopback HTTP endpoint guarded by the token, optionally
-//! mines a block every few seconds, and on `stop`, SIGTERM or ctrl-c drops the harness,
-//! which stops bitcoind and electrs.
+//! `POST /mine`, `POST /faucet` (pay a script from the harness's faucet through the mempool)
+//! and `POST /stop` on a loopback HTTP endpoint guarded by the token, optionally mines a block
+//! every few seconds, and on `stop`, SIGTERM or ctrl-c drops the harness, which stops
+//! bitcoind and electrs. Only the server holds the signet's block key and the faucet's coins:
+//! whoever else uses the network (a node, the demo through
+//! [`Regtest::attach`](crate::chain::regtest::Regtest::attach)) mines and is paid through it.
 //!
 //! [`up`] spawns the server detached (its own process group, output in `DIR/network.log`)
-//! and returns once `network.json` is there; [`mine`] and [`down`] are its clients. `down`
+//! and returns once `network.json` is there; [`mine`], [`faucet`] and [`down`] are its
+//! clients. `down`
 //! waits for the server to exit, signals it if it does not, and kills any process still
 //! running from `DIR/chain`.
 //!
@@ -81,6 +85,14 @@ impl Chain {
         match self {
             Chain::Regtest => "regtest",
             Chain::Signet => "signet",
+        }
+    }
+
+    /// The network its addresses belong to.
+    pub fn bitcoin_network(self) -> bitcoin::Network {
+        match self {
+            Chain::Regtest => bitcoin::Network::Regtest,
+            Chain::Signet => bitcoin::Network::Signet,
         }
     }
 }
@@ -354,8 +366,8 @@ pub fn server_command(exe: &Path, options: &ServeOptions) -> Command {
         .arg("serve")
         .arg("--data-dir")
         .arg(&options.data_dir);
-    if options.electrs {
-        server.arg("--electrs");
+    if !options.electrs {
+        server.arg("--no-electrs");
     }
     if let Some(seed) = &options.seed {
         server.arg("--seed").arg(seed);
@@ -447,6 +459,26 @@ struct MineAnswer {
     height: u64,
 }
 
+/// Most a faucet request pays: 10 BTC.
+pub const MAX_FAUCET_SAT: u64 = 1_000_000_000;
+
+/// The request body of `POST /faucet`.
+#[derive(Debug, Serialize, Deserialize)]
+struct FaucetRequest {
+    /// The output script to pay (hex).
+    script_pubkey: String,
+    amount_sat: u64,
+}
+
+/// What the faucet paid: a new output, in the mempool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaucetPayment {
+    /// The output.
+    pub outpoint: bitcoin::OutPoint,
+    /// What it holds.
+    pub txout: bitcoin::TxOut,
+}
+
 struct ServerState {
     chain: Arc<Regtest>,
     token: String,
@@ -497,6 +529,38 @@ async fn mine_handler(
     }
     match state.mine(request.blocks).await {
         Ok(height) => Ok(Json(MineAnswer { height })),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn faucet_handler(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Json(request): Json<FaucetRequest>,
+) -> Answer<FaucetPayment> {
+    if !state.authorized(&headers) {
+        return Err((StatusCode::UNAUTHORIZED, "bad token".into()));
+    }
+    if request.amount_sat == 0 || request.amount_sat > MAX_FAUCET_SAT {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("the amount must be between 1 and {MAX_FAUCET_SAT} sat"),
+        ));
+    }
+    let script = bitcoin::ScriptBuf::from_hex(&request.script_pubkey)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("script_pubkey: {e}")))?;
+    // The faucet's coins change with every payment and every block: one job at a time.
+    let _guard = state.mining.lock().await;
+    let chain = state.chain.clone();
+    let amount = bitcoin::Amount::from_sat(request.amount_sat);
+    let paid = tokio::task::spawn_blocking(move || chain.fund(&script, amount))
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match paid {
+        Ok((outpoint, txout)) => Ok(Json(FaucetPayment { outpoint, txout })),
+        Err(e @ HarnessError::FaucetEmpty { .. }) => {
+            Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}; mine blocks first")))
+        }
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
@@ -587,6 +651,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), NetworkError> {
     });
     let app = Router::new()
         .route("/mine", post(mine_handler))
+        .route("/faucet", post(faucet_handler))
         .route("/stop", post(stop_handler))
         .with_state(state.clone());
 
@@ -690,6 +755,26 @@ pub async fn mine(data_dir: &Path, blocks: u64) -> Result<u64, NetworkError> {
     )
     .await?;
     Ok(answer.height)
+}
+
+/// Pays `amount_sat` to `script_pubkey` from the faucet of the network running in
+/// `data_dir`, through the mempool (the payment is unconfirmed until a block is mined).
+pub async fn faucet(
+    data_dir: &Path,
+    script_pubkey: &bitcoin::Script,
+    amount_sat: u64,
+) -> Result<FaucetPayment, NetworkError> {
+    let data_dir = absolute(data_dir)?;
+    control(
+        &data_dir,
+        "faucet",
+        serde_json::json!({
+            "script_pubkey": script_pubkey.to_hex_string(),
+            "amount_sat": amount_sat,
+        }),
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 /// Stops the network running in `data_dir`: asks its server to stop and waits up to

@@ -163,6 +163,9 @@ pub enum HarnessError {
     /// electrs was requested but not started.
     #[error("electrs was not started (set RegtestOptions::electrs)")]
     NoElectrs,
+    /// The network server of an attached chain failed a request, or is not there.
+    #[error("network server: {0}")]
+    Network(String),
 }
 
 /// A coin the faucet can spend.
@@ -182,25 +185,79 @@ struct Faucet {
     coins: Vec<FaucetCoin>,
 }
 
-/// A running regtest chain: bitcoind, optionally electrs, and a faucet.
+impl Faucet {
+    /// The harness's faucet key on `network`, with no coins yet.
+    fn new(network: Network) -> Self {
+        let secp = Secp256k1::new();
+        let secret = SecretKey::from_slice(
+            bitcoin::hashes::sha256::Hash::hash(b"asyncpay/regtest-faucet").as_byte_array(),
+        )
+        .expect("a sha256 output is a valid secret key with overwhelming probability");
+        let keypair = Keypair::from_secret_key(&secp, &secret);
+        let (xonly, _) = keypair.x_only_public_key();
+        let address = Address::p2tr(&secp, xonly, None, network);
+        Faucet {
+            keypair,
+            script_pubkey: address.script_pubkey(),
+            address,
+            coins: Vec::new(),
+        }
+    }
+}
+
+/// A running regtest chain: bitcoind, optionally electrs, and a faucet. Either it started
+/// them ([`Regtest::start`]; they stop when it is dropped), or it uses those of a network
+/// server ([`Regtest::attach`]).
 pub struct Regtest {
     // electrs must stop before bitcoind: fields drop in declaration order.
     electrs: Option<ElectrsD>,
-    bitcoind: BitcoinD,
+    node: Node,
     binaries: Binaries,
     faucet: Mutex<Faucet>,
     /// The block signer of a private signet; `None` on regtest.
     signet: Option<SignetSigner>,
 }
 
+type ElectrumConnection = electrsd::electrum_client::raw_client::RawClient<
+    electrsd::electrum_client::raw_client::ElectrumPlaintextStream,
+>;
+
+/// Runs a network server request from the harness's blocking API.
+fn block_on<T>(
+    request: impl std::future::Future<Output = Result<T, crate::chain::network::NetworkError>>,
+) -> Result<T, HarnessError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HarnessError::Network(e.to_string()))?;
+    runtime
+        .block_on(request)
+        .map_err(|e| HarnessError::Network(e.to_string()))
+}
+
+/// The bitcoind a [`Regtest`] talks to.
+enum Node {
+    /// Started by the harness, stopped when it is dropped.
+    Owned(BitcoinD),
+    /// A network server's (`asyncpay regtest|signet up`): blocks and faucet payments are asked
+    /// of the server, which holds the signet key and the faucet's coins.
+    Attached {
+        /// The network's data directory.
+        data_dir: PathBuf,
+        client: bitcoind::Client,
+        rpc_url: String,
+        cookie_file: PathBuf,
+        /// electrs's address and a connection to it, if the network runs electrs.
+        electrum: Option<(String, ElectrumConnection)>,
+    },
+}
+
 impl std::fmt::Debug for Regtest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Regtest")
-            .field("rpc", &self.bitcoind.rpc_url())
-            .field(
-                "electrs",
-                &self.electrs.as_ref().map(|e| e.electrum_url.clone()),
-            )
+            .field("rpc", &self.rpc_url())
+            .field("electrs", &self.electrum_url().ok())
+            .field("attached", &matches!(self.node, Node::Attached { .. }))
             .field("binaries", &self.binaries)
             .finish()
     }
@@ -308,28 +365,14 @@ impl Regtest {
                 reason: format!("{e:#}"),
             })?;
 
-        let secp = Secp256k1::new();
-        let secret = SecretKey::from_slice(
-            bitcoin::hashes::sha256::Hash::hash(b"asyncpay/regtest-faucet").as_byte_array(),
-        )
-        .expect("a sha256 output is a valid secret key with overwhelming probability");
-        let keypair = Keypair::from_secret_key(&secp, &secret);
-        let (xonly, _) = keypair.x_only_public_key();
-        let network = match options.signet {
+        let faucet = Faucet::new(match options.signet {
             Some(_) => Network::Signet,
             None => Network::Regtest,
-        };
-        let address = Address::p2tr(&secp, xonly, None, network);
-        let faucet = Faucet {
-            keypair,
-            script_pubkey: address.script_pubkey(),
-            address,
-            coins: Vec::new(),
-        };
+        });
 
         let mut chain = Self {
             electrs: None,
-            bitcoind,
+            node: Node::Owned(bitcoind),
             binaries,
             faucet: Mutex::new(faucet),
             signet: options.signet.clone(),
@@ -362,7 +405,10 @@ impl Regtest {
                 econf.network = "signet";
                 econf.args.extend(["--signet-magic", magic.as_str()]);
             }
-            let electrs = ElectrsD::with_conf(&exe, &chain.bitcoind, &econf).map_err(|e| {
+            let Node::Owned(bitcoind) = &chain.node else {
+                unreachable!("a chain being started owns its node")
+            };
+            let electrs = ElectrsD::with_conf(&exe, bitcoind, &econf).map_err(|e| {
                 HarnessError::Spawn {
                     what: "electrs",
                     path: exe.clone(),
@@ -373,6 +419,71 @@ impl Regtest {
             chain.wait_for_electrs_tip()?;
         }
         Ok(chain)
+    }
+
+    /// The chain of the network server running in `data_dir` (`asyncpay regtest|signet up`):
+    /// its bitcoind (RPC with its cookie) and electrs; blocks are mined and faucet payments
+    /// made by the server ([`crate::chain::network::mine`], [`crate::chain::network::faucet`]).
+    /// Nothing is stopped when it is dropped. Checks that the node enforces BIP118 and that
+    /// the network is `chain`. Call it outside any async runtime: the server's requests run
+    /// on a runtime of their own.
+    pub fn attach(
+        data_dir: &Path,
+        chain: crate::chain::network::Chain,
+    ) -> Result<Self, HarnessError> {
+        use crate::chain::network;
+        let info = network::read_info(data_dir)
+            .map_err(|e| HarnessError::Network(e.to_string()))?
+            .ok_or_else(|| {
+                HarnessError::Network(format!(
+                    "no network runs in {} (start one with `asyncpay {} up --data-dir {}`)",
+                    data_dir.display(),
+                    chain.as_str(),
+                    data_dir.display()
+                ))
+            })?;
+        if info.chain != chain {
+            return Err(HarnessError::Network(format!(
+                "the network in {} is {}, not {}",
+                data_dir.display(),
+                info.chain.as_str(),
+                chain.as_str()
+            )));
+        }
+        let client = bitcoind::Client::new_with_auth(
+            &info.rpc_url,
+            corepc_regtest_client::Auth::CookieFile(info.rpc_cookie_file.clone()),
+        )
+        .map_err(|e| rpc_error("connect", e))?;
+        let electrum = match &info.electrum_url {
+            Some(url) => {
+                let connection = ElectrumConnection::new(url.as_str(), Some(Duration::from_secs(10)), None)
+                    .map_err(|e| HarnessError::Network(format!("electrs at {url}: {e}")))?;
+                Some((url.clone(), connection))
+            }
+            None => None,
+        };
+        let binaries = Binaries::locate()?;
+        let faucet = Faucet::new(chain.bitcoin_network());
+        let attached = Self {
+            electrs: None,
+            node: Node::Attached {
+                data_dir: info.data_dir.clone(),
+                client,
+                rpc_url: info.rpc_url.clone(),
+                cookie_file: info.rpc_cookie_file.clone(),
+                electrum,
+            },
+            binaries,
+            faucet: Mutex::new(faucet),
+            signet: None,
+        };
+        if !attached.anyprevout_active()? {
+            return Err(HarnessError::AnyprevoutInactive {
+                path: PathBuf::from(&info.rpc_url),
+            });
+        }
+        Ok(attached)
     }
 
     /// The binaries this chain runs.
@@ -386,24 +497,39 @@ impl Regtest {
         method: &str,
         args: &[Value],
     ) -> Result<T, RpcError> {
-        self.bitcoind
-            .client
+        let client = match &self.node {
+            Node::Owned(bitcoind) => &bitcoind.client,
+            Node::Attached { client, .. } => client,
+        };
+        client
             .call::<T>(method, args)
             .map_err(|e| rpc_error(method, e))
     }
 
     /// The node's RPC URL (`http://127.0.0.1:port`).
     pub fn rpc_url(&self) -> String {
-        self.bitcoind.rpc_url()
+        match &self.node {
+            Node::Owned(bitcoind) => bitcoind.rpc_url(),
+            Node::Attached { rpc_url, .. } => rpc_url.clone(),
+        }
     }
 
     /// The node's RPC cookie file.
     pub fn rpc_cookie_file(&self) -> &Path {
-        &self.bitcoind.params.cookie_file
+        match &self.node {
+            Node::Owned(bitcoind) => &bitcoind.params.cookie_file,
+            Node::Attached { cookie_file, .. } => cookie_file,
+        }
     }
 
     /// The electrum server address (`127.0.0.1:port`), if electrs runs.
     pub fn electrum_url(&self) -> Result<String, HarnessError> {
+        if let Node::Attached { electrum, .. } = &self.node {
+            return electrum
+                .as_ref()
+                .map(|(url, _)| url.clone())
+                .ok_or(HarnessError::NoElectrs);
+        }
         let electrs = self.electrs.as_ref().ok_or(HarnessError::NoElectrs)?;
         Ok(electrs.electrum_url.replace("0.0.0.0", "127.0.0.1"))
     }
@@ -425,6 +551,12 @@ impl Regtest {
     /// Mines `n` blocks to the faucet (they contain what the mempool accepted) and returns
     /// their hashes. Coinbase outputs are remembered as faucet coins.
     pub fn mine(&self, n: u64) -> Result<Vec<BlockHash>, HarnessError> {
+        if let Node::Attached { data_dir, .. } = &self.node {
+            let height = block_on(crate::chain::network::mine(data_dir, n))?;
+            return (height + 1 - n.min(height + 1)..=height)
+                .map(|h| Ok(self.rpc("getblockhash", &[json!(h)])?))
+                .collect();
+        }
         let hashes: Vec<BlockHash> = match &self.signet {
             Some(signer) => {
                 let payout = self.faucet_script_pubkey();
@@ -524,6 +656,14 @@ impl Regtest {
         script_pubkey: &ScriptBuf,
         amount: Amount,
     ) -> Result<(OutPoint, TxOut), HarnessError> {
+        if let Node::Attached { data_dir, .. } = &self.node {
+            let paid = block_on(crate::chain::network::faucet(
+                data_dir,
+                script_pubkey,
+                amount.to_sat(),
+            ))?;
+            return Ok((paid.outpoint, paid.txout));
+        }
         let tip = self.height()?;
         let mut faucet = self.faucet.lock().expect("faucet lock");
         let needed = amount + FAUCET_FEE;
@@ -680,19 +820,28 @@ impl Regtest {
     /// Waits until electrs has indexed the node's tip.
     pub fn wait_for_electrs_tip(&self) -> Result<(), HarnessError> {
         use electrsd::electrum_client::ElectrumApi;
-        let electrs = self.electrs.as_ref().ok_or(HarnessError::NoElectrs)?;
+        // An attached network's electrs is woken by its server when it mines.
+        let (client, owned) = match (&self.node, &self.electrs) {
+            (Node::Attached { electrum, .. }, _) => {
+                let (_, client) = electrum.as_ref().ok_or(HarnessError::NoElectrs)?;
+                (client, None)
+            }
+            (Node::Owned(_), Some(electrs)) => (&electrs.client, Some(electrs)),
+            (Node::Owned(_), None) => return Err(HarnessError::NoElectrs),
+        };
         let target = self.height()?;
         let started = Instant::now();
         let limit = Duration::from_secs(60);
         loop {
-            let _ = electrs.trigger();
-            if let Ok(header) = electrs.client.block_headers_subscribe_raw() {
+            if let Some(electrs) = owned {
+                let _ = electrs.trigger();
+            }
+            if let Ok(header) = client.block_headers_subscribe_raw() {
                 if header.height as u64 >= target {
                     return Ok(());
                 }
             }
-            while electrs
-                .client
+            while client
                 .block_headers_pop_raw()
                 .ok()
                 .flatten()

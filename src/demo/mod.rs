@@ -36,11 +36,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bitcoin::address::NetworkUnchecked;
-use bitcoin::{Address, Amount, Network, Txid};
+use bitcoin::{Address, Amount, Txid};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::chain::network::Chain;
 use crate::chain::regtest::{Regtest, RegtestOptions};
+use crate::chain::signet::SignetSigner;
 use crate::crypto::keys::PublicKey;
 use crate::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
 use crate::node::runtime::{ChannelEvent, NodeEvent};
@@ -140,6 +142,11 @@ pub struct DemoOptions {
     /// S goes offline right after its offer and is away until the offer has expired:
     /// nothing moves on any channel.
     pub lsp_never_pays: bool,
+    /// The chain: regtest, or a private signet (blocks signed by its own key).
+    pub network: Chain,
+    /// Use the network running in this directory (`asyncpay regtest|signet up`) instead of
+    /// starting a throwaway one: its server mines the blocks and its faucet pays.
+    pub network_dir: Option<PathBuf>,
 }
 
 impl DemoOptions {
@@ -160,6 +167,8 @@ impl DemoOptions {
             adversary: None,
             cancel: false,
             payer_cheats_while_pending: false,
+            network: Chain::Regtest,
+            network_dir: None,
             lsp_never_pays: false,
         }
     }
@@ -372,6 +381,8 @@ struct Check {
 pub struct Transcript {
     version: u32,
     ok: bool,
+    /// The chain.
+    chain: ChainReport,
     amount_sat: u64,
     fee_sat: u64,
     payment_id: String,
@@ -415,6 +426,8 @@ struct Demo {
     root: tempfile::TempDir,
     exe: PathBuf,
     chain: Regtest,
+    /// Which chain that is, as its node says.
+    chain_report: ChainReport,
     electrum: String,
     mailbox_url: String,
     /// B's watchtower.
@@ -433,6 +446,17 @@ struct Demo {
     in_payment: bool,
     /// What `--adversary` did.
     adversary: Option<AdversaryReport>,
+}
+
+/// The chain the demo ran on, as its node reports it (`getblockchaininfo`).
+#[derive(Debug, Clone, Serialize)]
+struct ChainReport {
+    /// `regtest` or `signet`.
+    name: String,
+    /// The signet's challenge script (hex).
+    signet_challenge: Option<String>,
+    /// Whether it is a running network's (`--network-dir`) rather than the demo's own.
+    attached: bool,
 }
 
 /// A stale update A's backup put on chain.
@@ -487,21 +511,44 @@ pub fn run(args: DemoOptions) -> Result<Transcript, DemoError> {
     let keep = args.keep;
     let svg_path = args.svg.clone();
     let mut narrator = Narrator::new();
-    narrator.begin(
-        "chain",
-        "start regtest bitcoind (BIP118 enforced) and electrs",
-    );
-    let options = RegtestOptions {
-        electrs: true,
-        ..Default::default()
+    let name = args.network.as_str();
+    let chain = match &args.network_dir {
+        Some(dir) => {
+            narrator.begin(
+                "chain",
+                format!("use the {name} running in {}", dir.display()),
+            );
+            Regtest::attach(dir, args.network).map_err(DemoError::ChainStart)?
+        }
+        None => {
+            let what = match args.network {
+                Chain::Regtest => "regtest bitcoind (BIP118 enforced)",
+                Chain::Signet => "private signet bitcoind (BIP118 enforced, blocks signed here)",
+            };
+            narrator.begin("chain", format!("start {what} and electrs"));
+            let signet = (args.network == Chain::Signet)
+                .then(|| SignetSigner::from_seed(&rand::random::<[u8; 32]>()));
+            let options = RegtestOptions {
+                electrs: true,
+                signet,
+                ..Default::default()
+            };
+            Regtest::start(options).map_err(DemoError::ChainStart)?
+        }
     };
-    let chain = Regtest::start(options).map_err(DemoError::ChainStart)?;
+    let info: Value = chain.rpc("getblockchaininfo", &[])?;
     let electrum = chain.electrum_url()?;
     narrator.detail(format!(
-        "bitcoind {} at height {}, electrs {electrum}",
+        "bitcoind {} on chain {} at height {}, electrs {electrum}",
         chain.rpc_url(),
+        info["chain"].as_str().unwrap_or("?"),
         chain.height()?
     ));
+    let chain_report = ChainReport {
+        name: info["chain"].as_str().unwrap_or("?").to_owned(),
+        signet_challenge: info["signet_challenge"].as_str().map(str::to_owned),
+        attached: args.network_dir.is_some(),
+    };
     let root = tempfile::Builder::new()
         .prefix("asyncpay-demo-")
         .tempdir()?;
@@ -527,6 +574,7 @@ pub fn run(args: DemoOptions) -> Result<Transcript, DemoError> {
         }
     };
     let mut demo = Demo {
+        chain_report,
         exe: args.exe.clone(),
         args,
         root,

@@ -559,6 +559,7 @@ impl Demo {
         Ok(Transcript {
             version: TRANSCRIPT_VERSION,
             ok,
+            chain: self.chain_report.clone(),
             amount_sat: amount,
             fee_sat: fee,
             payment_id,

@@ -48,6 +48,7 @@ impl Demo {
         command
             .args(["node", "run", "--role", party.role(), "--data-dir"])
             .arg(&dir)
+            .args(["--network", self.args.network.as_str()])
             .args(["--electrum", &self.electrum, "--mailbox", &self.mailbox_url])
             .args(["--listen", "127.0.0.1:0"]);
         // A party restarted during the payment is armed from its first output on: it may
@@ -216,6 +217,7 @@ impl Demo {
             .args(["--rpc-url", &self.chain.rpc_url(), "--rpc-cookie"])
             .arg(self.chain.rpc_cookie_file())
             .args(["--electrum", &self.electrum, "--poll-ms", "300"])
+            .args(["--network", self.args.network.as_str()])
             .stdin(Stdio::null())
             .stdout(File::create(self.root.path().join("watchtower.out"))?)
             .stderr(File::create(&log)?)
@@ -514,8 +516,12 @@ impl Control {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // A fresh connection per request: a node's control server closes idle ones, and a
+        // pooled connection it closed while the demo waited (for signet blocks, say) would
+        // fail the next request.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(0)
             .build()?;
         Ok(Self { runtime, http })
     }

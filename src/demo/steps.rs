@@ -200,7 +200,7 @@ impl Demo {
         })?;
         let address = text
             .parse::<Address<NetworkUnchecked>>()?
-            .require_network(Network::Regtest)?;
+            .require_network(self.args.network.bitcoin_network())?;
         let (outpoint, _) = self.chain.fund(&address.script_pubkey(), amount)?;
         self.narrator.detail(format!(
             "faucet pays {} {} sat at {address}: {}",

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use asyncpay::chain::network::Chain;
 use asyncpay::demo::DemoOptions;
 use clap::Args;
 
@@ -13,6 +14,14 @@ pub struct DemoArgs {
     /// Print one machine-readable JSON transcript on stdout (the narration stays on stderr).
     #[arg(long)]
     json: bool,
+    /// The chain: `regtest`, or `signet` (a private signet whose blocks are signed by its own
+    /// key; slower: each block is ground at the signet's minimum difficulty).
+    #[arg(long, default_value = "regtest", value_parser = ["regtest", "signet"])]
+    network: String,
+    /// Run on the network started by `asyncpay regtest|signet up --data-dir DIR` instead of a
+    /// throwaway one: its server mines the blocks and its faucet funds the wallets.
+    #[arg(long, value_name = "DIR", env = "ASYNCPAY_NETWORK_DIR")]
+    network_dir: Option<PathBuf>,
     /// Keep the temporary directory (node data directories and logs) after the run.
     #[arg(long)]
     keep: bool,
@@ -122,6 +131,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         cancel: args.cancel,
         payer_cheats_while_pending: args.payer_cheats_while_pending,
         lsp_never_pays: args.lsp_never_pays,
+        network: match args.network.as_str() {
+            "signet" => Chain::Signet,
+            _ => Chain::Regtest,
+        },
+        network_dir: args.network_dir,
     };
     let transcript = asyncpay::demo::run(options)?;
     if args.json {

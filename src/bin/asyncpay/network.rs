@@ -1,4 +1,5 @@
-//! `asyncpay regtest|signet up|mine|down`: flags into `asyncpay::chain::network`, and printing.
+//! `asyncpay regtest|signet up|mine|faucet|down`: flags into `asyncpay::chain::network`, and
+//! printing.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,13 +8,24 @@ use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
 pub enum NetworkCmd {
-    /// Start the network in the background (bitcoind, electrs with --electrs) and return once
-    /// it is ready, printing its RPC URL, cookie file, Electrum URL and a bitcoin-cli line.
+    /// Start the network in the background (bitcoind, electrs unless --no-electrs) and return
+    /// once it is ready, printing its RPC URL, cookie file, Electrum URL and a bitcoin-cli line.
     Up(UpArgs),
     /// Mine N blocks on the running network and print the new height.
     Mine {
         /// How many blocks.
         blocks: u64,
+        /// The network's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Pay an address of the network from its faucet (through the mempool: mine a block to
+    /// confirm it) and print the new output (`txid:vout`).
+    Faucet {
+        /// Where to.
+        address: String,
+        /// How much, in satoshis (at most 10 BTC a request).
+        amount_sat: u64,
         /// The network's data directory.
         #[arg(long)]
         data_dir: PathBuf,
@@ -37,9 +49,9 @@ pub struct ServeArgs {
     /// Where the network keeps its files (network.json, network.log, chain/).
     #[arg(long)]
     data_dir: PathBuf,
-    /// Also run electrs.
+    /// Do not run electrs (a node's wallet needs it; `bitcoin-cli` alone does not).
     #[arg(long)]
-    electrs: bool,
+    no_electrs: bool,
     /// Signet only: the seed of the block key (the same seed gives the same challenge).
     #[arg(long)]
     seed: Option<String>,
@@ -74,6 +86,22 @@ pub fn run(chain: Chain, command: NetworkCmd) -> anyhow::Result<()> {
             println!("{height}");
             Ok(())
         }
+        NetworkCmd::Faucet {
+            address,
+            amount_sat,
+            data_dir,
+        } => {
+            let address = address
+                .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()?
+                .require_network(chain.bitcoin_network())?;
+            let paid = runtime()?.block_on(network::faucet(
+                &data_dir,
+                &address.script_pubkey(),
+                amount_sat,
+            ))?;
+            println!("{}", paid.outpoint);
+            Ok(())
+        }
         NetworkCmd::Down {
             data_dir,
             timeout_secs,
@@ -90,7 +118,7 @@ pub fn run(chain: Chain, command: NetworkCmd) -> anyhow::Result<()> {
             let options = ServeOptions {
                 chain,
                 data_dir: args.data_dir,
-                electrs: args.electrs,
+                electrs: !args.no_electrs,
                 seed: args.seed,
                 block_interval: args.block_interval.map(Duration::from_secs),
             };
@@ -102,7 +130,7 @@ pub fn run(chain: Chain, command: NetworkCmd) -> anyhow::Result<()> {
 fn up(chain: Chain, args: UpArgs) -> anyhow::Result<()> {
     let ServeArgs {
         data_dir,
-        electrs,
+        no_electrs,
         seed,
         block_interval,
     } = args.serve;
@@ -113,7 +141,7 @@ fn up(chain: Chain, args: UpArgs) -> anyhow::Result<()> {
     let options = ServeOptions {
         chain,
         data_dir: data_dir.clone(),
-        electrs,
+        electrs: !no_electrs,
         seed,
         block_interval: block_interval.map(Duration::from_secs),
     };

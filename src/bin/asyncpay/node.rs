@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Data directory (created if missing).
     #[arg(long)]
     data_dir: PathBuf,
+    /// The chain: a BIP118-enforcing regtest, or a signet (private, or Bitcoin Inquisition's
+    /// public one). Addresses and the wallet follow it.
+    #[arg(long, default_value = "regtest", value_parser = network_parser())]
+    network: bitcoin::Network,
     /// Electrum server of the chain (electrs), e.g. tcp://127.0.0.1:50001.
     #[arg(long)]
     electrum: String,
@@ -341,6 +345,14 @@ impl CtlRequest {
 }
 
 /// `--role`: one of the library's role names, listed in `--help`.
+/// The chains a node runs on: the ones that enforce BIP118.
+fn network_parser() -> impl clap::builder::TypedValueParser<Value = bitcoin::Network> {
+    clap::builder::PossibleValuesParser::new(["regtest", "signet"]).map(|name| match &*name {
+        "signet" => bitcoin::Network::Signet,
+        _ => bitcoin::Network::Regtest,
+    })
+}
+
 fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
     clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::name))
         .map(|name| name.parse::<Role>().expect("a name from Role::ALL"))
@@ -408,6 +420,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         },
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         watchtowers: args.watchtower,
+        network: args.network,
         ..NodeConfig::new(args.role, args.data_dir, args.electrum, args.mailbox)
     };
     asyncpay::node::runtime::run(config).await?;
