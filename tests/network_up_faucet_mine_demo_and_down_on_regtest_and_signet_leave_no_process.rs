@@ -1,13 +1,20 @@
 //! `asyncpay regtest up` and `asyncpay signet up` start a long-lived network in the
 //! background and return once it is ready; the bitcoin-cli line they print reaches the node
 //! (chain `regtest`, or `signet` with the printed challenge); a second `up` on the same
-//! directory is refused; `mine 3` moves the height by 3 (on signet, blocks signed by the
-//! network's key); `down` stops it, and afterwards neither the server nor any bitcoind or
-//! electrs of the directory runs, and `mine` says nothing runs.
+//! directory is refused; `faucet ADDRESS AMOUNT` pays an address through the mempool and a
+//! bad address or amount is refused; `mine 3` moves the height by 3 (on signet, blocks signed
+//! by the network's key) and confirms the faucet's payment; on the signet, the whole demo
+//! (`asyncpay demo --network signet --network-dir DIR --json`: nodes, mailbox and watchtower
+//! as processes, the payment, then the stale state overridden and settled on chain) runs on
+//! the network and reports chain `signet` with the network's challenge; `down` stops it, and
+//! afterwards neither the server nor any bitcoind or electrs of the directory runs, and
+//! `mine` says nothing runs.
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use bitcoin::secp256k1::{Secp256k1, SecretKey};
+use bitcoin::{Address, CompressedPublicKey, Network};
 use serde_json::Value;
 
 fn asyncpay(args: &[&str], dir: &Path) -> Output {
@@ -66,7 +73,45 @@ fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
         .collect()
 }
 
-fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str]) {
+/// An address of `chain` nobody else pays.
+fn address(chain: &str) -> Address {
+    let secp = Secp256k1::new();
+    let key = SecretKey::from_slice(&[0x42; 32]).expect("a valid key");
+    let public = CompressedPublicKey(key.public_key(&secp));
+    let network = if chain == "signet" {
+        Network::Signet
+    } else {
+        Network::Regtest
+    };
+    Address::p2wpkh(&public, network)
+}
+
+/// The demo, on the network running in `dir`.
+fn demo_on(chain: &str, dir: &Path, info: &Value) {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_asyncpay"))
+        .args(["demo", "--network", chain, "--json", "--network-dir"])
+        .arg(dir)
+        .output()
+        .expect("run the demo");
+    assert!(out.status.success(), "demo on {chain}: {}", text(&out));
+    let transcript: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(transcript["ok"], true, "{}", text(&out));
+    assert_eq!(transcript["chain"]["name"], chain);
+    assert_eq!(transcript["chain"]["attached"], true);
+    assert_eq!(
+        transcript["chain"]["signet_challenge"], info["signet_challenge"],
+        "the demo ran on the network's own signet"
+    );
+    assert!(
+        transcript["enforcement"]["settlement_txid"].is_string(),
+        "the stale state was overridden and the settlement confirmed: {:#}",
+        transcript["enforcement"]
+    );
+    eprintln!("demo on {chain} in {:?}", started.elapsed());
+}
+
+fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str], demo: bool) {
     let started = Instant::now();
     let mut args = vec![chain, "up", "--json"];
     args.extend_from_slice(extra);
@@ -127,6 +172,26 @@ fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str]) {
         text(&again)
     );
 
+    let to = address(chain).to_string();
+    let paid = asyncpay(&[chain, "faucet", &to, "25000"], dir);
+    assert!(paid.status.success(), "{chain} faucet: {}", text(&paid));
+    let outpoint = String::from_utf8_lossy(&paid.stdout).trim().to_string();
+    let (txid, vout) = outpoint.split_once(':').expect("faucet prints txid:vout");
+    let tx = bitcoin_cli(&info, &["getrawtransaction", txid, "1"]);
+    let output = &tx["vout"][vout.parse::<usize>().expect("a vout")];
+    assert_eq!(output["value"].as_f64(), Some(0.00025), "{output}");
+    assert_eq!(output["scriptPubKey"]["address"], to.as_str());
+    assert!(tx["confirmations"].is_null(), "in the mempool, not mined");
+    let other = address(if chain == "signet" { "regtest" } else { "signet" }).to_string();
+    for (bad, why) in [
+        (vec![chain, "faucet", other.as_str(), "25000"], "another network's address"),
+        (vec![chain, "faucet", to.as_str(), "0"], "nothing"),
+        (vec![chain, "faucet", to.as_str(), "2000000000"], "20 BTC"),
+    ] {
+        let refused = asyncpay(&bad, dir);
+        assert!(!refused.status.success(), "the faucet pays {why}: {}", text(&refused));
+    }
+
     let mined = asyncpay(&[chain, "mine", "3"], dir);
     assert!(mined.status.success(), "{chain} mine: {}", text(&mined));
     let printed: u64 = String::from_utf8_lossy(&mined.stdout)
@@ -135,6 +200,12 @@ fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str]) {
         .expect("mine prints the height");
     assert_eq!(printed, height + 3);
     assert_eq!(bitcoin_cli(&info, &["getblockcount"]), height + 3);
+    let tx = bitcoin_cli(&info, &["getrawtransaction", txid, "1"]);
+    assert_eq!(tx["confirmations"].as_u64(), Some(3), "the faucet's payment confirmed");
+
+    if demo {
+        demo_on(chain, dir, &info);
+    }
 
     let down = asyncpay(&[chain, "down"], dir);
     assert!(down.status.success(), "{chain} down: {}", text(&down));
@@ -159,12 +230,13 @@ fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str]) {
 }
 
 #[test]
-fn network_regtest_and_signet_up_mine_and_down_leave_no_process() {
+fn network_up_faucet_mine_demo_and_down_on_regtest_and_signet_leave_no_process() {
     let root = tempfile::tempdir().expect("tempdir");
-    up_mine_and_down("regtest", &root.path().join("regtest"), &[]);
+    up_mine_and_down("regtest", &root.path().join("regtest"), &["--no-electrs"], false);
     up_mine_and_down(
         "signet",
         &root.path().join("signet"),
-        &["--seed", "network test", "--no-electrs"],
+        &["--seed", "network test"],
+        true,
     );
 }
