@@ -166,7 +166,7 @@ pub(super) fn decode(message_type: u16, body: &[u8]) -> Result<Option<PaymentMes
     let Some(&(_, name)) = NAMES.iter().find(|(t, _)| *t == message_type) else {
         return Ok(None);
     };
-    let mut r = TlvReader::new(name, body);
+    let mut r = TlvReader::checked(name, body)?;
     let msg = match message_type {
         REQUEST => PaymentMessage::Request(PayRequest {
             payment_id: r.required(0, "payment_id")?,

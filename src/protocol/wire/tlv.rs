@@ -151,13 +151,16 @@ impl TlvWriter {
     }
 }
 
-/// Reads a TLV stream, checking BOLT 1's rules as it goes: types and lengths minimally
-/// encoded, types strictly increasing (so no type twice), no length beyond the input left,
-/// unknown even types refused and unknown odd types skipped.
+/// Reads a TLV stream, checking BOLT 1's rules: types and lengths minimally encoded, types
+/// strictly increasing (so no type twice), no length beyond the input left, unknown even
+/// types refused and unknown odd types skipped.
 ///
 /// A decoder asks for the records it knows in increasing type order ([`TlvReader::record`])
 /// and ends with [`TlvReader::finish`], which checks the records after the last one it
-/// asked for. Nothing is allocated; values borrow the input.
+/// asked for. The message decoders start from [`TlvReader::checked`], so that a stream
+/// that breaks the rules is refused as such before any of its fields is looked at (a record
+/// out of order is reported as out of order, not as the field it hides being missing).
+/// Nothing is allocated; values borrow the input.
 #[derive(Debug, Clone)]
 pub struct TlvReader<'a> {
     rest: &'a [u8],
@@ -175,6 +178,14 @@ impl<'a> TlvReader<'a> {
             last: None,
             peeked: None,
         }
+    }
+
+    /// A reader of `bytes` once a first pass found that the whole stream keeps the rules of
+    /// its form: BigSizes minimal, types strictly increasing, no length beyond the input.
+    pub fn checked(stream: &'static str, bytes: &'a [u8]) -> Result<Self, WireError> {
+        let mut pass = Self::new(stream, bytes);
+        while pass.next_record()?.is_some() {}
+        Ok(Self::new(stream, bytes))
     }
 
     /// The next record, whatever its type, or `None` at the end of the stream.
@@ -281,10 +292,7 @@ impl<'a> TlvReader<'a> {
         record_type: u64,
         field: &'static str,
     ) -> Result<TlvReader<'a>, WireError> {
-        Ok(TlvReader::new(
-            field,
-            self.required_bytes(record_type, field)?,
-        ))
+        TlvReader::checked(field, self.required_bytes(record_type, field)?)
     }
 
     /// An optional nested stream.
@@ -293,9 +301,9 @@ impl<'a> TlvReader<'a> {
         record_type: u64,
         field: &'static str,
     ) -> Result<Option<TlvReader<'a>>, WireError> {
-        Ok(self
-            .record(record_type)?
-            .map(|bytes| TlvReader::new(field, bytes)))
+        self.record(record_type)?
+            .map(|bytes| TlvReader::checked(field, bytes))
+            .transpose()
     }
 
     /// A required UTF-8 text of at most `max` bytes (the record holds the bytes only).
