@@ -191,7 +191,7 @@ pub enum ChannelError {
 }
 
 impl ChannelError {
-    /// A code for the peer's [`ErrorMessage`](super::messages::ErrorMessage): 1 malformed,
+    /// A code for the peer's [`ErrorMessage`](crate::protocol::messages::ErrorMessage): 1 malformed,
     /// 2 out of order, 3 invalid signature, 4 refused change, 5 other.
     pub fn code(&self) -> u16 {
         match self {

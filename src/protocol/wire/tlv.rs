@@ -1,28 +1,5 @@
 //! BigSize integers and TLV streams, with BOLT 1's rules, and the fixed-size values records
 //! carry.
-//!
-//! ```
-//! use asyncpay::protocol::wire::{TlvReader, TlvWriter, WireError};
-//!
-//! let mut w = TlvWriter::new();
-//! w.record(0, b"required").record(3, b"optional").record(300, &[7; 2]);
-//! let bytes = w.into_bytes();
-//! assert_eq!(&bytes[..2], &[0x00, 0x08]); // type 0, length 8
-//!
-//! // A reader that knows records 0 and 300 skips the odd record 3 it does not know.
-//! let mut r = TlvReader::new("example", &bytes);
-//! assert_eq!(r.record(0)?, Some(&b"required"[..]));
-//! assert_eq!(r.record(300)?, Some(&[7u8, 7][..]));
-//! r.finish()?;
-//!
-//! // A reader that knows only record 300 refuses the even record 0 it does not know.
-//! let mut r = TlvReader::new("example", &bytes);
-//! assert_eq!(
-//!     r.record(300),
-//!     Err(WireError::UnknownEvenRecord { stream: "example", record_type: 0 })
-//! );
-//! # Ok::<(), WireError>(())
-//! ```
 
 use bitcoin::hashes::Hash as _;
 use bitcoin::{OutPoint, Txid};
@@ -161,6 +138,29 @@ impl TlvWriter {
 /// that breaks the rules is refused as such before any of its fields is looked at (a record
 /// out of order is reported as out of order, not as the field it hides being missing).
 /// Nothing is allocated; values borrow the input.
+///
+/// ```
+/// use asyncpay::protocol::wire::{TlvReader, TlvWriter, WireError};
+///
+/// let mut w = TlvWriter::new();
+/// w.record(0, b"required").record(3, b"optional").record(300, &[7; 2]);
+/// let bytes = w.into_bytes();
+/// assert_eq!(&bytes[..2], &[0x00, 0x08]); // type 0, length 8
+///
+/// // A reader that knows records 0 and 300 skips the odd record 3 it does not know.
+/// let mut r = TlvReader::new("example", &bytes);
+/// assert_eq!(r.record(0)?, Some(&b"required"[..]));
+/// assert_eq!(r.record(300)?, Some(&[7u8, 7][..]));
+/// r.finish()?;
+///
+/// // A reader that knows only record 300 refuses the even record 0 it does not know.
+/// let mut r = TlvReader::new("example", &bytes);
+/// assert_eq!(
+///     r.record(300),
+///     Err(WireError::UnknownEvenRecord { stream: "example", record_type: 0 })
+/// );
+/// # Ok::<(), WireError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct TlvReader<'a> {
     rest: &'a [u8],
