@@ -70,7 +70,7 @@ pub use router::{
     Incoming, Router, RouterAction, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
 };
 
-/// The payment message encoding version.
+/// The version of the sale letter's encoding (the mailbox letter A leaves for B).
 pub const PAYMENT_VERSION: u8 = 1;
 
 /// No mailbox letter (a sale letter or a letter of the reverse variant) is longer than this.
