@@ -10,8 +10,9 @@
 //! In process: transactions are handed to the node cores as chain events in the order a
 //! chain would confirm them.
 
-use asyncpay::node::core::{NodeCommand, NodeInput, TAG_CHANNEL};
+use asyncpay::node::core::{NodeCommand, NodeInput};
 use asyncpay::protocol::messages::{Change, Message};
+use asyncpay::protocol::wire::{Decoded, PeerMessage};
 use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::Transaction;
@@ -19,13 +20,11 @@ use bitcoin::Transaction;
 const AMOUNT: u64 = 50_000;
 
 fn is_fulfilment(frame: &[u8]) -> bool {
-    match frame.split_first() {
-        Some((&TAG_CHANNEL, body)) => matches!(
-            Message::decode(body),
-            Ok(Message::Propose(p)) if matches!(p.change, Change::FulfilPtlc { .. })
-        ),
-        _ => false,
-    }
+    matches!(
+        PeerMessage::decode(frame),
+        Ok(Decoded::Message(PeerMessage::Channel(Message::Propose(p))))
+            if matches!(p.change, Change::FulfilPtlc { .. })
+    )
 }
 
 /// The newest broadcast that spends `txid`'s outputs and satisfies `pick`.

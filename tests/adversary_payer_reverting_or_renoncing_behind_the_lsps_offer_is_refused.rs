@@ -13,10 +13,11 @@
 
 use asyncpay::crypto::keys::SecretKey;
 use asyncpay::crypto::nonce::PublicNonce;
-use asyncpay::node::core::{NodeInput, NodeOutput, TAG_CHANNEL};
+use asyncpay::node::core::{NodeInput, NodeOutput};
 use asyncpay::protocol::channel::{Phase, Snapshot};
 use asyncpay::protocol::messages::{Change, ChannelId, Message, ProposeUpdate};
 use asyncpay::protocol::payment::PaymentId;
+use asyncpay::protocol::wire::PeerMessage;
 use asyncpay::testing::*;
 
 const AMOUNT: u64 = 50_000;
@@ -51,8 +52,7 @@ fn adversary_nonce(b: u8) -> PublicNonce {
 
 /// Feeds S a channel message from A; returns S's outputs (empty if refused).
 fn from_a(sim: &mut Network, msg: Message) -> Vec<NodeOutput> {
-    let mut frame = vec![TAG_CHANNEL];
-    frame.extend(msg.encode());
+    let frame = PeerMessage::Channel(msg).encode();
     let from = sim.key(A);
     let core = sim.nodes[S].core.as_mut().unwrap();
     core.handle(NodeInput::Frame { from, frame })

@@ -17,6 +17,7 @@ use asyncpay::protocol::channel::{
     ChainEvent, ChannelError, Command, Event, Input, Phase, StateBody,
 };
 use asyncpay::protocol::messages::{Change, ChannelId, Message, ProposeUpdate};
+use asyncpay::protocol::wire::{Decoded, PeerMessage};
 use asyncpay::tx::{
     ChannelKeys, Funding, Party, Settlement, SettlementTerms, SpentChannel, Update,
     STATE_LOCKTIME_BASE,
@@ -356,7 +357,10 @@ fn revert_changes_survive_the_wire_encoding() {
         change: Change::Revert { abandoned: 8 },
         nonce: secrets(Party::A).key.sign(&[1; 32], &[0; 32]).nonce(),
     });
-    let bytes = msg.encode();
-    assert_eq!(Message::decode(&bytes), Ok(msg));
-    assert!(Message::decode(&bytes[..bytes.len() - 1]).is_err());
+    let bytes = PeerMessage::Channel(msg.clone()).encode();
+    assert_eq!(
+        PeerMessage::decode(&bytes),
+        Ok(Decoded::Message(PeerMessage::Channel(msg)))
+    );
+    assert!(PeerMessage::decode(&bytes[..bytes.len() - 1]).is_err());
 }

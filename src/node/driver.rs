@@ -93,7 +93,7 @@ pub trait Io {
     async fn publish_funding(&mut self, channel_id: ChannelId) -> Result<(), Self::Error>;
 
     /// Reports an event for the user: [`NodeOutput::ChannelEvent`],
-    /// [`NodeOutput::PaymentEvent`] or [`NodeOutput::Refused`].
+    /// [`NodeOutput::PaymentEvent`], [`NodeOutput::Refused`] or [`NodeOutput::Ignored`].
     fn report(&mut self, event: NodeOutput);
 }
 
@@ -212,7 +212,8 @@ pub async fn carry_out<I: Io>(
             }
             event @ (NodeOutput::ChannelEvent { .. }
             | NodeOutput::PaymentEvent(_)
-            | NodeOutput::Refused { .. }) => io.report(event),
+            | NodeOutput::Refused { .. }
+            | NodeOutput::Ignored { .. }) => io.report(event),
         }
     }
     Ok(())

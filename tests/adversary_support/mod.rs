@@ -54,7 +54,7 @@ use asyncpay::crypto::nonce::{NonceSeed, PublicNonce};
 use asyncpay::crypto::tagged_hash;
 use asyncpay::node::core::{
     node_key, ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, Records, Role,
-    DEFAULT_ROUTER_POLICY, TAG_CHANNEL, TAG_PAYMENT,
+    DEFAULT_ROUTER_POLICY,
 };
 use asyncpay::node::driver::ready;
 use asyncpay::node::driver::{Driver, Io};
@@ -68,6 +68,7 @@ use asyncpay::protocol::payment::{
     CancelOutcome, Forward, InvoiceTerms, LspStatus, PayRequest, PaymentId, PaymentMessage,
     Receipt, SaleLetter,
 };
+use asyncpay::protocol::wire::{Decoded, PeerMessage};
 use asyncpay::tx::Party;
 use bitcoin::{OutPoint, Transaction};
 
@@ -222,33 +223,34 @@ impl Frame {
 
 /// A short description of a frame, for transcripts (never the bytes of a signature).
 pub fn describe_frame(bytes: &[u8]) -> String {
-    match bytes.split_first() {
-        Some((&TAG_CHANNEL, body)) => match Message::decode(body) {
-            Ok(Message::Propose(m)) => format!("propose {} {}", m.state, m.change.kind()),
-            Ok(Message::CounterSign(m)) => format!("countersign {}", m.state),
-            Ok(Message::Complete(m)) => format!("complete {}", m.state),
-            Ok(Message::Reestablish(m)) => format!("reestablish next {}", m.next_state),
-            Ok(m) => m.name().to_owned(),
-            Err(e) => format!("bad channel message ({e})"),
+    match PeerMessage::decode(bytes) {
+        Ok(Decoded::Message(PeerMessage::Channel(m))) => match m {
+            Message::Propose(m) => format!("propose {} {}", m.state, m.change.kind()),
+            Message::CounterSign(m) => format!("countersign {}", m.state),
+            Message::Complete(m) => format!("complete {}", m.state),
+            Message::Reestablish(m) => format!("reestablish next {}", m.next_state),
+            m => m.name().to_owned(),
         },
-        Some((&TAG_PAYMENT, body)) => match PaymentMessage::decode(body) {
-            Ok(m) => m.name().to_owned(),
-            Err(e) => format!("bad payment message ({e})"),
-        },
-        _ => "bad frame".to_owned(),
+        Ok(Decoded::Message(PeerMessage::Payment(m))) => m.name().to_owned(),
+        Ok(Decoded::Ignored { message_type }) => format!("ignored type {message_type}"),
+        Err(e) => format!("bad frame ({e})"),
+    }
+}
+
+/// The channel message a frame holds, if it holds one.
+fn channel_message(frame: &[u8]) -> Option<Message> {
+    match PeerMessage::decode(frame) {
+        Ok(Decoded::Message(PeerMessage::Channel(m))) => Some(m),
+        _ => None,
     }
 }
 
 fn channel_frame(msg: &Message) -> Vec<u8> {
-    let mut frame = vec![TAG_CHANNEL];
-    frame.extend(msg.encode());
-    frame
+    PeerMessage::Channel(msg.clone()).encode()
 }
 
 fn payment_frame(msg: &PaymentMessage) -> Vec<u8> {
-    let mut frame = vec![TAG_PAYMENT];
-    frame.extend(msg.encode());
-    frame
+    PeerMessage::Payment(msg.clone()).encode()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -1003,16 +1005,12 @@ impl World {
                         w.publish(channel, body);
                     }
                 }
-                match frame.split_first() {
-                    Some((&TAG_CHANNEL, body)) => {
-                        if let Ok(msg) = Message::decode(body) {
-                            w.note_channel_message(&msg)?;
-                        }
+                match PeerMessage::decode(frame) {
+                    Ok(Decoded::Message(PeerMessage::Channel(msg))) => {
+                        w.note_channel_message(&msg)?;
                     }
-                    Some((&TAG_PAYMENT, body)) => {
-                        if let Ok(msg) = PaymentMessage::decode(body) {
-                            w.note_payment_message(&me, &msg)?;
-                        }
+                    Ok(Decoded::Message(PeerMessage::Payment(msg))) => {
+                        w.note_payment_message(&me, &msg)?;
                     }
                     _ => {}
                 }
@@ -1418,11 +1416,8 @@ impl World {
                     if f.from != link.adversary || f.to != link.honest {
                         return None;
                     }
-                    match f.bytes.split_first() {
-                        Some((&TAG_CHANNEL, body)) => match Message::decode(body) {
-                            Ok(Message::Propose(m)) if m.channel_id == link.channel => Some(m),
-                            _ => None,
-                        },
+                    match channel_message(&f.bytes) {
+                        Some(Message::Propose(m)) if m.channel_id == link.channel => Some(m),
                         _ => None,
                     }
                 });
@@ -2262,14 +2257,11 @@ fn update_state(tx: &Transaction) -> u64 {
 /// The node's own withheld scalar, if `frame` fulfils with it a PTLC that its peer offered it
 /// for that scalar's point in a complete state (the reverse variant's sale).
 fn sold_scalar(w: &Watcher, frame: &[u8]) -> Option<[u8; 32]> {
-    let (&TAG_CHANNEL, body) = frame.split_first()? else {
-        return None;
-    };
-    let Ok(Message::Propose(ProposeUpdate {
+    let Some(Message::Propose(ProposeUpdate {
         channel_id,
         change: Change::FulfilPtlc { id, secret },
         ..
-    })) = Message::decode(body)
+    })) = channel_message(frame)
     else {
         return None;
     };
@@ -2291,15 +2283,13 @@ fn sold_scalar(w: &Watcher, frame: &[u8]) -> Option<[u8; 32]> {
 /// Points whose discrete log a frame delivered to an honest node reveals to it (a PTLC
 /// fulfilment).
 fn learn_points(w: &mut Watcher, bytes: &[u8]) {
-    if let Some((&TAG_CHANNEL, body)) = bytes.split_first() {
-        if let Ok(Message::Propose(ProposeUpdate {
-            change: Change::FulfilPtlc { secret, .. },
-            ..
-        })) = Message::decode(body)
-        {
-            if let Ok(s) = AdaptorSecret::from_bytes(secret.0) {
-                w.known_points.insert(s.adaptor_point());
-            }
+    if let Some(Message::Propose(ProposeUpdate {
+        change: Change::FulfilPtlc { secret, .. },
+        ..
+    })) = channel_message(bytes)
+    {
+        if let Ok(s) = AdaptorSecret::from_bytes(secret.0) {
+            w.known_points.insert(s.adaptor_point());
         }
     }
 }

@@ -23,6 +23,7 @@ use asyncpay::protocol::channel::{
     Action, ChainEvent, Channel, ChannelSecrets, Command, Event, Input, OpenTerms, Phase, Snapshot,
 };
 use asyncpay::protocol::messages::{ChannelId, Message};
+use asyncpay::protocol::wire::{Decoded, PeerMessage};
 use asyncpay::tx::Party;
 use bitcoin::hashes::{sha256, Hash as _};
 use bitcoin::{Amount, FeeRate, Network, OutPoint, ScriptBuf, Transaction, Txid};
@@ -283,7 +284,9 @@ impl Pair {
         pair.run(Party::A, actions)?;
         // S learns of the channel from A's open message.
         let bytes = pair.to_s.pop_front().context("A sent its open")?;
-        let Message::Open(open) = Message::decode(&bytes)? else {
+        let Decoded::Message(PeerMessage::Channel(Message::Open(open))) =
+            PeerMessage::decode(&bytes)?
+        else {
             bail!("A's first message is its open");
         };
         let (channel, actions) =
@@ -388,7 +391,7 @@ impl Pair {
                             msg.name()
                         );
                     }
-                    let bytes = msg.encode();
+                    let bytes = PeerMessage::Channel(msg).encode();
                     match side {
                         Party::A => self.to_s.push_back(bytes),
                         Party::S => self.to_a.push_back(bytes),

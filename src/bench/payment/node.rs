@@ -67,7 +67,8 @@ pub(super) enum Kind {
     /// handling sent it.
     Sent {
         to: PublicKey,
-        layer: u8,
+        /// The message's type ([`crate::protocol::wire::peek_type`]).
+        message_type: Option<u16>,
         name: &'static str,
         bytes: usize,
         seq: Option<u64>,
@@ -416,7 +417,7 @@ impl Io for BenchIo {
     }
 
     fn send(&mut self, to: PublicKey, frame: Vec<u8>, what: &'static str) -> bool {
-        let (layer, bytes) = (frame.first().copied().unwrap_or(0), frame.len());
+        let (message_type, bytes) = (crate::protocol::wire::peek_type(&frame), frame.len());
         let seq = match self.writers.get_mut(&to) {
             Some(link) if link.writer.send(frame).is_ok() => {
                 link.sent += 1;
@@ -426,7 +427,7 @@ impl Io for BenchIo {
         };
         self.note(Kind::Sent {
             to,
-            layer,
+            message_type,
             name: what,
             bytes,
             seq,

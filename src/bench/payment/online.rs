@@ -27,13 +27,12 @@ use crate::mailbox::keys::{Contact, NodeKey};
 use crate::mailbox::server::ServerConfig;
 use crate::mailbox::unix_now;
 use crate::net::{connect, Allow, Listener};
-use crate::node::core::{
-    node_key, NodeCommand, NodeCore, NodeInput, Role, TAG_CHANNEL, TAG_PAYMENT,
-};
+use crate::node::core::{node_key, NodeCommand, NodeCore, NodeInput, Role};
 use crate::node::store::Store;
 use crate::protocol::channel::Phase;
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::PaymentId;
+use crate::protocol::wire::Layer;
 
 /// Steps of one payment, in milliseconds.
 #[derive(Debug, Default, Clone)]
@@ -121,7 +120,7 @@ impl PhaseCount {
         for n in sent {
             let Kind::Sent {
                 to,
-                layer,
+                message_type,
                 name,
                 bytes,
                 seq: Some(seq),
@@ -139,10 +138,10 @@ impl PhaseCount {
                 .unwrap_or(0);
             depth.insert((from, *to, *seq), d);
             c.hops = c.hops.max(d);
-            match *layer {
-                TAG_CHANNEL => c.channel += 1,
-                TAG_PAYMENT => c.payment += 1,
-                _ => {}
+            match message_type.and_then(Layer::of) {
+                Some(Layer::Channel) => c.channel += 1,
+                Some(Layer::Payment) => c.payment += 1,
+                None => {}
             }
             c.bytes += bytes;
             c.names.push(format!(

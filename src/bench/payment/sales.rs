@@ -30,7 +30,6 @@ use super::{
 use crate::crypto::keys::PublicKey;
 use crate::node::core::{
     ChangeSet, Handled, NodeCommand, NodeCore, NodeInput, NodeOutput, PaymentRecord, Records,
-    TAG_CHANNEL, TAG_PAYMENT,
 };
 use crate::node::driver::{self, ready, Io};
 use crate::node::store::{Store, StoreError};
@@ -38,6 +37,7 @@ use crate::protocol::channel::Phase;
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::PaymentId;
 use crate::protocol::payment::{LspStatus, PayeeStatus};
+use crate::protocol::wire::{peek_type, types, Layer};
 
 /// Options of the sales part.
 pub struct SalesOptions {
@@ -241,14 +241,14 @@ struct Stats {
     by_kind: BTreeMap<&'static str, (u64, Duration)>,
 }
 
-/// What kind of frame an input is: the payment layer's (the invoice, from a payee) or a
-/// channel message by type (`version ‖ type ‖ body` after the layer tag).
+/// What kind of frame an input is, by its message type: the payment layer's (the invoice,
+/// from a payee) or a channel message.
 fn frame_kind(frame: &[u8]) -> &'static str {
-    match (frame.first().copied(), frame.get(2).copied()) {
-        (Some(TAG_PAYMENT), _) => "invoice",
-        (Some(TAG_CHANNEL), Some(3)) => "propose",
-        (Some(TAG_CHANNEL), Some(4)) => "countersign",
-        (Some(TAG_CHANNEL), Some(5)) => "complete",
+    match peek_type(frame) {
+        Some(t) if Layer::of(t) == Some(Layer::Payment) => "invoice",
+        Some(types::PROPOSE) => "propose",
+        Some(types::COUNTERSIGN) => "countersign",
+        Some(types::COMPLETE) => "complete",
         _ => "other",
     }
 }

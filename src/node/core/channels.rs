@@ -37,12 +37,11 @@ impl NodeCore {
             match action {
                 channel::Action::Persist(snapshot) => out.persist_channel(peer, snapshot),
                 channel::Action::Send(msg) => {
-                    let mut frame = vec![TAG_CHANNEL];
-                    frame.extend(msg.encode());
+                    let what = msg.name();
                     out.push(NodeOutput::Send {
                         to: peer,
-                        frame,
-                        what: msg.name(),
+                        frame: PeerMessage::Channel(msg).encode(),
+                        what,
                     });
                 }
                 channel::Action::Broadcast(tx) => out.push(NodeOutput::Broadcast(tx)),

@@ -98,117 +98,136 @@ impl NodeCore {
         frame: Vec<u8>,
         out: &mut Handled,
     ) -> Result<(), NodeError> {
-        let (&tag, body) = frame.split_first().ok_or(NodeError::EmptyFrame)?;
-        match tag {
-            TAG_CHANNEL => {
-                let msg = Message::decode(body).map_err(ChannelError::from)?;
-                let id = msg.channel_id();
-                match self.channels.get(&id) {
-                    Some(entry) if entry.peer != from => Err(NodeError::NotYourChannel {
-                        channel: id,
-                        peer: Box::new(from),
-                    }),
-                    Some(_) => self.channel_input(id, Input::Message(msg), out),
-                    None => {
-                        let Message::Open(open) = &msg else {
-                            return Err(NodeError::UnknownChannel(id));
-                        };
-                        let (mut channel, actions) = Channel::accept(
-                            self.channel_secrets(&id),
-                            open,
-                            self.payout_key(&id),
-                            self.height,
-                        )?;
-                        channel.handle(Input::Randomness(self.entropy))?;
-                        self.channels.insert(
-                            id,
-                            ChannelEntry {
-                                peer: from,
-                                channel,
-                            },
-                        );
-                        self.route_channel(id, actions, out)
-                    }
-                }
+        match PeerMessage::decode(&frame)? {
+            Decoded::Message(PeerMessage::Channel(msg)) => self.on_channel_message(from, msg, out),
+            Decoded::Message(PeerMessage::Payment(message)) => {
+                self.on_payment_message(from, message, out)
             }
-            TAG_PAYMENT => {
-                let message = PaymentMessage::decode(body)?;
-                match message {
-                    PaymentMessage::ReceiveRequest {
+            Decoded::Ignored { message_type } => {
+                out.push(NodeOutput::Ignored {
+                    peer: from,
+                    message_type,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn on_channel_message(
+        &mut self,
+        from: PublicKey,
+        msg: Message,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let id = msg.channel_id();
+        match self.channels.get(&id) {
+            Some(entry) if entry.peer != from => Err(NodeError::NotYourChannel {
+                channel: id,
+                peer: Box::new(from),
+            }),
+            Some(_) => self.channel_input(id, Input::Message(msg), out),
+            None => {
+                let Message::Open(open) = &msg else {
+                    return Err(NodeError::UnknownChannel(id));
+                };
+                let (mut channel, actions) = Channel::accept(
+                    self.channel_secrets(&id),
+                    open,
+                    self.payout_key(&id),
+                    self.height,
+                )?;
+                channel.handle(Input::Randomness(self.entropy))?;
+                self.channels.insert(
+                    id,
+                    ChannelEntry {
+                        peer: from,
+                        channel,
+                    },
+                );
+                self.route_channel(id, actions, out)
+            }
+        }
+    }
+
+    fn on_payment_message(
+        &mut self,
+        from: PublicKey,
+        message: PaymentMessage,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        match message {
+            PaymentMessage::ReceiveRequest {
+                payment_id,
+                amount_sat,
+                payer,
+            } => {
+                let channel = self
+                    .channels
+                    .iter()
+                    .find(|(_, e)| e.peer == from && e.channel.snapshot().params.is_some())
+                    .map(|(id, _)| *id);
+                let withheld = channel.and_then(|id| {
+                    let e = &self.channels[&id];
+                    let snap = e.channel.snapshot();
+                    let pending = snap.pending.as_ref()?;
+                    let ours = pending.proposer == snap.side
+                        && matches!(pending.change, Change::Transfer { amount_sat: a } if a == amount_sat);
+                    ours.then_some((pending.body.number, e.channel.pending_price_point()?))
+                });
+                let height = self.height;
+                return self.reverse_input(
+                    ReverseInput::Request {
+                        from,
                         payment_id,
                         amount_sat,
                         payer,
-                    } => {
-                        let channel = self
-                            .channels
-                            .iter()
-                            .find(|(_, e)| e.peer == from && e.channel.snapshot().params.is_some())
-                            .map(|(id, _)| *id);
-                        let withheld = channel.and_then(|id| {
-                            let e = &self.channels[&id];
-                            let snap = e.channel.snapshot();
-                            let pending = snap.pending.as_ref()?;
-                            let ours = pending.proposer == snap.side
-                                && matches!(pending.change, Change::Transfer { amount_sat: a } if a == amount_sat);
-                            ours.then_some((pending.body.number, e.channel.pending_price_point()?))
-                        });
-                        let height = self.height;
-                        return self.reverse_input(
-                            ReverseInput::Request {
-                                from,
-                                payment_id,
-                                amount_sat,
-                                payer,
-                                channel,
-                                withheld,
-                                height,
-                            },
-                            out,
-                        );
-                    }
-                    PaymentMessage::ReceiveOffer(offer) => {
-                        let pending = self.update_proof(&from, &offer.channel_id);
-                        return self.reverse_input(
-                            ReverseInput::Offer {
-                                from,
-                                offer,
-                                pending,
-                            },
-                            out,
-                        );
-                    }
-                    _ => {}
-                }
-                let input = match &self.role {
-                    RoleMachine::Lsp(_) => {
-                        let pending = self.pending_transfer(&from);
-                        // An invoice is paid over our channel with its sender or, failing
-                        // that, with the router its route hint names.
-                        let hint = match &message {
-                            PaymentMessage::Invoice(invoice) => invoice.route_hint,
-                            _ => None,
-                        };
-                        let sender_channel = self
-                            .funded_channel_with(&from)
-                            .or_else(|| hint.and_then(|h| self.funded_channel_with(&h.router)));
-                        RoleIn::Lsp(LspInput::Message {
-                            from,
-                            message,
-                            pending,
-                            sender_channel,
-                        })
-                    }
-                    RoleMachine::Payer(_) => RoleIn::Payer(PayerInput::Message { from, message }),
-                    RoleMachine::Payee(_) => RoleIn::Payee(PayeeInput::Message { from, message }),
-                    RoleMachine::Router(_) => RoleIn::Router(RouterInput::Message {
-                        from,
-                        message,
-                        routes: self.routes(),
-                    }),
-                };
-                self.role_input(input, out)
+                        channel,
+                        withheld,
+                        height,
+                    },
+                    out,
+                );
             }
-            other => Err(NodeError::UnknownTag(other)),
+            PaymentMessage::ReceiveOffer(offer) => {
+                let pending = self.update_proof(&from, &offer.channel_id);
+                return self.reverse_input(
+                    ReverseInput::Offer {
+                        from,
+                        offer,
+                        pending,
+                    },
+                    out,
+                );
+            }
+            _ => {}
         }
+        let input = match &self.role {
+            RoleMachine::Lsp(_) => {
+                let pending = self.pending_transfer(&from);
+                // An invoice is paid over our channel with its sender or, failing
+                // that, with the router its route hint names.
+                let hint = match &message {
+                    PaymentMessage::Invoice(invoice) => invoice.route_hint,
+                    _ => None,
+                };
+                let sender_channel = self
+                    .funded_channel_with(&from)
+                    .or_else(|| hint.and_then(|h| self.funded_channel_with(&h.router)));
+                RoleIn::Lsp(LspInput::Message {
+                    from,
+                    message,
+                    pending,
+                    sender_channel,
+                })
+            }
+            RoleMachine::Payer(_) => RoleIn::Payer(PayerInput::Message { from, message }),
+            RoleMachine::Payee(_) => RoleIn::Payee(PayeeInput::Message { from, message }),
+            RoleMachine::Router(_) => RoleIn::Router(RouterInput::Message {
+                from,
+                message,
+                routes: self.routes(),
+            }),
+        };
+        self.role_input(input, out)
     }
 }

@@ -70,12 +70,9 @@ pub enum NodeError {
     /// The payment role refused the input.
     #[error("payment: {0}")]
     Payment(#[from] PaymentError),
-    /// A frame with no known tag.
-    #[error("unknown frame tag {0}")]
-    UnknownTag(u8),
-    /// An empty frame.
-    #[error("empty frame")]
-    EmptyFrame,
+    /// A frame that is not a peer message.
+    #[error("wire: {0}")]
+    Wire(#[from] WireError),
     /// No such channel.
     #[error("unknown channel {0:?}")]
     UnknownChannel(ChannelId),
@@ -279,6 +276,14 @@ pub enum NodeOutput {
         peer: PublicKey,
         /// Why.
         error: String,
+    },
+    /// A peer sent a message of an unknown odd type, which a later version may send to
+    /// peers that understand it: ignored (logged; state unchanged).
+    Ignored {
+        /// The peer.
+        peer: PublicKey,
+        /// The message's type.
+        message_type: u16,
     },
 }
 

@@ -7,8 +7,10 @@
 //! actions become channel commands. What one input changed comes back as one [`ChangeSet`],
 //! which the driver makes durable before it carries out any of the input's actions.
 //!
-//! Peer frames carry one message each, tagged by layer: `0x01 ‖ channel message` or
-//! `0x02 ‖ payment message`.
+//! A peer frame holds one [`PeerMessage`] in the wire encoding of [`crate::protocol::wire`]:
+//! its type says whether it is a channel or a payment message. A message of an unknown odd
+//! type (a later version's optional message) is ignored and reported as
+//! [`NodeOutput::Ignored`].
 
 use std::collections::BTreeMap;
 
@@ -32,12 +34,8 @@ use crate::protocol::payment::{
     ReverseStatus, RouteHint, Router, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
     SaleLetter, UpdateProof,
 };
+use crate::protocol::wire::{Decoded, PeerMessage, WireError};
 use crate::tx::Party;
-
-/// Frame tag of a channel message.
-pub const TAG_CHANNEL: u8 = 1;
-/// Frame tag of a payment message.
-pub const TAG_PAYMENT: u8 = 2;
 
 mod channels;
 mod inputs;

@@ -115,12 +115,11 @@ impl NodeCore {
                     out.changes.reverse.insert(payment_id, record);
                 }
                 ReverseAction::Payment(PaymentAction::Send { to, message }) => {
-                    let mut frame = vec![TAG_PAYMENT];
-                    frame.extend(message.encode());
+                    let what = message.name();
                     out.push(NodeOutput::Send {
                         to,
-                        frame,
-                        what: message.name(),
+                        frame: PeerMessage::Payment(message).encode(),
+                        what,
                     });
                 }
                 ReverseAction::Payment(PaymentAction::Channel {

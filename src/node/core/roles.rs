@@ -38,12 +38,11 @@ impl NodeCore {
                     out.changes.payments.insert(payment_id, record);
                 }
                 PaymentAction::Send { to, message } => {
-                    let mut frame = vec![TAG_PAYMENT];
-                    frame.extend(message.encode());
+                    let what = message.name();
                     out.push(NodeOutput::Send {
                         to,
-                        frame,
-                        what: message.name(),
+                        frame: PeerMessage::Payment(message).encode(),
+                        what,
                     });
                 }
                 PaymentAction::Channel {

@@ -646,6 +646,9 @@ impl Io for RuntimeIo {
             NodeOutput::Refused { peer, error } => {
                 self.reporter.report(NodeEvent::Refused { peer, error })
             }
+            NodeOutput::Ignored { peer, message_type } => self
+                .reporter
+                .report(NodeEvent::Ignored { peer, message_type }),
             other => warn(json!({"event": "unexpected_report", "what": format!("{other:?}")})),
         }
     }

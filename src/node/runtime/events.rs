@@ -167,6 +167,14 @@ pub enum NodeEvent {
         /// Why.
         error: String,
     },
+    /// A peer sent a message of an unknown odd type (a later version's optional message);
+    /// it was ignored (stdout).
+    Ignored {
+        /// The peer.
+        peer: PublicKey,
+        /// The message's type.
+        message_type: u16,
+    },
     /// Handling an input failed; the node goes on (stderr).
     Error {
         /// What failed.
@@ -570,6 +578,13 @@ mod tests {
                     error: "bad".into(),
                 },
                 json!({"event": "refused", "peer": peer.to_string(), "error": "bad"}),
+            ),
+            (
+                NodeEvent::Ignored {
+                    peer,
+                    message_type: 0x7fff,
+                },
+                json!({"event": "ignored", "peer": peer.to_string(), "message_type": 0x7fff}),
             ),
             (
                 NodeEvent::Error {

@@ -7,7 +7,13 @@ use super::*;
 pub enum ChannelError {
     /// Peer bytes that are not a message.
     #[error("undecodable peer message")]
-    Decode(#[from] MessageError),
+    Decode(#[from] WireError),
+    /// Peer bytes holding a message of the payment layer, not the channel's.
+    #[error("{message} is a payment message, not a channel message")]
+    NotChannelMessage {
+        /// The message's name.
+        message: &'static str,
+    },
     /// A message for another channel.
     #[error("message for channel {got:?}, this is {ours:?}")]
     WrongChannel {
@@ -185,11 +191,13 @@ pub enum ChannelError {
 }
 
 impl ChannelError {
-    /// A code for the peer's [`ErrorMessage`](super::messages::ErrorMessage): 1 malformed,
+    /// A code for the peer's [`ErrorMessage`](crate::protocol::messages::ErrorMessage): 1 malformed,
     /// 2 out of order, 3 invalid signature, 4 refused change, 5 other.
     pub fn code(&self) -> u16 {
         match self {
-            ChannelError::Decode(_) | ChannelError::WrongChannel { .. } => 1,
+            ChannelError::Decode(_)
+            | ChannelError::NotChannelMessage { .. }
+            | ChannelError::WrongChannel { .. } => 1,
             ChannelError::Unexpected { .. }
             | ChannelError::WrongState { .. }
             | ChannelError::ProposalCollision { .. }

@@ -74,10 +74,10 @@ use crate::tx::close::{self, CloseNonce};
 
 use super::messages::{
     AcceptChannel, Change, ChannelId, CloseAccept, CloseProposal, CloseSigned, CompleteUpdate,
-    CounterSignUpdate, Message, MessageError, OpenChannel, ProposeUpdate, Reestablish,
-    RevealedSecret,
+    CounterSignUpdate, Message, OpenChannel, ProposeUpdate, Reestablish, RevealedSecret,
 };
 use super::transactions as txs;
+use super::wire::{Decoded, PeerMessage, WireError};
 
 /// Snapshot format version; [`Channel::restore`] refuses others.
 pub const SNAPSHOT_VERSION: u8 = 2;
@@ -458,10 +458,16 @@ impl Channel {
     pub fn handle(&mut self, input: Input) -> Result<Vec<Action>, ChannelError> {
         match input {
             Input::Message(msg) => self.on_message(msg),
-            Input::PeerBytes(bytes) => {
-                let msg = Message::decode(&bytes)?;
-                self.on_message(msg)
-            }
+            Input::PeerBytes(bytes) => match PeerMessage::decode(&bytes)? {
+                Decoded::Message(PeerMessage::Channel(msg)) => self.on_message(msg),
+                Decoded::Message(PeerMessage::Payment(msg)) => {
+                    Err(ChannelError::NotChannelMessage {
+                        message: msg.name(),
+                    })
+                }
+                // A later version's optional message: nothing for this channel to do.
+                Decoded::Ignored { .. } => Ok(vec![]),
+            },
             Input::Command(cmd) => self.on_command(cmd),
             Input::Chain(event) => self.on_chain(event),
             Input::Connected => {

@@ -70,11 +70,15 @@ pub use router::{
     Incoming, Router, RouterAction, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
 };
 
-/// The payment message encoding version.
+/// The version of the sale letter's encoding (the mailbox letter A leaves for B).
 pub const PAYMENT_VERSION: u8 = 1;
 
-/// No encoded payment message or sale letter is longer than this.
-pub const MAX_PAYMENT_MESSAGE_LEN: usize = 4096;
+/// No mailbox letter (a sale letter or a letter of the reverse variant) is longer than this.
+pub const MAX_LETTER_LEN: usize = 4096;
+
+/// The longest reason a refusal message may carry, in bytes: reasons are
+/// [`PaymentError::code`]s.
+pub const MAX_REASON_LEN: usize = 64;
 
 /// The longest note a payer may put in a sale letter, in bytes.
 pub const MAX_NOTE_LEN: usize = 512;
@@ -126,8 +130,8 @@ mod hex_32 {
 /// Why a payment message, letter or input is refused. None of them changes any state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
-    /// Bytes that are not a payment message.
-    #[error("undecodable payment message: {0}")]
+    /// Bytes that are not a mailbox letter.
+    #[error("undecodable letter: {0}")]
     Decode(String),
     /// A mailbox letter whose first byte names another kind of letter (or none).
     #[error("not a {expected:?} letter (first byte {found:?})")]
@@ -137,8 +141,8 @@ pub enum PaymentError {
         /// The letter's first byte.
         found: Option<u8>,
     },
-    /// Longer than [`MAX_PAYMENT_MESSAGE_LEN`].
-    #[error("payment message of {len} bytes exceeds {max}")]
+    /// A letter longer than [`MAX_LETTER_LEN`], or a note longer than [`MAX_NOTE_LEN`].
+    #[error("letter or note of {len} bytes exceeds {max}")]
     TooLarge {
         /// Its length.
         len: usize,
@@ -620,9 +624,10 @@ pub enum CancelOutcome {
     Expired,
 }
 
-/// A payment-layer peer message. Channel messages travel separately.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+/// A payment-layer peer message. It travels in the one wire encoding of
+/// [`crate::protocol::wire`], as the
+/// [`PeerMessage::Payment`](crate::protocol::wire::PeerMessage::Payment) variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentMessage {
     /// A → S.
     Request(PayRequest),
@@ -634,7 +639,8 @@ pub enum PaymentMessage {
     InvoiceRefused {
         /// The payment.
         payment_id: PaymentId,
-        /// [`PaymentError::code`] of the reason.
+        /// [`PaymentError::code`] of the reason (at most [`MAX_REASON_LEN`] bytes on the
+        /// wire).
         reason: String,
     },
     /// A → S: withdraw the offer if it is not sold.
@@ -660,7 +666,8 @@ pub enum PaymentMessage {
     RequestRefused {
         /// The payment.
         payment_id: PaymentId,
-        /// [`PaymentError::code`] of the reason.
+        /// [`PaymentError::code`] of the reason (at most [`MAX_REASON_LEN`] bytes on the
+        /// wire).
         reason: String,
     },
     /// S → router P: forward the PTLC S is adding on S–P to the payee.
@@ -700,17 +707,6 @@ pub struct Forward {
 }
 
 impl PaymentMessage {
-    /// JSON bytes, at most [`MAX_PAYMENT_MESSAGE_LEN`].
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a payment message always serialises")
-    }
-
-    /// Strict parse: bounded, no unknown fields or types.
-    pub fn decode(bytes: &[u8]) -> Result<Self, PaymentError> {
-        bounded(bytes)?;
-        serde_json::from_slice(bytes).map_err(|e| PaymentError::Decode(e.to_string()))
-    }
-
     /// The message's name, for logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -740,10 +736,10 @@ fn same(ok: bool, field: &'static str) -> Result<(), PaymentError> {
 }
 
 fn bounded(bytes: &[u8]) -> Result<(), PaymentError> {
-    if bytes.len() > MAX_PAYMENT_MESSAGE_LEN {
+    if bytes.len() > MAX_LETTER_LEN {
         return Err(PaymentError::TooLarge {
             len: bytes.len(),
-            max: MAX_PAYMENT_MESSAGE_LEN,
+            max: MAX_LETTER_LEN,
         });
     }
     Ok(())
