@@ -55,8 +55,8 @@ fn withheld<P: CrashPolicy>(net: &mut Net<P>) -> anyhow::Result<Signature> {
         }),
     )?;
     net.pump()?;
-    ensure!(net.snapshot(Party::A).phase == Phase::Withheld);
-    ensure!(net.snapshot(Party::S).phase == Phase::CounterSigned);
+    ensure!(net.snapshot(Party::A).phase() == Phase::Withheld);
+    ensure!(net.snapshot(Party::S).phase() == Phase::CounterSigned);
     net.a
         .events
         .iter()
@@ -81,15 +81,15 @@ fn settle<P: CrashPolicy>(net: &mut Net<P>) -> anyhow::Result<()> {
     for _ in 0..20 {
         net.pump()?;
         let (a, s) = (net.snapshot(Party::A), net.snapshot(Party::S));
-        if a.phase == Phase::Funded && s.phase == Phase::Funded && a.complete == s.complete {
+        if a.phase() == Phase::Funded && s.phase() == Phase::Funded && a.complete == s.complete {
             return Ok(());
         }
         net.reconnect()?;
     }
     bail!(
         "parties never converged: A {:?}, S {:?}",
-        net.snapshot(Party::A).phase,
-        net.snapshot(Party::S).phase
+        net.snapshot(Party::A).phase(),
+        net.snapshot(Party::S).phase()
     )
 }
 
@@ -110,7 +110,7 @@ fn check_reverted<P: CrashPolicy>(
         ensure!(rec.change == Change::Revert { abandoned: 3 });
         ensure!(rec.body.to_a == before.to_a && rec.body.to_s == before.to_s);
         ensure!(rec.body.ptlcs == before.ptlcs, "PTLCs of state 2 kept");
-        ensure!(snap.phase == Phase::Funded);
+        ensure!(snap.phase() == Phase::Funded);
         ensure!(net.node(party).channel().pending_price_point().is_none());
     }
     // S could still buy A's genuine scalar for state 3 from the payee: refused, typed.
@@ -185,7 +185,7 @@ fn a_revert_that_abandons_another_state_is_refused_without_change() -> anyhow::R
     let mut net = Net::new(Never);
     withheld(&mut net)?;
     let snapshot = net.snapshot(Party::A).clone();
-    let nonce = net.snapshot(Party::S).pending.as_ref().context("pending")?;
+    let nonce = net.snapshot(Party::S).pending().context("pending")?;
     let nonce = nonce.proposer_nonce;
     for (state, abandoned) in [(4, 2), (3, 3), (5, 4), (4, 4)] {
         let forged = Message::Propose(ProposeUpdate {
@@ -269,9 +269,8 @@ fn the_abandoned_update_published_later_is_answered_with_the_revert() -> anyhow:
     let before = state2(&net);
     let sig_s = net
         .snapshot(Party::S)
-        .pending
-        .as_ref()
-        .and_then(|p| p.countersignature)
+        .pending()
+        .and_then(|p| p.countersignature())
         .context("S's countersignature on U_3")?;
     net.input(Party::S, Input::Command(Command::Revert))?;
     net.pump()?;

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::crypto::keys::PublicKey;
 use crate::node::core::ChangeSet;
-use crate::protocol::channel::Snapshot;
+use crate::protocol::channel::{Snapshot, SnapshotError};
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::PaymentId;
 
@@ -21,6 +21,10 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A stored channel snapshot cannot be read: written by a build with another snapshot
+    /// format ([`SnapshotError::Version`]), or corrupt.
+    #[error("stored channel snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
     /// A stored row does not parse.
     #[error("stored {what} does not parse: {reason}")]
     Corrupt {
@@ -105,8 +109,7 @@ impl Store {
         for row in rows {
             let (peer, snapshot) = row?;
             let peer = parse_key(&peer).map_err(corrupt("channel peer"))?;
-            let snapshot =
-                serde_json::from_str(&snapshot).map_err(|e| corrupt("snapshot")(e.to_string()))?;
+            let snapshot = Snapshot::from_json(&snapshot)?;
             out.push((peer, snapshot));
         }
         Ok(out)
