@@ -14,7 +14,7 @@ use anyhow::{bail, ensure, Context};
 use asyncpay::crypto::adaptor::AdaptorSecret;
 use asyncpay::crypto::keys::Signature;
 use asyncpay::protocol::channel::{
-    ChainEvent, ChannelError, Command, Event, Input, Phase, StateBody,
+    ChainEvent, ChannelError, Command, Event, Input, Phase, Progress, StateBody,
 };
 use asyncpay::protocol::messages::{Change, ChannelId, Message, ProposeUpdate};
 use asyncpay::tx::{
@@ -177,6 +177,21 @@ fn a_reverts_its_own_withheld_state() -> anyhow::Result<()> {
     let before = state2(&net);
     net.input(Party::A, Input::Command(Command::Revert))?;
     net.pump()?;
+    // A keeps the abandoned state with its own signature, which stays out of `Debug`.
+    let snap = net.snapshot(Party::A);
+    let abandoned = snap
+        .abandoned
+        .as_ref()
+        .context("A keeps the abandoned state")?;
+    ensure!(
+        matches!(&abandoned.progress, Progress::Withheld(w) if w.own_signature == sig),
+        "abandoned with A's withheld signature"
+    );
+    let printed = format!("{snap:?}");
+    ensure!(
+        !printed.contains(&hex::encode(sig.to_bytes())),
+        "leaked: {printed}"
+    );
     check_reverted(&mut net, &before, &sig)
 }
 

@@ -25,36 +25,44 @@
 //! signature's scalar ([`Command::CompleteWithSecret`]).
 //!
 //! The states ([`Phase`]) are named for what happened: `Offered`, `Accepted`, `Funded`,
-//! `Proposed`, `CounterSigned`, `Withheld`, `ForceClosing`, `Closed`.
+//! `Proposed`, `CounterSigned`, `Withheld`, `Closing`, `ForceClosing`, `Closed`. A phase is
+//! not stored but read off the snapshot's data ([`Snapshot::phase`]): each record lives where
+//! it exists ([`Stage`], [`Progress`], [`CloseProgress`]), so reading a withheld signature or
+//! a close's partial signature is a pattern match that binds it.
 //!
 //! ```
 //! use asyncpay::crypto::keys::SecretKey;
 //! use asyncpay::crypto::nonce::NonceSeed;
-//! use asyncpay::protocol::channel::{Action, Channel, ChannelSecrets, Command, Input, OpenTerms};
-//! use asyncpay::protocol::messages::ChannelId;
+//! use asyncpay::protocol::channel::{
+//!     Action, Channel, ChannelSecrets, Command, Input, OpenTerms, Phase,
+//! };
+//! use asyncpay::protocol::messages::{ChannelId, Message};
 //! use bitcoin::OutPoint;
 //!
-//! let secrets = |b: u8| ChannelSecrets {
-//!     key: SecretKey::from_bytes([b; 32]).unwrap(),
-//!     nonce_seed: NonceSeed::from_bytes([b + 1; 32]),
+//! let key = |b: u8| SecretKey::from_bytes([b; 32]);
+//! let secrets = |b: u8| -> Result<ChannelSecrets, asyncpay::crypto::keys::KeyError> {
+//!     Ok(ChannelSecrets { key: key(b)?, nonce_seed: NonceSeed::from_bytes([b + 1; 32]) })
 //! };
-//! let payout = |b: u8| SecretKey::from_bytes([b; 32]).unwrap().public_key();
 //! let terms = OpenTerms {
 //!     capacity_sat: 100_000, push_sat: 0, shared_delay: 6, update_window: 1_000,
-//!     payout_key: payout(10),
+//!     payout_key: key(10)?.public_key(),
 //! };
-//! let (mut a, actions) = Channel::open(secrets(1), ChannelId([9; 32]), terms, 100)?;
+//! let (mut a, actions) = Channel::open(secrets(1)?, ChannelId([9; 32]), terms, 100)?;
 //! // Persist first, then the open message.
-//! assert!(matches!(actions[0], Action::Persist(_)));
-//! let Action::Send(open) = &actions[1] else { panic!() };
-//! let asyncpay::protocol::messages::Message::Open(open) = open else { panic!() };
-//! let (mut s, actions) = Channel::accept(secrets(3), open, payout(11), 100)?;
-//! let Action::Send(accept) = actions.last().unwrap().clone() else { panic!() };
+//! let [Action::Persist(_), Action::Send(Message::Open(open))] = &actions[..] else {
+//!     return Err("persist, then send the open".into());
+//! };
+//! let (s, actions) = Channel::accept(secrets(3)?, open, key(11)?.public_key(), 100)?;
+//! let Some(Action::Send(accept)) = actions.last().cloned() else {
+//!     return Err("S sends its accept".into());
+//! };
 //! a.handle(Input::Message(accept))?;
+//! assert_eq!((a.phase(), s.phase()), (Phase::Accepted, Phase::Accepted));
 //! // A builds the funding transaction with its wallet, then proposes state 0.
 //! let actions = a.handle(Input::Command(Command::FundingBuilt { outpoint: OutPoint::null() }))?;
-//! assert!(matches!(actions[0], Action::Persist(_)));
-//! # Ok::<(), asyncpay::protocol::channel::ChannelError>(())
+//! assert!(matches!(actions.first(), Some(Action::Persist(_))));
+//! assert_eq!(a.phase(), Phase::Proposed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::BTreeMap;
