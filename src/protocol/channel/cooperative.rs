@@ -87,11 +87,8 @@ impl Channel {
         let side = self.snap.side;
         let peer = other(side);
         match &self.snap.stage {
-            Stage::Open { pending: None } if self.snap.phase() == Phase::Funded => {
-                if !self.snap.funding_confirmed {
-                    return Err(self.unexpected("close_proposal"));
-                }
-            }
+            Stage::Open { .. }
+                if self.snap.phase() == Phase::Funded && self.snap.funding_confirmed => {}
             Stage::Closing { close } => match close.progress {
                 CloseProgress::Signed { .. } => return Err(self.unexpected("close_proposal")),
                 // Both proposed: A's close wins, as for updates.

@@ -311,6 +311,8 @@ pub enum Phase {
 
 /// Where a channel is in its life, with the records that exist there (see the module
 /// documentation for why these and not others).
+// One stage a channel, inside its snapshot: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Stage {
     /// No close has begun: the channel is offered, accepted or funded.
