@@ -265,19 +265,9 @@ impl Channel {
             }
             Command::CompleteWithSecret { secret } => {
                 let on_chain = matches!(self.snap.stage, Stage::ForceClosing { .. });
-                let peers = match &self.snap.stage {
-                    Stage::Open { pending } | Stage::ForceClosing { pending, .. } => {
-                        pending.as_ref()
-                    }
-                    Stage::Closing { .. } | Stage::Closed { .. } => None,
-                };
-                let (pending, countersignature) = match peers {
-                    Some(
-                        p @ PendingUpdate {
-                            progress: Progress::CounterSigned { countersignature },
-                            ..
-                        },
-                    ) if !p.is_revert() => (p.clone(), *countersignature),
+                // The peer's proposal we countersigned, also through a unilateral close.
+                let (pending, countersignature) = match self.snap.countersigned() {
+                    Some((p, countersignature)) if !p.is_revert() => (p.clone(), countersignature),
                     _ => {
                         if let Some(abandoned) = &self.snap.abandoned {
                             return Err(ChannelError::StateAbandoned {

@@ -31,7 +31,14 @@
 //! What is not local to one phase stays beside the stage: the parameters and the last
 //! complete state (every later phase needs them), the abandoned state of the last revert, the
 //! number of a bought or priced state, a proposal dropped in a collision, PTLC secrets and
-//! the settlement leaf hashes.
+//! the settlement leaf hashes. So the types still admit a few combinations no transition
+//! makes (an update under way before the parameters are known, say); every transition
+//! checks the stage it starts from.
+//!
+//! [`Phase`] itself stays a plain `Copy` name: it is what errors
+//! ([`ChannelError::Unexpected`]) and the node's views report, and the records it would hold
+//! outlive it (`ForceClosing` may still complete a withheld state; `Closed` still resolves
+//! PTLC outputs).
 //!
 //! The snapshot is stored as JSON; one of another [`SNAPSHOT_VERSION`] is refused by name
 //! ([`Snapshot::from_json`], [`SnapshotError::Version`]) rather than misread.
