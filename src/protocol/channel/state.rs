@@ -779,8 +779,10 @@ mod tests {
     use super::*;
     use crate::crypto::nonce::NonceSeed;
 
-    fn offered() -> Snapshot {
-        let key = SecretKey::from_bytes([1; 32]).expect("a valid key");
+    type Result<T = ()> = core::result::Result<T, Box<dyn std::error::Error>>;
+
+    fn offered() -> Result<Snapshot> {
+        let key = SecretKey::from_bytes([1; 32])?;
         let terms = OpenTerms {
             capacity_sat: 100_000,
             push_sat: 0,
@@ -792,25 +794,25 @@ mod tests {
             key,
             nonce_seed: NonceSeed::from_bytes([2; 32]),
         };
-        let (channel, _) =
-            Channel::open(secrets, ChannelId([9; 32]), terms, 100).expect("the channel opens");
-        channel.snapshot().clone()
+        let (channel, _) = Channel::open(secrets, ChannelId([9; 32]), terms, 100)?;
+        Ok(channel.snapshot().clone())
     }
 
     #[test]
-    fn a_snapshot_reads_back_from_its_json() {
-        let snap = offered();
+    fn a_snapshot_reads_back_from_its_json() -> Result {
+        let snap = offered()?;
         assert_eq!(snap.phase(), Phase::Offered);
-        let json = serde_json::to_string(&snap).expect("snapshots serialise");
-        assert_eq!(Snapshot::from_json(&json).expect("reads back"), snap);
+        let json = serde_json::to_string(&snap)?;
+        assert_eq!(Snapshot::from_json(&json)?, snap);
+        Ok(())
     }
 
     /// A snapshot of the previous format (a stored `phase` beside optional records) is
     /// refused by its version, before any field of the old shape is read.
     #[test]
-    fn a_snapshot_of_another_version_is_refused_by_name() {
-        let mut old = serde_json::to_value(offered()).expect("snapshots serialise");
-        let fields = old.as_object_mut().expect("a snapshot is a JSON object");
+    fn a_snapshot_of_another_version_is_refused_by_name() -> Result {
+        let mut old = serde_json::to_value(offered()?)?;
+        let fields = old.as_object_mut().ok_or("a snapshot is a JSON object")?;
         fields.insert("version".into(), 2.into());
         fields.remove("stage");
         for (name, value) in [
@@ -821,38 +823,46 @@ mod tests {
         ] {
             fields.insert(name.into(), value);
         }
-        // Stored text, with `version` first as the snapshot writes it.
-        let json = serde_json::to_string(&old).expect("json");
-        match Snapshot::from_json(&json) {
-            Err(SnapshotError::Version {
-                found: 2,
-                supported: SNAPSHOT_VERSION,
-            }) => {}
-            other => panic!("an old snapshot gave {other:?}"),
-        }
+        let json = serde_json::to_string(&old)?;
+        assert!(
+            matches!(
+                Snapshot::from_json(&json),
+                Err(SnapshotError::Version {
+                    found: 2,
+                    supported: SNAPSHOT_VERSION,
+                })
+            ),
+            "an old snapshot is refused by its version"
+        );
         // Through serde directly the refusal names the versions too.
-        let refused = serde_json::from_str::<Snapshot>(&json)
-            .expect_err("an old snapshot does not deserialize")
-            .to_string();
-        assert!(refused.contains("snapshot version 2"), "{refused}");
+        let refused = serde_json::from_str::<Snapshot>(&json).map(|_| ());
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("snapshot version 2")),
+            "{refused:?}"
+        );
+        Ok(())
     }
 
     #[test]
-    fn a_withheld_signature_is_left_out_of_debug() {
-        let key = SecretKey::from_bytes([3; 32]).expect("a valid key");
+    fn a_withheld_signature_is_left_out_of_debug() -> Result {
+        let key = SecretKey::from_bytes([3; 32])?;
         let withheld = Withheld {
             countersignature: key.sign(&[1; 32], &[0; 32]),
             own_signature: key.sign(&[2; 32], &[0; 32]),
         };
         let printed = format!("{withheld:?}");
         assert!(printed.contains("<redacted>"), "{printed}");
+        let hex_of = |sig: &Signature| hex::encode(sig.to_bytes());
         assert!(
-            !printed.contains(&hex::encode(withheld.own_signature.to_bytes())),
+            !printed.contains(&hex_of(&withheld.own_signature)),
             "{printed}"
         );
         assert!(
-            printed.contains(&hex::encode(withheld.countersignature.to_bytes())),
+            printed.contains(&hex_of(&withheld.countersignature)),
             "{printed}"
         );
+        Ok(())
     }
 }
