@@ -388,7 +388,7 @@ fn settlement_model_catches_a_router_that_forgets_its_incoming_ptlc() {
         .rev()
         .find_map(|b| {
             let (peer, snap) = b.channels.get(&s_p)?;
-            let empty = snap.complete.as_ref()?.body.ptlcs.is_empty() && snap.pending.is_none();
+            let empty = snap.complete.as_ref()?.body.ptlcs.is_empty() && snap.pending().is_none();
             empty.then(|| (*peer, snap.clone()))
         })
         .expect("a backup from before the incoming PTLC");

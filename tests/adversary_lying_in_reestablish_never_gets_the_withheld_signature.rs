@@ -42,8 +42,8 @@ fn withheld(proposer: Party) -> anyhow::Result<(Net<Never>, Signature)> {
         }),
     )?;
     net.pump()?;
-    ensure!(net.snapshot(proposer).phase == Phase::Withheld);
-    ensure!(net.snapshot(other(proposer)).phase == Phase::CounterSigned);
+    ensure!(net.snapshot(proposer).phase() == Phase::Withheld);
+    ensure!(net.snapshot(other(proposer)).phase() == Phase::CounterSigned);
     let sig = net
         .node(proposer)
         .events
@@ -88,7 +88,7 @@ fn lie(proposer: Party) -> anyhow::Result<()> {
             "{proposer:?} sent its withheld signature after a reestablish claiming {next_state}"
         );
         ensure!(
-            net.snapshot(proposer).phase == Phase::Withheld,
+            net.snapshot(proposer).phase() == Phase::Withheld,
             "{proposer:?} left the withheld phase on the peer's word ({next_state})"
         );
     }
@@ -102,13 +102,12 @@ fn lie(proposer: Party) -> anyhow::Result<()> {
         state: 1,
         signature: net
             .snapshot(proposer)
-            .pending
-            .as_ref()
-            .and_then(|p| p.countersignature)
+            .pending()
+            .and_then(|p| p.countersignature())
             .context("countersigned")?,
     });
     ensure!(net.input(proposer, Input::Message(forged)).is_err());
-    ensure!(net.snapshot(proposer).phase == Phase::Withheld);
+    ensure!(net.snapshot(proposer).phase() == Phase::Withheld);
     Ok(())
 }
 
@@ -142,7 +141,11 @@ fn bought(proposer: Party, reconnect_first: bool) -> anyhow::Result<()> {
     net.pump()?;
     for party in [Party::A, Party::S] {
         let snap = net.snapshot(party);
-        ensure!(snap.phase == Phase::Funded, "{party:?} is {:?}", snap.phase);
+        ensure!(
+            snap.phase() == Phase::Funded,
+            "{party:?} is {:?}",
+            snap.phase()
+        );
         ensure!(snap.complete.as_ref().map(|c| c.body.number) == Some(1));
     }
     // The same state, signed by both.

@@ -32,7 +32,7 @@ fn offered() -> (Network, ChannelId, PaymentId) {
     assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
     assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("offered"));
     let snap = sim.nodes[S].channel_with(sim.key(A)).unwrap();
-    assert_eq!(snap.phase, Phase::CounterSigned);
+    assert_eq!(snap.phase(), Phase::CounterSigned);
     assert_eq!(
         snap.priced,
         Some(1),
@@ -126,7 +126,7 @@ fn payer_reverting_the_offered_state_is_refused_and_the_sale_pays_the_lsp() {
 #[test]
 fn payer_replacing_the_priced_nonce_is_refused_and_the_sale_pays_the_lsp() {
     let (mut sim, a_s, id) = offered();
-    let pending = s_channel(&sim, a_s).pending.unwrap();
+    let pending = s_channel(&sim, a_s).pending().cloned().unwrap();
     let renonce = Message::Propose(ProposeUpdate {
         channel_id: a_s,
         state: pending.body.number,
@@ -141,7 +141,7 @@ fn payer_replacing_the_priced_nonce_is_refused_and_the_sale_pays_the_lsp() {
 #[test]
 fn payer_repeating_the_proposal_with_its_nonce_is_answered() {
     let (mut sim, a_s, _) = offered();
-    let pending = s_channel(&sim, a_s).pending.unwrap();
+    let pending = s_channel(&sim, a_s).pending().cloned().unwrap();
     let again = Message::Propose(ProposeUpdate {
         channel_id: a_s,
         state: pending.body.number,

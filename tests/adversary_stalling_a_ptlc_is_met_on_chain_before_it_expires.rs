@@ -101,7 +101,7 @@ fn receiver_whose_fulfilment_is_ignored_goes_on_chain_in_time_to_claim() -> anyh
         is_latest_update(&net, Party::A, &tx),
         "A publishes the state holding the PTLC"
     );
-    ensure!(net.snapshot(Party::A).phase == Phase::ForceClosing);
+    ensure!(net.snapshot(Party::A).phase() == Phase::ForceClosing);
     ensure!(closed_for_ptlc(&net, Party::A, id));
     ensure!(
         net.snapshot(Party::A).ptlc_secrets.contains_key(&id),

@@ -81,7 +81,7 @@ fn check_close<P: CrashPolicy>(net: &Net<P>, proposer: Party) -> anyhow::Result<
         &funding.spend_info().output_key().to_x_only_public_key(),
     )?;
     for party in [Party::A, Party::S] {
-        ensure!(net.snapshot(party).phase == Phase::Closing);
+        ensure!(net.snapshot(party).phase() == Phase::Closing);
         let txid = tx.compute_txid();
         ensure!(net
             .node_ref(party)
@@ -117,7 +117,7 @@ fn a_proposes_and_both_broadcast_the_signed_close_which_then_confirms() -> anyho
                 confirmed_at: Some(HEIGHT + 3),
             }),
         )?;
-        assert_eq!(net.snapshot(party).phase, Phase::Closed);
+        assert_eq!(net.snapshot(party).phase(), Phase::Closed);
         assert!(net
             .node_ref(party)
             .events
@@ -225,9 +225,8 @@ fn close_run<P: CrashPolicy>(policy: P) -> anyhow::Result<Net<P>> {
         net.pump()?;
         let done = [Party::A, Party::S].iter().all(|p| {
             net.snapshot(*p)
-                .closing
-                .as_ref()
-                .is_some_and(|c| c.signature.is_some())
+                .closing()
+                .is_some_and(|c| c.signature().is_some())
         });
         if done {
             return Ok(net);
@@ -255,9 +254,8 @@ fn a_crash_at_every_persist_point_of_the_close_still_closes() -> anyhow::Result<
             // A crash may cost a broadcast, which the driver repeats from the snapshot; the
             // signature both hold is the same.
             let (a, s) = (net.snapshot(Party::A), net.snapshot(Party::S));
-            let sig = |c: &asyncpay::protocol::channel::Snapshot| {
-                c.closing.as_ref().and_then(|c| c.signature)
-            };
+            let sig =
+                |c: &asyncpay::protocol::channel::Snapshot| c.closing().and_then(|c| c.signature());
             ensure!(sig(a).is_some() && sig(a) == sig(s), "{}", context());
             crashed += net.crashes;
         }

@@ -49,7 +49,7 @@ fn ptlc_committed(net: &Net<Never>) -> anyhow::Result<()> {
         );
         ensure!(matches!(rec.change, Change::AddPtlc { .. }));
         ensure!(rec.body.ptlcs.len() == 1);
-        ensure!(snap.phase == Phase::Funded);
+        ensure!(snap.phase() == Phase::Funded);
         ensure!(snap.dropped.is_none());
     }
     Ok(())
@@ -130,7 +130,7 @@ fn a_losing_proposal_that_no_longer_applies_is_abandoned_once() -> anyhow::Resul
     for party in [Party::A, Party::S] {
         let snap = net.snapshot(party);
         ensure!(snap.complete.as_ref().map(|c| c.body.number) == Some(1));
-        ensure!(snap.phase == Phase::Funded && snap.dropped.is_none());
+        ensure!(snap.phase() == Phase::Funded && snap.dropped.is_none());
     }
     // A restart does not give it up (or propose it) a second time.
     net.crash(Party::S)?;

@@ -126,15 +126,15 @@ fn settle<P: CrashPolicy>(net: &mut Net<P>) -> anyhow::Result<()> {
     for _ in 0..20 {
         net.pump()?;
         let (a, s) = (net.snapshot(Party::A), net.snapshot(Party::S));
-        if a.phase == Phase::Funded && s.phase == Phase::Funded && a.complete == s.complete {
+        if a.phase() == Phase::Funded && s.phase() == Phase::Funded && a.complete == s.complete {
             return Ok(());
         }
         net.reconnect()?;
     }
     bail!(
         "parties never converged: A {:?}, S {:?}",
-        net.snapshot(Party::A).phase,
-        net.snapshot(Party::S).phase
+        net.snapshot(Party::A).phase(),
+        net.snapshot(Party::S).phase()
     )
 }
 

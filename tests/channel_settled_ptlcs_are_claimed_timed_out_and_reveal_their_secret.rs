@@ -95,7 +95,7 @@ fn settled_ptlcs_are_claimed_with_the_secret_or_timed_out_after_expiry() -> anyh
     let settled_at = confirmed + u32::from(DELAY);
     let before = net.s.broadcasts.len();
     spend(&mut net, Party::S, &settlement, settled_at)?;
-    assert_eq!(net.snapshot(Party::S).phase, Phase::Closed);
+    assert_eq!(net.snapshot(Party::S).phase(), Phase::Closed);
 
     // S claims A's PTLC at once, from the settlement's PTLC output.
     assert_eq!(net.s.broadcasts.len(), before + 1, "exactly one claim");

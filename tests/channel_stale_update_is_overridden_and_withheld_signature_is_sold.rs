@@ -108,7 +108,7 @@ fn stale_update_is_answered_with_the_latest_and_settled_after_the_delay() {
         stale: 1,
         latest: 3
     }));
-    assert_eq!(net.snapshot(Party::S).phase, Phase::ForceClosing);
+    assert_eq!(net.snapshot(Party::S).phase(), Phase::ForceClosing);
 
     // The latest update confirms; nothing happens until shared_delay blocks later.
     let confirmed = HEIGHT + 11;
@@ -171,15 +171,15 @@ fn stale_update_is_answered_with_the_latest_and_settled_after_the_delay() {
         }),
     )
     .expect("settlement seen");
-    assert_eq!(net.snapshot(Party::S).phase, Phase::Closed);
+    assert_eq!(net.snapshot(Party::S).phase(), Phase::Closed);
 }
 
 #[test]
 fn withheld_signature_is_priced_and_completes_the_state_when_sold() {
     let mut net = opened();
     transfer(&mut net, Party::A, 25_000, true);
-    assert_eq!(net.snapshot(Party::A).phase, Phase::Withheld);
-    assert_eq!(net.snapshot(Party::S).phase, Phase::CounterSigned);
+    assert_eq!(net.snapshot(Party::A).phase(), Phase::Withheld);
+    assert_eq!(net.snapshot(Party::S).phase(), Phase::CounterSigned);
     let (signature, price_point) = net
         .a
         .events
@@ -221,7 +221,7 @@ fn withheld_signature_is_priced_and_completes_the_state_when_sold() {
     // A comes back: reconnection tells it S completed the state.
     net.reconnect().expect("reconnect");
     net.pump().expect("pump");
-    assert_eq!(net.snapshot(Party::A).phase, Phase::Funded);
+    assert_eq!(net.snapshot(Party::A).phase(), Phase::Funded);
     assert_eq!(
         net.snapshot(Party::A).complete,
         net.snapshot(Party::S).complete
@@ -261,10 +261,7 @@ fn spends_handed_over_again_after_a_restart_change_nothing() {
     net.input(Party::S, spend(&answer, Some(HEIGHT + 11)))
         .expect("answer confirmed");
     assert_eq!(
-        net.snapshot(Party::S)
-            .on_chain
-            .as_ref()
-            .map(|oc| oc.confirmed_at),
+        net.snapshot(Party::S).on_chain().map(|oc| oc.confirmed_at),
         Some(Some(HEIGHT + 11))
     );
 
@@ -298,7 +295,7 @@ fn spends_handed_over_again_after_a_restart_change_nothing() {
     assert_eq!(settlement.input[0].previous_output, answer_out);
     net.input(Party::S, spend(&settlement, Some(due + 1)))
         .expect("settlement confirmed");
-    assert_eq!(net.snapshot(Party::S).phase, Phase::Closed);
+    assert_eq!(net.snapshot(Party::S).phase(), Phase::Closed);
 
     // Restart after the close: every spend again, newest first, changes nothing.
     net.crash(Party::S).expect("restart");
@@ -360,7 +357,7 @@ fn withheld_state_sold_inside_the_window_overrides_the_published_state() {
     let deadline = at + u32::from(DELAY) - 1 - asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
     assert_eq!(net.s.channel().sale_window(), Some(deadline));
     assert!(
-        net.snapshot(Party::S).pending.is_some(),
+        net.snapshot(Party::S).pending().is_some(),
         "the sale stays possible"
     );
 
@@ -492,6 +489,6 @@ fn a_withheld_signature_never_shows_in_debug_output() {
         "the signature leaked: {printed}"
     );
     // Stored all the same: A needs it to hand it to the payee after a restart.
-    let stored = net.snapshot(Party::A).pending.as_ref().expect("pending");
-    assert_eq!(stored.proposer_signature, Some(signature));
+    let (_, stored) = net.snapshot(Party::A).withheld().expect("withheld");
+    assert_eq!(stored.own_signature, signature);
 }

@@ -14,7 +14,7 @@ use anyhow::{bail, ensure, Context};
 use asyncpay::crypto::adaptor::AdaptorSecret;
 use asyncpay::crypto::keys::Signature;
 use asyncpay::protocol::channel::{
-    ChainEvent, ChannelError, Command, Event, Input, Phase, StateBody,
+    ChainEvent, ChannelError, Command, Event, Input, Phase, Progress, StateBody,
 };
 use asyncpay::protocol::messages::{Change, ChannelId, Message, ProposeUpdate};
 use asyncpay::protocol::wire::{Decoded, PeerMessage};
@@ -56,8 +56,8 @@ fn withheld<P: CrashPolicy>(net: &mut Net<P>) -> anyhow::Result<Signature> {
         }),
     )?;
     net.pump()?;
-    ensure!(net.snapshot(Party::A).phase == Phase::Withheld);
-    ensure!(net.snapshot(Party::S).phase == Phase::CounterSigned);
+    ensure!(net.snapshot(Party::A).phase() == Phase::Withheld);
+    ensure!(net.snapshot(Party::S).phase() == Phase::CounterSigned);
     net.a
         .events
         .iter()
@@ -82,15 +82,15 @@ fn settle<P: CrashPolicy>(net: &mut Net<P>) -> anyhow::Result<()> {
     for _ in 0..20 {
         net.pump()?;
         let (a, s) = (net.snapshot(Party::A), net.snapshot(Party::S));
-        if a.phase == Phase::Funded && s.phase == Phase::Funded && a.complete == s.complete {
+        if a.phase() == Phase::Funded && s.phase() == Phase::Funded && a.complete == s.complete {
             return Ok(());
         }
         net.reconnect()?;
     }
     bail!(
         "parties never converged: A {:?}, S {:?}",
-        net.snapshot(Party::A).phase,
-        net.snapshot(Party::S).phase
+        net.snapshot(Party::A).phase(),
+        net.snapshot(Party::S).phase()
     )
 }
 
@@ -111,7 +111,7 @@ fn check_reverted<P: CrashPolicy>(
         ensure!(rec.change == Change::Revert { abandoned: 3 });
         ensure!(rec.body.to_a == before.to_a && rec.body.to_s == before.to_s);
         ensure!(rec.body.ptlcs == before.ptlcs, "PTLCs of state 2 kept");
-        ensure!(snap.phase == Phase::Funded);
+        ensure!(snap.phase() == Phase::Funded);
         ensure!(net.node(party).channel().pending_price_point().is_none());
     }
     // S could still buy A's genuine scalar for state 3 from the payee: refused, typed.
@@ -178,6 +178,21 @@ fn a_reverts_its_own_withheld_state() -> anyhow::Result<()> {
     let before = state2(&net);
     net.input(Party::A, Input::Command(Command::Revert))?;
     net.pump()?;
+    // A keeps the abandoned state with its own signature, which stays out of `Debug`.
+    let snap = net.snapshot(Party::A);
+    let abandoned = snap
+        .abandoned
+        .as_ref()
+        .context("A keeps the abandoned state")?;
+    ensure!(
+        matches!(&abandoned.progress, Progress::Withheld(w) if w.own_signature == sig),
+        "abandoned with A's withheld signature"
+    );
+    let printed = format!("{snap:?}");
+    ensure!(
+        !printed.contains(&hex::encode(sig.to_bytes())),
+        "leaked: {printed}"
+    );
     check_reverted(&mut net, &before, &sig)
 }
 
@@ -186,7 +201,7 @@ fn a_revert_that_abandons_another_state_is_refused_without_change() -> anyhow::R
     let mut net = Net::new(Never);
     withheld(&mut net)?;
     let snapshot = net.snapshot(Party::A).clone();
-    let nonce = net.snapshot(Party::S).pending.as_ref().context("pending")?;
+    let nonce = net.snapshot(Party::S).pending().context("pending")?;
     let nonce = nonce.proposer_nonce;
     for (state, abandoned) in [(4, 2), (3, 3), (5, 4), (4, 4)] {
         let forged = Message::Propose(ProposeUpdate {
@@ -270,9 +285,8 @@ fn the_abandoned_update_published_later_is_answered_with_the_revert() -> anyhow:
     let before = state2(&net);
     let sig_s = net
         .snapshot(Party::S)
-        .pending
-        .as_ref()
-        .and_then(|p| p.countersignature)
+        .pending()
+        .and_then(|p| p.countersignature())
         .context("S's countersignature on U_3")?;
     net.input(Party::S, Input::Command(Command::Revert))?;
     net.pump()?;

@@ -147,7 +147,7 @@ fn s_b_untouched(sim: &Network) -> anyhow::Result<()> {
         state.body
     );
     ensure!(
-        sb.next_ptlc == 0 && sb.pending.is_none(),
+        sb.next_ptlc == 0 && sb.pending().is_none(),
         "no PTLC was offered on S–B"
     );
     Ok(())

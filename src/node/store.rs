@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::crypto::keys::PublicKey;
 use crate::node::core::ChangeSet;
-use crate::protocol::channel::Snapshot;
+use crate::protocol::channel::{Snapshot, SnapshotError};
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::PaymentId;
 
@@ -21,6 +21,10 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A stored channel snapshot cannot be read: written by a build with another snapshot
+    /// format ([`SnapshotError::Version`]), or corrupt.
+    #[error("stored channel snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
     /// A stored row does not parse.
     #[error("stored {what} does not parse: {reason}")]
     Corrupt {
@@ -105,8 +109,7 @@ impl Store {
         for row in rows {
             let (peer, snapshot) = row?;
             let peer = parse_key(&peer).map_err(corrupt("channel peer"))?;
-            let snapshot =
-                serde_json::from_str(&snapshot).map_err(|e| corrupt("snapshot")(e.to_string()))?;
+            let snapshot = Snapshot::from_json(&snapshot)?;
             out.push((peer, snapshot));
         }
         Ok(out)
@@ -327,5 +330,51 @@ mod tests {
             .collect();
         ids.sort_by_key(|id| id.0);
         assert_eq!(ids, vec![one, two]);
+    }
+
+    /// A channel stored by a build with another snapshot format is refused by name, not
+    /// misread and not reported as a parse error.
+    #[test]
+    fn a_stored_snapshot_of_another_version_is_refused_by_name() {
+        use crate::crypto::keys::SecretKey;
+        use crate::crypto::nonce::NonceSeed;
+        use crate::protocol::channel::{Channel, ChannelSecrets, OpenTerms, SNAPSHOT_VERSION};
+
+        let key = SecretKey::from_bytes([1; 32]).expect("a valid key");
+        let peer = key.public_key();
+        let terms = OpenTerms {
+            capacity_sat: 100_000,
+            push_sat: 0,
+            shared_delay: 6,
+            update_window: 1_000,
+            payout_key: peer,
+        };
+        let secrets = ChannelSecrets {
+            key,
+            nonce_seed: NonceSeed::from_bytes([2; 32]),
+        };
+        let (channel, _) =
+            Channel::open(secrets, ChannelId([9; 32]), terms, 100).expect("the channel opens");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("node.db")).expect("open");
+        store
+            .put_channel(&peer, channel.snapshot())
+            .expect("stored");
+        assert_eq!(store.channels().expect("read").len(), 1);
+        let rewritten = store
+            .db
+            .execute(
+                "UPDATE channels SET snapshot = replace(snapshot, ?1, '\"version\":2')",
+                params![format!("\"version\":{SNAPSHOT_VERSION}")],
+            )
+            .expect("rewritten");
+        assert_eq!(rewritten, 1);
+        match store.channels() {
+            Err(StoreError::Snapshot(SnapshotError::Version {
+                found: 2,
+                supported: SNAPSHOT_VERSION,
+            })) => {}
+            other => panic!("an old snapshot gave {other:?}"),
+        }
     }
 }

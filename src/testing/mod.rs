@@ -566,7 +566,7 @@ impl Network {
             let phase = self.nodes[node]
                 .channels
                 .get(&channel_id)
-                .map(|(_, s)| s.phase)
+                .map(|(_, s)| s.phase())
                 .context("channel stored")?;
             if phase != Phase::Funded {
                 bail!("channel at {} is {phase:?}", self.nodes[node].name);

@@ -59,7 +59,7 @@ use asyncpay::node::core::{
 use asyncpay::node::driver::ready;
 use asyncpay::node::driver::{Driver, Io};
 use asyncpay::protocol::channel::{
-    Action, Channel, ChannelSecrets, Command, Input, Phase, Snapshot, StateBody,
+    Action, Channel, ChannelSecrets, Command, Input, Phase, Progress, Snapshot, Stage, StateBody,
 };
 use asyncpay::protocol::messages::{
     Change, ChannelId, Message, ProposeUpdate, Reestablish as ReestablishMsg,
@@ -297,15 +297,14 @@ pub struct Watcher {
 impl Watcher {
     fn note_snapshot(&mut self, snap: &Snapshot) {
         let id = snap.channel_id;
-        for p in [&snap.pending, &snap.abandoned].into_iter().flatten() {
-            if p.proposer == snap.side && p.withhold {
-                if let Some(sig) = p.proposer_signature {
-                    self.withheld.insert(sig.s_bytes(), (id, p.body.number));
-                    self.withheld_bodies.insert(sig.s_bytes(), p.body.clone());
-                    // The node knows its own scalar: a PTLC paying for it is claimable.
-                    if let Ok(s) = AdaptorSecret::from_signature(&sig) {
-                        self.known_points.insert(s.adaptor_point());
-                    }
+        for p in snap.pending().into_iter().chain(snap.abandoned.as_ref()) {
+            if let Progress::Withheld(withheld) = &p.progress {
+                let sig = withheld.own_signature;
+                self.withheld.insert(sig.s_bytes(), (id, p.body.number));
+                self.withheld_bodies.insert(sig.s_bytes(), p.body.clone());
+                // The node knows its own scalar: a PTLC paying for it is claimable.
+                if let Ok(s) = AdaptorSecret::from_signature(&sig) {
+                    self.known_points.insert(s.adaptor_point());
                 }
             }
         }
@@ -318,8 +317,8 @@ impl Watcher {
     /// The state body numbered `state` that the node holds on `channel` (pending first).
     fn body(&self, channel: &ChannelId, state: u64) -> Option<StateBody> {
         let snap = self.view.get(channel)?;
-        snap.pending
-            .iter()
+        snap.pending()
+            .into_iter()
             .chain(snap.abandoned.iter())
             .map(|p| &p.body)
             .chain(snap.complete.iter().map(|c| &c.body))
@@ -417,10 +416,10 @@ impl Watcher {
             let snap = self.view.get(&channel);
             let side = snap.map(|s| s.side);
             let proposer = snap.and_then(|s| {
-                s.pending
-                    .iter()
+                s.pending()
+                    .into_iter()
                     .filter(|p| p.body.number == state)
-                    .map(|p| p.proposer)
+                    .map(|p| p.proposer(s.side))
                     .chain(
                         s.complete
                             .iter()
@@ -871,7 +870,7 @@ impl World {
             let phase = self.nodes[node]
                 .channels
                 .get(&channel_id)
-                .map(|(_, s)| s.phase);
+                .map(|(_, s)| s.phase());
             assert_eq!(
                 phase,
                 Some(Phase::Funded),
@@ -1341,7 +1340,7 @@ impl World {
                     return Ok(());
                 };
                 let next = snap.complete.as_ref().map_or(0, |c| c.body.number + 1);
-                let pending = snap.pending.as_ref().map_or(next, |p| p.body.number);
+                let pending = snap.pending().map_or(next, |p| p.body.number);
                 let candidates = [
                     next,
                     next + 1,
@@ -1394,7 +1393,7 @@ impl World {
                     return Ok(());
                 };
                 let next = snap.complete.as_ref().map_or(0, |c| c.body.number + 1);
-                let pending = snap.pending.as_ref().map_or(next, |p| p.body.number);
+                let pending = snap.pending().map_or(next, |p| p.body.number);
                 let abandoned =
                     [pending, next, pending + 1, next.saturating_sub(1)][usize::from(lie / 2) % 4];
                 let nonce = self.made_up_nonce();
@@ -1493,21 +1492,26 @@ impl World {
                     return Ok(());
                 }
                 let (peer, mut snap) = states[usize::from(pick / 3) % states.len()].clone();
-                snap.on_chain = match below {
-                    None => None,
-                    Some((m, txid)) => Some(
-                        serde_json::from_value(serde_json::json!({
-                            "state": m,
-                            "outpoint": OutPoint { txid, vout: 0 },
-                            "confirmed_at": null,
-                            "settlement_broadcast": false,
-                            "settlement_txid": null,
-                            "resolved_ptlcs": [],
-                        }))
-                        .map_err(|e| format!("harness: on-chain record: {e}"))?,
-                    ),
+                // Open with nothing under way, or with the older state `below` on chain (the
+                // one this state's update spends).
+                snap.stage = match below {
+                    None => Stage::Open { pending: None },
+                    Some((m, txid)) => Stage::ForceClosing {
+                        pending: None,
+                        close: None,
+                        on_chain: Some(
+                            serde_json::from_value(serde_json::json!({
+                                "state": m,
+                                "outpoint": OutPoint { txid, vout: 0 },
+                                "confirmed_at": null,
+                                "settlement_broadcast": false,
+                                "settlement_txid": null,
+                                "resolved_ptlcs": [],
+                            }))
+                            .map_err(|e| format!("harness: on-chain record: {e}"))?,
+                        ),
+                    },
                 };
-                snap.phase = Phase::Funded;
                 let seed = self.nodes[link.adversary].seed;
                 let mut core = NodeCore::restore(
                     seed,
@@ -1728,7 +1732,7 @@ impl World {
                 let Some(snap) = self.honest_snapshot(&link) else {
                     return Ok(());
                 };
-                let state = snap.pending.as_ref().map_or(
+                let state = snap.pending().map_or(
                     snap.complete.as_ref().map_or(0, |c| c.body.number + 1),
                     |p| p.body.number,
                 );
@@ -1952,10 +1956,10 @@ impl World {
                 return Err(format!("LSP sells on a channel it does not have ({id})"));
             };
             let snap = e.channel.snapshot();
-            let completable = snap.pending.as_ref().is_some_and(|q| {
+            let completable = snap.pending().is_some_and(|q| {
                 q.body.number == state
-                    && q.proposer != snap.side
-                    && q.countersignature.is_some()
+                    && !q.is_ours()
+                    && q.countersignature().is_some()
                     && !matches!(q.change, Change::Revert { .. })
             }) && e.channel.pending_price_point() == Some(t);
             let given_up = w
@@ -1968,7 +1972,7 @@ impl World {
                 .is_some_and(|c| c.body.number >= state)
                 && !given_up;
             if !(completable || completed) {
-                let pending = snap.pending.as_ref().map(|q| {
+                let pending = snap.pending().map(|q| {
                     format!(
                         "pending state {} ({}) priced at {}",
                         q.body.number,
@@ -2027,11 +2031,10 @@ impl World {
                 continue;
             };
             let completable = snap
-                .pending
-                .as_ref()
+                .pending()
                 .filter(|p| {
-                    p.proposer != snap.side
-                        && p.countersignature.is_some()
+                    !p.is_ours()
+                        && p.countersignature().is_some()
                         && p.body.number == c.body.number + 1
                         && !matches!(p.change, Change::Revert { .. })
                 })
@@ -2191,7 +2194,7 @@ impl World {
                 format!(
                     "[{} {:?} as {:?}: complete {:?}, pending {:?}, published above: {:?}]",
                     hex::encode(&id.0[..2]),
-                    s.phase,
+                    s.phase(),
                     s.side,
                     s.complete.as_ref().map(|c| (
                         c.body.number,
@@ -2199,7 +2202,7 @@ impl World {
                         c.body.to_s,
                         c.body.ptlcs.len()
                     )),
-                    s.pending.as_ref().map(|p| (p.body.number, p.change.kind())),
+                    s.pending().map(|p| (p.body.number, p.change.kind())),
                     w.published
                         .get(id)
                         .map(|v| v

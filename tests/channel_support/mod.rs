@@ -159,7 +159,7 @@ impl<P: CrashPolicy> Net<P> {
         for _ in 0..20 {
             self.pump()?;
             let a = self.a.channel().snapshot();
-            if a.phase == Phase::Accepted {
+            if a.phase() == Phase::Accepted {
                 // The driver builds the funding transaction whenever it finds A accepted.
                 self.input(
                     Party::A,
@@ -173,8 +173,8 @@ impl<P: CrashPolicy> Net<P> {
                 .s
                 .channel
                 .as_ref()
-                .is_some_and(|s| s.snapshot().phase == Phase::Funded);
-            if a.phase == Phase::Funded && s_funded {
+                .is_some_and(|s| s.snapshot().phase() == Phase::Funded);
+            if a.phase() == Phase::Funded && s_funded {
                 for party in [Party::A, Party::S] {
                     self.input(
                         party,

@@ -169,8 +169,8 @@ impl NodeCore {
                 let withheld = channel.and_then(|id| {
                     let e = &self.channels[&id];
                     let snap = e.channel.snapshot();
-                    let pending = snap.pending.as_ref()?;
-                    let ours = pending.proposer == snap.side
+                    let pending = snap.pending()?;
+                    let ours = pending.is_ours()
                         && matches!(pending.change, Change::Transfer { amount_sat: a } if a == amount_sat);
                     ours.then_some((pending.body.number, e.channel.pending_price_point()?))
                 });

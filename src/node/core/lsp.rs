@@ -123,10 +123,7 @@ impl NodeCore {
                 let unpriced = self.channels.get(&p.offer.channel_id).is_some_and(|e| {
                     let snap = e.channel.snapshot();
                     snap.priced != Some(state)
-                        && snap
-                            .pending
-                            .as_ref()
-                            .is_some_and(|x| x.body.number == state)
+                        && snap.pending().is_some_and(|x| x.body.number == state)
                 });
                 if unpriced {
                     unsent.push((p.offer.channel_id, Command::Price { state }));

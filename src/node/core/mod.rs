@@ -392,8 +392,7 @@ fn never_offered(channel: &Channel, point: AdaptorPoint) -> bool {
         .is_some_and(|b| b.ptlcs.iter().any(|x| x.point == point));
     let in_pending = channel
         .snapshot()
-        .pending
-        .as_ref()
+        .pending()
         .is_some_and(|x| matches!(&x.change, Change::AddPtlc { point: q, .. } if *q == point));
     !in_latest && !in_pending && channel.phase() == Phase::Funded
 }

@@ -111,7 +111,7 @@ impl NodeCore {
                     if !open {
                         inputs.push(PayeeInput::PtlcSettled { point });
                     } else if e.channel.phase() == Phase::Funded
-                        && e.channel.snapshot().pending.is_none()
+                        && e.channel.snapshot().pending().is_none()
                     {
                         if let Ok(secret) = p.letter.check(&me) {
                             fulfils.push((

@@ -104,7 +104,7 @@ impl NodeCore {
             .channels
             .iter()
             .filter_map(|(id, e)| {
-                let oc = e.channel.snapshot().on_chain.as_ref()?;
+                let oc = e.channel.snapshot().on_chain()?;
                 oc.settlement_txid.map(|_| (*id, oc.state))
             })
             .collect();
@@ -133,7 +133,7 @@ impl NodeCore {
             .filter(|(_, p)| p.lsp == peer && p.status == PayerStatus::Proposed)
             .filter(|(_, p)| {
                 self.channels.get(&p.channel_id).is_some_and(|e| {
-                    e.channel.phase() == Phase::Funded && e.channel.snapshot().pending.is_none()
+                    e.channel.phase() == Phase::Funded && e.channel.snapshot().pending().is_none()
                 })
             })
             .map(|(_, p)| (p.channel_id, p.amount_sat.saturating_add(p.fee_sat)))
@@ -147,11 +147,11 @@ impl NodeCore {
                 if e.channel.phase() != Phase::Withheld {
                     return None;
                 }
-                let pending = e.channel.snapshot().pending.as_ref()?;
+                let (pending, withheld) = e.channel.snapshot().withheld()?;
                 Some(PayerInput::SignatureWithheld {
                     channel_id: p.channel_id,
                     state: pending.body.number,
-                    signature: pending.proposer_signature?,
+                    signature: withheld.own_signature,
                     point: e.channel.pending_price_point()?,
                 })
             })

@@ -62,16 +62,13 @@ impl NodeCore {
     ) -> Option<(UpdateProof, AdaptorPoint)> {
         let e = self.channels.get(channel).filter(|e| &e.peer == lsp)?;
         let snap = e.channel.snapshot();
-        let pending = snap.pending.as_ref()?;
-        if pending.proposer == snap.side {
-            return None;
-        }
+        let (pending, payee_signature) = snap.countersigned()?;
         let proof = UpdateProof {
             params: snap.params.clone()?,
-            lsp_side: pending.proposer,
+            lsp_side: pending.proposer(snap.side),
             body: pending.body.clone(),
             lsp_nonce: pending.proposer_nonce,
-            payee_signature: pending.countersignature?,
+            payee_signature,
             funding_outpoint: snap.funding_outpoint?,
             older_settlements: snap
                 .settlement_leaf_hashes
@@ -86,11 +83,11 @@ impl NodeCore {
     pub(super) fn own_withheld(&self, point: AdaptorPoint) -> Option<(ChannelId, AdaptorSecret)> {
         self.channels.iter().find_map(|(id, e)| {
             let snap = e.channel.snapshot();
-            let pending = snap.pending.as_ref()?;
-            if pending.proposer != snap.side || e.channel.pending_price_point()? != point {
+            let (_, withheld) = snap.withheld()?;
+            if e.channel.pending_price_point()? != point {
                 return None;
             }
-            let secret = AdaptorSecret::from_signature(&pending.proposer_signature?).ok()?;
+            let secret = AdaptorSecret::from_signature(&withheld.own_signature).ok()?;
             Some((*id, secret))
         })
     }
@@ -204,14 +201,11 @@ impl NodeCore {
                 return None;
             }
             let snap = e.channel.snapshot();
-            let pending = snap.pending.as_ref()?;
+            // S cannot know whether A withholds; it only needs A's proposal countersigned.
+            let (pending, _) = snap.countersigned()?;
             let Change::Transfer { amount_sat } = pending.change else {
                 return None;
             };
-            // S cannot know whether A withholds; it only needs A's proposal countersigned.
-            if pending.countersignature.is_none() || pending.proposer == snap.side {
-                return None;
-            }
             Some(PendingTransfer {
                 channel_id: *id,
                 state: pending.body.number,

@@ -113,7 +113,7 @@ impl NodeCore {
             .channels
             .get(&channel_id)
             .ok_or(NodeError::UnknownChannel(channel_id))?;
-        let pending = entry.channel.snapshot().pending.as_ref();
+        let pending = entry.channel.snapshot().pending();
         let withheld = pending.is_some_and(|p| {
             p.body.number == abandoned_state && !matches!(p.change, Change::Revert { .. })
         });

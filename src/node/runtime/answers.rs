@@ -191,7 +191,7 @@ impl Node {
                     .core
                     .channels()
                     .get(&channel_id)
-                    .and_then(|e| e.channel.snapshot().closing.as_ref())
+                    .and_then(|e| e.channel.snapshot().closing())
                     .map(|c| c.txid)
                     .ok_or(RuntimeError::Core(NodeError::UnknownChannel(channel_id)))?;
                 Ok(json!({ "txid": txid.to_string(), "fee_sat": fee_sat }))

@@ -160,23 +160,23 @@ fn channel_details(channel_id: ChannelId, entry: &ChannelEntry, connected: bool)
         connected,
         side,
         phase: entry.channel.phase(),
-        capacity_sat: snap
-            .params
-            .as_ref()
-            .map(|p| p.capacity_sat)
-            .or(snap.terms.as_ref().map(|t| t.capacity_sat)),
+        capacity_sat: Some(
+            snap.params
+                .as_ref()
+                .map_or(snap.terms.capacity_sat, |p| p.capacity_sat),
+        ),
         funding_outpoint: snap.funding_outpoint,
         funding_confirmed: snap.funding_confirmed,
         state: latest.map(|b| b.number),
         to_self_sat,
         to_peer_sat,
         pending_ptlcs,
-        update_under_way: snap.pending.as_ref().map(|p| p.body.number),
-        close: snap.closing.as_ref().map(|c| CloseDetails {
+        update_under_way: snap.pending().map(|p| p.body.number),
+        close: snap.closing().map(|c| CloseDetails {
             txid: c.txid,
             fee_sat: c.fee_sat,
             proposed_by_us: c.proposer == side,
-            signed: c.signature.is_some(),
+            signed: c.signature().is_some(),
         }),
         payout_script: payout(side),
         peer_payout_script: payout(peer_side),

@@ -14,7 +14,7 @@ impl Channel {
         let number = self.next_number();
         let mut body = match (&self.snap.complete, change) {
             (None, Change::Open { .. }) => {
-                let terms = self.snap.terms.as_ref().ok_or(self.unexpected("open"))?;
+                let terms = &self.snap.terms;
                 return Ok(StateBody {
                     number: 0,
                     to_a: terms.capacity_sat - terms.push_sat,
@@ -28,9 +28,8 @@ impl Channel {
                 // Exactly state n again, numbered past the abandoned n+1.
                 let pending = self
                     .snap
-                    .pending
-                    .as_ref()
-                    .filter(|p| !matches!(p.change, Change::Revert { .. }))
+                    .pending()
+                    .filter(|p| !p.is_revert())
                     .or(self.snap.abandoned.as_ref())
                     .map(|p| p.body.number);
                 if *abandoned != number || pending != Some(*abandoned) {
@@ -47,7 +46,10 @@ impl Channel {
         };
         body.number = number;
         match change {
-            Change::Open { .. } | Change::Revert { .. } => unreachable!("handled above"),
+            // Both returned above.
+            Change::Open { .. } | Change::Revert { .. } => {
+                return Err(self.unexpected(change.kind()))
+            }
             Change::Transfer { amount_sat } => {
                 debit(&mut body, proposer, *amount_sat)?;
                 *body.balance_mut(other(proposer)) += amount_sat;
@@ -119,7 +121,7 @@ impl Channel {
         let side = self.snap.side;
         match cmd {
             Command::FundingBuilt { outpoint } => {
-                if self.snap.phase != Phase::Accepted || side != Party::A {
+                if self.snap.phase() != Phase::Accepted || side != Party::A {
                     return Err(self.unexpected("funding_built"));
                 }
                 self.propose(
@@ -223,21 +225,29 @@ impl Channel {
                 self.propose(Change::Transfer { amount_sat }, withhold)
             }
             Command::Release => {
-                let pending = match (&self.snap.phase, &self.snap.pending) {
-                    (Phase::Withheld, Some(p)) => p.clone(),
-                    _ => return Err(self.unexpected("release")),
+                let Stage::Open {
+                    pending:
+                        Some(
+                            pending @ PendingUpdate {
+                                progress: Progress::Withheld(withheld),
+                                ..
+                            },
+                        ),
+                } = &self.snap.stage
+                else {
+                    return Err(self.unexpected("release"));
                 };
-                self.finish_own_proposal(pending)
+                let (own, peer) = (withheld.own_signature, withheld.countersignature);
+                self.finish_own_proposal(pending.clone(), own, peer)
             }
             Command::Price { state } => {
                 let pending = self
                     .snap
-                    .pending
-                    .as_ref()
-                    .filter(|p| !matches!(p.change, Change::Revert { .. }))
+                    .pending()
+                    .filter(|p| !p.is_revert())
                     .map(|p| p.body.number);
                 let priceable = matches!(
-                    self.snap.phase,
+                    self.snap.phase(),
                     Phase::CounterSigned | Phase::Withheld | Phase::ForceClosing
                 );
                 if !priceable || pending != Some(state) {
@@ -254,13 +264,10 @@ impl Channel {
                 Ok(self.commit(vec![], vec![]))
             }
             Command::CompleteWithSecret { secret } => {
-                let on_chain = self.snap.phase == Phase::ForceClosing;
-                let pending = match (&self.snap.phase, &self.snap.pending) {
-                    (Phase::CounterSigned | Phase::ForceClosing, Some(p))
-                        if !matches!(p.change, Change::Revert { .. }) =>
-                    {
-                        p.clone()
-                    }
+                let on_chain = matches!(self.snap.stage, Stage::ForceClosing { .. });
+                // The peer's proposal we countersigned, also through a unilateral close.
+                let (pending, countersignature) = match self.snap.countersigned() {
+                    Some((p, countersignature)) if !p.is_revert() => (p.clone(), countersignature),
                     _ => {
                         if let Some(abandoned) = &self.snap.abandoned {
                             return Err(ChannelError::StateAbandoned {
@@ -279,14 +286,16 @@ impl Channel {
                     signature,
                 }));
                 if !on_chain {
-                    let mut actions = self.complete_peer_proposal(pending, signature, true)?;
+                    let mut actions =
+                        self.complete_peer_proposal(pending, signature, countersignature, true)?;
                     actions.push(shown);
                     return Ok(actions);
                 }
                 // Bought during a unilateral close: the completed state replaces the older
                 // one on chain at once, and the peer is shown its signature too.
                 let before = self.snap.clone();
-                let mut actions = self.complete_peer_proposal(pending, signature, true)?;
+                let mut actions =
+                    self.complete_peer_proposal(pending, signature, countersignature, true)?;
                 actions.push(shown);
                 match self.override_on_chain() {
                     Ok(Some(answer)) => actions.push(Action::Broadcast(answer)),
@@ -299,10 +308,10 @@ impl Channel {
                 Ok(actions)
             }
             Command::Revert => {
-                let pending = match (&self.snap.phase, &self.snap.pending) {
-                    (Phase::CounterSigned | Phase::Withheld, Some(p))
-                        if !matches!(p.change, Change::Revert { .. }) =>
-                    {
+                let pending = match &self.snap.stage {
+                    Stage::Open {
+                        pending: Some(p @ PendingUpdate { progress, .. }),
+                    } if !matches!(progress, Progress::Proposed { .. }) && !p.is_revert() => {
                         p.clone()
                     }
                     _ => return Err(self.unexpected("revert")),
@@ -324,7 +333,7 @@ impl Channel {
     }
 
     pub(super) fn ready_to_update(&self, what: &'static str) -> Result<(), ChannelError> {
-        if self.snap.phase != Phase::Funded || !self.snap.funding_confirmed {
+        if self.snap.phase() != Phase::Funded || !self.snap.funding_confirmed {
             return Err(self.unexpected(what));
         }
         Ok(())
@@ -336,6 +345,9 @@ impl Channel {
         change: Change,
         withhold: bool,
     ) -> Result<Vec<Action>, ChannelError> {
+        if !matches!(self.snap.stage, Stage::Open { .. }) {
+            return Err(self.unexpected(change.kind()));
+        }
         let side = self.snap.side;
         let body = self.apply(&change, side)?;
         let sighash = self.txs("propose")?.update_sighash(&body)?;
@@ -344,16 +356,14 @@ impl Channel {
         if let Change::Open { funding_outpoint } = change {
             self.snap.funding_outpoint = Some(funding_outpoint);
         }
-        self.snap.pending = Some(PendingUpdate {
-            body,
-            change: change.clone(),
-            proposer: side,
-            proposer_nonce: nonce.public_nonce(),
-            withhold,
-            countersignature: None,
-            proposer_signature: None,
-        });
-        self.snap.phase = Phase::Proposed;
+        self.snap.stage = Stage::Open {
+            pending: Some(PendingUpdate {
+                body,
+                change: change.clone(),
+                proposer_nonce: nonce.public_nonce(),
+                progress: Progress::Proposed { withhold },
+            }),
+        };
         let msg = Message::Propose(ProposeUpdate {
             channel_id: self.snap.channel_id,
             state,
@@ -367,29 +377,42 @@ impl Channel {
     /// Re-sends our pending proposal after a reconnection, with a fresh nonce if the old
     /// one was lost.
     pub(super) fn repropose(&mut self) -> Result<Vec<Action>, ChannelError> {
-        let pending = self
-            .snap
-            .pending
-            .clone()
-            .ok_or(self.unexpected("repropose"))?;
-        if self.secret_nonce.is_none() {
-            let sighash = self.txs("repropose")?.update_sighash(&pending.body)?;
-            let nonce = self.fresh_nonce(&sighash)?;
-            let p = self.snap.pending.as_mut().expect("checked above");
-            p.proposer_nonce = nonce.public_nonce();
-            self.secret_nonce = Some(nonce);
-        }
-        let nonce = self
-            .secret_nonce
-            .as_ref()
-            .map(|n| n.public_nonce())
-            .expect("set above");
+        let Stage::Open {
+            pending:
+                Some(PendingUpdate {
+                    body,
+                    change,
+                    progress: progress @ Progress::Proposed { .. },
+                    ..
+                }),
+        } = &self.snap.stage
+        else {
+            return Err(self.unexpected("repropose"));
+        };
+        let (body, change, progress) = (body.clone(), change.clone(), progress.clone());
+        let nonce = match self.secret_nonce.take() {
+            Some(nonce) => nonce,
+            None => {
+                let sighash = self.txs("repropose")?.update_sighash(&body)?;
+                self.fresh_nonce(&sighash)?
+            }
+        };
+        let proposer_nonce = nonce.public_nonce();
+        self.secret_nonce = Some(nonce);
         let msg = Message::Propose(ProposeUpdate {
             channel_id: self.snap.channel_id,
-            state: pending.body.number,
-            change: pending.change,
-            nonce,
+            state: body.number,
+            change: change.clone(),
+            nonce: proposer_nonce,
         });
+        self.snap.stage = Stage::Open {
+            pending: Some(PendingUpdate {
+                body,
+                change,
+                proposer_nonce,
+                progress,
+            }),
+        };
         Ok(self.commit(vec![msg], vec![]))
     }
 

@@ -51,16 +51,15 @@ impl Channel {
         let side = self.snap.side;
         let tx = self.close_tx(side, fee_sat)?;
         let nonce = self.fresh_close_nonce(&tx.compute_txid().to_byte_array())?;
-        self.snap.closing = Some(CloseRecord {
-            proposer: side,
-            fee_sat,
-            proposer_nonce: nonce.public().to_vec(),
-            acceptor_nonce: None,
-            acceptor_partial: None,
-            signature: None,
-            txid: tx.compute_txid(),
-        });
-        self.snap.phase = Phase::Closing;
+        self.snap.stage = Stage::Closing {
+            close: CloseRecord {
+                proposer: side,
+                fee_sat,
+                proposer_nonce: nonce.public(),
+                txid: tx.compute_txid(),
+                progress: CloseProgress::Proposed,
+            },
+        };
         let msg = Message::CloseProposal(CloseProposal {
             channel_id: self.snap.channel_id,
             fee_sat,
@@ -87,33 +86,32 @@ impl Channel {
     ) -> Result<Vec<Action>, ChannelError> {
         let side = self.snap.side;
         let peer = other(side);
-        match (&self.snap.phase, &self.snap.closing) {
-            (Phase::Funded, _) if self.snap.funding_confirmed => {}
-            (Phase::Closing, Some(c)) if c.signature.is_none() => {
-                if c.proposer == side && side == Party::A {
-                    // Both proposed: A's close wins, as for updates.
+        match &self.snap.stage {
+            Stage::Open { .. }
+                if self.snap.phase() == Phase::Funded && self.snap.funding_confirmed => {}
+            Stage::Closing { close } => match close.progress {
+                CloseProgress::Signed { .. } => return Err(self.unexpected("close_proposal")),
+                // Both proposed: A's close wins, as for updates.
+                CloseProgress::Proposed if close.proposer == side && side == Party::A => {
                     return Err(ChannelError::ProposalCollision {
                         state: self.next_number().saturating_sub(1),
                     });
                 }
-                if c.proposer == peer
-                    && CloseRecord::nonce(&c.proposer_nonce) == Some(m.nonce)
-                    && c.fee_sat == m.fee_sat
+                // The same proposal again (reconnection): the same answer.
+                CloseProgress::Accepted(acceptor)
+                    if close.proposer == peer
+                        && close.proposer_nonce == m.nonce
+                        && close.fee_sat == m.fee_sat =>
                 {
-                    // The same proposal again (reconnection): the same answer.
-                    if let (Some(nonce), Some(partial)) = (
-                        c.acceptor_nonce.as_deref().and_then(CloseRecord::nonce),
-                        c.acceptor_partial,
-                    ) {
-                        let msg = Message::CloseAccept(CloseAccept {
-                            channel_id: self.snap.channel_id,
-                            nonce,
-                            partial_signature: partial,
-                        });
-                        return Ok(self.commit(vec![msg], vec![]));
-                    }
+                    let msg = Message::CloseAccept(CloseAccept {
+                        channel_id: self.snap.channel_id,
+                        nonce: acceptor.nonce,
+                        partial_signature: acceptor.partial,
+                    });
+                    return Ok(self.commit(vec![msg], vec![]));
                 }
-            }
+                CloseProgress::Proposed | CloseProgress::Accepted(_) => {}
+            },
             _ => return Err(self.unexpected("close_proposal")),
         }
         if schnorr_fun::binonce::Nonce::<schnorr_fun::fun::marker::Zero>::from_bytes(m.nonce)
@@ -134,16 +132,18 @@ impl Channel {
             nonce,
             &nonces,
         )?;
-        self.snap.closing = Some(CloseRecord {
-            proposer: peer,
-            fee_sat: m.fee_sat,
-            proposer_nonce: m.nonce.to_vec(),
-            acceptor_nonce: Some(ours.to_vec()),
-            acceptor_partial: Some(partial),
-            signature: None,
-            txid: tx.compute_txid(),
-        });
-        self.snap.phase = Phase::Closing;
+        self.snap.stage = Stage::Closing {
+            close: CloseRecord {
+                proposer: peer,
+                fee_sat: m.fee_sat,
+                proposer_nonce: m.nonce,
+                txid: tx.compute_txid(),
+                progress: CloseProgress::Accepted(AcceptorShare {
+                    nonce: ours,
+                    partial,
+                }),
+            },
+        };
         // Our own close proposal, if any, lost the collision.
         self.close_nonce = None;
         let msg = Message::CloseAccept(CloseAccept {
@@ -156,14 +156,16 @@ impl Channel {
 
     pub(super) fn on_close_accept(&mut self, m: CloseAccept) -> Result<Vec<Action>, ChannelError> {
         let side = self.snap.side;
-        let closing = match (&self.snap.phase, &self.snap.closing) {
-            (Phase::Closing, Some(c)) if c.proposer == side && c.signature.is_none() => c.clone(),
+        let mut closing = match &self.snap.stage {
+            Stage::Closing { close }
+                if close.proposer == side && close.progress == CloseProgress::Proposed =>
+            {
+                close.clone()
+            }
             _ => return Err(self.unexpected("close_accept")),
         };
         let state = self.next_number().saturating_sub(1);
-        let own_nonce =
-            CloseRecord::nonce(&closing.proposer_nonce).ok_or(ChannelError::MalformedCloseNonce)?;
-        let nonces = Self::close_nonces(side, own_nonce, m.nonce);
+        let nonces = Self::close_nonces(side, closing.proposer_nonce, m.nonce);
         let tx = self.close_tx(side, closing.fee_sat)?;
         let funding = self.txs("close")?.funding().clone();
         close::verify_partial(&funding, &tx, other(side), &m.partial_signature, &nonces).map_err(
@@ -202,10 +204,14 @@ impl Channel {
                 what: "close",
                 state,
             })?;
-        let c = self.snap.closing.as_mut().expect("checked above");
-        c.acceptor_nonce = Some(m.nonce.to_vec());
-        c.acceptor_partial = Some(m.partial_signature);
-        c.signature = Some(signature);
+        closing.progress = CloseProgress::Signed {
+            acceptor: AcceptorShare {
+                nonce: m.nonce,
+                partial: m.partial_signature,
+            },
+            signature,
+        };
+        self.snap.stage = Stage::Closing { close: closing };
         let txid = signed.compute_txid();
         let msg = Message::CloseSigned(CloseSigned {
             channel_id: self.snap.channel_id,
@@ -222,15 +228,17 @@ impl Channel {
 
     pub(super) fn on_close_signed(&mut self, m: CloseSigned) -> Result<Vec<Action>, ChannelError> {
         let side = self.snap.side;
-        let closing = match (&self.snap.phase, &self.snap.closing) {
-            (Phase::Closing, Some(c)) if c.proposer != side && c.acceptor_partial.is_some() => {
-                c.clone()
-            }
+        let (mut closing, acceptor) = match &self.snap.stage {
+            Stage::Closing { close } if close.proposer != side => match close.progress {
+                CloseProgress::Accepted(acceptor) => (close.clone(), acceptor),
+                CloseProgress::Signed { signature, .. } if signature == m.signature => {
+                    return Ok(vec![])
+                }
+                CloseProgress::Signed { acceptor, .. } => (close.clone(), acceptor),
+                CloseProgress::Proposed => return Err(self.unexpected("close_signed")),
+            },
             _ => return Err(self.unexpected("close_signed")),
         };
-        if closing.signature == Some(m.signature) {
-            return Ok(vec![]);
-        }
         let state = self.next_number().saturating_sub(1);
         let mut tx = self.close_tx(other(side), closing.fee_sat)?;
         let funding = self.txs("close")?.funding();
@@ -244,7 +252,11 @@ impl Channel {
             })?;
         tx.input[0].witness = bitcoin::Witness::from_slice(&[m.signature.to_bytes()]);
         let txid = tx.compute_txid();
-        self.snap.closing.as_mut().expect("checked above").signature = Some(m.signature);
+        closing.progress = CloseProgress::Signed {
+            acceptor,
+            signature: m.signature,
+        };
+        self.snap.stage = Stage::Closing { close: closing };
         Ok(self.commit(
             vec![],
             vec![
@@ -257,35 +269,37 @@ impl Channel {
     /// After a reconnection the proposer drives the close on: it re-sends its proposal (with
     /// a fresh nonce if its secret one died in a restart) or its aggregate signature.
     pub(super) fn reestablish_close(&mut self) -> Result<Vec<Action>, ChannelError> {
-        let Some(closing) = self.snap.closing.clone() else {
+        let Stage::Closing { close } = &self.snap.stage else {
             return Ok(vec![]);
         };
-        if closing.proposer != self.snap.side {
+        if close.proposer != self.snap.side {
             return Ok(vec![]);
         }
-        if let Some(signature) = closing.signature {
-            let msg = Message::CloseSigned(CloseSigned {
-                channel_id: self.snap.channel_id,
-                signature,
-            });
-            return Ok(self.commit(vec![msg], vec![]));
+        let mut close = close.clone();
+        match close.progress {
+            CloseProgress::Signed { signature, .. } => {
+                let msg = Message::CloseSigned(CloseSigned {
+                    channel_id: self.snap.channel_id,
+                    signature,
+                });
+                return Ok(self.commit(vec![msg], vec![]));
+            }
+            CloseProgress::Proposed => {}
+            // The proposer combines the acceptor's answer at once: never stored.
+            CloseProgress::Accepted(_) => return Ok(vec![]),
         }
-        if self.close_nonce.is_none() {
-            let nonce = self.fresh_close_nonce(&closing.txid.to_byte_array())?;
-            let c = self.snap.closing.as_mut().expect("checked above");
-            c.proposer_nonce = nonce.public().to_vec();
-            self.close_nonce = Some(nonce);
-        }
-        let nonce = self
-            .close_nonce
-            .as_ref()
-            .map(|n| n.public())
-            .expect("set above");
+        let nonce = match self.close_nonce.take() {
+            Some(nonce) => nonce,
+            None => self.fresh_close_nonce(&close.txid.to_byte_array())?,
+        };
+        close.proposer_nonce = nonce.public();
+        self.close_nonce = Some(nonce);
         let msg = Message::CloseProposal(CloseProposal {
             channel_id: self.snap.channel_id,
-            fee_sat: closing.fee_sat,
-            nonce,
+            fee_sat: close.fee_sat,
+            nonce: close.proposer_nonce,
         });
+        self.snap.stage = Stage::Closing { close };
         Ok(self.commit(vec![msg], vec![]))
     }
 

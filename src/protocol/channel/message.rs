@@ -16,7 +16,7 @@ impl Channel {
             Message::Open(m) => {
                 // A repeated open (the accept was lost): answer it again, once it matches.
                 let same = self.snap.side == Party::S
-                    && self.snap.phase == Phase::Accepted
+                    && self.snap.phase() == Phase::Accepted
                     && self.open_message_matches(&m);
                 if !same {
                     return Err(self.unexpected("open"));
@@ -35,21 +35,20 @@ impl Channel {
     }
 
     pub(super) fn open_message_matches(&self, m: &OpenChannel) -> bool {
-        match (&self.snap.terms, &self.snap.params) {
-            (Some(t), Some(p)) => {
-                t.capacity_sat == m.capacity_sat
-                    && t.push_sat == m.push_sat
-                    && t.shared_delay == m.shared_delay
-                    && t.update_window == m.update_window
-                    && t.payout_key == m.payout_key
-                    && p.key_a == m.update_key
-            }
-            _ => false,
-        }
+        let (t, Some(p)) = (&self.snap.terms, &self.snap.params) else {
+            return false;
+        };
+        t.capacity_sat == m.capacity_sat
+            && t.push_sat == m.push_sat
+            && t.shared_delay == m.shared_delay
+            && t.update_window == m.update_window
+            && t.payout_key == m.payout_key
+            && p.key_a == m.update_key
     }
 
     pub(super) fn on_accept(&mut self, m: AcceptChannel) -> Result<Vec<Action>, ChannelError> {
-        if self.snap.side == Party::A && self.snap.phase != Phase::Offered {
+        let phase = self.snap.phase();
+        if self.snap.side == Party::A && phase != Phase::Offered {
             // A repeated accept changes nothing once it matches what we hold.
             if let Some(p) = &self.snap.params {
                 if p.key_s == m.update_key && p.payout_s == m.payout_key {
@@ -57,10 +56,10 @@ impl Channel {
                 }
             }
         }
-        if self.snap.phase != Phase::Offered || self.snap.side != Party::A {
+        if phase != Phase::Offered || self.snap.side != Party::A {
             return Err(self.unexpected("accept"));
         }
-        let terms = self.snap.terms.clone().ok_or(self.unexpected("accept"))?;
+        let terms = self.snap.terms.clone();
         if m.update_key == self.snap.own_key {
             return Err(ChannelError::InvalidTerms {
                 reason: "both parties use the same key",
@@ -78,7 +77,6 @@ impl Channel {
         };
         let funding = txs::ChannelTxs::new(&params).funding().clone();
         self.snap.params = Some(params);
-        self.snap.phase = Phase::Accepted;
         Ok(self.commit(
             vec![],
             vec![Action::Event(Event::Accepted {
@@ -90,11 +88,17 @@ impl Channel {
 
     pub(super) fn on_propose(&mut self, m: ProposeUpdate) -> Result<Vec<Action>, ChannelError> {
         let peer = other(self.snap.side);
+        let pending = match &self.snap.stage {
+            Stage::Open { pending } => pending.clone(),
+            Stage::Closing { .. } | Stage::ForceClosing { .. } | Stage::Closed { .. } => {
+                return Err(self.unexpected("propose"))
+            }
+        };
         if let Change::Revert { abandoned } = m.change {
-            let revertible = matches!(self.snap.phase, Phase::Withheld | Phase::CounterSigned)
-                && self.snap.pending.as_ref().is_some_and(|p| {
-                    p.body.number == abandoned && !matches!(p.change, Change::Revert { .. })
-                });
+            // A countersigned state, ours or the peer's, may be given up.
+            let revertible = pending.as_ref().is_some_and(|p| {
+                p.countersignature().is_some() && p.body.number == abandoned && !p.is_revert()
+            });
             if revertible && self.snap.priced == Some(abandoned) {
                 return Err(ChannelError::Priced {
                     state: abandoned,
@@ -105,93 +109,63 @@ impl Channel {
                 return self.countersign_revert(m, abandoned);
             }
         }
-        match self.snap.phase {
-            Phase::Funded | Phase::Accepted => {}
-            Phase::Proposed => {
-                let ours = self.snap.pending.as_ref().map_or(0, |p| p.body.number);
-                if m.state != ours {
+        match pending {
+            // Offered: nothing can be proposed before the parameters are agreed.
+            None if self.snap.params.is_none() => return Err(self.unexpected("propose")),
+            None => {}
+            Some(PendingUpdate {
+                progress: Progress::Proposed { withhold },
+                body,
+                change,
+                ..
+            }) => return self.on_colliding_proposal(m, body.number, change, withhold),
+            Some(PendingUpdate {
+                progress: Progress::CounterSigned { countersignature },
+                body,
+                change,
+                proposer_nonce,
+            }) => {
+                if m.state != body.number {
                     return Err(ChannelError::WrongState {
                         what: "propose",
                         got: m.state,
-                        expected: ours,
+                        expected: body.number,
                     });
                 }
-                // Both proposed the same state: A's proposal wins, except over a revert,
-                // which is never dropped for a collision (it gives up a state a payment
-                // role decided to give up; the peer countersigns it first).
-                let our_revert = self
-                    .snap
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| matches!(p.change, Change::Revert { .. }));
-                if self.snap.side == Party::A || our_revert {
-                    return Err(ChannelError::ProposalCollision { state: m.state });
-                }
-                let dropped = self.snap.pending.clone().map(|p| p.change);
-                // Validate theirs against the complete state before dropping ours.
-                let body = self.apply(&m.change, peer)?;
-                // Ours is proposed again once theirs completes (`repropose_dropped`).
-                let before = self.snap.dropped.take();
-                self.snap.dropped = self.snap.pending.as_ref().map(|p| DroppedProposal {
-                    change: p.change.clone(),
-                    withhold: p.withhold,
-                });
-                let countersigned = self.countersign(m, body);
-                let mut actions = match countersigned {
-                    Ok(actions) => actions,
-                    Err(e) => {
-                        self.snap.dropped = before;
-                        return Err(e);
-                    }
-                };
-                self.secret_nonce = None;
-                if let Some(change) = dropped {
-                    actions.push(Action::Event(Event::ProposalDropped { change }));
-                }
-                return Ok(actions);
-            }
-            Phase::CounterSigned => {
-                let pending = self
-                    .snap
-                    .pending
-                    .clone()
-                    .expect("countersigned has pending");
-                if m.state != pending.body.number {
-                    return Err(ChannelError::WrongState {
-                        what: "propose",
-                        got: m.state,
-                        expected: pending.body.number,
-                    });
-                }
-                if m.change != pending.change {
+                if m.change != change {
                     return Err(ChannelError::ConflictingProposal { state: m.state });
                 }
                 // The same proposal again (reconnection): resend our stored signature, and
                 // take the new nonce if the proposer had to make one.
                 let mut others = vec![];
-                if m.nonce != pending.proposer_nonce && self.snap.priced == Some(m.state) {
+                if m.nonce != proposer_nonce && self.snap.priced == Some(m.state) {
                     return Err(ChannelError::Priced {
                         state: m.state,
                         what: "new nonce",
                     });
                 }
-                if m.nonce != pending.proposer_nonce {
-                    self.snap
-                        .pending
-                        .as_mut()
-                        .expect("checked above")
-                        .proposer_nonce = m.nonce;
+                if m.nonce != proposer_nonce {
+                    self.snap.stage = Stage::Open {
+                        pending: Some(PendingUpdate {
+                            body,
+                            change,
+                            proposer_nonce: m.nonce,
+                            progress: Progress::CounterSigned { countersignature },
+                        }),
+                    };
                     others.push(Action::Event(Event::NonceReplaced { state: m.state }));
                 }
-                let signature = pending.countersignature.expect("countersigned holds it");
                 let msg = Message::CounterSign(CounterSignUpdate {
                     channel_id: self.snap.channel_id,
                     state: m.state,
-                    signature,
+                    signature: countersignature,
                 });
                 return Ok(self.commit(vec![msg], others));
             }
-            _ => return Err(self.unexpected("propose")),
+            Some(PendingUpdate {
+                progress: Progress::Withheld(_),
+                ..
+            }) => return Err(self.unexpected("propose")),
         }
         let expected = self.next_number();
         if m.state != expected {
@@ -201,14 +175,56 @@ impl Channel {
                 expected,
             });
         }
-        if self.snap.phase == Phase::Accepted && !matches!(m.change, Change::Open { .. }) {
+        if self.snap.complete.is_none() && !matches!(m.change, Change::Open { .. }) {
             return Err(self.unexpected(m.change.kind()));
         }
-        if self.snap.phase == Phase::Funded && !self.snap.funding_confirmed {
+        if self.snap.complete.is_some() && !self.snap.funding_confirmed {
             return Err(self.unexpected(m.change.kind()));
         }
         let body = self.apply(&m.change, peer)?;
         self.countersign(m, body)
+    }
+
+    /// The peer proposed state `ours` too, while our proposal `change` of it waits for its
+    /// countersignature.
+    fn on_colliding_proposal(
+        &mut self,
+        m: ProposeUpdate,
+        ours: u64,
+        change: Change,
+        withhold: bool,
+    ) -> Result<Vec<Action>, ChannelError> {
+        if m.state != ours {
+            return Err(ChannelError::WrongState {
+                what: "propose",
+                got: m.state,
+                expected: ours,
+            });
+        }
+        // Both proposed the same state: A's proposal wins, except over a revert, which is
+        // never dropped for a collision (it gives up a state a payment role decided to give
+        // up; the peer countersigns it first).
+        let our_revert = matches!(change, Change::Revert { .. });
+        if self.snap.side == Party::A || our_revert {
+            return Err(ChannelError::ProposalCollision { state: m.state });
+        }
+        // Validate theirs against the complete state before dropping ours.
+        let body = self.apply(&m.change, other(self.snap.side))?;
+        // Ours is proposed again once theirs completes (`repropose_dropped`).
+        let before = self.snap.dropped.replace(DroppedProposal {
+            change: change.clone(),
+            withhold,
+        });
+        let mut actions = match self.countersign(m, body) {
+            Ok(actions) => actions,
+            Err(e) => {
+                self.snap.dropped = before;
+                return Err(e);
+            }
+        };
+        self.secret_nonce = None;
+        actions.push(Action::Event(Event::ProposalDropped { change }));
+        Ok(actions)
     }
 
     /// The peer gives up the pending state `abandoned`: check the revert and countersign it.
@@ -226,7 +242,7 @@ impl Channel {
         }
         let body = self.apply(&m.change, other(self.snap.side))?;
         let before = self.snap.abandoned.take();
-        self.snap.abandoned = self.snap.pending.clone();
+        self.snap.abandoned = self.snap.pending().cloned();
         let countersigned = self.countersign(m, body);
         if countersigned.is_err() {
             self.snap.abandoned = before;
@@ -239,6 +255,9 @@ impl Channel {
         m: ProposeUpdate,
         body: StateBody,
     ) -> Result<Vec<Action>, ChannelError> {
+        if !matches!(self.snap.stage, Stage::Open { .. }) {
+            return Err(self.unexpected("propose"));
+        }
         // What we sign is the state the message names, never another number.
         if body.number != m.state {
             return Err(ChannelError::WrongState {
@@ -256,16 +275,16 @@ impl Channel {
         self.snap
             .settlement_leaf_hashes
             .insert(body.number, leaf_hash);
-        self.snap.pending = Some(PendingUpdate {
-            body,
-            change: m.change,
-            proposer: other(self.snap.side),
-            proposer_nonce: m.nonce,
-            withhold: false,
-            countersignature: Some(signature),
-            proposer_signature: None,
-        });
-        self.snap.phase = Phase::CounterSigned;
+        self.snap.stage = Stage::Open {
+            pending: Some(PendingUpdate {
+                body,
+                change: m.change,
+                proposer_nonce: m.nonce,
+                progress: Progress::CounterSigned {
+                    countersignature: signature,
+                },
+            }),
+        };
         let msg = Message::CounterSign(CounterSignUpdate {
             channel_id: self.snap.channel_id,
             state: m.state,
@@ -278,8 +297,16 @@ impl Channel {
         &mut self,
         m: CounterSignUpdate,
     ) -> Result<Vec<Action>, ChannelError> {
-        let pending = match (&self.snap.phase, &self.snap.pending) {
-            (Phase::Proposed, Some(p)) => p.clone(),
+        let (mut pending, withhold) = match &self.snap.stage {
+            Stage::Open {
+                pending:
+                    Some(
+                        p @ PendingUpdate {
+                            progress: Progress::Proposed { withhold },
+                            ..
+                        },
+                    ),
+            } => (p.clone(), *withhold),
             _ => return Err(self.unexpected("countersign")),
         };
         if m.state != pending.body.number {
@@ -307,37 +334,36 @@ impl Channel {
         self.snap
             .settlement_leaf_hashes
             .insert(pending.body.number, leaf_hash);
-        let mut pending = pending;
-        pending.countersignature = Some(m.signature);
-        pending.proposer_signature = Some(signature);
-        if pending.withhold {
-            let price_point = price_point(&pending.proposer_nonce, &self.snap.own_key, &sighash)?;
-            let state = pending.body.number;
-            self.snap.pending = Some(pending);
-            self.snap.phase = Phase::Withheld;
-            return Ok(self.commit(
-                vec![],
-                vec![Action::Event(Event::SignatureWithheld {
-                    state,
-                    signature,
-                    price_point,
-                })],
-            ));
+        if !withhold {
+            return self.finish_own_proposal(pending, signature, m.signature);
         }
-        self.finish_own_proposal(pending)
+        let price_point = price_point(&pending.proposer_nonce, &self.snap.own_key, &sighash)?;
+        let state = pending.body.number;
+        pending.progress = Progress::Withheld(Withheld {
+            countersignature: m.signature,
+            own_signature: signature,
+        });
+        self.snap.stage = Stage::Open {
+            pending: Some(pending),
+        };
+        Ok(self.commit(
+            vec![],
+            vec![Action::Event(Event::SignatureWithheld {
+                state,
+                signature,
+                price_point,
+            })],
+        ))
     }
 
-    /// Our proposal is signed by both: it becomes the complete state; send our signature.
+    /// Our proposal is signed by both (`own` is our signature, `peer` the countersignature):
+    /// it becomes the complete state; send our signature.
     pub(super) fn finish_own_proposal(
         &mut self,
         pending: PendingUpdate,
+        own: Signature,
+        peer: Signature,
     ) -> Result<Vec<Action>, ChannelError> {
-        let own = pending
-            .proposer_signature
-            .ok_or(self.unexpected("complete"))?;
-        let peer = pending
-            .countersignature
-            .ok_or(self.unexpected("complete"))?;
         let state = pending.body.number;
         let others = self.make_complete(pending, own, peer)?;
         let msg = Message::Complete(CompleteUpdate {
@@ -355,7 +381,8 @@ impl Channel {
         proposer_sig: Signature,
         other_sig: Signature,
     ) -> Result<Vec<Action>, ChannelError> {
-        let (sig_a, sig_s) = match pending.proposer {
+        let proposer = pending.proposer(self.snap.side);
+        let (sig_a, sig_s) = match proposer {
             Party::A => (proposer_sig, other_sig),
             Party::S => (other_sig, proposer_sig),
         };
@@ -381,16 +408,13 @@ impl Channel {
         };
         self.snap.complete = Some(StateRecord {
             body: pending.body,
-            proposer: pending.proposer,
+            proposer,
             change: pending.change,
             sig_a,
             sig_s,
         });
-        self.snap.pending = None;
+        self.snap.clear_pending();
         self.snap.priced = None;
-        if self.snap.phase != Phase::ForceClosing {
-            self.snap.phase = Phase::Funded;
-        }
         let mut others = vec![Action::Event(event)];
         others.extend(failed.map(Action::Event));
         if first {
@@ -408,46 +432,47 @@ impl Channel {
         if let Some(actions) = self.complete_abandoned(&m)? {
             return Ok(actions);
         }
-        let pending = match (&self.snap.phase, &self.snap.pending) {
-            (Phase::CounterSigned, Some(p)) => p.clone(),
-            (Phase::Withheld, Some(p)) => return self.on_purchase_shown(p.clone(), &m),
-            (Phase::ForceClosing, Some(p))
-                if p.proposer == self.snap.side && p.proposer_signature.is_some() =>
-            {
-                return self.on_purchase_shown(p.clone(), &m)
+        let open = matches!(self.snap.stage, Stage::Open { .. });
+        match self.snap.pending().map(|p| (p, &p.progress)) {
+            // Our withheld signature, shown back: the peer bought it (also during a
+            // unilateral close, where the completed state overrides the one on chain).
+            Some((pending, Progress::Withheld(withheld))) => {
+                let (pending, withheld) = (pending.clone(), withheld.clone());
+                return self.on_purchase_shown(pending, withheld, &m);
             }
-            _ => {
-                // Our own last proposal, shown to us again with our signature (a repeated
-                // proof of purchase): nothing to do. A replayed completion of the peer's is
-                // refused below.
-                if let Some(rec) = &self.snap.complete {
-                    if rec.proposer == self.snap.side
-                        && rec.body.number == m.state
-                        && rec.proposer_signature() == m.signature
-                    {
-                        return Ok(vec![]);
-                    }
+            Some((pending, Progress::CounterSigned { countersignature })) if open => {
+                if m.state != pending.body.number {
+                    return Err(ChannelError::WrongState {
+                        what: "complete",
+                        got: m.state,
+                        expected: pending.body.number,
+                    });
                 }
-                if let Some(n) = self.complete_number() {
-                    if m.state <= n {
-                        return Err(ChannelError::WrongState {
-                            what: "complete",
-                            got: m.state,
-                            expected: n + 1,
-                        });
-                    }
-                }
-                return Err(self.unexpected("complete"));
+                let (pending, countersignature) = (pending.clone(), *countersignature);
+                return self.complete_peer_proposal(pending, m.signature, countersignature, false);
             }
-        };
-        if m.state != pending.body.number {
-            return Err(ChannelError::WrongState {
-                what: "complete",
-                got: m.state,
-                expected: pending.body.number,
-            });
+            _ => {}
         }
-        self.complete_peer_proposal(pending, m.signature, false)
+        // Our own last proposal, shown to us again with our signature (a repeated proof of
+        // purchase): nothing to do. A replayed completion of the peer's is refused below.
+        if let Some(rec) = &self.snap.complete {
+            if rec.proposer == self.snap.side
+                && rec.body.number == m.state
+                && rec.proposer_signature() == m.signature
+            {
+                return Ok(vec![]);
+            }
+        }
+        if let Some(n) = self.complete_number() {
+            if m.state <= n {
+                return Err(ChannelError::WrongState {
+                    what: "complete",
+                    got: m.state,
+                    expected: n + 1,
+                });
+            }
+        }
+        Err(self.unexpected("complete"))
     }
 
     /// The peer shows our own withheld signature: it bought it (from the payee it was sold
@@ -456,6 +481,7 @@ impl Channel {
     pub(super) fn on_purchase_shown(
         &mut self,
         pending: PendingUpdate,
+        withheld: Withheld,
         m: &CompleteUpdate,
     ) -> Result<Vec<Action>, ChannelError> {
         let state = pending.body.number;
@@ -466,17 +492,15 @@ impl Channel {
                 expected: state,
             });
         }
-        let (Some(own), Some(peer)) = (pending.proposer_signature, pending.countersignature) else {
-            return Err(self.unexpected("complete"));
-        };
-        if m.signature != own {
+        if m.signature != withheld.own_signature {
             return Err(ChannelError::InvalidSignature {
                 what: "complete",
                 state,
             });
         }
         let before = self.snap.clone();
-        let mut others = self.make_complete(pending, own, peer)?;
+        let mut others =
+            self.make_complete(pending, withheld.own_signature, withheld.countersignature)?;
         // Bought while an older state is on chain: the completed one goes over it.
         match self.override_on_chain() {
             Ok(answer) => others.extend(answer.map(Action::Broadcast)),
@@ -494,21 +518,38 @@ impl Channel {
         &mut self,
         m: &CompleteUpdate,
     ) -> Result<Option<Vec<Action>>, ChannelError> {
-        let (Phase::Proposed, Some(pending), Some(abandoned)) =
-            (self.snap.phase, &self.snap.pending, &self.snap.abandoned)
+        // Our revert, proposed and not yet countersigned, of the peer's proposal we had
+        // countersigned.
+        let (
+            Stage::Open {
+                pending:
+                    Some(
+                        revert @ PendingUpdate {
+                            progress: Progress::Proposed { .. },
+                            ..
+                        },
+                    ),
+            },
+            Some(
+                abandoned @ PendingUpdate {
+                    progress: Progress::CounterSigned { countersignature },
+                    ..
+                },
+            ),
+        ) = (&self.snap.stage, &self.snap.abandoned)
         else {
             return Ok(None);
         };
-        let crossed = matches!(pending.change, Change::Revert { .. })
+        let crossed = revert.is_revert()
             && abandoned.body.number == m.state
-            && abandoned.proposer != self.snap.side
             && self.complete_number().is_some_and(|n| n + 1 == m.state);
         if !crossed {
             return Ok(None);
         }
-        let (dropped, abandoned) = (pending.change.clone(), abandoned.clone());
+        let dropped = revert.change.clone();
+        let (abandoned, countersignature) = (abandoned.clone(), *countersignature);
         let before = self.snap.abandoned.take();
-        match self.complete_peer_proposal(abandoned, m.signature, false) {
+        match self.complete_peer_proposal(abandoned, m.signature, countersignature, false) {
             Ok(mut actions) => {
                 self.secret_nonce = None;
                 actions.push(Action::Event(Event::ProposalDropped { change: dropped }));
@@ -521,11 +562,13 @@ impl Channel {
         }
     }
 
-    /// The peer's signature on its own proposal, received or bought: check and complete.
+    /// The peer's signature on its own proposal, received or bought: check and complete
+    /// with our `countersignature`.
     pub(super) fn complete_peer_proposal(
         &mut self,
         pending: PendingUpdate,
         signature: Signature,
+        countersignature: Signature,
         bought: bool,
     ) -> Result<Vec<Action>, ChannelError> {
         let state = pending.body.number;
@@ -534,16 +577,13 @@ impl Channel {
         }
         let params = self.params("complete")?.clone();
         let sighash = self.txs("complete")?.update_sighash(&pending.body)?;
-        key_of(&params, pending.proposer)
+        key_of(&params, pending.proposer(self.snap.side))
             .verify(&sighash, &signature)
             .map_err(|_| ChannelError::InvalidSignature {
                 what: "complete",
                 state,
             })?;
-        let own = pending
-            .countersignature
-            .ok_or(self.unexpected("complete"))?;
-        let others = self.make_complete(pending, signature, own)?;
+        let others = self.make_complete(pending, signature, countersignature)?;
         self.snap.bought = bought.then_some(state);
         let mut actions = self.commit(vec![], others);
         actions.extend(self.repropose_dropped());
@@ -554,7 +594,7 @@ impl Channel {
     /// role's change (a PTLC offered or fulfilled) is not lost to the timing of the peer's.
     /// If it no longer applies, it is reported dropped for good.
     pub(super) fn repropose_dropped(&mut self) -> Vec<Action> {
-        if self.snap.phase != Phase::Funded || !self.snap.funding_confirmed {
+        if self.snap.phase() != Phase::Funded || !self.snap.funding_confirmed {
             return vec![];
         }
         let Some(dropped) = self.snap.dropped.take() else {
@@ -576,17 +616,16 @@ impl Channel {
 
     pub(super) fn on_reestablish(&mut self, m: Reestablish) -> Result<Vec<Action>, ChannelError> {
         let ours = self.next_number();
+        let phase = self.snap.phase();
         // Only the proposer can be one state ahead (it completes first), and only until its
         // completing signature arrives.
         // A withheld signature may have been sold to the peer, which is then one ahead too.
         // A revert skips a state number, so the peer may be one past the pending state.
-        let mut most = match &self.snap.pending {
-            Some(p) if p.proposer != self.snap.side || self.snap.phase == Phase::Withheld => {
-                p.body.number + 1
-            }
+        let mut most = match self.snap.pending() {
+            Some(p) if !p.is_ours() || phase == Phase::Withheld => p.body.number + 1,
             _ => ours,
         };
-        if let (Phase::Proposed, Some(abandoned)) = (self.snap.phase, &self.snap.abandoned) {
+        if let (Phase::Proposed, Some(abandoned)) = (phase, &self.snap.abandoned) {
             // Our revert may have crossed the peer's completion of the abandoned state.
             most = most.max(abandoned.body.number + 1);
         }
@@ -596,7 +635,7 @@ impl Channel {
                 ours,
             });
         }
-        match self.snap.phase {
+        match phase {
             Phase::Proposed => {
                 let mut actions = self.resend_complete_if_missing(m.next_state);
                 actions.extend(self.repropose()?);

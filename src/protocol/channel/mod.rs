@@ -25,36 +25,44 @@
 //! signature's scalar ([`Command::CompleteWithSecret`]).
 //!
 //! The states ([`Phase`]) are named for what happened: `Offered`, `Accepted`, `Funded`,
-//! `Proposed`, `CounterSigned`, `Withheld`, `ForceClosing`, `Closed`.
+//! `Proposed`, `CounterSigned`, `Withheld`, `Closing`, `ForceClosing`, `Closed`. A phase is
+//! not stored but read off the snapshot's data ([`Snapshot::phase`]): each record lives where
+//! it exists ([`Stage`], [`Progress`], [`CloseProgress`]), so reading a withheld signature or
+//! a close's partial signature is a pattern match that binds it.
 //!
 //! ```
 //! use asyncpay::crypto::keys::SecretKey;
 //! use asyncpay::crypto::nonce::NonceSeed;
-//! use asyncpay::protocol::channel::{Action, Channel, ChannelSecrets, Command, Input, OpenTerms};
-//! use asyncpay::protocol::messages::ChannelId;
+//! use asyncpay::protocol::channel::{
+//!     Action, Channel, ChannelSecrets, Command, Input, OpenTerms, Phase,
+//! };
+//! use asyncpay::protocol::messages::{ChannelId, Message};
 //! use bitcoin::OutPoint;
 //!
-//! let secrets = |b: u8| ChannelSecrets {
-//!     key: SecretKey::from_bytes([b; 32]).unwrap(),
-//!     nonce_seed: NonceSeed::from_bytes([b + 1; 32]),
+//! let key = |b: u8| SecretKey::from_bytes([b; 32]);
+//! let secrets = |b: u8| -> Result<ChannelSecrets, asyncpay::crypto::keys::KeyError> {
+//!     Ok(ChannelSecrets { key: key(b)?, nonce_seed: NonceSeed::from_bytes([b + 1; 32]) })
 //! };
-//! let payout = |b: u8| SecretKey::from_bytes([b; 32]).unwrap().public_key();
 //! let terms = OpenTerms {
 //!     capacity_sat: 100_000, push_sat: 0, shared_delay: 6, update_window: 1_000,
-//!     payout_key: payout(10),
+//!     payout_key: key(10)?.public_key(),
 //! };
-//! let (mut a, actions) = Channel::open(secrets(1), ChannelId([9; 32]), terms, 100)?;
+//! let (mut a, actions) = Channel::open(secrets(1)?, ChannelId([9; 32]), terms, 100)?;
 //! // Persist first, then the open message.
-//! assert!(matches!(actions[0], Action::Persist(_)));
-//! let Action::Send(open) = &actions[1] else { panic!() };
-//! let asyncpay::protocol::messages::Message::Open(open) = open else { panic!() };
-//! let (mut s, actions) = Channel::accept(secrets(3), open, payout(11), 100)?;
-//! let Action::Send(accept) = actions.last().unwrap().clone() else { panic!() };
+//! let [Action::Persist(_), Action::Send(Message::Open(open))] = &actions[..] else {
+//!     return Err("persist, then send the open".into());
+//! };
+//! let (s, actions) = Channel::accept(secrets(3)?, open, key(11)?.public_key(), 100)?;
+//! let Some(Action::Send(accept)) = actions.last().cloned() else {
+//!     return Err("S sends its accept".into());
+//! };
 //! a.handle(Input::Message(accept))?;
+//! assert_eq!((a.phase(), s.phase()), (Phase::Accepted, Phase::Accepted));
 //! // A builds the funding transaction with its wallet, then proposes state 0.
 //! let actions = a.handle(Input::Command(Command::FundingBuilt { outpoint: OutPoint::null() }))?;
-//! assert!(matches!(actions[0], Action::Persist(_)));
-//! # Ok::<(), asyncpay::protocol::channel::ChannelError>(())
+//! assert!(matches!(actions.first(), Some(Action::Persist(_))));
+//! assert_eq!(a.phase(), Phase::Proposed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::BTreeMap;
@@ -80,7 +88,7 @@ use super::transactions as txs;
 use super::wire::{Decoded, PeerMessage, WireError};
 
 /// Snapshot format version; [`Channel::restore`] refuses others.
-pub const SNAPSHOT_VERSION: u8 = 2;
+pub const SNAPSHOT_VERSION: u8 = 3;
 
 /// At most this many PTLCs may be pending in one state (bounds transaction and message size).
 pub const MAX_PTLCS: usize = 32;
@@ -100,8 +108,9 @@ pub use error::ChannelError;
 pub use io::{Action, ChainEvent, Command, Event, Input};
 pub(crate) use state::leaf_hash_log;
 pub use state::{
-    ChannelParams, ChannelSecrets, CloseRecord, DroppedProposal, OnChain, OpenTerms, PendingUpdate,
-    Phase, PtlcRecord, Snapshot, StateBody, StateRecord, SALE_WINDOW_MARGIN,
+    AcceptorShare, ChannelParams, ChannelSecrets, CloseProgress, CloseRecord, DroppedProposal,
+    OnChain, OpenTerms, PendingUpdate, Phase, Progress, PtlcRecord, Snapshot, SnapshotError, Stage,
+    StateBody, StateRecord, Withheld, SALE_WINDOW_MARGIN,
 };
 
 /// The nonce counter lives in the snapshot: advancing it here and persisting the snapshot
@@ -172,6 +181,7 @@ impl Channel {
         side: Party,
         own_key: PublicKey,
         channel_id: ChannelId,
+        terms: OpenTerms,
         height: u32,
     ) -> Snapshot {
         Snapshot {
@@ -179,20 +189,17 @@ impl Channel {
             side,
             own_key,
             channel_id,
-            phase: Phase::Offered,
-            terms: None,
+            terms,
             params: None,
             funding_outpoint: None,
             funding_confirmed: false,
             complete: None,
-            pending: None,
+            stage: Stage::Open { pending: None },
             next_nonce_session: 0,
             next_ptlc: 0,
             settlement_leaf_hashes: BTreeMap::new(),
             height,
-            on_chain: None,
             abandoned: None,
-            closing: None,
             priced: None,
             bought: None,
             dropped: None,
@@ -209,17 +216,16 @@ impl Channel {
     ) -> Result<(Self, Vec<Action>), ChannelError> {
         check_terms(terms.capacity_sat, terms.push_sat, terms.shared_delay)?;
         let own_key = secrets.key.public_key();
-        let mut snap = Self::empty_snapshot(Party::A, own_key, channel_id, height);
-        snap.terms = Some(terms.clone());
+        let snap = Self::empty_snapshot(Party::A, own_key, channel_id, terms, height);
         let mut channel = Self::with_snapshot(secrets, snap)?;
-        let msg = channel.open_message()?;
+        let msg = channel.open_message();
         let actions = channel.commit(vec![msg], vec![]);
         Ok((channel, actions))
     }
 
-    fn open_message(&self) -> Result<Message, ChannelError> {
-        let terms = self.snap.terms.as_ref().ok_or(self.unexpected("open"))?;
-        Ok(Message::Open(OpenChannel {
+    fn open_message(&self) -> Message {
+        let terms = &self.snap.terms;
+        Message::Open(OpenChannel {
             channel_id: self.snap.channel_id,
             capacity_sat: terms.capacity_sat,
             push_sat: terms.push_sat,
@@ -227,7 +233,7 @@ impl Channel {
             update_window: terms.update_window,
             update_key: self.snap.own_key,
             payout_key: terms.payout_key,
-        }))
+        })
     }
 
     fn accept_message(&self) -> Result<Message, ChannelError> {
@@ -253,15 +259,14 @@ impl Channel {
                 reason: "both parties use the same key",
             });
         }
-        let mut snap = Self::empty_snapshot(Party::S, own_key, open.channel_id, height);
-        snap.phase = Phase::Accepted;
-        snap.terms = Some(OpenTerms {
+        let terms = OpenTerms {
             capacity_sat: open.capacity_sat,
             push_sat: open.push_sat,
             shared_delay: open.shared_delay,
             update_window: open.update_window,
             payout_key: open.payout_key,
-        });
+        };
+        let mut snap = Self::empty_snapshot(Party::S, own_key, open.channel_id, terms, height);
         snap.params = Some(ChannelParams {
             channel_id: open.channel_id,
             capacity_sat: open.capacity_sat,
@@ -301,7 +306,7 @@ impl Channel {
 
     /// The phase.
     pub fn phase(&self) -> Phase {
-        self.snap.phase
+        self.snap.phase()
     }
 
     /// The last complete state.
@@ -315,13 +320,13 @@ impl Channel {
     /// again; the `Watch` actions that announced them were carried out before the restart.
     pub fn watched(&self) -> Vec<OutPoint> {
         let mut outpoints = vec![];
-        if self.snap.phase == Phase::Closed && self.snap.on_chain.is_none() {
+        if self.snap.phase() == Phase::Closed && self.snap.on_chain().is_none() {
             return outpoints;
         }
         if self.snap.complete.is_some() {
             outpoints.extend(self.snap.funding_outpoint);
         }
-        if let Some(oc) = &self.snap.on_chain {
+        if let Some(oc) = self.snap.on_chain() {
             outpoints.push(oc.outpoint);
         }
         if let Ok(settled) = self.settled_ptlcs() {
@@ -337,8 +342,8 @@ impl Channel {
     /// state can no longer win (settled, or nothing left to complete); `None` while the
     /// channel is not being closed on chain or the update is unconfirmed.
     pub fn sale_window(&self) -> Option<u32> {
-        let oc = self.snap.on_chain.as_ref()?;
-        let pending_sellable = self.snap.pending.is_some() && oc.settlement_txid.is_none();
+        let oc = self.snap.on_chain()?;
+        let pending_sellable = self.snap.pending().is_some() && oc.settlement_txid.is_none();
         if !pending_sellable {
             return Some(0);
         }
@@ -353,11 +358,8 @@ impl Channel {
     /// blocks are left before its expiry (our claim must confirm before the offerer's
     /// timeout is valid), or one we offered that has expired (we take it back).
     pub fn ptlc_due(&self, height: u32) -> Option<&PtlcRecord> {
-        let open = matches!(
-            self.snap.phase,
-            Phase::Funded | Phase::Proposed | Phase::CounterSigned | Phase::Withheld
-        );
-        if !open || self.snap.on_chain.is_some() || !self.snap.funding_confirmed {
+        let open = matches!(self.snap.stage, Stage::Open { .. });
+        if !open || !self.snap.funding_confirmed {
             return None;
         }
         self.latest()?.ptlcs.iter().find(|p| {
@@ -385,17 +387,15 @@ impl Channel {
     /// withholds it or has just not sent it yet), or our own withheld one, which we must
     /// recognise if the peer publishes it after buying our signature.
     fn sellable_on_chain(&self, latest: u64) -> bool {
-        self.snap.pending.as_ref().is_some_and(|p| {
-            p.countersignature.is_some()
-                && p.body.number == latest + 1
-                && !matches!(p.change, Change::Revert { .. })
+        self.snap.pending().is_some_and(|p| {
+            p.countersignature().is_some() && p.body.number == latest + 1 && !p.is_revert()
         })
     }
 
     /// The latest complete state's update, signed and bound to the update output on chain,
     /// if the state on chain is older and not yet settled.
     fn override_on_chain(&self) -> Result<Option<Transaction>, ChannelError> {
-        let (Some(oc), Some(rec)) = (&self.snap.on_chain, &self.snap.complete) else {
+        let (Some(oc), Some(rec)) = (self.snap.on_chain(), &self.snap.complete) else {
             return Ok(None);
         };
         let m = oc.state;
@@ -435,8 +435,8 @@ impl Channel {
     /// The price point T = R + e·P of the proposer's signature on the pending update, from
     /// its committed nonce: what the pending state's completion costs.
     pub fn pending_price_point(&self) -> Option<AdaptorPoint> {
-        let pending = self.snap.pending.as_ref()?;
-        if matches!(pending.change, Change::Revert { .. }) {
+        let pending = self.snap.pending()?;
+        if pending.is_revert() {
             // A revert is never sold: nothing to price.
             return None;
         }
@@ -448,7 +448,7 @@ impl Channel {
             .ok()?;
         price_point(
             &pending.proposer_nonce,
-            &key_of(params, pending.proposer),
+            &key_of(params, pending.proposer(self.snap.side)),
             &m,
         )
         .ok()
@@ -471,9 +471,9 @@ impl Channel {
             Input::Command(cmd) => self.on_command(cmd),
             Input::Chain(event) => self.on_chain(event),
             Input::Connected => {
-                if self.snap.phase == Phase::Offered {
+                if self.snap.phase() == Phase::Offered {
                     // The open may have been lost with the connection.
-                    return Ok(vec![Action::Send(self.open_message()?)]);
+                    return Ok(vec![Action::Send(self.open_message())]);
                 }
                 let mut sends = vec![Action::Send(Message::Reestablish(Reestablish {
                     channel_id: self.snap.channel_id,
@@ -508,7 +508,7 @@ impl Channel {
     fn params(&self, what: &'static str) -> Result<&ChannelParams, ChannelError> {
         self.snap.params.as_ref().ok_or(ChannelError::Unexpected {
             what,
-            phase: self.snap.phase,
+            phase: self.snap.phase(),
         })
     }
 
@@ -529,7 +529,7 @@ impl Channel {
     fn unexpected(&self, what: &'static str) -> ChannelError {
         ChannelError::Unexpected {
             what,
-            phase: self.snap.phase,
+            phase: self.snap.phase(),
         }
     }
 

@@ -40,7 +40,7 @@ impl Channel {
 
     /// The PTLC outputs of our settlement once it confirmed, with where they are.
     pub(super) fn settled_ptlcs(&self) -> Result<Vec<(PtlcRecord, OutPoint)>, ChannelError> {
-        let (Some(oc), Some(rec)) = (&self.snap.on_chain, &self.snap.complete) else {
+        let (Some(oc), Some(rec)) = (self.snap.on_chain(), &self.snap.complete) else {
             return Ok(vec![]);
         };
         let Some(txid) = oc.settlement_txid else {
@@ -70,8 +70,7 @@ impl Channel {
         for (ptlc, outpoint) in self.settled_ptlcs()? {
             let done = self
                 .snap
-                .on_chain
-                .as_ref()
+                .on_chain()
                 .is_some_and(|oc| oc.resolved_ptlcs.contains(&ptlc.id));
             if done {
                 continue;
@@ -81,7 +80,7 @@ impl Channel {
                 resolved.push(ptlc.id);
             }
         }
-        if let Some(oc) = self.snap.on_chain.as_mut() {
+        if let Some(oc) = self.snap.on_chain_mut() {
             oc.resolved_ptlcs.extend(resolved);
         }
         Ok(others)
@@ -152,7 +151,10 @@ impl Channel {
                 }));
             }
         }
-        let oc = self.snap.on_chain.as_mut().expect("settled_ptlcs needs it");
+        // Settled PTLC outputs exist only once an update is on chain.
+        let Some(oc) = self.snap.on_chain_mut() else {
+            return Err(self.unexpected("ptlc_spend"));
+        };
         let news = !oc.spent_ptlcs.contains(&ptlc.id);
         if news {
             oc.spent_ptlcs.push(ptlc.id);
@@ -177,7 +179,7 @@ impl Channel {
             .snap
             .funding_outpoint
             .ok_or(self.unexpected("force_close"))?;
-        let spent = match &self.snap.on_chain {
+        let spent = match self.snap.on_chain() {
             Some(oc) if oc.state < rec.body.number => {
                 let leaf = self
                     .snap
@@ -196,7 +198,7 @@ impl Channel {
             None => txs::Spent::Funding(outpoint),
         };
         let tx = self.latest_update(&spent)?;
-        self.snap.phase = Phase::ForceClosing;
+        self.snap.force_closing(true, None);
         Ok(self.commit(vec![], vec![Action::Broadcast(tx)]))
     }
 
@@ -204,7 +206,7 @@ impl Channel {
     /// seen on chain after we closed; our answer to an older update on chain; our settlement
     /// while it is unconfirmed. Nothing changes state, so nothing is persisted.
     pub(super) fn rebroadcast(&mut self) -> Result<Vec<Action>, ChannelError> {
-        if let Some(oc) = &self.snap.on_chain {
+        if let Some(oc) = self.snap.on_chain() {
             if oc.settlement_txid.is_some() {
                 // Settled: every PTLC output we took and have not seen spent, again.
                 let pending: Vec<u64> = oc
@@ -227,7 +229,7 @@ impl Channel {
         let Some(rec) = &self.snap.complete else {
             return Ok(vec![]);
         };
-        match (&self.snap.on_chain, self.snap.phase) {
+        match (self.snap.on_chain(), self.snap.phase()) {
             (None, Phase::ForceClosing) => {
                 let outpoint = self
                     .snap
@@ -265,31 +267,37 @@ impl Channel {
                 self.snap.height = height;
                 let mut others = vec![];
                 let mut settle = false;
-                if let (Some(oc), Some(rec), Some(params)) =
-                    (&self.snap.on_chain, &self.snap.complete, &self.snap.params)
-                {
-                    if let Some(at) = oc.confirmed_at {
-                        let ready = height + 1 >= at + u32::from(params.shared_delay);
-                        if oc.state == rec.body.number && ready && !oc.settlement_broadcast {
-                            let built = self.txs.get_or_init(|| txs::ChannelTxs::new(params));
-                            let tx = txs::bound_settlement(built, &rec.body, oc.outpoint)
-                                .inspect_err(|_| self.snap.height = before)?;
-                            others.push(Action::Broadcast(tx));
-                            settle = true;
-                        }
+                let settlement =
+                    match (self.snap.on_chain(), &self.snap.complete, &self.snap.params) {
+                        (Some(oc), Some(rec), Some(params)) => oc.confirmed_at.and_then(|at| {
+                            let ready = height + 1 >= at + u32::from(params.shared_delay);
+                            (oc.state == rec.body.number && ready && !oc.settlement_broadcast).then(
+                                || {
+                                    let built =
+                                        self.txs.get_or_init(|| txs::ChannelTxs::new(params));
+                                    txs::bound_settlement(built, &rec.body, oc.outpoint)
+                                },
+                            )
+                        }),
+                        _ => None,
+                    };
+                match settlement {
+                    Some(Ok(tx)) => {
+                        others.push(Action::Broadcast(tx));
+                        settle = true;
                     }
+                    Some(Err(e)) => {
+                        self.snap.height = before;
+                        return Err(e.into());
+                    }
+                    None => {}
                 }
-                let resolved = self
-                    .snap
-                    .on_chain
-                    .as_ref()
-                    .map(|oc| oc.resolved_ptlcs.clone());
+                let resolved = self.snap.on_chain().map(|oc| oc.resolved_ptlcs.clone());
                 match self.resolve_ptlcs() {
                     Ok(actions) => others.extend(actions),
                     Err(e) => {
                         self.snap.height = before;
-                        if let (Some(oc), Some(resolved)) = (self.snap.on_chain.as_mut(), resolved)
-                        {
+                        if let (Some(oc), Some(resolved)) = (self.snap.on_chain_mut(), resolved) {
                             oc.resolved_ptlcs = resolved;
                         }
                         return Err(e);
@@ -316,7 +324,7 @@ impl Channel {
                         .rebroadcast()
                         .inspect_err(|_| self.snap.height = before);
                 }
-                if let Some(oc) = self.snap.on_chain.as_mut() {
+                if let Some(oc) = self.snap.on_chain_mut() {
                     oc.settlement_broadcast |= settle;
                 }
                 Ok(self.commit(vec![], others))
@@ -343,7 +351,7 @@ impl Channel {
         }
         // The update we know is on chain, again: news only when it has just confirmed. (It
         // spends an outpoint we no longer watch once it is the one on chain.)
-        if let Some(oc) = self.snap.on_chain.as_mut() {
+        if let Some(oc) = self.snap.on_chain_mut() {
             if oc.outpoint.txid == tx.compute_txid() {
                 if oc.confirmed_at.is_none() && confirmed_at.is_some() {
                     oc.confirmed_at = confirmed_at;
@@ -356,7 +364,7 @@ impl Channel {
             .snap
             .funding_outpoint
             .into_iter()
-            .chain(self.snap.on_chain.as_ref().map(|oc| oc.outpoint))
+            .chain(self.snap.on_chain().map(|oc| oc.outpoint))
             .collect();
         let Some(input) = tx
             .input
@@ -369,10 +377,10 @@ impl Channel {
         let is_update = locktime >= STATE_LOCKTIME_BASE && input.witness.len() == 4;
         if !is_update {
             // Our cooperative close, confirmed.
-            if let Some(c) = &self.snap.closing {
+            if let Some(c) = self.snap.closing() {
                 let txid = tx.compute_txid();
-                if c.txid == txid && confirmed_at.is_some() && self.snap.phase != Phase::Closed {
-                    self.snap.phase = Phase::Closed;
+                if c.txid == txid && confirmed_at.is_some() && self.snap.phase() != Phase::Closed {
+                    self.snap.closed(None);
                     return Ok(self.commit(
                         vec![],
                         vec![Action::Event(Event::ClosedCooperatively { txid })],
@@ -380,40 +388,37 @@ impl Channel {
                 }
             }
             // A settlement of the on-chain state (leaf + control block) or a close.
-            if let Some(oc) = self.snap.on_chain.as_mut() {
-                if input.previous_output == oc.outpoint
+            let settling = self.snap.on_chain().filter(|oc| {
+                input.previous_output == oc.outpoint
                     && confirmed_at.is_some()
                     && oc.settlement_txid.is_none()
-                {
-                    oc.settlement_txid = Some(tx.compute_txid());
-                    let state = oc.state;
-                    self.snap.phase = Phase::Closed;
-                    // A state after the settled one can never be published now.
-                    let kept = self.snap.pending.take();
-                    let settled = self.settled_ptlcs();
-                    let resolved = settled.and_then(|settled| {
-                        let mut others: Vec<Action> = settled
-                            .into_iter()
-                            .map(|(_, outpoint)| Action::Watch(outpoint))
-                            .collect();
-                        others.push(Action::Event(Event::Settled { state }));
-                        others.extend(self.resolve_ptlcs()?);
-                        Ok(others)
-                    });
-                    return match resolved {
-                        Ok(others) => Ok(self.commit(vec![], others)),
-                        Err(e) => {
-                            // Nothing changed: forget the settlement again.
-                            if let Some(oc) = self.snap.on_chain.as_mut() {
-                                oc.settlement_txid = None;
-                                oc.resolved_ptlcs.clear();
-                            }
-                            self.snap.phase = Phase::ForceClosing;
-                            self.snap.pending = kept;
-                            Err(e)
-                        }
-                    };
-                }
+            });
+            if let Some(oc) = settling {
+                let state = oc.state;
+                let settled = OnChain {
+                    settlement_txid: Some(tx.compute_txid()),
+                    ..oc.clone()
+                };
+                let before = self.snap.clone();
+                // A state after the settled one can never be published now.
+                self.snap.closed(Some(settled));
+                let resolved = self.settled_ptlcs().and_then(|settled| {
+                    let mut others: Vec<Action> = settled
+                        .into_iter()
+                        .map(|(_, outpoint)| Action::Watch(outpoint))
+                        .collect();
+                    others.push(Action::Event(Event::Settled { state }));
+                    others.extend(self.resolve_ptlcs()?);
+                    Ok(others)
+                });
+                return match resolved {
+                    Ok(others) => Ok(self.commit(vec![], others)),
+                    Err(e) => {
+                        // Nothing changed: forget the settlement again.
+                        self.snap = before;
+                        Err(e)
+                    }
+                };
             }
             return Ok(vec![]);
         }
@@ -421,20 +426,18 @@ impl Channel {
         let params = self.params("spend")?.clone();
         let mut others = vec![];
         // A state we countersigned (or withheld) whose missing signature is now public.
-        if let Some(pending) = self.snap.pending.clone() {
+        if let Some(pending) = self.snap.pending().cloned() {
             if pending.body.number == m && self.complete_number().is_none_or(|n| n < m) {
                 let (sig_a, sig_s) = (witness_sig(input, 1), witness_sig(input, 0));
-                let proposer_sig = match pending.proposer {
+                let proposer = pending.proposer(self.snap.side);
+                let proposer_sig = match proposer {
                     Party::A => sig_a,
                     Party::S => sig_s,
                 };
                 if let Some(sig) = proposer_sig {
                     let sighash = self.txs("spend")?.update_sighash(&pending.body)?;
-                    if key_of(&params, pending.proposer)
-                        .verify(&sighash, &sig)
-                        .is_ok()
-                    {
-                        let other_sig = match pending.proposer {
+                    if key_of(&params, proposer).verify(&sighash, &sig).is_ok() {
+                        let other_sig = match proposer {
                             Party::A => sig_s,
                             Party::S => sig_a,
                         };
@@ -456,13 +459,12 @@ impl Channel {
         };
         let already = self
             .snap
-            .on_chain
-            .as_ref()
+            .on_chain()
             .is_some_and(|oc| oc.outpoint == outpoint);
         // A restarted driver hands every spend it finds to the channel again. An older update
         // than the one known to be on chain is history (the known one spends it or conflicts
         // with it).
-        if let Some(oc) = &self.snap.on_chain {
+        if let Some(oc) = self.snap.on_chain() {
             let history = m < oc.state && (oc.confirmed_at.is_some() || confirmed_at.is_none());
             if history {
                 return Ok(if others.is_empty() {
@@ -472,31 +474,30 @@ impl Channel {
                 });
             }
         }
-        self.snap.phase = Phase::ForceClosing;
         // The peer's withheld proposal one past our latest state stays: its signature may
         // still be sold, and then the completed state overrides what is on chain as long as
         // that state's settlement has not confirmed (see `Channel::sale_window`).
-        if !self.sellable_on_chain(latest) {
-            self.snap.pending = None;
-        }
+        let sellable = self.sellable_on_chain(latest);
         self.secret_nonce = None;
         if !already {
             others.push(Action::Watch(outpoint));
         }
         let settlement_broadcast = self
             .snap
-            .on_chain
-            .as_ref()
+            .on_chain()
             .is_some_and(|oc| oc.outpoint == outpoint && oc.settlement_broadcast);
-        self.snap.on_chain = Some(OnChain {
-            state: m,
-            outpoint,
-            confirmed_at,
-            settlement_broadcast,
-            settlement_txid: None,
-            resolved_ptlcs: vec![],
-            spent_ptlcs: vec![],
-        });
+        self.snap.force_closing(
+            sellable,
+            Some(OnChain {
+                state: m,
+                outpoint,
+                confirmed_at,
+                settlement_broadcast,
+                settlement_txid: None,
+                resolved_ptlcs: vec![],
+                spent_ptlcs: vec![],
+            }),
+        );
         if m < latest && !already {
             let answer = self
                 .override_on_chain()?
