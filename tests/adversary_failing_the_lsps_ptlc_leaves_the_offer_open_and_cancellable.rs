@@ -18,7 +18,7 @@ fn a_failed_sale_ptlc_reopens_the_offer_and_the_payer_can_cancel() {
     sim.open(P, B, AMOUNT / 2).unwrap();
     sim.stop(B);
     let id = sim.pay(AMOUNT).unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
+    assert_eq!(sim.nodes[A].status(&id), Some("posted"));
     sim.stop(A);
 
     sim.start(B).unwrap();
@@ -27,7 +27,7 @@ fn a_failed_sale_ptlc_reopens_the_offer_and_the_payer_can_cancel() {
     assert!(sp.ptlcs.is_empty(), "P failed S's PTLC back");
     assert_eq!(sp.to_s, 0, "P (the acceptor) holds nothing on S–P");
     assert_eq!(
-        sim.nodes[S].status(&id).as_deref(),
+        sim.nodes[S].status(&id),
         Some("offered"),
         "the LSP heard the failure"
     );
@@ -41,7 +41,7 @@ fn a_failed_sale_ptlc_reopens_the_offer_and_the_payer_can_cancel() {
     )
     .unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
+    assert_eq!(sim.nodes[S].status(&id), Some("cancelled"));
     let a_s = sim.nodes[S].state_with(sim.key(A)).unwrap();
     assert_eq!((a_s.number, a_s.to_a), (2, A_S_CAPACITY), "nothing moved");
     assert_eq!(sim.nodes[A].state_with(sim.key(S)), Some(a_s));

@@ -52,7 +52,7 @@ fn payer_answers_every_old_update_the_lsp_stacks_on_another() -> anyhow::Result<
     // A forward payment moves S–B to state 2 (PTLC added, then fulfilled).
     let paid = sim.pay(AMOUNT)?;
     sim.fetch_letters(B)?;
-    ensure!(sim.nodes[S].status(&paid).as_deref() == Some("sold"));
+    ensure!(sim.nodes[S].status(&paid) == Some("sold"));
     let k = sim.nodes[S].state_with(sim.key(B)).context("S–B")?.number;
     ensure!(k >= 2, "S–B moved on: state {k}");
     let copy_k: Vec<_> = sim.nodes[S].channels.values().cloned().collect();
@@ -64,7 +64,7 @@ fn payer_answers_every_old_update_the_lsp_stacks_on_another() -> anyhow::Result<
     sim.stop(B);
     sim.fetch_letters(A)?;
     ensure!(
-        sim.nodes[A].reverse_status(&id).as_deref() == Some("bought"),
+        sim.nodes[A].reverse_status(&id) == Some("bought"),
         "A bought S's signature: {:?}",
         sim.refusals
     );

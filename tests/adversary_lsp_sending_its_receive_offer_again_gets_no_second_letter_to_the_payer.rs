@@ -31,7 +31,7 @@ fn lsp_replaying_its_offer_gets_no_second_letter() {
         }
     }
     assert!(replayed > 0, "S sent B frames to replay");
-    assert_eq!(net.nodes[B].reverse_status(&id).as_deref(), Some("offered"));
+    assert_eq!(net.nodes[B].reverse_status(&id), Some("offered"));
     assert_eq!(
         net.nodes[A].mailbox.len(),
         1,

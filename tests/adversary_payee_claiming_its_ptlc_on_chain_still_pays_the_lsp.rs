@@ -78,7 +78,7 @@ fn payee_claiming_on_chain_reveals_the_scalar_and_the_lsp_completes_the_payers_s
         let _ = sim.input(to, NodeInput::Frame { from, frame });
     }
     assert_eq!(withheld, 1, "B fulfilled in its own channel");
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("selling"));
+    assert_eq!(sim.nodes[S].status(&id), Some("selling"));
     let before = sim.nodes[S].state_with(sim.key(A)).unwrap();
     assert_eq!(before.number, 0, "S has not completed A's state yet");
 
@@ -125,7 +125,7 @@ fn payee_claiming_on_chain_reveals_the_scalar_and_the_lsp_completes_the_payers_s
     .unwrap();
     sim.pump().unwrap();
 
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+    assert_eq!(sim.nodes[S].status(&id), Some("sold"));
     let fee = policy().fee_for(AMOUNT);
     let a_s_state = sim.nodes[S].state_with(sim.key(A)).unwrap();
     assert_eq!(
@@ -139,6 +139,6 @@ fn payee_claiming_on_chain_reveals_the_scalar_and_the_lsp_completes_the_payers_s
     // A, back, is on the same state with its receipt.
     sim.start(A).unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    assert_eq!(sim.nodes[A].status(&id), Some("completed"));
     assert_eq!(sim.nodes[A].state_with(sim.key(S)), Some(a_s_state));
 }

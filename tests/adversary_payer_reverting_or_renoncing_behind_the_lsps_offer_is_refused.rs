@@ -29,8 +29,8 @@ fn offered() -> (Network, ChannelId, PaymentId) {
     sim.open(S, B, S_B_CAPACITY).unwrap();
     sim.stop(B);
     let id = sim.pay(AMOUNT).unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("offered"));
+    assert_eq!(sim.nodes[A].status(&id), Some("posted"));
+    assert_eq!(sim.nodes[S].status(&id), Some("offered"));
     let snap = sim.nodes[S].channel_with(sim.key(A)).unwrap();
     assert_eq!(snap.phase(), Phase::CounterSigned);
     assert_eq!(
@@ -91,8 +91,8 @@ fn sale_still_pays_s(mut sim: Network, id: PaymentId) {
     sim.stop(A);
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"));
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+    assert_eq!(sim.nodes[B].status(&id), Some("paid"));
+    assert_eq!(sim.nodes[S].status(&id), Some("sold"));
     let fee = policy().fee_for(AMOUNT);
     let a_s = sim.nodes[S].state_with(sim.key(A)).unwrap();
     assert_eq!(a_s.number, 1, "S completed the state it bought");
@@ -105,7 +105,7 @@ fn sale_still_pays_s(mut sim: Network, id: PaymentId) {
     // And A, back, ends on the same state with its receipt.
     sim.start(A).unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    assert_eq!(sim.nodes[A].status(&id), Some("completed"));
     assert_eq!(sim.nodes[A].state_with(sim.key(S)), Some(a_s));
 }
 
@@ -119,7 +119,7 @@ fn payer_reverting_the_offered_state_is_refused_and_the_sale_pays_the_lsp() {
         nonce: adversary_nonce(0x0d),
     });
     refused_without_change(&mut sim, a_s, revert, "A's revert behind its offer");
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("offered"));
+    assert_eq!(sim.nodes[S].status(&id), Some("offered"));
     sale_still_pays_s(sim, id);
 }
 
@@ -156,7 +156,7 @@ fn payer_repeating_the_proposal_with_its_nonce_is_answered() {
 fn lsp_voiding_its_offer_reverts_the_priced_state() {
     let (mut sim, _, id) = offered();
     sim.block(HEIGHT + policy().offer_lifetime + 1).unwrap();
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
+    assert_eq!(sim.nodes[S].status(&id), Some("cancelled"));
     let s = sim.nodes[S].state_with(sim.key(A)).unwrap();
     assert_eq!((s.number, s.to_a), (2, A_S_CAPACITY));
     assert_eq!(sim.nodes[S].channel_with(sim.key(A)).unwrap().priced, None);

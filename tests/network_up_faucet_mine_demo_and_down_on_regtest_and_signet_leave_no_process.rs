@@ -182,14 +182,26 @@ fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str], demo: bool) {
     assert_eq!(output["value"].as_f64(), Some(0.00025), "{output}");
     assert_eq!(output["scriptPubKey"]["address"], to.as_str());
     assert!(tx["confirmations"].is_null(), "in the mempool, not mined");
-    let other = address(if chain == "signet" { "regtest" } else { "signet" }).to_string();
+    let other = address(if chain == "signet" {
+        "regtest"
+    } else {
+        "signet"
+    })
+    .to_string();
     for (bad, why) in [
-        (vec![chain, "faucet", other.as_str(), "25000"], "another network's address"),
+        (
+            vec![chain, "faucet", other.as_str(), "25000"],
+            "another network's address",
+        ),
         (vec![chain, "faucet", to.as_str(), "0"], "nothing"),
         (vec![chain, "faucet", to.as_str(), "2000000000"], "20 BTC"),
     ] {
         let refused = asyncpay(&bad, dir);
-        assert!(!refused.status.success(), "the faucet pays {why}: {}", text(&refused));
+        assert!(
+            !refused.status.success(),
+            "the faucet pays {why}: {}",
+            text(&refused)
+        );
     }
 
     let mined = asyncpay(&[chain, "mine", "3"], dir);
@@ -201,7 +213,11 @@ fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str], demo: bool) {
     assert_eq!(printed, height + 3);
     assert_eq!(bitcoin_cli(&info, &["getblockcount"]), height + 3);
     let tx = bitcoin_cli(&info, &["getrawtransaction", txid, "1"]);
-    assert_eq!(tx["confirmations"].as_u64(), Some(3), "the faucet's payment confirmed");
+    assert_eq!(
+        tx["confirmations"].as_u64(),
+        Some(3),
+        "the faucet's payment confirmed"
+    );
 
     if demo {
         demo_on(chain, dir, &info);
@@ -232,7 +248,12 @@ fn up_mine_and_down(chain: &str, dir: &Path, extra: &[&str], demo: bool) {
 #[test]
 fn network_up_faucet_mine_demo_and_down_on_regtest_and_signet_leave_no_process() {
     let root = tempfile::tempdir().expect("tempdir");
-    up_mine_and_down("regtest", &root.path().join("regtest"), &["--no-electrs"], false);
+    up_mine_and_down(
+        "regtest",
+        &root.path().join("regtest"),
+        &["--no-electrs"],
+        false,
+    );
     up_mine_and_down(
         "signet",
         &root.path().join("signet"),

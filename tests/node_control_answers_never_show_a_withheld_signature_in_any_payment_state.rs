@@ -72,7 +72,7 @@ fn the_main_flow_shows_no_secret() {
     sim.fetch_letters(B).unwrap();
     sim.start(A).unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    assert_eq!(sim.nodes[A].status(&id), Some("completed"));
     let seen = check(&sim, "main flow");
     for status in ["requested", "posted", "completed"] {
         assert!(seen["A payments"].contains(status), "{seen:?}");
@@ -121,7 +121,7 @@ fn the_reverse_variant_shows_no_secret() {
     sim.pump().unwrap();
     sim.stop(B);
     sim.fetch_letters(A).unwrap();
-    assert_eq!(sim.nodes[A].reverse_status(&id).as_deref(), Some("bought"));
+    assert_eq!(sim.nodes[A].reverse_status(&id), Some("bought"));
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
     let seen = check(&sim, "reverse");

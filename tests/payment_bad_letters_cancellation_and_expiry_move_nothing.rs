@@ -24,7 +24,7 @@ fn network() -> Network {
 fn pay_offline(sim: &mut Network) -> (PaymentId, Vec<u8>) {
     sim.stop(B);
     let id = sim.pay(AMOUNT).unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
+    assert_eq!(sim.nodes[A].status(&id), Some("posted"));
     let letter = sim.nodes[B].mailbox.pop().expect("a letter was posted");
     (id, letter)
 }
@@ -92,7 +92,7 @@ fn a_wrong_scalar_a_tampered_offer_and_a_replay_are_refused() {
     )
     .unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"));
+    assert_eq!(sim.nodes[B].status(&id), Some("paid"));
     let persists = sim.nodes[B].persists;
     sim.input(B, NodeInput::Letter { bytes }).unwrap();
     sim.pump().unwrap();
@@ -111,8 +111,8 @@ fn a_cancellation_before_the_sale_voids_the_offer() {
     )
     .unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    assert_eq!(sim.nodes[S].status(&id), Some("cancelled"));
+    assert_eq!(sim.nodes[A].status(&id), Some("void"));
     // S reverted the withheld state 1: both sides are at state 2 with state 0's balances.
     for (x, y) in [(A, S), (S, A)] {
         let state = sim.nodes[x].state_with(sim.key(y)).unwrap();
@@ -124,7 +124,7 @@ fn a_cancellation_before_the_sale_voids_the_offer() {
     sim.start(B).unwrap();
     sim.nodes[B].mailbox.push(letter);
     sim.fetch_letters(B).unwrap();
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("refused"));
+    assert_eq!(sim.nodes[B].status(&id), Some("refused"));
     let status = &sim.nodes[B].payee(&id).unwrap().status;
     assert!(
         matches!(status, PayeeStatus::Refused { reason } if reason == "cancelled"),
@@ -136,8 +136,8 @@ fn a_cancellation_before_the_sale_voids_the_offer() {
     sim.start(A).unwrap();
     let again = sim.pay(20_000).unwrap();
     sim.fetch_letters(B).unwrap();
-    assert_eq!(sim.nodes[S].status(&again).as_deref(), Some("sold"));
-    assert_eq!(sim.nodes[A].status(&again).as_deref(), Some("completed"));
+    assert_eq!(sim.nodes[S].status(&again), Some("sold"));
+    assert_eq!(sim.nodes[A].status(&again), Some("completed"));
     let as_ = sim.nodes[S].state_with(sim.key(A)).unwrap();
     assert_eq!(as_.to_a, 1_000_000 - 20_000 - policy().fee_for(20_000));
 }
@@ -150,19 +150,19 @@ fn a_sale_that_won_the_race_completes_and_the_cancellation_is_answered() {
     sim.start(B).unwrap();
     sim.nodes[B].mailbox.push(letter);
     sim.fetch_letters(B).unwrap();
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+    assert_eq!(sim.nodes[S].status(&id), Some("sold"));
 
     sim.start(A).unwrap();
     sim.pump().unwrap();
     // The receipt arrived on reconnection; a late cancel changes nothing.
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    assert_eq!(sim.nodes[A].status(&id), Some("completed"));
     assert!(sim
         .input(
             A,
             NodeInput::Command(NodeCommand::Cancel { payment_id: id })
         )
         .is_err());
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+    assert_eq!(sim.nodes[S].status(&id), Some("sold"));
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn an_expired_offer_is_voided_and_its_invoice_refused() {
     sim.stop(A);
     let expiry = SaleLetter::decode(&letter).unwrap().offer.expiry;
     sim.block(expiry + 1).unwrap();
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
+    assert_eq!(sim.nodes[S].status(&id), Some("cancelled"));
 
     sim.start(B).unwrap();
     sim.nodes[B].mailbox.push(letter);
@@ -189,7 +189,7 @@ fn an_expired_offer_is_voided_and_its_invoice_refused() {
     // A returns: the revert S proposed while A was away completes on reconnection.
     sim.start(A).unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    assert_eq!(sim.nodes[A].status(&id), Some("void"));
     for (x, y) in [(A, S), (S, A)] {
         let state = sim.nodes[x].state_with(sim.key(y)).unwrap();
         assert_eq!((state.number, state.to_a), (2, 1_000_000));
@@ -204,7 +204,7 @@ fn a_payment_above_the_balance_is_void_at_once_and_the_next_one_pays() {
     let mut sim = network();
     sim.stop(B);
     let id = sim.pay(1_000_000).unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    assert_eq!(sim.nodes[A].status(&id), Some("void"));
     let status = &sim.nodes[A].payer(&id).unwrap().status;
     assert!(
         matches!(status, PayerStatus::Void { reason } if reason.contains("cannot pay")),
@@ -221,7 +221,7 @@ fn a_payment_above_the_balance_is_void_at_once_and_the_next_one_pays() {
     untouched(&sim);
 
     let next = sim.pay(AMOUNT).unwrap();
-    assert_eq!(sim.nodes[A].status(&next).as_deref(), Some("posted"));
+    assert_eq!(sim.nodes[A].status(&next), Some("posted"));
 }
 
 /// S never pays: B invoices in time, but S is unreachable and adds no PTLC. B keeps its
@@ -236,14 +236,14 @@ fn s_never_pays_the_offer_expires_and_a_loses_nothing() {
     sim.start(B).unwrap();
     sim.nodes[B].mailbox.push(letter.clone());
     sim.fetch_letters(B).unwrap();
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("invoiced"));
+    assert_eq!(sim.nodes[B].status(&id), Some("invoiced"));
 
     let expiry = SaleLetter::decode(&letter).unwrap().offer.expiry;
     sim.block(expiry + 1).unwrap();
     sim.start(S).unwrap();
     sim.block(expiry + 2).unwrap();
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("cancelled"));
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("refused"));
+    assert_eq!(sim.nodes[S].status(&id), Some("cancelled"));
+    assert_eq!(sim.nodes[B].status(&id), Some("refused"));
     let status = &sim.nodes[B].payee(&id).unwrap().status;
     assert!(
         matches!(status, PayeeStatus::Refused { reason } if reason == "expired"),
@@ -253,7 +253,7 @@ fn s_never_pays_the_offer_expires_and_a_loses_nothing() {
 
     sim.start(A).unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    assert_eq!(sim.nodes[A].status(&id), Some("void"));
     for (x, y) in [(A, S), (S, A)] {
         let state = sim.nodes[x].state_with(sim.key(y)).unwrap();
         assert_eq!(

@@ -18,8 +18,8 @@ fn requested(sim: &mut Network) -> PaymentId {
     sim.receive(id, AMOUNT).unwrap();
     sim.pump().unwrap();
     assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
-    assert_eq!(sim.nodes[B].reverse_status(&id).as_deref(), Some("offered"));
-    assert_eq!(sim.nodes[S].reverse_status(&id).as_deref(), Some("offered"));
+    assert_eq!(sim.nodes[B].reverse_status(&id), Some("offered"));
+    assert_eq!(sim.nodes[S].reverse_status(&id), Some("offered"));
     assert_eq!(
         sim.nodes[A].mailbox.len(),
         1,
@@ -36,8 +36,8 @@ fn requested(sim: &mut Network) -> PaymentId {
 fn bought(sim: &mut Network, id: &PaymentId) {
     sim.fetch_letters(A).unwrap();
     assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
-    assert_eq!(sim.nodes[A].reverse_status(id).as_deref(), Some("bought"));
-    assert_eq!(sim.nodes[S].reverse_status(id).as_deref(), Some("bought"));
+    assert_eq!(sim.nodes[A].reverse_status(id), Some("bought"));
+    assert_eq!(sim.nodes[S].reverse_status(id), Some("bought"));
     assert!(
         matches!(
             sim.nodes[A].reverse[id].status,
@@ -71,7 +71,7 @@ fn payee_offline_is_paid_and_gets_its_state_from_the_lsp() {
 
     sim.start(B).unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[B].reverse_status(&id).as_deref(), Some("paid"));
+    assert_eq!(sim.nodes[B].reverse_status(&id), Some("paid"));
     assert_eq!(
         sim.nodes[B].state_with(sim.key(S)).unwrap(),
         sim.nodes[S].state_with(sim.key(B)).unwrap()
@@ -88,7 +88,7 @@ fn payee_completes_its_state_from_the_payers_handover_while_the_lsp_is_away() {
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
     assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
-    assert_eq!(sim.nodes[B].reverse_status(&id).as_deref(), Some("paid"));
+    assert_eq!(sim.nodes[B].reverse_status(&id), Some("paid"));
     let sb = sim.nodes[B].state_with(sim.key(S)).unwrap();
     assert_eq!((sb.number, sb.to_a, sb.to_s), (1, 400_000 - AMOUNT, AMOUNT));
 

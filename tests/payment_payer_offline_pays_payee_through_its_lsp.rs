@@ -19,8 +19,8 @@ fn payer_offline_pays_payee_through_its_lsp() {
     // B is offline when A pays; A stops as soon as its letter is posted.
     sim.stop(B);
     let id = sim.pay(AMOUNT).unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("offered"));
+    assert_eq!(sim.nodes[A].status(&id), Some("posted"));
+    assert_eq!(sim.nodes[S].status(&id), Some("offered"));
     assert_eq!(sim.nodes[B].mailbox.len(), 1);
     // Nothing has moved yet: S holds no signature of A for state 1.
     let s_view = sim.nodes[S].state_with(sim.key(A)).unwrap();
@@ -31,8 +31,8 @@ fn payer_offline_pays_payee_through_its_lsp() {
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
     assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"));
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
+    assert_eq!(sim.nodes[B].status(&id), Some("paid"));
+    assert_eq!(sim.nodes[S].status(&id), Some("sold"));
 
     let sb = sim.nodes[B].state_with(sim.key(S)).unwrap();
     assert_eq!(sb.ptlcs.len(), 0);
@@ -53,7 +53,7 @@ fn payer_offline_pays_payee_through_its_lsp() {
     sim.start(A).unwrap();
     sim.pump().unwrap();
     assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    assert_eq!(sim.nodes[A].status(&id), Some("completed"));
     let as_at_a = sim.nodes[A].state_with(sim.key(S)).unwrap();
     assert_eq!(as_at_a, as_at_s);
     let PayerStatus::Completed { receipt } = &sim.nodes[A].payer(&id).unwrap().status else {

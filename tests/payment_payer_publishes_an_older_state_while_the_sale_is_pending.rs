@@ -22,7 +22,7 @@ fn older_state_published(sim: &mut Network) -> (PaymentId, ChannelId, Transactio
     sim.open(S, B, 400_000).unwrap();
     sim.stop(B);
     let id = sim.pay(AMOUNT).unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("posted"));
+    assert_eq!(sim.nodes[A].status(&id), Some("posted"));
     sim.stop(A);
 
     // A's process as it was when it left (state 1 withheld), told to force-close.
@@ -74,12 +74,7 @@ fn b_sells_inside_the_window_and_s_overrides_the_published_state() {
 
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
-    assert_eq!(
-        sim.nodes[B].status(&id).as_deref(),
-        Some("paid"),
-        "{:?}",
-        sim.refusals
-    );
+    assert_eq!(sim.nodes[B].status(&id), Some("paid"), "{:?}", sim.refusals);
     assert_eq!(lsp_status(&sim, &id), "sold");
     let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
     assert_eq!(sb.to_s, AMOUNT, "B was paid");
@@ -115,7 +110,7 @@ fn b_comes_after_the_window_and_s_refuses_to_buy() {
 
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("refused"));
+    assert_eq!(sim.nodes[B].status(&id), Some("refused"));
     let status = &sim.nodes[B].payee(&id).unwrap().status;
     assert!(
         matches!(status, PayeeStatus::Refused { reason } if reason == "window_closed"),
@@ -143,12 +138,7 @@ fn the_last_safe_height_still_sells() {
     sim.block(deadline - policy().ptlc_delta).unwrap();
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
-    assert_eq!(
-        sim.nodes[B].status(&id).as_deref(),
-        Some("paid"),
-        "{:?}",
-        sim.refusals
-    );
+    assert_eq!(sim.nodes[B].status(&id), Some("paid"), "{:?}", sim.refusals);
     assert_eq!(lsp_status(&sim, &id), "sold");
 }
 
@@ -160,7 +150,7 @@ fn no_offer_on_a_payer_channel_too_short_for_a_sale() {
     sim.open(S, B, 400_000).unwrap();
     sim.stop(B);
     let id = sim.pay(AMOUNT).unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("void"));
+    assert_eq!(sim.nodes[A].status(&id), Some("void"));
     let status = &sim.nodes[A].payer(&id).unwrap().status;
     assert!(
         matches!(status, PayerStatus::Void { reason } if reason.contains("delay_too_short")),

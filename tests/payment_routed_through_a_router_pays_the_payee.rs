@@ -22,7 +22,7 @@ fn payee_behind_a_router_is_paid_through_it_with_the_same_point() {
     sim.stop(B);
     let id = sim.pay(AMOUNT).unwrap();
     assert_eq!(
-        sim.nodes[A].status(&id).as_deref(),
+        sim.nodes[A].status(&id),
         Some("posted"),
         "{:?}",
         sim.refusals
@@ -32,9 +32,9 @@ fn payee_behind_a_router_is_paid_through_it_with_the_same_point() {
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
     assert!(sim.refusals.is_empty(), "{:?}", sim.refusals);
-    assert_eq!(sim.nodes[B].status(&id).as_deref(), Some("paid"));
-    assert_eq!(sim.nodes[S].status(&id).as_deref(), Some("sold"));
-    assert_eq!(sim.nodes[P].status(&id).as_deref(), Some("settled"));
+    assert_eq!(sim.nodes[B].status(&id), Some("paid"));
+    assert_eq!(sim.nodes[S].status(&id), Some("sold"));
+    assert_eq!(sim.nodes[P].status(&id), Some("settled"));
     let invoice = &sim.nodes[B].payee(&id).unwrap().invoice.terms;
     assert_eq!(
         invoice.route_hint.as_ref().map(|hint| hint.router),
@@ -60,6 +60,6 @@ fn payee_behind_a_router_is_paid_through_it_with_the_same_point() {
     // A returns to B's signed invoice.
     sim.start(A).unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[A].status(&id).as_deref(), Some("completed"));
+    assert_eq!(sim.nodes[A].status(&id), Some("completed"));
     assert_eq!(sim.nodes[A].state_with(sim.key(S)).unwrap(), as_);
 }

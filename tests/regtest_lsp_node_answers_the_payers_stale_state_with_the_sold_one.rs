@@ -95,7 +95,7 @@ fn b_sells_inside_the_window_and_s_node_publishes_the_sold_state() -> anyhow::Re
     scene.sim.fetch_letters(B)?;
     let id = scene.id;
     ensure!(
-        scene.sim.nodes[B].status(&id).as_deref() == Some("paid"),
+        scene.sim.nodes[B].status(&id) == Some("paid"),
         "B is paid: {:?}",
         scene.sim.refusals
     );
@@ -150,7 +150,7 @@ fn b_comes_after_the_window_and_state_0_settles() -> anyhow::Result<()> {
     scene.sim.start(B)?;
     scene.sim.fetch_letters(B)?;
     let id = scene.id;
-    ensure!(scene.sim.nodes[B].status(&id).as_deref() == Some("refused"));
+    ensure!(scene.sim.nodes[B].status(&id) == Some("refused"));
     let status = &scene.sim.nodes[B].payee(&id).context("B's record")?.status;
     ensure!(
         matches!(status, PayeeStatus::Refused { reason } if reason == "window_closed"),

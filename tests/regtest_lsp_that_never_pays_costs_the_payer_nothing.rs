@@ -49,7 +49,7 @@ fn lsp_gone_past_the_expiry() -> anyhow::Result<Scene> {
     sim.start(B)?;
     sim.fetch_letters(B)?;
     ensure!(
-        sim.nodes[B].status(&id).as_deref() == Some("invoiced"),
+        sim.nodes[B].status(&id) == Some("invoiced"),
         "B invoiced S in time: {:?}",
         sim.nodes[B].payment(&id)
     );
@@ -170,14 +170,14 @@ fn s_never_comes_back_and_a_closes_with_state_0_keeping_its_whole_balance() -> a
     // A's node learnt from the settlement that state 1 can never be completed, although it
     // stopped right after storing the settled channel.
     let id = scene.id;
-    ensure!(scene.sim.nodes[A].status(&id).as_deref() == Some("void"));
+    ensure!(scene.sim.nodes[A].status(&id) == Some("void"));
     let status = &scene.sim.nodes[A].payer(&id).context("A's record")?.status;
     ensure!(
         matches!(status, PayerStatus::Void { reason } if reason.contains("settled on chain at state 0")),
         "{status:?}"
     );
     ensure!(
-        scene.sim.nodes[B].status(&id).as_deref() == Some("invoiced"),
+        scene.sim.nodes[B].status(&id) == Some("invoiced"),
         "B was not paid"
     );
     Ok(())
@@ -190,8 +190,8 @@ fn s_back_after_the_expiry_refuses_the_invoice_and_a_closes_with_its_whole_balan
     let id = scene.id;
     scene.sim.start(S)?;
     scene.sim.pump()?;
-    ensure!(scene.sim.nodes[S].status(&id).as_deref() == Some("cancelled"));
-    ensure!(scene.sim.nodes[B].status(&id).as_deref() == Some("refused"));
+    ensure!(scene.sim.nodes[S].status(&id) == Some("cancelled"));
+    ensure!(scene.sim.nodes[B].status(&id) == Some("refused"));
     let status = &scene.sim.nodes[B].payee(&id).context("B's record")?.status;
     ensure!(
         matches!(status, PayeeStatus::Refused { reason } if reason == "expired"),
@@ -201,7 +201,7 @@ fn s_back_after_the_expiry_refuses_the_invoice_and_a_closes_with_its_whole_balan
 
     scene.sim.start(A)?;
     scene.sim.pump()?;
-    ensure!(scene.sim.nodes[A].status(&id).as_deref() == Some("void"));
+    ensure!(scene.sim.nodes[A].status(&id) == Some("void"));
     let state = scene.sim.nodes[A]
         .state_with(scene.sim.key(S))
         .context("A's A–S")?;

@@ -34,7 +34,7 @@ fn payer_holding_the_offline_payees_update_overrides_the_lsps_stale_state() -> a
     sim.stop(B);
     sim.fetch_letters(A)?;
     ensure!(
-        sim.nodes[A].reverse_status(&id).as_deref() == Some("bought"),
+        sim.nodes[A].reverse_status(&id) == Some("bought"),
         "A bought S's signature: {:?}",
         sim.refusals
     );
@@ -84,7 +84,7 @@ fn payer_holding_the_offline_payees_update_overrides_the_lsps_stale_state() -> a
     // B returns: it has state 1 (from S or A's hand-over), sees both updates and settles.
     sim.start(B)?;
     sim.fetch_letters(B)?;
-    ensure!(sim.nodes[B].reverse_status(&id).as_deref() == Some("paid"));
+    ensure!(sim.nodes[B].reverse_status(&id) == Some("paid"));
     for (tx, h) in [(&u0, at), (&u1, at1)] {
         sim.input(
             B,

@@ -93,13 +93,13 @@ fn payment_on_the_private_signet_settles_on_chain_through_the_mempool() -> anyho
     sim.start(B)?;
     sim.fetch_letters(B)?;
     ensure!(
-        sim.nodes[B].status(&id).as_deref() == Some("paid"),
+        sim.nodes[B].status(&id) == Some("paid"),
         "B sold A's signature: {:?}",
         sim.refusals
     );
     sim.start(A)?;
     sim.pump()?;
-    ensure!(sim.nodes[A].status(&id).as_deref() == Some("completed"));
+    ensure!(sim.nodes[A].status(&id) == Some("completed"));
 
     // A closes A–S alone with state 1.
     let before = sim.broadcasts.len();

@@ -558,9 +558,10 @@ async fn faucet_handler(
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match paid {
         Ok((outpoint, txout)) => Ok(Json(FaucetPayment { outpoint, txout })),
-        Err(e @ HarnessError::FaucetEmpty { .. }) => {
-            Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}; mine blocks first")))
-        }
+        Err(e @ HarnessError::FaucetEmpty { .. }) => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{e}; mine blocks first"),
+        )),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }

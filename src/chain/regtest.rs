@@ -236,6 +236,8 @@ fn block_on<T>(
 }
 
 /// The bitcoind a [`Regtest`] talks to.
+// One per chain handle: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Node {
     /// Started by the harness, stopped when it is dropped.
     Owned(BitcoinD),
@@ -408,13 +410,12 @@ impl Regtest {
             let Node::Owned(bitcoind) = &chain.node else {
                 unreachable!("a chain being started owns its node")
             };
-            let electrs = ElectrsD::with_conf(&exe, bitcoind, &econf).map_err(|e| {
-                HarnessError::Spawn {
+            let electrs =
+                ElectrsD::with_conf(&exe, bitcoind, &econf).map_err(|e| HarnessError::Spawn {
                     what: "electrs",
                     path: exe.clone(),
                     reason: format!("{e:#}"),
-                }
-            })?;
+                })?;
             chain.electrs = Some(electrs);
             chain.wait_for_electrs_tip()?;
         }
@@ -457,8 +458,9 @@ impl Regtest {
         .map_err(|e| rpc_error("connect", e))?;
         let electrum = match &info.electrum_url {
             Some(url) => {
-                let connection = ElectrumConnection::new(url.as_str(), Some(Duration::from_secs(10)), None)
-                    .map_err(|e| HarnessError::Network(format!("electrs at {url}: {e}")))?;
+                let connection =
+                    ElectrumConnection::new(url.as_str(), Some(Duration::from_secs(10)), None)
+                        .map_err(|e| HarnessError::Network(format!("electrs at {url}: {e}")))?;
                 Some((url.clone(), connection))
             }
             None => None,
@@ -841,12 +843,7 @@ impl Regtest {
                     return Ok(());
                 }
             }
-            while client
-                .block_headers_pop_raw()
-                .ok()
-                .flatten()
-                .is_some()
-            {}
+            while client.block_headers_pop_raw().ok().flatten().is_some() {}
             if started.elapsed() > limit {
                 return Err(HarnessError::Timeout {
                     what: format!("electrs to reach height {target}"),

@@ -21,7 +21,7 @@
 //! net.stop(A); // and goes offline too
 //! net.start(B).unwrap();
 //! net.fetch_letters(B).unwrap(); // B sells A's signature to S
-//! assert_eq!(net.nodes[B].status(&id).as_deref(), Some("paid"));
+//! assert_eq!(net.nodes[B].status(&id), Some("paid"));
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
@@ -341,7 +341,7 @@ impl Network {
         sim.open(S, B, S_B_CAPACITY)?;
         sim.stop(B);
         let id = sim.pay(amount_sat)?;
-        if sim.nodes[A].status(&id).as_deref() != Some("posted") {
+        if sim.nodes[A].status(&id) != Some("posted") {
             bail!("A's payment is {:?}, not posted", sim.nodes[A].status(&id));
         }
         sim.stop(A);

@@ -12,11 +12,11 @@
 //! net.open(S, B, 400_000).unwrap();
 //! net.stop(B);
 //! let id = net.pay(20_000).unwrap();
-//! assert_eq!(net.nodes[S].status(&id).as_deref(), Some("offered"));
+//! assert_eq!(net.nodes[S].status(&id), Some("offered"));
 //! net.stop(A);
 //! net.start(B).unwrap();
 //! net.fetch_letters(B).unwrap();
-//! assert_eq!(net.nodes[S].status(&id).as_deref(), Some("sold"));
+//! assert_eq!(net.nodes[S].status(&id), Some("sold"));
 //! let a_s = net.nodes[S].state_with(net.key(A)).unwrap();
 //! assert_eq!((a_s.number, a_s.to_s), (1, 20_000 + policy().fee_for(20_000)));
 //! ```

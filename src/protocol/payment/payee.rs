@@ -16,7 +16,7 @@
 //! net.start(B).unwrap();
 //! assert_eq!(net.nodes[B].mailbox.len(), 1);
 //! net.fetch_letters(B).unwrap();
-//! assert_eq!(net.nodes[B].status(&id).as_deref(), Some("paid"));
+//! assert_eq!(net.nodes[B].status(&id), Some("paid"));
 //! let s_b = net.nodes[B].state_with(net.key(S)).unwrap();
 //! assert_eq!((s_b.to_a, s_b.to_s), (400_000 - 20_000, 20_000));
 //! ```

@@ -12,13 +12,13 @@
 //! net.open(S, B, 400_000).unwrap();
 //! net.stop(B);
 //! let id = net.pay(20_000).unwrap();
-//! assert_eq!(net.nodes[A].status(&id).as_deref(), Some("posted")); // letter in B's mailbox
+//! assert_eq!(net.nodes[A].status(&id), Some("posted")); // letter in B's mailbox
 //! net.stop(A);
 //! net.start(B).unwrap();
 //! net.fetch_letters(B).unwrap();
 //! net.start(A).unwrap();
 //! net.pump().unwrap();
-//! assert_eq!(net.nodes[A].status(&id).as_deref(), Some("completed"));
+//! assert_eq!(net.nodes[A].status(&id), Some("completed"));
 //! let a_s = net.nodes[A].state_with(net.key(S)).unwrap();
 //! assert_eq!(a_s.to_a, 1_000_000 - 20_000 - policy().fee_for(20_000));
 //! ```

@@ -36,13 +36,13 @@
 //! let id = PaymentId([7; 32]);
 //! net.receive(id, 20_000).unwrap();
 //! net.pump().unwrap();
-//! assert_eq!(net.nodes[B].reverse_status(&id).as_deref(), Some("offered"));
+//! assert_eq!(net.nodes[B].reverse_status(&id), Some("offered"));
 //! net.stop(B);
 //! net.fetch_letters(A).unwrap(); // A reads B's request and buys S's signature
-//! assert_eq!(net.nodes[A].reverse_status(&id).as_deref(), Some("bought"));
+//! assert_eq!(net.nodes[A].reverse_status(&id), Some("bought"));
 //! net.start(B).unwrap();
 //! net.pump().unwrap();
-//! assert_eq!(net.nodes[B].reverse_status(&id).as_deref(), Some("paid"));
+//! assert_eq!(net.nodes[B].reverse_status(&id), Some("paid"));
 //! ```
 
 use std::collections::BTreeMap;

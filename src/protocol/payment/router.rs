@@ -25,8 +25,8 @@
 //! net.stop(A);
 //! net.start(B).unwrap();
 //! net.fetch_letters(B).unwrap();
-//! assert_eq!(net.nodes[P].status(&id).as_deref(), Some("settled"));
-//! assert_eq!(net.nodes[B].status(&id).as_deref(), Some("paid"));
+//! assert_eq!(net.nodes[P].status(&id), Some("settled"));
+//! assert_eq!(net.nodes[B].status(&id), Some("paid"));
 //! ```
 
 use std::collections::BTreeMap;
