@@ -27,6 +27,7 @@
 
 pub mod bench;
 pub mod chain;
+pub mod config;
 pub mod crypto;
 #[cfg(feature = "regtest")]
 pub mod demo;

@@ -5,6 +5,7 @@
 
 mod wallet_support;
 
+use asyncpay::chain::electrum::Electrum;
 use asyncpay::chain::wallet::{Wallet, WalletError, WalletSeed};
 use bitcoin::{Amount, Network};
 use wallet_support::*;
@@ -23,7 +24,7 @@ fn wallet_reloaded_from_sqlite_keeps_its_coins_and_reservations() -> anyhow::Res
     let (coin, _) = chain.fund(&second.script_pubkey(), Amount::from_sat(300_000))?;
     chain.confirm(&coin.txid)?;
     chain.wait_for_electrs_tip()?;
-    wallet.sync(&url)?;
+    wallet.sync(&Electrum::new(url.as_str()))?;
     assert_eq!(wallet.balance().confirmed, Amount::from_sat(700_000));
     let tip = wallet.tip_height();
     assert_eq!(u64::from(tip), chain.height()?);
@@ -53,11 +54,11 @@ fn wallet_reloaded_from_sqlite_keeps_its_coins_and_reservations() -> anyhow::Res
     chain.confirm(&late.txid)?;
 
     let mut wallet = Wallet::create_or_load(&path, &seed(), Network::Regtest)?;
-    let txid = wallet.broadcast(&url, &funding.tx)?;
+    let txid = wallet.broadcast(&Electrum::new(url.as_str()), &funding.tx)?;
     assert!(chain.in_mempool(&txid)?, "electrs relayed it to the node");
     chain.confirm(&txid)?;
     chain.wait_for_electrs_tip()?;
-    wallet.sync(&url)?;
+    wallet.sync(&Electrum::new(url.as_str()))?;
     assert_eq!(
         wallet.balance().confirmed,
         Amount::from_sat(700_000 + 55_000 - 350_000) - funding.fee

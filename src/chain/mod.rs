@@ -5,11 +5,13 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`wallet`] | BDK wallet: funding transactions, CPFP children, sync over Electrum |
+//! | [`electrum`] | which Electrum server, over `tcp://` or TLS (`ssl://`, certificates checked) |
 //! | [`rpc`] | bitcoind JSON-RPC; publishing alone or as a package at rising feerates |
 //! | `network` | long-lived regtest or signet networks in a data directory (`asyncpay regtest up`, `signet up`) |
 //! | `regtest` | a throwaway BIP118-enforcing bitcoind and electrs on free ports, with a faucet; on regtest or on a private signet |
 //! | [`signet`] | BIP325: a private signet's challenge, block signer and miner |
 
+pub mod electrum;
 #[cfg(feature = "regtest")]
 pub mod network;
 #[cfg(feature = "regtest")]

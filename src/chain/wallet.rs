@@ -20,24 +20,26 @@
 //! - [`Wallet::sync`], [`Wallet::balance`], [`Wallet::new_address`], [`Wallet::broadcast`].
 //!
 //! ```no_run
+//! use asyncpay::chain::electrum::Electrum;
 //! use asyncpay::chain::wallet::{Wallet, WalletSeed};
 //! use bitcoin::{Amount, FeeRate, Network, ScriptBuf};
 //!
+//! let electrum = Electrum::new("tcp://127.0.0.1:50001");
 //! let mut wallet = Wallet::create_or_load("/tmp/a.sqlite", &WalletSeed::from_bytes([7; 32]), Network::Regtest)?;
-//! wallet.sync("tcp://127.0.0.1:50001")?;
+//! wallet.sync(&electrum)?;
 //! let funding = wallet.build_funding(
 //!     ScriptBuf::new_p2a(),
 //!     Amount::from_sat(100_000),
 //!     FeeRate::from_sat_per_vb(2).expect("small feerate"),
 //! )?;
-//! wallet.broadcast("tcp://127.0.0.1:50001", &funding.tx)?;
+//! wallet.broadcast(&electrum, &funding.tx)?;
 //! # Ok::<(), asyncpay::chain::wallet::WalletError>(())
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bdk_electrum::electrum_client::{self, ConfigBuilder};
+use bdk_electrum::electrum_client;
 use bdk_electrum::BdkElectrumClient;
 use bdk_wallet::chain::local_chain::CannotConnectError;
 use bdk_wallet::coin_selection::LargestFirstCoinSelection;
@@ -54,6 +56,7 @@ use bitcoin::psbt::Psbt;
 use bitcoin::{Address, Amount, FeeRate, Network, OutPoint, ScriptBuf, Transaction, Txid, Witness};
 use zeroize::Zeroize;
 
+use crate::chain::electrum::Electrum;
 use crate::crypto::keys::PublicKey;
 use crate::tx::anchor::find_anchor;
 use crate::tx::{dust_limit, TxError};
@@ -62,8 +65,6 @@ use crate::tx::{dust_limit, TxError};
 const BATCH_SIZE: usize = 10;
 /// Unused addresses after which a full scan stops.
 const STOP_GAP: usize = 20;
-/// Seconds an Electrum request may take.
-const ELECTRUM_TIMEOUT_SECS: u64 = 30;
 /// Weight of a BIP340 key-path witness: item count, length, 64-byte signature.
 const KEY_SPEND_WITNESS: [u8; 64] = [0; 64];
 
@@ -114,7 +115,7 @@ pub enum WalletError {
     #[error("cannot persist the wallet")]
     Persist(#[source] bdk_wallet::rusqlite::Error),
     /// The Electrum server failed or could not be reached.
-    #[error("electrum")]
+    #[error("electrum: {0}")]
     Electrum(#[from] electrum_client::Error),
     /// A sync result does not connect to the wallet's chain (the server changed chains).
     #[error("sync result does not connect to the wallet's chain")]
@@ -369,11 +370,10 @@ impl Wallet {
         self.inner.latest_checkpoint().height()
     }
 
-    /// Brings the wallet up to date with the Electrum server at `electrum_url`
-    /// (`tcp://host:port`): a full scan of both keychains the first time, a sync of the
-    /// revealed addresses after that.
-    pub fn sync(&mut self, electrum_url: &str) -> Result<(), WalletError> {
-        let client = client(electrum_url)?;
+    /// Brings the wallet up to date with the Electrum server `electrum`: a full scan of both
+    /// keychains the first time, a sync of the revealed addresses after that.
+    pub fn sync(&mut self, electrum: &Electrum) -> Result<(), WalletError> {
+        let client = BdkElectrumClient::new(electrum.connect()?);
         client.populate_tx_cache(self.inner.tx_graph().full_txs().map(|node| node.tx));
         if self.tip_height() == 0 {
             let request = self.inner.start_full_scan();
@@ -643,8 +643,12 @@ impl Wallet {
     }
 
     /// Broadcasts `tx` through the Electrum server and records it as unconfirmed.
-    pub fn broadcast(&mut self, electrum_url: &str, tx: &Transaction) -> Result<Txid, WalletError> {
-        let client = client(electrum_url)?;
+    pub fn broadcast(
+        &mut self,
+        electrum: &Electrum,
+        tx: &Transaction,
+    ) -> Result<Txid, WalletError> {
+        let client = BdkElectrumClient::new(electrum.connect()?);
         let txid = client.transaction_broadcast(tx)?;
         self.record_broadcast(std::slice::from_ref(tx))?;
         Ok(txid)
@@ -672,15 +676,6 @@ impl Wallet {
         }
         self.persist()
     }
-}
-
-fn client(url: &str) -> Result<BdkElectrumClient<electrum_client::Client>, WalletError> {
-    let config = ConfigBuilder::new()
-        .timeout(Some(std::time::Duration::from_secs(ELECTRUM_TIMEOUT_SECS)))
-        .build();
-    Ok(BdkElectrumClient::new(
-        electrum_client::Client::from_config(url, config)?,
-    ))
 }
 
 #[cfg(test)]

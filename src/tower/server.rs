@@ -31,6 +31,7 @@ use bitcoin::{Block, Network, Txid};
 use serde_json::{json, Value};
 
 use super::{Appointment, Tower, TowerError, TowerLimits, TowerStore};
+use crate::chain::electrum::Electrum;
 use crate::chain::rpc::{publish, Published, Rpc, RpcError};
 use crate::chain::wallet::{Wallet, WalletError, WalletSeed};
 use crate::crypto::tagged_hash;
@@ -49,7 +50,7 @@ pub struct TowerConfig {
     /// bitcoind's RPC cookie file.
     pub rpc_cookie: PathBuf,
     /// The Electrum server the fee wallet syncs with.
-    pub electrum: String,
+    pub electrum: Electrum,
     /// The chain.
     pub network: Network,
     /// How often the chain tip is looked at.
@@ -189,7 +190,7 @@ async fn scan(
     state: &AppState,
     rpc: &Rpc,
     wallet: &mut Wallet,
-    electrum: &str,
+    electrum: &Electrum,
     attempts: &mut HashMap<Txid, u32>,
 ) -> Result<(), ServeError> {
     let tip = tip(rpc).await?;

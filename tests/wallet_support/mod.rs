@@ -15,6 +15,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context};
+use asyncpay::chain::electrum::Electrum;
 use asyncpay::chain::regtest::{Regtest, RegtestOptions};
 use asyncpay::chain::wallet::{CpfpChild, FundingTx, Wallet, WalletSeed};
 use asyncpay::crypto::keys::{PublicKey, SecretKey};
@@ -82,7 +83,7 @@ pub fn funded_wallet(
         chain.confirm(&txid)?;
     }
     chain.wait_for_electrs_tip()?;
-    wallet.sync(url)?;
+    wallet.sync(&Electrum::new(url))?;
     ensure!(
         wallet.balance().confirmed == Amount::from_sat(coins.iter().sum()),
         "{name}'s wallet sees {} of its coins after a sync over electrs",
@@ -328,7 +329,7 @@ impl Pair {
             self.a.has(|e| *e == Event::ReadyToFund),
             "state 0 complete before funding"
         );
-        let txid = self.a.wallet.broadcast(url, &funding.tx)?;
+        let txid = self.a.wallet.broadcast(&Electrum::new(url), &funding.tx)?;
         ensure!(chain.in_mempool(&txid)?, "electrs relayed the funding");
         self.mine(chain, url, 1)?;
         for peer in [&self.a, &self.s] {
@@ -455,8 +456,8 @@ impl Pair {
     pub fn mine(&mut self, chain: &Regtest, url: &str, n: u64) -> anyhow::Result<()> {
         chain.mine(n)?;
         chain.wait_for_electrs_tip()?;
-        self.a.wallet.sync(url)?;
-        self.s.wallet.sync(url)?;
+        self.a.wallet.sync(&Electrum::new(url))?;
+        self.s.wallet.sync(&Electrum::new(url))?;
         self.scan(chain)
     }
 

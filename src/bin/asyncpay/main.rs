@@ -1,5 +1,8 @@
 //! The `asyncpay` command line.
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use asyncpay::config::{self, ConfigFile};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod bench;
 mod demo;
@@ -12,8 +15,34 @@ mod watchtower;
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// Configuration file (TOML) for `node run`, `mailbox serve` and `watchtower serve`: a
+    /// table per command (`[node]`, `[mailbox]`, `[watchtower]`) whose keys are flag names;
+    /// flags and their environment variables override it (docs/signet.md).
+    #[arg(long, global = true, value_name = "FILE", env = "ASYNCPAY_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The command line, with the configuration file's values as its flags' defaults. The file
+/// is found before parsing (it changes how the rest parses): `--config FILE`,
+/// `--config=FILE` or `ASYNCPAY_CONFIG`.
+fn parse() -> anyhow::Result<Cli> {
+    let args: Vec<_> = std::env::args_os().collect();
+    let given = args.iter().enumerate().find_map(|(i, arg)| {
+        let arg = arg.to_str()?;
+        match arg.strip_prefix("--config") {
+            Some("") => args.get(i + 1).map(PathBuf::from),
+            Some(rest) => rest.strip_prefix('=').map(PathBuf::from),
+            None => None,
+        }
+    });
+    let path = given.or_else(|| std::env::var_os("ASYNCPAY_CONFIG").map(PathBuf::from));
+    let mut command = Cli::command();
+    if let Some(path) = path {
+        command = config::apply(command, &ConfigFile::read(&path)?)?;
+    }
+    Ok(Cli::from_arg_matches(&command.get_matches())?)
 }
 
 #[derive(Subcommand)]
@@ -104,7 +133,7 @@ fn env(check: bool) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse()?;
     match cli.command {
         Command::Demo(args) => demo::run(args)?,
         Command::Env { check } => env(check)?,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use asyncpay::chain::electrum::Electrum;
 use asyncpay::net::Admission;
 use asyncpay::node::core::Role;
 use asyncpay::node::runtime::{ControlClient, CrashPoint, NodeConfig};
@@ -61,9 +62,14 @@ pub struct RunArgs {
     /// public one). Addresses and the wallet follow it.
     #[arg(long, default_value = "regtest", value_parser = network_parser())]
     network: bitcoin::Network,
-    /// Electrum server of the chain (electrs), e.g. tcp://127.0.0.1:50001.
+    /// Electrum server of the chain: tcp://127.0.0.1:50001 (a local electrs) or
+    /// ssl://host:50002 (TLS; the certificate is checked against the Web PKI roots).
     #[arg(long)]
     electrum: String,
+    /// Over ssl://, accept any certificate: only for your own self-signed server reached over
+    /// a path you trust (the wallet then believes whoever answers).
+    #[arg(long)]
+    electrum_accept_invalid_certs: bool,
     /// Base URL of the mailbox server.
     #[arg(long)]
     mailbox: String,
@@ -421,7 +427,12 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         watchtowers: args.watchtower,
         network: args.network,
-        ..NodeConfig::new(args.role, args.data_dir, args.electrum, args.mailbox)
+        ..NodeConfig::new(
+            args.role,
+            args.data_dir,
+            Electrum::new(args.electrum).accept_invalid_certs(args.electrum_accept_invalid_certs),
+            args.mailbox,
+        )
     };
     asyncpay::node::runtime::run(config).await?;
     Ok(())

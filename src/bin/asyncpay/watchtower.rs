@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use asyncpay::chain::electrum::Electrum;
 use asyncpay::tower::server::{serve, TowerConfig};
 use asyncpay::tower::TowerLimits;
 use bitcoin::Network;
@@ -37,6 +38,9 @@ pub struct ServeArgs {
     /// Electrum server (electrs) the fee wallet syncs with, e.g. tcp://127.0.0.1:50001.
     #[arg(long, env = "ASYNCPAY_TOWER_ELECTRUM")]
     electrum: String,
+    /// Over ssl://, accept any certificate (your own self-signed server only).
+    #[arg(long)]
+    electrum_accept_invalid_certs: bool,
     /// The chain.
     #[arg(long, default_value = "regtest")]
     network: Network,
@@ -62,7 +66,8 @@ pub async fn run(cmd: TowerCmd) -> anyhow::Result<()> {
         listen: args.listen,
         rpc_url: args.rpc_url,
         rpc_cookie: args.rpc_cookie,
-        electrum: args.electrum,
+        electrum: Electrum::new(args.electrum)
+            .accept_invalid_certs(args.electrum_accept_invalid_certs),
         network: args.network,
         poll: Duration::from_millis(args.poll_ms),
         limits: TowerLimits {

@@ -9,6 +9,7 @@ use bitcoin::{Amount, FeeRate, OutPoint, Transaction, Txid};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::chain::electrum::Electrum;
 use crate::chain::rpc::Rpc;
 use crate::chain::wallet::Wallet;
 use crate::crypto::keys::PublicKey;
@@ -60,7 +61,7 @@ pub(super) struct RuntimeIo {
     pub(super) wallet: Wallet,
     pub(super) mailbox_key: NodeKey,
     pub(super) mailbox: MailboxClient,
-    pub(super) electrum: String,
+    pub(super) electrum: Electrum,
     pub(super) rpc: Option<Rpc>,
     pub(super) writers: HashMap<PublicKey, (u64, mpsc::UnboundedSender<Vec<u8>>)>,
     /// The redial loop of each peer we dial; a new `ctl connect` replaces the old loop.
@@ -127,6 +128,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
             &wallet_seed,
             args.network,
         )?;
+        args.electrum.validate()?;
         w.sync(&args.electrum)?;
         Ok(w)
     })?;
@@ -448,9 +450,7 @@ impl Node {
     async fn poll_chain(&mut self) -> Result<(), RuntimeError> {
         let client = match self.io.chain.take() {
             Some(client) => client,
-            None => {
-                tokio::task::block_in_place(|| electrum_client::Client::new(&self.io.electrum))?
-            }
+            None => tokio::task::block_in_place(|| self.io.electrum.connect())?,
         };
         self.poll_chain_with(&client).await?;
         // Kept only while it works: an error above drops it and the next poll reconnects.

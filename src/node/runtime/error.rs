@@ -45,6 +45,9 @@ pub enum RuntimeError {
     /// The Electrum server.
     #[error("electrum: {0}")]
     Electrum(#[from] bdk_electrum::electrum_client::Error),
+    /// The Electrum URL is malformed.
+    #[error(transparent)]
+    ElectrumUrl(#[from] crate::chain::electrum::ElectrumUrlError),
     /// A watchtower's URL.
     #[error("watchtower: {0}")]
     Tower(#[from] PushError),

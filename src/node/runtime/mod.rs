@@ -46,6 +46,7 @@ mod peers;
 mod request;
 mod towers;
 
+use crate::chain::electrum::Electrum;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,8 +75,9 @@ pub struct NodeConfig {
     pub role: Role,
     /// Its data directory (created if missing, 0700).
     pub data_dir: PathBuf,
-    /// The Electrum server of the chain (electrs), e.g. `tcp://127.0.0.1:50001`.
-    pub electrum: String,
+    /// The Electrum server of the chain, e.g. `tcp://127.0.0.1:50001` (a local electrs) or
+    /// `ssl://host:50002` (certificate checked unless accepted explicitly).
+    pub electrum: Electrum,
     /// The mailbox server's base URL.
     pub mailbox: String,
     /// bitcoind's RPC URL and cookie file: needed to publish channel transactions
@@ -105,7 +107,7 @@ impl NodeConfig {
     pub fn new(
         role: Role,
         data_dir: impl Into<PathBuf>,
-        electrum: impl Into<String>,
+        electrum: impl Into<Electrum>,
         mailbox: impl Into<String>,
     ) -> Self {
         NodeConfig {
