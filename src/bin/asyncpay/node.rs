@@ -142,8 +142,10 @@ pub struct CtlArgs {
 }
 
 /// One control request; each answer is printed as JSON. Node keys are hex x-only keys,
-/// contact cards are JSON (inline or `@FILE`).
-#[derive(clap::Subcommand)]
+/// contact cards are JSON (inline or `@FILE`). Its serde form is the control API's: the
+/// command's name (`list-channels`) and its fields.
+#[derive(clap::Subcommand, serde::Serialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
 enum CtlRequest {
     /// The node's key, role, height, wallet balance, channels and payments.
     Info,
@@ -169,6 +171,7 @@ enum CtlRequest {
         amount_sat: Option<u64>,
         /// Everything the wallet can spend, less the fee.
         #[arg(long)]
+        #[serde(skip)]
         all: bool,
         /// The feerate in sat/vB.
         #[arg(long, default_value_t = 2)]
@@ -204,8 +207,8 @@ enum CtlRequest {
         #[arg(long)]
         amount_sat: u64,
         /// The payee's contact card (JSON, or @FILE).
-        #[arg(long)]
-        contact: String,
+        #[arg(long, value_parser = card)]
+        contact: Value,
         /// What the LSP keeps (default: its policy's fee).
         #[arg(long)]
         fee_sat: Option<u64>,
@@ -222,8 +225,8 @@ enum CtlRequest {
         #[arg(long)]
         amount_sat: u64,
         /// The payer's contact card (JSON, or @FILE).
-        #[arg(long)]
-        payer_contact: String,
+        #[arg(long, value_parser = card)]
+        payer_contact: Value,
     },
     /// Cancel a payment not yet sold.
     Cancel {
@@ -282,75 +285,20 @@ fn card(text: &str) -> anyhow::Result<Value> {
 impl CtlRequest {
     /// The control API's command name and body.
     fn into_call(self) -> anyhow::Result<(String, Value)> {
-        use serde_json::json;
-        Ok(match self {
-            CtlRequest::Info => ("info".into(), json!({})),
-            CtlRequest::ListChannels => ("list-channels".into(), json!({})),
-            CtlRequest::ListPayments => ("list-payments".into(), json!({})),
-            CtlRequest::Address => ("address".into(), json!({})),
-            CtlRequest::Balance => ("balance".into(), json!({})),
-            CtlRequest::Descriptors => ("descriptors".into(), json!({})),
-            CtlRequest::Withdraw {
-                address,
-                amount_sat,
-                all: _,
-                feerate_sat_vb,
-            } => (
-                "withdraw".into(),
-                json!({"address": address, "amount_sat": amount_sat, "feerate_sat_vb": feerate_sat_vb}),
-            ),
-            CtlRequest::Connect { node_key, addr } => (
-                "connect".into(),
-                json!({"node_key": node_key, "addr": addr}),
-            ),
-            CtlRequest::Open { peer, capacity_sat } => (
-                "open".into(),
-                json!({"peer": peer, "capacity_sat": capacity_sat}),
-            ),
-            CtlRequest::Contact => ("contact".into(), json!({})),
-            CtlRequest::Pay {
-                lsp,
-                amount_sat,
-                contact,
-                fee_sat,
-                note,
-            } => (
-                "pay".into(),
-                json!({"lsp": lsp, "amount_sat": amount_sat, "contact": card(&contact)?, "fee_sat": fee_sat, "note": note}),
-            ),
-            CtlRequest::Receive {
-                lsp,
-                amount_sat,
-                payer_contact,
-            } => (
-                "receive".into(),
-                json!({"lsp": lsp, "amount_sat": amount_sat, "payer_contact": card(&payer_contact)?}),
-            ),
-            CtlRequest::Cancel { payment_id } => {
-                ("cancel".into(), json!({"payment_id": payment_id}))
-            }
-            CtlRequest::Fetch => ("fetch".into(), json!({})),
-            CtlRequest::Close {
-                channel_id,
-                fee_sat,
-            } => (
-                "close".into(),
-                json!({"channel_id": channel_id, "fee_sat": fee_sat}),
-            ),
-            CtlRequest::ForceClose { channel_id } => {
-                ("force-close".into(), json!({"channel_id": channel_id}))
-            }
-            CtlRequest::Stop => ("stop".into(), json!({})),
-            CtlRequest::CrashAt { point } => ("crash-at".into(), json!({"point": point})),
-            CtlRequest::Raw { command, args } => (
-                command,
-                serde_json::from_str(&args).context("arguments must be JSON")?,
-            ),
-        })
+        if let CtlRequest::Raw { command, args } = self {
+            let body = serde_json::from_str(&args).context("arguments must be JSON")?;
+            return Ok((command, body));
+        }
+        let mut body = serde_json::to_value(&self)?;
+        let command = body
+            .as_object_mut()
+            .and_then(|fields| fields.remove("request"))
+            .and_then(|name| name.as_str().map(str::to_owned))
+            .context("a request has a command name")?;
+        Ok((command, body))
     }
 }
 
-/// `--role`: one of the library's role names, listed in `--help`.
 /// The chains a node runs on: the ones that enforce BIP118.
 fn network_parser() -> impl clap::builder::TypedValueParser<Value = bitcoin::Network> {
     clap::builder::PossibleValuesParser::new(["regtest", "signet"]).map(|name| match &*name {
@@ -359,6 +307,7 @@ fn network_parser() -> impl clap::builder::TypedValueParser<Value = bitcoin::Net
     })
 }
 
+/// `--role`: one of the library's role names, listed in `--help`.
 fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
     clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::name))
         .map(|name| name.parse::<Role>().expect("a name from Role::ALL"))
