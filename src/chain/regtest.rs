@@ -311,6 +311,31 @@ impl Binaries {
     }
 }
 
+/// What `asyncpay env` prints: the bitcoind and electrs the harness uses (`NAME=path`
+/// lines) and, with `check`, whether that bitcoind enforces BIP118 (a throwaway regtest node
+/// is started to ask it; an error if it does not).
+pub fn check_environment(check: bool) -> Result<String, HarnessError> {
+    let binaries = Binaries::locate()?;
+    let mut report = format!("BITCOIND_EXE={}\n", binaries.bitcoind.display());
+    match &binaries.electrs {
+        Some(path) => report += &format!("ELECTRS_EXE={}\n", path.display()),
+        None => report += "ELECTRS_EXE= (not found; run scripts/setup)\n",
+    }
+    if check {
+        let chain = Regtest::start(RegtestOptions {
+            require_anyprevout: false,
+            ..Default::default()
+        })?;
+        if !chain.anyprevout_active()? {
+            return Err(HarnessError::AnyprevoutInactive {
+                path: binaries.bitcoind,
+            });
+        }
+        report += "anyprevout active on regtest: true\n";
+    }
+    Ok(report)
+}
+
 fn rpc_error(method: &str, err: bitcoind::client::Error) -> RpcError {
     use bitcoind::client::Error as E;
     match err {

@@ -109,34 +109,11 @@ enum BenchKind {
     Payment(bench::BenchPaymentArgs),
 }
 
-fn env(check: bool) -> anyhow::Result<()> {
-    use asyncpay::chain::regtest::{Binaries, Regtest, RegtestOptions};
-    let binaries = Binaries::locate()?;
-    println!("BITCOIND_EXE={}", binaries.bitcoind.display());
-    match &binaries.electrs {
-        Some(path) => println!("ELECTRS_EXE={}", path.display()),
-        None => println!("ELECTRS_EXE= (not found; run scripts/setup)"),
-    }
-    if check {
-        let options = RegtestOptions {
-            require_anyprevout: false,
-            ..Default::default()
-        };
-        let chain = Regtest::start(options)?;
-        let active = chain.anyprevout_active()?;
-        println!("anyprevout active on regtest: {active}");
-        if !active {
-            anyhow::bail!("this bitcoind does not enforce BIP118; run scripts/setup");
-        }
-    }
-    Ok(())
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = parse()?;
     match cli.command {
         Command::Demo(args) => demo::run(args)?,
-        Command::Env { check } => env(check)?,
+        Command::Env { check } => print!("{}", asyncpay::chain::regtest::check_environment(check)?),
         Command::Mailbox(args) => mailbox::run(args)?,
         Command::Node { command } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -114,37 +114,29 @@ pub fn run(chain: Chain, command: NetworkCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        NetworkCmd::Serve(args) => {
-            let options = ServeOptions {
-                chain,
-                data_dir: args.data_dir,
-                electrs: !args.no_electrs,
-                seed: args.seed,
-                block_interval: args.block_interval.map(Duration::from_secs),
-            };
-            Ok(runtime()?.block_on(network::serve(options))?)
+        NetworkCmd::Serve(args) => Ok(runtime()?.block_on(network::serve(args.options(chain)))?),
+    }
+}
+
+impl ServeArgs {
+    fn options(self, chain: Chain) -> ServeOptions {
+        ServeOptions {
+            chain,
+            data_dir: self.data_dir,
+            electrs: !self.no_electrs,
+            seed: self.seed,
+            block_interval: self.block_interval.map(Duration::from_secs),
         }
     }
 }
 
 fn up(chain: Chain, args: UpArgs) -> anyhow::Result<()> {
-    let ServeArgs {
-        data_dir,
-        no_electrs,
-        seed,
-        block_interval,
-    } = args.serve;
-    if chain == Chain::Regtest && seed.is_some() {
+    let mut options = args.serve.options(chain);
+    if chain == Chain::Regtest && options.seed.is_some() {
         return Err(network::NetworkError::SeedOnRegtest.into());
     }
-    let data_dir = network::absolute(&data_dir)?;
-    let options = ServeOptions {
-        chain,
-        data_dir: data_dir.clone(),
-        electrs: !no_electrs,
-        seed,
-        block_interval: block_interval.map(Duration::from_secs),
-    };
+    options.data_dir = network::absolute(&options.data_dir)?;
+    let data_dir = options.data_dir.clone();
     let server = network::server_command(&std::env::current_exe()?, &options);
     eprintln!(
         "starting {} in {} (log: {})",
