@@ -44,7 +44,8 @@ async fn exhaust(client: &MailboxClient) -> (u32, ClientError) {
 fn refused_for(e: &ClientError, who: &str) {
     assert_eq!(e.code(), Some(ErrorCode::RateLimited), "{e}");
     assert!(
-        e.to_string().contains(&format!("too many requests from {who}")),
+        e.to_string()
+            .contains(&format!("too many requests from {who}")),
         "{e}"
     );
 }
@@ -136,7 +137,10 @@ async fn a_malformed_header_from_a_trusted_proxy_counts_against_the_proxy() {
         forwarded_for(&url, "203.0.113.1 203.0.113.2"),
     ];
     for client in &malformed[..3] {
-        assert!(challenge_ok(client).await, "answered, from the proxy's bucket");
+        assert!(
+            challenge_ok(client).await,
+            "answered, from the proxy's bucket"
+        );
     }
     // The proxy's bucket is spent, by the malformed requests and its own alike.
     for client in malformed.iter().chain([&running.client]) {
@@ -170,7 +174,10 @@ async fn the_forwarded_header_is_read_when_chosen_and_only_then() {
     })
     .await;
     let url = running.server.url();
-    let carol = client_with(&url, &[("forwarded", "for=\"[2001:db8::7]:4711\";proto=https")]);
+    let carol = client_with(
+        &url,
+        &[("forwarded", "for=\"[2001:db8::7]:4711\";proto=https")],
+    );
     assert!(challenge_ok(&carol).await);
     refused_for(&exhaust(&carol).await.1, "2001:db8::7");
     // X-Forwarded-For is not read now: the proxy's own bucket.

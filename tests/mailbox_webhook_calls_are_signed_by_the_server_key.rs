@@ -53,14 +53,23 @@ async fn webhook_calls_are_signed_by_the_server_key() {
     let sent_at: u64 = timestamp.parse().unwrap();
     assert!(sent_at.abs_diff(now) <= 5, "signed at the time of the call");
 
-    let bad = WebhookCallError::BadSignature { server_key };
+    let bad = WebhookCallError::BadSignature {
+        server_key: server_key.to_xonly_bytes(),
+    };
     // The body changed after signing (another mailbox named, or a byte flipped).
     let other_mailbox = String::from_utf8(call.body.clone())
         .unwrap()
         .replace(&payee.public().to_string(), &key(4).public().to_string());
     assert_ne!(other_mailbox.as_bytes(), &call.body[..]);
     assert_eq!(
-        verify_call(&server_key, &timestamp, other_mailbox.as_bytes(), &signature, now, skew),
+        verify_call(
+            &server_key,
+            &timestamp,
+            other_mailbox.as_bytes(),
+            &signature,
+            now,
+            skew
+        ),
         Err(bad.clone())
     );
     let mut with_space = call.body.clone();
@@ -78,7 +87,14 @@ async fn webhook_calls_are_signed_by_the_server_key() {
     // Another server's key, and another server's signature over the same call.
     let other = ServerKey::generate();
     assert!(matches!(
-        verify_call(&other.public_key(), &timestamp, &call.body, &signature, now, skew),
+        verify_call(
+            &other.public_key(),
+            &timestamp,
+            &call.body,
+            &signature,
+            now,
+            skew
+        ),
         Err(WebhookCallError::BadSignature { .. })
     ));
     let forged = other.sign_call(sent_at, &call.body).signature_header();
@@ -88,7 +104,14 @@ async fn webhook_calls_are_signed_by_the_server_key() {
     ));
     // The same call played again after the window.
     assert!(matches!(
-        verify_call(&server_key, &timestamp, &call.body, &signature, now + skew + 5, skew),
+        verify_call(
+            &server_key,
+            &timestamp,
+            &call.body,
+            &signature,
+            now + skew + 5,
+            skew
+        ),
         Err(WebhookCallError::Stale { .. })
     ));
     running.server.shutdown().await.unwrap();

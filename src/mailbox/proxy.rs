@@ -192,9 +192,7 @@ impl FromStr for ForwardedHeader {
         match s.to_ascii_lowercase().as_str() {
             "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
             "forwarded" => Ok(ForwardedHeader::Forwarded),
-            _ => Err(format!(
-                "{s:?} is neither x-forwarded-for nor forwarded"
-            )),
+            _ => Err(format!("{s:?} is neither x-forwarded-for nor forwarded")),
         }
     }
 }
@@ -297,7 +295,9 @@ pub fn client_addr(
 fn forwarded_for(element: &str) -> Option<&str> {
     let value = element.split(';').find_map(|pair| {
         let (key, value) = pair.trim().split_once('=')?;
-        key.trim().eq_ignore_ascii_case("for").then_some(value.trim())
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then_some(value.trim())
     })?;
     let value = match value.strip_prefix('"') {
         Some(rest) => rest.strip_suffix('"')?,
@@ -318,7 +318,10 @@ fn parse_node(text: &str) -> Option<IpAddr> {
         return Some(addr.ip().to_canonical());
     }
     let inner = text.strip_prefix('[')?.strip_suffix(']')?;
-    inner.parse::<Ipv6Addr>().ok().map(|ip| IpAddr::V6(ip).to_canonical())
+    inner
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(|ip| IpAddr::V6(ip).to_canonical())
 }
 
 #[cfg(test)]
@@ -373,10 +376,19 @@ mod tests {
         assert!(v6.contains(ip("2001:db8:1::1")));
         assert!(!v6.contains(ip("2001:db9::1")));
         for bad in [
-            "", "x", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.0/+8", "10.0.0.0/8/8",
+            "",
+            "x",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/8",
             "::ffff:10.0.0.0/104",
         ] {
-            assert!(bad.parse::<TrustedProxy>().is_err(), "{bad:?} must not parse");
+            assert!(
+                bad.parse::<TrustedProxy>().is_err(),
+                "{bad:?} must not parse"
+            );
         }
     }
 
@@ -405,14 +417,23 @@ mod tests {
         );
         // Several header lines are one list; what the client wrote (left) is not read.
         assert_eq!(
-            xff("127.0.0.1", &["not an address, 9.9.9.9", "1.2.3.4", "fd00::2"]),
+            xff(
+                "127.0.0.1",
+                &["not an address, 9.9.9.9", "1.2.3.4", "fd00::2"]
+            ),
             forwarded("1.2.3.4")
         );
-        assert_eq!(xff("127.0.0.1", &["[2001:db8::5]:443"]), forwarded("2001:db8::5"));
+        assert_eq!(
+            xff("127.0.0.1", &["[2001:db8::5]:443"]),
+            forwarded("2001:db8::5")
+        );
         assert_eq!(xff("127.0.0.1", &["1.2.3.4:5678"]), forwarded("1.2.3.4"));
         assert_eq!(xff("127.0.0.1", &["::ffff:1.2.3.4"]), forwarded("1.2.3.4"));
         // Only proxies: the left-most one.
-        assert_eq!(xff("127.0.0.1", &["10.0.0.1, 10.0.0.2"]), forwarded("10.0.0.1"));
+        assert_eq!(
+            xff("127.0.0.1", &["10.0.0.1, 10.0.0.2"]),
+            forwarded("10.0.0.1")
+        );
         // No header: the proxy itself.
         assert_eq!(xff("127.0.0.1", &[]), ClientAddr::Peer(ip("127.0.0.1")));
     }
@@ -422,7 +443,15 @@ mod tests {
         let unreadable = ClientAddr::Unreadable {
             proxy: ip("127.0.0.1"),
         };
-        for bad in ["", " ", "1.2.3.4,", "unknown", "1.2.3.4.5", "[1.2.3.4]", "1.2.3.4 5.6.7.8"] {
+        for bad in [
+            "",
+            " ",
+            "1.2.3.4,",
+            "unknown",
+            "1.2.3.4.5",
+            "[1.2.3.4]",
+            "1.2.3.4 5.6.7.8",
+        ] {
             assert_eq!(xff("127.0.0.1", &[bad]), unreadable, "{bad:?}");
         }
         let long = vec!["10.0.0.1"; MAX_HOPS + 1].join(",");
@@ -432,7 +461,12 @@ mod tests {
             "x-forwarded-for",
             axum::http::HeaderValue::from_bytes(b"1.2.3.4\xff").expect("opaque value"),
         );
-        let got = client_addr(ip("127.0.0.1"), &map, &proxies(), ForwardedHeader::XForwardedFor);
+        let got = client_addr(
+            ip("127.0.0.1"),
+            &map,
+            &proxies(),
+            ForwardedHeader::XForwardedFor,
+        );
         assert_eq!(got, unreadable);
     }
 
@@ -458,7 +492,13 @@ mod tests {
         let unreadable = ClientAddr::Unreadable {
             proxy: ip("127.0.0.1"),
         };
-        for bad in ["for=unknown", "for=_hidden", "proto=https", "for=\"1.2.3.4", "for="] {
+        for bad in [
+            "for=unknown",
+            "for=_hidden",
+            "proto=https",
+            "for=\"1.2.3.4",
+            "for=",
+        ] {
             assert_eq!(read(&[bad]), unreadable, "{bad:?}");
         }
         // With X-Forwarded-For chosen, a Forwarded header is not read, and the other way
@@ -468,10 +508,19 @@ mod tests {
             map.insert("x-forwarded-for", "5.6.7.8".parse().expect("value"));
             map
         };
-        let xff_read =
-            client_addr(ip("127.0.0.1"), &both, &proxies(), ForwardedHeader::XForwardedFor);
+        let xff_read = client_addr(
+            ip("127.0.0.1"),
+            &both,
+            &proxies(),
+            ForwardedHeader::XForwardedFor,
+        );
         assert_eq!(xff_read, forwarded("5.6.7.8"));
-        let fwd_read = client_addr(ip("127.0.0.1"), &both, &proxies(), ForwardedHeader::Forwarded);
+        let fwd_read = client_addr(
+            ip("127.0.0.1"),
+            &both,
+            &proxies(),
+            ForwardedHeader::Forwarded,
+        );
         assert_eq!(fwd_read, forwarded("1.2.3.4"));
     }
 }

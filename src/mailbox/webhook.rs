@@ -250,7 +250,6 @@ pub async fn check(
     })
 }
 
-
 /// Tag of the hash a server signs for each webhook call.
 pub const CALL_TAG: &str = "asyncpay/mailbox/v1/webhook-call";
 /// Header carrying the call's unix time in seconds, decimal.
@@ -292,10 +291,11 @@ pub enum WebhookCallError {
     },
     /// The signature does not verify under the key for this timestamp and body: another
     /// key signed it, or the timestamp or body was changed.
-    #[error("webhook signature does not verify under server key {server_key}")]
+    #[error("webhook signature does not verify under server key {}", hex::encode(.server_key))]
     BadSignature {
-        /// The key the call was checked against.
-        server_key: PublicKey,
+        /// The key the call was checked against, x-only (the bytes, not a
+        /// [`PublicKey`], keep the error small).
+        server_key: [u8; 32],
     },
 }
 
@@ -317,7 +317,8 @@ pub fn verify_call(
     now: u64,
     max_skew_secs: u64,
 ) -> Result<(), WebhookCallError> {
-    let malformed_time = || WebhookCallError::MalformedTimestamp(timestamp.chars().take(32).collect());
+    let malformed_time =
+        || WebhookCallError::MalformedTimestamp(timestamp.chars().take(32).collect());
     // Digits only: `u64::from_str` would also take a sign.
     if timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed_time());
@@ -338,7 +339,7 @@ pub fn verify_call(
     server_key
         .verify(&call_digest(timestamp, body), &signature)
         .map_err(|_| WebhookCallError::BadSignature {
-            server_key: *server_key,
+            server_key: server_key.to_xonly_bytes(),
         })
 }
 
@@ -551,8 +552,15 @@ mod tests {
             verify_call(&key.public_key(), &t, body, &sig, now, 300).expect("verifies");
         }
         // Upper-case hex is the same signature.
-        verify_call(&key.public_key(), &t, body, &sig.to_uppercase(), 1_800_000_000, 300)
-            .expect("verifies");
+        verify_call(
+            &key.public_key(),
+            &t,
+            body,
+            &sig.to_uppercase(),
+            1_800_000_000,
+            300,
+        )
+        .expect("verifies");
     }
 
     #[test]
@@ -561,24 +569,53 @@ mod tests {
         let (t, sig) = (call.timestamp_header(), call.signature_header());
         let server_key = key.public_key();
         let bad = |r: Result<(), WebhookCallError>| {
+            let server_key = server_key.to_xonly_bytes();
             assert_eq!(r, Err(WebhookCallError::BadSignature { server_key }));
         };
         let mut changed = body.to_vec();
         changed[10] ^= 1;
-        bad(verify_call(&server_key, &t, &changed, &sig, 1_800_000_000, 300));
-        bad(verify_call(&server_key, &t, &body[..body.len() - 1], &sig, 1_800_000_000, 300));
-        bad(verify_call(&server_key, "1800000001", body, &sig, 1_800_000_000, 300));
+        bad(verify_call(
+            &server_key,
+            &t,
+            &changed,
+            &sig,
+            1_800_000_000,
+            300,
+        ));
+        bad(verify_call(
+            &server_key,
+            &t,
+            &body[..body.len() - 1],
+            &sig,
+            1_800_000_000,
+            300,
+        ));
+        bad(verify_call(
+            &server_key,
+            "1800000001",
+            body,
+            &sig,
+            1_800_000_000,
+            300,
+        ));
         let other = ServerKey::from_secret_bytes([6u8; 32]).expect("valid secret");
         let r = verify_call(&other.public_key(), &t, body, &sig, 1_800_000_000, 300);
         assert_eq!(
             r,
             Err(WebhookCallError::BadSignature {
-                server_key: other.public_key()
+                server_key: other.public_key().to_xonly_bytes()
             })
         );
         // Another key's signature over the same call.
         let forged = other.sign_call(1_800_000_000, body).signature_header();
-        bad(verify_call(&server_key, &t, body, &forged, 1_800_000_000, 300));
+        bad(verify_call(
+            &server_key,
+            &t,
+            body,
+            &forged,
+            1_800_000_000,
+            300,
+        ));
         // The digest binds the timestamp to the body: moving bytes between them fails.
         assert_ne!(call_digest(1, b"\x02"), call_digest(0x102, b""));
     }
@@ -589,7 +626,10 @@ mod tests {
         let (t, sig) = (call.timestamp_header(), call.signature_header());
         for now in [1_800_000_000 - 301, 1_800_000_301, 0, u64::MAX] {
             let r = verify_call(&key.public_key(), &t, body, &sig, now, 300);
-            assert!(matches!(r, Err(WebhookCallError::Stale { .. })), "{now}: {r:?}");
+            assert!(
+                matches!(r, Err(WebhookCallError::Stale { .. })),
+                "{now}: {r:?}"
+            );
         }
     }
 
@@ -598,7 +638,14 @@ mod tests {
         let (key, call, body) = signed();
         let (t, sig) = (call.timestamp_header(), call.signature_header());
         let k = key.public_key();
-        for bad_t in ["", "+1800000000", "-1", " 1800000000", "1.8e9", "99999999999999999999999"] {
+        for bad_t in [
+            "",
+            "+1800000000",
+            "-1",
+            " 1800000000",
+            "1.8e9",
+            "99999999999999999999999",
+        ] {
             let r = verify_call(&k, bad_t, body, &sig, 1_800_000_000, 300);
             assert!(
                 matches!(r, Err(WebhookCallError::MalformedTimestamp(_))),
@@ -606,7 +653,13 @@ mod tests {
             );
         }
         let not_on_curve = format!("{}{}", "ff".repeat(32), &sig[64..]);
-        for bad_sig in [String::new(), sig[..126].to_owned(), format!("{sig}00"), "zz".repeat(64), not_on_curve] {
+        for bad_sig in [
+            String::new(),
+            sig[..126].to_owned(),
+            format!("{sig}00"),
+            "zz".repeat(64),
+            not_on_curve,
+        ] {
             let r = verify_call(&k, &t, body, &bad_sig, 1_800_000_000, 300);
             assert_eq!(r, Err(WebhookCallError::MalformedSignature), "{bad_sig:?}");
         }
@@ -629,7 +682,11 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("dir").count(),
+            1,
+            "no temporary file left"
+        );
         std::fs::write(dir.path().join(SERVER_KEY_FILE), "not hex\n").expect("overwrite");
         assert!(matches!(
             ServerKey::load_or_create(dir.path()),

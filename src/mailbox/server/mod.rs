@@ -32,7 +32,8 @@ use tokio::sync::{watch, Notify};
 
 use super::api::{
     AckRequest, AckResponse, ChallengeResponse, ErrorBody, ErrorCode, ErrorDetail, FetchRequest,
-    FetchResponse, PostResponse, ServerKeyResponse, WebhookNotification, WebhookRequest, WebhookResponse, WireMessage,
+    FetchResponse, PostResponse, ServerKeyResponse, WebhookNotification, WebhookRequest,
+    WebhookResponse, WireMessage,
 };
 use super::auth::{AuthError, ChallengeBook, Operation};
 use super::envelope::{Envelope, EnvelopeError, EnvelopeId};
@@ -935,17 +936,13 @@ async fn set_webhook(
                     ),
                 ));
             }
-            let from_here = hooks
-                .values()
-                .filter(|h| h.source == Some(client))
-                .count();
+            let from_here = hooks.values().filter(|h| h.source == Some(client)).count();
             if from_here >= state.config.max_webhooks_per_ip {
                 return Err(ApiError::new(
                     ErrorCode::OverQuota,
                     format!(
                         "{} registered its limit of {} webhooks",
-                        client,
-                        state.config.max_webhooks_per_ip
+                        client, state.config.max_webhooks_per_ip
                     ),
                 ));
             }
