@@ -7,6 +7,7 @@
 //! | `POST /v1/mailboxes/{key}/fetch` | [`FetchRequest`] | [`FetchResponse`] (long-polls up to `wait_secs`) |
 //! | `POST /v1/mailboxes/{key}/ack` | [`AckRequest`] | [`AckResponse`] |
 //! | `POST /v1/mailboxes/{key}/webhook` | [`WebhookRequest`] | [`WebhookResponse`] |
+//! | `GET /v1/server-key` | none | [`ServerKeyResponse`] |
 //! | `GET /v1/health` | none | `{"ok": true}` |
 //!
 //! `{key}` is the mailbox owner's x-only node key in hex. Every error is a JSON
@@ -195,4 +196,11 @@ pub struct WebhookNotification {
     pub event: String,
     /// Mailbox node key, hex.
     pub mailbox: String,
+}
+
+/// The key that signs the server's webhook calls (see [`super::webhook::verify_call`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerKeyResponse {
+    /// BIP340 x-only public key, hex.
+    pub server_key: String,
 }

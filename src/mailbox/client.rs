@@ -263,6 +263,23 @@ impl MailboxClient {
         })
     }
 
+    /// The key that signs the server's webhook calls (`GET /v1/server-key`). A receiver
+    /// fetches it once over https and pins it; see [`super::webhook::verify_call`].
+    pub async fn server_key(&self) -> Result<crate::crypto::keys::PublicKey, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/server-key", self.base))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        let body: super::api::ServerKeyResponse = Self::decode(response).await?;
+        let mut x = [0u8; 32];
+        hex::decode_to_slice(&body.server_key, &mut x)
+            .map_err(|_| ClientError::BadResponse("server key is not 32 hex bytes"))?;
+        crate::crypto::keys::PublicKey::from_xonly_bytes(x)
+            .map_err(|_| ClientError::BadResponse("server key is not an x-only public key"))
+    }
+
     /// Asks for a fresh single-use challenge for `mailbox`.
     pub async fn challenge(&self, mailbox: &XOnlyPublicKey) -> Result<Issued, ClientError> {
         let response = self

@@ -11,11 +11,12 @@
 //! | [`envelope`] | versioned envelope format: seal, encode, decode, open | none |
 //! | [`auth`] | challenge–response proofs of mailbox ownership | none |
 //! | [`limits`] | token-bucket rate limits | none |
+//! | [`proxy`] | the client address behind a trusted reverse proxy | none |
 //! | [`api`] | HTTP wire types and error codes | none |
 //! | [`store`] | SQLite store with group commit | disk |
 //! | [`server`] | axum HTTP server, expiry sweeper, wake-ups, webhooks | network, disk |
 //! | [`client`] | async HTTP client for senders and recipients | network |
-//! | [`webhook`] | which webhook targets the server may call (no internal addresses) | name resolution |
+//! | [`webhook`] | which webhook targets the server may call (no internal addresses); the server key that signs each call, and [`webhook::verify_call`] for receivers | name resolution, key file |
 //!
 //! The full format and protocol are written up in `docs/mailbox.md`.
 //!
@@ -49,6 +50,7 @@ pub mod client;
 pub mod envelope;
 pub mod keys;
 pub mod limits;
+pub mod proxy;
 pub mod server;
 pub mod store;
 pub mod webhook;

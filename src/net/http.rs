@@ -63,6 +63,19 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    serve_exempting(listener, app, limits, |_| false, shutdown).await
+}
+
+/// [`serve`], except that connections from addresses for which `exempt_per_ip` holds are not
+/// held to `max_connections_per_ip` (they still count towards `max_connections`): a
+/// trusted reverse proxy carries many clients' connections from one address.
+pub async fn serve_exempting(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    exempt_per_ip: impl Fn(std::net::IpAddr) -> bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt as _;
 
@@ -92,9 +105,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(slot) = caps.admit(remote.ip()) else {
-            tracing::debug!(%remote, "connection cap of this address reached: closed");
-            continue;
+        let slot = if exempt_per_ip(remote.ip()) {
+            None
+        } else {
+            let Some(slot) = caps.admit(remote.ip()) else {
+                tracing::debug!(%remote, "connection cap of this address reached: closed");
+                continue;
+            };
+            Some(slot)
         };
         if !open.make_room(limits.max_connections.max(1)) {
             tracing::debug!(%remote, "connection cap reached, every connection busy: closed");

@@ -114,3 +114,34 @@ pub async fn webhook_receiver() -> (
     tokio::spawn(async move { axum::serve(listener, hook).await });
     (hook_url, rx)
 }
+
+/// One webhook call as received: its headers and the exact body bytes.
+pub struct ReceivedCall {
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A webhook endpoint on a free loopback port that keeps each call's headers and raw body
+/// (to check the server's signature over the exact bytes).
+pub async fn raw_webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<ReceivedCall>)
+{
+    use axum::{body::Bytes, http::HeaderMap, routing::post, Router};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ReceivedCall>();
+    let hook = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(ReceivedCall {
+                    headers,
+                    body: body.to_vec(),
+                });
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    (hook_url, rx)
+}

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use asyncpay::mailbox::client::MailboxClient;
 use asyncpay::mailbox::envelope::EnvelopeId;
 use asyncpay::mailbox::keys::{Contact, NodeKey, VerifiedContact};
+use asyncpay::mailbox::proxy::{ForwardedHeader, TrustedProxy};
 use asyncpay::mailbox::server::{shutdown_signal, MailboxServer, ServerConfig};
 use asyncpay::mailbox::webhook::WebhookPolicy;
 use clap::{Args, Subcommand};
@@ -144,13 +145,33 @@ struct ServeArgs {
     /// make room.
     #[arg(long, env = "ASYNCPAY_MAILBOX_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
-    /// Most open connections from one client address.
+    /// Most open connections from one client address (counted per peer: a trusted proxy is
+    /// exempt, but not from --max-connections).
     #[arg(
         long,
         env = "ASYNCPAY_MAILBOX_MAX_CONNECTIONS_PER_IP",
         default_value_t = 64
     )]
     max_connections_per_ip: usize,
+    /// A reverse proxy (IP address or CIDR range, e.g. 127.0.0.1 or 10.0.0.0/8) whose
+    /// forwarding header names the client for the per-address limits and logs; repeat for
+    /// several (the environment variable takes a comma-separated list). The header is
+    /// ignored from every other peer.
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "ADDR",
+        env = "ASYNCPAY_MAILBOX_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<TrustedProxy>,
+    /// The header trusted proxies write the client address into: x-forwarded-for or
+    /// forwarded (RFC 7239). Only this one is read.
+    #[arg(
+        long,
+        env = "ASYNCPAY_MAILBOX_FORWARDED_HEADER",
+        default_value = "x-forwarded-for"
+    )]
+    forwarded_header: ForwardedHeader,
     /// Log as JSON lines (stderr).
     #[arg(long)]
     log_json: bool,
@@ -295,12 +316,18 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     config.body_timeout = Duration::from_millis(a.body_timeout_ms.max(1));
     config.max_connections = a.max_connections;
     config.max_connections_per_ip = a.max_connections_per_ip;
+    config.trusted_proxies = a.trusted_proxies;
+    config.forwarded_header = a.forwarded_header;
     runtime()?.block_on(async move {
         let server = MailboxServer::start(config).await?;
         if a.json {
-            println!("{}", json!({"listening": server.url()}));
+            println!(
+                "{}",
+                json!({"listening": server.url(), "server_key": server.server_key().to_string()})
+            );
         } else {
             println!("listening on {}", server.url());
+            println!("webhook calls signed by server key {}", server.server_key());
         }
         server.run_until(shutdown_signal()).await?;
         Ok(())

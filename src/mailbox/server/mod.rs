@@ -32,13 +32,15 @@ use tokio::sync::{watch, Notify};
 
 use super::api::{
     AckRequest, AckResponse, ChallengeResponse, ErrorBody, ErrorCode, ErrorDetail, FetchRequest,
-    FetchResponse, PostResponse, WebhookNotification, WebhookRequest, WebhookResponse, WireMessage,
+    FetchResponse, PostResponse, ServerKeyResponse, WebhookNotification, WebhookRequest,
+    WebhookResponse, WireMessage,
 };
 use super::auth::{AuthError, ChallengeBook, Operation};
 use super::envelope::{Envelope, EnvelopeError, EnvelopeId};
 use super::limits::RateLimiter;
+use super::proxy::{ClientAddr, ForwardedHeader, TrustedProxy};
 use super::store::{NewMessage, PostOutcome, Store, StoreConfig, StoreError};
-use super::webhook::{self, WebhookPolicy};
+use super::webhook::{self, ServerKey, ServerKeyError, WebhookPolicy};
 use crate::net::http::HttpLimits;
 
 mod wake;
@@ -149,8 +151,16 @@ pub struct ServerConfig {
     /// Most open connections; at the cap the oldest with no request in flight makes room
     /// for a new one (see [`crate::net::http`]).
     pub max_connections: usize,
-    /// Most open connections from one client IP address.
+    /// Most open connections from one client IP address. Counted when a connection is
+    /// accepted, before any header is read, so it applies to the peer: connections from a
+    /// trusted proxy are exempt (they still count towards `max_connections`).
     pub max_connections_per_ip: usize,
+    /// Reverse proxies whose forwarding header names the client (empty: none). Every
+    /// per-address limit and log then uses the forwarded address for requests from them;
+    /// from any other peer the header is ignored (see [`super::proxy`]).
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// The header trusted proxies write the client's address into.
+    pub forwarded_header: ForwardedHeader,
     /// Time source.
     pub clock: Arc<dyn Clock>,
 }
@@ -181,6 +191,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("body_timeout", &self.body_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("forwarded_header", &self.forwarded_header)
             .finish_non_exhaustive()
     }
 }
@@ -191,7 +203,8 @@ impl ServerConfig {
     /// sender (burst 100), 60 s challenges, 60 s long-polls, webhooks on (https to public
     /// addresses only, 10,000 in all, 16 per client address), 10 s to send headers (and
     /// the same for an idle keep-alive connection), 10 s between pieces of a body, 1,024
-    /// connections in all and 64 per client address.
+    /// connections in all and 64 per client address, no trusted proxy (`X-Forwarded-For`
+    /// once one is named).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -217,6 +230,8 @@ impl ServerConfig {
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
             max_connections_per_ip: 64,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -228,6 +243,9 @@ pub enum ServerError {
     /// The store failed to open or operate.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The webhook signing key could not be read or created.
+    #[error("server key: {0}")]
+    Key(#[from] ServerKeyError),
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -275,6 +293,8 @@ struct AppState {
     wakers: Mutex<HashMap<XOnlyPublicKey, Arc<Notify>>>,
     webhooks: Mutex<HashMap<XOnlyPublicKey, Hook>>,
     webhook_stats: WebhookCounters,
+    /// Signs every webhook call.
+    server_key: ServerKey,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -389,6 +409,8 @@ impl MailboxServer {
         store_config.max_batch = config.max_batch;
         store_config.max_queue = config.max_queue;
         let store = Store::open(store_config)?;
+        // After the store, which made the data directory (0700).
+        let (server_key, created) = ServerKey::load_or_create(&config.data_dir)?;
         let hooks = store.webhooks().await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -421,6 +443,7 @@ impl MailboxServer {
                     .collect(),
             ),
             webhook_stats: WebhookCounters::default(),
+            server_key,
             shutdown: shutdown.clone(),
             store,
             config,
@@ -428,7 +451,7 @@ impl MailboxServer {
         let app = router(state.clone());
         let task = tokio::spawn(serve(listener, app, state.config.clone(), shutdown.clone()));
         let sweeper = tokio::spawn(sweep_loop(state.clone(), shutdown));
-        tracing::info!(addr = %local_addr, data_dir = %state.config.data_dir.display(), "mailbox server listening");
+        tracing::info!(addr = %local_addr, data_dir = %state.config.data_dir.display(), server_key = %state.server_key.public_key(), created_key = created, "mailbox server listening");
         Ok(MailboxServer {
             local_addr,
             state,
@@ -441,6 +464,12 @@ impl MailboxServer {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The public key that signs this server's webhook calls (also served at
+    /// `GET /v1/server-key`).
+    pub fn server_key(&self) -> crate::crypto::keys::PublicKey {
+        self.state.server_key.public_key()
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -505,9 +534,16 @@ async fn serve(
         max_connections: config.max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
     };
-    crate::net::http::serve(listener, app, limits, async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    })
+    let trusted = config.trusted_proxies;
+    crate::net::http::serve_exempting(
+        listener,
+        app,
+        limits,
+        move |ip| super::proxy::is_trusted(&trusted, ip),
+        async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        },
+    )
     .await;
     Ok(())
 }
@@ -518,6 +554,7 @@ fn router(state: Arc<AppState>) -> Router {
             "/v1/health",
             get(|| async { Json(serde_json::json!({"ok": true})) }),
         )
+        .route("/v1/server-key", get(server_key))
         .route("/v1/messages", post(post_message))
         .route("/v1/mailboxes/{key}/challenge", post(challenge))
         .route("/v1/mailboxes/{key}/fetch", post(fetch))
@@ -551,19 +588,50 @@ async fn sweep_loop(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-fn check_ip(state: &AppState, addr: &SocketAddr) -> ApiResult<()> {
+/// The client address a request counts against: the peer's, or the one a trusted proxy
+/// forwarded (the only way handlers learn a client's address; see [`super::proxy`]).
+struct ClientIp(IpAddr);
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "connection address unknown",
+            ));
+        };
+        let config = &state.config;
+        let client = super::proxy::client_addr(
+            peer.ip(),
+            &parts.headers,
+            &config.trusted_proxies,
+            config.forwarded_header,
+        );
+        if let ClientAddr::Unreadable { proxy } = client {
+            tracing::debug!(%proxy, header = config.forwarded_header.name(), "unreadable forwarding header from a trusted proxy: counted against the proxy");
+        }
+        Ok(ClientIp(client.ip()))
+    }
+}
+
+fn check_ip(state: &AppState, client: IpAddr) -> ApiResult<()> {
     let now = state.config.clock.now_ms();
     let ok = state
         .ip_limiter
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .allow(addr.ip(), now);
+        .allow(client, now);
     if ok {
         Ok(())
     } else {
         Err(ApiError::new(
             ErrorCode::RateLimited,
-            format!("too many requests from {}", addr.ip()),
+            format!("too many requests from {client}"),
         ))
     }
 }
@@ -632,13 +700,19 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<B
     })
 }
 
+async fn server_key(State(state): State<Arc<AppState>>) -> Json<ServerKeyResponse> {
+    Json(ServerKeyResponse {
+        server_key: state.server_key.public_key().to_string(),
+    })
+}
+
 async fn post_message(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    check_ip(&state, &addr)?;
+    check_ip(&state, client)?;
     let bytes = read_body(body, &headers, state.config.max_message_bytes).await?;
     let envelope = Envelope::decode(&bytes)?;
     let now = state.config.clock.now();
@@ -717,10 +791,10 @@ async fn post_message(
 
 async fn challenge(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(key): Path<String>,
 ) -> ApiResult<Json<ChallengeResponse>> {
-    check_ip(&state, &addr)?;
+    check_ip(&state, client)?;
     let mailbox = parse_mailbox(&key)?;
     let now = state.config.clock.now();
     let issued = state
@@ -736,12 +810,12 @@ async fn challenge(
 
 async fn fetch(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<FetchResponse>> {
-    check_ip(&state, &addr)?;
+    check_ip(&state, client)?;
     let mailbox = parse_mailbox(&key)?;
     let request: FetchRequest = parse_json(&read_body(body, &headers, MAX_JSON_BODY).await?)?;
     let (challenge, sig) = parse_proof(&request.challenge, &request.signature)?;
@@ -792,12 +866,12 @@ async fn fetch(
 
 async fn ack(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<AckResponse>> {
-    check_ip(&state, &addr)?;
+    check_ip(&state, client)?;
     let mailbox = parse_mailbox(&key)?;
     let request: AckRequest = parse_json(&read_body(body, &headers, MAX_JSON_BODY).await?)?;
     if request.ids.len() > MAX_ACK_IDS {
@@ -822,12 +896,12 @@ async fn ack(
 
 async fn set_webhook(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<WebhookResponse>> {
-    check_ip(&state, &addr)?;
+    check_ip(&state, client)?;
     if !state.config.webhooks {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -862,17 +936,13 @@ async fn set_webhook(
                     ),
                 ));
             }
-            let from_here = hooks
-                .values()
-                .filter(|h| h.source == Some(addr.ip()))
-                .count();
+            let from_here = hooks.values().filter(|h| h.source == Some(client)).count();
             if from_here >= state.config.max_webhooks_per_ip {
                 return Err(ApiError::new(
                     ErrorCode::OverQuota,
                     format!(
                         "{} registered its limit of {} webhooks",
-                        addr.ip(),
-                        state.config.max_webhooks_per_ip
+                        client, state.config.max_webhooks_per_ip
                     ),
                 ));
             }
@@ -886,7 +956,7 @@ async fn set_webhook(
         let mut hooks = state.webhooks.lock().unwrap_or_else(|e| e.into_inner());
         match &request.url {
             Some(url) => {
-                hooks.insert(mailbox, Hook::new(url.clone(), Some(addr.ip())));
+                hooks.insert(mailbox, Hook::new(url.clone(), Some(client)));
             }
             None => {
                 hooks.remove(&mailbox);

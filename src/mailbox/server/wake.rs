@@ -1,5 +1,6 @@
 //! Waking a recipient: long-polling fetches waiting on a mailbox, and its webhook, called at
-//! most once per coalescing window, only at a public https address checked again at call time.
+//! most once per coalescing window, only at a public https address checked again at call
+//! time, each call signed by the server key (see [`super::webhook`]).
 
 use super::*;
 
@@ -111,11 +112,20 @@ pub(super) async fn call_webhook(state: &AppState, mailbox: &XOnlyPublicKey, url
             return;
         }
     };
-    let body = WebhookNotification {
+    let notification = WebhookNotification {
         event: "mailbox.message".into(),
         mailbox: mailbox.to_string(),
     };
-    match client.post(target.url).json(&body).send().await {
+    let body = serde_json::to_vec(&notification).expect("two strings serialise");
+    // Signed over the exact bytes sent, so the receiver checks what it received.
+    let call = state.server_key.sign_call(state.config.clock.now(), &body);
+    let request = client
+        .post(target.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(webhook::TIMESTAMP_HEADER, call.timestamp_header())
+        .header(webhook::SIGNATURE_HEADER, call.signature_header())
+        .body(body);
+    match request.send().await {
         Ok(r) if r.status().is_success() => {
             counters.delivered.fetch_add(1, Ordering::SeqCst);
             tracing::debug!(mailbox = %mailbox, "webhook delivered")
