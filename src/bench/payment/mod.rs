@@ -27,6 +27,7 @@
 //! # Ok::<(), asyncpay::bench::payment::PaymentBenchError>(())
 //! ```
 
+pub mod floor;
 mod node;
 mod online;
 mod sales;
