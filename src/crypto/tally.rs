@@ -168,7 +168,9 @@ impl Tally {
 
     /// What was counted between `earlier` and this snapshot (of the same thread).
     pub fn since(&self, earlier: &Tally) -> Tally {
-        Tally(std::array::from_fn(|i| self.0[i].wrapping_sub(earlier.0[i])))
+        Tally(std::array::from_fn(|i| {
+            self.0[i].wrapping_sub(earlier.0[i])
+        }))
     }
 
     /// Adds `other`'s counts to these.

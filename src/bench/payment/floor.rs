@@ -262,11 +262,7 @@ fn time_calls() -> Vec<(Call, f64)> {
             let us = match call {
                 Call::SignSchnorr => time_us(|| {
                     aux[0] = aux[0].wrapping_add(1);
-                    black_box(secp.sign_schnorr_with_aux_rand(
-                        black_box(&msg),
-                        &keypair,
-                        &aux,
-                    ));
+                    black_box(secp.sign_schnorr_with_aux_rand(black_box(&msg), &keypair, &aux));
                 }),
                 Call::VerifySchnorr => time_us(|| {
                     black_box(secp.verify_schnorr(black_box(&sig), &msg, &xonly))
@@ -419,6 +415,9 @@ mod tests {
         let floor = r["floor_us_per_sale"].as_f64().expect("a number");
         assert!(floor > 0.0 && floor.is_finite());
         assert_eq!(r["floor_ratio"].as_f64(), Some(floor / 1000.0));
-        assert_eq!(r["floor_ops"].as_array().map(Vec::len), Some(REQUIRED.len()));
+        assert_eq!(
+            r["floor_ops"].as_array().map(Vec::len),
+            Some(REQUIRED.len())
+        );
     }
 }
