@@ -85,7 +85,7 @@ pub enum Op {
     /// decoding of keys, nonces, signatures and adaptor points, and every conversion of a key
     /// or adaptor point between this crate's types and libsecp256k1's.
     PointDecode,
-    /// A use of the process's libsecp256k1 context ([`crate::crypto::secp`]): each is one
+    /// A use of the process's libsecp256k1 context (`crate::crypto::secp()`): each is one
     /// libsecp256k1 call of the transaction builders (a taproot tweak, a key tweak, a
     /// covenant signature), of [`Op::Verify`] or of [`Op::KeyToLibsecp`] (when given this
     /// context).
