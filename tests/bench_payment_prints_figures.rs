@@ -1,6 +1,8 @@
 //! `asyncpay bench payment` runs end to end with a handful of payments and prints every
 //! figure: latencies that are positive, message counts that are exactly what the protocol
-//! sends, bytes per pending payment, sales that all completed, baselines.
+//! sends, bytes per pending payment, sales that all completed, baselines, and S's
+//! elliptic-curve floor per sale: the operations docs/benchmarks.md lists, each counted at S
+//! in the run's real sales exactly as listed.
 
 use std::process::Command;
 
@@ -147,6 +149,118 @@ fn bench_payment_prints_figures() {
     assert!(num(b, "/sqlite_commits_per_sec") > 0.0);
     assert!(num(b, "/file_sync/sync_all_per_sec") > 0.0);
     assert!(num(&r["online"], "/noise_round_trip/round_trip_ms/p50") > 0.0);
+
+    check_floor(&r);
+}
+
+/// The curve operations the protocol requires of S per sale, as docs/benchmarks.md lists
+/// them: (name, count per sale).
+const FLOOR: [(&str, u64); 9] = [
+    ("verify_invoice", 1),
+    ("ptlc_internal_key", 1),
+    ("ptlc_output_key", 1),
+    ("claim_adaptor_signature", 1),
+    ("settlement_covenant_signature", 2),
+    ("update_output_key", 2),
+    ("update_signature", 2),
+    ("verify_update_signature", 2),
+    ("secret_sells_point", 1),
+];
+
+/// What S does per sale today, by counted kind, as docs/benchmarks.md lists it: (kind,
+/// count per sale, of which required).
+const TODAY: [(&str, u64, u64); 10] = [
+    ("verify", 4, 3),
+    ("adaptor_encrypt", 1, 1),
+    ("adaptor_verify", 2, 0),
+    ("nonce_commit", 2, 2),
+    ("nonce_sign", 2, 2),
+    ("secret_to_point", 3, 1),
+    ("key_from_secret", 1, 0),
+    ("key_to_libsecp", 1, 0),
+    ("point_decode", 24, 0),
+    ("libsecp_context", 17, 9),
+];
+
+fn check_floor(r: &Value) {
+    let fl = &r["sales"]["floor"];
+    let floor = num(fl, "/floor_us_per_sale");
+    let cpu = num(fl, "/s_cpu_us_per_sale");
+    assert!(floor > 0.0 && floor.is_finite(), "{fl:#}");
+    // S's CPU per sale is the batched run's core time per sale, and the ratio is exactly
+    // floor over it.
+    assert_eq!(cpu, num(r, "/sales/batched/s_core_us_per_sale"));
+    assert!((num(fl, "/floor_ratio") - floor / cpu).abs() <= 1e-12 * (floor / cpu));
+
+    // The floor is the listed operations, each timed, summed by count.
+    let ops = fl["floor_ops"].as_array().expect("floor_ops is a list");
+    let listed: Vec<(&str, u64)> = ops
+        .iter()
+        .map(|o| {
+            (
+                o["name"].as_str().expect("a name"),
+                o["count"].as_u64().expect("a count"),
+            )
+        })
+        .collect();
+    assert_eq!(listed, FLOOR);
+    let mut sum = 0.0;
+    for o in ops {
+        let us = num(o, "/us_each");
+        assert!(us > 0.0, "{o}");
+        assert!(!o["why"].as_str().unwrap_or("").is_empty(), "{o}");
+        assert!(o["libsecp256k1"].as_str().is_some_and(|c| !c.is_empty()));
+        sum += us * num(o, "/count");
+    }
+    assert!((sum - floor).abs() <= 1e-9 * floor, "{sum} vs {floor}");
+
+    // S's operations per sale, counted on S's thread in both sale runs, are exactly what
+    // the listing says it does today.
+    for run in ["unbatched", "batched"] {
+        let counted = &fl["by_run"][run]["counted_per_sale"];
+        let per_sale = &r["sales"][run]["s_curve_ops_per_sale"];
+        for (op, today, _) in TODAY {
+            assert_eq!(num(counted, &format!("/{op}")), today as f64, "{run} {op}");
+            assert_eq!(num(per_sale, &format!("/{op}")), today as f64, "{run} {op}");
+        }
+        let ratio = num(fl, &format!("/by_run/{run}/floor_ratio"));
+        let cpu = num(r, &format!("/sales/{run}/s_core_us_per_sale"));
+        assert!(
+            (ratio - floor / cpu).abs() <= 1e-12 * (floor / cpu),
+            "{run}"
+        );
+    }
+    let today: Vec<(&str, u64, u64)> = fl["done_today"]
+        .as_array()
+        .expect("done_today is a list")
+        .iter()
+        .map(|d| {
+            (
+                d["op"].as_str().expect("an op"),
+                d["expected_per_sale"].as_u64().expect("a count"),
+                d["required_per_sale"].as_u64().expect("a count"),
+            )
+        })
+        .collect();
+    assert_eq!(today, TODAY);
+
+    // docs/benchmarks.md lists the same operations with the same counts.
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/benchmarks.md"))
+        .expect("docs/benchmarks.md");
+    for (name, count) in FLOOR {
+        let row = format!("| `{name}` | {count} |");
+        assert!(docs.contains(&row), "docs/benchmarks.md lacks {row:?}");
+    }
+    for (op, today, required) in TODAY {
+        let row = format!("| `{op}` | {today} | {required} |");
+        assert!(docs.contains(&row), "docs/benchmarks.md lacks {row:?}");
+    }
+
+    // The text report prints the three figures.
+    let text = asyncpay::bench::payment::render(r);
+    for key in ["floor_us_per_sale", "s_cpu_us_per_sale", "floor_ratio"] {
+        assert!(text.contains(key), "text report lacks {key}");
+    }
 }
 
 #[test]

@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::keys::{self, PublicKey, SecretKey, Signature};
 use crate::crypto::nonce::PublicNonce;
+use crate::crypto::tally::{self, Op};
 
 /// Errors from adaptor signatures and price points.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,6 +164,7 @@ impl AdaptorSecret {
 
     /// T = t·G.
     pub fn adaptor_point(&self) -> AdaptorPoint {
+        tally::count(Op::SecretToPoint);
         AdaptorPoint(g!(self.0 * G).normalize().public())
     }
 
@@ -189,6 +191,7 @@ pub struct AdaptorPoint(Point);
 impl AdaptorPoint {
     /// Parses a 33-byte compressed point.
     pub fn from_bytes(bytes: [u8; 33]) -> Result<Self, AdaptorError> {
+        tally::count(Op::PointDecode);
         Point::from_bytes(bytes)
             .map(Self)
             .ok_or(AdaptorError::InvalidPoint { bytes })
@@ -214,12 +217,14 @@ impl fmt::Debug for AdaptorPoint {
 
 impl From<secp256k1::PublicKey> for AdaptorPoint {
     fn from(point: secp256k1::PublicKey) -> Self {
+        tally::count(Op::PointDecode);
         Self(Point::from(point))
     }
 }
 
 impl From<AdaptorPoint> for secp256k1::PublicKey {
     fn from(point: AdaptorPoint) -> Self {
+        tally::count(Op::PointDecode);
         secp256k1::PublicKey::from(point.0)
     }
 }
@@ -233,6 +238,7 @@ pub fn price_point(
     X: &PublicKey,
     m: &[u8; 32],
 ) -> Result<AdaptorPoint, AdaptorError> {
+    tally::count(Op::PricePoint);
     let e = keys::challenge(R.point(), X.point(), m);
     let (R_, X_) = (R.point(), X.point());
     g!(R_ + e * X_)
@@ -264,6 +270,7 @@ impl EncryptedSignature {
     /// The nonce is derived as in BIP340 from x, X, T, m and `aux` (fresh random bytes from
     /// the caller; any fixed value still binds the nonce to all inputs).
     pub fn encrypt(x: &SecretKey, T: &AdaptorPoint, m: &[u8; 32], aux: &[u8; 32]) -> Self {
+        tally::count(Op::AdaptorEncrypt);
         Self(keys::signer(aux).encrypted_sign(x.keypair(), &T.0, Message::raw(m)))
     }
 
@@ -274,6 +281,7 @@ impl EncryptedSignature {
         T: &AdaptorPoint,
         m: &[u8; 32],
     ) -> Result<(), AdaptorError> {
+        tally::count(Op::AdaptorVerify);
         if keys::verifier().verify_encrypted_signature(X.point(), &T.0, Message::raw(m), &self.0) {
             Ok(())
         } else {
@@ -291,6 +299,7 @@ impl EncryptedSignature {
         X: &PublicKey,
         m: &[u8; 32],
     ) -> Result<Signature, AdaptorError> {
+        tally::count(Op::AdaptorDecrypt);
         let sig = keys::verifier().decrypt_signature(t.0, self.0.clone());
         let sig = Signature::from_inner(sig);
         X.verify(m, &sig).map_err(|_| AdaptorError::WrongSecret {
@@ -306,6 +315,7 @@ impl EncryptedSignature {
         T: &AdaptorPoint,
         signature: &Signature,
     ) -> Result<AdaptorSecret, AdaptorError> {
+        tally::count(Op::AdaptorRecover);
         keys::verifier()
             .recover_decryption_key(&T.0, &self.0, signature.inner())
             .map(AdaptorSecret)
@@ -335,6 +345,7 @@ impl EncryptedSignature {
         r.copy_from_slice(&bytes[..32]);
         let mut s = [0u8; 32];
         s.copy_from_slice(&bytes[32..64]);
+        tally::count(Op::PointDecode);
         let R = Point::from_xonly_bytes(r).ok_or(malformed("nonce is not a curve point"))?;
         let s_hat =
             Scalar::from_bytes(s).ok_or(malformed("scalar is not below the curve order"))?;

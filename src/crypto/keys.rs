@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::crypto::nonce::PublicNonce;
+use crate::crypto::tally::{self, Op};
 
 /// Errors from parsing or checking keys and signatures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,11 +111,13 @@ impl SecretKey {
     /// [`SecretKey::to_secret_bytes`] may differ from `bytes` while signing identically.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
         let x = Scalar::<Secret, NonZero>::from_bytes(bytes).ok_or(KeyError::InvalidSecretKey)?;
+        tally::count(Op::KeyFromSecret);
         Ok(Self(KeyPair::new_xonly(x)))
     }
 
     /// Takes the secret key of a libsecp256k1 keypair.
     pub fn from_keypair(keypair: &secp256k1::Keypair) -> Self {
+        tally::count(Op::KeyFromSecret);
         Self(KeyPair::new_xonly(Scalar::from(keypair.secret_key())))
     }
 
@@ -124,6 +127,7 @@ impl SecretKey {
         secp: &secp256k1::Secp256k1<C>,
     ) -> secp256k1::Keypair {
         let sk = secp256k1::SecretKey::from(*self.0.secret_key());
+        tally::count(Op::KeyToLibsecp);
         secp256k1::Keypair::from_secret_key(secp, &sk)
     }
 
@@ -145,6 +149,7 @@ impl SecretKey {
     /// protection against side channels. For a nonce committed in advance, use
     /// [`SecretNonce::sign`](crate::crypto::nonce::SecretNonce::sign).
     pub fn sign(&self, m: &[u8; 32], aux: &[u8; 32]) -> Signature {
+        tally::count(Op::Sign);
         Signature(signer(aux).sign(&self.0, Message::raw(m)))
     }
 
@@ -170,6 +175,7 @@ pub struct PublicKey(Point<EvenY>);
 impl PublicKey {
     /// Parses a 32-byte x-only key.
     pub fn from_xonly_bytes(x: [u8; 32]) -> Result<Self, KeyError> {
+        tally::count(Op::PointDecode);
         Point::from_xonly_bytes(x)
             .map(Self)
             .ok_or(KeyError::InvalidXOnly { x })
@@ -187,6 +193,7 @@ impl PublicKey {
     pub fn verify(&self, m: &[u8; 32], signature: &Signature) -> Result<(), KeyError> {
         let key = secp256k1::XOnlyPublicKey::from(*self);
         let sig = secp256k1::schnorr::Signature::from(*signature);
+        tally::count(Op::Verify);
         crate::crypto::secp()
             .verify_schnorr(&sig, &secp256k1::Message::from_digest(*m), &key)
             .map_err(|_| KeyError::InvalidSignature {
@@ -213,12 +220,14 @@ impl fmt::Debug for PublicKey {
 
 impl From<secp256k1::XOnlyPublicKey> for PublicKey {
     fn from(key: secp256k1::XOnlyPublicKey) -> Self {
+        tally::count(Op::PointDecode);
         Self(Point::from(key))
     }
 }
 
 impl From<PublicKey> for secp256k1::XOnlyPublicKey {
     fn from(key: PublicKey) -> Self {
+        tally::count(Op::PointDecode);
         secp256k1::XOnlyPublicKey::from(key.0)
     }
 }
@@ -232,6 +241,7 @@ impl Signature {
     /// Parses the 64-byte BIP340 encoding; rejects an R that is not on the curve and an s
     /// not below the curve order.
     pub fn from_bytes(bytes: [u8; 64]) -> Result<Self, KeyError> {
+        tally::count(Op::PointDecode);
         schnorr_fun::Signature::from_bytes(bytes)
             .map(Self)
             .ok_or(KeyError::MalformedSignature { bytes })

@@ -1,10 +1,12 @@
 //! Cryptography: BIP118 (SIGHASH_ANYPREVOUT) signature messages, keys and signatures;
-//! adaptor signatures and signature price points; nonce handling.
+//! adaptor signatures and signature price points; nonce handling; counts of the curve
+//! operations performed ([`tally`], for the benchmarks).
 
 pub mod adaptor;
 pub mod bip118;
 pub mod keys;
 pub mod nonce;
+pub mod tally;
 
 use bitcoin::hashes::{sha256, Hash as _, HashEngine as _};
 
@@ -45,5 +47,6 @@ pub fn tagged_hash(tag: &str, parts: &[&[u8]]) -> [u8; 32] {
 pub(crate) fn secp() -> &'static bitcoin::secp256k1::Secp256k1<bitcoin::secp256k1::All> {
     static SECP: std::sync::LazyLock<bitcoin::secp256k1::Secp256k1<bitcoin::secp256k1::All>> =
         std::sync::LazyLock::new(bitcoin::secp256k1::Secp256k1::new);
+    tally::count(tally::Op::LibsecpContext);
     &SECP
 }

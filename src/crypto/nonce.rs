@@ -101,6 +101,7 @@ use sha2::Sha256;
 use zeroize::Zeroize;
 
 use crate::crypto::keys::{self, KeyError, PublicKey, SecretKey, Signature};
+use crate::crypto::tally::{self, Op};
 
 /// Tag of the hash that derives committed nonces.
 const NONCE_TAG: &[u8] = b"asyncpay/committed-nonce";
@@ -200,6 +201,7 @@ pub struct PublicNonce(Point<EvenY>);
 impl PublicNonce {
     /// Parses a 32-byte x-only nonce, such as a counterparty's commitment.
     pub fn from_xonly_bytes(x: [u8; 32]) -> Result<Self, KeyError> {
+        tally::count(Op::PointDecode);
         Point::from_xonly_bytes(x)
             .map(Self)
             .ok_or(KeyError::InvalidXOnly { x })
@@ -344,6 +346,7 @@ fn derive(seed: &NonceSeed, session: SessionId, signer: &PublicKey, aux: &[u8; 3
     // A zero hash output (probability 2^-256) is the only failure; `from_hash` treats it as
     // computationally unreachable.
     let mut k = Scalar::<Secret, NonZero>::from_hash(hash);
+    tally::count(Op::NonceCommit);
     let R = Point::even_y_from_scalar_mul(G, &mut k);
     SecretNonce {
         k,
@@ -430,6 +433,7 @@ impl SecretNonce {
     ///
     /// Consumes the nonce even on error (a key other than the one it was reserved for).
     pub fn sign(self, secret_key: &SecretKey, m: &[u8; 32]) -> Result<Signature, NonceError> {
+        tally::count(Op::NonceSign);
         let actual = secret_key.public_key();
         if actual != self.signer {
             return Err(NonceError::WrongSigner {

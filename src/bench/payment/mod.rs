@@ -27,6 +27,7 @@
 //! # Ok::<(), asyncpay::bench::payment::PaymentBenchError>(())
 //! ```
 
+pub mod floor;
 mod node;
 mod online;
 mod sales;
@@ -88,7 +89,9 @@ commit): S hands every queued input (up to --max-batch) to its core, writes all 
 sets in one transaction, and only then sends their frames, so persist before send still \
 holds. Baselines: durable single-row SQLite commits right before and after each \
 run (fsync bound = their rate / commits per sale), and for the whole run durable commits on \
-a fresh and a warm store and File::sync_all/s in the same directory. Target: 5,000 sales/s.";
+a fresh and a warm store and File::sync_all/s in the same directory. Target: 5,000 sales/s.
+
+5. S's elliptic-curve floor per sale: the curve operations the protocol requires of S for one sale (verify B's invoice; the PTLC output's keys; the adaptor signature on B's claim; the covenant signature and output key of each new S-B state; S's signatures on them; verify B's; check that B's scalar sells the point, which also makes A's completed signature valid), each timed with libsecp256k1 right after the sales (floor_us_per_sale), against S's core time per sale of the last sale run (s_cpu_us_per_sale) and their ratio (floor_ratio). The operations S does per sale today are counted on S's thread and shown beside the number required (docs/benchmarks.md lists both).";
 
 pub use online::STEPS;
 
@@ -744,5 +747,54 @@ pub fn render(r: &Value) -> String {
         f(&b["file_sync"]["sync_all_per_sec"]),
         f(&b["file_sync"]["sync_data_per_sec"])
     );
+    let fl = &r["sales"]["floor"];
+    if !fl.is_null() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "5. S's elliptic-curve floor per sale (libsecp256k1, timed after the sales)"
+        );
+        let _ = writeln!(
+            out,
+            "   {:<30} {:>5} {:>8}  timed as",
+            "operation", "count", "us each"
+        );
+        for op in fl["floor_ops"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "   {:<30} {:>5} {:>8.2}  {}",
+                op["name"].as_str().unwrap_or("?"),
+                op["count"].as_u64().unwrap_or(0),
+                f(&op["us_each"]),
+                op["libsecp256k1"].as_str().unwrap_or("?")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "   floor_us_per_sale {:.1} / s_cpu_us_per_sale {:.1} ({}) = floor_ratio {:.3}",
+            f(&fl["floor_us_per_sale"]),
+            f(&fl["s_cpu_us_per_sale"]),
+            fl["s_cpu_is"].as_str().unwrap_or("?"),
+            f(&fl["floor_ratio"])
+        );
+        let counted: Vec<String> = fl["done_today"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                format!(
+                    "{} {} ({})",
+                    d["op"].as_str().unwrap_or("?"),
+                    d["counted_per_sale"],
+                    d["required_per_sale"]
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "   counted at S per sale (required): {}",
+            counted.join(", ")
+        );
+    }
     out
 }

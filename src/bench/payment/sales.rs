@@ -28,6 +28,7 @@ use super::{
     PAYER_DELAY, SHARED_DELAY,
 };
 use crate::crypto::keys::PublicKey;
+use crate::crypto::tally::{self, Tally};
 use crate::node::core::{
     ChangeSet, Handled, NodeCommand, NodeCore, NodeInput, NodeOutput, PaymentRecord, Records,
 };
@@ -239,6 +240,8 @@ struct Stats {
     window: Option<(Instant, Instant)>,
     /// Core time by kind of input frame: (inputs, time).
     by_kind: BTreeMap<&'static str, (u64, Duration)>,
+    /// The curve operations counted in the core (S's thread only).
+    ops: Tally,
 }
 
 /// What kind of frame an input is, by its message type: the payment layer's (the invoice,
@@ -504,9 +507,11 @@ fn run_s(
         let mut all = Handled::default();
         for (from, frame) in inputs {
             let kind = frame_kind(&frame);
+            let ops = tally::snapshot();
             let t = Instant::now();
             let handled = core.handle(NodeInput::Frame { from, frame });
             stats.core_time(kind, t.elapsed());
+            stats.ops.add(&tally::snapshot().since(&ops));
             match handled {
                 Ok(handled) => {
                     all.changes.merge(handled.changes);
@@ -794,6 +799,8 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
     let baseline = Store::open(&dir.join("baseline.db"))?;
     let mut baseline_n = 0u32;
     let mut runs = vec![];
+    // Per run: its name, S's core µs per sale, S's curve operations, sales.
+    let mut floor_runs = vec![];
     let Setup {
         s, payees, letters, ..
     } = setup;
@@ -875,9 +882,17 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
                 return Err(PaymentBenchError::PayerState { payer: i, state });
             }
         }
-        runs.push(sale_figures(
-            mode, count, p, &s_stats, &p_stats, &commit_ms,
-        )?);
+        let figures = sale_figures(mode, count, p, &s_stats, &p_stats, &commit_ms)?;
+        floor_runs.push((
+            match mode {
+                Mode::Unbatched => "unbatched",
+                Mode::Batched { .. } => "batched",
+            },
+            figures["s_core_us_per_sale"].as_f64().unwrap_or(f64::NAN),
+            s_stats.ops,
+            count as u64,
+        ));
+        runs.push(figures);
     }
     Ok(json!({
         "setup_secs": setup_secs,
@@ -885,6 +900,8 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
         "unbatched": runs[0],
         "batched": runs[1],
         "target_sales_per_sec": 5000.0,
+        // Timed right after the sales, in the same process.
+        "floor": super::floor::report(&floor_runs),
     }))
 }
 
@@ -940,6 +957,11 @@ fn sale_figures(
         "s_persist_us_per_sale": us(s.persist),
         "s_frames_out_per_sale": s.frames_out as f64 / n,
         "s_frames_to_offline_payers_per_sale": s.dropped as f64 / n,
+        "s_curve_ops_per_sale": s
+            .ops
+            .iter()
+            .map(|(op, c)| (op.name().to_owned(), json!(c as f64 / n)))
+            .collect::<serde_json::Map<_, _>>(),
         "s_core_us_per_input": s
             .by_kind
             .iter()
