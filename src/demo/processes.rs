@@ -44,7 +44,7 @@ impl Demo {
         let log_file = OpenOptions::new().create(true).append(true).open(&log)?;
         self.runs[party.index()] += 1;
         let run = self.runs[party.index()];
-        let mut command = Command::new(&self.exe);
+        let mut command = own_process(&self.exe);
         command
             .args(["node", "run", "--role", party.role(), "--data-dir"])
             .arg(&dir)
@@ -155,7 +155,7 @@ impl Demo {
         let dir = self.root.path().join("mailbox");
         std::fs::create_dir_all(&dir)?;
         let log = self.root.path().join("mailbox.log");
-        let mut child = Command::new(&self.exe)
+        let mut child = own_process(&self.exe)
             .args([
                 "mailbox",
                 "serve",
@@ -205,7 +205,7 @@ impl Demo {
         let dir = self.root.path().join("watchtower");
         std::fs::create_dir_all(&dir)?;
         let log = self.root.path().join("watchtower.log");
-        let child = Command::new(&self.exe)
+        let child = own_process(&self.exe)
             .args([
                 "watchtower",
                 "serve",
@@ -571,4 +571,13 @@ impl Control {
             Ok(value)
         })
     }
+}
+
+/// A child process of the demo: configured by its flags only, never by a configuration file
+/// the user's environment names (`ASYNCPAY_CONFIG`), which would add the user's settings to
+/// the demo's nodes.
+fn own_process(exe: &Path) -> Command {
+    let mut command = Command::new(exe);
+    command.env_remove("ASYNCPAY_CONFIG");
+    command
 }
