@@ -29,8 +29,7 @@ impl NodeCore {
                     self.height,
                 )?;
                 channel.handle(Input::Randomness(self.entropy))?;
-                self.channels
-                    .insert(channel_id, ChannelEntry { peer, channel });
+                self.add_channel(channel_id, peer, channel);
                 self.route_channel(channel_id, actions, out)?;
             }
             NodeCommand::Pay {
@@ -42,9 +41,8 @@ impl NodeCore {
                 note,
             } => {
                 let channel_id = self
-                    .channels
-                    .iter()
-                    .find(|(_, e)| e.peer == lsp && e.channel.phase() == Phase::Funded)
+                    .channels_with(&lsp)
+                    .find(|(_, e)| e.channel.phase() == Phase::Funded)
                     .map(|(id, _)| *id)
                     .ok_or(NodeError::Payment(PaymentError::Mismatch {
                         field: "no usable channel with this lsp",
@@ -137,13 +135,7 @@ impl NodeCore {
                     self.height,
                 )?;
                 channel.handle(Input::Randomness(self.entropy))?;
-                self.channels.insert(
-                    id,
-                    ChannelEntry {
-                        peer: from,
-                        channel,
-                    },
-                );
+                self.add_channel(id, from, channel);
                 self.route_channel(id, actions, out)
             }
         }
@@ -162,9 +154,8 @@ impl NodeCore {
                 payer,
             } => {
                 let channel = self
-                    .channels
-                    .iter()
-                    .find(|(_, e)| e.peer == from && e.channel.snapshot().params.is_some())
+                    .channels_with(&from)
+                    .find(|(_, e)| e.channel.snapshot().params.is_some())
                     .map(|(id, _)| *id);
                 let withheld = channel.and_then(|id| {
                     let e = &self.channels[&id];

@@ -69,6 +69,10 @@ pub struct NodeCore {
     seed: [u8; 32],
     height: u32,
     channels: BTreeMap<ChannelId, ChannelEntry>,
+    /// The ids of our channels with each peer (by x-only key bytes), in id order: a peer's
+    /// message finds its channels without comparing its key with every channel's peer in
+    /// constant time.
+    by_peer: BTreeMap<[u8; 32], Vec<ChannelId>>,
     role: RoleMachine,
     /// The reverse variant (payee offline), beside the role.
     reverse: Reverse,
@@ -132,6 +136,7 @@ impl NodeCore {
             seed,
             height,
             channels: BTreeMap::new(),
+            by_peer: BTreeMap::new(),
             role,
             reverse,
             entropy: [0; 32],
@@ -140,9 +145,30 @@ impl NodeCore {
             let id = snapshot.channel_id;
             let channel = Channel::restore(node.channel_secrets(&id), snapshot)
                 .map_err(|_| NodeError::Restore(id))?;
-            node.channels.insert(id, ChannelEntry { peer, channel });
+            node.add_channel(id, peer, channel);
         }
         Ok(node)
+    }
+
+    /// Keeps `channel` with `peer` under `id`.
+    fn add_channel(&mut self, id: ChannelId, peer: PublicKey, channel: Channel) {
+        let ids = self.by_peer.entry(peer.to_xonly_bytes()).or_default();
+        if let Err(at) = ids.binary_search(&id) {
+            ids.insert(at, id);
+        }
+        self.channels.insert(id, ChannelEntry { peer, channel });
+    }
+
+    /// Our channels with `peer`, in channel-id order.
+    pub(super) fn channels_with<'a>(
+        &'a self,
+        peer: &PublicKey,
+    ) -> impl Iterator<Item = (&'a ChannelId, &'a ChannelEntry)> + 'a {
+        self.by_peer
+            .get(&peer.to_xonly_bytes())
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.channels.get_key_value(id))
     }
 
     /// Loads the stored records of the reverse variant (see [`ChangeSet::reverse`]).
@@ -258,12 +284,7 @@ impl NodeCore {
         match input {
             NodeInput::Frame { from, frame } => self.on_frame(from, frame, &mut out)?,
             NodeInput::Connected { peer } => {
-                let ids: Vec<ChannelId> = self
-                    .channels
-                    .iter()
-                    .filter(|(_, e)| e.peer == peer)
-                    .map(|(id, _)| *id)
-                    .collect();
+                let ids: Vec<ChannelId> = self.channels_with(&peer).map(|(id, _)| *id).collect();
                 for id in ids {
                     self.channel_input(id, Input::Connected, &mut out)?;
                 }

@@ -17,8 +17,8 @@ impl NodeCore {
                 proof,
                 payee_contact,
             } => {
-                let channel = self.channels.iter().find_map(|(id, e)| {
-                    let funded = e.peer == offer.lsp && e.channel.phase() == Phase::Funded;
+                let channel = self.channels_with(&offer.lsp).find_map(|(id, e)| {
+                    let funded = e.channel.phase() == Phase::Funded;
                     let delay = e.channel.snapshot().params.as_ref()?.shared_delay;
                     funded.then_some((*id, delay))
                 });
@@ -178,9 +178,8 @@ impl NodeCore {
 
     /// Our funded channel with `peer`, if any (without listing every channel: S has many).
     pub(super) fn funded_channel_with(&self, peer: &PublicKey) -> Option<ChannelId> {
-        self.channels
-            .iter()
-            .find(|(_, e)| &e.peer == peer && e.channel.phase() == Phase::Funded)
+        self.channels_with(peer)
+            .find(|(_, e)| e.channel.phase() == Phase::Funded)
             .map(|(id, _)| *id)
     }
 
@@ -195,9 +194,9 @@ impl NodeCore {
 
     /// The withheld transfer the peer proposed on its channel with us, if any.
     pub(super) fn pending_transfer(&self, peer: &PublicKey) -> Option<PendingTransfer> {
-        self.channels.iter().find_map(|(id, e)| {
+        self.channels_with(peer).find_map(|(id, e)| {
             // Only an open channel sells: once a state is on chain, no new offer.
-            if &e.peer != peer || e.channel.phase() != Phase::CounterSigned {
+            if e.channel.phase() != Phase::CounterSigned {
                 return None;
             }
             let snap = e.channel.snapshot();
@@ -239,9 +238,9 @@ impl NodeCore {
                         });
                         continue;
                     }
-                    let channel = self.channels.iter().find(|(_, e)| {
-                        e.peer == offer.lsp && never_offered(&e.channel, offer.point)
-                    });
+                    let channel = self
+                        .channels_with(&offer.lsp)
+                        .find(|(_, e)| never_offered(&e.channel, offer.point));
                     let Some((id, e)) = channel else { continue };
                     let Some(params) = e.channel.snapshot().params.as_ref() else {
                         continue;
