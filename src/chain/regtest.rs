@@ -506,9 +506,11 @@ impl Regtest {
             signet: None,
         };
         if !attached.anyprevout_active()? {
-            return Err(HarnessError::AnyprevoutInactive {
-                path: PathBuf::from(&info.rpc_url),
-            });
+            return Err(HarnessError::Network(format!(
+                "the {} node at {} does not report the `anyprevout` deployment active",
+                chain.as_str(),
+                info.rpc_url
+            )));
         }
         Ok(attached)
     }
@@ -667,7 +669,8 @@ impl Regtest {
         })
     }
 
-    /// The faucet's output script.
+    /// The faucet's output script. On an attached chain ([`Regtest::attach`]) the network
+    /// server's faucet pays ([`Regtest::fund`]) and this script holds nothing.
     pub fn faucet_script_pubkey(&self) -> ScriptBuf {
         self.faucet
             .lock()
