@@ -368,6 +368,47 @@ impl fmt::Debug for EncryptedSignature {
     }
 }
 
+// ---- Signatures encrypted under a committed nonce (proof of payment) ----
+
+impl AdaptorPoint {
+    /// The point, for the crate's own arithmetic.
+    pub(crate) fn point(&self) -> &Point {
+        &self.0
+    }
+}
+
+impl EncryptedSignature {
+    /// Assembles a pre-signature made with a committed nonce ([`SecretNonce::encrypt`]).
+    ///
+    /// [`SecretNonce::encrypt`]: crate::crypto::nonce::SecretNonce::encrypt
+    pub(crate) fn from_parts(R: Point<EvenY>, s_hat: Scalar<Public, Zero>, negated: bool) -> Self {
+        Self(schnorr_fun::adaptor::EncryptedSignature {
+            R,
+            s_hat,
+            needs_negation: negated,
+        })
+    }
+
+    /// The completed scalar s = ŝ ± y, without a signature check: for a decryptor that does
+    /// not know the signed message and checks s against the signature's price point instead
+    /// (`sells(&s, &T)`), as the payee checks a pre-signature against S's offer.
+    pub fn decrypt_scalar(&self, y: &AdaptorSecret) -> Result<AdaptorSecret, AdaptorError> {
+        tally::count(Op::AdaptorDecrypt);
+        let sig = keys::verifier().decrypt_signature(y.0, self.0.clone());
+        AdaptorSecret::from_signature(&Signature::from_inner(sig))
+    }
+
+    /// Recovers y (with y·G = Y) from the completed scalar s of this pre-signature: how the
+    /// payer learns the payee's receipt signature from the scalar S bought.
+    pub fn recover_from_scalar(
+        &self,
+        Y: &AdaptorPoint,
+        s: &AdaptorSecret,
+    ) -> Result<AdaptorSecret, AdaptorError> {
+        self.recover(Y, &s.to_signature(&self.nonce()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

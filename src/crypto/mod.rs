@@ -6,6 +6,7 @@ pub mod adaptor;
 pub mod bip118;
 pub mod keys;
 pub mod nonce;
+pub mod receipt;
 pub mod tally;
 
 use bitcoin::hashes::{sha256, Hash as _, HashEngine as _};

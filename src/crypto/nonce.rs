@@ -100,6 +100,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroize;
 
+use crate::crypto::adaptor::{AdaptorPoint, EncryptedSignature};
 use crate::crypto::keys::{self, KeyError, PublicKey, SecretKey, Signature};
 use crate::crypto::tally::{self, Op};
 
@@ -125,6 +126,12 @@ pub enum NonceError {
         /// The store's own error.
         #[source]
         source: Box<dyn StdError + Send + Sync>,
+    },
+    /// R + Z is the point at infinity: no signature encrypted to Z can use this nonce.
+    #[error("nonce of session {session} plus the encryption point is the point at infinity")]
+    EncryptedNonceAtInfinity {
+        /// The session of the consumed nonce.
+        session: SessionId,
     },
     /// Every 64-bit session id has been used.
     #[error("nonce session ids are exhausted")]
@@ -449,6 +456,63 @@ impl SecretNonce {
         let s = s!(k + e * x).public();
         debug_assert!(g!(s * G) == g!(R + e * X), "s·G = R + e·X");
         Ok(Signature::from_inner(schnorr_fun::Signature { R, s }))
+    }
+}
+
+impl SecretNonce {
+    /// The nonce the signature carries when it is encrypted to `Z`
+    /// ([`SecretNonce::encrypt`]): R + Z, normalised to even y.
+    ///
+    /// Committing to it instead of R lets the counterparty price the signature exactly as
+    /// before (T = (R + Z) + e·X, see [`price_point`](crate::crypto::adaptor::price_point)),
+    /// while the signer itself can make only a pre-signature: the scalar needs z with
+    /// z·G = Z, which someone else holds.
+    pub fn encrypted_public_nonce(&self, Z: &AdaptorPoint) -> Result<PublicNonce, NonceError> {
+        self.encrypted_nonce_point(Z)
+            .map(|(R, _)| PublicNonce::from_point(R))
+    }
+
+    fn encrypted_nonce_point(&self, Z: &AdaptorPoint) -> Result<(Point<EvenY>, bool), NonceError> {
+        let (R, Z) = (*self.R.point(), *Z.point());
+        g!(R + Z)
+            .normalize()
+            .non_zero()
+            .map(Point::into_point_with_even_y)
+            .ok_or(NonceError::EncryptedNonceAtInfinity {
+                session: self.session,
+            })
+    }
+
+    /// Pre-signs the 32-byte message m with this nonce, encrypted to Z: the signature's
+    /// nonce is R + Z ([`SecretNonce::encrypted_public_nonce`]) and its scalar is
+    /// ŝ ± z, which only a holder of z can complete. Whoever then sees the completed scalar
+    /// learns z back from the pre-signature ([`EncryptedSignature::recover_from_scalar`]).
+    ///
+    /// Consumes the nonce even on error.
+    pub fn encrypt(
+        self,
+        secret_key: &SecretKey,
+        Z: &AdaptorPoint,
+        m: &[u8; 32],
+    ) -> Result<EncryptedSignature, NonceError> {
+        tally::count(Op::AdaptorEncrypt);
+        let actual = secret_key.public_key();
+        if actual != self.signer {
+            return Err(NonceError::WrongSigner {
+                session: self.session,
+                expected: self.signer.to_xonly_bytes(),
+                actual: actual.to_xonly_bytes(),
+            });
+        }
+        let (R, negated) = self.encrypted_nonce_point(Z)?;
+        let (x, X) = secret_key.keypair().as_tuple();
+        let e = keys::challenge(&R, &X, m);
+        // The final nonce is ±(k + z); the signer negates its own part now and the
+        // decryptor its part (the `negated` flag), as BIP340's even-y nonce requires.
+        let mut k = self.k;
+        k.conditional_negate(negated);
+        let s_hat = s!(k + e * x).public();
+        Ok(EncryptedSignature::from_parts(R, s_hat, negated))
     }
 }
 
