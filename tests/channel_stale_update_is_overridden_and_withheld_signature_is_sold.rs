@@ -490,5 +490,5 @@ fn a_withheld_signature_never_shows_in_debug_output() {
     );
     // Stored all the same: A needs it to hand it to the payee after a restart.
     let (_, stored) = net.snapshot(Party::A).withheld().expect("withheld");
-    assert_eq!(stored.own_signature, signature);
+    assert_eq!(stored.own_signature(), Some(signature));
 }

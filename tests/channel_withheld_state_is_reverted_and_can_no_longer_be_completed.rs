@@ -185,7 +185,7 @@ fn a_reverts_its_own_withheld_state() -> anyhow::Result<()> {
         .as_ref()
         .context("A keeps the abandoned state")?;
     ensure!(
-        matches!(&abandoned.progress, Progress::Withheld(w) if w.own_signature == sig),
+        matches!(&abandoned.progress, Progress::Withheld(w) if w.own_signature() == Some(sig)),
         "abandoned with A's withheld signature"
     );
     let printed = format!("{snap:?}");

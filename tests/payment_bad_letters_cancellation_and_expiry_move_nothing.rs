@@ -1,12 +1,14 @@
 //! Adversarial and unhappy paths of the payer-offline flow, in process:
-//! - a letter whose scalar does not sell the offered point, a tampered offer, and a replayed
-//!   letter are refused by B, and nothing moves;
+//! - a letter whose pre-signature does not complete to the offered point, one naming another
+//!   receipt slot or card epoch, a tampered offer, a replayed letter and a letter naming a
+//!   receipt slot B already signed with are refused by B, and nothing moves;
 //! - A cancels before B sells: S voids the offer, reverts the withheld state on the channel
 //!   (state n+2 = state n) and refuses B's invoice afterwards; the channel pays again later;
 //! - B sells first: A's cancellation is answered "sale in progress"/"sold" and the payment
 //!   completes;
 //! - an offer past its expiry is voided at S and its invoice refused.
 
+use asyncpay::crypto::adaptor::EncryptedSignature;
 use asyncpay::node::core::{NodeCommand, NodeInput};
 use asyncpay::protocol::payment::{PayeeStatus, PayerStatus, PaymentId, SaleLetter};
 use asyncpay::testing::*;
@@ -43,10 +45,12 @@ fn a_wrong_scalar_a_tampered_offer_and_a_replay_are_refused() {
     let letter = SaleLetter::decode(&bytes).unwrap();
     sim.start(B).unwrap();
 
-    // Another valid signature (not on U_1) carries a scalar that does not sell the point.
+    // Another pre-signature (another key, another message) completes to a scalar that does
+    // not sell the point.
     let mut wrong = letter.clone();
     let other = asyncpay::crypto::keys::SecretKey::from_bytes([9; 32]).unwrap();
-    wrong.signature = other.sign(&[1; 32], &[2; 32]);
+    wrong.presignature =
+        EncryptedSignature::encrypt(&other, &letter.offer.point, &[1; 32], &[2; 32]);
     let err = sim
         .input(
             B,
@@ -56,6 +60,33 @@ fn a_wrong_scalar_a_tampered_offer_and_a_replay_are_refused() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("does not sell"), "{err}");
+
+    // The genuine pre-signature named with another receipt slot: B's signature with that
+    // slot does not complete it (A encrypted it to slot 0's receipt point).
+    let mut other_slot = letter.clone();
+    other_slot.receipt_slot += 1;
+    let err = sim
+        .input(
+            B,
+            NodeInput::Letter {
+                bytes: other_slot.encode(),
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("does not sell"), "{err}");
+
+    // A slot of a card epoch B never issued.
+    let mut old_epoch = letter.clone();
+    old_epoch.receipt_epoch += 7;
+    let err = sim
+        .input(
+            B,
+            NodeInput::Letter {
+                bytes: old_epoch.encode(),
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("epoch"), "{err}");
 
     // The offer's amount raised by the sender: S's signature no longer verifies.
     let mut tampered = letter.clone();
@@ -99,6 +130,29 @@ fn a_wrong_scalar_a_tampered_offer_and_a_replay_are_refused() {
     assert_eq!(sim.nodes[B].persists, persists, "a replay stores nothing");
     let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
     assert_eq!(sb.to_s, AMOUNT, "B was paid once");
+
+    // A second payment's letter that names the slot B already signed with (as a letter from
+    // another payer that picked the same slot would): refused before B signs anything with
+    // it, since a second signature with the slot's nonce would reveal the slot's key.
+    let (second, bytes) = pay_offline(&mut sim);
+    let mut reused = SaleLetter::decode(&bytes).unwrap();
+    assert_eq!(reused.receipt_slot, 1, "A took the next slot of B's card");
+    reused.receipt_slot = letter.receipt_slot;
+    sim.start(B).unwrap();
+    let err = sim
+        .input(
+            B,
+            NodeInput::Letter {
+                bytes: reused.encode(),
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("was used for payment"), "{err}");
+    assert_eq!(sim.nodes[B].status(&second), None, "nothing recorded");
+    // The genuine second letter (slot 1) sells.
+    sim.input(B, NodeInput::Letter { bytes }).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[B].status(&second), Some("paid"));
 }
 
 #[test]

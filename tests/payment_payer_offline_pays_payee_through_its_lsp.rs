@@ -2,7 +2,8 @@
 //! sells A's signature to S for a PTLC, and S completes A's state; A returns to a receipt.
 //! Balances on both channels end exactly as they must, fees included.
 
-use asyncpay::protocol::payment::{LspStatus, PayerStatus};
+use asyncpay::node::core::receipt_card;
+use asyncpay::protocol::payment::{LspStatus, PayerStatus, ProofError};
 use asyncpay::testing::*;
 
 const AS_CAPACITY: u64 = 1_000_000;
@@ -56,7 +57,7 @@ fn payer_offline_pays_payee_through_its_lsp() {
     assert_eq!(sim.nodes[A].status(&id), Some("completed"));
     let as_at_a = sim.nodes[A].state_with(sim.key(S)).unwrap();
     assert_eq!(as_at_a, as_at_s);
-    let PayerStatus::Completed { receipt } = &sim.nodes[A].payer(&id).unwrap().status else {
+    let PayerStatus::Completed { receipt, proof } = &sim.nodes[A].payer(&id).unwrap().status else {
         panic!("A's payment is completed");
     };
     assert_eq!(
@@ -65,6 +66,17 @@ fn payer_offline_pays_payee_through_its_lsp() {
         "B signed the invoice"
     );
     receipt.invoice.verify().unwrap();
+    // A holds B's receipt signature for this payment, amount and note, checkable with B's
+    // card alone; the same signature for another amount is refused.
+    let card = receipt_card(&sim.nodes[B].seed);
+    proof.verify(&sim.key(B), &card).unwrap();
+    assert_eq!((proof.payment_id, proof.amount_sat), (id, AMOUNT));
+    let mut other = proof.clone();
+    other.amount_sat += 1;
+    assert_eq!(
+        other.verify(&sim.key(B), &card),
+        Err(ProofError::BadSignature)
+    );
     // S stops resending the receipt once A acknowledged it.
     assert!(matches!(
         sim.nodes[S].lsp(&id).unwrap().status,

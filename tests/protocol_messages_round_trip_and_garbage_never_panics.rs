@@ -297,12 +297,13 @@ fn payment_message() -> impl Strategy<Value = PaymentMessage> {
             payment_id,
             outcome
         }),
-        (id.clone(), invoice()).prop_map(|(payment_id, invoice)| PaymentMessage::Receipt(
-            Receipt {
+        (id.clone(), invoice(), any::<[u8; 32]>()).prop_map(|(payment_id, invoice, scalar)| {
+            PaymentMessage::Receipt(Receipt {
                 payment_id,
-                invoice
-            }
-        )),
+                invoice,
+                scalar: RevealedSecret(scalar),
+            })
+        }),
         (
             id.clone(),
             any::<u8>(),
@@ -901,6 +902,7 @@ fn samples() -> Vec<(&'static str, PeerMessage)> {
             PaymentMessage::Receipt(Receipt {
                 payment_id,
                 invoice: invoice(true),
+                scalar: RevealedSecret([9; 32]),
             })
             .into(),
         ),

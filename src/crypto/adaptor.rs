@@ -362,6 +362,9 @@ impl EncryptedSignature {
     }
 }
 
+// Equality of the encoding's parts (R, ŝ, flag) is an equivalence relation.
+impl Eq for EncryptedSignature {}
+
 impl fmt::Debug for EncryptedSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EncryptedSignature({})", hex::encode(self.to_bytes()))

@@ -22,6 +22,7 @@ use bitcoin::secp256k1::{schnorr, All, Keypair, Message, Secp256k1, XOnlyPublicK
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::crypto::receipt::ReceiptCard;
 use crate::crypto::tagged_hash;
 
 /// Tag of the hash that turns a node secret into an age X25519 secret.
@@ -58,6 +59,10 @@ pub enum KeyError {
     /// A contact signature does not verify.
     #[error("contact signature does not verify for node key {0}")]
     BadContactSignature(XOnlyPublicKey),
+    /// A contact card of a version this build does not read, or whose version does not match
+    /// its fields (version 1 lists no receipt slots, version 2 does).
+    #[error("contact card version {0} is unknown or does not match its fields")]
+    ContactVersion(u8),
     /// A contact signature is not 64 hex-encoded bytes.
     #[error("contact signature is malformed")]
     MalformedSignature,
@@ -231,7 +236,11 @@ pub struct Contact {
     pub mailbox_url: String,
     /// Unix time the contact was issued.
     pub issued_at: u64,
-    /// Hex BIP340 signature by the node key over [`Contact::digest`].
+    /// The node's receipt slots (version 2): a payer encrypts its withheld signature to one,
+    /// and the payment's proof of payment is the node's signature with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<ReceiptCard>,
+    /// Hex BIP340 signature by the node key over [`contact_digest`].
     pub signature: String,
 }
 
@@ -246,20 +255,41 @@ pub struct VerifiedContact {
     pub mailbox_url: String,
     /// Unix time the contact was issued.
     pub issued_at: u64,
+    /// The receipt slots, when the card lists them (version 2).
+    pub receipts: Option<ReceiptCard>,
 }
 
 impl Contact {
     /// Builds and signs a contact for `key`.
     pub fn sign(key: &NodeKey, mailbox_url: &str, issued_at: u64) -> Contact {
+        Self::sign_with_receipts(key, mailbox_url, issued_at, None)
+    }
+
+    /// Builds and signs a contact for `key` that lists receipt slots (version 2) if given.
+    pub fn sign_with_receipts(
+        key: &NodeKey,
+        mailbox_url: &str,
+        issued_at: u64,
+        receipts: Option<ReceiptCard>,
+    ) -> Contact {
         let node_key = key.public();
         let age_recipient = key.age_recipient().to_string();
-        let digest = contact_digest(1, &node_key, &age_recipient, mailbox_url, issued_at);
+        let version = if receipts.is_some() { 2 } else { 1 };
+        let digest = contact_digest(
+            version,
+            &node_key,
+            &age_recipient,
+            mailbox_url,
+            issued_at,
+            receipts.as_ref(),
+        );
         Contact {
-            version: 1,
+            version,
             node_key: node_key.to_string(),
             age_recipient,
             mailbox_url: mailbox_url.to_owned(),
             issued_at,
+            receipts,
             signature: key.sign_digest(digest).to_string(),
         }
     }
@@ -271,12 +301,17 @@ impl Contact {
             .map_err(|_| KeyError::InvalidAgeRecipient(self.age_recipient.clone()))?;
         let sig = schnorr::Signature::from_str(&self.signature)
             .map_err(|_| KeyError::MalformedSignature)?;
+        match (self.version, &self.receipts) {
+            (1, None) | (2, Some(_)) => {}
+            (version, _) => return Err(KeyError::ContactVersion(version)),
+        }
         let digest = contact_digest(
             self.version,
             &node_key,
             &self.age_recipient,
             &self.mailbox_url,
             self.issued_at,
+            self.receipts.as_ref(),
         );
         if !verify_digest(&node_key, digest, &sig) {
             return Err(KeyError::BadContactSignature(node_key));
@@ -286,6 +321,7 @@ impl Contact {
             age_recipient,
             mailbox_url: self.mailbox_url.clone(),
             issued_at: self.issued_at,
+            receipts: self.receipts.clone(),
         })
     }
 }
@@ -316,19 +352,32 @@ impl VerifiedContact {
                 .map_err(|e: &str| ContactError::AgeRecipient(e.to_string()))?,
             mailbox_url,
             issued_at: 0,
+            receipts: None,
         })
     }
 }
 
-/// `tagged_hash("asyncpay/mailbox/v1/contact", version ‖ node_key ‖ len‖age ‖ len‖url ‖ issued_at)`,
-/// lengths and time big-endian (u32, u32, u64).
+/// `tagged_hash("asyncpay/mailbox/v1/contact", version ‖ node_key ‖ len‖age ‖ len‖url ‖
+/// issued_at [‖ epoch ‖ count ‖ (index ‖ R ‖ P)…])`, lengths, time, epoch, count and index
+/// big-endian (u32, u32, u64, u32, u32, u32); the receipt slots only in version 2.
 pub fn contact_digest(
     version: u8,
     node_key: &XOnlyPublicKey,
     age_recipient: &str,
     mailbox_url: &str,
     issued_at: u64,
+    receipts: Option<&ReceiptCard>,
 ) -> [u8; 32] {
+    let mut slots = vec![];
+    if let Some(card) = receipts {
+        slots.extend_from_slice(&card.epoch.to_be_bytes());
+        slots.extend_from_slice(&(card.slots.len() as u32).to_be_bytes());
+        for slot in &card.slots {
+            slots.extend_from_slice(&slot.index.to_be_bytes());
+            slots.extend_from_slice(&slot.nonce.to_xonly_bytes());
+            slots.extend_from_slice(&slot.key.to_xonly_bytes());
+        }
+    }
     tagged_hash(
         CONTACT_TAG,
         &[
@@ -339,6 +388,7 @@ pub fn contact_digest(
             &(mailbox_url.len() as u32).to_be_bytes(),
             mailbox_url.as_bytes(),
             &issued_at.to_be_bytes(),
+            &slots,
         ],
     )
 }

@@ -11,8 +11,8 @@ use crate::node::core::{NodeCore, Role};
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::{
     CancelOutcome, Forward, Invoice, LspPayment, LspStatus, PayeePayment, PayeeStatus,
-    PayerPayment, PayerStatus, PaymentId, PurchaseOffer, Receipt, ReversePayment, ReverseStatus,
-    UpdateProof,
+    PayerPayment, PayerStatus, PaymentId, ProofOfPayment, PurchaseOffer, ReversePayment,
+    ReverseStatus, UpdateProof,
 };
 use serde::Serialize;
 
@@ -110,8 +110,10 @@ pub enum PayerStatusView<'a> {
     },
     /// B was paid.
     Completed {
-        /// S's receipt (B's signed invoice).
-        receipt: &'a Receipt,
+        /// B's signed invoice, from S's receipt (the receipt's scalar is left out).
+        invoice: &'a Invoice,
+        /// The proof of payment: B's receipt signature, checkable with B's contact card.
+        proof: &'a ProofOfPayment,
     },
     /// Cancelled, expired or refused.
     Void {
@@ -137,7 +139,10 @@ impl<'a> From<&'a PayerPayment> for PayerView<'a> {
             PayerStatus::Cancelling { letter } => PayerStatusView::Cancelling {
                 letter: letter.into(),
             },
-            PayerStatus::Completed { receipt } => PayerStatusView::Completed { receipt },
+            PayerStatus::Completed { receipt, proof } => PayerStatusView::Completed {
+                invoice: &receipt.invoice,
+                proof,
+            },
             PayerStatus::Void { reason } => PayerStatusView::Void { reason },
         };
         Self {
@@ -247,6 +252,7 @@ impl<'a> From<&'a LspPayment> for LspView<'a> {
             LspStatus::Sold {
                 invoice,
                 receipt_acked,
+                ..
             } => LspStatusView::Sold {
                 invoice,
                 receipt_acked: *receipt_acked,

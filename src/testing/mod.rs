@@ -32,8 +32,8 @@ use bitcoin::{OutPoint, ScriptBuf, Transaction, Txid};
 
 use crate::crypto::keys::PublicKey;
 use crate::node::core::{
-    ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, PaymentRecord, Records,
-    Role, DEFAULT_ROUTER_POLICY,
+    receipt_card, ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput,
+    PaymentRecord, Records, Role, DEFAULT_ROUTER_POLICY,
 };
 pub use crate::node::driver::ready;
 use crate::node::driver::{Driver, Io};
@@ -589,6 +589,7 @@ impl Network {
                 amount_sat,
                 fee_sat: policy().fee_for(amount_sat),
                 note: "for the coffee".into(),
+                receipts: receipt_card(&self.nodes[B].seed),
             }),
         )?;
         self.pump()?;

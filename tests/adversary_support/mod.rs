@@ -51,10 +51,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use asyncpay::crypto::adaptor::{AdaptorPoint, AdaptorSecret};
 use asyncpay::crypto::keys::{PublicKey, SecretKey};
 use asyncpay::crypto::nonce::{NonceSeed, PublicNonce};
+use asyncpay::crypto::receipt::ReceiptKeys;
 use asyncpay::crypto::tagged_hash;
 use asyncpay::node::core::{
-    node_key, ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput, Records, Role,
-    DEFAULT_ROUTER_POLICY,
+    node_key, receipt_card, ChangeSet, NodeCommand, NodeCore, NodeError, NodeInput, NodeOutput,
+    Records, Role, DEFAULT_ROUTER_POLICY,
 };
 use asyncpay::node::driver::ready;
 use asyncpay::node::driver::{Driver, Io};
@@ -62,7 +63,7 @@ use asyncpay::protocol::channel::{
     Action, Channel, ChannelSecrets, Command, Input, Phase, Progress, Snapshot, Stage, StateBody,
 };
 use asyncpay::protocol::messages::{
-    Change, ChannelId, Message, ProposeUpdate, Reestablish as ReestablishMsg,
+    Change, ChannelId, Message, ProposeUpdate, Reestablish as ReestablishMsg, RevealedSecret,
 };
 use asyncpay::protocol::payment::{
     CancelOutcome, Forward, InvoiceTerms, LspStatus, PayRequest, PaymentId, PaymentMessage,
@@ -298,8 +299,9 @@ impl Watcher {
     fn note_snapshot(&mut self, snap: &Snapshot) {
         let id = snap.channel_id;
         for p in snap.pending().into_iter().chain(snap.abandoned.as_ref()) {
-            if let Progress::Withheld(withheld) = &p.progress {
-                let sig = withheld.own_signature;
+            // A signature withheld as a pre-signature encrypted to a payee's receipt point is
+            // not known to the node itself (only the payee can complete it): nothing to leak.
+            if let Some(sig) = snap_withheld_signature(&p.progress) {
                 self.withheld.insert(sig.s_bytes(), (id, p.body.number));
                 self.withheld_bodies.insert(sig.s_bytes(), p.body.clone());
                 // The node knows its own scalar: a PTLC paying for it is claimable.
@@ -1053,7 +1055,7 @@ impl World {
                     )
                 })?;
                 w.check_nonce(
-                    letter.signature.nonce().to_xonly_bytes(),
+                    letter.presignature.nonce().to_xonly_bytes(),
                     body_identity(&offer.channel_id, &body),
                 )?;
                 w.publish(offer.channel_id, body);
@@ -1721,9 +1723,11 @@ impl World {
                 let payee_key = derive_key(&self.nodes[payee].seed, "node-key", &[]);
                 let invoice = InvoiceTerms::for_offer(&offer, payee_key.public_key(), None)
                     .sign(&payee_key, &[7; 32]);
+                // Its scalar is made up too: it sells no point, and yields no proof of payment.
                 PaymentMessage::Receipt(Receipt {
                     payment_id,
                     invoice,
+                    scalar: RevealedSecret([kind; 32]),
                 })
             }
             // A request for an offer on whatever the honest node's channel has pending, for
@@ -1779,6 +1783,7 @@ impl World {
         let payment_id = PaymentId([0x70u8.wrapping_add(self.next_id); 32]);
         self.next_id = self.next_id.wrapping_add(1);
         self.nodes[payer].started_payments.push(payment_id);
+        let receipts = receipt_card(&self.nodes[payee].seed);
         let (lsp, payee) = (self.key(lsp), self.key(payee));
         self.input(
             payer,
@@ -1789,6 +1794,7 @@ impl World {
                 amount_sat,
                 fee_sat: policy().fee_for(amount_sat),
                 note: "harness".into(),
+                receipts,
             }),
         )
     }
@@ -1830,18 +1836,20 @@ impl World {
     /// The payee reads its mailbox. Letters stay until handled (as with the mailbox server).
     fn fetch_letters(&mut self, payee: usize) -> Result<(), Violation> {
         let letters = std::mem::take(&mut self.nodes[payee].mailbox);
+        let seed = self.nodes[payee].seed;
+        let (key, receipts) = (node_key(&seed), ReceiptKeys::from_seed(&seed));
         for bytes in letters {
-            if let Some(w) = self.watchers.get_mut(&payee) {
-                if let Ok(letter) = SaleLetter::decode(&bytes) {
-                    if let Ok(s) = AdaptorSecret::from_signature(&letter.signature) {
-                        w.known_points.insert(s.adaptor_point());
-                    }
-                }
+            // The payee completes the letter's pre-signature with its receipt signature.
+            let scalar = SaleLetter::decode(&bytes)
+                .ok()
+                .and_then(|letter| letter.check(&key, &receipts).ok());
+            if let (Some(w), Some(s)) = (self.watchers.get_mut(&payee), &scalar) {
+                w.known_points.insert(s.adaptor_point());
             }
             if !self.nodes[payee].honest {
                 // The adversary reads the letter: it knows the scalar from now on.
-                if let Ok(letter) = SaleLetter::decode(&bytes) {
-                    self.adversary_knows.insert(letter.signature.s_bytes());
+                if let Some(s) = &scalar {
+                    self.adversary_knows.insert(s.to_secret_bytes());
                 }
             }
             self.input(payee, NodeInput::Letter { bytes })?;
@@ -2348,5 +2356,13 @@ impl World {
             out.insert("honest node restored from an old backup".to_owned());
         }
         out
+    }
+}
+
+/// The node's own withheld signature in `progress`, when it holds it complete.
+fn snap_withheld_signature(progress: &Progress) -> Option<asyncpay::crypto::keys::Signature> {
+    match progress {
+        Progress::Withheld(withheld) => withheld.own_signature(),
+        Progress::Proposed { .. } | Progress::CounterSigned { .. } => None,
     }
 }

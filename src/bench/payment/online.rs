@@ -27,7 +27,7 @@ use crate::mailbox::keys::{Contact, NodeKey};
 use crate::mailbox::server::ServerConfig;
 use crate::mailbox::unix_now;
 use crate::net::{connect, Allow, Listener};
-use crate::node::core::{node_key, NodeCommand, NodeCore, NodeInput, Role};
+use crate::node::core::{node_key, NodeCommand, NodeCore, NodeInput, Records, Role};
 use crate::node::store::Store;
 use crate::protocol::channel::Phase;
 use crate::protocol::messages::ChannelId;
@@ -388,6 +388,8 @@ struct Session {
     /// A store beside the nodes' where the baseline commits go, between payments.
     baseline: Store,
     baseline_ms: Vec<f64>,
+    /// B's node (never run: its seed gives B's receipt slots, one per payment).
+    b_receipts: NodeCore,
 }
 
 impl Session {
@@ -453,6 +455,7 @@ impl Session {
             pending_return: None,
             baseline: Store::open(&dir.join("baseline.db"))?,
             baseline_ms: vec![],
+            b_receipts: NodeCore::restore(sb, 0, vec![], Records::Payee(vec![]))?,
         })
     }
 
@@ -510,6 +513,7 @@ impl Session {
                 amount_sat: AMOUNT_SAT,
                 fee_sat: policy().fee_for(AMOUNT_SAT),
                 note: "bench".into(),
+                receipts: self.b_receipts.receipt_slots(i as u32, 1),
             }))
             .await?;
         net.wait_note(start, "A's letter to be posted", |n| {

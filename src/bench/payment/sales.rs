@@ -748,6 +748,7 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
             p_store.batch(|pb| {
                 for &i in chunk {
                     let payee = setup.payees[i % p].public_key();
+                    let receipts = setup.payees[i % p].receipt_slots((i / p) as u32, 1);
                     setup.handle(
                         Id::Payer(i),
                         NodeInput::Command(NodeCommand::Pay {
@@ -757,6 +758,7 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
                             amount_sat: AMOUNT_SAT,
                             fee_sat: policy().fee_for(AMOUNT_SAT),
                             note: "bench".into(),
+                            receipts,
                         }),
                         (s, pb),
                     )?;

@@ -39,6 +39,7 @@ impl NodeCore {
                 amount_sat,
                 fee_sat,
                 note,
+                receipts,
             } => {
                 let channel_id = self
                     .channels_with(&lsp)
@@ -56,6 +57,7 @@ impl NodeCore {
                         amount_sat,
                         fee_sat,
                         note,
+                        receipts,
                     }),
                     out,
                 )?;

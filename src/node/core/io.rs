@@ -375,6 +375,8 @@ pub enum NodeCommand {
         fee_sat: u64,
         /// A note for the payee.
         note: String,
+        /// The payee's receipt slots, from its checked contact card.
+        receipts: ReceiptCard,
     },
     /// Be paid `amount_sat` by `payer` while offline (reverse variant): ask `lsp` for a state
     /// paying us whose LSP signature `payer` buys.

@@ -31,6 +31,12 @@ impl NodeCore {
                     out,
                 )
             }
+            // An LSP's transfers (reverse variant) withhold a plain signature: it is sold to a
+            // payer, not encrypted to a receipt.
+            Event::SignatureEncrypted { .. } => Err(NodeError::WrongRole {
+                what: "signature encrypted",
+                role: Role::Payer,
+            }),
             Event::StateCompleted { change, .. } => match self.completed(&seen, change) {
                 // Only the reverse variant pays S a PTLC: S may be selling its own withheld
                 // signature.

@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::adaptor::{AdaptorPoint, AdaptorSecret};
 use crate::crypto::keys::{PublicKey, SecretKey};
 use crate::crypto::nonce::NonceSeed;
+use crate::crypto::receipt::{ReceiptCard, ReceiptKeys};
 use crate::crypto::tagged_hash;
 use crate::protocol::channel::{
-    self, Channel, ChannelError, ChannelSecrets, Command, Event, Input, OpenTerms, Phase,
-    PtlcRecord, Snapshot,
+    self, Channel, ChannelError, ChannelSecrets, Command, Event, Input, OpenTerms, OwnWithheld,
+    Phase, PtlcRecord, Snapshot,
 };
 use crate::protocol::messages::{Change, ChannelId, Message};
 use crate::protocol::payment::{
@@ -128,7 +129,12 @@ impl NodeCore {
             Records::Lsp(policy, r) => {
                 RoleMachine::Lsp(Lsp::restore(node_key(&seed), policy, height, r))
             }
-            Records::Payee(r) => RoleMachine::Payee(Payee::restore(node_key(&seed), r)),
+            Records::Payee(r) => RoleMachine::Payee(Payee::restore(
+                node_key(&seed),
+                ReceiptKeys::from_seed(&seed),
+                RECEIPT_EPOCH,
+                r,
+            )),
             Records::Router(policy, r) => RoleMachine::Router(Router::restore(policy, r)),
         };
         let mut node = NodeCore {
@@ -267,6 +273,24 @@ impl NodeCore {
         ChannelSecrets {
             key,
             nonce_seed: NonceSeed::from_bytes(nonce),
+        }
+    }
+
+    /// Our receipt slots, for our contact card: a payer encrypts its signature to one of
+    /// them, and the payment's proof is our signature with it.
+    pub fn receipt_card(&self) -> ReceiptCard {
+        receipt_card(&self.seed)
+    }
+
+    /// `count` of our receipt slots from index `from`: a card for one payer alone (the
+    /// benchmarks hand each payer its own slots, as a slot-dispensing mailbox would).
+    pub fn receipt_slots(&self, from: u32, count: u32) -> ReceiptCard {
+        let keys = ReceiptKeys::from_seed(&self.seed);
+        ReceiptCard {
+            epoch: RECEIPT_EPOCH,
+            slots: (from..from.saturating_add(count))
+                .map(|i| keys.slot(RECEIPT_EPOCH, i))
+                .collect(),
         }
     }
 
@@ -452,6 +476,19 @@ fn typed_records<R: Into<PaymentRecord>>(
             PaymentAction::Event(e) => PaymentAction::Event(e),
         })
         .collect()
+}
+
+/// The receipt slots a contact card lists.
+pub const RECEIPT_SLOTS: u32 = 32;
+
+/// The card epoch of the receipt slots. Slots are derived from the seed, the epoch and the
+/// index; a payee refuses letters for another epoch. (A new epoch after restoring an old
+/// backup is not implemented yet: see docs/proof-of-payment.md.)
+pub const RECEIPT_EPOCH: u32 = 0;
+
+/// The receipt slots of the node with `seed`, as its contact card lists them.
+pub fn receipt_card(seed: &[u8; 32]) -> ReceiptCard {
+    ReceiptKeys::from_seed(seed).card(RECEIPT_EPOCH, RECEIPT_SLOTS)
 }
 
 /// The node key derived from the seed.

@@ -42,10 +42,12 @@ impl NodeCore {
                 self.role_input(input, out)
             }
             // A payee proposes no transfer: its channel withholds nothing.
-            Event::SignatureWithheld { .. } => Err(NodeError::WrongRole {
-                what: "signature withheld",
-                role: Role::Payer,
-            }),
+            Event::SignatureWithheld { .. } | Event::SignatureEncrypted { .. } => {
+                Err(NodeError::WrongRole {
+                    what: "signature withheld",
+                    role: Role::Payer,
+                })
+            }
             // A payee offers no PTLCs: none fails, none is claimed from it, none is dropped.
             Event::PtlcSecretLearned { .. }
             | Event::PtlcFailed { .. }
@@ -76,7 +78,7 @@ impl NodeCore {
         let RoleMachine::Payee(payee) = &self.role else {
             return Ok(());
         };
-        let me = self.key.public_key();
+        let receipts = ReceiptKeys::from_seed(&self.seed);
         let mut inputs = vec![];
         let mut fulfils = vec![];
         for (_, p) in payee.payments() {
@@ -113,7 +115,7 @@ impl NodeCore {
                     } else if e.channel.phase() == Phase::Funded
                         && e.channel.snapshot().pending().is_none()
                     {
-                        if let Ok(secret) = p.letter.check(&me) {
+                        if let Ok(secret) = p.letter.check(&self.key, &receipts) {
                             fulfils.push((
                                 *channel_id,
                                 Command::Fulfil {

@@ -15,19 +15,27 @@ impl NodeCore {
     ) -> Result<(), NodeError> {
         let id = seen.id;
         match event {
-            Event::SignatureWithheld {
+            Event::SignatureEncrypted {
                 state,
-                signature,
+                presignature,
+                receipt_point,
                 price_point,
             } => self.role_input(
-                RoleIn::Payer(PayerInput::SignatureWithheld {
+                RoleIn::Payer(PayerInput::SignatureEncrypted {
                     channel_id: id,
                     state: *state,
-                    signature: *signature,
+                    presignature: presignature.clone(),
+                    receipt_point: *receipt_point,
                     point: *price_point,
                 }),
                 out,
             ),
+            // A payer's transfers are encrypted to the payee's receipt point; a plain
+            // withheld signature is not one of its payments.
+            Event::SignatureWithheld { .. } => Err(NodeError::WrongRole {
+                what: "signature withheld",
+                role: Role::Lsp,
+            }),
             Event::StateCompleted { change, .. } => match self.completed(&seen, change) {
                 // The reverse variant: the LSP's signature we bought is paid for.
                 (_, Some(secret)) => self.payer_scalar_revealed(secret, out),
@@ -128,7 +136,7 @@ impl NodeCore {
         let RoleMachine::Payer(payer) = &self.role else {
             return Ok(());
         };
-        let lost: Vec<(ChannelId, u64)> = payer
+        let lost: Vec<(ChannelId, u64, AdaptorPoint)> = payer
             .payments()
             .filter(|(_, p)| p.lsp == peer && p.status == PayerStatus::Proposed)
             .filter(|(_, p)| {
@@ -136,7 +144,10 @@ impl NodeCore {
                     e.channel.phase() == Phase::Funded && e.channel.snapshot().pending().is_none()
                 })
             })
-            .map(|(_, p)| (p.channel_id, p.amount_sat.saturating_add(p.fee_sat)))
+            .filter_map(|(id, p)| {
+                let transfer = p.amount_sat.saturating_add(p.fee_sat);
+                Some((p.channel_id, transfer, p.receipt_point(id).ok()?))
+            })
             .collect();
         // Signed and withheld, but the node stopped before the payer role heard of it.
         let withheld: Vec<PayerInput> = payer
@@ -148,10 +159,18 @@ impl NodeCore {
                     return None;
                 }
                 let (pending, withheld) = e.channel.snapshot().withheld()?;
-                Some(PayerInput::SignatureWithheld {
+                let OwnWithheld::Encrypted {
+                    presignature,
+                    receipt_point,
+                } = &withheld.own
+                else {
+                    return None;
+                };
+                Some(PayerInput::SignatureEncrypted {
                     channel_id: p.channel_id,
                     state: pending.body.number,
-                    signature: withheld.own_signature,
+                    presignature: presignature.clone(),
+                    receipt_point: *receipt_point,
                     point: e.channel.pending_price_point()?,
                 })
             })
@@ -159,10 +178,10 @@ impl NodeCore {
         for input in withheld {
             self.role_input(RoleIn::Payer(input), out)?;
         }
-        for (channel_id, amount_sat) in lost {
-            let command = Command::Transfer {
+        for (channel_id, amount_sat, receipt_point) in lost {
+            let command = Command::TransferEncrypted {
                 amount_sat,
-                withhold: true,
+                receipt_point,
             };
             if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
                 out.push(NodeOutput::Refused {

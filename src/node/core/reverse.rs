@@ -87,7 +87,7 @@ impl NodeCore {
             if e.channel.pending_price_point()? != point {
                 return None;
             }
-            let secret = AdaptorSecret::from_signature(&withheld.own_signature).ok()?;
+            let secret = AdaptorSecret::from_signature(&withheld.own_signature()?).ok()?;
             Some((*id, secret))
         })
     }

@@ -93,8 +93,12 @@ impl Node {
                 Ok(json!({ "channel_id": hex::encode(channel_id.0) }))
             }
             Request::Contact => {
-                let contact =
-                    Contact::sign(&self.io.mailbox_key, self.io.mailbox.base_url(), now());
+                let contact = Contact::sign_with_receipts(
+                    &self.io.mailbox_key,
+                    self.io.mailbox.base_url(),
+                    now(),
+                    Some(self.core.receipt_card()),
+                );
                 Ok(serde_json::to_value(contact)?)
             }
             Request::Pay {
@@ -106,6 +110,7 @@ impl Node {
             } => {
                 let verified = contact.verify()?;
                 let payee = PublicKey::from(verified.node_key);
+                let receipts = verified.receipts.ok_or(RuntimeError::NoReceiptSlots)?;
                 self.io
                     .store
                     .put_contact(&payee, &serde_json::to_string(&contact)?)?;
@@ -118,6 +123,7 @@ impl Node {
                     amount_sat,
                     fee_sat,
                     note: note.unwrap_or_default(),
+                    receipts,
                 }))?;
                 self.carry_out(outputs).await?;
                 // A transfer the channel refused (e.g. above the balance) leaves the payment

@@ -39,6 +39,13 @@ pub enum RuntimeError {
     /// A key or a contact card.
     #[error("key: {0}")]
     Key(#[from] KeyError),
+    /// The payee's contact card lists no receipt slots (a version 1 card): a payment to it
+    /// could give no proof of payment.
+    #[error(
+        "the payee's contact card lists no receipt slots (version 1): ask the payee for a \
+         new card (`asyncpay ctl contact`)"
+    )]
+    NoReceiptSlots,
     /// bitcoind's RPC or a publication.
     #[error("rpc: {0}")]
     Rpc(#[from] RpcError),

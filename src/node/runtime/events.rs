@@ -265,6 +265,16 @@ pub enum ChannelEvent {
         /// The signature's price point (public).
         price_point: AdaptorPoint,
     },
+    /// We pre-signed our proposal encrypted to a payee's receipt point and keep it back (the
+    /// pre-signature is not shown).
+    SignatureEncrypted {
+        /// The state.
+        state: u64,
+        /// The payee's receipt point it is encrypted to.
+        receipt_point: AdaptorPoint,
+        /// The completed signature's price point (public).
+        price_point: AdaptorPoint,
+    },
     /// The peer re-proposed a pending state with a new nonce.
     NonceReplaced {
         /// The state.
@@ -345,6 +355,16 @@ impl From<&Event> for ChannelEvent {
                 state, price_point, ..
             } => ChannelEvent::SignatureWithheld {
                 state: *state,
+                price_point: *price_point,
+            },
+            Event::SignatureEncrypted {
+                state,
+                receipt_point,
+                price_point,
+                ..
+            } => ChannelEvent::SignatureEncrypted {
+                state: *state,
+                receipt_point: *receipt_point,
                 price_point: *price_point,
             },
             Event::NonceReplaced { state } => ChannelEvent::NonceReplaced { state: *state },

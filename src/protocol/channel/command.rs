@@ -128,7 +128,7 @@ impl Channel {
                     Change::Open {
                         funding_outpoint: outpoint,
                     },
-                    false,
+                    Withhold::No,
                 )
             }
             Command::AddPtlc {
@@ -171,7 +171,7 @@ impl Channel {
                 };
                 self.apply(&change, side)?;
                 self.snap.next_ptlc += 1;
-                self.propose(change, false)
+                self.propose(change, Withhold::No)
             }
             Command::Fulfil { id, secret } => {
                 self.ready_to_update("fulfil")?;
@@ -205,7 +205,7 @@ impl Channel {
                         id,
                         secret: revealed,
                     },
-                    false,
+                    Withhold::No,
                 );
                 if proposed.is_err() {
                     self.snap.ptlc_secrets.remove(&id);
@@ -215,13 +215,26 @@ impl Channel {
             Command::ProvideSecret { id, secret } => self.provide_secret(id, secret),
             Command::Fail { id } => {
                 self.ready_to_update("fail")?;
-                self.propose(Change::FailPtlc { id }, false)
+                self.propose(Change::FailPtlc { id }, Withhold::No)
             }
             Command::Transfer {
                 amount_sat,
                 withhold,
             } => {
                 self.ready_to_update("transfer")?;
+                let withhold = if withhold {
+                    Withhold::Signature
+                } else {
+                    Withhold::No
+                };
+                self.propose(Change::Transfer { amount_sat }, withhold)
+            }
+            Command::TransferEncrypted {
+                amount_sat,
+                receipt_point,
+            } => {
+                self.ready_to_update("transfer")?;
+                let withhold = Withhold::EncryptedTo(receipt_point);
                 self.propose(Change::Transfer { amount_sat }, withhold)
             }
             Command::Release => {
@@ -237,8 +250,11 @@ impl Channel {
                 else {
                     return Err(self.unexpected("release"));
                 };
-                let (own, peer) = (withheld.own_signature, withheld.countersignature);
-                self.finish_own_proposal(pending.clone(), own, peer)
+                // A pre-signature cannot be released: only the payee can complete it.
+                let Some(own) = withheld.own_signature() else {
+                    return Err(self.unexpected("release"));
+                };
+                self.finish_own_proposal(pending.clone(), own, withheld.countersignature)
             }
             Command::Price { state } => {
                 let pending = self
@@ -320,7 +336,7 @@ impl Channel {
                 let before = self.snap.abandoned.replace(pending);
                 // Our own revert is the role's decision: the price no longer holds.
                 let priced = self.snap.priced.take();
-                let proposed = self.propose(Change::Revert { abandoned }, false);
+                let proposed = self.propose(Change::Revert { abandoned }, Withhold::No);
                 if proposed.is_err() {
                     self.snap.abandoned = before;
                     self.snap.priced = priced;
@@ -343,7 +359,7 @@ impl Channel {
     pub(super) fn propose(
         &mut self,
         change: Change,
-        withhold: bool,
+        withhold: Withhold,
     ) -> Result<Vec<Action>, ChannelError> {
         if !matches!(self.snap.stage, Stage::Open { .. }) {
             return Err(self.unexpected(change.kind()));
@@ -352,6 +368,7 @@ impl Channel {
         let body = self.apply(&change, side)?;
         let sighash = self.txs("propose")?.update_sighash(&body)?;
         let nonce = self.fresh_nonce(&sighash)?;
+        let proposer_nonce = committed_nonce(&nonce, withhold)?;
         let state = body.number;
         if let Change::Open { funding_outpoint } = change {
             self.snap.funding_outpoint = Some(funding_outpoint);
@@ -360,7 +377,7 @@ impl Channel {
             pending: Some(PendingUpdate {
                 body,
                 change: change.clone(),
-                proposer_nonce: nonce.public_nonce(),
+                proposer_nonce,
                 progress: Progress::Proposed { withhold },
             }),
         };
@@ -368,7 +385,7 @@ impl Channel {
             channel_id: self.snap.channel_id,
             state,
             change,
-            nonce: nonce.public_nonce(),
+            nonce: proposer_nonce,
         });
         self.secret_nonce = Some(nonce);
         Ok(self.commit(vec![msg], vec![]))
@@ -382,14 +399,15 @@ impl Channel {
                 Some(PendingUpdate {
                     body,
                     change,
-                    progress: progress @ Progress::Proposed { .. },
+                    progress: progress @ Progress::Proposed { withhold },
                     ..
                 }),
         } = &self.snap.stage
         else {
             return Err(self.unexpected("repropose"));
         };
-        let (body, change, progress) = (body.clone(), change.clone(), progress.clone());
+        let (body, change, progress, withhold) =
+            (body.clone(), change.clone(), progress.clone(), *withhold);
         let nonce = match self.secret_nonce.take() {
             Some(nonce) => nonce,
             None => {
@@ -397,7 +415,7 @@ impl Channel {
                 self.fresh_nonce(&sighash)?
             }
         };
-        let proposer_nonce = nonce.public_nonce();
+        let proposer_nonce = committed_nonce(&nonce, withhold)?;
         self.secret_nonce = Some(nonce);
         let msg = Message::Propose(ProposeUpdate {
             channel_id: self.snap.channel_id,
@@ -417,4 +435,12 @@ impl Channel {
     }
 
     // ---- messages ----
+}
+
+/// The nonce a proposal commits to: R, or R + Z when the signature is to be encrypted to Z.
+fn committed_nonce(nonce: &SecretNonce, withhold: Withhold) -> Result<PublicNonce, ChannelError> {
+    Ok(match withhold {
+        Withhold::EncryptedTo(receipt_point) => nonce.encrypted_public_nonce(&receipt_point)?,
+        Withhold::No | Withhold::Signature => nonce.public_nonce(),
+    })
 }

@@ -39,6 +39,16 @@ pub enum Command {
         /// Keep the completing signature back.
         withhold: bool,
     },
+    /// Pay the peer outright, keeping back a signature that is made only as a pre-signature
+    /// encrypted to `receipt_point` (reported in [`Event::SignatureEncrypted`]): the payee
+    /// that holds the receipt signature completes and sells it, and whoever sees the sold
+    /// scalar learns the receipt signature (proof of payment). It can never be released.
+    TransferEncrypted {
+        /// Amount.
+        amount_sat: u64,
+        /// Z, the payee's receipt point for this payment.
+        receipt_point: AdaptorPoint,
+    },
     /// Send a withheld signature after all.
     Release,
     /// A payment role made an offer that depends on pending state `state` and its committed
@@ -90,6 +100,7 @@ impl Command {
             Command::Fulfil { .. } => "fulfil",
             Command::Fail { .. } => "fail",
             Command::Transfer { .. } => "transfer",
+            Command::TransferEncrypted { .. } => "transfer_encrypted",
             Command::Release => "release",
             Command::Price { .. } => "price",
             Command::CompleteWithSecret { .. } => "complete_with_secret",
@@ -196,6 +207,18 @@ pub enum Event {
         /// Its price point.
         price_point: AdaptorPoint,
     },
+    /// We pre-signed our proposal encrypted to a receipt point and keep it back: hand the
+    /// pre-signature to the payee, which completes it with its receipt signature.
+    SignatureEncrypted {
+        /// The state.
+        state: u64,
+        /// Our pre-signature on U_state.
+        presignature: EncryptedSignature,
+        /// Z, the receipt point it is encrypted to.
+        receipt_point: AdaptorPoint,
+        /// The price point of the completed signature.
+        price_point: AdaptorPoint,
+    },
     /// The peer re-proposed a pending state with a new nonce (it restarted): any price
     /// point computed from the old one is void.
     NonceReplaced {
@@ -291,6 +314,18 @@ impl core::fmt::Debug for Event {
                 .debug_struct("SignatureWithheld")
                 .field("state", state)
                 .field("signature", &"<redacted>")
+                .field("price_point", price_point)
+                .finish(),
+            Event::SignatureEncrypted {
+                state,
+                receipt_point,
+                price_point,
+                ..
+            } => f
+                .debug_struct("SignatureEncrypted")
+                .field("state", state)
+                .field("presignature", &"<redacted>")
+                .field("receipt_point", receipt_point)
                 .field("price_point", price_point)
                 .finish(),
             Event::NonceReplaced { state } => f

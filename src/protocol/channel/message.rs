@@ -192,7 +192,7 @@ impl Channel {
         m: ProposeUpdate,
         ours: u64,
         change: Change,
-        withhold: bool,
+        withhold: Withhold,
     ) -> Result<Vec<Action>, ChannelError> {
         if m.state != ours {
             return Err(ChannelError::WrongState {
@@ -329,31 +329,52 @@ impl Channel {
             .secret_nonce
             .take()
             .ok_or(ChannelError::NonceLost { state: m.state })?;
-        let signature = nonce.sign(&self.key, &sighash)?;
         let leaf_hash = digests.settlement_leaf_hash;
         self.snap
             .settlement_leaf_hashes
             .insert(pending.body.number, leaf_hash);
-        if !withhold {
-            return self.finish_own_proposal(pending, signature, m.signature);
-        }
-        let price_point = price_point(&pending.proposer_nonce, &self.snap.own_key, &sighash)?;
         let state = pending.body.number;
+        let (own, event) = match withhold {
+            Withhold::No => {
+                let signature = nonce.sign(&self.key, &sighash)?;
+                return self.finish_own_proposal(pending, signature, m.signature);
+            }
+            Withhold::Signature => {
+                let signature = nonce.sign(&self.key, &sighash)?;
+                let price_point =
+                    price_point(&pending.proposer_nonce, &self.snap.own_key, &sighash)?;
+                let event = Event::SignatureWithheld {
+                    state,
+                    signature,
+                    price_point,
+                };
+                (OwnWithheld::Signature(signature), event)
+            }
+            Withhold::EncryptedTo(receipt_point) => {
+                let presignature = nonce.encrypt(&self.key, &receipt_point, &sighash)?;
+                let price_point =
+                    price_point(&pending.proposer_nonce, &self.snap.own_key, &sighash)?;
+                let event = Event::SignatureEncrypted {
+                    state,
+                    presignature: presignature.clone(),
+                    receipt_point,
+                    price_point,
+                };
+                let own = OwnWithheld::Encrypted {
+                    presignature,
+                    receipt_point,
+                };
+                (own, event)
+            }
+        };
         pending.progress = Progress::Withheld(Withheld {
             countersignature: m.signature,
-            own_signature: signature,
+            own,
         });
         self.snap.stage = Stage::Open {
             pending: Some(pending),
         };
-        Ok(self.commit(
-            vec![],
-            vec![Action::Event(Event::SignatureWithheld {
-                state,
-                signature,
-                price_point,
-            })],
-        ))
+        Ok(self.commit(vec![], vec![Action::Event(event)]))
     }
 
     /// Our proposal is signed by both (`own` is our signature, `peer` the countersignature):
@@ -492,15 +513,24 @@ impl Channel {
                 expected: state,
             });
         }
-        if m.signature != withheld.own_signature {
+        let shown = match &withheld.own {
+            OwnWithheld::Signature(own) => m.signature == *own,
+            // Only the payee could complete it: any valid signature of ours on the state with
+            // the committed nonce R + Z is the completed pre-signature.
+            OwnWithheld::Encrypted { presignature, .. } => {
+                let sighash = self.txs("complete")?.update_sighash(&pending.body)?;
+                m.signature.nonce() == presignature.nonce()
+                    && self.snap.own_key.verify(&sighash, &m.signature).is_ok()
+            }
+        };
+        if !shown {
             return Err(ChannelError::InvalidSignature {
                 what: "complete",
                 state,
             });
         }
         let before = self.snap.clone();
-        let mut others =
-            self.make_complete(pending, withheld.own_signature, withheld.countersignature)?;
+        let mut others = self.make_complete(pending, m.signature, withheld.countersignature)?;
         // Bought while an older state is on chain: the completed one goes over it.
         match self.override_on_chain() {
             Ok(answer) => others.extend(answer.map(Action::Broadcast)),

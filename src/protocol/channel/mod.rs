@@ -88,7 +88,7 @@ use super::transactions as txs;
 use super::wire::{Decoded, PeerMessage, WireError};
 
 /// Snapshot format version; [`Channel::restore`] refuses others.
-pub const SNAPSHOT_VERSION: u8 = 3;
+pub const SNAPSHOT_VERSION: u8 = 4;
 
 /// At most this many PTLCs may be pending in one state (bounds transaction and message size).
 pub const MAX_PTLCS: usize = 32;
@@ -109,8 +109,8 @@ pub use io::{Action, ChainEvent, Command, Event, Input};
 pub(crate) use state::leaf_hash_log;
 pub use state::{
     AcceptorShare, ChannelParams, ChannelSecrets, CloseProgress, CloseRecord, DroppedProposal,
-    OnChain, OpenTerms, PendingUpdate, Phase, Progress, PtlcRecord, Snapshot, SnapshotError, Stage,
-    StateBody, StateRecord, Withheld, SALE_WINDOW_MARGIN,
+    OnChain, OpenTerms, OwnWithheld, PendingUpdate, Phase, Progress, PtlcRecord, Snapshot,
+    SnapshotError, Stage, StateBody, StateRecord, Withheld, Withhold, SALE_WINDOW_MARGIN,
 };
 
 /// The nonce counter lives in the snapshot: advancing it here and persisting the snapshot

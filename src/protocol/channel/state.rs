@@ -202,8 +202,8 @@ pub struct PendingUpdate {
 pub enum Progress {
     /// Our proposal, sent with its committed nonce; the peer has not countersigned it.
     Proposed {
-        /// Whether we will keep our signature back (pay-for-signature).
-        withhold: bool,
+        /// Whether and how we will keep our signature back (pay-for-signature).
+        withhold: Withhold,
     },
     /// The peer's proposal, countersigned by us; its own signature has not come (it may be
     /// withholding it: we cannot tell).
@@ -216,21 +216,67 @@ pub enum Progress {
     Withheld(Withheld),
 }
 
+/// Whether and how a proposer keeps its signature back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withhold {
+    /// Send the completing signature as soon as the peer countersigns.
+    No,
+    /// Sign, and keep the signature back until it is bought or released.
+    Signature,
+    /// Make only a pre-signature encrypted to this point (a payee's receipt point, see
+    /// [`crate::crypto::receipt`]): the committed nonce is R + Z, and the signature can be
+    /// completed only with the receipt signature, by the payee. Not even we can release it.
+    EncryptedTo(AdaptorPoint),
+}
+
+impl Withhold {
+    /// Whether the signature is kept back at all.
+    pub fn withholds(&self) -> bool {
+        !matches!(self, Withhold::No)
+    }
+}
+
+/// Our own signature on a withheld proposal.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnWithheld {
+    /// The signature itself, kept back.
+    Signature(Signature),
+    /// A pre-signature encrypted to a receipt point: the payee completes it.
+    Encrypted {
+        /// The pre-signature.
+        presignature: EncryptedSignature,
+        /// Z, the point it is encrypted to.
+        receipt_point: AdaptorPoint,
+    },
+}
+
 /// The signatures of our withheld proposal. `Debug` leaves out our own (see [`Event`]): it
 /// is what is for sale, and whoever learns it completes the state without paying.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Withheld {
     /// The peer's signature on it.
     pub countersignature: Signature,
-    /// Our signature on it, kept back.
-    pub own_signature: Signature,
+    /// Ours, kept back.
+    pub own: OwnWithheld,
+}
+
+impl Withheld {
+    /// Our signature, if we hold it complete (not when only a pre-signature exists).
+    pub fn own_signature(&self) -> Option<Signature> {
+        match &self.own {
+            OwnWithheld::Signature(signature) => Some(*signature),
+            OwnWithheld::Encrypted { .. } => None,
+        }
+    }
 }
 
 impl core::fmt::Debug for Withheld {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Withheld")
             .field("countersignature", &self.countersignature)
-            .field("own_signature", &"<redacted>")
+            .field("own", &"<redacted>")
             .finish()
     }
 }
@@ -465,8 +511,8 @@ pub enum SnapshotError {
 pub struct DroppedProposal {
     /// Its change.
     pub change: Change,
-    /// Whether we would keep our signature back.
-    pub withhold: bool,
+    /// Whether and how we would keep our signature back.
+    pub withhold: Withhold,
 }
 
 /// A cooperative close: what was proposed and how far its signing got.
@@ -669,7 +715,7 @@ impl Snapshot {
                 self.complete.as_ref().is_some_and(|c| {
                     c.body.number == m.state && c.proposer_signature() == m.signature
                 }) || self.withheld().is_some_and(|(p, w)| {
-                    p.body.number == m.state && w.own_signature == m.signature
+                    p.body.number == m.state && w.own_signature() == Some(m.signature)
                 })
             }
             Message::CloseProposal(m) => self.closing().is_some_and(|c| {
@@ -850,13 +896,13 @@ mod tests {
         let key = SecretKey::from_bytes([3; 32])?;
         let withheld = Withheld {
             countersignature: key.sign(&[1; 32], &[0; 32]),
-            own_signature: key.sign(&[2; 32], &[0; 32]),
+            own: OwnWithheld::Signature(key.sign(&[2; 32], &[0; 32])),
         };
         let printed = format!("{withheld:?}");
         assert!(printed.contains("<redacted>"), "{printed}");
         let hex_of = |sig: &Signature| hex::encode(sig.to_bytes());
         assert!(
-            !printed.contains(&hex_of(&withheld.own_signature)),
+            !printed.contains(&hex_of(&withheld.own_signature().unwrap())),
             "{printed}"
         );
         assert!(

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::adaptor::{sells, AdaptorPoint, AdaptorSecret};
 use crate::crypto::keys::{PublicKey, SecretKey};
 use crate::protocol::channel::{Command, SALE_WINDOW_MARGIN};
-use crate::protocol::messages::ChannelId;
+use crate::protocol::messages::{ChannelId, RevealedSecret};
 
 use super::{
     Action, CancelOutcome, Entropy, Forward, Invoice, OfferTerms, PayRequest, PaymentError,
@@ -95,6 +95,8 @@ pub enum LspStatus {
     Sold {
         /// The invoice, the payer's receipt.
         invoice: Invoice,
+        /// The scalar bought, for the receipt (the payer takes its proof of payment from it).
+        scalar: RevealedSecret,
         /// The payer acknowledged the receipt.
         receipt_acked: bool,
     },
@@ -601,8 +603,10 @@ impl Lsp {
         let invoice = invoice.clone();
         record.status = LspStatus::Sold {
             invoice: invoice.clone(),
+            scalar: RevealedSecret(secret.to_secret_bytes()),
             receipt_acked: false,
         };
+        let scalar = RevealedSecret(secret.to_secret_bytes());
         let record = record.clone();
         // The payer's state is completed (and stored) before the sale is recorded: a restart
         // in between finds the sale still `selling` and the fulfilment on the payee channel,
@@ -618,6 +622,7 @@ impl Lsp {
                 message: PaymentMessage::Receipt(Receipt {
                     payment_id: id,
                     invoice,
+                    scalar,
                 }),
             },
             Action::Event(PaymentEvent::Completed { payment_id: id }),
@@ -692,13 +697,16 @@ impl Lsp {
                 actions
             }
             LspStatus::Selling { .. } => vec![reply(CancelOutcome::SaleInProgress)],
-            LspStatus::Sold { invoice, .. } => vec![
+            LspStatus::Sold {
+                invoice, scalar, ..
+            } => vec![
                 reply(CancelOutcome::Sold),
                 Action::Send {
                     to: from,
                     message: PaymentMessage::Receipt(Receipt {
                         payment_id: id,
                         invoice: invoice.clone(),
+                        scalar: scalar.clone(),
                     }),
                 },
             ],
@@ -752,12 +760,14 @@ impl Lsp {
             match &record.status {
                 LspStatus::Sold {
                     invoice,
+                    scalar,
                     receipt_acked: false,
                 } => actions.push(Action::Send {
                     to: peer,
                     message: PaymentMessage::Receipt(Receipt {
                         payment_id: *id,
                         invoice: invoice.clone(),
+                        scalar: scalar.clone(),
                     }),
                 }),
                 LspStatus::Offered => actions.push(Action::Send {

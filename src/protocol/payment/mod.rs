@@ -47,21 +47,24 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::adaptor::{sells, AdaptorPoint, AdaptorSecret};
+use crate::crypto::adaptor::{sells, AdaptorPoint, AdaptorSecret, EncryptedSignature};
 use crate::crypto::keys::{PublicKey, SecretKey, Signature};
+use crate::crypto::receipt::ReceiptKeys;
 use crate::crypto::tagged_hash;
 use crate::protocol::channel::Command;
-use crate::protocol::messages::ChannelId;
+use crate::protocol::messages::{ChannelId, RevealedSecret};
 
 mod lsp;
 mod payee;
 mod payer;
+mod proof;
 mod reverse;
 mod router;
 
 pub use lsp::{Lsp, LspAction, LspInput, LspPayment, LspPolicy, LspStatus, PendingTransfer};
 pub use payee::{Payee, PayeeAction, PayeeInput, PayeePayment, PayeeStatus};
 pub use payer::{Payer, PayerAction, PayerInput, PayerPayment, PayerStatus};
+pub use proof::{receipt_message, ProofError, ProofOfPayment};
 pub use reverse::{
     reverse_ptlc_expiry, Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment,
     ReverseStatus, UpdateProof,
@@ -71,7 +74,7 @@ pub use router::{
 };
 
 /// The version of the sale letter's encoding (the mailbox letter A leaves for B).
-pub const PAYMENT_VERSION: u8 = 1;
+pub const PAYMENT_VERSION: u8 = 2;
 
 /// No mailbox letter (a sale letter or a letter of the reverse variant) is longer than this.
 pub const MAX_LETTER_LEN: usize = 4096;
@@ -161,6 +164,31 @@ pub enum PaymentError {
     /// The scalar in a letter is not the discrete log of the offer's point.
     #[error("the letter's signature does not sell the offered point")]
     WrongScalar,
+    /// A receipt slot the payee has already signed with for another payment: a second
+    /// signature with its nonce would reveal the slot's key.
+    #[error("receipt slot {slot} of epoch {epoch} was used for payment {used_by} already")]
+    ReceiptSlotUsed {
+        /// The card epoch.
+        epoch: u32,
+        /// The slot.
+        slot: u32,
+        /// The payment it signed for.
+        used_by: PaymentId,
+    },
+    /// A receipt slot of a card epoch the payee no longer (or never) issued.
+    #[error("receipt slot of epoch {epoch}, but the payee's card is of epoch {current}")]
+    ReceiptEpoch {
+        /// The letter's epoch.
+        epoch: u32,
+        /// The payee's current epoch.
+        current: u32,
+    },
+    /// The payee's contact card has no receipt slot left unused by this payer.
+    #[error("no unused receipt slot on the payee's card (of {slots}): ask it for a new card")]
+    NoReceiptSlot {
+        /// The card's number of slots.
+        slots: usize,
+    },
     /// No payment with this id.
     #[error("unknown payment {0}")]
     UnknownPayment(PaymentId),
@@ -247,6 +275,9 @@ impl PaymentError {
             PaymentError::Version(_) => "version",
             PaymentError::BadSignature { .. } => "bad_signature",
             PaymentError::WrongScalar => "wrong_scalar",
+            PaymentError::ReceiptSlotUsed { .. } => "receipt_slot_used",
+            PaymentError::ReceiptEpoch { .. } => "receipt_epoch",
+            PaymentError::NoReceiptSlot { .. } => "no_receipt_slot",
             PaymentError::UnknownPayment(_) => "unknown_payment",
             PaymentError::DuplicatePayment(_) => "duplicate_payment",
             PaymentError::WrongPeer { .. } => "wrong_peer",
@@ -362,7 +393,8 @@ impl PurchaseOffer {
     }
 }
 
-/// What A leaves in B's mailbox (sealed with age to B): the offer and the withheld signature.
+/// What A leaves in B's mailbox (sealed with age to B): the offer and the withheld signature,
+/// pre-signed and encrypted to B's receipt signature.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaleLetter {
@@ -370,8 +402,14 @@ pub struct SaleLetter {
     pub version: u8,
     /// S's offer.
     pub offer: PurchaseOffer,
-    /// A's BIP340 signature on U_{n+1}; its scalar is what B sells.
-    pub signature: Signature,
+    /// A's pre-signature on U_{n+1}, encrypted to the point of B's receipt signature on
+    /// [`SaleLetter::receipt_message`] with slot `receipt_slot`: B completes it by signing,
+    /// and the completed scalar is what B sells.
+    pub presignature: EncryptedSignature,
+    /// The card epoch of the receipt slot.
+    pub receipt_epoch: u32,
+    /// The receipt slot (its index on B's card).
+    pub receipt_slot: u32,
     /// A's node key.
     pub payer: PublicKey,
     /// A note for B (bounded).
@@ -382,7 +420,9 @@ impl fmt::Debug for SaleLetter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SaleLetter")
             .field("offer", &self.offer)
-            .field("signature", &"<redacted>")
+            .field("presignature", &"<redacted>")
+            .field("receipt_epoch", &self.receipt_epoch)
+            .field("receipt_slot", &self.receipt_slot)
             .field("payer", &self.payer)
             .finish_non_exhaustive()
     }
@@ -461,14 +501,42 @@ impl SaleLetter {
         Ok(letter)
     }
 
-    /// What B checks before it invoices: S signed the offer, the offer names `payee`, and the
-    /// signature's scalar is the discrete log of the offer's point. Returns the scalar.
-    pub fn check(&self, payee: &PublicKey) -> Result<AdaptorSecret, PaymentError> {
+    /// The receipt message B's slot signs for this letter.
+    pub fn receipt_message(&self) -> [u8; 32] {
+        receipt_message(
+            &self.offer.payment_id,
+            self.offer.amount_sat,
+            &self.offer.payee,
+            self.receipt_epoch,
+            self.receipt_slot,
+            &self.note,
+        )
+    }
+
+    /// What B checks before it invoices: S signed the offer, the offer names `payee`, and
+    /// the pre-signature completed with B's receipt signature (slot `receipt_slot` of
+    /// `receipts`) is the discrete log of the offer's point. Returns that scalar.
+    ///
+    /// This signs the receipt message with the slot: the caller must hold the slot as spent
+    /// for this payment (durably) before the scalar leaves it.
+    pub fn check(
+        &self,
+        payee: &SecretKey,
+        receipts: &ReceiptKeys,
+    ) -> Result<AdaptorSecret, PaymentError> {
         self.offer.verify()?;
-        if &self.offer.payee != payee {
+        if self.offer.payee != payee.public_key() {
             return Err(PaymentError::Mismatch { field: "payee" });
         }
-        let secret = AdaptorSecret::from_signature(&self.signature)
+        let receipt = receipts.sign(
+            self.receipt_epoch,
+            self.receipt_slot,
+            &self.receipt_message(),
+        );
+        let z = AdaptorSecret::from_signature(&receipt).map_err(|_| PaymentError::WrongScalar)?;
+        let secret = self
+            .presignature
+            .decrypt_scalar(&z)
             .map_err(|_| PaymentError::WrongScalar)?;
         if !sells(&secret, &self.offer.point) {
             return Err(PaymentError::WrongScalar);
@@ -597,10 +665,10 @@ impl Invoice {
     }
 }
 
-/// What S hands A once it bought A's signature: B's signed invoice for the payment. It shows
-/// what B asked to be paid and for which price point, not that B was paid: B signs the
-/// invoice before S pays it. That S paid is shown by the state itself: S can only complete
-/// A's withheld state with the scalar, and only B's claim of the PTLC reveals it.
+/// What S hands A once it bought A's signature: B's signed invoice for the payment and the
+/// scalar S bought. The invoice shows what B asked (B signs it before S pays); the scalar,
+/// with A's pre-signature, yields B's receipt signature, which B could only have produced
+/// by completing A's signature, that is by selling it: the [`ProofOfPayment`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
@@ -608,6 +676,9 @@ pub struct Receipt {
     pub payment_id: PaymentId,
     /// B's signed invoice.
     pub invoice: Invoice,
+    /// The scalar S bought (B revealed it to claim S's PTLC): with its pre-signature, the
+    /// payer learns B's receipt signature from it, the proof of payment.
+    pub scalar: RevealedSecret,
 }
 
 /// How S answered a cancellation.

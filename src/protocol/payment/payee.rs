@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::adaptor::AdaptorPoint;
 use crate::crypto::keys::{PublicKey, SecretKey};
+use crate::crypto::receipt::ReceiptKeys;
 use crate::protocol::channel::Command;
 use crate::protocol::messages::ChannelId;
 
@@ -133,6 +134,8 @@ pub type PayeeAction = Action<(PaymentId, PayeePayment)>;
 /// B's payment role.
 pub struct Payee {
     key: SecretKey,
+    receipts: ReceiptKeys,
+    receipt_epoch: u32,
     entropy: [u8; 32],
     payments: BTreeMap<PaymentId, PayeePayment>,
 }
@@ -147,13 +150,20 @@ impl core::fmt::Debug for Payee {
 }
 
 impl Payee {
-    /// A payee with its node key and persisted records.
+    /// A payee with its node key, its receipt keys and card epoch, and persisted records.
+    ///
+    /// The records are also the durable list of spent receipt slots: a letter is recorded
+    /// before anything derived from its slot's signature leaves the payee.
     pub fn restore(
         key: SecretKey,
+        receipts: ReceiptKeys,
+        receipt_epoch: u32,
         records: impl IntoIterator<Item = (PaymentId, PayeePayment)>,
     ) -> Self {
         Payee {
             key,
+            receipts,
+            receipt_epoch,
             entropy: [0; 32],
             payments: records.into_iter().collect(),
         }
@@ -226,7 +236,6 @@ impl Payee {
         route_hint: Option<RouteHint>,
     ) -> Result<Vec<PayeeAction>, PaymentError> {
         let letter = SaleLetter::decode(bytes)?;
-        letter.check(&self.key.public_key())?;
         let id = letter.offer.payment_id;
         if let Some(have) = self.payments.get(&id) {
             // The same letter fetched twice is a no-op; another letter with the same id is not.
@@ -236,6 +245,25 @@ impl Payee {
                 Err(PaymentError::DuplicatePayment(id))
             };
         }
+        if letter.receipt_epoch != self.receipt_epoch {
+            return Err(PaymentError::ReceiptEpoch {
+                epoch: letter.receipt_epoch,
+                current: self.receipt_epoch,
+            });
+        }
+        // A slot signs one receipt message only: a second payment naming it (another payer
+        // that picked the same slot, or a replay under a new id) is refused.
+        if let Some((used_by, _)) = self.payments.iter().find(|(_, p)| {
+            p.letter.receipt_epoch == letter.receipt_epoch
+                && p.letter.receipt_slot == letter.receipt_slot
+        }) {
+            return Err(PaymentError::ReceiptSlotUsed {
+                epoch: letter.receipt_epoch,
+                slot: letter.receipt_slot,
+                used_by: *used_by,
+            });
+        }
+        letter.check(&self.key, &self.receipts)?;
         if height > letter.offer.expiry {
             return Err(PaymentError::Expired {
                 expiry: letter.offer.expiry,
@@ -335,7 +363,7 @@ impl Payee {
                 })
             }
         }
-        let secret = record.letter.check(&self.key.public_key())?;
+        let secret = record.letter.check(&self.key, &self.receipts)?;
         record.status = PayeeStatus::Fulfilled {
             channel_id,
             ptlc_id,

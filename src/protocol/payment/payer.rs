@@ -27,14 +27,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::adaptor::AdaptorPoint;
-use crate::crypto::keys::{PublicKey, Signature};
+use crate::crypto::adaptor::{
+    sells, AdaptorError, AdaptorPoint, AdaptorSecret, EncryptedSignature,
+};
+use crate::crypto::keys::PublicKey;
+use crate::crypto::receipt::{receipt_point, ReceiptCard, ReceiptSlot};
 use crate::protocol::channel::Command;
 use crate::protocol::messages::ChannelId;
 
 use super::{
-    same, Action, CancelOutcome, PayRequest, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
-    PurchaseOffer, Receipt, SaleLetter, MAX_NOTE_LEN, PAYMENT_VERSION,
+    receipt_message, same, Action, CancelOutcome, PayRequest, PaymentError, PaymentEvent,
+    PaymentId, PaymentMessage, ProofOfPayment, PurchaseOffer, Receipt, SaleLetter, MAX_NOTE_LEN,
+    PAYMENT_VERSION,
 };
 
 /// Where a payment stands at A.
@@ -47,9 +51,10 @@ pub enum PayerStatus {
     Requested {
         /// The withheld state.
         state: u64,
-        /// A's signature on it: the thing for sale.
-        signature: Signature,
-        /// Its price point.
+        /// A's pre-signature on it, encrypted to B's receipt signature: completed, the thing
+        /// for sale.
+        presignature: EncryptedSignature,
+        /// The price point of the completed signature.
         point: AdaptorPoint,
     },
     /// S's offer arrived; the letter is being posted.
@@ -67,10 +72,13 @@ pub enum PayerStatus {
         /// The letter.
         letter: SaleLetter,
     },
-    /// B was paid: S's receipt holds B's signed invoice.
+    /// B was paid: S's receipt holds B's signed invoice and the scalar, from which A took
+    /// B's receipt signature.
     Completed {
         /// The receipt.
         receipt: Receipt,
+        /// B's signature on the receipt message: anyone can check it with B's card.
+        proof: ProofOfPayment,
     },
     /// Cancelled or expired before a sale, or refused by S.
     Void {
@@ -129,11 +137,33 @@ pub struct PayerPayment {
     pub fee_sat: u64,
     /// A note for B.
     pub note: String,
+    /// The card epoch of B's receipt slot.
+    pub receipt_epoch: u32,
+    /// B's receipt slot this payment's signature is encrypted to.
+    pub receipt_slot: ReceiptSlot,
     /// Where it stands.
     pub status: PayerStatus,
 }
 
 impl PayerPayment {
+    /// The receipt message B's slot signs for payment `id`.
+    pub fn receipt_message(&self, id: &PaymentId) -> [u8; 32] {
+        receipt_message(
+            id,
+            self.amount_sat,
+            &self.payee,
+            self.receipt_epoch,
+            self.receipt_slot.index,
+            &self.note,
+        )
+    }
+
+    /// Z, the point of B's receipt signature for payment `id`: what A's signature on the
+    /// withheld state is encrypted to.
+    pub fn receipt_point(&self, id: &PaymentId) -> Result<AdaptorPoint, AdaptorError> {
+        receipt_point(&self.receipt_slot, &self.receipt_message(id))
+    }
+
     /// The request for S's offer, while the payment is `requested`.
     fn request(&self, payment_id: PaymentId) -> Option<PayerAction> {
         let PayerStatus::Requested { state, .. } = &self.status else {
@@ -173,16 +203,21 @@ pub enum PayerInput {
         fee_sat: u64,
         /// A note for the payee.
         note: String,
+        /// The payee's receipt slots (from its checked contact card).
+        receipts: ReceiptCard,
     },
-    /// The channel signed A's proposal and kept the signature back.
-    SignatureWithheld {
+    /// The channel pre-signed A's proposal, encrypted to the payee's receipt point, and kept
+    /// it back.
+    SignatureEncrypted {
         /// The channel.
         channel_id: ChannelId,
         /// The state.
         state: u64,
-        /// The signature.
-        signature: Signature,
-        /// Its price point.
+        /// The pre-signature.
+        presignature: EncryptedSignature,
+        /// The point it is encrypted to.
+        receipt_point: AdaptorPoint,
+        /// The price point of the completed signature.
         point: AdaptorPoint,
     },
     /// A payment message from a peer.
@@ -276,6 +311,7 @@ impl Payer {
                 amount_sat,
                 fee_sat,
                 note,
+                receipts,
             } => {
                 if self.payments.contains_key(&payment_id) {
                     return Err(PaymentError::DuplicatePayment(payment_id));
@@ -298,6 +334,7 @@ impl Payer {
                         status: "another payment is being set up on this channel",
                     });
                 }
+                let receipt_slot = self.unused_slot(&payee, &receipts)?;
                 let record = PayerPayment {
                     channel_id,
                     lsp,
@@ -305,16 +342,24 @@ impl Payer {
                     amount_sat,
                     fee_sat,
                     note,
+                    receipt_epoch: receipts.epoch,
+                    receipt_slot,
                     status: PayerStatus::Proposed,
                 };
+                let receipt_point =
+                    record
+                        .receipt_point(&payment_id)
+                        .map_err(|_| PaymentError::Mismatch {
+                            field: "receipt slot (its point is at infinity)",
+                        })?;
                 self.payments.insert(payment_id, record.clone());
                 Ok(vec![
                     Action::Persist((payment_id, record)),
                     Action::Channel {
                         channel_id,
-                        command: Command::Transfer {
+                        command: Command::TransferEncrypted {
                             amount_sat: transfer,
-                            withhold: true,
+                            receipt_point,
                         },
                     },
                 ])
@@ -328,10 +373,11 @@ impl Payer {
                     })?;
                 Ok(self.void(id, reason))
             }
-            PayerInput::SignatureWithheld {
+            PayerInput::SignatureEncrypted {
                 channel_id,
                 state,
-                signature,
+                presignature,
+                receipt_point,
                 point,
             } => {
                 let id = self
@@ -341,9 +387,14 @@ impl Payer {
                         status: "no payment proposed on this channel",
                     })?;
                 let record = self.payments.get_mut(&id).expect("found");
+                if record.receipt_point(&id).ok() != Some(receipt_point) {
+                    return Err(PaymentError::Mismatch {
+                        field: "receipt point",
+                    });
+                }
                 record.status = PayerStatus::Requested {
                     state,
-                    signature,
+                    presignature,
                     point,
                 };
                 let record = record.clone();
@@ -455,6 +506,30 @@ impl Payer {
         ]
     }
 
+    /// The first slot of `card` that no payment of ours to `payee` used (`card` may list a
+    /// few slots handed to this payer only). A slot signs one message only; a slot another
+    /// payer used first is refused by the payee, and the payment then fails without loss
+    /// (see docs/proof-of-payment.md).
+    fn unused_slot(
+        &self,
+        payee: &PublicKey,
+        card: &ReceiptCard,
+    ) -> Result<ReceiptSlot, PaymentError> {
+        let used: std::collections::BTreeSet<u32> = self
+            .payments
+            .values()
+            .filter(|p| &p.payee == payee && p.receipt_epoch == card.epoch)
+            .map(|p| p.receipt_slot.index)
+            .collect();
+        card.slots
+            .iter()
+            .find(|slot| !used.contains(&slot.index))
+            .copied()
+            .ok_or(PaymentError::NoReceiptSlot {
+                slots: card.slots.len(),
+            })
+    }
+
     /// The payment being set up on `channel` (proposed, not yet signed).
     fn in_flight(&self, channel: &ChannelId) -> Option<PaymentId> {
         self.payments
@@ -518,7 +593,7 @@ impl Payer {
         let record = self.payments.get_mut(&id).expect("found");
         let PayerStatus::Requested {
             state,
-            signature,
+            presignature,
             point,
         } = &record.status
         else {
@@ -547,7 +622,9 @@ impl Payer {
         let letter = SaleLetter {
             version: PAYMENT_VERSION,
             offer,
-            signature: *signature,
+            presignature: presignature.clone(),
+            receipt_epoch: record.receipt_epoch,
+            receipt_slot: record.receipt_slot.index,
             payer: self.key,
             note: record.note.clone(),
         };
@@ -575,7 +652,7 @@ impl Payer {
             PayerStatus::Offered { letter }
             | PayerStatus::Posted { letter }
             | PayerStatus::Cancelling { letter } => letter,
-            PayerStatus::Completed { receipt: have } if have == &receipt => {
+            PayerStatus::Completed { receipt: have, .. } if have == &receipt => {
                 // A resend: acknowledge again.
                 return Ok(vec![Action::Send {
                     to: record.lsp,
@@ -595,7 +672,8 @@ impl Payer {
             });
         }
         receipt.invoice.check_against(&letter.offer)?;
-        record.status = PayerStatus::Completed { receipt };
+        let proof = proof_of(id, record, letter, &receipt)?;
+        record.status = PayerStatus::Completed { receipt, proof };
         let lsp = record.lsp;
         Ok(vec![
             Action::Persist((id, record.clone())),
@@ -650,4 +728,42 @@ impl Payer {
             }),
         }
     }
+}
+
+/// B's receipt signature, from the scalar S bought and A's pre-signature: the proof of
+/// payment. A scalar that does not sell the offer's point, or does not complete the
+/// pre-signature to B's receipt point, is refused (S must send the one it bought).
+fn proof_of(
+    id: PaymentId,
+    record: &PayerPayment,
+    letter: &SaleLetter,
+    receipt: &Receipt,
+) -> Result<ProofOfPayment, PaymentError> {
+    let scalar =
+        AdaptorSecret::from_bytes(receipt.scalar.0).map_err(|_| PaymentError::WrongScalar)?;
+    if !sells(&scalar, &letter.offer.point) {
+        return Err(PaymentError::WrongScalar);
+    }
+    let receipt_point = record
+        .receipt_point(&id)
+        .map_err(|_| PaymentError::WrongScalar)?;
+    let z = letter
+        .presignature
+        .recover_from_scalar(&receipt_point, &scalar)
+        .map_err(|_| PaymentError::WrongScalar)?;
+    let proof = ProofOfPayment {
+        payment_id: id,
+        amount_sat: record.amount_sat,
+        note: record.note.clone(),
+        payee: record.payee,
+        epoch: record.receipt_epoch,
+        slot: record.receipt_slot,
+        signature: z.to_signature(&record.receipt_slot.nonce),
+    };
+    proof
+        .slot
+        .key
+        .verify(&proof.message(), &proof.signature)
+        .map_err(|_| PaymentError::WrongScalar)?;
+    Ok(proof)
 }

@@ -108,7 +108,8 @@ pub(super) fn encode(msg: &PaymentMessage) -> Vec<u8> {
         }
         PaymentMessage::Receipt(m) => {
             w.field(0, &m.payment_id)
-                .nested(2, |w| encode_invoice(w, &m.invoice));
+                .nested(2, |w| encode_invoice(w, &m.invoice))
+                .field(4, &m.scalar);
         }
         PaymentMessage::Forward(m) => {
             w.field(0, &m.payment_id)
@@ -205,6 +206,7 @@ pub(super) fn decode(message_type: u16, body: &[u8]) -> Result<Option<PaymentMes
                 inner.finish()?;
                 invoice
             },
+            scalar: r.required(4, "scalar")?,
         }),
         FORWARD => PaymentMessage::Forward(Forward {
             payment_id: r.required(0, "payment_id")?,
