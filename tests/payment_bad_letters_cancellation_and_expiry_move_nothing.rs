@@ -131,28 +131,44 @@ fn a_wrong_scalar_a_tampered_offer_and_a_replay_are_refused() {
     let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
     assert_eq!(sb.to_s, AMOUNT, "B was paid once");
 
-    // A second payment's letter that names the slot B already signed with (as a letter from
-    // another payer that picked the same slot would): refused before B signs anything with
-    // it, since a second signature with the slot's nonce would reveal the slot's key.
+    // A payer that forgot it used slot 0 (A restored from a backup older than its first
+    // payment; or another payer that picked the same slot) pays again with slot 0. B's
+    // signature with that slot on another message would reveal the slot's key: B refuses
+    // the letter, and nothing is recorded or sent.
+    sim.stop(A);
+    sim.nodes[A].payments.remove(&id);
+    sim.start(A).unwrap();
+    sim.pump().unwrap();
     let (second, bytes) = pay_offline(&mut sim);
-    let mut reused = SaleLetter::decode(&bytes).unwrap();
-    assert_eq!(reused.receipt_slot, 1, "A took the next slot of B's card");
-    reused.receipt_slot = letter.receipt_slot;
+    let reused = SaleLetter::decode(&bytes).unwrap();
+    assert_eq!(
+        reused.receipt_slot, letter.receipt_slot,
+        "A took slot 0 again"
+    );
     sim.start(B).unwrap();
-    let err = sim
-        .input(
-            B,
-            NodeInput::Letter {
-                bytes: reused.encode(),
-            },
-        )
-        .unwrap_err();
+    let err = sim.input(B, NodeInput::Letter { bytes }).unwrap_err();
     assert!(err.to_string().contains("was used for payment"), "{err}");
     assert_eq!(sim.nodes[B].status(&second), None, "nothing recorded");
-    // The genuine second letter (slot 1) sells.
+    // A cancels it; its next payment takes slot 1 and is paid.
+    sim.input(
+        A,
+        NodeInput::Command(NodeCommand::Cancel { payment_id: second }),
+    )
+    .unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[A].status(&second), Some("void"));
+    let (third, bytes) = pay_offline(&mut sim);
+    assert_eq!(SaleLetter::decode(&bytes).unwrap().receipt_slot, 1);
+    sim.start(B).unwrap();
     sim.input(B, NodeInput::Letter { bytes }).unwrap();
     sim.pump().unwrap();
-    assert_eq!(sim.nodes[B].status(&second), Some("paid"));
+    assert_eq!(sim.nodes[B].status(&third), Some("paid"));
+    let sb = sim.nodes[S].state_with(sim.key(B)).unwrap();
+    assert_eq!(
+        sb.to_s,
+        2 * AMOUNT,
+        "B was paid for the first and third payments"
+    );
 }
 
 #[test]

@@ -317,10 +317,17 @@ impl Demo {
         let mut bogus = letter.clone();
         match kind {
             Adversary::WrongScalar => {
-                // A valid BIP340 signature, but not on U_1 and not by A's channel key.
+                // A valid pre-signature, but not on U_1, not by A's channel key and not
+                // encrypted to B's receipt point: completed, it does not sell the point.
                 let key = crate::crypto::keys::SecretKey::from_bytes(rand::random())
                     .map_err(DemoError::AdversaryKey)?;
-                bogus["signature"] = serde_json::to_value(key.sign(&[7; 32], &[0; 32]))?;
+                let to = crate::crypto::adaptor::AdaptorSecret::from_bytes(rand::random())
+                    .map_err(|e| DemoError::Answer(e.to_string()))?
+                    .adaptor_point();
+                let pre = crate::crypto::adaptor::EncryptedSignature::encrypt(
+                    &key, &to, &[7; 32], &[0; 32],
+                );
+                bogus["presignature"] = serde_json::to_value(pre)?;
             }
             Adversary::TamperedOffer => {
                 let amount = bogus["offer"]["terms"]["amount_sat"]

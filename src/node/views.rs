@@ -472,8 +472,9 @@ pub fn reverse(core: &NodeCore) -> serde_json::Value {
 }
 
 /// The secrets a stored payment record (as JSON) holds, which no view may show: the
-/// payer's withheld signature (in its `requested` status and in every letter), the payee's
-/// signature on a reverse update and the LSP signature a payer bought. For checks such as
+/// payer's withheld pre-signature (in its `requested` status and in every letter), the
+/// payee's signature on a reverse update, the LSP signature a payer bought and the scalar
+/// S bought (in its sale record and the payer's receipt). For checks such as
 /// "this answer shows none of what the store holds".
 pub fn stored_secrets(record: &serde_json::Value) -> Vec<String> {
     fn walk(value: &serde_json::Value, parent: &str, out: &mut Vec<String>) {
@@ -481,11 +482,13 @@ pub fn stored_secrets(record: &serde_json::Value) -> Vec<String> {
             serde_json::Value::Object(map) => {
                 for (key, inner) in map {
                     let secret = match key.as_str() {
-                        "signature" => parent == "letter" || parent == "status",
-                        "payee_signature" | "lsp_signature" => true,
+                        "signature" | "presignature" => parent == "letter" || parent == "status",
+                        "payee_signature" | "lsp_signature" | "scalar" => true,
                         _ => false,
                     };
-                    if let (true, Some(text)) = (secret, inner.as_str()) {
+                    // A pre-signature is an object whose scalar part is the secret.
+                    let text = inner.as_str().or_else(|| inner["s_hat"].as_str());
+                    if let (true, Some(text)) = (secret, text) {
                         out.push(text.to_owned());
                     }
                     walk(inner, key, out);

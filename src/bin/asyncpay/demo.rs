@@ -62,7 +62,7 @@ pub struct DemoArgs {
     #[arg(long, conflicts_with_all = ["routed", "crash", "lsp_restarts_after_cheat"])]
     reverse: bool,
     /// An adversary with B's contact card puts a bogus letter in B's mailbox before B comes
-    /// online: `wrong-scalar` (A's letter with another valid signature, whose scalar does not
+    /// online: `wrong-scalar` (A's letter with another valid pre-signature, whose completion does not
     /// sell the point), `tampered-offer` (the amount in S's signed offer raised by one
     /// satoshi) or `replayed-letter` (A's letter posted again). B must refuse it or ignore
     /// the repeat, and the genuine payment must still complete exactly once.

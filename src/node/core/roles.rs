@@ -54,7 +54,10 @@ impl NodeCore {
                         Command::AddPtlc { point, .. } => Some(*point),
                         _ => None,
                     };
-                    let transfer = matches!(command, Command::Transfer { .. });
+                    let transfer = matches!(
+                        command,
+                        Command::Transfer { .. } | Command::TransferEncrypted { .. }
+                    );
                     if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
                         out.push(NodeOutput::Refused {
                             peer: self.key.public_key(),

@@ -236,6 +236,16 @@ impl Payee {
         route_hint: Option<RouteHint>,
     ) -> Result<Vec<PayeeAction>, PaymentError> {
         let letter = SaleLetter::decode(bytes)?;
+        if letter.receipt_epoch != self.receipt_epoch {
+            return Err(PaymentError::ReceiptEpoch {
+                epoch: letter.receipt_epoch,
+                current: self.receipt_epoch,
+            });
+        }
+        // Completing the pre-signature computes the slot's signature on this letter's
+        // message, but nothing derived from it leaves unless the letter is recorded below,
+        // and a slot is recorded for one payment only.
+        letter.check(&self.key, &self.receipts)?;
         let id = letter.offer.payment_id;
         if let Some(have) = self.payments.get(&id) {
             // The same letter fetched twice is a no-op; another letter with the same id is not.
@@ -244,12 +254,6 @@ impl Payee {
             } else {
                 Err(PaymentError::DuplicatePayment(id))
             };
-        }
-        if letter.receipt_epoch != self.receipt_epoch {
-            return Err(PaymentError::ReceiptEpoch {
-                epoch: letter.receipt_epoch,
-                current: self.receipt_epoch,
-            });
         }
         // A slot signs one receipt message only: a second payment naming it (another payer
         // that picked the same slot, or a replay under a new id) is refused.
@@ -263,7 +267,6 @@ impl Payee {
                 used_by: *used_by,
             });
         }
-        letter.check(&self.key, &self.receipts)?;
         if height > letter.offer.expiry {
             return Err(PaymentError::Expired {
                 expiry: letter.offer.expiry,
