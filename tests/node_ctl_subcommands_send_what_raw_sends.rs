@@ -91,6 +91,10 @@ fn typed_ctl_subcommands_send_what_raw_sends() {
             vec!["cancel", "--payment-id", &payment_id],
             json!({"payment_id": payment_id}),
         ),
+        (
+            vec!["proof", "--payment-id", &payment_id],
+            json!({"payment_id": payment_id}),
+        ),
     ];
     for (typed_args, fields) in cases {
         let name = typed_args[0];

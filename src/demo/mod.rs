@@ -403,6 +403,9 @@ pub struct Transcript {
     crash: Option<CrashReport>,
     /// The bogus letter (`--adversary`), if any, and what B made of it.
     adversary: Option<AdversaryReport>,
+    /// A's proof of payment, once the payment completed, and what `asyncpay proof verify`
+    /// said of it and of a copy claiming another amount.
+    proof: Option<ProofReport>,
     checks: Vec<Check>,
     /// Every child process the demo started (all are gone when it exits).
     processes: Vec<Value>,
@@ -446,6 +449,8 @@ struct Demo {
     in_payment: bool,
     /// What `--adversary` did.
     adversary: Option<AdversaryReport>,
+    /// B's contact card, as A paid it.
+    b_contact: Option<Value>,
 }
 
 /// The chain the demo ran on, as its node reports it (`getblockchaininfo`).
@@ -475,6 +480,20 @@ pub enum Adversary {
     TamperedOffer,
     /// A's letter posted a second time.
     ReplayedLetter,
+}
+
+/// A's proof of payment and its checks by `asyncpay proof verify` (a separate process,
+/// with B's contact card as the only other input).
+#[derive(Debug, Clone, Serialize)]
+struct ProofReport {
+    /// The proof, as `ctl proof` printed it.
+    proof: Value,
+    /// `asyncpay proof verify` accepted it.
+    verified: bool,
+    /// It refused the same proof with the amount raised by one satoshi, and why.
+    other_amount_refused: bool,
+    /// Its reason for refusing that copy.
+    refusal: String,
 }
 
 /// What `--adversary` did and what B made of it.
@@ -600,6 +619,7 @@ pub fn run(args: DemoOptions) -> Result<Transcript, DemoError> {
         crash,
         in_payment: false,
         adversary: None,
+        b_contact: None,
     };
     let result = demo.play();
     // Stop the children before the chain and the directory go away.

@@ -128,6 +128,7 @@ impl Demo {
                 "B publishes its mailbox contact and goes offline",
             );
             let contact = self.call(Party::B, "/v1/contact", json!({}))?;
+            self.b_contact = Some(contact.clone());
             self.narrator.detail(format!(
                 "contact: node {}…, mailbox {}",
                 contact["node_key"]
@@ -375,6 +376,11 @@ impl Demo {
         if routed {
             status["router"] = json!(self.payment_status(Party::P, &payment_id)?);
         }
+        let proof = if status["payer"] == "completed" {
+            Some(self.check_proof(&payment_id)?)
+        } else {
+            None
+        };
 
         self.in_payment = false;
         if let Some(c) = &self.crash {
@@ -505,6 +511,18 @@ impl Demo {
                 json!(after[2 + 2 * i] + after[3 + 2 * i]),
             ));
         }
+        if let Some(p) = &proof {
+            checks.push(check(
+                "proof of payment verifies with B's card",
+                json!(true),
+                json!(p.verified),
+            ));
+            checks.push(check(
+                "a proof for another amount is refused",
+                json!(true),
+                json!(p.other_amount_refused),
+            ));
+        }
         checks.push(check(
             "B's watchtower holds B's latest state",
             json!(b_state),
@@ -575,6 +593,7 @@ impl Demo {
             enforcement,
             crash: self.crash.clone(),
             adversary: self.adversary.clone(),
+            proof,
             checks,
             processes: self
                 .children

@@ -82,6 +82,53 @@ impl Demo {
         Ok(())
     }
 
+    /// A's proof of payment, from its control API, checked by `asyncpay proof verify` in a
+    /// separate process against B's contact card; and the same proof claiming one satoshi
+    /// more, which must be refused.
+    pub(super) fn check_proof(&mut self, payment_id: &str) -> Result<ProofReport, DemoError> {
+        let proof = self.call(Party::A, "/v1/proof", json!({ "payment_id": payment_id }))?;
+        let contact = self
+            .b_contact
+            .clone()
+            .ok_or_else(|| DemoError::Answer("B's contact card was not taken".into()))?;
+        let dir = self.root.path().join("proof");
+        std::fs::create_dir_all(&dir)?;
+        let card = dir.join("b-contact.json");
+        std::fs::write(&card, serde_json::to_vec_pretty(&contact)?)?;
+        let verify = |name: &str, value: &Value| -> Result<std::process::Output, DemoError> {
+            let file = dir.join(name);
+            std::fs::write(&file, serde_json::to_vec_pretty(value)?)?;
+            Ok(std::process::Command::new(&self.exe)
+                .args(["proof", "verify"])
+                .arg(&file)
+                .arg("--contact")
+                .arg(&card)
+                .env_remove("ASYNCPAY_CONFIG")
+                .output()?)
+        };
+        let genuine = verify("proof.json", &proof)?;
+        let mut other = proof.clone();
+        let amount = other["amount_sat"]
+            .as_u64()
+            .ok_or_else(|| DemoError::Answer(format!("/v1/proof answered {proof}")))?;
+        other["amount_sat"] = json!(amount + 1);
+        let forged = verify("proof-other-amount.json", &other)?;
+        let refusal = String::from_utf8_lossy(&forged.stderr).trim().to_owned();
+        self.narrator.detail(format!(
+            "A's proof of payment: B's receipt signature on payment {}…, {amount} sat;              `asyncpay proof verify` {} it, and {} a copy claiming {} sat",
+            &payment_id[..16.min(payment_id.len())],
+            if genuine.status.success() { "accepts" } else { "REFUSES" },
+            if forged.status.success() { "ACCEPTS" } else { "refuses" },
+            amount + 1
+        ));
+        Ok(ProofReport {
+            proof,
+            verified: genuine.status.success(),
+            other_amount_refused: !forged.status.success(),
+            refusal,
+        })
+    }
+
     /// `ctl info` of `party` must show none of the secrets its store holds (the withheld
     /// and bought signatures of its payments): checked at every payment status the demo
     /// waits for, so in every state a payment passes through.

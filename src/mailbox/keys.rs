@@ -22,8 +22,10 @@ use bitcoin::secp256k1::{schnorr, All, Keypair, Message, Secp256k1, XOnlyPublicK
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::crypto::keys::PublicKey;
 use crate::crypto::receipt::ReceiptCard;
 use crate::crypto::tagged_hash;
+use crate::protocol::payment::{ProofError, ProofOfPayment};
 
 /// Tag of the hash that turns a node secret into an age X25519 secret.
 pub const AGE_DERIVATION_TAG: &str = "asyncpay/mailbox/v1/age-identity";
@@ -327,6 +329,14 @@ impl Contact {
 }
 
 impl VerifiedContact {
+    /// Checks a proof of payment against this (verified) card: the proof names this node,
+    /// its slot is on the card, and the slot's signature covers the proof's payment, amount
+    /// and note.
+    pub fn check_proof(&self, proof: &ProofOfPayment) -> Result<(), ProofError> {
+        let card = self.receipts.as_ref().ok_or(ProofError::NoReceiptSlots)?;
+        proof.verify(&PublicKey::from(self.node_key), card)
+    }
+
     /// The contact card in the JSON file `path` (as `asyncpay mailbox contact` prints it),
     /// verified.
     pub fn read_file(path: &std::path::Path) -> Result<Self, ContactError> {

@@ -9,6 +9,7 @@ mod demo;
 mod mailbox;
 mod network;
 mod node;
+mod proof;
 mod watchtower;
 
 /// asyncpay: asynchronous Lightning payments by pay-for-signature (research implementation).
@@ -86,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         command: network::NetworkCmd,
     },
+    /// Proofs of payment: `verify` checks one offline against the payee's contact card.
+    Proof {
+        #[command(subcommand)]
+        command: proof::ProofCmd,
+    },
     /// Benchmarks that print figures beside a named baseline.
     Bench {
         #[command(subcommand)]
@@ -133,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         Command::Signet { command } => {
             network::run(asyncpay::chain::network::Chain::Signet, command)?
         }
+        Command::Proof { command } => proof::run(command)?,
         Command::Bench { kind } => match kind {
             BenchKind::Mailbox(args) => bench::mailbox(args)?,
             BenchKind::Crypto(args) => bench::crypto(args)?,

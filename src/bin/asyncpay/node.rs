@@ -234,6 +234,13 @@ enum CtlRequest {
         #[arg(long)]
         payment_id: String,
     },
+    /// Print the proof of payment of a completed payment (payer): the payee's receipt
+    /// signature, checked offline by `asyncpay proof verify`.
+    Proof {
+        /// The payment id (hex).
+        #[arg(long)]
+        payment_id: String,
+    },
     /// Fetch and handle the letters in the node's mailbox.
     Fetch,
     /// Close a channel cooperatively: both parties sign one spend of the funding output

@@ -171,6 +171,17 @@ impl Node {
                 self.carry_out(outputs).await?;
                 Ok(json!({}))
             }
+            Request::Proof { payment_id } => {
+                let record = self
+                    .core
+                    .payer()
+                    .and_then(|p| p.payment(&payment_id))
+                    .ok_or(RuntimeError::NoProof(payment_id))?;
+                match &record.status {
+                    PayerStatus::Completed { proof, .. } => Ok(serde_json::to_value(proof)?),
+                    _ => Err(RuntimeError::NoProof(payment_id)),
+                }
+            }
             Request::Fetch => {
                 let n = self.fetch_letters().await?;
                 Ok(json!({ "letters": n }))

@@ -46,6 +46,9 @@ pub enum RuntimeError {
          new card (`asyncpay ctl contact`)"
     )]
     NoReceiptSlots,
+    /// No completed payment of ours with this id (only a payer holds proofs, once paid).
+    #[error("no completed payment {0} of this node: a proof exists once the payment completed")]
+    NoProof(crate::protocol::payment::PaymentId),
     /// bitcoind's RPC or a publication.
     #[error("rpc: {0}")]
     Rpc(#[from] RpcError),

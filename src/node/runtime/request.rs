@@ -95,6 +95,12 @@ pub enum Request {
         /// The payment (hex).
         payment_id: PaymentId,
     },
+    /// The proof of payment of a completed payment (payer): the payee's receipt signature,
+    /// for `asyncpay proof verify`.
+    Proof {
+        /// The payment (hex).
+        payment_id: PaymentId,
+    },
     /// Fetch and handle the letters in the node's mailbox.
     Fetch,
     /// Publish the channel's latest state on chain.
@@ -132,7 +138,7 @@ pub enum Request {
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// No such command.
-    #[error("unknown command {0:?}; try info, list-channels, list-payments, address, balance, descriptors, withdraw, connect, open, contact, pay, receive, cancel, fetch, close, force-close, crash-at, stop")]
+    #[error("unknown command {0:?}; try info, list-channels, list-payments, address, balance, descriptors, withdraw, connect, open, contact, pay, receive, cancel, proof, fetch, close, force-close, crash-at, stop")]
     Unknown(String),
     /// The arguments are not a JSON object.
     #[error("the arguments of {0:?} must be a JSON object")]
@@ -148,7 +154,7 @@ pub enum RequestError {
 }
 
 /// The commands [`Request::parse`] knows.
-pub const COMMANDS: [&str; 18] = [
+pub const COMMANDS: [&str; 19] = [
     "info",
     "list-channels",
     "list-payments",
@@ -162,6 +168,7 @@ pub const COMMANDS: [&str; 18] = [
     "pay",
     "receive",
     "cancel",
+    "proof",
     "fetch",
     "close",
     "force-close",

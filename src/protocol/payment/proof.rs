@@ -61,6 +61,9 @@ pub enum ProofError {
         /// The proof's slot.
         slot: u32,
     },
+    /// The card lists no receipt slots (a version 1 card).
+    #[error("the contact card lists no receipt slots")]
+    NoReceiptSlots,
     /// The signature does not verify for the slot's key and the message the proof states.
     #[error("the receipt signature does not verify for this payment, amount and note")]
     BadSignature,
