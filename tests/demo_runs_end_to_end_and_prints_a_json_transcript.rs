@@ -60,11 +60,18 @@ fn demo_runs_end_to_end_and_prints_a_json_transcript() {
     assert_eq!(proof["verified"], true, "{proof}");
     assert_eq!(proof["other_amount_refused"], true, "{proof}");
     assert!(
-        proof["refusal"].as_str().unwrap().contains("does not verify"),
+        proof["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
         "{proof}"
     );
     assert_eq!(proof["proof"]["payment_id"], t["payment_id"], "{proof}");
-    assert_eq!(proof["proof"]["amount_sat"].as_u64(), Some(AMOUNT), "{proof}");
+    assert_eq!(
+        proof["proof"]["amount_sat"].as_u64(),
+        Some(AMOUNT),
+        "{proof}"
+    );
 
     // Exact balances: A pays the amount and S's fee, B receives the amount.
     assert_eq!(t["amount_sat"].as_u64(), Some(AMOUNT));

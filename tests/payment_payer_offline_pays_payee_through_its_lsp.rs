@@ -86,3 +86,57 @@ fn payer_offline_pays_payee_through_its_lsp() {
         }
     ));
 }
+
+/// S keeps B's invoice and the scalar to itself (it never sends the receipt): A still gets
+/// its proof of payment, from its own signature S must show to complete A's state.
+#[test]
+fn an_lsp_withholding_the_receipt_cannot_keep_the_proof_from_the_payer() {
+    use asyncpay::node::core::NodeInput;
+    use asyncpay::protocol::payment::PaymentMessage;
+    use asyncpay::protocol::wire::{Decoded, PeerMessage};
+
+    let mut sim = Network::new();
+    sim.open(A, S, AS_CAPACITY).unwrap();
+    sim.open(S, B, SB_CAPACITY).unwrap();
+    sim.stop(B);
+    let id = sim.pay(AMOUNT).unwrap();
+    sim.stop(A);
+    sim.start(B).unwrap();
+    sim.fetch_letters(B).unwrap();
+    assert_eq!(sim.nodes[S].status(&id), Some("sold"));
+
+    // A returns; every receipt S sends it is lost.
+    sim.start(A).unwrap();
+    let mut dropped = 0;
+    while let Some((from, to, frame)) = sim.queue.pop_front() {
+        let receipt = matches!(
+            PeerMessage::decode(&frame),
+            Ok(Decoded::Message(PeerMessage::Payment(
+                PaymentMessage::Receipt(_)
+            )))
+        );
+        if receipt {
+            dropped += 1;
+            continue;
+        }
+        if sim.online(from) && sim.online(to) {
+            let from = sim.key(from);
+            sim.input(to, NodeInput::Frame { from, frame }).unwrap();
+        }
+    }
+    assert!(dropped > 0, "S did send a receipt");
+    assert_eq!(sim.nodes[A].status(&id), Some("paid"));
+    let PayerStatus::Paid { proof, .. } = &sim.nodes[A].payer(&id).unwrap().status else {
+        panic!("A holds the proof");
+    };
+    proof
+        .verify(&sim.key(B), &receipt_card(&sim.nodes[B].seed))
+        .unwrap();
+    assert_eq!(sim.nodes[A].state_with(sim.key(S)).unwrap().number, 1);
+
+    // The receipt, when it comes, adds B's invoice and keeps the proof.
+    sim.stop(A);
+    sim.start(A).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[A].status(&id), Some("completed"));
+}

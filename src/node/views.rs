@@ -108,6 +108,13 @@ pub enum PayerStatusView<'a> {
         /// The letter, less its signature.
         letter: LetterView<'a>,
     },
+    /// B was paid (A holds the proof); S's receipt has not come yet.
+    Paid {
+        /// The letter, less its pre-signature.
+        letter: LetterView<'a>,
+        /// The proof of payment.
+        proof: &'a ProofOfPayment,
+    },
     /// B was paid.
     Completed {
         /// B's signed invoice, from S's receipt (the receipt's scalar is left out).
@@ -139,6 +146,10 @@ impl<'a> From<&'a PayerPayment> for PayerView<'a> {
             PayerStatus::Cancelling { letter } => PayerStatusView::Cancelling {
                 letter: letter.into(),
             },
+            PayerStatus::Paid { letter, proof } => PayerStatusView::Paid {
+                letter: letter.into(),
+                proof,
+            },
             PayerStatus::Completed { receipt, proof } => PayerStatusView::Completed {
                 invoice: &receipt.invoice,
                 proof,
@@ -165,6 +176,7 @@ impl PayerStatusView<'_> {
             PayerStatusView::Offered { .. } => "offered",
             PayerStatusView::Posted { .. } => "posted",
             PayerStatusView::Cancelling { .. } => "cancelling",
+            PayerStatusView::Paid { .. } => "paid",
             PayerStatusView::Completed { .. } => "completed",
             PayerStatusView::Void { .. } => "void",
         }

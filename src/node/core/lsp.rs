@@ -33,10 +33,12 @@ impl NodeCore {
             }
             // An LSP's transfers (reverse variant) withhold a plain signature: it is sold to a
             // payer, not encrypted to a receipt.
-            Event::SignatureEncrypted { .. } => Err(NodeError::WrongRole {
-                what: "signature encrypted",
-                role: Role::Payer,
-            }),
+            Event::SignatureEncrypted { .. } | Event::PreSignatureCompleted { .. } => {
+                Err(NodeError::WrongRole {
+                    what: "signature encrypted",
+                    role: Role::Payer,
+                })
+            }
             Event::StateCompleted { change, .. } => match self.completed(&seen, change) {
                 // Only the reverse variant pays S a PTLC: S may be selling its own withheld
                 // signature.

@@ -42,12 +42,12 @@ impl NodeCore {
                 self.role_input(input, out)
             }
             // A payee proposes no transfer: its channel withholds nothing.
-            Event::SignatureWithheld { .. } | Event::SignatureEncrypted { .. } => {
-                Err(NodeError::WrongRole {
-                    what: "signature withheld",
-                    role: Role::Payer,
-                })
-            }
+            Event::SignatureWithheld { .. }
+            | Event::SignatureEncrypted { .. }
+            | Event::PreSignatureCompleted { .. } => Err(NodeError::WrongRole {
+                what: "signature withheld",
+                role: Role::Payer,
+            }),
             // A payee offers no PTLCs: none fails, none is claimed from it, none is dropped.
             Event::PtlcSecretLearned { .. }
             | Event::PtlcFailed { .. }

@@ -30,6 +30,14 @@ impl NodeCore {
                 }),
                 out,
             ),
+            Event::PreSignatureCompleted { state, signature } => self.role_input(
+                RoleIn::Payer(PayerInput::PreSignatureCompleted {
+                    channel_id: id,
+                    state: *state,
+                    signature: *signature,
+                }),
+                out,
+            ),
             // A payer's transfers are encrypted to the payee's receipt point; a plain
             // withheld signature is not one of its payments.
             Event::SignatureWithheld { .. } => Err(NodeError::WrongRole {

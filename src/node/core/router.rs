@@ -57,12 +57,12 @@ impl NodeCore {
                 | Change::Open { .. } => Ok(()),
             },
             // A router proposes no transfer: its channels withhold nothing.
-            Event::SignatureWithheld { .. } | Event::SignatureEncrypted { .. } => {
-                Err(NodeError::WrongRole {
-                    what: "signature withheld",
-                    role: Role::Payer,
-                })
-            }
+            Event::SignatureWithheld { .. }
+            | Event::SignatureEncrypted { .. }
+            | Event::PreSignatureCompleted { .. } => Err(NodeError::WrongRole {
+                what: "signature withheld",
+                role: Role::Payer,
+            }),
             Event::Settled { .. }
             | Event::ProposalDropped { .. }
             | Event::NonceReplaced { .. }

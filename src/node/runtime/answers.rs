@@ -178,7 +178,9 @@ impl Node {
                     .and_then(|p| p.payment(&payment_id))
                     .ok_or(RuntimeError::NoProof(payment_id))?;
                 match &record.status {
-                    PayerStatus::Completed { proof, .. } => Ok(serde_json::to_value(proof)?),
+                    PayerStatus::Paid { proof, .. } | PayerStatus::Completed { proof, .. } => {
+                        Ok(serde_json::to_value(proof)?)
+                    }
                     _ => Err(RuntimeError::NoProof(payment_id)),
                 }
             }

@@ -211,6 +211,7 @@ impl NodeEvent {
                 | PaymentEvent::Offered { payment_id, .. }
                 | PaymentEvent::Invoiced { payment_id, .. }
                 | PaymentEvent::Completed { payment_id }
+                | PaymentEvent::Paid { payment_id }
                 | PaymentEvent::Cancelled { payment_id, .. }
                 | PaymentEvent::Refused { payment_id, .. } => *payment_id,
             }),
@@ -274,6 +275,12 @@ pub enum ChannelEvent {
         receipt_point: AdaptorPoint,
         /// The completed signature's price point (public).
         price_point: AdaptorPoint,
+    },
+    /// Our pre-signature on `state` came back completed by the payee (the payer's proof of
+    /// payment is taken from it).
+    PreSignatureCompleted {
+        /// The state.
+        state: u64,
     },
     /// The peer re-proposed a pending state with a new nonce.
     NonceReplaced {
@@ -367,6 +374,9 @@ impl From<&Event> for ChannelEvent {
                 receipt_point: *receipt_point,
                 price_point: *price_point,
             },
+            Event::PreSignatureCompleted { state, .. } => {
+                ChannelEvent::PreSignatureCompleted { state: *state }
+            }
             Event::NonceReplaced { state } => ChannelEvent::NonceReplaced { state: *state },
             Event::StaleUpdateAnswered { stale, latest } => ChannelEvent::StaleUpdateAnswered {
                 stale: *stale,

@@ -219,6 +219,15 @@ pub enum Event {
         /// The price point of the completed signature.
         price_point: AdaptorPoint,
     },
+    /// Our pre-signature on `state` was completed (by the payee it was encrypted to) and
+    /// the state is complete: `signature` is our completed signature, from which the payer
+    /// takes the payee's receipt signature.
+    PreSignatureCompleted {
+        /// The state.
+        state: u64,
+        /// Our completed signature on it.
+        signature: Signature,
+    },
     /// The peer re-proposed a pending state with a new nonce (it restarted): any price
     /// point computed from the old one is void.
     NonceReplaced {
@@ -328,6 +337,10 @@ impl core::fmt::Debug for Event {
                 .field("receipt_point", receipt_point)
                 .field("price_point", price_point)
                 .finish(),
+            Event::PreSignatureCompleted { state, .. } => f
+                .debug_struct("PreSignatureCompleted")
+                .field("state", state)
+                .finish_non_exhaustive(),
             Event::NonceReplaced { state } => f
                 .debug_struct("NonceReplaced")
                 .field("state", state)

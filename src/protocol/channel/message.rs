@@ -414,6 +414,20 @@ impl Channel {
             to_s: pending.body.to_s,
         };
         let first = self.snap.complete.is_none();
+        // Our pre-signature, completed by the payee it was encrypted to and shown to us (by
+        // the peer, or on chain): the completed signature is what the payer's proof of
+        // payment is taken from.
+        let encrypted = matches!(
+            &pending.progress,
+            Progress::Withheld(Withheld {
+                own: OwnWithheld::Encrypted { .. },
+                ..
+            })
+        );
+        let bought = encrypted.then(|| Event::PreSignatureCompleted {
+            state: pending.body.number,
+            signature: proposer_sig,
+        });
         let failed = match &pending.change {
             Change::FailPtlc { id } => self
                 .snap
@@ -437,6 +451,7 @@ impl Channel {
         self.snap.clear_pending();
         self.snap.priced = None;
         let mut others = vec![Action::Event(event)];
+        others.extend(bought.map(Action::Event));
         others.extend(failed.map(Action::Event));
         if first {
             if let Some(outpoint) = self.snap.funding_outpoint {

@@ -880,6 +880,12 @@ pub enum PaymentEvent {
         /// The amount.
         amount_sat: u64,
     },
+    /// Payer: its withheld state was completed by the payee's signature, and the proof of
+    /// payment taken from it; S's receipt has not come yet.
+    Paid {
+        /// The payment.
+        payment_id: PaymentId,
+    },
     /// LSP: the sale went through and the payer's state is complete. Payee: paid.
     /// Payer: the receipt arrived.
     Completed {

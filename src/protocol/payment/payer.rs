@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::adaptor::{
     sells, AdaptorError, AdaptorPoint, AdaptorSecret, EncryptedSignature,
 };
-use crate::crypto::keys::PublicKey;
+use crate::crypto::keys::{PublicKey, Signature};
 use crate::crypto::receipt::{receipt_point, ReceiptCard, ReceiptSlot};
 use crate::protocol::channel::Command;
 use crate::protocol::messages::ChannelId;
@@ -72,6 +72,15 @@ pub enum PayerStatus {
         /// The letter.
         letter: SaleLetter,
     },
+    /// B was paid: A's completed signature came back (S showed the completed state, or
+    /// published it on chain), and A took B's receipt signature from it. S's receipt (B's
+    /// invoice) has not come yet.
+    Paid {
+        /// The letter.
+        letter: SaleLetter,
+        /// B's signature on the receipt message.
+        proof: ProofOfPayment,
+    },
     /// B was paid: S's receipt holds B's signed invoice and the scalar, from which A took
     /// B's receipt signature.
     Completed {
@@ -104,7 +113,9 @@ impl PayerStatus {
             PayerStatus::Offered { letter }
             | PayerStatus::Posted { letter }
             | PayerStatus::Cancelling { letter } => Some(letter.offer.state),
-            PayerStatus::Completed { .. } | PayerStatus::Void { .. } => None,
+            PayerStatus::Paid { .. } | PayerStatus::Completed { .. } | PayerStatus::Void { .. } => {
+                None
+            }
         }
     }
 
@@ -116,6 +127,7 @@ impl PayerStatus {
             PayerStatus::Offered { .. } => "offered",
             PayerStatus::Posted { .. } => "posted",
             PayerStatus::Cancelling { .. } => "cancelling",
+            PayerStatus::Paid { .. } => "paid",
             PayerStatus::Completed { .. } => "completed",
             PayerStatus::Void { .. } => "void",
         }
@@ -219,6 +231,16 @@ pub enum PayerInput {
         receipt_point: AdaptorPoint,
         /// The price point of the completed signature.
         point: AdaptorPoint,
+    },
+    /// The channel's withheld state `state` is complete with A's signature, which the payee
+    /// completed from A's pre-signature (shown by S, or published on chain).
+    PreSignatureCompleted {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The state.
+        state: u64,
+        /// A's completed signature on it.
+        signature: Signature,
     },
     /// A payment message from a peer.
     Message {
@@ -401,6 +423,11 @@ impl Payer {
                 let request = record.request(id).expect("requested");
                 Ok(vec![Action::Persist((id, record)), request])
             }
+            PayerInput::PreSignatureCompleted {
+                channel_id,
+                state,
+                signature,
+            } => self.on_completed_signature(channel_id, state, signature),
             PayerInput::Message { from, message } => self.on_message(from, message),
             PayerInput::LetterPosted { payment_id } => {
                 let record = self
@@ -602,6 +629,7 @@ impl Payer {
                 PayerStatus::Offered { letter }
                 | PayerStatus::Posted { letter }
                 | PayerStatus::Cancelling { letter }
+                | PayerStatus::Paid { letter, .. }
                     if letter.offer == offer =>
                 {
                     Ok(vec![])
@@ -648,10 +676,12 @@ impl Payer {
         receipt: Receipt,
     ) -> Result<Vec<PayerAction>, PaymentError> {
         let record = self.payments.get_mut(&id).expect("found");
-        let letter = match &record.status {
+        let (letter, known) = match &record.status {
             PayerStatus::Offered { letter }
             | PayerStatus::Posted { letter }
-            | PayerStatus::Cancelling { letter } => letter,
+            | PayerStatus::Cancelling { letter } => (letter, None),
+            // The proof came first, from the completed state: the receipt adds B's invoice.
+            PayerStatus::Paid { letter, proof } => (letter, Some(proof.clone())),
             PayerStatus::Completed { receipt: have, .. } if have == &receipt => {
                 // A resend: acknowledge again.
                 return Ok(vec![Action::Send {
@@ -672,7 +702,10 @@ impl Payer {
             });
         }
         receipt.invoice.check_against(&letter.offer)?;
-        let proof = proof_of(id, record, letter, &receipt)?;
+        let proof = match known {
+            Some(proof) => proof,
+            None => proof_of(id, record, letter, &receipt.scalar.0)?,
+        };
         record.status = PayerStatus::Completed { receipt, proof };
         let lsp = record.lsp;
         Ok(vec![
@@ -685,6 +718,40 @@ impl Payer {
         ])
     }
 
+    /// A's withheld state completed with the signature the payee made from A's
+    /// pre-signature: B was paid, and A takes the proof from the signature's scalar.
+    fn on_completed_signature(
+        &mut self,
+        channel_id: ChannelId,
+        state: u64,
+        signature: Signature,
+    ) -> Result<Vec<PayerAction>, PaymentError> {
+        let found = self
+            .payments
+            .iter_mut()
+            .find_map(|(id, p)| match &p.status {
+                PayerStatus::Offered { letter }
+                | PayerStatus::Posted { letter }
+                | PayerStatus::Cancelling { letter }
+                    if p.channel_id == channel_id && letter.offer.state == state =>
+                {
+                    let letter = letter.clone();
+                    Some((*id, p, letter))
+                }
+                _ => None,
+            });
+        // Completed already (the receipt came first), or not a payment's state.
+        let Some((id, record, letter)) = found else {
+            return Ok(vec![]);
+        };
+        let proof = proof_of(id, record, &letter, &signature.s_bytes())?;
+        record.status = PayerStatus::Paid { letter, proof };
+        Ok(vec![
+            Action::Persist((id, record.clone())),
+            Action::Event(PaymentEvent::Paid { payment_id: id }),
+        ])
+    }
+
     fn on_cancelled(
         &mut self,
         id: PaymentId,
@@ -692,7 +759,10 @@ impl Payer {
     ) -> Result<Vec<PayerAction>, PaymentError> {
         let record = self.payments.get_mut(&id).expect("found");
         match (&record.status, outcome) {
-            (PayerStatus::Completed { .. } | PayerStatus::Void { .. }, _) => Ok(vec![]),
+            (
+                PayerStatus::Paid { .. } | PayerStatus::Completed { .. } | PayerStatus::Void { .. },
+                _,
+            ) => Ok(vec![]),
             (_, CancelOutcome::Cancelled | CancelOutcome::Expired) => {
                 record.status = PayerStatus::Void {
                     reason: match outcome {
@@ -737,10 +807,9 @@ fn proof_of(
     id: PaymentId,
     record: &PayerPayment,
     letter: &SaleLetter,
-    receipt: &Receipt,
+    scalar: &[u8; 32],
 ) -> Result<ProofOfPayment, PaymentError> {
-    let scalar =
-        AdaptorSecret::from_bytes(receipt.scalar.0).map_err(|_| PaymentError::WrongScalar)?;
+    let scalar = AdaptorSecret::from_bytes(*scalar).map_err(|_| PaymentError::WrongScalar)?;
     if !sells(&scalar, &letter.offer.point) {
         return Err(PaymentError::WrongScalar);
     }
