@@ -685,6 +685,8 @@ struct Seen {
 
 /// What the demo records: a node's event, parsed from the JSON line it printed on stdout, or
 /// something the demo saw itself happen for a party.
+// A demo records a few hundred of them.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Reported {
     /// A line of the node's stdout.

@@ -288,6 +288,8 @@ pub enum NodeOutput {
 }
 
 /// An input to [`NodeCore::handle`].
+// Inputs are handled one at a time and moved, not stored in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum NodeInput {
     /// A frame from an authenticated peer.

@@ -424,7 +424,7 @@ impl Channel {
                 ..
             })
         );
-        let bought = encrypted.then(|| Event::PreSignatureCompleted {
+        let bought = encrypted.then_some(Event::PreSignatureCompleted {
             state: pending.body.number,
             signature: proposer_sig,
         });

@@ -198,6 +198,9 @@ pub struct PendingUpdate {
 
 /// How far the signing of a [`PendingUpdate`] got. Each step holds exactly the signatures
 /// that exist in it.
+// One per channel, inside its snapshot: the withheld step's size (a pre-signature and its
+// point) is of no consequence, and boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Progress {
     /// Our proposal, sent with its committed nonce; the peer has not countersigned it.
