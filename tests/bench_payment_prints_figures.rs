@@ -38,6 +38,10 @@ fn bench_payment_prints_figures() {
         "3",
         "--baseline-rounds",
         "20",
+        "--rtt-ms",
+        "40",
+        "--rtt-payments",
+        "2",
         "--json",
     ]);
     assert!(
@@ -46,6 +50,23 @@ fn bench_payment_prints_figures() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+
+    // Over a link with a 40 ms round-trip time: the Noise handshake alone costs more than a
+    // round trip, and the whole path several.
+    let over = &r["online"]["per_input_rtt"];
+    assert_eq!(over["payments"], 2, "{over:#}");
+    assert_eq!(num(over, "/rtt_ms"), 40.0);
+    let connect = num(over, "/p50_over_rtt/connect");
+    let total = num(over, "/p50_over_rtt/total");
+    assert!(connect >= 1.0, "connect costs {connect} round trips");
+    assert!(
+        total >= 4.0 && total > connect,
+        "the path costs {total} round trips"
+    );
+    assert!(
+        (num(over, "/latency_ms/total/p50") / 40.0 - total).abs() < 1e-9,
+        "p50 / RTT"
+    );
 
     for mode in ["per_row", "per_input"] {
         let o = &r["online"][mode];

@@ -277,7 +277,7 @@ fn a_payment_above_the_balance_is_void_at_once_and_the_next_one_pays() {
     assert_eq!(sim.nodes[A].status(&id), Some("void"));
     let status = &sim.nodes[A].payer(&id).unwrap().status;
     assert!(
-        matches!(status, PayerStatus::Void { reason } if reason.contains("cannot pay")),
+        matches!(status, PayerStatus::Void { reason, .. } if reason.contains("cannot pay")),
         "{status:?}"
     );
     assert!(sim.nodes[B].mailbox.is_empty(), "no letter was posted");
@@ -332,4 +332,77 @@ fn s_never_pays_the_offer_expires_and_a_loses_nothing() {
             "A–S back at state 0's balances"
         );
     }
+}
+
+/// An attacker that knows B's card makes letters B can complete without paying anything:
+/// an offer signed by a throwaway "LSP" L for T = a·G + Z (Z the point of B's receipt
+/// signature on the letter's message), with pre-signature scalar a. B invoices L, which
+/// never pays. The invoice spends no slot: an honest payer's letter naming the same slot is
+/// accepted and paid.
+#[test]
+fn letters_under_an_lsp_that_never_pays_do_not_use_up_the_payees_slots() {
+    use asyncpay::crypto::adaptor::{AdaptorPoint, AdaptorSecret};
+    use asyncpay::crypto::keys::SecretKey;
+    use asyncpay::crypto::receipt::receipt_point;
+    use asyncpay::node::core::receipt_card;
+    use asyncpay::protocol::messages::ChannelId;
+    use asyncpay::protocol::payment::{receipt_message, OfferTerms, PAYMENT_VERSION};
+
+    let mut sim = network();
+    let b = sim.key(B);
+    let card = receipt_card(&sim.nodes[B].seed);
+    let lsp = SecretKey::from_bytes([0x4c; 32]).unwrap();
+    for slot in &card.slots[..4] {
+        let payment_id = PaymentId([slot.index as u8 + 0x10; 32]);
+        let m = receipt_message(&payment_id, AMOUNT, &b, card.epoch, slot.index, "");
+        let z = bitcoin::secp256k1::PublicKey::from(receipt_point(slot, &m).unwrap());
+        let a = [0x0a; 32];
+        let a_g = bitcoin::secp256k1::PublicKey::from(
+            AdaptorSecret::from_bytes(a).unwrap().adaptor_point(),
+        );
+        let point = AdaptorPoint::from(a_g.combine(&z).unwrap());
+        let offer = OfferTerms {
+            payment_id,
+            lsp: lsp.public_key(),
+            channel_id: ChannelId([1; 32]),
+            state: 1,
+            amount_sat: AMOUNT,
+            fee_sat: 0,
+            point,
+            payee: b,
+            expiry: u32::MAX,
+        }
+        .sign(&lsp, &[0; 32]);
+        let mut pre = [0u8; 65];
+        pre[..32].copy_from_slice(&lsp.public_key().to_xonly_bytes());
+        pre[32..64].copy_from_slice(&a);
+        let letter = SaleLetter {
+            version: PAYMENT_VERSION,
+            offer,
+            presignature: EncryptedSignature::from_bytes(&pre).unwrap(),
+            receipt_epoch: card.epoch,
+            receipt_slot: slot.index,
+            payer: lsp.public_key(),
+            note: String::new(),
+        };
+        sim.input(
+            B,
+            NodeInput::Letter {
+                bytes: letter.encode(),
+            },
+        )
+        .unwrap();
+        assert_eq!(sim.nodes[B].status(&payment_id), Some("invoiced"));
+    }
+    // The honest payment takes slot 0, which L's letter only invoiced: it is paid.
+    let (id, bytes) = pay_offline(&mut sim);
+    assert_eq!(SaleLetter::decode(&bytes).unwrap().receipt_slot, 0);
+    sim.start(B).unwrap();
+    sim.input(B, NodeInput::Letter { bytes }).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[B].status(&id), Some("paid"));
+    // Slot 0 is spent now: L's invoice for it can never be fulfilled, and B's new card
+    // lists slots from 1 on.
+    let card = sim.nodes[B].core().receipt_card();
+    assert_eq!(card.slots[0].index, 1);
 }

@@ -153,7 +153,7 @@ fn no_offer_on_a_payer_channel_too_short_for_a_sale() {
     assert_eq!(sim.nodes[A].status(&id), Some("void"));
     let status = &sim.nodes[A].payer(&id).unwrap().status;
     assert!(
-        matches!(status, PayerStatus::Void { reason } if reason.contains("delay_too_short")),
+        matches!(status, PayerStatus::Void { reason, .. } if reason.contains("delay_too_short")),
         "{status:?}"
     );
     assert!(sim.nodes[B].mailbox.is_empty(), "no letter");

@@ -2,7 +2,8 @@
 //! the mempool: A goes offline with its signature on state 1 of A–S for sale, and its old
 //! backup publishes state 0. S's node keeps the sale open for its window:
 //! - B sells inside it: S buys the scalar, its node publishes U_1 over U_0 at once, and the
-//!   settlement of state 1 pays A and S their state-1 balances (B is paid on S–B);
+//!   settlement of state 1 pays A and S their state-1 balances (B is paid on S–B); A, back
+//!   while S is away, takes its proof of payment from U_1 on chain;
 //! - B comes after it: S refuses the invoice (`window_closed`), nothing moves on S–B, and
 //!   the settlement of state 0 pays A its whole balance.
 
@@ -12,9 +13,9 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context};
 use asyncpay::chain::regtest::Regtest;
-use asyncpay::node::core::{NodeCore, NodeInput, Records};
+use asyncpay::node::core::{receipt_card, NodeCore, NodeInput, Records};
 use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
-use asyncpay::protocol::payment::{PayeeStatus, PaymentId};
+use asyncpay::protocol::payment::{PayeeStatus, PayerStatus, PaymentId};
 use asyncpay::testing::*;
 use asyncpay::tx::STATE_LOCKTIME_BASE;
 use bitcoin::{OutPoint, Transaction, TxOut};
@@ -137,6 +138,22 @@ fn b_sells_inside_the_window_and_s_node_publishes_the_sold_state() -> anyhow::Re
         outs.contains(&state1.to_a) && outs.contains(&state1.to_s),
         "SE_1 pays state 1: {outs:?}"
     );
+
+    // A comes back while S is away and learns from the chain alone that B was paid: U_1's
+    // witness carries A's signature as B completed it, and with it B's receipt signature.
+    scene.sim.stop(S);
+    scene.sim.start(A)?;
+    for (tx, at) in [(scene.u0.clone(), scene.at), (u1, at1)] {
+        let confirmed_at = Some(at);
+        scene.sim.input(A, NodeInput::Spend { tx, confirmed_at })?;
+    }
+    let status = &scene.sim.nodes[A].payer(&id).context("A's record")?.status;
+    let PayerStatus::Paid { proof, .. } = status else {
+        anyhow::bail!("A holds its proof from the chain: {status:?}");
+    };
+    proof
+        .verify(&scene.sim.key(B), &receipt_card(&scene.sim.nodes[B].seed))
+        .map_err(|e| anyhow::anyhow!("A's proof from the chain: {e}"))?;
     Ok(())
 }
 

@@ -173,7 +173,7 @@ fn s_never_comes_back_and_a_closes_with_state_0_keeping_its_whole_balance() -> a
     ensure!(scene.sim.nodes[A].status(&id) == Some("void"));
     let status = &scene.sim.nodes[A].payer(&id).context("A's record")?.status;
     ensure!(
-        matches!(status, PayerStatus::Void { reason } if reason.contains("settled on chain at state 0")),
+        matches!(status, PayerStatus::Void { reason, .. } if reason.contains("settled on chain at state 0")),
         "{status:?}"
     );
     ensure!(

@@ -365,9 +365,15 @@ impl EncryptedSignature {
 // Equality of the encoding's parts (R, ŝ, flag) is an equivalence relation.
 impl Eq for EncryptedSignature {}
 
+// The scalar is left out: a payer's pre-signature together with the sold scalar yields the
+// payee's receipt signature, which is the payer's to hand out.
 impl fmt::Debug for EncryptedSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EncryptedSignature({})", hex::encode(self.to_bytes()))
+        f.debug_struct("EncryptedSignature")
+            .field("R", &hex::encode(self.0.R.to_xonly_bytes()))
+            .field("s_hat", &"<redacted>")
+            .field("needs_negation", &self.0.needs_negation)
+            .finish()
     }
 }
 

@@ -154,7 +154,7 @@ impl<'a> From<&'a PayerPayment> for PayerView<'a> {
                 invoice: &receipt.invoice,
                 proof,
             },
-            PayerStatus::Void { reason } => PayerStatusView::Void { reason },
+            PayerStatus::Void { reason, .. } => PayerStatusView::Void { reason },
         };
         Self {
             channel_id: hex::encode(p.channel_id.0),

@@ -30,13 +30,14 @@
 pub mod floor;
 mod node;
 mod online;
+mod relay;
 mod sales;
 
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bitcoin::hashes::Hash as _;
 use bitcoin::{OutPoint, Txid};
@@ -113,6 +114,11 @@ pub struct PaymentBenchOptions {
     pub max_batch: usize,
     /// Rounds of each baseline (Noise round trips, SQLite commits, fsyncs).
     pub baseline_rounds: usize,
+    /// A round-trip time (ms) added on the payee's links to its LSP and its mailbox for a
+    /// second run of the online part; 0 skips it.
+    pub rtt_ms: u64,
+    /// Payments measured over that link (after the warm-up).
+    pub rtt_payments: usize,
     /// Directory under which the run's stores are kept (in a new subdirectory); a temporary
     /// directory, removed at the end, when `None`.
     pub data_dir: Option<PathBuf>,
@@ -128,6 +134,8 @@ impl Default for PaymentBenchOptions {
             payees: 256,
             max_batch: 64,
             baseline_rounds: 300,
+            rtt_ms: 50,
+            rtt_payments: 10,
             data_dir: None,
         }
     }
@@ -539,6 +547,8 @@ pub fn measure(options: &PaymentBenchOptions) -> Result<Value, PaymentBenchError
             payments: options.payments.max(1),
             warmup: options.warmup,
             baseline_rounds: options.baseline_rounds,
+            rtt: (options.rtt_ms > 0)
+                .then(|| (Duration::from_millis(options.rtt_ms), options.rtt_payments)),
         },
     )?;
     let sales = sales::run(
@@ -650,6 +660,28 @@ pub fn render(r: &Value) -> String {
             if p50 < 20.0 { "met" } else { "missed" },
             p50
         );
+    }
+    let rtt = &o["per_input_rtt"];
+    if rtt.is_object() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "1b. the same (one transaction per input) with {} ms added round-trip time on B's links to S and the mailbox; {} payments",
+            f(&rtt["rtt_ms"]),
+            rtt["payments"]
+        );
+        let _ = writeln!(out, "   {:<14} {:>8} {:>10}", "step", "p50 ms", "p50 / RTT");
+        let mut steps: Vec<&str> = online::STEPS.iter().map(|(n, _)| *n).collect();
+        steps.push("total");
+        for step in steps {
+            let _ = writeln!(
+                out,
+                "   {:<14} {:>8.1} {:>10.2}",
+                step,
+                f(&rtt["latency_ms"][step]["p50"]),
+                f(&rtt["p50_over_rtt"][step])
+            );
+        }
     }
     let _ = writeln!(
             out,

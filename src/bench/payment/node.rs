@@ -203,13 +203,27 @@ impl NodeHandle {
     }
 
     pub(super) async fn connect(&self, to: &NodeHandle) -> Result<(), PaymentBenchError> {
-        let addr = to
-            .addr
-            .ok_or(PaymentBenchError::Missing("peer does not listen"))?;
+        let addr = to.addr()?;
+        self.connect_via(addr, to.key).await
+    }
+
+    /// Where this node listens for peers.
+    pub(super) fn addr(&self) -> Result<SocketAddr, PaymentBenchError> {
+        self.addr
+            .ok_or(PaymentBenchError::Missing("peer does not listen"))
+    }
+
+    /// Dials `peer` at `addr` (its listener, or a relay in front of it).
+    pub(super) async fn connect_via(
+        &self,
+        addr: SocketAddr,
+        peer: PublicKey,
+    ) -> Result<(), PaymentBenchError> {
+        let to_key = peer;
         let (reply, answer) = oneshot::channel();
         self.send(Cmd::Connect {
             addr,
-            peer: to.key,
+            peer: to_key,
             reply,
         })?;
         answer.await?

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::node::{Cmd, Commit, Kind, NodeHandle, Note, Spec, Who};
+use super::relay::DelayRelay;
 use super::{
     fake_outpoint, policy, seed, summary, PaymentBenchError, Summary, AMOUNT_SAT, HEIGHT,
     PAYER_DELAY, SHARED_DELAY,
@@ -322,6 +323,9 @@ pub struct OnlineOptions {
     pub payments: usize,
     pub warmup: usize,
     pub baseline_rounds: usize,
+    /// A round-trip time to add on B's links (to S and to the mailbox), and the payments
+    /// measured over it (after the warm-up).
+    pub rtt: Option<(Duration, usize)>,
 }
 
 /// Runs the online part in `dir`.
@@ -345,7 +349,7 @@ pub fn run(dir: &Path, args: &OnlineOptions) -> Result<OnlineFigures, PaymentBen
         for commit in [Commit::PerRow, Commit::PerInput] {
             let sub = dir.join(commit.name());
             std::fs::create_dir_all(&sub)?;
-            sessions.push(Session::start(&sub, &url, commit).await?);
+            sessions.push(Session::start(&sub, &url, commit, None).await?);
         }
         for i in 0..=total {
             for session in &mut sessions {
@@ -364,6 +368,9 @@ pub fn run(dir: &Path, args: &OnlineOptions) -> Result<OnlineFigures, PaymentBen
             let name = session.commit.name();
             json[name] = session.finish(args.warmup, total).await?;
         }
+        if let Some((rtt, payments)) = args.rtt {
+            json["per_input_rtt"] = over_link(dir, &url, rtt, args.warmup, payments).await?;
+        }
         Ok::<Value, PaymentBenchError>(json)
     });
     let mut json = match result {
@@ -381,6 +388,8 @@ pub fn run(dir: &Path, args: &OnlineOptions) -> Result<OnlineFigures, PaymentBen
 /// One set of nodes A, S, B under one commit mode, paying one payment per [`Session::step`].
 struct Session {
     commit: Commit,
+    /// B's links to S and to the mailbox go through relays adding this round-trip time.
+    link: Option<Link>,
     net: Net,
     keys: Keys,
     measured: Vec<Measured>,
@@ -392,8 +401,20 @@ struct Session {
     b_receipts: NodeCore,
 }
 
+/// B's wide-area link: relays in front of S's peer port and of the mailbox server.
+struct Link {
+    rtt: Duration,
+    to_s: DelayRelay,
+    _to_mailbox: DelayRelay,
+}
+
 impl Session {
-    async fn start(dir: &Path, url: &str, commit: Commit) -> Result<Self, PaymentBenchError> {
+    async fn start(
+        dir: &Path,
+        url: &str,
+        commit: Commit,
+        rtt: Option<Duration>,
+    ) -> Result<Self, PaymentBenchError> {
         let (notes_tx, notes) = mpsc::unbounded_channel();
         let (sa, ss, sb) = (seed(0xa0, 0), seed(0x50, 0), seed(0xb0, 0));
         let (ka, kb) = (node_key(&sa).public_key(), node_key(&sb).public_key());
@@ -414,7 +435,30 @@ impl Session {
             spec(Who::A, sa, Role::Payer, "a.db", None),
             notes_tx.clone(),
         )?;
-        let b = NodeHandle::spawn(spec(Who::B, sb, Role::Payee, "b.db", None), notes_tx)?;
+        // Over a link with a round-trip time, B reaches S and the mailbox through relays
+        // that hold each byte half of it in each direction.
+        let link = match rtt {
+            Some(rtt) => {
+                let mailbox: std::net::SocketAddr = url
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .parse()
+                    .map_err(|_| PaymentBenchError::Missing("a mailbox URL of host:port"))?;
+                Some(Link {
+                    rtt,
+                    to_s: DelayRelay::start(s.addr()?, rtt / 2)?,
+                    _to_mailbox: DelayRelay::start(mailbox, rtt / 2)?,
+                })
+            }
+            None => None,
+        };
+        let b_url = match &link {
+            Some(link) => format!("http://{}", link._to_mailbox.addr),
+            None => url.to_owned(),
+        };
+        let mut b_spec = spec(Who::B, sb, Role::Payee, "b.db", None);
+        b_spec.mailbox_url = b_url;
+        let b = NodeHandle::spawn(b_spec, notes_tx)?;
         let net = Net {
             a,
             s,
@@ -431,7 +475,10 @@ impl Session {
         // Channels A–S (A opens) and S–B (S opens), funded by fiat.
         net.a.connect(&net.s).await?;
         net.open(Who::A, Who::S, ChannelId(seed(0xc1, 0))).await?;
-        net.b.connect(&net.s).await?;
+        match &link {
+            Some(link) => net.b.connect_via(link.to_s.addr, net.s.key).await?,
+            None => net.b.connect(&net.s).await?,
+        }
         net.open(Who::S, Who::B, ChannelId(seed(0xc2, 0))).await?;
         let b_mailbox = NodeKey::from_secret_bytes(node_key(&sb).to_secret_bytes())
             .map_err(|e| PaymentBenchError::MailboxKey("mailbox key", e))?;
@@ -449,6 +496,7 @@ impl Session {
         net.s.wait_disconnected(keys.b).await?;
         Ok(Session {
             commit,
+            link,
             net,
             keys,
             measured: vec![],
@@ -464,6 +512,7 @@ impl Session {
     async fn step(&mut self, i: usize, total: usize) -> Result<(), PaymentBenchError> {
         let keys = self.keys;
         let (ka, ks, kb) = (keys.a, keys.s, keys.b);
+        let b_to_s = self.link.as_ref().map(|l| l.to_s.addr);
         let net = &mut self.net;
         let start = net.log.len();
         if i > 0 {
@@ -529,7 +578,10 @@ impl Session {
         // B comes online: connects to S, fetches its mailbox and sells A's signature.
         let start = net.log.len();
         let t0 = Instant::now();
-        net.b.connect(&net.s).await?;
+        match b_to_s {
+            Some(addr) => net.b.connect_via(addr, ks).await?,
+            None => net.b.connect(&net.s).await?,
+        }
         let letters = net.b.fetch().await?;
         if letters != 1 {
             return Err(PaymentBenchError::Letters(letters));
@@ -616,6 +668,48 @@ impl Session {
         figures["sqlite_commit_between_payments_ms"] = summary(&self.baseline_ms).json();
         Ok(figures)
     }
+}
+
+/// The per-input session again with `rtt` added on B's links: its figures, the RTT, and each
+/// step's p50 latency divided by the RTT (how many round trips the step costs).
+async fn over_link(
+    dir: &Path,
+    url: &str,
+    rtt: Duration,
+    warmup: usize,
+    payments: usize,
+) -> Result<Value, PaymentBenchError> {
+    let sub = dir.join("per_input_rtt");
+    std::fs::create_dir_all(&sub)?;
+    let mut session = Session::start(&sub, url, Commit::PerInput, Some(rtt)).await?;
+    let total = warmup + payments.max(1);
+    for i in 0..=total {
+        session
+            .step(i, total)
+            .await
+            .map_err(|source| PaymentBenchError::OnlinePayment {
+                payment: i,
+                commit: "per_input_rtt",
+                source: Box::new(source),
+            })?;
+    }
+    let rtt_ms = session
+        .link
+        .as_ref()
+        .map_or(0.0, |l| l.rtt.as_secs_f64() * 1000.0);
+    let mut figures = session.finish(warmup, total).await?;
+    let mut over = serde_json::Map::new();
+    if let Some(steps) = figures["latency_ms"].as_object() {
+        for (step, s) in steps {
+            over.insert(
+                step.clone(),
+                json!(s["p50"].as_f64().unwrap_or(0.0) / rtt_ms),
+            );
+        }
+    }
+    figures["rtt_ms"] = json!(rtt_ms);
+    figures["p50_over_rtt"] = Value::Object(over);
+    Ok(figures)
 }
 
 /// Lets in-flight notes arrive (outside timed windows only).

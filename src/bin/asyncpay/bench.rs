@@ -144,6 +144,14 @@ pub struct BenchPaymentArgs {
     /// Rounds of each baseline (Noise round trips, SQLite commits, fsyncs).
     #[arg(long, default_value_t = 300)]
     baseline_rounds: usize,
+    /// A round-trip time in ms added on the payee's links (to its LSP and its mailbox,
+    /// through delaying relays on loopback) for a second run of the online part, which
+    /// reports each step's latency divided by it; 0 skips that run.
+    #[arg(long, default_value_t = 50)]
+    rtt_ms: u64,
+    /// Payments measured over that link (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    rtt_payments: usize,
     /// Directory under which the run's stores are kept (in a new subdirectory); by default a
     /// temporary directory, removed at the end.
     #[arg(long)]
@@ -163,6 +171,8 @@ pub fn payment(args: BenchPaymentArgs) -> anyhow::Result<()> {
         payees: args.payees,
         max_batch: args.max_batch,
         baseline_rounds: args.baseline_rounds,
+        rtt_ms: args.rtt_ms,
+        rtt_payments: args.rtt_payments,
         data_dir: args.data_dir,
     })?;
     if args.json {

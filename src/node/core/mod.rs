@@ -278,8 +278,23 @@ impl NodeCore {
 
     /// Our receipt slots, for our contact card: a payer encrypts its signature to one of
     /// them, and the payment's proof is our signature with it.
+    ///
+    /// The card lists the first [`RECEIPT_SLOTS`] slots that no fulfilment of ours spent
+    /// yet: each payment paid uses one up, so a card issued later lists later slots.
     pub fn receipt_card(&self) -> ReceiptCard {
-        receipt_card(&self.seed)
+        let spent = match &self.role {
+            RoleMachine::Payee(payee) => payee.spent_slots(RECEIPT_EPOCH),
+            _ => Default::default(),
+        };
+        let keys = ReceiptKeys::from_seed(&self.seed);
+        ReceiptCard {
+            epoch: RECEIPT_EPOCH,
+            slots: (0..u32::MAX)
+                .filter(|i| !spent.contains(i))
+                .take(RECEIPT_SLOTS as usize)
+                .map(|i| keys.slot(RECEIPT_EPOCH, i))
+                .collect(),
+        }
     }
 
     /// `count` of our receipt slots from index `from`: a card for one payer alone (the

@@ -132,7 +132,7 @@ impl Node {
                     p.payments()
                         .find(|(id, _)| **id == payment_id)
                         .and_then(|(_, r)| match &r.status {
-                            PayerStatus::Void { reason } => Some(reason.clone()),
+                            PayerStatus::Void { reason, .. } => Some(reason.clone()),
                             _ => None,
                         })
                 });

@@ -434,7 +434,11 @@ impl Channel {
                     Party::A => sig_a,
                     Party::S => sig_s,
                 };
-                if let Some(sig) = proposer_sig {
+                // Our own signature carries the nonce we committed to (R, or R + Z for a
+                // pre-signature): we made no other signature on this state.
+                let committed = proposer != self.snap.side
+                    || proposer_sig.is_some_and(|sig| sig.nonce() == pending.proposer_nonce);
+                if let (Some(sig), true) = (proposer_sig, committed) {
                     let sighash = self.txs("spend")?.update_sighash(&pending.body)?;
                     if key_of(&params, proposer).verify(&sighash, &sig).is_ok() {
                         let other_sig = match proposer {

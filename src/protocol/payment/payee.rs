@@ -255,16 +255,16 @@ impl Payee {
                 Err(PaymentError::DuplicatePayment(id))
             };
         }
-        // A slot signs one receipt message only: a second payment naming it (another payer
-        // that picked the same slot, or a replay under a new id) is refused.
-        if let Some((used_by, _)) = self.payments.iter().find(|(_, p)| {
-            p.letter.receipt_epoch == letter.receipt_epoch
-                && p.letter.receipt_slot == letter.receipt_slot
-        }) {
+        // A slot's signature leaves B once only (in the scalar of one fulfilment): a letter
+        // naming a slot already spent is refused. One naming a slot that another letter only
+        // invoiced is accepted: whichever is paid first spends it, and the other's PTLC is
+        // failed (`on_ptlc`). An invoice spends nothing, so letters under offers of an LSP
+        // that never pays cannot use up B's slots.
+        if let Some(used_by) = self.spent_by(&letter) {
             return Err(PaymentError::ReceiptSlotUsed {
                 epoch: letter.receipt_epoch,
                 slot: letter.receipt_slot,
-                used_by: *used_by,
+                used_by,
             });
         }
         if height > letter.offer.expiry {
@@ -294,6 +294,29 @@ impl Payee {
                 amount_sat: record.letter.offer.amount_sat,
             }),
         ])
+    }
+
+    /// The payment that spent `letter`'s receipt slot: one whose fulfilment (carrying the
+    /// slot's signature) left B.
+    fn spent_by(&self, letter: &SaleLetter) -> Option<PaymentId> {
+        self.payments
+            .iter()
+            .find(|(_, p)| {
+                p.letter.receipt_epoch == letter.receipt_epoch
+                    && p.letter.receipt_slot == letter.receipt_slot
+                    && matches!(p.status, PayeeStatus::Fulfilled { .. } | PayeeStatus::Paid)
+            })
+            .map(|(id, _)| *id)
+    }
+
+    /// The receipt slots of `epoch` that a fulfilment spent.
+    pub fn spent_slots(&self, epoch: u32) -> std::collections::BTreeSet<u32> {
+        self.payments
+            .values()
+            .filter(|p| p.letter.receipt_epoch == epoch)
+            .filter(|p| matches!(p.status, PayeeStatus::Fulfilled { .. } | PayeeStatus::Paid))
+            .map(|p| p.letter.receipt_slot)
+            .collect()
     }
 
     fn on_message(
@@ -367,6 +390,32 @@ impl Payee {
             }
         }
         let secret = record.letter.check(&self.key, &self.receipts)?;
+        let letter = record.letter.clone();
+        // Another payment paid with this slot first: its scalar carried the slot's signature
+        // on another message, so this one is never revealed. The PTLC is failed back.
+        if let Some(used_by) = self.spent_by(&letter).filter(|other| *other != id) {
+            let reason = PaymentError::ReceiptSlotUsed {
+                epoch: letter.receipt_epoch,
+                slot: letter.receipt_slot,
+                used_by,
+            };
+            let record = self.payments.get_mut(&id).expect("found above");
+            record.status = PayeeStatus::Refused {
+                reason: reason.code().to_owned(),
+            };
+            return Ok(vec![
+                Action::Persist((id, record.clone())),
+                Action::Channel {
+                    channel_id,
+                    command: Command::Fail { id: ptlc_id },
+                },
+                Action::Event(PaymentEvent::Refused {
+                    payment_id: id,
+                    reason: reason.to_string(),
+                }),
+            ]);
+        }
+        let record = self.payments.get_mut(&id).expect("found above");
         record.status = PayeeStatus::Fulfilled {
             channel_id,
             ptlc_id,
@@ -381,5 +430,122 @@ impl Payee {
                 },
             },
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::adaptor::{AdaptorSecret, EncryptedSignature};
+    use crate::crypto::receipt::receipt_point;
+    use crate::protocol::payment::{receipt_message, OfferTerms, PAYMENT_VERSION};
+    use bitcoin::secp256k1;
+
+    const AMOUNT: u64 = 10_000;
+
+    /// A letter for receipt slot `slot` under an offer by `lsp`, whose pre-signature B
+    /// completes (T = a·G + Z, ŝ = a).
+    fn letter(lsp: &SecretKey, payee: &PublicKey, receipts: &ReceiptKeys, id: u8) -> SaleLetter {
+        let payment_id = PaymentId([id; 32]);
+        let slot = receipts.slot(0, 0);
+        let m = receipt_message(&payment_id, AMOUNT, payee, 0, 0, "");
+        let z = secp256k1::PublicKey::from(receipt_point(&slot, &m).unwrap());
+        let a = [id; 32];
+        let a_g = secp256k1::PublicKey::from(AdaptorSecret::from_bytes(a).unwrap().adaptor_point());
+        let offer = OfferTerms {
+            payment_id,
+            lsp: lsp.public_key(),
+            channel_id: ChannelId([1; 32]),
+            state: 1,
+            amount_sat: AMOUNT,
+            fee_sat: 0,
+            point: AdaptorPoint::from(a_g.combine(&z).unwrap()),
+            payee: *payee,
+            expiry: 1_000,
+        }
+        .sign(lsp, &[0; 32]);
+        let mut pre = [0u8; 65];
+        pre[..32].copy_from_slice(&lsp.public_key().to_xonly_bytes());
+        pre[32..64].copy_from_slice(&a);
+        SaleLetter {
+            version: PAYMENT_VERSION,
+            offer,
+            presignature: EncryptedSignature::from_bytes(&pre).unwrap(),
+            receipt_epoch: 0,
+            receipt_slot: 0,
+            payer: lsp.public_key(),
+            note: String::new(),
+        }
+    }
+
+    /// Two letters naming one slot are both invoiced; the first PTLC fulfilled spends the
+    /// slot, the other's PTLC is failed back (its scalar would carry a second signature with
+    /// the slot's nonce), and a third letter naming the slot is refused.
+    #[test]
+    fn a_slot_is_spent_by_the_first_fulfilment_only() {
+        let key = SecretKey::from_bytes([2; 32]).unwrap();
+        let payee = key.public_key();
+        let lsp = SecretKey::from_bytes([3; 32]).unwrap();
+        let mut b = Payee::restore(key, ReceiptKeys::from_seed(&[4; 32]), 0, vec![]);
+        let receipts = ReceiptKeys::from_seed(&[4; 32]);
+        let (one, two) = (
+            letter(&lsp, &payee, &receipts, 1),
+            letter(&lsp, &payee, &receipts, 2),
+        );
+        for l in [&one, &two] {
+            let bytes = l.encode();
+            b.handle(PayeeInput::Letter {
+                bytes,
+                height: 10,
+                route_hint: None,
+            })
+            .unwrap();
+        }
+        let ptlc = |letter: &SaleLetter, id: u64| PayeeInput::PtlcOffered {
+            channel_id: ChannelId([9; 32]),
+            peer: lsp.public_key(),
+            ptlc_id: id,
+            point: letter.offer.point,
+            amount_sat: AMOUNT,
+        };
+        let first = b.handle(ptlc(&two, 7)).unwrap();
+        assert!(first.iter().any(|a| matches!(
+            a,
+            Action::Channel {
+                command: Command::Fulfil { id: 7, .. },
+                ..
+            }
+        )));
+        let second = b.handle(ptlc(&one, 8)).unwrap();
+        assert!(second.iter().any(|a| matches!(
+            a,
+            Action::Channel {
+                command: Command::Fail { id: 8 },
+                ..
+            }
+        )));
+        assert!(!second.iter().any(|a| matches!(
+            a,
+            Action::Channel {
+                command: Command::Fulfil { .. },
+                ..
+            }
+        )));
+        assert_eq!(
+            b.payment(&one.offer.payment_id).unwrap().status,
+            PayeeStatus::Refused {
+                reason: "receipt_slot_used".into()
+            }
+        );
+        let third = letter(&lsp, &payee, &receipts, 3);
+        let err = b
+            .handle(PayeeInput::Letter {
+                bytes: third.encode(),
+                height: 10,
+                route_hint: None,
+            })
+            .unwrap_err();
+        assert_eq!(err.code(), "receipt_slot_used");
+        assert_eq!(b.spent_slots(0).into_iter().collect::<Vec<_>>(), vec![0]);
     }
 }

@@ -93,6 +93,10 @@ pub enum PayerStatus {
     Void {
         /// What S said.
         reason: String,
+        /// The letter, if one was made: should A's state still be completed with its
+        /// signature (S saying "cancelled" and buying anyway), A takes its proof from it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        letter: Option<SaleLetter>,
     },
 }
 
@@ -116,6 +120,20 @@ impl PayerStatus {
             PayerStatus::Paid { .. } | PayerStatus::Completed { .. } | PayerStatus::Void { .. } => {
                 None
             }
+        }
+    }
+
+    /// The sale letter, once made.
+    pub fn letter(&self) -> Option<&SaleLetter> {
+        match self {
+            PayerStatus::Offered { letter }
+            | PayerStatus::Posted { letter }
+            | PayerStatus::Cancelling { letter }
+            | PayerStatus::Paid { letter, .. } => Some(letter),
+            PayerStatus::Void { letter, .. } => letter.as_ref(),
+            PayerStatus::Proposed
+            | PayerStatus::Requested { .. }
+            | PayerStatus::Completed { .. } => None,
         }
     }
 
@@ -523,6 +541,7 @@ impl Payer {
         let record = self.payments.get_mut(&id).expect("known payment");
         record.status = PayerStatus::Void {
             reason: reason.clone(),
+            letter: record.status.letter().cloned(),
         };
         vec![
             Action::Persist((id, record.clone())),
@@ -679,7 +698,11 @@ impl Payer {
         let (letter, known) = match &record.status {
             PayerStatus::Offered { letter }
             | PayerStatus::Posted { letter }
-            | PayerStatus::Cancelling { letter } => (letter, None),
+            | PayerStatus::Cancelling { letter }
+            | PayerStatus::Void {
+                letter: Some(letter),
+                ..
+            } => (letter, None),
             // The proof came first, from the completed state: the receipt adds B's invoice.
             PayerStatus::Paid { letter, proof } => (letter, Some(proof.clone())),
             PayerStatus::Completed { receipt: have, .. } if have == &receipt => {
@@ -730,11 +753,16 @@ impl Payer {
             .payments
             .iter_mut()
             .find_map(|(id, p)| match &p.status {
+                // A void payment too: S answered a cancellation and completed the state anyway
+                // (it can only have done so with the scalar, so B was paid); A holds its
+                // proof all the same.
                 PayerStatus::Offered { letter }
                 | PayerStatus::Posted { letter }
                 | PayerStatus::Cancelling { letter }
-                    if p.channel_id == channel_id && letter.offer.state == state =>
-                {
+                | PayerStatus::Void {
+                    letter: Some(letter),
+                    ..
+                } if p.channel_id == channel_id && letter.offer.state == state => {
                     let letter = letter.clone();
                     Some((*id, p, letter))
                 }
@@ -770,6 +798,7 @@ impl Payer {
                         _ => "cancelled",
                     }
                     .to_owned(),
+                    letter: record.status.letter().cloned(),
                 };
                 Ok(vec![
                     Action::Persist((id, record.clone())),

@@ -112,8 +112,7 @@ impl ProofOfPayment {
                 card: Box::new(*payee),
             });
         }
-        let on_card = card.epoch == self.epoch
-            && card.slots.get(self.slot.index as usize) == Some(&self.slot);
+        let on_card = card.epoch == self.epoch && card.slots.contains(&self.slot);
         if !on_card {
             return Err(ProofError::UnknownSlot {
                 epoch: self.epoch,
@@ -127,5 +126,96 @@ impl ProofOfPayment {
             .key
             .verify(&self.message(), &self.signature)
             .map_err(|_| ProofError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::SecretKey;
+    use crate::crypto::receipt::ReceiptKeys;
+
+    fn genuine() -> (ProofOfPayment, PublicKey, ReceiptCard, ReceiptKeys) {
+        let receipts = ReceiptKeys::from_seed(&[3; 32]);
+        let card = receipts.card(0, 4);
+        let payee = SecretKey::from_bytes([4; 32]).unwrap().public_key();
+        let mut proof = ProofOfPayment {
+            payment_id: PaymentId([5; 32]),
+            amount_sat: 50_000,
+            note: "coffee".into(),
+            payee,
+            epoch: 0,
+            slot: card.slots[2],
+            signature: SecretKey::from_bytes([1; 32])
+                .unwrap()
+                .sign(&[0; 32], &[0; 32]),
+        };
+        proof.signature = receipts.sign(0, 2, &proof.message());
+        (proof, payee, card, receipts)
+    }
+
+    #[test]
+    fn a_genuine_proof_verifies_and_every_forgery_is_refused_with_its_reason() {
+        let (proof, payee, card, receipts) = genuine();
+        proof.verify(&payee, &card).unwrap();
+
+        // Another amount, note or payment: the signature no longer covers it.
+        for forged in [
+            ProofOfPayment {
+                amount_sat: proof.amount_sat + 1,
+                ..proof.clone()
+            },
+            ProofOfPayment {
+                note: "tea".into(),
+                ..proof.clone()
+            },
+            ProofOfPayment {
+                payment_id: PaymentId([6; 32]),
+                ..proof.clone()
+            },
+        ] {
+            assert_eq!(forged.verify(&payee, &card), Err(ProofError::BadSignature));
+        }
+        // A signature by another key (the payee's node key would not do either), or by the
+        // slot's key with another nonce than the slot's.
+        let other = SecretKey::from_bytes([7; 32]).unwrap();
+        let forged = ProofOfPayment {
+            signature: other.sign(&proof.message(), &[0; 32]),
+            ..proof.clone()
+        };
+        assert_eq!(forged.verify(&payee, &card), Err(ProofError::BadSignature));
+        // The signature of slot 3 claimed for slot 2, and a slot the card does not list.
+        let forged = ProofOfPayment {
+            signature: receipts.sign(0, 3, &proof.message()),
+            ..proof.clone()
+        };
+        assert_eq!(forged.verify(&payee, &card), Err(ProofError::BadSignature));
+        let off_card = ProofOfPayment {
+            slot: receipts.slot(0, 9),
+            ..proof.clone()
+        };
+        assert_eq!(
+            off_card.verify(&payee, &card),
+            Err(ProofError::UnknownSlot { epoch: 0, slot: 9 })
+        );
+        let other_epoch = ProofOfPayment {
+            epoch: 1,
+            ..proof.clone()
+        };
+        assert!(matches!(
+            other_epoch.verify(&payee, &card),
+            Err(ProofError::UnknownSlot { epoch: 1, .. })
+        ));
+        // Checked against another payee's card.
+        let stranger = SecretKey::from_bytes([8; 32]).unwrap().public_key();
+        assert!(matches!(
+            proof.verify(&stranger, &card),
+            Err(ProofError::OtherPayee { .. })
+        ));
+        // The reasons read as sentences.
+        assert_eq!(
+            ProofError::BadSignature.to_string(),
+            "the receipt signature does not verify for this payment, amount and note"
+        );
     }
 }
