@@ -79,6 +79,17 @@ tables["steps"] = table(
     "add up to the total), and the mean total split by where the time went.",
     ["step", "per row", "per input"], rows)
 
+# Table 6a: the same window over a link with a round-trip time.
+over = online["per_input_rtt"]
+rows = [[f"`{s}`", num(over["latency_ms"][s]["p50"], 1), num(over["p50_over_rtt"][s], 2)]
+        for s in steps]
+tables["latency_rtt"] = table(
+    f"Table 6a. Payee online → S has stored A's completed state with {num(over['rtt_ms'])} ms "
+    "of round-trip time added on B's links to S and to the mailbox (delaying TCP relays on "
+    f"loopback; one transaction per input; {over['payments']} payments after the warm-up): "
+    "p50 per step (ms), and p50 divided by the RTT, the round trips the step costs.",
+    ["step", "p50", "p50 / RTT"], rows)
+
 # Table 7: messages per payment.
 msgs = online["per_row"]["messages"]
 labels = {"a_pays": "A pays (A–S)", "a_returns": "A returns (A–S)",

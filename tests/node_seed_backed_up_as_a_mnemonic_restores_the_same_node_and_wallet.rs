@@ -131,4 +131,42 @@ fn a_node_restored_from_its_mnemonic_is_the_same_node_with_the_same_wallet() {
     assert!(ok, "{err}");
     let answered: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(answered, public);
+
+    // The restored node's store has no record of the receipt slots the original spent: it
+    // took a new card epoch at random, and its card lists slots of that epoch only (a letter
+    // naming a slot of the original's cards is refused, so no slot signs twice).
+    let epoch = restored_answer["receipt_epoch"].as_u64().expect("an epoch");
+    assert_ne!(epoch, 0, "the original's epoch is 0");
+    let (ok, out, err) = node.ctl("contact", &json!({}));
+    assert!(ok, "{err}");
+    let card: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(card["version"], 2, "{card}");
+    assert_eq!(card["receipts"]["epoch"].as_u64(), Some(epoch), "{card}");
+    // `node new-receipt-epoch` gives it another one (after restoring a copy of the files).
+    drop(node);
+    let (ok, out, err) = asyncpay(
+        &[
+            "node",
+            "new-receipt-epoch",
+            "--data-dir",
+            restored.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let renewed: Value = serde_json::from_str(&out).expect("json");
+    assert_ne!(renewed["receipt_epoch"].as_u64(), Some(epoch));
+    let (ok, _, err) = asyncpay(
+        &[
+            "node",
+            "new-receipt-epoch",
+            "--data-dir",
+            "/nonexistent/dir",
+        ],
+        None,
+    );
+    assert!(
+        !ok && err.contains("seed"),
+        "a directory without a seed: {err}"
+    );
 }

@@ -97,6 +97,35 @@ pub fn restore_seed(dir: &Path, seed: &[u8; 32]) -> Result<(), FileError> {
     write_private(&path, hex::encode(seed).as_bytes())
 }
 
+/// The node's receipt card epoch (`dir/receipt-epoch`, a decimal number); 0 if the file is
+/// missing (a node that was never restored).
+pub fn receipt_epoch(dir: &Path) -> Result<u32, FileError> {
+    let path = dir.join("receipt-epoch");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|_| FileError {
+            what: "parsing (a decimal number)",
+            path,
+            source: std::io::ErrorKind::InvalidData.into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(FileError {
+            what: "reading",
+            path,
+            source: e,
+        }),
+    }
+}
+
+/// Gives the node a new receipt card epoch, at random (never 0): after a restore, the
+/// node's record of which receipt slots it spent may be gone, and a slot must never sign two
+/// messages. Cards issued before are void; letters naming them are refused.
+pub fn new_receipt_epoch(dir: &Path) -> Result<u32, FileError> {
+    let epoch = rand::random::<u32>().max(1);
+    private_dir(dir)?;
+    write_private(&dir.join("receipt-epoch"), epoch.to_string().as_bytes())?;
+    Ok(epoch)
+}
+
 /// Creates `dir` (and its parents) if missing and makes it 0700: the node's files hold its
 /// secrets.
 pub fn private_dir(dir: &Path) -> Result<(), FileError> {

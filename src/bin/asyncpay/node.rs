@@ -34,6 +34,15 @@ pub enum NodeCmd {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Give the node a new receipt card epoch, at random: run it on a data directory restored
+    /// from a copy (a backup of the files), whose record of spent receipt slots may be older
+    /// than the node's last payment received. Cards issued before are void (`node restore`
+    /// does this itself). The node must not be running.
+    NewReceiptEpoch {
+        /// The node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Print the node wallet's output descriptors, read from the seed file: public ones for a
     /// watch-only wallet (Sparrow, BDK), or with --private the ones that can spend.
     Descriptors {
@@ -331,17 +340,27 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
             println!("{}", asyncpay::node::files::seed_mnemonic(&seed));
             return Ok(());
         }
+        NodeCmd::NewReceiptEpoch { data_dir } => {
+            // A node's directory: its seed is there.
+            asyncpay::node::files::load_seed(&data_dir)?;
+            let epoch = asyncpay::node::files::new_receipt_epoch(&data_dir)?;
+            println!("{}", serde_json::json!({ "receipt_epoch": epoch }));
+            return Ok(());
+        }
         NodeCmd::Restore { data_dir } => {
             let mut words = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut words)
                 .context("reading the mnemonic from standard input")?;
             let seed = asyncpay::node::files::seed_from_mnemonic(&words)?;
             asyncpay::node::files::restore_seed(&data_dir, &seed)?;
+            // The store with the record of spent receipt slots is not in the seed.
+            let epoch = asyncpay::node::files::new_receipt_epoch(&data_dir)?;
             println!(
                 "{}",
                 serde_json::json!({
                     "restored": data_dir.display().to_string(),
                     "node_key": asyncpay::node::core::node_key(&seed).public_key().to_string(),
+                    "receipt_epoch": epoch,
                 })
             );
             return Ok(());

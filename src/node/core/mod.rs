@@ -79,6 +79,9 @@ pub struct NodeCore {
     reverse: Reverse,
     /// The last randomness the driver gave, mixed into channels opened or accepted later.
     entropy: [u8; 32],
+    /// The card epoch of our receipt slots ([`RECEIPT_EPOCH`] unless the node was restored
+    /// from its seed: see [`NodeCore::set_receipt_epoch`]).
+    receipt_epoch: u32,
 }
 
 impl core::fmt::Debug for NodeCore {
@@ -146,6 +149,7 @@ impl NodeCore {
             role,
             reverse,
             entropy: [0; 32],
+            receipt_epoch: RECEIPT_EPOCH,
         };
         for (peer, snapshot) in channels {
             let id = snapshot.channel_id;
@@ -282,18 +286,30 @@ impl NodeCore {
     /// The card lists the first [`RECEIPT_SLOTS`] slots that no fulfilment of ours spent
     /// yet: each payment paid uses one up, so a card issued later lists later slots.
     pub fn receipt_card(&self) -> ReceiptCard {
+        let epoch = self.receipt_epoch;
         let spent = match &self.role {
-            RoleMachine::Payee(payee) => payee.spent_slots(RECEIPT_EPOCH),
+            RoleMachine::Payee(payee) => payee.spent_slots(epoch),
             _ => Default::default(),
         };
         let keys = ReceiptKeys::from_seed(&self.seed);
         ReceiptCard {
-            epoch: RECEIPT_EPOCH,
+            epoch,
             slots: (0..u32::MAX)
                 .filter(|i| !spent.contains(i))
                 .take(RECEIPT_SLOTS as usize)
-                .map(|i| keys.slot(RECEIPT_EPOCH, i))
+                .map(|i| keys.slot(epoch, i))
                 .collect(),
+        }
+    }
+
+    /// Our receipt slots' card epoch: slots are derived from the seed, the epoch and the
+    /// index, and a letter naming another epoch is refused. A node whose record of spent
+    /// slots may be lost (restored from its seed, or from a copy of its data directory)
+    /// takes a new epoch at random, so that no slot it may have spent before signs again.
+    pub fn set_receipt_epoch(&mut self, epoch: u32) {
+        self.receipt_epoch = epoch;
+        if let RoleMachine::Payee(payee) = &mut self.role {
+            payee.set_receipt_epoch(epoch);
         }
     }
 
@@ -496,9 +512,9 @@ fn typed_records<R: Into<PaymentRecord>>(
 /// The receipt slots a contact card lists.
 pub const RECEIPT_SLOTS: u32 = 32;
 
-/// The card epoch of the receipt slots. Slots are derived from the seed, the epoch and the
-/// index; a payee refuses letters for another epoch. (A new epoch after restoring an old
-/// backup is not implemented yet: see docs/proof-of-payment.md.)
+/// The card epoch of the receipt slots of a node that was never restored. Slots are derived
+/// from the seed, the epoch and the index; a payee refuses letters for another epoch
+/// ([`NodeCore::set_receipt_epoch`]).
 pub const RECEIPT_EPOCH: u32 = 0;
 
 /// The receipt slots of the node with `seed`, as its contact card lists them.

@@ -20,7 +20,7 @@ use crate::node::core::{
     node_key, ChangeSet, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
 };
 use crate::node::driver::{Driver, Io};
-use crate::node::files::{load_seed, private_dir, private_file, write_private};
+use crate::node::files::{load_seed, private_dir, private_file, receipt_epoch, write_private};
 use crate::node::store::Store;
 use crate::protocol::channel::Snapshot;
 use crate::protocol::messages::ChannelId;
@@ -134,6 +134,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
     })?;
     let height = wallet.tip_height();
     let mut core = NodeCore::restore(seed, height, store.channels()?, records)?;
+    core.set_receipt_epoch(receipt_epoch(&args.data_dir)?);
     core.restore_reverse(store.reverse_payments()?);
     let node_secret = Arc::new(node_key(&seed));
     let mailbox_key = NodeKey::from_secret_bytes(node_secret.to_secret_bytes())?;

@@ -169,6 +169,11 @@ impl Payee {
         }
     }
 
+    /// Takes a new card epoch: letters naming slots of another epoch are refused from now on.
+    pub fn set_receipt_epoch(&mut self, epoch: u32) {
+        self.receipt_epoch = epoch;
+    }
+
     /// One payment.
     pub fn payment(&self, id: &PaymentId) -> Option<&PayeePayment> {
         self.payments.get(id)
