@@ -369,6 +369,9 @@ impl fmt::Debug for EncryptedSignature {
 }
 
 #[cfg(test)]
+mod reference_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
