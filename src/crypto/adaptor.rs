@@ -52,7 +52,7 @@ use core::fmt;
 
 use bitcoin::secp256k1;
 use schnorr_fun::{
-    adaptor::{Adaptor, EncryptedSign},
+    adaptor::Adaptor,
     fun::{g, marker::*, Point, Scalar},
     Message,
 };
@@ -272,7 +272,7 @@ impl EncryptedSignature {
     /// the caller; any fixed value still binds the nonce to all inputs).
     pub fn encrypt(x: &SecretKey, T: &AdaptorPoint, m: &[u8; 32], aux: &[u8; 32]) -> Self {
         tally::count(Op::AdaptorEncrypt);
-        Self(keys::signer(aux).encrypted_sign(x.keypair(), &T.0, Message::raw(m)))
+        Self(encrypted_sign(x.keypair(), &T.0, m, aux))
     }
 
     /// Checks that decrypting with the discrete log of T yields a valid signature by X on m.
@@ -375,10 +375,22 @@ impl fmt::Debug for EncryptedSignature {
 // module, which the tests compare them with.
 //
 // Which operations see secret data, and why they are constant time:
+// - `encrypted_sign`: the key x and the nonce r. The nonce is derived by schnorr_fun's
+//   BIP340 synthetic derivation (hashing), r·G by libsecp256k1's generator multiplication
+//   (constant time, blinded by the context's randomisation), the parity fix of r and
+//   ŝ = r + c·x on secp256kfun's scalars (constant time). r·G + T and what follows from it
+//   are public: r·G = R − T.
 // - `generator_mul` (t·G for `adaptor_point`, `sells` and `recover`): the secret t, on
 //   libsecp256k1's constant-time generator multiplication; `is_point` compares the result
 //   with T in constant time.
 // - `recover_decryption_key`: t = ±(s − ŝ) on secp256kfun's scalars, then t·G as above.
+
+/// The libsecp256k1 form of a curve point, through its uncompressed encoding (no square root,
+/// unlike the compressed one).
+fn libsecp_point<T: Normalized, S>(P: &Point<T, S>) -> secp256k1::PublicKey {
+    secp256k1::PublicKey::from_slice(&P.to_bytes_uncompressed())
+        .expect("a point's uncompressed encoding parses")
+}
 
 /// The secp256kfun form of a libsecp256k1 point (a square root: secp256kfun builds a point
 /// only from an encoding it checks).
@@ -401,6 +413,38 @@ fn generator_mul(t: &Scalar<Secret, NonZero>) -> secp256k1::PublicKey {
 fn is_point(P: &secp256k1::PublicKey, T: &Point) -> bool {
     let (P, T) = (P.serialize_uncompressed(), T.to_bytes_uncompressed());
     subtle::ConstantTimeEq::ct_eq(&P[..], &T[..]).into()
+}
+
+/// schnorr_fun's `encrypted_sign` (the same nonce, so the same encrypted signature) with its
+/// generator multiplication on libsecp256k1.
+fn encrypted_sign(
+    keypair: &schnorr_fun::fun::KeyPair<EvenY>,
+    Y: &Point,
+    m: &[u8; 32],
+    aux: &[u8; 32],
+) -> schnorr_fun::adaptor::EncryptedSignature {
+    let (x, X) = keypair.as_tuple();
+    let signer = keys::signer(aux);
+    let mut r = schnorr_fun::fun::derive_nonce!(
+        nonce_gen => signer.nonce_gen(),
+        secret => x,
+        public => [X, Y, Message::raw(m)]
+    );
+    // The nonce is derived from Y, so r·G + Y is a random point, never infinity.
+    let R = generator_mul(&r)
+        .combine(&libsecp_point(Y))
+        .expect("computationally unreachable");
+    let [parity, R_x @ ..] = R.serialize();
+    // R must have even y: negate it (and so r), which the decryptor has to mirror on t.
+    let needs_negation = parity == 0x03;
+    r.conditional_negate(needs_negation);
+    let R = Point::<EvenY>::from_xonly_bytes(R_x).expect("libsecp256k1 points are curve points");
+    let c = keys::challenge(&R, &X, m);
+    schnorr_fun::adaptor::EncryptedSignature {
+        R,
+        s_hat: schnorr_fun::fun::s!(r + c * x).public(),
+        needs_negation,
+    }
 }
 
 /// schnorr_fun's `recover_decryption_key` with t·G on libsecp256k1 (constant time: t is the
