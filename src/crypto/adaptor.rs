@@ -53,7 +53,7 @@ use core::fmt;
 use bitcoin::secp256k1;
 use schnorr_fun::{
     adaptor::Adaptor,
-    fun::{g, marker::*, Point, Scalar},
+    fun::{marker::*, Point, Scalar},
     Message,
 };
 use serde::{Deserialize, Serialize};
@@ -240,10 +240,7 @@ pub fn price_point(
 ) -> Result<AdaptorPoint, AdaptorError> {
     tally::count(Op::PricePoint);
     let e = keys::challenge(R.point(), X.point(), m);
-    let (R_, X_) = (R.point(), X.point());
-    g!(R_ + e * X_)
-        .normalize()
-        .non_zero()
+    sum_variable_time(R.point(), X.point(), e)
         .map(AdaptorPoint)
         .ok_or(AdaptorError::PricePointAtInfinity {
             nonce: R.to_xonly_bytes(),
@@ -283,7 +280,10 @@ impl EncryptedSignature {
         m: &[u8; 32],
     ) -> Result<(), AdaptorError> {
         tally::count(Op::AdaptorVerify);
-        if keys::verifier().verify_encrypted_signature(X.point(), &T.0, Message::raw(m), &self.0) {
+        let valid = verify_variable_time(X.point(), &T.0, m, &self.0).unwrap_or_else(|| {
+            keys::verifier().verify_encrypted_signature(X.point(), &T.0, Message::raw(m), &self.0)
+        });
+        if valid {
             Ok(())
         } else {
             Err(AdaptorError::InvalidEncryptedSignature {
@@ -384,6 +384,9 @@ impl fmt::Debug for EncryptedSignature {
 //   libsecp256k1's constant-time generator multiplication; `is_point` compares the result
 //   with T in constant time.
 // - `recover_decryption_key`: t = ±(s − ŝ) on secp256kfun's scalars, then t·G as above.
+// - `verify_variable_time` and `sum_variable_time` (adaptor verification, price points) see
+//   only public data (keys, nonces, adaptor points, challenges, published scalars), so they
+//   use libsecp256k1's variable-time multiplication.
 
 /// The libsecp256k1 form of a curve point, through its uncompressed encoding (no square root,
 /// unlike the compressed one).
@@ -445,6 +448,83 @@ fn encrypted_sign(
         s_hat: schnorr_fun::fun::s!(r + c * x).public(),
         needs_negation,
     }
+}
+
+/// Whether ŝ·G − c·X = R ± Y (+ if the encrypted signature needs negation), in one
+/// variable-time multiplication; `None` when that cannot tell (c = 0, or ŝ·G − c·X at
+/// infinity), for the caller to ask schnorr_fun.
+fn verify_variable_time(
+    X: &Point<EvenY>,
+    Y: &Point,
+    m: &[u8; 32],
+    encrypted: &schnorr_fun::adaptor::EncryptedSignature,
+) -> Option<bool> {
+    let c = keys::challenge(&encrypted.R, X, m);
+    let sG_minus_cX = double_mul_variable_time(encrypted.s_hat, c, X)?;
+    // ŝ·G − c·X = R ± Y exactly when ŝ·G − c·X ∓ Y = R.
+    let Y = libsecp_point(Y);
+    let Y = if encrypted.needs_negation {
+        Y.negate(super::context())
+    } else {
+        Y
+    };
+    let mut R = [0x02; 33];
+    R[1..].copy_from_slice(&encrypted.R.to_xonly_bytes());
+    Some(
+        sG_minus_cX
+            .combine(&Y)
+            .is_ok_and(|sum| sum.serialize() == R),
+    )
+}
+
+/// a·G − b·X in one variable-time multiplication (all public); `None` if b = 0 or at
+/// infinity.
+///
+/// libsecp256k1 offers its variable-time a·P + b·G for an arbitrary point P only as ECDSA
+/// public key recovery: from (r, s), a recovery id and a message z it computes
+/// r⁻¹·s·P − r⁻¹·z·G, where P is the point of x-coordinate r (plus the order n if the id's
+/// bit 1 is set) and of the id's y parity. With P = X (even y), s = −b·r and z = −a·r that
+/// is a·G − b·X: the point itself, not only its x-coordinate.
+fn double_mul_variable_time(
+    a: Scalar<Public, Zero>,
+    b: Scalar<Public, Zero>,
+    X: &Point<EvenY>,
+) -> Option<secp256k1::PublicKey> {
+    use schnorr_fun::fun::s;
+    use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+
+    let X_x = X.to_xonly_bytes();
+    let (r, above_order) = match Scalar::<Public, Zero>::from_bytes(X_x) {
+        Some(r) => (r, false),
+        None => (Scalar::from_bytes_mod_order(X_x), true),
+    };
+    // s = 0 if b = 0, or if r = 0: X's x-coordinate is n itself (a curve point).
+    let s = s!(-b * r).non_zero()?;
+    let z = s!(-a * r);
+    let mut compact = [0u8; 64];
+    compact[..32].copy_from_slice(&r.to_bytes());
+    compact[32..].copy_from_slice(&s.to_bytes());
+    let id = RecoveryId::from_i32(if above_order { 2 } else { 0 }).expect("a recovery id");
+    let sig = RecoverableSignature::from_compact(&compact, id).expect("r and s are scalars");
+    super::context()
+        .recover_ecdsa(&secp256k1::Message::from_digest(z.to_bytes()), &sig)
+        .ok()
+}
+
+/// R + e·X, variable time (all public); `None` at infinity.
+fn sum_variable_time(R: &Point<EvenY>, X: &Point<EvenY>, e: Scalar<Public, Zero>) -> Option<Point> {
+    let R = libsecp_point(R);
+    let sum = match e.non_zero() {
+        None => R,
+        Some(e) => {
+            let e = secp256k1::Scalar::from_be_bytes(e.to_bytes()).expect("a scalar");
+            let eX = libsecp_point(X)
+                .mul_tweak(super::context(), &e)
+                .expect("a non-zero multiple of a point of prime order");
+            R.combine(&eX).ok()?
+        }
+    };
+    Some(from_libsecp(&sum))
 }
 
 /// schnorr_fun's `recover_decryption_key` with t·G on libsecp256k1 (constant time: t is the

@@ -50,6 +50,10 @@ fn libsecp_verifies(X: &PublicKey, m: &[u8; 32], sig: &Signature) -> bool {
         .is_ok()
 }
 
+fn scalar(bytes: [u8; 32]) -> Scalar<Public, Zero> {
+    Scalar::from_bytes_mod_order(bytes)
+}
+
 /// An adaptor secret whose point has the asked y parity.
 fn secret_with_parity(even: bool) -> AdaptorSecret {
     (1u8..)
@@ -156,6 +160,58 @@ proptest! {
         prop_assert_eq!(price_point(&R, &X, &m).ok(), expected);
     }
 
+    #[test]
+    fn double_multiplication_matches_the_reference(
+        a in any::<[u8; 32]>(),
+        b in any::<[u8; 32]>(),
+        X in any::<[u8; 32]>(),
+    ) {
+        let Some(X) = Point::<EvenY>::from_xonly_bytes(X) else {
+            return Ok(());
+        };
+        let (a, b) = (scalar(a), scalar(b));
+        let expected = g!(a * G - b * X).normalize().non_zero().map(|P| P.to_bytes());
+        let ours = double_mul_variable_time(a, b, &X).map(|P| P.serialize());
+        prop_assert_eq!(ours, expected);
+    }
+}
+
+#[test]
+fn double_multiplication_with_x_at_and_above_the_order() {
+    // n, the group order, and n + 2 are x-coordinates of curve points (n + 1 is not).
+    let n: [u8; 32] =
+        hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
+            .expect("hex literal")
+            .try_into()
+            .expect("32 bytes");
+    let mut n_plus_2 = n;
+    n_plus_2[31] += 2;
+    let at_order = Point::<EvenY>::from_xonly_bytes(n).expect("n is an x-coordinate");
+    let above = Point::<EvenY>::from_xonly_bytes(n_plus_2).expect("n + 2 is an x-coordinate");
+    for i in 1u8..=8 {
+        let (a, b) = (scalar([i; 32]), scalar([i.wrapping_mul(37); 32]));
+        // r = x mod n = 0 is no ECDSA signature: the caller falls back to the reference.
+        assert!(double_mul_variable_time(a, b, &at_order).is_none());
+        let expected = g!(a * G - b * above).normalize().to_bytes();
+        assert_eq!(
+            double_mul_variable_time(a, b, &above).map(|P| P.serialize()),
+            Some(expected)
+        );
+    }
+    // Verification with such a key still works through the fallback: a valid encrypted
+    // signature cannot be made without the key's discrete log, so check refusals.
+    let (t, m) = (secret_with_parity(true), [9u8; 32]);
+    let T = t.adaptor_point();
+    let enc = EncryptedSignature::encrypt(
+        &SecretKey::from_bytes([3; 32]).expect("valid scalar"),
+        &T,
+        &m,
+        &[0; 32],
+    );
+    for X in [at_order, above] {
+        let X = PublicKey::from_xonly_bytes(X.to_xonly_bytes()).expect("a curve point");
+        assert_eq!(both_verify(&X, &T, &m, &enc.0), (false, false));
+    }
 }
 
 #[test]
@@ -214,7 +270,8 @@ fn negated_point_is_refused() {
 }
 
 /// ŝ·G − c·X at infinity (R = ∓T and ŝ = c·x): the reference accepts it, and it does
-/// decrypt to a valid signature.
+/// decrypt to a valid signature. The libsecp256k1 path cannot tell this case and falls
+/// back to the reference.
 #[test]
 fn encrypted_signature_at_infinity_agrees_with_the_reference() {
     let x = SecretKey::from_bytes([6; 32]).expect("valid scalar");
@@ -234,6 +291,7 @@ fn encrypted_signature_at_infinity_agrees_with_the_reference() {
             s_hat: s!(c * x_).public(),
             needs_negation,
         };
+        assert!(verify_variable_time(X.point(), &T.0, &m, &enc).is_none());
         assert_eq!(both_verify(&X, &T, &m, &enc), (true, true));
         let sig = EncryptedSignature(enc.clone())
             .decrypt(&t, &X, &m)
@@ -241,4 +299,25 @@ fn encrypted_signature_at_infinity_agrees_with_the_reference() {
         assert!(libsecp_verifies(&X, &m, &sig));
         assert_eq!(ours_recover(&T, &enc, &sig), Some(t.to_secret_bytes()));
     }
+}
+
+#[test]
+fn price_point_sum_at_infinity_and_zero_challenge() {
+    let X = SecretKey::from_bytes([8; 32])
+        .expect("valid scalar")
+        .public_key();
+    let X_ = X.point();
+    // R = −e·X for some e with that point's y even.
+    let (e, R) = (1u8..)
+        .find_map(|i| {
+            let e = scalar([i; 32]);
+            let R = g!(-e * X_).normalize().non_zero()?;
+            R.is_y_even().then(|| (e, R.into_point_with_even_y().0))
+        })
+        .expect("about half of all points have even y");
+    assert_eq!(sum_variable_time(&R, X_, e), None);
+    assert_eq!(
+        sum_variable_time(&R, X_, Scalar::zero()).map(|T| T.to_bytes()),
+        Some(R.to_bytes())
+    );
 }
