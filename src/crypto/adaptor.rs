@@ -303,10 +303,16 @@ impl EncryptedSignature {
         tally::count(Op::AdaptorDecrypt);
         let sig = keys::verifier().decrypt_signature(t.0, self.0.clone());
         let sig = Signature::from_inner(sig);
-        X.verify(m, &sig).map_err(|_| AdaptorError::WrongSecret {
-            adaptor_point: t.adaptor_point().to_bytes(),
-            public_key: X.to_xonly_bytes(),
-        })?;
+        // A full BIP340 verification rather than a cheaper check: s·G = R + e·X would follow
+        // from t·G = T alone only for an encrypted signature verified under T, and decrypt is
+        // not told whether this one was (the claim decrypts what was checked when the PTLC
+        // was accepted, maybe before a restart; a caller may not have checked at all).
+        if !verify_bip340(X.point(), m, &sig) {
+            return Err(AdaptorError::WrongSecret {
+                adaptor_point: t.adaptor_point().to_bytes(),
+                public_key: X.to_xonly_bytes(),
+            });
+        }
         Ok(sig)
     }
 
@@ -387,6 +393,10 @@ impl fmt::Debug for EncryptedSignature {
 // - `verify_variable_time` and `sum_variable_time` (adaptor verification, price points) see
 //   only public data (keys, nonces, adaptor points, challenges, published scalars), so they
 //   use libsecp256k1's variable-time multiplication.
+// - `verify_bip340` (the check of a decrypted signature) sees its scalar s, from which
+//   anyone holding the encrypted signature learns t: decrypting is for publishing (the
+//   claim transaction carries s), so s is treated as public from then on, as libsecp256k1's
+//   own verification treats it.
 
 /// The libsecp256k1 form of a curve point, through its uncompressed encoding (no square root,
 /// unlike the compressed one).
@@ -525,6 +535,20 @@ fn sum_variable_time(R: &Point<EvenY>, X: &Point<EvenY>, e: Scalar<Public, Zero>
         }
     };
     Some(from_libsecp(&sum))
+}
+
+/// BIP340 verification on libsecp256k1, as [`PublicKey::verify`] but without the square root
+/// of decoding the key from its x-coordinate; counted as a verification.
+fn verify_bip340(X: &Point<EvenY>, m: &[u8; 32], sig: &Signature) -> bool {
+    tally::count(Op::Verify);
+    let (key, _) = libsecp_point(X).x_only_public_key();
+    crate::crypto::secp()
+        .verify_schnorr(
+            &secp256k1::schnorr::Signature::from(*sig),
+            &secp256k1::Message::from_digest(*m),
+            &key,
+        )
+        .is_ok()
 }
 
 /// schnorr_fun's `recover_decryption_key` with t·G on libsecp256k1 (constant time: t is the
