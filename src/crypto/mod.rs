@@ -46,8 +46,15 @@ pub fn tagged_hash(tag: &str, parts: &[&[u8]]) -> [u8; 32] {
 /// Creating a context randomises it, which costs as much as a signature; keys and the
 /// transaction builders run many times per channel update, so they share this one.
 pub(crate) fn secp() -> &'static bitcoin::secp256k1::Secp256k1<bitcoin::secp256k1::All> {
+    tally::count(tally::Op::LibsecpContext);
+    context()
+}
+
+/// The same context, uncounted: for the libsecp256k1 calls inside an operation that counts
+/// as its own [`tally::Op`] (an adaptor signature made or checked, a price point, t·G), so
+/// that they do not count again as uses of the context.
+fn context() -> &'static bitcoin::secp256k1::Secp256k1<bitcoin::secp256k1::All> {
     static SECP: std::sync::LazyLock<bitcoin::secp256k1::Secp256k1<bitcoin::secp256k1::All>> =
         std::sync::LazyLock::new(bitcoin::secp256k1::Secp256k1::new);
-    tally::count(tally::Op::LibsecpContext);
     &SECP
 }
