@@ -46,8 +46,8 @@ tables["run"] = table(
 
 pay = load("payment")
 online = pay["online"]
-modes = [("one commit per row (as `asyncpay node`)", "per_row"),
-         ("one commit per input", "per_input")]
+modes = [("one commit per row", "per_row"),
+         ("one commit per input (as `asyncpay node`)", "per_input")]
 
 # Table 5: payee online -> S holds A's completed state.
 rows = []
