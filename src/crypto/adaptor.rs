@@ -462,7 +462,7 @@ fn from_libsecp(P: &secp256k1::PublicKey) -> Point {
 }
 
 /// t·G, in constant time (libsecp256k1's generator multiplication on its precomputed table).
-fn generator_mul(t: &Scalar<Secret, NonZero>) -> secp256k1::PublicKey {
+pub(crate) fn generator_mul(t: &Scalar<Secret, NonZero>) -> secp256k1::PublicKey {
     let mut bytes = t.to_bytes();
     let mut key =
         secp256k1::SecretKey::from_slice(&bytes).expect("a non-zero scalar is a secret key");

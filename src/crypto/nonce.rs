@@ -100,7 +100,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroize;
 
-use crate::crypto::adaptor::{AdaptorPoint, EncryptedSignature};
+use crate::crypto::adaptor::{generator_mul, AdaptorPoint, EncryptedSignature};
 use crate::crypto::keys::{self, KeyError, PublicKey, SecretKey, Signature};
 use crate::crypto::tally::{self, Op};
 
@@ -354,7 +354,12 @@ fn derive(seed: &NonceSeed, session: SessionId, signer: &PublicKey, aux: &[u8; 3
     // computationally unreachable.
     let mut k = Scalar::<Secret, NonZero>::from_hash(hash);
     tally::count(Op::NonceCommit);
-    let R = Point::even_y_from_scalar_mul(G, &mut k);
+    // k·G on libsecp256k1's constant-time generator multiplication (precomputed table, where
+    // secp256kfun has none), then k negated if R has odd y, as BIP340 wants: the same k and R
+    // as secp256kfun's `even_y_from_scalar_mul` (a test compares them). R is public.
+    let [parity, R_x @ ..] = generator_mul(&k).serialize();
+    k.conditional_negate(parity == 0x03);
+    let R = Point::<EvenY>::from_xonly_bytes(R_x).expect("libsecp256k1 points are curve points");
     SecretNonce {
         k,
         R: PublicNonce(R),
@@ -541,6 +546,31 @@ mod tests {
 
     /// A store that fails to persist, to check nothing leaks on failure.
     struct FailingStore;
+
+    /// The committed nonce made on libsecp256k1 is secp256kfun's: the same k (after the
+    /// parity fix) and the same even-y R, over many seeds (both parities occur).
+    #[test]
+    fn nonces_match_secp256kfuns_even_y_derivation() {
+        let signer = key(3).public_key();
+        let mut flipped = [false, false];
+        for i in 0..64u8 {
+            let seed = NonceSeed::from_bytes([i; 32]);
+            let nonce = derive(&seed, SessionId(u64::from(i)), &signer, &[i ^ 0x5a; 32]);
+            let hash = Sha256::default()
+                .tag(NONCE_TAG)
+                .add(&seed.0[..])
+                .add(&u64::from(i).to_be_bytes()[..])
+                .add(&signer.to_xonly_bytes()[..])
+                .add(&[i ^ 0x5a; 32][..]);
+            let mut k = Scalar::<Secret, NonZero>::from_hash(hash);
+            let original = k;
+            let R = Point::even_y_from_scalar_mul(G, &mut k);
+            flipped[usize::from(k != original)] = true;
+            assert_eq!(nonce.R, PublicNonce(R));
+            assert_eq!(nonce.k, k);
+        }
+        assert_eq!(flipped, [true, true], "both parities exercised");
+    }
 
     impl NonceCounterStore for FailingStore {
         type Error = DiskFull;
