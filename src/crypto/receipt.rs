@@ -32,12 +32,12 @@
 
 use core::fmt;
 
-use schnorr_fun::fun::{g, marker::*, s, Scalar, G};
+use schnorr_fun::fun::{marker::*, s, Point, Scalar};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::crypto::adaptor::{price_point, AdaptorError, AdaptorPoint};
-use crate::crypto::keys::{self, PublicKey, SecretKey, Signature};
+use crate::crypto::adaptor::{generator_mul, price_point, AdaptorError, AdaptorPoint};
+use crate::crypto::keys::{self, PublicKey, Signature};
 use crate::crypto::nonce::PublicNonce;
 use crate::crypto::tagged_hash;
 
@@ -102,24 +102,23 @@ impl ReceiptKeys {
         }
     }
 
-    /// The slot's secrets (r_i, p_i), each normalised so that its point has even y.
-    fn secrets(&self, epoch: u32, index: u32) -> (Scalar<Secret, NonZero>, SecretKey) {
-        let mut r = self.secret("nonce", epoch, index);
-        let (_, odd) = g!(r * G).normalize().into_point_with_even_y();
-        r.conditional_negate(odd);
-        let p = SecretKey::from_bytes(self.secret("key", epoch, index).to_bytes())
-            .expect("a non-zero scalar is a valid key");
-        (r, p)
+    /// The slot's secrets (r_i, p_i) and points (R_i, P_i), each secret normalised so that
+    /// its point has even y.
+    fn secrets(&self, epoch: u32, index: u32) -> (EvenPair, EvenPair) {
+        (
+            even(self.secret("nonce", epoch, index)),
+            even(self.secret("key", epoch, index)),
+        )
     }
 
     /// The public half of slot `index` of `epoch`.
     pub fn slot(&self, epoch: u32, index: u32) -> ReceiptSlot {
-        let (r, p) = self.secrets(epoch, index);
-        let (R, _) = g!(r * G).normalize().into_point_with_even_y();
+        let ((_, R), (_, P)) = self.secrets(epoch, index);
         ReceiptSlot {
             index,
             nonce: PublicNonce::from_point(R),
-            key: p.public_key(),
+            key: PublicKey::from_xonly_bytes(P.to_xonly_bytes())
+                .expect("an even-y point is an x-only key"),
         }
     }
 
@@ -134,13 +133,23 @@ impl ReceiptKeys {
     /// The slot's BIP340 signature on m, with the slot's nonce. Sign at most one message per
     /// slot: the caller records the slot as spent (durably) first.
     pub fn sign(&self, epoch: u32, index: u32, m: &[u8; 32]) -> Signature {
-        let (r, p) = self.secrets(epoch, index);
-        let (R, _) = g!(r * G).normalize().into_point_with_even_y();
-        let (x, X) = p.keypair().as_tuple();
-        let c = keys::challenge(&R, &X, m);
-        let z = s!(r + c * x).public();
+        let ((r, R), (p, P)) = self.secrets(epoch, index);
+        let c = keys::challenge(&R, &P, m);
+        let z = s!(r + c * p).public();
         Signature::from_inner(schnorr_fun::Signature { R, s: z })
     }
+}
+
+/// A secret scalar and its even-y point.
+type EvenPair = (Scalar<Secret, NonZero>, Point<EvenY>);
+
+/// `s`, negated if s·G has odd y, and its point (BIP340's even-y form). s·G on
+/// libsecp256k1's constant-time generator multiplication; the point is public.
+fn even(mut s: Scalar<Secret, NonZero>) -> EvenPair {
+    let [parity, x @ ..] = generator_mul(&s).serialize();
+    s.conditional_negate(parity == 0x03);
+    let point = Point::<EvenY>::from_xonly_bytes(x).expect("libsecp256k1 points are curve points");
+    (s, point)
 }
 
 impl Drop for ReceiptKeys {
@@ -159,7 +168,28 @@ impl fmt::Debug for ReceiptKeys {
 mod tests {
     use super::*;
     use crate::crypto::adaptor::{sells, AdaptorSecret};
+    use crate::crypto::keys::SecretKey;
     use crate::crypto::nonce::{MemoryCounterStore, NonceSeed, NonceSource};
+
+    /// The slot points made on libsecp256k1 are secp256kfun's even-y points of the same
+    /// secrets (both parities occur over the slots).
+    #[test]
+    fn slot_points_are_the_even_y_points_of_their_secrets() {
+        use schnorr_fun::fun::{g, G};
+        let keys = ReceiptKeys::from_seed(&[9; 32]);
+        let mut odd = [false, false];
+        for i in 0..32 {
+            let slot = keys.slot(2, i);
+            let p = keys.secret("key", 2, i);
+            let key = SecretKey::from_bytes(p.to_bytes()).unwrap();
+            assert_eq!(slot.key, key.public_key());
+            let r = keys.secret("nonce", 2, i);
+            let (R, negated) = g!(r * G).normalize().into_point_with_even_y();
+            odd[usize::from(negated)] = true;
+            assert_eq!(slot.nonce, PublicNonce::from_point(R));
+        }
+        assert_eq!(odd, [true, true]);
+    }
 
     /// The whole construction: A pre-signs encrypted to B's receipt point; B completes with
     /// its receipt signature; the completed signature is A's valid BIP340 signature whose
