@@ -33,6 +33,7 @@ fn files_are_private_and_the_token_is_checked_first() {
         "node.db-shm",
         "wallet.sqlite",
         "seed",
+        "receipt-epoch",
         "control.token",
         "node.json",
         "node.log",

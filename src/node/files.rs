@@ -35,6 +35,9 @@ fn at(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileErr
 pub fn load_seed(dir: &Path) -> Result<[u8; 32], FileError> {
     let path = dir.join("seed");
     if !path.exists() {
+        // A new node: its receipt card epoch is 0, written first, so that a seed never
+        // stands without its epoch.
+        write_private(&dir.join(RECEIPT_EPOCH_FILE), b"0")?;
         let seed: [u8; 32] = rand::random();
         write_private(&path, hex::encode(seed).as_bytes())?;
     }
@@ -82,9 +85,10 @@ pub fn seed_from_mnemonic(words: &str) -> Result<[u8; 32], BadMnemonic> {
     })
 }
 
-/// Writes the seed of `words` as `dir/seed` (0600), for a node restored from its mnemonic.
-/// Refuses to overwrite a seed that is there already.
-pub fn restore_seed(dir: &Path, seed: &[u8; 32]) -> Result<(), FileError> {
+/// Writes the seed of `words` as `dir/seed` (0600), for a node restored from its mnemonic,
+/// after a new receipt card epoch (returned): the store with the record of the receipt slots
+/// the node spent is not in the seed. Refuses to overwrite a seed that is there already.
+pub fn restore_seed(dir: &Path, seed: &[u8; 32]) -> Result<u32, FileError> {
     let path = dir.join("seed");
     if path.exists() {
         return Err(FileError {
@@ -94,20 +98,32 @@ pub fn restore_seed(dir: &Path, seed: &[u8; 32]) -> Result<(), FileError> {
         });
     }
     private_dir(dir)?;
-    write_private(&path, hex::encode(seed).as_bytes())
+    // The epoch first: a seed never stands without its epoch, even if this stops between.
+    let epoch = new_receipt_epoch(dir)?;
+    write_private(&path, hex::encode(seed).as_bytes())?;
+    Ok(epoch)
 }
 
-/// The node's receipt card epoch (`dir/receipt-epoch`, a decimal number); 0 if the file is
-/// missing (a node that was never restored).
+/// The file of a node's receipt card epoch, beside its seed.
+const RECEIPT_EPOCH_FILE: &str = "receipt-epoch";
+
+/// The node's receipt card epoch (`dir/receipt-epoch`, a decimal number), written with its
+/// seed. A seed without it is refused: the node may have been restored without its record
+/// of spent receipt slots (`asyncpay node new-receipt-epoch` gives it one).
 pub fn receipt_epoch(dir: &Path) -> Result<u32, FileError> {
-    let path = dir.join("receipt-epoch");
+    let path = dir.join(RECEIPT_EPOCH_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => text.trim().parse().map_err(|_| FileError {
             what: "parsing (a decimal number)",
             path,
             source: std::io::ErrorKind::InvalidData.into(),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FileError {
+            what: "reading the receipt card epoch (a seed without one may have lost its record \
+                   of spent receipt slots: run `asyncpay node new-receipt-epoch`)",
+            path,
+            source: e,
+        }),
         Err(e) => Err(FileError {
             what: "reading",
             path,
@@ -122,7 +138,7 @@ pub fn receipt_epoch(dir: &Path) -> Result<u32, FileError> {
 pub fn new_receipt_epoch(dir: &Path) -> Result<u32, FileError> {
     let epoch = rand::random::<u32>().max(1);
     private_dir(dir)?;
-    write_private(&dir.join("receipt-epoch"), epoch.to_string().as_bytes())?;
+    write_private(&dir.join(RECEIPT_EPOCH_FILE), epoch.to_string().as_bytes())?;
     Ok(epoch)
 }
 

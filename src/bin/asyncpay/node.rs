@@ -342,7 +342,13 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
         }
         NodeCmd::NewReceiptEpoch { data_dir } => {
             // A node's directory: its seed is there.
-            asyncpay::node::files::load_seed(&data_dir)?;
+            let seed = data_dir.join("seed");
+            if !seed.exists() {
+                anyhow::bail!(
+                    "{} has no seed: not a node's data directory",
+                    data_dir.display()
+                );
+            }
             let epoch = asyncpay::node::files::new_receipt_epoch(&data_dir)?;
             println!("{}", serde_json::json!({ "receipt_epoch": epoch }));
             return Ok(());
@@ -352,9 +358,7 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut words)
                 .context("reading the mnemonic from standard input")?;
             let seed = asyncpay::node::files::seed_from_mnemonic(&words)?;
-            asyncpay::node::files::restore_seed(&data_dir, &seed)?;
-            // The store with the record of spent receipt slots is not in the seed.
-            let epoch = asyncpay::node::files::new_receipt_epoch(&data_dir)?;
+            let epoch = asyncpay::node::files::restore_seed(&data_dir, &seed)?;
             println!(
                 "{}",
                 serde_json::json!({

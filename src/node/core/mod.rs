@@ -316,11 +316,11 @@ impl NodeCore {
     /// `count` of our receipt slots from index `from`: a card for one payer alone (the
     /// benchmarks hand each payer its own slots, as a slot-dispensing mailbox would).
     pub fn receipt_slots(&self, from: u32, count: u32) -> ReceiptCard {
-        let keys = ReceiptKeys::from_seed(&self.seed);
+        let (keys, epoch) = (ReceiptKeys::from_seed(&self.seed), self.receipt_epoch);
         ReceiptCard {
-            epoch: RECEIPT_EPOCH,
+            epoch,
             slots: (from..from.saturating_add(count))
-                .map(|i| keys.slot(RECEIPT_EPOCH, i))
+                .map(|i| keys.slot(epoch, i))
                 .collect(),
         }
     }
@@ -517,7 +517,8 @@ pub const RECEIPT_SLOTS: u32 = 32;
 /// ([`NodeCore::set_receipt_epoch`]).
 pub const RECEIPT_EPOCH: u32 = 0;
 
-/// The receipt slots of the node with `seed`, as its contact card lists them.
+/// The receipt slots of the node with `seed` that was never restored (epoch
+/// [`RECEIPT_EPOCH`]), as its first contact card lists them.
 pub fn receipt_card(seed: &[u8; 32]) -> ReceiptCard {
     ReceiptKeys::from_seed(seed).card(RECEIPT_EPOCH, RECEIPT_SLOTS)
 }

@@ -218,10 +218,13 @@ impl Payee {
                     Action::Event(PaymentEvent::Completed { payment_id: id }),
                 ])
             }
+            // Invoices of an earlier card epoch are not sent again: their PTLCs would be
+            // failed (see `on_ptlc`).
             PayeeInput::PeerConnected { peer } => Ok(self
                 .payments
                 .values()
                 .filter(|p| p.status == PayeeStatus::Invoiced && p.invoice.lsp == peer)
+                .filter(|p| p.letter.receipt_epoch == self.receipt_epoch)
                 .map(|p| Action::Send {
                     to: peer,
                     message: PaymentMessage::Invoice(p.invoice.clone()),
@@ -396,14 +399,25 @@ impl Payee {
         }
         let secret = record.letter.check(&self.key, &self.receipts)?;
         let letter = record.letter.clone();
-        // Another payment paid with this slot first: its scalar carried the slot's signature
-        // on another message, so this one is never revealed. The PTLC is failed back.
-        if let Some(used_by) = self.spent_by(&letter).filter(|other| *other != id) {
-            let reason = PaymentError::ReceiptSlotUsed {
+        // A letter of an earlier card epoch (the node was restored since: its record of the
+        // slots it spent then may be gone), or a slot another payment paid with first (its
+        // scalar carried the slot's signature on another message): this scalar is never
+        // revealed, and the PTLC is failed back.
+        let refusal = if letter.receipt_epoch != self.receipt_epoch {
+            Some(PaymentError::ReceiptEpoch {
                 epoch: letter.receipt_epoch,
-                slot: letter.receipt_slot,
-                used_by,
-            };
+                current: self.receipt_epoch,
+            })
+        } else {
+            self.spent_by(&letter)
+                .filter(|other| *other != id)
+                .map(|used_by| PaymentError::ReceiptSlotUsed {
+                    epoch: letter.receipt_epoch,
+                    slot: letter.receipt_slot,
+                    used_by,
+                })
+        };
+        if let Some(reason) = refusal {
             let record = self.payments.get_mut(&id).expect("found above");
             record.status = PayeeStatus::Refused {
                 reason: reason.code().to_owned(),
@@ -552,5 +566,60 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), "receipt_slot_used");
         assert_eq!(b.spent_slots(0).into_iter().collect::<Vec<_>>(), vec![0]);
+    }
+
+    /// A letter invoiced before the node took a new card epoch (it was restored: its record
+    /// of spent slots may be older than its last fulfilment) is never fulfilled: its PTLC
+    /// is failed back, and its invoice is not sent again.
+    #[test]
+    fn a_letter_of_an_earlier_epoch_is_never_fulfilled() {
+        let key = SecretKey::from_bytes([2; 32]).unwrap();
+        let payee = key.public_key();
+        let lsp = SecretKey::from_bytes([3; 32]).unwrap();
+        let receipts = ReceiptKeys::from_seed(&[4; 32]);
+        let mut b = Payee::restore(key, ReceiptKeys::from_seed(&[4; 32]), 0, vec![]);
+        let one = letter(&lsp, &payee, &receipts, 1);
+        b.handle(PayeeInput::Letter {
+            bytes: one.encode(),
+            height: 10,
+            route_hint: None,
+        })
+        .unwrap();
+        b.set_receipt_epoch(5);
+        let resent = b
+            .handle(PayeeInput::PeerConnected {
+                peer: lsp.public_key(),
+            })
+            .unwrap();
+        assert!(resent.is_empty(), "{resent:?}");
+        let actions = b
+            .handle(PayeeInput::PtlcOffered {
+                channel_id: ChannelId([9; 32]),
+                peer: lsp.public_key(),
+                ptlc_id: 3,
+                point: one.offer.point,
+                amount_sat: AMOUNT,
+            })
+            .unwrap();
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Channel {
+                command: Command::Fail { id: 3 },
+                ..
+            }
+        )));
+        assert!(!actions.iter().any(|a| matches!(
+            a,
+            Action::Channel {
+                command: Command::Fulfil { .. },
+                ..
+            }
+        )));
+        assert_eq!(
+            b.payment(&one.offer.payment_id).unwrap().status,
+            PayeeStatus::Refused {
+                reason: "receipt_epoch".into()
+            }
+        );
     }
 }
