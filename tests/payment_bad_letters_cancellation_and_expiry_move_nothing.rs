@@ -406,3 +406,45 @@ fn letters_under_an_lsp_that_never_pays_do_not_use_up_the_payees_slots() {
     let card = sim.nodes[B].core().receipt_card();
     assert_eq!(card.slots[0].index, 1);
 }
+
+/// A card whose slots B's node key did not endorse (a tampered or made-up card) gives no
+/// proof anyone could check: A refuses to pay with it, and nothing is proposed.
+#[test]
+fn a_payer_refuses_receipt_slots_the_payee_did_not_endorse() {
+    use asyncpay::crypto::receipt::ReceiptKeys;
+    use asyncpay::node::core::receipt_card;
+
+    let mut sim = network();
+    let unendorsed = ReceiptKeys::from_seed(&sim.nodes[B].seed).card(0, 4);
+    let mut endorsed_by_another = receipt_card(&sim.nodes[S].seed);
+    endorsed_by_another.slots = unendorsed
+        .slots
+        .iter()
+        .zip(&endorsed_by_another.slots)
+        .map(|(mine, theirs)| {
+            let mut slot = *mine;
+            slot.endorsement = theirs.endorsement;
+            slot
+        })
+        .collect();
+    for (n, receipts) in [unendorsed, endorsed_by_another].into_iter().enumerate() {
+        let (lsp, payee) = (sim.key(S), sim.key(B));
+        let err = sim
+            .input(
+                A,
+                NodeInput::Command(NodeCommand::Pay {
+                    payment_id: PaymentId([0x60 + n as u8; 32]),
+                    lsp,
+                    payee,
+                    amount_sat: AMOUNT,
+                    fee_sat: policy().fee_for(AMOUNT),
+                    note: String::new(),
+                    receipts,
+                }),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("endorsed"), "{err}");
+    }
+    sim.pump().unwrap();
+    untouched(&sim);
+}

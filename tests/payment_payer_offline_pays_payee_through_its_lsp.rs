@@ -2,7 +2,6 @@
 //! sells A's signature to S for a PTLC, and S completes A's state; A returns to a receipt.
 //! Balances on both channels end exactly as they must, fees included.
 
-use asyncpay::node::core::receipt_card;
 use asyncpay::protocol::payment::{LspStatus, PayerStatus, ProofError};
 use asyncpay::testing::*;
 
@@ -67,16 +66,13 @@ fn payer_offline_pays_payee_through_its_lsp() {
     );
     receipt.invoice.verify().unwrap();
     // A holds B's receipt signature for this payment, amount and note, checkable with B's
-    // card alone; the same signature for another amount is refused.
-    let card = receipt_card(&sim.nodes[B].seed);
-    proof.verify(&sim.key(B), &card).unwrap();
+    // node key alone (the slot carries B's endorsement); the same signature for another
+    // amount is refused.
+    proof.verify(&sim.key(B)).unwrap();
     assert_eq!((proof.payment_id, proof.amount_sat), (id, AMOUNT));
     let mut other = proof.clone();
     other.amount_sat += 1;
-    assert_eq!(
-        other.verify(&sim.key(B), &card),
-        Err(ProofError::BadSignature)
-    );
+    assert_eq!(other.verify(&sim.key(B)), Err(ProofError::BadSignature));
     // S stops resending the receipt once A acknowledged it.
     assert!(matches!(
         sim.nodes[S].lsp(&id).unwrap().status,
@@ -129,9 +125,7 @@ fn an_lsp_withholding_the_receipt_cannot_keep_the_proof_from_the_payer() {
     let PayerStatus::Paid { proof, .. } = &sim.nodes[A].payer(&id).unwrap().status else {
         panic!("A holds the proof");
     };
-    proof
-        .verify(&sim.key(B), &receipt_card(&sim.nodes[B].seed))
-        .unwrap();
+    proof.verify(&sim.key(B)).unwrap();
     assert_eq!(sim.nodes[A].state_with(sim.key(S)).unwrap().number, 1);
 
     // The receipt, when it comes, adds B's invoice and keeps the proof.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context};
 use asyncpay::chain::regtest::Regtest;
-use asyncpay::node::core::{receipt_card, NodeCore, NodeInput, Records};
+use asyncpay::node::core::{NodeCore, NodeInput, Records};
 use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
 use asyncpay::protocol::payment::{PayeeStatus, PayerStatus, PaymentId};
 use asyncpay::testing::*;
@@ -152,7 +152,7 @@ fn b_sells_inside_the_window_and_s_node_publishes_the_sold_state() -> anyhow::Re
         anyhow::bail!("A holds its proof from the chain: {status:?}");
     };
     proof
-        .verify(&scene.sim.key(B), &receipt_card(&scene.sim.nodes[B].seed))
+        .verify(&scene.sim.key(B))
         .map_err(|e| anyhow::anyhow!("A's proof from the chain: {e}"))?;
     Ok(())
 }

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use crate::crypto::adaptor::{generator_mul, price_point, AdaptorError, AdaptorPoint};
-use crate::crypto::keys::{self, PublicKey, Signature};
+use crate::crypto::keys::{self, PublicKey, SecretKey, Signature};
 use crate::crypto::nonce::PublicNonce;
 use crate::crypto::tagged_hash;
 
@@ -51,6 +51,33 @@ pub struct ReceiptSlot {
     pub nonce: PublicNonce,
     /// P_i, the slot's one-time key.
     pub key: PublicKey,
+    /// The node's BIP340 signature on [`ReceiptSlot::digest`] of the slot's epoch: anyone
+    /// holding a proof made with the slot checks it with the node key alone, whatever card
+    /// the node issues later (cards list unspent slots, and a restore starts a new epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement: Option<Signature>,
+}
+
+impl ReceiptSlot {
+    /// `tagged_hash("asyncpay/receipt/v1/slot", epoch ‖ index ‖ R ‖ P)`, integers big-endian:
+    /// what the node's endorsement of the slot signs.
+    pub fn digest(&self, epoch: u32) -> [u8; 32] {
+        tagged_hash(
+            "asyncpay/receipt/v1/slot",
+            &[
+                &epoch.to_be_bytes(),
+                &self.index.to_be_bytes(),
+                &self.nonce.to_xonly_bytes(),
+                &self.key.to_xonly_bytes(),
+            ],
+        )
+    }
+
+    /// Whether the slot of `epoch` carries `node`'s endorsement.
+    pub fn endorsed_by(&self, epoch: u32, node: &PublicKey) -> bool {
+        self.endorsement
+            .is_some_and(|e| node.verify(&self.digest(epoch), &e).is_ok())
+    }
 }
 
 /// The receipt slots of one card epoch.
@@ -119,6 +146,7 @@ impl ReceiptKeys {
             nonce: PublicNonce::from_point(R),
             key: PublicKey::from_xonly_bytes(P.to_xonly_bytes())
                 .expect("an even-y point is an x-only key"),
+            endorsement: None,
         }
     }
 
@@ -128,6 +156,26 @@ impl ReceiptKeys {
             epoch,
             slots: (0..count).map(|i| self.slot(epoch, i)).collect(),
         }
+    }
+
+    /// The slots `indices` of `epoch`, each endorsed by the node key `node`.
+    pub fn endorsed_card(
+        &self,
+        epoch: u32,
+        indices: impl IntoIterator<Item = u32>,
+        node: &SecretKey,
+    ) -> ReceiptCard {
+        let slots = indices
+            .into_iter()
+            .map(|i| {
+                let mut slot = self.slot(epoch, i);
+                // Deterministic (BIP340 with zero auxiliary randomness): the same slot is
+                // endorsed by the same signature on every card.
+                slot.endorsement = Some(node.sign(&slot.digest(epoch), &[0; 32]));
+                slot
+            })
+            .collect();
+        ReceiptCard { epoch, slots }
     }
 
     /// The slot's BIP340 signature on m, with the slot's nonce. Sign at most one message per

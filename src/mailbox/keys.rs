@@ -329,12 +329,11 @@ impl Contact {
 }
 
 impl VerifiedContact {
-    /// Checks a proof of payment against this (verified) card: the proof names this node,
-    /// its slot is on the card, and the slot's signature covers the proof's payment, amount
-    /// and note.
+    /// Checks a proof of payment against this (verified) card's node key: the proof names
+    /// this node, its slot carries the node's endorsement, and the slot's signature covers
+    /// the proof's payment, amount and note. Any card of the node will do.
     pub fn check_proof(&self, proof: &ProofOfPayment) -> Result<(), ProofError> {
-        let card = self.receipts.as_ref().ok_or(ProofError::NoReceiptSlots)?;
-        proof.verify(&PublicKey::from(self.node_key), card)
+        proof.verify(&PublicKey::from(self.node_key))
     }
 
     /// The contact card in the JSON file `path` (as `asyncpay mailbox contact` prints it),

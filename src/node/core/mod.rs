@@ -291,15 +291,10 @@ impl NodeCore {
             RoleMachine::Payee(payee) => payee.spent_slots(epoch),
             _ => Default::default(),
         };
-        let keys = ReceiptKeys::from_seed(&self.seed);
-        ReceiptCard {
-            epoch,
-            slots: (0..u32::MAX)
-                .filter(|i| !spent.contains(i))
-                .take(RECEIPT_SLOTS as usize)
-                .map(|i| keys.slot(epoch, i))
-                .collect(),
-        }
+        let free = (0..u32::MAX)
+            .filter(|i| !spent.contains(i))
+            .take(RECEIPT_SLOTS as usize);
+        ReceiptKeys::from_seed(&self.seed).endorsed_card(epoch, free, &self.key)
     }
 
     /// Our receipt slots' card epoch: slots are derived from the seed, the epoch and the
@@ -316,13 +311,8 @@ impl NodeCore {
     /// `count` of our receipt slots from index `from`: a card for one payer alone (the
     /// benchmarks hand each payer its own slots, as a slot-dispensing mailbox would).
     pub fn receipt_slots(&self, from: u32, count: u32) -> ReceiptCard {
-        let (keys, epoch) = (ReceiptKeys::from_seed(&self.seed), self.receipt_epoch);
-        ReceiptCard {
-            epoch,
-            slots: (from..from.saturating_add(count))
-                .map(|i| keys.slot(epoch, i))
-                .collect(),
-        }
+        let indices = from..from.saturating_add(count);
+        ReceiptKeys::from_seed(&self.seed).endorsed_card(self.receipt_epoch, indices, &self.key)
     }
 
     /// Our payout key for `channel`.
@@ -520,7 +510,7 @@ pub const RECEIPT_EPOCH: u32 = 0;
 /// The receipt slots of the node with `seed` that was never restored (epoch
 /// [`RECEIPT_EPOCH`]), as its first contact card lists them.
 pub fn receipt_card(seed: &[u8; 32]) -> ReceiptCard {
-    ReceiptKeys::from_seed(seed).card(RECEIPT_EPOCH, RECEIPT_SLOTS)
+    ReceiptKeys::from_seed(seed).endorsed_card(RECEIPT_EPOCH, 0..RECEIPT_SLOTS, &node_key(seed))
 }
 
 /// The node key derived from the seed.

@@ -183,8 +183,11 @@ pub enum PaymentError {
         /// The payee's current epoch.
         current: u32,
     },
-    /// The payee's contact card has no receipt slot left unused by this payer.
-    #[error("no unused receipt slot on the payee's card (of {slots}): ask it for a new card")]
+    /// The payee's contact card has no receipt slot left that it endorsed and this payer
+    /// did not use.
+    #[error(
+        "no unused endorsed receipt slot on the payee's card (of {slots}): ask it for a new card"
+    )]
     NoReceiptSlot {
         /// The card's number of slots.
         slots: usize,

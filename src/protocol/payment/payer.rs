@@ -552,8 +552,8 @@ impl Payer {
         ]
     }
 
-    /// The first slot of `card` that no payment of ours to `payee` used (`card` may list a
-    /// few slots handed to this payer only). A slot signs one message only; a slot another
+    /// The first slot of `card`, endorsed by `payee`, that no payment of ours to `payee`
+    /// used (`card` may list a few slots handed to this payer only). A slot signs one message only; a slot another
     /// payer used first is refused by the payee, and the payment then fails without loss
     /// (see docs/proof-of-payment.md).
     fn unused_slot(
@@ -567,9 +567,10 @@ impl Payer {
             .filter(|p| &p.payee == payee && p.receipt_epoch == card.epoch)
             .map(|p| p.receipt_slot.index)
             .collect();
+        // Only a slot the payee endorsed gives a proof anyone can check with its node key.
         card.slots
             .iter()
-            .find(|slot| !used.contains(&slot.index))
+            .find(|slot| !used.contains(&slot.index) && slot.endorsed_by(card.epoch, payee))
             .copied()
             .ok_or(PaymentError::NoReceiptSlot {
                 slots: card.slots.len(),

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::keys::{PublicKey, Signature};
-use crate::crypto::receipt::{ReceiptCard, ReceiptSlot};
+use crate::crypto::receipt::ReceiptSlot;
 use crate::crypto::tagged_hash;
 
 use super::PaymentId;
@@ -53,17 +53,14 @@ pub enum ProofError {
         /// The card's node key.
         card: Box<PublicKey>,
     },
-    /// The card has no slot like the proof's in this epoch.
-    #[error("receipt slot {slot} of epoch {epoch} is not on the contact card")]
+    /// The slot carries no endorsement by the payee's node key for this epoch.
+    #[error("receipt slot {slot} of epoch {epoch} is not endorsed by the payee's node key")]
     UnknownSlot {
         /// The proof's epoch.
         epoch: u32,
         /// The proof's slot.
         slot: u32,
     },
-    /// The card lists no receipt slots (a version 1 card).
-    #[error("the contact card lists no receipt slots")]
-    NoReceiptSlots,
     /// The signature does not verify for the slot's key and the message the proof states.
     #[error("the receipt signature does not verify for this payment, amount and note")]
     BadSignature,
@@ -103,17 +100,17 @@ impl ProofOfPayment {
         )
     }
 
-    /// Checks the proof against the payee's receipt card, whose signature by `payee` the
-    /// caller has checked (a contact card's [`verify`](crate::mailbox::keys::Contact::verify)).
-    pub fn verify(&self, payee: &PublicKey, card: &ReceiptCard) -> Result<(), ProofError> {
+    /// Checks the proof against the payee's node key `payee` (from any of its contact cards,
+    /// whose signature the caller checked): the slot's endorsement by that key, then the
+    /// slot's signature on the receipt message.
+    pub fn verify(&self, payee: &PublicKey) -> Result<(), ProofError> {
         if &self.payee != payee {
             return Err(ProofError::OtherPayee {
                 proof: Box::new(self.payee),
                 card: Box::new(*payee),
             });
         }
-        let on_card = card.epoch == self.epoch && card.slots.contains(&self.slot);
-        if !on_card {
+        if !self.slot.endorsed_by(self.epoch, payee) {
             return Err(ProofError::UnknownSlot {
                 epoch: self.epoch,
                 slot: self.slot.index,
@@ -135,10 +132,11 @@ mod tests {
     use crate::crypto::keys::SecretKey;
     use crate::crypto::receipt::ReceiptKeys;
 
-    fn genuine() -> (ProofOfPayment, PublicKey, ReceiptCard, ReceiptKeys) {
+    fn genuine() -> (ProofOfPayment, PublicKey, ReceiptKeys) {
         let receipts = ReceiptKeys::from_seed(&[3; 32]);
-        let card = receipts.card(0, 4);
-        let payee = SecretKey::from_bytes([4; 32]).unwrap().public_key();
+        let node = SecretKey::from_bytes([4; 32]).unwrap();
+        let card = receipts.endorsed_card(0, 0..4, &node);
+        let payee = node.public_key();
         let mut proof = ProofOfPayment {
             payment_id: PaymentId([5; 32]),
             amount_sat: 50_000,
@@ -151,13 +149,13 @@ mod tests {
                 .sign(&[0; 32], &[0; 32]),
         };
         proof.signature = receipts.sign(0, 2, &proof.message());
-        (proof, payee, card, receipts)
+        (proof, payee, receipts)
     }
 
     #[test]
     fn a_genuine_proof_verifies_and_every_forgery_is_refused_with_its_reason() {
-        let (proof, payee, card, receipts) = genuine();
-        proof.verify(&payee, &card).unwrap();
+        let (proof, payee, receipts) = genuine();
+        proof.verify(&payee).unwrap();
 
         // Another amount, note or payment: the signature no longer covers it.
         for forged in [
@@ -174,28 +172,40 @@ mod tests {
                 ..proof.clone()
             },
         ] {
-            assert_eq!(forged.verify(&payee, &card), Err(ProofError::BadSignature));
+            assert_eq!(forged.verify(&payee), Err(ProofError::BadSignature));
         }
-        // A signature by another key (the payee's node key would not do either), or by the
-        // slot's key with another nonce than the slot's.
+        // A signature by another key, or by another slot's key.
         let other = SecretKey::from_bytes([7; 32]).unwrap();
         let forged = ProofOfPayment {
             signature: other.sign(&proof.message(), &[0; 32]),
             ..proof.clone()
         };
-        assert_eq!(forged.verify(&payee, &card), Err(ProofError::BadSignature));
-        // The signature of slot 3 claimed for slot 2, and a slot the card does not list.
+        assert_eq!(forged.verify(&payee), Err(ProofError::BadSignature));
         let forged = ProofOfPayment {
             signature: receipts.sign(0, 3, &proof.message()),
             ..proof.clone()
         };
-        assert_eq!(forged.verify(&payee, &card), Err(ProofError::BadSignature));
-        let off_card = ProofOfPayment {
-            slot: receipts.slot(0, 9),
+        assert_eq!(forged.verify(&payee), Err(ProofError::BadSignature));
+        // A slot the payee never endorsed (a forger's own slot, with a valid signature by
+        // it), one endorsed by another key, and the slot claimed for another epoch.
+        let mut own = receipts.slot(0, 9);
+        let forged = ProofOfPayment {
+            slot: own,
+            signature: receipts.sign(0, 9, &proof.message()),
             ..proof.clone()
         };
         assert_eq!(
-            off_card.verify(&payee, &card),
+            forged.verify(&payee),
+            Err(ProofError::UnknownSlot { epoch: 0, slot: 9 })
+        );
+        own.endorsement = Some(other.sign(&own.digest(0), &[0; 32]));
+        let forged = ProofOfPayment {
+            slot: own,
+            signature: receipts.sign(0, 9, &proof.message()),
+            ..proof.clone()
+        };
+        assert_eq!(
+            forged.verify(&payee),
             Err(ProofError::UnknownSlot { epoch: 0, slot: 9 })
         );
         let other_epoch = ProofOfPayment {
@@ -203,13 +213,13 @@ mod tests {
             ..proof.clone()
         };
         assert!(matches!(
-            other_epoch.verify(&payee, &card),
+            other_epoch.verify(&payee),
             Err(ProofError::UnknownSlot { epoch: 1, .. })
         ));
-        // Checked against another payee's card.
+        // Checked against another payee.
         let stranger = SecretKey::from_bytes([8; 32]).unwrap().public_key();
         assert!(matches!(
-            proof.verify(&stranger, &card),
+            proof.verify(&stranger),
             Err(ProofError::OtherPayee { .. })
         ));
         // The reasons read as sentences.
