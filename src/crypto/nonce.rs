@@ -446,14 +446,7 @@ impl SecretNonce {
     /// Consumes the nonce even on error (a key other than the one it was reserved for).
     pub fn sign(self, secret_key: &SecretKey, m: &[u8; 32]) -> Result<Signature, NonceError> {
         tally::count(Op::NonceSign);
-        let actual = secret_key.public_key();
-        if actual != self.signer {
-            return Err(NonceError::WrongSigner {
-                session: self.session,
-                expected: self.signer.to_xonly_bytes(),
-                actual: actual.to_xonly_bytes(),
-            });
-        }
+        self.check_signer(secret_key)?;
         let (x, X) = secret_key.keypair().as_tuple();
         let R = *self.R.point();
         let e = keys::challenge(&R, &X, m);
@@ -465,6 +458,19 @@ impl SecretNonce {
 }
 
 impl SecretNonce {
+    /// Refuses a key other than the one this nonce was reserved for.
+    fn check_signer(&self, secret_key: &SecretKey) -> Result<(), NonceError> {
+        let actual = secret_key.public_key();
+        if actual != self.signer {
+            return Err(NonceError::WrongSigner {
+                session: self.session,
+                expected: self.signer.to_xonly_bytes(),
+                actual: actual.to_xonly_bytes(),
+            });
+        }
+        Ok(())
+    }
+
     /// The nonce the signature carries when it is encrypted to `Z`
     /// ([`SecretNonce::encrypt`]): R + Z, normalised to even y.
     ///
@@ -501,14 +507,7 @@ impl SecretNonce {
         m: &[u8; 32],
     ) -> Result<EncryptedSignature, NonceError> {
         tally::count(Op::AdaptorEncrypt);
-        let actual = secret_key.public_key();
-        if actual != self.signer {
-            return Err(NonceError::WrongSigner {
-                session: self.session,
-                expected: self.signer.to_xonly_bytes(),
-                actual: actual.to_xonly_bytes(),
-            });
-        }
+        self.check_signer(secret_key)?;
         let (R, negated) = self.encrypted_nonce_point(Z)?;
         let (x, X) = secret_key.keypair().as_tuple();
         let e = keys::challenge(&R, &X, m);

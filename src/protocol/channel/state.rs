@@ -233,13 +233,6 @@ pub enum Withhold {
     EncryptedTo(AdaptorPoint),
 }
 
-impl Withhold {
-    /// Whether the signature is kept back at all.
-    pub fn withholds(&self) -> bool {
-        !matches!(self, Withhold::No)
-    }
-}
-
 /// Our own signature on a withheld proposal.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

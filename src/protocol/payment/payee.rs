@@ -244,17 +244,18 @@ impl Payee {
         route_hint: Option<RouteHint>,
     ) -> Result<Vec<PayeeAction>, PaymentError> {
         let letter = SaleLetter::decode(bytes)?;
-        if letter.receipt_epoch != self.receipt_epoch {
-            return Err(PaymentError::ReceiptEpoch {
-                epoch: letter.receipt_epoch,
-                current: self.receipt_epoch,
-            });
+        let id = letter.offer.payment_id;
+        // A slot's signature leaves B once only (in the scalar of one fulfilment): a letter
+        // naming a slot already spent, or a slot of another card epoch, is refused. One
+        // naming a slot that another letter only invoiced is accepted: whichever is paid
+        // first spends it, and the other's PTLC is failed (`on_ptlc`). An invoice spends
+        // nothing, so letters under offers of an LSP that never pays cannot use up B's slots.
+        if let Some(refusal) = self.slot_refusal(&letter, id) {
+            return Err(refusal);
         }
         // Completing the pre-signature computes the slot's signature on this letter's
-        // message, but nothing derived from it leaves unless the letter is recorded below,
-        // and a slot is recorded for one payment only.
+        // message, but nothing derived from it leaves unless the letter is recorded below.
         letter.check(&self.key, &self.receipts)?;
-        let id = letter.offer.payment_id;
         if let Some(have) = self.payments.get(&id) {
             // The same letter fetched twice is a no-op; another letter with the same id is not.
             return if have.letter == letter {
@@ -262,18 +263,6 @@ impl Payee {
             } else {
                 Err(PaymentError::DuplicatePayment(id))
             };
-        }
-        // A slot's signature leaves B once only (in the scalar of one fulfilment): a letter
-        // naming a slot already spent is refused. One naming a slot that another letter only
-        // invoiced is accepted: whichever is paid first spends it, and the other's PTLC is
-        // failed (`on_ptlc`). An invoice spends nothing, so letters under offers of an LSP
-        // that never pays cannot use up B's slots.
-        if let Some(used_by) = self.spent_by(&letter) {
-            return Err(PaymentError::ReceiptSlotUsed {
-                epoch: letter.receipt_epoch,
-                slot: letter.receipt_slot,
-                used_by,
-            });
         }
         if height > letter.offer.expiry {
             return Err(PaymentError::Expired {
@@ -304,17 +293,30 @@ impl Payee {
         ])
     }
 
-    /// The payment that spent `letter`'s receipt slot: one whose fulfilment (carrying the
-    /// slot's signature) left B.
-    fn spent_by(&self, letter: &SaleLetter) -> Option<PaymentId> {
+    /// Why the scalar of payment `id`'s `letter` must never leave B, if it must not: the
+    /// letter names a slot of another card epoch than B's (B was restored since: its record
+    /// of the slots it spent then may be gone), or a slot whose signature another payment's
+    /// fulfilment carried already.
+    fn slot_refusal(&self, letter: &SaleLetter, id: PaymentId) -> Option<PaymentError> {
+        if letter.receipt_epoch != self.receipt_epoch {
+            return Some(PaymentError::ReceiptEpoch {
+                epoch: letter.receipt_epoch,
+                current: self.receipt_epoch,
+            });
+        }
         self.payments
             .iter()
-            .find(|(_, p)| {
-                p.letter.receipt_epoch == letter.receipt_epoch
+            .find(|(other, p)| {
+                **other != id
+                    && p.letter.receipt_epoch == letter.receipt_epoch
                     && p.letter.receipt_slot == letter.receipt_slot
                     && matches!(p.status, PayeeStatus::Fulfilled { .. } | PayeeStatus::Paid)
             })
-            .map(|(id, _)| *id)
+            .map(|(used_by, _)| PaymentError::ReceiptSlotUsed {
+                epoch: letter.receipt_epoch,
+                slot: letter.receipt_slot,
+                used_by: *used_by,
+            })
     }
 
     /// The receipt slots of `epoch` that a fulfilment spent.
@@ -397,27 +399,9 @@ impl Payee {
                 })
             }
         }
-        let secret = record.letter.check(&self.key, &self.receipts)?;
         let letter = record.letter.clone();
-        // A letter of an earlier card epoch (the node was restored since: its record of the
-        // slots it spent then may be gone), or a slot another payment paid with first (its
-        // scalar carried the slot's signature on another message): this scalar is never
-        // revealed, and the PTLC is failed back.
-        let refusal = if letter.receipt_epoch != self.receipt_epoch {
-            Some(PaymentError::ReceiptEpoch {
-                epoch: letter.receipt_epoch,
-                current: self.receipt_epoch,
-            })
-        } else {
-            self.spent_by(&letter)
-                .filter(|other| *other != id)
-                .map(|used_by| PaymentError::ReceiptSlotUsed {
-                    epoch: letter.receipt_epoch,
-                    slot: letter.receipt_slot,
-                    used_by,
-                })
-        };
-        if let Some(reason) = refusal {
+        // A scalar that must never leave B (`slot_refusal`): the PTLC is failed back.
+        if let Some(reason) = self.slot_refusal(&letter, id) {
             let record = self.payments.get_mut(&id).expect("found above");
             record.status = PayeeStatus::Refused {
                 reason: reason.code().to_owned(),
@@ -434,6 +418,7 @@ impl Payee {
                 }),
             ]);
         }
+        let secret = letter.check(&self.key, &self.receipts)?;
         let record = self.payments.get_mut(&id).expect("found above");
         record.status = PayeeStatus::Fulfilled {
             channel_id,
@@ -497,6 +482,20 @@ mod tests {
         }
     }
 
+    /// Whether `actions` fulfil PTLC `id`, and whether they fail it.
+    fn fulfils_and_fails(actions: &[PayeeAction], id: u64) -> (bool, bool) {
+        let commands = actions.iter().filter_map(|a| match a {
+            Action::Channel { command, .. } => Some(command),
+            _ => None,
+        });
+        let (mut fulfils, mut fails) = (false, false);
+        for command in commands {
+            fulfils |= matches!(command, Command::Fulfil { id: i, .. } if *i == id);
+            fails |= matches!(command, Command::Fail { id: i } if *i == id);
+        }
+        (fulfils, fails)
+    }
+
     /// Two letters naming one slot are both invoiced; the first PTLC fulfilled spends the
     /// slot, the other's PTLC is failed back (its scalar would carry a second signature with
     /// the slot's nonce), and a third letter naming the slot is refused.
@@ -528,28 +527,9 @@ mod tests {
             amount_sat: AMOUNT,
         };
         let first = b.handle(ptlc(&two, 7)).unwrap();
-        assert!(first.iter().any(|a| matches!(
-            a,
-            Action::Channel {
-                command: Command::Fulfil { id: 7, .. },
-                ..
-            }
-        )));
+        assert_eq!(fulfils_and_fails(&first, 7), (true, false));
         let second = b.handle(ptlc(&one, 8)).unwrap();
-        assert!(second.iter().any(|a| matches!(
-            a,
-            Action::Channel {
-                command: Command::Fail { id: 8 },
-                ..
-            }
-        )));
-        assert!(!second.iter().any(|a| matches!(
-            a,
-            Action::Channel {
-                command: Command::Fulfil { .. },
-                ..
-            }
-        )));
+        assert_eq!(fulfils_and_fails(&second, 8), (false, true));
         assert_eq!(
             b.payment(&one.offer.payment_id).unwrap().status,
             PayeeStatus::Refused {
@@ -601,20 +581,7 @@ mod tests {
                 amount_sat: AMOUNT,
             })
             .unwrap();
-        assert!(actions.iter().any(|a| matches!(
-            a,
-            Action::Channel {
-                command: Command::Fail { id: 3 },
-                ..
-            }
-        )));
-        assert!(!actions.iter().any(|a| matches!(
-            a,
-            Action::Channel {
-                command: Command::Fulfil { .. },
-                ..
-            }
-        )));
+        assert_eq!(fulfils_and_fails(&actions, 3), (false, true));
         assert_eq!(
             b.payment(&one.offer.payment_id).unwrap().status,
             PayeeStatus::Refused {

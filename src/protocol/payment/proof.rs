@@ -188,26 +188,22 @@ mod tests {
         assert_eq!(forged.verify(&payee), Err(ProofError::BadSignature));
         // A slot the payee never endorsed (a forger's own slot, with a valid signature by
         // it), one endorsed by another key, and the slot claimed for another epoch.
-        let mut own = receipts.slot(0, 9);
-        let forged = ProofOfPayment {
-            slot: own,
-            signature: receipts.sign(0, 9, &proof.message()),
-            ..proof.clone()
+        let own = receipts.slot(0, 9);
+        let endorsed_by_other = ReceiptSlot {
+            endorsement: Some(other.sign(&own.digest(0), &[0; 32])),
+            ..own
         };
-        assert_eq!(
-            forged.verify(&payee),
-            Err(ProofError::UnknownSlot { epoch: 0, slot: 9 })
-        );
-        own.endorsement = Some(other.sign(&own.digest(0), &[0; 32]));
-        let forged = ProofOfPayment {
-            slot: own,
-            signature: receipts.sign(0, 9, &proof.message()),
-            ..proof.clone()
-        };
-        assert_eq!(
-            forged.verify(&payee),
-            Err(ProofError::UnknownSlot { epoch: 0, slot: 9 })
-        );
+        for slot in [own, endorsed_by_other] {
+            let forged = ProofOfPayment {
+                slot,
+                signature: receipts.sign(0, 9, &proof.message()),
+                ..proof.clone()
+            };
+            assert_eq!(
+                forged.verify(&payee),
+                Err(ProofError::UnknownSlot { epoch: 0, slot: 9 })
+            );
+        }
         let other_epoch = ProofOfPayment {
             epoch: 1,
             ..proof.clone()
