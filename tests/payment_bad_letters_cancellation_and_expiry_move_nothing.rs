@@ -10,7 +10,7 @@
 
 use asyncpay::crypto::adaptor::EncryptedSignature;
 use asyncpay::node::core::{NodeCommand, NodeInput};
-use asyncpay::protocol::payment::{PayeeStatus, PayerStatus, PaymentId, SaleLetter};
+use asyncpay::protocol::payment::{ForSale, PayeeStatus, PayerStatus, PaymentId, SaleLetter};
 use asyncpay::testing::*;
 
 const AMOUNT: u64 = 50_000;
@@ -49,8 +49,12 @@ fn a_wrong_scalar_a_tampered_offer_and_a_replay_are_refused() {
     // not sell the point.
     let mut wrong = letter.clone();
     let other = asyncpay::crypto::keys::SecretKey::from_bytes([9; 32]).unwrap();
-    wrong.presignature =
-        EncryptedSignature::encrypt(&other, &letter.offer.point, &[1; 32], &[2; 32]);
+    wrong.sold = ForSale::Presignature(EncryptedSignature::encrypt(
+        &other,
+        &letter.offer.point,
+        &[1; 32],
+        &[2; 32],
+    ));
     let err = sim
         .input(
             B,
@@ -371,6 +375,7 @@ fn letters_under_an_lsp_that_never_pays_do_not_use_up_the_payees_slots() {
             point,
             payee: b,
             expiry: u32::MAX,
+            held: None,
         }
         .sign(&lsp, &[0; 32]);
         let mut pre = [0u8; 65];
@@ -379,7 +384,7 @@ fn letters_under_an_lsp_that_never_pays_do_not_use_up_the_payees_slots() {
         let letter = SaleLetter {
             version: PAYMENT_VERSION,
             offer,
-            presignature: EncryptedSignature::from_bytes(&pre).unwrap(),
+            sold: ForSale::Presignature(EncryptedSignature::from_bytes(&pre).unwrap()),
             receipt_epoch: card.epoch,
             receipt_slot: slot.index,
             payer: lsp.public_key(),
@@ -440,6 +445,7 @@ fn a_payer_refuses_receipt_slots_the_payee_did_not_endorse() {
                     fee_sat: policy().fee_for(AMOUNT),
                     note: String::new(),
                     receipts,
+                    hold_blocks: None,
                 }),
             )
             .unwrap_err();

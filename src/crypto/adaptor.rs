@@ -53,7 +53,7 @@ use core::fmt;
 use bitcoin::secp256k1;
 use schnorr_fun::{
     adaptor::Adaptor,
-    fun::{marker::*, Point, Scalar},
+    fun::{g, marker::*, s, Point, Scalar},
     Message,
 };
 use serde::{Deserialize, Serialize};
@@ -168,6 +168,25 @@ impl AdaptorSecret {
         AdaptorPoint(from_libsecp(&generator_mul(&self.0)))
     }
 
+    /// a + b, the secret of the sum of their points: how the payee of a held sale (see
+    /// `protocol::payment`) completes the payer's share with its receipt signature.
+    pub fn add(&self, other: &AdaptorSecret) -> Result<AdaptorSecret, AdaptorError> {
+        let sum = s!(self.0 + other.0);
+        sum.non_zero()
+            .map(AdaptorSecret)
+            .ok_or(AdaptorError::ZeroScalar)
+    }
+
+    /// a − b: how the payer of a held sale takes the payee's receipt signature back out of
+    /// the scalar S bought.
+    pub fn sub(&self, other: &AdaptorSecret) -> Result<AdaptorSecret, AdaptorError> {
+        let difference = s!(self.0 - other.0);
+        difference
+            .non_zero()
+            .map(AdaptorSecret)
+            .ok_or(AdaptorError::ZeroScalar)
+    }
+
     /// The signature (R, s) with this secret as s: how S completes the payer's signature
     /// once the payee has revealed s. Check the result with [`PublicKey::verify`].
     pub fn to_signature(&self, R: &PublicNonce) -> Signature {
@@ -200,6 +219,19 @@ impl AdaptorPoint {
     /// The 33-byte compressed encoding.
     pub fn to_bytes(&self) -> [u8; 33] {
         self.0.to_bytes()
+    }
+
+    /// T + a·G: the point of a held sale, from the payee's receipt point T and the payer's
+    /// share a. Public arithmetic on T, constant time in a.
+    pub fn add_secret(&self, a: &AdaptorSecret) -> Result<AdaptorPoint, AdaptorError> {
+        let aG = from_libsecp(&generator_mul(&a.0));
+        g!(self.0 + aG)
+            .normalize()
+            .non_zero()
+            .map(AdaptorPoint)
+            .ok_or(AdaptorError::InvalidPoint {
+                bytes: self.to_bytes(),
+            })
     }
 }
 

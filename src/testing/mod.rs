@@ -590,6 +590,45 @@ impl Network {
                 fee_sat: policy().fee_for(amount_sat),
                 note: "for the coffee".into(),
                 receipts: receipt_card(&self.nodes[B].seed),
+                hold_blocks: None,
+            }),
+        )?;
+        self.pump()?;
+        Ok(payment_id)
+    }
+
+    /// Adds a payee node named `name` (its seed made of `seed_byte`), running, no channels;
+    /// returns its index.
+    pub fn add_payee(&mut self, name: &'static str, seed_byte: u8) -> anyhow::Result<usize> {
+        self.nodes
+            .push(TestNode::empty(name, seed_byte, Role::Payee));
+        let node = self.nodes.len() - 1;
+        self.nodes[node].start(self.height)?;
+        Ok(node)
+    }
+
+    /// A pays `payee` `amount` through S as a held sale: a PTLC to S expiring
+    /// `hold_blocks` from now holds the payment. Returns the payment id.
+    pub fn pay_held(
+        &mut self,
+        payee: usize,
+        amount_sat: u64,
+        hold_blocks: u32,
+    ) -> anyhow::Result<PaymentId> {
+        let payment_id = PaymentId([0x70 + self.next_id; 32]);
+        self.next_id += 1;
+        let (lsp, payee_key) = (self.key(S), self.key(payee));
+        self.input(
+            A,
+            NodeInput::Command(NodeCommand::Pay {
+                payment_id,
+                lsp,
+                payee: payee_key,
+                amount_sat,
+                fee_sat: policy().fee_for(amount_sat),
+                note: format!("held payment {}", self.next_id - 1),
+                receipts: receipt_card(&self.nodes[payee].seed),
+                hold_blocks: Some(hold_blocks),
             }),
         )?;
         self.pump()?;

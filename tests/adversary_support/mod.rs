@@ -66,8 +66,8 @@ use asyncpay::protocol::messages::{
     Change, ChannelId, Message, ProposeUpdate, Reestablish as ReestablishMsg, RevealedSecret,
 };
 use asyncpay::protocol::payment::{
-    CancelOutcome, Forward, InvoiceTerms, LspStatus, PayRequest, PaymentId, PaymentMessage,
-    Receipt, SaleLetter,
+    CancelOutcome, ForSale, Forward, HeldPtlc, InvoiceTerms, LspStatus, PayRequest, PaymentId,
+    PaymentMessage, Receipt, SaleLetter,
 };
 use asyncpay::protocol::wire::{Decoded, PeerMessage};
 use asyncpay::tx::Party;
@@ -1054,11 +1054,15 @@ impl World {
                         w.name, offer.state
                     )
                 })?;
-                w.check_nonce(
-                    letter.presignature.nonce().to_xonly_bytes(),
-                    body_identity(&offer.channel_id, &body),
-                )?;
-                w.publish(offer.channel_id, body);
+                // A held sale's letter carries a share, not a signature: its state is
+                // complete already.
+                if let ForSale::Presignature(presignature) = &letter.sold {
+                    w.check_nonce(
+                        presignature.nonce().to_xonly_bytes(),
+                        body_identity(&offer.channel_id, &body),
+                    )?;
+                    w.publish(offer.channel_id, body);
+                }
             }
             _ => {}
         }
@@ -1754,6 +1758,12 @@ impl World {
                     amount_sat,
                     fee_sat: policy().fee_for(amount_sat),
                     payee,
+                    // Now and then naming a PTLC as a held sale's, which S must find in its
+                    // latest state, offered by this payer, for amount plus fee.
+                    held: (pick % 3 == 0).then_some(HeldPtlc {
+                        id: u64::from(pick % 4),
+                        expiry: u32::from(pick) * 7,
+                    }),
                 })
             }
             // A forward asking a router to pay out more than it takes in.
@@ -1795,6 +1805,7 @@ impl World {
                 fee_sat: policy().fee_for(amount_sat),
                 note: "harness".into(),
                 receipts,
+                hold_blocks: None,
             }),
         )
     }

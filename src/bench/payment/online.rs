@@ -563,6 +563,7 @@ impl Session {
                 fee_sat: policy().fee_for(AMOUNT_SAT),
                 note: "bench".into(),
                 receipts: self.b_receipts.receipt_slots(i as u32, 1),
+                hold_blocks: None,
             }))
             .await?;
         net.wait_note(start, "A's letter to be posted", |n| {

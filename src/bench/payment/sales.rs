@@ -759,6 +759,7 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
                             fee_sat: policy().fee_for(AMOUNT_SAT),
                             note: "bench".into(),
                             receipts,
+                            hold_blocks: None,
                         }),
                         (s, pb),
                     )?;

@@ -224,6 +224,12 @@ enum CtlRequest {
         /// A note for the payee.
         #[arg(long)]
         note: Option<String>,
+        /// Hold the payment as a PTLC to the LSP expiring this many blocks from now (at most
+        /// the channel's update window), so that many payments can wait on one channel at
+        /// once; without it the payment withholds a channel update (one at a time).
+        #[arg(long)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hold_blocks: Option<u32>,
     },
     /// Reverse variant: be paid while offline by a payer buying the LSP's signature.
     Receive {

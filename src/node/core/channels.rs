@@ -22,7 +22,8 @@ impl NodeCore {
             .get_mut(&id)
             .ok_or(NodeError::UnknownChannel(id))?;
         let actions = entry.channel.handle(input)?;
-        self.route_channel(id, actions, out)
+        self.route_channel(id, actions, out)?;
+        self.run_queued(id, out)
     }
 
     pub(super) fn route_channel(

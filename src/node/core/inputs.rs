@@ -40,6 +40,7 @@ impl NodeCore {
                 fee_sat,
                 note,
                 receipts,
+                hold_blocks,
             } => {
                 let channel_id = self
                     .channels_with(&lsp)
@@ -58,6 +59,16 @@ impl NodeCore {
                         fee_sat,
                         note,
                         receipts,
+                        // The share is derived from the node's seed and the (random, never
+                        // repeated) payment id: nobody else can compute it, and a payment id
+                        // in use is refused, so no share serves two points.
+                        hold: hold_blocks.map(|blocks| Hold {
+                            share: Share(crate::crypto::tagged_hash(
+                                "asyncpay/payment/v1/held-share",
+                                &[&self.seed, &payment_id.0],
+                            )),
+                            expiry: self.height.saturating_add(blocks),
+                        }),
                     }),
                     out,
                 )?;
@@ -197,6 +208,12 @@ impl NodeCore {
         let input = match &self.role {
             RoleMachine::Lsp(_) => {
                 let pending = self.pending_transfer(&from);
+                let held = match &message {
+                    PaymentMessage::Request(PayRequest {
+                        held: Some(held), ..
+                    }) => self.held_transfer(&from, held.id),
+                    _ => None,
+                };
                 // An invoice is paid over our channel with its sender or, failing
                 // that, with the router its route hint names.
                 let hint = match &message {
@@ -204,12 +221,13 @@ impl NodeCore {
                     _ => None,
                 };
                 let sender_channel = self
-                    .funded_channel_with(&from)
-                    .or_else(|| hint.and_then(|h| self.funded_channel_with(&h.router)));
+                    .updatable_channel_with(&from)
+                    .or_else(|| hint.and_then(|h| self.updatable_channel_with(&h.router)));
                 RoleIn::Lsp(LspInput::Message {
                     from,
                     message,
                     pending,
+                    held,
                     sender_channel,
                 })
             }

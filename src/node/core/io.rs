@@ -379,6 +379,10 @@ pub enum NodeCommand {
         note: String,
         /// The payee's receipt slots, from its checked contact card.
         receipts: ReceiptCard,
+        /// A held sale: the payment waits in a PTLC to the LSP expiring this many blocks
+        /// from now (at most the channel's update window), so that many payments can wait
+        /// on one channel; `None` withholds a state update instead (one at a time).
+        hold_blocks: Option<u32>,
     },
     /// Be paid `amount_sat` by `payer` while offline (reverse variant): ask `lsp` for a state
     /// paying us whose LSP signature `payer` buys.

@@ -123,10 +123,54 @@ impl NodeCore {
         };
         let mut fulfilled = vec![];
         let mut unsent = vec![];
+        let mut held_due = vec![];
         for (_, p) in lsp.payments() {
+            // A held sale's PTLC still on the payer's channel after the sale or the void:
+            // fulfil it with the scalar bought, or fail it back (the queue of updates that
+            // waited for the channel was not stored).
+            if let Some(held) = p.offer.held {
+                let still_there = self.channels.get(&p.offer.channel_id).is_some_and(|e| {
+                    e.channel
+                        .latest()
+                        .is_some_and(|b| b.ptlcs.iter().any(|x| x.id == held.id))
+                        && e.channel
+                            .snapshot()
+                            .pending()
+                            .is_none_or(|x| x.body.ptlcs.iter().any(|x| x.id == held.id))
+                });
+                match &p.status {
+                    LspStatus::Sold { scalar, .. } if still_there => {
+                        if let (Ok(a), Ok(b)) = (
+                            AdaptorSecret::from_bytes(scalar.0),
+                            AdaptorSecret::from_bytes(scalar.0),
+                        ) {
+                            held_due.push((
+                                p.offer.channel_id,
+                                Command::ProvideSecret {
+                                    id: held.id,
+                                    secret: a,
+                                },
+                            ));
+                            held_due.push((
+                                p.offer.channel_id,
+                                Command::Fulfil {
+                                    id: held.id,
+                                    secret: b,
+                                },
+                            ));
+                        }
+                    }
+                    LspStatus::Cancelled { .. } if still_there => {
+                        held_due.push((p.offer.channel_id, Command::Fail { id: held.id }))
+                    }
+                    _ => {}
+                }
+            }
             // An offer stored by an older version, or whose channel step a stop cut: the
             // priced state is frozen in its channel again before anything else happens.
-            if matches!(p.status, LspStatus::Offered | LspStatus::Selling { .. }) {
+            if p.offer.held.is_none()
+                && matches!(p.status, LspStatus::Offered | LspStatus::Selling { .. })
+            {
                 let state = p.offer.state;
                 let unpriced = self.channels.get(&p.offer.channel_id).is_some_and(|e| {
                     let snap = e.channel.snapshot();
@@ -169,7 +213,11 @@ impl NodeCore {
             }
         }
         let inputs = fulfilled.into_iter().map(RoleIn::Lsp).collect();
-        self.redo(inputs, unsent, out)
+        self.redo(inputs, unsent, out)?;
+        for (channel_id, command) in held_due {
+            self.role_command(channel_id, command, out)?;
+        }
+        Ok(())
     }
 
     /// Tells the LSP role the sale window of every channel being closed on chain, from the

@@ -24,16 +24,16 @@ use crate::crypto::receipt::{ReceiptCard, ReceiptKeys};
 use crate::crypto::tagged_hash;
 use crate::protocol::channel::{
     self, Channel, ChannelError, ChannelSecrets, Command, Event, Input, OpenTerms, OwnWithheld,
-    Phase, PtlcRecord, Snapshot,
+    Phase, PtlcRecord, Snapshot, Stage,
 };
 use crate::protocol::messages::{Change, ChannelId, Message};
 use crate::protocol::payment::{
-    reverse_ptlc_expiry, Action as PaymentAction, Entropy, Incoming, LetterKind, Lsp, LspInput,
-    LspPayment, LspPolicy, LspStatus, Payee, PayeeInput, PayeePayment, PayeeStatus, Payer,
-    PayerInput, PayerPayment, PayerStatus, PaymentError, PaymentEvent, PaymentId, PaymentMessage,
-    PendingTransfer, Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment,
-    ReverseStatus, RouteHint, Router, RouterInput, RouterPayment, RouterPolicy, RouterStatus,
-    SaleLetter, UpdateProof,
+    reverse_ptlc_expiry, Action as PaymentAction, Entropy, HeldPtlc, HeldTransfer, Hold, Incoming,
+    LetterKind, Lsp, LspInput, LspPayment, LspPolicy, LspStatus, PayRequest, Payee, PayeeInput,
+    PayeePayment, PayeeStatus, Payer, PayerInput, PayerPayment, PayerStatus, PaymentError,
+    PaymentEvent, PaymentId, PaymentMessage, PendingTransfer, Reverse, ReverseAction, ReverseInput,
+    ReverseLetter, ReversePayment, ReverseStatus, RouteHint, Router, RouterInput, RouterPayment,
+    RouterPolicy, RouterStatus, SaleLetter, Share, UpdateProof,
 };
 use crate::protocol::wire::{Decoded, PeerMessage, WireError};
 use crate::tx::Party;
@@ -82,6 +82,10 @@ pub struct NodeCore {
     /// The card epoch of our receipt slots ([`RECEIPT_EPOCH`] unless the node was restored
     /// from its seed: see [`NodeCore::set_receipt_epoch`]).
     receipt_epoch: u32,
+    /// A role's channel updates that found their channel busy with another proposal, in
+    /// order, run as soon as it is free (see `roles.rs`). Not stored: after a restart each
+    /// role derives what it still owes its channels from its records.
+    queued: BTreeMap<ChannelId, std::collections::VecDeque<Command>>,
 }
 
 impl core::fmt::Debug for NodeCore {
@@ -146,6 +150,7 @@ impl NodeCore {
             height,
             channels: BTreeMap::new(),
             by_peer: BTreeMap::new(),
+            queued: BTreeMap::new(),
             role,
             reverse,
             entropy: [0; 32],

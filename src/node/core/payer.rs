@@ -44,12 +44,43 @@ impl NodeCore {
                 what: "signature withheld",
                 role: Role::Lsp,
             }),
-            Event::StateCompleted { change, .. } => match self.completed(&seen, change) {
-                // The reverse variant: the LSP's signature we bought is paid for.
-                (_, Some(secret)) => self.payer_scalar_revealed(secret, out),
-                // A payer is offered no PTLC it acts on.
-                (_, None) => Ok(()),
-            },
+            Event::StateCompleted { change, state, .. } => {
+                // A held sale's PTLC (ours) is in a complete state: S can be asked to offer.
+                if let Change::AddPtlc {
+                    id: ptlc_id,
+                    point,
+                    expiry,
+                    ..
+                } = change
+                {
+                    let ours = self.channels[&id].channel.latest().is_some_and(|b| {
+                        b.ptlcs
+                            .iter()
+                            .any(|p| p.id == *ptlc_id && p.offerer == seen.side)
+                    });
+                    if ours {
+                        return self.role_input(
+                            RoleIn::Payer(PayerInput::HeldPtlcAdded {
+                                channel_id: id,
+                                state: *state,
+                                ptlc: HeldPtlc {
+                                    id: *ptlc_id,
+                                    expiry: *expiry,
+                                },
+                                point: *point,
+                            }),
+                            out,
+                        );
+                    }
+                }
+                match self.completed(&seen, change) {
+                    // S claimed a held sale's PTLC, or (reverse variant) the LSP's signature
+                    // we bought is paid for.
+                    (_, Some(secret)) => self.payer_scalar_revealed(id, secret, out),
+                    // A payer is offered no PTLC it acts on.
+                    (_, None) => Ok(()),
+                }
+            }
             Event::Settled { state } => self.role_input(
                 RoleIn::Payer(PayerInput::ChannelSettled {
                     channel_id: id,
@@ -58,9 +89,18 @@ impl NodeCore {
                 out,
             ),
             Event::PtlcSecretLearned { secret, .. } => match AdaptorSecret::from_bytes(secret.0) {
-                Ok(secret) => self.payer_scalar_revealed(secret, out),
+                Ok(secret) => self.payer_scalar_revealed(id, secret, out),
                 Err(_) => Ok(()),
             },
+            // A held sale's PTLC came back: nothing was sold through it.
+            Event::PtlcFailed { point, offerer, .. } if *offerer == seen.side => self.role_input(
+                RoleIn::Payer(PayerInput::HeldPtlcResolved {
+                    channel_id: id,
+                    point: *point,
+                    secret: None,
+                }),
+                out,
+            ),
             Event::ProposalAbandoned { change, code } => match change {
                 Change::Transfer { .. } => self.role_input(
                     RoleIn::Payer(PayerInput::TransferRefused {
@@ -69,7 +109,15 @@ impl NodeCore {
                     }),
                     out,
                 ),
-                // A payer's purchase PTLC (reverse variant) expires with its offer.
+                // A held sale's PTLC that no longer applies: the payment is refused. (A
+                // purchase PTLC of the reverse variant expires with its offer.)
+                Change::AddPtlc { point, .. } if self.holds(point) => self.role_input(
+                    RoleIn::Payer(PayerInput::TransferRefused {
+                        channel_id: id,
+                        reason: format!("channel error {code} when proposed again"),
+                    }),
+                    out,
+                ),
                 Change::AddPtlc { .. }
                 | Change::FulfilPtlc { .. }
                 | Change::FailPtlc { .. }
@@ -78,7 +126,8 @@ impl NodeCore {
             },
             // A payer's PTLC (reverse variant) stays bought or expires with the offer; a lost
             // transfer is proposed again on reconnection (`resume_proposals`); a replaced
-            // nonce never voids an offer (the channel refuses one for a priced state).
+            // nonce never voids an offer (the channel refuses one for a priced state); a
+            // PTLC the LSP offered us is none of a payer's.
             Event::PtlcFailed { .. }
             | Event::ProposalDropped { .. }
             | Event::NonceReplaced { .. }
@@ -92,15 +141,37 @@ impl NodeCore {
         }
     }
 
-    /// A scalar revealed for a PTLC the payer offered (reverse variant): it pays for the
-    /// LSP's signature the payer bought.
+    /// A scalar revealed for a PTLC the payer offered: S claimed a held sale's PTLC (the
+    /// payer takes its proof from it), or, in the reverse variant, it pays for the LSP's
+    /// signature the payer bought. Each ignores a point that is not its own.
     fn payer_scalar_revealed(
         &mut self,
+        channel_id: ChannelId,
         secret: AdaptorSecret,
         out: &mut Handled,
     ) -> Result<(), NodeError> {
         let point = secret.adaptor_point();
+        if self.holds(&point) {
+            return self.role_input(
+                RoleIn::Payer(PayerInput::HeldPtlcResolved {
+                    channel_id,
+                    point,
+                    secret: Some(secret),
+                }),
+                out,
+            );
+        }
         self.reverse_input(ReverseInput::PtlcFulfilled { point, secret }, out)
+    }
+
+    /// Whether `point` is the PTLC point of one of the payer's held sales.
+    fn holds(&self, point: &AdaptorPoint) -> bool {
+        let RoleMachine::Payer(payer) = &self.role else {
+            return false;
+        };
+        payer
+            .payments()
+            .any(|(id, p)| p.hold.is_some() && p.held_point(id).as_ref() == Some(point))
     }
 
     /// After a restart: the settlements the payer may not have heard of, then the reverse

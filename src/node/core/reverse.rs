@@ -176,10 +176,17 @@ impl NodeCore {
         })
     }
 
-    /// Our funded channel with `peer`, if any (without listing every channel: S has many).
-    pub(super) fn funded_channel_with(&self, peer: &PublicKey) -> Option<ChannelId> {
+    /// Our funded channel with `peer` that can take an update now or after the one under way
+    /// (an update that finds it busy waits its turn: see `role_command`).
+    pub(super) fn updatable_channel_with(&self, peer: &PublicKey) -> Option<ChannelId> {
         self.channels_with(peer)
-            .find(|(_, e)| e.channel.phase() == Phase::Funded)
+            .find(|(_, e)| {
+                e.channel.snapshot().funding_confirmed
+                    && matches!(
+                        e.channel.phase(),
+                        Phase::Funded | Phase::Proposed | Phase::CounterSigned | Phase::Withheld
+                    )
+            })
             .map(|(id, _)| *id)
     }
 
@@ -210,6 +217,34 @@ impl NodeCore {
                 state: pending.body.number,
                 transfer_sat: amount_sat,
                 price_point: e.channel.pending_price_point()?,
+                shared_delay: snap.params.as_ref()?.shared_delay,
+            })
+        })
+    }
+
+    /// The PTLC `id` that `peer` offered us in the latest complete state of our open channel
+    /// with it: what a held sale's request names.
+    pub(super) fn held_transfer(&self, peer: &PublicKey, id: u64) -> Option<HeldTransfer> {
+        self.channels_with(peer).find_map(|(channel_id, e)| {
+            // Only an open channel sells: once a state is on chain, no new offer.
+            if !matches!(e.channel.snapshot().stage, Stage::Open { .. }) {
+                return None;
+            }
+            let snap = e.channel.snapshot();
+            let latest = &snap.complete.as_ref()?.body;
+            let ptlc = latest
+                .ptlcs
+                .iter()
+                .find(|p| p.id == id && p.offerer != snap.side)?;
+            Some(HeldTransfer {
+                channel_id: *channel_id,
+                state: latest.number,
+                ptlc: HeldPtlc {
+                    id,
+                    expiry: ptlc.expiry.height(),
+                },
+                amount_sat: ptlc.amount_sat,
+                point: ptlc.point,
                 shared_delay: snap.params.as_ref()?.shared_delay,
             })
         })

@@ -48,42 +48,7 @@ impl NodeCore {
                 PaymentAction::Channel {
                     channel_id,
                     command,
-                } => {
-                    let what = format!("{command:?}");
-                    let failed_point = match &command {
-                        Command::AddPtlc { point, .. } => Some(*point),
-                        _ => None,
-                    };
-                    let transfer = matches!(
-                        command,
-                        Command::Transfer { .. } | Command::TransferEncrypted { .. }
-                    );
-                    if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
-                        out.push(NodeOutput::Refused {
-                            peer: self.key.public_key(),
-                            error: format!("{what}: {e}"),
-                        });
-                        // The role hears of the refusal, so its record does not wait forever
-                        // for a channel step that will never come.
-                        match (&self.role, failed_point) {
-                            (RoleMachine::Lsp(_), Some(point)) => {
-                                self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point }), out)?
-                            }
-                            (RoleMachine::Router(_), Some(point)) => self.role_input(
-                                RoleIn::Router(RouterInput::PtlcFailed { point }),
-                                out,
-                            )?,
-                            (RoleMachine::Payer(_), None) if transfer => self.role_input(
-                                RoleIn::Payer(PayerInput::TransferRefused {
-                                    channel_id,
-                                    reason: e.to_string(),
-                                }),
-                                out,
-                            )?,
-                            _ => {}
-                        }
-                    }
-                }
+                } => self.role_command(channel_id, command, out)?,
                 PaymentAction::Revert {
                     channel_id,
                     abandoned_state,
@@ -101,6 +66,101 @@ impl NodeCore {
             }
         }
         Ok(())
+    }
+
+    /// A role's command to a channel. An update (a PTLC added, fulfilled or failed) that
+    /// finds the channel busy with another proposal waits its turn: many held sales resolve
+    /// on one channel, and their updates come one after another, not at once.
+    pub(super) fn role_command(
+        &mut self,
+        channel_id: ChannelId,
+        command: Command,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let update = matches!(
+            command,
+            Command::AddPtlc { .. } | Command::Fulfil { .. } | Command::Fail { .. }
+        );
+        let busy = self.channel_busy(&channel_id)
+            || self.queued.get(&channel_id).is_some_and(|q| !q.is_empty());
+        if update && busy {
+            self.queued
+                .entry(channel_id)
+                .or_default()
+                .push_back(command);
+            return Ok(());
+        }
+        self.run_command(channel_id, command, out)
+    }
+
+    /// Gives the channel its queued updates while it has none under way (a refused one is
+    /// reported to its role like any refusal, and the next one runs).
+    pub(super) fn run_queued(
+        &mut self,
+        channel_id: ChannelId,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        loop {
+            if self.channel_busy(&channel_id) {
+                return Ok(());
+            }
+            let Some(command) = self.queued.get_mut(&channel_id).and_then(|q| q.pop_front()) else {
+                return Ok(());
+            };
+            self.run_command(channel_id, command, out)?;
+        }
+    }
+
+    /// Whether the channel has a proposal under way (and so takes no new one).
+    fn channel_busy(&self, channel_id: &ChannelId) -> bool {
+        self.channels.get(channel_id).is_some_and(|e| {
+            matches!(
+                e.channel.phase(),
+                Phase::Proposed | Phase::CounterSigned | Phase::Withheld
+            )
+        })
+    }
+
+    fn run_command(
+        &mut self,
+        channel_id: ChannelId,
+        command: Command,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let what = format!("{command:?}");
+        let failed_point = match &command {
+            Command::AddPtlc { point, .. } => Some(*point),
+            _ => None,
+        };
+        let transfer = matches!(
+            command,
+            Command::Transfer { .. } | Command::TransferEncrypted { .. }
+        );
+        let Err(e) = self.channel_input(channel_id, Input::Command(command), out) else {
+            return Ok(());
+        };
+        out.push(NodeOutput::Refused {
+            peer: self.key.public_key(),
+            error: format!("{what}: {e}"),
+        });
+        // The role hears of the refusal, so its record does not wait forever for a channel
+        // step that will never come. (The payer's PTLC is a held sale's.)
+        match (&self.role, failed_point) {
+            (RoleMachine::Lsp(_), Some(point)) => {
+                self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point }), out)
+            }
+            (RoleMachine::Router(_), Some(point)) => {
+                self.role_input(RoleIn::Router(RouterInput::PtlcFailed { point }), out)
+            }
+            (RoleMachine::Payer(_), point) if transfer || point.is_some() => self.role_input(
+                RoleIn::Payer(PayerInput::TransferRefused {
+                    channel_id,
+                    reason: e.to_string(),
+                }),
+                out,
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Abandons the withheld state `abandoned_state` for good: the channel proposes the next

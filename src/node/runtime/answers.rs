@@ -107,6 +107,7 @@ impl Node {
                 contact,
                 fee_sat,
                 note,
+                hold_blocks,
             } => {
                 let verified = contact.verify()?;
                 let payee = PublicKey::from(verified.node_key);
@@ -124,6 +125,7 @@ impl Node {
                     fee_sat,
                     note: note.unwrap_or_default(),
                     receipts,
+                    hold_blocks,
                 }))?;
                 self.carry_out(outputs).await?;
                 // A transfer the channel refused (e.g. above the balance) leaves the payment

@@ -135,6 +135,7 @@ impl NodeHandle {
                 contact,
                 fee_sat,
                 note,
+                hold_blocks: None,
             })
             .await?;
         payment_id(answer)

@@ -79,6 +79,10 @@ pub enum Request {
         /// A note for the payee.
         #[serde(default)]
         note: Option<String>,
+        /// A held sale: the payment waits in a PTLC to the LSP expiring this many blocks
+        /// from now (default: a withheld update).
+        #[serde(default)]
+        hold_blocks: Option<u32>,
     },
     /// Reverse variant: be paid while offline by a payer buying the LSP's signature.
     Receive {

@@ -31,8 +31,8 @@ use crate::protocol::channel::{Command, SALE_WINDOW_MARGIN};
 use crate::protocol::messages::{ChannelId, RevealedSecret};
 
 use super::{
-    Action, CancelOutcome, Entropy, Forward, Invoice, OfferTerms, PayRequest, PaymentError,
-    PaymentEvent, PaymentId, PaymentMessage, PurchaseOffer, Receipt,
+    Action, CancelOutcome, Entropy, Forward, HeldPtlc, Invoice, OfferTerms, PayRequest,
+    PaymentError, PaymentEvent, PaymentId, PaymentMessage, PurchaseOffer, Receipt,
 };
 
 /// The withheld state on the channel with the requesting payer, as the channel reports it.
@@ -49,6 +49,35 @@ pub struct PendingTransfer {
     /// The channel's shared delay: how long an older state published by the payer stays
     /// open to being replaced, and so how long a sale may take.
     pub shared_delay: u16,
+}
+
+/// A PTLC the requesting payer offered S in the latest complete state of their channel, as
+/// the channel reports it: what a held sale's request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldTransfer {
+    /// The channel.
+    pub channel_id: ChannelId,
+    /// The latest complete state.
+    pub state: u64,
+    /// The PTLC.
+    pub ptlc: HeldPtlc,
+    /// Its amount.
+    pub amount_sat: u64,
+    /// Its point.
+    pub point: AdaptorPoint,
+    /// The channel's shared delay: S must publish the latest state and settle it before it
+    /// can claim the PTLC on chain, which takes that many blocks and a margin.
+    pub shared_delay: u16,
+}
+
+impl HeldTransfer {
+    /// The height from which S must claim the PTLC on chain (its claim must confirm before
+    /// the payer's timeout is valid): a PTLC S offers the payee must expire by then.
+    pub fn claim_deadline(&self) -> u32 {
+        self.ptlc
+            .expiry
+            .saturating_sub(u32::from(self.shared_delay) + SALE_WINDOW_MARGIN + 1)
+    }
 }
 
 /// S's terms for offers.
@@ -126,6 +155,10 @@ pub struct LspPayment {
     pub offer: PurchaseOffer,
     /// The payer's node key.
     pub payer: PublicKey,
+    /// For a held sale: the height from which S must claim the payer's PTLC on chain; every
+    /// PTLC S offers for the sale expires by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_deadline: Option<u32>,
     /// Where it stands.
     pub status: LspStatus,
 }
@@ -142,6 +175,9 @@ pub enum LspInput {
         message: PaymentMessage,
         /// For a request: the withheld state of the channel with the sender, if any.
         pending: Option<PendingTransfer>,
+        /// For a held sale's request: the PTLC it names, if the sender offered it to S in
+        /// the latest complete state of their channel.
+        held: Option<HeldTransfer>,
         /// For an invoice: the funded channel S pays it over: with the sender, or else with
         /// the router its route hint names.
         sender_channel: Option<ChannelId>,
@@ -253,9 +289,10 @@ impl Lsp {
                 from,
                 message,
                 pending,
+                held,
                 sender_channel,
             } => match message {
-                PaymentMessage::Request(req) => Ok(self.on_request(from, req, pending)),
+                PaymentMessage::Request(req) => Ok(self.on_request(from, req, pending, held)),
                 PaymentMessage::Invoice(invoice) => {
                     Ok(self.on_invoice(from, invoice, sender_channel))
                 }
@@ -295,6 +332,7 @@ impl Lsp {
         from: PublicKey,
         req: PayRequest,
         pending: Option<PendingTransfer>,
+        held: Option<HeldTransfer>,
     ) -> Vec<LspAction> {
         // The payer repeats a request it stored before sending (it stopped in between, or
         // the offer was lost): the same request gets the same offer, nothing new is signed.
@@ -305,7 +343,8 @@ impl Lsp {
                 && t.state == req.state
                 && t.amount_sat == req.amount_sat
                 && t.fee_sat == req.fee_sat
-                && t.payee == req.payee;
+                && t.payee == req.payee
+                && t.held == req.held;
             if same && record.status == LspStatus::Offered {
                 return vec![Action::Send {
                     to: from,
@@ -313,8 +352,18 @@ impl Lsp {
                 }];
             }
         }
-        match self.check_request(&from, &req, pending) {
-            Ok(point) => {
+        let checked = match req.held {
+            None => self.check_request(&from, &req, pending).map(|point| {
+                (
+                    point,
+                    self.height.saturating_add(self.policy.offer_lifetime),
+                    None,
+                )
+            }),
+            Some(_) => self.check_held_request(&from, &req, held),
+        };
+        match checked {
+            Ok((point, expiry, claim_deadline)) => {
                 let terms = OfferTerms {
                     payment_id: req.payment_id,
                     lsp: self.key.public_key(),
@@ -324,24 +373,30 @@ impl Lsp {
                     fee_sat: req.fee_sat,
                     point,
                     payee: req.payee,
-                    expiry: self.height.saturating_add(self.policy.offer_lifetime),
+                    expiry,
+                    held: req.held,
                 };
                 let aux = self.aux(&req.payment_id.0);
                 let offer = terms.sign(&self.key, &aux);
                 let record = LspPayment {
                     offer: offer.clone(),
                     payer: from,
+                    claim_deadline,
                     status: LspStatus::Offered,
                 };
                 self.payments.insert(req.payment_id, record.clone());
                 self.by_point.insert(point, req.payment_id);
-                vec![
+                let mut actions = vec![];
+                if req.held.is_none() {
                     // The channel holds the priced state before the offer leaves: the payer
-                    // can no longer revert it or change its nonce behind the offer.
-                    Action::Channel {
+                    // can no longer revert it or change its nonce behind the offer. (A held
+                    // sale's PTLC is in a complete state: only S can fail it.)
+                    actions.push(Action::Channel {
                         channel_id: req.channel_id,
                         command: Command::Price { state: req.state },
-                    },
+                    });
+                }
+                actions.extend([
                     Action::Persist((req.payment_id, record)),
                     Action::Send {
                         to: from,
@@ -351,7 +406,8 @@ impl Lsp {
                         payment_id: req.payment_id,
                         point,
                     }),
-                ]
+                ]);
+                actions
             }
             Err(error) => {
                 let mut actions = vec![Action::Send {
@@ -372,17 +428,23 @@ impl Lsp {
                         });
                     }
                 }
+                // Likewise a held PTLC no offer covers goes back to the payer.
+                if let (Some(h), false) = (held, self.payments.contains_key(&req.payment_id)) {
+                    if !self.by_point.contains_key(&h.point) {
+                        actions.push(Action::Channel {
+                            channel_id: h.channel_id,
+                            command: Command::Fail { id: h.ptlc.id },
+                        });
+                    }
+                }
                 actions
             }
         }
     }
 
-    fn check_request(
-        &self,
-        from: &PublicKey,
-        req: &PayRequest,
-        pending: Option<PendingTransfer>,
-    ) -> Result<AdaptorPoint, PaymentError> {
+    /// What every request must satisfy: a new id, an amount, a payee that is neither party,
+    /// the LSP's fee. Returns amount plus fee.
+    fn check_common(&self, from: &PublicKey, req: &PayRequest) -> Result<u64, PaymentError> {
         if self.payments.contains_key(&req.payment_id) {
             return Err(PaymentError::DuplicatePayment(req.payment_id));
         }
@@ -396,6 +458,19 @@ impl Lsp {
             .amount_sat
             .checked_add(req.fee_sat)
             .ok_or(PaymentError::Amount("amount plus fee overflows"))?;
+        if req.fee_sat < self.policy.fee_for(req.amount_sat) {
+            return Err(PaymentError::Amount("fee below the LSP's policy"));
+        }
+        Ok(transfer_sat)
+    }
+
+    fn check_request(
+        &self,
+        from: &PublicKey,
+        req: &PayRequest,
+        pending: Option<PendingTransfer>,
+    ) -> Result<AdaptorPoint, PaymentError> {
+        let transfer_sat = self.check_common(from, req)?;
         let missing = PaymentError::NoPendingState {
             state: req.state,
             transfer_sat,
@@ -412,9 +487,6 @@ impl Lsp {
                 field: "price point already offered",
             });
         }
-        if req.fee_sat < self.policy.fee_for(req.amount_sat) {
-            return Err(PaymentError::Amount("fee below the LSP's policy"));
-        }
         // By construction no PTLC of a sale outlives S's window: if the payer publishes its
         // older state the block after S pays B, S still learns the scalar (at the PTLC's
         // expiry at the latest) in time to publish the completed state before the older
@@ -427,6 +499,48 @@ impl Lsp {
             });
         }
         Ok(pending.price_point)
+    }
+
+    /// A held sale's request: the PTLC it names is the payer's, in S's latest complete state,
+    /// carries amount plus fee to the point of no other offer, and leaves time to sell. The
+    /// offer's point, its expiry (no later than the last height at which a PTLC to the payee
+    /// still resolves before S must claim on chain) and that claim deadline.
+    fn check_held_request(
+        &self,
+        from: &PublicKey,
+        req: &PayRequest,
+        held: Option<HeldTransfer>,
+    ) -> Result<(AdaptorPoint, u32, Option<u32>), PaymentError> {
+        let transfer_sat = self.check_common(from, req)?;
+        let missing = PaymentError::NoPendingState {
+            state: req.state,
+            transfer_sat,
+        };
+        let held = held.ok_or(missing.clone())?;
+        if held.channel_id != req.channel_id
+            || Some(held.ptlc) != req.held
+            || held.amount_sat != transfer_sat
+            || held.state < req.state
+        {
+            return Err(missing);
+        }
+        if self.by_point.contains_key(&held.point) {
+            return Err(PaymentError::Mismatch {
+                field: "price point already offered",
+            });
+        }
+        // S may have to pay the payee at the offer's last height; the PTLC it offers then
+        // must resolve before S has to claim the payer's PTLC on chain.
+        let deadline = held.claim_deadline();
+        let last_invoice = deadline.saturating_sub(self.policy.ptlc_delta);
+        if last_invoice < self.height || deadline < self.policy.ptlc_delta {
+            return Err(PaymentError::WindowClosed {
+                ptlc_expiry: self.height.saturating_add(self.policy.ptlc_delta),
+                last_safe: deadline,
+            });
+        }
+        let expiry = last_invoice.min(self.height.saturating_add(self.policy.offer_lifetime));
+        Ok((held.point, expiry, Some(deadline)))
     }
 
     fn on_invoice(
@@ -541,7 +655,13 @@ impl Lsp {
         let ptlc_expiry = self.height.saturating_add(self.policy.ptlc_delta);
         // Buying is only safe if S learns the scalar while it can still publish the completed
         // state: the PTLC must resolve before the payer's old state can settle.
-        if let Some(&deadline) = self.windows.get(&record.offer.channel_id) {
+        // A held sale: the PTLC must resolve before S has to claim the payer's on chain.
+        let held_deadline = record.claim_deadline;
+        let window = match record.offer.held {
+            None => self.windows.get(&record.offer.channel_id).copied(),
+            Some(_) => held_deadline,
+        };
+        if let Some(deadline) = window {
             if ptlc_expiry > deadline {
                 return Err(PaymentError::WindowClosed {
                     ptlc_expiry,
@@ -610,12 +730,36 @@ impl Lsp {
         let record = record.clone();
         // The payer's state is completed (and stored) before the sale is recorded: a restart
         // in between finds the sale still `selling` and the fulfilment on the payee channel,
-        // and completes it again (see `NodeInput::Started`).
-        Ok(vec![
-            Action::Channel {
+        // and completes it again (see `NodeInput::Started`). A held sale: the channel keeps
+        // the scalar to claim the payer's PTLC on chain if need be, then fulfils it off
+        // chain (when the payer is next online).
+        let mut actions = match record.offer.held {
+            None => vec![Action::Channel {
                 channel_id: record.offer.channel_id,
                 command: Command::CompleteWithSecret { secret },
-            },
+            }],
+            Some(held) => {
+                let again = AdaptorSecret::from_bytes(secret.to_secret_bytes())
+                    .expect("a secret's bytes parse");
+                vec![
+                    Action::Channel {
+                        channel_id: record.offer.channel_id,
+                        command: Command::ProvideSecret {
+                            id: held.id,
+                            secret: again,
+                        },
+                    },
+                    Action::Channel {
+                        channel_id: record.offer.channel_id,
+                        command: Command::Fulfil {
+                            id: held.id,
+                            secret,
+                        },
+                    },
+                ]
+            }
+        };
+        actions.extend([
             Action::Persist((id, record.clone())),
             Action::Send {
                 to: record.payer,
@@ -626,7 +770,8 @@ impl Lsp {
                 }),
             },
             Action::Event(PaymentEvent::Completed { payment_id: id }),
-        ])
+        ]);
+        Ok(actions)
     }
 
     fn on_failed(&mut self, point: AdaptorPoint) -> Result<Vec<LspAction>, PaymentError> {
@@ -821,16 +966,24 @@ impl Lsp {
         }
     }
 
-    /// Voids an offered payment: persisted first, then the payer's state is reverted.
+    /// Voids an offered payment: persisted first, then the payer's state is reverted (or its
+    /// held PTLC failed back to it).
     fn void(&mut self, id: PaymentId, outcome: CancelOutcome) -> Vec<LspAction> {
         let record = self.payments.get_mut(&id).expect("caller checked");
         record.status = LspStatus::Cancelled { outcome };
         let record = record.clone();
+        let channel_id = record.offer.channel_id;
         vec![
             Action::Persist((id, record.clone())),
-            Action::Revert {
-                channel_id: record.offer.channel_id,
-                abandoned_state: record.offer.state,
+            match record.offer.held {
+                None => Action::Revert {
+                    channel_id,
+                    abandoned_state: record.offer.state,
+                },
+                Some(held) => Action::Channel {
+                    channel_id,
+                    command: Command::Fail { id: held.id },
+                },
             },
             Action::Event(PaymentEvent::Cancelled {
                 payment_id: id,

@@ -61,9 +61,11 @@ mod proof;
 mod reverse;
 mod router;
 
-pub use lsp::{Lsp, LspAction, LspInput, LspPayment, LspPolicy, LspStatus, PendingTransfer};
+pub use lsp::{
+    HeldTransfer, Lsp, LspAction, LspInput, LspPayment, LspPolicy, LspStatus, PendingTransfer,
+};
 pub use payee::{Payee, PayeeAction, PayeeInput, PayeePayment, PayeeStatus};
-pub use payer::{Payer, PayerAction, PayerInput, PayerPayment, PayerStatus};
+pub use payer::{Hold, Payer, PayerAction, PayerInput, PayerPayment, PayerStatus};
 pub use proof::{receipt_message, ProofError, ProofOfPayment};
 pub use reverse::{
     reverse_ptlc_expiry, Reverse, ReverseAction, ReverseInput, ReverseLetter, ReversePayment,
@@ -74,7 +76,7 @@ pub use router::{
 };
 
 /// The version of the sale letter's encoding (the mailbox letter A leaves for B).
-pub const PAYMENT_VERSION: u8 = 2;
+pub const PAYMENT_VERSION: u8 = 3;
 
 /// No mailbox letter (a sale letter or a letter of the reverse variant) is longer than this.
 pub const MAX_LETTER_LEN: usize = 4096;
@@ -312,6 +314,31 @@ pub struct PayRequest {
     pub fee_sat: u64,
     /// B's node key.
     pub payee: PublicKey,
+    /// For a held sale: the PTLC A offered S for it, in state `state` or later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldPtlc>,
+}
+
+/// The PTLC that carries a held sale on the A–S channel: A offered it to S out of its own
+/// balance, locked to the point B sells, so the payment waits in a complete state of its
+/// own and any number of payments can wait at once (see "Held sales" in
+/// docs/payment.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldPtlc {
+    /// The PTLC's id on the A–S channel.
+    pub id: u64,
+    /// Its expiry height: from then on A may take its amount back on chain.
+    pub expiry: u32,
+}
+
+impl HeldPtlc {
+    fn bytes(&self) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        out[..8].copy_from_slice(&self.id.to_be_bytes());
+        out[8..].copy_from_slice(&self.expiry.to_be_bytes());
+        out
+    }
 }
 
 /// What S promises in a [`PurchaseOffer`].
@@ -324,7 +351,7 @@ pub struct OfferTerms {
     pub lsp: PublicKey,
     /// The A–S channel.
     pub channel_id: ChannelId,
-    /// The state whose signature is sold.
+    /// The state whose signature is sold; for a held sale, the state that holds the PTLC.
     pub state: u64,
     /// What S pays for the scalar.
     pub amount_sat: u64,
@@ -336,12 +363,17 @@ pub struct OfferTerms {
     pub payee: PublicKey,
     /// The last block height at which S accepts an invoice.
     pub expiry: u32,
+    /// For a held sale: the payer's PTLC S claims with the scalar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldPtlc>,
 }
 
 impl OfferTerms {
     /// `tagged_hash("asyncpay/payment/v1/offer", id ‖ lsp ‖ channel ‖ state ‖ amount ‖ fee ‖
-    /// point ‖ payee ‖ expiry)`, integers big-endian.
+    /// point ‖ payee ‖ expiry [‖ held id ‖ held expiry])`, integers big-endian, the held
+    /// PTLC only for a held sale.
     pub fn digest(&self) -> [u8; 32] {
+        let held = self.held.map(|h| h.bytes());
         tagged_hash(
             OFFER_TAG,
             &[
@@ -354,6 +386,7 @@ impl OfferTerms {
                 &self.point.to_bytes(),
                 &self.payee.to_xonly_bytes(),
                 &self.expiry.to_be_bytes(),
+                held.as_ref().map_or(&[][..], |h| &h[..]),
             ],
         )
     }
@@ -396,8 +429,82 @@ impl PurchaseOffer {
     }
 }
 
-/// What A leaves in B's mailbox (sealed with age to B): the offer and the withheld signature,
-/// pre-signed and encrypted to B's receipt signature.
+/// What the payee completes with its receipt signature z into the scalar S buys.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForSale {
+    /// A's pre-signature on its withheld update U_{n+1}, encrypted to Z = z·G: completed,
+    /// its scalar s (with s·G = T) is A's signature, the thing sold.
+    Presignature(EncryptedSignature),
+    /// A held sale: A's share a of the point T = a·G + Z of the PTLC A offered S. The
+    /// scalar sold is t = a + z, which completes A's pre-signed half of S's claim on that
+    /// PTLC.
+    Share(Share),
+}
+
+impl ForSale {
+    /// The scalar sold, from the payee's receipt signature scalar z.
+    pub fn complete(&self, z: &AdaptorSecret) -> Result<AdaptorSecret, PaymentError> {
+        match self {
+            ForSale::Presignature(p) => p.decrypt_scalar(z),
+            ForSale::Share(a) => a.secret()?.add(z),
+        }
+        .map_err(|_| PaymentError::WrongScalar)
+    }
+
+    /// z, the payee's receipt signature scalar, from the scalar S bought and the receipt
+    /// point Z = z·G; refused unless it is z.
+    pub fn receipt_scalar(
+        &self,
+        receipt_point: &AdaptorPoint,
+        scalar: &AdaptorSecret,
+    ) -> Result<AdaptorSecret, PaymentError> {
+        let z = match self {
+            ForSale::Presignature(p) => p
+                .recover_from_scalar(receipt_point, scalar)
+                .map_err(|_| PaymentError::WrongScalar)?,
+            ForSale::Share(a) => scalar
+                .sub(&a.secret()?)
+                .map_err(|_| PaymentError::WrongScalar)?,
+        };
+        if !sells(&z, receipt_point) {
+            return Err(PaymentError::WrongScalar);
+        }
+        Ok(z)
+    }
+}
+
+impl fmt::Debug for ForSale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForSale::Presignature(_) => "Presignature(<redacted>)",
+            ForSale::Share(_) => "Share(<redacted>)",
+        })
+    }
+}
+
+/// The payer's share a of a held sale's point (a non-zero scalar, 32 bytes big-endian).
+/// Whoever holds it and B's receipt signature holds the scalar S pays for: redacted in
+/// `Debug`, kept only by the payer and in the letter sealed to B.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share(#[serde(with = "hex_32")] pub [u8; 32]);
+
+impl Share {
+    /// The share as a scalar; refused if zero or not below the curve order.
+    pub fn secret(&self) -> Result<AdaptorSecret, PaymentError> {
+        AdaptorSecret::from_bytes(self.0).map_err(|_| PaymentError::WrongScalar)
+    }
+}
+
+impl fmt::Debug for Share {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Share(<redacted>)")
+    }
+}
+
+/// What A leaves in B's mailbox (sealed with age to B): the offer and what B completes into
+/// the scalar S buys (A's pre-signature, or for a held sale A's share of the point), both
+/// bound to B's receipt signature.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaleLetter {
@@ -405,10 +512,9 @@ pub struct SaleLetter {
     pub version: u8,
     /// S's offer.
     pub offer: PurchaseOffer,
-    /// A's pre-signature on U_{n+1}, encrypted to the point of B's receipt signature on
-    /// [`SaleLetter::receipt_message`] with slot `receipt_slot`: B completes it by signing,
-    /// and the completed scalar is what B sells.
-    pub presignature: EncryptedSignature,
+    /// What B completes, with its receipt signature on [`SaleLetter::receipt_message`] with
+    /// slot `receipt_slot`, into the scalar it sells.
+    pub sold: ForSale,
     /// The card epoch of the receipt slot.
     pub receipt_epoch: u32,
     /// The receipt slot (its index on B's card).
@@ -423,7 +529,7 @@ impl fmt::Debug for SaleLetter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SaleLetter")
             .field("offer", &self.offer)
-            .field("presignature", &"<redacted>")
+            .field("sold", &self.sold)
             .field("receipt_epoch", &self.receipt_epoch)
             .field("receipt_slot", &self.receipt_slot)
             .field("payer", &self.payer)
@@ -517,8 +623,8 @@ impl SaleLetter {
     }
 
     /// What B checks before it invoices: S signed the offer, the offer names `payee`, and
-    /// the pre-signature completed with B's receipt signature (slot `receipt_slot` of
-    /// `receipts`) is the discrete log of the offer's point. Returns that scalar.
+    /// what the letter sells, completed with B's receipt signature (slot `receipt_slot` of
+    /// `receipts`), is the discrete log of the offer's point. Returns that scalar.
     ///
     /// This signs the receipt message with the slot: the caller must hold the slot as spent
     /// for this payment (durably) before the scalar leaves it.
@@ -537,10 +643,7 @@ impl SaleLetter {
             &self.receipt_message(),
         );
         let z = AdaptorSecret::from_signature(&receipt).map_err(|_| PaymentError::WrongScalar)?;
-        let secret = self
-            .presignature
-            .decrypt_scalar(&z)
-            .map_err(|_| PaymentError::WrongScalar)?;
+        let secret = self.sold.complete(&z)?;
         if !sells(&secret, &self.offer.point) {
             return Err(PaymentError::WrongScalar);
         }

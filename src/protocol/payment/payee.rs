@@ -442,7 +442,7 @@ mod tests {
     use super::*;
     use crate::crypto::adaptor::{AdaptorSecret, EncryptedSignature};
     use crate::crypto::receipt::receipt_point;
-    use crate::protocol::payment::{receipt_message, OfferTerms, PAYMENT_VERSION};
+    use crate::protocol::payment::{receipt_message, ForSale, OfferTerms, PAYMENT_VERSION};
     use bitcoin::secp256k1;
 
     const AMOUNT: u64 = 10_000;
@@ -466,6 +466,7 @@ mod tests {
             point: AdaptorPoint::from(a_g.combine(&z).unwrap()),
             payee: *payee,
             expiry: 1_000,
+            held: None,
         }
         .sign(lsp, &[0; 32]);
         let mut pre = [0u8; 65];
@@ -474,7 +475,7 @@ mod tests {
         SaleLetter {
             version: PAYMENT_VERSION,
             offer,
-            presignature: EncryptedSignature::from_bytes(&pre).unwrap(),
+            sold: ForSale::Presignature(EncryptedSignature::from_bytes(&pre).unwrap()),
             receipt_epoch: 0,
             receipt_slot: 0,
             payer: lsp.public_key(),

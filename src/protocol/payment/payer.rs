@@ -36,26 +36,31 @@ use crate::protocol::channel::Command;
 use crate::protocol::messages::ChannelId;
 
 use super::{
-    receipt_message, same, Action, CancelOutcome, PayRequest, PaymentError, PaymentEvent,
-    PaymentId, PaymentMessage, ProofOfPayment, PurchaseOffer, Receipt, SaleLetter, MAX_NOTE_LEN,
-    PAYMENT_VERSION,
+    receipt_message, same, Action, CancelOutcome, ForSale, HeldPtlc, PayRequest, PaymentError,
+    PaymentEvent, PaymentId, PaymentMessage, ProofOfPayment, PurchaseOffer, Receipt, SaleLetter,
+    Share, MAX_NOTE_LEN, PAYMENT_VERSION,
 };
 
 /// Where a payment stands at A.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+// A record per payment, read and stored one at a time: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum PayerStatus {
     /// The transfer is proposed on the channel; waiting for the withheld signature.
     Proposed,
-    /// Signed and withheld; S was asked for an offer.
+    /// Signed and withheld (or, for a held sale, the PTLC is in a complete state); S was
+    /// asked for an offer.
     Requested {
-        /// The withheld state.
+        /// The withheld state, or the state that added the held PTLC.
         state: u64,
-        /// A's pre-signature on it, encrypted to B's receipt signature: completed, the thing
-        /// for sale.
-        presignature: EncryptedSignature,
+        /// What B completes with its receipt signature into the thing for sale.
+        sold: ForSale,
         /// The price point of the completed signature.
         point: AdaptorPoint,
+        /// For a held sale: the PTLC.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held: Option<HeldPtlc>,
     },
     /// S's offer arrived; the letter is being posted.
     Offered {
@@ -110,13 +115,17 @@ impl core::fmt::Debug for PayerStatus {
 impl PayerStatus {
     /// The number of the state whose signature is (or is about to be) for sale, while the
     /// payment can still complete; `Proposed` has no number yet and counts as newer than any.
+    /// A held sale waits in a PTLC output, which a settlement does not end: `None`.
     fn for_sale(&self) -> Option<u64> {
         match self {
             PayerStatus::Proposed => Some(u64::MAX),
+            PayerStatus::Requested { held: Some(_), .. } => None,
             PayerStatus::Requested { state, .. } => Some(*state),
             PayerStatus::Offered { letter }
             | PayerStatus::Posted { letter }
-            | PayerStatus::Cancelling { letter } => Some(letter.offer.state),
+            | PayerStatus::Cancelling { letter } => {
+                letter.offer.held.is_none().then_some(letter.offer.state)
+            }
             PayerStatus::Paid { .. } | PayerStatus::Completed { .. } | PayerStatus::Void { .. } => {
                 None
             }
@@ -171,8 +180,22 @@ pub struct PayerPayment {
     pub receipt_epoch: u32,
     /// B's receipt slot this payment's signature is encrypted to.
     pub receipt_slot: ReceiptSlot,
+    /// For a held sale: the share of its point and its PTLC's expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
     /// Where it stands.
     pub status: PayerStatus,
+}
+
+/// A's choice for a held sale: the payment waits in a PTLC A offers S, locked to
+/// T = a·G + Z, until `expiry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// a, fresh from the driver's randomness; secret until B completes it.
+    pub share: Share,
+    /// The PTLC's expiry height: A takes its amount back on chain from then on if S has not
+    /// claimed it, and S sells only while it can still claim before then.
+    pub expiry: u32,
 }
 
 impl PayerPayment {
@@ -194,9 +217,16 @@ impl PayerPayment {
         receipt_point(&self.receipt_slot, &self.receipt_message(id))
     }
 
+    /// For a held sale: T = a·G + Z, the point of its PTLC.
+    pub fn held_point(&self, id: &PaymentId) -> Option<AdaptorPoint> {
+        let hold = self.hold.as_ref()?;
+        let share = hold.share.secret().ok()?;
+        self.receipt_point(id).ok()?.add_secret(&share).ok()
+    }
+
     /// The request for S's offer, while the payment is `requested`.
     fn request(&self, payment_id: PaymentId) -> Option<PayerAction> {
-        let PayerStatus::Requested { state, .. } = &self.status else {
+        let PayerStatus::Requested { state, held, .. } = &self.status else {
             return None;
         };
         Some(Action::Send {
@@ -208,6 +238,7 @@ impl PayerPayment {
                 amount_sat: self.amount_sat,
                 fee_sat: self.fee_sat,
                 payee: self.payee,
+                held: *held,
             }),
         })
     }
@@ -235,6 +266,30 @@ pub enum PayerInput {
         note: String,
         /// The payee's receipt slots (from its checked contact card).
         receipts: ReceiptCard,
+        /// A held sale (a PTLC to S per payment, many at once on one channel), or `None`
+        /// for a withheld update (one at a time).
+        hold: Option<Hold>,
+    },
+    /// The PTLC a held sale proposed is in a complete state of the channel.
+    HeldPtlcAdded {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The state that added it.
+        state: u64,
+        /// The PTLC.
+        ptlc: HeldPtlc,
+        /// Its point.
+        point: AdaptorPoint,
+    },
+    /// A PTLC A offered S was resolved: claimed with `secret` (S fulfilled it, or claimed it
+    /// on chain), or, with `None`, failed back to A or timed out.
+    HeldPtlcResolved {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Its point.
+        point: AdaptorPoint,
+        /// The scalar that claimed it.
+        secret: Option<AdaptorSecret>,
     },
     /// The channel pre-signed A's proposal, encrypted to the payee's receipt point, and kept
     /// it back.
@@ -352,6 +407,7 @@ impl Payer {
                 fee_sat,
                 note,
                 receipts,
+                hold,
             } => {
                 if self.payments.contains_key(&payment_id) {
                     return Err(PaymentError::DuplicatePayment(payment_id));
@@ -384,6 +440,7 @@ impl Payer {
                     note,
                     receipt_epoch: receipts.epoch,
                     receipt_slot,
+                    hold,
                     status: PayerStatus::Proposed,
                 };
                 let receipt_point =
@@ -392,15 +449,28 @@ impl Payer {
                         .map_err(|_| PaymentError::Mismatch {
                             field: "receipt slot (its point is at infinity)",
                         })?;
+                let command = match &record.hold {
+                    None => Command::TransferEncrypted {
+                        amount_sat: transfer,
+                        receipt_point,
+                    },
+                    Some(hold) => Command::AddPtlc {
+                        amount_sat: transfer,
+                        point: record
+                            .held_point(&payment_id)
+                            .ok_or(PaymentError::Mismatch {
+                                field: "held share (zero, or the point is at infinity)",
+                            })?,
+                        expiry: hold.expiry,
+                    },
+                };
                 self.payments.insert(payment_id, record.clone());
+                // The share is stored before its point leaves in the PTLC.
                 Ok(vec![
                     Action::Persist((payment_id, record)),
                     Action::Channel {
                         channel_id,
-                        command: Command::TransferEncrypted {
-                            amount_sat: transfer,
-                            receipt_point,
-                        },
+                        command,
                     },
                 ])
             }
@@ -427,20 +497,53 @@ impl Payer {
                         status: "no payment proposed on this channel",
                     })?;
                 let record = self.payments.get_mut(&id).expect("found");
-                if record.receipt_point(&id).ok() != Some(receipt_point) {
+                if record.hold.is_some() || record.receipt_point(&id).ok() != Some(receipt_point) {
                     return Err(PaymentError::Mismatch {
                         field: "receipt point",
                     });
                 }
                 record.status = PayerStatus::Requested {
                     state,
-                    presignature,
+                    sold: ForSale::Presignature(presignature),
                     point,
+                    held: None,
                 };
                 let record = record.clone();
                 let request = record.request(id).expect("requested");
                 Ok(vec![Action::Persist((id, record)), request])
             }
+            PayerInput::HeldPtlcAdded {
+                channel_id,
+                state,
+                ptlc,
+                point,
+            } => {
+                let Some(id) = self.in_flight(&channel_id) else {
+                    // Heard again after a restart: the payment has moved on already.
+                    return Ok(vec![]);
+                };
+                let record = self.payments.get_mut(&id).expect("found");
+                let Some(hold) = &record.hold else {
+                    return Ok(vec![]);
+                };
+                if record.held_point(&id) != Some(point) || hold.expiry != ptlc.expiry {
+                    return Ok(vec![]);
+                }
+                record.status = PayerStatus::Requested {
+                    state,
+                    sold: ForSale::Share(hold.share.clone()),
+                    point,
+                    held: Some(ptlc),
+                };
+                let record = record.clone();
+                let request = record.request(id).expect("requested");
+                Ok(vec![Action::Persist((id, record)), request])
+            }
+            PayerInput::HeldPtlcResolved {
+                channel_id,
+                point,
+                secret,
+            } => self.on_held_resolved(channel_id, point, secret),
             PayerInput::PreSignatureCompleted {
                 channel_id,
                 state,
@@ -640,8 +743,9 @@ impl Payer {
         let record = self.payments.get_mut(&id).expect("found");
         let PayerStatus::Requested {
             state,
-            presignature,
+            sold,
             point,
+            held,
         } = &record.status
         else {
             // S resends open offers when A reconnects; one that was handled is a no-op.
@@ -667,10 +771,11 @@ impl Payer {
         same(offer.fee_sat == record.fee_sat, "fee")?;
         same(offer.payee == record.payee, "payee")?;
         same(offer.point == *point, "point")?;
+        same(offer.held == *held, "held ptlc")?;
         let letter = SaleLetter {
             version: PAYMENT_VERSION,
             offer,
-            presignature: presignature.clone(),
+            sold: sold.clone(),
             receipt_epoch: record.receipt_epoch,
             receipt_slot: record.receipt_slot.index,
             payer: self.key,
@@ -763,7 +868,10 @@ impl Payer {
                 | PayerStatus::Void {
                     letter: Some(letter),
                     ..
-                } if p.channel_id == channel_id && letter.offer.state == state => {
+                } if p.channel_id == channel_id
+                    && letter.offer.held.is_none()
+                    && letter.offer.state == state =>
+                {
                     let letter = letter.clone();
                     Some((*id, p, letter))
                 }
@@ -779,6 +887,56 @@ impl Payer {
             Action::Persist((id, record.clone())),
             Action::Event(PaymentEvent::Paid { payment_id: id }),
         ])
+    }
+
+    /// A held sale's PTLC was claimed (B was paid: the proof comes from the scalar) or came
+    /// back to A (the payment is void, if it was not already).
+    fn on_held_resolved(
+        &mut self,
+        channel_id: ChannelId,
+        point: AdaptorPoint,
+        secret: Option<AdaptorSecret>,
+    ) -> Result<Vec<PayerAction>, PaymentError> {
+        let found = self.payments.iter_mut().find(|(_, p)| {
+            p.channel_id == channel_id
+                && match &p.status {
+                    PayerStatus::Requested {
+                        point: p,
+                        held: Some(_),
+                        ..
+                    } => *p == point,
+                    other => other
+                        .letter()
+                        .is_some_and(|l| l.offer.held.is_some() && l.offer.point == point),
+                }
+        });
+        // A PTLC of the reverse variant, or a payment already resolved.
+        let Some((&id, record)) = found else {
+            return Ok(vec![]);
+        };
+        match (secret, &record.status) {
+            (_, PayerStatus::Paid { .. } | PayerStatus::Completed { .. }) => Ok(vec![]),
+            (Some(secret), status) => {
+                // Fulfilled before the offer reached A: S sold all the same.
+                let Some(letter) = status.letter().cloned() else {
+                    return Err(PaymentError::Unexpected {
+                        what: "held ptlc fulfilled",
+                        status: status.name(),
+                    });
+                };
+                let proof = proof_of(id, record, &letter, &secret.to_secret_bytes())?;
+                record.status = PayerStatus::Paid { letter, proof };
+                Ok(vec![
+                    Action::Persist((id, record.clone())),
+                    Action::Event(PaymentEvent::Paid { payment_id: id }),
+                ])
+            }
+            (None, PayerStatus::Void { .. }) => Ok(vec![]),
+            (None, _) => Ok(self.void(
+                id,
+                "the held ptlc came back to the payer: nothing was sold".to_owned(),
+            )),
+        }
     }
 
     fn on_cancelled(
@@ -846,10 +1004,7 @@ fn proof_of(
     let receipt_point = record
         .receipt_point(&id)
         .map_err(|_| PaymentError::WrongScalar)?;
-    let z = letter
-        .presignature
-        .recover_from_scalar(&receipt_point, &scalar)
-        .map_err(|_| PaymentError::WrongScalar)?;
+    let z = letter.sold.receipt_scalar(&receipt_point, &scalar)?;
     let proof = ProofOfPayment {
         payment_id: id,
         amount_sat: record.amount_sat,

@@ -8,7 +8,7 @@ use super::tlv::{truncate_utf8, Field, TlvReader, TlvWriter};
 use super::types::*;
 use super::WireError;
 use crate::protocol::payment::{
-    CancelOutcome, Forward, Invoice, InvoiceTerms, OfferTerms, PayRequest, PaymentId,
+    CancelOutcome, Forward, HeldPtlc, Invoice, InvoiceTerms, OfferTerms, PayRequest, PaymentId,
     PaymentMessage, PurchaseOffer, Receipt, RouteHint, MAX_REASON_LEN,
 };
 
@@ -87,6 +87,7 @@ pub(super) fn encode(msg: &PaymentMessage) -> Vec<u8> {
                 .field(6, &m.amount_sat)
                 .field(8, &m.fee_sat)
                 .field(10, &m.payee);
+            encode_held(&mut w, 12, m.held.as_ref());
         }
         PaymentMessage::Offer(offer) | PaymentMessage::ReceiveOffer(offer) => {
             encode_offer(&mut w, offer)
@@ -142,6 +143,33 @@ fn encode_offer(w: &mut TlvWriter, offer: &PurchaseOffer) {
         .field(14, &t.payee)
         .field(16, &t.expiry)
         .field(18, &offer.signature);
+    encode_held(w, 20, t.held.as_ref());
+}
+
+fn encode_held(w: &mut TlvWriter, record_type: u64, held: Option<&HeldPtlc>) {
+    if let Some(held) = held {
+        w.nested(record_type, |w| {
+            w.field(0, &held.id).field(2, &held.expiry);
+        });
+    }
+}
+
+fn decode_held(
+    r: &mut TlvReader<'_>,
+    record_type: u64,
+    name: &'static str,
+) -> Result<Option<HeldPtlc>, WireError> {
+    match r.optional_nested(record_type, name)? {
+        Some(mut inner) => {
+            let held = HeldPtlc {
+                id: inner.required(0, "id")?,
+                expiry: inner.required(2, "expiry")?,
+            };
+            inner.finish()?;
+            Ok(Some(held))
+        }
+        None => Ok(None),
+    }
 }
 
 fn encode_invoice(w: &mut TlvWriter, invoice: &Invoice) {
@@ -176,6 +204,7 @@ pub(super) fn decode(message_type: u16, body: &[u8]) -> Result<Option<PaymentMes
             amount_sat: r.required(6, "amount_sat")?,
             fee_sat: r.required(8, "fee_sat")?,
             payee: r.required(10, "payee")?,
+            held: decode_held(&mut r, 12, "held")?,
         }),
         OFFER => PaymentMessage::Offer(decode_offer(&mut r)?),
         RECEIVE_OFFER => PaymentMessage::ReceiveOffer(decode_offer(&mut r)?),
@@ -228,19 +257,23 @@ pub(super) fn decode(message_type: u16, body: &[u8]) -> Result<Option<PaymentMes
 }
 
 fn decode_offer(r: &mut TlvReader<'_>) -> Result<PurchaseOffer, WireError> {
+    let terms = OfferTerms {
+        payment_id: r.required(0, "payment_id")?,
+        lsp: r.required(2, "lsp")?,
+        channel_id: r.required(4, "channel_id")?,
+        state: r.required(6, "state")?,
+        amount_sat: r.required(8, "amount_sat")?,
+        fee_sat: r.required(10, "fee_sat")?,
+        point: r.required(12, "point")?,
+        payee: r.required(14, "payee")?,
+        expiry: r.required(16, "expiry")?,
+        held: None,
+    };
+    let signature = r.required(18, "signature")?;
+    let held = decode_held(r, 20, "held")?;
     Ok(PurchaseOffer {
-        terms: OfferTerms {
-            payment_id: r.required(0, "payment_id")?,
-            lsp: r.required(2, "lsp")?,
-            channel_id: r.required(4, "channel_id")?,
-            state: r.required(6, "state")?,
-            amount_sat: r.required(8, "amount_sat")?,
-            fee_sat: r.required(10, "fee_sat")?,
-            point: r.required(12, "point")?,
-            payee: r.required(14, "payee")?,
-            expiry: r.required(16, "expiry")?,
-        },
-        signature: r.required(18, "signature")?,
+        terms: OfferTerms { held, ..terms },
+        signature,
     })
 }
 
