@@ -969,6 +969,35 @@ impl World {
     /// before the output is carried out.
     fn observe(&mut self, node: usize, output: &NodeOutput) -> Result<(), Violation> {
         let me = self.key(node);
+        // A held sale's share leaves the payer only in the letter to the payee (a mailbox
+        // post, not a frame): with the payee's receipt signature it is the sold scalar.
+        let shares: Vec<[u8; 32]> = self.nodes[node]
+            .core
+            .as_ref()
+            .and_then(|c| c.payer())
+            .map(|p| {
+                p.payments()
+                    .filter_map(|(_, r)| r.hold.as_ref().map(|h| h.share.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let bytes = match output {
+            NodeOutput::Send { frame, .. } => Some(frame.clone()),
+            NodeOutput::Broadcast(tx) => Some(bitcoin::consensus::encode::serialize(tx)),
+            NodeOutput::Refused { error, .. } => Some(error.as_bytes().to_vec()),
+            _ => None,
+        };
+        if let Some(bytes) = bytes {
+            if shares
+                .iter()
+                .any(|a| contains(&bytes, a) || contains(&bytes, hex::encode(a).as_bytes()))
+            {
+                return Err(format!(
+                    "invariant 1 broken: {} sent a held sale's share outside its letter",
+                    self.nodes[node].name
+                ));
+            }
+        }
         let w = self
             .watchers
             .get_mut(&node)
@@ -1048,15 +1077,15 @@ impl World {
                 let offer = &letter.offer;
                 w.consented
                     .insert(*payment_id, offer.amount_sat.saturating_add(offer.fee_sat));
-                let body = w.body(&offer.channel_id, offer.state).ok_or_else(|| {
-                    format!(
-                        "{} posted a letter for state {} it does not hold",
-                        w.name, offer.state
-                    )
-                })?;
                 // A held sale's letter carries a share, not a signature: its state is
                 // complete already.
                 if let ForSale::Presignature(presignature) = &letter.sold {
+                    let body = w.body(&offer.channel_id, offer.state).ok_or_else(|| {
+                        format!(
+                            "{} posted a letter for state {} it does not hold",
+                            w.name, offer.state
+                        )
+                    })?;
                     w.check_nonce(
                         presignature.nonce().to_xonly_bytes(),
                         body_identity(&offer.channel_id, &body),
@@ -1805,7 +1834,8 @@ impl World {
                 fee_sat: policy().fee_for(amount_sat),
                 note: "harness".into(),
                 receipts,
-                hold_blocks: None,
+                // Half the payments are held sales (a PTLC to the LSP each).
+                hold_blocks: ((usize::from(amount_pick) / AMOUNTS.len()) % 2 == 1).then_some(400),
             }),
         )
     }
@@ -1975,6 +2005,31 @@ impl World {
                 return Err(format!("LSP sells on a channel it does not have ({id})"));
             };
             let snap = e.channel.snapshot();
+            // A held sale: the LSP collects by claiming the payer's PTLC, which must be in its
+            // latest complete state for amount plus fee at the offer's point, or already
+            // claimable with the scalar it kept.
+            if let Some(held) = p.offer.held {
+                let want = p.offer.amount_sat.saturating_add(p.offer.fee_sat);
+                let holds = snap.complete.as_ref().is_some_and(|c| {
+                    c.body.ptlcs.iter().any(|x| {
+                        x.id == held.id
+                            && x.offerer != snap.side
+                            && x.point == t
+                            && x.amount_sat >= want
+                    })
+                });
+                let kept = sold && snap.ptlc_secrets.contains_key(&held.id);
+                if !(holds || kept) {
+                    return Err(format!(
+                        "invariant 2 broken: {} has {} for held payment {id}, but its latest \
+                         state holds no PTLC {} of the payer at the offer's point for {want}",
+                        w.name,
+                        if out { "a PTLC out" } else { "recorded a sale" },
+                        held.id,
+                    ));
+                }
+                continue;
+            }
             let completable = snap.pending().is_some_and(|q| {
                 q.body.number == state
                     && !q.is_ours()
@@ -2072,9 +2127,22 @@ impl World {
                 completable,
             });
         }
+        // A held sale's point whose letter never left the honest payer: nobody but the payer
+        // knows its share, so no one can reveal its scalar (the payee's receipt signature
+        // alone does not open it).
+        let sealed: BTreeSet<AdaptorPoint> = core
+            .payer()
+            .map(|payer| {
+                payer
+                    .payments()
+                    .filter(|(id, _)| !self.watchers[&h].consented.contains_key(id))
+                    .filter_map(|(id, p)| p.held_point(id))
+                    .collect()
+            })
+            .unwrap_or_default();
         let unknown: Vec<AdaptorPoint> = points
             .into_iter()
-            .filter(|t| !self.knows(h, t))
+            .filter(|t| !self.knows(h, t) && !sealed.contains(t))
             .take(12)
             .collect();
         let mut worst = u64::MAX;
