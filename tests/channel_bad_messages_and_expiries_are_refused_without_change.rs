@@ -195,3 +195,46 @@ fn ptlc_expiry_rule_is_enforced_by_both_parties() {
         ChannelError::Expiry(ExpiryError::TooSoon { .. })
     ));
 }
+
+/// A peer never reuses a PTLC id: once a PTLC of id k reached a complete state, a later
+/// proposal of the peer naming k again is refused (`BadPtlcId`), even after the first is
+/// gone. So a role's fulfil or fail naming k can only ever meet the PTLC it meant.
+#[test]
+fn a_peer_reusing_the_id_of_a_ptlc_that_is_gone_is_refused() {
+    let mut net = opened();
+    let add = |b: u8| {
+        Input::Command(Command::AddPtlc {
+            amount_sat: 10_000,
+            point: secret(b).adaptor_point(),
+            expiry: HEIGHT + 3 * u32::from(DELAY),
+        })
+    };
+    net.input(Party::A, add(9)).expect("first PTLC");
+    net.pump().expect("completes");
+    let first = net.snapshot(Party::S).complete.as_ref().unwrap().body.ptlcs[0].id;
+    net.input(Party::S, Input::Command(Command::Fail { id: first }))
+        .expect("S fails it back");
+    net.pump().expect("completes");
+    assert!(net
+        .snapshot(Party::S)
+        .complete
+        .as_ref()
+        .unwrap()
+        .body
+        .ptlcs
+        .is_empty());
+    // A's next PTLC, relabelled with the first one's id.
+    net.input(Party::A, add(10)).expect("second PTLC");
+    let Some(Message::Propose(mut p)) = net.to_s.pop_front() else {
+        panic!("expected a proposal")
+    };
+    let Change::AddPtlc { id, .. } = &mut p.change else {
+        panic!("expected a PTLC")
+    };
+    assert_ne!(*id, first, "an honest channel never reuses one");
+    *id = first;
+    assert!(matches!(
+        refused(&mut net, Party::S, Message::Propose(p)),
+        ChannelError::BadPtlcId { id } if id == first
+    ));
+}

@@ -210,8 +210,12 @@ impl NodeCore {
                 let pending = self.pending_transfer(&from);
                 let held = match &message {
                     PaymentMessage::Request(PayRequest {
-                        held: Some(held), ..
-                    }) => self.held_transfer(&from, held.id),
+                        held: Some(held),
+                        channel_id,
+                        ..
+                    }) => self.held_transfer(&from, channel_id, held.id),
+                    // An invoice for a held sale: the payer's PTLC must still be there.
+                    PaymentMessage::Invoice(invoice) => self.held_of_invoice(&invoice.payment_id),
                     _ => None,
                 };
                 // An invoice is paid over our channel with its sender or, failing

@@ -68,7 +68,10 @@ impl NodeCore {
             Event::PtlcFailed { point, offerer, .. } if *offerer == seen.side => {
                 self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point: *point }), out)
             }
-            Event::PtlcFailed { .. } => Ok(()),
+            // A payer's PTLC came back: a held sale still offered on it is void.
+            Event::PtlcFailed { point, .. } => {
+                self.role_input(RoleIn::Lsp(LspInput::HeldPtlcFailed { point: *point }), out)
+            }
             // A dropped PTLC that no longer applies fails, as if the peer had refused it.
             Event::ProposalAbandoned { change, .. } => match change {
                 Change::AddPtlc { point, .. } => {
@@ -130,13 +133,15 @@ impl NodeCore {
             // waited for the channel was not stored).
             if let Some(held) = p.offer.held {
                 let still_there = self.channels.get(&p.offer.channel_id).is_some_and(|e| {
-                    e.channel
-                        .latest()
-                        .is_some_and(|b| b.ptlcs.iter().any(|x| x.id == held.id))
-                        && e.channel
-                            .snapshot()
-                            .pending()
-                            .is_none_or(|x| x.body.ptlcs.iter().any(|x| x.id == held.id))
+                    e.channel.latest().is_some_and(|b| {
+                        b.ptlcs
+                            .iter()
+                            .any(|x| x.id == held.id && x.point == p.offer.point)
+                    }) && e
+                        .channel
+                        .snapshot()
+                        .pending()
+                        .is_none_or(|x| x.body.ptlcs.iter().any(|x| x.id == held.id))
                 });
                 match &p.status {
                     LspStatus::Sold { scalar, .. } if still_there => {

@@ -39,6 +39,7 @@ use crate::protocol::wire::{Decoded, PeerMessage, WireError};
 use crate::tx::Party;
 
 mod channels;
+use roles::Notify;
 mod inputs;
 mod io;
 mod lsp;
@@ -85,7 +86,7 @@ pub struct NodeCore {
     /// A role's channel updates that found their channel busy with another proposal, in
     /// order, run as soon as it is free (see `roles.rs`). Not stored: after a restart each
     /// role derives what it still owes its channels from its records.
-    queued: BTreeMap<ChannelId, std::collections::VecDeque<Command>>,
+    queued: BTreeMap<ChannelId, std::collections::VecDeque<(Command, Notify)>>,
 }
 
 impl core::fmt::Debug for NodeCore {
@@ -355,6 +356,7 @@ impl NodeCore {
                     }
                 }
                 self.feed_windows(&mut out)?;
+                self.expire_queued(height, &mut out)?;
                 self.role_input(RoleIn::Block(height), &mut out)?;
             }
             NodeInput::Confirmed { txid, height } => {

@@ -215,8 +215,54 @@ impl NodeCore {
         let RoleMachine::Payer(payer) = &self.role else {
             return Ok(());
         };
+        // A held sale whose PTLC completed before the stop but whose role never heard of it,
+        // or whose PTLC never reached the channel.
+        let mut held_inputs = vec![];
+        let mut held_lost = vec![];
+        for (id, p) in payer.payments() {
+            let (Some(hold), PayerStatus::Proposed, true) = (&p.hold, &p.status, p.lsp == peer)
+            else {
+                continue;
+            };
+            let (Some(e), Some(point)) = (self.channels.get(&p.channel_id), p.held_point(id))
+            else {
+                continue;
+            };
+            let snap = e.channel.snapshot();
+            let ours = |b: &channel::StateBody| {
+                b.ptlcs
+                    .iter()
+                    .find(|x| x.point == point && x.offerer == snap.side)
+                    .map(|x| x.id)
+            };
+            if let Some(c) = &snap.complete {
+                if let Some(ptlc_id) = ours(&c.body) {
+                    held_inputs.push(PayerInput::HeldPtlcAdded {
+                        channel_id: p.channel_id,
+                        state: c.body.number,
+                        ptlc: HeldPtlc {
+                            id: ptlc_id,
+                            expiry: hold.expiry,
+                        },
+                        point,
+                    });
+                    continue;
+                }
+            }
+            if e.channel.phase() == Phase::Funded && snap.pending().is_none() {
+                held_lost.push((
+                    p.channel_id,
+                    Command::AddPtlc {
+                        amount_sat: p.amount_sat.saturating_add(p.fee_sat),
+                        point,
+                        expiry: hold.expiry,
+                    },
+                ));
+            }
+        }
         let lost: Vec<(ChannelId, u64, AdaptorPoint)> = payer
             .payments()
+            .filter(|(_, p)| p.hold.is_none())
             .filter(|(_, p)| p.lsp == peer && p.status == PayerStatus::Proposed)
             .filter(|(_, p)| {
                 self.channels.get(&p.channel_id).is_some_and(|e| {
@@ -231,6 +277,7 @@ impl NodeCore {
         // Signed and withheld, but the node stopped before the payer role heard of it.
         let withheld: Vec<PayerInput> = payer
             .payments()
+            .filter(|(_, p)| p.hold.is_none())
             .filter(|(_, p)| p.lsp == peer && p.status == PayerStatus::Proposed)
             .filter_map(|(_, p)| {
                 let e = self.channels.get(&p.channel_id)?;
@@ -254,8 +301,11 @@ impl NodeCore {
                 })
             })
             .collect();
-        for input in withheld {
+        for input in withheld.into_iter().chain(held_inputs) {
             self.role_input(RoleIn::Payer(input), out)?;
+        }
+        for (channel_id, command) in held_lost {
+            self.role_command(channel_id, command, out)?;
         }
         for (channel_id, amount_sat, receipt_point) in lost {
             let command = Command::TransferEncrypted {

@@ -26,14 +26,10 @@ impl NodeCore {
         for input in inputs {
             self.role_input(input, out)?;
         }
+        // Through the queue (several may wait for one channel); a refusal is reported to
+        // the role like any refusal.
         for (channel_id, command) in commands {
-            let what = format!("{command:?}");
-            if let Err(e) = self.channel_input(channel_id, Input::Command(command), out) {
-                out.push(NodeOutput::Refused {
-                    peer: self.key.public_key(),
-                    error: format!("{what}: {e}"),
-                });
-            }
+            self.role_command(channel_id, command, out)?;
         }
         Ok(())
     }

@@ -70,11 +70,32 @@ impl NodeCore {
 
     /// A role's command to a channel. An update (a PTLC added, fulfilled or failed) that
     /// finds the channel busy with another proposal waits its turn: many held sales resolve
-    /// on one channel, and their updates come one after another, not at once.
+    /// on one channel, and their updates come one after another, not at once. A refusal is
+    /// reported to the role (see `run_command`).
     pub(super) fn role_command(
         &mut self,
         channel_id: ChannelId,
         command: Command,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        self.queue_or_run(channel_id, command, Notify::Role, out)
+    }
+
+    /// `role_command` for the reverse variant, whose machine hears of no refusal.
+    pub(super) fn reverse_command(
+        &mut self,
+        channel_id: ChannelId,
+        command: Command,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        self.queue_or_run(channel_id, command, Notify::Nobody, out)
+    }
+
+    fn queue_or_run(
+        &mut self,
+        channel_id: ChannelId,
+        command: Command,
+        notify: Notify,
         out: &mut Handled,
     ) -> Result<(), NodeError> {
         let update = matches!(
@@ -87,10 +108,10 @@ impl NodeCore {
             self.queued
                 .entry(channel_id)
                 .or_default()
-                .push_back(command);
+                .push_back((command, notify));
             return Ok(());
         }
-        self.run_command(channel_id, command, out)
+        self.run_command(channel_id, command, notify, out)
     }
 
     /// Gives the channel its queued updates while it has none under way (a refused one is
@@ -104,11 +125,59 @@ impl NodeCore {
             if self.channel_busy(&channel_id) {
                 return Ok(());
             }
-            let Some(command) = self.queued.get_mut(&channel_id).and_then(|q| q.pop_front()) else {
+            let Some((command, notify)) =
+                self.queued.get_mut(&channel_id).and_then(|q| q.pop_front())
+            else {
                 return Ok(());
             };
-            self.run_command(channel_id, command, out)?;
+            self.run_command(channel_id, command, notify, out)?;
         }
+    }
+
+    /// On each block: a queued PTLC that could no longer be added in time (its channel
+    /// busy for too long, say a payee that never completes an update) leaves the queue and
+    /// is reported failed, so the sale it pays for is not stuck behind it.
+    pub(super) fn expire_queued(
+        &mut self,
+        height: u32,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let mut failed = vec![];
+        for (channel_id, queue) in self.queued.iter_mut() {
+            let Some(delay) = self
+                .channels
+                .get(channel_id)
+                .and_then(|e| e.channel.snapshot().params.as_ref().map(|p| p.shared_delay))
+            else {
+                continue;
+            };
+            let soonest = height.saturating_add(2 * u32::from(delay));
+            queue.retain(|(command, notify)| match command {
+                Command::AddPtlc { point, expiry, .. } if expiry <= &soonest => {
+                    failed.push((*channel_id, point.to_owned(), *notify));
+                    false
+                }
+                _ => true,
+            });
+        }
+        for (channel_id, point, notify) in failed {
+            out.push(NodeOutput::Refused {
+                peer: self.key.public_key(),
+                error: format!(
+                    "add_ptlc: channel {channel_id:?} stayed busy until the PTLC's expiry was too close"
+                ),
+            });
+            if notify == Notify::Role {
+                self.notify_refused(
+                    channel_id,
+                    Some(point),
+                    false,
+                    "expiry too close".into(),
+                    out,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether the channel has a proposal under way (and so takes no new one).
@@ -125,6 +194,7 @@ impl NodeCore {
         &mut self,
         channel_id: ChannelId,
         command: Command,
+        notify: Notify,
         out: &mut Handled,
     ) -> Result<(), NodeError> {
         let what = format!("{command:?}");
@@ -143,8 +213,24 @@ impl NodeCore {
             peer: self.key.public_key(),
             error: format!("{what}: {e}"),
         });
-        // The role hears of the refusal, so its record does not wait forever for a channel
-        // step that will never come. (The payer's PTLC is a held sale's.)
+        match notify {
+            Notify::Role => {
+                self.notify_refused(channel_id, failed_point, transfer, e.to_string(), out)
+            }
+            Notify::Nobody => Ok(()),
+        }
+    }
+
+    /// The role hears of a refused channel step, so its record does not wait forever for a
+    /// step that will never come. (A payer's PTLC is a held sale's.)
+    fn notify_refused(
+        &mut self,
+        channel_id: ChannelId,
+        failed_point: Option<AdaptorPoint>,
+        transfer: bool,
+        reason: String,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
         match (&self.role, failed_point) {
             (RoleMachine::Lsp(_), Some(point)) => {
                 self.role_input(RoleIn::Lsp(LspInput::PtlcFailed { point }), out)
@@ -153,10 +239,7 @@ impl NodeCore {
                 self.role_input(RoleIn::Router(RouterInput::PtlcFailed { point }), out)
             }
             (RoleMachine::Payer(_), point) if transfer || point.is_some() => self.role_input(
-                RoleIn::Payer(PayerInput::TransferRefused {
-                    channel_id,
-                    reason: e.to_string(),
-                }),
+                RoleIn::Payer(PayerInput::TransferRefused { channel_id, reason }),
                 out,
             ),
             _ => Ok(()),
@@ -186,6 +269,15 @@ impl NodeCore {
         }
         self.channel_input(channel_id, Input::Command(Command::Revert), out)
     }
+}
+
+/// Who hears of a queued or run channel command's refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Notify {
+    /// The node's role (its records wait for the step).
+    Role,
+    /// Nobody: the reverse variant's machine, which resumes from its records.
+    Nobody,
 }
 
 // One input at a time, never stored: the size difference does not matter.

@@ -70,7 +70,9 @@ impl Channel {
                     Party::A => 0,
                     Party::S => 1,
                 };
-                if id % 2 != parity || body.ptlcs.iter().any(|p| p.id == *id) {
+                // An id the peer used for an earlier PTLC is never taken again.
+                let reused = proposer != self.snap.side && id / 2 < self.snap.peer_next_ptlc;
+                if id % 2 != parity || reused || body.ptlcs.iter().any(|p| p.id == *id) {
                     return Err(ChannelError::BadPtlcId { id: *id });
                 }
                 let height = self.snap.height;

@@ -441,6 +441,11 @@ impl Channel {
                 }),
             _ => None,
         };
+        if let Change::AddPtlc { id, .. } = &pending.change {
+            if proposer != self.snap.side {
+                self.snap.peer_next_ptlc = self.snap.peer_next_ptlc.max(id / 2 + 1);
+            }
+        }
         self.snap.complete = Some(StateRecord {
             body: pending.body,
             proposer,

@@ -197,6 +197,7 @@ impl Channel {
             stage: Stage::Open { pending: None },
             next_nonce_session: 0,
             next_ptlc: 0,
+            peer_next_ptlc: 0,
             settlement_leaf_hashes: BTreeMap::new(),
             height,
             abandoned: None,

@@ -448,6 +448,11 @@ pub struct Snapshot {
     pub next_nonce_session: u64,
     /// Our next PTLC counter.
     pub next_ptlc: u64,
+    /// The lowest counter the peer may still use for a PTLC: one past the highest of its
+    /// PTLCs that reached a complete state. A peer never reuses an id, so a role's command
+    /// naming a PTLC by id (fulfil, fail) can only ever meet the PTLC it meant.
+    #[serde(default)]
+    pub peer_next_ptlc: u64,
     /// Settlement leaf hash of every state we signed, to answer a stale update. It grows by
     /// 32 bytes a state, so it is stored as one hex string of `state ‖ hash` records
     /// rather than as a JSON map of byte arrays (which costs ten times as much to write).

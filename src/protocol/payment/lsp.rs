@@ -175,8 +175,8 @@ pub enum LspInput {
         message: PaymentMessage,
         /// For a request: the withheld state of the channel with the sender, if any.
         pending: Option<PendingTransfer>,
-        /// For a held sale's request: the PTLC it names, if the sender offered it to S in
-        /// the latest complete state of their channel.
+        /// For a held sale's request, or an invoice of a held sale: the payer's PTLC, if it
+        /// is in the latest complete state of their channel and not being removed.
         held: Option<HeldTransfer>,
         /// For an invoice: the funded channel S pays it over: with the sender, or else with
         /// the router its route hint names.
@@ -191,6 +191,12 @@ pub enum LspInput {
     },
     /// A PTLC S offered was failed or could not be added.
     PtlcFailed {
+        /// The PTLC's point.
+        point: AdaptorPoint,
+    },
+    /// A PTLC a payer offered S was failed back to it (a held sale S voided, or one it
+    /// refused): an offer still open on it can never be collected and is void.
+    HeldPtlcFailed {
         /// The PTLC's point.
         point: AdaptorPoint,
     },
@@ -294,7 +300,7 @@ impl Lsp {
             } => match message {
                 PaymentMessage::Request(req) => Ok(self.on_request(from, req, pending, held)),
                 PaymentMessage::Invoice(invoice) => {
-                    Ok(self.on_invoice(from, invoice, sender_channel))
+                    Ok(self.on_invoice(from, invoice, sender_channel, held))
                 }
                 PaymentMessage::Cancel { payment_id } => self.on_cancel(from, payment_id),
                 PaymentMessage::ReceiptAck { payment_id } => self.on_receipt_ack(from, payment_id),
@@ -305,6 +311,7 @@ impl Lsp {
             },
             LspInput::PtlcFulfilled { point, secret } => self.on_fulfilled(point, secret),
             LspInput::PtlcFailed { point } => self.on_failed(point),
+            LspInput::HeldPtlcFailed { point } => Ok(self.on_held_failed(point)),
             LspInput::PeerConnected { peer } => Ok(self.on_connected(peer)),
             LspInput::Block { height } => Ok(self.on_block(height)),
             LspInput::PayerWindow {
@@ -548,9 +555,10 @@ impl Lsp {
         from: PublicKey,
         invoice: Invoice,
         sender_channel: Option<ChannelId>,
+        held: Option<HeldTransfer>,
     ) -> Vec<LspAction> {
         let id = invoice.payment_id;
-        match self.check_invoice(&from, &invoice, sender_channel) {
+        match self.check_invoice(&from, &invoice, sender_channel, held) {
             Ok(Some((payee_channel, ptlc_expiry, forward))) => {
                 let record = self.payments.get_mut(&id).expect("checked");
                 record.status = LspStatus::Selling {
@@ -608,6 +616,7 @@ impl Lsp {
         from: &PublicKey,
         invoice: &Invoice,
         sender_channel: Option<ChannelId>,
+        held: Option<HeldTransfer>,
     ) -> Result<Option<(ChannelId, u32, Option<Forward>)>, PaymentError> {
         let record = self
             .payments
@@ -648,6 +657,21 @@ impl Lsp {
                 expiry: record.offer.expiry,
                 height: self.height,
             });
+        }
+        // A held sale is paid for only while the payer's PTLC is still there as offered.
+        if let Some(want) = record.offer.held {
+            let there = held.is_some_and(|h| {
+                h.ptlc == want
+                    && h.point == record.offer.point
+                    && h.channel_id == record.offer.channel_id
+                    && h.amount_sat == record.offer.amount_sat.saturating_add(record.offer.fee_sat)
+            });
+            if !there {
+                return Err(PaymentError::NoPendingState {
+                    state: record.offer.state,
+                    transfer_sat: record.offer.amount_sat.saturating_add(record.offer.fee_sat),
+                });
+            }
         }
         let payee_channel = sender_channel.ok_or(PaymentError::Mismatch {
             field: "no channel to the payee",
@@ -799,6 +823,28 @@ impl Lsp {
                 },
             },
         ])
+    }
+
+    /// A payer's PTLC came back to it: an offer on it that is still open is void (nothing
+    /// was bought; the payer's node voids its payment from the same failure).
+    fn on_held_failed(&mut self, point: AdaptorPoint) -> Vec<LspAction> {
+        let Some(&id) = self.by_point.get(&point) else {
+            return vec![];
+        };
+        let record = self.payments.get_mut(&id).expect("indexed");
+        if record.offer.held.is_none() || record.status != LspStatus::Offered {
+            return vec![];
+        }
+        record.status = LspStatus::Cancelled {
+            outcome: CancelOutcome::Cancelled,
+        };
+        vec![
+            Action::Persist((id, record.clone())),
+            Action::Event(PaymentEvent::Cancelled {
+                payment_id: id,
+                outcome: CancelOutcome::Cancelled,
+            }),
+        ]
     }
 
     /// The payment `id`, if `from` is its payer.

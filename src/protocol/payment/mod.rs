@@ -430,8 +430,11 @@ impl PurchaseOffer {
 }
 
 /// What the payee completes with its receipt signature z into the scalar S buys.
+///
+/// Read back also from the bare pre-signature that records of the previous version stored
+/// (in a field named `presignature`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", from = "StoredForSale")]
 pub enum ForSale {
     /// A's pre-signature on its withheld update U_{n+1}, encrypted to Z = z·G: completed,
     /// its scalar s (with s·G = T) is A's signature, the thing sold.
@@ -440,6 +443,31 @@ pub enum ForSale {
     /// scalar sold is t = a + z, which completes A's pre-signed half of S's claim on that
     /// PTLC.
     Share(Share),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredForSale {
+    Tagged(TaggedForSale),
+    Bare(EncryptedSignature),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TaggedForSale {
+    Presignature(EncryptedSignature),
+    Share(Share),
+}
+
+impl From<StoredForSale> for ForSale {
+    fn from(stored: StoredForSale) -> Self {
+        match stored {
+            StoredForSale::Tagged(TaggedForSale::Presignature(p)) | StoredForSale::Bare(p) => {
+                ForSale::Presignature(p)
+            }
+            StoredForSale::Tagged(TaggedForSale::Share(a)) => ForSale::Share(a),
+        }
+    }
 }
 
 impl ForSale {
@@ -514,6 +542,7 @@ pub struct SaleLetter {
     pub offer: PurchaseOffer,
     /// What B completes, with its receipt signature on [`SaleLetter::receipt_message`] with
     /// slot `receipt_slot`, into the scalar it sells.
+    #[serde(alias = "presignature")]
     pub sold: ForSale,
     /// The card epoch of the receipt slot.
     pub receipt_epoch: u32,
@@ -1027,7 +1056,33 @@ impl fmt::Debug for Entropy {
 
 #[cfg(test)]
 mod tests {
-    use super::{LetterKind, PaymentError};
+    use super::{ForSale, LetterKind, PaymentError, Share};
+    use crate::crypto::adaptor::{AdaptorSecret, EncryptedSignature};
+    use crate::crypto::keys::SecretKey;
+
+    /// A record of the previous version stored the pre-signature bare, under
+    /// `presignature`: it reads back as `ForSale::Presignature`; both forms of today round
+    /// trip, and the share's bytes never show in `Debug`.
+    #[test]
+    fn what_is_for_sale_reads_back_in_every_stored_form() {
+        let key = SecretKey::from_bytes([7; 32]).unwrap();
+        let t = AdaptorSecret::from_bytes([8; 32]).unwrap().adaptor_point();
+        let pre = EncryptedSignature::encrypt(&key, &t, &[1; 32], &[2; 32]);
+        #[derive(serde::Deserialize)]
+        struct Old {
+            #[serde(alias = "presignature")]
+            sold: ForSale,
+        }
+        let old = serde_json::json!({ "presignature": pre });
+        let read: Old = serde_json::from_value(old).unwrap();
+        assert!(read.sold == ForSale::Presignature(pre.clone()));
+        for sold in [ForSale::Presignature(pre), ForSale::Share(Share([9; 32]))] {
+            let json = serde_json::to_string(&sold).unwrap();
+            assert!(serde_json::from_str::<ForSale>(&json).unwrap() == sold);
+        }
+        let shown = format!("{:?}", ForSale::Share(Share([0xab; 32])));
+        assert!(!shown.contains("ab") && !shown.contains("171"), "{shown}");
+    }
 
     /// A peer that sends a letter of one kind where another is expected, no kind byte, or a
     /// kind no decoder knows, gets a typed refusal: a letter is never read as the other kind.

@@ -55,6 +55,7 @@ pub enum PayerStatus {
         /// The withheld state, or the state that added the held PTLC.
         state: u64,
         /// What B completes with its receipt signature into the thing for sale.
+        #[serde(alias = "presignature")]
         sold: ForSale,
         /// The price point of the completed signature.
         point: AdaptorPoint,

@@ -796,8 +796,18 @@ impl Reverse {
                     proof: None,
                 };
                 // Paid the moment the scalar is out (S can claim the PTLC with it on chain):
-                // fulfil, then hand B its state.
+                // the channel keeps the scalar for that claim first (the fulfilment may wait
+                // behind another update), fulfils, then B gets its state.
+                let kept = AdaptorSecret::from_bytes(secret.to_secret_bytes())
+                    .expect("a secret's bytes parse");
                 Ok(vec![
+                    pay(Action::Channel {
+                        channel_id,
+                        command: Command::ProvideSecret {
+                            id: ptlc_id,
+                            secret: kept,
+                        },
+                    }),
                     pay(Action::Channel {
                         channel_id,
                         command: Command::Fulfil {
