@@ -249,8 +249,8 @@ pub enum Event {
         /// Its expiry.
         expiry: u32,
     },
-    /// A PTLC was failed back to its offerer in a complete state: whatever it paid for was
-    /// not bought through it.
+    /// A PTLC was failed back to its offerer in a complete state, or its offerer timed it
+    /// out on chain: whatever it paid for was not bought through it.
     PtlcFailed {
         /// The PTLC.
         id: u64,

@@ -140,22 +140,34 @@ impl Channel {
             return Ok(None);
         };
         let mut others = vec![];
+        let news = self
+            .snap
+            .on_chain()
+            .is_some_and(|oc| !oc.spent_ptlcs.contains(&ptlc.id));
         if ptlc.offerer == self.snap.side && !self.snap.ptlc_secrets.contains_key(&ptlc.id) {
             let output = self.txs("ptlc_spend")?.ptlc(&ptlc);
-            if let Ok(t) = crate::tx::ptlc::extract_secret(&output, &ptlc.claim_signature, tx) {
-                let secret = RevealedSecret(t.to_secret_bytes());
-                self.snap.ptlc_secrets.insert(ptlc.id, secret.clone());
-                others.push(Action::Event(Event::PtlcSecretLearned {
+            match crate::tx::ptlc::extract_secret(&output, &ptlc.claim_signature, tx) {
+                Ok(t) => {
+                    let secret = RevealedSecret(t.to_secret_bytes());
+                    self.snap.ptlc_secrets.insert(ptlc.id, secret.clone());
+                    others.push(Action::Event(Event::PtlcSecretLearned {
+                        id: ptlc.id,
+                        secret,
+                    }));
+                }
+                // Not a claim: our own timeout took it back, as a fail would have off chain.
+                Err(_) if news => others.push(Action::Event(Event::PtlcFailed {
                     id: ptlc.id,
-                    secret,
-                }));
+                    point: ptlc.point,
+                    offerer: ptlc.offerer,
+                })),
+                Err(_) => {}
             }
         }
         // Settled PTLC outputs exist only once an update is on chain.
         let Some(oc) = self.snap.on_chain_mut() else {
             return Err(self.unexpected("ptlc_spend"));
         };
-        let news = !oc.spent_ptlcs.contains(&ptlc.id);
         if news {
             oc.spent_ptlcs.push(ptlc.id);
         }

@@ -1,0 +1,414 @@
+//! Held sales on the BIP118 regtest, node cores, channels funded on chain, every transaction
+//! through the mempool (updates, settlements and PTLC claims as packages with a CPFP child on
+//! their anchor, timeouts through `sendrawtransaction`), one block at a time, each node
+//! publishing again at every block what has not confirmed:
+//!
+//! - **S force-closes with payments pending.** A makes four held sales and cancels one; B
+//!   sells two while A is offline; the fourth's payee never comes. S publishes its latest
+//!   state: the settlement carries three PTLCs; S claims the two it bought (the claims reveal
+//!   their scalars), A, back, takes both proofs from the chain and times the third out at its
+//!   expiry. Every output pays what the states say.
+//! - **A publishes an older state with payments pending.** A's backup from before the sales
+//!   publishes state 0; S answers with its latest state, whose settlement carries the PTLCs;
+//!   S claims the sold one and A times out the other.
+
+mod tx_support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::{bail, ensure, Context};
+use asyncpay::chain::regtest::Regtest;
+use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, Records};
+use asyncpay::protocol::channel::TIMEOUT_FEE_SAT;
+use asyncpay::protocol::messages::ChannelId;
+use asyncpay::protocol::payment::{PayerStatus, PaymentId};
+use asyncpay::testing::*;
+use asyncpay::tx::STATE_LOCKTIME_BASE;
+use bitcoin::{OutPoint, Transaction, TxOut, Txid};
+
+const CAPACITY: u64 = 1_000_000;
+/// The held PTLCs expire this many blocks after the payment: long enough for S's offers to
+/// outlive a few blocks (the claim deadline is 9 blocks before it, the PTLC delta 40 more).
+const HOLD: u32 = 60;
+const DELAY: u16 = 6;
+
+fn amount(i: usize) -> u64 {
+    20_000 + 5_000 * i as u64
+}
+
+/// Publishes what the nodes broadcast, mines one block at a time, and tells the running
+/// nodes of each block and of each of their transactions that confirmed.
+struct Relay {
+    chain: Arc<Regtest>,
+    fees: bitcoin::secp256k1::Keypair,
+    coins: Vec<(OutPoint, TxOut)>,
+    seen: usize,
+    pending: Vec<Transaction>,
+    confirmed: Vec<(Transaction, u32)>,
+    told: BTreeSet<Txid>,
+}
+
+impl Relay {
+    fn new(chain: Arc<Regtest>) -> Self {
+        let fees = tx_support::keypair("held-sales-on-chain-fees");
+        let coins = tx_support::fee_coins(&chain, &fees, 24);
+        Relay {
+            chain,
+            fees,
+            coins,
+            seen: 0,
+            pending: vec![],
+            confirmed: vec![],
+            told: BTreeSet::new(),
+        }
+    }
+
+    /// Submits each transaction not yet in the mempool or the chain: with an anchor, as a
+    /// package paying for it; otherwise alone. One not valid yet (a timelock) waits.
+    fn publish(&mut self, sim: &mut Network) -> anyhow::Result<()> {
+        for tx in &sim.broadcasts[self.seen..] {
+            if !self
+                .pending
+                .iter()
+                .any(|p| p.compute_txid() == tx.compute_txid())
+            {
+                self.pending.push(tx.clone());
+            }
+        }
+        self.seen = sim.broadcasts.len();
+        for tx in &self.pending {
+            let txid = tx.compute_txid();
+            if self.chain.in_mempool(&txid)? || self.chain.confirmations(&txid).unwrap_or(0) > 0 {
+                continue;
+            }
+            let anchored = asyncpay::tx::anchor::find_anchor(tx).is_ok();
+            let sent = if anchored {
+                let coin = self.coins.last().cloned().context("fee coins left")?;
+                let ok = tx_support::try_publish_using(&self.chain, tx, &self.fees, coin).is_ok();
+                if ok {
+                    self.coins.pop();
+                }
+                ok
+            } else {
+                self.chain.send_raw(tx).is_ok()
+            };
+            let _ = sent;
+        }
+        Ok(())
+    }
+
+    /// Publishes, mines one block, tells the nodes; returns the new height.
+    fn block(&mut self, sim: &mut Network) -> anyhow::Result<u32> {
+        self.publish(sim)?;
+        self.chain.mine(1)?;
+        let height = u32::try_from(self.chain.height()?)?;
+        let mut newly = vec![];
+        for tx in &self.pending {
+            let txid = tx.compute_txid();
+            if !self.told.contains(&txid) && self.chain.confirmations(&txid).unwrap_or(0) > 0 {
+                newly.push(tx.clone());
+                self.told.insert(txid);
+            }
+        }
+        sim.block(height)?;
+        for tx in newly {
+            self.tell(sim, &tx, height)?;
+            self.confirmed.push((tx, height));
+        }
+        self.publish(sim)?;
+        Ok(height)
+    }
+
+    /// Every running node learns that `tx` confirmed at `height`.
+    fn tell(&self, sim: &mut Network, tx: &Transaction, height: u32) -> anyhow::Result<()> {
+        for node in 0..sim.nodes.len() {
+            if sim.online(node) {
+                sim.input(
+                    node,
+                    NodeInput::Spend {
+                        tx: tx.clone(),
+                        confirmed_at: Some(height),
+                    },
+                )?;
+            }
+        }
+        sim.pump()
+    }
+
+    /// A node back online hears of everything that confirmed while it was away.
+    fn catch_up(&self, sim: &mut Network) -> anyhow::Result<()> {
+        for (tx, height) in self.confirmed.clone() {
+            self.tell(sim, &tx, height)?;
+        }
+        Ok(())
+    }
+
+    /// Mines until `done` holds, at most `limit` blocks.
+    fn until(
+        &mut self,
+        sim: &mut Network,
+        limit: u32,
+        what: &str,
+        done: impl Fn(&Relay, &Network) -> bool,
+    ) -> anyhow::Result<u32> {
+        for _ in 0..limit {
+            if done(self, sim) {
+                return Ok(u32::try_from(self.chain.height()?)?);
+            }
+            self.block(sim)?;
+        }
+        bail!("{what}: not within {limit} blocks")
+    }
+
+    /// The confirmed transaction spending `outpoint`, if any.
+    fn spender(&self, outpoint: &OutPoint) -> Option<&Transaction> {
+        self.confirmed
+            .iter()
+            .map(|(tx, _)| tx)
+            .find(|tx| tx.input.iter().any(|i| &i.previous_output == outpoint))
+    }
+}
+
+struct Scene {
+    relay: Relay,
+    sim: Network,
+    a_s: ChannelId,
+    payments: Vec<PaymentId>,
+    /// A's channels before the sales (state 0 of A–S): an old backup.
+    backup: Vec<(
+        asyncpay::crypto::keys::PublicKey,
+        asyncpay::protocol::channel::Snapshot,
+    )>,
+}
+
+/// A–S (delay 6) and S–B, S–C funded on chain; B and C offline; A pays B twice, C once and
+/// B once more, as held sales, and cancels the last. Returns with A online.
+fn three_held(chain: Arc<Regtest>) -> anyhow::Result<Scene> {
+    let relay = Relay::new(chain.clone());
+    let mut sim = Network::on_chain(chain)?;
+    let a_s = sim.open_with_delay(A, S, CAPACITY, DELAY)?;
+    let c = sim.add_payee("C", 0xc1)?;
+    sim.open(S, B, 400_000)?;
+    sim.open(S, c, 400_000)?;
+    sim.stop(B);
+    sim.stop(c);
+    let backup = sim.nodes[A].channels.values().cloned().collect();
+    let mut payments = vec![];
+    for (i, payee) in [B, B, c, B].into_iter().enumerate() {
+        let id = sim.pay_held(payee, amount(i), HOLD)?;
+        ensure!(
+            sim.nodes[A].status(&id) == Some("posted"),
+            "payment {i}: {:?}",
+            sim.refusals
+        );
+        payments.push(id);
+    }
+    sim.input(
+        A,
+        NodeInput::Command(NodeCommand::Cancel {
+            payment_id: payments[3],
+        }),
+    )?;
+    sim.pump()?;
+    ensure!(sim.nodes[S].status(&payments[3]) == Some("cancelled"));
+    ensure!(
+        sim.nodes[S]
+            .state_with(sim.key(A))
+            .context("A–S")?
+            .ptlcs
+            .len()
+            == 3
+    );
+    Ok(Scene {
+        relay,
+        sim,
+        a_s,
+        payments,
+        backup,
+    })
+}
+
+/// B, back, sells what is in its mailbox (payments 0 and 1).
+fn b_sells(scene: &mut Scene) -> anyhow::Result<()> {
+    scene.sim.start(B)?;
+    scene.sim.fetch_letters(B)?;
+    for id in &scene.payments[..2] {
+        ensure!(
+            scene.sim.nodes[S].status(id) == Some("sold"),
+            "S bought payment {id}: {:?}",
+            scene.sim.refusals
+        );
+    }
+    ensure!(scene.sim.nodes[S].status(&scene.payments[2]) == Some("offered"));
+    Ok(())
+}
+
+/// The settlement of A–S on chain: the confirmed spend of the update that spent `update`.
+fn settlement_of(relay: &Relay, update: &Transaction) -> Option<Transaction> {
+    let out = OutPoint {
+        txid: update.compute_txid(),
+        vout: 0,
+    };
+    relay
+        .spender(&out)
+        .filter(|tx| tx.lock_time.to_consensus_u32() < STATE_LOCKTIME_BASE)
+        .cloned()
+}
+
+/// The settlement's PTLC outputs (by amount) are spent: the two sold by S's claims, the
+/// unsold by A's timeout; A holds both proofs; every sat is where the states say.
+fn check_resolved(scene: &mut Scene, update: &Transaction) -> anyhow::Result<()> {
+    let settlement = settlement_of(&scene.relay, update).context("the settlement confirmed")?;
+    let txid = settlement.compute_txid();
+    let vout_of = |amount: u64| {
+        settlement
+            .output
+            .iter()
+            .position(|o| o.value.to_sat() == amount)
+            .map(|v| OutPoint {
+                txid,
+                vout: v as u32,
+            })
+    };
+    let fee = |a: u64| policy().fee_for(a);
+    let s_key = scene.sim.key(S);
+    for i in 0..3 {
+        let out = vout_of(amount(i) + fee(amount(i))).context("a PTLC output per payment")?;
+        let spend = scene.relay.spender(&out).context("each PTLC resolved")?;
+        let paid = spend.output[0].value.to_sat();
+        if i < 2 {
+            // S's claim: the whole amount to S's payout (the anchor pays the fee).
+            ensure!(paid == amount(i) + fee(amount(i)), "claim pays {paid}");
+        } else {
+            ensure!(
+                paid == amount(i) + fee(amount(i)) - TIMEOUT_FEE_SAT,
+                "A's timeout pays {paid}"
+            );
+        }
+    }
+    let _ = s_key;
+    for (i, id) in scene.payments.iter().enumerate() {
+        let status = &scene.sim.nodes[A].payer(id).context("A's record")?.status;
+        match (i, status) {
+            (0 | 1, PayerStatus::Paid { proof, .. } | PayerStatus::Completed { proof, .. }) => {
+                proof
+                    .verify(&scene.sim.key(B))
+                    .map_err(|e| anyhow::anyhow!("proof {i}: {e}"))?;
+            }
+            // Cancelled, and timed out by A on chain.
+            (2 | 3, PayerStatus::Void { .. }) => {}
+            _ => bail!("payment {i} at A is {}", status.name()),
+        }
+    }
+    let state = scene.sim.nodes[S]
+        .state_with(scene.sim.key(A))
+        .context("A–S")?;
+    let sold: u64 = (0..2).map(|i| amount(i) + fee(amount(i))).sum();
+    let pending = amount(2) + fee(amount(2));
+    ensure!(
+        state.to_a == CAPACITY - sold - pending && state.to_s == 0,
+        "the settled state: {state:?}"
+    );
+    let outs = tx_support::unspent_amounts(&scene.relay.chain, &settlement);
+    ensure!(outs.contains(&state.to_a), "A's balance paid: {outs:?}");
+    Ok(())
+}
+
+#[test]
+fn s_force_closes_with_held_sales_pending_and_every_output_resolves() -> anyhow::Result<()> {
+    let chain = Arc::new(tx_support::start());
+    let mut scene = three_held(chain)?;
+    scene.sim.stop(A);
+    b_sells(&mut scene)?;
+
+    // A stays away; S publishes its latest state (the PTLCs of the three open sales).
+    let broadcasts = scene.sim.broadcasts.len();
+    scene.sim.input(
+        S,
+        NodeInput::Command(NodeCommand::ForceClose {
+            channel_id: scene.a_s,
+        }),
+    )?;
+    let update = scene.sim.broadcasts[broadcasts..]
+        .iter()
+        .find(|tx| tx.lock_time.to_consensus_u32() >= STATE_LOCKTIME_BASE)
+        .cloned()
+        .context("S publishes its latest update")?;
+    resolve(&mut scene, &update)
+}
+
+/// From `update` on chain: S's node settles it and claims the two PTLCs it bought; A,
+/// back, hears of the chain, takes its proofs and times the unsold PTLC out at its expiry.
+fn resolve(scene: &mut Scene, update: &Transaction) -> anyhow::Result<()> {
+    // The settlement's PTLC outputs (its anchor is spent by the package that paid for it,
+    // its balances stay unspent).
+    let ptlc_amounts: Vec<u64> = (0..3)
+        .map(|i| amount(i) + policy().fee_for(amount(i)))
+        .collect();
+    let settled_and_claimed = |r: &Relay, spent_at_least: usize| {
+        settlement_of(r, update).is_some_and(|se| {
+            let txid = se.compute_txid();
+            (0..se.output.len() as u32)
+                .filter(|&vout| ptlc_amounts.contains(&se.output[vout as usize].value.to_sat()))
+                .filter(|&vout| r.spender(&OutPoint { txid, vout }).is_some())
+                .count()
+                >= spent_at_least
+        })
+    };
+    let limit = 4 * u32::from(DELAY) + 10;
+    scene
+        .relay
+        .until(&mut scene.sim, limit, "S's claims confirm", |r, _| {
+            settled_and_claimed(r, 2)
+        })?;
+    if !scene.sim.online(A) {
+        scene.sim.start(A)?;
+        scene.relay.catch_up(&mut scene.sim)?;
+    }
+    let expiry = HOLD + scene.sim.height;
+    scene
+        .relay
+        .until(&mut scene.sim, expiry, "A's timeout confirms", |r, _| {
+            settled_and_claimed(r, 3)
+        })?;
+    check_resolved(scene, update)
+}
+
+#[test]
+fn a_publishing_an_older_state_is_answered_and_held_sales_resolve() -> anyhow::Result<()> {
+    let chain = Arc::new(tx_support::start());
+    let mut scene = three_held(chain)?;
+    scene.sim.stop(A);
+    b_sells(&mut scene)?;
+    // A's backup from before the sales publishes state 0 of A–S.
+    let mut backup = NodeCore::restore(
+        scene.sim.nodes[A].seed,
+        scene.sim.height,
+        scene.backup.clone(),
+        Records::Payer(vec![]),
+    )?;
+    let u0 = force_close(&mut backup, scene.a_s).context("the backup publishes U_0")?;
+    ensure!(u0.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE);
+    scene.sim.broadcasts.push(u0.clone());
+    // S answers with its latest state, on top of U_0.
+    let u0_out = OutPoint {
+        txid: u0.compute_txid(),
+        vout: 0,
+    };
+    scene
+        .relay
+        .until(&mut scene.sim, u32::from(DELAY), "S answers U_0", |r, _| {
+            r.spender(&u0_out).is_some()
+        })?;
+    let answer = scene
+        .relay
+        .spender(&u0_out)
+        .cloned()
+        .context("the answer")?;
+    ensure!(
+        answer.lock_time.to_consensus_u32() > STATE_LOCKTIME_BASE,
+        "S's latest update overrides U_0, not U_0's settlement"
+    );
+    resolve(&mut scene, &answer)
+}
