@@ -53,6 +53,7 @@ use crate::tx::STATE_LOCKTIME_BASE;
 
 mod error;
 mod onchain;
+mod pending;
 mod play;
 mod processes;
 mod report;
@@ -61,6 +62,7 @@ mod steps;
 
 pub use error::DemoError;
 use onchain::{spender, stored_letter};
+use pending::PendingPayment;
 use report::{check, report_problems};
 pub(crate) use report::{diagram_steps, mermaid};
 use sequence_svg::sequence_svg;
@@ -147,6 +149,10 @@ pub struct DemoOptions {
     /// Use the network running in this directory (`asyncpay regtest|signet up`) instead of
     /// starting a throwaway one: its server mines the blocks and its faucet pays.
     pub network_dir: Option<PathBuf>,
+    /// Instead of one payment, this many held sales on one A–S channel to four payees
+    /// (B, C, D, E) while they are offline: A cancels two, the payees come online in a
+    /// shuffled order and sell, E only after S's offers to it expired (see `pending.rs`).
+    pub pending: Option<usize>,
 }
 
 impl DemoOptions {
@@ -170,6 +176,7 @@ impl DemoOptions {
             network: Chain::Regtest,
             network_dir: None,
             lsp_never_pays: false,
+            pending: None,
         }
     }
 }
@@ -270,18 +277,30 @@ struct NodeFile {
     pid: u32,
 }
 
-/// The three parties.
+/// The parties: payer A, LSP S, payee B, router P; payees C, D and E in a run with
+/// `--pending`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Party {
     A,
     S,
     B,
     P,
+    C,
+    D,
+    E,
 }
 
 impl Party {
-    /// Every party a run may have; P only in a routed run.
-    const ALL: [Party; 4] = [Party::A, Party::S, Party::B, Party::P];
+    /// Every party a run may have; P only in a routed run, C, D and E only with `--pending`.
+    const ALL: [Party; 7] = [
+        Party::A,
+        Party::S,
+        Party::B,
+        Party::P,
+        Party::C,
+        Party::D,
+        Party::E,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -289,6 +308,9 @@ impl Party {
             Party::S => "S",
             Party::B => "B",
             Party::P => "P",
+            Party::C => "C",
+            Party::D => "D",
+            Party::E => "E",
         }
     }
 
@@ -296,7 +318,7 @@ impl Party {
         match self {
             Party::A => "payer",
             Party::S => "lsp",
-            Party::B => "payee",
+            Party::B | Party::C | Party::D | Party::E => "payee",
             Party::P => "router",
         }
     }
@@ -406,6 +428,9 @@ pub struct Transcript {
     /// A's proof of payment, once the payment completed, and what `asyncpay proof verify`
     /// said of it and of a copy claiming another amount.
     proof: Option<ProofReport>,
+    /// With `--pending`: every payment, its payee, outcome and proof.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<Vec<PendingPayment>>,
     checks: Vec<Check>,
     /// Every child process the demo started (all are gone when it exits).
     processes: Vec<Value>,
@@ -442,7 +467,7 @@ struct Demo {
     /// What the nodes reported on stdout, stamped on arrival.
     events: Events,
     /// How many times each party's node was started (events carry the run they came from).
-    runs: [u32; 4],
+    runs: [u32; 7],
     /// The injected crash (`--crash`).
     crash: Option<CrashReport>,
     /// The payment step under way, for re-arming the crash at a restart.
@@ -615,13 +640,17 @@ pub fn run(args: DemoOptions) -> Result<Transcript, DemoError> {
         narrator,
         txids: Vec::new(),
         events: Events::default(),
-        runs: [0; 4],
+        runs: [0; 7],
         crash,
         in_payment: false,
         adversary: None,
         b_contact: None,
     };
-    let result = demo.play();
+    let result = if demo.args.pending.is_some() {
+        demo.play_pending()
+    } else {
+        demo.play()
+    };
     // Stop the children before the chain and the directory go away.
     drop(std::mem::take(&mut demo.children));
     let log_dir = demo.root.path().to_path_buf();

@@ -393,7 +393,9 @@ impl Backup {
         let key = match party {
             Party::A => params.payout_a,
             Party::S => params.payout_s,
-            Party::B | Party::P => return Err(DemoError::NoOutput(party.name())),
+            Party::B | Party::P | Party::C | Party::D | Party::E => {
+                return Err(DemoError::NoOutput(party.name()))
+            }
         };
         Ok(bitcoin::ScriptBuf::new_p2tr(
             &bitcoin::secp256k1::Secp256k1::verification_only(),

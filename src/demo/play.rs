@@ -594,6 +594,7 @@ impl Demo {
             crash: self.crash.clone(),
             adversary: self.adversary.clone(),
             proof,
+            pending: None,
             checks,
             processes: self
                 .children

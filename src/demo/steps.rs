@@ -86,14 +86,27 @@ impl Demo {
     /// separate process against B's contact card; and the same proof claiming one satoshi
     /// more, which must be refused.
     pub(super) fn check_proof(&mut self, payment_id: &str) -> Result<ProofReport, DemoError> {
-        let proof = self.call(Party::A, "/v1/proof", json!({ "payment_id": payment_id }))?;
         let contact = self
             .b_contact
             .clone()
             .ok_or_else(|| DemoError::Answer("B's contact card was not taken".into()))?;
-        let dir = self.root.path().join("proof");
+        self.check_proof_with(payment_id, &contact)
+    }
+
+    /// [`Demo::check_proof`] against the contact card `contact` of the payment's payee.
+    pub(super) fn check_proof_with(
+        &mut self,
+        payment_id: &str,
+        contact: &Value,
+    ) -> Result<ProofReport, DemoError> {
+        let proof = self.call(Party::A, "/v1/proof", json!({ "payment_id": payment_id }))?;
+        let dir = self
+            .root
+            .path()
+            .join("proof")
+            .join(&payment_id[..16.min(payment_id.len())]);
         std::fs::create_dir_all(&dir)?;
-        let card = dir.join("b-contact.json");
+        let card = dir.join("payee-contact.json");
         std::fs::write(&card, serde_json::to_vec_pretty(&contact)?)?;
         let verify = |name: &str, value: &Value| -> Result<std::process::Output, DemoError> {
             let file = dir.join(name);
@@ -490,9 +503,11 @@ impl Demo {
 
     /// The parties of this run: A, S, B, and the router P when routed.
     pub(super) fn parties(&self) -> Vec<Party> {
+        let extra_payees = [Party::C, Party::D, Party::E];
         Party::ALL
             .into_iter()
             .filter(|p| *p != Party::P || self.args.routed)
+            .filter(|p| !extra_payees.contains(p) || self.args.pending.is_some())
             .collect()
     }
 

@@ -91,6 +91,19 @@ pub struct DemoArgs {
         conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "payer_cheats_while_pending"]
     )]
     lsp_never_pays: bool,
+    /// Instead of one payment: N held sales (at least 8) waiting at once on A's one channel
+    /// with S, to four payees B, C, D and E (four more processes) while they are offline.
+    /// A cancels two; B, C and D come online in a shuffled order and sell; E comes only after
+    /// S's offers to it expired and is refused; A, back, gets its receipts and each sold
+    /// payment's proof is checked by `asyncpay proof verify`. Payment i is of 10,000 + 1,000·i
+    /// sat (`--amount-sat` does not apply). No on-chain epilogue.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(8..=32),
+        conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "payer_cheats_while_pending", "lsp_never_pays", "lsp_restarts_after_cheat"]
+    )]
+    pending: Option<u16>,
 }
 
 /// A bogus letter put in B's mailbox (`--adversary`).
@@ -136,6 +149,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             _ => Chain::Regtest,
         },
         network_dir: args.network_dir,
+        pending: args.pending.map(usize::from),
     };
     let transcript = asyncpay::demo::run(options)?;
     if args.json {

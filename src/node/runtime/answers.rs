@@ -264,6 +264,7 @@ impl Node {
                     "state": state,
                     "to_self_sat": to_self,
                     "to_peer_sat": to_peer,
+                    "ptlcs": e.channel.latest().map_or(0, |b| b.ptlcs.len()),
                     "connected": self.io.writers.contains_key(&e.peer),
                 })
             })
