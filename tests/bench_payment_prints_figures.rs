@@ -172,6 +172,45 @@ fn bench_payment_prints_figures() {
     assert!(num(&r["online"], "/noise_round_trip/round_trip_ms/p50") > 0.0);
 
     check_floor(&r);
+    check_held(&r);
+}
+
+/// Part 6: bytes at S and on-chain weight of a pending held sale, for 1 and 16 pending. A
+/// held sale adds one P2TR output to the settlement (43 bytes, 172 WU, exactly) and S's
+/// claim of it.
+fn check_held(r: &Value) {
+    let held = &r["held"];
+    let bytes = held["bytes"].as_array().expect("bytes rows");
+    assert_eq!(
+        bytes
+            .iter()
+            .map(|b| b["pending"].clone())
+            .collect::<Vec<_>>(),
+        [1, 16]
+    );
+    for b in bytes {
+        assert!(num(b, "/row_bytes_per_pending") > 0.0, "{b}");
+        assert!(num(b, "/channel_snapshot_growth_per_pending") > 0.0, "{b}");
+    }
+    let w = &held["weights"];
+    assert!(w.get("error").is_none(), "{w:#}");
+    let base = num(w, "/settlement_wu_without_ptlcs");
+    let rows = w["rows"].as_array().expect("weight rows");
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let n = num(row, "/pending");
+        assert_eq!(
+            num(row, "/settlement_output_wu_per_pending"),
+            172.0,
+            "{row}"
+        );
+        assert_eq!(num(row, "/settlement_wu"), base + 172.0 * n, "{row}");
+        let claim = num(row, "/claim_wu_mean");
+        assert!(claim > 172.0, "{row}");
+        assert_eq!(num(row, "/wu_per_pending"), 172.0 + claim);
+    }
+    let text = asyncpay::bench::payment::render(r);
+    assert!(text.contains("6. a held sale while it waits"), "{text}");
 }
 
 /// The curve operations the protocol requires of S per sale, as docs/benchmarks.md lists
@@ -295,6 +334,7 @@ fn bench_payment_help_explains_each_figure() {
         "Bytes S stores per pending payment",
         "sale throughput",
         "group commit",
+        "A held sale while it waits",
         "--max-batch",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");

@@ -15,7 +15,10 @@ fn sixteen_held_sales_to_four_offline_payees_end_exact_with_proofs() {
     let pending = t["pending"].as_array().expect("the payments");
     assert_eq!(pending.len(), 16);
     let count = |outcome: &str| pending.iter().filter(|p| p["outcome"] == outcome).count();
-    assert_eq!((count("sold"), count("cancelled"), count("expired")), (10, 2, 4));
+    assert_eq!(
+        (count("sold"), count("cancelled"), count("expired")),
+        (10, 2, 4)
+    );
     let waiting = t["checks"]
         .as_array()
         .unwrap()

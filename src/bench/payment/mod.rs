@@ -28,6 +28,8 @@
 //! ```
 
 pub mod floor;
+#[cfg(all(feature = "regtest", feature = "testing"))]
+mod held;
 mod node;
 mod online;
 mod relay;
@@ -92,7 +94,15 @@ holds. Baselines: durable single-row SQLite commits right before and after each 
 run (fsync bound = their rate / commits per sale), and for the whole run durable commits on \
 a fresh and a warm store and File::sync_all/s in the same directory. Target: 5,000 sales/s.
 
-5. S's elliptic-curve floor per sale: the curve operations the protocol requires of S for one sale (verify B's invoice; the PTLC output's keys; the adaptor signature on B's claim; the covenant signature and output key of each new S-B state; S's signatures on them; verify B's; check that B's scalar sells the point, which also makes A's completed signature valid), each timed with libsecp256k1 right after the sales (floor_us_per_sale), against S's core time per sale of the last sale run (s_cpu_us_per_sale) and their ratio (floor_ratio). The operations S does per sale today are counted on S's thread and shown beside the number required (docs/benchmarks.md lists both).";
+5. S's elliptic-curve floor per sale: the curve operations the protocol requires of S for one sale (verify B's invoice; the PTLC output's keys; the adaptor signature on B's claim; the covenant signature and output key of each new S-B state; S's signatures on them; verify B's; check that B's scalar sells the point, which also makes A's completed signature valid), each timed with libsecp256k1 right after the sales (floor_us_per_sale), against S's core time per sale of the last sale run (s_cpu_us_per_sale) and their ratio (floor_ratio). The operations S does per sale today are counted on S's thread and shown beside the number required (docs/benchmarks.md lists both).
+
+6. A held sale while it waits (a PTLC the payer offers S, many at once on one channel), for 1 \
+and 16 pending: the bytes S stores per pending held sale (channel snapshot growth and payment \
+record, in process), and its on-chain weight measured on a throwaway BIP118 regtest (the \
+crate's harness): S force-closes with the sales bought and pending, every transaction goes \
+through the mempool, and the weights are those of the confirmed settlement (against a close \
+with no PTLC) and of S's claim of each PTLC (its CPFP child not counted). Without a BIP118 \
+bitcoind the weights are reported as an error.";
 
 pub use online::STEPS;
 
@@ -560,12 +570,26 @@ pub fn measure(options: &PaymentBenchOptions) -> Result<Value, PaymentBenchError
             max_batch: options.max_batch,
         },
     )?;
+    // Held sales: bytes at S in process; weights on a throwaway regtest, reported as an
+    // error (not fatal) where no BIP118 bitcoind is installed.
+    #[cfg(all(feature = "regtest", feature = "testing"))]
+    let held = {
+        let held_counts = [1usize, 16];
+        json!({
+            "bytes": held::bytes(&held_counts)?,
+            "weights": held::weights(&held_counts)
+                .unwrap_or_else(|e| json!({ "error": e.to_string() })),
+        })
+    };
+    #[cfg(not(all(feature = "regtest", feature = "testing")))]
+    let held = json!({ "weights": { "error": "built without the regtest and testing features" } });
     let commits_after = sqlite_commits(&dir, "baseline-after.db", options.baseline_rounds, false)?;
     let commits_warm = sqlite_commits(&dir, "baseline-warm.db", options.baseline_rounds, true)?;
 
     let mut report = json!({
         "online": online.json,
         "sales": sales,
+        "held": held,
         "baselines": {
             "sqlite_commit_before": commits_before,
             "sqlite_commit_after": commits_after,
@@ -826,6 +850,39 @@ pub fn render(r: &Value) -> String {
             out,
             "   counted at S per sale (required): {}",
             counted.join(", ")
+        );
+    }
+    let held = &r["held"];
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "6. a held sale while it waits (a PTLC A offers S), 1 and 16 pending on one channel"
+    );
+    for b in held["bytes"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "   {:>2} pending: S stores {:.0} B per pending (channel snapshot growth {:.0} + payment record {:.0})",
+            b["pending"].as_u64().unwrap_or(0),
+            f(&b["row_bytes_per_pending"]),
+            f(&b["channel_snapshot_growth_per_pending"]),
+            f(&b["payment_record_bytes_per_pending"])
+        );
+    }
+    let w = &held["weights"];
+    if let Some(error) = w["error"].as_str() {
+        let _ = writeln!(out, "   on-chain weight not measured: {error}");
+    }
+    for row in w["rows"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "   {:>2} pending: {:.0} WU per pending ({:.1} vB) = settlement output {:.0} + S's claim {:.0} WU (settlement {} WU, {} WU without PTLCs)",
+            row["pending"].as_u64().unwrap_or(0),
+            f(&row["wu_per_pending"]),
+            f(&row["vbytes_per_pending"]),
+            f(&row["settlement_output_wu_per_pending"]),
+            f(&row["claim_wu_mean"]),
+            row["settlement_wu"],
+            w["settlement_wu_without_ptlcs"]
         );
     }
     out
