@@ -9,8 +9,11 @@
 //!   their scalars), A, back, takes both proofs from the chain and times the third out at its
 //!   expiry. Every output pays what the states say.
 //! - **A publishes an older state with payments pending.** A's backup from before the sales
-//!   publishes state 0; S answers with its latest state, whose settlement carries the PTLCs;
-//!   S claims the sold one and A times out the other.
+//!   publishes state 0; S answers with its latest state the next block, whose settlement
+//!   carries the PTLCs; S claims the two sold and A times out the third.
+//! - **B claims on chain.** S goes away right after committing its PTLC to B; B's node claims
+//!   it on chain at its deadline; S, back, takes the scalar from B's claim and collects A's
+//!   held PTLC; A holds its proof.
 
 mod tx_support;
 
@@ -411,4 +414,121 @@ fn a_publishing_an_older_state_is_answered_and_held_sales_resolve() -> anyhow::R
         "S's latest update overrides U_0, not U_0's settlement"
     );
     resolve(&mut scene, &answer)
+}
+
+/// B is paid on chain: S goes away right after committing its PTLC to B, before B's
+/// fulfilment reaches it. B's node claims the PTLC on chain at its deadline; S, back, learns
+/// the scalar from B's claim and collects A's held PTLC with it; A, back, holds its proof.
+#[test]
+fn b_claiming_on_chain_pays_the_held_sale_all_the_same() -> anyhow::Result<()> {
+    use asyncpay::protocol::messages::{Change, Message};
+    use asyncpay::protocol::wire::{Decoded, PeerMessage};
+
+    let chain = Arc::new(tx_support::start());
+    let mut relay = Relay::new(chain.clone());
+    let mut sim = Network::on_chain(chain)?;
+    sim.open_with_delay(A, S, CAPACITY, DELAY)?;
+    let s_b = sim.open(S, B, 400_000)?;
+    sim.stop(B);
+    let id = sim.pay_held(B, amount(0), HOLD)?;
+    ensure!(sim.nodes[A].status(&id) == Some("posted"));
+    sim.stop(A);
+
+    // B reads its letter; frames are delivered one by one until B proposes its fulfilment,
+    // which S never gets: S stops.
+    sim.start(B)?;
+    let letter = sim.nodes[B].mailbox.remove(0);
+    sim.input(B, NodeInput::Letter { bytes: letter })?;
+    let mut cut = false;
+    for _ in 0..200 {
+        let Some((from, to, frame)) = sim.queue.pop_front() else {
+            break;
+        };
+        let fulfil = matches!(
+            PeerMessage::decode(&frame),
+            Ok(Decoded::Message(PeerMessage::Channel(Message::Propose(p))))
+                if matches!(p.change, Change::FulfilPtlc { .. })
+        );
+        if fulfil && from == B {
+            cut = true;
+            break;
+        }
+        let key = sim.key(from);
+        sim.input(to, NodeInput::Frame { from: key, frame })?;
+    }
+    ensure!(cut, "B proposed its fulfilment");
+    sim.stop(S);
+    ensure!(
+        sim.nodes[B].status(&id) == Some("fulfilled")
+            || sim.nodes[B].status(&id) == Some("invoiced"),
+        "B waits for its fulfilment: {:?}",
+        sim.nodes[B].status(&id)
+    );
+
+    // B alone: at its PTLC's deadline its node publishes S–B's latest state, settles it and
+    // claims the PTLC, revealing the scalar.
+    let b_claims = |r: &Relay, sim: &Network| {
+        let Some(channel) = sim.nodes[B].channels.get(&s_b) else {
+            return false;
+        };
+        let Some(oc) = channel.1.on_chain() else {
+            return false;
+        };
+        oc.settlement_txid.is_some()
+            && r.confirmed.iter().any(|(tx, _)| {
+                tx.input
+                    .iter()
+                    .any(|i| Some(i.previous_output.txid) == oc.settlement_txid)
+            })
+    };
+    relay.until(&mut sim, 80, "B's claim confirms", b_claims)?;
+    // B's claim pays it the PTLC's amount. (Its payment record stays `fulfilled`: the
+    // payee role is not told of a claim confirming.)
+    let settlement = sim.nodes[B].channels[&s_b]
+        .1
+        .on_chain()
+        .and_then(|oc| oc.settlement_txid)
+        .context("S–B settled")?;
+    let claim = relay
+        .confirmed
+        .iter()
+        .map(|(tx, _)| tx)
+        .find(|tx| {
+            tx.input
+                .iter()
+                .any(|i| i.previous_output.txid == settlement)
+        })
+        .context("B's claim")?;
+    ensure!(
+        claim.output[0].value.to_sat() == amount(0),
+        "B's claim pays B the PTLC's amount: {:?}",
+        claim.output
+    );
+
+    // S comes back, hears of the chain and takes the scalar from B's claim: the sale is
+    // made, and A's held PTLC is S's to collect.
+    sim.start(S)?;
+    relay.catch_up(&mut sim)?;
+    ensure!(
+        sim.nodes[S].status(&id) == Some("sold"),
+        "S bought the scalar from the chain: {:?}",
+        sim.nodes[S].status(&id)
+    );
+    // A, back, signs S's fulfilment and takes its proof.
+    sim.start(A)?;
+    sim.pump()?;
+    let state = sim.nodes[S].state_with(sim.key(A)).context("A–S")?;
+    let paid = amount(0) + policy().fee_for(amount(0));
+    ensure!(
+        state.ptlcs.is_empty() && state.to_s == paid && state.to_a == CAPACITY - paid,
+        "S collected A's PTLC: {state:?}"
+    );
+    let status = &sim.nodes[A].payer(&id).context("A's record")?.status;
+    let (PayerStatus::Paid { proof, .. } | PayerStatus::Completed { proof, .. }) = status else {
+        bail!("A holds its proof: {}", status.name());
+    };
+    proof
+        .verify(&sim.key(B))
+        .map_err(|e| anyhow::anyhow!("A's proof: {e}"))?;
+    Ok(())
 }
