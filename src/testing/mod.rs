@@ -607,6 +607,16 @@ impl Network {
         Ok(node)
     }
 
+    /// Adds a payer node named `name` (its seed made of `seed_byte`), running, no channels;
+    /// returns its index.
+    pub fn add_payer(&mut self, name: &'static str, seed_byte: u8) -> anyhow::Result<usize> {
+        self.nodes
+            .push(TestNode::empty(name, seed_byte, Role::Payer));
+        let node = self.nodes.len() - 1;
+        self.nodes[node].start(self.height)?;
+        Ok(node)
+    }
+
     /// A pays `payee` `amount` through S as a held sale: a PTLC to S expiring
     /// `hold_blocks` from now holds the payment. Returns the payment id.
     pub fn pay_held(

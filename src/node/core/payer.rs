@@ -73,6 +73,17 @@ impl NodeCore {
                         );
                     }
                 }
+                // The reverse variant, a payer's node being paid on its channel: the LSP's
+                // state paying us is complete (the machine ignores any other transfer).
+                if matches!(change, Change::Transfer { .. }) {
+                    return self.reverse_input(
+                        ReverseInput::Completed {
+                            lsp: seen.peer,
+                            state: *state,
+                        },
+                        out,
+                    );
+                }
                 match self.completed(&seen, change) {
                     // S claimed a held sale's PTLC, or (reverse variant) the LSP's signature
                     // we bought is paid for.
