@@ -81,6 +81,41 @@ fn the_main_flow_shows_no_secret() {
 }
 
 #[test]
+fn held_sales_show_no_secret() {
+    let mut sim = Network::new();
+    sim.open(A, S, 1_000_000).unwrap();
+    sim.open(S, B, 400_000).unwrap();
+    sim.stop(B);
+    let sold = sim.pay_held(B, 30_000, 200).unwrap();
+    let cancelled = sim.pay_held(B, 20_000, 200).unwrap();
+    // The share is a stored secret: in the payment's hold, its requested status and its
+    // letter.
+    let record = serde_json::to_value(&sim.nodes[A].payments[&sold]).unwrap();
+    let mut stored = BTreeSet::new();
+    secrets(&record, "", &mut stored);
+    let share = record["hold"]["share"].as_str().unwrap().to_owned();
+    assert!(stored.contains(&share), "{stored:?}");
+    sim.input(
+        A,
+        NodeInput::Command(NodeCommand::Cancel {
+            payment_id: cancelled,
+        }),
+    )
+    .unwrap();
+    sim.pump().unwrap();
+    sim.stop(A);
+    sim.start(B).unwrap();
+    sim.fetch_letters(B).unwrap();
+    sim.start(A).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[A].status(&sold), Some("completed"));
+    let seen = check(&sim, "held sales");
+    for status in ["requested", "posted", "completed", "void"] {
+        assert!(seen["A payments"].contains(status), "{seen:?}");
+    }
+}
+
+#[test]
 fn a_cancelled_payment_shows_no_secret() {
     let mut sim = Network::new();
     sim.open(A, S, 1_000_000).unwrap();

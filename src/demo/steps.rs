@@ -387,7 +387,7 @@ impl Demo {
                 let pre = crate::crypto::adaptor::EncryptedSignature::encrypt(
                     &key, &to, &[7; 32], &[0; 32],
                 );
-                bogus["presignature"] = serde_json::to_value(pre)?;
+                bogus["sold"] = json!({ "presignature": serde_json::to_value(pre)? });
             }
             Adversary::TamperedOffer => {
                 let amount = bogus["offer"]["terms"]["amount_sat"]

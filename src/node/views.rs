@@ -484,17 +484,20 @@ pub fn reverse(core: &NodeCore) -> serde_json::Value {
 }
 
 /// The secrets a stored payment record (as JSON) holds, which no view may show: the
-/// payer's withheld pre-signature (in its `requested` status and in every letter), the
-/// payee's signature on a reverse update, the LSP signature a payer bought and the scalar
-/// S bought (in its sale record and the payer's receipt). For checks such as
-/// "this answer shows none of what the store holds".
+/// payer's withheld pre-signature or a held sale's share (in its `requested` status, in
+/// every letter and, for the share, in the payment's `hold`), the payee's signature on a
+/// reverse update, the LSP signature a payer bought and the scalar S bought (in its sale
+/// record and the payer's receipt). For checks such as "this answer shows none of what the
+/// store holds".
 pub fn stored_secrets(record: &serde_json::Value) -> Vec<String> {
     fn walk(value: &serde_json::Value, parent: &str, out: &mut Vec<String>) {
         match value {
             serde_json::Value::Object(map) => {
                 for (key, inner) in map {
                     let secret = match key.as_str() {
-                        "signature" | "presignature" => parent == "letter" || parent == "status",
+                        "signature" => parent == "letter" || parent == "status",
+                        "presignature" => ["letter", "status", "sold"].contains(&parent),
+                        "share" => parent == "sold" || parent == "hold",
                         "payee_signature" | "lsp_signature" | "scalar" => true,
                         _ => false,
                     };

@@ -96,6 +96,16 @@ impl NodeCore {
         }
     }
 
+    /// Whether the peer proposed the channel's latest complete state (a transfer paying us).
+    pub(super) fn proposed_by_peer(&self, seen: &Seen) -> bool {
+        self.channels[&seen.id]
+            .channel
+            .snapshot()
+            .complete
+            .as_ref()
+            .is_some_and(|c| c.proposer != seen.side)
+    }
+
     /// What a completed change brings: a PTLC the peer offered us, now committed, or a
     /// scalar the peer revealed by fulfilling one of ours.
     pub(super) fn completed(

@@ -28,10 +28,14 @@ impl NodeCore {
                         point: secret.adaptor_point(),
                     }),
                     // The reverse variant: the LSP's state paying us is complete.
-                    (None, None) if matches!(change, Change::Transfer { .. }) => {
+                    (None, None)
+                        if matches!(change, Change::Transfer { .. })
+                            && self.proposed_by_peer(&seen) =>
+                    {
                         return self.reverse_input(
                             ReverseInput::Completed {
                                 lsp: seen.peer,
+                                channel_id: id,
                                 state: *state,
                             },
                             out,

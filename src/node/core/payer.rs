@@ -75,10 +75,11 @@ impl NodeCore {
                 }
                 // The reverse variant, a payer's node being paid on its channel: the LSP's
                 // state paying us is complete (the machine ignores any other transfer).
-                if matches!(change, Change::Transfer { .. }) {
+                if matches!(change, Change::Transfer { .. }) && self.proposed_by_peer(&seen) {
                     return self.reverse_input(
                         ReverseInput::Completed {
                             lsp: seen.peer,
+                            channel_id: id,
                             state: *state,
                         },
                         out,
@@ -260,7 +261,12 @@ impl NodeCore {
                     continue;
                 }
             }
-            if e.channel.phase() == Phase::Funded && snap.pending().is_none() {
+            // Not already proposed (the reestablishment resends that): proposed now, or
+            // after the update under way.
+            let proposed = snap
+                .pending()
+                .is_some_and(|q| q.body.ptlcs.iter().any(|x| x.point == point));
+            if !proposed {
                 held_lost.push((
                     p.channel_id,
                     Command::AddPtlc {

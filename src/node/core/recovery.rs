@@ -33,4 +33,17 @@ impl NodeCore {
         }
         Ok(())
     }
+
+    /// `redo` for the reverse variant: its commands go through the queue too, and a refusal
+    /// is reported (the machine picks its steps up from its records at the next start).
+    pub(super) fn redo_reverse(
+        &mut self,
+        commands: Vec<(ChannelId, Command)>,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        for (channel_id, command) in commands {
+            self.reverse_command(channel_id, command, out)?;
+        }
+        Ok(())
+    }
 }

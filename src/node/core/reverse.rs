@@ -333,6 +333,7 @@ impl NodeCore {
                     if done {
                         inputs.push(ReverseInput::Completed {
                             lsp: p.lsp,
+                            channel_id: offer.channel_id,
                             state: offer.state,
                         });
                     } else {
@@ -383,6 +384,6 @@ impl NodeCore {
                 });
             }
         }
-        self.redo(vec![], commands, out)
+        self.redo_reverse(commands, out)
     }
 }

@@ -297,6 +297,19 @@ impl Channel {
                 reason: "snapshot belongs to another key",
             });
         }
+        // A snapshot stored before the peer's ids were tracked: its complete state's PTLCs
+        // of the peer's are used ids too.
+        let mut snapshot = snapshot;
+        let used = snapshot
+            .complete
+            .as_ref()
+            .into_iter()
+            .flat_map(|c| c.body.ptlcs.iter())
+            .filter(|p| p.offerer != snapshot.side)
+            .map(|p| p.id / 2 + 1)
+            .max()
+            .unwrap_or(0);
+        snapshot.peer_next_ptlc = snapshot.peer_next_ptlc.max(used);
         Self::with_snapshot(secrets, snapshot)
     }
 

@@ -131,6 +131,7 @@ impl Channel {
     pub(super) fn on_ptlc_spend(
         &mut self,
         tx: &Transaction,
+        confirmed_at: Option<u32>,
     ) -> Result<Option<Vec<Action>>, ChannelError> {
         let settled = self.settled_ptlcs()?;
         let Some((ptlc, _)) = settled
@@ -140,34 +141,48 @@ impl Channel {
             return Ok(None);
         };
         let mut others = vec![];
-        let news = self
-            .snap
-            .on_chain()
-            .is_some_and(|oc| !oc.spent_ptlcs.contains(&ptlc.id));
+        let mut timed_out = false;
         if ptlc.offerer == self.snap.side && !self.snap.ptlc_secrets.contains_key(&ptlc.id) {
             let output = self.txs("ptlc_spend")?.ptlc(&ptlc);
-            match crate::tx::ptlc::extract_secret(&output, &ptlc.claim_signature, tx) {
-                Ok(t) => {
-                    let secret = RevealedSecret(t.to_secret_bytes());
-                    self.snap.ptlc_secrets.insert(ptlc.id, secret.clone());
-                    others.push(Action::Event(Event::PtlcSecretLearned {
+            if let Ok(t) = crate::tx::ptlc::extract_secret(&output, &ptlc.claim_signature, tx) {
+                let secret = RevealedSecret(t.to_secret_bytes());
+                self.snap.ptlc_secrets.insert(ptlc.id, secret.clone());
+                others.push(Action::Event(Event::PtlcSecretLearned {
+                    id: ptlc.id,
+                    secret,
+                }));
+            } else {
+                // Our own timeout took it back, as a fail would have off chain: reported
+                // once it is confirmed (in the mempool the peer's claim can still replace
+                // it) and only for a spend by the timeout leaf itself.
+                let timeout_leaf = output.timeout_leaf();
+                let by_timeout = tx.input.iter().any(|i| {
+                    i.witness
+                        .taproot_leaf_script()
+                        .is_some_and(|leaf| leaf.script == timeout_leaf.as_script())
+                });
+                let reported = self
+                    .snap
+                    .on_chain()
+                    .is_some_and(|oc| oc.timed_out_ptlcs.contains(&ptlc.id));
+                if by_timeout && confirmed_at.is_some() && !reported {
+                    timed_out = true;
+                    others.push(Action::Event(Event::PtlcFailed {
                         id: ptlc.id,
-                        secret,
+                        point: ptlc.point,
+                        offerer: ptlc.offerer,
                     }));
                 }
-                // Not a claim: our own timeout took it back, as a fail would have off chain.
-                Err(_) if news => others.push(Action::Event(Event::PtlcFailed {
-                    id: ptlc.id,
-                    point: ptlc.point,
-                    offerer: ptlc.offerer,
-                })),
-                Err(_) => {}
             }
         }
         // Settled PTLC outputs exist only once an update is on chain.
         let Some(oc) = self.snap.on_chain_mut() else {
             return Err(self.unexpected("ptlc_spend"));
         };
+        if timed_out {
+            oc.timed_out_ptlcs.push(ptlc.id);
+        }
+        let news = !oc.spent_ptlcs.contains(&ptlc.id);
         if news {
             oc.spent_ptlcs.push(ptlc.id);
         }
@@ -358,7 +373,7 @@ impl Channel {
         tx: Transaction,
         confirmed_at: Option<u32>,
     ) -> Result<Vec<Action>, ChannelError> {
-        if let Some(actions) = self.on_ptlc_spend(&tx)? {
+        if let Some(actions) = self.on_ptlc_spend(&tx, confirmed_at)? {
             return Ok(actions);
         }
         // The update we know is on chain, again: news only when it has just confirmed. (It
@@ -512,6 +527,7 @@ impl Channel {
                 settlement_txid: None,
                 resolved_ptlcs: vec![],
                 spent_ptlcs: vec![],
+                timed_out_ptlcs: vec![],
             }),
         );
         if m < latest && !already {

@@ -327,6 +327,9 @@ pub struct OnChain {
     /// PTLC ids whose output was seen spent (by us or the peer): nothing to publish again.
     #[serde(default)]
     pub spent_ptlcs: Vec<u64>,
+    /// Our PTLCs whose timeout confirmed and was reported (`Event::PtlcFailed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timed_out_ptlcs: Vec<u64>,
 }
 
 /// Blocks kept in hand between the last height a bought state should be published at and

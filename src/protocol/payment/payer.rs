@@ -475,15 +475,12 @@ impl Payer {
                     },
                 ])
             }
-            PayerInput::TransferRefused { channel_id, reason } => {
-                let id = self
-                    .in_flight(&channel_id)
-                    .ok_or(PaymentError::Unexpected {
-                        what: "transfer refused",
-                        status: "no proposed payment on this channel",
-                    })?;
-                Ok(self.void(id, reason))
-            }
+            // A refusal with no payment waiting for it (a purchase of the reverse variant, or
+            // a repeat after a restart) is nothing of this role's.
+            PayerInput::TransferRefused { channel_id, reason } => Ok(self
+                .in_flight(&channel_id)
+                .map(|id| self.void(id, reason))
+                .unwrap_or_default()),
             PayerInput::SignatureEncrypted {
                 channel_id,
                 state,

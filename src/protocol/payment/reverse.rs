@@ -404,10 +404,12 @@ pub enum ReverseInput {
         /// The channel.
         channel: Option<ChannelId>,
     },
-    /// B: state `state` of a channel with `lsp` completed.
+    /// B: state `state` of channel `channel_id` with `lsp`, proposed by `lsp`, completed.
     Completed {
         /// S.
         lsp: PublicKey,
+        /// The channel.
+        channel_id: ChannelId,
         /// The state.
         state: u64,
     },
@@ -884,11 +886,15 @@ impl Reverse {
                     command: Command::CompleteWithSecret { secret },
                 })])
             }
-            ReverseInput::Completed { lsp, state } => {
+            ReverseInput::Completed {
+                lsp,
+                channel_id,
+                state,
+            } => {
                 let Some(id) = self
                     .payments
                     .iter()
-                    .find(|(_, p)| p.lsp == lsp && p.payee == me && matches!(&p.status, ReverseStatus::Offered { offer } if offer.state == state))
+                    .find(|(_, p)| p.lsp == lsp && p.payee == me && matches!(&p.status, ReverseStatus::Offered { offer } if offer.state == state && offer.channel_id == channel_id))
                     .map(|(id, _)| *id)
                 else {
                     return Ok(vec![]);
