@@ -189,10 +189,12 @@ def scheme(report, name):
 
 rows = []
 for r in cap["reports"]:
-    pfs, lsp, hop = (scheme(r, n) for n in
-                     ["pay_for_signature", "held_at_payer_lsp", "held_at_payee_hop"])
+    pfs, lsp, hop, held = (scheme(r, n) for n in
+                           ["pay_for_signature", "held_at_payer_lsp", "held_at_payee_hop",
+                            "held_sale"])
     rows.append([f"`{r['name']}`", num(r["payee_offline_blocks"]["mean"], 1),
-                 num(pfs["total"]["mean"]), num(lsp["total"]["mean"]), num(hop["total"]["mean"]),
+                 num(pfs["total"]["mean"]), num(held["total"]["mean"]),
+                 num(lsp["total"]["mean"]), num(hop["total"]["mean"]),
                  num(pfs["total"]["mean"] / lsp["total"]["mean"], 3),
                  num(pfs["total"]["mean"] / hop["total"]["mean"], 3),
                  num(pfs["lsp"]["mean"]), num(hop["lsp"]["mean"])])
@@ -201,10 +203,11 @@ tables["capital"] = table(
     f"{num(cap['config']['payments'])} simulated payments per distribution (seed "
     f"{cap['config']['seed']}; resolution {num(par['resolve_secs'], 0)} s, horizon "
     f"{par['horizon_blocks']} blocks, route CLTV budget {par['route_cltv_budget']}). "
-    "pfs: pay-for-signature; held@LSP: HTLC held at the payer's LSP; held@hop: HTLC held at "
+    "pfs: pay-for-signature; held sale: ours with many pending payments per channel (a PTLC "
+    "A offers S); held@LSP: HTLC held at the payer's LSP; held@hop: HTLC held at "
     "the payee's hop. Distributions as in `docs/capital.md`.",
-    ["payee offline", "mean blocks", "pfs, all", "held@LSP, all", "held@hop, all",
-     "pfs / held@LSP", "pfs / held@hop", "pfs, LSP", "held@hop, LSP"], rows)
+    ["payee offline", "mean blocks", "pfs, all", "held sale, all", "held@LSP, all",
+     "held@hop, all", "pfs / held@LSP", "pfs / held@hop", "pfs, LSP", "held@hop, LSP"], rows)
 
 rows = []
 for r in cap["reports"]:
@@ -212,15 +215,18 @@ for r in cap["reports"]:
     cltv = ", ".join(f"{num(100 * c['fraction'], 2)}% > {c['blocks']}" for c in l["cltv_exceeds"])
     rows.append([f"`{r['name']}`", cltv, f"{num(100 * l['held_failed'], 2)}%",
                  f"{num(100 * l['sale_failed'], 2)}%",
+                 f"{num(100 * l['held_sale_failed'], 2)}%",
                  f"{num(100 * l['payer_missed_htlc_deadline'], 2)}%",
                  f"{num(100 * l['payer_blocked'], 2)}%", num(l["payer_blocked_mean_blocks"], 1)])
 tables["capital_limits"] = table(
     "Table 13. What limits the offline time in the same simulation: held HTLCs whose needed "
     "CLTV exceeds the lnd/CLN (2016) and LDK path (1008) caps; payments failed (held HTLC: payee "
-    "later than the hold limit; sale: payee later than the offer's expiry); payers back after "
+    "later than the hold limit; sale: payee later than the offer's expiry; held sale: payee "
+    "later than the held window); payers back after "
     "their HTLC deadline (the LSP force-closes); and, for pay-for-signature, payers back while "
-    "their sale is pending (channel takes no other update) and the mean blocks they wait.",
-    ["payee offline", "held HTLC CLTV needed", "held failed", "sale failed",
+    "their sale is pending (channel takes no other update) and the mean blocks they wait (a "
+    "held sale blocks nothing).",
+    ["payee offline", "held HTLC CLTV needed", "held failed", "sale failed", "held sale failed",
      "payer missed HTLC deadline", "pfs payer blocked", "blocked, mean blocks"], rows)
 
 os.makedirs(tables_dir, exist_ok=True)

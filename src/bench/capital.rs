@@ -167,5 +167,11 @@ fn render_report(out: &mut String, report: &DistributionReport, params: &ModelPa
         pct(l.payer_blocked),
         l.payer_blocked_mean_blocks
     );
+    let _ = writeln!(
+        out,
+        "   held sale: failed (payee later than the held window {} blocks) {}; its channel takes other updates meanwhile",
+        params.held_window_blocks(),
+        pct(l.held_sale_failed)
+    );
     let _ = writeln!(out);
 }

@@ -108,6 +108,15 @@ impl ModelParams {
         Ok(())
     }
 
+    /// Blocks after sending within which B must sell a held sale: the PTLC A offers S
+    /// expires at `horizon_blocks`, S must claim it on chain from `shared_delay + 3` blocks
+    /// before that, and the PTLC S offers B (at least `2 · shared_delay` blocks) must resolve
+    /// by then (docs/payment.md, "Held sales").
+    pub fn held_window_blocks(&self) -> u32 {
+        self.horizon_blocks
+            .saturating_sub(3 * self.shared_delay + 3)
+    }
+
     /// The resolution window in blocks.
     pub fn resolve_blocks(&self) -> f64 {
         self.resolve_secs / self.block_secs
@@ -129,14 +138,18 @@ pub enum Scheme {
     HeldAtPayerLsp,
     /// A's HTLC forwarded at once and held at the payee's hop until B is online.
     HeldAtPayeeHop,
+    /// Ours with many pending payments per channel: A's PTLC to S in a complete state, B
+    /// sells the scalar that claims it (docs/payment.md, "Held sales").
+    HeldSale,
 }
 
 impl Scheme {
     /// Every scheme, ours first.
-    pub const ALL: [Scheme; 3] = [
+    pub const ALL: [Scheme; 4] = [
         Scheme::PayForSignature,
         Scheme::HeldAtPayerLsp,
         Scheme::HeldAtPayeeHop,
+        Scheme::HeldSale,
     ];
 
     /// The name the bench prints.
@@ -145,6 +158,7 @@ impl Scheme {
             Scheme::PayForSignature => "pay-for-signature",
             Scheme::HeldAtPayerLsp => "held at payer's LSP",
             Scheme::HeldAtPayeeHop => "held at payee's hop",
+            Scheme::HeldSale => "held sale (ours)",
         }
     }
 }
@@ -211,6 +225,10 @@ pub struct PaymentAccount {
     pub held_at_payer_lsp: Locked,
     /// Locked capital with the HTLC held at the payee's hop.
     pub held_at_payee_hop: Locked,
+    /// Locked capital as a held sale.
+    pub held_sale: Locked,
+    /// Held sale: B came back within the held window and sold.
+    pub held_sold: bool,
     /// Pay-for-signature: B came back before the offer expired and the signature was sold.
     pub sold: bool,
     /// Baselines: B came back within the hold limit and the HTLC went through.
@@ -236,6 +254,7 @@ impl PaymentAccount {
             Scheme::PayForSignature => &self.pay_for_signature,
             Scheme::HeldAtPayerLsp => &self.held_at_payer_lsp,
             Scheme::HeldAtPayeeHop => &self.held_at_payee_hop,
+            Scheme::HeldSale => &self.held_sale,
         }
     }
 }
@@ -322,6 +341,25 @@ pub fn account(
             },
         )
     };
+    // Held sale. A's amount is in its PTLC to S from sending until S claims it (B online +
+    // resolution) or, if B does not sell within the held window, until S's offer ends there
+    // and S fails it back. S's and H's capital enters only with the PTLC to B. The channel
+    // takes other updates meanwhile: nothing is blocked.
+    let window = f64::from(params.held_window_blocks());
+    let held_sold = payee_offline <= window;
+    let held_sale = if held_sold {
+        Locked {
+            payer: amount * (payee_offline + r),
+            lsp: amount * r,
+            hop: amount * r,
+        }
+    } else {
+        Locked {
+            payer: amount * window,
+            lsp: 0.0,
+            hop: 0.0,
+        }
+    };
     let payer_deadline = horizon - f64::from(params.claim_margin_blocks);
     let payer_missed_htlc_deadline = forwarded && payer_offline > payer_deadline;
     let claimed_awaiting_payer_blocks = if forwarded {
@@ -334,6 +372,8 @@ pub fn account(
         pay_for_signature,
         held_at_payer_lsp,
         held_at_payee_hop,
+        held_sale,
+        held_sold,
         sold,
         forwarded,
         cltv_needed_blocks: payee_offline + f64::from(params.route_cltv_budget),

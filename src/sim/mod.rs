@@ -146,6 +146,8 @@ pub struct Limits {
     /// Pay-for-signature: share of payments failed because B returned after the offer's
     /// expiry.
     pub sale_failed: f64,
+    /// Held sale: share of payments failed because B returned after the held window.
+    pub held_sale_failed: f64,
     /// Baselines: share of payments where A returned after its HTLC's deadline, forcing its
     /// LSP to close A's channel on chain.
     pub payer_missed_htlc_deadline: f64,
@@ -253,6 +255,7 @@ pub fn simulate(
             .collect(),
         held_failed: share(&|a| !a.forwarded),
         sale_failed: share(&|a| !a.sold),
+        held_sale_failed: share(&|a| !a.held_sold),
         payer_missed_htlc_deadline: share(&|a| a.payer_missed_htlc_deadline),
         payer_blocked: share(&|a| a.payer_blocked_blocks > 0.0),
         payer_blocked_mean_blocks: mean_where_positive(&|a| a.payer_blocked_blocks),
