@@ -34,7 +34,7 @@
 //! let point = AdaptorSecret::from_bytes([4; 32]).unwrap().adaptor_point();
 //! let terms = OfferTerms {
 //!     payment_id: PaymentId([1; 32]), lsp: lsp.public_key(), channel_id: ChannelId([5; 32]),
-//!     state: 1, amount_sat: 50_000, fee_sat: 100, point, payee, expiry: 500,
+//!     state: 1, amount_sat: 50_000, fee_sat: 100, point, payee, expiry: 500, held: None,
 //! };
 //! let offer = terms.sign(&lsp, &[0; 32]);
 //! assert!(offer.verify().is_ok());
