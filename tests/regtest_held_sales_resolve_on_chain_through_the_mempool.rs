@@ -1,7 +1,8 @@
 //! Held sales on the BIP118 regtest, node cores, channels funded on chain, every transaction
 //! through the mempool (updates, settlements and PTLC claims as packages with a CPFP child on
-//! their anchor, timeouts through `sendrawtransaction`), one block at a time, each node
-//! publishing again at every block what has not confirmed:
+//! their anchor, timeouts through `sendrawtransaction`), one block at a time. Every first
+//! publication is lost: a transaction reaches the mempool only when its node publishes it
+//! again at a later block, as it must until it confirms.
 //!
 //! - **S force-closes with payments pending.** A makes four held sales and cancels one; B
 //!   sells two while A is offline; the fourth's payee never comes. S publishes its latest
@@ -50,6 +51,8 @@ struct Relay {
     pending: Vec<Transaction>,
     confirmed: Vec<(Transaction, u32)>,
     told: BTreeSet<Txid>,
+    /// How many times the nodes published each transaction.
+    sightings: std::collections::BTreeMap<Txid, usize>,
 }
 
 impl Relay {
@@ -64,6 +67,7 @@ impl Relay {
             pending: vec![],
             confirmed: vec![],
             told: BTreeSet::new(),
+            sightings: Default::default(),
         }
     }
 
@@ -71,6 +75,7 @@ impl Relay {
     /// package paying for it; otherwise alone. One not valid yet (a timelock) waits.
     fn publish(&mut self, sim: &mut Network) -> anyhow::Result<()> {
         for tx in &sim.broadcasts[self.seen..] {
+            *self.sightings.entry(tx.compute_txid()).or_default() += 1;
             if !self
                 .pending
                 .iter()
@@ -83,6 +88,11 @@ impl Relay {
         for tx in &self.pending {
             let txid = tx.compute_txid();
             if self.chain.in_mempool(&txid)? || self.chain.confirmations(&txid).unwrap_or(0) > 0 {
+                continue;
+            }
+            // Every first publication is lost (never reaches a mempool): a transaction gets
+            // in only once its node publishes it again, at a later block.
+            if self.sightings.get(&txid).copied().unwrap_or(0) < 2 {
                 continue;
             }
             let anchored = asyncpay::tx::anchor::find_anchor(tx).is_ok();
@@ -393,6 +403,8 @@ fn a_publishing_an_older_state_is_answered_and_held_sales_resolve() -> anyhow::R
     )?;
     let u0 = force_close(&mut backup, scene.a_s).context("the backup publishes U_0")?;
     ensure!(u0.lock_time.to_consensus_u32() == STATE_LOCKTIME_BASE);
+    // Published twice, as a node would at two blocks (the relay loses every first one).
+    scene.sim.broadcasts.push(u0.clone());
     scene.sim.broadcasts.push(u0.clone());
     // S answers with its latest state, on top of U_0.
     let u0_out = OutPoint {
