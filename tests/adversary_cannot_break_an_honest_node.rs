@@ -399,3 +399,66 @@ fn settlement_model_catches_a_router_that_forgets_its_incoming_ptlc() {
         .expect_err("the checker must catch the loss");
     assert!(caught.contains("invariant 3"), "{caught}");
 }
+
+/// Found by the harness (`PROPTEST_RNG_SEED=53`, 500 cases), a flaw of its chain model, not
+/// of the node: S publishes state 0 (in the mempool), A answers with state 2 and its answer
+/// confirms; the model then let S publish state 1 on top of state 0, whose output A's
+/// confirmed answer already spent, and counted A's not answering that impossible update as a
+/// violation. A real chain refuses the double spend; the model now does too, and A's held
+/// sales and payments on the way resolve as before.
+#[test]
+fn an_adversary_cannot_spend_an_output_the_honest_answer_already_spent() {
+    replay(
+        World::payer_vs_byzantine_lsp,
+        &[
+            Op::HonestActs(18),
+            Op::Deliver,
+            Op::HonestActs(45),
+            Op::DeliverAll,
+            Op::AdversaryActs(252),
+            Op::Deliver,
+            Op::LieReestablish { link: 0, lie: 0 },
+            Op::Rollback {
+                link: 0,
+                pick: 32628,
+            },
+            Op::Publish {
+                link: 0,
+                pick: 28926,
+                confirmed: false,
+            },
+            Op::ConfirmHonest,
+            Op::Deliver,
+            Op::Deliver,
+            Op::Deliver,
+            Op::DeliverAt(0),
+            Op::HonestActs(144),
+            Op::Deliver,
+            Op::Deliver,
+            Op::Publish {
+                link: 99,
+                pick: 20901,
+                confirmed: false,
+            },
+            Op::ProposeRevert {
+                link: 204,
+                lie: 247,
+            },
+            Op::DeliverAll,
+            Op::Deliver,
+            Op::Deliver,
+            Op::Mine(11),
+            Op::Deliver,
+            Op::Deliver,
+            Op::HonestActs(134),
+            Op::PaymentMessage {
+                link: 227,
+                kind: 87,
+                pick: 83,
+            },
+            Op::Drop,
+            Op::ShiftedProposal(137),
+            Op::Deliver,
+        ],
+    );
+}

@@ -259,11 +259,21 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fn body_identity(channel: &ChannelId, body: &StateBody) -> String {
+    // What an update signature signs is the transaction: a PTLC's claim signature (the
+    // offerer's adaptor half, which a restarted offerer makes anew) is no part of it, so two
+    // bodies that differ only there are one message, and one nonce may sign it again.
+    let mut signed = serde_json::to_value(body).expect("bodies serialise");
+    if let Some(ptlcs) = signed["ptlcs"].as_array_mut() {
+        for p in ptlcs {
+            if let Some(p) = p.as_object_mut() {
+                p.remove("claim_signature");
+            }
+        }
+    }
     format!(
-        "state {} of channel {} ({})",
+        "state {} of channel {} ({signed})",
         body.number,
         hex::encode(&channel.0[..4]),
-        serde_json::to_string(body).expect("bodies serialise")
     )
 }
 
@@ -1509,6 +1519,18 @@ impl World {
                     .get(&link.channel)
                     .and_then(|v| v.last())
                     .map(|tx| (update_state(tx), tx.compute_txid()));
+                // An output a confirmed transaction already spends (the honest party's answer)
+                // cannot be spent again: no valid publication on top of it.
+                if let Some((_, txid)) = below {
+                    let out = OutPoint { txid, vout: 0 };
+                    let spent = self.chain.iter().any(|p| {
+                        p.confirmed_at.is_some()
+                            && p.tx.input.iter().any(|i| i.previous_output == out)
+                    });
+                    if spent {
+                        return Ok(());
+                    }
+                }
                 let states: Vec<(PublicKey, Snapshot)> = self.nodes[link.adversary]
                     .history
                     .iter()
