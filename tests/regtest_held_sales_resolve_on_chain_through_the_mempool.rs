@@ -494,8 +494,7 @@ fn b_claiming_on_chain_pays_the_held_sale_all_the_same() -> anyhow::Result<()> {
             })
     };
     relay.until(&mut sim, 80, "B's claim confirms", b_claims)?;
-    // B's claim pays it the PTLC's amount. (Its payment record stays `fulfilled`: the
-    // payee role is not told of a claim confirming.)
+    // B's claim pays it the PTLC's amount, and B's record says paid once it confirmed.
     let settlement = sim.nodes[B].channels[&s_b]
         .1
         .on_chain()
@@ -515,6 +514,11 @@ fn b_claiming_on_chain_pays_the_held_sale_all_the_same() -> anyhow::Result<()> {
         claim.output[0].value.to_sat() == amount(0),
         "B's claim pays B the PTLC's amount: {:?}",
         claim.output
+    );
+    ensure!(
+        sim.nodes[B].status(&id) == Some("paid"),
+        "B's record: {:?}",
+        sim.nodes[B].status(&id)
     );
 
     // S comes back, hears of the chain and takes the scalar from B's claim: the sale is

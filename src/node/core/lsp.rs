@@ -92,6 +92,8 @@ impl NodeCore {
             | Event::ReadyToFund
             | Event::FundingConfirmed
             | Event::ClosingForPtlc { .. }
+            // Our claim on chain confirmed: the sale was recorded when the scalar was learnt.
+            | Event::PtlcClaimed { .. }
             | Event::StaleUpdateAnswered { .. }
             | Event::CloseSigned { .. }
             | Event::ClosedCooperatively { .. } => Ok(()),

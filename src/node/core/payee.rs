@@ -52,6 +52,11 @@ impl NodeCore {
                 what: "signature withheld",
                 role: Role::Payer,
             }),
+            // Paid on chain: our claim of the LSP's PTLC confirmed.
+            Event::PtlcClaimed { point, .. } => self.role_input(
+                RoleIn::Payee(PayeeInput::PtlcSettled { point: *point }),
+                out,
+            ),
             // A payee offers no PTLCs: none fails, none is claimed from it, none is dropped.
             Event::PtlcSecretLearned { .. }
             | Event::PtlcFailed { .. }

@@ -147,6 +147,8 @@ impl NodeCore {
             | Event::ReadyToFund
             | Event::FundingConfirmed
             | Event::ClosingForPtlc { .. }
+            // Our claim on chain confirmed: a payer is paid no PTLC but in the reverse variant, whose state it holds already.
+            | Event::PtlcClaimed { .. }
             | Event::StaleUpdateAnswered { .. }
             | Event::CloseSigned { .. }
             | Event::ClosedCooperatively { .. } => Ok(()),

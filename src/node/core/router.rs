@@ -70,6 +70,8 @@ impl NodeCore {
             | Event::ReadyToFund
             | Event::FundingConfirmed
             | Event::ClosingForPtlc { .. }
+            // Our claim on chain confirmed: the forward settled when the scalar was learnt.
+            | Event::PtlcClaimed { .. }
             | Event::StaleUpdateAnswered { .. }
             | Event::CloseSigned { .. }
             | Event::ClosedCooperatively { .. } => Ok(()),

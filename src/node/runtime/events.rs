@@ -310,6 +310,11 @@ pub enum ChannelEvent {
         /// Who offered it.
         offerer: Party,
     },
+    /// Our claim of a PTLC we were paid by confirmed on chain.
+    PtlcClaimed {
+        /// The PTLC.
+        id: u64,
+    },
     /// A PTLC's secret became known on chain (it is not shown).
     PtlcSecretLearned {
         /// The PTLC.
@@ -391,6 +396,7 @@ impl From<&Event> for ChannelEvent {
                 point: *point,
                 offerer: *offerer,
             },
+            Event::PtlcClaimed { id, .. } => ChannelEvent::PtlcClaimed { id: *id },
             Event::PtlcSecretLearned { id, .. } => ChannelEvent::PtlcSecretLearned { id: *id },
             Event::CloseSigned { txid } => ChannelEvent::CloseSigned { txid: *txid },
             Event::ClosedCooperatively { txid } => {

@@ -259,6 +259,13 @@ pub enum Event {
         /// Who offered it.
         offerer: Party,
     },
+    /// Our claim of a PTLC the peer offered us confirmed on chain: we were paid.
+    PtlcClaimed {
+        /// The PTLC.
+        id: u64,
+        /// Its point.
+        point: AdaptorPoint,
+    },
     /// A PTLC's secret became known on chain.
     PtlcSecretLearned {
         /// The PTLC.
@@ -360,6 +367,11 @@ impl core::fmt::Debug for Event {
                 .field("id", id)
                 .field("point", point)
                 .field("offerer", offerer)
+                .finish(),
+            Event::PtlcClaimed { id, point } => f
+                .debug_struct("PtlcClaimed")
+                .field("id", id)
+                .field("point", point)
                 .finish(),
             Event::PtlcSecretLearned { id, secret } => f
                 .debug_struct("PtlcSecretLearned")

@@ -141,9 +141,33 @@ impl Channel {
             return Ok(None);
         };
         let mut others = vec![];
-        let mut timed_out = false;
+        let mut reported = false;
+        let output = self.txs("ptlc_spend")?.ptlc(&ptlc);
+        let timeout_leaf = output.timeout_leaf();
+        let by_timeout = tx.input.iter().any(|i| {
+            i.witness
+                .taproot_leaf_script()
+                .is_some_and(|leaf| leaf.script == timeout_leaf.as_script())
+        });
+        let already = self
+            .snap
+            .on_chain()
+            .is_some_and(|oc| oc.reported_ptlcs.contains(&ptlc.id));
+        // Our claim of a PTLC we are paid by confirmed (a spend not by the offerer's
+        // timeout): reported once, for the role that waits to be paid.
+        if ptlc.offerer != self.snap.side
+            && self.snap.ptlc_secrets.contains_key(&ptlc.id)
+            && !by_timeout
+            && confirmed_at.is_some()
+            && !already
+        {
+            reported = true;
+            others.push(Action::Event(Event::PtlcClaimed {
+                id: ptlc.id,
+                point: ptlc.point,
+            }));
+        }
         if ptlc.offerer == self.snap.side && !self.snap.ptlc_secrets.contains_key(&ptlc.id) {
-            let output = self.txs("ptlc_spend")?.ptlc(&ptlc);
             if let Ok(t) = crate::tx::ptlc::extract_secret(&output, &ptlc.claim_signature, tx) {
                 let secret = RevealedSecret(t.to_secret_bytes());
                 self.snap.ptlc_secrets.insert(ptlc.id, secret.clone());
@@ -155,18 +179,8 @@ impl Channel {
                 // Our own timeout took it back, as a fail would have off chain: reported
                 // once it is confirmed (in the mempool the peer's claim can still replace
                 // it) and only for a spend by the timeout leaf itself.
-                let timeout_leaf = output.timeout_leaf();
-                let by_timeout = tx.input.iter().any(|i| {
-                    i.witness
-                        .taproot_leaf_script()
-                        .is_some_and(|leaf| leaf.script == timeout_leaf.as_script())
-                });
-                let reported = self
-                    .snap
-                    .on_chain()
-                    .is_some_and(|oc| oc.timed_out_ptlcs.contains(&ptlc.id));
-                if by_timeout && confirmed_at.is_some() && !reported {
-                    timed_out = true;
+                if by_timeout && confirmed_at.is_some() && !already {
+                    reported = true;
                     others.push(Action::Event(Event::PtlcFailed {
                         id: ptlc.id,
                         point: ptlc.point,
@@ -179,8 +193,8 @@ impl Channel {
         let Some(oc) = self.snap.on_chain_mut() else {
             return Err(self.unexpected("ptlc_spend"));
         };
-        if timed_out {
-            oc.timed_out_ptlcs.push(ptlc.id);
+        if reported {
+            oc.reported_ptlcs.push(ptlc.id);
         }
         let news = !oc.spent_ptlcs.contains(&ptlc.id);
         if news {
@@ -527,7 +541,7 @@ impl Channel {
                 settlement_txid: None,
                 resolved_ptlcs: vec![],
                 spent_ptlcs: vec![],
-                timed_out_ptlcs: vec![],
+                reported_ptlcs: vec![],
             }),
         );
         if m < latest && !already {

@@ -327,9 +327,10 @@ pub struct OnChain {
     /// PTLC ids whose output was seen spent (by us or the peer): nothing to publish again.
     #[serde(default)]
     pub spent_ptlcs: Vec<u64>,
-    /// Our PTLCs whose timeout confirmed and was reported (`Event::PtlcFailed`).
+    /// PTLCs whose resolution by us confirmed and was reported: our timeout
+    /// (`Event::PtlcFailed`) or our claim (`Event::PtlcClaimed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub timed_out_ptlcs: Vec<u64>,
+    pub reported_ptlcs: Vec<u64>,
 }
 
 /// Blocks kept in hand between the last height a bought state should be published at and
