@@ -29,13 +29,16 @@ fn a_queued_ptlc_whose_expiry_comes_too_close_leaves_the_queue_and_reopens_the_s
         let stalled = from == B
             && matches!(
                 PeerMessage::decode(&frame),
-                Ok(Decoded::Message(PeerMessage::Channel(Message::CounterSign(_))))
+                Ok(Decoded::Message(PeerMessage::Channel(
+                    Message::CounterSign(_)
+                )))
             );
         if stalled {
             continue;
         }
         let key = sim.key(from);
-        sim.input(to, NodeInput::Frame { from: key, frame }).unwrap();
+        sim.input(to, NodeInput::Frame { from: key, frame })
+            .unwrap();
     }
     // Both invoices were accepted: one PTLC is proposed (and stalled), one waits.
     assert_eq!(sim.nodes[S].status(&first), Some("selling"));
