@@ -66,6 +66,7 @@ use pending::PendingPayment;
 use report::{check, report_problems};
 pub(crate) use report::{diagram_steps, mermaid};
 use sequence_svg::sequence_svg;
+use steps::balance_rows;
 
 /// Transcript format version of `asyncpay demo --json`.
 pub const TRANSCRIPT_VERSION: u32 = 1;

@@ -441,18 +441,7 @@ impl Demo {
             rows.push((label, id.clone(), opener.name()));
             rows.push((label, id.clone(), acceptor.name()));
         }
-        let balances: Vec<Balance> = rows
-            .iter()
-            .zip(before.iter().zip(after.iter()))
-            .map(|((channel, id, party), (b, a))| Balance {
-                channel,
-                channel_id: id.to_string(),
-                party,
-                before_sat: *b,
-                after_sat: *a,
-                change_sat: *a as i64 - *b as i64,
-            })
-            .collect();
+        let balances = balance_rows(&rows, &before, &after);
         // With --cancel nothing moves anywhere.
         let moved = !self.unwound();
         let paid = if moved { (amount + fee) as i64 } else { 0 };
@@ -559,12 +548,7 @@ impl Demo {
             ));
         }
         let ok = checks.iter().all(|c| c.ok);
-        let keys: Vec<Value> = self
-            .nodes
-            .iter()
-            .filter(|n| !n.key.is_empty())
-            .map(|n| json!({"name": n.party.name(), "role": n.party.role(), "node_key": n.key}))
-            .collect();
+        let keys = self.node_keys();
         let mut channels = vec![
             json!({"name": "A–S", "channel_id": as_id, "opener": "A", "capacity_sat": AS_CAPACITY_SAT, "funding_txid": as_txid.to_string()}),
         ];
@@ -596,12 +580,7 @@ impl Demo {
             proof,
             pending: None,
             checks,
-            processes: self
-                .children
-                .started
-                .iter()
-                .map(|(name, pid)| json!({"name": name, "pid": pid}))
-                .collect(),
+            processes: self.children.started_json(),
             total_ms: self.narrator.started.elapsed().as_millis() as u64,
             data_dir: self.root.path().display().to_string(),
             kept: false,

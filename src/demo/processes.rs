@@ -442,6 +442,14 @@ impl Demo {
 }
 
 impl Children {
+    /// The transcript's `processes`: every child started, with its pid.
+    pub(super) fn started_json(&self) -> Vec<Value> {
+        self.started
+            .iter()
+            .map(|(name, pid)| json!({"name": name, "pid": pid}))
+            .collect()
+    }
+
     pub(super) fn add(&mut self, name: &str, child: Child, log: PathBuf) {
         self.started.push((name.to_string(), child.id()));
         self.procs.push(Proc {

@@ -502,6 +502,15 @@ impl Demo {
     }
 
     /// The parties of this run: A, S, B, and the router P when routed.
+    /// The transcript's `nodes`: each started node's name, role and key.
+    pub(super) fn node_keys(&self) -> Vec<Value> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.key.is_empty())
+            .map(|n| json!({"name": n.party.name(), "role": n.party.role(), "node_key": n.key}))
+            .collect()
+    }
+
     pub(super) fn parties(&self) -> Vec<Party> {
         let extra_payees = [Party::C, Party::D, Party::E];
         Party::ALL
@@ -583,4 +592,24 @@ impl Demo {
             })
             .collect()
     }
+}
+
+/// The transcript's balance rows: `(channel, channel id, party)` with its balance before and
+/// after, in the same order.
+pub(super) fn balance_rows(
+    rows: &[(&'static str, String, &'static str)],
+    before: &[u64],
+    after: &[u64],
+) -> Vec<Balance> {
+    rows.iter()
+        .zip(before.iter().zip(after.iter()))
+        .map(|((channel, id, party), (b, a))| Balance {
+            channel,
+            channel_id: id.to_string(),
+            party,
+            before_sat: *b,
+            after_sat: *a,
+            change_sat: *a as i64 - *b as i64,
+        })
+        .collect()
 }
