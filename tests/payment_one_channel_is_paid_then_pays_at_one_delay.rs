@@ -19,7 +19,7 @@ fn a_wallet_is_paid_on_its_channel_then_pays_from_it_at_the_same_delay() {
     let w = A;
     let x = sim.add_payer("X", 0xd7).unwrap();
     // S opens W's channel (and so holds its balance): W starts with nothing on it.
-    let w_s = sim.open_with_delay(S, w, 500_000, DELAY).unwrap();
+    sim.open_with_delay(S, w, 500_000, DELAY).unwrap();
     sim.open_with_delay(x, S, 500_000, DELAY).unwrap();
     sim.open_with_delay(S, B, 400_000, DELAY).unwrap();
 
@@ -86,7 +86,6 @@ fn a_wallet_is_paid_on_its_channel_then_pays_from_it_at_the_same_delay() {
         (500_000 - RECEIVED + PAID + fee, RECEIVED - PAID - fee)
     );
     assert_eq!(sim.nodes[w].state_with(sim.key(S)).unwrap(), end);
-    let _ = w_s;
 
     // The same payment as a withheld sale is refused on this channel.
     let withheld = sim.pay(PAID).unwrap();

@@ -250,4 +250,73 @@ impl NodeCore {
         }
         Ok(())
     }
+
+    /// The PTLC `id` that `peer` offered us on `channel_id`, an open channel with it, as a
+    /// held sale's request names it: in the latest complete state and in the update under
+    /// way (none being removed), with no fulfil or fail of it waiting in the queue, and at a
+    /// point no sale of the reverse variant uses. Otherwise `None`, and the request is
+    /// refused.
+    pub(super) fn held_transfer(
+        &self,
+        peer: &PublicKey,
+        channel_id: &ChannelId,
+        id: u64,
+    ) -> Option<HeldTransfer> {
+        let e = self.channels.get(channel_id)?;
+        if &e.peer != peer {
+            return None;
+        }
+        let snap = e.channel.snapshot();
+        // Only an open channel sells: once a state is on chain, no new offer.
+        if !matches!(snap.stage, Stage::Open { .. }) {
+            return None;
+        }
+        let latest = &snap.complete.as_ref()?.body;
+        let ptlc = latest
+            .ptlcs
+            .iter()
+            .find(|p| p.id == id && p.offerer != snap.side)?;
+        let kept = snap.pending().is_none_or(|q| {
+            q.body
+                .ptlcs
+                .iter()
+                .any(|p| p.id == id && p.point == ptlc.point)
+        });
+        let queued = self.queued.get(channel_id).is_some_and(|q| {
+            q.iter().any(|(c, _)| {
+                matches!(c, Command::Fulfil { id: x, .. } | Command::Fail { id: x } if x == &id)
+            })
+        });
+        let reverse = self.reverse.payments().any(|(_, p)| match &p.status {
+            ReverseStatus::Offered { offer }
+            | ReverseStatus::Buying { offer, .. }
+            | ReverseStatus::Bought { offer, .. } => offer.point == ptlc.point,
+            _ => false,
+        });
+        if !kept || queued || reverse {
+            return None;
+        }
+        Some(HeldTransfer {
+            channel_id: *channel_id,
+            state: latest.number,
+            ptlc: HeldPtlc {
+                id,
+                expiry: ptlc.expiry.height(),
+            },
+            amount_sat: ptlc.amount_sat,
+            point: ptlc.point,
+            shared_delay: snap.params.as_ref()?.shared_delay,
+        })
+    }
+
+    /// For an invoice of a held sale: the payer's PTLC, if it is still there as the request
+    /// found it (see `held_transfer`).
+    pub(super) fn held_of_invoice(&self, payment_id: &PaymentId) -> Option<HeldTransfer> {
+        let RoleMachine::Lsp(lsp) = &self.role else {
+            return None;
+        };
+        let p = lsp.payment(payment_id)?;
+        let held = p.offer.held?;
+        self.held_transfer(&p.payer, &p.offer.channel_id, held.id)
+    }
 }
