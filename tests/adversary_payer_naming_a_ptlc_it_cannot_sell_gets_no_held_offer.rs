@@ -32,6 +32,7 @@ fn ptlc_without_offer(sim: &mut Network) -> (PaymentId, HeldPtlc) {
             note: String::new(),
             receipts: receipt_card(&sim.nodes[B].seed),
             hold_blocks: Some(HOLD),
+            irrevocable: false,
         }),
     )
     .unwrap();
@@ -78,6 +79,7 @@ fn request(sim: &Network, payment_id: PaymentId, held: HeldPtlc, fee_sat: u64) -
         fee_sat,
         payee: sim.key(B),
         held: Some(held),
+        irrevocable: false,
     }
 }
 

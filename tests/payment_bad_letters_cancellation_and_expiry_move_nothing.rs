@@ -376,6 +376,7 @@ fn letters_under_an_lsp_that_never_pays_do_not_use_up_the_payees_slots() {
             payee: b,
             expiry: u32::MAX,
             held: None,
+            irrevocable: false,
         }
         .sign(&lsp, &[0; 32]);
         let mut pre = [0u8; 65];
@@ -446,6 +447,7 @@ fn a_payer_refuses_receipt_slots_the_payee_did_not_endorse() {
                     note: String::new(),
                     receipts,
                     hold_blocks: None,
+                    irrevocable: false,
                 }),
             )
             .unwrap_err();

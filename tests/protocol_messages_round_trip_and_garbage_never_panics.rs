@@ -219,6 +219,7 @@ fn offer() -> impl Strategy<Value = PurchaseOffer> {
                         id: amount_sat,
                         expiry,
                     }),
+                    irrevocable: expiry % 2 == 1,
                 }
                 .sign(&key(lsp), &[0; 32])
             },
@@ -257,6 +258,7 @@ fn outcome() -> impl Strategy<Value = CancelOutcome> {
         Just(CancelOutcome::SaleInProgress),
         Just(CancelOutcome::Sold),
         Just(CancelOutcome::Expired),
+        Just(CancelOutcome::Irrevocable),
     ]
 }
 
@@ -283,6 +285,7 @@ fn payment_message() -> impl Strategy<Value = PaymentMessage> {
                         id: amount_sat,
                         expiry: fee_sat as u32,
                     }),
+                    irrevocable: fee_sat % 2 == 1,
                 })
             }),
         offer().prop_map(PaymentMessage::Offer),
@@ -400,28 +403,38 @@ fn nested_records(message_type: u16) -> &'static [u64] {
 }
 
 /// Whether record `t` of a message of type `message_type` may be left out: an invoice's
-/// route hint, a request's or an offer's held PTLC.
+/// route hint, a request's or an offer's held PTLC and irrevocable flag.
 fn optional(message_type: u16, t: u64) -> bool {
     matches!(
         (message_type, t),
-        (types::INVOICE, 10) | (types::REQUEST, 12) | (types::OFFER | types::RECEIVE_OFFER, 20)
+        (types::INVOICE, 10)
+            | (types::REQUEST, 12 | 14)
+            | (types::OFFER | types::RECEIVE_OFFER, 20 | 22)
     )
 }
 
-/// The message without its held PTLC, if it has one: a cut that drops exactly that trailing
-/// optional record decodes as this (an offer's signature covers the record, so S's offer
-/// without it no longer verifies).
-fn without_held(msg: &PeerMessage) -> Option<PeerMessage> {
-    let mut msg = msg.clone();
-    let held = match &mut msg {
-        PeerMessage::Payment(PaymentMessage::Request(r)) => &mut r.held,
-        PeerMessage::Payment(PaymentMessage::Offer(o) | PaymentMessage::ReceiveOffer(o)) => {
-            &mut o.terms.held
-        }
-        _ => return None,
-    };
-    held.take()?;
-    Some(msg)
+/// The message without its trailing optional records: without its irrevocable flag, and
+/// without both the flag and its held PTLC. A cut that drops exactly those trailing
+/// records decodes as one of these (an offer's signature covers them, so S's offer without
+/// them no longer verifies).
+fn without_trailing(msg: &PeerMessage) -> Vec<PeerMessage> {
+    fn strip(msg: &PeerMessage, held_too: bool) -> Option<PeerMessage> {
+        let mut msg = msg.clone();
+        let (held, irrevocable) = match &mut msg {
+            PeerMessage::Payment(PaymentMessage::Request(r)) => (&mut r.held, &mut r.irrevocable),
+            PeerMessage::Payment(PaymentMessage::Offer(o) | PaymentMessage::ReceiveOffer(o)) => {
+                (&mut o.terms.held, &mut o.terms.irrevocable)
+            }
+            _ => return None,
+        };
+        let had_flag = std::mem::take(irrevocable);
+        let had_held = held_too && held.take().is_some();
+        (had_flag || had_held).then_some(msg)
+    }
+    strip(msg, false)
+        .into_iter()
+        .chain(strip(msg, true))
+        .collect()
 }
 
 proptest! {
@@ -468,11 +481,11 @@ proptest! {
     #[test]
     fn every_truncation_is_refused(msg in peer_message()) {
         let bytes = msg.encode();
-        let shorter = without_held(&msg).map(|m| m.encode());
+        let shorter: Vec<Vec<u8>> = without_trailing(&msg).iter().map(|m| m.encode()).collect();
         for cut in 0..bytes.len() {
             match decode(&bytes[..cut]) {
                 Err(_) => {}
-                Ok(_) if shorter.as_deref() == Some(&bytes[..cut]) => {}
+                Ok(_) if shorter.iter().any(|s| s[..] == bytes[..cut]) => {}
                 Ok(other) => prop_assert!(false, "a cut at {} of {} decoded: {:?}", cut, bytes.len(), other),
             }
         }
@@ -512,7 +525,7 @@ proptest! {
         let (ty, records) = split(&msg.encode());
         // Past every record type a message of this version knows (an optional one may be
         // left out, so the last present record is not always the highest known).
-        let last = records.last().expect("every message has a record").0.max(20);
+        let last = records.last().expect("every message has a record").0.max(22);
         let mut edited = records.clone();
         edited.push((last + 2, vec![1]));
         prop_assert_eq!(
@@ -759,6 +772,7 @@ fn samples() -> Vec<(&'static str, PeerMessage)> {
         payee: key(3).public_key(),
         expiry: 800_000,
         held: None,
+        irrevocable: false,
     }
     .sign(&key(2), &[0; 32]);
     let held = HeldPtlc {
@@ -767,6 +781,12 @@ fn samples() -> Vec<(&'static str, PeerMessage)> {
     };
     let held_offer = OfferTerms {
         held: Some(held),
+        ..offer.terms.clone()
+    }
+    .sign(&key(2), &[0; 32]);
+    let irrevocable_offer = OfferTerms {
+        held: Some(held),
+        irrevocable: true,
         ..offer.terms.clone()
     }
     .sign(&key(2), &[0; 32]);
@@ -919,6 +939,7 @@ fn samples() -> Vec<(&'static str, PeerMessage)> {
                 fee_sat: 100,
                 payee: key(3).public_key(),
                 held: None,
+                irrevocable: false,
             })
             .into(),
         ),
@@ -932,13 +953,32 @@ fn samples() -> Vec<(&'static str, PeerMessage)> {
                 fee_sat: 100,
                 payee: key(3).public_key(),
                 held: Some(held),
+                irrevocable: false,
             })
             .into(),
         ),
         ("offer", PaymentMessage::Offer(offer.clone()).into()),
         (
+            "irrevocable request for a held sale",
+            PaymentMessage::Request(PayRequest {
+                payment_id,
+                channel_id,
+                state: 7,
+                amount_sat: 50_000,
+                fee_sat: 100,
+                payee: key(3).public_key(),
+                held: Some(held),
+                irrevocable: true,
+            })
+            .into(),
+        ),
+        (
             "offer of a held sale",
             PaymentMessage::Offer(held_offer).into(),
+        ),
+        (
+            "irrevocable offer of a held sale",
+            PaymentMessage::Offer(irrevocable_offer).into(),
         ),
         ("invoice", PaymentMessage::Invoice(invoice(false)).into()),
         (
@@ -1043,8 +1083,14 @@ fn refused_samples() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("an unknown even message type", vec![0x01, 0x14]));
     let (ty, cancelled) = split(&bytes("cancelled"));
     let mut edited = cancelled;
-    edited[1].1 = vec![4];
+    edited[1].1 = vec![5];
     out.push(("cancelled with an outcome out of range", join(ty, &edited)));
+    let (ty, mut edited) = split(&bytes("irrevocable offer of a held sale"));
+    edited.last_mut().expect("the flag").1 = vec![1];
+    out.push((
+        "offer with an irrevocable flag that holds a byte",
+        join(ty, &edited),
+    ));
     out
 }
 

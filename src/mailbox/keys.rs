@@ -68,6 +68,127 @@ pub enum KeyError {
     /// A contact signature is not 64 hex-encoded bytes.
     #[error("contact signature is malformed")]
     MalformedSignature,
+    /// A static offer's description longer than [`MAX_DESCRIPTION_LEN`] bytes.
+    #[error("offer description of {0} bytes exceeds {MAX_DESCRIPTION_LEN}")]
+    DescriptionTooLong(usize),
+}
+
+/// Why a payer does not pay a static offer (a contact card of version 3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfferError {
+    /// The offer's expiry has passed.
+    #[error("the payee's offer expired at unix time {expires_at}, now {now}")]
+    Expired {
+        /// The offer's last second.
+        expires_at: u64,
+        /// The payer's clock.
+        now: u64,
+    },
+    /// The offer names an amount and the payment is for another.
+    #[error("the payee's offer asks {offered} sat, the payment is for {asked} sat")]
+    Amount {
+        /// What the offer asks.
+        offered: u64,
+        /// What the payer would pay.
+        asked: u64,
+    },
+    /// The offer names the LSPs that may buy for the payee, and the payer's is not one.
+    #[error("the payee sells only to LSP {allowed}, not to {lsp}")]
+    Lsp {
+        /// The LSP the offer names (hex).
+        allowed: String,
+        /// The payer's LSP (hex).
+        lsp: String,
+    },
+}
+
+/// The longest description a static offer may carry, in bytes (it becomes the sale
+/// letter's note, which the receipt signs).
+pub const MAX_DESCRIPTION_LEN: usize = 512;
+
+/// What a contact card of version 3 adds: a static offer in BOLT 12's sense, which the payee
+/// leaves behind (on a web page, a QR code at a till) and which any payer may pay while the
+/// payee is offline. Every field is optional and signed with the card.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticOffer {
+    /// The amount asked, in sat; a payer pays exactly this. `None`: any amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_sat: Option<u64>,
+    /// What is sold; the payer's letter carries it as its note, so the proof of payment
+    /// names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The last unix second at which a payer may pay it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The LSP (hex x-only node key) that may buy the payee's signature: the one the payee
+    /// has a channel with. A payer through another LSP is refused before it pays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsp: Option<String>,
+}
+
+impl StaticOffer {
+    fn digest_bytes(&self) -> Result<Vec<u8>, KeyError> {
+        let mut out = vec![];
+        match self.amount_sat {
+            Some(a) => {
+                out.push(1);
+                out.extend_from_slice(&a.to_be_bytes());
+            }
+            None => out.push(0),
+        }
+        let description = self.description.as_deref().unwrap_or("");
+        if description.len() > MAX_DESCRIPTION_LEN {
+            return Err(KeyError::DescriptionTooLong(description.len()));
+        }
+        out.push(u8::from(self.description.is_some()));
+        out.extend_from_slice(&(description.len() as u32).to_be_bytes());
+        out.extend_from_slice(description.as_bytes());
+        match self.expires_at {
+            Some(t) => {
+                out.push(1);
+                out.extend_from_slice(&t.to_be_bytes());
+            }
+            None => out.push(0),
+        }
+        match &self.lsp {
+            Some(lsp) => {
+                out.push(1);
+                out.extend_from_slice(&parse_node_key(lsp)?.serialize());
+            }
+            None => out.push(0),
+        }
+        Ok(out)
+    }
+
+    /// Whether a payment of `amount_sat` through `lsp` at unix time `now` may pay this
+    /// offer.
+    pub fn check(&self, amount_sat: u64, lsp: &PublicKey, now: u64) -> Result<(), OfferError> {
+        if let Some(expires_at) = self.expires_at {
+            if now > expires_at {
+                return Err(OfferError::Expired { expires_at, now });
+            }
+        }
+        if let Some(offered) = self.amount_sat {
+            if offered != amount_sat {
+                return Err(OfferError::Amount {
+                    offered,
+                    asked: amount_sat,
+                });
+            }
+        }
+        // Parsed when the card was verified.
+        if let Some(allowed) = self.lsp.as_deref().and_then(|k| parse_node_key(k).ok()) {
+            if allowed.serialize() != lsp.to_xonly_bytes() {
+                return Err(OfferError::Lsp {
+                    allowed: allowed.to_string(),
+                    lsp: hex::encode(lsp.to_xonly_bytes()),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a contact given by hand (a card file, or a node key and an age recipient) cannot be
@@ -242,6 +363,9 @@ pub struct Contact {
     /// and the payment's proof of payment is the node's signature with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipts: Option<ReceiptCard>,
+    /// A static offer (version 3, which also lists receipt slots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<StaticOffer>,
     /// Hex BIP340 signature by the node key over [`contact_digest`].
     pub signature: String,
 }
@@ -259,6 +383,8 @@ pub struct VerifiedContact {
     pub issued_at: u64,
     /// The receipt slots, when the card lists them (version 2).
     pub receipts: Option<ReceiptCard>,
+    /// The static offer, when the card is one (version 3).
+    pub offer: Option<StaticOffer>,
 }
 
 impl Contact {
@@ -274,9 +400,29 @@ impl Contact {
         issued_at: u64,
         receipts: Option<ReceiptCard>,
     ) -> Contact {
+        Self::sign_offer(key, mailbox_url, issued_at, receipts, None)
+            .expect("a card without an offer has nothing to refuse")
+    }
+
+    /// Builds and signs a contact for `key` that lists receipt slots (version 2) if given,
+    /// and is a static offer (version 3, with receipt slots) if `offer` is given. Refuses an
+    /// offer without receipt slots, with an LSP key that does not parse, or with a
+    /// description over [`MAX_DESCRIPTION_LEN`].
+    pub fn sign_offer(
+        key: &NodeKey,
+        mailbox_url: &str,
+        issued_at: u64,
+        receipts: Option<ReceiptCard>,
+        offer: Option<StaticOffer>,
+    ) -> Result<Contact, KeyError> {
         let node_key = key.public();
         let age_recipient = key.age_recipient().to_string();
-        let version = if receipts.is_some() { 2 } else { 1 };
+        let version = match (&receipts, &offer) {
+            (None, None) => 1,
+            (Some(_), None) => 2,
+            (Some(_), Some(_)) => 3,
+            (None, Some(_)) => return Err(KeyError::ContactVersion(3)),
+        };
         let digest = contact_digest(
             version,
             &node_key,
@@ -284,16 +430,18 @@ impl Contact {
             mailbox_url,
             issued_at,
             receipts.as_ref(),
-        );
-        Contact {
+            offer.as_ref(),
+        )?;
+        Ok(Contact {
             version,
             node_key: node_key.to_string(),
             age_recipient,
             mailbox_url: mailbox_url.to_owned(),
             issued_at,
             receipts,
+            offer,
             signature: key.sign_digest(digest).to_string(),
-        }
+        })
     }
 
     /// Checks the signature and parses the fields.
@@ -303,9 +451,9 @@ impl Contact {
             .map_err(|_| KeyError::InvalidAgeRecipient(self.age_recipient.clone()))?;
         let sig = schnorr::Signature::from_str(&self.signature)
             .map_err(|_| KeyError::MalformedSignature)?;
-        match (self.version, &self.receipts) {
-            (1, None) | (2, Some(_)) => {}
-            (version, _) => return Err(KeyError::ContactVersion(version)),
+        match (self.version, &self.receipts, &self.offer) {
+            (1, None, None) | (2, Some(_), None) | (3, Some(_), Some(_)) => {}
+            (version, _, _) => return Err(KeyError::ContactVersion(version)),
         }
         let digest = contact_digest(
             self.version,
@@ -314,7 +462,8 @@ impl Contact {
             &self.mailbox_url,
             self.issued_at,
             self.receipts.as_ref(),
-        );
+            self.offer.as_ref(),
+        )?;
         if !verify_digest(&node_key, digest, &sig) {
             return Err(KeyError::BadContactSignature(node_key));
         }
@@ -324,6 +473,7 @@ impl Contact {
             mailbox_url: self.mailbox_url.clone(),
             issued_at: self.issued_at,
             receipts: self.receipts.clone(),
+            offer: self.offer.clone(),
         })
     }
 }
@@ -362,13 +512,17 @@ impl VerifiedContact {
             mailbox_url,
             issued_at: 0,
             receipts: None,
+            offer: None,
         })
     }
 }
 
 /// `tagged_hash("asyncpay/mailbox/v1/contact", version ‖ node_key ‖ len‖age ‖ len‖url ‖
-/// issued_at [‖ epoch ‖ count ‖ (index ‖ R ‖ P)…])`, lengths, time, epoch, count and index
-/// big-endian (u32, u32, u64, u32, u32, u32); the receipt slots only in version 2.
+/// issued_at [‖ epoch ‖ count ‖ (index ‖ R ‖ P)…] [‖ offer])`, lengths, time, epoch, count
+/// and index big-endian (u32, u32, u64, u32, u32, u32); the receipt slots in versions 2 and
+/// 3, the offer only in version 3: each of its fields a presence byte (0 or 1) then the
+/// value (amount u64; description u32 length and bytes, always written; expiry u64; LSP
+/// 32 bytes). Refuses an offer whose LSP key does not parse or whose description is too long.
 pub fn contact_digest(
     version: u8,
     node_key: &XOnlyPublicKey,
@@ -376,7 +530,9 @@ pub fn contact_digest(
     mailbox_url: &str,
     issued_at: u64,
     receipts: Option<&ReceiptCard>,
-) -> [u8; 32] {
+    offer: Option<&StaticOffer>,
+) -> Result<[u8; 32], KeyError> {
+    let offer = offer.map(StaticOffer::digest_bytes).transpose()?;
     let mut slots = vec![];
     if let Some(card) = receipts {
         slots.extend_from_slice(&card.epoch.to_be_bytes());
@@ -387,7 +543,7 @@ pub fn contact_digest(
             slots.extend_from_slice(&slot.key.to_xonly_bytes());
         }
     }
-    tagged_hash(
+    Ok(tagged_hash(
         CONTACT_TAG,
         &[
             &[version],
@@ -398,8 +554,9 @@ pub fn contact_digest(
             mailbox_url.as_bytes(),
             &issued_at.to_be_bytes(),
             &slots,
+            offer.as_deref().unwrap_or(&[]),
         ],
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 pub mod core;
 pub mod driver;
 pub mod files;
+pub mod pos;
 pub mod runtime;
 pub mod store;
 pub mod views;

@@ -56,13 +56,17 @@ impl Store {
         let db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
+        // `asyncpay pos accept` writes a running node's inbox from another process.
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS channels (id TEXT PRIMARY KEY, peer TEXT NOT NULL, snapshot TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS payments (id TEXT PRIMARY KEY, record TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS peers (key TEXT PRIMARY KEY, addr TEXT);
              CREATE TABLE IF NOT EXISTS funding (channel TEXT PRIMARY KEY, tx TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS contacts (payee TEXT PRIMARY KEY, contact TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS reverse (id TEXT PRIMARY KEY, record TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS reverse (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS handed (payment TEXT PRIMARY KEY, envelope BLOB);
+             CREATE TABLE IF NOT EXISTS inbox (id TEXT PRIMARY KEY, envelope BLOB NOT NULL);",
         )?;
         Ok(Store { db })
     }
@@ -270,6 +274,65 @@ impl Store {
             "INSERT OR REPLACE INTO contacts (payee, contact) VALUES (?1, ?2)",
             params![payee.to_string(), contact],
         )?;
+        Ok(())
+    }
+
+    /// Marks payment `payment`'s sale letter as one handed over (read with
+    /// [`Store::handed`]) instead of posted to the payee's mailbox.
+    pub fn put_hand_over(&self, payment: &str) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO handed (payment, envelope) VALUES (?1, NULL)",
+            params![payment],
+        )?;
+        Ok(())
+    }
+
+    /// Stores the sealed envelope of a letter to hand over.
+    pub fn put_handed(&self, payment: &str, envelope: &[u8]) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO handed (payment, envelope) VALUES (?1, ?2)",
+            params![payment, envelope],
+        )?;
+        Ok(())
+    }
+
+    /// `None` if payment `payment`'s letter goes to the mailbox; `Some(None)` if it is to be
+    /// handed over but not sealed yet; `Some(Some(envelope))` once sealed.
+    pub fn handed(&self, payment: &str) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT envelope FROM handed WHERE payment = ?1",
+                params![payment],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Queues a sealed envelope handed to this node (by `asyncpay pos accept`) for the
+    /// running node, which handles it as a letter from its mailbox. The same id twice is one
+    /// letter.
+    pub fn put_inbox(&self, id: &str, envelope: &[u8]) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO inbox (id, envelope) VALUES (?1, ?2)",
+            params![id, envelope],
+        )?;
+        Ok(())
+    }
+
+    /// The envelopes waiting in the inbox, oldest first.
+    pub fn inbox(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT id, envelope FROM inbox ORDER BY rowid")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes a handled envelope from the inbox.
+    pub fn delete_inbox(&self, id: &str) -> Result<(), StoreError> {
+        self.db
+            .execute("DELETE FROM inbox WHERE id = ?1", params![id])?;
         Ok(())
     }
 

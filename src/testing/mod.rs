@@ -591,6 +591,7 @@ impl Network {
                 note: "for the coffee".into(),
                 receipts: receipt_card(&self.nodes[B].seed),
                 hold_blocks: None,
+                irrevocable: false,
             }),
         )?;
         self.pump()?;
@@ -625,6 +626,18 @@ impl Network {
         amount_sat: u64,
         hold_blocks: u32,
     ) -> anyhow::Result<PaymentId> {
+        self.pay_held_with(payee, amount_sat, hold_blocks, false)
+    }
+
+    /// [`Network::pay_held`], asking S for an offer A cannot cancel before its expiry if
+    /// `irrevocable`.
+    pub fn pay_held_with(
+        &mut self,
+        payee: usize,
+        amount_sat: u64,
+        hold_blocks: u32,
+        irrevocable: bool,
+    ) -> anyhow::Result<PaymentId> {
         let payment_id = PaymentId([0x70 + self.next_id; 32]);
         self.next_id += 1;
         let (lsp, payee_key) = (self.key(S), self.key(payee));
@@ -639,6 +652,7 @@ impl Network {
                 note: format!("held payment {}", self.next_id - 1),
                 receipts: receipt_card(&self.nodes[payee].seed),
                 hold_blocks: Some(hold_blocks),
+                irrevocable,
             }),
         )?;
         self.pump()?;

@@ -1751,7 +1751,8 @@ impl World {
                     CancelOutcome::SaleInProgress,
                     CancelOutcome::Sold,
                     CancelOutcome::Expired,
-                ][usize::from(pick) % 4],
+                    CancelOutcome::Irrevocable,
+                ][usize::from(pick) % 5],
             },
             3 => PaymentMessage::RequestRefused {
                 payment_id,
@@ -1815,6 +1816,9 @@ impl World {
                         id: u64::from(pick % 4),
                         expiry: u32::from(pick) * 7,
                     }),
+                    // Now and then irrevocable, held or not: S offers an irrevocable offer
+                    // only on a held sale.
+                    irrevocable: pick % 5 == 0,
                 })
             }
             // A forward asking a router to pay out more than it takes in.
@@ -1858,6 +1862,9 @@ impl World {
                 receipts,
                 // Half the payments are held sales (a PTLC to the LSP each).
                 hold_blocks: ((usize::from(amount_pick) / AMOUNTS.len()) % 2 == 1).then_some(400),
+                // Half of those irrevocable: the payer's cancellation is refused until the
+                // offer expires.
+                irrevocable: (usize::from(amount_pick) / AMOUNTS.len()) % 4 == 3,
             }),
         )
     }

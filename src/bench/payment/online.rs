@@ -564,6 +564,7 @@ impl Session {
                 note: "bench".into(),
                 receipts: self.b_receipts.receipt_slots(i as u32, 1),
                 hold_blocks: None,
+                irrevocable: false,
             }))
             .await?;
         net.wait_note(start, "A's letter to be posted", |n| {

@@ -760,6 +760,7 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
                             note: "bench".into(),
                             receipts,
                             hold_blocks: None,
+                            irrevocable: false,
                         }),
                         (s, pb),
                     )?;

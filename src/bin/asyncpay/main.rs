@@ -9,6 +9,7 @@ mod demo;
 mod mailbox;
 mod network;
 mod node;
+mod pos;
 mod proof;
 mod watchtower;
 
@@ -87,6 +88,12 @@ enum Command {
         #[command(subcommand)]
         command: network::NetworkCmd,
     },
+    /// Point of sale: `accept` checks a letter handed to a merchant's offline device and
+    /// queues it for sale; `relay` carries an offline payer's session to its LSP.
+    Pos {
+        #[command(subcommand)]
+        command: pos::PosCmd,
+    },
     /// Proofs of payment: `verify` checks one offline against the payee's contact card.
     Proof {
         #[command(subcommand)]
@@ -139,6 +146,7 @@ fn main() -> anyhow::Result<()> {
         Command::Signet { command } => {
             network::run(asyncpay::chain::network::Chain::Signet, command)?
         }
+        Command::Pos { command } => pos::run(command)?,
         Command::Proof { command } => proof::run(command)?,
         Command::Bench { kind } => match kind {
             BenchKind::Mailbox(args) => bench::mailbox(args)?,

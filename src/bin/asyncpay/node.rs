@@ -205,8 +205,30 @@ enum CtlRequest {
         #[arg(long)]
         capacity_sat: u64,
     },
-    /// Print the node's signed contact card (node key, age recipient, mailbox URL).
-    Contact,
+    /// Print the node's signed contact card (node key, age recipient, mailbox URL, receipt
+    /// slots). With any of the flags below it is a static offer (card version 3): what a
+    /// payer pays while this node is offline, signed; a payer refuses it once expired, for
+    /// another amount, or through another LSP.
+    Contact {
+        /// The amount a payer must pay, in sat (default: any).
+        #[arg(long)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        amount_sat: Option<u64>,
+        /// What is sold; the payer's letter carries it as its note, which the proof of
+        /// payment signs.
+        #[arg(long)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// The offer expires this many seconds from now.
+        #[arg(long)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_in_secs: Option<u64>,
+        /// The LSP that may buy this node's signature (its node key): the one it has a
+        /// channel with.
+        #[arg(long)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lsp: Option<String>,
+    },
     /// Pay a payee through the LSP; the payee may be offline.
     Pay {
         /// The LSP's node key.
@@ -230,6 +252,23 @@ enum CtlRequest {
         #[arg(long)]
         #[serde(skip_serializing_if = "Option::is_none")]
         hold_blocks: Option<u32>,
+        /// With --hold-blocks: ask the LSP for an offer this node cannot cancel before its
+        /// expiry, which a merchant's offline device accepts (`asyncpay pos accept`).
+        #[arg(long, requires = "hold_blocks")]
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        irrevocable: bool,
+        /// Keep the sealed letter for this node to hand over (`ctl letter`) instead of
+        /// posting it to the payee's mailbox.
+        #[arg(long)]
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        hand_over: bool,
+    },
+    /// Print the sealed sale letter of a payment made with --hand-over, once the LSP's offer
+    /// came (`envelope`, hex): what the payer hands the merchant's device.
+    Letter {
+        /// The payment id (hex).
+        #[arg(long)]
+        payment_id: String,
     },
     /// Reverse variant: be paid while offline by a payer buying the LSP's signature.
     Receive {

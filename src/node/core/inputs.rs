@@ -41,7 +41,13 @@ impl NodeCore {
                 note,
                 receipts,
                 hold_blocks,
+                irrevocable,
             } => {
+                if irrevocable && hold_blocks.is_none() {
+                    return Err(NodeError::Payment(PaymentError::Mismatch {
+                        field: "irrevocable offers are held sales (give hold_blocks)",
+                    }));
+                }
                 let channel_id = self
                     .channels_with(&lsp)
                     .find(|(_, e)| e.channel.phase() == Phase::Funded)
@@ -68,6 +74,7 @@ impl NodeCore {
                                 &[&self.seed, &payment_id.0],
                             )),
                             expiry: self.height.saturating_add(blocks),
+                            irrevocable,
                         }),
                     }),
                     out,

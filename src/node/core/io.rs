@@ -383,6 +383,8 @@ pub enum NodeCommand {
         /// from now (at most the channel's update window), so that many payments can wait
         /// on one channel; `None` withholds a state update instead (one at a time).
         hold_blocks: Option<u32>,
+        /// For a held sale: ask for an offer A cannot cancel before its expiry.
+        irrevocable: bool,
     },
     /// Be paid `amount_sat` by `payer` while offline (reverse variant): ask `lsp` for a state
     /// paying us whose LSP signature `payer` buys.

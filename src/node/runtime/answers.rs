@@ -5,7 +5,7 @@ use bitcoin::{Amount, FeeRate, Txid};
 use serde_json::{json, Value};
 
 use crate::crypto::keys::PublicKey;
-use crate::mailbox::keys::Contact;
+use crate::mailbox::keys::{Contact, StaticOffer};
 use crate::node::core::{NodeCommand, NodeError, NodeInput};
 use crate::protocol::messages::ChannelId;
 use crate::protocol::payment::{PayerStatus, PaymentId};
@@ -92,13 +92,26 @@ impl Node {
                 self.carry_out(outputs).await?;
                 Ok(json!({ "channel_id": hex::encode(channel_id.0) }))
             }
-            Request::Contact => {
-                let contact = Contact::sign_with_receipts(
+            Request::Contact {
+                amount_sat,
+                description,
+                expires_in_secs,
+                lsp,
+            } => {
+                let issued_at = now();
+                let offer = StaticOffer {
+                    amount_sat,
+                    description,
+                    expires_at: expires_in_secs.map(|s| issued_at.saturating_add(s)),
+                    lsp,
+                };
+                let contact = Contact::sign_offer(
                     &self.io.mailbox_key,
                     self.io.mailbox.base_url(),
-                    now(),
+                    issued_at,
                     Some(self.core.receipt_card()),
-                );
+                    (offer != StaticOffer::default()).then_some(offer),
+                )?;
                 Ok(serde_json::to_value(contact)?)
             }
             Request::Pay {
@@ -108,15 +121,30 @@ impl Node {
                 fee_sat,
                 note,
                 hold_blocks,
+                irrevocable,
+                hand_over,
             } => {
                 let verified = contact.verify()?;
                 let payee = PublicKey::from(verified.node_key);
                 let receipts = verified.receipts.ok_or(RuntimeError::NoReceiptSlots)?;
+                // A static offer: paid as it says, or not at all; its description is the
+                // letter's note (signed by the receipt) unless the payer writes one.
+                let note = match &verified.offer {
+                    Some(offer) => {
+                        offer.check(amount_sat, &lsp, now())?;
+                        note.or_else(|| offer.description.clone())
+                    }
+                    None => note,
+                };
                 self.io
                     .store
                     .put_contact(&payee, &serde_json::to_string(&contact)?)?;
                 let fee_sat = fee_sat.unwrap_or_else(|| lsp_policy(0).fee_for(amount_sat));
                 let payment_id = PaymentId(rand::random());
+                if hand_over {
+                    // Before the core can ask for the letter to be posted.
+                    self.io.store.put_hand_over(&payment_id.to_string())?;
+                }
                 let outputs = self.core.handle(NodeInput::Command(NodeCommand::Pay {
                     payment_id,
                     lsp,
@@ -126,6 +154,7 @@ impl Node {
                     note: note.unwrap_or_default(),
                     receipts,
                     hold_blocks,
+                    irrevocable,
                 }))?;
                 self.carry_out(outputs).await?;
                 // A transfer the channel refused (e.g. above the balance) leaves the payment
@@ -142,6 +171,17 @@ impl Node {
                     return Err(RuntimeError::PaymentRefused { payment_id, reason });
                 }
                 Ok(json!({ "payment_id": payment_id.to_string(), "fee_sat": fee_sat }))
+            }
+            Request::Letter { payment_id } => {
+                let no_letter = |why| RuntimeError::NoLetter { payment_id, why };
+                match self.io.store.handed(&payment_id.to_string())? {
+                    None => Err(no_letter("the payment posts its letter to the mailbox")),
+                    Some(None) => Err(no_letter("the LSP's offer has not come yet")),
+                    Some(Some(envelope)) => Ok(json!({
+                        "payment_id": payment_id.to_string(),
+                        "envelope": hex::encode(envelope),
+                    })),
+                }
             }
             Request::Receive {
                 lsp,

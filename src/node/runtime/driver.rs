@@ -14,6 +14,7 @@ use crate::chain::rpc::Rpc;
 use crate::chain::wallet::Wallet;
 use crate::crypto::keys::PublicKey;
 use crate::mailbox::client::MailboxClient;
+use crate::mailbox::envelope::{seal, Envelope, EnvelopeId, Letter};
 use crate::mailbox::keys::{Contact, NodeKey};
 use crate::net::{Allow, Listener};
 use crate::node::core::{
@@ -31,7 +32,10 @@ use super::handle::{NodeHandle, NodeInfo};
 use super::peers::spawn_connection;
 use super::request::Request;
 use super::towers::spawn_tower_pusher;
-use super::{emit, lsp_policy, warn, CrashPoint, NodeConfig, RuntimeError};
+use super::{emit, lsp_policy, now, warn, CrashPoint, NodeConfig, RuntimeError};
+
+/// How long a sale letter waits for its payee, in a mailbox or handed over: a week.
+const LETTER_LIFETIME_SECS: u64 = 7 * 24 * 3600;
 
 pub(super) enum Ev {
     Frame {
@@ -387,6 +391,7 @@ impl Node {
                 if last_poll.elapsed() >= Duration::from_millis(250) {
                     *last_poll = Instant::now();
                     self.poll_chain().await?;
+                    self.drain_inbox().await?;
                 }
                 self.feed_tower();
             }
@@ -424,21 +429,8 @@ impl Node {
             .await?;
         let mut handled = vec![];
         for message in &messages {
-            match message.open(&self.io.mailbox_key) {
-                Ok(opened) => {
-                    match self.core.handle(NodeInput::Letter {
-                        bytes: opened.payload,
-                    }) {
-                        Ok(outputs) => self.carry_out(outputs).await?,
-                        Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {
-                            error: e.to_string(),
-                        }),
-                    }
-                }
-                Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {
-                    error: format!("{e:?}"),
-                }),
-            }
+            let opened = message.open(&self.io.mailbox_key);
+            self.take_letter(opened).await?;
             // Stored (or refused for good) before it is deleted from the mailbox.
             handled.push(message.id);
         }
@@ -446,6 +438,40 @@ impl Node {
             self.io.mailbox.ack(&self.io.mailbox_key, &handled).await?;
         }
         Ok(handled.len())
+    }
+
+    /// Handles the letters handed to this node (`asyncpay pos accept` queues them in the
+    /// store's inbox, also while the node runs), as letters from its mailbox.
+    pub(super) async fn drain_inbox(&mut self) -> Result<usize, RuntimeError> {
+        let waiting = self.io.store.inbox()?;
+        for (id, bytes) in &waiting {
+            let opened = Envelope::decode(bytes).and_then(|e| e.open(&self.io.mailbox_key));
+            self.take_letter(opened).await?;
+            // Stored (or refused for good) before it leaves the inbox.
+            self.io.store.delete_inbox(id)?;
+        }
+        Ok(waiting.len())
+    }
+
+    /// Hands an opened letter to the core, or reports why it was refused.
+    async fn take_letter(
+        &mut self,
+        opened: Result<crate::mailbox::envelope::Opened, crate::mailbox::envelope::EnvelopeError>,
+    ) -> Result<(), RuntimeError> {
+        match opened {
+            Ok(opened) => match self.core.handle(NodeInput::Letter {
+                bytes: opened.payload,
+            }) {
+                Ok(outputs) => self.carry_out(outputs).await?,
+                Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {
+                    error: e.to_string(),
+                }),
+            },
+            Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {
+                error: format!("{e:?}"),
+            }),
+        }
+        Ok(())
     }
 
     async fn poll_chain(&mut self) -> Result<(), RuntimeError> {
@@ -569,7 +595,17 @@ impl Io for RuntimeIo {
         payee: PublicKey,
         bytes: Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        self.post(&payee, None, bytes).await?;
+        let id = payment_id.to_string();
+        match self.store.handed(&id)? {
+            // Sealed as for the mailbox, kept for the payer to hand over (`ctl letter`).
+            // Sealed once: a repeat after a restart hands the same envelope.
+            Some(None) => {
+                let envelope = self.seal(&payee, bytes)?;
+                self.store.put_handed(&id, &envelope.encode())?;
+            }
+            Some(Some(_)) => {}
+            None => self.post(&payee, None, bytes).await?,
+        }
         self.reporter.report(NodeEvent::LetterPosted {
             payment_id: Some(payment_id),
             to: None,
@@ -659,6 +695,32 @@ impl RuntimeIo {
     /// Seals `bytes` to `to`'s mailbox: to the contact card given, or else the one stored
     /// for `to`. (`&mut self`: the driver is `Send` but not `Sync`, and this future holds it
     /// across the post.)
+    /// A letter to `to` sealed for its stored contact and signed by this node, as the
+    /// mailbox client seals it, kept a week.
+    fn seal(&self, to: &PublicKey, bytes: Vec<u8>) -> Result<Envelope, RuntimeError> {
+        let contact: Contact = serde_json::from_str(
+            &self
+                .store
+                .contact(to)?
+                .ok_or(RuntimeError::NoContact((*to).into()))?,
+        )?;
+        let verified = contact.verify()?;
+        let created_at = now();
+        let letter = Letter {
+            recipient: verified.node_key,
+            id: EnvelopeId::random(),
+            created_at,
+            payload: bytes,
+        };
+        Ok(seal(
+            &letter,
+            &verified.age_recipient,
+            created_at.saturating_add(LETTER_LIFETIME_SECS),
+            Some(&self.mailbox_key),
+            false,
+        )?)
+    }
+
     async fn post(
         &mut self,
         to: &PublicKey,
@@ -680,7 +742,7 @@ impl RuntimeIo {
                 &verified,
                 Some(&self.mailbox_key),
                 bytes,
-                Duration::from_secs(7 * 24 * 3600),
+                Duration::from_secs(LETTER_LIFETIME_SECS),
             )
             .await?;
         Ok(())

@@ -105,6 +105,22 @@ pub enum RuntimeError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The payee's static offer does not take this payment (expired, another amount, another
+    /// LSP).
+    #[error("offer: {0}")]
+    Offer(#[from] crate::mailbox::keys::OfferError),
+    /// No letter of this payment to hand over (not made with `hand_over`, or S's offer has
+    /// not come yet).
+    #[error("no letter to hand over for payment {payment_id}: {why}")]
+    NoLetter {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Why.
+        why: &'static str,
+    },
+    /// A letter that could not be sealed or opened.
+    #[error("envelope: {0}")]
+    Envelope(#[from] crate::mailbox::envelope::EnvelopeError),
     /// No contact card is stored for a letter's recipient.
     #[error("no contact stored for {0}")]
     NoContact(bitcoin::secp256k1::XOnlyPublicKey),

@@ -136,6 +136,8 @@ impl NodeHandle {
                 fee_sat,
                 note,
                 hold_blocks: None,
+                irrevocable: false,
+                hand_over: false,
             })
             .await?;
         payment_id(answer)
@@ -268,7 +270,14 @@ impl NodeHandle {
 
     /// The node's signed contact card.
     pub async fn contact(&self) -> Result<Contact, RuntimeError> {
-        let answer = self.request(Request::Contact).await?;
+        let answer = self
+            .request(Request::Contact {
+                amount_sat: None,
+                description: None,
+                expires_in_secs: None,
+                lsp: None,
+            })
+            .await?;
         Ok(serde_json::from_value(answer)?)
     }
 

@@ -62,8 +62,22 @@ pub enum Request {
         /// The channel's capacity.
         capacity_sat: u64,
     },
-    /// The node's signed contact card (node key, age recipient, mailbox URL).
-    Contact,
+    /// The node's signed contact card (node key, age recipient, mailbox URL, receipt
+    /// slots); with any of the offer's fields, a static offer (card version 3).
+    Contact {
+        /// The amount a payer must pay, in sat.
+        #[serde(default)]
+        amount_sat: Option<u64>,
+        /// What is sold (the payer's letter carries it as its note).
+        #[serde(default)]
+        description: Option<String>,
+        /// The offer expires this many seconds from now.
+        #[serde(default)]
+        expires_in_secs: Option<u64>,
+        /// The LSP that may buy this node's signature (hex, x-only).
+        #[serde(default)]
+        lsp: Option<String>,
+    },
     /// Pay a payee through the LSP while the payee may be offline.
     Pay {
         /// The LSP (hex, x-only).
@@ -83,6 +97,20 @@ pub enum Request {
         /// from now (default: a withheld update).
         #[serde(default)]
         hold_blocks: Option<u32>,
+        /// For a held sale: an offer the payer cannot cancel before its expiry, which a
+        /// merchant's offline device can accept.
+        #[serde(default)]
+        irrevocable: bool,
+        /// Keep the sealed letter for the payer to hand over (`letter`), instead of posting
+        /// it to the payee's mailbox.
+        #[serde(default)]
+        hand_over: bool,
+    },
+    /// The sealed sale letter of a payment made with `hand_over`, once S's offer came (hex):
+    /// what the payer hands the payee's device (`asyncpay pos accept`).
+    Letter {
+        /// The payment (hex).
+        payment_id: PaymentId,
     },
     /// Reverse variant: be paid while offline by a payer buying the LSP's signature.
     Receive {
@@ -158,7 +186,7 @@ pub enum RequestError {
 }
 
 /// The commands [`Request::parse`] knows.
-pub const COMMANDS: [&str; 19] = [
+pub const COMMANDS: [&str; 20] = [
     "info",
     "list-channels",
     "list-payments",
@@ -170,6 +198,7 @@ pub const COMMANDS: [&str; 19] = [
     "open",
     "contact",
     "pay",
+    "letter",
     "receive",
     "cancel",
     "proof",

@@ -351,7 +351,8 @@ impl Lsp {
                 && t.amount_sat == req.amount_sat
                 && t.fee_sat == req.fee_sat
                 && t.payee == req.payee
-                && t.held == req.held;
+                && t.held == req.held
+                && t.irrevocable == req.irrevocable;
             if same && record.status == LspStatus::Offered {
                 return vec![Action::Send {
                     to: from,
@@ -360,6 +361,11 @@ impl Lsp {
             }
         }
         let checked = match req.held {
+            // A withheld state is voided by the payer's force close of its older state: no
+            // offer on one can promise the payee anything until its expiry.
+            None if req.irrevocable => Err(PaymentError::Mismatch {
+                field: "irrevocable offers are held sales",
+            }),
             None => self.check_request(&from, &req, pending).map(|point| {
                 (
                     point,
@@ -382,6 +388,7 @@ impl Lsp {
                     payee: req.payee,
                     expiry,
                     held: req.held,
+                    irrevocable: req.irrevocable,
                 };
                 let aux = self.aux(&req.payment_id.0);
                 let offer = terms.sign(&self.key, &aux);
@@ -882,6 +889,13 @@ impl Lsp {
             },
         };
         Ok(match &record.status {
+            // The payee may hold the letter already and count on the sale: the offer stands
+            // until its expiry, when `on_block` voids it.
+            LspStatus::Offered
+                if record.offer.irrevocable && self.height <= record.offer.expiry =>
+            {
+                vec![reply(CancelOutcome::Irrevocable)]
+            }
             LspStatus::Offered => {
                 let mut actions = self.void(id, CancelOutcome::Cancelled);
                 actions.push(reply(CancelOutcome::Cancelled));

@@ -317,6 +317,14 @@ pub struct PayRequest {
     /// For a held sale: the PTLC A offered S for it, in state `state` or later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<HeldPtlc>,
+    /// A held sale A may not cancel before the offer's expiry: the offer a merchant's
+    /// offline device can rely on (see "Point of sale" in docs/payment.md).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub irrevocable: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The PTLC that carries a held sale on the A–S channel: A offered it to S out of its own
@@ -366,14 +374,19 @@ pub struct OfferTerms {
     /// For a held sale: the payer's PTLC S claims with the scalar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<HeldPtlc>,
+    /// S refuses the payer's cancellation until `expiry`: once the letter is handed over,
+    /// the payee can count on the sale until then (only held sales are irrevocable).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub irrevocable: bool,
 }
 
 impl OfferTerms {
     /// `tagged_hash("asyncpay/payment/v1/offer", id ‖ lsp ‖ channel ‖ state ‖ amount ‖ fee ‖
-    /// point ‖ payee ‖ expiry [‖ held id ‖ held expiry])`, integers big-endian, the held
-    /// PTLC only for a held sale.
+    /// point ‖ payee ‖ expiry [‖ held id ‖ held expiry] [‖ 0x01])`, integers big-endian, the
+    /// held PTLC only for a held sale, the final byte only for an irrevocable offer.
     pub fn digest(&self) -> [u8; 32] {
         let held = self.held.map(|h| h.bytes());
+        let irrevocable: &[u8] = if self.irrevocable { &[1] } else { &[] };
         tagged_hash(
             OFFER_TAG,
             &[
@@ -387,6 +400,7 @@ impl OfferTerms {
                 &self.payee.to_xonly_bytes(),
                 &self.expiry.to_be_bytes(),
                 held.as_ref().map_or(&[][..], |h| &h[..]),
+                irrevocable,
             ],
         )
     }
@@ -828,6 +842,8 @@ pub enum CancelOutcome {
     Sold,
     /// The offer had expired already; the state is reverted.
     Expired,
+    /// The offer is irrevocable until its expiry: the payee may still sell it.
+    Irrevocable,
 }
 
 /// A payment-layer peer message. It travels in the one wire encoding of

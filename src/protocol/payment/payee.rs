@@ -245,30 +245,8 @@ impl Payee {
     ) -> Result<Vec<PayeeAction>, PaymentError> {
         let letter = SaleLetter::decode(bytes)?;
         let id = letter.offer.payment_id;
-        // A slot's signature leaves B once only (in the scalar of one fulfilment): a letter
-        // naming a slot already spent, or a slot of another card epoch, is refused. One
-        // naming a slot that another letter only invoiced is accepted: whichever is paid
-        // first spends it, and the other's PTLC is failed (`on_ptlc`). An invoice spends
-        // nothing, so letters under offers of an LSP that never pays cannot use up B's slots.
-        if let Some(refusal) = self.slot_refusal(&letter, id) {
-            return Err(refusal);
-        }
-        // Completing the pre-signature computes the slot's signature on this letter's
-        // message, but nothing derived from it leaves unless the letter is recorded below.
-        letter.check(&self.key, &self.receipts)?;
-        if let Some(have) = self.payments.get(&id) {
-            // The same letter fetched twice is a no-op; another letter with the same id is not.
-            return if have.letter == letter {
-                Ok(vec![])
-            } else {
-                Err(PaymentError::DuplicatePayment(id))
-            };
-        }
-        if height > letter.offer.expiry {
-            return Err(PaymentError::Expired {
-                expiry: letter.offer.expiry,
-                height,
-            });
+        if !self.vet(&letter, height)? {
+            return Ok(vec![]);
         }
         let aux = crate::crypto::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, &id.0]);
         self.entropy = aux;
@@ -291,6 +269,41 @@ impl Payee {
                 amount_sat: record.letter.offer.amount_sat,
             }),
         ])
+    }
+
+    /// Every check B makes of a letter before it invoices, changing nothing: the letter
+    /// names a slot of B's card epoch that no other payment spent, S signed its offer to B,
+    /// what it sells completes (with B's receipt signature) to the discrete log of the
+    /// offer's point, and the offer has not expired at `height`. `Ok(false)` for a letter B
+    /// holds already (the same letter twice is one payment); another letter with the id of
+    /// one B holds is refused. What `asyncpay pos accept` checks offline.
+    pub fn vet(&self, letter: &SaleLetter, height: u32) -> Result<bool, PaymentError> {
+        let id = letter.offer.payment_id;
+        // A slot's signature leaves B once only (in the scalar of one fulfilment): a letter
+        // naming a slot already spent, or a slot of another card epoch, is refused. One
+        // naming a slot that another letter only invoiced is accepted: whichever is paid
+        // first spends it, and the other's PTLC is failed (`on_ptlc`). An invoice spends
+        // nothing, so letters under offers of an LSP that never pays cannot use up B's slots.
+        if let Some(refusal) = self.slot_refusal(letter, id) {
+            return Err(refusal);
+        }
+        // Completing the pre-signature computes the slot's signature on this letter's
+        // message, but nothing derived from it leaves unless the letter is recorded.
+        letter.check(&self.key, &self.receipts)?;
+        if let Some(have) = self.payments.get(&id) {
+            return if &have.letter == letter {
+                Ok(false)
+            } else {
+                Err(PaymentError::DuplicatePayment(id))
+            };
+        }
+        if height > letter.offer.expiry {
+            return Err(PaymentError::Expired {
+                expiry: letter.offer.expiry,
+                height,
+            });
+        }
+        Ok(true)
     }
 
     /// Why the scalar of payment `id`'s `letter` must never leave B, if it must not: the
@@ -467,6 +480,7 @@ mod tests {
             payee: *payee,
             expiry: 1_000,
             held: None,
+            irrevocable: false,
         }
         .sign(lsp, &[0; 32]);
         let mut pre = [0u8; 65];

@@ -197,6 +197,10 @@ pub struct Hold {
     /// The PTLC's expiry height: A takes its amount back on chain from then on if S has not
     /// claimed it, and S sells only while it can still claim before then.
     pub expiry: u32,
+    /// Ask S for an offer A cannot cancel before its expiry (for a letter handed to a
+    /// merchant's offline device).
+    #[serde(default)]
+    pub irrevocable: bool,
 }
 
 impl PayerPayment {
@@ -240,6 +244,7 @@ impl PayerPayment {
                 fee_sat: self.fee_sat,
                 payee: self.payee,
                 held: *held,
+                irrevocable: self.hold.as_ref().is_some_and(|h| h.irrevocable),
             }),
         })
     }
@@ -965,16 +970,21 @@ impl Payer {
                     }),
                 ])
             }
-            // The sale won the race; the receipt follows (or has come).
-            (PayerStatus::Cancelling { letter }, _) => {
+            // The sale won the race (the receipt follows, or has come), or the offer is
+            // irrevocable until its expiry: the payment stands.
+            (PayerStatus::Cancelling { letter }, outcome) => {
                 record.status = PayerStatus::Posted {
                     letter: letter.clone(),
+                };
+                let reason = match outcome {
+                    CancelOutcome::Irrevocable => "irrevocable",
+                    _ => "sale_in_progress",
                 };
                 Ok(vec![
                     Action::Persist((id, record.clone())),
                     Action::Event(PaymentEvent::Refused {
                         payment_id: id,
-                        reason: "sale_in_progress".to_owned(),
+                        reason: reason.to_owned(),
                     }),
                 ])
             }

@@ -627,6 +627,7 @@ impl Reverse {
                     payee: record.payee,
                     expiry: height.saturating_add(self.offer_lifetime),
                     held: None,
+                    irrevocable: false,
                 };
                 let aux = crate::crypto::tagged_hash("asyncpay/payment/v1/reverse-aux", &[&id.0]);
                 let offer = terms.sign(&self.key, &aux);

@@ -36,7 +36,7 @@ impl Field for PaymentId {
     }
 }
 
-/// One byte: 0 cancelled, 1 sale in progress, 2 sold, 3 expired.
+/// One byte: 0 cancelled, 1 sale in progress, 2 sold, 3 expired, 4 irrevocable.
 impl Field for CancelOutcome {
     fn put(&self, out: &mut Vec<u8>) {
         out.push(match self {
@@ -44,6 +44,7 @@ impl Field for CancelOutcome {
             CancelOutcome::SaleInProgress => 1,
             CancelOutcome::Sold => 2,
             CancelOutcome::Expired => 3,
+            CancelOutcome::Irrevocable => 4,
         });
     }
     fn get(field: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
@@ -52,9 +53,10 @@ impl Field for CancelOutcome {
             1 => Ok(CancelOutcome::SaleInProgress),
             2 => Ok(CancelOutcome::Sold),
             3 => Ok(CancelOutcome::Expired),
+            4 => Ok(CancelOutcome::Irrevocable),
             _ => Err(WireError::InvalidField {
                 field,
-                reason: "not a cancel outcome (0 to 3)",
+                reason: "not a cancel outcome (0 to 4)",
             }),
         }
     }
@@ -88,6 +90,7 @@ pub(super) fn encode(msg: &PaymentMessage) -> Vec<u8> {
                 .field(8, &m.fee_sat)
                 .field(10, &m.payee);
             encode_held(&mut w, 12, m.held.as_ref());
+            encode_flag(&mut w, 14, m.irrevocable);
         }
         PaymentMessage::Offer(offer) | PaymentMessage::ReceiveOffer(offer) => {
             encode_offer(&mut w, offer)
@@ -144,6 +147,29 @@ fn encode_offer(w: &mut TlvWriter, offer: &PurchaseOffer) {
         .field(16, &t.expiry)
         .field(18, &offer.signature);
     encode_held(w, 20, t.held.as_ref());
+    encode_flag(w, 22, t.irrevocable);
+}
+
+/// A flag set is an empty record; a flag not set is no record.
+fn encode_flag(w: &mut TlvWriter, record_type: u64, set: bool) {
+    if set {
+        w.record(record_type, &[]);
+    }
+}
+
+fn decode_flag(
+    r: &mut TlvReader<'_>,
+    record_type: u64,
+    field: &'static str,
+) -> Result<bool, WireError> {
+    match r.record(record_type)? {
+        None => Ok(false),
+        Some([]) => Ok(true),
+        Some(_) => Err(WireError::InvalidField {
+            field,
+            reason: "a flag is an empty record",
+        }),
+    }
 }
 
 fn encode_held(w: &mut TlvWriter, record_type: u64, held: Option<&HeldPtlc>) {
@@ -205,6 +231,7 @@ pub(super) fn decode(message_type: u16, body: &[u8]) -> Result<Option<PaymentMes
             fee_sat: r.required(8, "fee_sat")?,
             payee: r.required(10, "payee")?,
             held: decode_held(&mut r, 12, "held")?,
+            irrevocable: decode_flag(&mut r, 14, "irrevocable")?,
         }),
         OFFER => PaymentMessage::Offer(decode_offer(&mut r)?),
         RECEIVE_OFFER => PaymentMessage::ReceiveOffer(decode_offer(&mut r)?),
@@ -268,11 +295,17 @@ fn decode_offer(r: &mut TlvReader<'_>) -> Result<PurchaseOffer, WireError> {
         payee: r.required(14, "payee")?,
         expiry: r.required(16, "expiry")?,
         held: None,
+        irrevocable: false,
     };
     let signature = r.required(18, "signature")?;
     let held = decode_held(r, 20, "held")?;
+    let irrevocable = decode_flag(r, 22, "irrevocable")?;
     Ok(PurchaseOffer {
-        terms: OfferTerms { held, ..terms },
+        terms: OfferTerms {
+            held,
+            irrevocable,
+            ..terms
+        },
         signature,
     })
 }
