@@ -55,6 +55,7 @@ mod error;
 mod onchain;
 mod pending;
 mod play;
+mod pos;
 mod processes;
 mod report;
 mod sequence_svg;
@@ -63,6 +64,8 @@ mod steps;
 pub use error::DemoError;
 use onchain::{spender, stored_letter};
 use pending::PendingPayment;
+pub use pos::PosMode;
+use pos::PosReport;
 use report::{check, report_problems};
 pub(crate) use report::{diagram_steps, mermaid};
 use sequence_svg::sequence_svg;
@@ -154,6 +157,9 @@ pub struct DemoOptions {
     /// (B, C, D, E) while they are offline: A cancels two, the payees come online in a
     /// shuffled order and sell, E only after S's offers to it expired (see `pending.rs`).
     pub pending: Option<usize>,
+    /// Instead of the main flow, a payment at a shop when one side has no connection (see
+    /// `pos.rs`).
+    pub pos: Option<PosMode>,
 }
 
 impl DemoOptions {
@@ -178,6 +184,7 @@ impl DemoOptions {
             network_dir: None,
             lsp_never_pays: false,
             pending: None,
+            pos: None,
         }
     }
 }
@@ -432,6 +439,10 @@ pub struct Transcript {
     /// With `--pending`: every payment, its payee, outcome and proof.
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<Vec<PendingPayment>>,
+    /// With `--pos`: the static offer, the offline checks, the cancellation and the relay
+    /// faults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pos: Option<PosReport>,
     checks: Vec<Check>,
     /// Every child process the demo started (all are gone when it exits).
     processes: Vec<Value>,
@@ -649,6 +660,8 @@ pub fn run(args: DemoOptions) -> Result<Transcript, DemoError> {
     };
     let result = if demo.args.pending.is_some() {
         demo.play_pending()
+    } else if let Some(mode) = demo.args.pos {
+        demo.play_pos(mode)
     } else {
         demo.play()
     };

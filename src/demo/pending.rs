@@ -449,6 +449,7 @@ impl Demo {
             adversary: None,
             proof: None,
             pending: Some(report),
+            pos: None,
             checks,
             processes: self.children.started_json(),
             total_ms: self.narrator.started.elapsed().as_millis() as u64,

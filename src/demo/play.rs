@@ -579,6 +579,7 @@ impl Demo {
             adversary: self.adversary.clone(),
             proof,
             pending: None,
+            pos: None,
             checks,
             processes: self.children.started_json(),
             total_ms: self.narrator.started.elapsed().as_millis() as u64,

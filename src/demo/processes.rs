@@ -68,6 +68,11 @@ impl Demo {
                     PAYER_DELAY
                 };
                 command.args(["--shared-delay", &delay.to_string()]);
+                // Behind a relay, A's keepalive (a third of this) also shows a relay that
+                // dropped A's last frame within seconds.
+                if self.args.pos == Some(PosMode::OfflinePayer) {
+                    command.args(["--idle-timeout-secs", "6"]);
+                }
             }
             Party::S => {
                 command
@@ -480,6 +485,15 @@ impl Children {
         Ok(())
     }
 
+    /// Kills `name` (if it runs) and forgets it.
+    pub(super) fn kill(&mut self, name: &str) {
+        if let Some(index) = self.procs.iter().position(|p| p.name == name) {
+            let mut proc = self.procs.remove(index);
+            let _ = proc.child.kill();
+            let _ = proc.child.wait();
+        }
+    }
+
     /// Whether `name` has exited (without reporting it as an error).
     pub(super) fn exited(&mut self, name: &str) -> Result<bool, DemoError> {
         Ok(self.get_mut(name)?.child.try_wait()?.is_some())
@@ -586,7 +600,7 @@ impl Control {
 /// A child process of the demo: configured by its flags only, never by a configuration file
 /// the user's environment names (`ASYNCPAY_CONFIG`), which would add the user's settings to
 /// the demo's nodes.
-fn own_process(exe: &Path) -> Command {
+pub(super) fn own_process(exe: &Path) -> Command {
     let mut command = Command::new(exe);
     command.env_remove("ASYNCPAY_CONFIG");
     command

@@ -516,7 +516,11 @@ impl Demo {
         Party::ALL
             .into_iter()
             .filter(|p| *p != Party::P || self.args.routed)
-            .filter(|p| !extra_payees.contains(p) || self.args.pending.is_some())
+            .filter(|p| {
+                !extra_payees.contains(p)
+                    || self.args.pending.is_some()
+                    || (*p == Party::C && self.args.pos == Some(PosMode::OfflineMerchant))
+            })
             .collect()
     }
 

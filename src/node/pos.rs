@@ -282,13 +282,31 @@ pub struct Carried {
     pub fault: Option<FaultKind>,
 }
 
+/// What a relay reports.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RelayEvent {
+    /// A fault was injected (see [`RelayLimits::fault`]).
+    Fault {
+        /// The payer's address.
+        from: String,
+        /// What was done.
+        kind: FaultKind,
+        /// At which byte of the payer's stream.
+        at_bytes: u64,
+    },
+    /// A connection ended.
+    Carried(Carried),
+}
+
 /// Carries each connection accepted on `listener` to `to` and back, byte for byte, within
-/// `limits`, and calls `report` when one ends. Runs until the task is dropped.
+/// `limits`, and calls `report` when one ends or a fault is injected. Runs until the task
+/// is dropped.
 pub async fn relay(
     listener: TcpListener,
     to: SocketAddr,
     limits: RelayLimits,
-    report: impl Fn(Carried) + Send + Sync + 'static,
+    report: impl Fn(RelayEvent) + Send + Sync + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let report = Arc::new(report);
@@ -300,17 +318,30 @@ pub async fn relay(
         };
         let report = report.clone();
         tokio::spawn(async move {
-            let carried = carry(payer, to, limits).await;
-            report(Carried {
-                from: from.to_string(),
+            let from = from.to_string();
+            let on_fault = |kind, at_bytes| {
+                report(RelayEvent::Fault {
+                    from: from.clone(),
+                    kind,
+                    at_bytes,
+                })
+            };
+            let carried = carry(payer, to, limits, &on_fault).await;
+            report(RelayEvent::Carried(Carried {
+                from: from.clone(),
                 ..carried
-            });
+            }));
             drop(permit);
         });
     }
 }
 
-async fn carry(payer: TcpStream, to: SocketAddr, limits: RelayLimits) -> Carried {
+async fn carry(
+    payer: TcpStream,
+    to: SocketAddr,
+    limits: RelayLimits,
+    on_fault: &(dyn Fn(FaultKind, u64) + Sync),
+) -> Carried {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut carried = Carried {
         from: String::new(),
@@ -366,6 +397,7 @@ async fn carry(payer: TcpStream, to: SocketAddr, limits: RelayLimits) -> Carried
             match limits.fault {
                 Some(f) if carried.fault.is_none() && at >= f.after_bytes => {
                     carried.fault = Some(f.kind);
+                    on_fault(f.kind, at);
                     match f.kind {
                         FaultKind::Corrupt => {
                             up_buf[n - 1] ^= 1;

@@ -104,6 +104,30 @@ pub struct DemoArgs {
         conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "payer_cheats_while_pending", "lsp_never_pays", "lsp_restarts_after_cheat"]
     )]
     pending: Option<u16>,
+    /// Instead of the main flow: paying at a shop when one side has no connection, from the
+    /// merchant B's static offer (a signed contact card with amount, description, expiry and
+    /// LSP). `offline-merchant`: B's device is offline; A hands it an irrevocable letter
+    /// (its cancellation is refused), B's device checks it with no network (`asyncpay pos
+    /// accept`, refusing a tampered copy, another amount and another merchant's device) and
+    /// sells once online. `offline-payer`: A's phone reaches S only through B's device
+    /// (`asyncpay pos relay`); dishonest relays corrupting, dropping and replaying A's
+    /// bytes break the session and move nothing; then A pays at the counter and B is paid at
+    /// once. No on-chain epilogue.
+    #[arg(
+        long,
+        value_name = "MODE",
+        conflicts_with_all = ["reverse", "routed", "crash", "adversary", "cancel", "payer_cheats_while_pending", "lsp_never_pays", "lsp_restarts_after_cheat", "pending"]
+    )]
+    pos: Option<PosArg>,
+}
+
+/// `--pos`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PosArg {
+    /// The merchant's device is offline.
+    OfflineMerchant,
+    /// The payer's phone is offline.
+    OfflinePayer,
 }
 
 /// A bogus letter put in B's mailbox (`--adversary`).
@@ -150,6 +174,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         network_dir: args.network_dir,
         pending: args.pending.map(usize::from),
+        pos: args.pos.map(|mode| match mode {
+            PosArg::OfflineMerchant => asyncpay::demo::PosMode::OfflineMerchant,
+            PosArg::OfflinePayer => asyncpay::demo::PosMode::OfflinePayer,
+        }),
     };
     let transcript = asyncpay::demo::run(options)?;
     if args.json {

@@ -102,10 +102,8 @@ pub fn run(cmd: PosCmd) -> anyhow::Result<()> {
                     fault,
                     ..RelayLimits::default()
                 };
-                pos::relay(listener, to, limits, |carried| {
-                    let mut line = serde_json::to_value(&carried).unwrap_or_default();
-                    line["event"] = "carried".into();
-                    println!("{line}");
+                pos::relay(listener, to, limits, |event| {
+                    println!("{}", serde_json::to_value(&event).unwrap_or_default());
                 })
                 .await?;
                 Ok(())

@@ -1,0 +1,283 @@
+//! A merchant's offline device (`asyncpay::node::pos::accept`, what `asyncpay pos accept`
+//! runs) checks a letter handed to it against its node's own keys and store, with no
+//! network. A real letter (A's held sale through S, made on the in-memory network) is
+//! accepted and, once the merchant's node runs, sold; each of these is refused and stores
+//! nothing: an offer whose signature is forged or that claims another amount; an offer
+//! signed by an LSP the merchant has no channel with; an offer expired at the last height
+//! the device saw, or ending too soon after it; a letter for another merchant (sealed to
+//! it, or re-sealed by the payer to a second merchant: the offer names the first); a
+//! revocable offer; an envelope signed by someone else than the letter's payer. A cannot
+//! cancel an irrevocable offer: S answers `irrevocable` and the sale goes through.
+
+use std::path::Path;
+
+use asyncpay::crypto::keys::SecretKey;
+use asyncpay::mailbox::envelope::{seal, Envelope, EnvelopeId, Letter};
+use asyncpay::mailbox::keys::NodeKey;
+use asyncpay::node::core::{node_key, NodeCommand, NodeInput};
+use asyncpay::node::pos::{accept, PosError};
+use asyncpay::node::store::Store;
+use asyncpay::protocol::payment::{PaymentError, PaymentId, SaleLetter};
+use asyncpay::testing::*;
+
+const AMOUNT: u64 = 21_000;
+const HOLD: u32 = 400;
+
+struct Shop {
+    sim: Network,
+    c: usize,
+}
+
+/// A–S (delay 6, as every channel of a one-delay wallet), S–B and S–C; B and C are
+/// merchants whose devices are offline.
+fn shop() -> Shop {
+    let mut sim = Network::new();
+    sim.open_with_delay(A, S, 1_000_000, 6).unwrap();
+    sim.open(S, B, 400_000).unwrap();
+    let c = sim.add_payee("C", 0x43).unwrap();
+    sim.connect(S, c).unwrap();
+    sim.open(S, c, 400_000).unwrap();
+    sim.stop(B);
+    sim.stop(c);
+    Shop { sim, c }
+}
+
+/// The letter A's node made for payment `id` (A keeps it while the payment waits).
+fn letter_of(sim: &Network, id: &PaymentId) -> SaleLetter {
+    sim.nodes[A]
+        .payer(id)
+        .and_then(|p| p.status.letter().cloned())
+        .expect("A holds the letter")
+}
+
+fn mailbox_key(seed: &[u8; 32]) -> NodeKey {
+    NodeKey::from_secret_bytes(node_key(seed).to_secret_bytes()).unwrap()
+}
+
+/// `letter` sealed by `sender` to the node of seed `to`, as A's node seals a letter it
+/// hands over.
+fn sealed(letter: &SaleLetter, sender: &NodeKey, to: &[u8; 32]) -> Vec<u8> {
+    let recipient = mailbox_key(to);
+    seal(
+        &Letter {
+            recipient: recipient.public(),
+            id: EnvelopeId::random(),
+            created_at: 1_700_000_000,
+            payload: letter.encode(),
+        },
+        &recipient.age_recipient(),
+        1_800_000_000,
+        Some(sender),
+        false,
+    )
+    .unwrap()
+    .encode()
+}
+
+/// A stopped node's data directory for `node`: its seed, card epoch 0 and its channels as
+/// its store holds them, at `height` if given.
+fn device(sim: &Network, node: usize, dir: &Path, height: Option<u32>) {
+    std::fs::write(dir.join("seed"), hex::encode(sim.nodes[node].seed)).unwrap();
+    std::fs::write(dir.join("receipt-epoch"), "0").unwrap();
+    let store = Store::open(&dir.join("node.db")).unwrap();
+    for (peer, snapshot) in sim.nodes[node].channels.values() {
+        let mut snapshot = snapshot.clone();
+        if let Some(h) = height {
+            snapshot.height = h;
+        }
+        store.put_channel(peer, &snapshot).unwrap();
+    }
+}
+
+fn inbox(dir: &Path) -> usize {
+    Store::open(&dir.join("node.db"))
+        .unwrap()
+        .inbox()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn a_real_letter_is_accepted_offline_and_sold_once_the_merchant_runs() {
+    let Shop { mut sim, .. } = shop();
+    let id = sim.pay_held_with(B, AMOUNT, HOLD, true).unwrap();
+    assert_eq!(sim.nodes[A].status(&id), Some("posted"));
+    let letter = letter_of(&sim, &id);
+    assert!(letter.offer.irrevocable);
+
+    // A changes its mind at the counter: S refuses, the offer stands until its expiry.
+    sim.input(
+        A,
+        NodeInput::Command(NodeCommand::Cancel { payment_id: id }),
+    )
+    .unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[A].status(&id), Some("posted"));
+    assert_eq!(sim.nodes[S].status(&id), Some("offered"));
+
+    let dir = tempfile::tempdir().unwrap();
+    device(&sim, B, dir.path(), None);
+    let a = mailbox_key(&sim.nodes[A].seed);
+    let envelope = sealed(&letter, &a, &sim.nodes[B].seed);
+    let accepted = accept(dir.path(), &envelope, Some(AMOUNT), 6).unwrap();
+    assert!(accepted.new);
+    assert_eq!(accepted.payment_id, id);
+    assert_eq!(accepted.amount_sat, AMOUNT);
+    assert_eq!(accepted.lsp, sim.key(S));
+    assert_eq!(accepted.offer_expiry, letter.offer.expiry);
+    assert_eq!(inbox(dir.path()), 1);
+    // Handed twice: one letter in the inbox.
+    accept(dir.path(), &envelope, Some(AMOUNT), 6).unwrap();
+    assert_eq!(inbox(dir.path()), 1);
+
+    // B's node runs: what its inbox holds is a letter like one from its mailbox.
+    sim.start(B).unwrap();
+    sim.connect(S, B).unwrap();
+    let waiting = Store::open(&dir.path().join("node.db"))
+        .unwrap()
+        .inbox()
+        .unwrap();
+    let opened = Envelope::decode(&waiting[0].1)
+        .unwrap()
+        .open(&mailbox_key(&sim.nodes[B].seed))
+        .unwrap();
+    sim.input(
+        B,
+        NodeInput::Letter {
+            bytes: opened.payload,
+        },
+    )
+    .unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[B].status(&id), Some("paid"));
+    assert_eq!(sim.nodes[S].status(&id), Some("sold"));
+    assert_eq!(sim.nodes[A].status(&id), Some("completed"));
+}
+
+#[test]
+fn forged_expired_foreign_and_revocable_letters_are_refused_and_store_nothing() {
+    let Shop { mut sim, c } = shop();
+    let id = sim.pay_held_with(B, AMOUNT, HOLD, true).unwrap();
+    let letter = letter_of(&sim, &id);
+    let a = mailbox_key(&sim.nodes[A].seed);
+    let b_seed = sim.nodes[B].seed;
+    let dir = tempfile::tempdir().unwrap();
+    device(&sim, B, dir.path(), None);
+    let refused = |letter: &SaleLetter, sender: &NodeKey, amount: Option<u64>, min: u32| {
+        accept(dir.path(), &sealed(letter, sender, &b_seed), amount, min).expect_err("refused")
+    };
+
+    // S's offer with its amount raised: its signature no longer verifies.
+    let mut forged = letter.clone();
+    forged.offer.terms.amount_sat += 1;
+    assert!(matches!(
+        refused(&forged, &a, None, 6),
+        PosError::Letter(PaymentError::BadSignature { what: "offer" })
+    ));
+    // An offer claiming to be S's, signed by another key.
+    let mallory = SecretKey::from_bytes([0x66; 32]).unwrap();
+    let mut forged = letter.clone();
+    forged.offer = forged.offer.terms.clone().sign(&mallory, &[0; 32]);
+    assert!(matches!(
+        refused(&forged, &a, None, 6),
+        PosError::Letter(PaymentError::BadSignature { .. })
+    ));
+    // A genuine signature by an LSP B has no channel with: B could not sell.
+    let mut elsewhere = letter.clone();
+    elsewhere.offer.terms.lsp = mallory.public_key();
+    elsewhere.offer = elsewhere.offer.terms.clone().sign(&mallory, &[0; 32]);
+    assert!(matches!(
+        refused(&elsewhere, &a, None, 6),
+        PosError::NoChannel(_)
+    ));
+    // The till asks another amount.
+    assert!(matches!(
+        refused(&letter, &a, Some(AMOUNT + 1), 6),
+        PosError::Amount { paid: AMOUNT, asked } if asked == AMOUNT + 1
+    ));
+    // Fewer blocks left than the device asks for.
+    assert!(matches!(
+        refused(&letter, &a, None, letter.offer.expiry),
+        PosError::TooSoon { .. }
+    ));
+    // Sealed by someone else than the payer the letter names.
+    assert!(matches!(
+        refused(&letter, &mailbox_key(&[0x67; 32]), None, 6),
+        PosError::Sender
+    ));
+    assert_eq!(inbox(dir.path()), 0, "nothing refused is stored");
+
+    // Expired at the last height the device saw.
+    let late = tempfile::tempdir().unwrap();
+    device(&sim, B, late.path(), Some(letter.offer.expiry + 1));
+    let err = accept(late.path(), &sealed(&letter, &a, &b_seed), None, 0).unwrap_err();
+    assert!(matches!(
+        err,
+        PosError::Letter(PaymentError::Expired { .. })
+    ));
+
+    // Another merchant's device: sealed to B, C cannot open it; re-sealed to C by the
+    // payer, the offer names B.
+    let other = tempfile::tempdir().unwrap();
+    device(&sim, c, other.path(), None);
+    let c_seed = sim.nodes[c].seed;
+    let err = accept(other.path(), &sealed(&letter, &a, &b_seed), None, 6).unwrap_err();
+    assert!(matches!(err, PosError::Envelope(_)));
+    let err = accept(other.path(), &sealed(&letter, &a, &c_seed), None, 6).unwrap_err();
+    assert!(matches!(
+        err,
+        PosError::Letter(PaymentError::Mismatch { field: "payee" })
+    ));
+    assert_eq!(inbox(other.path()), 0);
+
+    // A revocable offer: A could cancel it before B sells.
+    let revocable = sim.pay_held_with(B, AMOUNT, HOLD, false).unwrap();
+    let letter = letter_of(&sim, &revocable);
+    assert!(!letter.offer.irrevocable);
+    assert!(matches!(refused(&letter, &a, None, 6), PosError::Revocable));
+    assert_eq!(inbox(dir.path()), 0);
+}
+
+#[test]
+fn s_offers_irrevocably_only_a_held_sale_and_voids_it_at_its_expiry() {
+    let Shop { mut sim, .. } = shop();
+    // An irrevocable withheld update is refused by A's node before anything is signed.
+    let (lsp, payee) = (sim.key(S), sim.key(B));
+    let err = sim
+        .input(
+            A,
+            NodeInput::Command(NodeCommand::Pay {
+                payment_id: PaymentId([0x51; 32]),
+                lsp,
+                payee,
+                amount_sat: AMOUNT,
+                fee_sat: policy().fee_for(AMOUNT),
+                note: String::new(),
+                receipts: asyncpay::node::core::receipt_card(&sim.nodes[B].seed),
+                hold_blocks: None,
+                irrevocable: true,
+            }),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("irrevocable"), "{err}");
+
+    // The irrevocable held sale nobody buys: A's cancellation is refused, and at the
+    // offer's expiry S voids it and fails A's PTLC back.
+    let id = sim.pay_held_with(B, AMOUNT, HOLD, true).unwrap();
+    let expiry = sim.nodes[S].lsp(&id).unwrap().offer.expiry;
+    sim.input(
+        A,
+        NodeInput::Command(NodeCommand::Cancel { payment_id: id }),
+    )
+    .unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[S].status(&id), Some("offered"));
+    let before = sim.nodes[A].state_with(sim.key(S)).unwrap();
+    assert_eq!(before.ptlcs.len(), 1);
+    sim.block(expiry + 1).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(sim.nodes[S].status(&id), Some("cancelled"));
+    assert_eq!(sim.nodes[A].status(&id), Some("void"));
+    let after = sim.nodes[A].state_with(sim.key(S)).unwrap();
+    assert!(after.ptlcs.is_empty(), "the PTLC went back to A");
+}
