@@ -605,4 +605,92 @@ mod tests {
             Err(KeyError::BadContactSignature(_))
         ));
     }
+
+    fn static_offer(key: &NodeKey, lsp: &str) -> Contact {
+        let receipts = crate::crypto::receipt::ReceiptKeys::from_seed(&[4u8; 32]).card(0, 4);
+        let offer = StaticOffer {
+            amount_sat: Some(21_000),
+            description: Some("a coffee".into()),
+            expires_at: Some(1_000),
+            lsp: Some(lsp.into()),
+        };
+        Contact::sign_offer(key, "http://127.0.0.1:1", 5, Some(receipts), Some(offer)).unwrap()
+    }
+
+    #[test]
+    fn a_static_offer_is_signed_with_its_card_and_checked_before_paying() {
+        let key = NodeKey::from_secret_bytes([4u8; 32]).unwrap();
+        let lsp = NodeKey::from_secret_bytes([5u8; 32]).unwrap().public();
+        let other = NodeKey::from_secret_bytes([6u8; 32]).unwrap().public();
+        let contact = static_offer(&key, &lsp.to_string());
+        assert_eq!(contact.version, 3);
+        let offer = contact.verify().unwrap().offer.unwrap();
+        let lsp_key = PublicKey::from(lsp);
+        assert_eq!(offer.check(21_000, &lsp_key, 1_000), Ok(()));
+        assert_eq!(
+            offer.check(21_000, &lsp_key, 1_001),
+            Err(OfferError::Expired {
+                expires_at: 1_000,
+                now: 1_001
+            })
+        );
+        assert!(matches!(
+            offer.check(21_001, &lsp_key, 0),
+            Err(OfferError::Amount {
+                offered: 21_000,
+                asked: 21_001
+            })
+        ));
+        assert!(matches!(
+            offer.check(21_000, &PublicKey::from(other), 0),
+            Err(OfferError::Lsp { .. })
+        ));
+
+        // Each field is signed: a payer cannot be shown another amount, description,
+        // expiry or LSP.
+        for edit in [
+            |o: &mut StaticOffer| o.amount_sat = Some(1),
+            |o: &mut StaticOffer| o.amount_sat = None,
+            |o: &mut StaticOffer| o.description = Some("two coffees".into()),
+            |o: &mut StaticOffer| o.expires_at = Some(u64::MAX),
+            |o: &mut StaticOffer| o.lsp = None,
+        ] {
+            let mut tampered = contact.clone();
+            edit(tampered.offer.as_mut().unwrap());
+            assert!(matches!(
+                tampered.verify(),
+                Err(KeyError::BadContactSignature(_))
+            ));
+        }
+        // An offer without its version, or a version 3 card without an offer, is refused.
+        let mut stripped = contact.clone();
+        stripped.offer = None;
+        assert!(matches!(
+            stripped.verify(),
+            Err(KeyError::ContactVersion(3))
+        ));
+        let mut relabelled = contact.clone();
+        relabelled.version = 2;
+        assert!(matches!(
+            relabelled.verify(),
+            Err(KeyError::ContactVersion(2))
+        ));
+        // An LSP that is not a key, or a description over the limit, is not signed.
+        let mut bad = contact.offer.clone().unwrap();
+        bad.lsp = Some("not a key".into());
+        let receipts = contact.receipts.clone();
+        assert!(Contact::sign_offer(&key, "http://x", 5, receipts.clone(), Some(bad)).is_err());
+        let long = StaticOffer {
+            description: Some("x".repeat(MAX_DESCRIPTION_LEN + 1)),
+            ..StaticOffer::default()
+        };
+        assert!(matches!(
+            Contact::sign_offer(&key, "http://x", 5, receipts, Some(long)),
+            Err(KeyError::DescriptionTooLong(_))
+        ));
+        // An offer needs receipt slots: a payment to it must give a proof.
+        assert!(
+            Contact::sign_offer(&key, "http://x", 5, None, Some(StaticOffer::default())).is_err()
+        );
+    }
 }

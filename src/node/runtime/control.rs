@@ -71,7 +71,14 @@ pub(super) async fn control_handler(
         }
     };
     let (reply, answer) = oneshot::channel();
-    if state.events.send(Ev::Control { request, reply }).is_err() {
+    if state
+        .events
+        .send(Ev::Control {
+            request: Box::new(request),
+            reply,
+        })
+        .is_err()
+    {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"error": "stopping", "message": "the node is stopping"})),

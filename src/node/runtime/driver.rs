@@ -52,7 +52,7 @@ pub(super) enum Ev {
         conn: u64,
     },
     Control {
-        request: Request,
+        request: Box<Request>,
         reply: oneshot::Sender<Result<Value, String>>,
     },
     Tick,
@@ -379,14 +379,15 @@ impl Node {
                     self.io.writers.remove(&peer);
                 }
             }
-            Ev::Control {
-                request: Request::Connect { node_key, addr },
-                reply,
-            } => self.io.connect_command(node_key, addr, reply),
-            Ev::Control { request, reply } => {
-                let result = self.control(request).await;
-                let _ = reply.send(result.map_err(|e| e.to_string()));
-            }
+            Ev::Control { request, reply } => match *request {
+                Request::Connect { node_key, addr } => {
+                    self.io.connect_command(node_key, addr, reply)
+                }
+                request => {
+                    let result = self.control(request).await;
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+            },
             Ev::Tick => {
                 if last_poll.elapsed() >= Duration::from_millis(250) {
                     *last_poll = Instant::now();

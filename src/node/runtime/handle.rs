@@ -82,7 +82,10 @@ impl NodeHandle {
     pub async fn request(&self, request: Request) -> Result<Value, RuntimeError> {
         let (reply, answer) = oneshot::channel();
         self.events
-            .send(Ev::Control { request, reply })
+            .send(Ev::Control {
+                request: Box::new(request),
+                reply,
+            })
             .map_err(|_| RuntimeError::Stopped)?;
         match answer.await {
             Ok(Ok(value)) => Ok(value),
