@@ -88,6 +88,28 @@ fn typed_ctl_subcommands_send_what_raw_sends() {
                    "fee_sat": null, "note": null}),
         ),
         (
+            vec![
+                "pay",
+                "--lsp",
+                &peer_key,
+                "--amount-sat",
+                "5000",
+                "--contact",
+                &card_arg,
+                "--hold-blocks",
+                "40",
+                "--irrevocable",
+                "--hand-over",
+            ],
+            json!({"lsp": peer_key, "amount_sat": 5000, "contact": {"not": "a card"},
+                   "fee_sat": null, "note": null, "hold_blocks": 40, "irrevocable": true,
+                   "hand_over": true}),
+        ),
+        (
+            vec!["letter", "--payment-id", &payment_id],
+            json!({"payment_id": payment_id}),
+        ),
+        (
             vec!["cancel", "--payment-id", &payment_id],
             json!({"payment_id": payment_id}),
         ),
@@ -103,6 +125,52 @@ fn typed_ctl_subcommands_send_what_raw_sends() {
         assert_eq!(typed, raw, "{name}");
         eprintln!("{name}: {typed}");
     }
+
+    // A static offer: signed afresh each time, so only its fields are compared.
+    let offer_args = [
+        "contact",
+        "--amount-sat",
+        "21000",
+        "--description",
+        "a coffee",
+        "--expires-in-secs",
+        "60",
+        "--lsp",
+        &peer_key,
+    ];
+    let typed = outcome(ctl(&node, &offer_args));
+    let raw = outcome(ctl(
+        &node,
+        &[
+            "raw",
+            "contact",
+            &json!({"amount_sat": 21000, "description": "a coffee", "expires_in_secs": 60,
+                    "lsp": peer_key})
+            .to_string(),
+        ],
+    ));
+    assert_eq!(typed["version"], 3, "{typed}");
+    assert_eq!(typed["offer"]["amount_sat"], raw["offer"]["amount_sat"]);
+    assert_eq!(typed["offer"]["description"], raw["offer"]["description"]);
+    assert_eq!(typed["offer"]["lsp"], raw["offer"]["lsp"]);
+    let (plain, _, _) = ctl(&node, &["contact"]);
+    assert!(plain, "a plain card");
+    assert_eq!(outcome(ctl(&node, &["contact"]))["version"], 2);
+    // `--irrevocable` needs `--hold-blocks`: refused before anything is sent.
+    let (ok, _, err) = ctl(
+        &node,
+        &[
+            "pay",
+            "--lsp",
+            &peer_key,
+            "--amount-sat",
+            "1",
+            "--contact",
+            &card_arg,
+            "--irrevocable",
+        ],
+    );
+    assert!(!ok && err.contains("hold-blocks"), "{err}");
 
     let (ok, _, err) = ctl(
         &node,
