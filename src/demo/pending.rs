@@ -67,28 +67,7 @@ impl Demo {
         }
 
         self.begin("fund", "fund A's and S's wallets from the faucet");
-        for party in [Party::A, Party::S] {
-            let txid = self.fund_wallet(party, Amount::from_sat(WALLET_FUNDS_SAT))?;
-            self.txids.push(TxRecord {
-                what: format!("faucet to {}'s wallet", party.name()),
-                txid: txid.to_string(),
-                confirmed_at: None,
-            });
-        }
-        let height = self.mine(1)?;
-        for record in &mut self.txids {
-            record.confirmed_at = Some(height);
-        }
-        for party in [Party::A, Party::S] {
-            wait_for(
-                &format!("{}'s wallet to see its coins", party.name()),
-                Duration::from_secs(self.args.timeout_secs),
-                || {
-                    let info = self.info(party)?;
-                    Ok((info["wallet_sat"].as_u64() == Some(WALLET_FUNDS_SAT)).then_some(()))
-                },
-            )?;
-        }
+        self.fund_wallets(&[Party::A, Party::S])?;
 
         self.begin("connect", "A and the payees connect to S");
         self.connect(Party::A, Party::S)?;
@@ -100,24 +79,9 @@ impl Demo {
             "open",
             "open A–S (A funds) and S–B, S–C, S–D, S–E (S funds)",
         );
-        let (as_id, as_txid) = self.open_channel(Party::A, Party::S, AS_CAPACITY_SAT, "A–S")?;
-        let mut payee_channels = vec![];
-        for (payee, label) in PAYEES.into_iter().zip(["S–B", "S–C", "S–D", "S–E"]) {
-            let (id, txid) = self.open_channel(Party::S, payee, SB_CAPACITY_SAT, label)?;
-            payee_channels.push((payee, label, id, txid));
-        }
-        let balances_of = |demo: &mut Demo| -> Result<Vec<u64>, DemoError> {
-            let mut out = vec![
-                demo.own_balance(Party::A, &as_id)?,
-                demo.own_balance(Party::S, &as_id)?,
-            ];
-            for (payee, _, id, _) in &payee_channels {
-                out.push(demo.own_balance(Party::S, id)?);
-                out.push(demo.own_balance(*payee, id)?);
-            }
-            Ok(out)
-        };
-        let before = balances_of(self)?;
+        let star = self.open_star(&PAYEES)?;
+        let as_id = star.payer.0.clone();
+        let before = star.balances(self)?;
 
         self.begin(
             "contacts",
@@ -307,7 +271,7 @@ impl Demo {
             let s = self.channel(Party::S, &as_id)?;
             return Err(DemoError::Answer(format!("{e}: A's channel {a}; S's {s}")));
         }
-        let after = balances_of(self)?;
+        let after = star.balances(self)?;
 
         self.begin("stop", "stop every node");
         for party in self.parties() {
@@ -319,11 +283,7 @@ impl Demo {
 
         let sold: Vec<&PendingPayment> = report.iter().filter(|p| p.outcome == "sold").collect();
         let spent: u64 = sold.iter().map(|p| p.amount_sat + p.fee_sat).sum();
-        let mut rows = vec![("A–S", as_id.clone(), "A"), ("A–S", as_id.clone(), "S")];
-        for (payee, label, id, _) in &payee_channels {
-            rows.push((label, id.clone(), "S"));
-            rows.push((label, id.clone(), payee.name()));
-        }
+        let rows = star.rows();
         let balances = balance_rows(&rows, &before, &after);
         let mut checks = vec![
             check("PTLCs waiting at once on A–S", json!(count), json!(waiting)),
@@ -343,7 +303,7 @@ impl Demo {
                 json!(after[0] + after[1]),
             ),
         ];
-        for (k, (payee, label, _, _)) in payee_channels.iter().enumerate() {
+        for (k, (payee, label, _, _)) in star.payees.iter().enumerate() {
             let got: u64 = sold
                 .iter()
                 .filter(|p| p.payee == payee.name())
@@ -409,12 +369,7 @@ impl Demo {
         ));
         let ok = checks.iter().all(|c| c.ok);
         let keys = self.node_keys();
-        let mut channels = vec![
-            json!({"name": "A–S", "channel_id": as_id, "opener": "A", "capacity_sat": AS_CAPACITY_SAT, "funding_txid": as_txid.to_string()}),
-        ];
-        for (_, label, id, txid) in &payee_channels {
-            channels.push(json!({"name": label, "channel_id": id, "opener": "S", "capacity_sat": SB_CAPACITY_SAT, "funding_txid": txid.to_string()}));
-        }
+        let channels = star.channels_json();
         let messages = self.messages();
         let mermaid = mermaid(&self.narrator.steps, &messages);
         let svg = sequence_svg(&self.narrator.steps, &messages);

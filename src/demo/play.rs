@@ -32,28 +32,8 @@ impl Demo {
         }
 
         self.begin("fund", "fund the wallets from the faucet");
-        for party in self.parties() {
-            let txid = self.fund_wallet(party, Amount::from_sat(WALLET_FUNDS_SAT))?;
-            self.txids.push(TxRecord {
-                what: format!("faucet to {}'s wallet", party.name()),
-                txid: txid.to_string(),
-                confirmed_at: None,
-            });
-        }
-        let height = self.mine(1)?;
-        for record in &mut self.txids {
-            record.confirmed_at = Some(height);
-        }
-        for party in self.parties() {
-            wait_for(
-                &format!("{}'s wallet to see its coins", party.name()),
-                Duration::from_secs(self.args.timeout_secs),
-                || {
-                    let info = self.info(party)?;
-                    Ok((info["wallet_sat"].as_u64() == Some(WALLET_FUNDS_SAT)).then_some(()))
-                },
-            )?;
-        }
+        let parties = self.parties();
+        let height = self.fund_wallets(&parties)?;
         self.narrator.detail(format!(
             "confirmed at height {height}; each wallet holds {WALLET_FUNDS_SAT} sat"
         ));

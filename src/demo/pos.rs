@@ -55,6 +55,9 @@ const POS_HOLD_BLOCKS: u32 = 2 * PAYER_DELAY as u32 + 16;
 /// The static offer's lifetime.
 const OFFER_SECS: u64 = 3600;
 
+/// How a connection through the relay is narrated.
+const RELAYED: &str = "through B's relay; Noise XX end to end, the relay carries ciphertext";
+
 /// What the coffee costs.
 const PRICE_SAT: u64 = 21_000;
 
@@ -132,28 +135,7 @@ impl Demo {
             self.start_node(party)?;
         }
         self.begin("fund", "fund A's and S's wallets from the faucet");
-        for party in [Party::A, Party::S] {
-            let txid = self.fund_wallet(party, Amount::from_sat(WALLET_FUNDS_SAT))?;
-            self.txids.push(TxRecord {
-                what: format!("faucet to {}'s wallet", party.name()),
-                txid: txid.to_string(),
-                confirmed_at: None,
-            });
-        }
-        let height = self.mine(1)?;
-        for record in &mut self.txids {
-            record.confirmed_at = Some(height);
-        }
-        for party in [Party::A, Party::S] {
-            wait_for(
-                &format!("{}'s wallet to see its coins", party.name()),
-                Duration::from_secs(self.args.timeout_secs),
-                || {
-                    let info = self.info(party)?;
-                    Ok((info["wallet_sat"].as_u64() == Some(WALLET_FUNDS_SAT)).then_some(()))
-                },
-            )?;
-        }
+        self.fund_wallets(&[Party::A, Party::S])?;
 
         let mut relay = None;
         let mut relay_addr = String::new();
@@ -169,7 +151,7 @@ impl Demo {
             let (r, addr) = self.start_relay("relay", None, "127.0.0.1:0")?;
             relay = Some(r);
             relay_addr = addr;
-            self.connect_via(Party::A, Party::S, &relay_addr)?;
+            self.connect_via(Party::A, Party::S, &relay_addr, RELAYED)?;
         }
         let merchants: Vec<Party> = parties
             .iter()
@@ -187,25 +169,9 @@ impl Demo {
                 "open A–S (A funds) and S–B (S funds)"
             },
         );
-        let (as_id, as_txid) = self.open_channel(Party::A, Party::S, AS_CAPACITY_SAT, "A–S")?;
-        let mut payee_channels = vec![];
-        for &m in &merchants {
-            let label = if m == Party::B { "S–B" } else { "S–C" };
-            let (id, txid) = self.open_channel(Party::S, m, SB_CAPACITY_SAT, label)?;
-            payee_channels.push((m, label, id, txid));
-        }
-        let balances_of = |demo: &mut Demo| -> Result<Vec<u64>, DemoError> {
-            let mut out = vec![
-                demo.own_balance(Party::A, &as_id)?,
-                demo.own_balance(Party::S, &as_id)?,
-            ];
-            for (m, _, id, _) in &payee_channels {
-                out.push(demo.own_balance(Party::S, id)?);
-                out.push(demo.own_balance(*m, id)?);
-            }
-            Ok(out)
-        };
-        let before = balances_of(self)?;
+        let star = self.open_star(&merchants)?;
+        let as_id = star.payer.0.clone();
+        let before = star.balances(self)?;
 
         self.begin(
             "offer",
@@ -243,7 +209,7 @@ impl Demo {
             let (r, _) = self.start_relay("relay-honest", None, &relay_addr)?;
             relay = Some(r);
             // A dials at once, not after the backoff its failed redials built up.
-            self.connect_via(Party::A, Party::S, &relay_addr)?;
+            self.connect_via(Party::A, Party::S, &relay_addr, RELAYED)?;
             self.narrator
                 .detail("the honest relay is back; A reconnects through it".to_string());
         }
@@ -387,7 +353,7 @@ impl Demo {
             let c = self.channel(Party::A, &as_id)?;
             Ok((c["ptlcs"] == 0 && c["phase"] == "Funded").then_some(()))
         })?;
-        let after = balances_of(self)?;
+        let after = star.balances(self)?;
         let status = json!({
             "variant": format!("point of sale, {}", mode.name()),
             "payer": self.payment_status(Party::A, &id)?,
@@ -407,11 +373,7 @@ impl Demo {
         self.narrator.end();
 
         let spent = PRICE_SAT + fee;
-        let mut rows = vec![("A–S", as_id.clone(), "A"), ("A–S", as_id.clone(), "S")];
-        for (m, label, id, _) in &payee_channels {
-            rows.push((label, id.clone(), "S"));
-            rows.push((label, id.clone(), m.name()));
-        }
+        let rows = star.rows();
         let balances = balance_rows(&rows, &before, &after);
         let mut checks = vec![
             check("payer status", json!("completed"), status["payer"].clone()),
@@ -433,7 +395,7 @@ impl Demo {
                 json!(after[0] + after[1]),
             ),
         ];
-        for (k, (m, label, _, _)) in payee_channels.iter().enumerate() {
+        for (k, (m, label, _, _)) in star.payees.iter().enumerate() {
             let got = if *m == Party::B { PRICE_SAT } else { 0 };
             checks.push(check(
                 &format!("S's change in {label}"),
@@ -504,12 +466,7 @@ impl Demo {
         }
         let ok = checks.iter().all(|c| c.ok);
         let keys = self.node_keys();
-        let mut channels = vec![
-            json!({"name": "A–S", "channel_id": as_id, "opener": "A", "capacity_sat": AS_CAPACITY_SAT, "funding_txid": as_txid.to_string()}),
-        ];
-        for (_, label, id, txid) in &payee_channels {
-            channels.push(json!({"name": label, "channel_id": id, "opener": "S", "capacity_sat": SB_CAPACITY_SAT, "funding_txid": txid.to_string()}));
-        }
+        let channels = star.channels_json();
         let messages = self.messages();
         let mermaid = mermaid(&self.narrator.steps, &messages);
         let svg = sequence_svg(&self.narrator.steps, &messages);
@@ -608,25 +565,6 @@ impl Demo {
             },
             addr,
         ))
-    }
-
-    /// `from` dials `to` at `addr` (a relay's), `to` first told to accept `from`.
-    fn connect_via(&mut self, from: Party, to: Party, addr: &str) -> Result<(), DemoError> {
-        self.call(to, "/v1/connect", json!({"node_key": self.node(from).key}))?;
-        self.call(
-            from,
-            "/v1/connect",
-            json!({"node_key": self.node(to).key, "addr": addr}),
-        )?;
-        self.await_connected(from, to)?;
-        self.await_connected(to, from)?;
-        self.narrator.detail(format!(
-            "{} connected to {} through {addr} (Noise XX end to end: the relay carries \
-             ciphertext)",
-            from.name(),
-            to.name()
-        ));
-        Ok(())
     }
 
     /// One dishonest relay on the honest one's address: A redials through it, the relay

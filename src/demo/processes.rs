@@ -429,6 +429,18 @@ impl Demo {
             .as_ref()
             .map(|(f, _)| f.peer_addr.clone())
             .ok_or(DemoError::NotRunning(to.name()))?;
+        self.connect_via(from, to, &addr, "Noise XX, both node keys checked")
+    }
+
+    /// `from` dials `to` at `addr` (its peer address, or a relay's); `to` is first told to
+    /// accept `from`. `how` says what the connection is, for the narration.
+    pub(super) fn connect_via(
+        &mut self,
+        from: Party,
+        to: Party,
+        addr: &str,
+        how: &str,
+    ) -> Result<(), DemoError> {
         self.call(to, "/v1/connect", json!({"node_key": self.node(from).key}))?;
         self.call(
             from,
@@ -438,7 +450,7 @@ impl Demo {
         self.await_connected(from, to)?;
         self.await_connected(to, from)?;
         self.narrator.detail(format!(
-            "{} connected to {} at {addr} (Noise XX, both node keys checked)",
+            "{} connected to {} at {addr} ({how})",
             from.name(),
             to.name()
         ));

@@ -253,6 +253,34 @@ impl Demo {
     }
 
     /// Funds a node's wallet from the faucet through the mempool; returns the txid.
+    /// Pays each of `parties`' wallets [`WALLET_FUNDS_SAT`] from the faucet, mines a block
+    /// and waits until each wallet sees its coins; returns the block's height.
+    pub(super) fn fund_wallets(&mut self, parties: &[Party]) -> Result<u64, DemoError> {
+        for &party in parties {
+            let txid = self.fund_wallet(party, Amount::from_sat(WALLET_FUNDS_SAT))?;
+            self.txids.push(TxRecord {
+                what: format!("faucet to {}'s wallet", party.name()),
+                txid: txid.to_string(),
+                confirmed_at: None,
+            });
+        }
+        let height = self.mine(1)?;
+        for record in &mut self.txids {
+            record.confirmed_at = Some(height);
+        }
+        for &party in parties {
+            wait_for(
+                &format!("{}'s wallet to see its coins", party.name()),
+                Duration::from_secs(self.args.timeout_secs),
+                || {
+                    let info = self.info(party)?;
+                    Ok((info["wallet_sat"].as_u64() == Some(WALLET_FUNDS_SAT)).then_some(()))
+                },
+            )?;
+        }
+        Ok(height)
+    }
+
     pub(super) fn fund_wallet(&mut self, party: Party, amount: Amount) -> Result<Txid, DemoError> {
         let answer = self.call(party, "/v1/address", json!({}))?;
         let text = answer["address"].as_str().ok_or_else(|| {
@@ -616,4 +644,77 @@ pub(super) fn balance_rows(
             change_sat: *a as i64 - *b as i64,
         })
         .collect()
+}
+
+/// The channels of a story with one payer: A–S (A funds it) and S's channel to each payee
+/// (S funds it), opened by [`Demo::open_star`].
+pub(super) struct Star {
+    /// A–S: its id and funding txid.
+    pub(super) payer: (String, Txid),
+    /// Each payee, its channel's label (`S–B`), id and funding txid.
+    pub(super) payees: Vec<(Party, &'static str, String, Txid)>,
+}
+
+impl Star {
+    /// Each channel's two balances, in the order of [`Star::rows`]: A and S on A–S, then S
+    /// and the payee on each payee's channel.
+    pub(super) fn balances(&self, demo: &mut Demo) -> Result<Vec<u64>, DemoError> {
+        let mut out = vec![
+            demo.own_balance(Party::A, &self.payer.0)?,
+            demo.own_balance(Party::S, &self.payer.0)?,
+        ];
+        for (payee, _, id, _) in &self.payees {
+            out.push(demo.own_balance(Party::S, id)?);
+            out.push(demo.own_balance(*payee, id)?);
+        }
+        Ok(out)
+    }
+
+    /// The balance rows' (channel, id, party), in the order of [`Star::balances`].
+    pub(super) fn rows(&self) -> Vec<(&'static str, String, &'static str)> {
+        let mut rows = vec![
+            ("A–S", self.payer.0.clone(), "A"),
+            ("A–S", self.payer.0.clone(), "S"),
+        ];
+        for (payee, label, id, _) in &self.payees {
+            rows.push((label, id.clone(), "S"));
+            rows.push((label, id.clone(), payee.name()));
+        }
+        rows
+    }
+
+    /// The transcript's `channels`.
+    pub(super) fn channels_json(&self) -> Vec<Value> {
+        let mut channels = vec![
+            json!({"name": "A–S", "channel_id": self.payer.0, "opener": "A", "capacity_sat": AS_CAPACITY_SAT, "funding_txid": self.payer.1.to_string()}),
+        ];
+        for (_, label, id, txid) in &self.payees {
+            channels.push(json!({"name": label, "channel_id": id, "opener": "S", "capacity_sat": SB_CAPACITY_SAT, "funding_txid": txid.to_string()}));
+        }
+        channels
+    }
+}
+
+impl Demo {
+    /// Opens A–S (A funds it) and S's channel to each of `payees` (S funds them, labelled
+    /// `S–<payee>`).
+    pub(super) fn open_star(&mut self, payees: &[Party]) -> Result<Star, DemoError> {
+        let payer = self.open_channel(Party::A, Party::S, AS_CAPACITY_SAT, "A–S")?;
+        let mut opened = vec![];
+        for &payee in payees {
+            let label = match payee {
+                Party::B => "S–B",
+                Party::C => "S–C",
+                Party::D => "S–D",
+                Party::E => "S–E",
+                Party::A | Party::S | Party::P => "S–?",
+            };
+            let (id, txid) = self.open_channel(Party::S, payee, SB_CAPACITY_SAT, label)?;
+            opened.push((payee, label, id, txid));
+        }
+        Ok(Star {
+            payer,
+            payees: opened,
+        })
+    }
 }
