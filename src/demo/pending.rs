@@ -285,41 +285,18 @@ impl Demo {
         let spent: u64 = sold.iter().map(|p| p.amount_sat + p.fee_sat).sum();
         let rows = star.rows();
         let balances = balance_rows(&rows, &before, &after);
-        let mut checks = vec![
-            check("PTLCs waiting at once on A–S", json!(count), json!(waiting)),
-            check(
-                "A's change in A–S",
-                json!(-(spent as i64)),
-                json!(balances[0].change_sat),
-            ),
-            check(
-                "S's change in A–S",
-                json!(spent as i64),
-                json!(balances[1].change_sat),
-            ),
-            check(
-                "A–S capacity conserved",
-                json!(AS_CAPACITY_SAT),
-                json!(after[0] + after[1]),
-            ),
-        ];
-        for (k, (payee, label, _, _)) in star.payees.iter().enumerate() {
-            let got: u64 = sold
-                .iter()
+        let received = |payee: Party| -> u64 {
+            sold.iter()
                 .filter(|p| p.payee == payee.name())
                 .map(|p| p.amount_sat)
-                .sum();
-            checks.push(check(
-                &format!("{}'s change in {label}", payee.name()),
-                json!(got as i64),
-                json!(balances[3 + 2 * k].change_sat),
-            ));
-            checks.push(check(
-                &format!("S's change in {label}"),
-                json!(-(got as i64)),
-                json!(balances[2 + 2 * k].change_sat),
-            ));
-        }
+                .sum()
+        };
+        let mut checks = vec![check(
+            "PTLCs waiting at once on A–S",
+            json!(count),
+            json!(waiting),
+        )];
+        checks.extend(star.balance_checks(spent, received, &balances, &after));
         for p in &report {
             let (payer, lsp, payee) = match p.outcome {
                 "sold" => ("completed", "sold", "paid"),

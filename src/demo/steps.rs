@@ -683,6 +683,56 @@ impl Star {
         rows
     }
 
+    /// The checks of a story in which A spent `spent` sat on A–S and each payee received
+    /// `received(payee)` on its channel: each side's change (from `balances`, the rows of
+    /// [`Star::rows`]) and each channel's capacity conserved (from `after`).
+    pub(super) fn balance_checks(
+        &self,
+        spent: u64,
+        received: impl Fn(Party) -> u64,
+        balances: &[Balance],
+        after: &[u64],
+    ) -> Vec<Check> {
+        let mut checks = vec![
+            check(
+                "A's change in A–S",
+                json!(-(spent as i64)),
+                json!(balances[0].change_sat),
+            ),
+            check(
+                "S's change in A–S",
+                json!(spent as i64),
+                json!(balances[1].change_sat),
+            ),
+            check(
+                "A–S capacity conserved",
+                json!(AS_CAPACITY_SAT),
+                json!(after[0] + after[1]),
+            ),
+        ];
+        for (k, (payee, label, _, _)) in self.payees.iter().enumerate() {
+            let got = received(*payee) as i64;
+            checks.extend([
+                check(
+                    &format!("S's change in {label}"),
+                    json!(-got),
+                    json!(balances[2 + 2 * k].change_sat),
+                ),
+                check(
+                    &format!("{}'s change in {label}", payee.name()),
+                    json!(got),
+                    json!(balances[3 + 2 * k].change_sat),
+                ),
+                check(
+                    &format!("{label} capacity conserved"),
+                    json!(SB_CAPACITY_SAT),
+                    json!(after[2 + 2 * k] + after[3 + 2 * k]),
+                ),
+            ]);
+        }
+        checks
+    }
+
     /// The transcript's `channels`.
     pub(super) fn channels_json(&self) -> Vec<Value> {
         let mut channels = vec![
