@@ -14,7 +14,8 @@
 //!    what it is due, and every stale state published is answered by the next block;
 //! 4. no nonce is used twice, also across restarts and after restoring an old backup (a node
 //!    restored from an old backup may lose newer states, which eltoo cannot help: from then
-//!    on only invariants 1 and 4 are checked for it).
+//!    on only invariants 1 and 4 are checked for it);
+//! 5. an LSP never voids an irrevocable offer before its expiry.
 //!
 //! An honest node that panics on any input breaks a run too: counterparty input must never
 //! panic. The adversary also runs the reverse variant, stacks stale states on chain and

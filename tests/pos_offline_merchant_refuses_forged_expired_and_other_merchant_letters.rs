@@ -3,25 +3,31 @@
 //! network. A real letter (A's held sale through S, made on the in-memory network) is
 //! accepted and, once the merchant's node runs, sold; each of these is refused and stores
 //! nothing: an offer whose signature is forged or that claims another amount; an offer
-//! signed by an LSP the merchant has no channel with; an offer expired at the last height
-//! the device saw, or ending too soon after it; a letter for another merchant (sealed to
-//! it, or re-sealed by the payer to a second merchant: the offer names the first); a
-//! revocable offer; an envelope signed by someone else than the letter's payer. A cannot
-//! cancel an irrevocable offer: S answers `irrevocable` and the sale goes through.
+//! signed by an LSP the merchant has no channel with; an offer expired at the height the
+//! device assumes (its node's last tip plus a block per ten minutes since), or ending too
+//! soon after it; a letter for another merchant (sealed to it, or re-sealed by the payer to
+//! a second merchant: the offer names the first); a revocable offer; an envelope signed by
+//! someone else than the letter's payer; a second payer's letter naming the receipt slot a
+//! letter waiting in the inbox names; another letter for a payment that waits. A's node
+//! refuses to cancel an irrevocable offer, and S refuses a cancellation a byzantine payer
+//! sends anyway; the sale goes through.
 
 use std::path::Path;
 
 use asyncpay::crypto::keys::SecretKey;
 use asyncpay::mailbox::envelope::{seal, Envelope, EnvelopeId, Letter};
 use asyncpay::mailbox::keys::NodeKey;
-use asyncpay::node::core::{node_key, NodeCommand, NodeInput};
+use asyncpay::node::core::{node_key, receipt_card, NodeCommand, NodeInput};
 use asyncpay::node::pos::{accept, PosError};
 use asyncpay::node::store::Store;
-use asyncpay::protocol::payment::{PaymentError, PaymentId, SaleLetter};
+use asyncpay::protocol::payment::{PaymentError, PaymentId, PaymentMessage, SaleLetter};
+use asyncpay::protocol::wire::PeerMessage;
 use asyncpay::testing::*;
 
 const AMOUNT: u64 = 21_000;
 const HOLD: u32 = 400;
+/// The device's clock (unix time).
+const NOW: u64 = 1_750_000_000;
 
 struct Shop {
     sim: Network,
@@ -74,19 +80,26 @@ fn sealed(letter: &SaleLetter, sender: &NodeKey, to: &[u8; 32]) -> Vec<u8> {
     .encode()
 }
 
-/// A stopped node's data directory for `node`: its seed, card epoch 0 and its channels as
-/// its store holds them, at `height` if given.
-fn device(sim: &Network, node: usize, dir: &Path, height: Option<u32>) {
+/// A stopped node's data directory for `node`: its seed, card epoch 0, its channels as its
+/// store holds them, and the tip it saw last (`tip`: height and unix time) if given.
+fn device(sim: &Network, node: usize, dir: &Path, tip: Option<(u32, u64)>) {
     std::fs::write(dir.join("seed"), hex::encode(sim.nodes[node].seed)).unwrap();
     std::fs::write(dir.join("receipt-epoch"), "0").unwrap();
     let store = Store::open(&dir.join("node.db")).unwrap();
     for (peer, snapshot) in sim.nodes[node].channels.values() {
-        let mut snapshot = snapshot.clone();
-        if let Some(h) = height {
-            snapshot.height = h;
-        }
-        store.put_channel(peer, &snapshot).unwrap();
+        store.put_channel(peer, snapshot).unwrap();
     }
+    if let Some((height, at)) = tip {
+        store.put_tip(height, at).unwrap();
+    }
+}
+
+/// A cancellation sent to S as A's node would send it, whatever A's node would do.
+fn forged_cancel(sim: &mut Network, id: PaymentId) {
+    let frame = PeerMessage::Payment(PaymentMessage::Cancel { payment_id: id }).encode();
+    let from = sim.key(A);
+    let _ = sim.input(S, NodeInput::Frame { from, frame });
+    let _ = sim.pump();
 }
 
 fn inbox(dir: &Path) -> usize {
@@ -105,13 +118,16 @@ fn a_real_letter_is_accepted_offline_and_sold_once_the_merchant_runs() {
     let letter = letter_of(&sim, &id);
     assert!(letter.offer.irrevocable);
 
-    // A changes its mind at the counter: S refuses, the offer stands until its expiry.
-    sim.input(
-        A,
-        NodeInput::Command(NodeCommand::Cancel { payment_id: id }),
-    )
-    .unwrap();
-    sim.pump().unwrap();
+    // A changes its mind at the counter: its node refuses, and S refuses a cancellation
+    // sent anyway; the offer stands until its expiry.
+    let err = sim
+        .input(
+            A,
+            NodeInput::Command(NodeCommand::Cancel { payment_id: id }),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("irrevocable"), "{err}");
+    forged_cancel(&mut sim, id);
     assert_eq!(sim.nodes[A].status(&id), Some("posted"));
     assert_eq!(sim.nodes[S].status(&id), Some("offered"));
 
@@ -119,7 +135,7 @@ fn a_real_letter_is_accepted_offline_and_sold_once_the_merchant_runs() {
     device(&sim, B, dir.path(), None);
     let a = mailbox_key(&sim.nodes[A].seed);
     let envelope = sealed(&letter, &a, &sim.nodes[B].seed);
-    let accepted = accept(dir.path(), &envelope, Some(AMOUNT), 6).unwrap();
+    let accepted = accept(dir.path(), &envelope, AMOUNT, 6, NOW).unwrap();
     assert!(accepted.new);
     assert_eq!(accepted.payment_id, id);
     assert_eq!(accepted.amount_sat, AMOUNT);
@@ -127,7 +143,15 @@ fn a_real_letter_is_accepted_offline_and_sold_once_the_merchant_runs() {
     assert_eq!(accepted.offer_expiry, letter.offer.expiry);
     assert_eq!(inbox(dir.path()), 1);
     // Handed twice: one letter in the inbox.
-    accept(dir.path(), &envelope, Some(AMOUNT), 6).unwrap();
+    let again = accept(dir.path(), &envelope, AMOUNT, 6, NOW).unwrap();
+    assert!(again.new, "not sold yet: still new to the node's records");
+    assert_eq!(inbox(dir.path()), 1);
+    // Another letter for the same payment (the same letter sealed again) is not kept.
+    let resealed = sealed(&letter, &a, &sim.nodes[B].seed);
+    assert!(matches!(
+        accept(dir.path(), &resealed, AMOUNT, 6, NOW),
+        Err(PosError::OtherLetter(_))
+    ));
     assert_eq!(inbox(dir.path()), 1);
 
     // B's node runs: what its inbox holds is a letter like one from its mailbox.
@@ -163,15 +187,22 @@ fn forged_expired_foreign_and_revocable_letters_are_refused_and_store_nothing() 
     let b_seed = sim.nodes[B].seed;
     let dir = tempfile::tempdir().unwrap();
     device(&sim, B, dir.path(), None);
-    let refused = |letter: &SaleLetter, sender: &NodeKey, amount: Option<u64>, min: u32| {
-        accept(dir.path(), &sealed(letter, sender, &b_seed), amount, min).expect_err("refused")
+    let refused = |letter: &SaleLetter, sender: &NodeKey, amount: u64, min: u32| {
+        accept(
+            dir.path(),
+            &sealed(letter, sender, &b_seed),
+            amount,
+            min,
+            NOW,
+        )
+        .expect_err("refused")
     };
 
     // S's offer with its amount raised: its signature no longer verifies.
     let mut forged = letter.clone();
     forged.offer.terms.amount_sat += 1;
     assert!(matches!(
-        refused(&forged, &a, None, 6),
+        refused(&forged, &a, AMOUNT, 6),
         PosError::Letter(PaymentError::BadSignature { what: "offer" })
     ));
     // An offer claiming to be S's, signed by another key.
@@ -179,7 +210,7 @@ fn forged_expired_foreign_and_revocable_letters_are_refused_and_store_nothing() 
     let mut forged = letter.clone();
     forged.offer = forged.offer.terms.clone().sign(&mallory, &[0; 32]);
     assert!(matches!(
-        refused(&forged, &a, None, 6),
+        refused(&forged, &a, AMOUNT, 6),
         PosError::Letter(PaymentError::BadSignature { .. })
     ));
     // A genuine signature by an LSP B has no channel with: B could not sell.
@@ -187,43 +218,55 @@ fn forged_expired_foreign_and_revocable_letters_are_refused_and_store_nothing() 
     elsewhere.offer.terms.lsp = mallory.public_key();
     elsewhere.offer = elsewhere.offer.terms.clone().sign(&mallory, &[0; 32]);
     assert!(matches!(
-        refused(&elsewhere, &a, None, 6),
+        refused(&elsewhere, &a, AMOUNT, 6),
         PosError::NoChannel(_)
     ));
     // The till asks another amount.
     assert!(matches!(
-        refused(&letter, &a, Some(AMOUNT + 1), 6),
+        refused(&letter, &a, AMOUNT + 1, 6),
         PosError::Amount { paid: AMOUNT, asked } if asked == AMOUNT + 1
     ));
     // Fewer blocks left than the device asks for.
     assert!(matches!(
-        refused(&letter, &a, None, letter.offer.expiry),
+        refused(&letter, &a, AMOUNT, letter.offer.expiry),
         PosError::TooSoon { .. }
     ));
     // Sealed by someone else than the payer the letter names.
     assert!(matches!(
-        refused(&letter, &mailbox_key(&[0x67; 32]), None, 6),
+        refused(&letter, &mailbox_key(&[0x67; 32]), AMOUNT, 6),
         PosError::Sender
     ));
     assert_eq!(inbox(dir.path()), 0, "nothing refused is stored");
 
-    // Expired at the last height the device saw.
+    // Expired at the height the device assumes: its node saw a tip a while ago, and a
+    // block per ten minutes since takes it past the offer's expiry.
     let late = tempfile::tempdir().unwrap();
-    device(&sim, B, late.path(), Some(letter.offer.expiry + 1));
-    let err = accept(late.path(), &sealed(&letter, &a, &b_seed), None, 0).unwrap_err();
-    assert!(matches!(
-        err,
-        PosError::Letter(PaymentError::Expired { .. })
-    ));
+    let tip = sim.height;
+    let blocks = letter.offer.expiry + 1 - tip;
+    device(
+        &sim,
+        B,
+        late.path(),
+        Some((tip, NOW - 600 * u64::from(blocks))),
+    );
+    let err = accept(late.path(), &sealed(&letter, &a, &b_seed), AMOUNT, 0, NOW).unwrap_err();
+    assert!(
+        matches!(err, PosError::Letter(PaymentError::Expired { .. })),
+        "{err}"
+    );
+    // The same tip seen just now: accepted.
+    let fresh = tempfile::tempdir().unwrap();
+    device(&sim, B, fresh.path(), Some((tip, NOW)));
+    accept(fresh.path(), &sealed(&letter, &a, &b_seed), AMOUNT, 6, NOW).unwrap();
 
     // Another merchant's device: sealed to B, C cannot open it; re-sealed to C by the
     // payer, the offer names B.
     let other = tempfile::tempdir().unwrap();
     device(&sim, c, other.path(), None);
     let c_seed = sim.nodes[c].seed;
-    let err = accept(other.path(), &sealed(&letter, &a, &b_seed), None, 6).unwrap_err();
+    let err = accept(other.path(), &sealed(&letter, &a, &b_seed), AMOUNT, 6, NOW).unwrap_err();
     assert!(matches!(err, PosError::Envelope(_)));
-    let err = accept(other.path(), &sealed(&letter, &a, &c_seed), None, 6).unwrap_err();
+    let err = accept(other.path(), &sealed(&letter, &a, &c_seed), AMOUNT, 6, NOW).unwrap_err();
     assert!(matches!(
         err,
         PosError::Letter(PaymentError::Mismatch { field: "payee" })
@@ -234,7 +277,10 @@ fn forged_expired_foreign_and_revocable_letters_are_refused_and_store_nothing() 
     let revocable = sim.pay_held_with(B, AMOUNT, HOLD, false).unwrap();
     let letter = letter_of(&sim, &revocable);
     assert!(!letter.offer.irrevocable);
-    assert!(matches!(refused(&letter, &a, None, 6), PosError::Revocable));
+    assert!(matches!(
+        refused(&letter, &a, AMOUNT, 6),
+        PosError::Revocable
+    ));
     assert_eq!(inbox(dir.path()), 0);
 }
 
@@ -261,16 +307,11 @@ fn s_offers_irrevocably_only_a_held_sale_and_voids_it_at_its_expiry() {
         .unwrap_err();
     assert!(err.to_string().contains("irrevocable"), "{err}");
 
-    // The irrevocable held sale nobody buys: A's cancellation is refused, and at the
-    // offer's expiry S voids it and fails A's PTLC back.
+    // The irrevocable held sale nobody buys: a cancellation is refused, and at the offer's
+    // expiry S voids it and fails A's PTLC back.
     let id = sim.pay_held_with(B, AMOUNT, HOLD, true).unwrap();
     let expiry = sim.nodes[S].lsp(&id).unwrap().offer.expiry;
-    sim.input(
-        A,
-        NodeInput::Command(NodeCommand::Cancel { payment_id: id }),
-    )
-    .unwrap();
-    sim.pump().unwrap();
+    forged_cancel(&mut sim, id);
     assert_eq!(sim.nodes[S].status(&id), Some("offered"));
     let before = sim.nodes[A].state_with(sim.key(S)).unwrap();
     assert_eq!(before.ptlcs.len(), 1);
@@ -280,4 +321,77 @@ fn s_offers_irrevocably_only_a_held_sale_and_voids_it_at_its_expiry() {
     assert_eq!(sim.nodes[A].status(&id), Some("void"));
     let after = sim.nodes[A].state_with(sim.key(S)).unwrap();
     assert!(after.ptlcs.is_empty(), "the PTLC went back to A");
+}
+
+#[test]
+fn a_second_payers_letter_on_a_slot_a_waiting_letter_holds_is_refused_offline() {
+    let Shop { mut sim, .. } = shop();
+    let a2 = sim.add_payer("A2", 0xa2).unwrap();
+    sim.connect(a2, S).unwrap();
+    sim.open_with_delay(a2, S, 1_000_000, 6).unwrap();
+    // Two payers of B's one card: their payment ids start alike, so they pick the same
+    // receipt slot (each payer knows only its own payments).
+    let first = PaymentId([0x11; 32]);
+    let mut second = [0x22; 32];
+    second[..4].copy_from_slice(&[0x11; 4]);
+    let second = PaymentId(second);
+    for (payer, id) in [(A, first), (a2, second)] {
+        let (lsp, payee) = (sim.key(S), sim.key(B));
+        sim.input(
+            payer,
+            NodeInput::Command(NodeCommand::Pay {
+                payment_id: id,
+                lsp,
+                payee,
+                amount_sat: AMOUNT,
+                fee_sat: policy().fee_for(AMOUNT),
+                note: String::new(),
+                receipts: receipt_card(&sim.nodes[B].seed),
+                hold_blocks: Some(HOLD),
+                irrevocable: true,
+            }),
+        )
+        .unwrap();
+        sim.pump().unwrap();
+        assert_eq!(
+            sim.nodes[payer].status(&id),
+            Some("posted"),
+            "{:?}",
+            sim.refusals
+        );
+    }
+    let one = sim.nodes[A]
+        .payer(&first)
+        .unwrap()
+        .status
+        .letter()
+        .cloned()
+        .unwrap();
+    let two = sim.nodes[a2]
+        .payer(&second)
+        .unwrap()
+        .status
+        .letter()
+        .cloned()
+        .unwrap();
+    assert_eq!(one.receipt_slot, two.receipt_slot, "the test needs a clash");
+    let dir = tempfile::tempdir().unwrap();
+    device(&sim, B, dir.path(), None);
+    let b_seed = sim.nodes[B].seed;
+    let envelope = |letter: &SaleLetter, payer: usize| {
+        sealed(letter, &mailbox_key(&sim.nodes[payer].seed), &b_seed)
+    };
+    accept(dir.path(), &envelope(&one, A), AMOUNT, 6, NOW).unwrap();
+    let err = accept(dir.path(), &envelope(&two, a2), AMOUNT, 6, NOW).unwrap_err();
+    assert!(
+        matches!(&err, PosError::SlotTaken { slot, by } if *slot == one.receipt_slot && *by == first.to_string()),
+        "{err}"
+    );
+    assert_eq!(inbox(dir.path()), 1, "only the first letter waits");
+
+    // Payers of one card spread over its slots: ids that differ in their first bytes pick
+    // different slots.
+    let third = sim.pay_held_with(B, AMOUNT, HOLD, true).unwrap();
+    let slot = sim.nodes[A].payer(&third).unwrap().receipt_slot.index;
+    assert_ne!(slot, one.receipt_slot);
 }

@@ -15,6 +15,9 @@
 //! - **B claims on chain.** S goes away right after committing its PTLC to B; B's node claims
 //!   it on chain at its deadline; S, back, takes the scalar from B's claim and collects A's
 //!   held PTLC; A holds its proof.
+//! - **A publishes its state behind an irrevocable offer.** After handing B an irrevocable
+//!   letter, A publishes its latest state; B sells all the same, S claims A's PTLC from the
+//!   settlement and A takes its proof from the chain.
 
 mod tx_support;
 
@@ -546,5 +549,83 @@ fn b_claiming_on_chain_pays_the_held_sale_all_the_same() -> anyhow::Result<()> {
     proof
         .verify(&sim.key(B))
         .map_err(|e| anyhow::anyhow!("A's proof: {e}"))?;
+    Ok(())
+}
+
+/// A hands B an irrevocable letter, then publishes its latest state of A–S, as if that
+/// voided the offer before B sells. B, back, sells all the same: S buys while A–S closes on
+/// chain (its latest state, on chain, holds A's PTLC), claims the PTLC from the settlement
+/// with the scalar, and A takes its proof from the chain.
+#[test]
+fn an_irrevocable_offer_is_sold_after_the_payer_publishes_its_state() -> anyhow::Result<()> {
+    let chain = Arc::new(tx_support::start());
+    let mut relay = Relay::new(chain.clone());
+    let mut sim = Network::on_chain(chain)?;
+    let a_s = sim.open_with_delay(A, S, CAPACITY, DELAY)?;
+    sim.open(S, B, 400_000)?;
+    sim.stop(B);
+    let id = sim.pay_held_with(B, amount(0), HOLD, true)?;
+    ensure!(
+        sim.nodes[A].status(&id) == Some("posted"),
+        "{:?}",
+        sim.refusals
+    );
+    let n = sim.broadcasts.len();
+    sim.input(
+        A,
+        NodeInput::Command(NodeCommand::ForceClose { channel_id: a_s }),
+    )?;
+    let update = sim.broadcasts[n..]
+        .iter()
+        .find(|tx| tx.lock_time.to_consensus_u32() >= STATE_LOCKTIME_BASE)
+        .cloned()
+        .context("A publishes its latest update")?;
+    let update_txid = update.compute_txid();
+    relay.until(&mut sim, u32::from(DELAY), "A's update confirms", |r, _| {
+        r.confirmed
+            .iter()
+            .any(|(tx, _)| tx.compute_txid() == update_txid)
+    })?;
+
+    // B, back, sells: S buys while A–S is closing on chain.
+    sim.start(B)?;
+    sim.fetch_letters(B)?;
+    ensure!(
+        sim.nodes[S].status(&id) == Some("sold"),
+        "S buys: {:?}",
+        sim.refusals
+    );
+    ensure!(sim.nodes[B].status(&id) == Some("paid"));
+
+    // S claims A's PTLC from the settlement with the scalar; A reads it from the claim.
+    let ptlc_amount = amount(0) + policy().fee_for(amount(0));
+    let claimed = |r: &Relay| {
+        let se = settlement_of(r, &update)?;
+        let txid = se.compute_txid();
+        let vout = se
+            .output
+            .iter()
+            .position(|o| o.value.to_sat() == ptlc_amount)?;
+        r.spender(&OutPoint {
+            txid,
+            vout: vout as u32,
+        })
+        .cloned()
+    };
+    let limit = 4 * u32::from(DELAY) + 10;
+    relay.until(&mut sim, limit, "S's claim confirms", |r, _| {
+        claimed(r).is_some()
+    })?;
+    let claim = claimed(&relay).context("the claim")?;
+    ensure!(
+        claim.output[0].value.to_sat() == ptlc_amount,
+        "S's claim takes the whole PTLC, not A's timeout: {claim:?}"
+    );
+    match &sim.nodes[A].payer(&id).context("A's record")?.status {
+        PayerStatus::Paid { proof, .. } | PayerStatus::Completed { proof, .. } => proof
+            .verify(&sim.key(B))
+            .map_err(|e| anyhow::anyhow!("proof: {e}"))?,
+        other => bail!("A's payment is {}", other.name()),
+    }
     Ok(())
 }

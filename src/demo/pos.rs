@@ -7,24 +7,23 @@
 //! instead of posting it to a mailbox.
 //!
 //! - **offline-merchant**: B's device is offline. A asks S for an irrevocable offer
-//!   (`--irrevocable`), hands the letter over and tries to cancel (S refuses until the
-//!   offer's expiry), then leaves. B's device checks the letter with no network (`asyncpay
+//!   (`--irrevocable`), hands the letter over and tries to cancel (its node refuses until
+//!   the offer's expiry; S would too), then leaves. B's device checks the letter with no network (`asyncpay
 //!   pos accept`, a separate process on B's data directory while B's node is stopped): it
 //!   also refuses the letter tampered with, for another amount, and at another merchant's
 //!   device (C). B comes online and sells; A, back, holds its proof of payment.
 //! - **offline-payer**: A's phone has no connection of its own: its session with S runs
 //!   through B's device (`asyncpay pos relay`, a separate process), from the channel's
-//!   opening on. First three dishonest relays take the honest one's place in turn, each
-//!   corrupting, dropping or replaying A's bytes: S reports the broken frame and drops the
-//!   connection, and nothing moves. Then the honest relay is back, A pays, B (online) takes
-//!   the letter at the counter and sells at once, and A holds its proof.
+//!   opening on. A pays while three dishonest relays take the honest one's place in turn,
+//!   each corrupting, dropping or replaying A's bytes: S reports the broken frame and drops
+//!   the connection, nothing of A's payment reaches S, and the payment waits. Then the
+//!   honest relay is back, the payment goes on, B (online) takes the letter at the counter
+//!   and sells at once, and A holds its proof.
 //!
 //! Every balance must end exact, and the proof is checked by `asyncpay proof verify` against
 //! B's static offer.
 
 use std::sync::mpsc::Receiver;
-
-use crate::protocol::payment::PaymentEvent;
 
 use super::processes::own_process;
 use super::*;
@@ -98,8 +97,10 @@ pub(super) struct FaultReport {
     injected: Value,
     /// S's report of the broken connection (`disconnected`), if it came.
     lsp_saw: Option<String>,
-    /// PTLCs on A–S at S after the fault (nothing may have moved).
+    /// PTLCs on A–S at S after the fault (nothing of A's payment may have arrived).
     ptlcs_after: u64,
+    /// A's payment after the fault: still waiting to reach S.
+    payer_status: Option<String>,
 }
 
 /// A relay process and the lines it prints.
@@ -190,28 +191,16 @@ impl Demo {
         let mut accepts = vec![];
         let mut faults = vec![];
         let mut cancel = None;
+        let mut cancel_statuses = None;
         if merchant_offline {
             self.stop_node(Party::C)?;
             self.stop_node(Party::B)?;
             self.narrator
                 .detail("B's device goes offline (and so does C's)".to_string());
         } else {
-            self.begin(
-                "faults",
-                "three dishonest relays take the honest one's place in turn, corrupting, \
-                 dropping and replaying A's bytes: S drops each broken session, nothing moves",
-            );
+            // A's phone loses its way to S for a moment: the honest relay goes away.
             let honest = relay.take().expect("started above");
             self.children.kill(&honest.name);
-            for kind in ["corrupt", "drop", "replay"] {
-                faults.push(self.fault_round(kind, &relay_addr, &as_id)?);
-            }
-            let (r, _) = self.start_relay("relay-honest", None, &relay_addr)?;
-            relay = Some(r);
-            // A dials at once, not after the backoff its failed redials built up.
-            self.connect_via(Party::A, Party::S, &relay_addr, RELAYED)?;
-            self.narrator
-                .detail("the honest relay is back; A reconnects through it".to_string());
         }
 
         self.begin(
@@ -248,6 +237,25 @@ impl Demo {
             .ok_or_else(|| DemoError::Answer(format!("/v1/pay answered {answer}")))?
             .to_string();
         let fee = answer["fee_sat"].as_u64().unwrap_or(0);
+        if !merchant_offline {
+            self.begin(
+                "faults",
+                "while A's payment waits to reach S, three dishonest relays take the honest \
+                 one's place in turn, corrupting, dropping and replaying A's bytes: S drops \
+                 each broken session and applies nothing of it",
+            );
+            for kind in ["corrupt", "drop", "replay"] {
+                faults.push(self.fault_round(kind, &relay_addr, &as_id, &id)?);
+            }
+            let (r, _) = self.start_relay("relay-honest", None, &relay_addr)?;
+            relay = Some(r);
+            // A dials at once, not after the backoff its failed redials built up.
+            self.connect_via(Party::A, Party::S, &relay_addr, RELAYED)?;
+            self.narrator.detail(
+                "the honest relay is back; A reconnects through it and its payment goes on"
+                    .to_string(),
+            );
+        }
         self.await_status(Party::A, &id, "posted", &["void"])?;
         let letter = self.call(Party::A, "/v1/letter", json!({ "payment_id": id }))?;
         let envelope = letter["envelope"]
@@ -265,17 +273,25 @@ impl Demo {
         if merchant_offline {
             self.begin(
                 "cancel",
-                "A tries to cancel: S refuses, the offer is irrevocable until its expiry",
+                "A tries to cancel: refused, the offer is irrevocable until its expiry",
             );
-            self.call(Party::A, "/v1/cancel", json!({ "payment_id": id }))?;
-            self.await_status(Party::A, &id, "posted", &["void"])?;
-            let said = self.await_event(Party::A, "S's answer to the cancellation", |e| {
-                matches!(e, NodeEvent::Payment { what: PaymentEvent::Refused { reason, .. } } if reason == "irrevocable")
-            });
+            // A's node keeps its own promise; S would refuse the cancellation too.
+            let said = self.call(Party::A, "/v1/cancel", json!({ "payment_id": id }));
             cancel = Some(match said {
-                Ok(()) => "refused: irrevocable".to_string(),
-                Err(e) => format!("no refusal seen: {e}"),
+                Ok(answer) => format!("accepted: {answer}"),
+                Err(e) if e.to_string().contains("irrevocable") => {
+                    "refused: irrevocable".to_string()
+                }
+                Err(e) => format!("refused otherwise: {e}"),
             });
+            self.narrator.detail(format!(
+                "A's cancellation: {}",
+                cancel.as_deref().unwrap_or_default()
+            ));
+            cancel_statuses = Some((
+                self.payment_status(Party::A, &id)?,
+                self.payment_status(Party::S, &id)?,
+            ));
             self.stop_node(Party::A)?;
             self.narrator.detail("A leaves the shop (its node stops)");
 
@@ -418,6 +434,13 @@ impl Demo {
                 json!(said),
             ));
         }
+        if let Some((payer, lsp)) = &cancel_statuses {
+            checks.push(check(
+                "after the cancellation: A's payment posted, S's offer open",
+                json!(["posted", "offered"]),
+                json!([payer, lsp]),
+            ));
+        }
         for f in &faults {
             checks.push(check(
                 &format!(
@@ -428,9 +451,20 @@ impl Demo {
                 json!(f.lsp_saw.is_some()),
             ));
             checks.push(check(
-                &format!("relay that {}s A's bytes: nothing moves on A–S", f.kind),
+                &format!(
+                    "relay that {}s A's bytes: S applied nothing of A's payment",
+                    f.kind
+                ),
                 json!(0),
                 json!(f.ptlcs_after),
+            ));
+            checks.push(check(
+                &format!(
+                    "relay that {}s A's bytes: A's payment waits, not lost",
+                    f.kind
+                ),
+                json!("proposed"),
+                json!(f.payer_status),
             ));
         }
         let ok = checks.iter().all(|c| c.ok);
@@ -543,6 +577,7 @@ impl Demo {
         kind: &str,
         addr: &str,
         as_id: &str,
+        payment_id: &str,
     ) -> Result<FaultReport, DemoError> {
         let name = format!("relay-{kind}");
         let disconnects_before = self.disconnects(Party::S);
@@ -580,6 +615,7 @@ impl Demo {
         let ptlcs_after = self.channel(Party::S, as_id)?["ptlcs"]
             .as_u64()
             .unwrap_or(0);
+        let payer_status = self.payment_status(Party::A, payment_id)?;
         self.narrator.detail(format!(
             "{name}: {}; S: {}",
             injected,
@@ -590,6 +626,7 @@ impl Demo {
             injected,
             lsp_saw,
             ptlcs_after,
+            payer_status,
         })
     }
 

@@ -26,15 +26,24 @@ use crate::crypto::receipt::ReceiptKeys;
 use crate::mailbox::envelope::{Envelope, EnvelopeError};
 use crate::mailbox::keys::{KeyError, NodeKey};
 use crate::node::core::node_key;
-use crate::node::files::{load_seed, private_file, receipt_epoch, FileError};
-use crate::node::store::{Store, StoreError};
+use crate::node::files::{load_seed, receipt_epoch, FileError};
+use crate::node::store::{Inboxed, Store, StoreError};
 use crate::protocol::channel::Snapshot;
-use crate::protocol::payment::{Payee, PayeePayment, PaymentError, PaymentId, SaleLetter};
+use crate::protocol::payment::{
+    Payee, PayeePayment, PayeeStatus, PaymentError, PaymentId, SaleLetter,
+};
+
+/// The longest letter file `accept` reads: a sealed letter is a few kilobytes.
+pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
+
+/// Blocks per second the device assumes passed since its node last saw the chain (one per
+/// ten minutes, Bitcoin's target).
+const SECS_PER_BLOCK: u64 = 600;
 
 /// Why a handed letter is refused. Nothing is stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PosError {
-    /// No node seed in the data directory.
+    /// No node in the data directory (no seed, or a node that never ran).
     #[error("no node in {0}: run `asyncpay node run --data-dir` there once")]
     NoNode(std::path::PathBuf),
     /// A file of the data directory.
@@ -46,6 +55,12 @@ pub enum PosError {
     /// The node key.
     #[error("key: {0}")]
     Key(#[from] KeyError),
+    /// Longer than any letter.
+    #[error("{len} bytes is not a letter (at most {MAX_ENVELOPE_LEN})")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+    },
     /// Not a sealed envelope for this node, or one that does not open.
     #[error("not a letter sealed to this merchant: {0}")]
     Envelope(#[from] EnvelopeError),
@@ -53,7 +68,7 @@ pub enum PosError {
     #[error("the envelope is not signed by the letter's payer")]
     Sender,
     /// The letter itself is refused: forged or other-merchant offer, a scalar that does not
-    /// sell the point, a receipt slot spent, expired at the last height the node saw.
+    /// sell the point, a receipt slot spent, expired at the height the device assumes.
     #[error("letter refused: {0}")]
     Letter(#[from] PaymentError),
     /// The payer may cancel the offer before its expiry.
@@ -73,21 +88,36 @@ pub enum PosError {
     /// The merchant has no channel with the LSP of the offer: it could not sell.
     #[error("no channel with the offer's LSP {0}: this device could not sell the letter")]
     NoChannel(String),
-    /// The offer expires too soon after the last height the node saw.
+    /// The offer expires too soon after the height the device assumes.
     #[error(
-        "the offer expires at height {expiry}, {left} blocks after the last height this \
-         device saw ({height}); it asks for at least {min_blocks}"
+        "the offer expires at height {expiry}, {left} blocks after the height this device \
+         assumes ({height}); it asks for at least {min_blocks}"
     )]
     TooSoon {
         /// The offer's last height.
         expiry: u32,
-        /// The last height the node saw.
+        /// The height the device assumes.
         height: u32,
         /// Blocks left.
         left: u32,
         /// Blocks asked for.
         min_blocks: u32,
     },
+    /// Another letter names the same receipt slot of this merchant's card: only one of them
+    /// could be paid.
+    #[error(
+        "receipt slot {slot} is taken by payment {by}: only one payment per slot can be paid; \
+         the payer must pay again (its PTLC comes back at the offer's expiry)"
+    )]
+    SlotTaken {
+        /// The slot.
+        slot: u32,
+        /// The payment that holds it.
+        by: String,
+    },
+    /// Another letter for the same payment waits already.
+    #[error("another letter for payment {0} waits already")]
+    OtherLetter(PaymentId),
 }
 
 /// A letter accepted offline, as `asyncpay pos accept` prints it.
@@ -107,8 +137,10 @@ pub struct Accepted {
     pub note: String,
     /// The offer's last height.
     pub offer_expiry: u32,
-    /// The last height the node saw (its channels'), the device's only clock.
+    /// The last tip the node saw, and when (unix time).
     pub last_known_height: u32,
+    /// The height the device assumes now: the last tip plus a block per ten minutes since.
+    pub assumed_height: u32,
     /// Blocks from that height to the offer's expiry.
     pub blocks_left: u32,
     /// What the check guarantees and what it relies on.
@@ -118,22 +150,30 @@ pub struct Accepted {
 /// What an accepted letter guarantees, in one sentence (docs/payment.md says it at length).
 pub const GUARANTEE: &str = "checked offline: the LSP signed an irrevocable offer to pay this \
     merchant the amount for the scalar this letter and the merchant's receipt signature make, \
-    and that scalar sells the offer's point; the merchant is paid if it sells before the \
-    offer's expiry and the LSP honours its signed offer then (the LSP's honesty and liquidity \
-    are what this relies on, not the payer's)";
+    that scalar sells the offer's point, and no other letter this device holds names the same \
+    receipt slot; the merchant is paid if it sells before the offer's expiry and the LSP \
+    honours its signed offer then (the LSP's honesty and liquidity are what this relies on, \
+    not the payer's)";
 
 /// Checks the sealed letter `envelope` handed to the merchant node of `data_dir` and queues
-/// it for the node to sell; touches no network. `amount_sat`: what the till asks (refused if
-/// the letter pays another amount); `min_blocks`: how many blocks past the last height the
-/// node saw the offer must still run.
+/// it for the node to sell; touches no network. `amount_sat`: what the till asks (a letter
+/// paying another amount is refused); `min_blocks`: how many blocks past the height the
+/// device assumes (the last tip its node saw, plus a block per ten minutes since) the offer
+/// must still run. `now`: unix time.
 pub fn accept(
     data_dir: &Path,
     envelope: &[u8],
-    amount_sat: Option<u64>,
+    amount_sat: u64,
     min_blocks: u32,
+    now: u64,
 ) -> Result<Accepted, PosError> {
-    if !data_dir.join("seed").exists() {
+    if !data_dir.join("seed").exists() || !data_dir.join("node.db").exists() {
         return Err(PosError::NoNode(data_dir.to_path_buf()));
+    }
+    if envelope.len() > MAX_ENVELOPE_LEN {
+        return Err(PosError::TooLarge {
+            len: envelope.len(),
+        });
     }
     let seed = load_seed(data_dir)?;
     let key = node_key(&seed);
@@ -144,42 +184,74 @@ pub fn accept(
     if opened.sender.map(PublicKey::from) != Some(letter.payer) {
         return Err(PosError::Sender);
     }
-    private_file(&data_dir.join("node.db"))?;
-    let store = Store::open(&data_dir.join("node.db"))?;
+    let mut store = Store::open(&data_dir.join("node.db"))?;
     let channels: Vec<(PublicKey, Snapshot)> = store.channels()?;
-    let height = channels.iter().map(|(_, s)| s.height).max().unwrap_or(0);
+    let seen = channels.iter().map(|(_, s)| s.height).max().unwrap_or(0);
+    let (last_known_height, assumed_height) = match store.tip()? {
+        Some((height, at)) => {
+            let since = u32::try_from(now.saturating_sub(at) / SECS_PER_BLOCK).unwrap_or(u32::MAX);
+            let last = height.max(seen);
+            (last, height.saturating_add(since).max(seen))
+        }
+        None => (seen, seen),
+    };
+    let records = store.payments::<PayeePayment>()?;
+    // A letter another payment's letter already took the slot of (invoiced and not
+    // refused, or paid): only one of them can be paid.
+    let offer = &letter.offer;
+    let taken = records.iter().find(|(id, p)| {
+        *id != offer.payment_id
+            && p.letter.receipt_epoch == letter.receipt_epoch
+            && p.letter.receipt_slot == letter.receipt_slot
+            && !matches!(p.status, PayeeStatus::Refused { .. })
+    });
+    if let Some((by, _)) = taken {
+        return Err(PosError::SlotTaken {
+            slot: letter.receipt_slot,
+            by: by.to_string(),
+        });
+    }
     let payee = Payee::restore(
         key,
         ReceiptKeys::from_seed(&seed),
         receipt_epoch(data_dir)?,
-        store.payments::<PayeePayment>()?,
+        records,
     );
-    let new = payee.vet(&letter, height)?;
-    let offer = &letter.offer;
+    let new = payee.vet(&letter, assumed_height)?;
     if !offer.irrevocable {
         return Err(PosError::Revocable);
     }
-    if let Some(asked) = amount_sat {
-        if asked != offer.amount_sat {
-            return Err(PosError::Amount {
-                paid: offer.amount_sat,
-                asked,
-            });
-        }
+    if amount_sat != offer.amount_sat {
+        return Err(PosError::Amount {
+            paid: offer.amount_sat,
+            asked: amount_sat,
+        });
     }
     if !channels.iter().any(|(peer, _)| *peer == offer.lsp) {
         return Err(PosError::NoChannel(offer.lsp.to_string()));
     }
-    let left = offer.expiry.saturating_sub(height);
+    let left = offer.expiry.saturating_sub(assumed_height);
     if left < min_blocks {
         return Err(PosError::TooSoon {
             expiry: offer.expiry,
-            height,
+            height: assumed_height,
             left,
             min_blocks,
         });
     }
-    store.put_inbox(&hex::encode(sealed.id.0), envelope)?;
+    if new {
+        let id = offer.payment_id.to_string();
+        match store.put_inbox(&id, letter.receipt_epoch, letter.receipt_slot, envelope)? {
+            Inboxed::Added | Inboxed::Already => {}
+            Inboxed::OtherLetter => return Err(PosError::OtherLetter(offer.payment_id)),
+            Inboxed::SlotTaken(by) => {
+                return Err(PosError::SlotTaken {
+                    slot: letter.receipt_slot,
+                    by,
+                })
+            }
+        }
+    }
     Ok(Accepted {
         payment_id: offer.payment_id,
         new,
@@ -188,7 +260,8 @@ pub fn accept(
         lsp: offer.lsp,
         note: letter.note.clone(),
         offer_expiry: offer.expiry,
-        last_known_height: height,
+        last_known_height,
+        assumed_height,
         blocks_left: left,
         guarantee: GUARANTEE,
     })
@@ -199,8 +272,14 @@ pub fn accept(
 pub struct RelayLimits {
     /// Connections carried at once; more are closed at once.
     pub max_connections: usize,
-    /// A connection with no byte either way for this long is closed.
+    /// Connections carried at once from one IP address.
+    pub max_per_ip: usize,
+    /// A connection with no byte either way for this long, or a write that the other end
+    /// does not take for this long, is closed.
     pub idle: Duration,
+    /// A connection is closed this long after it was accepted, whatever it carries (a
+    /// payment needs a few seconds).
+    pub lifetime: Duration,
     /// Bytes carried per connection, both ways together; a connection past it is closed.
     pub max_bytes: u64,
     /// Fault injection, for tests of what a dishonest relay can do: `None` carries every
@@ -259,7 +338,9 @@ impl Default for RelayLimits {
     fn default() -> Self {
         RelayLimits {
             max_connections: 8,
+            max_per_ip: 2,
             idle: Duration::from_secs(60),
+            lifetime: Duration::from_secs(600),
             max_bytes: 4 << 20,
             fault: None,
         }
@@ -297,6 +378,13 @@ pub enum RelayEvent {
     },
     /// A connection ended.
     Carried(Carried),
+    /// A connection was refused: over a limit, or accepting failed.
+    Refused {
+        /// The peer's address, if known.
+        from: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Carries each connection accepted on `listener` to `to` and back, byte for byte, within
@@ -309,14 +397,45 @@ pub async fn relay(
     report: impl Fn(RelayEvent) + Send + Sync + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Arc::default();
     let report = Arc::new(report);
     loop {
-        let (payer, from) = listener.accept().await?;
+        // A failed accept (out of descriptors, a reset before accept) ends that attempt, not
+        // the relay.
+        let (payer, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                report(RelayEvent::Refused {
+                    from: String::new(),
+                    reason: format!("accept: {e}"),
+                });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(payer);
+            report(RelayEvent::Refused {
+                from: from.to_string(),
+                reason: "connection limit".into(),
+            });
             continue;
         };
+        let ip = from.ip();
+        {
+            let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = counts.entry(ip).or_default();
+            if *n >= limits.max_per_ip {
+                report(RelayEvent::Refused {
+                    from: from.to_string(),
+                    reason: "per-address connection limit".into(),
+                });
+                continue;
+            }
+            *n += 1;
+        }
         let report = report.clone();
+        let per_ip = per_ip.clone();
         tokio::spawn(async move {
             let from = from.to_string();
             let on_fault = |kind, at_bytes| {
@@ -326,11 +445,32 @@ pub async fn relay(
                     at_bytes,
                 })
             };
-            let carried = carry(payer, to, limits, &on_fault).await;
+            let carried =
+                match tokio::time::timeout(limits.lifetime, carry(payer, to, limits, &on_fault))
+                    .await
+                {
+                    Ok(carried) => carried,
+                    Err(_) => Carried {
+                        from: String::new(),
+                        up: 0,
+                        down: 0,
+                        end: "lifetime".into(),
+                        fault: None,
+                    },
+                };
             report(RelayEvent::Carried(Carried {
                 from: from.clone(),
                 ..carried
             }));
+            {
+                let mut counts = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = counts.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&ip);
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -394,28 +534,36 @@ async fn carry(
         let written = if up {
             let at = carried.up;
             carried.up += n as u64;
-            match limits.fault {
-                Some(f) if carried.fault.is_none() && at >= f.after_bytes => {
-                    carried.fault = Some(f.kind);
-                    on_fault(f.kind, at);
-                    match f.kind {
-                        FaultKind::Corrupt => {
-                            up_buf[n - 1] ^= 1;
-                            lw.write_all(&up_buf[..n]).await
+            let write = async {
+                match limits.fault {
+                    Some(f) if carried.fault.is_none() && at >= f.after_bytes => {
+                        carried.fault = Some(f.kind);
+                        on_fault(f.kind, at);
+                        match f.kind {
+                            FaultKind::Corrupt => {
+                                up_buf[n - 1] ^= 1;
+                                lw.write_all(&up_buf[..n]).await
+                            }
+                            FaultKind::Drop => Ok(()),
+                            FaultKind::Replay => match lw.write_all(&previous_up).await {
+                                Ok(()) => lw.write_all(&up_buf[..n]).await,
+                                err => err,
+                            },
                         }
-                        FaultKind::Drop => Ok(()),
-                        FaultKind::Replay => match lw.write_all(&previous_up).await {
-                            Ok(()) => lw.write_all(&up_buf[..n]).await,
-                            err => err,
-                        },
                     }
+                    _ => lw.write_all(&up_buf[..n]).await,
                 }
-                _ => lw.write_all(&up_buf[..n]).await,
-            }
-            .inspect(|_| previous_up = up_buf[..n].to_vec())
+            };
+            let written = tokio::time::timeout(limits.idle, write)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            previous_up = up_buf[..n].to_vec();
+            written
         } else {
             carried.down += n as u64;
-            pw.write_all(&down_buf[..n]).await
+            tokio::time::timeout(limits.idle, pw.write_all(&down_buf[..n]))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
         };
         if let Err(e) = written {
             carried.end = format!("write: {e}");

@@ -54,10 +54,10 @@ impl Store {
     /// Opens or creates the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
         // `asyncpay pos accept` writes a running node's inbox from another process.
         db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS channels (id TEXT PRIMARY KEY, peer TEXT NOT NULL, snapshot TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS payments (id TEXT PRIMARY KEY, record TEXT NOT NULL);
@@ -66,7 +66,8 @@ impl Store {
              CREATE TABLE IF NOT EXISTS contacts (payee TEXT PRIMARY KEY, contact TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS reverse (id TEXT PRIMARY KEY, record TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS handed (payment TEXT PRIMARY KEY, envelope BLOB);
-             CREATE TABLE IF NOT EXISTS inbox (id TEXT PRIMARY KEY, envelope BLOB NOT NULL);",
+             CREATE TABLE IF NOT EXISTS inbox (payment TEXT PRIMARY KEY, epoch INTEGER NOT NULL, slot INTEGER NOT NULL, envelope BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS tip (one INTEGER PRIMARY KEY CHECK (one = 1), height INTEGER NOT NULL, seen_at INTEGER NOT NULL);",
         )?;
         Ok(Store { db })
     }
@@ -309,31 +310,85 @@ impl Store {
             .optional()?)
     }
 
-    /// Queues a sealed envelope handed to this node (by `asyncpay pos accept`) for the
-    /// running node, which handles it as a letter from its mailbox. The same id twice is one
-    /// letter.
-    pub fn put_inbox(&self, id: &str, envelope: &[u8]) -> Result<(), StoreError> {
-        self.db.execute(
-            "INSERT OR IGNORE INTO inbox (id, envelope) VALUES (?1, ?2)",
-            params![id, envelope],
+    /// Queues the sealed envelope of payment `payment`'s letter, which names receipt slot
+    /// `slot` of card epoch `epoch`, handed to this node (by `asyncpay pos accept`) for the
+    /// node to handle as a letter from its mailbox; in one transaction with the checks that
+    /// no other letter waits for this payment or this slot (one slot pays one payment).
+    pub fn put_inbox(
+        &mut self,
+        payment: &str,
+        epoch: u32,
+        slot: u32,
+        envelope: &[u8],
+    ) -> Result<Inboxed, StoreError> {
+        let tx = self
+            .db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let same: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT envelope FROM inbox WHERE payment = ?1",
+                params![payment],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(waiting) = same {
+            return Ok(if waiting == envelope {
+                Inboxed::Already
+            } else {
+                Inboxed::OtherLetter
+            });
+        }
+        let slot_taken: Option<String> = tx
+            .query_row(
+                "SELECT payment FROM inbox WHERE epoch = ?1 AND slot = ?2",
+                params![epoch, slot],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(by) = slot_taken {
+            return Ok(Inboxed::SlotTaken(by));
+        }
+        tx.execute(
+            "INSERT INTO inbox (payment, epoch, slot, envelope) VALUES (?1, ?2, ?3, ?4)",
+            params![payment, epoch, slot, envelope],
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(Inboxed::Added)
     }
 
-    /// The envelopes waiting in the inbox, oldest first.
+    /// The envelopes waiting in the inbox (payment, envelope), oldest first.
     pub fn inbox(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut stmt = self
             .db
-            .prepare("SELECT id, envelope FROM inbox ORDER BY rowid")?;
+            .prepare("SELECT payment, envelope FROM inbox ORDER BY rowid")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Removes a handled envelope from the inbox.
-    pub fn delete_inbox(&self, id: &str) -> Result<(), StoreError> {
+    pub fn delete_inbox(&self, payment: &str) -> Result<(), StoreError> {
         self.db
-            .execute("DELETE FROM inbox WHERE id = ?1", params![id])?;
+            .execute("DELETE FROM inbox WHERE payment = ?1", params![payment])?;
         Ok(())
+    }
+
+    /// Records the chain's tip as the node last saw it, at unix time `seen_at`.
+    pub fn put_tip(&self, height: u32, seen_at: u64) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT OR REPLACE INTO tip (one, height, seen_at) VALUES (1, ?1, ?2)",
+            params![height, seen_at as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The tip the node last saw and when (unix time), if it recorded one.
+    pub fn tip(&self) -> Result<Option<(u32, u64)>, StoreError> {
+        Ok(self
+            .db
+            .query_row("SELECT height, seen_at FROM tip WHERE one = 1", [], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })
+            .optional()?)
     }
 
     /// A payee's stored contact (JSON).
@@ -347,6 +402,19 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+/// What [`Store::put_inbox`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inboxed {
+    /// The letter waits in the inbox.
+    Added,
+    /// This very letter waited already.
+    Already,
+    /// Another letter for the same payment waits: this one is not kept.
+    OtherLetter,
+    /// Another payment's letter that waits names the same receipt slot (that payment's id).
+    SlotTaken(String),
 }
 
 fn parse_key(text: &str) -> Result<PublicKey, String> {

@@ -1978,6 +1978,31 @@ impl World {
             if !skipped(3) {
                 self.check_settlement_model(h)?;
             }
+            if !skipped(5) {
+                self.check_irrevocable_kept(h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 5: an honest LSP never voids an irrevocable offer before its expiry (the
+    /// payee may hold the letter already and count on the sale).
+    pub fn check_irrevocable_kept(&self, h: usize) -> Result<(), Violation> {
+        let Some(lsp) = self.nodes[h].core.as_ref().and_then(|c| c.lsp()) else {
+            return Ok(());
+        };
+        for (id, p) in lsp.payments() {
+            let voided = p.status
+                == LspStatus::Cancelled {
+                    outcome: CancelOutcome::Cancelled,
+                };
+            if p.offer.irrevocable && voided && self.height <= p.offer.expiry {
+                return Err(format!(
+                    "invariant 5 broken: {} voided the irrevocable offer of payment {id} at \
+                     height {}, before its expiry {}",
+                    self.watchers[&h].name, self.height, p.offer.expiry
+                ));
+            }
         }
         Ok(())
     }

@@ -12,11 +12,12 @@ pub enum PosCmd {
     /// Check a sale letter handed over by a payer (the file stands in for QR or NFC), with
     /// no network, and queue it for the merchant's node to sell the next time it runs (at
     /// once if it runs). Checks: sealed to this node and signed by the letter's payer; the
-    /// LSP's offer is signed, names this merchant, is irrevocable, pays the amount asked and
-    /// runs at least --min-blocks past the last height the node saw; the letter, completed
-    /// with this node's receipt signature, sells the offer's point; the receipt slot is
-    /// unspent; the node has a channel with the LSP. Prints what was accepted and what that
-    /// guarantees; exits non-zero, storing nothing, on any refusal.
+    /// LSP's offer is signed, names this merchant, is irrevocable, pays the amount the till
+    /// asks and runs at least --min-blocks past the height the device assumes (the last tip
+    /// its node saw, plus a block per ten minutes since); the letter, completed with this
+    /// node's receipt signature, sells the offer's point; no other letter or payment of this
+    /// node holds its receipt slot; the node has a channel with the LSP. Prints what was
+    /// accepted and what that guarantees; exits non-zero, storing nothing, on any refusal.
     Accept {
         /// The merchant node's data directory (the node may be stopped or running).
         #[arg(long)]
@@ -26,7 +27,7 @@ pub enum PosCmd {
         letter: String,
         /// What the till asks, in sat: a letter paying another amount is refused.
         #[arg(long)]
-        amount_sat: Option<u64>,
+        amount_sat: u64,
         /// Blocks the offer must still run past the last height the node saw.
         #[arg(long, default_value_t = 6)]
         min_blocks: u32,
@@ -65,11 +66,17 @@ pub fn run(cmd: PosCmd) -> anyhow::Result<()> {
             amount_sat,
             min_blocks,
         } => {
+            // Hex of the largest envelope and a newline, and one byte more to see a longer one.
+            let cap = (2 * pos::MAX_ENVELOPE_LEN + 2) as u64;
             let mut bytes = vec![];
             if letter == "-" {
-                std::io::stdin().read_to_end(&mut bytes)?;
+                std::io::stdin().take(cap).read_to_end(&mut bytes)?;
             } else {
-                bytes = std::fs::read(&letter).with_context(|| format!("reading {letter}"))?;
+                std::fs::File::open(&letter)
+                    .with_context(|| format!("reading {letter}"))?
+                    .take(cap)
+                    .read_to_end(&mut bytes)
+                    .with_context(|| format!("reading {letter}"))?;
             }
             // Hex as `ctl letter` prints it, or the envelope's bytes.
             let text = String::from_utf8_lossy(&bytes);
@@ -77,7 +84,10 @@ pub fn run(cmd: PosCmd) -> anyhow::Result<()> {
                 Ok(decoded) => decoded,
                 Err(_) => bytes,
             };
-            let accepted = pos::accept(&data_dir, &envelope, amount_sat, min_blocks)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let accepted = pos::accept(&data_dir, &envelope, amount_sat, min_blocks, now)?;
             println!("{}", serde_json::to_string_pretty(&accepted)?);
             Ok(())
         }

@@ -220,7 +220,7 @@ impl NodeCore {
                         held: Some(held),
                         channel_id,
                         ..
-                    }) => self.held_transfer(&from, channel_id, held.id),
+                    }) => self.held_transfer(&from, channel_id, held.id, false),
                     // An invoice for a held sale: the payer's PTLC must still be there.
                     PaymentMessage::Invoice(invoice) => self.held_of_invoice(&invoice.payment_id),
                     _ => None,

@@ -261,14 +261,20 @@ impl NodeCore {
         peer: &PublicKey,
         channel_id: &ChannelId,
         id: u64,
+        selling: bool,
     ) -> Option<HeldTransfer> {
         let e = self.channels.get(channel_id)?;
         if &e.peer != peer {
             return None;
         }
         let snap = e.channel.snapshot();
-        // Only an open channel sells: once a state is on chain, no new offer.
-        if !matches!(snap.stage, Stage::Open { .. }) {
+        // Only an open channel takes a new offer: once a state is on chain, none. An offer
+        // made before is still sold (`selling`) while the channel is being closed on chain:
+        // S publishes its latest state, which holds the PTLC, and claims the PTLC with the
+        // scalar it buys, by the claim deadline its invoice check keeps. (Otherwise the
+        // payer could void an irrevocable offer by publishing a state.)
+        let closing_on_chain = selling && matches!(snap.stage, Stage::ForceClosing { .. });
+        if !matches!(snap.stage, Stage::Open { .. }) && !closing_on_chain {
             return None;
         }
         let latest = &snap.complete.as_ref()?.body;
@@ -317,6 +323,6 @@ impl NodeCore {
         };
         let p = lsp.payment(payment_id)?;
         let held = p.offer.held?;
-        self.held_transfer(&p.payer, &p.offer.channel_id, held.id)
+        self.held_transfer(&p.payer, &p.offer.channel_id, held.id, true)
     }
 }

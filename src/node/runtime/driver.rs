@@ -391,8 +391,10 @@ impl Node {
             Ev::Tick => {
                 if last_poll.elapsed() >= Duration::from_millis(250) {
                     *last_poll = Instant::now();
-                    self.poll_chain().await?;
+                    // Letters handed over are sold while the chain server is away too.
+                    let polled = self.poll_chain().await;
                     self.drain_inbox().await?;
+                    polled?;
                 }
                 self.feed_tower();
             }
@@ -445,11 +447,11 @@ impl Node {
     /// store's inbox, also while the node runs), as letters from its mailbox.
     pub(super) async fn drain_inbox(&mut self) -> Result<usize, RuntimeError> {
         let waiting = self.io.store.inbox()?;
-        for (id, bytes) in &waiting {
+        for (payment, bytes) in &waiting {
             let opened = Envelope::decode(bytes).and_then(|e| e.open(&self.io.mailbox_key));
             self.take_letter(opened).await?;
             // Stored (or refused for good) before it leaves the inbox.
-            self.io.store.delete_inbox(id)?;
+            self.io.store.delete_inbox(payment)?;
         }
         Ok(waiting.len())
     }
@@ -500,6 +502,8 @@ impl Node {
             tokio::task::block_in_place(|| self.io.wallet.sync(&electrum))?;
             let outputs = self.core.handle(NodeInput::Block { height })?;
             self.carry_out(outputs).await?;
+            // What an offline device of this node knows of the chain (`pos accept`).
+            self.io.store.put_tip(height, now())?;
         }
         // Funding confirmations.
         let unconfirmed: Vec<OutPoint> = self

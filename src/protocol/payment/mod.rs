@@ -35,6 +35,7 @@
 //! let terms = OfferTerms {
 //!     payment_id: PaymentId([1; 32]), lsp: lsp.public_key(), channel_id: ChannelId([5; 32]),
 //!     state: 1, amount_sat: 50_000, fee_sat: 100, point, payee, expiry: 500, held: None,
+//!     irrevocable: false,
 //! };
 //! let offer = terms.sign(&lsp, &[0; 32]);
 //! assert!(offer.verify().is_ok());
@@ -227,6 +228,12 @@ pub enum PaymentError {
     /// The payer cancelled the offer before a sale.
     #[error("the payer cancelled the offer")]
     Cancelled,
+    /// The offer is irrevocable: the payer cannot cancel it before its expiry.
+    #[error("the offer is irrevocable until height {expiry}: the payee may still sell it")]
+    Irrevocable {
+        /// The offer's last height.
+        expiry: u32,
+    },
     /// The offer's expiry has passed.
     #[error("offer expired at height {expiry}, now {height}")]
     Expired {
@@ -289,6 +296,7 @@ impl PaymentError {
             PaymentError::Mismatch { .. } => "mismatch",
             PaymentError::Unexpected { .. } => "unexpected",
             PaymentError::Cancelled => "cancelled",
+            PaymentError::Irrevocable { .. } => "irrevocable",
             PaymentError::Expired { .. } => "expired",
             PaymentError::Amount(_) => "amount",
             PaymentError::NoPendingState { .. } => "no_pending_state",

@@ -436,7 +436,7 @@ impl Payer {
                         status: "another payment is being set up on this channel",
                     });
                 }
-                let receipt_slot = self.unused_slot(&payee, &receipts)?;
+                let receipt_slot = self.unused_slot(&payment_id, &payee, &receipts)?;
                 let record = PayerPayment {
                     channel_id,
                     lsp,
@@ -585,6 +585,13 @@ impl Payer {
                         status: record.status.name(),
                     });
                 };
+                // A's own promise to the payee, who may hold the letter already: not asked
+                // of S at all (S would refuse it too).
+                if letter.offer.irrevocable {
+                    return Err(PaymentError::Irrevocable {
+                        expiry: letter.offer.expiry,
+                    });
+                }
                 record.status = PayerStatus::Cancelling {
                     letter: letter.clone(),
                 };
@@ -664,6 +671,7 @@ impl Payer {
     /// (see docs/proof-of-payment.md).
     fn unused_slot(
         &self,
+        payment_id: &PaymentId,
         payee: &PublicKey,
         card: &ReceiptCard,
     ) -> Result<ReceiptSlot, PaymentError> {
@@ -673,9 +681,21 @@ impl Payer {
             .filter(|p| &p.payee == payee && p.receipt_epoch == card.epoch)
             .map(|p| p.receipt_slot.index)
             .collect();
-        // Only a slot the payee endorsed gives a proof anyone can check with its node key.
-        card.slots
+        // The search starts at a slot the (random) payment id picks: payers of one card (a
+        // static offer many pay) do not all take its first slot, of which only one payment
+        // can be paid. Only a slot the payee endorsed gives a proof anyone can check with its
+        // node key.
+        let n = card.slots.len().max(1);
+        let start = u32::from_be_bytes([
+            payment_id.0[0],
+            payment_id.0[1],
+            payment_id.0[2],
+            payment_id.0[3],
+        ]) as usize
+            % n;
+        card.slots[start..]
             .iter()
+            .chain(&card.slots[..start])
             .find(|slot| !used.contains(&slot.index) && slot.endorsed_by(card.epoch, payee))
             .copied()
             .ok_or(PaymentError::NoReceiptSlot {
@@ -775,6 +795,10 @@ impl Payer {
         same(offer.payee == record.payee, "payee")?;
         same(offer.point == *point, "point")?;
         same(offer.held == *held, "held ptlc")?;
+        // S makes an offer irrevocable only if A asked: an irrevocable offer takes A's right
+        // to cancel.
+        let asked = record.hold.as_ref().is_some_and(|h| h.irrevocable);
+        same(offer.irrevocable == asked, "irrevocable")?;
         let letter = SaleLetter {
             version: PAYMENT_VERSION,
             offer,
@@ -970,8 +994,15 @@ impl Payer {
                     }),
                 ])
             }
-            // The sale won the race (the receipt follows, or has come), or the offer is
-            // irrevocable until its expiry: the payment stands.
+            // An offer A did not make irrevocable cannot be refused as one.
+            (PayerStatus::Cancelling { letter }, CancelOutcome::Irrevocable)
+                if !letter.offer.irrevocable =>
+            {
+                Err(PaymentError::Mismatch {
+                    field: "irrevocable",
+                })
+            }
+            // The sale won the race (the receipt follows, or has come): the payment stands.
             (PayerStatus::Cancelling { letter }, outcome) => {
                 record.status = PayerStatus::Posted {
                     letter: letter.clone(),
