@@ -62,6 +62,12 @@ fn paid_exactly_once(t: &Value) {
         check(t, "A refuses to pay the static offer another amount")["ok"],
         true
     );
+    assert_eq!(
+        check(t, "B's watchtower holds B's latest state")["ok"],
+        true
+    );
+    // Every check the run made holds (the transcript's `ok`).
+    assert_eq!(t["ok"], true);
 }
 
 #[test]

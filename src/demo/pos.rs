@@ -370,6 +370,21 @@ impl Demo {
             Ok((c["ptlcs"] == 0 && c["phase"] == "Funded").then_some(()))
         })?;
         let after = star.balances(self)?;
+        // B's watchtower holds the state that pays B (it is pushed each new state).
+        let sb = star
+            .payees
+            .iter()
+            .find(|(p, ..)| *p == Party::B)
+            .map(|(_, _, id, _)| id.clone())
+            .ok_or_else(|| DemoError::Answer("B has a channel".into()))?;
+        let b_state = self.channel(Party::B, &sb)?["state"].as_u64();
+        let tower_state = wait_for("B's watchtower to hold B's latest state", limit, || {
+            Ok(self
+                .tower_state(Party::B, &sb)
+                .filter(|s| Some(*s) == b_state)
+                .map(Some))
+        })
+        .unwrap_or_else(|_| self.tower_state(Party::B, &sb));
         let status = json!({
             "variant": format!("point of sale, {}", mode.name()),
             "payer": self.payment_status(Party::A, &id)?,
@@ -399,6 +414,11 @@ impl Demo {
         let received = |payee: Party| if payee == Party::B { PRICE_SAT } else { 0 };
         checks.extend(star.balance_checks(spent, received, &balances, &after));
         checks.extend([
+            check(
+                "B's watchtower holds B's latest state",
+                json!(b_state),
+                json!(tower_state),
+            ),
             check(
                 "proof of payment verifies with B's static offer",
                 json!(true),
