@@ -232,14 +232,14 @@ const FLOOR: [(&str, u64); 9] = [
 const TODAY: [(&str, u64, u64); 10] = [
     ("verify", 4, 3),
     ("adaptor_encrypt", 1, 1),
-    ("adaptor_verify", 2, 0),
+    ("adaptor_verify", 0, 0),
     ("nonce_commit", 2, 2),
     ("nonce_sign", 2, 2),
     ("secret_to_point", 3, 1),
     ("key_from_secret", 1, 0),
     ("key_to_libsecp", 1, 0),
-    ("point_decode", 24, 0),
-    ("libsecp_context", 17, 9),
+    ("point_decode", 16, 0),
+    ("libsecp_context", 13, 9),
 ];
 
 fn check_floor(r: &Value) {

@@ -175,13 +175,7 @@ pub const DONE_TODAY: &[(Op, u64, u64, &str)] = &[
         "A's completed signature (R, t) is verified too: it holds by t·G = T, checked on B's fulfil",
     ),
     (Op::AdaptorEncrypt, 1, 1, ""),
-    (
-        Op::AdaptorVerify,
-        2,
-        0,
-        "S checks its own claim adaptor signature when it applies its own AddPtlc change, in the \
-         command and again in the proposal",
-    ),
+    (Op::AdaptorVerify, 0, 0, ""),
     (Op::NonceCommit, 2, 2, ""),
     (Op::NonceSign, 2, 2, ""),
     (
@@ -200,22 +194,21 @@ pub const DONE_TODAY: &[(Op, u64, u64, &str)] = &[
     (Op::KeyToLibsecp, 1, 0, "the same round trip"),
     (
         Op::PointDecode,
-        24,
+        16,
         0,
         "7 wire decodings (invoice: T, payee, LSP key, signature; B's nonce and 2 \
-         signatures) that compare with what S holds, and 17 conversions between this \
-         crate's and libsecp256k1's key types (4 verifications, 13 in the 4 builds of the \
+         signatures) that compare with what S holds, and 9 conversions between this \
+         crate's and libsecp256k1's key types (4 verifications, 5 in the 2 builds of the \
          PTLC output); plus uncounted decodings of the constant internal key H in the \
          transaction builders",
     ),
     (
         Op::LibsecpContext,
-        17,
+        13,
         9,
-        "the PTLC output (2 tweaks) is built 4 times: for the claim's sighash, twice to \
-         check S's own claim signature, once in SE_{n+1}; plus the key pair above and the \
-         verification of A's signature. Required: 6 tweaks and covenant signatures, 3 \
-         verifications",
+        "the PTLC output (2 tweaks) is built twice: for the claim's sighash and in \
+         SE_{n+1}; plus the key pair above and the verification of A's signature. Required: \
+         6 tweaks and covenant signatures, 3 verifications",
     ),
 ];
 

@@ -91,10 +91,15 @@ impl Channel {
                     expiry,
                     claim_signature: claim_signature.clone(),
                 };
-                let built = self.txs("add_ptlc")?;
-                built
-                    .claim(&built.ptlc(&record))?
-                    .verify_offerer_signature(claim_signature)?;
+                // The peer's half of our claim must verify before we take the PTLC. Our own
+                // half, which this channel made (or stored, when a restart applies its own
+                // proposal again), is the peer's to check.
+                if proposer != self.snap.side {
+                    let built = self.txs("add_ptlc")?;
+                    built
+                        .claim(&built.ptlc(&record))?
+                        .verify_offerer_signature(claim_signature)?;
+                }
                 body.ptlcs.push(record);
             }
             Change::FulfilPtlc { id, secret } => {
