@@ -136,15 +136,17 @@ fn a_real_letter_is_accepted_offline_and_sold_once_the_merchant_runs() {
     let a = mailbox_key(&sim.nodes[A].seed);
     let envelope = sealed(&letter, &a, &sim.nodes[B].seed);
     let accepted = accept(dir.path(), &envelope, AMOUNT, 6, NOW).unwrap();
-    assert!(accepted.new);
     assert_eq!(accepted.payment_id, id);
     assert_eq!(accepted.amount_sat, AMOUNT);
     assert_eq!(accepted.lsp, sim.key(S));
     assert_eq!(accepted.offer_expiry, letter.offer.expiry);
     assert_eq!(inbox(dir.path()), 1);
-    // Handed twice: one letter in the inbox.
-    let again = accept(dir.path(), &envelope, AMOUNT, 6, NOW).unwrap();
-    assert!(again.new, "not sold yet: still new to the node's records");
+    // Handed twice (at this till, or at another till of the merchant's node): refused, a
+    // letter pays once; one letter in the inbox.
+    assert!(matches!(
+        accept(dir.path(), &envelope, AMOUNT, 6, NOW),
+        Err(PosError::AlreadyAccepted(p)) if p == id
+    ));
     assert_eq!(inbox(dir.path()), 1);
     // Another letter for the same payment (the same letter sealed again) is not kept.
     let resealed = sealed(&letter, &a, &sim.nodes[B].seed);
@@ -154,7 +156,8 @@ fn a_real_letter_is_accepted_offline_and_sold_once_the_merchant_runs() {
     ));
     assert_eq!(inbox(dir.path()), 1);
 
-    // B's node runs: what its inbox holds is a letter like one from its mailbox.
+    // B's node runs: what its inbox holds is a letter like one from its mailbox, whose slot
+    // is reserved for it.
     sim.start(B).unwrap();
     sim.connect(S, B).unwrap();
     let waiting = Store::open(&dir.path().join("node.db"))
@@ -167,7 +170,7 @@ fn a_real_letter_is_accepted_offline_and_sold_once_the_merchant_runs() {
         .unwrap();
     sim.input(
         B,
-        NodeInput::Letter {
+        NodeInput::HandedLetter {
             bytes: opened.payload,
         },
     )
@@ -176,6 +179,101 @@ fn a_real_letter_is_accepted_offline_and_sold_once_the_merchant_runs() {
     assert_eq!(sim.nodes[B].status(&id), Some("paid"));
     assert_eq!(sim.nodes[S].status(&id), Some("sold"));
     assert_eq!(sim.nodes[A].status(&id), Some("completed"));
+    // Paid: handed again, it is refused (it paid once).
+    let paid_device = tempfile::tempdir().unwrap();
+    device(&sim, B, paid_device.path(), None);
+    let store = Store::open(&paid_device.path().join("node.db")).unwrap();
+    store
+        .put_payment(&id, sim.nodes[B].payee(&id).unwrap())
+        .unwrap();
+    let err = accept(paid_device.path(), &envelope, AMOUNT, 6, NOW).unwrap_err();
+    assert!(matches!(err, PosError::AlreadyAccepted(_)), "{err}");
+}
+
+/// Two payers of B's one card whose payment ids start alike pick the same receipt slot
+/// (each payer knows only its own payments). Returns both payments and the second payer.
+fn two_letters_on_one_slot(sim: &mut Network) -> (PaymentId, PaymentId, usize) {
+    let a2 = sim.add_payer("A2", 0xa2).unwrap();
+    sim.connect(a2, S).unwrap();
+    sim.open_with_delay(a2, S, 1_000_000, 6).unwrap();
+    let first = PaymentId([0x11; 32]);
+    let mut second = [0x22; 32];
+    second[..4].copy_from_slice(&[0x11; 4]);
+    let second = PaymentId(second);
+    for (payer, id) in [(A, first), (a2, second)] {
+        let (lsp, payee) = (sim.key(S), sim.key(B));
+        sim.input(
+            payer,
+            NodeInput::Command(NodeCommand::Pay {
+                payment_id: id,
+                lsp,
+                payee,
+                amount_sat: AMOUNT,
+                fee_sat: policy().fee_for(AMOUNT),
+                note: String::new(),
+                receipts: receipt_card(&sim.nodes[B].seed),
+                hold_blocks: Some(HOLD),
+                irrevocable: true,
+            }),
+        )
+        .unwrap();
+        sim.pump().unwrap();
+        assert_eq!(
+            sim.nodes[payer].status(&id),
+            Some("posted"),
+            "{:?}",
+            sim.refusals
+        );
+    }
+    (first, second, a2)
+}
+
+#[test]
+fn a_letter_accepted_at_the_counter_keeps_its_slot_against_a_mailbox_letter() {
+    let Shop { mut sim, .. } = shop();
+    let (first, second, a2) = two_letters_on_one_slot(&mut sim);
+    let one = letter_of(&sim, &first);
+    let two = sim.nodes[a2]
+        .payer(&second)
+        .unwrap()
+        .status
+        .letter()
+        .cloned()
+        .unwrap();
+    assert_eq!(one.receipt_slot, two.receipt_slot, "the test needs a clash");
+    // B's node runs while S is away: the handed letter first (the node drains its inbox
+    // before it fetches its mailbox) is invoiced and waits; the mailbox letter naming the
+    // same slot is refused, the slot is reserved. S, back, pays the handed letter.
+    sim.stop(S);
+    sim.start(B).unwrap();
+    sim.input(
+        B,
+        NodeInput::HandedLetter {
+            bytes: one.encode(),
+        },
+    )
+    .unwrap();
+    assert_eq!(sim.nodes[B].status(&first), Some("invoiced"));
+    let err = sim
+        .input(
+            B,
+            NodeInput::Letter {
+                bytes: two.encode(),
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("receipt slot"), "{err}");
+    sim.start(S).unwrap();
+    sim.connect(S, B).unwrap();
+    sim.connect(S, A).unwrap();
+    sim.pump().unwrap();
+    assert_eq!(
+        sim.nodes[B].status(&first),
+        Some("paid"),
+        "{:?}",
+        sim.refusals
+    );
+    assert_eq!(sim.nodes[B].status(&second), None, "nothing recorded");
 }
 
 #[test]
@@ -326,40 +424,7 @@ fn s_offers_irrevocably_only_a_held_sale_and_voids_it_at_its_expiry() {
 #[test]
 fn a_second_payers_letter_on_a_slot_a_waiting_letter_holds_is_refused_offline() {
     let Shop { mut sim, .. } = shop();
-    let a2 = sim.add_payer("A2", 0xa2).unwrap();
-    sim.connect(a2, S).unwrap();
-    sim.open_with_delay(a2, S, 1_000_000, 6).unwrap();
-    // Two payers of B's one card: their payment ids start alike, so they pick the same
-    // receipt slot (each payer knows only its own payments).
-    let first = PaymentId([0x11; 32]);
-    let mut second = [0x22; 32];
-    second[..4].copy_from_slice(&[0x11; 4]);
-    let second = PaymentId(second);
-    for (payer, id) in [(A, first), (a2, second)] {
-        let (lsp, payee) = (sim.key(S), sim.key(B));
-        sim.input(
-            payer,
-            NodeInput::Command(NodeCommand::Pay {
-                payment_id: id,
-                lsp,
-                payee,
-                amount_sat: AMOUNT,
-                fee_sat: policy().fee_for(AMOUNT),
-                note: String::new(),
-                receipts: receipt_card(&sim.nodes[B].seed),
-                hold_blocks: Some(HOLD),
-                irrevocable: true,
-            }),
-        )
-        .unwrap();
-        sim.pump().unwrap();
-        assert_eq!(
-            sim.nodes[payer].status(&id),
-            Some("posted"),
-            "{:?}",
-            sim.refusals
-        );
-    }
+    let (first, second, a2) = two_letters_on_one_slot(&mut sim);
     let one = sim.nodes[A]
         .payer(&first)
         .unwrap()

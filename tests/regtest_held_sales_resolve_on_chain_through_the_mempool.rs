@@ -16,8 +16,9 @@
 //!   it on chain at its deadline; S, back, takes the scalar from B's claim and collects A's
 //!   held PTLC; A holds its proof.
 //! - **A publishes its state behind an irrevocable offer.** After handing B an irrevocable
-//!   letter, A publishes its latest state; B sells all the same, S claims A's PTLC from the
-//!   settlement and A takes its proof from the chain.
+//!   letter, A publishes its latest state; B sells all the same, before or after the
+//!   settlement confirms; S claims A's PTLC from the settlement and A takes its proof from
+//!   the chain.
 
 mod tx_support;
 
@@ -558,6 +559,17 @@ fn b_claiming_on_chain_pays_the_held_sale_all_the_same() -> anyhow::Result<()> {
 /// with the scalar, and A takes its proof from the chain.
 #[test]
 fn an_irrevocable_offer_is_sold_after_the_payer_publishes_its_state() -> anyhow::Result<()> {
+    sold_after_the_payer_publishes(false)
+}
+
+/// The same, B coming back only after the settlement of A's state has confirmed: the PTLC
+/// output is on chain, and S buys and claims it.
+#[test]
+fn an_irrevocable_offer_is_sold_after_the_payers_state_settled() -> anyhow::Result<()> {
+    sold_after_the_payer_publishes(true)
+}
+
+fn sold_after_the_payer_publishes(settled: bool) -> anyhow::Result<()> {
     let chain = Arc::new(tx_support::start());
     let mut relay = Relay::new(chain.clone());
     let mut sim = Network::on_chain(chain)?;
@@ -586,6 +598,12 @@ fn an_irrevocable_offer_is_sold_after_the_payer_publishes_its_state() -> anyhow:
             .iter()
             .any(|(tx, _)| tx.compute_txid() == update_txid)
     })?;
+    if settled {
+        let limit = 2 * u32::from(DELAY) + 4;
+        relay.until(&mut sim, limit, "the settlement confirms", |r, _| {
+            settlement_of(r, &update).is_some()
+        })?;
+    }
 
     // B, back, sells: S buys while A–S is closing on chain.
     sim.start(B)?;

@@ -28,17 +28,17 @@ use crate::mailbox::keys::{KeyError, NodeKey};
 use crate::node::core::node_key;
 use crate::node::files::{load_seed, receipt_epoch, FileError};
 use crate::node::store::{Inboxed, Store, StoreError};
-use crate::protocol::channel::Snapshot;
-use crate::protocol::payment::{
-    Payee, PayeePayment, PayeeStatus, PaymentError, PaymentId, SaleLetter,
-};
+use crate::protocol::channel::{Snapshot, Stage};
+use crate::protocol::payment::{Payee, PayeePayment, PaymentError, PaymentId, SaleLetter};
+use crate::tx::Party;
 
 /// The longest letter file `accept` reads: a sealed letter is a few kilobytes.
 pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
 
-/// Blocks per second the device assumes passed since its node last saw the chain (one per
-/// ten minutes, Bitcoin's target).
-const SECS_PER_BLOCK: u64 = 600;
+/// The device assumes a block every this many seconds since its node last saw the chain:
+/// eight minutes, faster than Bitcoin's ten-minute target, so that a day offline is
+/// overestimated (180 blocks for 144 expected) rather than under.
+const SECS_PER_BLOCK: u64 = 480;
 
 /// Why a handed letter is refused. Nothing is stored.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +118,24 @@ pub enum PosError {
     /// Another letter for the same payment waits already.
     #[error("another letter for payment {0} waits already")]
     OtherLetter(PaymentId),
+    /// This letter was accepted before (by this device or another till of the merchant's
+    /// node), or its payment is paid or refused already: it pays once.
+    #[error("payment {0} was accepted before: a letter pays once")]
+    AlreadyAccepted(PaymentId),
+    /// The merchant's channel with the offer's LSP cannot carry the payment: not open, or
+    /// the LSP's side holds less than the amount.
+    #[error(
+        "the channel with the offer's LSP cannot carry {amount_sat} sat now (open: {open}, the \
+         LSP's balance {lsp_balance_sat} sat)"
+    )]
+    NoCapacity {
+        /// The payment.
+        amount_sat: u64,
+        /// Whether the channel is open.
+        open: bool,
+        /// The LSP's balance in the channel's latest state.
+        lsp_balance_sat: u64,
+    },
 }
 
 /// A letter accepted offline, as `asyncpay pos accept` prints it.
@@ -125,8 +143,6 @@ pub enum PosError {
 pub struct Accepted {
     /// The payment.
     pub payment_id: PaymentId,
-    /// `false` if the device held this letter already (accepting it twice is one payment).
-    pub new: bool,
     /// What the LSP pays the merchant.
     pub amount_sat: u64,
     /// The payer's node key.
@@ -139,7 +155,7 @@ pub struct Accepted {
     pub offer_expiry: u32,
     /// The last tip the node saw, and when (unix time).
     pub last_known_height: u32,
-    /// The height the device assumes now: the last tip plus a block per ten minutes since.
+    /// The height the device assumes now: the last tip plus a block per eight minutes since.
     pub assumed_height: u32,
     /// Blocks from that height to the offer's expiry.
     pub blocks_left: u32,
@@ -150,10 +166,10 @@ pub struct Accepted {
 /// What an accepted letter guarantees, in one sentence (docs/payment.md says it at length).
 pub const GUARANTEE: &str = "checked offline: the LSP signed an irrevocable offer to pay this \
     merchant the amount for the scalar this letter and the merchant's receipt signature make, \
-    that scalar sells the offer's point, and no other letter this device holds names the same \
-    receipt slot; the merchant is paid if it sells before the offer's expiry and the LSP \
-    honours its signed offer then (the LSP's honesty and liquidity are what this relies on, \
-    not the payer's)";
+    that scalar sells the offer's point, the receipt slot it names is reserved for it, and the \
+    channel with the LSP is open and can carry the amount now; the merchant is paid if it \
+    sells before the offer's expiry and the LSP honours its signed offer then (the LSP's \
+    honesty and liquidity are what this relies on, not the payer's)";
 
 /// Checks the sealed letter `envelope` handed to the merchant node of `data_dir` and queues
 /// it for the node to sell; touches no network. `amount_sat`: what the till asks (a letter
@@ -196,14 +212,15 @@ pub fn accept(
         None => (seen, seen),
     };
     let records = store.payments::<PayeePayment>()?;
-    // A letter another payment's letter already took the slot of (invoiced and not
-    // refused, or paid): only one of them can be paid.
+    // A slot another payment took (its signature left in a fulfilment, or its letter,
+    // accepted at the counter, waits): only one payment per slot can be paid. Letters
+    // from the mailbox that are only invoiced hold no slot (anyone may send those).
     let offer = &letter.offer;
     let taken = records.iter().find(|(id, p)| {
         *id != offer.payment_id
             && p.letter.receipt_epoch == letter.receipt_epoch
             && p.letter.receipt_slot == letter.receipt_slot
-            && !matches!(p.status, PayeeStatus::Refused { .. })
+            && p.holds_slot()
     });
     if let Some((by, _)) = taken {
         return Err(PosError::SlotTaken {
@@ -217,7 +234,9 @@ pub fn accept(
         receipt_epoch(data_dir)?,
         records,
     );
-    let new = payee.vet(&letter, assumed_height)?;
+    if !payee.vet(&letter, assumed_height)? {
+        return Err(PosError::AlreadyAccepted(offer.payment_id));
+    }
     if !offer.irrevocable {
         return Err(PosError::Revocable);
     }
@@ -227,8 +246,24 @@ pub fn accept(
             asked: amount_sat,
         });
     }
-    if !channels.iter().any(|(peer, _)| *peer == offer.lsp) {
-        return Err(PosError::NoChannel(offer.lsp.to_string()));
+    let (_, with_lsp) = channels
+        .iter()
+        .find(|(peer, _)| *peer == offer.lsp)
+        .ok_or_else(|| PosError::NoChannel(offer.lsp.to_string()))?;
+    let open = matches!(with_lsp.stage, Stage::Open { .. }) && with_lsp.funding_confirmed;
+    let lsp_balance_sat = with_lsp.complete.as_ref().map_or(0, |c| {
+        let lsp_side = match with_lsp.side {
+            Party::A => Party::S,
+            Party::S => Party::A,
+        };
+        c.body.balance(lsp_side)
+    });
+    if !open || lsp_balance_sat < offer.amount_sat {
+        return Err(PosError::NoCapacity {
+            amount_sat: offer.amount_sat,
+            open,
+            lsp_balance_sat,
+        });
     }
     let left = offer.expiry.saturating_sub(assumed_height);
     if left < min_blocks {
@@ -239,22 +274,20 @@ pub fn accept(
             min_blocks,
         });
     }
-    if new {
-        let id = offer.payment_id.to_string();
-        match store.put_inbox(&id, letter.receipt_epoch, letter.receipt_slot, envelope)? {
-            Inboxed::Added | Inboxed::Already => {}
-            Inboxed::OtherLetter => return Err(PosError::OtherLetter(offer.payment_id)),
-            Inboxed::SlotTaken(by) => {
-                return Err(PosError::SlotTaken {
-                    slot: letter.receipt_slot,
-                    by,
-                })
-            }
+    let id = offer.payment_id.to_string();
+    match store.put_inbox(&id, letter.receipt_epoch, letter.receipt_slot, envelope)? {
+        Inboxed::Added => {}
+        Inboxed::Already => return Err(PosError::AlreadyAccepted(offer.payment_id)),
+        Inboxed::OtherLetter => return Err(PosError::OtherLetter(offer.payment_id)),
+        Inboxed::SlotTaken(by) => {
+            return Err(PosError::SlotTaken {
+                slot: letter.receipt_slot,
+                by,
+            })
         }
     }
     Ok(Accepted {
         payment_id: offer.payment_id,
-        new,
         amount_sat: offer.amount_sat,
         payer: letter.payer,
         lsp: offer.lsp,

@@ -2383,6 +2383,7 @@ fn describe_input(input: &NodeInput) -> String {
         NodeInput::FundingBuilt { .. } => "funding built".to_owned(),
         NodeInput::LetterPosted { .. } => "letter posted".to_owned(),
         NodeInput::Letter { .. } => "a letter".to_owned(),
+        NodeInput::HandedLetter { .. } => "a letter handed over".to_owned(),
         NodeInput::Command(c) => format!("command {c:?}"),
         NodeInput::Entropy(_) => "entropy".to_owned(),
         NodeInput::Started => "start".to_owned(),

@@ -340,6 +340,12 @@ pub enum NodeInput {
         /// Its payload.
         bytes: Vec<u8>,
     },
+    /// A sale letter the merchant's device accepted at the counter (`asyncpay pos accept`):
+    /// its receipt slot is reserved for it (see [`PayeeInput::Letter`]).
+    HandedLetter {
+        /// Its payload.
+        bytes: Vec<u8>,
+    },
     /// A user command.
     Command(NodeCommand),
     /// Fresh randomness.

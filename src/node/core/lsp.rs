@@ -6,6 +6,7 @@
 //! that buys it.
 use super::channels::Seen;
 use super::*;
+use crate::protocol::channel::SALE_WINDOW_MARGIN;
 
 impl NodeCore {
     pub(super) fn lsp_channel_event(
@@ -268,16 +269,10 @@ impl NodeCore {
             return None;
         }
         let snap = e.channel.snapshot();
-        // Only an open channel takes a new offer: once a state is on chain, none. An offer
-        // made before is still sold (`selling`) while the channel is being closed on chain:
-        // S publishes its latest state, which holds the PTLC, and claims the PTLC with the
-        // scalar it buys, by the claim deadline its invoice check keeps. (Otherwise the
-        // payer could void an irrevocable offer by publishing a state.)
-        let closing_on_chain = selling && matches!(snap.stage, Stage::ForceClosing { .. });
-        if !matches!(snap.stage, Stage::Open { .. }) && !closing_on_chain {
+        let latest = &snap.complete.as_ref()?.body;
+        if !self.sellable(snap, latest.number, id, selling) {
             return None;
         }
-        let latest = &snap.complete.as_ref()?.body;
         let ptlc = latest
             .ptlcs
             .iter()
@@ -313,6 +308,42 @@ impl NodeCore {
             point: ptlc.point,
             shared_delay: snap.params.as_ref()?.shared_delay,
         })
+    }
+
+    /// Whether S may offer on (`selling`: sell) the payer's PTLC `id` of the channel
+    /// `snap`, whose latest complete state is number `latest`, as far as the channel's stage
+    /// goes. Only an open channel takes a new offer. An offer made before is still sold once
+    /// the channel closes on chain, while what settles is S's latest state, which holds the
+    /// PTLC, so that S claims the PTLC with the scalar it buys by the claim deadline its
+    /// invoice check keeps (otherwise the payer could void an irrevocable offer by
+    /// publishing a state): nothing on chain yet (S publishes its latest); S's latest state
+    /// on chain or settled, the PTLC's output not yet spent; or an older state on chain that
+    /// S's latest still overrides in time. Not after an older state settled.
+    fn sellable(&self, snap: &Snapshot, latest: u64, id: u64, selling: bool) -> bool {
+        match &snap.stage {
+            Stage::Open { .. } => true,
+            Stage::ForceClosing { .. } | Stage::Closed { .. } if selling => {
+                let closing = matches!(snap.stage, Stage::ForceClosing { .. });
+                let delay = snap
+                    .params
+                    .as_ref()
+                    .map_or(0, |p| u32::from(p.shared_delay));
+                match snap.on_chain() {
+                    None => closing,
+                    Some(oc) if oc.state == latest => {
+                        !oc.spent_ptlcs.contains(&id) && !oc.resolved_ptlcs.contains(&id)
+                    }
+                    Some(oc) => {
+                        closing
+                            && oc.confirmed_at.is_none_or(|at| {
+                                self.height.saturating_add(SALE_WINDOW_MARGIN)
+                                    < at.saturating_add(delay)
+                            })
+                    }
+                }
+            }
+            Stage::ForceClosing { .. } | Stage::Closed { .. } | Stage::Closing { .. } => false,
+        }
     }
 
     /// For an invoice of a held sale: the payer's PTLC, if it is still there as the request

@@ -286,6 +286,27 @@ impl NodeCore {
         }
     }
 
+    /// A sale letter to the payee role, at the current height; `reserved` for one the
+    /// merchant's device accepted at the counter.
+    fn payee_letter(
+        &mut self,
+        bytes: Vec<u8>,
+        reserved: bool,
+        out: &mut Handled,
+    ) -> Result<(), NodeError> {
+        let height = self.height;
+        let route_hint = self.route_hint(&bytes);
+        self.role_input(
+            RoleIn::Payee(PayeeInput::Letter {
+                bytes,
+                height,
+                route_hint,
+                reserved,
+            }),
+            out,
+        )
+    }
+
     /// Our receipt slots, for our contact card: a payer encrypts its signature to one of
     /// them, and the payment's proof is our signature with it.
     ///
@@ -412,18 +433,8 @@ impl NodeCore {
                 self.on_reverse_letter(letter, &mut out)?;
             }
             // A sale letter, or bytes that are no letter: the payee role says which.
-            NodeInput::Letter { bytes } => {
-                let height = self.height;
-                let route_hint = self.route_hint(&bytes);
-                self.role_input(
-                    RoleIn::Payee(PayeeInput::Letter {
-                        bytes,
-                        height,
-                        route_hint,
-                    }),
-                    &mut out,
-                )?
-            }
+            NodeInput::Letter { bytes } => self.payee_letter(bytes, false, &mut out)?,
+            NodeInput::HandedLetter { bytes } => self.payee_letter(bytes, true, &mut out)?,
             NodeInput::Command(command) => self.on_command(command, &mut out)?,
             NodeInput::Started => self.resume(&mut out)?,
             NodeInput::Entropy(e) => {

@@ -393,8 +393,11 @@ impl Node {
                     *last_poll = Instant::now();
                     // Letters handed over are sold while the chain server is away too.
                     let polled = self.poll_chain().await;
-                    self.drain_inbox().await?;
+                    let drained = self.drain_inbox().await;
+                    // New states reach the watchtower whatever failed above.
+                    self.feed_tower();
                     polled?;
+                    drained?;
                 }
                 self.feed_tower();
             }
@@ -425,6 +428,9 @@ impl Node {
     }
 
     pub(super) async fn fetch_letters(&mut self) -> Result<usize, RuntimeError> {
+        // Letters accepted at the counter first: their slots are reserved before any mailbox
+        // letter naming them is handled.
+        self.drain_inbox().await?;
         let messages = self
             .io
             .mailbox
@@ -433,7 +439,7 @@ impl Node {
         let mut handled = vec![];
         for message in &messages {
             let opened = message.open(&self.io.mailbox_key);
-            self.take_letter(opened).await?;
+            self.take_letter(opened, false).await?;
             // Stored (or refused for good) before it is deleted from the mailbox.
             handled.push(message.id);
         }
@@ -449,21 +455,29 @@ impl Node {
         let waiting = self.io.store.inbox()?;
         for (payment, bytes) in &waiting {
             let opened = Envelope::decode(bytes).and_then(|e| e.open(&self.io.mailbox_key));
-            self.take_letter(opened).await?;
+            self.take_letter(opened, true).await?;
             // Stored (or refused for good) before it leaves the inbox.
             self.io.store.delete_inbox(payment)?;
         }
         Ok(waiting.len())
     }
 
-    /// Hands an opened letter to the core, or reports why it was refused.
+    /// Hands an opened letter to the core (`handed`: accepted at the counter), or reports
+    /// why it was refused.
     async fn take_letter(
         &mut self,
         opened: Result<crate::mailbox::envelope::Opened, crate::mailbox::envelope::EnvelopeError>,
+        handed: bool,
     ) -> Result<(), RuntimeError> {
         match opened {
-            Ok(opened) => match self.core.handle(NodeInput::Letter {
-                bytes: opened.payload,
+            Ok(opened) => match self.core.handle(if handed {
+                NodeInput::HandedLetter {
+                    bytes: opened.payload,
+                }
+            } else {
+                NodeInput::Letter {
+                    bytes: opened.payload,
+                }
             }) {
                 Ok(outputs) => self.carry_out(outputs).await?,
                 Err(e) => self.io.reporter.report(NodeEvent::LetterRefused {

@@ -79,6 +79,10 @@ pub struct PayeePayment {
     pub invoice: Invoice,
     /// Where it stands.
     pub status: PayeeStatus,
+    /// Accepted at the counter (see [`PayeeInput::Letter`]): its slot is reserved while it
+    /// is invoiced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reserved: bool,
 }
 
 /// An input to [`Payee::handle`].
@@ -93,6 +97,10 @@ pub enum PayeeInput {
         height: u32,
         /// The last hop to name in the invoice when B has no channel with the LSP.
         route_hint: Option<RouteHint>,
+        /// A letter the merchant's device accepted at the counter, checked offline
+        /// (`asyncpay pos accept`): its receipt slot is reserved for it while it waits, so
+        /// that no other letter naming the slot can be paid first and void it.
+        reserved: bool,
     },
     /// A payment message from a peer.
     Message {
@@ -149,6 +157,18 @@ impl core::fmt::Debug for Payee {
     }
 }
 
+impl PayeePayment {
+    /// Whether this payment's receipt slot is taken: its signature left in a fulfilment
+    /// (fulfilled, paid), or the letter, accepted at the counter, waits to be paid.
+    pub fn holds_slot(&self) -> bool {
+        match self.status {
+            PayeeStatus::Fulfilled { .. } | PayeeStatus::Paid => true,
+            PayeeStatus::Invoiced => self.reserved,
+            PayeeStatus::Refused { .. } => false,
+        }
+    }
+}
+
 impl Payee {
     /// A payee with its node key, its receipt keys and card epoch, and persisted records.
     ///
@@ -191,7 +211,8 @@ impl Payee {
                 bytes,
                 height,
                 route_hint,
-            } => self.on_letter(&bytes, height, route_hint),
+                reserved,
+            } => self.on_letter(&bytes, height, route_hint, reserved),
             PayeeInput::Message { from, message } => self.on_message(from, message),
             PayeeInput::PtlcOffered {
                 channel_id,
@@ -242,6 +263,7 @@ impl Payee {
         bytes: &[u8],
         height: u32,
         route_hint: Option<RouteHint>,
+        reserved: bool,
     ) -> Result<Vec<PayeeAction>, PaymentError> {
         let letter = SaleLetter::decode(bytes)?;
         let id = letter.offer.payment_id;
@@ -256,6 +278,7 @@ impl Payee {
             letter,
             invoice: invoice.clone(),
             status: PayeeStatus::Invoiced,
+            reserved,
         };
         self.payments.insert(id, record.clone());
         Ok(vec![
@@ -317,13 +340,15 @@ impl Payee {
                 current: self.receipt_epoch,
             });
         }
+        // A letter accepted at the counter holds its slot while it waits to be paid: the
+        // merchant counts on it, so no other letter on the slot may be paid first.
         self.payments
             .iter()
             .find(|(other, p)| {
                 **other != id
                     && p.letter.receipt_epoch == letter.receipt_epoch
                     && p.letter.receipt_slot == letter.receipt_slot
-                    && matches!(p.status, PayeeStatus::Fulfilled { .. } | PayeeStatus::Paid)
+                    && p.holds_slot()
             })
             .map(|(used_by, _)| PaymentError::ReceiptSlotUsed {
                 epoch: letter.receipt_epoch,
@@ -531,6 +556,7 @@ mod tests {
                 bytes,
                 height: 10,
                 route_hint: None,
+                reserved: false,
             })
             .unwrap();
         }
@@ -557,6 +583,7 @@ mod tests {
                 bytes: third.encode(),
                 height: 10,
                 route_hint: None,
+                reserved: false,
             })
             .unwrap_err();
         assert_eq!(err.code(), "receipt_slot_used");
@@ -578,6 +605,7 @@ mod tests {
             bytes: one.encode(),
             height: 10,
             route_hint: None,
+            reserved: false,
         })
         .unwrap();
         b.set_receipt_epoch(5);
