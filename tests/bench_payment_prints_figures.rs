@@ -236,10 +236,10 @@ const TODAY: [(&str, u64, u64); 10] = [
     ("nonce_commit", 2, 2),
     ("nonce_sign", 2, 2),
     ("secret_to_point", 3, 1),
-    ("key_from_secret", 1, 0),
-    ("key_to_libsecp", 1, 0),
+    ("key_from_secret", 0, 0),
+    ("key_to_libsecp", 0, 0),
     ("point_decode", 16, 0),
-    ("libsecp_context", 13, 9),
+    ("libsecp_context", 12, 9),
 ];
 
 fn check_floor(r: &Value) {

@@ -333,12 +333,17 @@ impl Claim {
         offerer: &Keypair,
         aux: &[u8; 32],
     ) -> EncryptedSignature {
-        EncryptedSignature::encrypt(
-            &SecretKey::from_keypair(offerer),
-            &self.ptlc.point,
-            &self.offerer_sighash(),
-            aux,
-        )
+        self.encrypt_offerer_signature_with(&SecretKey::from_keypair(offerer), aux)
+    }
+
+    /// [`Claim::encrypt_offerer_signature`] with the offerer's key as this crate holds it
+    /// (a channel's own key: no conversion to a libsecp256k1 key pair and back).
+    pub fn encrypt_offerer_signature_with(
+        &self,
+        offerer: &SecretKey,
+        aux: &[u8; 32],
+    ) -> EncryptedSignature {
+        EncryptedSignature::encrypt(offerer, &self.ptlc.point, &self.offerer_sighash(), aux)
     }
 
     /// What the payee checks before accepting the PTLC.

@@ -184,14 +184,8 @@ pub const DONE_TODAY: &[(Op, u64, u64, &str)] = &[
         1,
         "t·G again for the LSP's lookup of the fulfilled point, and again in its `sells` check",
     ),
-    (
-        Op::KeyFromSecret,
-        1,
-        0,
-        "S's channel key made into a libsecp256k1 key pair and back into this crate's to \
-         make the claim adaptor signature",
-    ),
-    (Op::KeyToLibsecp, 1, 0, "the same round trip"),
+    (Op::KeyFromSecret, 0, 0, ""),
+    (Op::KeyToLibsecp, 0, 0, ""),
     (
         Op::PointDecode,
         16,
@@ -204,11 +198,11 @@ pub const DONE_TODAY: &[(Op, u64, u64, &str)] = &[
     ),
     (
         Op::LibsecpContext,
-        13,
+        12,
         9,
         "the PTLC output (2 tweaks) is built twice: for the claim's sighash and in \
-         SE_{n+1}; plus the key pair above and the verification of A's signature. Required: \
-         6 tweaks and covenant signatures, 3 verifications",
+         SE_{n+1}; plus the verification of A's signature. Required: 6 tweaks and covenant \
+         signatures, 3 verifications",
     ),
 ];
 

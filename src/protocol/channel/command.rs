@@ -167,8 +167,7 @@ impl Channel {
                 let output = built.ptlc_output(side, point, amount_sat, checked);
                 let claim = built.claim(&output)?;
                 let aux = self.aux();
-                let claim_signature =
-                    claim.encrypt_offerer_signature(&txs::keypair(&self.key), &aux);
+                let claim_signature = claim.encrypt_offerer_signature_with(&self.key, &aux);
                 let change = Change::AddPtlc {
                     id,
                     amount_sat,
