@@ -452,6 +452,58 @@ pub struct Transcript {
     kept: bool,
 }
 
+/// What a story (the main flow, `--pending`, `--pos`) adds to the transcript
+/// [`Demo::transcript`] builds around it.
+struct Story {
+    amount_sat: u64,
+    fee_sat: u64,
+    payment_id: String,
+    status: Value,
+    channels: Vec<Value>,
+    balances: Vec<Balance>,
+    checks: Vec<Check>,
+    enforcement: Option<Enforcement>,
+    proof: Option<ProofReport>,
+    pending: Option<Vec<PendingPayment>>,
+    pos: Option<PosReport>,
+}
+
+impl Demo {
+    /// The transcript of a run that told `story`: its checks, and what every run shows
+    /// (chain, nodes, transactions, steps, messages and their diagrams, processes).
+    fn transcript(&self, story: Story) -> Transcript {
+        let messages = self.messages();
+        Transcript {
+            version: TRANSCRIPT_VERSION,
+            ok: story.checks.iter().all(|c| c.ok),
+            chain: self.chain_report.clone(),
+            amount_sat: story.amount_sat,
+            fee_sat: story.fee_sat,
+            payment_id: story.payment_id,
+            status: story.status,
+            nodes: self.node_keys(),
+            channels: story.channels,
+            balances: story.balances,
+            txids: self.txids.clone(),
+            steps: self.narrator.steps.clone(),
+            mermaid: mermaid(&self.narrator.steps, &messages),
+            svg: sequence_svg(&self.narrator.steps, &messages),
+            messages,
+            enforcement: story.enforcement,
+            crash: self.crash.clone(),
+            adversary: self.adversary.clone(),
+            proof: story.proof,
+            pending: story.pending,
+            pos: story.pos,
+            checks: story.checks,
+            processes: self.children.started_json(),
+            total_ms: self.narrator.started.elapsed().as_millis() as u64,
+            data_dir: self.root.path().display().to_string(),
+            kept: false,
+        }
+    }
+}
+
 /// The demo's narration and what it collects for the summary.
 struct Narrator {
     started: Instant,

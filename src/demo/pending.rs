@@ -344,12 +344,6 @@ impl Demo {
                 .filter(|e| e.contains("expired"))
                 .count()),
         ));
-        let ok = checks.iter().all(|c| c.ok);
-        let keys = self.node_keys();
-        let channels = star.channels_json();
-        let messages = self.messages();
-        let mermaid = mermaid(&self.narrator.steps, &messages);
-        let svg = sequence_svg(&self.narrator.steps, &messages);
         let fee_sat = report.iter().map(|p| p.fee_sat).sum();
         let status = json!({
             "variant": "held sales",
@@ -357,10 +351,7 @@ impl Demo {
             "cancelled": report.iter().filter(|p| p.outcome == "cancelled").count(),
             "expired": expired,
         });
-        Ok(Transcript {
-            version: TRANSCRIPT_VERSION,
-            ok,
-            chain: self.chain_report.clone(),
+        Ok(self.transcript(Story {
             amount_sat: report.iter().map(|p| p.amount_sat).sum(),
             fee_sat,
             payment_id: report
@@ -368,25 +359,13 @@ impl Demo {
                 .map(|p| p.payment_id.clone())
                 .unwrap_or_default(),
             status,
-            nodes: keys,
-            channels,
+            channels: star.channels_json(),
             balances,
-            txids: self.txids.clone(),
-            steps: self.narrator.steps.clone(),
-            messages,
-            mermaid,
-            svg,
+            checks,
             enforcement: None,
-            crash: None,
-            adversary: None,
             proof: None,
             pending: Some(report),
             pos: None,
-            checks,
-            processes: self.children.started_json(),
-            total_ms: self.narrator.started.elapsed().as_millis() as u64,
-            data_dir: self.root.path().display().to_string(),
-            kept: false,
-        })
+        }))
     }
 }

@@ -527,44 +527,24 @@ impl Demo {
                 json!(e.settled_to_s),
             ));
         }
-        let ok = checks.iter().all(|c| c.ok);
-        let keys = self.node_keys();
         let mut channels = vec![
             json!({"name": "A–S", "channel_id": as_id, "opener": "A", "capacity_sat": AS_CAPACITY_SAT, "funding_txid": as_txid.to_string()}),
         ];
         for (label, id, txid, opener, _) in &payee_side {
             channels.push(json!({"name": label, "channel_id": id, "opener": opener.name(), "capacity_sat": SB_CAPACITY_SAT, "funding_txid": txid.to_string()}));
         }
-        let messages = self.messages();
-        let mermaid = mermaid(&self.narrator.steps, &messages);
-        let svg = sequence_svg(&self.narrator.steps, &messages);
-        Ok(Transcript {
-            version: TRANSCRIPT_VERSION,
-            ok,
-            chain: self.chain_report.clone(),
+        Ok(self.transcript(Story {
             amount_sat: amount,
             fee_sat: fee,
             payment_id,
             status,
-            nodes: keys,
             channels,
             balances,
-            txids: self.txids.clone(),
-            steps: self.narrator.steps.clone(),
-            messages,
-            mermaid,
-            svg,
+            checks,
             enforcement,
-            crash: self.crash.clone(),
-            adversary: self.adversary.clone(),
             proof,
             pending: None,
             pos: None,
-            checks,
-            processes: self.children.started_json(),
-            total_ms: self.narrator.started.elapsed().as_millis() as u64,
-            data_dir: self.root.path().display().to_string(),
-            kept: false,
-        })
+        }))
     }
 }

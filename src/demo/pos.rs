@@ -487,31 +487,15 @@ impl Demo {
                 json!(f.payer_status),
             ));
         }
-        let ok = checks.iter().all(|c| c.ok);
-        let keys = self.node_keys();
-        let channels = star.channels_json();
-        let messages = self.messages();
-        let mermaid = mermaid(&self.narrator.steps, &messages);
-        let svg = sequence_svg(&self.narrator.steps, &messages);
-        Ok(Transcript {
-            version: TRANSCRIPT_VERSION,
-            ok,
-            chain: self.chain_report.clone(),
+        Ok(self.transcript(Story {
             amount_sat: PRICE_SAT,
             fee_sat: fee,
             payment_id: id,
             status,
-            nodes: keys,
-            channels,
+            channels: star.channels_json(),
             balances,
-            txids: self.txids.clone(),
-            steps: self.narrator.steps.clone(),
-            messages,
-            mermaid,
-            svg,
+            checks,
             enforcement: None,
-            crash: None,
-            adversary: None,
             proof: Some(proof),
             pending: None,
             pos: Some(PosReport {
@@ -521,12 +505,7 @@ impl Demo {
                 cancel,
                 faults,
             }),
-            checks,
-            processes: self.children.started_json(),
-            total_ms: self.narrator.started.elapsed().as_millis() as u64,
-            data_dir: self.root.path().display().to_string(),
-            kept: false,
-        })
+        }))
     }
 
     /// Starts `asyncpay pos relay` to S's peer address on `listen`, with `fault` if given;
