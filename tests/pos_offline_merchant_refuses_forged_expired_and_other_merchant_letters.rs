@@ -80,8 +80,9 @@ fn sealed(letter: &SaleLetter, sender: &NodeKey, to: &[u8; 32]) -> Vec<u8> {
     .encode()
 }
 
-/// A stopped node's data directory for `node`: its seed, card epoch 0, its channels as its
-/// store holds them, and the tip it saw last (`tip`: height and unix time) if given.
+/// A stopped node's data directory for `node`: its seed, card epoch 0, its channels and
+/// payments as its store holds them, and the tip it saw last (`tip`: height and unix time;
+/// by default the network's height, seen at `NOW`).
 fn device(sim: &Network, node: usize, dir: &Path, tip: Option<(u32, u64)>) {
     std::fs::write(dir.join("seed"), hex::encode(sim.nodes[node].seed)).unwrap();
     std::fs::write(dir.join("receipt-epoch"), "0").unwrap();
@@ -89,9 +90,13 @@ fn device(sim: &Network, node: usize, dir: &Path, tip: Option<(u32, u64)>) {
     for (peer, snapshot) in sim.nodes[node].channels.values() {
         store.put_channel(peer, snapshot).unwrap();
     }
-    if let Some((height, at)) = tip {
-        store.put_tip(height, at).unwrap();
+    for id in sim.nodes[node].payments.keys() {
+        if let Some(record) = sim.nodes[node].payee(id) {
+            store.put_payment(id, record).unwrap();
+        }
     }
+    let (height, at) = tip.unwrap_or((sim.height, NOW));
+    store.put_tip(height, at).unwrap();
 }
 
 /// A cancellation sent to S as A's node would send it, whatever A's node would do.
@@ -459,4 +464,73 @@ fn a_second_payers_letter_on_a_slot_a_waiting_letter_holds_is_refused_offline() 
     let third = sim.pay_held_with(B, AMOUNT, HOLD, true).unwrap();
     let slot = sim.nodes[A].payer(&third).unwrap().receipt_slot.index;
     assert_ne!(slot, one.receipt_slot);
+}
+
+#[test]
+fn a_slot_a_real_lsps_invoiced_letter_may_take_first_is_refused_at_the_counter() {
+    let Shop { mut sim, .. } = shop();
+    let (first, second, a2) = two_letters_on_one_slot(&mut sim);
+    let one = letter_of(&sim, &first);
+    let two = sim.nodes[a2]
+        .payer(&second)
+        .unwrap()
+        .status
+        .letter()
+        .cloned()
+        .unwrap();
+    // B, online while S is away, invoices the mailbox letter: S may pay it before the
+    // counter's letter is drained, so the counter refuses a letter on that slot.
+    sim.stop(S);
+    sim.start(B).unwrap();
+    sim.input(
+        B,
+        NodeInput::Letter {
+            bytes: two.encode(),
+        },
+    )
+    .unwrap();
+    assert_eq!(sim.nodes[B].status(&second), Some("invoiced"));
+    let dir = tempfile::tempdir().unwrap();
+    device(&sim, B, dir.path(), None);
+    let envelope = sealed(&one, &mailbox_key(&sim.nodes[A].seed), &sim.nodes[B].seed);
+    let err = accept(dir.path(), &envelope, AMOUNT, 6, NOW).unwrap_err();
+    assert!(matches!(err, PosError::SlotTaken { .. }), "{err}");
+    // The mailbox letter handed over at the counter too: now reserved at the node.
+    assert!(!sim.nodes[B].payee(&second).unwrap().reserved);
+    sim.input(
+        B,
+        NodeInput::HandedLetter {
+            bytes: two.encode(),
+        },
+    )
+    .unwrap();
+    assert!(sim.nodes[B].payee(&second).unwrap().reserved);
+}
+
+#[test]
+fn letters_the_lsp_could_not_pay_together_are_refused_and_a_device_without_a_tip_refuses_all() {
+    let Shop { mut sim, .. } = shop();
+    // S holds 400,000 sat on S–B: two letters of 300,000 cannot both be paid.
+    let big = 300_000;
+    let ids = [
+        sim.pay_held_with(B, big, HOLD, true).unwrap(),
+        sim.pay_held_with(B, big, HOLD, true).unwrap(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    device(&sim, B, dir.path(), None);
+    let a = mailbox_key(&sim.nodes[A].seed);
+    let b_seed = sim.nodes[B].seed;
+    let envelope = |id: &PaymentId| sealed(&letter_of(&sim, id), &a, &b_seed);
+    accept(dir.path(), &envelope(&ids[0]), big, 6, NOW).unwrap();
+    let err = accept(dir.path(), &envelope(&ids[1]), big, 6, NOW).unwrap_err();
+    assert!(matches!(err, PosError::NoCapacity { .. }), "{err}");
+    assert_eq!(inbox(dir.path()), 1);
+
+    // A node that never recorded the chain's tip: the device cannot tell the height.
+    let blind = tempfile::tempdir().unwrap();
+    std::fs::write(blind.path().join("seed"), hex::encode(b_seed)).unwrap();
+    std::fs::write(blind.path().join("receipt-epoch"), "0").unwrap();
+    Store::open(&blind.path().join("node.db")).unwrap();
+    let err = accept(blind.path(), &envelope(&ids[1]), big, 6, NOW).unwrap_err();
+    assert!(matches!(err, PosError::NoTip), "{err}");
 }

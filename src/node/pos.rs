@@ -27,9 +27,11 @@ use crate::mailbox::envelope::{Envelope, EnvelopeError};
 use crate::mailbox::keys::{KeyError, NodeKey};
 use crate::node::core::node_key;
 use crate::node::files::{load_seed, receipt_epoch, FileError};
-use crate::node::store::{Inboxed, Store, StoreError};
+use crate::node::store::{InboxLetter, Inboxed, Store, StoreError};
 use crate::protocol::channel::{Snapshot, Stage};
-use crate::protocol::payment::{Payee, PayeePayment, PaymentError, PaymentId, SaleLetter};
+use crate::protocol::payment::{
+    Payee, PayeePayment, PayeeStatus, PaymentError, PaymentId, SaleLetter,
+};
 use crate::tx::Party;
 
 /// The longest letter file `accept` reads: a sealed letter is a few kilobytes.
@@ -118,6 +120,9 @@ pub enum PosError {
     /// Another letter for the same payment waits already.
     #[error("another letter for payment {0} waits already")]
     OtherLetter(PaymentId),
+    /// The node has recorded no tip of the chain: the device cannot tell the height.
+    #[error("the node has recorded no tip of the chain yet: run it once with its chain server")]
+    NoTip,
     /// This letter was accepted before (by this device or another till of the merchant's
     /// node), or its payment is paid or refused already: it pays once.
     #[error("payment {0} was accepted before: a letter pays once")]
@@ -126,7 +131,7 @@ pub enum PosError {
     /// the LSP's side holds less than the amount.
     #[error(
         "the channel with the offer's LSP cannot carry {amount_sat} sat now (open: {open}, the \
-         LSP's balance {lsp_balance_sat} sat)"
+         LSP's balance {lsp_balance_sat} sat, less what it owes for letters waiting)"
     )]
     NoCapacity {
         /// The payment.
@@ -203,25 +208,36 @@ pub fn accept(
     let mut store = Store::open(&data_dir.join("node.db"))?;
     let channels: Vec<(PublicKey, Snapshot)> = store.channels()?;
     let seen = channels.iter().map(|(_, s)| s.height).max().unwrap_or(0);
-    let (last_known_height, assumed_height) = match store.tip()? {
-        Some((height, at)) => {
-            let since = u32::try_from(now.saturating_sub(at) / SECS_PER_BLOCK).unwrap_or(u32::MAX);
-            let last = height.max(seen);
-            (last, height.saturating_add(since).max(seen))
-        }
-        None => (seen, seen),
-    };
+    let (height, at) = store.tip()?.ok_or(PosError::NoTip)?;
+    let since = u32::try_from(now.saturating_sub(at) / SECS_PER_BLOCK).unwrap_or(u32::MAX);
+    let last_known_height = height.max(seen);
+    let assumed_height = height.saturating_add(since).max(seen);
     let records = store.payments::<PayeePayment>()?;
     // A slot another payment took (its signature left in a fulfilment, or its letter,
-    // accepted at the counter, waits): only one payment per slot can be paid. Letters
-    // from the mailbox that are only invoiced hold no slot (anyone may send those).
+    // accepted at the counter, waits), or that a letter invoiced to an LSP this node has an
+    // open channel with may take first (its PTLC may come before this letter is drained):
+    // only one payment per slot can be paid. A letter invoiced to an LSP without a channel
+    // holds nothing (anyone can make those, and none of them can pay).
     let offer = &letter.offer;
+    let open_with = |lsp: &PublicKey| {
+        channels
+            .iter()
+            .any(|(peer, s)| peer == lsp && matches!(s.stage, Stage::Open { .. }))
+    };
     let taken = records.iter().find(|(id, p)| {
         *id != offer.payment_id
             && p.letter.receipt_epoch == letter.receipt_epoch
             && p.letter.receipt_slot == letter.receipt_slot
-            && p.holds_slot()
+            && (p.holds_slot()
+                || (p.status == PayeeStatus::Invoiced && open_with(&p.letter.offer.lsp)))
     });
+    // What the LSP owes for letters accepted at the counter that wait to be paid.
+    let reserved_sat: u64 = records
+        .iter()
+        .filter(|(_, p)| p.reserved && p.status == PayeeStatus::Invoiced)
+        .filter(|(_, p)| p.letter.offer.lsp == offer.lsp)
+        .map(|(_, p)| p.letter.offer.amount_sat)
+        .sum();
     if let Some((by, _)) = taken {
         return Err(PosError::SlotTaken {
             slot: letter.receipt_slot,
@@ -258,7 +274,7 @@ pub fn accept(
         };
         c.body.balance(lsp_side)
     });
-    if !open || lsp_balance_sat < offer.amount_sat {
+    if !open || lsp_balance_sat < offer.amount_sat.saturating_add(reserved_sat) {
         return Err(PosError::NoCapacity {
             amount_sat: offer.amount_sat,
             open,
@@ -275,7 +291,27 @@ pub fn accept(
         });
     }
     let id = offer.payment_id.to_string();
-    match store.put_inbox(&id, letter.receipt_epoch, letter.receipt_slot, envelope)? {
+    let inboxed = InboxLetter {
+        epoch: letter.receipt_epoch,
+        slot: letter.receipt_slot,
+        lsp: offer.lsp.to_string(),
+        amount_sat: offer.amount_sat,
+    };
+    // With the letters already waiting for the same LSP, in the inbox's transaction.
+    let fits = |waiting: u64| {
+        waiting
+            .saturating_add(reserved_sat)
+            .saturating_add(offer.amount_sat)
+            <= lsp_balance_sat
+    };
+    match store.put_inbox(&id, &inboxed, envelope, fits)? {
+        Inboxed::NoCapacity => {
+            return Err(PosError::NoCapacity {
+                amount_sat: offer.amount_sat,
+                open,
+                lsp_balance_sat,
+            })
+        }
         Inboxed::Added => {}
         Inboxed::Already => return Err(PosError::AlreadyAccepted(offer.payment_id)),
         Inboxed::OtherLetter => return Err(PosError::OtherLetter(offer.payment_id)),

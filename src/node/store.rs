@@ -66,7 +66,7 @@ impl Store {
              CREATE TABLE IF NOT EXISTS contacts (payee TEXT PRIMARY KEY, contact TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS reverse (id TEXT PRIMARY KEY, record TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS handed (payment TEXT PRIMARY KEY, envelope BLOB);
-             CREATE TABLE IF NOT EXISTS inbox (payment TEXT PRIMARY KEY, epoch INTEGER NOT NULL, slot INTEGER NOT NULL, envelope BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS inbox (payment TEXT PRIMARY KEY, epoch INTEGER NOT NULL, slot INTEGER NOT NULL, lsp TEXT NOT NULL, amount INTEGER NOT NULL, envelope BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS tip (one INTEGER PRIMARY KEY CHECK (one = 1), height INTEGER NOT NULL, seen_at INTEGER NOT NULL);",
         )?;
         Ok(Store { db })
@@ -310,17 +310,24 @@ impl Store {
             .optional()?)
     }
 
-    /// Queues the sealed envelope of payment `payment`'s letter, which names receipt slot
-    /// `slot` of card epoch `epoch`, handed to this node (by `asyncpay pos accept`) for the
-    /// node to handle as a letter from its mailbox; in one transaction with the checks that
-    /// no other letter waits for this payment or this slot (one slot pays one payment).
+    /// Queues the sealed envelope of payment `payment`'s letter (`letter`: its receipt slot
+    /// and the LSP that pays it how much), handed to this node by `asyncpay pos accept`, for
+    /// the node to handle as a letter accepted at the counter; in one transaction with the
+    /// checks that no other letter waits for this payment or this slot (one slot pays one
+    /// payment) and that `fits` the total of the letters waiting for the same LSP.
     pub fn put_inbox(
         &mut self,
         payment: &str,
-        epoch: u32,
-        slot: u32,
+        letter: &InboxLetter,
         envelope: &[u8],
+        fits: impl FnOnce(u64) -> bool,
     ) -> Result<Inboxed, StoreError> {
+        let InboxLetter {
+            epoch,
+            slot,
+            lsp,
+            amount_sat,
+        } = letter;
         let tx = self
             .db
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -348,9 +355,17 @@ impl Store {
         if let Some(by) = slot_taken {
             return Ok(Inboxed::SlotTaken(by));
         }
+        let waiting: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(amount), 0) FROM inbox WHERE lsp = ?1",
+            params![lsp],
+            |r| r.get(0),
+        )?;
+        if !fits(u64::try_from(waiting).unwrap_or(u64::MAX)) {
+            return Ok(Inboxed::NoCapacity);
+        }
         tx.execute(
-            "INSERT INTO inbox (payment, epoch, slot, envelope) VALUES (?1, ?2, ?3, ?4)",
-            params![payment, epoch, slot, envelope],
+            "INSERT INTO inbox (payment, epoch, slot, lsp, amount, envelope) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![payment, epoch, slot, lsp, i64::try_from(*amount_sat).unwrap_or(i64::MAX), envelope],
         )?;
         tx.commit()?;
         Ok(Inboxed::Added)
@@ -415,6 +430,21 @@ pub enum Inboxed {
     OtherLetter,
     /// Another payment's letter that waits names the same receipt slot (that payment's id).
     SlotTaken(String),
+    /// The letters waiting for the same LSP and this one would be more than the LSP can pay.
+    NoCapacity,
+}
+
+/// What the inbox keeps of a letter beside its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxLetter {
+    /// The receipt slot's card epoch.
+    pub epoch: u32,
+    /// The receipt slot.
+    pub slot: u32,
+    /// The LSP that pays (hex node key).
+    pub lsp: String,
+    /// What it pays.
+    pub amount_sat: u64,
 }
 
 fn parse_key(text: &str) -> Result<PublicKey, String> {

@@ -137,6 +137,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, RuntimeError> {
         Ok(w)
     })?;
     let height = wallet.tip_height();
+    // What an offline device of this node knows of the chain (`pos accept`).
+    store.put_tip(height, now())?;
     let mut core = NodeCore::restore(seed, height, store.channels()?, records)?;
     core.set_receipt_epoch(receipt_epoch(&args.data_dir)?);
     core.restore_reverse(store.reverse_payments()?);

@@ -268,6 +268,13 @@ impl Payee {
         let letter = SaleLetter::decode(bytes)?;
         let id = letter.offer.payment_id;
         if !self.vet(&letter, height)? {
+            // The same letter, from the mailbox first and now accepted at the counter: its
+            // slot is reserved from now on.
+            let record = self.payments.get_mut(&id).expect("vet found it");
+            if reserved && !record.reserved && record.status == PayeeStatus::Invoiced {
+                record.reserved = true;
+                return Ok(vec![Action::Persist((id, record.clone()))]);
+            }
             return Ok(vec![]);
         }
         let aux = crate::crypto::tagged_hash("asyncpay/payment/v1/aux", &[&self.entropy, &id.0]);
@@ -357,12 +364,13 @@ impl Payee {
             })
     }
 
-    /// The receipt slots of `epoch` that a fulfilment spent.
+    /// The receipt slots of `epoch` that a payment holds (a fulfilment spent it, or a
+    /// letter accepted at the counter waits with it): a new card leaves them out.
     pub fn spent_slots(&self, epoch: u32) -> std::collections::BTreeSet<u32> {
         self.payments
             .values()
             .filter(|p| p.letter.receipt_epoch == epoch)
-            .filter(|p| matches!(p.status, PayeeStatus::Fulfilled { .. } | PayeeStatus::Paid))
+            .filter(|p| p.holds_slot())
             .map(|p| p.letter.receipt_slot)
             .collect()
     }
