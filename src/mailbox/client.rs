@@ -25,7 +25,7 @@ use super::api::{
     PostResponse, WebhookRequest, WebhookResponse,
 };
 use super::auth::{sign_request, Challenge, Issued, Operation};
-use super::envelope::{seal, Envelope, EnvelopeError, EnvelopeId, Letter, Opened};
+use super::envelope::{seal_for, Envelope, EnvelopeError, EnvelopeId, Opened};
 use super::keys::{NodeKey, VerifiedContact};
 
 /// Client failures.
@@ -239,18 +239,13 @@ impl MailboxClient {
         payload: Vec<u8>,
         ttl: Duration,
     ) -> Result<Sent, ClientError> {
-        let now = now_secs();
-        let letter = Letter {
-            recipient: to.node_key,
-            id,
-            created_at: now,
-            payload,
-        };
-        let envelope = seal(
-            &letter,
-            &to.age_recipient,
-            now.saturating_add(ttl.as_secs()),
+        let envelope = seal_for(
+            to,
             from,
+            id,
+            payload,
+            now_secs(),
+            ttl.as_secs(),
             from.is_some(),
         )?;
         let bytes = envelope.encode();

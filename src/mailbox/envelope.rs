@@ -57,7 +57,7 @@ use std::str::FromStr;
 use bitcoin::secp256k1::{schnorr, XOnlyPublicKey};
 use sha2::{Digest, Sha256};
 
-use super::keys::{verify_digest, NodeKey};
+use super::keys::{verify_digest, NodeKey, VerifiedContact};
 use crate::crypto::tagged_hash;
 
 /// Magic bytes of the outer envelope.
@@ -407,6 +407,34 @@ pub fn seal(
         });
     }
     Ok(envelope)
+}
+
+/// `payload` as a letter to the node of contact `to`, created `now` (unix seconds) with id
+/// `id`, sealed to its age recipient, signed by `from` if given (and the envelope stamped
+/// with it if `stamp`), expiring `ttl_secs` later: what the mailbox client posts and what a
+/// payer hands over at a counter.
+pub fn seal_for(
+    to: &VerifiedContact,
+    from: Option<&NodeKey>,
+    id: EnvelopeId,
+    payload: Vec<u8>,
+    now: u64,
+    ttl_secs: u64,
+    stamp: bool,
+) -> Result<Envelope, EnvelopeError> {
+    let letter = Letter {
+        recipient: to.node_key,
+        id,
+        created_at: now,
+        payload,
+    };
+    seal(
+        &letter,
+        &to.age_recipient,
+        now.saturating_add(ttl_secs),
+        from,
+        stamp,
+    )
 }
 
 impl Envelope {

@@ -14,8 +14,8 @@ use crate::chain::rpc::Rpc;
 use crate::chain::wallet::Wallet;
 use crate::crypto::keys::PublicKey;
 use crate::mailbox::client::MailboxClient;
-use crate::mailbox::envelope::{seal, Envelope, EnvelopeId, Letter};
-use crate::mailbox::keys::{Contact, NodeKey};
+use crate::mailbox::envelope::{seal_for, Envelope, EnvelopeId};
+use crate::mailbox::keys::{Contact, NodeKey, VerifiedContact};
 use crate::net::{Allow, Listener};
 use crate::node::core::{
     node_key, ChangeSet, NodeCore, NodeInput, NodeOutput, Records, Role, DEFAULT_ROUTER_POLICY,
@@ -719,35 +719,23 @@ impl RuntimeIo {
     /// A letter to `to` sealed for its stored contact and signed by this node, as the
     /// mailbox client seals it, kept a week.
     fn seal(&self, to: &PublicKey, bytes: Vec<u8>) -> Result<Envelope, RuntimeError> {
-        let contact: Contact = serde_json::from_str(
-            &self
-                .store
-                .contact(to)?
-                .ok_or(RuntimeError::NoContact((*to).into()))?,
-        )?;
-        let verified = contact.verify()?;
-        let created_at = now();
-        let letter = Letter {
-            recipient: verified.node_key,
-            id: EnvelopeId::random(),
-            created_at,
-            payload: bytes,
-        };
-        Ok(seal(
-            &letter,
-            &verified.age_recipient,
-            created_at.saturating_add(LETTER_LIFETIME_SECS),
+        Ok(seal_for(
+            &self.contact(to, None)?,
             Some(&self.mailbox_key),
+            EnvelopeId::random(),
+            bytes,
+            now(),
+            LETTER_LIFETIME_SECS,
             false,
         )?)
     }
 
-    async fn post(
-        &mut self,
+    /// `to`'s contact card, `card` if given, else the one stored for it; verified.
+    fn contact(
+        &self,
         to: &PublicKey,
         card: Option<Value>,
-        bytes: Vec<u8>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<VerifiedContact, RuntimeError> {
         let contact: Contact = match card {
             Some(card) => serde_json::from_value(card)?,
             None => serde_json::from_str(
@@ -757,7 +745,16 @@ impl RuntimeIo {
                     .ok_or(RuntimeError::NoContact((*to).into()))?,
             )?,
         };
-        let verified = contact.verify()?;
+        Ok(contact.verify()?)
+    }
+
+    async fn post(
+        &mut self,
+        to: &PublicKey,
+        card: Option<Value>,
+        bytes: Vec<u8>,
+    ) -> Result<(), RuntimeError> {
+        let verified = self.contact(to, card)?;
         self.mailbox
             .send(
                 &verified,
