@@ -51,13 +51,7 @@ impl Demo {
         // Small and all different: up to 32 fit A's side of A–S and each payee's channel.
         let amount_of = |i: usize| 10_000 + 1_000 * i as u64;
 
-        self.begin(
-            "mailbox",
-            "start the mailbox server (asyncpay mailbox serve)",
-        );
-        self.start_mailbox()?;
-        self.begin("tower", "start B's watchtower (asyncpay watchtower serve)");
-        self.start_tower()?;
+        self.start_services("")?;
         self.begin(
             "nodes",
             "start payer A, LSP S and payees B, C, D, E (asyncpay node run)",

@@ -7,16 +7,7 @@ impl Demo {
     pub(super) fn play(&mut self) -> Result<Transcript, DemoError> {
         let amount = self.args.amount_sat;
 
-        self.begin(
-            "mailbox",
-            "start the mailbox server (asyncpay mailbox serve)",
-        );
-        self.start_mailbox()?;
-        self.begin(
-            "tower",
-            "start B's watchtower (asyncpay watchtower serve): B will be offline longer than its channel's delay",
-        );
-        self.start_tower()?;
+        self.start_services(": B will be offline longer than its channel's delay")?;
 
         let routed = self.args.routed;
         self.begin(

@@ -113,13 +113,7 @@ impl Demo {
     /// The whole `--pos` run; the caller cleans up.
     pub(super) fn play_pos(&mut self, mode: PosMode) -> Result<Transcript, DemoError> {
         let merchant_offline = mode == PosMode::OfflineMerchant;
-        self.begin(
-            "mailbox",
-            "start the mailbox server (asyncpay mailbox serve)",
-        );
-        self.start_mailbox()?;
-        self.begin("tower", "start B's watchtower (asyncpay watchtower serve)");
-        self.start_tower()?;
+        self.start_services("")?;
         let parties = self.parties();
         self.begin(
             "nodes",

@@ -208,6 +208,21 @@ impl Demo {
     }
 
     /// Starts B's watchtower and waits until it wrote its `tower.json`.
+    /// The first two steps of every story: the mailbox server, then B's watchtower (`why`
+    /// says what it is for in this story, if anything).
+    pub(super) fn start_services(&mut self, why: &str) -> Result<(), DemoError> {
+        self.begin(
+            "mailbox",
+            "start the mailbox server (asyncpay mailbox serve)",
+        );
+        self.start_mailbox()?;
+        self.begin(
+            "tower",
+            format!("start B's watchtower (asyncpay watchtower serve){why}"),
+        );
+        self.start_tower()
+    }
+
     pub(super) fn start_tower(&mut self) -> Result<(), DemoError> {
         let dir = self.root.path().join("watchtower");
         std::fs::create_dir_all(&dir)?;
