@@ -50,10 +50,15 @@ fn shop() -> Shop {
 
 /// The letter A's node made for payment `id` (A keeps it while the payment waits).
 fn letter_of(sim: &Network, id: &PaymentId) -> SaleLetter {
-    sim.nodes[A]
+    letter_by(sim, A, id)
+}
+
+/// The letter payer `payer`'s node made for payment `id`.
+fn letter_by(sim: &Network, payer: usize, id: &PaymentId) -> SaleLetter {
+    sim.nodes[payer]
         .payer(id)
         .and_then(|p| p.status.letter().cloned())
-        .expect("A holds the letter")
+        .expect("the payer holds the letter")
 }
 
 fn mailbox_key(seed: &[u8; 32]) -> NodeKey {
@@ -238,13 +243,7 @@ fn a_letter_accepted_at_the_counter_keeps_its_slot_against_a_mailbox_letter() {
     let Shop { mut sim, .. } = shop();
     let (first, second, a2) = two_letters_on_one_slot(&mut sim);
     let one = letter_of(&sim, &first);
-    let two = sim.nodes[a2]
-        .payer(&second)
-        .unwrap()
-        .status
-        .letter()
-        .cloned()
-        .unwrap();
+    let two = letter_by(&sim, a2, &second);
     assert_eq!(one.receipt_slot, two.receipt_slot, "the test needs a clash");
     // B's node runs while S is away: the handed letter first (the node drains its inbox
     // before it fetches its mailbox) is invoiced and waits; the mailbox letter naming the
@@ -430,20 +429,8 @@ fn s_offers_irrevocably_only_a_held_sale_and_voids_it_at_its_expiry() {
 fn a_second_payers_letter_on_a_slot_a_waiting_letter_holds_is_refused_offline() {
     let Shop { mut sim, .. } = shop();
     let (first, second, a2) = two_letters_on_one_slot(&mut sim);
-    let one = sim.nodes[A]
-        .payer(&first)
-        .unwrap()
-        .status
-        .letter()
-        .cloned()
-        .unwrap();
-    let two = sim.nodes[a2]
-        .payer(&second)
-        .unwrap()
-        .status
-        .letter()
-        .cloned()
-        .unwrap();
+    let one = letter_of(&sim, &first);
+    let two = letter_by(&sim, a2, &second);
     assert_eq!(one.receipt_slot, two.receipt_slot, "the test needs a clash");
     let dir = tempfile::tempdir().unwrap();
     device(&sim, B, dir.path(), None);
@@ -471,13 +458,7 @@ fn a_slot_a_real_lsps_invoiced_letter_may_take_first_is_refused_at_the_counter()
     let Shop { mut sim, .. } = shop();
     let (first, second, a2) = two_letters_on_one_slot(&mut sim);
     let one = letter_of(&sim, &first);
-    let two = sim.nodes[a2]
-        .payer(&second)
-        .unwrap()
-        .status
-        .letter()
-        .cloned()
-        .unwrap();
+    let two = letter_by(&sim, a2, &second);
     // B, online while S is away, invoices the mailbox letter: S may pay it before the
     // counter's letter is drained, so the counter refuses a letter on that slot.
     sim.stop(S);
