@@ -295,6 +295,38 @@ table("capital",
       ["payee offline", "mean blocks", "pfs, all", "held sale, all", "held@LSP, all",
        "held@hop, all", "pfs / held@LSP", "pfs / held@hop", "pfs, LSP", "held@hop, LSP"], rows)
 
+# Figures of the capital model quoted in docs/capital.md's prose.
+by_name = {r["name"]: r for r in cap["reports"]}
+
+
+def pct(x):
+    return f"{num(100 * x, 1)}%"
+
+
+def total_ratio(r, other):
+    return scheme(r, "pay_for_signature")["total"]["mean"] / scheme(r, other)["total"]["mean"]
+
+
+hop_ratios = [total_ratio(r, "held_at_payee_hop") for r in cap["reports"]]
+values["cap_ratio_hop_min"] = num(min(hop_ratios), 2)
+values["cap_ratio_hop_max"] = num(max(hop_ratios), 2)
+if "dormant" in by_name:
+    d = by_name["dormant"]
+    values["cap_ratio_lsp_dormant"] = num(total_ratio(d, "held_at_payer_lsp"), 3)
+    caps = {c["blocks"]: c["fraction"] for c in d["limits"]["cltv_exceeds"]}
+    values["cap_cltv_dormant_2016"] = pct(caps.get(2016, 0))
+    values["cap_cltv_dormant_1008"] = pct(caps.get(1008, 0))
+    values["cap_payer_missed_dormant"] = pct(d["limits"]["payer_missed_htlc_deadline"])
+    values["cap_sale_failed_dormant"] = pct(d["limits"]["sale_failed"])
+    values["cap_held_failed_dormant"] = pct(d["limits"]["held_failed"])
+    values["cap_held_sale_failed_dormant"] = pct(d["limits"]["held_sale_failed"])
+blocked = [r["limits"]["payer_blocked"] for r in cap["reports"]]
+waits = [r["limits"]["payer_blocked_mean_blocks"] for r in cap["reports"]]
+values["cap_blocked_min"] = pct(min(blocked))
+values["cap_blocked_max"] = pct(max(blocked))
+values["cap_blocked_wait_min"] = num(min(waits), 0)
+values["cap_blocked_wait_max"] = num(max(waits), 0)
+
 rows = []
 for r in cap["reports"]:
     lim = r["limits"]
@@ -326,6 +358,43 @@ table("tx_sizes",
       ["transaction", "weight (WU)", "vsize (vB)"],
       [[t["transaction"], num(t["weight_wu"]), num(t["vsize_vb"])]
        for t in sizes["transactions"]])
+
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "bolt3.json")) as f:
+    bolt3 = json.load(f)
+wu = {t["transaction"]: t["weight_wu"] for t in sizes["transactions"]}
+
+
+def weight(prefix):
+    return next(v for k, v in wu.items() if k.startswith(prefix))
+
+
+u_fund, u_old = weight("update U_n spending the funding"), weight("update U_n spending an older")
+se0, se2 = weight("settlement SE_n, 2 balances, 0"), weight("settlement SE_n, 2 balances, 2")
+per_ptlc = (se2 - se0) / 2
+values["wu_per_ptlc"] = num(per_ptlc)
+values["wu_close_over_bolt3"] = num(u_fund + se0 - bolt3["commitment_weight_wu"])
+table("weights_bolt3",
+      "Weights beside BOLT 3's expected weights for anchor channels (P2WSH scripts, ECDSA; "
+      f"{bolt3['source'].split(': ')[0]}); ours measured on the BIP118 regtest.",
+      ["", "BOLT 3 (anchors)", "asyncpay eltoo"],
+      [["unilateral close, no HTLC/PTLC", f"commitment {bolt3['commitment_weight_wu']} WU",
+        f"U_n + SE_n = {u_fund} + {se0} = {u_fund + se0} WU"],
+       ["per HTLC / PTLC on the closing transaction", f"+{bolt3['htlc_output_weight_wu']} WU",
+        f"+{num(per_ptlc)} WU (on SE_n)"],
+       ["payee's success spend",
+        f"HTLC-success {bolt3['htlc_success_weight_wu']} WU (then a second-stage output to "
+        "sweep)", f"claim {weight('PTLC claim')} WU (pays the payee directly)"],
+       ["offerer's timeout spend",
+        f"HTLC-timeout {bolt3['htlc_timeout_weight_wu']} WU (then a second-stage output to "
+        "sweep)", f"timeout {weight('PTLC timeout')} WU (pays the offerer directly)"],
+       ["a stale state published by the counterparty", "penalty transaction",
+        f"one more update: {u_old} WU"],
+       ["fee bumping", "anchor outputs, CPFP",
+        f"P2A anchor on U_n, SE_n and the claim, a v3 child each ({weight('CPFP child')} WU)"]])
+
+for r in c["rows"]:
+    if r["op"] == "channel update, both sides, no fsync":
+        values["update_us_no_fsync"] = num(1e6 / r["per_sec"])
 
 sweeps = figures.sweep_points(data_dir)
 if sweeps:
