@@ -187,11 +187,23 @@ def sales(data_dir, out_dir):
     ax.legend(frameon=False, fontsize=7)
     if workers:
         ax = axes[0][1]
-        entries = workers if isinstance(workers, list) else list(workers.values())
-        ws = [w["workers"] for w in entries]
-        ax.bar([str(w) for w in ws], [w["sales_per_sec"] for w in entries], color=BLUE)
-        ax.set_xlabel("S's worker threads (2 cores)")
+        spread = load(data_dir, "payment.spread")
+        runs = workers["runs"]
+        ws = [str(w["workers"]) for w in runs]
+        errs = [[], []]
+        for i, _ in enumerate(runs):
+            e = err(spread, f"sales.workers.runs[{i}].sales_per_sec")
+            errs[0] += e[0]
+            errs[1] += e[1]
+        ax.bar(ws, [w["sales_per_sec"] for w in runs], color=BLUE, width=0.5, yerr=errs,
+               error_kw=dict(lw=0.6, capsize=2), label="sales/s")
+        per_core = [w["projection"]["s_sales_per_sec_per_core"] for w in runs]
+        if all(isinstance(x, (int, float)) for x in per_core):
+            ax.plot(ws, per_core, marker="s", color=GREY, ls="--", lw=1,
+                    label="S's rate per core of its CPU")
+        ax.set_xlabel("S's worker threads")
         ax.set_ylim(bottom=0)
+        ax.legend(frameon=False, fontsize=7)
     save(fig, out_dir, "sales")
 
 

@@ -396,6 +396,30 @@ for r in c["rows"]:
     if r["op"] == "channel update, both sides, no fsync":
         values["update_us_no_fsync"] = num(1e6 / r["per_sec"])
 
+workers = pay["sales"].get("workers")
+if workers:
+    def opt(x, digits=0):
+        return num(x, digits) if isinstance(x, (int, float)) else "not counted"
+
+    rows = []
+    for i, w in enumerate(workers["runs"]):
+        rows.append([w["workers"], num(w["sales"]),
+                     spread("payment", f"sales.workers.runs[{i}].sales_per_sec"),
+                     opt(w["s_cpu_us_per_sale"]), opt(w["payees_cpu_us_per_sale"]),
+                     opt(w["projection"]["s_sales_per_sec_per_core"]),
+                     opt(w["projection"]["sales_per_sec_per_core_with_payees"])])
+        values[f"workers_{w['workers']}_sales_per_sec"] = num(w["sales_per_sec"])
+    if isinstance(workers.get("speedup_2_over_1"), (int, float)):
+        values["workers_speedup"] = num(workers["speedup_2_over_1"], 2)
+    table("workers",
+          "S's channels sharded over worker threads (one node key, one store per worker, a sale "
+          "within one shard; cross-shard sales are not built), with the simulated payees on "
+          f"their own thread, on {hardware['cores']} cores; median of {runs} runs "
+          "(least–greatest). CPU per sale is thread CPU time; the last two columns project "
+          "one core's rate: 10⁶ / S's µs per sale, and 10⁶ / (S's + the payees' µs per sale).",
+          ["workers", "sales", "sales/s", "S CPU µs/sale", "payees CPU µs/sale",
+           "S sales/s per core", "with payees, per core"], rows)
+
 sweeps = figures.sweep_points(data_dir)
 if sweeps:
     rows = [[b, spread(f"sweep-b{b}", "sales.batched.sales_per_sec"),
