@@ -243,8 +243,9 @@ table("crypto",
       f"verification {num(c['libsecp_verify_per_sec'])}/s. Ratio: median (least–greatest).",
       ["operation", "per second", "baseline", "ratio to baseline"], rows)
 for r in c["rows"]:
-    if r["op"].startswith("adaptor"):
-        values["crypto_ratio_" + r["op"].split()[1]] = num(r["ratio"], 2)
+    words = r["op"].split()
+    if len(words) == 2 and words[0] == "adaptor":
+        values["crypto_ratio_" + words[1]] = num(r["ratio"], 2)
 
 m = load("mailbox")
 table("mailbox",
