@@ -316,11 +316,10 @@ impl Channel {
                 expected: pending.body.number,
             });
         }
-        let params = self.params("countersign")?.clone();
-        let digests = self.txs("countersign")?.digests(&pending.body)?;
+        let txs = self.txs("countersign")?;
+        let digests = txs.digests(&pending.body)?;
         let sighash = digests.sighash;
-        key_of(&params, other(self.snap.side))
-            .verify(&sighash, &m.signature)
+        txs.verify(other(self.snap.side), &sighash, &m.signature)
             .map_err(|_| ChannelError::InvalidSignature {
                 what: "countersign",
                 state: m.state,
@@ -648,10 +647,9 @@ impl Channel {
             return Err(ChannelError::NonceMismatch { state });
         }
         if bought != Completion::BoughtAtItsPrice {
-            let params = self.params("complete")?.clone();
-            let sighash = self.txs("complete")?.update_sighash(&pending.body)?;
-            key_of(&params, pending.proposer(self.snap.side))
-                .verify(&sighash, &signature)
+            let txs = self.txs("complete")?;
+            let sighash = txs.update_sighash(&pending.body)?;
+            txs.verify(pending.proposer(self.snap.side), &sighash, &signature)
                 .map_err(|_| ChannelError::InvalidSignature {
                     what: "complete",
                     state,
