@@ -230,16 +230,16 @@ const FLOOR: [(&str, u64); 9] = [
 /// What S does per sale today, by counted kind, as docs/benchmarks.md lists it: (kind,
 /// count per sale, of which required).
 const TODAY: [(&str, u64, u64); 10] = [
-    ("verify", 4, 3),
+    ("verify", 3, 3),
     ("adaptor_encrypt", 1, 1),
     ("adaptor_verify", 0, 0),
     ("nonce_commit", 2, 2),
     ("nonce_sign", 2, 2),
-    ("secret_to_point", 3, 1),
+    ("secret_to_point", 1, 1),
     ("key_from_secret", 0, 0),
     ("key_to_libsecp", 0, 0),
-    ("point_decode", 16, 0),
-    ("libsecp_context", 12, 9),
+    ("point_decode", 7, 0),
+    ("libsecp_context", 9, 9),
 ];
 
 fn check_floor(r: &Value) {

@@ -191,19 +191,28 @@ impl PublicKey {
     /// Everything checked here is public, so it runs on libsecp256k1's variable-time
     /// verifier, which is several times faster than a constant-time one.
     pub fn verify(&self, m: &[u8; 32], signature: &Signature) -> Result<(), KeyError> {
-        let key = secp256k1::XOnlyPublicKey::from(*self);
-        let sig = secp256k1::schnorr::Signature::from(*signature);
-        tally::count(Op::Verify);
-        crate::crypto::secp()
-            .verify_schnorr(&sig, &secp256k1::Message::from_digest(*m), &key)
-            .map_err(|_| KeyError::InvalidSignature {
-                public_key: self.to_xonly_bytes(),
-            })
+        verify_parsed(&secp256k1::XOnlyPublicKey::from(*self), m, signature)
     }
 
     pub(crate) fn point(&self) -> &Point<EvenY> {
         &self.0
     }
+}
+
+/// [`PublicKey::verify`] with the key already in libsecp256k1's form: for a key that signs
+/// often (a channel's two keys), converted once rather than once per signature.
+pub(crate) fn verify_parsed(
+    key: &secp256k1::XOnlyPublicKey,
+    m: &[u8; 32],
+    signature: &Signature,
+) -> Result<(), KeyError> {
+    let sig = secp256k1::schnorr::Signature::from(*signature);
+    tally::count(Op::Verify);
+    crate::crypto::secp()
+        .verify_schnorr(&sig, &secp256k1::Message::from_digest(*m), key)
+        .map_err(|_| KeyError::InvalidSignature {
+            public_key: key.serialize(),
+        })
 }
 
 impl fmt::Display for PublicKey {
@@ -226,9 +235,13 @@ impl From<secp256k1::XOnlyPublicKey> for PublicKey {
 }
 
 impl From<PublicKey> for secp256k1::XOnlyPublicKey {
+    /// Through both coordinates, which libsecp256k1 checks against the curve equation: no
+    /// square root, unlike a parse of x alone (so not counted as a decoding).
     fn from(key: PublicKey) -> Self {
-        tally::count(Op::PointDecode);
-        secp256k1::XOnlyPublicKey::from(key.0)
+        secp256k1::PublicKey::from_slice(&key.0.to_bytes_uncompressed())
+            .expect("a secp256kfun point is a curve point")
+            .x_only_public_key()
+            .0
     }
 }
 

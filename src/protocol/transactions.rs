@@ -3,14 +3,14 @@
 //!
 //! Keeping this seam small means a change of transaction format touches this file only.
 
-use bitcoin::secp256k1::Keypair;
+use bitcoin::secp256k1::{Keypair, XOnlyPublicKey};
 use bitcoin::taproot::TapLeafHash;
 use std::sync::Mutex;
 
 use bitcoin::{Amount, OutPoint, ScriptBuf, Transaction, TxOut};
 
 use crate::crypto::adaptor::AdaptorPoint;
-use crate::crypto::keys::{PublicKey, SecretKey};
+use crate::crypto::keys::{verify_parsed, KeyError, PublicKey, SecretKey, Signature};
 use crate::tx::update::UpdateOutput;
 use crate::tx::{
     ChannelKeys, Claim, Funding, Party, Ptlc, PtlcExpiry, Settlement, SettlementTerms,
@@ -25,6 +25,10 @@ use super::channel::{ChannelParams, PtlcRecord, StateBody};
 /// for the same state's sighash and settlement leaf hash several times.
 pub(crate) struct ChannelTxs {
     params: ChannelParams,
+    /// The two channel keys in libsecp256k1's form, converted once: every PTLC output and
+    /// every verification of a state's signature takes them.
+    xonly_a: XOnlyPublicKey,
+    xonly_s: XOnlyPublicKey,
     funding: Funding,
     payout_a: ScriptBuf,
     payout_s: ScriptBuf,
@@ -42,9 +46,12 @@ pub(crate) struct StateDigests {
 
 impl ChannelTxs {
     pub(crate) fn new(params: &ChannelParams) -> Self {
-        let keys = ChannelKeys::new(params.key_a.into(), params.key_s.into());
+        let (xonly_a, xonly_s) = (params.key_a.into(), params.key_s.into());
+        let keys = ChannelKeys::new(xonly_a, xonly_s);
         ChannelTxs {
             params: params.clone(),
+            xonly_a,
+            xonly_s,
             funding: Funding::new(keys, Amount::from_sat(params.capacity_sat)),
             payout_a: payout_script(&params.payout_a),
             payout_s: payout_script(&params.payout_s),
@@ -75,18 +82,31 @@ impl ChannelTxs {
         amount_sat: u64,
         expiry: PtlcExpiry,
     ) -> Ptlc {
-        let params = &self.params;
         let (offerer, payee) = match offerer {
-            Party::A => (params.key_a, params.key_s),
-            Party::S => (params.key_s, params.key_a),
+            Party::A => (self.xonly_a, self.xonly_s),
+            Party::S => (self.xonly_s, self.xonly_a),
         };
         Ptlc {
-            offerer: offerer.into(),
-            payee: payee.into(),
+            offerer,
+            payee,
             point,
             amount: Amount::from_sat(amount_sat),
             expiry,
         }
+    }
+
+    /// Checks `party`'s signature on a digest (a state's sighash) against its channel key.
+    pub(crate) fn verify(
+        &self,
+        party: Party,
+        digest: &[u8; 32],
+        signature: &Signature,
+    ) -> Result<(), KeyError> {
+        let key = match party {
+            Party::A => &self.xonly_a,
+            Party::S => &self.xonly_s,
+        };
+        verify_parsed(key, digest, signature)
     }
 
     /// The payout script of `party`.
@@ -99,7 +119,7 @@ impl ChannelTxs {
 
     /// The claim of a PTLC output by its payee, paying the payee's payout key.
     pub(crate) fn claim(&self, ptlc: &Ptlc) -> Result<Claim, TxError> {
-        let payee = if ptlc.payee == self.params.key_a.into() {
+        let payee = if ptlc.payee == self.xonly_a {
             Party::A
         } else {
             Party::S

@@ -166,7 +166,12 @@ pub fn unspendable_internal_key() -> XOnlyPublicKey {
         0x5e, 0x07, 0x8a, 0x5a, 0x0f, 0x28, 0xec, 0x96, 0xd5, 0x47, 0xbf, 0xee, 0x9a, 0xce, 0x80,
         0x3a, 0xc0,
     ];
-    XOnlyPublicKey::from_slice(&H).expect("H is a curve point (BIP341)")
+    // Parsed once: parsing takes a square root, and every update output and PTLC output
+    // starts from H.
+    static PARSED: std::sync::LazyLock<XOnlyPublicKey> = std::sync::LazyLock::new(|| {
+        XOnlyPublicKey::from_slice(&H).expect("H is a curve point (BIP341)")
+    });
+    *PARSED
 }
 
 /// A pay-to-anchor output (`OP_1 <0x4e73>`) holding `value`.

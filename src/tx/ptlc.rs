@@ -59,8 +59,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
 use bitcoin::hashes::{sha256t_hash_newtype, Hash as _};
-use bitcoin::key::XOnlyPublicKey;
+use bitcoin::key::{TweakedPublicKey, XOnlyPublicKey};
 use bitcoin::opcodes::all::{OP_CHECKSIG, OP_CHECKSIGVERIFY, OP_CLTV, OP_DROP};
 use bitcoin::script::Builder;
 use bitcoin::secp256k1::{schnorr, Keypair, Message, Scalar};
@@ -234,7 +237,39 @@ impl Ptlc {
 
     /// The P2TR script.
     pub fn script_pubkey(&self) -> ScriptBuf {
-        ScriptBuf::new_p2tr_tweaked(self.spend_info().output_key())
+        ScriptBuf::new_p2tr_tweaked(self.output_key())
+    }
+
+    /// The output key: the internal key tweaked by the tree of both leaves (two tweaks).
+    ///
+    /// It depends on the keys, the point and the expiry only, and one channel update asks
+    /// for it more than once (the offerer's claim sighash, then the settlement that pays to
+    /// it, both for the same new state), so the last few are remembered on each thread: a
+    /// pure function's results, the same whichever thread or order asks.
+    fn output_key(&self) -> TweakedPublicKey {
+        type Shape = (XOnlyPublicKey, XOnlyPublicKey, AdaptorPoint, PtlcExpiry);
+        const REMEMBERED: usize = 8;
+        thread_local! {
+            static RECENT: RefCell<VecDeque<(Shape, TweakedPublicKey)>> =
+                const { RefCell::new(VecDeque::new()) };
+        }
+        let shape: Shape = (self.offerer, self.payee, self.point, self.expiry);
+        if let Some(key) = RECENT.with_borrow(|recent| {
+            recent
+                .iter()
+                .find(|(s, _)| *s == shape)
+                .map(|(_, key)| *key)
+        }) {
+            return key;
+        }
+        let key = self.spend_info().output_key();
+        RECENT.with_borrow_mut(|recent| {
+            if recent.len() == REMEMBERED {
+                recent.pop_front();
+            }
+            recent.push_back((shape, key));
+        });
+        key
     }
 
     /// The settlement output.

@@ -168,42 +168,22 @@ pub const REQUIRED: &[FloorOp] = &[
 /// What S does per sale today, by counted [`Op`]: how many, how many of them [`REQUIRED`]
 /// asks for, and what the others are. Ops S does not do per sale are 0.
 pub const DONE_TODAY: &[(Op, u64, u64, &str)] = &[
-    (
-        Op::Verify,
-        4,
-        3,
-        "A's completed signature (R, t) is verified too: it holds by t·G = T, checked on B's fulfil",
-    ),
+    (Op::Verify, 3, 3, ""),
     (Op::AdaptorEncrypt, 1, 1, ""),
     (Op::AdaptorVerify, 0, 0, ""),
     (Op::NonceCommit, 2, 2, ""),
     (Op::NonceSign, 2, 2, ""),
-    (
-        Op::SecretToPoint,
-        3,
-        1,
-        "t·G again for the LSP's lookup of the fulfilled point, and again in its `sells` check",
-    ),
+    (Op::SecretToPoint, 1, 1, ""),
     (Op::KeyFromSecret, 0, 0, ""),
     (Op::KeyToLibsecp, 0, 0, ""),
     (
         Op::PointDecode,
-        16,
+        7,
         0,
         "7 wire decodings (invoice: T, payee, LSP key, signature; B's nonce and 2 \
-         signatures) that compare with what S holds, and 9 conversions between this \
-         crate's and libsecp256k1's key types (4 verifications, 5 in the 2 builds of the \
-         PTLC output); plus uncounted decodings of the constant internal key H in the \
-         transaction builders",
+         signatures) of values S compares with what it holds or verifies from their bytes",
     ),
-    (
-        Op::LibsecpContext,
-        12,
-        9,
-        "the PTLC output (2 tweaks) is built twice: for the claim's sighash and in \
-         SE_{n+1}; plus the verification of A's signature. Required: 6 tweaks and covenant \
-         signatures, 3 verifications",
-    ),
+    (Op::LibsecpContext, 9, 9, ""),
 ];
 
 /// The mean time of `f`, in microseconds: the median over batches of the batch means, so

@@ -40,7 +40,9 @@ impl NodeCore {
                     role: Role::Payer,
                 })
             }
-            Event::StateCompleted { change, .. } => match self.completed(&seen, change) {
+            Event::StateCompleted {
+                change, fulfilled, ..
+            } => match self.completed(&seen, change) {
                 // Only the reverse variant pays S a PTLC: S may be selling its own withheld
                 // signature.
                 (Some(p), _) => {
@@ -57,12 +59,12 @@ impl NodeCore {
                         out,
                     )
                 }
-                (None, Some(secret)) => self.lsp_scalar_revealed(secret, out),
+                (None, Some(secret)) => self.lsp_scalar_revealed(secret, *fulfilled, out),
                 (None, None) => Ok(()),
             },
             // A PTLC we offered was claimed on chain: the secret that pays for the sale.
             Event::PtlcSecretLearned { secret, .. } => match AdaptorSecret::from_bytes(secret.0) {
-                Ok(secret) => self.lsp_scalar_revealed(secret, out),
+                Ok(secret) => self.lsp_scalar_revealed(secret, None, out),
                 Err(_) => Ok(()),
             },
             // A PTLC we offered came back: the role may offer again or give up.
@@ -102,12 +104,15 @@ impl NodeCore {
     }
 
     /// The payee's scalar for a PTLC the LSP offered: it completes the payer's state.
+    /// `checked`: the PTLC's point, when the channel checked that the scalar sells it (a
+    /// fulfilment off chain); otherwise (a claim on chain) the point is t·G.
     fn lsp_scalar_revealed(
         &mut self,
         secret: AdaptorSecret,
+        checked: Option<AdaptorPoint>,
         out: &mut Handled,
     ) -> Result<(), NodeError> {
-        let point = secret.adaptor_point();
+        let point = checked.unwrap_or_else(|| secret.adaptor_point());
         self.role_input(RoleIn::Lsp(LspInput::PtlcFulfilled { point, secret }), out)
     }
 

@@ -350,6 +350,7 @@ impl From<&Event> for ChannelEvent {
                 change,
                 to_a,
                 to_s,
+                ..
             } => ChannelEvent::StateCompleted {
                 state: *state,
                 change: change.kind().to_owned(),
@@ -668,6 +669,7 @@ mod tests {
             change: Change::FulfilPtlc { id: 4, secret },
             to_a: 1,
             to_s: 2,
+            fulfilled: None,
         };
         for e in [&event, &completed] {
             let text = serde_json::to_string(&NodeEvent::Channel {

@@ -1,6 +1,7 @@
 //! User commands: proposing a change, pricing, completing with a bought secret, reverting,
 //! closing; and how a change applies to a state.
 
+use super::message::Completion;
 use super::*;
 
 impl Channel {
@@ -301,6 +302,11 @@ impl Channel {
                 };
                 let signature = secret.to_signature(&pending.proposer_nonce);
                 let state = pending.body.number;
+                let bought = if self.snap.priced == Some(state) {
+                    Completion::BoughtAtItsPrice
+                } else {
+                    Completion::Bought
+                };
                 // The peer's own signature, shown back: its proof that we bought it.
                 let shown = Action::Send(Message::Complete(CompleteUpdate {
                     channel_id: self.snap.channel_id,
@@ -309,7 +315,7 @@ impl Channel {
                 }));
                 if !on_chain {
                     let mut actions =
-                        self.complete_peer_proposal(pending, signature, countersignature, true)?;
+                        self.complete_peer_proposal(pending, signature, countersignature, bought)?;
                     actions.push(shown);
                     return Ok(actions);
                 }
@@ -317,7 +323,7 @@ impl Channel {
                 // one on chain at once, and the peer is shown its signature too.
                 let before = self.snap.clone();
                 let mut actions =
-                    self.complete_peer_proposal(pending, signature, countersignature, true)?;
+                    self.complete_peer_proposal(pending, signature, countersignature, bought)?;
                 actions.push(shown);
                 match self.override_on_chain() {
                     Ok(Some(answer)) => actions.push(Action::Broadcast(answer)),

@@ -182,6 +182,10 @@ pub enum Event {
         to_a: u64,
         /// S's balance.
         to_s: u64,
+        /// For a fulfilled PTLC ([`Change::FulfilPtlc`]): its point, which the change's
+        /// secret was checked to sell (t·G = T) when the change was applied, so that the
+        /// role that paid for it need not compute t·G again.
+        fulfilled: Option<AdaptorPoint>,
     },
     /// Our proposal lost a collision: the channel proposes it again once the peer's
     /// completes.
@@ -308,12 +312,14 @@ impl core::fmt::Debug for Event {
                 change,
                 to_a,
                 to_s,
+                fulfilled,
             } => f
                 .debug_struct("StateCompleted")
                 .field("state", state)
                 .field("change", change)
                 .field("to_a", to_a)
                 .field("to_s", to_s)
+                .field("fulfilled", fulfilled)
                 .finish(),
             Event::ProposalDropped { change } => f
                 .debug_struct("ProposalDropped")

@@ -316,11 +316,10 @@ impl Channel {
                 expected: pending.body.number,
             });
         }
-        let params = self.params("countersign")?.clone();
-        let digests = self.txs("countersign")?.digests(&pending.body)?;
+        let txs = self.txs("countersign")?;
+        let digests = txs.digests(&pending.body)?;
         let sighash = digests.sighash;
-        key_of(&params, other(self.snap.side))
-            .verify(&sighash, &m.signature)
+        txs.verify(other(self.snap.side), &sighash, &m.signature)
             .map_err(|_| ChannelError::InvalidSignature {
                 what: "countersign",
                 state: m.state,
@@ -407,11 +406,23 @@ impl Channel {
             Party::A => (proposer_sig, other_sig),
             Party::S => (other_sig, proposer_sig),
         };
+        // The fulfilled PTLC is in the state this one replaces; its secret was checked
+        // against its point when the change was applied.
+        let fulfilled = match &pending.change {
+            Change::FulfilPtlc { id, .. } => self
+                .snap
+                .complete
+                .as_ref()
+                .and_then(|c| c.body.ptlcs.iter().find(|p| p.id == *id))
+                .map(|p| p.point),
+            _ => None,
+        };
         let event = Event::StateCompleted {
             state: pending.body.number,
             change: pending.change.clone(),
             to_a: pending.body.to_a,
             to_s: pending.body.to_s,
+            fulfilled,
         };
         let first = self.snap.complete.is_none();
         // Our pre-signature, completed by the payee it was encrypted to and shown to us (by
@@ -490,7 +501,12 @@ impl Channel {
                     });
                 }
                 let (pending, countersignature) = (pending.clone(), *countersignature);
-                return self.complete_peer_proposal(pending, m.signature, countersignature, false);
+                return self.complete_peer_proposal(
+                    pending,
+                    m.signature,
+                    countersignature,
+                    Completion::Shown,
+                );
             }
             _ => {}
         }
@@ -599,7 +615,12 @@ impl Channel {
         let dropped = revert.change.clone();
         let (abandoned, countersignature) = (abandoned.clone(), *countersignature);
         let before = self.snap.abandoned.take();
-        match self.complete_peer_proposal(abandoned, m.signature, countersignature, false) {
+        match self.complete_peer_proposal(
+            abandoned,
+            m.signature,
+            countersignature,
+            Completion::Shown,
+        ) {
             Ok(mut actions) => {
                 self.secret_nonce = None;
                 actions.push(Action::Event(Event::ProposalDropped { change: dropped }));
@@ -619,20 +640,22 @@ impl Channel {
         pending: PendingUpdate,
         signature: Signature,
         countersignature: Signature,
-        bought: bool,
+        bought: Completion,
     ) -> Result<Vec<Action>, ChannelError> {
         let state = pending.body.number;
         if signature.nonce() != pending.proposer_nonce {
             return Err(ChannelError::NonceMismatch { state });
         }
-        let params = self.params("complete")?.clone();
-        let sighash = self.txs("complete")?.update_sighash(&pending.body)?;
-        key_of(&params, pending.proposer(self.snap.side))
-            .verify(&sighash, &signature)
-            .map_err(|_| ChannelError::InvalidSignature {
-                what: "complete",
-                state,
-            })?;
+        if bought != Completion::BoughtAtItsPrice {
+            let txs = self.txs("complete")?;
+            let sighash = txs.update_sighash(&pending.body)?;
+            txs.verify(pending.proposer(self.snap.side), &sighash, &signature)
+                .map_err(|_| ChannelError::InvalidSignature {
+                    what: "complete",
+                    state,
+                })?;
+        }
+        let bought = bought != Completion::Shown;
         let others = self.make_complete(pending, signature, countersignature)?;
         self.snap.bought = bought.then_some(state);
         let mut actions = self.commit(vec![], others);
@@ -735,4 +758,23 @@ impl Channel {
     }
 
     // ---- cooperative close ----
+}
+
+/// How the peer's signature that completes its proposal reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Completion {
+    /// The peer sent it: it is checked against the state's sighash.
+    Shown,
+    /// Bought with the scalar of its price point, for a state not priced by a payment role
+    /// (or priced for another state): checked like a shown one.
+    Bought,
+    /// Bought for the state a payment role priced ([`Command::Price`]), with a t whose t·G
+    /// is that price point T = R + e·P. Not checked again: (R, t) satisfies
+    /// t·G = R + e·P, which is what verifying it would compute. T was computed from the
+    /// proposer's committed nonce R and this very state (a priced state keeps its body and
+    /// its nonce: the peer's revert and new nonce are refused until it completes), and the
+    /// role hands t over only once t·G = T holds (checked on the payee's fulfilment, or t·G
+    /// computed from a claim on chain). A byzantine payer or payee can change neither R, nor
+    /// the state, nor t·G = T, so no input of theirs reaches this without that check.
+    BoughtAtItsPrice,
 }

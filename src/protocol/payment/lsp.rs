@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::adaptor::{sells, AdaptorPoint, AdaptorSecret};
+use crate::crypto::adaptor::{AdaptorPoint, AdaptorSecret};
 use crate::crypto::keys::{PublicKey, SecretKey};
 use crate::protocol::channel::{Command, SALE_WINDOW_MARGIN};
 use crate::protocol::messages::{ChannelId, RevealedSecret};
@@ -183,10 +183,15 @@ pub enum LspInput {
         sender_channel: Option<ChannelId>,
     },
     /// A PTLC S offered was fulfilled: the payee revealed `secret`.
+    ///
+    /// The caller hands over only a `secret` with t·G = `point`: the channel checks it when
+    /// it applies the payee's fulfilment (and reports the point with the completed state),
+    /// and the point of a secret learnt otherwise (a claim on chain, a stored fulfilment
+    /// after a restart) is computed from it. The role does not check it again.
     PtlcFulfilled {
         /// The PTLC's point.
         point: AdaptorPoint,
-        /// Its discrete log.
+        /// Its discrete log: `secret`·G = `point`.
         secret: AdaptorSecret,
     },
     /// A PTLC S offered was failed or could not be added.
@@ -727,14 +732,13 @@ impl Lsp {
         Ok(Some((payee_channel, ptlc_expiry, forward)))
     }
 
+    /// `secret`·G = `point` holds (see [`LspInput::PtlcFulfilled`]): the completion of the
+    /// payer's state it commands relies on it.
     fn on_fulfilled(
         &mut self,
         point: AdaptorPoint,
         secret: AdaptorSecret,
     ) -> Result<Vec<LspAction>, PaymentError> {
-        if !sells(&secret, &point) {
-            return Err(PaymentError::WrongScalar);
-        }
         // A PTLC fulfilled on one of S's channels that is not a sale of S's (S was paid, in
         // the reverse variant): nothing for this role.
         let Some(&id) = self.by_point.get(&point) else {
