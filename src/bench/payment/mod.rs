@@ -122,6 +122,10 @@ pub struct PaymentBenchOptions {
     pub payees: usize,
     /// Most inputs S handles per group commit.
     pub max_batch: usize,
+    /// The numbers of worker threads S's channels are sharded over, one sale run each.
+    pub workers: Vec<usize>,
+    /// Sales of each sharded run (0 skips them).
+    pub worker_sales: usize,
     /// Rounds of each baseline (Noise round trips, SQLite commits, fsyncs).
     pub baseline_rounds: usize,
     /// A round-trip time (ms) added on the payee's links to its LSP and its mailbox for a
@@ -143,6 +147,8 @@ impl Default for PaymentBenchOptions {
             sales: 3000,
             payees: 256,
             max_batch: 64,
+            workers: vec![1, 2],
+            worker_sales: 2000,
             baseline_rounds: 300,
             rtt_ms: 50,
             rtt_payments: 10,
@@ -332,6 +338,20 @@ pub enum PaymentBenchError {
         payer: usize,
         /// The number of the channel's complete state.
         state: Option<u64>,
+    },
+    /// A channel of S in the stores of two shards: two cores with S's key held it.
+    #[error("channel {0} is in two shards' stores")]
+    ChannelInTwoShards(String),
+    /// A payment of S in the stores of two shards.
+    #[error("payment {0} is in two shards' stores")]
+    PaymentInTwoShards(String),
+    /// More workers asked for than payees to spread over them.
+    #[error("{workers} workers for {payees} payees: each worker needs a payee")]
+    Workers {
+        /// Workers asked for.
+        workers: usize,
+        /// Payees.
+        payees: usize,
     },
     /// Something the benchmark set up or measured that is missing.
     #[error("{0}")]
@@ -568,6 +588,8 @@ pub fn measure(options: &PaymentBenchOptions) -> Result<Value, PaymentBenchError
             unbatched_sales: options.unbatched_sales,
             sales: options.sales,
             max_batch: options.max_batch,
+            workers: options.workers.clone(),
+            worker_sales: options.worker_sales,
         },
     )?;
     // Held sales: bytes at S in process; weights on a throwaway regtest, reported as an
