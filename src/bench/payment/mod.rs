@@ -5,7 +5,8 @@
 //!   mailbox, durable stores), step by step ([`STEPS`]), and the messages each part of a
 //!   payment sends; its nodes run on the one driver ([`crate::node::driver`]);
 //! - the sales part: the bytes S stores per pending payment, and S's sale throughput with
-//!   durable storage, one transaction per input and with group commit.
+//!   durable storage, one transaction per input and with group commit, and with S sharded
+//!   over worker threads (one store each) for 1 and 2 workers.
 //!
 //! [`measure`] runs every part and returns the report as JSON (what `--json` prints);
 //! [`render`] turns it into the text report.
@@ -90,7 +91,12 @@ queues; each payee sells one payment at a time; every node runs on the one node 
 Unbatched: one transaction per input (its change set), as `asyncpay node`. Batched (group \
 commit): S hands every queued input (up to --max-batch) to its core, writes all their change \
 sets in one transaction, and only then sends their frames, so persist before send still \
-holds. Baselines: durable single-row SQLite commits right before and after each \
+holds. Sharded (--workers, --worker-sales): S's channels split over worker threads, one \
+node key, each worker a core with its own store and the same group-commit loop; each frame \
+goes to the worker owning its sender's channel; a payee and the payers whose payments it \
+sells are on one worker (cross-shard sales are not built). Reported per number of workers: \
+sales/s, S's CPU per sale per worker and the payees' beside, and sales/s per core projected \
+from them. Baselines: durable single-row SQLite commits right before and after each \
 run (fsync bound = their rate / commits per sale), and for the whole run durable commits on \
 a fresh and a warm store and File::sync_all/s in the same directory. Target: 5,000 sales/s.
 
@@ -148,7 +154,7 @@ impl Default for PaymentBenchOptions {
             payees: 256,
             max_batch: 64,
             workers: vec![1, 2],
-            worker_sales: 2000,
+            worker_sales: 1000,
             baseline_rounds: 300,
             rtt_ms: 50,
             rtt_payments: 10,
@@ -815,6 +821,34 @@ pub fn render(r: &Value) -> String {
             f(&by["propose"]),
             f(&by["complete"])
         );
+    }
+    let w = &r["sales"]["workers"];
+    for run in w["runs"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "   {:<9} {:>7.0} sales/s over {} sales, S sharded over {} worker(s) (a store each; cross-shard sales {}); per sale: S {:.0} us CPU per worker, payees {:.0} us CPU (one thread) -> per core {:.0} sales/s for S alone, {:.0} with the payees",
+            format!("workers={}", run["workers"]),
+            f(&run["sales_per_sec"]),
+            run["sales"],
+            run["workers"],
+            w["cross_shard_sales"].as_str().unwrap_or("?"),
+            f(&run["s_cpu_us_per_sale"]),
+            f(&run["payees_cpu_us_per_sale"]),
+            f(&run["projection"]["s_sales_per_sec_per_core"]),
+            f(&run["projection"]["sales_per_sec_per_core_with_payees"]),
+        );
+        for shard in run["shards"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "             worker {}: {} sales ({} sold in its store), {:.0} us CPU, {:.2} commits per sale, {:.2} s waiting for a core",
+                shard["shard"],
+                shard["sales"],
+                shard["sold_in_store"],
+                f(&shard["cpu_us_per_sale"]),
+                f(&shard["commits_per_sale"]),
+                f(&shard["run_queue_wait_secs"]),
+            );
+        }
     }
     let _ = writeln!(
             out,

@@ -15,6 +15,11 @@
 //! between them go through in-memory queues (the transport is measured in the online part).
 //! Each payee sells one payment at a time (a new invoice once it is paid), so at most P sales
 //! are in flight.
+//!
+//! Then S is sharded ([`shards`]): for each number of workers W asked for (1 and 2 by
+//! default), S's channels and records are split over W worker threads, each a core with S's
+//! node key and a store of its own, and W runs its own payments' sales with group commit.
+//! The payments of each run are set up with the others (K counts them all).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;

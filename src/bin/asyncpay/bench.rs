@@ -146,7 +146,7 @@ pub struct BenchPaymentArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<usize>,
     /// Sales of each sharded run (0 skips them).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1000)]
     worker_sales: usize,
     /// Rounds of each baseline (Noise round trips, SQLite commits, fsyncs).
     #[arg(long, default_value_t = 300)]

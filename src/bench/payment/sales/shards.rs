@@ -46,8 +46,13 @@
 //! workers). The projection: one core running one worker completes
 //! `s_sales_per_sec_per_core` = 1e6 / `s_cpu_us_per_sale` sales per second when its
 //! counterparties run elsewhere, so N cores project to N times that (as long as the disk
-//! takes `commits_per_sale` × sales/s group commits); on a machine where the payees share
-//! the cores, 1e6 / (`s_cpu_us_per_sale` + `payees_cpu_us_per_sale`) per core.
+//! takes `s_commits_per_sale` × sales/s group commits); on a machine where the payees share
+//! the cores, `sales_per_sec_per_core_with_payees` = 1e6 / (`s_cpu_us_per_sale` +
+//! `payees_cpu_us_per_sale`) per core, and `cpu_bound_here_sales_per_sec` is that times
+//! this machine's cores (what the run could reach with every core to itself). The payees
+//! cost about what S costs per sale (they check S's offer, sign the invoice, countersign and
+//! fulfil), so on two cores two workers cannot double the rate: the figure to carry to more
+//! cores is S's CPU per sale, not the measured rate.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
@@ -201,6 +206,11 @@ fn read_rows(stores: &[Store]) -> Result<Rows, PaymentBenchError> {
     Ok(rows)
 }
 
+/// The file of worker `k`'s store in a run with `w` workers (in the sales' directory).
+fn store_name(w: usize, k: usize) -> String {
+    format!("s-w{w}-shard{k}.db")
+}
+
 /// One worker's shard: its store, its core, its payees and the sales it is to complete.
 struct Shard {
     store: Store,
@@ -231,7 +241,7 @@ fn split(run: &ShardRun<'_>, part: Partition, rows: Rows) -> Result<Vec<Shard>, 
     }
     let mut shards = vec![];
     for (k, (channels, payments)) in channels.into_iter().zip(payments).enumerate() {
-        let store = Store::open(&run.dir.join(format!("s-w{w}-shard{k}.db")))?;
+        let store = Store::open(&run.dir.join(store_name(w, k)))?;
         store.batch(|s| {
             for (peer, snapshot) in &channels {
                 s.put_channel(peer, snapshot)?;
@@ -464,6 +474,7 @@ fn figures(
         let window = st.window.map(|(a, b)| (b - a).as_secs_f64());
         shards.push(json!({
             "shard": k,
+            "store": store_name(part.workers, k),
             "channels": channels,
             "payees": payees,
             "sales": expected,
@@ -485,6 +496,7 @@ fn figures(
     let s_cpu_us = s_cpu.as_secs_f64() * 1e6 / n;
     let p_cpu_us = p_cpu.on_cpu.as_secs_f64() * 1e6 / n;
     let commits: u64 = workers.iter().map(|(_, _, s)| s.commits).sum();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).ok();
     Ok(json!({
         "workers": part.workers,
         "sales": count,
@@ -500,6 +512,8 @@ fn figures(
         "projection": {
             "s_sales_per_sec_per_core": 1e6 / s_cpu_us,
             "sales_per_sec_per_core_with_payees": 1e6 / (s_cpu_us + p_cpu_us),
+            "cores": cores,
+            "cpu_bound_here_sales_per_sec": cores.map(|c| c as f64 * 1e6 / (s_cpu_us + p_cpu_us)),
         },
         "sqlite_commit_around_run_ms": super::summary(commit_ms).json(),
         "split_secs": split_secs,
@@ -519,7 +533,6 @@ pub(super) fn report(runs: Vec<Value>, sales_per_run: usize) -> Value {
         "partition": "payee j's S-B channel on shard j mod W; payer i's channel on the shard \
             of payee i mod P, the payee that sells its payment: a sale touches one shard",
         "stores": "one SQLite store per shard",
-        "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
         "sales_per_run": sales_per_run,
         "speedup_2_over_1": rate(1).zip(rate(2)).map(|(one, two)| two / one),
         "runs": runs,
