@@ -214,8 +214,9 @@ fn check_workers(r: &Value, data_dir: &std::path::Path) {
         let workers = run["workers"].as_u64().expect("workers") as usize;
         for key in [
             "sales_per_sec",
-            "s_cpu_us_per_sale",
-            "payees_cpu_us_per_sale",
+            "s_thread_cpu_us_per_sale",
+            "s_core_us_per_sale",
+            "payees_thread_cpu_us_per_sale",
             "projection/s_sales_per_sec_per_core",
             "projection/sales_per_sec_per_core_with_payees",
         ] {
@@ -223,7 +224,7 @@ fn check_workers(r: &Value, data_dir: &std::path::Path) {
             assert!(v > 0.0 && v.is_finite(), "{workers} workers: {key} = {v}");
         }
         let per_core = num(run, "/projection/s_sales_per_sec_per_core");
-        assert!((per_core - 1e6 / num(run, "/s_cpu_us_per_sale")).abs() <= 1e-9 * per_core);
+        assert!((per_core - 1e6 / num(run, "/s_thread_cpu_us_per_sale")).abs() <= 1e-9 * per_core);
         let shards = run["shards"].as_array().expect("shards");
         assert_eq!(shards.len(), workers);
         let mut sold = 0;
@@ -236,7 +237,7 @@ fn check_workers(r: &Value, data_dir: &std::path::Path) {
             assert_eq!(shard["sold"], sales, "{shard}");
             assert_eq!(shard["sold_in_store"], sales, "{shard}");
             assert_eq!(num(shard, "/inputs_per_sale"), 4.0, "{shard}");
-            assert!(num(shard, "/cpu_us_per_sale") > 0.0, "{shard}");
+            assert!(num(shard, "/thread_cpu_us_per_sale") > 0.0, "{shard}");
             sold += sales;
 
             // The worker's own store: every payment of its payers sold up to this run, those

@@ -832,8 +832,8 @@ pub fn render(r: &Value) -> String {
             run["sales"],
             run["workers"],
             w["cross_shard_sales"].as_str().unwrap_or("?"),
-            f(&run["s_cpu_us_per_sale"]),
-            f(&run["payees_cpu_us_per_sale"]),
+            f(&run["s_thread_cpu_us_per_sale"]),
+            f(&run["payees_thread_cpu_us_per_sale"]),
             f(&run["projection"]["s_sales_per_sec_per_core"]),
             f(&run["projection"]["sales_per_sec_per_core_with_payees"]),
         );
@@ -844,7 +844,7 @@ pub fn render(r: &Value) -> String {
                 shard["shard"],
                 shard["sales"],
                 shard["sold_in_store"],
-                f(&shard["cpu_us_per_sale"]),
+                f(&shard["thread_cpu_us_per_sale"]),
                 f(&shard["commits_per_sale"]),
                 f(&shard["run_queue_wait_secs"]),
             );

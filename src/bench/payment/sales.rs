@@ -1034,6 +1034,9 @@ fn sale_figures(
                 (k.to_string(), json!(took.as_secs_f64() * 1e6 / (*count).max(1) as f64))
             })
             .collect::<serde_json::Map<_, _>>(),
+        // The threads' time on a CPU (see `shards`), persistence included.
+        "s_thread_cpu_us_per_sale": s.cpu.map(|c| us(c.on_cpu)),
+        "payees_thread_cpu_us_per_sale": p.cpu.map(|c| us(c.on_cpu)),
         "payees_busy_secs": p.busy.as_secs_f64(),
         "payees_core_us_per_sale": us(p.compute),
         "payees_persist_us_per_sale": us(p.persist),

@@ -39,20 +39,25 @@
 //! shards gets the same nonce and the same signature, different messages different nonces.
 //!
 //! **Figures** (`sales.workers`): per W, the sales per second (sales over the time from the
-//! first input at any worker to the durable end of the last sale), and per worker its CPU
-//! time per sale (from the kernel's count of the thread's time on a CPU,
-//! `/proc/thread-self/schedstat`, so time waiting for a core does not count), beside the
-//! payees' CPU time per sale (all payees on one thread sharing the machine's cores with the
-//! workers). The projection: one core running one worker completes
-//! `s_sales_per_sec_per_core` = 1e6 / `s_cpu_us_per_sale` sales per second when its
-//! counterparties run elsewhere, so N cores project to N times that (as long as the disk
-//! takes `s_commits_per_sale` × sales/s group commits); on a machine where the payees share
-//! the cores, `sales_per_sec_per_core_with_payees` = 1e6 / (`s_cpu_us_per_sale` +
-//! `payees_cpu_us_per_sale`) per core, and `cpu_bound_here_sales_per_sec` is that times
-//! this machine's cores (what the run could reach with every core to itself). The payees
-//! cost about what S costs per sale (they check S's offer, sign the invoice, countersign and
-//! fulfil), so on two cores two workers cannot double the rate: the figure to carry to more
-//! cores is S's CPU per sale, not the measured rate.
+//! first input at any worker to the durable end of the last sale), and per worker its
+//! thread's CPU time per sale (`thread_cpu_us_per_sale`; their sum over the sales,
+//! `s_thread_cpu_us_per_sale`): the kernel's count of the thread's time on a CPU
+//! (`/proc/thread-self/schedstat`), so time waiting for a core does not count, and
+//! persistence (serialising rows, SQLite) does. `s_core_us_per_sale` is, as in the other
+//! runs and in `sales.floor`, the wall time in the core only. Beside them the payees' thread
+//! CPU time per sale (`payees_thread_cpu_us_per_sale`; all payees on one thread, sharing
+//! the machine's cores with the workers).
+//!
+//! The projection: one core running one worker completes `s_sales_per_sec_per_core` =
+//! 1e6 / `s_thread_cpu_us_per_sale` sales per second when its counterparties run elsewhere,
+//! so N cores project to N times that (as long as the disk takes `s_commits_per_sale` ×
+//! sales/s group commits); where the payees share the cores,
+//! `sales_per_sec_per_core_with_payees` = 1e6 / (`s_thread_cpu_us_per_sale` +
+//! `payees_thread_cpu_us_per_sale`) per core, and `cpu_bound_here_sales_per_sec` is that
+//! times this machine's cores (what the run could reach with every core to itself). The
+//! payees cost about what S costs per sale (they check S's offer, sign the invoice,
+//! countersign and fulfil), so on two cores two workers cannot double the rate: the figure
+//! to carry to more cores is S's CPU per sale, not the measured rate.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
@@ -467,6 +472,7 @@ fn figures(
     let per = |d: Duration, sales: usize| d.as_secs_f64() * 1e6 / sales.max(1) as f64;
     // Without the kernel's count of a thread's CPU time (not Linux) the CPU figures are null.
     let mut s_cpu = Some(Duration::ZERO);
+    let s_core: Duration = workers.iter().map(|(_, _, s)| s.compute).sum();
     let mut shards = vec![];
     for (k, ((_, _, st), &(channels, payees, expected))) in workers.iter().zip(layout).enumerate() {
         s_cpu = s_cpu.zip(st.cpu).map(|(sum, cpu)| sum + cpu.on_cpu);
@@ -481,7 +487,7 @@ fn figures(
             "sold_in_store": sold_in_store[k],
             "seconds": window,
             "sales_per_sec": window.map(|w| st.sold as f64 / w),
-            "cpu_us_per_sale": st.cpu.map(|c| per(c.on_cpu, st.sold)),
+            "thread_cpu_us_per_sale": st.cpu.map(|c| per(c.on_cpu, st.sold)),
             "run_queue_wait_secs": st.cpu.map(|c| c.waiting.as_secs_f64()),
             "busy_secs": st.busy.as_secs_f64(),
             "core_us_per_sale": per(st.compute, st.sold),
@@ -502,9 +508,10 @@ fn figures(
         "payees_in_flight": part.payees,
         "seconds": secs,
         "sales_per_sec": n / secs,
-        "s_cpu_us_per_sale": s_cpu_us,
+        "s_thread_cpu_us_per_sale": s_cpu_us,
+        "s_core_us_per_sale": s_core.as_secs_f64() * 1e6 / n,
         "s_commits_per_sale": commits as f64 / n,
-        "payees_cpu_us_per_sale": p_cpu_us,
+        "payees_thread_cpu_us_per_sale": p_cpu_us,
         "payees_core_us_per_sale": per(p.compute, count),
         "payees_persist_us_per_sale": per(p.persist, count),
         "payees_run_queue_wait_secs": p.cpu.map(|c| c.waiting.as_secs_f64()),
