@@ -20,6 +20,13 @@
 //! the run before), writing each shard's rows to its store, and restoring each worker's core
 //! from its own store, as a node restarts.
 //!
+//! A restored core pays once per channel for what the single S's channels, set up in the
+//! same process, already hold: its first use of a channel decodes the channel's points and
+//! builds libsecp256k1 contexts again (`s_curve_ops_per_sale` shows the extra
+//! `point_decode` and `libsecp_context`). Every payer's channel is used once, so this is
+//! in the workers' per-sale figures and not in the unbatched and batched runs': it is what
+//! S pays to sell payments pending from before a restart.
+//!
 //! **Persist before send.** Each worker runs the same loop as the unsharded S (`run_s`, group
 //! commit through the node's driver): it hands its queued inputs to its core, writes all
 //! their change sets in one transaction of its own store, and only then sends their frames.
@@ -72,6 +79,7 @@ use super::{
     HEIGHT,
 };
 use crate::crypto::keys::PublicKey;
+use crate::crypto::tally::Tally;
 use crate::node::core::{NodeCore, NodeInput, Records};
 use crate::node::store::Store;
 use crate::protocol::channel::Snapshot;
@@ -501,6 +509,11 @@ fn figures(
     let p_cpu_us = p.cpu.map(|c| c.on_cpu.as_secs_f64() * 1e6 / n);
     let both = s_cpu_us.zip(p_cpu_us).map(|(s, p)| s + p);
     let commits: u64 = workers.iter().map(|(_, _, s)| s.commits).sum();
+    // The curve operations the workers' cores did, as the other runs count them.
+    let mut ops = Tally::default();
+    for (_, _, st) in workers {
+        ops.add(&st.ops);
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).ok();
     Ok(json!({
         "workers": part.workers,
@@ -511,6 +524,10 @@ fn figures(
         "s_thread_cpu_us_per_sale": s_cpu_us,
         "s_core_us_per_sale": s_core.as_secs_f64() * 1e6 / n,
         "s_commits_per_sale": commits as f64 / n,
+        "s_curve_ops_per_sale": ops
+            .iter()
+            .map(|(op, c)| (op.name().to_owned(), json!(c as f64 / n)))
+            .collect::<serde_json::Map<_, _>>(),
         "payees_thread_cpu_us_per_sale": p_cpu_us,
         "payees_core_us_per_sale": per(p.compute, count),
         "payees_persist_us_per_sale": per(p.persist, count),
