@@ -23,8 +23,14 @@ fn num(v: &Value, path: &str) -> f64 {
         .unwrap_or_else(|| panic!("no number at {path} in {v:#}"))
 }
 
+/// Sales of each sharded run (S over 1 and 2 workers).
+const WORKER_SALES: usize = 10;
+
 #[test]
 fn bench_payment_prints_figures() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let data_dir = data.path().to_str().expect("a UTF-8 path").to_owned();
+    let worker_sales = WORKER_SALES.to_string();
     let out = bench(&[
         "--payments",
         "3",
@@ -42,6 +48,10 @@ fn bench_payment_prints_figures() {
         "40",
         "--rtt-payments",
         "2",
+        "--worker-sales",
+        &worker_sales,
+        "--data-dir",
+        &data_dir,
         "--json",
     ]);
     assert!(
@@ -145,7 +155,8 @@ fn bench_payment_prints_figures() {
     }
 
     let p = &r["sales"]["pending"];
-    assert_eq!(p["pending_payments"], 18);
+    // Unbatched, batched, and each sharded run's sales.
+    assert_eq!(p["pending_payments"], 18 + 2 * WORKER_SALES);
     assert!(num(p, "/payment_record_bytes_per_pending") > 0.0);
     assert!(num(p, "/channel_snapshot_growth_per_pending") > 0.0);
     assert!(num(p, "/row_bytes_per_pending") > num(p, "/payment_record_bytes_per_pending"));
@@ -173,6 +184,91 @@ fn bench_payment_prints_figures() {
 
     check_floor(&r);
     check_held(&r);
+    check_workers(&r, data.path());
+}
+
+/// S sharded over 1 and 2 workers: each run's figures are there and positive, every
+/// worker's sales completed and add up to the sales asked for, and each worker's store holds
+/// its payments as sold.
+fn check_workers(r: &Value, data_dir: &std::path::Path) {
+    let w = &r["sales"]["workers"];
+    assert_eq!(w["cross_shard_sales"], "not built", "{w:#}");
+    assert_eq!(w["sales_per_run"], WORKER_SALES);
+    let runs = w["runs"].as_array().expect("runs");
+    assert_eq!(
+        runs.iter()
+            .map(|r| r["workers"].clone())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(num(w, "/speedup_2_over_1") > 0.0);
+    // The stores are in the one run directory under --data-dir, in its sales part.
+    let mut dirs = std::fs::read_dir(data_dir)
+        .expect("the data directory")
+        .map(|e| e.expect("an entry").path());
+    let sales_dir = dirs.next().expect("the run's directory").join("sales");
+    // Payer i's payment is sold by payee i mod 3, on worker (i mod 3) mod W. The runs sell
+    // payers 0..6 (unbatched), 6..18 (batched), 18..28 (one worker), 28..38 (two workers).
+    let total = 18 + 2 * WORKER_SALES;
+    for (run, ran_to) in runs.iter().zip([18 + WORKER_SALES, total]) {
+        let workers = run["workers"].as_u64().expect("workers") as usize;
+        for key in [
+            "sales_per_sec",
+            "s_thread_cpu_us_per_sale",
+            "s_core_us_per_sale",
+            "payees_thread_cpu_us_per_sale",
+            "projection/s_sales_per_sec_per_core",
+            "projection/sales_per_sec_per_core_with_payees",
+        ] {
+            let v = num(run, &format!("/{key}"));
+            assert!(v > 0.0 && v.is_finite(), "{workers} workers: {key} = {v}");
+        }
+        let per_core = num(run, "/projection/s_sales_per_sec_per_core");
+        assert!((per_core - 1e6 / num(run, "/s_thread_cpu_us_per_sale")).abs() <= 1e-9 * per_core);
+        let shards = run["shards"].as_array().expect("shards");
+        assert_eq!(shards.len(), workers);
+        let mut sold = 0;
+        for (k, shard) in shards.iter().enumerate() {
+            let mine =
+                |range: std::ops::Range<usize>| range.filter(|i| (i % 3) % workers == k).count();
+            let sales = shard["sales"].as_u64().expect("sales") as usize;
+            let expected = mine(ran_to - WORKER_SALES..ran_to);
+            assert_eq!(sales, expected, "{workers} workers, shard {k}");
+            assert_eq!(shard["sold"], sales, "{shard}");
+            assert_eq!(shard["sold_in_store"], sales, "{shard}");
+            assert_eq!(num(shard, "/inputs_per_sale"), 4.0, "{shard}");
+            assert!(num(shard, "/thread_cpu_us_per_sale") > 0.0, "{shard}");
+            sold += sales;
+
+            // The worker's own store: every payment of its payers sold up to this run, those
+            // of the runs after it still offered.
+            let store = asyncpay::node::store::Store::open(
+                &sales_dir.join(shard["store"].as_str().expect("a store name")),
+            )
+            .expect("the worker's store");
+            let statuses: Vec<String> = store
+                .payments::<Value>()
+                .expect("payment records")
+                .into_iter()
+                .map(|(_, r)| r["status"]["status"].as_str().unwrap_or("?").to_owned())
+                .collect();
+            let count = |s: &str| statuses.iter().filter(|x| *x == s).count();
+            assert_eq!(
+                count("sold"),
+                mine(0..ran_to),
+                "{workers} workers, shard {k}"
+            );
+            assert_eq!(
+                count("offered"),
+                mine(ran_to..total),
+                "{workers} workers, shard {k}"
+            );
+            assert_eq!(statuses.len(), mine(0..total));
+        }
+        assert_eq!(sold, WORKER_SALES, "{workers} workers");
+    }
+    let text = asyncpay::bench::payment::render(r);
+    assert!(text.contains("workers=2"), "{text}");
 }
 
 /// Part 6: bytes at S and on-chain weight of a pending held sale, for 1 and 16 pending. A

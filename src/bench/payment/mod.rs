@@ -5,7 +5,8 @@
 //!   mailbox, durable stores), step by step ([`STEPS`]), and the messages each part of a
 //!   payment sends; its nodes run on the one driver ([`crate::node::driver`]);
 //! - the sales part: the bytes S stores per pending payment, and S's sale throughput with
-//!   durable storage, one transaction per input and with group commit.
+//!   durable storage, one transaction per input and with group commit, and with S sharded
+//!   over worker threads (one store each) for 1 and 2 workers.
 //!
 //! [`measure`] runs every part and returns the report as JSON (what `--json` prints);
 //! [`render`] turns it into the text report.
@@ -90,7 +91,12 @@ queues; each payee sells one payment at a time; every node runs on the one node 
 Unbatched: one transaction per input (its change set), as `asyncpay node`. Batched (group \
 commit): S hands every queued input (up to --max-batch) to its core, writes all their change \
 sets in one transaction, and only then sends their frames, so persist before send still \
-holds. Baselines: durable single-row SQLite commits right before and after each \
+holds. Sharded (--workers, --worker-sales): S's channels split over worker threads, one \
+node key, each worker a core with its own store and the same group-commit loop; each frame \
+goes to the worker owning its sender's channel; a payee and the payers whose payments it \
+sells are on one worker (cross-shard sales are not built). Reported per number of workers: \
+sales/s, S's CPU per sale per worker and the payees' beside, and sales/s per core projected \
+from them. Baselines: durable single-row SQLite commits right before and after each \
 run (fsync bound = their rate / commits per sale), and for the whole run durable commits on \
 a fresh and a warm store and File::sync_all/s in the same directory. Target: 5,000 sales/s.
 
@@ -122,6 +128,10 @@ pub struct PaymentBenchOptions {
     pub payees: usize,
     /// Most inputs S handles per group commit.
     pub max_batch: usize,
+    /// The numbers of worker threads S's channels are sharded over, one sale run each.
+    pub workers: Vec<usize>,
+    /// Sales of each sharded run (0 skips them).
+    pub worker_sales: usize,
     /// Rounds of each baseline (Noise round trips, SQLite commits, fsyncs).
     pub baseline_rounds: usize,
     /// A round-trip time (ms) added on the payee's links to its LSP and its mailbox for a
@@ -143,6 +153,8 @@ impl Default for PaymentBenchOptions {
             sales: 3000,
             payees: 256,
             max_batch: 64,
+            workers: vec![1, 2],
+            worker_sales: 1000,
             baseline_rounds: 300,
             rtt_ms: 50,
             rtt_payments: 10,
@@ -332,6 +344,20 @@ pub enum PaymentBenchError {
         payer: usize,
         /// The number of the channel's complete state.
         state: Option<u64>,
+    },
+    /// A channel of S in the stores of two shards: two cores with S's key held it.
+    #[error("channel {0} is in two shards' stores")]
+    ChannelInTwoShards(String),
+    /// A payment of S in the stores of two shards.
+    #[error("payment {0} is in two shards' stores")]
+    PaymentInTwoShards(String),
+    /// More workers asked for than payees to spread over them.
+    #[error("{workers} workers for {payees} payees: each worker needs a payee")]
+    Workers {
+        /// Workers asked for.
+        workers: usize,
+        /// Payees.
+        payees: usize,
     },
     /// Something the benchmark set up or measured that is missing.
     #[error("{0}")]
@@ -568,6 +594,8 @@ pub fn measure(options: &PaymentBenchOptions) -> Result<Value, PaymentBenchError
             unbatched_sales: options.unbatched_sales,
             sales: options.sales,
             max_batch: options.max_batch,
+            workers: options.workers.clone(),
+            worker_sales: options.worker_sales,
         },
     )?;
     // Held sales: bytes at S in process; weights on a throwaway regtest, reported as an
@@ -793,6 +821,34 @@ pub fn render(r: &Value) -> String {
             f(&by["propose"]),
             f(&by["complete"])
         );
+    }
+    let w = &r["sales"]["workers"];
+    for run in w["runs"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "   {:<9} {:>7.0} sales/s over {} sales, S sharded over {} worker(s) (a store each; cross-shard sales {}); per sale: S {:.0} us CPU per worker, payees {:.0} us CPU (one thread) -> per core {:.0} sales/s for S alone, {:.0} with the payees",
+            format!("workers={}", run["workers"]),
+            f(&run["sales_per_sec"]),
+            run["sales"],
+            run["workers"],
+            w["cross_shard_sales"].as_str().unwrap_or("?"),
+            f(&run["s_thread_cpu_us_per_sale"]),
+            f(&run["payees_thread_cpu_us_per_sale"]),
+            f(&run["projection"]["s_sales_per_sec_per_core"]),
+            f(&run["projection"]["sales_per_sec_per_core_with_payees"]),
+        );
+        for shard in run["shards"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "             worker {}: {} sales ({} sold in its store), {:.0} us CPU, {:.2} commits per sale, {:.2} s waiting for a core",
+                shard["shard"],
+                shard["sales"],
+                shard["sold_in_store"],
+                f(&shard["thread_cpu_us_per_sale"]),
+                f(&shard["commits_per_sale"]),
+                f(&shard["run_queue_wait_secs"]),
+            );
+        }
     }
     let _ = writeln!(
             out,

@@ -15,6 +15,11 @@
 //! between them go through in-memory queues (the transport is measured in the online part).
 //! Each payee sells one payment at a time (a new invoice once it is paid), so at most P sales
 //! are in flight.
+//!
+//! Then S is sharded ([`shards`]): for each number of workers W asked for (1 and 2 by
+//! default), S's channels and records are split over W worker threads, each a core with S's
+//! node key and a store of its own, and W runs its own payments' sales with group commit.
+//! The payments of each run are set up with the others (K counts them all).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -40,12 +45,20 @@ use crate::protocol::payment::PaymentId;
 use crate::protocol::payment::{LspStatus, PayeeStatus};
 use crate::protocol::wire::{peek_type, types, Layer};
 
+mod shards;
+
+use shards::{Route, ShardRun, ThreadTimes};
+
 /// Options of the sales part.
 pub struct SalesOptions {
     pub payees: usize,
     pub unbatched_sales: usize,
     pub sales: usize,
     pub max_batch: usize,
+    /// The numbers of workers S is sharded over, one run each (see [`shards`]).
+    pub workers: Vec<usize>,
+    /// Sales of each of those runs.
+    pub worker_sales: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -242,6 +255,9 @@ struct Stats {
     by_kind: BTreeMap<&'static str, (u64, Duration)>,
     /// The curve operations counted in the core (S's thread only).
     ops: Tally,
+    /// The thread's time on a CPU and waiting in the run queue for one, from its first
+    /// input (S) or its start (the payees) to its end, if the kernel reports them.
+    cpu: Option<ThreadTimes>,
 }
 
 /// What kind of frame an input is, by its message type: the payment layer's (the invoice,
@@ -468,6 +484,7 @@ fn run_s(
     let mut stats = Stats::default();
     let online = |k: &PublicKey| payees.contains(k);
     let mut first = None;
+    let mut cpu_at_first = None;
     while stats.sold < expected {
         let input = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(input) => input,
@@ -487,7 +504,10 @@ fn run_s(
             }
         };
         let busy = Instant::now();
-        first.get_or_insert(busy);
+        if first.is_none() {
+            first = Some(busy);
+            cpu_at_first = ThreadTimes::now();
+        }
         let inputs = match mode {
             Mode::Unbatched => vec![input],
             Mode::Batched { max_batch } => {
@@ -536,6 +556,7 @@ fn run_s(
     if let Some(first) = first {
         stats.window = Some((first, Instant::now()));
     }
+    stats.cpu = ThreadTimes::since(cpu_at_first);
     Ok((core, store, stats))
 }
 
@@ -548,8 +569,9 @@ fn run_payees(
     mut letters: Vec<VecDeque<Vec<u8>>>,
     s_key: PublicKey,
     rx: Receiver<Frame>,
-    tx: Sender<Frame>,
+    to_s: Route,
 ) -> Result<(Vec<NodeCore>, Store, Stats), PaymentBenchError> {
+    let cpu_at_start = ThreadTimes::now();
     let expected: usize = letters.iter().map(VecDeque::len).sum();
     let index: HashMap<PublicKey, usize> = payees
         .iter()
@@ -639,16 +661,14 @@ fn run_payees(
         })?;
         stats.commits += 1;
         for f in out {
-            if tx.send(f).is_err() {
-                // S has all its sales; what is left in flight does not matter.
-                break;
-            }
+            to_s.send(f)?;
         }
         stats.busy += busy.elapsed();
         if stats.paid >= expected {
             break;
         }
     }
+    stats.cpu = ThreadTimes::since(cpu_at_start);
     Ok((payees, store, stats))
 }
 
@@ -657,7 +677,13 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
     std::fs::create_dir_all(dir)?;
     let p = args.payees.max(1);
     let (u, b) = (args.unbatched_sales, args.sales);
-    let k = u + b;
+    // The sharded runs sell payments of their own, after the unbatched and batched runs.
+    let w_runs: Vec<usize> = if args.worker_sales > 0 {
+        args.workers.clone()
+    } else {
+        vec![]
+    };
+    let k = u + b + w_runs.len() * args.worker_sales;
     if k == 0 {
         return Err(PaymentBenchError::NoSales);
     }
@@ -806,7 +832,11 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
     // Per run: its name, S's core µs per sale, S's curve operations, sales.
     let mut floor_runs = vec![];
     let Setup {
-        s, payees, letters, ..
+        s,
+        payees,
+        letters,
+        index,
+        ..
     } = setup;
     let (mut s, mut payees, mut s_store, mut p_store) = (s, payees, s_store, p_store);
     for (mode, range) in [
@@ -815,7 +845,7 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
             Mode::Batched {
                 max_batch: args.max_batch.max(1),
             },
-            u..k,
+            u..u + b,
         ),
     ] {
         let count = range.len();
@@ -836,12 +866,13 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
         let mut commit_ms = commit_sample(&baseline, &mut baseline_n, 40)?;
         let (to_s, s_rx) = std::sync::mpsc::channel::<Frame>();
         let (to_payees, p_rx) = std::sync::mpsc::channel::<Frame>();
+        let route = Route::one(to_s, payee_keys.iter().copied());
         let s_thread = std::thread::Builder::new()
             .name("bench-s".into())
             .spawn(move || run_s(s, s_store, mode, count, payee_keys, s_rx, to_payees))?;
         let p_thread = std::thread::Builder::new()
             .name("bench-payees".into())
-            .spawn(move || run_payees(payees, p_store, run_letters, s_key, p_rx, to_s))?;
+            .spawn(move || run_payees(payees, p_store, run_letters, s_key, p_rx, route))?;
         let s_result = s_thread
             .join()
             .map_err(|_| PaymentBenchError::Panicked("S thread"))?;
@@ -898,14 +929,44 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
         ));
         runs.push(figures);
     }
+    // Timed right after the sales, in the same process.
+    let floor = super::floor::report(&floor_runs);
+
+    // S sharded: the single S stops, and each run's workers take over S's channels from the
+    // stores of the run before (see `shards`).
+    drop(s);
+    let mut previous = vec![s_store];
+    let mut worker_runs = vec![];
+    let mut start = u + b;
+    for &workers in &w_runs {
+        let range = start..start + args.worker_sales;
+        start = range.end;
+        let outcome = shards::run(
+            &ShardRun {
+                dir,
+                workers,
+                range,
+                max_batch: args.max_batch,
+                index: &index,
+                s_key,
+                letters: &letters,
+            },
+            &previous,
+            payees,
+            p_store,
+            (&baseline, &mut baseline_n),
+        )?;
+        worker_runs.push(outcome.figures);
+        (previous, payees, p_store) = (outcome.stores, outcome.payees, outcome.p_store);
+    }
     Ok(json!({
         "setup_secs": setup_secs,
         "pending": pending,
         "unbatched": runs[0],
         "batched": runs[1],
         "target_sales_per_sec": 5000.0,
-        // Timed right after the sales, in the same process.
-        "floor": super::floor::report(&floor_runs),
+        "floor": floor,
+        "workers": shards::report(worker_runs, args.worker_sales),
     }))
 }
 
@@ -973,6 +1034,9 @@ fn sale_figures(
                 (k.to_string(), json!(took.as_secs_f64() * 1e6 / (*count).max(1) as f64))
             })
             .collect::<serde_json::Map<_, _>>(),
+        // The threads' time on a CPU (see `shards`), persistence included.
+        "s_thread_cpu_us_per_sale": s.cpu.map(|c| us(c.on_cpu)),
+        "payees_thread_cpu_us_per_sale": p.cpu.map(|c| us(c.on_cpu)),
         "payees_busy_secs": p.busy.as_secs_f64(),
         "payees_core_us_per_sale": us(p.compute),
         "payees_persist_us_per_sale": us(p.persist),

@@ -141,6 +141,13 @@ pub struct BenchPaymentArgs {
     /// the same time.
     #[arg(long, default_value_t = 64)]
     max_batch: usize,
+    /// Worker threads S's channels are sharded over (one node key, a store per worker), one
+    /// group-commit sale run for each number listed.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Sales of each sharded run (0 skips them).
+    #[arg(long, default_value_t = 1000)]
+    worker_sales: usize,
     /// Rounds of each baseline (Noise round trips, SQLite commits, fsyncs).
     #[arg(long, default_value_t = 300)]
     baseline_rounds: usize,
@@ -170,6 +177,8 @@ pub fn payment(args: BenchPaymentArgs) -> anyhow::Result<()> {
         sales: args.sales,
         payees: args.payees,
         max_batch: args.max_batch,
+        workers: args.workers,
+        worker_sales: args.worker_sales,
         baseline_rounds: args.baseline_rounds,
         rtt_ms: args.rtt_ms,
         rtt_payments: args.rtt_payments,
