@@ -406,7 +406,8 @@ if workers:
     for i, w in enumerate(workers["runs"]):
         rows.append([w["workers"], num(w["sales"]),
                      spread("payment", f"sales.workers.runs[{i}].sales_per_sec"),
-                     opt(w["s_cpu_us_per_sale"]), opt(w["payees_cpu_us_per_sale"]),
+                     opt(w["s_thread_cpu_us_per_sale"]),
+                     opt(w["payees_thread_cpu_us_per_sale"]),
                      opt(w["projection"]["s_sales_per_sec_per_core"]),
                      opt(w["projection"]["sales_per_sec_per_core_with_payees"])])
         values[f"workers_{w['workers']}_sales_per_sec"] = num(w["sales_per_sec"])
