@@ -35,10 +35,12 @@ proptest! {
         };
         let (X, T) = (x.public_key(), t.adaptor_point());
         let enc = EncryptedSignature::encrypt(&x, &T, &m, &aux);
-        prop_assert_eq!(enc.verify(&X, &T, &m), Ok(()));
+        let verified = enc.verify(&X, &T, &m).expect("verifies");
+        prop_assert!(verified.is_for(&X, &T, &m));
 
         let sig = enc.decrypt(&t, &X, &m).expect("decrypts with the right secret");
         prop_assert!(libsecp_verifies(&X, &m, &sig));
+        prop_assert_eq!(verified.decrypt(&t), Ok(sig));
         prop_assert_eq!(sig.nonce(), enc.nonce());
 
         let learned = enc.recover(&T, &sig).expect("signature decrypted from enc");

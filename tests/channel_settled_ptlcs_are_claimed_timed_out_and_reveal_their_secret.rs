@@ -7,7 +7,10 @@
 mod channel_support;
 
 use anyhow::Context;
-use asyncpay::protocol::channel::{ChainEvent, ChannelError, Command, Event, Input, Phase};
+use asyncpay::crypto::tally::{self, Op};
+use asyncpay::protocol::channel::{
+    ChainEvent, ChannelError, Command, Event, Input, Phase, Snapshot,
+};
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
 use bitcoin::{OutPoint, Transaction};
 use channel_support::*;
@@ -32,6 +35,17 @@ fn block(net: &mut Net<Never>, party: Party, height: u32) -> anyhow::Result<()> 
 
 #[test]
 fn settled_ptlcs_are_claimed_with_the_secret_or_timed_out_after_expiry() -> anyhow::Result<()> {
+    settle_claim_and_time_out(false)
+}
+
+/// S restarts from its stored (JSON) snapshot before closing: the check of A's claim half
+/// made on accepting the PTLC is not stored, so S's claim verifies the stored half again.
+#[test]
+fn a_claim_after_a_reload_from_disk_verifies_the_stored_half_again() -> anyhow::Result<()> {
+    settle_claim_and_time_out(true)
+}
+
+fn settle_claim_and_time_out(reload_s: bool) -> anyhow::Result<()> {
     let mut net = Net::new(Never);
     net.open()?;
     for (party, tag) in [(Party::A, 9), (Party::S, 8)] {
@@ -74,6 +88,14 @@ fn settled_ptlcs_are_claimed_with_the_secret_or_timed_out_after_expiry() -> anyh
         }),
     )?;
 
+    if reload_s {
+        let stored = net.s.persisted.as_ref().context("S stored its channel")?;
+        let json = serde_json::to_string(stored)?;
+        net.s.persisted = Some(Snapshot::from_json(&json)?);
+        net.crash(Party::S)?;
+        net.pump()?;
+    }
+
     // S publishes the latest update; it confirms; the settlement follows after the delay.
     net.input(Party::S, Input::Command(Command::ForceClose))?;
     let update = net
@@ -94,8 +116,14 @@ fn settled_ptlcs_are_claimed_with_the_secret_or_timed_out_after_expiry() -> anyh
     assert_eq!(net.a.broadcasts.last(), Some(&settlement), "A settles too");
     let settled_at = confirmed + u32::from(DELAY);
     let before = net.s.broadcasts.len();
+    let ops = tally::snapshot();
     spend(&mut net, Party::S, &settlement, settled_at)?;
+    let ops = tally::snapshot().since(&ops);
     assert_eq!(net.snapshot(Party::S).phase(), Phase::Closed);
+    // The claim decrypts A's half once: as verified on accepting the PTLC, or after the
+    // reload verified again.
+    assert_eq!(ops.get(Op::AdaptorDecrypt), 1);
+    assert_eq!(ops.get(Op::AdaptorVerify), u64::from(reload_s));
 
     // S claims A's PTLC at once, from the settlement's PTLC output.
     assert_eq!(net.s.broadcasts.len(), before + 1, "exactly one claim");

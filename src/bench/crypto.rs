@@ -2,16 +2,21 @@
 //! beside libsecp256k1's BIP340 sign and verify measured in the same run.
 //!
 //! Each operation runs in rounds of `iterations` calls; the figure is the median rate over
-//! `rounds` rounds, which damps a noisy machine without hiding a real difference.
+//! `rounds` rounds, which damps a noisy machine without hiding a real difference. The rounds
+//! of all operations and baselines are interleaved, so that a change in the machine's load
+//! during the run affects each alike.
 //!
-//! Adaptor decryption checks its result with a full BIP340 verification, so its ratio to
-//! signing is at most libsecp256k1's verification rate over its signing rate.
+//! Adaptor decryption is measured as the PTLC claim does it, on an encrypted signature
+//! verified when the PTLC was accepted (`VerifiedEncryptedSignature::decrypt`: t·G = T and
+//! an addition), beside libsecp256k1's signing. Decrypting one nobody verified checks the
+//! result with a full BIP340 verification, so that row compares with libsecp256k1's
+//! verification.
 //!
 //! ```
 //! use asyncpay::bench::crypto::measure;
 //!
 //! let figures = measure(4, 1)?;
-//! assert_eq!(figures.rows.len(), 9);
+//! assert_eq!(figures.rows.len(), 10);
 //! assert!(figures.render().contains("adaptor encrypt"));
 //! assert_eq!(figures.to_json()["rounds"], 1);
 //! # Ok::<(), asyncpay::bench::BenchError>(())
@@ -128,19 +133,30 @@ fn bytes(tag: &str, i: u32) -> [u8; 32] {
     sha256::Hash::hash(format!("{tag}/{i}").as_bytes()).to_byte_array()
 }
 
-/// Median calls per second of `op` over `rounds` rounds of `iterations` calls.
-fn rate(iterations: u32, rounds: u32, mut op: impl FnMut(u32)) -> f64 {
-    let mut rates: Vec<f64> = (0..rounds)
-        .map(|_| {
+/// Median calls per second of each of `ops` over `rounds` rounds of `iterations` calls.
+///
+/// The rounds are interleaved: each round times every operation in turn. On a shared
+/// machine whose load changes during the run, a change then falls on every operation alike
+/// rather than on whichever one was being timed, and the ratios between them hold.
+fn rates<const N: usize>(
+    iterations: u32,
+    rounds: u32,
+    mut ops: [&mut dyn FnMut(u32); N],
+) -> [f64; N] {
+    let mut samples: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    for _ in 0..rounds {
+        for (op, samples) in ops.iter_mut().zip(samples.iter_mut()) {
             let start = Instant::now();
             for i in 0..iterations {
                 op(i);
             }
-            f64::from(iterations) / start.elapsed().as_secs_f64()
-        })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+            samples.push(f64::from(iterations) / start.elapsed().as_secs_f64());
+        }
+    }
+    samples.map(|mut rates| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    })
 }
 
 /// An eltoo-style update transaction and its two-key APO leaf, to time a real sighash.
@@ -190,31 +206,12 @@ pub fn measure(iterations: u32, rounds: u32) -> Result<CryptoFigures, BenchError
     let t = AdaptorSecret::from_bytes(bytes("secret", 0))?;
     let T = t.adaptor_point();
 
-    // Baselines: libsecp256k1 BIP340.
+    // Fixtures. Baselines: libsecp256k1 BIP340. Adaptor signatures: schnorr_fun's scheme on
+    // libsecp256k1's curve arithmetic.
     let lib_sig = secp.sign_schnorr_no_aux_rand(&msg, &kp);
-    let lib_sign = rate(n, r, |i| {
-        black_box(secp.sign_schnorr_with_aux_rand(&msg, &kp, &bytes("aux", i)));
-    });
-    let lib_verify = rate(n, r, |_| {
-        black_box(secp.verify_schnorr(&lib_sig, &msg, &xonly)).expect("valid");
-    });
-
-    // Adaptor signatures (schnorr_fun's scheme on libsecp256k1's curve arithmetic).
     let encrypted = EncryptedSignature::encrypt(&x, &T, &m, &[7u8; 32]);
-    let decrypted = encrypted.decrypt(&t, &X, &m)?;
-    let encrypt = rate(n, r, |i| {
-        black_box(EncryptedSignature::encrypt(&x, &T, &m, &bytes("aux", i)));
-    });
-    let verify = rate(n, r, |_| {
-        black_box(encrypted.verify(&X, &T, &m)).expect("valid");
-    });
-    let decrypt = rate(n, r, |_| {
-        black_box(encrypted.decrypt(&t, &X, &m)).expect("decrypts");
-    });
-    let recover = rate(n, r, |_| {
-        black_box(encrypted.recover(&T, &decrypted)).expect("recovers");
-    });
-
+    let verified = encrypted.verify(&X, &T, &m)?;
+    let decrypted = verified.decrypt(&t)?;
     // The price point of a committed nonce, and checking a sold scalar against it.
     let mut store = MemoryCounterStore::default();
     let mut source = NonceSource::load(NonceSeed::from_bytes(bytes("seed", 0)), &store)?;
@@ -225,29 +222,57 @@ pub fn measure(iterations: u32, rounds: u32) -> Result<CryptoFigures, BenchError
     if !sells(&s, &T_price) {
         return Err(BenchError::PricePoint);
     }
-    let price = rate(n, r, |_| {
-        black_box(price_point(&R, &X, &m)).expect("price point");
-    });
-    let check_sale = rate(n, r, |_| {
-        black_box(sells(&s, &T_price));
-    });
-
     // The BIP118 (APOAS) sighash of an update transaction.
     let other = Keypair::from_seckey_slice(&secp, &bytes("lsp", 0))?;
     let (update, leaf) = update_fixture(&kp, &other);
-    let apo_sighash = rate(n, r, |_| {
-        black_box(
-            sighash(
-                &update,
-                0,
-                SpentOutputs::Unknown,
-                ApoSighashType::AllPlusAnyPrevoutAnyScript,
-                &LeafContext::new(&leaf),
-                None,
-            )
-            .expect("sighash"),
+
+    let [lib_sign, lib_verify, encrypt, verify, decrypt, decrypt_unverified, recover, price, check_sale, apo_sighash] =
+        rates(
+            n,
+            r,
+            [
+                &mut |i| {
+                    black_box(secp.sign_schnorr_with_aux_rand(&msg, &kp, &bytes("aux", i)));
+                },
+                &mut |_| {
+                    black_box(secp.verify_schnorr(&lib_sig, &msg, &xonly)).expect("valid");
+                },
+                &mut |i| {
+                    black_box(EncryptedSignature::encrypt(&x, &T, &m, &bytes("aux", i)));
+                },
+                &mut |_| {
+                    black_box(encrypted.verify(&X, &T, &m)).expect("valid");
+                },
+                &mut |_| {
+                    black_box(verified.decrypt(&t)).expect("decrypts");
+                },
+                &mut |_| {
+                    black_box(encrypted.decrypt(&t, &X, &m)).expect("decrypts");
+                },
+                &mut |_| {
+                    black_box(encrypted.recover(&T, &decrypted)).expect("recovers");
+                },
+                &mut |_| {
+                    black_box(price_point(&R, &X, &m)).expect("price point");
+                },
+                &mut |_| {
+                    black_box(sells(&s, &T_price));
+                },
+                &mut |_| {
+                    black_box(
+                        sighash(
+                            &update,
+                            0,
+                            SpentOutputs::Unknown,
+                            ApoSighashType::AllPlusAnyPrevoutAnyScript,
+                            &LeafContext::new(&leaf),
+                            None,
+                        )
+                        .expect("sighash"),
+                    );
+                },
+            ],
         );
-    });
 
     // A full channel update, both sides in process, each persist fsynced to a temp dir.
     let updates = (n / 4).max(1);
@@ -258,6 +283,12 @@ pub fn measure(iterations: u32, rounds: u32) -> Result<CryptoFigures, BenchError
         ("adaptor encrypt", encrypt, "libsecp sign", lib_sign),
         ("adaptor verify", verify, "libsecp verify", lib_verify),
         ("adaptor decrypt", decrypt, "libsecp sign", lib_sign),
+        (
+            "adaptor decrypt, unverified",
+            decrypt_unverified,
+            "libsecp verify",
+            lib_verify,
+        ),
         ("adaptor recover", recover, "libsecp sign", lib_sign),
         (
             "price point T = R + e·P",

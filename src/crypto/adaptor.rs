@@ -23,14 +23,18 @@
 //! let T = t.adaptor_point();
 //! let m = [3u8; 32]; // sighash of the PTLC success transaction
 //!
-//! // The offerer encrypts its signature to T; the payee checks it.
+//! // The offerer encrypts its signature to T; the payee checks it, which gives it a
+//! // VerifiedEncryptedSignature bound to X, T and m.
 //! let encrypted = EncryptedSignature::encrypt(&x, &T, &m, &[4u8; 32]);
-//! encrypted.verify(&X, &T, &m)?;
+//! let verified = encrypted.verify(&X, &T, &m)?;
 //!
-//! // The payee decrypts with t and publishes a valid BIP340 signature...
-//! let sig = encrypted.decrypt(&t, &X, &m)?;
+//! // The payee decrypts with t (checking only t·G = T) and publishes a valid BIP340
+//! // signature...
+//! let sig = verified.decrypt(&t)?;
 //! let secp = Secp256k1::verification_only();
 //! secp.verify_schnorr(&sig.into(), &secp256k1::Message::from_digest(m), &X.into())?;
+//! // (An encrypted signature nobody verified decrypts with a full check of the result.)
+//! assert_eq!(encrypted.decrypt(&t, &X, &m)?, sig);
 //!
 //! // ...from which the offerer learns t.
 //! let learned = encrypted.recover(&T, &sig)?;
@@ -45,6 +49,15 @@
 //! # use asyncpay::crypto::adaptor::AdaptorSecret;
 //! fn needs_serialize<T: serde::Serialize>() {}
 //! needs_serialize::<AdaptorSecret>();
+//! ```
+//!
+//! and a verified encrypted signature cannot be read back from bytes (it is only ever made by
+//! a check):
+//!
+//! ```compile_fail,E0277
+//! # use asyncpay::crypto::adaptor::VerifiedEncryptedSignature;
+//! fn needs_deserialize<T: serde::de::DeserializeOwned>() {}
+//! needs_deserialize::<VerifiedEncryptedSignature>();
 //! ```
 #![allow(non_snake_case)]
 
@@ -304,19 +317,26 @@ impl EncryptedSignature {
         Self(encrypted_sign(x.keypair(), &T.0, m, aux))
     }
 
-    /// Checks that decrypting with the discrete log of T yields a valid signature by X on m.
+    /// Checks that decrypting with the discrete log of T yields a valid signature by X on m;
+    /// the proof of that check is the [`VerifiedEncryptedSignature`] it returns, which
+    /// decrypts with a check of t alone.
     pub fn verify(
         &self,
         X: &PublicKey,
         T: &AdaptorPoint,
         m: &[u8; 32],
-    ) -> Result<(), AdaptorError> {
+    ) -> Result<VerifiedEncryptedSignature, AdaptorError> {
         tally::count(Op::AdaptorVerify);
         let valid = verify_variable_time(X.point(), &T.0, m, &self.0).unwrap_or_else(|| {
             keys::verifier().verify_encrypted_signature(X.point(), &T.0, Message::raw(m), &self.0)
         });
         if valid {
-            Ok(())
+            Ok(VerifiedEncryptedSignature {
+                encrypted: self.clone(),
+                X: *X,
+                T: *T,
+                m: *m,
+            })
         } else {
             Err(AdaptorError::InvalidEncryptedSignature {
                 public_key: X.to_xonly_bytes(),
@@ -326,6 +346,9 @@ impl EncryptedSignature {
     }
 
     /// Decrypts with t and checks that the result is a valid signature by X on m.
+    ///
+    /// For an encrypted signature nobody verified. One that was verified under (X, T, m)
+    /// decrypts for less with [`VerifiedEncryptedSignature::decrypt`].
     pub fn decrypt(
         &self,
         t: &AdaptorSecret,
@@ -335,10 +358,9 @@ impl EncryptedSignature {
         tally::count(Op::AdaptorDecrypt);
         let sig = keys::verifier().decrypt_signature(t.0, self.0.clone());
         let sig = Signature::from_inner(sig);
-        // A full BIP340 verification rather than a cheaper check: s·G = R + e·X would follow
-        // from t·G = T alone only for an encrypted signature verified under T, and decrypt is
-        // not told whether this one was (the claim decrypts what was checked when the PTLC
-        // was accepted, maybe before a restart; a caller may not have checked at all).
+        // A full BIP340 verification rather than a cheaper check: s·G = R + e·X follows from
+        // t·G = T alone only for an encrypted signature verified under (X, T, m), and this one
+        // may not have been.
         if !verify_bip340(X.point(), m, &sig) {
             return Err(AdaptorError::WrongSecret {
                 adaptor_point: t.adaptor_point().to_bytes(),
@@ -415,6 +437,71 @@ impl fmt::Debug for EncryptedSignature {
     }
 }
 
+/// An [`EncryptedSignature`] verified under its signer's key X, adaptor point T and message
+/// m, which it carries. Made only by [`EncryptedSignature::verify`].
+///
+/// Verification established ŝ·G = R + e·X ± T, so decrypting needs only the check t·G = T
+/// ([`VerifiedEncryptedSignature::decrypt`]): then s = ŝ ± t satisfies s·G = R + e·X, a valid
+/// BIP340 signature by X on m, without verifying it.
+///
+/// Neither `Serialize` nor `Deserialize`, and no constructor from bytes or parts: what it
+/// vouches for is a check, and bytes read back cannot show that the check was made (nor that
+/// it was made by this version, under this message). So it lives in memory only. Whoever
+/// stores an encrypted signature stores the [`EncryptedSignature`] and, after reloading it,
+/// verifies it again before using this type (a channel's PTLC claim does so after a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEncryptedSignature {
+    encrypted: EncryptedSignature,
+    X: PublicKey,
+    T: AdaptorPoint,
+    m: [u8; 32],
+}
+
+impl VerifiedEncryptedSignature {
+    /// Decrypts with t: checks t·G = T (constant time in t) and completes s = ŝ ± t, which is
+    /// then a valid BIP340 signature by X on m (see the type's documentation).
+    ///
+    /// Refuses any other t with [`AdaptorError::WrongSecret`].
+    pub fn decrypt(&self, t: &AdaptorSecret) -> Result<Signature, AdaptorError> {
+        tally::count(Op::AdaptorDecrypt);
+        tally::count(Op::SecretToPoint);
+        let tG = generator_mul(&t.0);
+        if !is_point(&tG, &self.T.0) {
+            return Err(AdaptorError::WrongSecret {
+                adaptor_point: tG.serialize(),
+                public_key: self.X.to_xonly_bytes(),
+            });
+        }
+        let sig = keys::verifier().decrypt_signature(t.0, self.encrypted.0.clone());
+        Ok(Signature::from_inner(sig))
+    }
+
+    /// Whether it was verified under exactly this key, adaptor point and message.
+    pub fn is_for(&self, X: &PublicKey, T: &AdaptorPoint, m: &[u8; 32]) -> bool {
+        (&self.X, &self.T, &self.m) == (X, T, m)
+    }
+
+    /// The encrypted signature, as sent and stored.
+    pub fn encrypted(&self) -> &EncryptedSignature {
+        &self.encrypted
+    }
+
+    /// The signer's key X it was verified under.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.X
+    }
+
+    /// The adaptor point T it was verified under.
+    pub fn adaptor_point(&self) -> &AdaptorPoint {
+        &self.T
+    }
+
+    /// The message m it was verified under.
+    pub fn message(&self) -> &[u8; 32] {
+        &self.m
+    }
+}
+
 // ---- Signatures encrypted under a committed nonce (proof of payment) ----
 
 impl AdaptorPoint {
@@ -468,9 +555,10 @@ impl EncryptedSignature {
 //   (constant time, blinded by the context's randomisation), the parity fix of r and
 //   ŝ = r + c·x on secp256kfun's scalars (constant time). r·G + T and what follows from it
 //   are public: r·G = R − T.
-// - `generator_mul` (t·G for `adaptor_point`, `sells` and `recover`): the secret t, on
-//   libsecp256k1's constant-time generator multiplication; `is_point` compares the result
-//   with T in constant time.
+// - `generator_mul` (t·G for `adaptor_point`, `sells`, `recover` and the decryption of a
+//   verified encrypted signature): the secret t, on libsecp256k1's constant-time generator
+//   multiplication; `is_point` compares the result with T in constant time, and s = ŝ ± t
+//   is on secp256kfun's scalars (constant time).
 // - `recover_decryption_key`: t = ±(s − ŝ) on secp256kfun's scalars, then t·G as above.
 // - `verify_variable_time` and `sum_variable_time` (adaptor verification, price points) see
 //   only public data (keys, nonces, adaptor points, challenges, published scalars), so they
@@ -768,6 +856,119 @@ mod tests {
         // A point that is not on the curve does not deserialise.
         let bad = format!("\"{}\"", "05".repeat(33));
         assert!(serde_json::from_str::<AdaptorPoint>(&bad).is_err());
+    }
+
+    fn libsecp_verifies(X: &PublicKey, m: &[u8; 32], sig: &Signature) -> bool {
+        secp256k1::Secp256k1::verification_only()
+            .verify_schnorr(
+                &(*sig).into(),
+                &secp256k1::Message::from_digest(*m),
+                &(*X).into(),
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn verified_decrypt_gives_a_valid_signature() {
+        let (x, t, m) = (key(1), secret(2), [3u8; 32]);
+        let (X, T) = (x.public_key(), t.adaptor_point());
+        let enc = EncryptedSignature::encrypt(&x, &T, &m, &[0; 32]);
+        let verified = enc.verify(&X, &T, &m).expect("valid encrypted signature");
+        assert!(verified.is_for(&X, &T, &m));
+        assert!(!verified.is_for(&X, &T, &[4; 32]));
+        assert_eq!(verified.encrypted(), &enc);
+        let sig = verified.decrypt(&t).expect("right secret");
+        assert!(libsecp_verifies(&X, &m, &sig));
+        assert_eq!(sig, enc.decrypt(&t, &X, &m).expect("right secret"));
+        let learned = enc.recover(&T, &sig).expect("decrypted from it");
+        assert_eq!(learned.to_secret_bytes(), t.to_secret_bytes());
+    }
+
+    #[test]
+    fn verified_decrypt_refuses_a_wrong_secret() {
+        let (x, t, m) = (key(1), secret(2), [3u8; 32]);
+        let (X, T) = (x.public_key(), t.adaptor_point());
+        let verified = EncryptedSignature::encrypt(&x, &T, &m, &[0; 32])
+            .verify(&X, &T, &m)
+            .expect("valid encrypted signature");
+        for wrong in [secret(5), secret(0xfe)] {
+            assert_eq!(
+                verified.decrypt(&wrong),
+                Err(AdaptorError::WrongSecret {
+                    adaptor_point: wrong.adaptor_point().to_bytes(),
+                    public_key: X.to_xonly_bytes(),
+                })
+            );
+        }
+        // t's negation has T's x-coordinate: refused too (the check compares whole points).
+        let negated = AdaptorSecret(-t.0);
+        assert_eq!(
+            negated.adaptor_point().to_bytes()[1..],
+            T.to_bytes()[1..],
+            "same x"
+        );
+        assert!(matches!(
+            verified.decrypt(&negated),
+            Err(AdaptorError::WrongSecret { .. })
+        ));
+    }
+
+    #[test]
+    fn verified_decrypt_with_and_without_negation() {
+        let x = key(1);
+        let X = x.public_key();
+        for t in [secret(2), secret(3), secret(4)] {
+            let T = t.adaptor_point();
+            let mut seen = [false; 2];
+            for i in 0u8..64 {
+                let m = [i; 32];
+                let enc = EncryptedSignature::encrypt(&x, &T, &m, &[i; 32]);
+                let negation = enc.0.needs_negation;
+                seen[usize::from(negation)] = true;
+                let verified = enc.verify(&X, &T, &m).expect("valid");
+                let sig = verified.decrypt(&t).expect("right secret");
+                assert!(libsecp_verifies(&X, &m, &sig), "negation {negation}");
+                assert_eq!(sig, enc.decrypt(&t, &X, &m).expect("right secret"));
+                // The other flag does not verify, so it never decrypts without a full check.
+                let mut flipped = enc.clone();
+                flipped.0.needs_negation = !negation;
+                assert!(flipped.verify(&X, &T, &m).is_err());
+                assert!(flipped.decrypt(&t, &X, &m).is_err());
+            }
+            assert_eq!(seen, [true, true], "both flags occur");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn verified_decrypt_equals_the_fully_checked_one(
+            x in proptest::prelude::any::<[u8; 32]>(),
+            t in proptest::prelude::any::<[u8; 32]>(),
+            other in proptest::prelude::any::<[u8; 32]>(),
+            m in proptest::prelude::any::<[u8; 32]>(),
+            aux in proptest::prelude::any::<[u8; 32]>(),
+        ) {
+            // Invalid scalars occur with probability about 2^-128; skip them.
+            let (Ok(x), Ok(t), Ok(other)) = (
+                SecretKey::from_bytes(x),
+                AdaptorSecret::from_bytes(t),
+                AdaptorSecret::from_bytes(other),
+            ) else {
+                return Ok(());
+            };
+            let (X, T) = (x.public_key(), t.adaptor_point());
+            let enc = EncryptedSignature::encrypt(&x, &T, &m, &aux);
+            let verified = enc.verify(&X, &T, &m).expect("valid");
+            let sig = verified.decrypt(&t).expect("right secret");
+            proptest::prop_assert_eq!(Ok(sig), enc.decrypt(&t, &X, &m));
+            proptest::prop_assert!(libsecp_verifies(&X, &m, &sig));
+            if other.to_secret_bytes() != t.to_secret_bytes() {
+                proptest::prop_assert!(verified.decrypt(&other).is_err());
+                proptest::prop_assert!(enc.decrypt(&other, &X, &m).is_err());
+            }
+        }
     }
 
     #[test]

@@ -70,9 +70,12 @@ pub enum KeyError {
     },
 }
 
-/// The BIP340 verifier (challenge hash tagged `BIP0340/challenge`).
-pub(crate) fn verifier() -> Schnorr<Sha256> {
-    Schnorr::<Sha256>::verify_only()
+/// The BIP340 verifier (challenge hash tagged `BIP0340/challenge`), made once: making one
+/// hashes the tag, which every challenge would otherwise repeat.
+pub(crate) fn verifier() -> &'static Schnorr<Sha256> {
+    static VERIFIER: std::sync::LazyLock<Schnorr<Sha256>> =
+        std::sync::LazyLock::new(Schnorr::<Sha256>::verify_only);
+    &VERIFIER
 }
 
 /// BIP340 challenge e = H_tag("BIP0340/challenge", R.x || X.x || m) over a raw 32-byte message.

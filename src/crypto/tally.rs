@@ -51,10 +51,13 @@ pub enum Op {
     ///
     /// [`EncryptedSignature::verify`]: crate::crypto::adaptor::EncryptedSignature::verify
     AdaptorVerify,
-    /// An adaptor signature decrypted with t ([`EncryptedSignature::decrypt`]); the
-    /// verification of the result counts as an [`Op::Verify`] too.
+    /// An adaptor signature decrypted with t: an unverified one
+    /// ([`EncryptedSignature::decrypt`]), whose result's verification counts as an
+    /// [`Op::Verify`] too, or a verified one ([`VerifiedEncryptedSignature::decrypt`]), whose
+    /// check t·G = T counts as an [`Op::SecretToPoint`] too.
     ///
     /// [`EncryptedSignature::decrypt`]: crate::crypto::adaptor::EncryptedSignature::decrypt
+    /// [`VerifiedEncryptedSignature::decrypt`]: crate::crypto::adaptor::VerifiedEncryptedSignature::decrypt
     AdaptorDecrypt,
     /// The scalar t recovered from an adaptor signature and its decryption
     /// ([`EncryptedSignature::recover`]): a subtraction and t·G = T.

@@ -49,10 +49,10 @@
 //! // In advance: the offerer's half, encrypted to T; the payee checks it.
 //! let claim = Claim::new(&ptlc, ScriptBuf::new_p2tr(&secp, ptlc.payee, None))?;
 //! let encrypted = claim.encrypt_offerer_signature(&offerer, &[4; 32]);
-//! claim.verify_offerer_signature(&encrypted)?;
+//! let verified = claim.verify_offerer_signature(&encrypted)?;
 //!
 //! // On chain: the payee completes it with t, wherever the PTLC output ended up...
-//! let tx = claim.finish(OutPoint::null(), &encrypted, &t, &payee, &[5; 32])?;
+//! let tx = claim.finish_verified(OutPoint::null(), &verified, &t, &payee, &[5; 32])?;
 //! // ...and the offerer learns t from the witness.
 //! let learned = extract_secret(&ptlc, &encrypted, &tx)?;
 //! assert_eq!(learned.to_secret_bytes(), t.to_secret_bytes());
@@ -73,7 +73,9 @@ use bitcoin::transaction::Version;
 use bitcoin::{absolute, Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
 
 use super::{dust_limit, p2a_output, unspendable_internal_key, TxError, TRUC_VERSION};
-use crate::crypto::adaptor::{AdaptorError, AdaptorPoint, AdaptorSecret, EncryptedSignature};
+use crate::crypto::adaptor::{
+    AdaptorError, AdaptorPoint, AdaptorSecret, EncryptedSignature, VerifiedEncryptedSignature,
+};
 use crate::crypto::bip118::{
     sighash, ApoKey, ApoScriptExt, ApoSighashType, LeafContext, SpentOutputs,
 };
@@ -381,11 +383,12 @@ impl Claim {
         EncryptedSignature::encrypt(offerer, &self.ptlc.point, &self.offerer_sighash(), aux)
     }
 
-    /// What the payee checks before accepting the PTLC.
+    /// What the payee checks before accepting the PTLC; the verified half finishes the claim
+    /// with [`Claim::finish_verified`].
     pub fn verify_offerer_signature(
         &self,
         encrypted: &EncryptedSignature,
-    ) -> Result<(), AdaptorError> {
+    ) -> Result<VerifiedEncryptedSignature, AdaptorError> {
         encrypted.verify(
             &PublicKey::from(self.ptlc.offerer),
             &self.ptlc.point,
@@ -393,7 +396,8 @@ impl Claim {
         )
     }
 
-    /// The claim spending the PTLC output at `outpoint`, completed by the payee with t.
+    /// The claim spending the PTLC output at `outpoint`, completed by the payee with t, from
+    /// an offerer's half nobody verified: the completed signature is verified in full.
     pub fn finish(
         &self,
         outpoint: OutPoint,
@@ -407,6 +411,36 @@ impl Claim {
             &PublicKey::from(self.ptlc.offerer),
             &self.offerer_sighash(),
         )?;
+        self.complete(outpoint, offerer_sig, payee, aux)
+    }
+
+    /// [`Claim::finish`] from the offerer's half as [`Claim::verify_offerer_signature`]
+    /// returned it: decrypting checks only t·G = T. A half verified for another claim
+    /// (another key, point or message) is refused with [`ClaimError::VerifiedForAnother`].
+    pub fn finish_verified(
+        &self,
+        outpoint: OutPoint,
+        verified: &VerifiedEncryptedSignature,
+        secret: &AdaptorSecret,
+        payee: &Keypair,
+        aux: &[u8; 32],
+    ) -> Result<Transaction, ClaimError> {
+        let offerer = PublicKey::from(self.ptlc.offerer);
+        if !verified.is_for(&offerer, &self.ptlc.point, &self.offerer_sighash()) {
+            return Err(ClaimError::VerifiedForAnother);
+        }
+        let offerer_sig = verified.decrypt(secret)?;
+        self.complete(outpoint, offerer_sig, payee, aux)
+    }
+
+    /// The claim at `outpoint` with the offerer's completed signature and the payee's own.
+    fn complete(
+        &self,
+        outpoint: OutPoint,
+        offerer_sig: Signature,
+        payee: &Keypair,
+        aux: &[u8; 32],
+    ) -> Result<Transaction, ClaimError> {
         let mut tx = self.tx.clone();
         tx.input[0].previous_output = outpoint;
         let leaf = self.ptlc.success_leaf();
@@ -444,6 +478,9 @@ pub enum ClaimError {
     /// The offerer's signature in the witness is not a 65-byte ALL|ANYPREVOUT signature.
     #[error("the offerer's signature in the witness is malformed")]
     MalformedSignature,
+    /// The verified offerer's half was verified for another claim (key, point or message).
+    #[error("the offerer's half was verified for another claim")]
+    VerifiedForAnother,
 }
 
 /// Reads t from a transaction that claims `ptlc` with the decryption of `encrypted`.
@@ -616,6 +653,43 @@ mod tests {
             extract_secret(&p, &enc, &not_claim),
             Err(ClaimError::NotAClaim)
         ));
+    }
+
+    #[test]
+    fn verified_half_finishes_the_same_claim_and_only_its_own() {
+        let t = AdaptorSecret::from_bytes([9; 32]).unwrap();
+        let p = ptlc(&t);
+        let to = ScriptBuf::new_p2tr(&Secp256k1::new(), kp(2).x_only_public_key().0, None);
+        let claim = Claim::new(&p, to.clone()).unwrap();
+        let enc = claim.encrypt_offerer_signature(&kp(1), &[3; 32]);
+        let verified = claim.verify_offerer_signature(&enc).unwrap();
+        let outpoint = OutPoint::null();
+        let tx = claim
+            .finish_verified(outpoint, &verified, &t, &kp(2), &[4; 32])
+            .unwrap();
+        assert_eq!(
+            tx,
+            claim.finish(outpoint, &enc, &t, &kp(2), &[4; 32]).unwrap()
+        );
+        assert_eq!(
+            extract_secret(&p, &enc, &tx).unwrap().to_secret_bytes(),
+            t.to_secret_bytes()
+        );
+
+        let wrong = AdaptorSecret::from_bytes([8; 32]).unwrap();
+        assert!(matches!(
+            claim.finish_verified(outpoint, &verified, &wrong, &kp(2), &[4; 32]),
+            Err(ClaimError::Adaptor(AdaptorError::WrongSecret { .. }))
+        ));
+        // Verified for a claim of another amount (another message): refused, not decrypted
+        // into a signature this claim's transaction would not accept.
+        let mut bigger = p.clone();
+        bigger.amount = Amount::from_sat(30_000);
+        let other_claim = Claim::new(&bigger, to).unwrap();
+        assert_eq!(
+            other_claim.finish_verified(outpoint, &verified, &t, &kp(2), &[4; 32]),
+            Err(ClaimError::VerifiedForAnother)
+        );
     }
 
     #[test]

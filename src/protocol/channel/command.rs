@@ -84,22 +84,25 @@ impl Channel {
                     height.saturating_add(params.update_window),
                 )?;
                 debit(&mut body, proposer, *amount_sat)?;
-                let record = PtlcRecord {
+                let mut record = PtlcRecord {
                     id: *id,
                     offerer: proposer,
                     amount_sat: *amount_sat,
                     point: *point,
                     expiry,
                     claim_signature: claim_signature.clone(),
+                    verified_claim: VerifiedClaim::default(),
                 };
-                // The peer's half of our claim must verify before we take the PTLC. Our own
-                // half, which this channel made (or stored, when a restart applies its own
-                // proposal again), is the peer's to check.
+                // The peer's half of our claim must verify before we take the PTLC; the
+                // record keeps the verified half for our claim. Our own half, which this
+                // channel made (or stored, when a restart applies its own proposal again), is
+                // the peer's to check.
                 if proposer != self.snap.side {
                     let built = self.txs("add_ptlc")?;
-                    built
+                    let verified = built
                         .claim(&built.ptlc(&record))?
                         .verify_offerer_signature(claim_signature)?;
+                    record.verified_claim = VerifiedClaim(Some(verified));
                 }
                 body.ptlcs.push(record);
             }

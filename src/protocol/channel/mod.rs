@@ -71,7 +71,9 @@ use bitcoin::hashes::{sha256, Hash as _, HashEngine as _};
 use bitcoin::{OutPoint, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::adaptor::{price_point, sells, AdaptorPoint, AdaptorSecret, EncryptedSignature};
+use crate::crypto::adaptor::{
+    price_point, sells, AdaptorPoint, AdaptorSecret, EncryptedSignature, VerifiedEncryptedSignature,
+};
 use crate::crypto::keys::{PublicKey, SecretKey, Signature};
 use crate::crypto::nonce::{
     NonceCounterStore, NonceError, NonceSeed, NonceSource, PublicNonce, SecretNonce,
@@ -106,7 +108,7 @@ mod state;
 
 pub use error::ChannelError;
 pub use io::{Action, ChainEvent, Command, Event, Input};
-pub(crate) use state::leaf_hash_log;
+pub(crate) use state::{leaf_hash_log, VerifiedClaim};
 pub use state::{
     AcceptorShare, ChannelParams, ChannelSecrets, CloseProgress, CloseRecord, DroppedProposal,
     OnChain, OpenTerms, OwnWithheld, PendingUpdate, Phase, Progress, PtlcRecord, Snapshot,

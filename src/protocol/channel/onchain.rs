@@ -103,13 +103,14 @@ impl Channel {
             let aux = self.aux();
             let built = self.txs("claim")?;
             let claim = built.claim(&built.ptlc(ptlc))?;
-            let tx = claim.finish(
-                outpoint,
-                &ptlc.claim_signature,
-                &t,
-                &txs::keypair(&self.key),
-                &aux,
-            )?;
+            // The peer's half as verified when we accepted the PTLC; after a restart that
+            // check is not in the record (it is never stored), so it is made again here.
+            let verified = match ptlc.verified_claim() {
+                Some(verified) => verified.clone(),
+                None => claim.verify_offerer_signature(&ptlc.claim_signature)?,
+            };
+            let tx =
+                claim.finish_verified(outpoint, &verified, &t, &txs::keypair(&self.key), &aux)?;
             return Ok(Some(tx));
         }
         if self.snap.height < ptlc.expiry.height() {

@@ -116,6 +116,48 @@ pub struct PtlcRecord {
     pub expiry: PtlcExpiry,
     /// The offerer's claim half, encrypted to `point`.
     pub claim_signature: EncryptedSignature,
+    /// `claim_signature` as verified when we accepted the PTLC from the peer; in memory only.
+    #[serde(skip)]
+    pub(crate) verified_claim: VerifiedClaim,
+}
+
+impl PtlcRecord {
+    /// The peer's claim half as verified when we accepted the PTLC, if this record was made
+    /// by that check in this process (see [`VerifiedClaim`]).
+    pub(crate) fn verified_claim(&self) -> Option<&VerifiedEncryptedSignature> {
+        self.verified_claim
+            .0
+            .as_ref()
+            .filter(|verified| verified.encrypted() == &self.claim_signature)
+    }
+}
+
+/// The [`VerifiedEncryptedSignature`] that checking the peer's claim half made when we
+/// accepted its PTLC, kept beside the record so that our claim on chain decrypts the half
+/// with a check of t alone (`Claim::finish_verified`).
+///
+/// Never stored: a snapshot holds the [`EncryptedSignature`] only, a reloaded record has no
+/// verified half, and the claim then verifies the stored one again. We do not trust the
+/// stored form because we wrote it: bytes read back do not show that a check was made, nor
+/// under which claim transaction (a later version may build another). Not part of a record's
+/// value either: records are equal with or without it.
+#[derive(Clone, Default)]
+pub(crate) struct VerifiedClaim(pub(crate) Option<VerifiedEncryptedSignature>);
+
+impl PartialEq for VerifiedClaim {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl core::fmt::Debug for VerifiedClaim {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "verified"
+        } else {
+            "unverified"
+        })
+    }
 }
 
 /// The balances and PTLCs of one state.
