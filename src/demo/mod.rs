@@ -92,7 +92,8 @@ const PAYER_DELAY: u16 = 32;
 
 /// Shared delay of A–S with `--payer-cheats-while-pending`: B sells after U_0 has
 /// confirmed, so the window (`confirmed_at + delay − 1 − margin`) must still hold a whole
-/// PTLC lifetime then: 40 leaves 7 blocks for the sale.
+/// PTLC lifetime and the margin then (S learns the scalar by the expiry + margin): 40
+/// leaves 7 blocks for the sale.
 const PAYER_DELAY_FOR_LATE_SALE: u16 = 40;
 
 /// Shared delay of S–B (and of S–P and P–B when routed).
