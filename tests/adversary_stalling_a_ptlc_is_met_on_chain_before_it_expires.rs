@@ -8,9 +8,14 @@
 //!   chain at once, instead of revealing it off chain to an offerer that could still time
 //!   the PTLC out.
 //! - The offerer's peer neither fulfils nor fails; the offerer publishes its latest state
-//!   at the expiry, to time the PTLC out.
+//!   at the same deadline, so that the PTLC output is on chain by the expiry and its
+//!   timeout competes from the next block.
+//! - A payee that stalls and then claims on chain as late as it can still reveals the
+//!   secret to the offerer by the expiry + `SALE_WINDOW_MARGIN` (what an LSP's sale relies
+//!   on). While the offerer went on chain only at the expiry, the claim could come
+//!   shared_delay + 2 blocks after it.
 //!
-//! Before the fix nothing went on chain by itself: the PTLC expired in the channel.
+//! Before the first fix nothing went on chain by itself: the PTLC expired in the channel.
 
 mod channel_support;
 
@@ -21,8 +26,8 @@ use bitcoin::Transaction;
 use channel_support::*;
 
 const EXPIRY: u32 = HEIGHT + 2 * DELAY as u32 + 50;
-/// The last height at which the receiver still waits for the offerer.
-const RECEIVER_DEADLINE: u32 = EXPIRY - DELAY as u32 - SALE_WINDOW_MARGIN - 1;
+/// The last height at which either side still waits for the other.
+const DEADLINE: u32 = EXPIRY - DELAY as u32 - SALE_WINDOW_MARGIN - 1;
 
 /// S offers A a PTLC on the secret `secret(7)`; returns its id.
 fn offered(net: &mut Net<Never>) -> anyhow::Result<u64> {
@@ -94,8 +99,8 @@ fn receiver_whose_fulfilment_is_ignored_goes_on_chain_in_time_to_claim() -> anyh
     let (height, tx) = blocks_until_broadcast(&mut net, Party::A, HEIGHT + 1, EXPIRY)?
         .context("A never went on chain")?;
     ensure!(
-        height == RECEIVER_DEADLINE,
-        "A published at {height}, the deadline is {RECEIVER_DEADLINE}"
+        height == DEADLINE,
+        "A published at {height}, the deadline is {DEADLINE}"
     );
     ensure!(
         is_latest_update(&net, Party::A, &tx),
@@ -115,7 +120,7 @@ fn receiver_asked_to_fulfil_too_late_keeps_the_secret_and_goes_on_chain() -> any
     let mut net = Net::new(Never);
     let id = offered(&mut net)?;
     // The offerer stalls; the payee role only asks to fulfil past the deadline.
-    let late = RECEIVER_DEADLINE + 1;
+    let late = DEADLINE + 1;
     net.input(Party::A, Input::Chain(ChainEvent::Block { height: late }))?;
     ensure!(
         net.a.broadcasts.is_empty(),
@@ -144,15 +149,15 @@ fn receiver_asked_to_fulfil_too_late_keeps_the_secret_and_goes_on_chain() -> any
 }
 
 #[test]
-fn offerer_whose_ptlc_is_neither_fulfilled_nor_failed_goes_on_chain_at_expiry() -> anyhow::Result<()>
-{
+fn offerer_whose_ptlc_is_neither_fulfilled_nor_failed_goes_on_chain_before_expiry(
+) -> anyhow::Result<()> {
     let mut net = Net::new(Never);
     let id = offered(&mut net)?;
     let (height, tx) = blocks_until_broadcast(&mut net, Party::S, HEIGHT + 1, EXPIRY + 5)?
         .context("S never went on chain")?;
     ensure!(
-        height == EXPIRY,
-        "S published at {height}, the expiry is {EXPIRY}"
+        height == DEADLINE,
+        "S published at {height}, the deadline is {DEADLINE}"
     );
     ensure!(is_latest_update(&net, Party::S, &tx));
     ensure!(closed_for_ptlc(&net, Party::S, id));
@@ -172,5 +177,119 @@ fn an_update_not_seen_on_chain_is_published_again_every_block() -> anyhow::Resul
         let again = net.s.broadcasts.get(before).context("published again")?;
         ensure!(again.compute_txid() == first.compute_txid());
     }
+    Ok(())
+}
+
+fn spend(net: &mut Net<Never>, party: Party, tx: &Transaction, at: u32) -> anyhow::Result<()> {
+    net.input(
+        party,
+        Input::Chain(ChainEvent::Spend {
+            tx: tx.clone(),
+            confirmed_at: Some(at),
+        }),
+    )?;
+    Ok(())
+}
+
+/// A byzantine payee knows the secret but neither fulfils nor goes on chain by itself; once
+/// the offerer has closed, it claims in the last block it can still win against the
+/// offerer's timeout. Each of the offerer's transactions is mined as soon as it is valid,
+/// except its timeout, which miners may leave out for `SALE_WINDOW_MARGIN` blocks (it pays a
+/// fixed fee and has no anchor); the claim takes that block. The offerer must learn the
+/// secret by the expiry + `SALE_WINDOW_MARGIN`, the bound an LSP's sale window and held-sale
+/// deadline are built on (`delay_too_short`, `window_closed`).
+#[test]
+fn payee_stalling_then_claiming_as_late_as_it_can_reveals_the_secret_in_time() -> anyhow::Result<()>
+{
+    let mut net = Net::new(Never);
+    let id = offered(&mut net)?;
+    // A, the payee, has the secret and sits on it; its blocks are never fed, so its own
+    // deadline never fires.
+    net.input(
+        Party::A,
+        Input::Command(Command::ProvideSecret {
+            id,
+            secret: secret(7),
+        }),
+    )?;
+    ensure!(net.to_s.is_empty(), "A reveals nothing off chain");
+
+    let (published, update) = blocks_until_broadcast(&mut net, Party::S, HEIGHT + 1, EXPIRY)?
+        .context("S goes on chain by its PTLC's expiry")?;
+    ensure!(is_latest_update(&net, Party::S, &update));
+    let confirmed = published + 1;
+    for party in [Party::S, Party::A] {
+        spend(&mut net, party, &update, confirmed)?;
+    }
+    // The settlement is valid `DELAY` blocks after the update (BIP68).
+    let mut height = confirmed;
+    let settlement = loop {
+        height += 1;
+        let before = net.s.broadcasts.len();
+        net.input(Party::S, Input::Chain(ChainEvent::Block { height }))?;
+        let settles = net.s.broadcasts[before..]
+            .iter()
+            .find(|tx| tx.input[0].previous_output.txid == update.compute_txid())
+            .cloned();
+        if let Some(settlement) = settles {
+            break settlement;
+        }
+        ensure!(height < confirmed + 2 * DELAY as u32, "S never settles");
+    };
+    let settled_at = confirmed + u32::from(DELAY);
+    ensure!(height + 1 == settled_at, "S settles as soon as it can");
+    let ptlc_out = settlement
+        .output
+        .iter()
+        .position(|o| o.value.to_sat() == 30_000)
+        .context("the settlement holds the PTLC")?;
+
+    // A claims from the settlement; the adversary holds its claim back.
+    spend(&mut net, Party::A, &settlement, settled_at)?;
+    let claim = net
+        .a
+        .broadcasts
+        .iter()
+        .rev()
+        .find(|tx| {
+            let from = tx.input[0].previous_output;
+            from.txid == settlement.compute_txid() && from.vout as usize == ptlc_out
+        })
+        .cloned()
+        .context("A's claim")?;
+
+    // S sees the settlement; its timeout goes out at the expiry (or at once, if later).
+    spend(&mut net, Party::S, &settlement, settled_at)?;
+    let mut timeout_at = None;
+    for h in settled_at + 1..=EXPIRY.max(settled_at + 1) {
+        let before = net.s.broadcasts.len();
+        net.input(Party::S, Input::Chain(ChainEvent::Block { height: h }))?;
+        let times_out = net.s.broadcasts[before..]
+            .iter()
+            .any(|tx| tx.lock_time.to_consensus_u32() == EXPIRY);
+        if times_out && timeout_at.is_none() {
+            timeout_at = Some(h);
+        }
+    }
+    let timeout_at = timeout_at.context("S times the PTLC out")?;
+    // Miners leave S's timeout out for the margin; the adversary's claim takes that block.
+    let claimed_at = timeout_at + SALE_WINDOW_MARGIN;
+    spend(&mut net, Party::S, &claim, claimed_at)?;
+    let learned = net
+        .s
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::PtlcSecretLearned { id: x, secret } if *x == id => Some(secret.clone()),
+            _ => None,
+        })
+        .context("S learns the secret from the claim")?;
+    ensure!(learned.0 == secret(7).to_secret_bytes());
+    let bound = EXPIRY + SALE_WINDOW_MARGIN;
+    ensure!(
+        claimed_at <= bound,
+        "S closed at {published} and learnt the secret at {claimed_at}, after the \
+         expiry + margin {bound}"
+    );
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! - B sells inside S's window: S buys, completes n+1 and publishes it on top of U_n;
 //! - B comes after the window: S refuses the invoice (`window_closed`), nothing moves on S–B;
 //! - by construction S makes no offer on a payer channel whose shared delay is shorter than
-//!   its PTLC delta plus the margin, so no sale's PTLC can outlive the window.
+//!   its PTLC delta plus twice the margin, so no sale's PTLC can be claimed after the window.
 
 use asyncpay::node::core::{NodeCommand, NodeCore, NodeInput, NodeOutput, Records};
 use asyncpay::protocol::channel::SALE_WINDOW_MARGIN;
@@ -102,9 +102,10 @@ fn b_comes_after_the_window_and_s_refuses_to_buy() {
     let (id, _, _) = older_state_published(&mut sim);
     let at = sim.height;
     // The window ends SALE_WINDOW_MARGIN + 1 blocks before U_0's settlement may confirm;
-    // a PTLC made one block after the last safe invoice height would outlive it.
+    // a PTLC made one block after the last safe invoice height could be claimed on chain
+    // after it (S learns the scalar by the expiry + SALE_WINDOW_MARGIN at the latest).
     let deadline = at + u32::from(PAYER_DELAY) - 1 - SALE_WINDOW_MARGIN;
-    let late = deadline - policy().ptlc_delta + 1;
+    let late = deadline - SALE_WINDOW_MARGIN - policy().ptlc_delta + 1;
     sim.block(late).unwrap();
     let broadcasts = sim.broadcasts.len();
 
@@ -135,7 +136,8 @@ fn the_last_safe_height_still_sells() {
     let (id, _, _) = older_state_published(&mut sim);
     let at = sim.height;
     let deadline = at + u32::from(PAYER_DELAY) - 1 - SALE_WINDOW_MARGIN;
-    sim.block(deadline - policy().ptlc_delta).unwrap();
+    sim.block(deadline - SALE_WINDOW_MARGIN - policy().ptlc_delta)
+        .unwrap();
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();
     assert_eq!(sim.nodes[B].status(&id), Some("paid"), "{:?}", sim.refusals);
@@ -145,7 +147,7 @@ fn the_last_safe_height_still_sells() {
 #[test]
 fn no_offer_on_a_payer_channel_too_short_for_a_sale() {
     let mut sim = Network::new();
-    let too_short = (policy().ptlc_delta + SALE_WINDOW_MARGIN - 1) as u16;
+    let too_short = (policy().ptlc_delta + 2 * SALE_WINDOW_MARGIN - 1) as u16;
     sim.open_with_delay(A, S, 1_000_000, too_short).unwrap();
     sim.open(S, B, 400_000).unwrap();
     sim.stop(B);

@@ -37,8 +37,9 @@ use bitcoin::{OutPoint, Transaction, TxOut, Txid};
 
 const CAPACITY: u64 = 1_000_000;
 /// The held PTLCs expire this many blocks after the payment: long enough for S's offers to
-/// outlive a few blocks (the claim deadline is 9 blocks before it, the PTLC delta 40 more).
-const HOLD: u32 = 60;
+/// outlive a few blocks (the claim deadline is 9 blocks before it, the PTLC delta 40 and the
+/// sale window margin 2 more).
+const HOLD: u32 = 62;
 const DELAY: u16 = 6;
 
 fn amount(i: usize) -> u64 {

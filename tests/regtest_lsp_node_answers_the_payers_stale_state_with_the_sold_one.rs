@@ -161,7 +161,8 @@ fn b_sells_inside_the_window_and_s_node_publishes_the_sold_state() -> anyhow::Re
 fn b_comes_after_the_window_and_state_0_settles() -> anyhow::Result<()> {
     let mut scene = stale_state_published()?;
     let deadline = scene.at + u32::from(PAYER_DELAY) - 1 - SALE_WINDOW_MARGIN;
-    let late = deadline - policy().ptlc_delta + 1;
+    // One block after the last safe invoice height: S learns t by the expiry + the margin.
+    let late = deadline - SALE_WINDOW_MARGIN - policy().ptlc_delta + 1;
     scene.chain.mine(u64::from(late - scene.at))?;
     scene.sim.block(late)?;
     scene.sim.start(B)?;

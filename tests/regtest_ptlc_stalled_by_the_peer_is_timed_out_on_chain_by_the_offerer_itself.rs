@@ -1,17 +1,22 @@
 //! On the BIP118 regtest, through the mempool: S offers A a PTLC and A stalls it (it neither
-//! fulfils nor fails it). Nobody tells S to close: at the PTLC's expiry S's channel publishes
-//! its latest update by itself. The first publication is lost (never submitted, as when the
-//! node's broadcast fails or is evicted) and no block is mined right after a publication: S
-//! publishes the same update again at every block until it is seen, the update confirms,
-//! the settlement follows after the shared delay, and S times the PTLC out through
-//! `sendrawtransaction` (the timeout pays its own fee and carries no anchor). S ends with its
+//! fulfils nor fails it). Nobody tells S to close: shared_delay + `SALE_WINDOW_MARGIN` + 1
+//! blocks before the PTLC's expiry S's channel publishes its latest update by itself, so
+//! that the PTLC output is on chain by the expiry (A's claim has no timelock and would
+//! otherwise race S's timeout after it). The first publication is lost (never submitted, as
+//! when the node's broadcast fails or is evicted) and no block is mined right after a
+//! publication: S publishes the same update again at every block until it is seen, the
+//! update confirms, the settlement follows after the shared delay, and S times the PTLC out,
+//! at the expiry or at once if the settlement came later, through `sendrawtransaction` (the
+//! timeout pays its own fee and carries no anchor). S ends with its
 //! balance and the PTLC's amount less the timeout fee; A with its balance.
 
 mod channel_support;
 mod tx_support;
 
 use anyhow::{ensure, Context};
-use asyncpay::protocol::channel::{Command, Event, Input, Phase, TIMEOUT_FEE_SAT};
+use asyncpay::protocol::channel::{
+    Command, Event, Input, Phase, SALE_WINDOW_MARGIN, TIMEOUT_FEE_SAT,
+};
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
 use bitcoin::{Amount, OutPoint};
 use channel_support::pair::{payout_script, Pair};
@@ -41,7 +46,7 @@ fn offerer_times_out_a_stalled_ptlc_on_chain_by_itself() -> anyhow::Result<()> {
         .latest()
         .is_some_and(|b| b.ptlcs.len() == 1));
 
-    // Blocks arrive; A stays silent. S goes on chain by itself at the expiry.
+    // Blocks arrive; A stays silent. S goes on chain by itself before the expiry.
     let before = pair.s.broadcasts.len();
     while pair.s.broadcasts.len() == before {
         ensure!(
@@ -52,9 +57,10 @@ fn offerer_times_out_a_stalled_ptlc_on_chain_by_itself() -> anyhow::Result<()> {
         pair.tip(&chain)?;
     }
     let closed_at = u32::try_from(chain.height()?)?;
+    let deadline = expiry - u32::from(tx_support::SHARED_DELAY) - SALE_WINDOW_MARGIN - 1;
     ensure!(
-        closed_at == expiry,
-        "S closed at {closed_at}, the expiry is {expiry}"
+        closed_at == deadline,
+        "S closed at {closed_at}, the deadline is {deadline}"
     );
     ensure!(pair.channel(Party::S).phase() == Phase::ForceClosing);
     ensure!(pair
@@ -82,7 +88,10 @@ fn offerer_times_out_a_stalled_ptlc_on_chain_by_itself() -> anyhow::Result<()> {
         pair.spent(party, &update, at)?;
     }
 
-    // The settlement after the delay, then the timeout (its expiry has passed) at once.
+    // The settlement after the delay; then the timeout at the expiry, or at once if later
+    // (here the lost publications and the block the harness mines to fund each CPFP child
+    // cost more blocks than SALE_WINDOW_MARGIN: the settlement confirms two blocks after the
+    // expiry).
     let settlement = loop {
         let last = pair.s.broadcasts.last().cloned().context("S broadcast")?;
         if last.input[0].previous_output.txid == update_txid {
@@ -97,12 +106,25 @@ fn offerer_times_out_a_stalled_ptlc_on_chain_by_itself() -> anyhow::Result<()> {
     let settled_at = u32::try_from(chain.confirm(&settlement_txid)?)?;
     let n = pair.s.broadcasts.len();
     pair.spent(Party::S, &settlement, settled_at)?;
-    let timeout = pair
-        .s
-        .broadcasts
-        .get(n)
-        .cloned()
-        .context("S times the PTLC out")?;
+    pair.tip(&chain)?;
+    let timeout = loop {
+        let out = pair.s.broadcasts[n..]
+            .iter()
+            .find(|tx| tx.input[0].previous_output.txid == settlement_txid);
+        if let Some(tx) = out {
+            break tx.clone();
+        }
+        ensure!(
+            chain.height()? < u64::from(expiry.max(settled_at)),
+            "S never times the PTLC out"
+        );
+        chain.mine(1)?;
+        pair.tip(&chain)?;
+    };
+    ensure!(
+        chain.height()? == u64::from(expiry.max(settled_at)),
+        "S times the PTLC out once its expiry is reached and its output is on chain"
+    );
     ensure!(timeout.input[0].previous_output.txid == settlement_txid);
     ensure!(timeout.lock_time.to_consensus_u32() == expiry);
     let timeout_txid = chain.send_raw(&timeout)?;

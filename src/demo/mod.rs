@@ -86,20 +86,23 @@ const SB_CAPACITY_SAT: u64 = 400_000;
 /// How long a node may take to write its `node.json`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Shared delay of A–S: S's PTLC delta plus the sale window margin, and some to spare.
+/// Shared delay of A–S: S's PTLC delta plus twice the sale window margin (the rule
+/// `delay_too_short` enforces).
 const PAYER_DELAY: u16 = 32;
 
 /// Shared delay of A–S with `--payer-cheats-while-pending`: B sells after U_0 has
 /// confirmed, so the window (`confirmed_at + delay − 1 − margin`) must still hold a whole
-/// PTLC lifetime then: 40 leaves 7 blocks for the sale.
+/// PTLC lifetime and the margin then (S learns the scalar by the expiry + margin): 40
+/// leaves 7 blocks for the sale.
 const PAYER_DELAY_FOR_LATE_SALE: u16 = 40;
 
 /// Shared delay of S–B (and of S–P and P–B when routed).
 const PAYEE_DELAY: u16 = 6;
 
 /// Blocks S's PTLCs live: at least twice the payee channel's shared delay, and through a
-/// router its expiry delta (14) plus twice P–B's shared delay.
-const PTLC_DELTA: u32 = 30;
+/// router its expiry delta (14) plus twice P–B's shared delay; at most A–S's shared delay
+/// less twice the sale window margin.
+const PTLC_DELTA: u32 = 28;
 
 /// Poll interval of awaited conditions.
 const POLL: Duration = Duration::from_millis(25);

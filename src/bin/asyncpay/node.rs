@@ -100,7 +100,7 @@ pub struct RunArgs {
     #[arg(long)]
     shared_delay: Option<u16>,
     /// LSP only: blocks until the PTLC by which the LSP buys a signature expires.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 28)]
     ptlc_delta: u32,
     /// Fault injection: SIGKILL this process at POINT of its outputs (`send:<message>`,
     /// `post-letter` or `persist:<n>`, counted from the start); also `ctl ... crash-at`.

@@ -119,7 +119,7 @@ impl NodeConfig {
             network: bitcoin::Network::Regtest,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shared_delay: None,
-            ptlc_delta: 30,
+            ptlc_delta: 28,
             crash_at: None,
             admission: Admission::default(),
             idle_timeout: Duration::from_secs(90),

@@ -369,10 +369,9 @@ impl Channel {
     }
 
     /// The PTLC of the latest complete state that must be resolved on chain at `height`, while
-    /// the channel is not yet closing: one we are paid by and know the secret of, still
-    /// unfulfilled off chain once fewer than shared_delay + [`SALE_WINDOW_MARGIN`] + 1
-    /// blocks are left before its expiry (our claim must confirm before the offerer's
-    /// timeout is valid), or one we offered that has expired (we take it back).
+    /// the channel is not yet closing: one we are paid by and know the secret of, or one we
+    /// offered, still unresolved off chain once fewer than shared_delay +
+    /// [`SALE_WINDOW_MARGIN`] + 1 blocks are left before its expiry (see `ptlc_deadline`).
     pub fn ptlc_due(&self, height: u32) -> Option<&PtlcRecord> {
         let open = matches!(self.snap.stage, Stage::Open { .. });
         if !open || !self.snap.funding_confirmed {
@@ -385,17 +384,28 @@ impl Channel {
         })
     }
 
-    /// The height from which `ptlc` must be resolved on chain rather than off: its expiry
-    /// for the offerer; for the party it pays, shared_delay + [`SALE_WINDOW_MARGIN`] + 1
-    /// blocks before it, so that the settlement confirms and the claim is valid before the
-    /// offerer's timeout is.
+    /// The height from which `ptlc` must be resolved on chain rather than off, for either
+    /// side: shared_delay + [`SALE_WINDOW_MARGIN`] + 1 blocks before its expiry, so that the
+    /// latest update confirms and its settlement puts the PTLC output on chain (the margin
+    /// for both to be mined) before the expiry.
+    ///
+    /// The party it pays must have its claim confirmed before the offerer's timeout is
+    /// valid. The offerer must not wait for the expiry either: the claim leaf has no
+    /// timelock, and in eltoo the output exists only once the settlement has waited
+    /// shared_delay blocks after the update. An offerer that went on chain at the expiry
+    /// would let a stalling peer claim, and reveal the secret, up to shared_delay + 2 blocks
+    /// after it, racing the timeout; the LSP that bought a signature with the PTLC would
+    /// learn it too late to publish the completed state (`PaymentError::DelayTooShort`).
+    /// Going on chain here, the output is there by the expiry, the timeout competes from
+    /// the next block, and the secret is on chain (or the PTLC timed out) by the expiry +
+    /// [`SALE_WINDOW_MARGIN`] at the latest.
     fn ptlc_deadline(&self, ptlc: &PtlcRecord) -> Option<u32> {
-        let expiry = ptlc.expiry.height();
-        if ptlc.offerer == self.snap.side {
-            return Some(expiry);
-        }
         let delay = u32::from(self.snap.params.as_ref()?.shared_delay);
-        Some(expiry.saturating_sub(delay + SALE_WINDOW_MARGIN + 1))
+        Some(
+            ptlc.expiry
+                .height()
+                .saturating_sub(delay + SALE_WINDOW_MARGIN + 1),
+        )
     }
 
     /// Whether the pending update is a countersigned proposal one past `latest`: the peer's,

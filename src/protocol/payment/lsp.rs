@@ -35,6 +35,20 @@ use super::{
     PaymentError, PaymentEvent, PaymentId, PaymentMessage, PurchaseOffer, Receipt,
 };
 
+/// The latest expiry of a PTLC S may offer when it must know the scalar by `deadline`.
+///
+/// Unless the payee resolves the PTLC off chain, S's channel goes on chain shared_delay +
+/// M + 1 blocks before the expiry (`Channel::ptlc_due`, M = [`SALE_WINDOW_MARGIN`] blocks
+/// for the update and the settlement to be mined), so the PTLC output is on chain by the
+/// expiry. The payee's claim has no timelock; S's timeout (nLockTime = expiry) is published
+/// at the expiry, valid from the next block, and given M blocks to be mined. A later claim
+/// no longer finds the output, so the scalar is on chain, or the PTLC taken back, by the
+/// expiry + M. (Had S waited for the expiry to go on chain, a stalling payee could claim up
+/// to shared_delay + 2 blocks after it, racing the timeout.)
+fn last_safe_expiry(deadline: u32) -> u32 {
+    deadline.saturating_sub(SALE_WINDOW_MARGIN)
+}
+
 /// The withheld state on the channel with the requesting payer, as the channel reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingTransfer {
@@ -506,11 +520,17 @@ impl Lsp {
                 field: "price point already offered",
             });
         }
-        // By construction no PTLC of a sale outlives S's window: if the payer publishes its
-        // older state the block after S pays B, S still learns the scalar (at the PTLC's
-        // expiry at the latest) in time to publish the completed state before the older
-        // one can settle.
-        let needed = self.policy.ptlc_delta.saturating_add(SALE_WINDOW_MARGIN);
+        // By construction no PTLC of a sale outlives S's window. S pays B at h with a PTLC
+        // expiring at X = h + Δ (Δ = ptlc_delta) and learns the scalar by X + M at the latest
+        // (`last_safe_expiry`). If the payer publishes its older state U_n at once, it confirms
+        // at h + 1 at the earliest, so its settlement is valid from h + 1 + D_A and S's
+        // window (`Channel::sale_window`: the last height to publish the completed state and
+        // still have M blocks for it to be mined) ends at h + D_A − M. X + M ≤ h + D_A − M
+        // holds for every h when D_A ≥ Δ + 2·M.
+        let needed = self
+            .policy
+            .ptlc_delta
+            .saturating_add(2 * SALE_WINDOW_MARGIN);
         if u32::from(pending.shared_delay) < needed {
             return Err(PaymentError::DelayTooShort {
                 shared_delay: pending.shared_delay,
@@ -549,10 +569,12 @@ impl Lsp {
             });
         }
         // S may have to pay the payee at the offer's last height; the PTLC it offers then
-        // must resolve before S has to claim the payer's PTLC on chain.
+        // must be resolved, on chain in the worst case (`last_safe_expiry`), by the height from
+        // which S must claim the payer's PTLC on chain.
         let deadline = held.claim_deadline();
-        let last_invoice = deadline.saturating_sub(self.policy.ptlc_delta);
-        if last_invoice < self.height || deadline < self.policy.ptlc_delta {
+        let last_expiry = last_safe_expiry(deadline);
+        let last_invoice = last_expiry.saturating_sub(self.policy.ptlc_delta);
+        if last_invoice < self.height || last_expiry < self.policy.ptlc_delta {
             return Err(PaymentError::WindowClosed {
                 ptlc_expiry: self.height.saturating_add(self.policy.ptlc_delta),
                 last_safe: deadline,
@@ -697,11 +719,14 @@ impl Lsp {
             None => self.windows.get(&record.offer.channel_id).copied(),
             Some(_) => held_deadline,
         };
+        // S learns the scalar by the PTLC's expiry + M at the latest (`last_safe_expiry`), which
+        // must not be after the window.
         if let Some(deadline) = window {
-            if ptlc_expiry > deadline {
+            let last_safe = last_safe_expiry(deadline);
+            if ptlc_expiry > last_safe {
                 return Err(PaymentError::WindowClosed {
                     ptlc_expiry,
-                    last_safe: deadline,
+                    last_safe,
                 });
             }
         }

@@ -261,7 +261,8 @@ pub enum PaymentError {
     WindowClosed {
         /// The expiry the PTLC would need.
         ptlc_expiry: u32,
-        /// The last height at which S can still complete and publish the state.
+        /// The last expiry that lets S learn the scalar while it can still complete and
+        /// publish the state (or claim the payer's PTLC, for a held sale).
         last_safe: u32,
     },
     /// The payer's channel replaces an older published state for too few blocks for a sale
@@ -272,7 +273,7 @@ pub enum PaymentError {
     DelayTooShort {
         /// The channel's shared delay.
         shared_delay: u16,
-        /// PTLC delta plus the safety margin.
+        /// PTLC delta plus twice the sale window margin.
         needed: u32,
     },
 }
