@@ -97,33 +97,34 @@ def sale_window(data_dir, out_dir):
     d_sb = par["shared_delay"]            # S–B settlement delay
     ptlc_delta = 2 * d_sb                 # a PTLC's expiry is ≥ 2·shared_delay(S–B) away
     margin = 2                            # SALE_WINDOW_MARGIN (src/protocol/channel/state.rs)
-    d_as = ptlc_delta + margin            # the construction rule: shared_delay(A–S) ≥ this
+    d_as = ptlc_delta + 2 * margin        # the construction rule: shared_delay(A–S) ≥ this
     window = d_as - 1 - margin
-    lead = 12                             # the PTLC was offered this many blocks earlier
+    lead = 1                              # the PTLC was offered the block before U_n confirmed
+    expiry = ptlc_delta - lead
+    close = expiry - d_sb - margin - 1    # the offerer goes on chain for the unresolved PTLC
     fig, ax = plt.subplots(figsize=(6.0, 2.3))
     bars = [
-        ("PTLC S offered B before A\npublished (expiry = offer + delta)", -lead,
-         ptlc_delta - lead, ORANGE),
-        ("B's claim path on S–B: answer a\nstale state, then settle and claim",
-         ptlc_delta - lead - 2 * d_sb, ptlc_delta - lead, BLUE),
+        ("PTLC S offered B just before A's\nolder state confirmed (expiry X)", -lead, expiry,
+         ORANGE),
+        ("S–B closed early (R4): update, settlement\nafter shared_delay; B's claim by X + M",
+         close, expiry + margin, BLUE),
         ("sale window: S may publish U_{n+1}\nover A's older U_n", 0, window, GREEN),
         ("A's older U_n confirmed; SE_n\nvalid after shared_delay(A–S)", 0, d_as, GREY),
     ]
     for i, (label, start, end, colour) in enumerate(bars):
         y = len(bars) - i
         ax.barh(y, end - start, left=start, height=0.55, color=colour, alpha=0.85)
-        ax.text(-lead - 10, y, label, ha="right", va="center", fontsize=6.5)
-    marks = [(0, "U_n confirms"), (ptlc_delta - lead, "PTLC expiry"),
-             (window, "window ends"), (d_as, "SE_n valid")]
+        ax.text(-12, y, label, ha="right", va="center", fontsize=6.5)
+    marks = [(0, "U_n confirms"), (close, "S closes S–B"), (expiry, "X"),
+             (window, "window ends = X + M"), (d_as, "SE_n valid")]
     for i, (x, label) in enumerate(marks):
         ax.axvline(x, color="black", lw=0.5, ls=":")
-        ax.text(x - 2 if i else x + 2, len(bars) + 0.45 + 0.42 * max(i - 1, 0), f"{label} ({x})",
-                ha="right" if i else "left", va="bottom", fontsize=6)
+        ax.text(x - 2 if i else x + 2, len(bars) + 0.45 + 0.36 * max(i - 1, 0),
+                f"{label} ({x})", ha="right" if i else "left", va="bottom", fontsize=6)
     ax.set_yticks([])
     ax.set_xlabel(f"blocks after U_n confirms (shared_delay(S–B) = {d_sb}, "
-                  f"PTLC delta = {ptlc_delta}, margin = {margin}, "
-                  f"shared_delay(A–S) = {d_as})")
-    ax.set_xlim(-lead - 5, d_as * 1.05)
+                  f"PTLC delta = {ptlc_delta}, M = {margin}, shared_delay(A–S) = {d_as})")
+    ax.set_xlim(-8, d_as * 1.05)
     save(fig, out_dir, "sale_window")
 
 
