@@ -110,11 +110,12 @@ impl ModelParams {
 
     /// Blocks after sending within which B must sell a held sale: the PTLC A offers S
     /// expires at `horizon_blocks`, S must claim it on chain from `shared_delay + 3` blocks
-    /// before that, and the PTLC S offers B (at least `2 · shared_delay` blocks) must resolve
-    /// by then (docs/payment.md, "Held sales").
+    /// before that, and the PTLC S offers B (at least `2 · shared_delay` blocks) must let S
+    /// learn the scalar by then, which a payee claiming late on chain may delay by the
+    /// 2-block sale-window margin (docs/payment.md, "Held sales").
     pub fn held_window_blocks(&self) -> u32 {
         self.horizon_blocks
-            .saturating_sub(3 * self.shared_delay + 3)
+            .saturating_sub(3 * self.shared_delay + 5)
     }
 
     /// The resolution window in blocks.
