@@ -184,8 +184,8 @@ def sales(data_dir, out_dir):
     ax.set_xticklabels([str(x) for x in xs])
     ax.set_xlabel("most inputs per group commit")
     ax.set_ylabel("sales per second")
-    ax.set_ylim(bottom=0)
-    ax.legend(frameon=False, fontsize=7)
+    ax.set_ylim(0, max(alone + ys) * 1.3)
+    ax.legend(frameon=False, fontsize=7, loc="upper left")
     if workers:
         ax = axes[0][1]
         spread = load(data_dir, "payment.spread")
@@ -203,8 +203,10 @@ def sales(data_dir, out_dir):
             ax.plot(ws, per_core, marker="s", color=GREY, ls="--", lw=1,
                     label="S's rate per core of its CPU")
         ax.set_xlabel("S's worker threads")
-        ax.set_ylim(bottom=0)
-        ax.legend(frameon=False, fontsize=7)
+        top = max([w["sales_per_sec"] for w in runs]
+                  + [x for x in per_core if isinstance(x, (int, float))])
+        ax.set_ylim(0, top * 1.45)
+        ax.legend(frameon=False, fontsize=7, loc="upper center", ncol=2)
     save(fig, out_dir, "sales")
 
 
