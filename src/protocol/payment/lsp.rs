@@ -577,7 +577,7 @@ impl Lsp {
         if last_invoice < self.height || last_expiry < self.policy.ptlc_delta {
             return Err(PaymentError::WindowClosed {
                 ptlc_expiry: self.height.saturating_add(self.policy.ptlc_delta),
-                last_safe: deadline,
+                last_safe: last_expiry,
             });
         }
         let expiry = last_invoice.min(self.height.saturating_add(self.policy.offer_lifetime));
