@@ -37,6 +37,24 @@ def save(fig, out_dir, name):
     plt.close(fig)
 
 
+def scheme(report, name):
+    """One scheme's figures in a capital report."""
+    return next(s for s in report["schemes"] if s["scheme"] == name)
+
+
+def bolt3():
+    """BOLT 3's expected weights for anchor channels, with their source."""
+    with open(os.path.join(TOOLS, "bolt3.json")) as f:
+        return json.load(f)
+
+
+def tx_weight(data_dir):
+    """The measured weight of the transaction kind whose name starts with a prefix."""
+    sizes = {t["transaction"]: t["weight_wu"]
+             for t in load(data_dir, "tx_sizes")["transactions"]}
+    return lambda prefix: next(v for k, v in sizes.items() if k.startswith(prefix))
+
+
 def err(spread, path):
     """Error bar lengths (below, above) of a median from its spread entry."""
     s = spread[path]
@@ -248,7 +266,7 @@ def capital(data_dir, out_dir):
     for j, (key, label, colour) in enumerate(names):
         xs, mids, lows, highs = [], [], [], []
         for i, r in enumerate(reports):
-            s = next(x for x in r["schemes"] if x["scheme"] == key)["total"]
+            s = scheme(r, key)["total"]
             xs.append(i + (j - 1.5) * width)
             mids.append(s["p50"])
             lows.append(0)
@@ -265,22 +283,18 @@ def capital(data_dir, out_dir):
 
 def weights(data_dir, out_dir):
     """On-chain weight per scenario, against the BOLT 3 (anchor outputs) equivalent."""
-    with open(os.path.join(TOOLS, "bolt3.json")) as f:
-        bolt3 = json.load(f)
-    sizes = {t["transaction"]: t["weight_wu"] for t in load(data_dir, "tx_sizes")["transactions"]}
-
-    def w(prefix):
-        return next(v for k, v in sizes.items() if k.startswith(prefix))
+    bolt3_weights = bolt3()
+    w = tx_weight(data_dir)
 
     scenarios = [
         ("unilateral close,\nno HTLC/PTLC",
-         bolt3["commitment_weight_wu"],
+         bolt3_weights["commitment_weight_wu"],
          w("update U_n spending the funding") + w("settlement SE_n, 2 balances, 0")),
         ("unilateral close,\n2 HTLCs/PTLCs",
-         bolt3["commitment_weight_wu"] + 2 * bolt3["htlc_output_weight_wu"],
+         bolt3_weights["commitment_weight_wu"] + 2 * bolt3_weights["htlc_output_weight_wu"],
          w("update U_n spending the funding") + w("settlement SE_n, 2 balances, 2")),
-        ("payee's\nsuccess spend", bolt3["htlc_success_weight_wu"], w("PTLC claim")),
-        ("offerer's\ntimeout spend", bolt3["htlc_timeout_weight_wu"], w("PTLC timeout")),
+        ("payee's\nsuccess spend", bolt3_weights["htlc_success_weight_wu"], w("PTLC claim")),
+        ("offerer's\ntimeout spend", bolt3_weights["htlc_timeout_weight_wu"], w("PTLC timeout")),
     ]
     fig, ax = plt.subplots(figsize=(6.0, 2.4))
     xs = range(len(scenarios))

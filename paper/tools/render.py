@@ -29,8 +29,7 @@ import figures  # noqa: E402  (the figures module, beside this one)
 
 
 def load(name):
-    with open(os.path.join(data_dir, name + ".json")) as f:
-        return json.load(f)
+    return figures.load(data_dir, name)
 
 
 def num(x, digits=0):
@@ -269,8 +268,7 @@ cap = load("capital")
 par = cap["config"]["params"]
 
 
-def scheme(report, name):
-    return next(s for s in report["schemes"] if s["scheme"] == name)
+scheme = figures.scheme
 
 
 rows = []
@@ -360,13 +358,8 @@ table("tx_sizes",
       [[t["transaction"], num(t["weight_wu"]), num(t["vsize_vb"])]
        for t in sizes["transactions"]])
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "bolt3.json")) as f:
-    bolt3 = json.load(f)
-wu = {t["transaction"]: t["weight_wu"] for t in sizes["transactions"]}
-
-
-def weight(prefix):
-    return next(v for k, v in wu.items() if k.startswith(prefix))
+bolt3 = figures.bolt3()
+weight = figures.tx_weight(data_dir)
 
 
 u_fund, u_old = weight("update U_n spending the funding"), weight("update U_n spending an older")
