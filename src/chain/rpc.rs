@@ -153,6 +153,28 @@ pub enum Published {
     },
 }
 
+/// What the fee escalation counts a transaction's publications by: its version, lock time
+/// and outputs, without its inputs. A channel update bound again to another output (a
+/// counterparty keeps publishing older updates under it) is the same state with a new txid;
+/// keyed by txid, its feerate would start again from the bottom at every rebinding, which an
+/// adversary racing it could exploit. Keyed like this, the feerate keeps rising for the state
+/// as long as it has not confirmed. Used by the node and by the watchtower.
+pub fn escalation_key(tx: &Transaction) -> bitcoin::hashes::sha256::Hash {
+    use bitcoin::consensus::Encodable;
+    use bitcoin::hashes::{sha256, Hash};
+    let mut engine = sha256::Hash::engine();
+    tx.version
+        .consensus_encode(&mut engine)
+        .expect("hashing cannot fail");
+    tx.lock_time
+        .consensus_encode(&mut engine)
+        .expect("hashing cannot fail");
+    tx.output
+        .consensus_encode(&mut engine)
+        .expect("hashing cannot fail");
+    sha256::Hash::from_engine(engine)
+}
+
 /// Publishes `tx`, the `attempt`-th time (0-based): with no P2A anchor through
 /// `sendrawtransaction`; with one, as a package with a CPFP child from `wallet` at
 /// [`bumped_feerate`]`(attempt)`. A package the node refuses gives its child's coin back to
@@ -232,5 +254,48 @@ mod tests {
             "capped after a dozen blocks"
         );
         assert_eq!(bumped_feerate(u32::MAX), MAX_FEERATE, "no overflow");
+    }
+}
+
+#[cfg(test)]
+mod escalation_tests {
+    use super::escalation_key;
+    use bitcoin::absolute::LockTime;
+    use bitcoin::hashes::Hash;
+    use bitcoin::transaction::Version;
+    use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
+
+    fn update(prevout: u8, state: u32) -> Transaction {
+        Transaction {
+            version: Version(3),
+            lock_time: LockTime::from_consensus(500_000_000 + state),
+            input: vec![TxIn {
+                previous_output: OutPoint {
+                    txid: Txid::from_byte_array([prevout; 32]),
+                    vout: 0,
+                },
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence(0xffff_fffd),
+                witness: Witness::new(),
+            }],
+            output: vec![TxOut {
+                value: Amount::from_sat(100_000),
+                script_pubkey: ScriptBuf::new_op_return([7u8; 4]),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_state_bound_to_another_input_keeps_its_fee_escalation() {
+        // The same update bound to the funding output and to an older update's output: two
+        // txids, one escalation.
+        let (a, b) = (update(1, 5), update(2, 5));
+        assert_ne!(a.compute_txid(), b.compute_txid());
+        assert_eq!(escalation_key(&a), escalation_key(&b));
+        // Another state, or other outputs, escalate on their own.
+        assert_ne!(escalation_key(&a), escalation_key(&update(1, 6)));
+        let mut other = update(1, 5);
+        other.output[0].value = Amount::from_sat(99_000);
+        assert_ne!(escalation_key(&a), escalation_key(&other));
     }
 }

@@ -27,7 +27,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bitcoin::{Block, Network, Txid};
+use bitcoin::{Block, Network};
 use serde_json::{json, Value};
 
 use super::{Appointment, Tower, TowerError, TowerLimits, TowerStore};
@@ -168,7 +168,7 @@ pub async fn serve(config: TowerConfig) -> Result<(), ServeError> {
         shutdown(),
     ));
 
-    let mut attempts: HashMap<Txid, u32> = HashMap::new();
+    let mut attempts: HashMap<bitcoin::hashes::sha256::Hash, u32> = HashMap::new();
     let stop = shutdown();
     tokio::pin!(stop);
     loop {
@@ -191,7 +191,7 @@ async fn scan(
     rpc: &Rpc,
     wallet: &mut Wallet,
     electrum: &Electrum,
-    attempts: &mut HashMap<Txid, u32>,
+    attempts: &mut HashMap<bitcoin::hashes::sha256::Hash, u32>,
 ) -> Result<(), ServeError> {
     let tip = tip(rpc).await?;
     let mut scanned = state.lock().expect("tower lock").scanned;
@@ -235,7 +235,9 @@ async fn scan(
         }
         for tx in &outcome.broadcasts {
             let txid = tx.compute_txid();
-            let attempt = attempts.entry(txid).or_insert(0);
+            let attempt = attempts
+                .entry(crate::chain::rpc::escalation_key(tx))
+                .or_insert(0);
             let n = *attempt;
             *attempt += 1;
             match publish(rpc, wallet, tx, n).await {

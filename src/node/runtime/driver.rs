@@ -86,7 +86,7 @@ pub(super) struct RuntimeIo {
     pub(super) chain: Option<electrum_client::Client>,
     /// Fault injection (`ctl crash-at`): where to die, and the persists seen since armed.
     pub(super) crash: Option<(CrashPoint, u64)>,
-    /// How often each transaction was submitted, by [`escalation_key`] (the same state bound
+    /// How often each transaction was submitted, by [`crate::chain::rpc::escalation_key`] (the same state bound
     /// to another input counts as the same): a transaction the channel publishes again (it is
     /// not confirmed yet) goes out with a child at a higher feerate each time.
     pub(super) attempts: HashMap<bitcoin::hashes::sha256::Hash, u32>,
@@ -817,7 +817,10 @@ impl RuntimeIo {
         };
         let txid = tx.compute_txid();
         let attempt = {
-            let n = self.attempts.entry(escalation_key(tx)).or_insert(0);
+            let n = self
+                .attempts
+                .entry(crate::chain::rpc::escalation_key(tx))
+                .or_insert(0);
             *n += 1;
             *n - 1
         };
@@ -850,69 +853,4 @@ fn confirmed_height(
         .iter()
         .find(|h| &h.tx_hash == txid && h.height > 0)
         .map(|h| h.height as u32))
-}
-
-/// What the fee escalation of `RuntimeIo::publish` counts attempts by: a transaction's
-/// version, lock time and outputs, without its inputs. A channel update bound again to
-/// another output (a counterparty keeps publishing older updates under it) is the same
-/// state with a new txid; keyed by txid, its feerate would start again from the bottom at
-/// every rebinding, which an adversary racing it could exploit. Keyed like this, the
-/// feerate keeps rising for the state as long as it has not confirmed.
-fn escalation_key(tx: &Transaction) -> bitcoin::hashes::sha256::Hash {
-    use bitcoin::consensus::Encodable;
-    use bitcoin::hashes::{sha256, Hash, HashEngine};
-    let mut engine = sha256::Hash::engine();
-    engine.input(&tx.version.0.to_le_bytes());
-    engine.input(&tx.lock_time.to_consensus_u32().to_le_bytes());
-    for output in &tx.output {
-        let mut bytes = Vec::new();
-        output
-            .consensus_encode(&mut bytes)
-            .expect("encoding into a vector cannot fail");
-        engine.input(&bytes);
-    }
-    sha256::Hash::from_engine(engine)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escalation_key;
-    use bitcoin::absolute::LockTime;
-    use bitcoin::hashes::Hash;
-    use bitcoin::transaction::Version;
-    use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
-
-    fn update(prevout: u8, state: u32) -> Transaction {
-        Transaction {
-            version: Version(3),
-            lock_time: LockTime::from_consensus(500_000_000 + state),
-            input: vec![TxIn {
-                previous_output: OutPoint {
-                    txid: Txid::from_byte_array([prevout; 32]),
-                    vout: 0,
-                },
-                script_sig: ScriptBuf::new(),
-                sequence: Sequence(0xffff_fffd),
-                witness: Witness::new(),
-            }],
-            output: vec![TxOut {
-                value: Amount::from_sat(100_000),
-                script_pubkey: ScriptBuf::new_op_return([7u8; 4]),
-            }],
-        }
-    }
-
-    #[test]
-    fn a_state_bound_to_another_input_keeps_its_fee_escalation() {
-        // The same update bound to the funding output and to an older update's output: two
-        // txids, one escalation.
-        let (a, b) = (update(1, 5), update(2, 5));
-        assert_ne!(a.compute_txid(), b.compute_txid());
-        assert_eq!(escalation_key(&a), escalation_key(&b));
-        // Another state, or other outputs, escalate on their own.
-        assert_ne!(escalation_key(&a), escalation_key(&update(1, 6)));
-        let mut other = update(1, 5);
-        other.output[0].value = Amount::from_sat(99_000);
-        assert_ne!(escalation_key(&a), escalation_key(&other));
-    }
 }
