@@ -345,6 +345,12 @@ impl EncryptedSignature {
         }
     }
 
+    /// The signature s = ŝ ± t, unchecked: what every decryption computes before its own
+    /// check.
+    fn complete(&self, t: &AdaptorSecret) -> Signature {
+        Signature::from_inner(keys::verifier().decrypt_signature(t.0, self.0.clone()))
+    }
+
     /// Decrypts with t and checks that the result is a valid signature by X on m.
     ///
     /// For an encrypted signature nobody verified. One that was verified under (X, T, m)
@@ -356,8 +362,7 @@ impl EncryptedSignature {
         m: &[u8; 32],
     ) -> Result<Signature, AdaptorError> {
         tally::count(Op::AdaptorDecrypt);
-        let sig = keys::verifier().decrypt_signature(t.0, self.0.clone());
-        let sig = Signature::from_inner(sig);
+        let sig = self.complete(t);
         // A full BIP340 verification rather than a cheaper check: s·G = R + e·X follows from
         // t·G = T alone only for an encrypted signature verified under (X, T, m), and this one
         // may not have been.
@@ -472,8 +477,7 @@ impl VerifiedEncryptedSignature {
                 public_key: self.X.to_xonly_bytes(),
             });
         }
-        let sig = keys::verifier().decrypt_signature(t.0, self.encrypted.0.clone());
-        Ok(Signature::from_inner(sig))
+        Ok(self.encrypted.complete(t))
     }
 
     /// Whether it was verified under exactly this key, adaptor point and message.
@@ -484,21 +488,6 @@ impl VerifiedEncryptedSignature {
     /// The encrypted signature, as sent and stored.
     pub fn encrypted(&self) -> &EncryptedSignature {
         &self.encrypted
-    }
-
-    /// The signer's key X it was verified under.
-    pub fn public_key(&self) -> &PublicKey {
-        &self.X
-    }
-
-    /// The adaptor point T it was verified under.
-    pub fn adaptor_point(&self) -> &AdaptorPoint {
-        &self.T
-    }
-
-    /// The message m it was verified under.
-    pub fn message(&self) -> &[u8; 32] {
-        &self.m
     }
 }
 
@@ -528,8 +517,7 @@ impl EncryptedSignature {
     /// (`sells(&s, &T)`), as the payee checks a pre-signature against S's offer.
     pub fn decrypt_scalar(&self, y: &AdaptorSecret) -> Result<AdaptorSecret, AdaptorError> {
         tally::count(Op::AdaptorDecrypt);
-        let sig = keys::verifier().decrypt_signature(y.0, self.0.clone());
-        AdaptorSecret::from_signature(&Signature::from_inner(sig))
+        AdaptorSecret::from_signature(&self.complete(y))
     }
 
     /// Recovers y (with y·G = Y) from the completed scalar s of this pre-signature: how the

@@ -714,9 +714,6 @@ impl Io for RuntimeIo {
 }
 
 impl RuntimeIo {
-    /// Seals `bytes` to `to`'s mailbox: to the contact card given, or else the one stored
-    /// for `to`. (`&mut self`: the driver is `Send` but not `Sync`, and this future holds it
-    /// across the post.)
     /// A letter to `to` sealed for its stored contact and signed by this node, as the
     /// mailbox client seals it, kept a week.
     fn seal(&self, to: &PublicKey, bytes: Vec<u8>) -> Result<Envelope, RuntimeError> {
@@ -749,6 +746,9 @@ impl RuntimeIo {
         Ok(contact.verify()?)
     }
 
+    /// Seals `bytes` to `to`'s mailbox: to the contact card given, or else the one stored
+    /// for `to`. (`&mut self`: the driver is `Send` but not `Sync`, and this future holds it
+    /// across the post.)
     async fn post(
         &mut self,
         to: &PublicKey,
