@@ -853,15 +853,7 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
             runs.push(Value::Null);
             continue;
         }
-        let run_letters: Vec<VecDeque<Vec<u8>>> = letters
-            .iter()
-            .map(|l| {
-                l.iter()
-                    .filter(|(i, _)| range.contains(i))
-                    .map(|(_, bytes)| bytes.clone())
-                    .collect()
-            })
-            .collect();
+        let run_letters = letters_in(&letters, &range);
         let payee_keys: HashSet<PublicKey> = payees.iter().map(NodeCore::public_key).collect();
         let mut commit_ms = commit_sample(&baseline, &mut baseline_n, 40)?;
         let (to_s, s_rx) = std::sync::mpsc::channel::<Frame>();
@@ -1022,11 +1014,7 @@ fn sale_figures(
         "s_persist_us_per_sale": us(s.persist),
         "s_frames_out_per_sale": s.frames_out as f64 / n,
         "s_frames_to_offline_payers_per_sale": s.dropped as f64 / n,
-        "s_curve_ops_per_sale": s
-            .ops
-            .iter()
-            .map(|(op, c)| (op.name().to_owned(), json!(c as f64 / n)))
-            .collect::<serde_json::Map<_, _>>(),
+        "s_curve_ops_per_sale": ops_per_sale(&s.ops, n),
         "s_core_us_per_input": s
             .by_kind
             .iter()
@@ -1042,4 +1030,27 @@ fn sale_figures(
         "payees_persist_us_per_sale": us(p.persist),
         "payees_commits_per_sale": p.commits as f64 / n,
     }))
+}
+
+/// Each payee's letters of the payments in `range`, in order: what one sale run sells.
+pub(super) fn letters_in(
+    letters: &[Vec<(usize, Vec<u8>)>],
+    range: &std::ops::Range<usize>,
+) -> Vec<VecDeque<Vec<u8>>> {
+    letters
+        .iter()
+        .map(|l| {
+            l.iter()
+                .filter(|(i, _)| range.contains(i))
+                .map(|(_, bytes)| bytes.clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// The curve operations a run counted, per sale, by name.
+pub(super) fn ops_per_sale(ops: &Tally, sales: f64) -> serde_json::Map<String, Value> {
+    ops.iter()
+        .map(|(op, c)| (op.name().to_owned(), json!(c as f64 / sales)))
+        .collect()
 }

@@ -66,7 +66,7 @@
 //! countersign and fulfil), so on two cores two workers cannot double the rate: the figure
 //! to carry to more cores is S's CPU per sale, not the measured rate.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::mpsc::Sender;
@@ -322,16 +322,7 @@ pub(super) fn run(
     let shards = split(run, part, read_rows(previous)?)?;
     let split_secs = t_split.elapsed().as_secs_f64();
     let count = run.range.len();
-    let run_letters: Vec<VecDeque<Vec<u8>>> = run
-        .letters
-        .iter()
-        .map(|l| {
-            l.iter()
-                .filter(|(i, _)| run.range.contains(i))
-                .map(|(_, bytes)| bytes.clone())
-                .collect()
-        })
-        .collect();
+    let run_letters = super::letters_in(run.letters, &run.range);
     let (baseline, baseline_n) = baseline;
     let mut commit_ms = commit_sample(baseline, baseline_n, 40)?;
 
@@ -524,10 +515,7 @@ fn figures(
         "s_thread_cpu_us_per_sale": s_cpu_us,
         "s_core_us_per_sale": s_core.as_secs_f64() * 1e6 / n,
         "s_commits_per_sale": commits as f64 / n,
-        "s_curve_ops_per_sale": ops
-            .iter()
-            .map(|(op, c)| (op.name().to_owned(), json!(c as f64 / n)))
-            .collect::<serde_json::Map<_, _>>(),
+        "s_curve_ops_per_sale": super::ops_per_sale(&ops, n),
         "payees_thread_cpu_us_per_sale": p_cpu_us,
         "payees_core_us_per_sale": per(p.compute, count),
         "payees_persist_us_per_sale": per(p.persist, count),
