@@ -47,7 +47,7 @@ fn adversary_nonce(b: u8) -> PublicNonce {
         .unwrap()
         .public_key()
         .to_xonly_bytes();
-    PublicNonce::from_xonly_bytes(x).unwrap()
+    PublicNonce::from_xonly_bytes(x)
 }
 
 /// Feeds S a channel message from A; returns S's outputs (empty if refused).

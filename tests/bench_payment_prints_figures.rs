@@ -334,7 +334,7 @@ const TODAY: [(&str, u64, u64); 10] = [
     ("secret_to_point", 1, 1),
     ("key_from_secret", 0, 0),
     ("key_to_libsecp", 0, 0),
-    ("point_decode", 7, 0),
+    ("point_decode", 3, 0),
     ("libsecp_context", 9, 9),
 ];
 
@@ -369,6 +369,20 @@ fn check_floor(r: &Value) {
         sum += us * num(o, "/count");
     }
     assert!((sum - floor).abs() <= 1e-9 * floor, "{sum} vs {floor}");
+    // The calls were sampled on S's thread during the batched run, and timed alone beside.
+    assert!(
+        fl["libsecp256k1_timed"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("on S's thread")),
+        "{fl:#}"
+    );
+    for call in fl["libsecp256k1_us"].as_object().expect("calls").keys() {
+        assert!(
+            num(fl, &format!("/libsecp256k1_us_alone/{call}")) > 0.0,
+            "{call}"
+        );
+    }
+    assert!(num(r, "/sales/batched/s_floor_sampling_ms") > 0.0);
 
     // S's operations per sale, counted on S's thread in both sale runs, are exactly what
     // the listing says it does today.

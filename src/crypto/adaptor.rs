@@ -143,6 +143,13 @@ pub enum AdaptorError {
         /// The signer's x-only key.
         public_key: [u8; 32],
     },
+    /// The nonce (or a signature's R) is no curve point's x-coordinate: nothing signed with
+    /// it can be priced, verified or sold.
+    #[error("nonce {} is not the x-coordinate of a curve point", hex::encode(.nonce))]
+    NonceNotOnCurve {
+        /// The x-coordinate.
+        nonce: [u8; 32],
+    },
 }
 
 /// An adaptor (decryption) secret t, the discrete log of an [`AdaptorPoint`] T = t·G.
@@ -162,8 +169,7 @@ impl AdaptorSecret {
     /// The signature's scalar s, which is the secret its [`price_point`] sells.
     pub fn from_signature(signature: &Signature) -> Result<Self, AdaptorError> {
         signature
-            .inner()
-            .s
+            .s()
             .secret()
             .non_zero()
             .map(Self)
@@ -204,7 +210,7 @@ impl AdaptorSecret {
     /// once the payee has revealed s. Check the result with [`PublicKey::verify`].
     pub fn to_signature(&self, R: &PublicNonce) -> Signature {
         let s = self.0.public().mark_zero();
-        Signature::from_inner(schnorr_fun::Signature { R: *R.point(), s })
+        Signature::from_parts(R, &s)
     }
 }
 
@@ -284,8 +290,11 @@ pub fn price_point(
     m: &[u8; 32],
 ) -> Result<AdaptorPoint, AdaptorError> {
     tally::count(Op::PricePoint);
-    let e = keys::challenge(R.point(), X.point(), m);
-    sum_variable_time(R.point(), X.point(), e)
+    let R_point = R.lift().map_err(|_| AdaptorError::NonceNotOnCurve {
+        nonce: R.to_xonly_bytes(),
+    })?;
+    let e = keys::challenge_x(&R.to_xonly_bytes(), X.point(), m);
+    sum_variable_time(&R_point, X.point(), e)
         .map(AdaptorPoint)
         .ok_or(AdaptorError::PricePointAtInfinity {
             nonce: R.to_xonly_bytes(),
@@ -382,7 +391,10 @@ impl EncryptedSignature {
         signature: &Signature,
     ) -> Result<AdaptorSecret, AdaptorError> {
         tally::count(Op::AdaptorRecover);
-        recover_decryption_key(&T.0, &self.0, signature.inner())
+        let signature = signature.lift().ok_or(AdaptorError::NonceNotOnCurve {
+            nonce: signature.nonce().to_xonly_bytes(),
+        })?;
+        recover_decryption_key(&T.0, &self.0, &signature)
             .map(AdaptorSecret)
             .ok_or(AdaptorError::NotDecryptedFrom {
                 adaptor_point: T.to_bytes(),

@@ -83,6 +83,20 @@ pub(crate) fn challenge(R: &Point<EvenY>, X: &Point<EvenY>, m: &[u8; 32]) -> Sca
     verifier().challenge(R, X, Message::raw(m))
 }
 
+/// [`challenge`] with R given by its x-coordinate, which is all the hash takes of it.
+pub(crate) fn challenge_x(R: &[u8; 32], X: &Point<EvenY>, m: &[u8; 32]) -> Scalar<Public, Zero> {
+    use schnorr_fun::fun::hash::HashAdd;
+    Scalar::<Secret, NonZero>::from_hash(
+        verifier()
+            .challenge_hash()
+            .add(&R[..])
+            .add(X)
+            .add(Message::raw(m)),
+    )
+    .mark_zero()
+    .public()
+}
+
 /// Auxiliary randomness fed into BIP340's synthetic nonce derivation.
 ///
 /// BIP340 hashes it (tag `BIP0340/aux`) and xors it into the secret key before deriving the
@@ -153,7 +167,7 @@ impl SecretKey {
     /// [`SecretNonce::sign`](crate::crypto::nonce::SecretNonce::sign).
     pub fn sign(&self, m: &[u8; 32], aux: &[u8; 32]) -> Signature {
         tally::count(Op::Sign);
-        Signature(signer(aux).sign(&self.0, Message::raw(m)))
+        Signature::from_inner(signer(aux).sign(&self.0, Message::raw(m)))
     }
 
     pub(crate) fn keypair(&self) -> &KeyPair<EvenY> {
@@ -249,42 +263,83 @@ impl From<PublicKey> for secp256k1::XOnlyPublicKey {
 }
 
 /// A BIP340 signature (R, s): 64 bytes, R's x-coordinate then s.
-#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Signature(schnorr_fun::Signature);
+///
+/// Held as its encoding: s is checked below the curve order when it is parsed, R's
+/// x-coordinate is not lifted to a point. Verification never needs R as a point (it compares
+/// the x-coordinate it computes with R's), and a signature whose R is no curve point's x
+/// verifies under no key; the adaptor arithmetic that does need R lifts it then
+/// ([`Signature::lift`]) and reports an R off the curve. Parsing a signature therefore costs
+/// no square root.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature([u8; 64]);
 
 impl Signature {
-    /// Parses the 64-byte BIP340 encoding; rejects an R that is not on the curve and an s
-    /// not below the curve order.
+    /// Parses the 64-byte BIP340 encoding; rejects an s not below the curve order. An R that
+    /// is no curve point's x is not rejected here: no key verifies such a signature.
     pub fn from_bytes(bytes: [u8; 64]) -> Result<Self, KeyError> {
-        tally::count(Op::PointDecode);
-        schnorr_fun::Signature::from_bytes(bytes)
-            .map(Self)
-            .ok_or(KeyError::MalformedSignature { bytes })
+        let mut s = [0u8; 32];
+        s.copy_from_slice(&bytes[32..]);
+        match Scalar::<Public, Zero>::from_bytes(s) {
+            Some(_) => Ok(Self(bytes)),
+            None => Err(KeyError::MalformedSignature { bytes }),
+        }
     }
 
     /// The 64-byte BIP340 encoding.
     pub fn to_bytes(&self) -> [u8; 64] {
-        self.0.to_bytes()
+        self.0
     }
 
-    /// The signature's public nonce R.
+    /// The signature's public nonce R, as its x-coordinate.
     pub fn nonce(&self) -> PublicNonce {
-        PublicNonce::from_point(self.0.R)
+        let mut x = [0u8; 32];
+        x.copy_from_slice(&self.0[..32]);
+        PublicNonce::from_xonly_bytes(x)
     }
 
     /// The scalar s, 32 bytes. Revealing it together with an encrypted signature or a price
     /// point is what sells it.
     pub fn s_bytes(&self) -> [u8; 32] {
-        self.0.s.to_bytes()
+        let mut s = [0u8; 32];
+        s.copy_from_slice(&self.0[32..]);
+        s
+    }
+
+    /// The scalar s.
+    pub(crate) fn s(&self) -> Scalar<Public, Zero> {
+        Scalar::from_bytes(self.s_bytes()).expect("checked below the curve order when parsed")
+    }
+
+    /// (R, s) from R's x-coordinate and s.
+    pub(crate) fn from_parts(R: &PublicNonce, s: &Scalar<Public, Zero>) -> Self {
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(&R.to_xonly_bytes());
+        bytes[32..].copy_from_slice(&s.to_bytes());
+        Self(bytes)
     }
 
     pub(crate) fn from_inner(inner: schnorr_fun::Signature) -> Self {
-        Self(inner)
+        Self(inner.to_bytes())
     }
 
-    pub(crate) fn inner(&self) -> &schnorr_fun::Signature {
-        &self.0
+    /// schnorr_fun's form, with R lifted to a point (one square root): `None` when R is no
+    /// curve point's x.
+    pub(crate) fn lift(&self) -> Option<schnorr_fun::Signature> {
+        tally::count(Op::PointDecode);
+        schnorr_fun::Signature::from_bytes(self.0)
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::crypto::hex_serde::serialize(&self.0, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: [u8; 64] = crate::crypto::hex_serde::deserialize(deserializer)?;
+        Signature::from_bytes(bytes).map_err(serde::de::Error::custom)
     }
 }
 
@@ -296,7 +351,7 @@ impl fmt::Debug for Signature {
 
 impl From<Signature> for secp256k1::schnorr::Signature {
     fn from(signature: Signature) -> Self {
-        secp256k1::schnorr::Signature::from(signature.0)
+        secp256k1::schnorr::Signature::from_slice(&signature.0).expect("64 bytes")
     }
 }
 
@@ -401,12 +456,45 @@ mod tests {
             PublicKey::from_xonly_bytes(x),
             Err(KeyError::InvalidXOnly { .. })
         ));
-        let mut sig = [0u8; 64];
-        sig[..32].copy_from_slice(&[0xff; 32]);
+        // s not below the curve order: refused when parsed.
+        let key = SecretKey::from_bytes([0x11; 32]).expect("valid scalar");
+        let good = key.sign(&[5; 32], &[6; 32]).to_bytes();
+        let mut s_too_large = good;
+        s_too_large[32..].copy_from_slice(&[0xff; 32]);
         assert!(matches!(
-            Signature::from_bytes(sig),
+            Signature::from_bytes(s_too_large),
             Err(KeyError::MalformedSignature { .. })
         ));
+        // R not a curve point's x: parsed as bytes, never lifted, verified by no key.
+        let mut r_off_curve = good;
+        r_off_curve[..32].copy_from_slice(&x);
+        let sig = Signature::from_bytes(r_off_curve).expect("s is in range");
+        assert!(sig.lift().is_none());
+        assert!(key.public_key().verify(&[5; 32], &sig).is_err());
+        assert!(libsecp_verify(
+            &key.public_key(),
+            &[5; 32],
+            &Signature::from_bytes(good).expect("own")
+        ));
+        assert!(!libsecp_verify(&key.public_key(), &[5; 32], &sig));
+    }
+
+    /// A signature's nonce is its R's x as sent; the BIP340 challenge hashed from those bytes
+    /// is the one secp256kfun hashes from the point.
+    #[test]
+    fn challenge_from_bytes_is_the_points() {
+        let key = SecretKey::from_bytes([0x21; 32]).expect("valid scalar");
+        let sig = key.sign(&[9; 32], &[1; 32]);
+        let R = sig.nonce().lift().expect("a signature's own R");
+        assert_eq!(
+            challenge_x(
+                &sig.nonce().to_xonly_bytes(),
+                key.public_key().point(),
+                &[9; 32]
+            ),
+            challenge(&R, key.public_key().point(), &[9; 32])
+        );
+        assert_eq!(Signature::from_bytes(sig.to_bytes()), Ok(sig));
     }
 
     #[test]

@@ -9,6 +9,40 @@ pub mod nonce;
 pub mod receipt;
 pub mod tally;
 
+/// Serde for the values held as their encoding (signatures, nonces): a hex string in a
+/// human-readable format (as secp256kfun writes its points and signatures, so stored
+/// snapshots read the same), the bytes otherwise.
+pub(crate) mod hex_serde {
+    use serde::de::Error as _;
+
+    pub(crate) fn serialize<S: serde::Serializer, const N: usize>(
+        bytes: &[u8; N],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&hex::encode(bytes))
+        } else {
+            serializer.serialize_bytes(bytes)
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(
+        deserializer: D,
+    ) -> Result<[u8; N], D::Error> {
+        let bytes: Vec<u8> = if deserializer.is_human_readable() {
+            let text =
+                <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+            hex::decode(text.as_ref()).map_err(D::Error::custom)?
+        } else {
+            <Vec<u8> as serde::Deserialize>::deserialize(deserializer)?
+        };
+        let len = bytes.len();
+        bytes
+            .try_into()
+            .map_err(|_| D::Error::invalid_length(len, &"the encoding's length"))
+    }
+}
+
 use bitcoin::hashes::{sha256, Hash as _, HashEngine as _};
 
 /// BIP340-style tagged hash: `SHA256(SHA256(tag) ‖ SHA256(tag) ‖ parts...)`. Every hash the

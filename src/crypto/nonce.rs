@@ -95,7 +95,7 @@
 use core::fmt;
 use std::error::Error as StdError;
 
-use schnorr_fun::fun::{g, hash::HashAdd, marker::*, s, Point, Scalar, Tag, G};
+use schnorr_fun::fun::{g, hash::HashAdd, marker::*, s, Point, Scalar, Tag};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroize;
@@ -201,30 +201,47 @@ impl fmt::Display for SessionId {
 }
 
 /// A public nonce R (BIP340: even y, encoded as its 32-byte x-coordinate).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PublicNonce(Point<EvenY>);
+///
+/// Held as that x-coordinate: a nonce a peer commits to is compared with the R of the
+/// signature it later sends and hashed into challenges, neither of which needs the point.
+/// Whether the x-coordinate is a curve point's is checked where the point is needed
+/// ([`PublicNonce::lift`]: a price point, an encrypted nonce), which refuses one that is not;
+/// a signature carrying such an R verifies under no key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicNonce([u8; 32]);
 
 impl PublicNonce {
-    /// Parses a 32-byte x-only nonce, such as a counterparty's commitment.
-    pub fn from_xonly_bytes(x: [u8; 32]) -> Result<Self, KeyError> {
-        tally::count(Op::PointDecode);
-        Point::from_xonly_bytes(x)
-            .map(Self)
-            .ok_or(KeyError::InvalidXOnly { x })
+    /// Takes a 32-byte x-only nonce, such as a counterparty's commitment (checked as a point
+    /// only where it is lifted to one: [`PublicNonce::lift`]).
+    pub fn from_xonly_bytes(x: [u8; 32]) -> Self {
+        Self(x)
     }
 
     /// The 32-byte x-only encoding.
     pub fn to_xonly_bytes(&self) -> [u8; 32] {
-        self.0.to_xonly_bytes()
+        self.0
     }
 
     pub(crate) fn from_point(R: Point<EvenY>) -> Self {
-        Self(R)
+        Self(R.to_xonly_bytes())
     }
 
-    pub(crate) fn point(&self) -> &Point<EvenY> {
-        &self.0
+    /// The point with this x-coordinate and even y (one square root), or why there is none.
+    pub(crate) fn lift(&self) -> Result<Point<EvenY>, KeyError> {
+        tally::count(Op::PointDecode);
+        Point::from_xonly_bytes(self.0).ok_or(KeyError::InvalidXOnly { x: self.0 })
+    }
+}
+
+impl Serialize for PublicNonce {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::crypto::hex_serde::serialize(&self.0, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicNonce {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::crypto::hex_serde::deserialize(deserializer).map(Self)
     }
 }
 
@@ -359,10 +376,9 @@ fn derive(seed: &NonceSeed, session: SessionId, signer: &PublicKey, aux: &[u8; 3
     // as secp256kfun's `even_y_from_scalar_mul` (a test compares them). R is public.
     let [parity, R_x @ ..] = generator_mul(&k).serialize();
     k.conditional_negate(parity == 0x03);
-    let R = Point::<EvenY>::from_xonly_bytes(R_x).expect("libsecp256k1 points are curve points");
     SecretNonce {
         k,
-        R: PublicNonce(R),
+        R: PublicNonce(R_x),
         session,
         signer: *signer,
     }
@@ -448,12 +464,10 @@ impl SecretNonce {
         tally::count(Op::NonceSign);
         self.check_signer(secret_key)?;
         let (x, X) = secret_key.keypair().as_tuple();
-        let R = *self.R.point();
-        let e = keys::challenge(&R, &X, m);
+        let e = keys::challenge_x(&self.R.0, &X, m);
         let k = self.k;
         let s = s!(k + e * x).public();
-        debug_assert!(g!(s * G) == g!(R + e * X), "s·G = R + e·X");
-        Ok(Signature::from_inner(schnorr_fun::Signature { R, s }))
+        Ok(Signature::from_parts(&self.R, &s))
     }
 }
 
@@ -484,7 +498,11 @@ impl SecretNonce {
     }
 
     fn encrypted_nonce_point(&self, Z: &AdaptorPoint) -> Result<(Point<EvenY>, bool), NonceError> {
-        let (R, Z) = (*self.R.point(), *Z.point());
+        let R = self
+            .R
+            .lift()
+            .expect("R = k·G from libsecp256k1 is a curve point");
+        let Z = *Z.point();
         g!(R + Z)
             .normalize()
             .non_zero()
@@ -563,9 +581,9 @@ mod tests {
                 .add(&[i ^ 0x5a; 32][..]);
             let mut k = Scalar::<Secret, NonZero>::from_hash(hash);
             let original = k;
-            let R = Point::even_y_from_scalar_mul(G, &mut k);
+            let R = Point::even_y_from_scalar_mul(schnorr_fun::fun::G, &mut k);
             flipped[usize::from(k != original)] = true;
-            assert_eq!(nonce.R, PublicNonce(R));
+            assert_eq!(nonce.R, PublicNonce::from_point(R));
             assert_eq!(nonce.k, k);
         }
         assert_eq!(flipped, [true, true], "both parities exercised");

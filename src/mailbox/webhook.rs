@@ -652,17 +652,24 @@ mod tests {
                 "{bad_t:?}: {r:?}"
             );
         }
-        let not_on_curve = format!("{}{}", "ff".repeat(32), &sig[64..]);
+        let s_too_large = format!("{}{}", &sig[..64], "ff".repeat(32));
         for bad_sig in [
             String::new(),
             sig[..126].to_owned(),
             format!("{sig}00"),
             "zz".repeat(64),
-            not_on_curve,
+            s_too_large,
         ] {
             let r = verify_call(&k, &t, body, &bad_sig, 1_800_000_000, 300);
             assert_eq!(r, Err(WebhookCallError::MalformedSignature), "{bad_sig:?}");
         }
+        // An R that is no curve point's x parses (it is not lifted) and verifies under no key.
+        let not_on_curve = format!("{}{}", "ff".repeat(32), &sig[64..]);
+        let r = verify_call(&k, &t, body, &not_on_curve, 1_800_000_000, 300);
+        assert!(
+            matches!(r, Err(WebhookCallError::BadSignature { .. })),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -1248,9 +1248,7 @@ impl World {
             );
             if let Ok(key) = SecretKey::from_bytes(bytes) {
                 let x = key.public_key().to_xonly_bytes();
-                if let Ok(nonce) = PublicNonce::from_xonly_bytes(x) {
-                    return nonce;
-                }
+                return PublicNonce::from_xonly_bytes(x);
             }
         }
     }

@@ -178,13 +178,153 @@ pub const DONE_TODAY: &[(Op, u64, u64, &str)] = &[
     (Op::KeyToLibsecp, 0, 0, ""),
     (
         Op::PointDecode,
-        7,
+        3,
         0,
-        "7 wire decodings (invoice: T, payee, LSP key, signature; B's nonce and 2 \
-         signatures) of values S compares with what it holds or verifies from their bytes",
+        "3 wire decodings (the invoice's T, payee key and LSP key) of values S compares \
+         with what it holds (signatures and nonces are kept as their bytes)",
     ),
     (Op::LibsecpContext, 9, 9, ""),
 ];
+
+/// Distinct inputs the floor's calls cycle through: a sale never verifies one signature
+/// twice, and a call repeated on one input lets the branch predictor learn the digits of
+/// its scalars, which the variable-time calls (verification, tweaks) branch on.
+const INPUTS: usize = 64;
+
+/// One set of inputs for every [`Call`].
+struct Inputs {
+    keypair: Keypair,
+    xonly: bitcoin::secp256k1::XOnlyPublicKey,
+    msg: Message,
+    sig: bitcoin::secp256k1::schnorr::Signature,
+    point: PublicKey,
+    other: PublicKey,
+    tweak: Scalar,
+    root: TapNodeHash,
+    secret: SecretKey,
+}
+
+fn inputs(secp: &Secp256k1<bitcoin::secp256k1::All>) -> Vec<Inputs> {
+    let hash = |tag: &str, i: usize| crate::crypto::tagged_hash(tag, &[&(i as u64).to_be_bytes()]);
+    let key = |tag: &str, i: usize| {
+        SecretKey::from_slice(&hash(tag, i)).expect("a hash is a valid scalar but with 2^-128 odds")
+    };
+    (0..INPUTS)
+        .map(|i| {
+            let keypair = Keypair::from_secret_key(secp, &key("floor/signer", i));
+            let (xonly, _) = keypair.x_only_public_key();
+            let msg = Message::from_digest(hash("floor/message", i));
+            Inputs {
+                keypair,
+                xonly,
+                msg,
+                sig: secp.sign_schnorr_with_aux_rand(&msg, &keypair, &hash("floor/aux", i)),
+                point: PublicKey::from_secret_key(secp, &key("floor/point", i)),
+                other: PublicKey::from_secret_key(secp, &key("floor/other", i)),
+                tweak: Scalar::from_be_bytes(key("floor/tweak", i).secret_bytes())
+                    .expect("a secret key is below the curve order"),
+                root: TapNodeHash::from_byte_array(hash("floor/root", i)),
+                secret: key("floor/secret", i),
+            }
+        })
+        .collect()
+}
+
+/// Makes `call` once on `input`, for the timer.
+fn make(secp: &Secp256k1<bitcoin::secp256k1::All>, call: Call, input: &Inputs, aux: &[u8; 32]) {
+    match call {
+        Call::SignSchnorr => {
+            black_box(secp.sign_schnorr_with_aux_rand(black_box(&input.msg), &input.keypair, aux));
+        }
+        Call::VerifySchnorr => {
+            black_box(secp.verify_schnorr(black_box(&input.sig), &input.msg, &input.xonly))
+                .expect("valid signature");
+        }
+        Call::AddTweak => {
+            black_box(black_box(input.xonly).add_tweak(secp, &input.tweak)).expect("valid tweak");
+        }
+        Call::TapTweak => {
+            let internal: UntweakedPublicKey = black_box(input.xonly);
+            black_box(internal.tap_tweak(secp, Some(input.root)));
+        }
+        Call::Combine => {
+            black_box(black_box(input.point).combine(&input.other)).expect("not the infinity");
+        }
+        Call::FromSecretKey => {
+            black_box(PublicKey::from_secret_key(secp, black_box(&input.secret)));
+        }
+    }
+}
+
+/// The floor's calls timed on S's thread between its batches during a sale run: each call
+/// once per sample, on the next set of inputs. Timed there, the floor meets what S's core
+/// time meets (the thread, the caches S's other work leaves, the payees on the other core,
+/// the machine's speed at that moment), rather than a loop on an idle machine before or
+/// after. The run reports the time the samples took, which its CPU figures leave out.
+pub struct FloorSampler {
+    secp: Secp256k1<bitcoin::secp256k1::All>,
+    inputs: Vec<Inputs>,
+    next: usize,
+    times: Vec<(Call, Vec<f64>)>,
+}
+
+impl std::fmt::Debug for FloorSampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloorSampler")
+            .field("samples", &self.samples())
+            .finish()
+    }
+}
+
+impl Default for FloorSampler {
+    fn default() -> Self {
+        let secp = Secp256k1::new();
+        let inputs = inputs(&secp);
+        FloorSampler {
+            secp,
+            inputs,
+            next: 0,
+            times: Call::ALL.iter().map(|c| (*c, vec![])).collect(),
+        }
+    }
+}
+
+impl FloorSampler {
+    /// Times each call once.
+    pub fn sample(&mut self) {
+        let input = &self.inputs[self.next % INPUTS];
+        let mut aux = [0u8; 32];
+        aux[..8].copy_from_slice(&(self.next as u64).to_be_bytes());
+        self.next += 1;
+        for (call, times) in &mut self.times {
+            let t = Instant::now();
+            make(&self.secp, *call, input, &aux);
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+
+    /// How many samples were taken.
+    pub fn samples(&self) -> usize {
+        self.next
+    }
+
+    /// Each call's median time, in microseconds (none before a sample).
+    fn medians(&self) -> Option<Vec<(Call, f64)>> {
+        if self.next == 0 {
+            return None;
+        }
+        Some(
+            self.times
+                .iter()
+                .map(|(call, times)| {
+                    let mut sorted = times.clone();
+                    sorted.sort_by(f64::total_cmp);
+                    (*call, sorted[sorted.len() / 2])
+                })
+                .collect(),
+        )
+    }
+}
 
 /// The mean time of `f`, in microseconds: the median over batches of the batch means, so
 /// that other work on the machine during a batch moves the figure little.
@@ -208,46 +348,21 @@ fn time_us(mut f: impl FnMut()) -> f64 {
     means[means.len() / 2]
 }
 
-/// Each [`Call`] timed, in microseconds.
-fn time_calls() -> Vec<(Call, f64)> {
+/// Each [`Call`] timed in a loop of its own on this thread, over the same distinct inputs,
+/// in microseconds: the figure on a machine doing nothing else, for comparison.
+fn time_calls_alone() -> Vec<(Call, f64)> {
     let secp = Secp256k1::new();
-    let key = |b: u8| SecretKey::from_slice(&[b; 32]).expect("1..=254 is a valid scalar");
-    let keypair = Keypair::from_secret_key(&secp, &key(0x51));
-    let (xonly, _) = keypair.x_only_public_key();
-    let msg = Message::from_digest([0x42; 32]);
-    let sig = secp.sign_schnorr_with_aux_rand(&msg, &keypair, &[7; 32]);
-    let point = PublicKey::from_secret_key(&secp, &key(0x77));
-    let other = PublicKey::from_secret_key(&secp, &key(0x78));
-    let tweak = Scalar::from_be_bytes([0x33; 32]).expect("below the curve order");
-    let root = TapNodeHash::from_byte_array([0x44; 32]);
-    let internal: UntweakedPublicKey = xonly;
-    let secret = key(0x79);
-    let mut aux = [0u8; 32];
+    let inputs = inputs(&secp);
     Call::ALL
         .iter()
         .map(|call| {
-            let us = match call {
-                Call::SignSchnorr => time_us(|| {
-                    aux[0] = aux[0].wrapping_add(1);
-                    black_box(secp.sign_schnorr_with_aux_rand(black_box(&msg), &keypair, &aux));
-                }),
-                Call::VerifySchnorr => time_us(|| {
-                    black_box(secp.verify_schnorr(black_box(&sig), &msg, &xonly))
-                        .expect("valid signature");
-                }),
-                Call::AddTweak => time_us(|| {
-                    black_box(black_box(xonly).add_tweak(&secp, &tweak)).expect("valid tweak");
-                }),
-                Call::TapTweak => time_us(|| {
-                    black_box(black_box(internal).tap_tweak(&secp, Some(root)));
-                }),
-                Call::Combine => time_us(|| {
-                    black_box(black_box(point).combine(&other)).expect("not the infinity");
-                }),
-                Call::FromSecretKey => time_us(|| {
-                    black_box(PublicKey::from_secret_key(&secp, black_box(&secret)));
-                }),
-            };
+            let mut i = 0usize;
+            let us = time_us(|| {
+                i += 1;
+                let mut aux = [0u8; 32];
+                aux[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                make(&secp, *call, &inputs[i % INPUTS], &aux);
+            });
             (*call, us)
         })
         .collect()
@@ -256,8 +371,22 @@ fn time_calls() -> Vec<(Call, f64)> {
 /// The floor, timed now, against S's core time per sale of each sale run (`(run name, core
 /// µs per sale, S's operations counted per sale)`); the figure compared is the last run's
 /// (the batched one when there is one).
-pub fn report(runs: &[(&'static str, f64, Tally, u64)]) -> Value {
-    let calls = time_calls();
+pub fn report(runs: &[(&'static str, f64, Tally, u64)], sampled: &FloorSampler) -> Value {
+    let alone = time_calls_alone();
+    let (calls, timed) = match sampled.medians() {
+        Some(medians) => (
+            medians,
+            format!(
+                "on S's thread between its batches during the last sale run: the median of {} \
+                 samples of each call",
+                sampled.samples()
+            ),
+        ),
+        None => (
+            alone.clone(),
+            "in a loop after the sales (no sample was taken during them)".to_owned(),
+        ),
+    };
     let us_of = |call: Call| {
         calls
             .iter()
@@ -328,6 +457,11 @@ pub fn report(runs: &[(&'static str, f64, Tally, u64)]) -> Value {
             .iter()
             .map(|(c, us)| (c.name().to_owned(), json!(us)))
             .collect::<serde_json::Map<_, _>>(),
+        "libsecp256k1_timed": timed,
+        "libsecp256k1_us_alone": alone
+            .iter()
+            .map(|(c, us)| (c.name().to_owned(), json!(us)))
+            .collect::<serde_json::Map<_, _>>(),
         "by_run": by_run,
         "done_today": done_today,
     })
@@ -378,7 +512,9 @@ mod tests {
 
     #[test]
     fn the_floor_is_timed() {
-        let r = report(&[("batched", 1000.0, Tally::default(), 1)]);
+        let mut sampler = FloorSampler::default();
+        sampler.sample();
+        let r = report(&[("batched", 1000.0, Tally::default(), 1)], &sampler);
         let floor = r["floor_us_per_sale"].as_f64().expect("a number");
         assert!(floor > 0.0 && floor.is_finite());
         assert_eq!(r["floor_ratio"].as_f64(), Some(floor / 1000.0));

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::floor::FloorSampler;
 use super::{
     chain, fake_outpoint, policy, seed, summary, PaymentBenchError, AMOUNT_SAT, HEIGHT,
     PAYER_DELAY, SHARED_DELAY,
@@ -256,9 +257,17 @@ struct Stats {
     /// The curve operations counted in the core (S's thread only).
     ops: Tally,
     /// The thread's time on a CPU and waiting in the run queue for one, from its first
-    /// input (S) or its start (the payees) to its end, if the kernel reports them.
+    /// input (S) or its start (the payees) to its end, if the kernel reports them (the
+    /// floor's samples left out).
     cpu: Option<ThreadTimes>,
+    /// S's floor, sampled between batches (see [`FloorSampler`]), when the run takes it.
+    floor: Option<FloorSampler>,
+    /// The thread's time the floor's samples took.
+    floor_time: Duration,
 }
+
+/// S takes a sample of its floor after every this many sales.
+const FLOOR_SAMPLE_EVERY: usize = 16;
 
 /// What kind of frame an input is, by its message type: the payment layer's (the invoice,
 /// from a payee) or a channel message.
@@ -472,6 +481,7 @@ impl Io for SalesIo<'_> {
 }
 
 /// S's thread: handles frames from the payees until `expected` sales are durable.
+#[allow(clippy::too_many_arguments)]
 fn run_s(
     mut core: NodeCore,
     store: Store,
@@ -480,8 +490,13 @@ fn run_s(
     payees: HashSet<PublicKey>,
     rx: Receiver<Frame>,
     tx: Sender<Frame>,
+    sample_floor: bool,
 ) -> Result<(NodeCore, Store, Stats), PaymentBenchError> {
-    let mut stats = Stats::default();
+    let mut stats = Stats {
+        floor: sample_floor.then(FloorSampler::default),
+        ..Stats::default()
+    };
+    let mut next_sample = FLOOR_SAMPLE_EVERY;
     let online = |k: &PublicKey| payees.contains(k);
     let mut first = None;
     let mut cpu_at_first = None;
@@ -552,11 +567,29 @@ fn run_s(
             let _ = tx.send(f);
         }
         stats.busy += busy.elapsed();
+        if let Some(floor) = stats.floor.as_mut() {
+            // One sample per FLOOR_SAMPLE_EVERY sales, however many a batch completes.
+            while stats.sold >= next_sample {
+                next_sample += FLOOR_SAMPLE_EVERY;
+                let t = Instant::now();
+                floor.sample();
+                stats.floor_time += t.elapsed();
+            }
+        }
     }
     if let Some(first) = first {
         stats.window = Some((first, Instant::now()));
     }
-    stats.cpu = ThreadTimes::since(cpu_at_first);
+    // A run shorter than the sampling interval still samples once.
+    if let Some(floor) = stats.floor.as_mut().filter(|f| f.samples() == 0) {
+        let t = Instant::now();
+        floor.sample();
+        stats.floor_time += t.elapsed();
+    }
+    stats.cpu = ThreadTimes::since(cpu_at_first).map(|cpu| ThreadTimes {
+        on_cpu: cpu.on_cpu.saturating_sub(stats.floor_time),
+        waiting: cpu.waiting,
+    });
     Ok((core, store, stats))
 }
 
@@ -831,6 +864,7 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
     let mut runs = vec![];
     // Per run: its name, S's core µs per sale, S's curve operations, sales.
     let mut floor_runs = vec![];
+    let mut floor_sampler = FloorSampler::default();
     let Setup {
         s,
         payees,
@@ -861,7 +895,19 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
         let route = Route::one(to_s, payee_keys.iter().copied());
         let s_thread = std::thread::Builder::new()
             .name("bench-s".into())
-            .spawn(move || run_s(s, s_store, mode, count, payee_keys, s_rx, to_payees))?;
+            .spawn(move || {
+                let sample_floor = matches!(mode, Mode::Batched { .. });
+                run_s(
+                    s,
+                    s_store,
+                    mode,
+                    count,
+                    payee_keys,
+                    s_rx,
+                    to_payees,
+                    sample_floor,
+                )
+            })?;
         let p_thread = std::thread::Builder::new()
             .name("bench-payees".into())
             .spawn(move || run_payees(payees, p_store, run_letters, s_key, p_rx, route))?;
@@ -871,7 +917,10 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
         let p_result = p_thread
             .join()
             .map_err(|_| PaymentBenchError::Panicked("payee thread"))?;
-        let (s_core, s_st, s_stats) = s_result?;
+        let (s_core, s_st, mut s_stats) = s_result?;
+        if let Some(sampled) = s_stats.floor.take() {
+            floor_sampler = sampled;
+        }
         let (p_cores, p_st, p_stats) = p_result?;
         (s, s_store, payees, p_store) = (s_core, s_st, p_cores, p_st);
         commit_ms.extend(commit_sample(&baseline, &mut baseline_n, 40)?);
@@ -909,7 +958,10 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
                 return Err(PaymentBenchError::PayerState { payer: i, state });
             }
         }
-        let figures = sale_figures(mode, count, p, &s_stats, &p_stats, &commit_ms)?;
+        let mut figures = sale_figures(mode, count, p, &s_stats, &p_stats, &commit_ms)?;
+        // The floor's samples (on S's thread, between batches): left out of S's CPU
+        // figures, inside the run's wall-clock window.
+        figures["s_floor_sampling_ms"] = json!(s_stats.floor_time.as_secs_f64() * 1e3);
         floor_runs.push((
             match mode {
                 Mode::Unbatched => "unbatched",
@@ -921,8 +973,8 @@ pub fn run(dir: &Path, args: &SalesOptions) -> Result<Value, PaymentBenchError> 
         ));
         runs.push(figures);
     }
-    // Timed right after the sales, in the same process.
-    let floor = super::floor::report(&floor_runs);
+    // Sampled on S's thread during the batched run (and timed alone right after, beside).
+    let floor = super::floor::report(&floor_runs, &floor_sampler);
 
     // S sharded: the single S stops, and each run's workers take over S's channels from the
     // stores of the run before (see `shards`).

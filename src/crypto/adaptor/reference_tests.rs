@@ -29,7 +29,7 @@ fn both_verify(X: &PublicKey, T: &AdaptorPoint, m: &[u8; 32], enc: &Inner) -> (b
 
 fn reference_recover(T: &AdaptorPoint, enc: &Inner, sig: &Signature) -> Option<[u8; 32]> {
     keys::verifier()
-        .recover_decryption_key(&T.0, enc, sig.inner())
+        .recover_decryption_key(&T.0, enc, &sig.lift()?)
         .map(|t| t.to_bytes())
 }
 
@@ -116,7 +116,7 @@ proptest! {
         // signature that does not verify, gives an error rather than a bad signature.
         let sig = enc.decrypt(&t, &X, &m).expect("right secret");
         let expected = keys::verifier().decrypt_signature(t.0, enc.0.clone());
-        prop_assert_eq!(sig.inner(), &expected);
+        prop_assert_eq!(sig.lift(), Some(expected));
         prop_assert!(libsecp_verifies(&X, &m, &sig));
         let wrong_secret = enc.decrypt(&t2, &X, &m);
         prop_assert!(matches!(wrong_secret, Err(AdaptorError::WrongSecret { .. })), "decrypted with a wrong secret");
@@ -129,9 +129,10 @@ proptest! {
         prop_assert_eq!(ours_recover(&T, &enc.0, &sig), Some(t.to_secret_bytes()));
         prop_assert_eq!(reference_recover(&T, &enc.0, &sig), Some(t.to_secret_bytes()));
         let unrelated = x.sign(&m, &aux);
+        let lifted = sig.lift().expect("a decrypted signature's R is a curve point");
         let same_nonce = Signature::from_inner(schnorr_fun::Signature {
-            R: sig.inner().R,
-            s: s!(sig.inner().s + one()).public(),
+            R: lifted.R,
+            s: s!(lifted.s + one()).public(),
         });
         for (T, enc, sig) in [
             (&T2, &enc.0, &sig),
@@ -154,8 +155,9 @@ proptest! {
             return Ok(());
         };
         let (X, R) = (x.public_key(), PublicNonce::from_point(*k.public_key().point()));
-        let e = keys::challenge(R.point(), X.point(), &m);
-        let (R_, X_) = (R.point(), X.point());
+        let R_ = R.lift().expect("a public key's x is a curve point's");
+        let e = keys::challenge(&R_, X.point(), &m);
+        let X_ = X.point();
         let expected = g!(R_ + e * X_).normalize().non_zero().map(AdaptorPoint);
         prop_assert_eq!(price_point(&R, &X, &m).ok(), expected);
     }

@@ -276,6 +276,9 @@ pub enum Withhold {
 }
 
 /// Our own signature on a withheld proposal.
+// A signature is its 64 bytes, a pre-signature holds points; one of these exists per
+// withheld proposal, so the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnWithheld {

@@ -381,15 +381,26 @@ mod tests {
         ));
     }
 
+    /// A nonce is decoded as the bytes sent, not lifted to a point (which costs a square
+    /// root): one that is no curve point's x reaches the channel as it is, and is refused
+    /// where it would be priced; a signature with it as R verifies under no key.
     #[test]
-    fn invalid_points_are_refused() {
+    fn a_nonce_off_the_curve_is_kept_as_sent_and_refused_when_priced() {
         let mut bytes = PeerMessage::Channel(add()).encode();
         // Type, channel id record, state record, then the nonce record's header.
         let at = 2 + 34 + 10 + 2;
         bytes[at..at + 32].copy_from_slice(&[0xff; 32]);
-        assert!(matches!(
-            decode(&bytes),
-            Err(WireError::InvalidField { field: "nonce", .. })
-        ));
+        let decoded = decode(&bytes).expect("a nonce is not lifted when decoded");
+        let Decoded::Message(PeerMessage::Channel(Message::Propose(ProposeUpdate {
+            nonce, ..
+        }))) = decoded
+        else {
+            panic!("decoded as another message: {decoded:?}");
+        };
+        assert_eq!(nonce.to_xonly_bytes(), [0xff; 32]);
+        assert_eq!(
+            crate::crypto::adaptor::price_point(&nonce, &key(6).public_key(), &[1; 32]),
+            Err(crate::crypto::adaptor::AdaptorError::NonceNotOnCurve { nonce: [0xff; 32] })
+        );
     }
 }

@@ -422,10 +422,9 @@ impl Field for PublicNonce {
         out.extend_from_slice(&self.to_xonly_bytes());
     }
     fn get(field: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
-        PublicNonce::from_xonly_bytes(exact(field, bytes)?).map_err(|_| WireError::InvalidField {
-            field,
-            reason: "not an x-only curve point",
-        })
+        // Not lifted to a point here: a nonce is compared and hashed, and checked as a point
+        // where it is priced (`PublicNonce::lift`).
+        Ok(PublicNonce::from_xonly_bytes(exact(field, bytes)?))
     }
 }
 

@@ -356,6 +356,7 @@ pub(super) fn run(
                         shard.payees,
                         s_rx,
                         tx,
+                        false,
                     )
                 })?,
         );
