@@ -161,3 +161,55 @@ fn lsp_voiding_its_offer_reverts_the_priced_state() {
     assert_eq!((s.number, s.to_a), (2, A_S_CAPACITY));
     assert_eq!(sim.nodes[S].channel_with(sim.key(A)).unwrap().priced, None);
 }
+
+/// A nonce that is no curve point's x (BIP340's test vector 5) travels as its bytes: the
+/// wire does not lift it. Offered in place of the priced nonce it is refused like any other
+/// new nonce; committed in a fresh proposal, S may countersign it, but nothing can price
+/// it, so S can offer nothing on that state (and no signature with that R verifies).
+#[test]
+fn payer_committing_a_nonce_off_the_curve_gets_nothing_priced() {
+    let off_curve: [u8; 32] =
+        hex::decode("EEFDEA4CDB677750A420FEE807EACF21EB9898AE79B9768766E4FAA04A2D4A34")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let (mut sim, a_s, id) = offered();
+    let pending = s_channel(&sim, a_s).pending().cloned().unwrap();
+    let renonce = Message::Propose(ProposeUpdate {
+        channel_id: a_s,
+        state: pending.body.number,
+        change: pending.change.clone(),
+        nonce: PublicNonce::from_xonly_bytes(off_curve),
+    });
+    refused_without_change(
+        &mut sim,
+        a_s,
+        renonce,
+        "a nonce off the curve for the priced state",
+    );
+    sale_still_pays_s(sim, id);
+
+    // A fresh channel: A proposes a transfer committing to the same x.
+    let mut sim = Network::new();
+    let a_s = sim.open(A, S, A_S_CAPACITY).unwrap();
+    let number = s_channel(&sim, a_s).complete.as_ref().unwrap().body.number + 1;
+    let proposal = Message::Propose(ProposeUpdate {
+        channel_id: a_s,
+        state: number,
+        change: Change::Transfer { amount_sat: AMOUNT },
+        nonce: PublicNonce::from_xonly_bytes(off_curve),
+    });
+    assert!(countersigned(&from_a(&mut sim, proposal)));
+    let snap = s_channel(&sim, a_s);
+    assert_eq!(
+        snap.pending().map(|p| p.proposer_nonce.to_xonly_bytes()),
+        Some(off_curve),
+        "S holds the proposal with the x as sent"
+    );
+    let entry = &sim.nodes[S].core().channels()[&a_s];
+    assert_eq!(
+        entry.channel.pending_price_point(),
+        None,
+        "no price point from an x off the curve"
+    );
+}

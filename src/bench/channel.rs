@@ -40,6 +40,8 @@ struct Side {
     channel: Option<Channel>,
     file: PathBuf,
     persists: u64,
+    /// The complete state of the last snapshot written: the leaf hashes up to it are final.
+    logged: u64,
 }
 
 /// Carries out one party's actions: persist durably, queue messages for the peer.
@@ -52,7 +54,15 @@ fn run(
     for action in actions {
         match action {
             Action::Persist(snapshot) => {
-                let bytes = serde_json::to_vec(&snapshot)?;
+                // What a store writes for it: the snapshot, and the settlement leaf hashes
+                // of the states signed since the last complete one it wrote (as
+                // `node::store` appends them beside the snapshot).
+                let mut bytes = serde_json::to_vec(&snapshot)?;
+                for (state, hash) in snapshot.settlement_leaf_hashes.range(side.logged..) {
+                    bytes.extend_from_slice(&state.to_be_bytes());
+                    bytes.extend_from_slice(hash);
+                }
+                side.logged = snapshot.complete.as_ref().map_or(0, |c| c.body.number);
                 let mut f = File::create(&side.file).map_err(|source| BenchError::File {
                     path: side.file.clone(),
                     source,
@@ -135,11 +145,13 @@ impl Pair {
                 channel: Some(channel),
                 file: dir.join("a.snapshot"),
                 persists: 0,
+                logged: 0,
             },
             s: Side {
                 channel: None,
                 file: dir.join("s.snapshot"),
                 persists: 0,
+                logged: 0,
             },
             to_a: VecDeque::new(),
             to_s: VecDeque::new(),

@@ -5,6 +5,8 @@
 //! (one commit, one fsync of the write-ahead log), and a driver sends nothing that depends on
 //! them before then.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -35,6 +37,12 @@ pub enum StoreError {
     },
 }
 
+/// A state number as SQLite's signed integer: the cast is undone when the row is read
+/// (`as u64`), so every u64 comes back as it went in.
+fn state_key(state: u64) -> i64 {
+    state as i64
+}
+
 fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
     move |reason| StoreError::Corrupt { what, reason }
 }
@@ -42,6 +50,13 @@ fn corrupt(what: &'static str) -> impl Fn(String) -> StoreError {
 /// The store.
 pub struct Store {
     db: Connection,
+    /// Per channel, the state through which its settlement leaf hashes are durably stored
+    /// and final: the complete state of its last committed snapshot. Leaf hashes are added
+    /// only for states signed after the complete one, so a write stores the rows from here
+    /// on: the one or two states an update adds, not the whole log.
+    logged: RefCell<HashMap<ChannelId, u64>>,
+    /// The same for the writes of the open batch, made `logged` when it commits.
+    staged: RefCell<HashMap<ChannelId, u64>>,
 }
 
 impl core::fmt::Debug for Store {
@@ -67,9 +82,14 @@ impl Store {
              CREATE TABLE IF NOT EXISTS reverse (id TEXT PRIMARY KEY, record TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS handed (payment TEXT PRIMARY KEY, envelope BLOB);
              CREATE TABLE IF NOT EXISTS inbox (payment TEXT PRIMARY KEY, epoch INTEGER NOT NULL, slot INTEGER NOT NULL, lsp TEXT NOT NULL, amount INTEGER NOT NULL, envelope BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS tip (one INTEGER PRIMARY KEY CHECK (one = 1), height INTEGER NOT NULL, seen_at INTEGER NOT NULL);",
+             CREATE TABLE IF NOT EXISTS tip (one INTEGER PRIMARY KEY CHECK (one = 1), height INTEGER NOT NULL, seen_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS leaf_hashes (channel BLOB NOT NULL, state INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (channel, state)) WITHOUT ROWID;",
         )?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            logged: RefCell::default(),
+            staged: RefCell::default(),
+        })
     }
 
     /// Runs `f` in one transaction: every `put_*` it makes becomes durable together, with a
@@ -85,25 +105,66 @@ impl Store {
             .db
             .unchecked_transaction()
             .map_err(|e| E::from(StoreError::from(e)))?;
-        let value = f(self)?;
-        tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
-        Ok(value)
+        self.staged.borrow_mut().clear();
+        let value = f(self).and_then(|value| {
+            tx.commit().map_err(|e| E::from(StoreError::from(e)))?;
+            Ok(value)
+        });
+        let staged = std::mem::take(&mut *self.staged.borrow_mut());
+        if value.is_ok() {
+            self.logged.borrow_mut().extend(staged);
+        }
+        value
     }
 
-    /// Stores a channel snapshot.
+    /// Stores a channel snapshot, with the settlement leaf hashes of the states signed since
+    /// its last stored complete state (the rows an update adds; the older ones are stored
+    /// and final), in one transaction.
     pub fn put_channel(&self, peer: &PublicKey, snapshot: &Snapshot) -> Result<(), StoreError> {
+        if self.db.is_autocommit() {
+            return self.batch(|store| store.put_channel(peer, snapshot));
+        }
+        let id = snapshot.channel_id;
+        let from = self.logged.borrow().get(&id).copied().unwrap_or(0);
+        let mut insert = self.db.prepare_cached(
+            "INSERT INTO leaf_hashes (channel, state, hash) VALUES (?1, ?2, ?3)
+             ON CONFLICT(channel, state) DO UPDATE SET hash = excluded.hash",
+        )?;
+        for (state, hash) in snapshot.settlement_leaf_hashes.range(from..) {
+            insert.execute(params![&id.0[..], state_key(*state), &hash[..]])?;
+        }
         let json = serde_json::to_string(snapshot).expect("snapshots serialise");
         self.db
             .prepare_cached(
                 "INSERT INTO channels (id, peer, snapshot) VALUES (?1, ?2, ?3)
                  ON CONFLICT(id) DO UPDATE SET peer = excluded.peer, snapshot = excluded.snapshot",
             )?
-            .execute(params![
-                hex::encode(snapshot.channel_id.0),
-                peer.to_string(),
-                json
-            ])?;
+            .execute(params![hex::encode(id.0), peer.to_string(), json])?;
+        let through = snapshot.complete.as_ref().map_or(0, |c| c.body.number);
+        let mut staged = self.staged.borrow_mut();
+        let mark = staged.entry(id).or_insert(through);
+        *mark = (*mark).max(through);
         Ok(())
+    }
+
+    /// The settlement leaf hashes stored for a channel.
+    fn leaf_hashes(&self, id: &ChannelId) -> Result<BTreeMap<u64, [u8; 32]>, StoreError> {
+        let mut stmt = self
+            .db
+            .prepare_cached("SELECT state, hash FROM leaf_hashes WHERE channel = ?1")?;
+        let rows = stmt.query_map(params![&id.0[..]], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut log = BTreeMap::new();
+        for row in rows {
+            let (state, hash) = row?;
+            let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| StoreError::Corrupt {
+                what: "leaf hash",
+                reason: format!("{} bytes, not 32", hash.len()),
+            })?;
+            log.insert(state as u64, hash);
+        }
+        Ok(log)
     }
 
     /// Every stored channel.
@@ -114,7 +175,13 @@ impl Store {
         for row in rows {
             let (peer, snapshot) = row?;
             let peer = parse_key(&peer).map_err(corrupt("channel peer"))?;
-            let snapshot = Snapshot::from_json(&snapshot)?;
+            let mut snapshot = Snapshot::from_json(&snapshot)?;
+            snapshot.settlement_leaf_hashes =
+                std::sync::Arc::new(self.leaf_hashes(&snapshot.channel_id)?);
+            let through = snapshot.complete.as_ref().map_or(0, |c| c.body.number);
+            self.logged
+                .borrow_mut()
+                .insert(snapshot.channel_id, through);
             out.push((peer, snapshot));
         }
         Ok(out)
@@ -456,6 +523,109 @@ fn parse_key(text: &str) -> Result<PublicKey, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn total_changes(store: &Store) -> i64 {
+        store
+            .db
+            .query_row("SELECT total_changes()", [], |r| r.get(0))
+            .expect("a count")
+    }
+
+    /// S's snapshots of its channel with B after each of `payments` payments (B online):
+    /// every payment adds a PTLC state and its fulfilment.
+    fn s_b_snapshots(payments: usize) -> (PublicKey, Vec<Snapshot>) {
+        use crate::testing::{Network, A, B, S};
+        let mut sim = Network::new();
+        sim.open(A, S, 1_000_000).expect("A–S opens");
+        sim.open(S, B, 400_000).expect("S–B opens");
+        let peer = sim.key(B);
+        let mut snaps = vec![sim.nodes[S].channel_with(peer).expect("S–B").clone()];
+        for _ in 0..payments {
+            sim.pay(10_000).expect("A pays");
+            sim.fetch_letters(B).expect("B sells");
+            snaps.push(sim.nodes[S].channel_with(peer).expect("S–B").clone());
+        }
+        (peer, snaps)
+    }
+
+    /// The settlement leaf hashes are stored beside the snapshot, a write storing only the
+    /// states signed since the last stored complete state, and a channel read back holds
+    /// every hash it was written with, also after a batch that failed.
+    #[test]
+    fn leaf_hashes_are_stored_append_only_and_read_back_whole() {
+        let (peer, snaps) = s_b_snapshots(4);
+        let last = snaps.last().expect("snapshots");
+        let log_len = last.settlement_leaf_hashes.len();
+        assert!(log_len >= 8, "each payment signs states: {log_len}");
+        assert!(
+            !serde_json::to_string(last)
+                .expect("json")
+                .contains(&hex::encode(
+                    last.settlement_leaf_hashes.values().next().expect("a hash")
+                )),
+            "the log is not in the snapshot's JSON"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("node.db");
+        {
+            let store = Store::open(&path).expect("open");
+            for snap in &snaps {
+                let before = total_changes(&store);
+                store.put_channel(&peer, snap).expect("stored");
+                let rows = total_changes(&store) - before;
+                // The snapshot row and the hashes from the stored complete state on: never
+                // the whole log.
+                assert!(rows <= 4, "{rows} rows for one write");
+            }
+            // A batch that fails stores none of its rows and moves nothing on.
+            let failed: Result<(), StoreError> = store.batch(|s| {
+                s.put_channel(&peer, last)?;
+                Err(StoreError::Corrupt {
+                    what: "test",
+                    reason: "the batch fails".into(),
+                })
+            });
+            assert!(failed.is_err());
+        }
+        let store = Store::open(&path).expect("reopened");
+        let read = store.channels().expect("read");
+        assert_eq!(read.len(), 1);
+        assert_eq!(
+            read[0].1, *last,
+            "the whole snapshot, log included, comes back"
+        );
+        // After a reload, writing the same channel again adds no old state.
+        let before = total_changes(&store);
+        store.put_channel(&peer, last).expect("stored");
+        assert!(total_changes(&store) - before <= 3);
+    }
+
+    /// Writes skipped in a failed batch are written by the next one: the mark of what is
+    /// stored moves only when a batch commits.
+    #[test]
+    fn leaf_hashes_of_a_failed_batch_are_written_by_the_next() {
+        let (peer, snaps) = s_b_snapshots(3);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("node.db");
+        {
+            let store = Store::open(&path).expect("open");
+            store.put_channel(&peer, &snaps[0]).expect("stored");
+            let failed: Result<(), StoreError> = store.batch(|s| {
+                s.put_channel(&peer, &snaps[2])?;
+                Err(StoreError::Corrupt {
+                    what: "test",
+                    reason: "the batch fails".into(),
+                })
+            });
+            assert!(failed.is_err());
+            store.put_channel(&peer, &snaps[3]).expect("stored");
+        }
+        let read = Store::open(&path)
+            .expect("reopened")
+            .channels()
+            .expect("read");
+        assert_eq!(read[0].1, snaps[3]);
+    }
 
     fn record(n: u64) -> serde_json::Value {
         serde_json::json!({ "status": { "status": "offered" }, "n": n })

@@ -64,13 +64,20 @@ fn posted(sim: &mut Network, n: usize, stop_a: bool) -> Result<(), PaymentBenchE
     Ok(())
 }
 
-/// The JSON text of S's stored rows: its channel snapshots and payment records.
+/// Bytes of a stored settlement leaf hash row (`node::store`): channel id, state, hash.
+const LEAF_ROW_BYTES: usize = 32 + 8 + 32;
+
+/// The bytes of S's stored rows: its channel snapshots (JSON, with their settlement leaf
+/// hash rows) and payment records (JSON).
 fn s_row_bytes(sim: &Network) -> Result<(usize, usize), PaymentBenchError> {
     let node = &sim.nodes[S];
     let channels = node
         .channels
         .values()
-        .map(|(_, snap)| serde_json::to_string(snap).map(|t| t.len()))
+        .map(|(_, snap)| {
+            serde_json::to_string(snap)
+                .map(|t| t.len() + LEAF_ROW_BYTES * snap.settlement_leaf_hashes.len())
+        })
         .sum::<Result<usize, _>>()
         .map_err(|e| setup_error("snapshot", e))?;
     let payments = node

@@ -272,8 +272,7 @@ impl Channel {
         if let Change::Open { funding_outpoint } = m.change {
             self.snap.funding_outpoint = Some(funding_outpoint);
         }
-        self.snap
-            .settlement_leaf_hashes
+        std::sync::Arc::make_mut(&mut self.snap.settlement_leaf_hashes)
             .insert(body.number, leaf_hash);
         self.snap.stage = Stage::Open {
             pending: Some(PendingUpdate {
@@ -329,8 +328,7 @@ impl Channel {
             .take()
             .ok_or(ChannelError::NonceLost { state: m.state })?;
         let leaf_hash = digests.settlement_leaf_hash;
-        self.snap
-            .settlement_leaf_hashes
+        std::sync::Arc::make_mut(&mut self.snap.settlement_leaf_hashes)
             .insert(pending.body.number, leaf_hash);
         let state = pending.body.number;
         let (own, event) = match withhold {

@@ -90,7 +90,7 @@ use super::transactions as txs;
 use super::wire::{Decoded, PeerMessage, WireError};
 
 /// Snapshot format version; [`Channel::restore`] refuses others.
-pub const SNAPSHOT_VERSION: u8 = 4;
+pub const SNAPSHOT_VERSION: u8 = 5;
 
 /// At most this many PTLCs may be pending in one state (bounds transaction and message size).
 pub const MAX_PTLCS: usize = 32;
@@ -200,7 +200,7 @@ impl Channel {
             next_nonce_session: 0,
             next_ptlc: 0,
             peer_next_ptlc: 0,
-            settlement_leaf_hashes: BTreeMap::new(),
+            settlement_leaf_hashes: Default::default(),
             height,
             abandoned: None,
             priced: None,

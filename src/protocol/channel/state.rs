@@ -503,10 +503,14 @@ pub struct Snapshot {
     #[serde(default)]
     pub peer_next_ptlc: u64,
     /// Settlement leaf hash of every state we signed, to answer a stale update. It grows by
-    /// 32 bytes a state, so it is stored as one hex string of `state ‖ hash` records
-    /// rather than as a JSON map of byte arrays (which costs ten times as much to write).
-    #[serde(with = "leaf_hash_log")]
-    pub settlement_leaf_hashes: BTreeMap<u64, [u8; 32]>,
+    /// 32 bytes a state, so it is not part of the snapshot's JSON: a store keeps it
+    /// append-only beside the snapshot (`node::store`: the rows of the states a write adds,
+    /// in the same transaction), so that what an update writes does not grow with the
+    /// number of states, and fills it back in when it loads the channel. Shared between
+    /// the channel and the snapshots it hands out to persist, so handing one out copies no
+    /// log; the channel's next insert copies it only while such a snapshot is still held.
+    #[serde(skip)]
+    pub settlement_leaf_hashes: std::sync::Arc<BTreeMap<u64, [u8; 32]>>,
     /// The chain height last reported.
     pub height: u32,
     /// The last pending state given up by a revert, with the signatures we held for it.
