@@ -9,7 +9,7 @@ mod channel_support;
 use anyhow::Context;
 use asyncpay::crypto::tally::{self, Op};
 use asyncpay::protocol::channel::{
-    ChainEvent, ChannelError, Command, Event, Input, Phase, Snapshot,
+    ChainEvent, Channel, ChannelError, Command, Event, Input, Phase, Snapshot,
 };
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
 use bitcoin::{OutPoint, Transaction};
@@ -91,7 +91,15 @@ fn settle_claim_and_time_out(reload_s: bool) -> anyhow::Result<()> {
     if reload_s {
         let stored = net.s.persisted.as_ref().context("S stored its channel")?;
         let json = serde_json::to_string(stored)?;
-        net.s.persisted = Some(Snapshot::from_json(&json)?);
+        // The JSON alone is refused: the leaf hashes are stored beside it.
+        let mut reread = Snapshot::from_json(&json)?;
+        anyhow::ensure!(reread.settlement_leaf_hashes.is_empty());
+        anyhow::ensure!(matches!(
+            Channel::restore(secrets(Party::S), reread.clone()),
+            Err(ChannelError::BadSnapshot { .. })
+        ));
+        reread.settlement_leaf_hashes = stored.settlement_leaf_hashes.clone();
+        net.s.persisted = Some(reread);
         net.crash(Party::S)?;
         net.pump()?;
     }

@@ -224,7 +224,7 @@ values["floor_us_per_sale"] = num(fl["floor_us_per_sale"])
 values["floor_ratio"] = spread("payment", "sales.floor.floor_ratio", 3)
 table("floor",
       "S's elliptic-curve floor per sale: the curve operations the protocol requires of S for "
-      "one sale, each timed with libsecp256k1 in the same run: "
+      "one sale, each timed with libsecp256k1 on S's thread during the run: "
       f"{num(fl['floor_us_per_sale'], 1)} µs, against S's core time per sale of "
       f"{num(fl['s_cpu_us_per_sale'], 1)} µs ({fl['s_cpu_is'].split(':')[0]}); ratio "
       f"{values['floor_ratio']} over {runs} runs (target ≥ 0.7, "

@@ -55,8 +55,8 @@ pub enum KeyError {
         /// The rejected x-coordinate.
         x: [u8; 32],
     },
-    /// The 64 bytes are not a BIP340 signature encoding (R not on the curve or s not below
-    /// the curve order).
+    /// The 64 bytes are not a BIP340 signature encoding: s is not below the curve order (R is
+    /// not lifted when a signature is parsed; see [`Signature`]).
     #[error("malformed bip340 signature {}", hex::encode(.bytes))]
     MalformedSignature {
         /// The rejected encoding.
@@ -358,8 +358,9 @@ impl From<Signature> for secp256k1::schnorr::Signature {
 impl TryFrom<secp256k1::schnorr::Signature> for Signature {
     type Error = KeyError;
 
-    /// libsecp256k1 accepts any 64 bytes as a signature; this rejects those that no valid
-    /// signature could have.
+    /// libsecp256k1 accepts any 64 bytes as a signature; this rejects an s not below the
+    /// curve order, as [`Signature::from_bytes`] does (an R off the curve verifies under no
+    /// key and is refused where it is lifted).
     fn try_from(signature: secp256k1::schnorr::Signature) -> Result<Self, KeyError> {
         Self::from_bytes(signature.serialize())
     }

@@ -176,9 +176,18 @@ impl Store {
             let (peer, snapshot) = row?;
             let peer = parse_key(&peer).map_err(corrupt("channel peer"))?;
             let mut snapshot = Snapshot::from_json(&snapshot)?;
-            snapshot.settlement_leaf_hashes =
-                std::sync::Arc::new(self.leaf_hashes(&snapshot.channel_id)?);
-            let through = snapshot.complete.as_ref().map_or(0, |c| c.body.number);
+            // A version-4 row carries its log in its JSON: nothing of it is in the table
+            // yet, so the next write stores all of it (mark 0).
+            let through = if snapshot.settlement_leaf_hashes.is_empty() {
+                snapshot.complete.as_ref().map_or(0, |c| c.body.number)
+            } else {
+                0
+            };
+            let mut log = self.leaf_hashes(&snapshot.channel_id)?;
+            for (state, hash) in snapshot.settlement_leaf_hashes.iter() {
+                log.entry(*state).or_insert(*hash);
+            }
+            snapshot.settlement_leaf_hashes = std::sync::Arc::new(log);
             self.logged
                 .borrow_mut()
                 .insert(snapshot.channel_id, through);
@@ -579,7 +588,7 @@ mod tests {
             }
             // A batch that fails stores none of its rows and moves nothing on.
             let failed: Result<(), StoreError> = store.batch(|s| {
-                s.put_channel(&peer, last)?;
+                s.put_channel(&peer, &snaps[0])?;
                 Err(StoreError::Corrupt {
                     what: "test",
                     reason: "the batch fails".into(),
@@ -598,6 +607,49 @@ mod tests {
         let before = total_changes(&store);
         store.put_channel(&peer, last).expect("stored");
         assert!(total_changes(&store) - before <= 3);
+    }
+
+    /// A row written by snapshot version 4 (log inside the JSON) reads back whole, and the
+    /// next write moves its log into the table.
+    #[test]
+    fn a_version_4_row_moves_its_log_into_the_table() {
+        use crate::protocol::channel::LOG_IN_JSON_VERSION;
+        let (peer, snaps) = s_b_snapshots(2);
+        let last = snaps.last().expect("snapshots");
+        let mut old: serde_json::Value = serde_json::to_value(last).expect("json");
+        old["version"] = LOG_IN_JSON_VERSION.into();
+        let mut log = String::new();
+        for (state, hash) in last.settlement_leaf_hashes.iter() {
+            log.push_str(&hex::encode(state.to_be_bytes()));
+            log.push_str(&hex::encode(hash));
+        }
+        old["settlement_leaf_hashes"] = log.into();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("node.db");
+        {
+            let store = Store::open(&path).expect("open");
+            store
+                .db
+                .execute(
+                    "INSERT INTO channels (id, peer, snapshot) VALUES (?1, ?2, ?3)",
+                    params![
+                        hex::encode(last.channel_id.0),
+                        peer.to_string(),
+                        old.to_string()
+                    ],
+                )
+                .expect("an old row");
+            let read = store.channels().expect("read");
+            assert_eq!(read[0].1, *last);
+            store.put_channel(&peer, &read[0].1).expect("rewritten");
+        }
+        let store = Store::open(&path).expect("reopened");
+        let stored: i64 = store
+            .db
+            .query_row("SELECT COUNT(*) FROM leaf_hashes", [], |r| r.get(0))
+            .expect("a count");
+        assert_eq!(stored as usize, last.settlement_leaf_hashes.len());
+        assert_eq!(store.channels().expect("read")[0].1, *last);
     }
 
     /// Writes skipped in a failed batch are written by the next one: the mark of what is

@@ -1,6 +1,6 @@
 //! S's floor per sale: the elliptic-curve operations the protocol requires of S for one
-//! sale, each timed with libsecp256k1 in the same run as the sales, against the core time S
-//! spends per sale.
+//! sale, each timed with libsecp256k1 on S's thread during the sales ([`FloorSampler`]),
+//! against the core time S spends per sale.
 //!
 //! A sale at S (four inputs): B's invoice arrives for an offered payment; S adds a PTLC to
 //! B on S–B (S proposes U_{n+1}, B countersigns, S completes); B fulfils it (B proposes

@@ -270,8 +270,21 @@ struct Stats {
     cpu: Option<ThreadTimes>,
     /// S's floor, sampled between batches (see [`FloorSampler`]), when the run takes it.
     floor: Option<FloorSampler>,
-    /// The thread's time the floor's samples took.
+    /// The wall-clock time the floor's samples took.
     floor_time: Duration,
+    /// The thread's CPU time they took (what S's CPU figures leave out).
+    floor_cpu: Duration,
+}
+
+/// One sample of S's floor: its wall-clock time and the thread's CPU time it took.
+fn take_floor_sample(floor: &mut FloorSampler) -> (Duration, Duration) {
+    let (t, cpu) = (Instant::now(), ThreadTimes::now());
+    floor.sample();
+    let wall = t.elapsed();
+    let cpu = cpu.zip(ThreadTimes::now()).map_or(wall, |(before, after)| {
+        after.on_cpu.saturating_sub(before.on_cpu)
+    });
+    (wall, cpu)
 }
 
 /// S takes a sample of its floor after every this many sales.
@@ -579,9 +592,9 @@ fn run_s(
             // One sample per FLOOR_SAMPLE_EVERY sales, however many a batch completes.
             while stats.sold >= next_sample {
                 next_sample += FLOOR_SAMPLE_EVERY;
-                let t = Instant::now();
-                floor.sample();
-                stats.floor_time += t.elapsed();
+                let (wall, cpu) = take_floor_sample(floor);
+                stats.floor_time += wall;
+                stats.floor_cpu += cpu;
             }
         }
     }
@@ -590,12 +603,12 @@ fn run_s(
     }
     // A run shorter than the sampling interval still samples once.
     if let Some(floor) = stats.floor.as_mut().filter(|f| f.samples() == 0) {
-        let t = Instant::now();
-        floor.sample();
-        stats.floor_time += t.elapsed();
+        let (wall, cpu) = take_floor_sample(floor);
+        stats.floor_time += wall;
+        stats.floor_cpu += cpu;
     }
     stats.cpu = ThreadTimes::since(cpu_at_first).map(|cpu| ThreadTimes {
-        on_cpu: cpu.on_cpu.saturating_sub(stats.floor_time),
+        on_cpu: cpu.on_cpu.saturating_sub(stats.floor_cpu),
         waiting: cpu.waiting,
     });
     Ok((core, store, stats))

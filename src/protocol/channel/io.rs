@@ -399,7 +399,10 @@ impl core::fmt::Debug for Event {
 /// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Store this snapshot durably before executing any later action.
+    /// Store this snapshot durably before executing any later action, with its settlement
+    /// leaf hashes ([`Snapshot::settlement_leaf_hashes`]), which its serde form leaves out:
+    /// `node::store` appends them to a table of their own. [`Channel::restore`] refuses a
+    /// snapshot whose log does not reach its complete state.
     Persist(Box<Snapshot>),
     /// Send this message to the peer.
     Send(Message),

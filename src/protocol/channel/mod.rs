@@ -112,7 +112,8 @@ pub(crate) use state::{leaf_hash_log, VerifiedClaim};
 pub use state::{
     AcceptorShare, ChannelParams, ChannelSecrets, CloseProgress, CloseRecord, DroppedProposal,
     OnChain, OpenTerms, OwnWithheld, PendingUpdate, Phase, Progress, PtlcRecord, Snapshot,
-    SnapshotError, Stage, StateBody, StateRecord, Withheld, Withhold, SALE_WINDOW_MARGIN,
+    SnapshotError, Stage, StateBody, StateRecord, Withheld, Withhold, LOG_IN_JSON_VERSION,
+    SALE_WINDOW_MARGIN,
 };
 
 /// The nonce counter lives in the snapshot: advancing it here and persisting the snapshot
@@ -298,6 +299,19 @@ impl Channel {
             return Err(ChannelError::BadSnapshot {
                 reason: "snapshot belongs to another key",
             });
+        }
+        // The leaf hashes are not in the snapshot's serde form: a driver that stored only
+        // that would restore a channel unable to answer a stale update. Refuse it.
+        if let Some(complete) = &snapshot.complete {
+            if !snapshot
+                .settlement_leaf_hashes
+                .contains_key(&complete.body.number)
+            {
+                return Err(ChannelError::BadSnapshot {
+                    reason: "settlement leaf hashes missing: they are stored beside the \
+                             snapshot, not in its serde form (see node::store)",
+                });
+            }
         }
         // A snapshot stored before the peer's ids were tracked: its complete state's PTLCs
         // of the peer's are used ids too.
@@ -598,6 +612,13 @@ impl Channel {
     /// carries a signature or nonce (and whenever `others` follow, so that what they report
     /// is durable too).
     fn commit(&mut self, sends: Vec<Message>, others: Vec<Action>) -> Vec<Action> {
+        debug_assert!(
+            self.snap.complete.as_ref().is_none_or(|c| self
+                .snap
+                .settlement_leaf_hashes
+                .contains_key(&c.body.number)),
+            "a complete state's leaf hash is kept"
+        );
         let mut actions = vec![Action::Persist(Box::new(self.snap.clone()))];
         debug_assert!(sends.iter().all(|m| self.snap.covers(m)));
         actions.extend(sends.into_iter().map(Action::Send));

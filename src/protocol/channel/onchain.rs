@@ -481,13 +481,22 @@ impl Channel {
                 let committed = proposer != self.snap.side
                     || proposer_sig.is_some_and(|sig| sig.nonce() == pending.proposer_nonce);
                 if let (Some(sig), true) = (proposer_sig, committed) {
-                    let sighash = self.txs("spend")?.update_sighash(&pending.body)?;
-                    if key_of(&params, proposer).verify(&sighash, &sig).is_ok() {
+                    let digests = self.txs("spend")?.digests(&pending.body)?;
+                    if key_of(&params, proposer)
+                        .verify(&digests.sighash, &sig)
+                        .is_ok()
+                    {
                         let other_sig = match proposer {
                             Party::A => sig_s,
                             Party::S => sig_a,
                         };
                         if let Some(other_sig) = other_sig {
+                            // Signed on chain: the state is ours to answer from now on, also
+                            // if we never signed it ourselves (our key signed it elsewhere:
+                            // a restored copy of this node, say).
+                            std::sync::Arc::make_mut(&mut self.snap.settlement_leaf_hashes)
+                                .entry(pending.body.number)
+                                .or_insert(digests.settlement_leaf_hash);
                             others.extend(self.make_complete(pending, sig, other_sig)?);
                         }
                     }

@@ -504,12 +504,18 @@ pub struct Snapshot {
     pub peer_next_ptlc: u64,
     /// Settlement leaf hash of every state we signed, to answer a stale update. It grows by
     /// 32 bytes a state, so it is not part of the snapshot's JSON: a store keeps it
-    /// append-only beside the snapshot (`node::store`: the rows of the states a write adds,
+    /// beside the snapshot, a row per state (`node::store`: the rows of the states a write adds,
     /// in the same transaction), so that what an update writes does not grow with the
     /// number of states, and fills it back in when it loads the channel. Shared between
     /// the channel and the snapshots it hands out to persist, so handing one out copies no
     /// log; the channel's next insert copies it only while such a snapshot is still held.
-    #[serde(skip)]
+    /// (A version-4 snapshot carried it in its JSON, which is still read, so that a store
+    /// written by that version moves its log into the table on its next write.)
+    #[serde(
+        default,
+        skip_serializing,
+        deserialize_with = "leaf_hash_log::deserialize_shared"
+    )]
     pub settlement_leaf_hashes: std::sync::Arc<BTreeMap<u64, [u8; 32]>>,
     /// The chain height last reported.
     pub height: u32,
@@ -530,6 +536,10 @@ pub struct Snapshot {
     /// unilateral close.
     pub ptlc_secrets: BTreeMap<u64, RevealedSecret>,
 }
+
+/// The snapshot version that kept the settlement leaf hashes in its JSON, which
+/// [`Snapshot::from_json`] still reads.
+pub const LOG_IN_JSON_VERSION: u8 = 4;
 
 fn snapshot_version<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
     let version = u8::deserialize(deserializer)?;
@@ -735,6 +745,13 @@ impl Snapshot {
             version: u8,
         }
         let Versioned { version } = serde_json::from_str(json)?;
+        if version == LOG_IN_JSON_VERSION {
+            // The one change from version 4 is where the leaf hashes are kept: read them
+            // from the JSON; the store writes them to their table on the next write.
+            let mut value: serde_json::Value = serde_json::from_str(json)?;
+            value["version"] = SNAPSHOT_VERSION.into();
+            return Ok(serde_json::from_value(value)?);
+        }
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version {
                 found: version,
@@ -816,8 +833,10 @@ mod close_nonce_hex {
     }
 }
 
-/// The compact encoding of [`Snapshot::settlement_leaf_hashes`]: hex of 40-byte records, the
-/// state (8 bytes, big-endian) then its leaf hash, in increasing state order.
+/// The compact encoding of a map of settlement leaf hashes: hex of 40-byte records, the state
+/// (8 bytes, big-endian) then its leaf hash, in increasing state order. The reverse variant's
+/// update proof carries its older settlements in it, and a version-4 snapshot carried
+/// [`Snapshot::settlement_leaf_hashes`] in it.
 pub(crate) mod leaf_hash_log {
     use std::collections::BTreeMap;
 
@@ -871,6 +890,13 @@ pub(crate) mod leaf_hash_log {
             map.insert(state, hash);
         }
         Ok(map)
+    }
+
+    /// [`deserialize`] into the shared form a snapshot holds.
+    pub(crate) fn deserialize_shared<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<std::sync::Arc<BTreeMap<u64, [u8; 32]>>, D::Error> {
+        deserialize(deserializer).map(std::sync::Arc::new)
     }
 }
 

@@ -54,8 +54,10 @@
 //! ([`WireError::WrongLength`]): integers big-endian in their full width (u8, u16, u32,
 //! u64), ids 32 bytes, x-only keys and nonces 32 bytes, compressed points 33, BIP340
 //! signatures 64, encrypted signatures 65, an outpoint its txid's 32 bytes then the output
-//! index as a u32. Points must lie on the curve, scalars below the group order and flags be
-//! 0 or 1 ([`WireError::InvalidField`]). Text is UTF-8, bounded
+//! index as a u32. Keys and compressed points must lie on the curve, scalars below the group
+//! order and flags be 0 or 1 ([`WireError::InvalidField`]); a nonce and a signature's R are
+//! kept as the x-coordinate sent and checked where they are lifted to a point
+//! ([`crate::crypto::nonce::PublicNonce`]). Text is UTF-8, bounded
 //! ([`crate::protocol::messages::MAX_ERROR_TEXT`],
 //! [`MAX_REASON_LEN`](crate::protocol::payment::MAX_REASON_LEN)), with no length prefix:
 //! the record's length is the text's.
