@@ -177,16 +177,26 @@ pub struct Peer {
     pub wallet: Wallet,
 }
 
+/// Where a party keeps the settlement leaf hashes of its snapshot file.
+fn log_path(store: &std::path::Path) -> std::path::PathBuf {
+    store.with_extension("leaves")
+}
+
 impl Peer {
     pub fn channel(&self) -> &Channel {
         self.channel.as_ref().expect("party is running")
     }
 
-    /// The last snapshot on disk.
+    /// The last snapshot on disk, with its settlement leaf hashes (kept beside it, as a
+    /// store keeps them: they are not in the snapshot's JSON).
     pub fn stored(&self) -> anyhow::Result<Snapshot> {
         let bytes = std::fs::read(&self.store)
             .with_context(|| format!("{:?} has a snapshot file", self.side))?;
-        Ok(serde_json::from_slice(&bytes)?)
+        let mut snapshot: Snapshot = serde_json::from_slice(&bytes)?;
+        let log = std::fs::read(log_path(&self.store))
+            .with_context(|| format!("{:?} has a leaf hash file", self.side))?;
+        snapshot.settlement_leaf_hashes = std::sync::Arc::new(serde_json::from_slice(&log)?);
+        Ok(snapshot)
     }
 
     pub fn completed(&self) -> Vec<u64> {
@@ -366,6 +376,11 @@ impl Pair {
             match action {
                 Action::Persist(snapshot) => {
                     let peer = self.peer(side);
+                    // The leaf hashes first: a log ahead of its snapshot is harmless.
+                    write_synced(
+                        &log_path(&peer.store),
+                        &serde_json::to_vec(&*snapshot.settlement_leaf_hashes)?,
+                    )?;
                     write_synced(&peer.store, &serde_json::to_vec(&*snapshot)?)?;
                     peer.persists += 1;
                     let here = Kill {

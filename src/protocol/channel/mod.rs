@@ -300,19 +300,6 @@ impl Channel {
                 reason: "snapshot belongs to another key",
             });
         }
-        // The leaf hashes are not in the snapshot's serde form: a driver that stored only
-        // that would restore a channel unable to answer a stale update. Refuse it.
-        if let Some(complete) = &snapshot.complete {
-            if !snapshot
-                .settlement_leaf_hashes
-                .contains_key(&complete.body.number)
-            {
-                return Err(ChannelError::BadSnapshot {
-                    reason: "settlement leaf hashes missing: they are stored beside the \
-                             snapshot, not in its serde form (see node::store)",
-                });
-            }
-        }
         // A snapshot stored before the peer's ids were tracked: its complete state's PTLCs
         // of the peer's are used ids too.
         let mut snapshot = snapshot;
@@ -326,7 +313,34 @@ impl Channel {
             .max()
             .unwrap_or(0);
         snapshot.peer_next_ptlc = snapshot.peer_next_ptlc.max(used);
-        Self::with_snapshot(secrets, snapshot)
+        let mut channel = Self::with_snapshot(secrets, snapshot)?;
+        channel.keep_complete_leaf_hash()?;
+        Ok(channel)
+    }
+
+    /// Makes sure the complete state's settlement leaf hash is in the log. The log is not in
+    /// the snapshot's serde form: a driver that stored only that restores an empty log, and a
+    /// channel that cannot answer a stale update; it is refused. A log without the complete
+    /// state's own hash (an earlier build completed a state from the chain without keeping it)
+    /// gets it back: it is a function of the state and the channel's parameters.
+    fn keep_complete_leaf_hash(&mut self) -> Result<(), ChannelError> {
+        let Some(complete) = self.snap.complete.as_ref() else {
+            return Ok(());
+        };
+        let number = complete.body.number;
+        if self.snap.settlement_leaf_hashes.contains_key(&number) {
+            return Ok(());
+        }
+        if self.snap.settlement_leaf_hashes.is_empty() && number > 0 {
+            return Err(ChannelError::BadSnapshot {
+                reason: "settlement leaf hashes missing: they are stored beside the snapshot, \
+                         not in its serde form (see node::store)",
+            });
+        }
+        let body = complete.body.clone();
+        let leaf = self.txs("restore")?.digests(&body)?.settlement_leaf_hash;
+        std::sync::Arc::make_mut(&mut self.snap.settlement_leaf_hashes).insert(number, leaf);
+        Ok(())
     }
 
     /// The current snapshot (what the last `Persist` stored, or will store).
