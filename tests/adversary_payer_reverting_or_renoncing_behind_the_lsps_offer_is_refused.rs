@@ -50,6 +50,17 @@ fn adversary_nonce(b: u8) -> PublicNonce {
     PublicNonce::from_xonly_bytes(x)
 }
 
+/// A's proposal of the pending state again, committing to `nonce`.
+fn renonced(sim: &Network, a_s: ChannelId, nonce: PublicNonce) -> Message {
+    let pending = s_channel(sim, a_s).pending().cloned().unwrap();
+    Message::Propose(ProposeUpdate {
+        channel_id: a_s,
+        state: pending.body.number,
+        change: pending.change,
+        nonce,
+    })
+}
+
 /// Feeds S a channel message from A; returns S's outputs (empty if refused).
 fn from_a(sim: &mut Network, msg: Message) -> Vec<NodeOutput> {
     let frame = PeerMessage::Channel(msg).encode();
@@ -126,13 +137,7 @@ fn payer_reverting_the_offered_state_is_refused_and_the_sale_pays_the_lsp() {
 #[test]
 fn payer_replacing_the_priced_nonce_is_refused_and_the_sale_pays_the_lsp() {
     let (mut sim, a_s, id) = offered();
-    let pending = s_channel(&sim, a_s).pending().cloned().unwrap();
-    let renonce = Message::Propose(ProposeUpdate {
-        channel_id: a_s,
-        state: pending.body.number,
-        change: pending.change.clone(),
-        nonce: adversary_nonce(0x0e),
-    });
+    let renonce = renonced(&sim, a_s, adversary_nonce(0x0e));
     refused_without_change(&mut sim, a_s, renonce, "a new nonce for the priced state");
     sale_still_pays_s(sim, id);
 }
@@ -174,13 +179,7 @@ fn payer_committing_a_nonce_off_the_curve_gets_nothing_priced() {
             .try_into()
             .unwrap();
     let (mut sim, a_s, id) = offered();
-    let pending = s_channel(&sim, a_s).pending().cloned().unwrap();
-    let renonce = Message::Propose(ProposeUpdate {
-        channel_id: a_s,
-        state: pending.body.number,
-        change: pending.change.clone(),
-        nonce: PublicNonce::from_xonly_bytes(off_curve),
-    });
+    let renonce = renonced(&sim, a_s, PublicNonce::from_xonly_bytes(off_curve));
     refused_without_change(
         &mut sim,
         a_s,

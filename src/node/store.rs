@@ -540,6 +540,18 @@ mod tests {
             .expect("a count")
     }
 
+    /// Writes `snapshot` in a batch that then fails.
+    fn put_in_a_failing_batch(store: &Store, peer: &PublicKey, snapshot: &Snapshot) {
+        let failed: Result<(), StoreError> = store.batch(|s| {
+            s.put_channel(peer, snapshot)?;
+            Err(StoreError::Corrupt {
+                what: "test",
+                reason: "the batch fails".into(),
+            })
+        });
+        assert!(failed.is_err());
+    }
+
     /// S's snapshots of its channel with B after each of `payments` payments (B online):
     /// every payment adds a PTLC state and its fulfilment.
     fn s_b_snapshots(payments: usize) -> (PublicKey, Vec<Snapshot>) {
@@ -587,14 +599,7 @@ mod tests {
                 assert!(rows <= 4, "{rows} rows for one write");
             }
             // A batch that fails stores none of its rows and moves nothing on.
-            let failed: Result<(), StoreError> = store.batch(|s| {
-                s.put_channel(&peer, &snaps[0])?;
-                Err(StoreError::Corrupt {
-                    what: "test",
-                    reason: "the batch fails".into(),
-                })
-            });
-            assert!(failed.is_err());
+            put_in_a_failing_batch(&store, &peer, &snaps[0]);
         }
         let store = Store::open(&path).expect("reopened");
         let read = store.channels().expect("read");
@@ -662,14 +667,7 @@ mod tests {
         {
             let store = Store::open(&path).expect("open");
             store.put_channel(&peer, &snaps[0]).expect("stored");
-            let failed: Result<(), StoreError> = store.batch(|s| {
-                s.put_channel(&peer, &snaps[2])?;
-                Err(StoreError::Corrupt {
-                    what: "test",
-                    reason: "the batch fails".into(),
-                })
-            });
-            assert!(failed.is_err());
+            put_in_a_failing_batch(&store, &peer, &snaps[2]);
             store.put_channel(&peer, &snaps[3]).expect("stored");
         }
         let read = Store::open(&path)
