@@ -90,15 +90,7 @@ fn payee_claiming_as_late_as_it_can_still_lets_the_lsp_complete_the_payers_state
         .open_with_delay(A, S, A_S_CAPACITY, payer_delay)
         .unwrap();
     sim.open(S, B, S_B_CAPACITY).unwrap();
-    sim.stop(B);
-    let id = sim.pay(AMOUNT).unwrap();
-    assert_eq!(
-        sim.nodes[A].status(&id),
-        Some("posted"),
-        "{:?}",
-        sim.refusals
-    );
-    sim.stop(A);
+    let id = sim.pay_while_payee_offline(AMOUNT).unwrap();
     let mut old_a = restored(&sim, A);
     let u0 = broadcasts(
         &mut old_a,

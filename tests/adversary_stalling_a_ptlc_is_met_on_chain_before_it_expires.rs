@@ -180,17 +180,6 @@ fn an_update_not_seen_on_chain_is_published_again_every_block() -> anyhow::Resul
     Ok(())
 }
 
-fn spend(net: &mut Net<Never>, party: Party, tx: &Transaction, at: u32) -> anyhow::Result<()> {
-    net.input(
-        party,
-        Input::Chain(ChainEvent::Spend {
-            tx: tx.clone(),
-            confirmed_at: Some(at),
-        }),
-    )?;
-    Ok(())
-}
-
 /// A byzantine payee knows the secret but neither fulfils nor goes on chain by itself; once
 /// the offerer has closed, it claims in the last block it can still win against the
 /// offerer's timeout. Each of the offerer's transactions is mined as soon as it is valid,
@@ -219,7 +208,7 @@ fn payee_stalling_then_claiming_as_late_as_it_can_reveals_the_secret_in_time() -
     ensure!(is_latest_update(&net, Party::S, &update));
     let confirmed = published + 1;
     for party in [Party::S, Party::A] {
-        spend(&mut net, party, &update, confirmed)?;
+        net.spend(party, &update, confirmed)?;
     }
     // The settlement is valid `DELAY` blocks after the update (BIP68).
     let mut height = confirmed;
@@ -245,7 +234,7 @@ fn payee_stalling_then_claiming_as_late_as_it_can_reveals_the_secret_in_time() -
         .context("the settlement holds the PTLC")?;
 
     // A claims from the settlement; the adversary holds its claim back.
-    spend(&mut net, Party::A, &settlement, settled_at)?;
+    net.spend(Party::A, &settlement, settled_at)?;
     let claim = net
         .a
         .broadcasts
@@ -259,7 +248,7 @@ fn payee_stalling_then_claiming_as_late_as_it_can_reveals_the_secret_in_time() -
         .context("A's claim")?;
 
     // S sees the settlement; its timeout goes out at the expiry (or at once, if later).
-    spend(&mut net, Party::S, &settlement, settled_at)?;
+    net.spend(Party::S, &settlement, settled_at)?;
     let mut timeout_at = None;
     for h in settled_at + 1..=EXPIRY.max(settled_at + 1) {
         let before = net.s.broadcasts.len();
@@ -274,7 +263,7 @@ fn payee_stalling_then_claiming_as_late_as_it_can_reveals_the_secret_in_time() -
     let timeout_at = timeout_at.context("S times the PTLC out")?;
     // Miners leave S's timeout out for the margin; the adversary's claim takes that block.
     let claimed_at = timeout_at + SALE_WINDOW_MARGIN;
-    spend(&mut net, Party::S, &claim, claimed_at)?;
+    net.spend(Party::S, &claim, claimed_at)?;
     let learned = net
         .s
         .events

@@ -12,21 +12,10 @@ use asyncpay::protocol::channel::{
     ChainEvent, Channel, ChannelError, Command, Event, Input, Phase, Snapshot,
 };
 use asyncpay::tx::{Party, STATE_LOCKTIME_BASE};
-use bitcoin::{OutPoint, Transaction};
+use bitcoin::OutPoint;
 use channel_support::*;
 
 const EXPIRY: u32 = HEIGHT + 2 * DELAY as u32 + 30;
-
-fn spend(net: &mut Net<Never>, party: Party, tx: &Transaction, at: u32) -> anyhow::Result<()> {
-    net.input(
-        party,
-        Input::Chain(ChainEvent::Spend {
-            tx: tx.clone(),
-            confirmed_at: Some(at),
-        }),
-    )?;
-    Ok(())
-}
 
 fn block(net: &mut Net<Never>, party: Party, height: u32) -> anyhow::Result<()> {
     net.input(party, Input::Chain(ChainEvent::Block { height }))?;
@@ -115,7 +104,7 @@ fn settle_claim_and_time_out(reload_s: bool) -> anyhow::Result<()> {
     assert_eq!(update.lock_time.to_consensus_u32(), STATE_LOCKTIME_BASE + 2);
     let confirmed = HEIGHT + 1;
     for party in [Party::A, Party::S] {
-        spend(&mut net, party, &update, confirmed)?;
+        net.spend(party, &update, confirmed)?;
         for h in confirmed + 1..confirmed + u32::from(DELAY) {
             block(&mut net, party, h)?;
         }
@@ -125,7 +114,7 @@ fn settle_claim_and_time_out(reload_s: bool) -> anyhow::Result<()> {
     let settled_at = confirmed + u32::from(DELAY);
     let before = net.s.broadcasts.len();
     let ops = tally::snapshot();
-    spend(&mut net, Party::S, &settlement, settled_at)?;
+    net.spend(Party::S, &settlement, settled_at)?;
     let ops = tally::snapshot().since(&ops);
     assert_eq!(net.snapshot(Party::S).phase(), Phase::Closed);
     // The claim decrypts A's half once: as verified on accepting the PTLC, or after the
@@ -150,12 +139,12 @@ fn settle_claim_and_time_out(reload_s: bool) -> anyhow::Result<()> {
     );
 
     // The claim confirms: S sees its PTLC output spent and does not publish the claim again.
-    spend(&mut net, Party::S, &claim, settled_at + 1)?;
+    net.spend(Party::S, &claim, settled_at + 1)?;
 
     // A sees the settlement and then the claim: it learns the secret, and never times out.
-    spend(&mut net, Party::A, &settlement, settled_at)?;
+    net.spend(Party::A, &settlement, settled_at)?;
     let a_before = net.a.broadcasts.len();
-    spend(&mut net, Party::A, &claim, settled_at + 1)?;
+    net.spend(Party::A, &claim, settled_at + 1)?;
     let learned = net
         .a
         .events
@@ -194,7 +183,7 @@ fn settle_claim_and_time_out(reload_s: bool) -> anyhow::Result<()> {
         Some(timeout.compute_txid())
     );
     // Once seen spent, never again.
-    spend(&mut net, Party::S, &timeout, EXPIRY + 1)?;
+    net.spend(Party::S, &timeout, EXPIRY + 1)?;
     block(&mut net, Party::S, EXPIRY + 2)?;
     assert_eq!(net.s.broadcasts.len(), before + 3);
     Ok(())

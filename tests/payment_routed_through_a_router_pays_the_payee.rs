@@ -19,15 +19,7 @@ fn payee_behind_a_router_is_paid_through_it_with_the_same_point() {
     let fee_s = policy().fee_for(AMOUNT);
     let fee_p = DEFAULT_ROUTER_POLICY.fee_sat;
 
-    sim.stop(B);
-    let id = sim.pay(AMOUNT).unwrap();
-    assert_eq!(
-        sim.nodes[A].status(&id),
-        Some("posted"),
-        "{:?}",
-        sim.refusals
-    );
-    sim.stop(A);
+    let id = sim.pay_while_payee_offline(AMOUNT).unwrap();
 
     sim.start(B).unwrap();
     sim.fetch_letters(B).unwrap();

@@ -745,6 +745,7 @@ mod reference_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::keys::libsecp_verifies;
 
     fn key(byte: u8) -> SecretKey {
         SecretKey::from_bytes([byte; 32]).expect("valid scalar")
@@ -856,16 +857,6 @@ mod tests {
         // A point that is not on the curve does not deserialise.
         let bad = format!("\"{}\"", "05".repeat(33));
         assert!(serde_json::from_str::<AdaptorPoint>(&bad).is_err());
-    }
-
-    fn libsecp_verifies(X: &PublicKey, m: &[u8; 32], sig: &Signature) -> bool {
-        secp256k1::Secp256k1::verification_only()
-            .verify_schnorr(
-                &(*sig).into(),
-                &secp256k1::Message::from_digest(*m),
-                &(*X).into(),
-            )
-            .is_ok()
     }
 
     #[test]

@@ -366,19 +366,21 @@ impl TryFrom<secp256k1::schnorr::Signature> for Signature {
     }
 }
 
+/// Whether libsecp256k1 (not this module) accepts `sig` on `m` under `X`: the tests' referee.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn libsecp_verify(X: &PublicKey, m: &[u8; 32], sig: &Signature) -> bool {
-        let secp = secp256k1::Secp256k1::verification_only();
-        secp.verify_schnorr(
+pub(crate) fn libsecp_verifies(X: &PublicKey, m: &[u8; 32], sig: &Signature) -> bool {
+    secp256k1::Secp256k1::verification_only()
+        .verify_schnorr(
             &(*sig).into(),
             &secp256k1::Message::from_digest(*m),
             &(*X).into(),
         )
         .is_ok()
-    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn rejects_bad_secret_keys() {
@@ -417,7 +419,7 @@ mod tests {
         let m = [1u8; 32];
         let sig = x.sign(&m, &[0; 32]);
         assert!(x.public_key().verify(&m, &sig).is_ok());
-        assert!(libsecp_verify(&x.public_key(), &m, &sig));
+        assert!(libsecp_verifies(&x.public_key(), &m, &sig));
     }
 
     #[test]
@@ -472,12 +474,12 @@ mod tests {
         let sig = Signature::from_bytes(r_off_curve).expect("s is in range");
         assert!(sig.lift().is_none());
         assert!(key.public_key().verify(&[5; 32], &sig).is_err());
-        assert!(libsecp_verify(
+        assert!(libsecp_verifies(
             &key.public_key(),
             &[5; 32],
             &Signature::from_bytes(good).expect("own")
         ));
-        assert!(!libsecp_verify(&key.public_key(), &[5; 32], &sig));
+        assert!(!libsecp_verifies(&key.public_key(), &[5; 32], &sig));
     }
 
     /// A signature's nonce is its R's x as sent; the BIP340 challenge hashed from those bytes

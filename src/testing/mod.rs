@@ -339,13 +339,23 @@ impl Network {
         let mut sim = Self::on_chain(chain)?;
         let a_s = sim.open(A, S, A_S_CAPACITY)?;
         sim.open(S, B, S_B_CAPACITY)?;
-        sim.stop(B);
-        let id = sim.pay(amount_sat)?;
-        if sim.nodes[A].status(&id) != Some("posted") {
-            bail!("A's payment is {:?}, not posted", sim.nodes[A].status(&id));
-        }
-        sim.stop(A);
+        let id = sim.pay_while_payee_offline(amount_sat)?;
         Ok((sim, a_s, id))
+    }
+
+    /// B goes offline; A pays it `amount_sat`, posts its letter and goes offline too.
+    pub fn pay_while_payee_offline(&mut self, amount_sat: u64) -> anyhow::Result<PaymentId> {
+        self.stop(B);
+        let id = self.pay(amount_sat)?;
+        if self.nodes[A].status(&id) != Some("posted") {
+            bail!(
+                "A's payment is {:?}, not posted: {:?}",
+                self.nodes[A].status(&id),
+                self.refusals
+            );
+        }
+        self.stop(A);
+        Ok(id)
     }
 
     /// B asks S for a state paying it `amount_sat`, to be bought by A (reverse variant).

@@ -191,6 +191,18 @@ impl<P: CrashPolicy> Net<P> {
         bail!("channel never opened")
     }
 
+    /// Tells a party that `tx` spent one of its outputs, confirmed at height `at`.
+    pub fn spend(&mut self, party: Party, tx: &Transaction, at: u32) -> anyhow::Result<()> {
+        self.input(
+            party,
+            Input::Chain(ChainEvent::Spend {
+                tx: tx.clone(),
+                confirmed_at: Some(at),
+            }),
+        )?;
+        Ok(())
+    }
+
     /// Feeds an input to a party and carries out its actions.
     pub fn input(&mut self, party: Party, input: Input) -> Result<(), ChannelError> {
         let node = self.node(party);

@@ -6,6 +6,7 @@ use schnorr_fun::adaptor::EncryptedSign;
 use schnorr_fun::fun::{g, s, G};
 
 use super::*;
+use crate::crypto::keys::libsecp_verifies;
 
 type Inner = schnorr_fun::adaptor::EncryptedSignature;
 
@@ -38,16 +39,6 @@ fn ours_recover(T: &AdaptorPoint, enc: &Inner, sig: &Signature) -> Option<[u8; 3
         .recover(T, sig)
         .ok()
         .map(|t| t.to_secret_bytes())
-}
-
-fn libsecp_verifies(X: &PublicKey, m: &[u8; 32], sig: &Signature) -> bool {
-    secp256k1::Secp256k1::verification_only()
-        .verify_schnorr(
-            &(*sig).into(),
-            &secp256k1::Message::from_digest(*m),
-            &(*X).into(),
-        )
-        .is_ok()
 }
 
 fn scalar(bytes: [u8; 32]) -> Scalar<Public, Zero> {
